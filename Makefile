@@ -1,0 +1,45 @@
+# The two commands: `make run` runs the whole system locally, `make test` passes the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-unit test-integration test-e2e lint typecheck broker clean
+
+$(STAMP): pyproject.toml
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
+	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+broker:
+	scripts/ensure-broker.sh --management
+
+run: $(STAMP)
+	scripts/ensure-broker.sh
+	mkdir -p var
+	$(BIN)/honcho start -f Procfile -e dev/local.env
+
+test: $(STAMP) broker
+	$(BIN)/pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+test-integration: $(STAMP) broker
+	$(BIN)/pytest -q tests/integration
+
+test-e2e: $(STAMP) broker
+	$(BIN)/pytest -q tests/e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy shared services dev
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""python -m dev.seed: a demo user with 20 images in the local bucket, and a ready curl line.
+
+With --stay it then waits (so `make run` keeps it beside the services without stopping them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dev.images import png
+from services.api.settings import ApiSettings
+from shared import s3
+from shared.store import Store
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_IMAGES = 20
+
+
+def ensure_bucket(client: Any, bucket: str, wait_s: float = 30.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.head_bucket(Bucket=bucket)
+            return
+        except ClientError:
+            client.create_bucket(Bucket=bucket)
+            return
+        except BotoCoreError:  # the S3 endpoint is still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def seed(settings: ApiSettings) -> dict[str, Any]:
+    store = Store(settings.database_url)
+    store.create_schema()
+    user, token = store.create_user(DEMO_EMAIL)
+    client = s3.make_client(settings)
+    ensure_bucket(client, settings.s3_bucket)
+    keys = []
+    for n in range(1, DEMO_IMAGES + 1):
+        key = f"{user.prefix}demo/photo-{n:02d}.png"
+        client.put_object(Bucket=settings.s3_bucket, Key=key, Body=png(640, 480, seed=n),
+                          ContentType="image/png")
+        keys.append(key)
+    return {"user": user, "token": token, "keys": keys}
+
+
+def curl_line(api_url: str, token: str, keys: list[str]) -> str:
+    body = json.dumps({"title": "Demo album", "images": keys})
+    return (f"curl -sS -X POST {api_url}/api/albums -H 'Authorization: Bearer {token}' "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m dev.seed")
+    parser.add_argument("--stay", action="store_true", help="wait for a signal after seeding")
+    args = parser.parse_args()
+    settings = ApiSettings()
+    result = seed(settings)
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    print(f"""
+==> Album publisher is running.
+    API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
+    Inbox:          http://127.0.0.1:8025
+    Demo user:      {result['user'].email}   token: {result['token']}
+    Publish the demo album ({len(result['keys'])} images):
+
+{curl_line(api_url, result['token'], result['keys'])}
+
+    Then follow it:  curl -sS -H 'Authorization: Bearer {result['token']}' {api_url}/api/albums
+""", flush=True)
+    if args.stay:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: sys.exit(0))
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""python -m services.api [serve] | create-user EMAIL"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from shared.runtime import setup_logging, try_declare
+from shared.store import Store
+
+from .app import create_app
+from .settings import ApiSettings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: ApiSettings) -> None:
+        self._settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self._settings
+        options = {"bind": f"{s.api_host}:{s.api_port}", "workers": s.api_workers,
+                   "threads": s.api_threads, "worker_class": "gthread",
+                   "accesslog": "-", "graceful_timeout": 10, "timeout": 60}
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self._settings)
+
+
+def serve(settings: ApiSettings) -> None:
+    setup_logging(settings.log_level)
+    Store(settings.database_url).create_schema()
+    # Declared before serving so the first publish finds its queues. The API serves without a
+    # broker too: albums wait in the outbox until it is back (the consumers declare then).
+    try_declare(settings)
+    _Gunicorn(settings).run()
+
+
+def create_user(settings: ApiSettings, email: str) -> None:
+    store = Store(settings.database_url)
+    store.create_schema()
+    user, token = store.create_user(email)
+    print(json.dumps({"id": user.id, "email": user.email, "token": token,
+                      "prefix": user.prefix}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.api")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve HTTP on API_PORT (the default)")
+    create = commands.add_parser("create-user", help="create a user; prints its token")
+    create.add_argument("email")
+    args = parser.parse_args()
+    settings = ApiSettings()
+    if args.command == "create-user":
+        create_user(settings, args.email)
+    else:
+        serve(settings)
+
+
+if __name__ == "__main__":
+    main()

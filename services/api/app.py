@@ -1,0 +1,180 @@
+"""The API: publish an album (answering at once), follow its progress, list the caller's images.
+
+`create_app` is the composition root; the broker connection and the outbox relay start lazily,
+in each gunicorn worker after the fork.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request, url_for
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from shared import s3
+from shared.outbox import Outbox
+from shared.publisher import Publisher
+from shared.store import AlbumView, Store, UserView
+
+from .openapi import SPEC
+from .settings import ApiSettings
+from .validation import InvalidAlbum, parse_album
+
+log = logging.getLogger(__name__)
+api = Blueprint("api", __name__)
+
+
+class Services:
+    """What the routes use, built once per process on first need."""
+
+    def __init__(self, settings: ApiSettings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._lock = threading.Lock()
+        self._outbox: Outbox | None = None
+        self._s3: Any = None
+        self._stop = threading.Event()
+
+    @property
+    def outbox(self) -> Outbox:
+        with self._lock:
+            if self._outbox is None:
+                self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url))
+                self._outbox.start_relay(self._stop)
+            return self._outbox
+
+    @property
+    def s3(self) -> Any:
+        with self._lock:
+            if self._s3 is None:
+                self._s3 = s3.make_client(self.settings)
+            return self._s3
+
+
+def create_app(settings: ApiSettings | None = None, store: Store | None = None) -> Flask:
+    settings = settings or ApiSettings()
+    store = store or Store(settings.database_url)
+    store.create_schema()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.extensions["services"] = Services(settings, store)
+    app.register_blueprint(api)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["services"]
+    return services
+
+
+def _error(status: int, reason: str, details: list[str] | None = None) -> tuple[Any, int]:
+    body: dict[str, Any] = {"error": reason}
+    if details:
+        body["details"] = details
+    return jsonify(body), status
+
+
+def _http_error(exc: HTTPException) -> tuple[Any, int]:
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _error(401, "send 'Authorization: Bearer <token>'")
+        user = _services().store.user_by_token(token.strip())
+        if user is None:
+            return _error(401, "unknown token")
+        g.user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@api.post("/api/albums")
+@authenticated
+def publish_album() -> Any:
+    user: UserView = g.user
+    services = _services()
+    if not request.is_json:
+        return _error(415, "send a JSON body with Content-Type: application/json")
+    try:
+        album = parse_album(request.get_json(silent=True), user.prefix,
+                            services.settings.max_album_images)
+    except InvalidAlbum as exc:
+        return _error(422, exc.reason, exc.details)
+    album_id, rows = services.store.create_album(user.id, album.title, album.notify_email,
+                                                 album.images)
+    # Committed with its outbox rows: the relay sends them if this publish cannot.
+    published = services.outbox.publish(rows)
+    location = url_for("api.get_album", album_id=album_id)
+    body = {"id": album_id, "title": album.title, "state": "publishing",
+            "images": len(album.images), "queued": published, "status_url": location}
+    return jsonify(body), 202, {"Location": location}
+
+
+@api.get("/api/albums/<album_id>")
+@authenticated
+def get_album(album_id: str) -> Any:
+    album = _services().store.album(album_id, g.user.id)
+    if album is None:
+        return _error(404, "no such album")
+    return jsonify(album_json(album))
+
+
+@api.get("/api/albums")
+@authenticated
+def list_albums() -> Any:
+    albums = _services().store.albums(g.user.id)
+    return jsonify({"albums": [album_json(album, with_images=False) for album in albums]})
+
+
+@api.get("/api/images")
+@authenticated
+def list_images() -> Any:
+    services = _services()
+    images = s3.list_keys(services.s3, services.settings.s3_bucket, g.user.prefix)
+    return jsonify({"prefix": g.user.prefix, "images": images})
+
+
+@api.get("/api/openapi.json")
+def openapi() -> Any:
+    return jsonify(SPEC)
+
+
+@api.get("/healthz")
+def healthz() -> Any:
+    try:
+        with _services().store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # report, don't crash: this is what the check is for
+        return _error(503, f"store unavailable: {type(exc).__name__}")
+    return jsonify({"status": "ok"})
+
+
+def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for image in album.images:
+        counts[image.state] = counts.get(image.state, 0) + 1
+    body: dict[str, Any] = {
+        "id": album.id, "title": album.title, "state": album.state,
+        "created_at": album.created_at.isoformat() + "Z", "counts": counts,
+        "total": len(album.images),
+    }
+    if with_images:
+        body["images"] = [{
+            "key": image.key, "state": image.state, "attempts": image.attempts,
+            "photo_id": image.photo_id, "error": image.error,
+            "next_attempt_at": image.next_attempt_at.isoformat() + "Z"
+            if image.next_attempt_at else None,
+        } for image in album.images]
+    return body

@@ -1,0 +1,74 @@
+"""The API's OpenAPI description, served at /api/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_error = {"type": "object", "required": ["error"],
+          "properties": {"error": {"type": "string"},
+                         "details": {"type": "array", "items": {"type": "string"}}}}
+_image = {"type": "object", "properties": {
+    "key": {"type": "string"},
+    "state": {"enum": ["queued", "uploading", "retrying", "uploaded", "failed"]},
+    "attempts": {"type": "integer"},
+    "photo_id": {"type": ["string", "null"]},
+    "error": {"type": ["string", "null"]},
+    "next_attempt_at": {"type": ["string", "null"], "format": "date-time"}}}
+_album = {"type": "object", "properties": {
+    "id": {"type": "string"}, "title": {"type": "string"},
+    "state": {"enum": ["publishing", "done", "done_with_failures"]},
+    "created_at": {"type": "string"}, "total": {"type": "integer"},
+    "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): {"description": "error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}} for code in codes}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "Album publisher", "version": "1"},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {"Error": _error, "Image": _image, "Album": _album},
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/api/albums": {
+            "post": {
+                "summary": "Publish an album: answers 202 at once, one message per image",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["title", "images"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "images": {"type": "array", "minItems": 1, "maxItems": 200,
+                                   "items": {"type": "string"}},
+                        "notify_email": {"type": "string", "format": "email"}}}}}},
+                "responses": {"202": _json({"type": "object"}, "accepted"),
+                              **_errors(401, 413, 415, 422)},
+            },
+            "get": {"summary": "The caller's albums, newest first",
+                    "responses": {"200": _json({"type": "object"}, "albums"), **_errors(401)}},
+        },
+        "/api/albums/{album_id}": {
+            "parameters": [{"name": "album_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "get": {"summary": "An album's progress, image by image",
+                    "responses": {"200": _json({"$ref": "#/components/schemas/Album"}, "album"),
+                                  **_errors(401, 404)}},
+        },
+        "/api/images": {"get": {"summary": "The caller's images in the bucket",
+                                "responses": {"200": _json({"type": "object"}, "images"),
+                                              **_errors(401)}}},
+        "/healthz": {"get": {"summary": "Liveness and the store", "security": [],
+                             "responses": {"200": _json({"type": "object"}, "ok"),
+                                           **_errors(503)}}},
+    },
+}

@@ -1,0 +1,55 @@
+"""What a publish request must look like: plain checks, no I/O."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+
+_UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f\\]|(^|/)\.\.?(/|$)|//")
+
+
+class AlbumRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str = Field(min_length=1, max_length=200)
+    images: list[str] = Field(min_length=1)
+    notify_email: EmailStr | None = None
+
+
+class InvalidAlbum(ValueError):
+    def __init__(self, reason: str, details: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details or []
+
+
+def parse_album(payload: object, prefix: str, max_images: int) -> AlbumRequest:
+    """The request as a valid album of the caller's own images, or InvalidAlbum saying why."""
+    if not isinstance(payload, dict):
+        raise InvalidAlbum("the body must be a JSON object")
+    try:
+        album = AlbumRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidAlbum("invalid album", [_where(e) for e in exc.errors()]) from None
+    if len(album.images) > max_images:
+        raise InvalidAlbum(f"an album holds at most {max_images} images, "
+                           f"this one has {len(album.images)}")
+    if len(set(album.images)) != len(album.images):
+        raise InvalidAlbum("an image is listed twice")
+    bad = [key for key in album.images if not key_is_callers(key, prefix)]
+    if bad:
+        raise InvalidAlbum(f"{len(bad)} image keys are not under your prefix {prefix!r}",
+                           bad[:10])
+    return album
+
+
+def key_is_callers(key: str, prefix: str) -> bool:
+    """A full object key under the caller's prefix, with nothing that could escape it."""
+    return (key.startswith(prefix) and len(key) > len(prefix) and len(key) <= 1024
+            and _UNSAFE_KEY.search(key) is None)
+
+
+def _where(error: dict) -> str:  # type: ignore[type-arg]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"

@@ -1,0 +1,33 @@
+"""python -m services.notifier: mail each settled album until SIGTERM."""
+
+from __future__ import annotations
+
+import functools
+
+from shared import topology
+from shared.consumer import Consumer
+from shared.runtime import setup_logging, stop_on_signals
+from shared.store import Store
+
+from .handler import AlbumNotifier
+from .mailer import SmtpMailer
+from .settings import NotifierSettings
+
+
+def main() -> None:
+    settings = NotifierSettings()
+    setup_logging(settings.log_level)
+    stop = stop_on_signals()
+    store = Store(settings.database_url)
+    store.create_schema()
+    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
+    handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
+                            (settings.retry_delays, settings.max_attempts))
+    declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
+                                delivery_limit=settings.delivery_limit)
+    Consumer(settings.amqp_url, topology.ALBUM_SETTLED.name, handler,
+             settings.notifier_concurrency, on_connect=declare).run(stop)
+
+
+if __name__ == "__main__":
+    main()

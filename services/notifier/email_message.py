@@ -1,0 +1,56 @@
+"""The completion email, rendered from Jinja2 templates (plain text and HTML parts)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from shared.messages import AlbumSettled
+
+_env = Environment(loader=PackageLoader("services.notifier", "templates"),
+                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+# Control characters and encoded-word markers never reach a header: a title such as
+# 'x =?UTF-8?Q?=0A?=Bcc: y' must stay inside the Subject (CVE-2024-6923).
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]|=\?|\?=")
+
+
+@dataclass(frozen=True)
+class AlbumEmail:
+    to: str
+    title: str
+    album_url: str
+    event: AlbumSettled
+
+
+def subject(title: str, uploaded: int, total: int) -> str:
+    clean = _UNSAFE_IN_HEADER.sub(" ", title).strip()[:120] or "Untitled"
+    if uploaded == total:
+        return f"Your album '{clean}' is on Facebook: all {total} photos"
+    if uploaded == 0:
+        return f"Your album '{clean}' could not be published: 0 of {total} photos"
+    return f"Your album '{clean}' is on Facebook: {uploaded} of {total} photos"
+
+
+def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
+    event = mail.event
+    total = len(event.uploaded) + len(event.failed)
+    context = {
+        "title": mail.title, "album_url": mail.album_url, "total": total,
+        "uploaded": [{"name": posixpath.basename(i.key), "photo_id": i.photo_id}
+                     for i in event.uploaded],
+        "failed": [{"name": posixpath.basename(i.key), "reason": i.reason} for i in event.failed],
+    }
+    message = EmailMessage()
+    message["Subject"] = subject(mail.title, len(event.uploaded), total)
+    message["From"] = sender
+    message["To"] = mail.to
+    message["Message-ID"] = make_msgid(idstring=f"{event.album_id}.{event.settle_seq}")
+    message.set_content(_env.get_template("album_settled.txt").render(context))
+    message.add_alternative(_env.get_template("album_settled.html").render(context),
+                            subtype="html")
+    return message

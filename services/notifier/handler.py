@@ -1,0 +1,84 @@
+"""Mail the album's owner once per settle: the notifier's handler."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Protocol
+
+from shared import messages, retry_policy, store, topology
+from shared.consumer import Delivery, Outcome
+from shared.dead_letters import dead_letter
+from shared.retry_policy import GiveUp
+
+from .email_message import AlbumEmail, compose
+from .mailer import classify
+
+log = logging.getLogger(__name__)
+
+QUEUE = topology.ALBUM_SETTLED
+#: A claim whose sender never confirmed (it died mid-send) may be taken again after this.
+_CLAIM_STALE = timedelta(minutes=2)
+
+
+class Mailer(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+
+class AlbumNotifier:
+    def __init__(self, ledger: store.Store, mailer: Mailer, sender: str, app_base_url: str,
+                 policy: tuple[tuple[int, ...], int]) -> None:
+        self._store = ledger
+        self._mailer = mailer
+        self._sender = sender
+        self._base_url = app_base_url.rstrip("/")
+        self._delays, self._max_attempts = policy
+
+    def __call__(self, delivery: Delivery) -> Outcome:
+        attempt = retry_policy.attempt_of(delivery.headers)
+        try:
+            event, mail = self._prepare(delivery.body)
+        except (messages.PoisonMessage, LookupError) as exc:
+            log.warning("dead-lettering a poison message: %s", exc)
+            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
+                                        attempt)])
+        claim = self._store.claim_notification(event.album_id, event.settle_seq, _CLAIM_STALE)
+        if claim == store.SENT:
+            log.info("album %s settle %d already mailed", event.album_id, event.settle_seq)
+            return Outcome()
+        if claim == store.BUSY:
+            return self._retry(delivery, attempt, "another notifier is sending this email")
+        try:
+            self._mailer.send(compose(mail, self._sender))
+        except Exception as exc:
+            self._store.release_notification(event.album_id, event.settle_seq)
+            return self._after_failure(delivery, attempt, classify(exc))
+        self._store.mark_notification_sent(event.album_id, event.settle_seq)
+        log.info("album %s settle %d mailed", event.album_id, event.settle_seq)
+        return Outcome()
+
+    def _prepare(self, body: bytes) -> tuple[messages.AlbumSettled, AlbumEmail]:
+        event = messages.decode(body)
+        if not isinstance(event, messages.AlbumSettled):
+            raise messages.PoisonMessage(f"{event.type} does not belong on {QUEUE.name}")
+        album = self._store.album(event.album_id)
+        user = self._store.user(album.user_id) if album else None
+        if album is None or user is None:
+            raise LookupError(f"album {event.album_id} is not in the store")
+        to = album.notify_email or user.email
+        return event, AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event)
+
+    def _after_failure(self, delivery: Delivery, attempt: int,
+                       failure: retry_policy.Failure) -> Outcome:
+        step = retry_policy.next_step(failure, attempt, self._delays, self._max_attempts)
+        if isinstance(step, GiveUp):
+            log.error("email dead-lettered: %s", step.reason)
+            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, step.reason,
+                                        failure.code, attempt)])
+        log.warning("email retries in %s s: %s", step.delay_s, failure.reason)
+        return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
+
+    def _retry(self, delivery: Delivery, attempt: int, reason: str) -> Outcome:
+        failure = retry_policy.Failure(retry_policy.FailureKind.THROTTLED, reason)
+        return self._after_failure(delivery, attempt, failure)

@@ -1,0 +1,140 @@
+"""Upload one image: the uploader's handler, from a delivery to an outcome.
+
+Decides nothing about transport: it records each step in the store and returns what to publish
+before the ack (a retry copy, a dead letter for poison). Ended images are recorded with their
+dead letter and the album's settled event in one transaction (the outbox sends them).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import posixpath
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared import messages, retry_policy, topology
+from shared.consumer import Delivery, Outcome
+from shared.dead_letters import dead_letter
+from shared.outbox import Outbox
+from shared.retry_policy import Failure, GiveUp
+from shared.store import Store
+
+from .failures import classify
+from .graph_client import GraphClient
+
+log = logging.getLogger(__name__)
+
+QUEUE = topology.IMAGE_UPLOADS
+#: How long an image waits for another worker that is creating its album on Facebook.
+_ALBUM_WAIT_S = 30.0
+_ALBUM_CLAIM_STALE = timedelta(seconds=60)
+
+
+class AlbumBeingCreated(Exception):
+    """Another worker is creating this album on Facebook; try the image again shortly."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    retry_delays: tuple[int, ...]
+    max_attempts: int
+
+
+class ImageUploader:
+    def __init__(self, store: Store, outbox: Outbox, graph: GraphClient, s3: Any, bucket: str,
+                 policy: Policy) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._graph = graph
+        self._s3 = s3
+        self._bucket = bucket
+        self._policy = policy
+
+    def __call__(self, delivery: Delivery) -> Outcome:
+        attempt = retry_policy.attempt_of(delivery.headers)
+        try:
+            message = _parse(delivery.body)
+            started = self._store.start_attempt(message.image_id)
+        except (messages.PoisonMessage, LookupError) as exc:
+            log.warning("dead-lettering a poison message: %s", exc)
+            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
+                                        attempt)])
+        if started is None:
+            log.info("image %s already ended; acking the duplicate", message.image_id)
+            return Outcome()
+        try:
+            photo_id = self._upload(message)
+        except Exception as exc:  # every failure is classified; unknown ones are permanent
+            return self._after_failure(message, delivery, attempt, classify(exc))
+        self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
+        log.info("image %s uploaded as photo %s", message.image_id, photo_id)
+        return Outcome()
+
+    def _upload(self, message: messages.ImageUploadRequested) -> str:
+        album = self._store.album(message.album_id)
+        if album is None:
+            raise LookupError(f"album {message.album_id} is not in the store")
+        fb_album = self._fb_album(album.id, album.title)
+        obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
+        filename = posixpath.basename(message.key) or "image"
+        content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
+        try:
+            return self._graph.upload_photo(
+                fb_album, obj["Body"], int(obj["ContentLength"]), filename,
+                content_type or "application/octet-stream", caption=_caption(message))
+        finally:
+            obj["Body"].close()
+
+    def _fb_album(self, album_id: str, title: str) -> str:
+        """The album's Facebook album, created once however many images ask at the same time."""
+        deadline = time.monotonic() + _ALBUM_WAIT_S
+        while True:
+            fb_album, mine = self._store.claim_fb_album(album_id, _ALBUM_CLAIM_STALE)
+            if fb_album:
+                return fb_album
+            if mine:
+                return self._create_fb_album(album_id, title)
+            if time.monotonic() > deadline:
+                raise AlbumBeingCreated(album_id)
+            time.sleep(0.2)
+
+    def _create_fb_album(self, album_id: str, title: str) -> str:
+        try:
+            fb_album = self._graph.create_album(title)
+        except Exception:
+            self._store.release_fb_album_claim(album_id)
+            raise
+        self._store.set_fb_album(album_id, fb_album)
+        log.info("album %s created on Facebook as %s", album_id, fb_album)
+        return fb_album
+
+    def _after_failure(self, message: messages.ImageUploadRequested, delivery: Delivery,
+                       attempt: int, failure: Failure) -> Outcome:
+        step = retry_policy.next_step(failure, attempt, self._policy.retry_delays,
+                                      self._policy.max_attempts)
+        if isinstance(step, GiveUp):
+            log.warning("image %s failed for good: %s", message.image_id, step.reason)
+            letter = dead_letter(QUEUE, delivery.body, delivery.headers, step.reason,
+                                 failure.code, attempt)
+            self._outbox.publish(self._store.record_failed(message.image_id, step.reason,
+                                                           failure.code, letter))
+            return Outcome()
+        log.info("image %s retries in %s s: %s", message.image_id, step.delay_s, failure.reason)
+        next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=step.delay_s)
+        self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
+        return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
+
+
+def _parse(body: bytes) -> messages.ImageUploadRequested:
+    message = messages.decode(body)
+    if not isinstance(message, messages.ImageUploadRequested):
+        raise messages.PoisonMessage(f"{message.type} does not belong on {QUEUE.name}")
+    return message
+
+
+def _caption(message: messages.ImageUploadRequested) -> str:
+    # The mark lets a later attempt recognise a photo an earlier one sent but never recorded.
+    return f"ref:{message.album_id}:{message.image_id}"

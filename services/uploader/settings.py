@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class UploaderSettings(CommonSettings):
+    graph_api_url: str = "http://127.0.0.1:8010"
+    graph_api_version: str = "v24.0"
+    facebook_page_id: str = "1000000000000001"
+    facebook_page_token: str = "dev-page-token"
+    #: Uploads one process runs at once (and its prefetch).
+    uploader_concurrency: int = Field(default=4, ge=1, le=64)
+    #: On SIGTERM, how long in-flight uploads may take to finish before the process exits.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)

@@ -1,0 +1,167 @@
+"""The consumer runtime every service shares: threads for the work, one thread for the socket.
+
+A handler gets a `Delivery` and returns an `Outcome`: messages to publish (a retry copy, a dead
+letter) and then the ack. The runtime alone acks, so every message ends in exactly one of
+ack (after its outgoing messages are confirmed) or back to the queue (the handler raised, or the
+connection died before the ack). Handlers run off pika's I/O thread so heartbeats keep flowing
+during long uploads; acks go back to that thread through `add_callback_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic
+
+from shared.broker import Outgoing, parameters
+
+log = logging.getLogger(__name__)
+
+#: Reconnect waits grow to this cap, and start again from the first once a connection consumed.
+_RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 5)
+#: Before a message whose handler raised goes back to the queue: no tight redelivery loop.
+_REQUEUE_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    headers: Mapping[str, Any]
+    redelivered: bool
+    message_id: str | None
+    routing_key: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Publish these (with confirms), then ack the delivery."""
+
+    publish: Sequence[Outgoing] = field(default_factory=tuple)
+
+
+Handler = Callable[[Delivery], Outcome]
+
+
+class Consumer:
+    def __init__(self, url: str, queue: str, handler: Handler, concurrency: int,
+                 on_connect: Callable[[BlockingChannel], None] | None = None,
+                 grace_s: float = 30.0) -> None:
+        self._params = parameters(url)
+        self._queue = queue
+        self._handler = handler
+        self._concurrency = concurrency
+        self._on_connect = on_connect
+        self._grace_s = grace_s
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"{queue}-worker")
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
+        self._had_consumed = False
+        self.consuming = threading.Event()
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set, reconnecting with capped backoff after broker trouble."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._consume_once(stop)
+                failures = 0
+            except pika.exceptions.AMQPError as exc:
+                self.consuming.clear()
+                delay = _RECONNECT_DELAYS_S[min(failures, len(_RECONNECT_DELAYS_S) - 1)]
+                failures = 0 if self._had_consumed else failures + 1
+                log.warning("%s: broker connection lost (%r); reconnecting in %s s",
+                            self._queue, exc, delay)
+                stop.wait(delay)
+        self._executor.shutdown(wait=True)
+
+    def _consume_once(self, stop: threading.Event) -> None:
+        self._had_consumed = False
+        connection = pika.BlockingConnection(self._params)
+        try:
+            channel = connection.channel()
+            if self._on_connect is not None:
+                self._on_connect(channel)
+            confirm_channel = connection.channel()
+            confirm_channel.confirm_delivery()
+            channel.basic_qos(prefetch_count=self._concurrency)
+            on_message = functools.partial(self._on_message, connection, confirm_channel)
+            tag = channel.basic_consume(self._queue, on_message)
+            self.consuming.set()
+            self._had_consumed = True
+            log.info("%s: consuming with concurrency %d", self._queue, self._concurrency)
+            while not stop.is_set():
+                connection.process_data_events(time_limit=0.2)
+            self._drain(connection, channel, tag)
+        finally:
+            self.consuming.clear()
+            if connection.is_open:
+                connection.close()
+
+    def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel,
+               tag: str) -> None:
+        """Stop taking messages, then let in-flight ones finish and be acked, within the grace."""
+        channel.basic_cancel(tag)
+        deadline = time.monotonic() + self._grace_s
+        while self._in_flight and time.monotonic() < deadline:
+            connection.process_data_events(time_limit=0.1)
+        if self._in_flight:
+            log.warning("%s: %d messages still in flight after %s s; they will be redelivered",
+                        self._queue, self._in_flight, self._grace_s)
+
+    def _on_message(self, connection: pika.BlockingConnection, confirm_channel: BlockingChannel,
+                    channel: BlockingChannel, method: Basic.Deliver,
+                    props: pika.BasicProperties, body: bytes) -> None:
+        delivery = Delivery(body, props.headers or {}, bool(method.redelivered), props.message_id,
+                            method.routing_key or "")
+        with self._in_flight_lock:
+            self._in_flight += 1
+        self._executor.submit(self._work, connection, channel, confirm_channel,
+                              method.delivery_tag, delivery)
+
+    def _work(self, connection: pika.BlockingConnection, channel: BlockingChannel,
+              confirm_channel: BlockingChannel, tag: int, delivery: Delivery) -> None:
+        try:
+            outcome: Outcome | None = self._handler(delivery)
+        except Exception:
+            log.exception("%s: handler failed; message goes back to the queue", self._queue)
+            time.sleep(_REQUEUE_PAUSE_S)
+            outcome = None
+        finish = functools.partial(self._finish, channel, confirm_channel, tag, outcome)
+        try:
+            connection.add_callback_threadsafe(finish)
+        except Exception:  # the connection is gone: the broker redelivers the message
+            self._done()
+
+    def _finish(self, channel: BlockingChannel, confirm_channel: BlockingChannel, tag: int,
+                outcome: Outcome | None) -> None:
+        """On the I/O thread: publish the outcome's messages with confirms, then ack."""
+        try:
+            if not channel.is_open:
+                return
+            if outcome is None:
+                channel.basic_nack(tag, requeue=True)
+                return
+            for message in outcome.publish:
+                confirm_channel.basic_publish(message.exchange, message.routing_key,
+                                              message.body, message.properties(), mandatory=True)
+            channel.basic_ack(tag)
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            log.error("%s: could not publish the outcome (%s); message goes back", self._queue,
+                      exc)
+            channel.basic_nack(tag, requeue=True)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= 1

@@ -1,0 +1,62 @@
+"""The outbox relay: what a transaction recorded reaches the broker, now or once it is back.
+
+A service publishes its freshly committed rows at once (`publish`); the relay thread picks up
+whatever that missed (the broker was down, the process died between commit and publish).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+
+from shared.broker import BrokerError
+from shared.publisher import Publisher
+from shared.store import OutboxMessage, Store
+
+log = logging.getLogger(__name__)
+
+#: Rows younger than this belong to the request or handler that wrote them.
+_GRACE = timedelta(seconds=5)
+#: A relay that claimed rows and died releases them after this long.
+_LEASE = timedelta(seconds=30)
+
+
+class Outbox:
+    def __init__(self, store: Store, publisher: Publisher, timeout_s: float = 10.0) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._timeout_s = timeout_s
+
+    def publish(self, rows: Sequence[OutboxMessage]) -> bool:
+        """Publish committed rows with confirms; False if the relay must finish the job."""
+        if not rows:
+            return True
+        try:
+            self._publisher.publish([row.outgoing() for row in rows], timeout=self._timeout_s)
+        except BrokerError as exc:
+            log.warning("outbox: %d messages wait for the relay: %s", len(rows), exc)
+            return False
+        self._store.mark_published([row.id for row in rows])
+        return True
+
+    def relay_once(self) -> int:
+        rows = self._store.claim_unpublished(_GRACE, _LEASE)
+        if rows and self.publish(rows):
+            log.info("outbox: relayed %d messages", len(rows))
+            return len(rows)
+        return 0
+
+    def run_relay(self, stop: threading.Event, every_s: float = 2.0) -> None:
+        while not stop.wait(every_s):
+            try:
+                self.relay_once()
+            except Exception:  # the store may be down; try again next round
+                log.exception("outbox relay round failed")
+
+    def start_relay(self, stop: threading.Event) -> threading.Thread:
+        thread = threading.Thread(target=self.run_relay, args=(stop,), name="outbox-relay",
+                                  daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,92 @@
+"""Where retries are decided: plain functions from a failure and an attempt count to a step.
+
+- transient failures wait in the next delay tier, until the attempt budget is spent;
+- throttling waits at least as long as the third party asks, without spending the budget;
+- permanent and authorisation failures give up at once.
+
+Attempts travel in our own `album-attempt` header: RabbitMQ 4 no longer updates `x-death` on
+republished messages (and 3.13+ drops `x-` headers that clients set).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from shared import topology
+from shared.broker import Outgoing
+
+ATTEMPT_HEADER = "album-attempt"
+
+
+class FailureKind(StrEnum):
+    TRANSIENT = "transient"
+    THROTTLED = "throttled"
+    PERMANENT = "permanent"
+    AUTH = "auth"
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: FailureKind
+    reason: str
+    code: int | None = None
+    #: Seconds the third party asked us to wait, if it said.
+    wait_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    delay_s: int
+    #: The attempt number the retried message carries.
+    next_attempt: int
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+
+
+def attempt_of(headers: Mapping[str, Any]) -> int:
+    """The attempt number a delivery carries (1 for the first try; junk counts as 1)."""
+    value = headers.get(ATTEMPT_HEADER, 1)
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
+
+
+def next_step(failure: Failure, attempt: int, delays: Sequence[int],
+              max_attempts: int) -> RetryLater | GiveUp:
+    if failure.kind in (FailureKind.PERMANENT, FailureKind.AUTH):
+        return GiveUp(failure.reason)
+    if failure.kind is FailureKind.THROTTLED:
+        return RetryLater(_tier_at_least(delays, failure.wait_s, attempt), attempt)
+    if attempt >= max_attempts:
+        return GiveUp(f"gave up after {attempt} attempts: {failure.reason}")
+    return RetryLater(_tier_for_attempt(delays, attempt), attempt + 1)
+
+
+def _tier_for_attempt(delays: Sequence[int], attempt: int) -> int:
+    tiers = sorted(set(delays))
+    return tiers[min(attempt - 1, len(tiers) - 1)]
+
+
+def _tier_at_least(delays: Sequence[int], wait_s: float | None, attempt: int) -> int:
+    """The shortest tier that waits at least `wait_s` (the longest if none does)."""
+    if wait_s is None:
+        return _tier_for_attempt(delays, attempt)
+    tiers = sorted(set(delays))
+    index = bisect.bisect_left(tiers, wait_s)
+    return tiers[min(index, len(tiers) - 1)]
+
+
+def retry_message(queue: topology.WorkQueue, body: bytes, headers: Mapping[str, Any],
+                  step: RetryLater) -> Outgoing:
+    """The copy that waits in the step's delay tier, then returns to the work queue."""
+    name = topology.retry_queue_name(queue, step.delay_s)
+    return Outgoing(topology.RETRY_EXCHANGE, name, body,
+                    headers={**headers, ATTEMPT_HEADER: step.next_attempt})

@@ -1,0 +1,434 @@
+"""The store: users, albums, images, the outbox and sent notifications (SQLAlchemy).
+
+Every change that ends an image and may settle its album happens in one transaction that first
+locks the album row, so two images ending at once cannot both miss (or both claim) the settle.
+Messages are written to the outbox in the same transaction as the change they announce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from shared import messages, topology
+from shared.broker import Outgoing
+
+PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
+QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
+    "queued", "uploading", "retrying", "uploaded", "failed")
+TERMINAL = frozenset({UPLOADED, FAILED})
+SEND, SENT, BUSY = "send", "sent", "busy"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class Album(Base):
+    __tablename__ = "albums"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    notify_email: Mapped[str | None] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
+    fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    fb_album_claimed_at: Mapped[datetime | None]
+    settle_seq: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=_now, index=True)
+    settled_at: Mapped[datetime | None]
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), index=True)
+    position: Mapped[int]
+    key: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(32), default=QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    photo_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[int | None]
+    next_attempt_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(200))
+    routing_key: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+    claimed_until: Mapped[datetime | None]
+
+    def outgoing(self) -> Outgoing:
+        return Outgoing(self.exchange, self.routing_key, self.body, headers=self.headers,
+                        message_id=self.message_id)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), primary_key=True)
+    settle_seq: Mapped[int] = mapped_column(primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(default=_now)
+    sent_at: Mapped[datetime | None]
+
+
+# -- read models handed to the services (plain data, no session attached) ----------------------
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    email: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class ImageView:
+    id: int
+    key: str
+    state: str
+    attempts: int
+    photo_id: str | None
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AlbumView:
+    id: str
+    user_id: int
+    title: str
+    notify_email: str | None
+    state: str
+    fb_album_id: str | None
+    settle_seq: int
+    created_at: datetime
+    images: tuple[ImageView, ...]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy issue BEGIN itself, and make every transaction take the write lock
+        # up front: several processes write, and a read-then-write upgrade could fail.
+        dbapi_conn.isolation_level = None
+        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def create_user(self, email: str) -> tuple[UserView, str]:
+        """Create the user, or give an existing one a new token; returns the token once."""
+        token = secrets.token_urlsafe(24)
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email))
+            if user is None:
+                user = User(email=email, token_hash=hash_token(token), prefix="")
+                s.add(user)
+                s.flush()
+                user.prefix = f"users/{user.id}/"
+            user.token_hash = hash_token(token)
+            return UserView(user.id, user.email, user.prefix), token
+
+    def user_by_token(self, token: str) -> UserView | None:
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.token_hash == hash_token(token)))
+            return UserView(user.id, user.email, user.prefix) if user else None
+
+    def user(self, user_id: int) -> UserView | None:
+        with self._tx() as s:
+            user = s.get(User, user_id)
+            return UserView(user.id, user.email, user.prefix) if user else None
+
+    # -- albums --------------------------------------------------------------------------------
+
+    def create_album(self, user_id: int, title: str, notify_email: str | None,
+                     keys: Sequence[str]) -> tuple[str, list[OutboxMessage]]:
+        """Record an album, its images and one outbox message per image, all or nothing."""
+        album_id = uuid.uuid4().hex
+        with self._tx() as s:
+            s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email))
+            images = [Image(album_id=album_id, position=i, key=key) for i, key in enumerate(keys)]
+            s.add_all(images)
+            s.flush()
+            rows = [_outbox_row(messages.ImageUploadRequested(
+                album_id=album_id, image_id=image.id, key=image.key), topology.IMAGE_UPLOADS)
+                for image in images]
+            s.add_all(rows)
+            return album_id, rows
+
+    def album(self, album_id: str, user_id: int | None = None) -> AlbumView | None:
+        """The album, or None if it does not exist or belongs to another user."""
+        with self._tx() as s:
+            album = s.get(Album, album_id)
+            if album is None or (user_id is not None and album.user_id != user_id):
+                return None
+            return _album_view(album, _images(s, album_id))
+
+    def albums(self, user_id: int, limit: int = 100) -> list[AlbumView]:
+        with self._tx() as s:
+            rows = s.scalars(select(Album).where(Album.user_id == user_id)
+                             .order_by(Album.created_at.desc()).limit(limit)).all()
+            return [_album_view(album, _images(s, album.id)) for album in rows]
+
+    # -- the uploader's ledger -----------------------------------------------------------------
+
+    def image(self, image_id: int) -> ImageView | None:
+        with self._tx() as s:
+            image = s.get(Image, image_id)
+            return _image_view(image) if image else None
+
+    def start_attempt(self, image_id: int) -> int | None:
+        """Mark the image uploading and return its attempt number; None if it already ended.
+
+        Raises LookupError for an image the store does not know.
+        """
+        with self._tx() as s:
+            image = s.get(Image, image_id)
+            if image is None:
+                raise LookupError(f"image {image_id} is not in the store")
+            if image.state in TERMINAL:
+                return None
+            image.state = UPLOADING
+            image.attempts += 1
+            image.next_attempt_at = None
+            return image.attempts
+
+    def record_retrying(self, image_id: int, error: str, code: int | None,
+                        next_attempt_at: datetime) -> None:
+        with self._tx() as s:
+            s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL))
+                      .values(state=RETRYING, error=error, error_code=code,
+                              next_attempt_at=next_attempt_at))
+
+    def record_uploaded(self, image_id: int, photo_id: str) -> list[OutboxMessage]:
+        """Record the photo id; returns the album's settled event if this image ended it."""
+        return self._end_image(image_id, state=UPLOADED, photo_id=photo_id, error=None,
+                               error_code=None)
+
+    def record_failed(self, image_id: int, reason: str, code: int | None,
+                      dead_letter: Outgoing | None = None) -> list[OutboxMessage]:
+        """Record the failure and, in the same transaction, its dead letter in the outbox."""
+        extra = [dead_letter] if dead_letter is not None else []
+        return self._end_image(image_id, extra, state=FAILED, photo_id=None, error=reason,
+                               error_code=code)
+
+    def _end_image(self, image_id: int, extra: Sequence[Outgoing] = (),
+                   **values: Any) -> list[OutboxMessage]:
+        with self._tx() as s:
+            album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
+            if album_id is None:
+                return []
+            album = s.get(Album, album_id, with_for_update=True)
+            ended = s.execute(update(Image)
+                              .where(Image.id == image_id, Image.state.not_in(TERMINAL))
+                              .values(next_attempt_at=None, **values)).rowcount
+            if not ended or album is None:
+                return []
+            rows = [_row(message) for message in extra]
+            s.add_all(rows)
+            return rows + _settle_if_ended(s, album)
+
+    def claim_fb_album(self, album_id: str, stale_after: timedelta) -> tuple[str | None, bool]:
+        """(fb album id, whether the caller now owns its creation)."""
+        with self._tx() as s:
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None or album.fb_album_id:
+                return (album.fb_album_id if album else None), False
+            claimed = album.fb_album_claimed_at
+            if claimed is not None and claimed > _now() - stale_after:
+                return None, False
+            album.fb_album_claimed_at = _now()
+            return None, True
+
+    def release_fb_album_claim(self, album_id: str) -> None:
+        with self._tx() as s:
+            s.execute(update(Album).where(Album.id == album_id, Album.fb_album_id.is_(None))
+                      .values(fb_album_claimed_at=None))
+
+    def set_fb_album(self, album_id: str, fb_album_id: str) -> None:
+        with self._tx() as s:
+            s.execute(update(Album).where(Album.id == album_id)
+                      .values(fb_album_id=fb_album_id))
+
+    # -- the outbox ----------------------------------------------------------------------------
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        if ids:
+            with self._tx() as s:
+                s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
+                          .values(published_at=_now()))
+
+    def claim_unpublished(self, older_than: timedelta, lease: timedelta,
+                          limit: int = 500) -> list[OutboxMessage]:
+        """Lease unpublished messages nobody published in time, for the relay to publish."""
+        now = _now()
+        with self._tx() as s:
+            rows = list(s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.published_at.is_(None),
+                       OutboxMessage.created_at < now - older_than,
+                       (OutboxMessage.claimed_until.is_(None))
+                       | (OutboxMessage.claimed_until < now))
+                .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
+            for row in rows:
+                row.claimed_until = now + lease
+            return rows
+
+    def unpublished_count(self) -> int:
+        with self._tx() as s:
+            return s.scalar(select(func.count()).select_from(OutboxMessage)
+                            .where(OutboxMessage.published_at.is_(None))) or 0
+
+    # -- the notifier's ledger -----------------------------------------------------------------
+
+    def claim_notification(self, album_id: str, settle_seq: int, stale: timedelta) -> str:
+        """SEND if the caller should mail this settle now, SENT or BUSY (another is sending).
+
+        A claim nobody confirmed within `stale` (its sender died) can be taken again.
+        """
+        with self._tx() as s:
+            row = s.get(Notification, (album_id, settle_seq), with_for_update=True)
+            if row is None:
+                s.add(Notification(album_id=album_id, settle_seq=settle_seq))
+                return SEND
+            if row.sent_at is not None:
+                return SENT
+            if row.claimed_at > _now() - stale:
+                return BUSY
+            row.claimed_at = _now()
+            return SEND
+
+    def mark_notification_sent(self, album_id: str, settle_seq: int) -> None:
+        with self._tx() as s:
+            s.execute(update(Notification).where(Notification.album_id == album_id,
+                                                 Notification.settle_seq == settle_seq)
+                      .values(sent_at=_now()))
+
+    def release_notification(self, album_id: str, settle_seq: int) -> None:
+        with self._tx() as s:
+            s.execute(delete(Notification).where(Notification.album_id == album_id,
+                                                 Notification.settle_seq == settle_seq,
+                                                 Notification.sent_at.is_(None)))
+
+
+def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,
+                queue: topology.WorkQueue) -> OutboxMessage:
+    return _row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
+
+
+def _row(message: Outgoing) -> OutboxMessage:
+    return OutboxMessage(exchange=message.exchange, routing_key=message.routing_key,
+                         message_id=message.message_id, body=message.body,
+                         headers=dict(message.headers))
+
+
+def _images(s: Session, album_id: str) -> list[Image]:
+    return list(s.scalars(select(Image).where(Image.album_id == album_id)
+                          .order_by(Image.position)))
+
+
+def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
+    """Settle the album once every image ended; the caller holds the album's row lock."""
+    if album.state != PUBLISHING:
+        return []
+    images = _images(s, album.id)
+    if any(image.state not in TERMINAL for image in images):
+        return []
+    failed = [i for i in images if i.state == FAILED]
+    album.state = DONE_WITH_FAILURES if failed else DONE
+    album.settle_seq += 1
+    album.settled_at = _now()
+    event = messages.AlbumSettled(
+        album_id=album.id, settle_seq=album.settle_seq,
+        uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
+                  for i in images if i.state == UPLOADED],
+        failed=[messages.FailedImage(image_id=i.id, key=i.key, reason=i.error or "failed")
+                for i in failed])
+    row = _outbox_row(event, topology.ALBUM_SETTLED)
+    s.add(row)
+    s.flush()
+    return [row]
+
+
+def _image_view(image: Image) -> ImageView:
+    return ImageView(image.id, image.key, image.state, image.attempts, image.photo_id,
+                     image.error, image.next_attempt_at)
+
+
+def _album_view(album: Album, images: Sequence[Image]) -> AlbumView:
+    return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
+                     album.fb_album_id, album.settle_seq, album.created_at,
+                     tuple(_image_view(i) for i in images))

@@ -1,0 +1,132 @@
+"""Fixtures for the real parts: a broker vhost of our own per test session, and the store.
+
+The broker is the one at AMQP_URL (default the local one); where none answers and Docker runs,
+testcontainers starts one. Each session gets its own vhost, deleted afterwards, so test runs
+never see each other's queues on a shared broker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from shared.store import Store
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+class Broker:
+    """A RabbitMQ server: its AMQP URL (without vhost) and its management API."""
+
+    def __init__(self, amqp_url: str, management_url: str) -> None:
+        parts = urlsplit(amqp_url)
+        self.user = parts.username or "guest"
+        self.password = parts.password or "guest"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 5672
+        self.management_url = management_url.rstrip("/")
+
+    def url(self, vhost: str) -> str:
+        return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/{quote(vhost, '')}"
+
+    def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        response = requests.request(method, f"{self.management_url}/api/{path}",
+                                    auth=(self.user, self.password), timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
+    parts = urlsplit(amqp_url)
+    if _answers(parts.hostname or "127.0.0.1", parts.port or 5672):
+        management = os.environ.get("RABBITMQ_MANAGEMENT_URL",
+                                    f"http://{parts.hostname}:15672")
+        yield Broker(amqp_url, management)
+        return
+    if shutil.which("docker") is None or subprocess.run(
+            ["docker", "info"], capture_output=True).returncode != 0:
+        message = f"no RabbitMQ answers at {parts.hostname}:{parts.port} and no Docker runs"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    with RabbitMqContainer("rabbitmq:3.13-management").with_exposed_ports(5672, 15672) as c:
+        host = c.get_container_host_ip()
+        url = f"amqp://guest:guest@{host}:{c.get_exposed_port(5672)}/"
+        yield Broker(url, f"http://{host}:{c.get_exposed_port(15672)}")
+
+
+@pytest.fixture(scope="session")
+def vhost(broker: Broker) -> Iterator[str]:
+    """A vhost of this test session's own, with full permissions; deleted at the end."""
+    name = f"albums-test-{uuid.uuid4().hex[:10]}"
+    broker.api("PUT", f"vhosts/{quote(name, '')}")
+    broker.api("PUT", f"permissions/{quote(name, '')}/{broker.user}",
+               json={"configure": ".*", "write": ".*", "read": ".*"})
+    yield name
+    broker.api("DELETE", f"vhosts/{quote(name, '')}")
+
+
+@pytest.fixture(scope="session")
+def amqp_url(broker: Broker, vhost: str) -> str:
+    return broker.url(vhost)
+
+
+@pytest.fixture()
+def sqlite_store(tmp_path: object) -> Store:
+    store = Store(f"sqlite:///{tmp_path}/albums.db")
+    store.create_schema()
+    return store
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session, dropped at the end."""
+    admin_url = os.environ.get("POSTGRES_ADMIN_URL", DEFAULT_PG_URL)
+    parts = urlsplit(admin_url)
+    if not _answers(parts.hostname or "127.0.0.1", parts.port or 5432):
+        if os.environ.get("CI"):
+            pytest.fail(f"no PostgreSQL answers at {parts.hostname}:{parts.port}")
+        pytest.skip("no PostgreSQL")
+    name = f"albums_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
+    """The store on each backend it supports."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/albums.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    store = Store(url)
+    store.create_schema()
+    yield store
+    store.engine.dispose()

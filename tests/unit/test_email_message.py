@@ -1,0 +1,43 @@
+import email
+import email.policy
+
+from services.notifier.email_message import AlbumEmail, compose, subject
+from shared.messages import AlbumSettled, FailedImage, UploadedImage
+
+
+def mixed_event():
+    return AlbumSettled(
+        album_id="a1", settle_seq=1,
+        uploaded=[UploadedImage(image_id=i, key=f"users/1/p{i}.png", photo_id=f"9{i}")
+                  for i in range(1, 19)],
+        failed=[FailedImage(image_id=19, key="users/1/notes.txt",
+                            reason="Facebook refused the image: unsupported format (code 324)"),
+                FailedImage(image_id=20, key="users/1/huge.png", reason="too large")])
+
+
+def test_the_subject_names_the_title_and_the_outcome():
+    assert subject("Summer", 18, 20) == "Your album 'Summer' is on Facebook: 18 of 20 photos"
+    assert subject("Summer", 20, 20) == "Your album 'Summer' is on Facebook: all 20 photos"
+    assert "could not be published" in subject("Summer", 0, 3)
+
+
+def test_a_title_cannot_inject_a_header():
+    message = compose(AlbumEmail("me@example.com", "Album =?UTF-8?Q?=0A?=Bcc: x@evil.example\r\n"
+                                 "Cc: y@evil.example", "http://x/albums/a1", mixed_event()),
+                      "albums@localhost")
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert parsed["Bcc"] is None and parsed["Cc"] is None
+    assert "Bcc" in parsed["Subject"]
+
+
+def test_a_mixed_outcome_names_the_failures_in_both_parts():
+    message = compose(AlbumEmail("me@example.com", "Summer <b>", "http://x/albums/a1",
+                                 mixed_event()), "albums@localhost")
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    for part in (text, html):
+        assert "notes.txt" in part and "unsupported format (code 324)" in part
+        assert "huge.png" in part and "p1.png" in part
+        assert "http://x/albums/a1" in part
+    assert "18 of 20" in text
+    assert "Summer &lt;b&gt;" in html

@@ -1,0 +1,59 @@
+import pytest
+
+from shared import topology
+from shared.retry_policy import (
+    ATTEMPT_HEADER,
+    Failure,
+    FailureKind,
+    GiveUp,
+    RetryLater,
+    attempt_of,
+    next_step,
+    retry_message,
+)
+
+DELAYS = (5, 30, 120)
+
+
+def transient(reason="Facebook answered 503"):
+    return Failure(FailureKind.TRANSIENT, reason)
+
+
+def test_transient_failures_climb_the_tiers():
+    steps = [next_step(transient(), attempt, DELAYS, 10) for attempt in (1, 2, 3, 4)]
+    assert steps == [RetryLater(5, 2), RetryLater(30, 3), RetryLater(120, 4), RetryLater(120, 5)]
+
+
+def test_transient_failures_give_up_when_the_budget_is_spent():
+    step = next_step(transient(), 4, DELAYS, 4)
+    assert isinstance(step, GiveUp)
+    assert "after 4 attempts" in step.reason and "503" in step.reason
+
+
+@pytest.mark.parametrize("kind", [FailureKind.PERMANENT, FailureKind.AUTH])
+def test_permanent_and_auth_failures_give_up_at_once(kind):
+    assert next_step(Failure(kind, "refused"), 1, DELAYS, 10) == GiveUp("refused")
+
+
+def test_throttling_waits_as_long_as_asked_without_spending_the_budget():
+    step = next_step(Failure(FailureKind.THROTTLED, "slow down", 613, wait_s=60), 3, DELAYS, 3)
+    assert step == RetryLater(120, 3)
+
+
+def test_throttling_longer_than_every_tier_takes_the_longest():
+    step = next_step(Failure(FailureKind.THROTTLED, "x", 4, wait_s=10_000), 1, DELAYS, 3)
+    assert step == RetryLater(120, 1)
+
+
+@pytest.mark.parametrize(("headers", "attempt"), [
+    ({}, 1), ({ATTEMPT_HEADER: 3}, 3), ({ATTEMPT_HEADER: "junk"}, 1), ({ATTEMPT_HEADER: -4}, 1),
+])
+def test_the_attempt_comes_from_our_own_header(headers, attempt):
+    assert attempt_of(headers) == attempt
+
+
+def test_a_retry_copy_goes_to_its_tier_with_the_next_attempt():
+    message = retry_message(topology.IMAGE_UPLOADS, b"{}", {"other": "kept"}, RetryLater(30, 2))
+    assert message.exchange == topology.RETRY_EXCHANGE
+    assert message.routing_key == "uploader.image-uploads.retry.30s"
+    assert message.headers == {"other": "kept", ATTEMPT_HEADER: 2}
