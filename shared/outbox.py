@@ -18,14 +18,16 @@ from shared.store import OutboxMessage, Store
 log = logging.getLogger(__name__)
 
 #: Rows younger than this belong to the request or handler that wrote them.
-_GRACE = timedelta(seconds=5)
+DEFAULT_GRACE = timedelta(seconds=5)
 #: A relay that claimed rows and died releases them after this long.
 _LEASE = timedelta(seconds=30)
 
 
 class Outbox:
-    def __init__(self, store: Store, publisher: Publisher, timeout_s: float = 10.0) -> None:
+    def __init__(self, store: Store, publisher: Publisher, timeout_s: float = 10.0,
+                 grace: timedelta = DEFAULT_GRACE) -> None:
         self._store = store
+        self._grace = grace
         self._publisher = publisher
         self._timeout_s = timeout_s
 
@@ -42,7 +44,7 @@ class Outbox:
         return True
 
     def relay_once(self) -> int:
-        rows = self._store.claim_unpublished(_GRACE, _LEASE)
+        rows = self._store.claim_unpublished(self._grace, _LEASE)
         if rows and self.publish(rows):
             log.info("outbox: relayed %d messages", len(rows))
             return len(rows)

@@ -1,0 +1,47 @@
+"""Small waits and broker reads shared by the integration and e2e tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pika
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout: float = 15.0, every: float = 0.05,
+             what: str = "condition") -> T:
+    """Poll until `check` returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def get_all(url: str, queue: str) -> list[tuple[Any, bytes]]:
+    """Take every message now in `queue` (acking them): [(properties, body)]."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        taken = []
+        while True:
+            method, props, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return taken
+            taken.append((props, body))
+    finally:
+        connection.close()
+
+
+def message_count(url: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()

@@ -1,0 +1,161 @@
+"""The consumer runtime and the retry path on a real broker: a transient failure comes back
+after its tier's delay, a permanent one is dead-lettered with its reason, poison too."""
+
+import functools
+import threading
+import time
+
+import pika
+import pytest
+
+from shared import dead_letters, retry_policy, topology
+from shared.broker import Outgoing
+from shared.consumer import Consumer, Delivery, Outcome
+from shared.messages import ImageUploadRequested, encode
+from shared.publisher import Publisher
+from shared.retry_policy import Failure, FailureKind, RetryLater
+
+from .helpers import get_all, message_count, wait_for
+
+pytestmark = pytest.mark.integration
+
+DELAYS = (1, 3)
+QUEUE = topology.IMAGE_UPLOADS
+
+
+@pytest.fixture()
+def clean_queues(amqp_url):
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    topology.declare(channel, DELAYS, 20)
+    yield
+    for spec in topology.queue_specs(DELAYS, 20):
+        channel.queue_purge(spec.name)
+    connection.close()
+
+
+class Script:
+    """A handler whose answer per image id is scripted; it records every delivery."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.seen: list[tuple[float, int, dict]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, delivery: Delivery) -> Outcome:
+        from shared.messages import PoisonMessage, decode
+
+        attempt = retry_policy.attempt_of(delivery.headers)
+        try:
+            message = decode(delivery.body)
+        except PoisonMessage as exc:
+            return Outcome([dead_letters.dead_letter(QUEUE, delivery.body, delivery.headers,
+                                                     str(exc), None, attempt)])
+        with self.lock:
+            self.seen.append((time.monotonic(), message.image_id, dict(delivery.headers)))
+        action = self.plan[message.image_id](attempt)
+        if action == "ok":
+            return Outcome()
+        if action == "raise":
+            raise RuntimeError("store unavailable")
+        failure = Failure(action, f"scripted {action}", 503)
+        step = retry_policy.next_step(failure, attempt, DELAYS, max_attempts=3)
+        if isinstance(step, RetryLater):
+            return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers,
+                                                       step)])
+        return Outcome([dead_letters.dead_letter(QUEUE, delivery.body, delivery.headers,
+                                                 step.reason, 503, attempt)])
+
+
+@pytest.fixture()
+def run_consumer(amqp_url, clean_queues):
+    stops = []
+
+    def start(handler, concurrency=4):
+        stop = threading.Event()
+        consumer = Consumer(amqp_url, QUEUE.name, handler, concurrency,
+                            on_connect=functools.partial(topology.declare, retry_delays=DELAYS,
+                                                         delivery_limit=20), grace_s=5)
+        thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+        thread.start()
+        stops.append((stop, thread))
+        wait_for(consumer.consuming.is_set, what="the consumer to start")
+        return consumer
+
+    yield start
+    for stop, thread in stops:
+        stop.set()
+        thread.join(10)
+
+
+def publish(amqp_url, *bodies):
+    publisher = Publisher(amqp_url)
+    try:
+        publisher.publish([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body)
+                           for body in bodies])
+    finally:
+        publisher.close()
+
+
+def upload(image_id):
+    return encode(ImageUploadRequested(album_id="a", image_id=image_id, key=f"k{image_id}"))
+
+
+def test_a_transient_failure_comes_back_after_its_delay(amqp_url, run_consumer):
+    script = Script({1: lambda attempt: "ok" if attempt == 2 else FailureKind.TRANSIENT})
+    run_consumer(script)
+    publish(amqp_url, upload(1))
+    wait_for(lambda: len(script.seen) == 2, timeout=20, what="the retried delivery")
+    (first, _, _), (second, _, headers) = script.seen
+    assert second - first >= DELAYS[0] * 0.95
+    assert headers[retry_policy.ATTEMPT_HEADER] == 2
+    wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the work queue to drain")
+    assert get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)) == []
+
+
+def test_exhausted_retries_are_dead_lettered_with_their_reason(amqp_url, run_consumer):
+    script = Script({2: lambda attempt: FailureKind.TRANSIENT})
+    run_consumer(script)
+    publish(amqp_url, upload(2))
+    dead = wait_for(lambda: get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)),
+                    timeout=30, what="the dead letter")
+    assert [attempt for _, _, h in script.seen
+            for attempt in [h.get(retry_policy.ATTEMPT_HEADER, 1)]] == [1, 2, 3]
+    props, body = dead[0]
+    assert body == upload(2)
+    assert props.headers[dead_letters.REASON_HEADER] == "gave up after 3 attempts: scripted " \
+                                                        "transient"
+    assert props.headers[dead_letters.ATTEMPTS_HEADER] == 3
+    assert props.headers[dead_letters.CODE_HEADER] == 503
+
+
+def test_a_permanent_failure_is_dead_lettered_at_once_and_others_go_on(amqp_url, run_consumer):
+    script = Script({3: lambda a: FailureKind.PERMANENT, 4: lambda a: "ok", 5: lambda a: "ok"})
+    run_consumer(script)
+    publish(amqp_url, upload(3), upload(4), upload(5))
+    dead = wait_for(lambda: get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)),
+                    what="the dead letter")
+    assert dead[0][0].headers[dead_letters.REASON_HEADER] == "scripted permanent"
+    wait_for(lambda: len(script.seen) == 3, what="the other two images")
+    assert sorted(image for _, image, _ in script.seen) == [3, 4, 5]
+
+
+def test_poison_is_dead_lettered_and_the_consumer_keeps_going(amqp_url, run_consumer):
+    script = Script({6: lambda a: "ok"})
+    run_consumer(script)
+    publish(amqp_url, b"{not json", b'{"type": "image.upload_requested", "version": 9}', upload(6))
+    wait_for(lambda: len(script.seen) == 1, what="the good message after the poison")
+    dlq = topology.dead_letter_queue_name(QUEUE)
+    wait_for(lambda: message_count(amqp_url, dlq) == 2, what="two dead letters")
+    reasons = [props.headers[dead_letters.REASON_HEADER] for props, _ in get_all(amqp_url, dlq)]
+    assert any("Invalid JSON" in reason for reason in reasons)
+    assert any("version" in reason for reason in reasons)
+
+
+def test_a_handler_that_raises_leaves_the_message_in_the_queue(amqp_url, run_consumer):
+    calls = []
+    script = Script({7: lambda a: calls.append(a) or ("raise" if len(calls) == 1 else "ok")})
+    run_consumer(script)
+    publish(amqp_url, upload(7))
+    wait_for(lambda: len(script.seen) == 2, timeout=20, what="the redelivery")
+    wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the work queue to drain")

@@ -1,0 +1,49 @@
+"""The outbox: an album accepted while the broker is away is published once it is back."""
+
+import uuid
+from datetime import timedelta
+
+import pika
+import pytest
+
+from shared import messages, topology
+from shared.outbox import Outbox
+from shared.publisher import Publisher
+
+from .helpers import get_all
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def work_queue(amqp_url):
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    topology.declare(connection.channel(), (1,), 20)
+    connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
+    yield topology.IMAGE_UPLOADS.name
+    connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
+    connection.close()
+
+
+def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_url,
+                                                             work_queue):
+    user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
+    try:
+        keys = [user.prefix + "a", user.prefix + "b"]
+        _, rows = sqlite_store.create_album(user.id, "t", None, keys)
+        assert Outbox(sqlite_store, away, timeout_s=0.5).publish(rows) is False
+    finally:
+        away.close()
+    assert sqlite_store.unpublished_count() == 2
+
+    back = Publisher(amqp_url)
+    try:
+        relay = Outbox(sqlite_store, back, grace=timedelta(0))
+        assert relay.relay_once() == 2
+        assert relay.relay_once() == 0
+    finally:
+        back.close()
+    assert sqlite_store.unpublished_count() == 0
+    bodies = [messages.decode(body) for _, body in get_all(amqp_url, work_queue)]
+    assert sorted(b.key for b in bodies) == [user.prefix + "a", user.prefix + "b"]

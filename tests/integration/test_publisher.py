@@ -1,0 +1,78 @@
+"""Publishing with confirms on a real broker: counted, persistent, unroutable refused."""
+
+import uuid
+
+import pika
+import pytest
+
+from shared.broker import BrokerError, Outgoing, Unroutable
+from shared.publisher import Publisher
+
+from .helpers import get_all
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def queue(amqp_url):
+    name = f"test.publisher.{uuid.uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+    yield name
+    connection.channel().queue_delete(name)
+    connection.close()
+
+
+@pytest.fixture()
+def publisher(amqp_url):
+    publisher = Publisher(amqp_url)
+    yield publisher
+    publisher.close()
+
+
+def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(publisher, amqp_url, queue):
+    publisher.publish([Outgoing("", queue, f"m{i}".encode(), headers={"n": i})
+                       for i in range(20)])
+    taken = get_all(amqp_url, queue)
+    assert sorted(body for _, body in taken) == sorted(f"m{i}".encode() for i in range(20))
+    assert {props.delivery_mode for props, _ in taken} == {2}
+
+
+def test_an_unroutable_message_never_counts_as_sent(publisher):
+    with pytest.raises(Unroutable):
+        publisher.publish([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")])
+
+
+def test_one_unroutable_message_fails_its_batch(publisher, amqp_url, queue):
+    batch = [Outgoing("", queue, b"ok"), Outgoing("", "no-such-queue-x", b"lost?")]
+    with pytest.raises(Unroutable):
+        publisher.publish(batch)
+    assert [body for _, body in get_all(amqp_url, queue)] == [b"ok"]
+
+
+def test_no_broker_is_an_error_not_a_hang():
+    publisher = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
+    try:
+        with pytest.raises(BrokerError, match="unavailable"):
+            publisher.publish([Outgoing("", "q", b"x")], timeout=1.0)
+    finally:
+        publisher.close()
+
+
+def test_the_publisher_keeps_working_after_its_connection_is_closed(broker, publisher,
+                                                                    amqp_url, queue):
+    publisher.publish([Outgoing("", queue, b"before")])
+    for connection in broker.api("GET", "connections").json():
+        if connection.get("vhost") == amqp_url.rsplit("/", 1)[1]:
+            broker.api("DELETE", f"connections/{connection['name']}")
+    from .helpers import wait_for
+
+    def publish_after() -> bool:
+        try:
+            publisher.publish([Outgoing("", queue, b"after")], timeout=2.0)
+            return True
+        except BrokerError:
+            return False
+
+    wait_for(publish_after, timeout=20, what="the publisher to reconnect")
+    assert b"after" in [body for _, body in get_all(amqp_url, queue)]

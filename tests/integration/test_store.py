@@ -1,0 +1,102 @@
+"""The store on SQLite and PostgreSQL: an album settles exactly once, however images race."""
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from shared import messages
+from shared import store as store_module
+from shared.broker import Outgoing
+
+pytestmark = pytest.mark.integration
+
+
+def new_album(store, n):
+    user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    album_id, rows = store.create_album(user.id, "Trip", None,
+                                        [f"{user.prefix}{i}.png" for i in range(n)])
+    return user, album_id, rows
+
+
+def test_an_album_is_recorded_with_one_outbox_message_per_image(store):
+    user, album_id, rows = new_album(store, 3)
+    album = store.album(album_id, user.id)
+    assert album.state == "publishing" and [i.state for i in album.images] == ["queued"] * 3
+    bodies = [messages.decode(row.body) for row in rows]
+    assert [b.image_id for b in bodies] == [i.id for i in album.images]
+    assert store.unpublished_count() >= 3
+
+
+def test_another_users_album_is_not_found(store):
+    user, album_id, _ = new_album(store, 1)
+    assert store.album(album_id, user.id + 1000) is None
+
+
+def test_images_ending_at_once_settle_the_album_exactly_once(store):
+    _, album_id, _ = new_album(store, 20)
+    images = store.album(album_id).images
+    for image in images:
+        store.start_attempt(image.id)
+    settled = []
+    barrier = threading.Barrier(len(images))
+
+    def end(image):
+        barrier.wait()
+        if image.id % 3:
+            settled.extend(store.record_uploaded(image.id, f"p{image.id}"))
+        else:
+            settled.extend(store.record_failed(image.id, "refused", 324))
+
+    threads = [threading.Thread(target=end, args=(image,)) for image in images]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(settled) == 1
+    event = messages.decode(settled[0].body)
+    assert len(event.uploaded) + len(event.failed) == 20
+    assert store.album(album_id).state == "done_with_failures"
+
+
+def test_an_ended_image_is_never_started_or_ended_again(store):
+    _, album_id, _ = new_album(store, 2)
+    first, second = store.album(album_id).images
+    store.start_attempt(first.id)
+    store.record_uploaded(first.id, "p1")
+    assert store.start_attempt(first.id) is None
+    assert store.record_failed(first.id, "late duplicate", 2) == []
+    assert store.image(first.id).photo_id == "p1"
+    with pytest.raises(LookupError):
+        store.start_attempt(10**9)
+    assert store.album(album_id).state == "publishing"
+
+
+def test_a_failure_writes_its_dead_letter_in_the_same_transaction(store):
+    _, album_id, _ = new_album(store, 1)
+    (image,) = store.album(album_id).images
+    letter = Outgoing("albums.dead", "image.upload", b"{}", headers={"dead-reason": "refused"})
+    rows = store.record_failed(image.id, "refused", 324, letter)
+    assert [row.routing_key for row in rows] == ["image.upload", "album.settled"]
+    assert rows[0].outgoing().headers == {"dead-reason": "refused"}
+
+
+def test_only_one_worker_creates_the_facebook_album(store):
+    _, album_id, _ = new_album(store, 1)
+    claims = [store.claim_fb_album(album_id, timedelta(seconds=60)) for _ in range(3)]
+    assert claims == [(None, True), (None, False), (None, False)]
+    store.set_fb_album(album_id, "fb1")
+    assert store.claim_fb_album(album_id, timedelta(seconds=60)) == ("fb1", False)
+
+
+def test_a_settle_is_mailed_once(store):
+    _, album_id, _ = new_album(store, 1)
+    stale = timedelta(minutes=2)
+    assert store.claim_notification(album_id, 1, stale) == store_module.SEND
+    assert store.claim_notification(album_id, 1, stale) == store_module.BUSY
+    store.mark_notification_sent(album_id, 1)
+    assert store.claim_notification(album_id, 1, stale) == store_module.SENT
+    assert store.claim_notification(album_id, 2, stale) == store_module.SEND
+    store.release_notification(album_id, 2)
+    assert store.claim_notification(album_id, 2, stale) == store_module.SEND
