@@ -28,6 +28,12 @@ class CommonSettings(BaseSettings):
     #: Redeliveries after consumer crashes before the broker dead-letters a message.
     delivery_limit: int = Field(default=20, ge=1)
 
+    @field_validator("s3_endpoint_url", mode="before")
+    @classmethod
+    def _empty_endpoint_is_aws(cls, value: object) -> object:
+        # S3_ENDPOINT_URL= (empty) means the real AWS endpoint, as boto3 picks it.
+        return None if value == "" else value
+
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _parse_delays(cls, value: object) -> object:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -180,7 +181,11 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create missing tables; services starting together on PostgreSQL take turns."""
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(742001)"))
+            Base.metadata.create_all(connection)
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:

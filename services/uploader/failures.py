@@ -1,0 +1,226 @@
+"""Decide what a failed upload attempt means: retry soon, wait out a throttle, ask the user to
+reconnect, or give up on this photo.
+
+Pure classification, no I/O. Graph failures are judged by Graph error code first (Meta reuses
+HTTP statuses loosely and throttling responses rarely say `is_transient`); the code families
+and what to do with each are in /work/shared/notes/external-apis.md, section 2.
+"""
+
+from __future__ import annotations
+
+import http.client
+from dataclasses import dataclass
+from enum import StrEnum
+
+import requests
+import urllib3.exceptions
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
+
+
+class FailureKind(StrEnum):
+    TRANSIENT = "transient"  # retry with backoff
+    THROTTLED = "throttled"  # retry after the wait Facebook asks for
+    PERMANENT = "permanent"  # retrying the same request will not help
+    AUTH = "auth"  # the user must reconnect the page or grant permissions
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: FailureKind
+    #: Short plain words a user can read.
+    reason: str
+    #: The Graph error code; else the HTTP status of the failed response; else None.
+    code: int | None
+    #: Seconds Facebook asked us to wait, for THROTTLED failures that said so.
+    wait_s: float | None = None
+
+
+THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
+AUTH_CODES = frozenset({190, 102, 10, *range(200, 300)})
+TRANSIENT_CODES = frozenset({1, 2, 341})
+
+THROTTLE_SUBJECTS = {4: "this app", 17: "this user", 613: "these calls"}
+
+TRANSIENT_REASONS = {
+    1: "Facebook had an unknown, probably temporary, error",
+    2: "Facebook had a temporary service error",
+    341: "Facebook's temporary application limit was reached",
+}
+
+PERMANENT_REASONS = {
+    3: "the Facebook app lacks the capability for this call",
+    120: "the Facebook album id is invalid",
+    220: "the Facebook album is not visible to this page",
+    321: "the Facebook album is full",
+    368: "Facebook temporarily blocked this page for policy reasons; publishing stopped",
+    506: "Facebook refused a duplicate post",
+}
+
+S3_TRANSIENT_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"}
+)
+S3_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+#: OSErrors that mean the program or its setup is wrong, not that the network hiccupped.
+LOCAL_OS_ERRORS = (
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+)
+
+#: Connection-level failures talking to S3: botocore wraps the urllib3 ones in these.
+S3_NETWORK_ERRORS = (BotoConnectionError, HTTPClientError, IncompleteReadError)
+
+#: Connection-level failures from HTTP libraries used directly.
+NETWORK_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.TimeoutError,
+    http.client.HTTPException,
+)
+
+
+def classify(exc: BaseException) -> Failure:
+    """The kind of failure `exc` is, with a reason fit to show the user."""
+    if isinstance(exc, GraphNetworkError):
+        return Failure(FailureKind.TRANSIENT, f"could not reach Facebook: {exc.message}", None)
+    if isinstance(exc, GraphError):
+        return _classify_graph(exc)
+    if isinstance(exc, ClientError):
+        return _classify_s3(exc)
+    if isinstance(exc, SourceTruncatedError):
+        return Failure(FailureKind.TRANSIENT, "the file from the bucket ended early", None)
+    if isinstance(exc, S3_NETWORK_ERRORS):
+        reason = f"could not read the file from the bucket: {_describe(exc)}"
+        return Failure(FailureKind.TRANSIENT, reason, None)
+    if isinstance(exc, NETWORK_ERRORS):
+        return Failure(FailureKind.TRANSIENT, f"network error: {_describe(exc)}", None)
+    if _is_io_error(exc):
+        return Failure(FailureKind.TRANSIENT, f"I/O error: {_describe(exc)}", None)
+    return Failure(FailureKind.PERMANENT, f"internal error: {_describe(exc)}", None)
+
+
+def _is_io_error(exc: BaseException) -> bool:
+    # requests' exceptions are OSErrors too, but the ones left here (InvalidURL, MissingSchema,
+    # ...) are mistakes in our code or config; so are missing files and permissions.
+    return isinstance(exc, OSError) and not isinstance(
+        exc, (requests.RequestException, *LOCAL_OS_ERRORS)
+    )
+
+
+def _classify_graph(exc: GraphError) -> Failure:
+    code = exc.code
+    if code is None:
+        return _classify_plain_http(exc)
+    if code in THROTTLE_CODES or exc.http_status == 429:
+        return _throttled(exc, code)
+    if code == 324:
+        return Failure(FailureKind.PERMANENT, _image_reason(exc), code)
+    # Before the auth range: 220 (album not visible) sits inside 200-299 but is about the album.
+    if code in PERMANENT_REASONS:
+        return Failure(FailureKind.PERMANENT, f"{PERMANENT_REASONS[code]} (code {code})", code)
+    if code in AUTH_CODES:
+        return Failure(FailureKind.AUTH, _auth_reason(code), code)
+    if code in TRANSIENT_CODES:
+        return Failure(FailureKind.TRANSIENT, f"{TRANSIENT_REASONS[code]} (code {code})", code)
+    # Unknown codes: trust Meta's is_transient flag, or a 5xx status, before giving up.
+    if exc.is_transient or (exc.http_status or 0) >= 500:
+        return Failure(
+            FailureKind.TRANSIENT, f"Facebook had a temporary error: {_graph_text(exc)}", code
+        )
+    return Failure(FailureKind.PERMANENT, f"Facebook refused the request: {_graph_text(exc)}", code)
+
+
+def _classify_plain_http(exc: GraphError) -> Failure:
+    """A response without a Graph error body (a proxy or load balancer answered)."""
+    status = exc.http_status
+    if status == 429:
+        return _throttled(exc, None)
+    if status is None or status >= 500 or status == 408 or 200 <= status < 300:
+        # 2xx here means an unreadable success body: the call may have worked, so check and retry.
+        label = f"HTTP {status}" if status else "no response"
+        return Failure(
+            FailureKind.TRANSIENT, f"Facebook is temporarily unavailable ({label})", status
+        )
+    return Failure(FailureKind.PERMANENT, f"Facebook refused the request (HTTP {status})", status)
+
+
+def _throttled(exc: GraphError, code: int | None) -> Failure:
+    hints = [
+        exc.regain_access_minutes * 60 if exc.regain_access_minutes is not None else None,
+        exc.retry_after_s,
+    ]
+    # An estimate of 0 means "not blocked", which says nothing about when to retry.
+    waits = [hint for hint in hints if hint is not None and hint > 0]
+    subject = THROTTLE_SUBJECTS.get(code, "this page") if code is not None else "this page"
+    label = f"code {code}" if code is not None else f"HTTP {exc.http_status}"
+    return Failure(
+        FailureKind.THROTTLED,
+        f"Facebook is throttling {subject} ({label})",
+        code if code is not None else exc.http_status,
+        max(waits) if waits else None,
+    )
+
+
+def _auth_reason(code: int) -> str:
+    if code in {190, 102}:
+        return (
+            f"Facebook no longer accepts the page's access token (code {code}); "
+            "reconnect your Facebook page"
+        )
+    return (
+        f"Facebook denied permission for this action (code {code}); "
+        "reconnect your Facebook page and grant the requested permissions"
+    )
+
+
+def _image_reason(exc: GraphError) -> str:
+    message = exc.message.lower()
+    if exc.subcode == 2069019 or "too large" in message or "larger than" in message:
+        detail = "the file is larger than 10 MB"
+    elif "unsupported" in message or "format" in message:
+        detail = "unsupported format"
+    elif "requires upload file" in message:
+        detail = "no image file was sent"
+    elif "rejected" in message:
+        detail = "rejected image"
+    else:
+        detail = "missing or invalid image file"
+    return f"Facebook refused the image: {detail} (code 324)"
+
+
+def _classify_s3(exc: ClientError) -> Failure:
+    error = exc.response.get("Error", {})
+    s3_code = str(error.get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if s3_code in S3_NOT_FOUND_CODES or status == 404:
+        return Failure(FailureKind.PERMANENT, "not found in the bucket", status)
+    if s3_code in S3_TRANSIENT_CODES or (status or 0) >= 500:
+        return Failure(
+            FailureKind.TRANSIENT, f"the bucket is temporarily unavailable ({s3_code})", status
+        )
+    if s3_code == "AccessDenied" or status == 403:
+        return Failure(FailureKind.PERMANENT, "access to the bucket was denied", status)
+    return Failure(FailureKind.PERMANENT, f"the bucket refused the request ({s3_code})", status)
+
+
+def _graph_text(exc: GraphError) -> str:
+    """Graph's message without the "(#code) " prefix, cut short, with the code appended."""
+    text = exc.message
+    if text.startswith("(#"):
+        text = text.partition(") ")[2] or text
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"{text} (code {exc.code})"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
