@@ -6,7 +6,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -49,6 +49,7 @@ def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
     message["Subject"] = subject(mail.title, len(event.uploaded), total)
     message["From"] = sender
     message["To"] = mail.to
+    message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(idstring=f"{event.album_id}.{event.settle_seq}")
     message.set_content(_env.get_template("album_settled.txt").render(context))
     message.add_alternative(_env.get_template("album_settled.html").render(context),
