@@ -234,13 +234,14 @@ class SimState:
 
     def add_album(self, name: str, message: str | None) -> dict[str, Any]:
         with self._lock:
+            album_id = str(2_000_000_000_000_000 + next(self._ids))
             album = {
-                "id": str(2_000_000_000_000_000 + next(self._ids)),
+                "id": album_id,
                 "name": name,
                 "message": message,
                 "created_at": _now().isoformat(),
             }
-            self._albums[album["id"]] = album
+            self._albums[album_id] = album
             return dict(album)
 
     def has_album(self, album_id: str) -> bool:

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -78,14 +78,27 @@ def broker() -> Iterator[Broker]:
 
 
 @pytest.fixture(scope="session")
-def vhost(broker: Broker) -> Iterator[str]:
-    """A vhost of this test session's own, with full permissions; deleted at the end."""
-    name = f"albums-test-{uuid.uuid4().hex[:10]}"
-    broker.api("PUT", f"vhosts/{quote(name, '')}")
-    broker.api("PUT", f"permissions/{quote(name, '')}/{broker.user}",
-               json={"configure": ".*", "write": ".*", "read": ".*"})
-    yield name
-    broker.api("DELETE", f"vhosts/{quote(name, '')}")
+def make_vhost(broker: Broker) -> Iterator[Callable[[], str]]:
+    """Make vhosts with full permissions, each of its own; all deleted at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"albums-test-{uuid.uuid4().hex[:10]}"
+        broker.api("PUT", f"vhosts/{quote(name, '')}")
+        broker.api("PUT", f"permissions/{quote(name, '')}/{broker.user}",
+                   json={"configure": ".*", "write": ".*", "read": ".*"})
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        broker.api("DELETE", f"vhosts/{quote(name, '')}")
+
+
+@pytest.fixture(scope="session")
+def vhost(make_vhost: Callable[[], str]) -> str:
+    """The integration tests' vhost (the e2e system runs in another one)."""
+    return make_vhost()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ and what to do with each are in /work/shared/notes/external-apis.md, section 2.
 from __future__ import annotations
 
 import http.client
-from dataclasses import dataclass
-from enum import StrEnum
 
 import requests
 import urllib3.exceptions
@@ -18,25 +16,7 @@ from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadErro
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
-
-
-class FailureKind(StrEnum):
-    TRANSIENT = "transient"  # retry with backoff
-    THROTTLED = "throttled"  # retry after the wait Facebook asks for
-    PERMANENT = "permanent"  # retrying the same request will not help
-    AUTH = "auth"  # the user must reconnect the page or grant permissions
-
-
-@dataclass(frozen=True)
-class Failure:
-    kind: FailureKind
-    #: Short plain words a user can read.
-    reason: str
-    #: The Graph error code; else the HTTP status of the failed response; else None.
-    code: int | None
-    #: Seconds Facebook asked us to wait, for THROTTLED failures that said so.
-    wait_s: float | None = None
-
+from shared.retry_policy import Failure, FailureKind
 
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 AUTH_CODES = frozenset({190, 102, 10, *range(200, 300)})

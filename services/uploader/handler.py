@@ -66,18 +66,25 @@ class ImageUploader:
             log.info("image %s already ended; acking the duplicate", message.image_id)
             return Outcome()
         try:
-            photo_id = self._upload(message)
+            photo_id = self._upload(message, reconcile=started > 1)
         except Exception as exc:  # every failure is classified; unknown ones are permanent
             return self._after_failure(message, delivery, attempt, classify(exc))
         self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
         return Outcome()
 
-    def _upload(self, message: messages.ImageUploadRequested) -> str:
+    def _upload(self, message: messages.ImageUploadRequested, reconcile: bool) -> str:
         album = self._store.album(message.album_id)
         if album is None:
             raise LookupError(f"album {message.album_id} is not in the store")
         fb_album = self._fb_album(album.id, album.title)
+        if reconcile:
+            # An earlier attempt may have reached Facebook and died before recording the
+            # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
+            sent = self._find_sent(fb_album, message)
+            if sent is not None:
+                log.info("image %s was already on Facebook as %s", message.image_id, sent)
+                return sent
         obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
         filename = posixpath.basename(message.key) or "image"
         content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
@@ -87,6 +94,13 @@ class ImageUploader:
                 content_type or "application/octet-stream", caption=_caption(message))
         finally:
             obj["Body"].close()
+
+    def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested) -> str | None:
+        mark = _caption(message)
+        for photo in self._graph.list_album_photos(fb_album):
+            if mark in (photo.get("name") or ""):
+                return str(photo["id"])
+        return None
 
     def _fb_album(self, album_id: str, title: str) -> str:
         """The album's Facebook album, created once however many images ask at the same time."""

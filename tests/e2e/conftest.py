@@ -153,8 +153,14 @@ class System:
 
 
 @pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterator[System]:
-    system = System(tmp_path_factory.mktemp("e2e"), amqp_url)
+def e2e_amqp_url(broker: Any, make_vhost: Any) -> str:
+    """The system's own vhost: its consumers must not take the integration tests' messages."""
+    return str(broker.url(make_vhost()))
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory, e2e_amqp_url: str) -> Iterator[System]:
+    system = System(tmp_path_factory.mktemp("e2e"), e2e_amqp_url)
     try:
         system.start_all()
         yield system

@@ -27,16 +27,16 @@ def seed_images(system, user, count, folder="trip"):
     return hashes
 
 
-def settled_mail_quiet(system, amqp_url, address, count=1):
+def settled_mail_quiet(system, e2e_amqp_url, address, count=1):
     """The emails to `address`, read once they arrived and the notifier's queue is empty."""
     wait_for(lambda: len(system.mails_to(address)) >= count, timeout=30,
              what=f"{count} email(s) to {address}")
-    wait_for(lambda: message_count(amqp_url, topology.ALBUM_SETTLED.name) == 0,
+    wait_for(lambda: message_count(e2e_amqp_url, topology.ALBUM_SETTLED.name) == 0,
              what="the notifier's queue to drain")
     return system.mails_to(address)
 
 
-def test_a_twenty_image_album_reaches_facebook_and_one_email(system, user, amqp_url):
+def test_a_twenty_image_album_reaches_facebook_and_one_email(system, user, e2e_amqp_url):
     hashes = seed_images(system, user, 20)
     started = time.monotonic()
     response = system.publish(user["token"], title="Summer", images=list(hashes))
@@ -53,7 +53,7 @@ def test_a_twenty_image_album_reaches_facebook_and_one_email(system, user, amqp_
     assert sorted(p["sha256"] for p in mine) == sorted(hashes.values())
     assert len({p["album_id"] for p in mine}) == 1
 
-    mails = settled_mail_quiet(system, amqp_url, user["email"])
+    mails = settled_mail_quiet(system, e2e_amqp_url, user["email"])
     assert len(mails) == 1
     assert mails[0]["subject"] == "Your album 'Summer' is on Facebook: all 20 photos"
     for key in hashes:
@@ -62,7 +62,7 @@ def test_a_twenty_image_album_reaches_facebook_and_one_email(system, user, amqp_
           f"{len(mails)} email")
 
 
-def test_refused_images_fail_alone_and_the_email_names_them(system, user, amqp_url):
+def test_refused_images_fail_alone_and_the_email_names_them(system, user, e2e_amqp_url):
     hashes = seed_images(system, user, 18, folder="mixed")
     refused = [f"{user['prefix']}mixed/notes-{n}.txt" for n in range(2)]
     for key in refused:
@@ -77,7 +77,7 @@ def test_refused_images_fail_alone_and_the_email_names_them(system, user, amqp_u
     assert all("324" in i["error"] and i["attempts"] == 1 for i in failed.values())
     assert sum(i["state"] == "uploaded" for i in album["images"]) == 18
 
-    (mail,) = settled_mail_quiet(system, amqp_url, user["email"])
+    (mail,) = settled_mail_quiet(system, e2e_amqp_url, user["email"])
     assert mail["subject"] == "Your album 'Mixed' is on Facebook: 18 of 20 photos"
     for key in refused:
         name = key.rsplit("/", 1)[1]
@@ -109,8 +109,8 @@ def test_transient_facebook_errors_are_retried_until_the_album_is_done(system, u
     assert sorted(p["sha256"] for p in mine) == sorted(hashes.values())
 
 
-def test_bad_requests_get_a_reason_and_publish_nothing(system, user, amqp_url):
-    before = message_count(amqp_url, topology.IMAGE_UPLOADS.name)
+def test_bad_requests_get_a_reason_and_publish_nothing(system, user, e2e_amqp_url):
+    before = message_count(e2e_amqp_url, topology.IMAGE_UPLOADS.name)
     cases = [
         ({"title": "x", "images": ["users/999999/a.png"]}, 422, "not under your prefix"),
         ({"title": "x", "images": []}, 422, "invalid album"),
@@ -121,7 +121,7 @@ def test_bad_requests_get_a_reason_and_publish_nothing(system, user, amqp_url):
         response = system.publish(user["token"], **body)
         assert response.status_code == status and reason in response.json()["error"]
     assert system.publish("wrong-token", title="x", images=["a"]).status_code == 401
-    assert message_count(amqp_url, topology.IMAGE_UPLOADS.name) == before
+    assert message_count(e2e_amqp_url, topology.IMAGE_UPLOADS.name) == before
 
 
 def test_another_users_album_is_not_found(system, user):

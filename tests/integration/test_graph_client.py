@@ -324,7 +324,8 @@ def test_graph_paging_shape(sim: str, client: GraphClient, album_id: str) -> Non
     url = f"{sim}/{VERSION}/{album_id}/photos"
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
-    first = requests.get(url, params={"fields": "id,name", "limit": 25}, headers=auth, timeout=5)
+    query = {"fields": "id,name", "limit": "25"}
+    first = requests.get(url, params=query, headers=auth, timeout=5)
     first_body = first.json()
     assert len(first_body["data"]) == 25
     assert set(first_body["paging"]["cursors"]) == {"before", "after"}
@@ -377,11 +378,11 @@ def test_oversized_request_is_refused_before_parsing(
     error = expect_graph_error(
         lambda: client.upload_photo(
             album_id,
-            GeneratedImageStream(total),
+            GeneratedImageStream(total),  # type: ignore[arg-type]
             total,
             "x.png",
             "image/png",
-            "",  # type: ignore[arg-type]
+            "",
         )
     )
     assert (error.http_status, error.code, error.subcode) == (400, 324, 2069019)
