@@ -7,8 +7,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pika
+import requests
 
 T = TypeVar("T")
+
+#: The Graph simulator's page and token in the integration tests.
+PAGE_ID = "1000000000000001"
+TOKEN = "test-page-token"
+VERSION = "v24.0"
 
 
 def wait_for(check: Callable[[], T], timeout: float = 15.0, every: float = 0.05,
@@ -45,3 +51,11 @@ def message_count(url: str, queue: str) -> int:
         return connection.channel().queue_declare(queue, passive=True).method.message_count
     finally:
         connection.close()
+
+
+def set_faults(sim: str, faults: dict[str, Any]) -> None:
+    requests.put(f"{sim}/_sim/faults", json=faults, timeout=5).raise_for_status()
+
+
+def sim_photos(sim: str) -> list[dict[str, Any]]:
+    return list(requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"])

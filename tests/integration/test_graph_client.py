@@ -10,8 +10,6 @@ import hashlib
 import random
 import socket
 import struct
-import threading
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +20,7 @@ import pytest
 import requests
 from botocore.exceptions import IncompleteReadError
 from moto.server import ThreadedMotoServer
-from werkzeug.serving import make_server
 
-from dev.graph_simulator import create_app
 from services.uploader.failures import FailureKind, classify
 from services.uploader.graph_client import (
     GraphClient,
@@ -33,11 +29,10 @@ from services.uploader.graph_client import (
     SourceTruncatedError,
 )
 
+from .helpers import PAGE_ID, TOKEN, VERSION, set_faults, sim_photos, wait_for
+
 pytestmark = pytest.mark.integration
 
-PAGE_ID = "1000000000000001"
-TOKEN = "test-page-token"
-VERSION = "v24.0"
 MIB = 1024 * 1024
 T = TypeVar("T")
 
@@ -138,36 +133,6 @@ class RecordingSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def wait_for(check: Callable[[], T], timeout: float = 10.0) -> T:
-    """Poll until `check` returns something truthy (no assertion on how long it took)."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-    return result
-
-
-@pytest.fixture(scope="module")
-def simulator_url() -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, create_app(PAGE_ID, TOKEN), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-@pytest.fixture
-def sim(simulator_url: str) -> Iterator[str]:
-    requests.post(f"{simulator_url}/_sim/reset", timeout=5).raise_for_status()
-    yield simulator_url
-    requests.post(f"{simulator_url}/_sim/reset", timeout=5).raise_for_status()
-
-
 @pytest.fixture
 def client(sim: str) -> Iterator[GraphClient]:
     graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN)
@@ -178,14 +143,6 @@ def client(sim: str) -> Iterator[GraphClient]:
 @pytest.fixture
 def album_id(client: GraphClient) -> str:
     return client.create_album("Summer 2026", "Photos from the trip")
-
-
-def set_faults(sim: str, faults: dict[str, Any]) -> None:
-    requests.put(f"{sim}/_sim/faults", json=faults, timeout=5).raise_for_status()
-
-
-def sim_photos(sim: str) -> list[dict[str, Any]]:
-    return requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"]
 
 
 def upload_bytes(

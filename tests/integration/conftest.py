@@ -1,0 +1,55 @@
+"""The stand-ins, in-process on free loopback ports: the Graph simulator and moto's S3."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from dev.graph_simulator import create_app
+
+from .helpers import PAGE_ID, TOKEN
+
+
+@pytest.fixture(scope="session")
+def simulator_url() -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, create_app(PAGE_ID, TOKEN), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def sim(simulator_url: str) -> Iterator[str]:
+    """The simulator, with no photos, albums or faults before and after the test."""
+    requests.post(f"{simulator_url}/_sim/reset", timeout=5).raise_for_status()
+    yield simulator_url
+    requests.post(f"{simulator_url}/_sim/reset", timeout=5).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")

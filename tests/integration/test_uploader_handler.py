@@ -1,0 +1,148 @@
+"""The uploader's handler against the real store, the Graph simulator and moto's S3: one
+photo per image whatever is redelivered, one Facebook album per album, failures recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from datetime import timedelta
+
+import pika
+import pytest
+import requests
+
+from dev.images import png
+from services.uploader.graph_client import GraphClient
+from services.uploader.handler import ImageUploader, Policy
+from shared import dead_letters, messages, retry_policy, topology
+from shared.consumer import Delivery
+from shared.outbox import Outbox
+from shared.publisher import Publisher
+
+from .helpers import PAGE_ID, TOKEN, VERSION, get_all, set_faults, sim_photos, wait_for
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "handler-test"
+POLICY = Policy(retry_delays=(1, 3), max_attempts=3)
+
+
+@pytest.fixture()
+def publisher(amqp_url):
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    topology.declare(connection.channel(), POLICY.retry_delays, 20)
+    connection.close()
+    publisher = Publisher(amqp_url)
+    yield publisher
+    publisher.close()
+    for queue in (topology.ALBUM_SETTLED.name,):
+        get_all(amqp_url, queue)
+
+
+@pytest.fixture()
+def world(sqlite_store, sim, s3_client, publisher):
+    if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
+        s3_client.create_bucket(Bucket=BUCKET)
+
+    def make(timeout=(5.0, 30.0)):
+        graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=timeout)
+        return ImageUploader(sqlite_store, Outbox(sqlite_store, publisher, grace=timedelta(0)),
+                             graph, s3_client, BUCKET, POLICY)
+
+    return make
+
+
+def album_of(store, s3_client, count, broken=()):
+    user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    keys, hashes = [], {}
+    for n in range(count):
+        key = f"{user.prefix}{uuid.uuid4().hex[:6]}-{n}.png"
+        if n not in broken:
+            body = png(48, 32, seed=n)
+            s3_client.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="image/png")
+            hashes[key] = hashlib.sha256(body).hexdigest()
+        keys.append(key)
+    album_id, rows = store.create_album(user.id, "Handler test", None, keys)
+    return album_id, [Delivery(row.body, {}, False, row.message_id, "image.upload")
+                      for row in rows], hashes
+
+
+def test_an_image_is_uploaded_recorded_and_settles_its_album(world, sqlite_store, s3_client,
+                                                              sim, amqp_url):
+    album_id, (delivery,), hashes = album_of(sqlite_store, s3_client, 1)
+    assert world()(delivery).publish == ()
+    album = sqlite_store.album(album_id)
+    (photo,) = sim_photos(sim)
+    assert album.state == "done" and album.images[0].photo_id == photo["id"]
+    assert photo["sha256"] == next(iter(hashes.values()))
+    settled = [messages.decode(b) for _, b in get_all(amqp_url, topology.ALBUM_SETTLED.name)]
+    assert [e.album_id for e in settled] == [album_id]
+
+
+def test_a_redelivered_uploaded_image_is_acked_without_uploading_again(world, sqlite_store,
+                                                                       s3_client, sim):
+    _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    uploader = world()
+    uploader(delivery)
+    assert uploader(delivery).publish == ()
+    assert len(sim_photos(sim)) == 1
+
+
+def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_store, s3_client,
+                                                               sim):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    set_faults(sim, {"latency_s": 1.5})
+    outcome = world(timeout=(5.0, 0.5))(delivery)
+    (retry,) = outcome.publish
+    assert retry.exchange == topology.RETRY_EXCHANGE
+    assert sqlite_store.album(album_id).images[0].state == "retrying"
+    set_faults(sim, {})
+    again = Delivery(delivery.body, retry.headers, False, None, "image.upload")
+
+    wait_for(lambda: sim_photos(sim), what="the slow upload to land")
+    assert world()(again).publish == ()
+    (photo,) = sim_photos(sim)
+    image = sqlite_store.album(album_id).images[0]
+    assert image.state == "uploaded" and image.photo_id == photo["id"] and image.attempts == 2
+
+
+def test_one_facebook_album_however_many_images_race(world, sqlite_store, s3_client, sim):
+    album_id, deliveries, _ = album_of(sqlite_store, s3_client, 8)
+    uploader = world()
+    threads = [threading.Thread(target=uploader, args=(d,)) for d in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
+    assert len(albums) == 1
+    assert {p["album_id"] for p in sim_photos(sim)} == {albums[0]["id"]}
+    assert sqlite_store.album(album_id).state == "done"
+
+
+def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(world, sqlite_store,
+                                                                  s3_client, amqp_url):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1, broken={0})
+    assert world()(delivery).publish == ()
+    image = sqlite_store.album(album_id).images[0]
+    assert (image.state, image.error) == ("failed", "not found in the bucket")
+    (dead,) = get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
+    assert dead[0].headers[dead_letters.REASON_HEADER] == "not found in the bucket"
+    assert dead[1] == delivery.body
+
+
+def test_poison_gets_a_dead_letter_and_touches_nothing(world):
+    outcome = world()(Delivery(b'{"type": "album.settled"}', {}, False, None, "image.upload"))
+    (letter,) = outcome.publish
+    assert letter.exchange == topology.DEAD_EXCHANGE
+    assert "invalid message" in letter.headers[dead_letters.REASON_HEADER]
+
+
+def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(world, sqlite_store,
+                                                                          s3_client, sim):
+    _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
+    (retry,) = world()(delivery).publish
+    assert retry.headers[retry_policy.ATTEMPT_HEADER] == 1
+    assert retry.routing_key == topology.retry_queue_name(topology.IMAGE_UPLOADS, 1)
