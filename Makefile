@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-e2e lint typecheck broker clean
+.PHONY: run test test-unit test-integration test-e2e lint typecheck broker clean bench
 
 $(STAMP): pyproject.toml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
@@ -40,6 +40,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy shared services dev
+
+bench: $(STAMP) broker
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

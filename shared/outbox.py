@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
-from shared.broker import BrokerError
+from shared.broker import BrokerError, Outgoing
 from shared.publisher import Publisher
 from shared.store import OutboxMessage, Store
 
@@ -42,6 +42,10 @@ class Outbox:
             return False
         self._store.mark_published([row.id for row in rows])
         return True
+
+    def publish_now(self, messages: Sequence[Outgoing]) -> None:
+        """Publish messages that need no record (raises BrokerError if not confirmed)."""
+        self._publisher.publish(messages, timeout=self._timeout_s)
 
     def relay_once(self) -> int:
         rows = self._store.claim_unpublished(self._grace, _LEASE)

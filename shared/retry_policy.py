@@ -11,6 +11,7 @@ republished messages (and 3.13+ drops `x-` headers that clients set).
 from __future__ import annotations
 
 import bisect
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -59,27 +60,30 @@ def attempt_of(headers: Mapping[str, Any]) -> int:
         return 1
 
 
-def next_step(failure: Failure, attempt: int, delays: Sequence[int],
-              max_attempts: int) -> RetryLater | GiveUp:
+def next_step(failure: Failure, attempt: int, delays: Sequence[int], max_attempts: int,
+              rng: random.Random | None = None) -> RetryLater | GiveUp:
+    """What to do after `failure` on attempt number `attempt` (1 for the first try)."""
     if failure.kind in (FailureKind.PERMANENT, FailureKind.AUTH):
         return GiveUp(failure.reason)
     if failure.kind is FailureKind.THROTTLED:
-        return RetryLater(_tier_at_least(delays, failure.wait_s, attempt), attempt)
+        return RetryLater(_tier_at_least(delays, failure.wait_s, attempt, rng), attempt)
     if attempt >= max_attempts:
         return GiveUp(f"gave up after {attempt} attempts: {failure.reason}")
-    return RetryLater(_tier_for_attempt(delays, attempt), attempt + 1)
+    return RetryLater(_tier_for_attempt(delays, attempt, rng), attempt + 1)
 
 
-def _tier_for_attempt(delays: Sequence[int], attempt: int) -> int:
-    tiers = sorted(set(delays))
-    return tiers[min(attempt - 1, len(tiers) - 1)]
+def _tier_for_attempt(delays: Sequence[int], attempt: int, rng: random.Random | None) -> int:
+    base = sorted(set(delays))
+    choices = topology.jittered(base[min(attempt - 1, len(base) - 1)])
+    return (rng or random).choice(choices)
 
 
-def _tier_at_least(delays: Sequence[int], wait_s: float | None, attempt: int) -> int:
+def _tier_at_least(delays: Sequence[int], wait_s: float | None, attempt: int,
+                   rng: random.Random | None) -> int:
     """The shortest tier that waits at least `wait_s` (the longest if none does)."""
     if wait_s is None:
-        return _tier_for_attempt(delays, attempt)
-    tiers = sorted(set(delays))
+        return _tier_for_attempt(delays, attempt, rng)
+    tiers = topology.retry_tiers(delays)
     index = bisect.bisect_left(tiers, wait_s)
     return tiers[min(index, len(tiers) - 1)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -305,6 +305,26 @@ class Store:
             rows = [_row(message) for message in extra]
             s.add_all(rows)
             return rows + _settle_if_ended(s, album)
+
+    def reopen_failed(self, album_id: str,
+                      image_ids: Collection[int] | None = None) -> list[OutboxMessage]:
+        """Queue the album's failed images (or those of `image_ids`) again: the album goes back
+        to publishing, and one new upload message per image goes to the outbox."""
+        with self._tx() as s:
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None:
+                return []
+            images = [i for i in _images(s, album_id) if i.state == FAILED
+                      and (image_ids is None or i.id in image_ids)]
+            for image in images:
+                image.state, image.error, image.error_code = QUEUED, None, None
+            if images:
+                album.state, album.settled_at = PUBLISHING, None
+            rows = [_outbox_row(messages.ImageUploadRequested(
+                album_id=album_id, image_id=i.id, key=i.key), topology.IMAGE_UPLOADS)
+                for i in images]
+            s.add_all(rows)
+            return rows
 
     def claim_fb_album(self, album_id: str, stale_after: timedelta) -> tuple[str | None, bool]:
         """(fb album id, whether the caller now owns its creation)."""

@@ -5,7 +5,8 @@ What an operator sees in the management UI:
 - ``albums.work`` (direct) routes commands and events to the work queues:
   ``image.upload`` -> ``uploader.image-uploads``, ``album.settled`` -> ``notifier.album-settled``.
 - ``albums.retry`` (direct) holds failed messages for a while: one TTL queue per delay tier,
-  ``<work queue>.retry.<seconds>s``, each dead-lettering back into ``albums.work``.
+  ``<work queue>.retry.<seconds>s``, each dead-lettering back into ``albums.work``. Every
+  configured delay has a jittered twin tier (x1.25), so retries of a burst spread out.
 - ``albums.dead`` (direct) keeps what will never succeed, with its reason in the headers:
   ``<work queue>.dead``. Nothing expires there; a full dead-letter queue refuses new ones loudly.
 
@@ -15,6 +16,7 @@ strings. `declare` is idempotent and every service calls it at start.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,6 +38,20 @@ class WorkQueue:
 IMAGE_UPLOADS = WorkQueue("uploader.image-uploads", "image.upload")
 ALBUM_SETTLED = WorkQueue("notifier.album-settled", "album.settled")
 WORK_QUEUES = (IMAGE_UPLOADS, ALBUM_SETTLED)
+
+
+#: Each delay d also gets a tier of d * JITTER (rounded up); a retry picks one of the two at
+#: random, so a burst of failures does not come back as one burst.
+JITTER = 1.25
+
+
+def jittered(delay_s: int) -> tuple[int, ...]:
+    return tuple(sorted({delay_s, math.ceil(delay_s * JITTER)}))
+
+
+def retry_tiers(retry_delays: Iterable[int]) -> list[int]:
+    """Every delay tier a queue needs: each configured delay and its jittered twin."""
+    return sorted({tier for delay in retry_delays for tier in jittered(delay)})
 
 
 def retry_queue_name(queue: WorkQueue, delay_s: int) -> str:
@@ -105,7 +121,7 @@ def queue_specs(retry_delays: Iterable[int], delivery_limit: int) -> list[QueueS
             QueueSpec(queue.name, work_queue_arguments(delivery_limit), WORK_EXCHANGE,
                       queue.routing_key)
         )
-        for delay in sorted(set(retry_delays)):
+        for delay in retry_tiers(retry_delays):
             name = retry_queue_name(queue, delay)
             specs.append(QueueSpec(name, retry_queue_arguments(queue, delay), RETRY_EXCHANGE, name))
         specs.append(

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from shared import s3
 from shared.outbox import Outbox
 from shared.publisher import Publisher
+from shared.replay import Replayer
 from shared.store import AlbumView, Store, UserView
 
 from .openapi import SPEC
@@ -47,6 +48,10 @@ class Services:
                 self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url))
                 self._outbox.start_relay(self._stop)
             return self._outbox
+
+    @property
+    def replayer(self) -> Replayer:
+        return Replayer(self.store, self.outbox, self.settings.amqp_url)
 
     @property
     def s3(self) -> Any:
@@ -129,6 +134,19 @@ def get_album(album_id: str) -> Any:
     if album is None:
         return _error(404, "no such album")
     return jsonify(album_json(album))
+
+
+@api.post("/api/albums/<album_id>/retry")
+@authenticated
+def retry_album(album_id: str) -> Any:
+    """Queue the album's failed images again (their dead letters are replayed)."""
+    services = _services()
+    if services.store.album(album_id, g.user.id) is None:
+        return _error(404, "no such album")
+    reopened = services.replayer.retry_album(album_id)
+    if not reopened:
+        return _error(409, "the album has no failed images to retry")
+    return jsonify({"id": album_id, "reopened": reopened}), 202
 
 
 @api.get("/api/albums")

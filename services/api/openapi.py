@@ -64,6 +64,13 @@ SPEC: dict[str, Any] = {
                     "responses": {"200": _json({"$ref": "#/components/schemas/Album"}, "album"),
                                   **_errors(401, 404)}},
         },
+        "/api/albums/{album_id}/retry": {
+            "parameters": [{"name": "album_id", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "post": {"summary": "Queue the album's failed images again",
+                     "responses": {"202": _json({"type": "object"}, "re-opened"),
+                                   **_errors(401, 404, 409)}},
+        },
         "/api/images": {"get": {"summary": "The caller's images in the bucket",
                                 "responses": {"200": _json({"type": "object"}, "images"),
                                               **_errors(401)}}},

@@ -1,8 +1,11 @@
-"""python -m services.uploader: consume image uploads until SIGTERM."""
+"""python -m services.uploader [dead-letters ...]: consume image uploads until SIGTERM, or
+work on the dead letters."""
 
 from __future__ import annotations
 
+import argparse
 import functools
+import sys
 
 from shared import s3, topology
 from shared.consumer import Consumer
@@ -11,14 +14,13 @@ from shared.publisher import Publisher
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 
+from . import dead_letters_cli
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy
 from .settings import UploaderSettings
 
 
-def main() -> None:
-    settings = UploaderSettings()
-    setup_logging(settings.log_level)
+def consume(settings: UploaderSettings) -> None:
     stop = stop_on_signals()
     store = Store(settings.database_url)
     store.create_schema()
@@ -36,6 +38,18 @@ def main() -> None:
                         grace_s=settings.shutdown_grace_s)
     consumer.run(stop)
     publisher.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.uploader")
+    commands = parser.add_subparsers(dest="command")
+    dead_letters_cli.add_parser(commands)
+    args = parser.parse_args()
+    settings = UploaderSettings()
+    setup_logging(settings.log_level)
+    if args.command == "dead-letters":
+        sys.exit(dead_letters_cli.run(args, settings))
+    consume(settings)
 
 
 if __name__ == "__main__":

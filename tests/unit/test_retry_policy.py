@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from shared import topology
@@ -20,8 +22,17 @@ def transient(reason="Facebook answered 503"):
 
 
 def test_transient_failures_climb_the_tiers():
-    steps = [next_step(transient(), attempt, DELAYS, 10) for attempt in (1, 2, 3, 4)]
-    assert steps == [RetryLater(5, 2), RetryLater(30, 3), RetryLater(120, 4), RetryLater(120, 5)]
+    steps = [next_step(transient(), attempt, DELAYS, 10, random.Random(1))
+             for attempt in (1, 2, 3, 4)]
+    assert [s.next_attempt for s in steps] == [2, 3, 4, 5]
+    bases = (5, 30, 120, 120)
+    assert all(s.delay_s in topology.jittered(d) for s, d in zip(steps, bases, strict=True))
+
+
+def test_a_burst_of_failures_spreads_over_both_twin_tiers():
+    rng = random.Random(3)
+    delays = {next_step(transient(), 1, DELAYS, 10, rng).delay_s for _ in range(50)}
+    assert delays == {5, 7}
 
 
 def test_transient_failures_give_up_when_the_budget_is_spent():
@@ -42,7 +53,7 @@ def test_throttling_waits_as_long_as_asked_without_spending_the_budget():
 
 def test_throttling_longer_than_every_tier_takes_the_longest():
     step = next_step(Failure(FailureKind.THROTTLED, "x", 4, wait_s=10_000), 1, DELAYS, 3)
-    assert step == RetryLater(120, 1)
+    assert step == RetryLater(150, 1)
 
 
 @pytest.mark.parametrize(("headers", "attempt"), [

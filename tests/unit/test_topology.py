@@ -1,14 +1,19 @@
 from shared import topology
 
 
-def test_every_work_queue_has_its_tiers_and_dead_letters():
+def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters():
     specs = {spec.name: spec for spec in topology.queue_specs((30, 5, 5), delivery_limit=20)}
     assert set(specs) == {
-        "uploader.image-uploads", "uploader.image-uploads.retry.5s",
-        "uploader.image-uploads.retry.30s", "uploader.image-uploads.dead",
-        "notifier.album-settled", "notifier.album-settled.retry.5s",
-        "notifier.album-settled.retry.30s", "notifier.album-settled.dead",
+        f"{queue}{suffix}"
+        for queue in ("uploader.image-uploads", "notifier.album-settled")
+        for suffix in ("", ".retry.5s", ".retry.7s", ".retry.30s", ".retry.38s", ".dead")
     }
+
+
+def test_jitter_twins_never_wait_less_than_the_delay():
+    assert topology.jittered(1) == (1, 2)
+    assert topology.jittered(120) == (120, 150)
+    assert topology.retry_tiers((5, 1)) == [1, 2, 5, 7]
 
 
 def test_a_tier_dead_letters_back_to_its_work_queue_after_its_ttl():
@@ -55,4 +60,4 @@ def test_declare_makes_durable_exchanges_and_binds_every_queue():
     assert all(c[3] for c in exchanges) and len(exchanges) == 3
     queues = {c[1] for c in channel.calls if c[0] == "queue"}
     bound = {c[1] for c in channel.calls if c[0] == "bind"}
-    assert queues == bound and len(queues) == 6
+    assert queues == bound and len(queues) == 8

@@ -1,0 +1,56 @@
+"""Replaying dead letters: re-open what the store knows, send back what it does not.
+
+An image's dead letter replays by re-opening the image in the store (the album goes back to
+publishing, a fresh upload message goes out through the outbox, so a new settle and email
+follow). Anything else (a settled event whose email died, poison) goes back to its work queue
+as a first attempt. Dead letters are removed only after that succeeded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from shared import topology
+from shared.dead_letters import DeadLetter, DeadLetterQueue, requeue_message
+from shared.outbox import Outbox
+from shared.store import Store
+
+QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED}
+
+
+class Replayer:
+    def __init__(self, store: Store, outbox: Outbox, amqp_url: str) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._url = amqp_url
+
+    def queue(self, name: str = "uploader") -> DeadLetterQueue:
+        return DeadLetterQueue(self._url, QUEUES[name])
+
+    def retry_album(self, album_id: str) -> int:
+        """Queue the album's failed images again; returns how many were re-opened."""
+        rows = self._store.reopen_failed(album_id)
+        self._outbox.publish(rows)
+        self.queue().take(lambda letter: letter.album_id == album_id)
+        return len(rows)
+
+    def replay(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
+        dlq = self.queue(queue)
+        return len(dlq.take(chosen, before_ack=lambda letters: self._send_back(dlq, letters)))
+
+    def purge(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
+        return len(self.queue(queue).take(chosen))
+
+    def _send_back(self, dlq: DeadLetterQueue, letters: list[DeadLetter]) -> None:
+        by_album: dict[str, set[int]] = defaultdict(set)
+        raw = []
+        for letter in letters:
+            if dlq.queue is topology.IMAGE_UPLOADS and letter.album_id and letter.image_id:
+                by_album[letter.album_id].add(letter.image_id)
+            else:
+                raw.append(requeue_message(letter, dlq.queue))
+        for album_id, image_ids in by_album.items():
+            if not self._outbox.publish(self._store.reopen_failed(album_id, image_ids)):
+                raise RuntimeError("the broker did not confirm the replay; nothing was removed")
+        self._outbox.publish_now(raw)
