@@ -284,13 +284,18 @@ class Store:
                                error_code=None)
 
     def record_failed(self, image_id: int, reason: str, code: int | None,
-                      dead_letter: Outgoing | None = None) -> list[OutboxMessage]:
-        """Record the failure and, in the same transaction, its dead letter in the outbox."""
-        extra = [dead_letter] if dead_letter is not None else []
-        return self._end_image(image_id, extra, state=FAILED, photo_id=None, error=reason,
-                               error_code=code)
+                      dead_letter: Outgoing | None = None,
+                      stop_album: bool = False) -> list[OutboxMessage]:
+        """Record the failure and, in the same transaction, its dead letter in the outbox.
 
-    def _end_image(self, image_id: int, extra: Sequence[Outgoing] = (),
+        With `stop_album` (the page's authorisation is gone), the album's images that wait to
+        be tried fail too, with the same reason, instead of each hammering the API in turn.
+        """
+        extra = [dead_letter] if dead_letter is not None else []
+        return self._end_image(image_id, extra, stop_album, state=FAILED, photo_id=None,
+                               error=reason, error_code=code)
+
+    def _end_image(self, image_id: int, extra: Sequence[Outgoing] = (), stop_album: bool = False,
                    **values: Any) -> list[OutboxMessage]:
         with self._tx() as s:
             album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
@@ -302,6 +307,12 @@ class Store:
                               .values(next_attempt_at=None, **values)).rowcount
             if not ended or album is None:
                 return []
+            if stop_album:
+                s.execute(update(Image).where(Image.album_id == album_id,
+                                              Image.state.in_((QUEUED, RETRYING)))
+                          .values(state=FAILED, next_attempt_at=None,
+                                  error=f"not sent: {values['error']}",
+                                  error_code=values["error_code"]))
             rows = [_row(message) for message in extra]
             s.add_all(rows)
             return rows + _settle_if_ended(s, album)

@@ -15,6 +15,7 @@ from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 
 from . import dead_letters_cli
+from .circuit_breaker import CircuitBreaker
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy
 from .settings import UploaderSettings
@@ -28,9 +29,12 @@ def consume(settings: UploaderSettings) -> None:
     outbox = Outbox(store, publisher)
     outbox.start_relay(stop)
     graph = GraphClient(settings.graph_api_url, settings.graph_api_version,
-                        settings.facebook_page_id, settings.facebook_page_token)
+                        settings.facebook_page_id, settings.facebook_page_token,
+                        timeout=(5.0, settings.graph_timeout_s))
+    breaker = CircuitBreaker(settings.breaker_window_s, settings.breaker_min_calls,
+                             settings.breaker_failure_ratio, settings.breaker_cooldown_s)
     handler = ImageUploader(store, outbox, graph, s3.make_client(settings), settings.s3_bucket,
-                            Policy(settings.retry_delays, settings.max_attempts))
+                            Policy(settings.retry_delays, settings.max_attempts), breaker)
     declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
                                 delivery_limit=settings.delivery_limit)
     consumer = Consumer(settings.amqp_url, topology.IMAGE_UPLOADS.name, handler,

@@ -19,11 +19,12 @@ from shared import messages, retry_policy, topology
 from shared.consumer import Delivery, Outcome
 from shared.dead_letters import dead_letter
 from shared.outbox import Outbox
-from shared.retry_policy import Failure, GiveUp
+from shared.retry_policy import Failure, FailureKind, GiveUp
 from shared.store import Store
 
+from .circuit_breaker import CircuitBreaker
 from .failures import classify
-from .graph_client import GraphClient
+from .graph_client import GraphClient, GraphError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ QUEUE = topology.IMAGE_UPLOADS
 #: How long an image waits for another worker that is creating its album on Facebook.
 _ALBUM_WAIT_S = 30.0
 _ALBUM_CLAIM_STALE = timedelta(seconds=60)
+#: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
+_BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
 
 class AlbumBeingCreated(Exception):
@@ -45,7 +48,8 @@ class Policy:
 
 class ImageUploader:
     def __init__(self, store: Store, outbox: Outbox, graph: GraphClient, s3: Any, bucket: str,
-                 policy: Policy) -> None:
+                 policy: Policy, breaker: CircuitBreaker | None = None) -> None:
+        self._breaker = breaker or CircuitBreaker()
         self._store = store
         self._outbox = outbox
         self._graph = graph
@@ -66,9 +70,14 @@ class ImageUploader:
             log.info("image %s already ended; acking the duplicate", message.image_id)
             return Outcome()
         try:
+            self._breaker.wait_while_open()
             photo_id = self._upload(message, reconcile=started > 1)
         except Exception as exc:  # every failure is classified; unknown ones are permanent
-            return self._after_failure(message, delivery, attempt, classify(exc))
+            failure = classify(exc)
+            if isinstance(exc, GraphError):
+                self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
+            return self._after_failure(message, delivery, attempt, failure)
+        self._breaker.record(ok=True)
         self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
         return Outcome()
@@ -133,8 +142,9 @@ class ImageUploader:
             log.warning("image %s failed for good: %s", message.image_id, step.reason)
             letter = dead_letter(QUEUE, delivery.body, delivery.headers, step.reason,
                                  failure.code, attempt)
-            self._outbox.publish(self._store.record_failed(message.image_id, step.reason,
-                                                           failure.code, letter))
+            self._outbox.publish(self._store.record_failed(
+                message.image_id, step.reason, failure.code, letter,
+                stop_album=failure.kind is FailureKind.AUTH))
             return Outcome()
         log.info("image %s retries in %s s: %s", message.image_id, step.delay_s, failure.reason)
         next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=step.delay_s)

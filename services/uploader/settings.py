@@ -14,3 +14,11 @@ class UploaderSettings(CommonSettings):
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
     #: On SIGTERM, how long in-flight uploads may take to finish before the process exits.
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    #: The circuit breaker: over BREAKER_WINDOW_S, at least BREAKER_MIN_CALLS Graph calls of
+    #: which BREAKER_FAILURE_RATIO failed broadly pause uploads for BREAKER_COOLDOWN_S.
+    breaker_window_s: float = Field(default=60.0, gt=0)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    breaker_cooldown_s: float = Field(default=30.0, ge=0)
+    #: Seconds to wait for Facebook to answer a photo upload.
+    graph_timeout_s: float = Field(default=120.0, gt=0)

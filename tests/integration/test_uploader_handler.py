@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from dev.images import png
+from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader, Policy
 from shared import dead_letters, messages, retry_policy, topology
@@ -45,10 +46,10 @@ def world(sqlite_store, sim, s3_client, publisher):
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
 
-    def make(timeout=(5.0, 30.0)):
+    def make(timeout=(5.0, 30.0), breaker=None):
         graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=timeout)
         return ImageUploader(sqlite_store, Outbox(sqlite_store, publisher, grace=timedelta(0)),
-                             graph, s3_client, BUCKET, POLICY)
+                             graph, s3_client, BUCKET, POLICY, breaker)
 
     return make
 
@@ -147,3 +148,42 @@ def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(world,
     assert retry.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert retry.routing_key in {topology.retry_queue_name(topology.IMAGE_UPLOADS, tier)
                                  for tier in topology.jittered(POLICY.retry_delays[0])}
+
+
+def test_a_lost_authorisation_stops_the_albums_waiting_images(world, sqlite_store, s3_client,
+                                                              sim, amqp_url):
+    album_id, deliveries, _ = album_of(sqlite_store, s3_client, 3)
+    uploader = world()
+    set_faults(sim, {"error_rates": {"190": 1.0}})
+    assert uploader(deliveries[0]).publish == ()
+    album = sqlite_store.album(album_id)
+    assert album.state == "done_with_failures"
+    first, *others = album.images
+    assert "reconnect your Facebook page" in first.error and first.attempts == 1
+    assert all(i.state == "failed" and i.error.startswith("not sent: ") and i.attempts == 0
+               for i in others)
+    set_faults(sim, {})
+    for delivery in deliveries[1:]:
+        assert uploader(delivery).publish == ()
+    assert sim_photos(sim) == []
+    settled = get_all(amqp_url, topology.ALBUM_SETTLED.name)
+    assert len(settled) == 1
+
+
+def test_broad_graph_failures_open_the_breaker(world, sqlite_store, s3_client, sim):
+    _, deliveries, _ = album_of(sqlite_store, s3_client, 2)
+    breaker = CircuitBreaker(min_calls=2, failure_ratio=0.5, cooldown_s=60)
+    uploader = world(breaker=breaker)
+    set_faults(sim, {"error_rates": {"503": 1.0}})
+    for delivery in deliveries:
+        uploader(delivery)
+    assert breaker.open_for() > 0
+
+
+def test_refused_images_do_not_open_the_breaker(world, sqlite_store, s3_client, sim):
+    _, deliveries, _ = album_of(sqlite_store, s3_client, 3)
+    breaker = CircuitBreaker(min_calls=2, failure_ratio=0.5, cooldown_s=60)
+    set_faults(sim, {"reject_filenames": [".png"]})
+    for delivery in deliveries:
+        world(breaker=breaker)(delivery)
+    assert breaker.open_for() == 0
