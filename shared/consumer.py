@@ -67,6 +67,8 @@ class Consumer:
         self._in_flight_lock = threading.Lock()
         self._had_consumed = False
         self.consuming = threading.Event()
+        #: How many connections have reached consuming (more than one means it reconnected).
+        self.connects = 0
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting with capped backoff after broker trouble."""
@@ -97,6 +99,7 @@ class Consumer:
             on_message = functools.partial(self._on_message, connection, confirm_channel)
             tag = channel.basic_consume(self._queue, on_message)
             self.consuming.set()
+            self.connects += 1
             self._had_consumed = True
             log.info("%s: consuming with concurrency %d", self._queue, self._concurrency)
             while not stop.is_set():

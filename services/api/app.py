@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request, url_for
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from shared import s3
@@ -70,6 +71,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.extensions["services"] = Services(settings, store)
     app.register_blueprint(api)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DBAPIError, _store_unavailable)
     return app
 
 
@@ -87,6 +89,12 @@ def _error(status: int, reason: str, details: list[str] | None = None) -> tuple[
 
 def _http_error(exc: HTTPException) -> tuple[Any, int]:
     return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _store_unavailable(exc: DBAPIError) -> tuple[Any, int]:
+    # Nothing was accepted: the album and its messages are written in one transaction.
+    log.error("store unavailable: %s", exc.__class__.__name__)
+    return _error(503, "the store is unavailable; nothing was accepted, try again shortly")
 
 
 def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:

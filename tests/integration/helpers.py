@@ -59,3 +59,16 @@ def set_faults(sim: str, faults: dict[str, Any]) -> None:
 
 def sim_photos(sim: str) -> list[dict[str, Any]]:
     return list(requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"])
+
+
+def close_connections(broker: Any, vhost: str) -> int:
+    """Close every client connection to `vhost` from the broker's side (as an operator or a
+    broker restart would); waits until the management API lists at least one."""
+
+    def listed() -> list[dict[str, Any]]:
+        return [c for c in broker.api("GET", "connections").json() if c.get("vhost") == vhost]
+
+    connections = wait_for(listed, timeout=20, every=0.5, what=f"connections to {vhost}")
+    for connection in connections:
+        broker.api("DELETE", f"connections/{connection['name']}")
+    return len(connections)

@@ -4,6 +4,7 @@ after its tier's delay, a permanent one is dead-lettered with its reason, poison
 import functools
 import threading
 import time
+from contextlib import closing
 
 import pika
 import pytest
@@ -15,7 +16,7 @@ from shared.messages import ImageUploadRequested, encode
 from shared.publisher import Publisher
 from shared.retry_policy import Failure, FailureKind, RetryLater
 
-from .helpers import get_all, message_count, wait_for
+from .helpers import close_connections, get_all, message_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +26,13 @@ QUEUE = topology.IMAGE_UPLOADS
 
 @pytest.fixture()
 def clean_queues(amqp_url):
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    topology.declare(channel, DELAYS, 20)
+    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+        topology.declare(connection.channel(), DELAYS, 20)
     yield
-    for spec in topology.queue_specs(DELAYS, 20):
-        channel.queue_purge(spec.name)
-    connection.close()
+    # A new connection: a test may have closed every connection to the vhost.
+    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+        for spec in topology.queue_specs(DELAYS, 20):
+            connection.channel().queue_purge(spec.name)
 
 
 class Script:
@@ -159,3 +160,15 @@ def test_a_handler_that_raises_leaves_the_message_in_the_queue(amqp_url, run_con
     publish(amqp_url, upload(7))
     wait_for(lambda: len(script.seen) == 2, timeout=20, what="the redelivery")
     wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the work queue to drain")
+
+
+def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, amqp_url,
+                                                               run_consumer):
+    script = Script({8: lambda a: "ok", 9: lambda a: "ok"})
+    consumer = run_consumer(script)
+    publish(amqp_url, upload(8))
+    wait_for(lambda: len(script.seen) == 1, what="the first message")
+    close_connections(broker, vhost)
+    wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
+    publish(amqp_url, upload(9))
+    wait_for(lambda: len(script.seen) == 2, what="a message after the reconnect")

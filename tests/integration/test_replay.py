@@ -1,0 +1,100 @@
+"""Replaying dead letters on a real broker and store: the album re-opens, a fresh upload
+message goes out, the dead letter is gone; poison goes back as it was; purge removes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pika
+import pytest
+
+from shared import dead_letters, messages, topology
+from shared.broker import Outgoing
+from shared.outbox import Outbox
+from shared.publisher import Publisher
+from shared.replay import Replayer
+
+from .helpers import get_all, message_count
+
+pytestmark = pytest.mark.integration
+
+UPLOADS = topology.IMAGE_UPLOADS
+DLQ = topology.dead_letter_queue_name(UPLOADS)
+
+
+@pytest.fixture()
+def replayer(sqlite_store, amqp_url):
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    topology.declare(connection.channel(), (1,), 20)
+    connection.close()
+    for queue in (UPLOADS.name, DLQ):
+        get_all(amqp_url, queue)
+    publisher = Publisher(amqp_url)
+    yield Replayer(sqlite_store, Outbox(sqlite_store, publisher), amqp_url)
+    publisher.close()
+    for queue in (UPLOADS.name, DLQ):
+        get_all(amqp_url, queue)
+
+
+def failed_album(store, publisher_url, count=2):
+    """An album whose images all failed, with their dead letters in the queue."""
+    user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    album_id, rows = store.create_album(user.id, "t", None,
+                                        [f"{user.prefix}{n}.png" for n in range(count)])
+    publisher = Publisher(publisher_url)
+    try:
+        for row in rows:
+            image_id = messages.decode(row.body).image_id
+            store.start_attempt(image_id)
+            letter = dead_letters.dead_letter(UPLOADS, row.body, {}, "refused", 324, 1)
+            for row in store.record_failed(image_id, "refused", 324, letter):
+                if row.exchange == topology.DEAD_EXCHANGE:
+                    publisher.publish([row.outgoing()])
+    finally:
+        publisher.close()
+    return album_id
+
+
+def test_replaying_an_album_reopens_it_and_empties_its_dead_letters(replayer, sqlite_store,
+                                                                   amqp_url):
+    album_id = failed_album(sqlite_store, amqp_url)
+    other = failed_album(sqlite_store, amqp_url, count=1)
+    assert sqlite_store.album(album_id).state == "done_with_failures"
+    assert [letter.album_id for letter in replayer.queue().browse()].count(album_id) == 2
+
+    assert replayer.replay(lambda letter: letter.album_id == album_id) == 2
+    album = sqlite_store.album(album_id)
+    assert album.state == "publishing"
+    assert {i.state for i in album.images} == {"queued"}
+    sent = [messages.decode(body) for _, body in get_all(amqp_url, UPLOADS.name)]
+    assert sorted(m.image_id for m in sent) == sorted(i.id for i in album.images)
+    assert [letter.album_id for letter in replayer.queue().browse()] == [other]
+
+
+def test_the_albums_retry_button_reopens_only_failed_images(replayer, sqlite_store, amqp_url):
+    album_id = failed_album(sqlite_store, amqp_url)
+    assert replayer.retry_album(album_id) == 2
+    assert replayer.retry_album(album_id) == 0
+    assert message_count(amqp_url, DLQ) == 0
+
+
+def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
+    publisher = Publisher(amqp_url)
+    try:
+        publisher.publish([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison", None,
+                                                    1)])
+    finally:
+        publisher.close()
+    (letter,) = replayer.queue().browse()
+    assert letter.album_id is None and letter.reason == "poison"
+    assert replayer.replay(lambda _: True) == 1
+    ((props, body),) = get_all(amqp_url, UPLOADS.name)
+    assert body == b"{bad json" and not any(k.startswith("dead-") for k in props.headers or {})
+
+    publisher = Publisher(amqp_url)
+    try:
+        publisher.publish([Outgoing(topology.DEAD_EXCHANGE, UPLOADS.routing_key, b"x")])
+    finally:
+        publisher.close()
+    assert replayer.purge(lambda _: True) == 1
+    assert replayer.queue().browse() == []
