@@ -1,0 +1,94 @@
+"""The uploader as a process: SIGTERM finishes what it holds and exits 0; SIGKILL loses
+nothing and uploads nothing twice; the API's retry re-opens an album and mails again."""
+
+import signal
+import sys
+import uuid
+
+import pytest
+import requests
+
+from dev.images import png
+from tests.integration.helpers import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture()
+def user(system):
+    return system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+
+
+def image_state(system, user, album_id):
+    return system.album(user["token"], album_id)["images"][0]["state"]
+
+
+def restart_uploader(system):
+    system.start("uploader", sys.executable, "-m", "services.uploader")
+
+
+def slow_album(system, user, title):
+    key = f"{user['prefix']}{title}/slow.png"
+    system.put(key, png(64, 64, seed=99))
+    system.set_faults(latency_s=3.0)
+    response = system.publish(user["token"], title=title, images=[key])
+    album_id = response.json()["id"]
+    wait_for(lambda: image_state(system, user, album_id) == "uploading", timeout=30,
+             what="the upload to start")
+    return album_id
+
+
+def test_sigterm_finishes_the_upload_in_flight_and_exits_0(system, user):
+    album_id = slow_album(system, user, "term")
+    uploader = system.processes["uploader"]
+    uploader.send_signal(signal.SIGTERM)
+    try:
+        assert uploader.wait(30) == 0
+        assert image_state(system, user, album_id) == "uploaded"
+    finally:
+        system.set_faults()
+        restart_uploader(system)
+    assert "received SIGTERM" in system.logs("uploader")
+
+
+def test_an_uploader_killed_mid_upload_three_times_sends_the_photo_once(system, user):
+    album_id = slow_album(system, user, "kill")
+    try:
+        for _ in range(3):
+            wait_for(lambda: image_state(system, user, album_id) == "uploading", timeout=30,
+                     what="the upload to be in flight")
+            system.processes["uploader"].kill()
+            system.processes["uploader"].wait(10)
+            restart_uploader(system)
+        system.set_faults()
+        album = system.wait_settled(user["token"], album_id, timeout=60)
+    finally:
+        system.set_faults()
+    assert album["state"] == "done"
+    # The uploader marks each photo's caption with ref:<album>:<image>; one image, one photo.
+    mine = [p for p in system.photos() if f"ref:{album_id}:" in p["caption"]]
+    assert [p["id"] for p in mine] == [album["images"][0]["photo_id"]]
+
+
+def test_retrying_refused_images_reopens_the_album_and_mails_again(system, user):
+    keys = [f"{user['prefix']}again/ok-{n}.png" for n in range(2)]
+    keys.append(f"{user['prefix']}again/refuse-me.png")
+    for n, key in enumerate(keys):
+        system.put(key, png(32, 32, seed=500 + n))
+    system.set_faults(reject_filenames=["refuse-me"])
+    album_id = system.publish(user["token"], title="Again", images=keys).json()["id"]
+    album = system.wait_settled(user["token"], album_id)
+    assert album["state"] == "done_with_failures"
+    wait_for(lambda: len(system.mails_to(user["email"])) == 1, what="the first email")
+
+    system.set_faults()
+    response = requests.post(f"{system.api_url}/api/albums/{album_id}/retry", timeout=10,
+                             headers={"Authorization": f"Bearer {user['token']}"})
+    assert response.status_code == 202 and response.json()["reopened"] == 1
+    album = system.wait_settled(user["token"], album_id)
+    assert album["state"] == "done"
+    mails = wait_for(lambda: (m := system.mails_to(user["email"])) and len(m) == 2 and m,
+                     what="the second email")
+    assert sorted(m["subject"] for m in mails) == [
+        "Your album 'Again' is on Facebook: 2 of 3 photos",
+        "Your album 'Again' is on Facebook: all 3 photos"]
