@@ -24,6 +24,7 @@ run: $(STAMP)
 	$(BIN)/honcho start -f Procfile -e dev/local.env
 
 test: $(STAMP) broker
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP)

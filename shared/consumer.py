@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 
 #: Reconnect waits grow to this cap, and start again from the first once a connection consumed.
 _RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 5)
-#: Before a message whose handler raised goes back to the queue: no tight redelivery loop.
-_REQUEUE_PAUSE_S = 1.0
+#: A handler that raises met an outage (the store, most likely): the message goes back to the
+#: queue after a pause that doubles with each consecutive failure, up to the cap, so an outage
+#: costs a few redeliveries (and the quorum queue's delivery limit is not spent in seconds).
+_ERROR_PAUSES_S = (0.5, 1, 2, 4, 8, 16, 30)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class Consumer:
         self._in_flight_lock = threading.Lock()
         self._had_consumed = False
         self.consuming = threading.Event()
+        self._errors_in_a_row = 0
         #: How many connections have reached consuming (more than one means it reconnected).
         self.connects = 0
 
@@ -135,9 +138,13 @@ class Consumer:
               confirm_channel: BlockingChannel, tag: int, delivery: Delivery) -> None:
         try:
             outcome: Outcome | None = self._handler(delivery)
+            self._errors_in_a_row = 0
         except Exception:
-            log.exception("%s: handler failed; message goes back to the queue", self._queue)
-            time.sleep(_REQUEUE_PAUSE_S)
+            self._errors_in_a_row += 1
+            pause = _ERROR_PAUSES_S[min(self._errors_in_a_row, len(_ERROR_PAUSES_S)) - 1]
+            log.exception("%s: handler failed; message goes back to the queue in %s s",
+                          self._queue, pause)
+            time.sleep(pause)
             outcome = None
         finish = functools.partial(self._finish, channel, confirm_channel, tag, outcome)
         try:

@@ -42,15 +42,17 @@ class Publisher:
 
     # -- caller side ---------------------------------------------------------------------------
 
-    def publish(self, messages: Sequence[Outgoing], timeout: float = 10.0) -> None:
+    def publish(self, messages: Sequence[Outgoing], timeout: float = 10.0,
+                connect_wait: float = 2.0) -> None:
         """Publish all messages and return once the broker has confirmed every one of them.
 
-        Raises BrokerError (or Unroutable) if any was not confirmed within `timeout`; some of
-        the batch may then have been stored, so consumers must be idempotent.
+        Waits at most `connect_wait` for a connection (a request must not hang while the broker
+        is away). Raises BrokerError (or Unroutable) if any was not confirmed within `timeout`;
+        some of the batch may then have been stored, so consumers must be idempotent.
         """
         if not messages:
             return
-        if not self._ready.wait(timeout):
+        if not self._ready.wait(connect_wait):
             raise BrokerError("broker unavailable: no connection")
         futures = [Future[None]() for _ in messages]
         connection = self._connection

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -31,7 +31,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from shared import messages, topology
@@ -302,9 +302,10 @@ class Store:
             if album_id is None:
                 return []
             album = s.get(Album, album_id, with_for_update=True)
-            ended = s.execute(update(Image)
-                              .where(Image.id == image_id, Image.state.not_in(TERMINAL))
-                              .values(next_attempt_at=None, **values)).rowcount
+            result = s.execute(update(Image)
+                               .where(Image.id == image_id, Image.state.not_in(TERMINAL))
+                               .values(next_attempt_at=None, **values))
+            ended = cast(CursorResult[Any], result).rowcount
             if not ended or album is None:
                 return []
             if stop_album:
