@@ -141,3 +141,17 @@ def test_the_photos_on_facebook_are_the_objects_in_s3(system, user):
     album = system.wait_settled(user["token"], album_id)
     (photo,) = [p for p in system.photos() if p["id"] == album["images"][0]["photo_id"]]
     assert photo["sha256"] == hashlib.sha256(body).hexdigest() and photo["size"] == len(body)
+
+
+def test_the_caller_lists_their_images_and_albums_newest_first(system, user):
+    hashes = seed_images(system, user, 3, folder="listing")
+    headers = {"Authorization": f"Bearer {user['token']}"}
+    images = requests.get(f"{system.api_url}/api/images", headers=headers, timeout=5).json()
+    assert images["prefix"] == user["prefix"]
+    assert sorted(i["key"] for i in images["images"]) == sorted(hashes)
+    first = system.publish(user["token"], title="First", images=list(hashes)[:1]).json()["id"]
+    second = system.publish(user["token"], title="Second", images=list(hashes)[1:]).json()["id"]
+    albums = requests.get(f"{system.api_url}/api/albums", headers=headers, timeout=5).json()
+    assert [a["id"] for a in albums["albums"]] == [second, first]
+    spec = requests.get(f"{system.api_url}/api/openapi.json", timeout=5).json()
+    assert "/api/albums/{album_id}" in spec["paths"]
