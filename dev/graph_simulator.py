@@ -24,6 +24,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,7 @@ TOO_LARGE_SUBCODE = 2069019
 DEFAULT_LIST_LIMIT = 25
 MAX_LIST_LIMIT = 100
 LIST_FIELDS = ("id", "name", "created_time")
+ALBUM_FIELDS = ("id", "name", "description", "created_time")
 
 VERSION_RE = re.compile(r"v\d+\.\d+")
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
@@ -582,6 +584,16 @@ def create_app(page_id: str, page_token: str) -> Flask:
         apply_faults("list")
         return jsonify(_photo_page(state.photos(node)))
 
+    @app.get("/<version>/<node>/albums")
+    def list_albums(version: str, node: str) -> Response:
+        _check_version(version)
+        require_token()
+        if node != page_id:
+            raise GraphFault(100, f"Unsupported get request. Object with ID '{node}' does "
+                             "not exist", subcode=33, error_type="GraphMethodException")
+        apply_faults("list")
+        return jsonify(_album_page(state.albums()))
+
     @app.get("/_sim/")
     def sim_page() -> str:
         return _page_html(state)
@@ -641,35 +653,46 @@ def _add_throttle_headers(response: Response, page_id: str, minutes: int) -> Non
 
 def _photo_page(photos: list[dict[str, Any]]) -> dict[str, Any]:
     """One page of album photos, shaped and paged the way Graph does it."""
-    fields = _requested_fields()
+    fields = _requested_fields(LIST_FIELDS, "Photo")
+    return _paged(photos, lambda photo: _photo_fields(photo, fields))
+
+
+def _album_page(albums: list[dict[str, Any]]) -> dict[str, Any]:
+    """One page of the page's albums; an album's creation `message` reads as `description`."""
+    fields = _requested_fields(ALBUM_FIELDS, "Album")
+    return _paged(albums, lambda album: _album_fields(album, fields))
+
+
+def _paged(items: list[dict[str, Any]],
+           shape: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
     limit = _requested_limit()
     start = 0
     after = request.args.get("after")
     if after:
         after_id = _decode_cursor(after)
-        ids = [photo["id"] for photo in photos]
+        ids = [item["id"] for item in items]
         if after_id not in ids:
             raise GraphFault(100, "Invalid cursor")
         start = ids.index(after_id) + 1
-    page = photos[start : start + limit]
-    body: dict[str, Any] = {"data": [_photo_fields(photo, fields) for photo in page]}
+    page = items[start : start + limit]
+    body: dict[str, Any] = {"data": [shape(item) for item in page]}
     if page:
         cursors = {"before": _encode_cursor(page[0]["id"]), "after": _encode_cursor(page[-1]["id"])}
         body["paging"] = {"cursors": cursors}
-        if start + limit < len(photos):
+        if start + limit < len(items):
             body["paging"]["next"] = _next_url(cursors["after"])
     return body
 
 
-def _requested_fields() -> list[str]:
+def _requested_fields(known: tuple[str, ...], node_type: str) -> list[str]:
     raw = request.args.get("fields")
     if not raw:
-        return list(LIST_FIELDS)
+        return list(known)
     fields = [name.strip() for name in raw.split(",") if name.strip()]
     for name in fields:
-        if name not in LIST_FIELDS:
+        if name not in known:
             raise GraphFault(
-                100, f"Tried accessing nonexisting field ({name}) on node type (Photo)"
+                100, f"Tried accessing nonexisting field ({name}) on node type ({node_type})"
             )
     return fields
 
@@ -688,6 +711,16 @@ def _photo_fields(photo: dict[str, Any], fields: list[str]) -> dict[str, Any]:
         "id": photo["id"],
         "name": photo["caption"] or None,
         "created_time": _graph_time(photo["received_at"]),
+    }
+    return {name: values[name] for name in fields if values[name] is not None}
+
+
+def _album_fields(album: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    values = {
+        "id": album["id"],
+        "name": album["name"],
+        "description": album["message"] or None,
+        "created_time": _graph_time(album["created_at"]),
     }
     return {name: values[name] for name in fields if values[name] is not None}
 

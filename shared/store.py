@@ -149,6 +149,14 @@ class AlbumView:
     images: tuple[ImageView, ...]
 
 
+@dataclass(frozen=True)
+class FbAlbumClaim:
+    fb_album_id: str | None
+    mine: bool
+    #: An earlier claimer never finished: it may have created the album unrecorded.
+    taken_over: bool
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -338,17 +346,17 @@ class Store:
             s.add_all(rows)
             return rows
 
-    def claim_fb_album(self, album_id: str, stale_after: timedelta) -> tuple[str | None, bool]:
-        """(fb album id, whether the caller now owns its creation)."""
+    def claim_fb_album(self, album_id: str, stale_after: timedelta) -> FbAlbumClaim:
+        """Who creates the album on Facebook: the caller, unless it exists or another is on it."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None or album.fb_album_id:
-                return (album.fb_album_id if album else None), False
+                return FbAlbumClaim(album.fb_album_id if album else None, False, False)
             claimed = album.fb_album_claimed_at
             if claimed is not None and claimed > _now() - stale_after:
-                return None, False
+                return FbAlbumClaim(None, False, False)
             album.fb_album_claimed_at = _now()
-            return None, True
+            return FbAlbumClaim(None, True, claimed is not None)
 
     def release_fb_album_claim(self, album_id: str) -> None:
         with self._tx() as s:

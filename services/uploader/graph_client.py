@@ -171,13 +171,19 @@ class GraphClient:
 
     def list_album_photos(self, album_id: str) -> Iterator[dict[str, Any]]:
         """Every photo in the album (id, name, created_time), following Graph's paging."""
-        url: str | None = self._url(album_id, "photos")
-        params: dict[str, Any] | None = {"fields": LIST_FIELDS, "limit": LIST_PAGE_SIZE}
+        return self._list(self._url(album_id, "photos"), LIST_FIELDS)
+
+    def list_albums(self) -> Iterator[dict[str, Any]]:
+        """Every album of the page (id, name, description), following Graph's paging."""
+        return self._list(self._url(self._page_id, "albums"), "id,name,description")
+
+    def _list(self, url: str | None, fields: str) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] | None = {"fields": fields, "limit": LIST_PAGE_SIZE}
         while url:
             body = self._send("GET", url, params=params)
             data = body.get("data", [])
             if not isinstance(data, list):
-                raise GraphError("Graph API returned photos in an unexpected shape")
+                raise GraphError("Graph API returned a list in an unexpected shape")
             yield from data
             url = self._next_url(body)
             params = None  # paging.next already carries the whole query

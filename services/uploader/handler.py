@@ -115,24 +115,34 @@ class ImageUploader:
         """The album's Facebook album, created once however many images ask at the same time."""
         deadline = time.monotonic() + _ALBUM_WAIT_S
         while True:
-            fb_album, mine = self._store.claim_fb_album(album_id, _ALBUM_CLAIM_STALE)
-            if fb_album:
-                return fb_album
-            if mine:
-                return self._create_fb_album(album_id, title)
+            claim = self._store.claim_fb_album(album_id, _ALBUM_CLAIM_STALE)
+            if claim.fb_album_id:
+                return claim.fb_album_id
+            if claim.mine:
+                return self._create_fb_album(album_id, title, look_first=claim.taken_over)
             if time.monotonic() > deadline:
                 raise AlbumBeingCreated(album_id)
             time.sleep(0.2)
 
-    def _create_fb_album(self, album_id: str, title: str) -> str:
+    def _create_fb_album(self, album_id: str, title: str, look_first: bool) -> str:
+        mark = f"ref:{album_id}"
         try:
-            fb_album = self._graph.create_album(title)
+            # A worker that died between creating the album and recording it left it behind,
+            # recognisable by the mark in its description: adopt it rather than make another.
+            found = self._find_fb_album(mark) if look_first else None
+            fb_album = found or self._graph.create_album(title, message=mark)
         except Exception:
             self._store.release_fb_album_claim(album_id)
             raise
         self._store.set_fb_album(album_id, fb_album)
         log.info("album %s created on Facebook as %s", album_id, fb_album)
         return fb_album
+
+    def _find_fb_album(self, mark: str) -> str | None:
+        for album in self._graph.list_albums():
+            if album.get("description") == mark:
+                return str(album["id"])
+        return None
 
     def _after_failure(self, message: messages.ImageUploadRequested, delivery: Delivery,
                        attempt: int, failure: Failure) -> Outcome:

@@ -85,9 +85,17 @@ def test_a_failure_writes_its_dead_letter_in_the_same_transaction(store):
 def test_only_one_worker_creates_the_facebook_album(store):
     _, album_id, _ = new_album(store, 1)
     claims = [store.claim_fb_album(album_id, timedelta(seconds=60)) for _ in range(3)]
-    assert claims == [(None, True), (None, False), (None, False)]
+    assert [(c.fb_album_id, c.mine) for c in claims] == [(None, True), (None, False),
+                                                         (None, False)]
     store.set_fb_album(album_id, "fb1")
-    assert store.claim_fb_album(album_id, timedelta(seconds=60)) == ("fb1", False)
+    assert store.claim_fb_album(album_id, timedelta(seconds=60)).fb_album_id == "fb1"
+
+
+def test_a_claim_whose_owner_died_is_taken_over_and_says_so(store):
+    _, album_id, _ = new_album(store, 1)
+    assert store.claim_fb_album(album_id, timedelta(seconds=60)).taken_over is False
+    claim = store.claim_fb_album(album_id, timedelta(0))
+    assert claim.mine and claim.taken_over
 
 
 def test_a_settle_is_mailed_once(store):

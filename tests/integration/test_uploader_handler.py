@@ -187,3 +187,18 @@ def test_refused_images_do_not_open_the_breaker(world, sqlite_store, s3_client, 
     for delivery in deliveries:
         world(breaker=breaker)(delivery)
     assert breaker.open_for() == 0
+
+
+def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
+        world, sqlite_store, s3_client, sim, monkeypatch):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    # A worker created the album on Facebook, then died before recording it.
+    requests.post(f"{sim}/{VERSION}/{PAGE_ID}/albums", timeout=5,
+                  data={"name": "Handler test", "message": f"ref:{album_id}"},
+                  headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
+    assert sqlite_store.claim_fb_album(album_id, timedelta(seconds=60)).mine
+    monkeypatch.setattr("services.uploader.handler._ALBUM_CLAIM_STALE", timedelta(0))
+    world()(delivery)
+    albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
+    assert len(albums) == 1
+    assert sqlite_store.album(album_id).fb_album_id == albums[0]["id"]
