@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f\\]|(^|/)\.\.?(/|$)|//")
 
@@ -50,6 +51,6 @@ def key_is_callers(key: str, prefix: str) -> bool:
             and _UNSAFE_KEY.search(key) is None)
 
 
-def _where(error: dict) -> str:  # type: ignore[type-arg]
+def _where(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "body"
     return f"{where}: {error['msg']}"
