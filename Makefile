@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration test-e2e lint typecheck broker clean bench
+.PHONY: screenshots run test test-unit test-integration test-e2e lint typecheck broker clean bench
 
 $(STAMP): pyproject.toml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
@@ -35,6 +35,10 @@ test-integration: $(STAMP) broker
 
 test-e2e: $(STAMP) broker
 	$(BIN)/pytest -q tests/e2e
+
+# The README's screenshots, taken by the browser test.
+screenshots: $(STAMP) broker
+	SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request, url_for
@@ -69,7 +70,16 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["services"] = Services(settings, store)
+    # The web pages' signed session cookie (the JSON API uses bearer tokens, not cookies).
+    app.secret_key = settings.session_secret()
+    app.config.update(SESSION_COOKIE_NAME="albums_session", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=settings.api_cookie_secure,
+                      PERMANENT_SESSION_LIFETIME=timedelta(days=settings.api_session_days))
     app.register_blueprint(api)
+    from .web import web  # imported here: web.py builds on this module
+
+    app.register_blueprint(web)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DBAPIError, _store_unavailable)
     return app

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+import hashlib
+
+from pydantic import Field, SecretStr
 
 from shared.settings import CommonSettings
 
@@ -12,3 +14,26 @@ class ApiSettings(CommonSettings):
     api_workers: int = Field(default=2, ge=1)
     api_threads: int = Field(default=8, ge=1)
     max_album_images: int = Field(default=200, ge=1)
+    #: Signs the web pages' session cookie. PRODUCTION must set it (a long random string, the
+    #: same in every process): unset, it is derived from DATABASE_URL so that the gunicorn
+    #: workers of a local run agree on it, which is no secret at all.
+    api_secret_key: SecretStr | None = None
+    #: Send the session cookie over HTTPS only. PRODUCTION (behind https): true.
+    api_cookie_secure: bool = False
+    #: Days a sign-in lasts.
+    api_session_days: int = Field(default=14, ge=1)
+    #: Seconds one live-progress stream stays open before the browser is asked to reconnect.
+    api_sse_max_s: float = Field(default=300.0, gt=0)
+    #: Live-progress streams one process holds open at once; each holds one of its
+    #: API_THREADS threads, so the default leaves half of them for everything else. Browsers
+    #: beyond the limit get a snapshot and reconnect a few seconds later (polling).
+    api_sse_streams: int | None = Field(default=None, ge=1)
+
+    def session_secret(self) -> str:
+        if self.api_secret_key is not None and self.api_secret_key.get_secret_value():
+            return self.api_secret_key.get_secret_value()
+        seed = f"album-publisher local session key:{self.database_url}"
+        return hashlib.sha256(seed.encode()).hexdigest()
+
+    def sse_streams(self) -> int:
+        return self.api_sse_streams or max(1, self.api_threads // 2)

@@ -1,0 +1,446 @@
+"""The user's pages: sign in, pick photos from the bucket, publish an album, watch it live.
+
+Server-rendered (Jinja2, autoescaped) with one small script for the live parts. The pages call
+the same validation, store, outbox and replayer as the JSON API, so both publish alike. Live
+progress is a server-sent event stream that polls the store (there is no per-album broadcast to
+subscribe to), sending the album whenever it changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import posixpath
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from shared import s3
+from shared.store import (
+    DONE,
+    DONE_WITH_FAILURES,
+    FAILED,
+    PUBLISHING,
+    QUEUED,
+    RETRYING,
+    UPLOADED,
+    UPLOADING,
+    AlbumView,
+    UserView,
+)
+
+from .app import Services, album_json
+from .thumbnails import MissingObject, Thumbnails
+from .validation import InvalidAlbum, key_is_callers, parse_album
+
+web = Blueprint("web", __name__, template_folder="templates")
+
+FACEBOOK_PHOTO_URL = "https://www.facebook.com/photo.php?fbid={}"
+IMAGE_LABELS = {QUEUED: "Queued", UPLOADING: "Uploading", RETRYING: "Retrying",
+                UPLOADED: "Uploaded", FAILED: "Failed"}
+ALBUM_LABELS = {PUBLISHING: "Publishing", DONE: "Done",
+                DONE_WITH_FAILURES: "Done with failures"}
+#: How often an open stream reads the album; a browser sees a change within this.
+POLL_S = 0.5
+#: A comment this often keeps proxies from timing the stream out and notices a gone browser.
+KEEPALIVE_S = 15.0
+#: How long a browser waits before reconnecting (a stream that ended, or one refused for load).
+RECONNECT_MS = 3000
+_CODE_SUFFIX = re.compile(r"\s*\(((?:code|HTTP) \d+)\)\s*$")
+_thumbnails = Thumbnails()
+_streams_lock = threading.Lock()
+
+
+# -- plumbing: services, the signed-in user, CSRF, headers ---------------------------------------
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["services"]
+    return services
+
+
+def _current_user() -> UserView | None:
+    user_id = session.get("user_id")
+    return _services().store.user(user_id) if isinstance(user_id, int) else None
+
+
+def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Pages send a stranger to the sign-in page (and back afterwards); the rest say 401."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        user = _current_user()
+        if user is None:
+            if request.method == "GET" and request.accept_mimetypes.accept_html:
+                return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+            abort(401, "Sign in first.")
+        g.user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+@web.before_request
+def _check_csrf() -> None:
+    # SameSite=Lax already keeps other sites' POSTs cookie-less; the token also stops a
+    # same-site page (another app on this host) from posting in the user's name.
+    if request.method != "POST":
+        return
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    expected = session.get("csrf")
+    if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
+        abort(400, "This form has expired. Reload the page and try again.")
+
+
+@web.context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "user": g.get("user")}
+
+
+@web.after_request
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if "Cache-Control" not in response.headers:
+        # Pages show one user's data: never from a shared cache, never stale after sign-out.
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@web.errorhandler(HTTPException)
+def _error_page(exc: HTTPException) -> Any:
+    status = exc.code or 500
+    if request.accept_mimetypes.best == "application/json":
+        return {"error": exc.description}, status
+    return render_template("error.html", status=status, title=exc.name,
+                           message=exc.description), status
+
+
+# -- what the pages show: the API's album JSON plus words and links ------------------------------
+
+
+def plain_reason(error: str | None) -> tuple[str, str | None]:
+    """The stored error as a sentence for people, and its technical code apart (or None)."""
+    if not error:
+        return "", None
+    match = _CODE_SUFFIX.search(error)
+    text = _CODE_SUFFIX.sub("", error).strip()
+    if text.startswith("internal error"):
+        text = "something went wrong on our side"  # the exception text helps nobody here
+    elif text == "not found in the bucket":
+        text = "the file is no longer in your storage"
+    return text[:1].upper() + text[1:], match.group(1) if match else None
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _summary(state: str, total: int, uploaded: int, failed: int) -> str:
+    if state == DONE:
+        return "The photo is on Facebook" if total == 1 else f"All {total} photos are on Facebook"
+    if state == DONE_WITH_FAILURES:
+        return (f"{uploaded} of {_plural(total, 'photo')} on Facebook, "
+                f"{failed} could not be published")
+    pending = total - uploaded - failed
+    text = f"{uploaded} of {_plural(total, 'photo')} on Facebook"
+    return text + (f", {failed} failed" if failed else "") + f", {pending} to go"
+
+
+def _image_detail(state: str, attempts: int) -> str:
+    if state == QUEUED:
+        return "Waiting to upload"
+    if state == UPLOADING:
+        return "Sending to Facebook" + (f" (try {attempts})" if attempts > 1 else "")
+    return ""
+
+
+def image_model(image: dict[str, Any]) -> dict[str, Any]:
+    reason, code = plain_reason(image["error"])
+    state = image["state"]
+    photo_id = image["photo_id"]
+    return {
+        **image,
+        "name": posixpath.basename(image["key"]),
+        "label": IMAGE_LABELS.get(state, state),
+        "detail": reason if state in (RETRYING, FAILED) else _image_detail(state,
+                                                                           image["attempts"]),
+        "code": code if state in (RETRYING, FAILED) else None,
+        "fb_url": FACEBOOK_PHOTO_URL.format(quote(photo_id, safe=""))
+        if state == UPLOADED and photo_id else None,
+        "thumb_url": url_for("web.thumbnail", key=image["key"]),
+    }
+
+
+def album_model(album: AlbumView) -> dict[str, Any]:
+    """The album as the page and its stream show it (the API's JSON, so they never disagree)."""
+    body = album_json(album)
+    total, counts = body["total"], body["counts"]
+    uploaded, failed = counts.get(UPLOADED, 0), counts.get(FAILED, 0)
+    body.update({
+        "state_label": ALBUM_LABELS.get(album.state, album.state),
+        "settled": album.state != PUBLISHING,
+        "uploaded": uploaded, "failed": failed, "pending": total - uploaded - failed,
+        "percent_uploaded": round(100 * uploaded / total, 2) if total else 0,
+        "percent_failed": round(100 * failed / total, 2) if total else 0,
+        "summary": _summary(album.state, total, uploaded, failed),
+        "retry_text": f"{_plural(failed, 'photo')} could not be published. Once the cause "
+                      "is fixed, retry: only the failed photos are sent again.",
+        "url": url_for("web.album_page", album_id=album.id),
+    })
+    body["images"] = [image_model(image) for image in body["images"]]
+    body["cover_url"] = body["images"][0]["thumb_url"] if body["images"] else None
+    return body
+
+
+def _owned_album(album_id: str) -> AlbumView:
+    album = _services().store.album(album_id, g.user.id)
+    if album is None:
+        abort(404, "There is no such album in your account.")
+    return album
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: a sign-in link must not send the user elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("web.albums")
+
+
+# -- sign in and out -----------------------------------------------------------------------------
+
+
+@web.get("/")
+def home() -> Any:
+    return redirect(url_for("web.albums" if _current_user() else "web.login"))
+
+
+@web.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    next_url = request.values.get("next")
+    if request.method == "GET":
+        return render_template("login.html", next_url=next_url)
+    user = _services().store.user_by_token(request.form.get("token", "").strip())
+    if user is None:
+        return render_template("login.html", next_url=next_url,
+                               error="That token is not valid. Check it and try again."), 401
+    session.clear()  # a fresh session (and CSRF token) for the signed-in user
+    session.permanent = True
+    session["user_id"] = user.id
+    return redirect(_safe_next(next_url), code=303)
+
+
+@web.post("/logout")
+def logout() -> Any:
+    session.clear()
+    flash("You are signed out.")
+    return redirect(url_for("web.login"), code=303)
+
+
+# -- publishing ----------------------------------------------------------------------------------
+
+
+def _bucket_images(user: UserView) -> list[dict[str, Any]]:
+    services = _services()
+    found = s3.list_keys(services.s3, services.settings.s3_bucket, user.prefix)
+    return [{"key": item["key"], "name": item["key"][len(user.prefix):],
+             "thumb_url": url_for("web.thumbnail", key=item["key"])} for item in found]
+
+
+def _publish_form(status: int = 200, error: str | None = None, details: list[str] | None = None,
+                  form: dict[str, Any] | None = None) -> tuple[str, int]:
+    form = form or {"title": "", "notify_email": "", "images": []}
+    page = render_template("new_album.html", images=_bucket_images(g.user), form=form,
+                           selected=set(form["images"]), error=error, details=details or [],
+                           max_images=_services().settings.max_album_images)
+    return page, status
+
+
+@web.get("/albums/new")
+@signed_in
+def new_album() -> Any:
+    return _publish_form()
+
+
+@web.post("/albums/new")
+@signed_in
+def publish() -> Any:
+    services = _services()
+    form = {"title": request.form.get("title", "").strip(),
+            "notify_email": request.form.get("notify_email", "").strip(),
+            "images": request.form.getlist("images")}
+    if not form["images"]:
+        return _publish_form(422, "Pick at least one photo.", form=form)
+    if not form["title"]:
+        return _publish_form(422, "Give the album a title.", form=form)
+    payload = {"title": form["title"], "images": form["images"],
+               "notify_email": form["notify_email"] or None}
+    try:
+        album = parse_album(payload, g.user.prefix, services.settings.max_album_images)
+    except InvalidAlbum as exc:
+        return _publish_form(422, exc.reason[:1].upper() + exc.reason[1:] + ".", exc.details,
+                             form)
+    album_id, rows = services.store.create_album(g.user.id, album.title, album.notify_email,
+                                                 album.images)
+    # Committed with its outbox rows: the relay sends them if this publish cannot.
+    services.outbox.publish(rows)
+    return redirect(url_for("web.album_page", album_id=album_id), code=303)
+
+
+# -- albums --------------------------------------------------------------------------------------
+
+
+@web.get("/albums")
+@signed_in
+def albums() -> Any:
+    listed = [album_model(album) for album in _services().store.albums(g.user.id)]
+    return render_template("albums.html", albums=listed)
+
+
+@web.get("/albums/<album_id>")
+@signed_in
+def album_page(album_id: str) -> Any:
+    album = album_model(_owned_album(album_id))
+    return render_template("album.html", album=album)
+
+
+@web.post("/albums/<album_id>/retry")
+@signed_in
+def retry(album_id: str) -> Any:
+    """Re-open the album's failed images and replay their dead letters."""
+    _owned_album(album_id)
+    reopened = _services().replayer.retry_album(album_id)
+    message = (f"Trying {_plural(reopened, 'photo')} again." if reopened
+               else "There are no failed photos to retry.")
+    if request.accept_mimetypes.best == "application/json":  # the page's script
+        return {"reopened": reopened, "message": message}, 202 if reopened else 409
+    flash(message)
+    return redirect(url_for("web.album_page", album_id=album_id), code=303)
+
+
+# -- live progress: server-sent events -----------------------------------------------------------
+
+
+def _stream_slots() -> threading.BoundedSemaphore:
+    with _streams_lock:  # one pool per app and process, made on first use
+        slots = current_app.extensions.get("web.streams")
+        if slots is None:
+            slots = threading.BoundedSemaphore(_services().settings.sse_streams())
+            current_app.extensions["web.streams"] = slots
+        return slots
+
+
+def _event(album: dict[str, Any]) -> str:
+    return f"event: album\ndata: {json.dumps(album, separators=(',', ':'))}\n\n"
+
+
+def _album_events(album_id: str, user_id: int) -> Iterator[str]:
+    """Send the album now and on every change; end once it settled, or after API_SSE_MAX_S.
+
+    Each open stream holds one gunicorn thread, so it never outlives its use: the browser
+    closes it when the album settles and reconnects on its own after a timeout. Past the
+    limit of open streams a browser still gets the album at once, then polls by reconnecting.
+    """
+    # Taken here, not in the view: a stream the server never started never releases a slot.
+    slots = _stream_slots()
+    holding = slots.acquire(blocking=False)
+    store = _services().store
+    deadline = time.monotonic() + _services().settings.api_sse_max_s
+    last, quiet_since = "", time.monotonic()
+    try:
+        yield f"retry: {RECONNECT_MS}\n\n"
+        while True:
+            album = store.album(album_id, user_id)
+            if album is None:
+                yield "event: gone\ndata: {}\n\n"
+                return
+            current = _event(album_model(album))
+            if current != last:
+                last, quiet_since = current, time.monotonic()
+                yield current
+            if album.state != PUBLISHING or not holding or time.monotonic() > deadline:
+                return
+            if time.monotonic() - quiet_since > KEEPALIVE_S:
+                quiet_since = time.monotonic()
+                yield ": still here\n\n"
+            time.sleep(POLL_S)
+    finally:
+        if holding:
+            slots.release()
+
+
+@web.get("/albums/<album_id>/events")
+@signed_in
+def album_events(album_id: str) -> Any:
+    _owned_album(album_id)
+    stream = stream_with_context(_album_events(album_id, g.user.id))
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+# -- thumbnails ----------------------------------------------------------------------------------
+
+
+@web.get("/thumbnails/<path:key>")
+@signed_in
+def thumbnail(key: str) -> Any:
+    # Only the caller's own objects, and only as small previews: the bucket stays private.
+    if not key_is_callers(key, g.user.prefix):
+        abort(404)
+    services = _services()
+    bucket = services.settings.s3_bucket
+    try:
+        etag, size = _thumbnails.head(services.s3, bucket, key)
+        if request.if_none_match.contains(etag):
+            response = Response(status=304)
+        else:
+            preview = _thumbnails.get(services.s3, bucket, key, etag, size)
+            response = Response(preview.body, mimetype=preview.content_type)
+    except MissingObject:
+        abort(404)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def format_utc(value: str | None) -> str:
+    """'2026-01-02T14:03:05.123Z' as '2026-01-02 14:03 UTC' (the script shows local time)."""
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value.removesuffix("Z"))
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+web.add_app_template_filter(format_utc, "utc")
