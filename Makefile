@@ -50,5 +50,10 @@ bench: $(STAMP) broker
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m bench
 
+# The fault matrix against real processes (its own RabbitMQ node, PostgreSQL at 127.0.0.1:5432
+# when it answers): one row per fault; CHAOS_ARGS="--seed N --only NAME" repeats a failure.
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

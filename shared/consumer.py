@@ -4,7 +4,8 @@ A handler gets a `Delivery` and returns an `Outcome`: messages to publish (a ret
 letter) and then the ack. The runtime alone acks, so every message ends in exactly one of
 ack (after its outgoing messages are confirmed) or back to the queue (the handler raised, or the
 connection died before the ack). Handlers run off pika's I/O thread so heartbeats keep flowing
-during long uploads; acks go back to that thread through `add_callback_threadsafe`.
+during long uploads; acks go back to that thread through `add_callback_threadsafe`, one wake
+per batch of finished deliveries (not one per message), acked together where their tags allow.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from shared.broker import Outgoing, parameters
 log = logging.getLogger(__name__)
 
 #: Reconnect waits grow to this cap, and start again from the first once a connection consumed.
-_RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 5)
+_RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2)
 #: A handler that raises met an outage (the store, most likely): the message goes back to the
 #: queue after a pause that doubles with each consecutive failure, up to the cap, so an outage
 #: costs a few redeliveries (and the quorum queue's delivery limit is not spent in seconds).
@@ -57,16 +58,26 @@ Handler = Callable[[Delivery], Outcome]
 class Consumer:
     def __init__(self, url: str, queue: str, handler: Handler, concurrency: int,
                  on_connect: Callable[[BlockingChannel], None] | None = None,
-                 grace_s: float = 30.0) -> None:
+                 grace_s: float = 30.0, prefetch: int | None = None) -> None:
         self._params = parameters(url)
         self._queue = queue
         self._handler = handler
         self._concurrency = concurrency
+        #: Deliveries held beyond the threads: a freed thread finds its next message here instead
+        #: of one ack-to-delivery round trip later (a quorum queue's cycle is milliseconds).
+        self._prefetch = max(prefetch or concurrency, concurrency)
         self._on_connect = on_connect
         self._grace_s = grace_s
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"{queue}-worker")
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        #: Finished deliveries waiting for the I/O thread, and whether it was already woken.
+        self._finished: list[tuple[BlockingChannel, BlockingChannel, int, Outcome | None]] = []
+        self._wake_pending = False
+        #: Tags delivered on the current channel and not yet settled (I/O thread only); tags
+        #: start again at 1 on each new channel.
+        self._unsettled: set[int] = set()
+        self._channel: BlockingChannel | None = None
         self._had_consumed = False
         self.consuming = threading.Event()
         self._errors_in_a_row = 0
@@ -98,7 +109,8 @@ class Consumer:
                 self._on_connect(channel)
             confirm_channel = connection.channel()
             confirm_channel.confirm_delivery()
-            channel.basic_qos(prefetch_count=self._concurrency)
+            self._channel, self._unsettled = channel, set()
+            channel.basic_qos(prefetch_count=self._prefetch)
             on_message = functools.partial(self._on_message, connection, confirm_channel)
             tag = channel.basic_consume(self._queue, on_message)
             self.consuming.set()
@@ -131,6 +143,7 @@ class Consumer:
                             method.routing_key or "")
         with self._in_flight_lock:
             self._in_flight += 1
+        self._unsettled.add(method.delivery_tag)
         self._executor.submit(self._work, connection, channel, confirm_channel,
                               method.delivery_tag, delivery)
 
@@ -146,11 +159,50 @@ class Consumer:
                           self._queue, pause)
             time.sleep(pause)
             outcome = None
-        finish = functools.partial(self._finish, channel, confirm_channel, tag, outcome)
+        with self._in_flight_lock:
+            self._finished.append((channel, confirm_channel, tag, outcome))
+            wake, self._wake_pending = not self._wake_pending, True
+        if not wake:  # the I/O thread is already due to take this one with the batch
+            return
         try:
-            connection.add_callback_threadsafe(finish)
-        except Exception:  # the connection is gone: the broker redelivers the message
-            self._done()
+            connection.add_callback_threadsafe(self._finish_batch)
+        except Exception:  # the connection is gone: the broker redelivers the messages
+            with self._in_flight_lock:
+                lost, self._finished, self._wake_pending = self._finished, [], False
+            for _ in lost:
+                self._done()
+
+    def _finish_batch(self) -> None:
+        """On the I/O thread: settle every delivery finished since the last wake. Those with
+        messages to publish (or to requeue) go one by one; the plain ones are acked with one
+        `multiple` ack up to the oldest delivery still being worked on, the rest singly."""
+        with self._in_flight_lock:
+            batch, self._finished, self._wake_pending = self._finished, [], False
+        plain: dict[BlockingChannel, list[int]] = {}
+        for channel, confirm_channel, tag, outcome in batch:
+            current = channel.is_open and channel is self._channel
+            if current and outcome is not None and not outcome.publish:
+                plain.setdefault(channel, []).append(tag)
+                continue
+            if current:
+                self._unsettled.discard(tag)
+            self._finish(channel, confirm_channel, tag, outcome)
+        for channel, tags in plain.items():
+            self._ack_plain(channel, tags)
+
+    def _ack_plain(self, channel: BlockingChannel, tags: list[int]) -> None:
+        try:
+            self._unsettled.difference_update(tags)
+            oldest = min(self._unsettled, default=None)
+            below = [tag for tag in tags if oldest is None or tag < oldest]
+            if below:
+                channel.basic_ack(max(below), multiple=True)
+            for tag in tags:
+                if oldest is not None and tag > oldest:
+                    channel.basic_ack(tag)
+        finally:
+            for _ in tags:
+                self._done()
 
     def _finish(self, channel: BlockingChannel, confirm_channel: BlockingChannel, tag: int,
                 outcome: Outcome | None) -> None:

@@ -30,13 +30,19 @@ def dead_letter(queue: topology.WorkQueue, body: bytes, headers: Mapping[str, An
                 reason: str, code: int | None, attempts: int) -> Outgoing:
     """The message as it arrived, plus why, when, and after how many attempts it died."""
     return Outgoing(topology.DEAD_EXCHANGE, queue.routing_key, body, headers={
-        **headers,
+        **own_headers(headers),
         REASON_HEADER: reason[:1000],
         CODE_HEADER: code,
         ATTEMPTS_HEADER: attempts,
         AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
         QUEUE_HEADER: queue.name,
     })
+
+
+def own_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The headers a copy keeps: ours, not the broker's `x-` ones (x-death holds timestamps,
+    grows with every pass through a retry tier, and RabbitMQ 3.13+ ignores it from clients)."""
+    return {key: value for key, value in headers.items() if not key.startswith("x-")}
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,6 @@ class DeadLetterQueue:
 
 def requeue_message(letter: DeadLetter, queue: topology.WorkQueue) -> Outgoing:
     """A dead letter sent back to its work queue as a first attempt, without its dead-* marks."""
-    headers = {k: v for k, v in letter.headers.items()
-               if not k.startswith(("dead-", "x-")) and k != "album-attempt"}
+    headers = {k: v for k, v in own_headers(letter.headers).items()
+               if not k.startswith("dead-") and k != "album-attempt"}
     return Outgoing(topology.WORK_EXCHANGE, queue.routing_key, letter.body, headers=headers)

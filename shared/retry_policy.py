@@ -19,6 +19,7 @@ from typing import Any
 
 from shared import topology
 from shared.broker import Outgoing
+from shared.dead_letters import own_headers
 
 ATTEMPT_HEADER = "album-attempt"
 
@@ -93,4 +94,4 @@ def retry_message(queue: topology.WorkQueue, body: bytes, headers: Mapping[str, 
     """The copy that waits in the step's delay tier, then returns to the work queue."""
     name = topology.retry_queue_name(queue, step.delay_s)
     return Outgoing(topology.RETRY_EXCHANGE, name, body,
-                    headers={**headers, ATTEMPT_HEADER: step.next_attempt})
+                    headers={**own_headers(headers), ATTEMPT_HEADER: step.next_attempt})

@@ -67,8 +67,14 @@ NETWORK_ERRORS = (
 )
 
 
+class AlbumBeingCreated(Exception):
+    """Another worker is creating this album on Facebook; try the image again shortly."""
+
+
 def classify(exc: BaseException) -> Failure:
     """The kind of failure `exc` is, with a reason fit to show the user."""
+    if isinstance(exc, AlbumBeingCreated):
+        return Failure(FailureKind.TRANSIENT, "the album is being created on Facebook", None)
     if isinstance(exc, GraphNetworkError):
         return Failure(FailureKind.TRANSIENT, f"could not reach Facebook: {exc.message}", None)
     if isinstance(exc, GraphError):

@@ -23,7 +23,7 @@ from shared.retry_policy import Failure, FailureKind, GiveUp
 from shared.store import Store
 
 from .circuit_breaker import CircuitBreaker
-from .failures import classify
+from .failures import AlbumBeingCreated, classify
 from .graph_client import GraphClient, GraphError
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,6 @@ _ALBUM_WAIT_S = 30.0
 _ALBUM_CLAIM_STALE = timedelta(seconds=60)
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
-
-
-class AlbumBeingCreated(Exception):
-    """Another worker is creating this album on Facebook; try the image again shortly."""
 
 
 @dataclass(frozen=True)

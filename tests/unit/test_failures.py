@@ -252,3 +252,9 @@ def test_failure_is_frozen() -> None:
     failure = classify(graph(2, 500))
     with pytest.raises(AttributeError):
         failure.kind = PERMANENT  # type: ignore[misc]
+
+
+def test_waiting_for_another_worker_to_create_the_album_is_transient() -> None:
+    from services.uploader.failures import AlbumBeingCreated
+
+    assert classify(AlbumBeingCreated("a1")).kind is FailureKind.TRANSIENT

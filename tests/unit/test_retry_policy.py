@@ -68,3 +68,15 @@ def test_a_retry_copy_goes_to_its_tier_with_the_next_attempt():
     assert message.exchange == topology.RETRY_EXCHANGE
     assert message.routing_key == "uploader.image-uploads.retry.30s"
     assert message.headers == {"other": "kept", ATTEMPT_HEADER: 2}
+
+
+def test_copies_drop_the_brokers_x_headers_which_hold_timestamps():
+    import datetime
+
+    from shared.dead_letters import dead_letter
+
+    headers = {"x-death": [{"time": datetime.datetime(2026, 1, 1), "count": 1}], "mine": 1}
+    retry = retry_message(topology.IMAGE_UPLOADS, b"{}", headers, RetryLater(5, 2))
+    dead = dead_letter(topology.IMAGE_UPLOADS, b"{}", headers, "why", None, 2)
+    assert "x-death" not in retry.headers and retry.headers["mine"] == 1
+    assert "x-death" not in dead.headers and dead.headers["mine"] == 1
