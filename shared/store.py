@@ -7,11 +7,12 @@ Messages are written to the outbox in the same transaction as the change they an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+import threading
 import uuid
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -165,7 +166,8 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # Enough connections for a consumer's threads and the API's, without queueing.
+        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -187,6 +189,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
 
     def create_schema(self) -> None:
         """Create missing tables; services starting together on PostgreSQL take turns."""
@@ -195,9 +199,12 @@ class Store:
                 connection.execute(text("SELECT pg_advisory_xact_lock(742001)"))
             Base.metadata.create_all(connection)
 
-    @contextmanager
+    @contextlib.contextmanager
     def _tx(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+        # SQLite has one writer: threads of this process take turns here rather than in
+        # sqlite's busy handler, which sleeps in growing steps (other processes still wait
+        # there). PostgreSQL needs no such lock.
+        with self._write_lock, self._sessions() as session, session.begin():
             yield session
 
     # -- users ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import posixpath
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +47,8 @@ class ImageUploader:
     def __init__(self, store: Store, outbox: Outbox, graph: GraphClient, s3: Any, bucket: str,
                  policy: Policy, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker or CircuitBreaker()
+        self._created_events: dict[str, threading.Event] = {}
+        self._events_lock = threading.Lock()
         self._store = store
         self._outbox = outbox
         self._graph = graph
@@ -118,7 +121,9 @@ class ImageUploader:
                 return self._create_fb_album(album_id, title, look_first=claim.taken_over)
             if time.monotonic() > deadline:
                 raise AlbumBeingCreated(album_id)
-            time.sleep(0.2)
+            # Woken at once when a thread of this process created it; another process's
+            # creation is seen at the next look.
+            self._album_created(album_id).wait(0.2)
 
     def _create_fb_album(self, album_id: str, title: str, look_first: bool) -> str:
         mark = f"ref:{album_id}"
@@ -131,8 +136,15 @@ class ImageUploader:
             self._store.release_fb_album_claim(album_id)
             raise
         self._store.set_fb_album(album_id, fb_album)
+        self._album_created(album_id).set()
         log.info("album %s created on Facebook as %s", album_id, fb_album)
         return fb_album
+
+    def _album_created(self, album_id: str) -> threading.Event:
+        with self._events_lock:
+            if len(self._created_events) > 1000:  # old albums' events are no longer awaited
+                self._created_events.clear()
+            return self._created_events.setdefault(album_id, threading.Event())
 
     def _find_fb_album(self, mark: str) -> str | None:
         for album in self._graph.list_albums():
