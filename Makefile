@@ -25,6 +25,7 @@ run: $(STAMP)
 
 test: $(STAMP) broker
 	$(BIN)/ruff check .
+	$(BIN)/mypy shared services dev bench
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP)
@@ -52,7 +53,10 @@ bench: $(STAMP) broker
 
 # The fault matrix against real processes (its own RabbitMQ node, PostgreSQL at 127.0.0.1:5432
 # when it answers): one row per fault; CHAOS_ARGS="--seed N --only NAME" repeats a failure.
+.PHONY: chaos
 chaos: $(STAMP)
+	command -v rabbitmq-server >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server; }
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 clean:
