@@ -28,6 +28,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     select,
     text,
     update,
@@ -88,6 +89,9 @@ class Image(Base):
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[int | None]
     next_attempt_at: Mapped[datetime | None]
+    #: When the latest attempt started, and until when its uploader vouches it is alive.
+    attempt_started_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
 
@@ -151,6 +155,14 @@ class AlbumView:
 
 
 @dataclass(frozen=True)
+class Start:
+    """The attempt number taken, or None: ended (busy_for 0) or in flight elsewhere."""
+
+    attempt: int | None
+    busy_for: float
+
+
+@dataclass(frozen=True)
 class FbAlbumClaim:
     fb_album_id: str | None
     mine: bool
@@ -198,6 +210,7 @@ class Store:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(742001)"))
             Base.metadata.create_all(connection)
+            _add_missing_columns(connection)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -270,28 +283,44 @@ class Store:
             image = s.get(Image, image_id)
             return _image_view(image) if image else None
 
-    def start_attempt(self, image_id: int) -> int | None:
-        """Mark the image uploading and return its attempt number; None if it already ended.
+    def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
+                      in_flight_window: timedelta = timedelta(0)) -> Start:
+        """Take the image for an upload attempt, unless it ended or may still be in flight.
 
-        Raises LookupError for an image the store does not know.
+        Another attempt is in flight while its lease is renewed (a duplicate delivery taken
+        side by side). One whose uploader died may still be in flight at Facebook until its
+        request would have timed out (`in_flight_window` after it started): only then can a
+        new attempt look for its photo and decide to send. Raises LookupError for an image the
+        store does not know.
         """
+        now = _now()
         with self._tx() as s:
-            image = s.get(Image, image_id)
+            image = s.get(Image, image_id, with_for_update=True)
             if image is None:
                 raise LookupError(f"image {image_id} is not in the store")
             if image.state in TERMINAL:
-                return None
-            image.state = UPLOADING
+                return Start(None, 0.0)
+            if image.state == UPLOADING and image.attempt_started_at is not None:
+                until = max(image.lease_until or now, image.attempt_started_at + in_flight_window)
+                if until > now:
+                    return Start(None, (until - now).total_seconds())
+            image.state, image.next_attempt_at = UPLOADING, None
             image.attempts += 1
-            image.next_attempt_at = None
-            return image.attempts
+            image.attempt_started_at, image.lease_until = now, now + lease
+            return Start(image.attempts, 0.0)
+
+    def renew_leases(self, image_ids: Collection[int], lease: timedelta) -> None:
+        if image_ids:
+            with self._tx() as s:
+                s.execute(update(Image).where(Image.id.in_(image_ids), Image.state == UPLOADING)
+                          .values(lease_until=_now() + lease))
 
     def record_retrying(self, image_id: int, error: str, code: int | None,
                         next_attempt_at: datetime) -> None:
         with self._tx() as s:
             s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL))
                       .values(state=RETRYING, error=error, error_code=code,
-                              next_attempt_at=next_attempt_at))
+                              next_attempt_at=next_attempt_at, lease_until=None))
 
     def record_uploaded(self, image_id: int, photo_id: str) -> list[OutboxMessage]:
         """Record the photo id; returns the album's settled event if this image ended it."""
@@ -319,7 +348,7 @@ class Store:
             album = s.get(Album, album_id, with_for_update=True)
             result = s.execute(update(Image)
                                .where(Image.id == image_id, Image.state.not_in(TERMINAL))
-                               .values(next_attempt_at=None, **values))
+                               .values(next_attempt_at=None, lease_until=None, **values))
             ended = cast(CursorResult[Any], result).rowcount
             if not ended or album is None:
                 return []
@@ -434,6 +463,18 @@ class Store:
             s.execute(delete(Notification).where(Notification.album_id == album_id,
                                                  Notification.settle_seq == settle_seq,
                                                  Notification.sent_at.is_(None)))
+
+
+def _add_missing_columns(connection: Any) -> None:
+    """Upgrade a store made by an older version: add the nullable columns it lacks."""
+    inspector = inspect(connection)
+    for table in Base.metadata.sorted_tables:
+        have = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have and column.nullable:
+                kind = column.type.compile(connection.dialect)
+                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" '
+                                        f"{kind}"))
 
 
 def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,

@@ -34,7 +34,8 @@ def consume(settings: UploaderSettings) -> None:
     breaker = CircuitBreaker(settings.breaker_window_s, settings.breaker_min_calls,
                              settings.breaker_failure_ratio, settings.breaker_cooldown_s)
     handler = ImageUploader(store, outbox, graph, s3.make_client(settings), settings.s3_bucket,
-                            Policy(settings.retry_delays, settings.max_attempts), breaker)
+                            Policy(settings.retry_delays, settings.max_attempts,
+                                   settings.graph_timeout_s), breaker)
     declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
                                 delivery_limit=settings.delivery_limit)
     consumer = Consumer(settings.amqp_url, topology.IMAGE_UPLOADS.name, handler,

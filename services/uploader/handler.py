@@ -7,11 +7,13 @@ dead letter and the album's settled event in one transaction (the outbox sends t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 import posixpath
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +35,10 @@ QUEUE = topology.IMAGE_UPLOADS
 #: How long an image waits for another worker that is creating its album on Facebook.
 _ALBUM_WAIT_S = 30.0
 _ALBUM_CLAIM_STALE = timedelta(seconds=60)
+#: An attempt holds its image this long, renewed a third of the way: a dead uploader's lapses.
+_LEASE = timedelta(seconds=30)
+#: Added to the Graph timeout before a dead attempt's photo can be assumed not to arrive.
+_IN_FLIGHT_MARGIN_S = 5.0
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
@@ -41,6 +47,9 @@ _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 class Policy:
     retry_delays: tuple[int, ...]
     max_attempts: int
+    #: How long an upload request may take (the Graph client's read timeout): a photo sent by
+    #: an uploader that died may reach Facebook until then.
+    graph_timeout_s: float = 120.0
 
 
 class ImageUploader:
@@ -48,6 +57,9 @@ class ImageUploader:
                  policy: Policy, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker or CircuitBreaker()
         self._created_events: dict[str, threading.Event] = {}
+        self._leases: set[int] = set()
+        self._leases_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
         self._events_lock = threading.Lock()
         self._store = store
         self._outbox = outbox
@@ -60,22 +72,30 @@ class ImageUploader:
         attempt = retry_policy.attempt_of(delivery.headers)
         try:
             message = _parse(delivery.body)
-            started = self._store.start_attempt(message.image_id)
+            start = self._store.start_attempt(message.image_id, _LEASE, timedelta(
+                seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S))
         except (messages.PoisonMessage, LookupError) as exc:
             log.warning("dead-lettering a poison message: %s", exc)
             return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
                                         attempt)])
-        if started is None:
+        if start.attempt is None and not start.busy_for:
             log.info("image %s already ended; acking the duplicate", message.image_id)
             return Outcome()
-        try:
-            self._breaker.wait_while_open()
-            photo_id = self._upload(message, reconcile=started > 1)
-        except Exception as exc:  # every failure is classified; unknown ones are permanent
-            failure = classify(exc)
-            if isinstance(exc, GraphError):
-                self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
-            return self._after_failure(message, delivery, attempt, failure)
+        if start.attempt is None:
+            # Another attempt holds it (a duplicate taken side by side), or one that died may
+            # still reach Facebook: look again once it cannot, without spending the budget.
+            wait = Failure(FailureKind.THROTTLED, "another attempt may be in flight", None,
+                           wait_s=start.busy_for)
+            return self._after_failure(message, delivery, attempt, wait, record=False)
+        with self._leased(message.image_id):
+            try:
+                self._breaker.wait_while_open()
+                photo_id = self._upload(message, reconcile=start.attempt > 1)
+            except Exception as exc:  # every failure is classified; unknown ones are permanent
+                failure = classify(exc)
+                if isinstance(exc, GraphError):
+                    self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
+                return self._after_failure(message, delivery, attempt, failure)
         self._breaker.record(ok=True)
         self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
@@ -106,7 +126,8 @@ class ImageUploader:
     def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested) -> str | None:
         mark = _caption(message)
         for photo in self._graph.list_album_photos(fb_album):
-            if mark in (photo.get("name") or ""):
+            # Whole words: ref:<album>:1 must not match ref:<album>:10.
+            if mark in (photo.get("name") or "").split():
                 return str(photo["id"])
         return None
 
@@ -152,8 +173,33 @@ class ImageUploader:
                 return str(album["id"])
         return None
 
+    @contextlib.contextmanager
+    def _leased(self, image_id: int) -> Iterator[None]:
+        """Keep the image's lease renewed while this attempt runs."""
+        with self._leases_lock:
+            self._leases.add(image_id)
+            if self._renewer is None:
+                self._renewer = threading.Thread(target=self._renew, daemon=True,
+                                                 name="lease-renewer")
+                self._renewer.start()
+        try:
+            yield
+        finally:
+            with self._leases_lock:
+                self._leases.discard(image_id)
+
+    def _renew(self) -> None:
+        while True:
+            time.sleep(_LEASE.total_seconds() / 3)
+            with self._leases_lock:
+                held = set(self._leases)
+            try:
+                self._store.renew_leases(held, _LEASE)
+            except Exception:  # the store may be down a moment; the next round tries again
+                log.exception("could not renew upload leases")
+
     def _after_failure(self, message: messages.ImageUploadRequested, delivery: Delivery,
-                       attempt: int, failure: Failure) -> Outcome:
+                       attempt: int, failure: Failure, record: bool = True) -> Outcome:
         step = retry_policy.next_step(failure, attempt, self._policy.retry_delays,
                                       self._policy.max_attempts)
         if isinstance(step, GiveUp):
@@ -166,7 +212,8 @@ class ImageUploader:
             return Outcome()
         log.info("image %s retries in %s s: %s", message.image_id, step.delay_s, failure.reason)
         next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=step.delay_s)
-        self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
+        if record:
+            self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
         return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
 
 

@@ -61,7 +61,7 @@ def test_an_uploader_killed_mid_upload_three_times_sends_the_photo_once(system, 
             system.processes["uploader"].wait(10)
             restart_uploader(system)
         system.set_faults()
-        album = system.wait_settled(user["token"], album_id, timeout=60)
+        album = system.wait_settled(user["token"], album_id, timeout=120)
     finally:
         system.set_faults()
     assert album["state"] == "done"

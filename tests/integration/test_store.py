@@ -65,7 +65,7 @@ def test_an_ended_image_is_never_started_or_ended_again(store):
     first, second = store.album(album_id).images
     store.start_attempt(first.id)
     store.record_uploaded(first.id, "p1")
-    assert store.start_attempt(first.id) is None
+    assert store.start_attempt(first.id) == store_module.Start(None, 0.0)
     assert store.record_failed(first.id, "late duplicate", 2) == []
     assert store.image(first.id).photo_id == "p1"
     with pytest.raises(LookupError):
@@ -96,6 +96,24 @@ def test_a_claim_whose_owner_died_is_taken_over_and_says_so(store):
     assert store.claim_fb_album(album_id, timedelta(seconds=60)).taken_over is False
     claim = store.claim_fb_album(album_id, timedelta(0))
     assert claim.mine and claim.taken_over
+
+
+def test_an_image_in_flight_is_not_taken_twice_until_its_lease_lapses(store):
+    _, album_id, _ = new_album(store, 1)
+    (image,) = store.album(album_id).images
+    assert store.start_attempt(image.id, timedelta(seconds=30)).attempt == 1
+    busy = store.start_attempt(image.id, timedelta(seconds=30))
+    assert busy.attempt is None and 25 < busy.busy_for <= 30
+    store.renew_leases([image.id], timedelta(0))
+    assert store.start_attempt(image.id, timedelta(seconds=30)).attempt == 2
+
+
+def test_a_dead_attempt_may_reach_facebook_until_its_request_would_time_out(store):
+    _, album_id, _ = new_album(store, 1)
+    (image,) = store.album(album_id).images
+    store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
+    busy = store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
+    assert busy.attempt is None and busy.busy_for > 55
 
 
 def test_a_settle_is_mailed_once(store):

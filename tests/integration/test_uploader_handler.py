@@ -202,3 +202,21 @@ def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
     albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
     assert len(albums) == 1
     assert sqlite_store.album(album_id).fb_album_id == albums[0]["id"]
+
+
+def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_client, sim):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    set_faults(sim, {"latency_s": 1.0})
+    uploader = world()
+    outcomes = []
+    threads = [threading.Thread(target=lambda: outcomes.append(uploader(delivery)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(sim_photos(sim)) == 1
+    retried = [o for o in outcomes if o.publish]
+    assert len(retried) == 1 and retried[0].publish[0].exchange == topology.RETRY_EXCHANGE
+    assert retried[0].publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
+    assert sqlite_store.album(album_id).images[0].attempts == 1
