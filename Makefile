@@ -25,7 +25,7 @@ run: $(STAMP)
 
 test: $(STAMP) broker
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared services dev bench
+	$(BIN)/mypy shared services dev bench chaos
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP)

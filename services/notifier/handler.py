@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared import messages, retry_policy, store, topology
 from shared.consumer import Delivery, Outcome
@@ -20,6 +23,8 @@ log = logging.getLogger(__name__)
 QUEUE = topology.ALBUM_SETTLED
 #: A claim whose sender never confirmed (it died mid-send) may be taken again after this.
 _CLAIM_STALE = timedelta(minutes=2)
+#: Pauses between tries to record a sent mail while the store is away (about a minute).
+_MARK_PAUSES_S = (0.5, 1, 2, 4, 8, 15, 30)
 
 
 class Mailer(Protocol):
@@ -54,9 +59,22 @@ class AlbumNotifier:
         except Exception as exc:
             self._store.release_notification(event.album_id, event.settle_seq)
             return self._after_failure(delivery, attempt, classify(exc))
-        self._store.mark_notification_sent(event.album_id, event.settle_seq)
+        self._mark_sent(event)
         log.info("album %s settle %d mailed", event.album_id, event.settle_seq)
         return Outcome()
+
+    def _mark_sent(self, event: messages.AlbumSettled) -> None:
+        """The mail is out: record it, riding out a short store outage. Raising here would
+        leave a claim that goes stale in two minutes and mails the user a second time."""
+        for pause in _MARK_PAUSES_S:
+            try:
+                self._store.mark_notification_sent(event.album_id, event.settle_seq)
+                return
+            except SQLAlchemyError as exc:
+                log.warning("album %s mailed, not yet recorded (%s); again in %s s",
+                            event.album_id, type(exc).__name__, pause)
+                time.sleep(pause)
+        self._store.mark_notification_sent(event.album_id, event.settle_seq)
 
     def _prepare(self, body: bytes) -> tuple[messages.AlbumSettled, AlbumEmail]:
         event = messages.decode(body)

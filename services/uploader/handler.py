@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from shared import messages, retry_policy, topology
 from shared.consumer import Delivery, Outcome
 from shared.dead_letters import dead_letter
@@ -91,6 +93,10 @@ class ImageUploader:
             try:
                 self._breaker.wait_while_open()
                 photo_id = self._upload(message, reconcile=start.attempt > 1)
+            except SQLAlchemyError:
+                # The store failed, not the image: the runtime puts the message back after a
+                # pause. Classified, it would be "internal error" and fail the image for good.
+                raise
             except Exception as exc:  # every failure is classified; unknown ones are permanent
                 failure = classify(exc)
                 if isinstance(exc, GraphError):

@@ -1,0 +1,463 @@
+"""The fault rows: each one a function that publishes its albums and injects its fault, then
+undoes it. The ledger judges the outcome; a function only adds what its own fault must show."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import posixpath
+import random
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+
+from chaos.ledger import Expect, Row
+from chaos.system import System, wait_for
+from chaos.workload import Workload
+from shared import messages, topology
+from shared.broker import parameters
+from shared.store import PUBLISHING, UPLOADED, UPLOADING, Store
+
+
+@dataclass
+class Context:
+    system: System
+    work: Workload
+    rng: random.Random
+    quick: bool
+    row: Row
+    expect: Expect = field(default_factory=Expect)
+    #: time.monotonic() when the system was up.
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(albums, images per album) ranges for this mode."""
+        return ((2, 3), (4, 8)) if self.quick else ((3, 5), (5, 20))
+
+    def albums(self, refused: float = 0.0) -> list[Any]:
+        albums, images = self.sizes
+        return self.work.make_albums(albums, images, refused)
+
+    def images(self) -> list[tuple[str, Any]]:
+        """(album id, image view) of every accepted album, straight from the database."""
+        store = Store(self.system.db.url())
+        try:
+            return [(album_id, image) for album_id in list(self.work.accepted)
+                    if (album := store.album(album_id)) is not None for image in album.images]
+        finally:
+            store.engine.dispose()
+
+    def count(self, state: str) -> int:
+        return sum(1 for _, image in self.images() if image.state == state)
+
+    def hold(self, full_s: float, quick_s: float) -> float:
+        return quick_s if self.quick else full_s
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    what: str
+    run: Callable[[Context], None]
+    settings: Mapping[str, str] = field(default_factory=dict)
+    quick: bool = False
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def publish_raw(system: System, items: list[tuple[str, bytes]]) -> None:
+    """Publish (routing key, body) to the work exchange with confirms, as a duplicate or a
+    poison message would arrive: persistent, mandatory."""
+    connection = pika.BlockingConnection(parameters(system.amqp_url))
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        for routing_key, body in items:
+            channel.basic_publish(topology.WORK_EXCHANGE, routing_key, body,
+                                  pika.BasicProperties(delivery_mode=2,
+                                                       content_type="application/json"),
+                                  mandatory=True)
+    finally:
+        connection.close()
+
+
+def upload_copies(ctx: Context, album_ids: list[str]) -> list[tuple[str, bytes]]:
+    return [(topology.IMAGE_UPLOADS.routing_key, messages.encode(messages.ImageUploadRequested(
+        album_id=album_id, image_id=image.id, key=image.key)))
+        for album_id, image in ctx.images() if album_id in album_ids]
+
+
+def settled_copies(ctx: Context) -> list[tuple[str, bytes]]:
+    """The album.settled event of every settled album, rebuilt from the store."""
+    store = Store(ctx.system.db.url())
+    try:
+        albums = [store.album(album_id) for album_id in ctx.work.accepted]
+    finally:
+        store.engine.dispose()
+    return [(topology.ALBUM_SETTLED.routing_key, messages.encode(messages.AlbumSettled(
+        album_id=album.id, settle_seq=album.settle_seq,
+        uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
+                  for i in album.images if i.state == UPLOADED],
+        failed=[messages.FailedImage(image_id=i.id, key=i.key, reason=i.error or "")
+                for i in album.images if i.state != UPLOADED])))
+        for album in albums if album is not None and album.state != PUBLISHING]
+
+
+def wait_settled(ctx: Context, timeout: float = 120) -> None:
+    wait_for(lambda: ctx.images() and all(i.state in ("uploaded", "failed")
+                                          for _, i in ctx.images()),
+             timeout, "the albums to settle", every=0.5)
+
+
+def since_start(ctx: Context, seconds: float) -> None:
+    # A quorum queue declared moments before a SIGKILL can come back without its
+    # registration (second-broker-node.md): let the topology reach disk first.
+    time.sleep(max(0.0, seconds - (time.monotonic() - ctx.started)))
+
+
+# -- the rows ------------------------------------------------------------------------------------
+
+
+def baseline(ctx: Context) -> None:
+    ctx.work.publish_all(ctx.albums())
+
+
+def broker_kill_while_publishing(ctx: Context) -> None:
+    plans = ctx.albums()
+    since_start(ctx, 8)
+    publishing = ctx.work.publish_in_background(plans, gap_s=0.3)
+    ctx.work.wait_accepted(1)
+    time.sleep(ctx.rng.uniform(0.0, 0.4))
+    ctx.system.node.kill()
+    time.sleep(2)
+    ctx.system.node.start()
+    publishing.join(300)
+
+
+def broker_kill_while_uploading(ctx: Context) -> None:
+    plans = ctx.albums()
+    since_start(ctx, 8)
+    ctx.system.graph_faults(latency_s=0.3)
+    ctx.work.publish_all(plans)
+    wait_for(lambda: ctx.count(UPLOADED) >= 2 and ctx.count(UPLOADING) >= 1, 60,
+             "uploads in flight")
+    time.sleep(ctx.rng.uniform(0.0, 0.3))
+    ctx.system.node.kill()
+    time.sleep(2)
+    ctx.system.node.start()
+    ctx.system.graph_faults()
+
+
+def broker_sigstop(ctx: Context) -> None:
+    plans = ctx.albums()
+    since_start(ctx, 8)
+    ctx.system.graph_faults(latency_s=0.2)
+    publishing = ctx.work.publish_in_background(plans, gap_s=0.5)
+    ctx.work.wait_accepted(1)
+    ctx.system.node.signal(signal.SIGSTOP)
+    try:
+        time.sleep(ctx.hold(20, 8))
+    finally:
+        ctx.system.node.signal(signal.SIGCONT)
+    publishing.join(300)
+    ctx.system.graph_faults()
+
+
+def uploader_killed_mid_stream(ctx: Context) -> None:
+    """SIGKILL the uploader while it streams one big image from S3 to Facebook, again each time
+    it takes that image back: three times."""
+    kills = 1 if ctx.quick else 3
+    albums, images = ctx.sizes
+    plans = ctx.work.make_albums(albums, images, big_first=300_000)
+    bucket = ctx.system.proxies["s3"]
+    bucket.slow(100_000)  # ~3 s to stream the big one; the small ones barely notice
+    ctx.work.publish_all(plans)
+    key = plans[0].keys[0]
+    target = wait_for(lambda: _uploading(ctx, key), 60, "the big image being uploaded")
+    seen = []
+    for k in range(kills):
+        time.sleep(ctx.rng.uniform(0.3, 1.5))
+        held = _uploading(ctx, key, target.attempts - 1) is not None
+        ctx.system.kill_service("uploader")
+        ctx.system.start_service("uploader")
+        seen.append(f"{target.attempts}{'' if held else ' (not held)'}")
+        if k + 1 < kills:
+            again = wait_for(functools.partial(_taken_again, ctx, key, target.attempts), 90,
+                             f"image {target.id} to be taken again")
+            if again is True:  # it ended without another attempt: the ledger says how
+                break
+            target = again
+    bucket.slow(None)
+    ctx.row.notes.append(f"uploader SIGKILLed {len(seen)}x streaming image {target.id}, "
+                         f"at attempts {', '.join(seen)}")
+
+
+def uploader_killed_while_graph_holds(ctx: Context) -> None:
+    """SIGKILL the uploader after it sent a photo that Facebook is still processing: the
+    request completes without it, and the retried image must not upload a second photo."""
+    ctx.system.graph_faults(latency_s=8.0)  # photos only: listing stays fast, as on Facebook
+    plans = ctx.albums()
+    ctx.work.publish_all(plans)
+    key = plans[0].keys[0]
+    target = wait_for(lambda: _uploading(ctx, key), 60, "the first image being uploaded")
+    time.sleep(ctx.rng.uniform(1.0, 2.0))  # small bodies: sent by now, Facebook is on it
+    ctx.system.kill_service("uploader")
+    ctx.system.start_service("uploader")
+    wait_for(lambda: _uploading(ctx, key, target.attempts) or _ended(ctx, key), 90,
+             "the image to be taken again")
+    time.sleep(10)  # every request of the dead process has completed by now
+    ctx.system.graph_faults()
+    ctx.row.notes.append(f"uploader SIGKILLed while Facebook held image {target.id}")
+
+
+def _taken_again(ctx: Context, key: str, after: int) -> Any:
+    """The image if a later attempt holds it; True if it ended instead."""
+    return _uploading(ctx, key, after) or _ended(ctx, key)
+
+
+def _ended(ctx: Context, key: str) -> bool:
+    return any(i.key == key and i.state in ("uploaded", "failed") for _, i in ctx.images())
+
+
+def _uploading(ctx: Context, key: str, after: int = 0) -> Any:
+    """The image with `key` if it is being uploaded at an attempt later than `after`."""
+    for _, image in ctx.images():
+        if image.key == key and image.state == UPLOADING and image.attempts > after:
+            return image
+    return None
+
+
+def graph_5xx(ctx: Context) -> None:
+    ctx.expect.failed = "exhausted"
+    plans = ctx.albums()
+    hold = ctx.hold(60, 15)
+    # Two draws in turn: 25 % 500, then a third of the rest 503; half of all calls fail.
+    ctx.system.graph_faults(error_rates={"500": 0.25, "503": 1 / 3}, seed=ctx.rng.randrange(1000),
+                            endpoints=["photos", "albums", "list"])
+    started = time.monotonic()
+    ctx.work.publish_all(plans, gap_s=hold / 2 / len(plans))
+    time.sleep(max(0.0, hold - (time.monotonic() - started)))
+    ctx.system.graph_faults()
+
+
+def graph_throttle(ctx: Context) -> None:
+    hold = ctx.hold(20, 8)
+    longest_tier = max(int(t) for t in ctx.system.env["RETRY_DELAYS"].split(","))
+    # Throttling must not spend the budget, nor loop faster than the longest tier.
+    ctx.expect.max_attempts = math.ceil(hold / longest_tier) + 3
+    plans = ctx.albums()
+    ctx.system.graph_faults(error_rates={"613": 1.0}, throttle_minutes=1,
+                            endpoints=["photos", "albums"])
+    ctx.work.publish_all(plans)
+    time.sleep(hold)
+    ctx.system.graph_faults()
+
+
+def graph_refuses(ctx: Context) -> None:
+    plans = ctx.albums(refused=0.2)
+    refused = frozenset(k for plan in plans for k in plan.keys if "-refused-" in k)
+    ctx.expect.failed, ctx.expect.refused_keys = "refused", refused
+    ctx.row.notes.append(f"{len(refused)} images refused by Facebook")
+    ctx.system.graph_faults(reject_filenames=["-refused-"])
+    ctx.work.publish_all(plans)
+    wait_settled(ctx)  # the refusal is the images' nature: it lasts until they ended
+
+
+def s3_down(ctx: Context) -> None:
+    plans = ctx.albums()
+    half = max(1, len(plans) // 2)
+    ctx.system.graph_faults(latency_s=0.2)
+    ctx.work.publish_all(plans[:half])
+    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, "a first upload")
+    proxy = ctx.system.proxies["s3"]
+    proxy.cut()
+    started = time.monotonic()
+    try:
+        ctx.work.publish_all(plans[half:])
+        time.sleep(max(0.0, ctx.hold(30, 10) - (time.monotonic() - started)))
+    finally:
+        proxy.restore()
+    ctx.system.graph_faults()
+
+
+def smtp_down(ctx: Context) -> None:
+    plans = ctx.albums()
+    ctx.system.smtp_reply("421 4.3.0 chaos: service not available, try again later")
+    ctx.work.publish_all(plans)
+    wait_for(lambda: _any_settled(ctx), 90, "a settled album")
+    time.sleep(ctx.hold(10, 5))
+    ctx.system.smtp_reply(None)
+    proxy = ctx.system.proxies["smtp"]
+    proxy.cut()  # now the server is gone altogether
+    try:
+        time.sleep(ctx.hold(10, 5))
+    finally:
+        proxy.restore()
+
+
+def _any_settled(ctx: Context) -> bool:
+    images = ctx.images()
+    albums = {album_id for album_id, _ in images}
+    return any(all(i.state in ("uploaded", "failed") for a, i in images if a == album_id)
+               for album_id in albums)
+
+
+def duplicates(ctx: Context) -> None:
+    """A copy of every upload message right after the API published it, then copies of every
+    upload message and (twice) of every settled event once the albums ended."""
+    ctx.system.graph_faults(latency_s=0.2)
+    for plan in ctx.albums():
+        album_id = ctx.work.publish(plan)
+        if album_id:
+            publish_raw(ctx.system, upload_copies(ctx, [album_id]))
+    ctx.system.graph_faults()
+    wait_settled(ctx)
+    wait_for(lambda: len(ctx.system.mails()) >= len(ctx.work.accepted), 60, "the emails")
+    copies = upload_copies(ctx, list(ctx.work.accepted)) + settled_copies(ctx) * 2
+    publish_raw(ctx.system, copies)
+    ctx.row.notes.append(f"{len(copies)} duplicates after settling")
+
+
+def duplicates_in_flight(ctx: Context) -> None:
+    """Small albums on an idle uploader, a copy of each upload message published at once: an
+    original and its copy are taken by two workers side by side (as when an outbox relay
+    re-sends a message whose confirm was lost while the first is being uploaded)."""
+    ctx.system.graph_faults(latency_s=1.0)
+    for plan in ctx.work.make_albums((3, 4), (1, 2)):
+        album_id = ctx.work.publish(plan)
+        if album_id:
+            publish_raw(ctx.system, upload_copies(ctx, [album_id]))
+        wait_settled(ctx)
+    ctx.system.graph_faults()
+
+
+POISON: list[tuple[str, bytes]] = [
+    ("bad json", b'{"type": "image.upload_requested", '),
+    ("empty body", b""),
+    ("binary", bytes(range(256))),
+    ("unknown version", json.dumps({"type": "image.upload_requested", "version": 2,
+                                    "album_id": "a" * 32, "image_id": 1, "key": "k"}).encode()),
+    ("missing fields", json.dumps({"type": "image.upload_requested", "version": 1}).encode()),
+    ("unknown type", json.dumps({"type": "album.deleted", "version": 1}).encode()),
+    ("wrong queue", messages.encode(messages.AlbumSettled(album_id="f" * 32, settle_seq=1,
+                                                         uploaded=[], failed=[]))),
+    ("unknown image", messages.encode(messages.ImageUploadRequested(
+        album_id="e" * 32, image_id=2_000_000_000, key="users/1/nope.png"))),
+    ("oversized", b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'),
+]
+
+
+def poison(ctx: Context) -> None:
+    plans = ctx.albums()
+    ctx.expect.poison = len(POISON)
+    ctx.work.publish_all(plans[:1])
+    publish_raw(ctx.system, [(topology.IMAGE_UPLOADS.routing_key, body) for _, body in POISON])
+    ctx.work.publish_all(plans[1:])
+
+
+def store_down(ctx: Context) -> None:
+    proxy = ctx.system.proxies.get("store")
+    if proxy is None:
+        ctx.row.problems.append("needs PostgreSQL at 127.0.0.1:5432 (the store is SQLite)")
+        return
+    plans = ctx.albums()
+    ctx.system.graph_faults(latency_s=0.2)
+    publishing = ctx.work.publish_in_background(plans, gap_s=1.0)
+    wait_for(lambda: ctx.count(UPLOADED) >= 3, 60, "first uploads")
+    proxy.cut()
+    try:
+        time.sleep(ctx.hold(20, 8))
+    finally:
+        proxy.restore()
+    publishing.join(300)
+    ctx.system.graph_faults()
+
+
+def store_blips(ctx: Context) -> None:
+    """The store's connections reset for a moment, again and again (a failover, a proxy
+    restart): a query that breaks is an outage to wait out, never a reason to fail an image."""
+    proxy = ctx.system.proxies.get("store")
+    if proxy is None:
+        ctx.row.problems.append("needs PostgreSQL at 127.0.0.1:5432 (the store is SQLite)")
+        return
+    ctx.system.graph_faults(latency_s=0.3)
+    publishing = ctx.work.publish_in_background(ctx.albums(), gap_s=0.5)
+    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, "a first upload")
+    for _ in range(6 if ctx.quick else 12):
+        proxy.cut()
+        time.sleep(ctx.rng.uniform(0.05, 0.3))
+        proxy.restore()
+        time.sleep(ctx.rng.uniform(0.8, 2.0))
+    publishing.join(300)
+    ctx.system.graph_faults()
+
+
+def unroutable(ctx: Context) -> None:
+    """The upload queue's binding is gone while the API publishes: nothing may count as sent,
+    and once the binding is back the outbox relay delivers every album."""
+    node, vhost, queue = ctx.system.node, ctx.system.vhost, topology.IMAGE_UPLOADS
+    plans = ctx.albums()
+    node.unbind(vhost, topology.WORK_EXCHANGE, queue.name, queue.routing_key)
+    try:
+        ctx.work.publish_all(plans)
+        time.sleep(8)  # the relays try again (after their 5 s grace) and must fail too
+        queued = [a.album_id[:8] for a in ctx.work.answers if a.queued]
+        if queued:
+            ctx.row.problems.append(f"API said queued for unroutable albums {queued}")
+        if any(image.state != "queued" for _, image in ctx.images()):
+            ctx.row.problems.append("an image was processed while its queue was unbound")
+    finally:
+        node.bind(vhost, topology.WORK_EXCHANGE, queue.name, queue.routing_key)
+    ctx.row.notes.append(f"{len(plans)} albums published while unroutable")
+
+
+def retry_after_refusal(ctx: Context) -> None:
+    """Regression, found by seed 3 on graph-throttle: a retried image looks for a photo an
+    earlier attempt sent, by caption; `ref:<album>:1` is a prefix of `ref:<album>:10`, so
+    image 1 took image 10's photo and never reached Facebook. Deterministic: image 1 is
+    refused, images 10-11 upload, then the user retries the album."""
+    ctx.expect.settles = 2
+    plan = ctx.work.make_albums((1, 1), (12, 12))[0]
+    ctx.system.graph_faults(reject_filenames=[posixpath.basename(plan.keys[0])])
+    album_id = ctx.work.publish(plan)
+    wait_settled(ctx)
+    wait_for(lambda: len(ctx.system.mails()) >= 1, 60, "the first email")
+    ctx.system.graph_faults()
+    if album_id is None or ctx.work.retry(album_id).status_code != 202:
+        ctx.row.problems.append("the API did not retry the album")
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("baseline", "no fault", baseline, quick=True),
+    Scenario("broker-kill-publish", "broker SIGKILL while the API publishes",
+             broker_kill_while_publishing),
+    Scenario("broker-kill-uploads", "broker SIGKILL while uploads are in flight",
+             broker_kill_while_uploading),
+    Scenario("broker-sigstop", "broker SIGSTOP for 20 s", broker_sigstop),
+    Scenario("uploader-kill", "uploader SIGKILLed 3x mid-stream on the same image",
+             uploader_killed_mid_stream, quick=True),
+    Scenario("uploader-kill-graph", "uploader SIGKILLed while Facebook holds the photo",
+             uploader_killed_while_graph_holds),
+    Scenario("graph-5xx", "Graph 50% 5xx for a minute (MAX_ATTEMPTS=6)", graph_5xx,
+             settings={"MAX_ATTEMPTS": "6"}, quick=True),
+    Scenario("graph-throttle", "Graph throttling (613 + usage header)", graph_throttle),
+    Scenario("graph-refused", "permanently refused images", graph_refuses),
+    Scenario("s3-down", "S3 down for 30 s", s3_down),
+    Scenario("smtp-down", "SMTP 421, then down, then back", smtp_down),
+    Scenario("duplicates", "duplicated deliveries", duplicates, quick=True),
+    Scenario("duplicates-in-flight", "duplicated deliveries taken side by side",
+             duplicates_in_flight),
+    Scenario("poison", "poison messages", poison, quick=True),
+    Scenario("store-down", "the store unavailable for 20 s", store_down),
+    Scenario("store-blips", "the store's connections reset 12x, briefly", store_blips),
+    Scenario("unroutable", "unroutable publish (binding deleted)", unroutable),
+    Scenario("retry-after-refusal", "regression: retried image 1 vs image 10's photo",
+             retry_after_refusal),
+]
