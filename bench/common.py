@@ -6,7 +6,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from urllib.parse import quote, urlsplit
 
 import pika
 import requests
+
+from dev.ports import answers, free_port  # noqa: F401 - the bench modules take them from here
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Scratch output (logs, databases, the second node's data): gitignored, never committed.
@@ -230,20 +231,6 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30.0, every: float 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import requests
 
-from chaos.ports import free_port
+from dev.ports import free_port
 
 #: Cold start and restart after a SIGKILL both take ~6 s here; leave room for a slow machine.
 _WAIT_S = 90

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 
-from chaos.ports import free_port
+from dev.ports import free_port
 
 _CHUNK = 64 * 1024
 _SLOW_CHUNK = 4 * 1024

@@ -22,8 +22,8 @@ import requests
 from sqlalchemy import create_engine, text
 
 from chaos.node import Node
-from chaos.ports import answers, free_port
 from chaos.proxy import Proxy
+from dev.ports import answers, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_ID = "1000000000000001"

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,25 +17,12 @@ import boto3
 import pytest
 import requests
 
+from dev.ports import answers, free_port
 from tests.integration.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE_ID = "1000000000000001"
 PAGE_TOKEN = "e2e-page-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class System:
