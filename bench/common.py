@@ -9,17 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
-from urllib.parse import quote, urlsplit
 
 import pika
-import requests
 
 from dev.ports import answers, free_port  # noqa: F401 - the bench modules take them from here
+from dev.rabbit_admin import Broker  # noqa: F401 - the bench modules take it from here
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Scratch output (logs, databases, the second node's data): gitignored, never committed.
@@ -60,43 +58,6 @@ class Row:
 
 
 # -- the broker ------------------------------------------------------------------------------
-
-
-class Broker:
-    """The shared RabbitMQ: an AMQP URL per vhost, and the management API to make vhosts."""
-
-    def __init__(self, amqp_url: str, management_url: str) -> None:
-        parts = urlsplit(amqp_url)
-        self.user = parts.username or "guest"
-        self.password = parts.password or "guest"
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 5672
-        self.management_url = management_url.rstrip("/")
-
-    def url(self, vhost: str) -> str:
-        return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/{quote(vhost, '')}"
-
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = requests.request(method, f"{self.management_url}/api/{path}",
-                                    auth=(self.user, self.password), timeout=30, **kwargs)
-        response.raise_for_status()
-        return response
-
-    def version(self) -> str:
-        return str(self.api("GET", "overview").json().get("rabbitmq_version", "?"))
-
-    @contextlib.contextmanager
-    def vhost(self, label: str) -> Iterator[str]:
-        """A vhost of this run's own, with full permissions; deleted (queues and all) after."""
-        name = f"albums-bench-{label}-{uuid.uuid4().hex[:8]}"
-        self.api("PUT", f"vhosts/{quote(name, '')}")
-        self.api("PUT", f"permissions/{quote(name, '')}/{self.user}",
-                 json={"configure": ".*", "write": ".*", "read": ".*"})
-        try:
-            yield self.url(name)
-        finally:
-            with contextlib.suppress(requests.RequestException):
-                self.api("DELETE", f"vhosts/{quote(name, '')}")
 
 
 def blocking(url: str) -> pika.BlockingConnection:

@@ -13,12 +13,12 @@ import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import requests
 from sqlalchemy import create_engine, text
 
+from dev.rabbit_admin import Broker
 from shared.store import Store
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -31,27 +31,6 @@ def _answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-class Broker:
-    """A RabbitMQ server: its AMQP URL (without vhost) and its management API."""
-
-    def __init__(self, amqp_url: str, management_url: str) -> None:
-        parts = urlsplit(amqp_url)
-        self.user = parts.username or "guest"
-        self.password = parts.password or "guest"
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 5672
-        self.management_url = management_url.rstrip("/")
-
-    def url(self, vhost: str) -> str:
-        return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/{quote(vhost, '')}"
-
-    def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
-        response = requests.request(method, f"{self.management_url}/api/{path}",
-                                    auth=(self.user, self.password), timeout=10, **kwargs)
-        response.raise_for_status()
-        return response
 
 
 @pytest.fixture(scope="session")
@@ -83,16 +62,12 @@ def make_vhost(broker: Broker) -> Iterator[Callable[[], str]]:
     made: list[str] = []
 
     def make() -> str:
-        name = f"albums-test-{uuid.uuid4().hex[:10]}"
-        broker.api("PUT", f"vhosts/{quote(name, '')}")
-        broker.api("PUT", f"permissions/{quote(name, '')}/{broker.user}",
-                   json={"configure": ".*", "write": ".*", "read": ".*"})
-        made.append(name)
-        return name
+        made.append(broker.create_vhost("albums-test"))
+        return made[-1]
 
     yield make
     for name in made:
-        broker.api("DELETE", f"vhosts/{quote(name, '')}")
+        broker.delete_vhost(name)
 
 
 @pytest.fixture(scope="session")
