@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -18,6 +18,7 @@ import pika
 
 from dev.ports import answers, free_port  # noqa: F401 - the bench modules take them from here
 from dev.rabbit_admin import Broker  # noqa: F401 - the bench modules take it from here
+from dev.waiting import wait_for  # noqa: F401 - the bench modules take it from here
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Scratch output (logs, databases, the second node's data): gitignored, never committed.
@@ -180,18 +181,6 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 # -- small helpers ----------------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 30.0, every: float = 0.05,
-             what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

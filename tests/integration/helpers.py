@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pika
 import requests
+
+from dev.waiting import wait_for  # noqa: F401 - the tests take it from here
 
 T = TypeVar("T")
 
@@ -15,19 +15,6 @@ T = TypeVar("T")
 PAGE_ID = "1000000000000001"
 TOKEN = "test-page-token"
 VERSION = "v24.0"
-
-
-def wait_for(check: Callable[[], T], timeout: float = 15.0, every: float = 0.05,
-             what: str = "condition") -> T:
-    """Poll until `check` returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
 
 
 def get_all(url: str, queue: str) -> list[tuple[Any, bytes]]:
