@@ -51,7 +51,7 @@ class Context:
             return [(album_id, image) for album_id in list(self.work.accepted)
                     if (album := store.album(album_id)) is not None for image in album.images]
         finally:
-            store.engine.dispose()
+            store.dispose()
 
     def count(self, state: str) -> int:
         return sum(1 for _, image in self.images() if image.state == state)
@@ -100,7 +100,7 @@ def settled_copies(ctx: Context) -> list[tuple[str, bytes]]:
     try:
         albums = [store.album(album_id) for album_id in ctx.work.accepted]
     finally:
-        store.engine.dispose()
+        store.dispose()
     return [(topology.ALBUM_SETTLED.routing_key, messages.encode(messages.AlbumSettled(
         album_id=album.id, settle_seq=album.settle_seq,
         uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
@@ -113,7 +113,7 @@ def settled_copies(ctx: Context) -> list[tuple[str, bytes]]:
 def wait_settled(ctx: Context, timeout: float = 120) -> None:
     wait_for(lambda: ctx.images() and all(i.state in ("uploaded", "failed")
                                           for _, i in ctx.images()),
-             timeout, "the albums to settle", every=0.5)
+             timeout, what="the albums to settle", every=0.5)
 
 
 def since_start(ctx: Context, seconds: float) -> None:
@@ -147,7 +147,7 @@ def broker_kill_while_uploading(ctx: Context) -> None:
     ctx.system.graph_faults(latency_s=0.3)
     ctx.work.publish_all(plans)
     wait_for(lambda: ctx.count(UPLOADED) >= 2 and ctx.count(UPLOADING) >= 1, 60,
-             "uploads in flight")
+             what="uploads in flight")
     time.sleep(ctx.rng.uniform(0.0, 0.3))
     ctx.system.node.kill()
     time.sleep(2)
@@ -180,7 +180,7 @@ def uploader_killed_mid_stream(ctx: Context) -> None:
     bucket.slow(100_000)  # ~3 s to stream the big one; the small ones barely notice
     ctx.work.publish_all(plans)
     key = plans[0].keys[0]
-    target = wait_for(lambda: _uploading(ctx, key), 60, "the big image being uploaded")
+    target = wait_for(lambda: _uploading(ctx, key), 60, what="the big image being uploaded")
     seen = []
     for k in range(kills):
         time.sleep(ctx.rng.uniform(0.3, 1.5))
@@ -190,7 +190,7 @@ def uploader_killed_mid_stream(ctx: Context) -> None:
         seen.append(f"{target.attempts}{'' if held else ' (not held)'}")
         if k + 1 < kills:
             again = wait_for(functools.partial(_taken_again, ctx, key, target.attempts), 90,
-                             f"image {target.id} to be taken again")
+                             what=f"image {target.id} to be taken again")
             if again is True:  # it ended without another attempt: the ledger says how
                 break
             target = again
@@ -206,12 +206,13 @@ def uploader_killed_while_graph_holds(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.work.publish_all(plans)
     key = plans[0].keys[0]
-    target = wait_for(lambda: _uploading(ctx, key), 60, "the first image being uploaded")
+    target = wait_for(lambda: _uploading(ctx, key), 60,
+                      what="the first image being uploaded")
     time.sleep(ctx.rng.uniform(1.0, 2.0))  # small bodies: sent by now, Facebook is on it
     ctx.system.kill_service("uploader")
     ctx.system.start_service("uploader")
     wait_for(lambda: _uploading(ctx, key, target.attempts) or _ended(ctx, key), 90,
-             "the image to be taken again")
+             what="the image to be taken again")
     time.sleep(10)  # every request of the dead process has completed by now
     ctx.system.graph_faults()
     ctx.row.notes.append(f"uploader SIGKILLed while Facebook held image {target.id}")
@@ -275,7 +276,7 @@ def s3_down(ctx: Context) -> None:
     half = max(1, len(plans) // 2)
     ctx.system.graph_faults(latency_s=0.2)
     ctx.work.publish_all(plans[:half])
-    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, "a first upload")
+    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, what="a first upload")
     proxy = ctx.system.proxies["s3"]
     proxy.cut()
     started = time.monotonic()
@@ -291,7 +292,7 @@ def smtp_down(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.system.smtp_reply("421 4.3.0 chaos: service not available, try again later")
     ctx.work.publish_all(plans)
-    wait_for(lambda: _any_settled(ctx), 90, "a settled album")
+    wait_for(lambda: _any_settled(ctx), 90, what="a settled album")
     time.sleep(ctx.hold(10, 5))
     ctx.system.smtp_reply(None)
     proxy = ctx.system.proxies["smtp"]
@@ -319,7 +320,8 @@ def duplicates(ctx: Context) -> None:
             publish_raw(ctx.system, upload_copies(ctx, [album_id]))
     ctx.system.graph_faults()
     wait_settled(ctx)
-    wait_for(lambda: len(ctx.system.mails()) >= len(ctx.work.accepted), 60, "the emails")
+    wait_for(lambda: len(ctx.system.mails()) >= len(ctx.work.accepted), 60,
+             what="the emails")
     copies = upload_copies(ctx, list(ctx.work.accepted)) + settled_copies(ctx) * 2
     publish_raw(ctx.system, copies)
     ctx.row.notes.append(f"{len(copies)} duplicates after settling")
@@ -370,7 +372,7 @@ def store_down(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.system.graph_faults(latency_s=0.2)
     publishing = ctx.work.publish_in_background(plans, gap_s=1.0)
-    wait_for(lambda: ctx.count(UPLOADED) >= 3, 60, "first uploads")
+    wait_for(lambda: ctx.count(UPLOADED) >= 3, 60, what="first uploads")
     proxy.cut()
     try:
         time.sleep(ctx.hold(20, 8))
@@ -389,7 +391,7 @@ def store_blips(ctx: Context) -> None:
         return
     ctx.system.graph_faults(latency_s=0.3)
     publishing = ctx.work.publish_in_background(ctx.albums(), gap_s=0.5)
-    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, "a first upload")
+    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, what="a first upload")
     for _ in range(6 if ctx.quick else 12):
         proxy.cut()
         time.sleep(ctx.rng.uniform(0.05, 0.3))
@@ -428,7 +430,7 @@ def retry_after_refusal(ctx: Context) -> None:
     ctx.system.graph_faults(reject_filenames=[posixpath.basename(plan.keys[0])])
     album_id = ctx.work.publish(plan)
     wait_settled(ctx)
-    wait_for(lambda: len(ctx.system.mails()) >= 1, 60, "the first email")
+    wait_for(lambda: len(ctx.system.mails()) >= 1, 60, what="the first email")
     ctx.system.graph_faults()
     if album_id is None or ctx.work.retry(album_id).status_code != 202:
         ctx.row.problems.append("the API did not retry the album")

@@ -71,14 +71,14 @@ def settle(system: System, work: Workload, timeout: float, expect_settles: int =
         # A relay round that failed keeps its rows leased (30 s) before the next one tries.
         _quietly(lambda: store.unpublished_count() == 0, 90, "the outbox to empty")
     finally:
-        store.engine.dispose()
+        store.dispose()
     _quietly(lambda: len(system.mails()) >= len(work.accepted) * expect_settles, 60, "emails")
     _quietly(lambda: _drained_for(system, 3.0), 90, "queues to drain")
 
 
 def _quietly(check: Any, timeout: float, what: str) -> None:
     try:
-        wait_for(check, timeout, what, every=0.5)
+        wait_for(check, timeout, what=what, every=0.5)
     except TimeoutError:
         pass
 
@@ -108,7 +108,7 @@ def check(row: Row, system: System, work: Workload, expect: Expect) -> Row:
         albums = _albums(store, work)
         outbox_left = store.unpublished_count()
     finally:
-        store.engine.dispose()
+        store.dispose()
     row.albums = len(work.accepted)
     row.images = sum(len(plan.keys) for plan in work.accepted.values())
     images = {(a.id, i.id): i for a in albums.values() for i in a.images}

@@ -2,8 +2,12 @@
 
 Between a service and its dependency (S3, the store, SMTP). `cut()` resets every open
 connection and closes the listening port (a connection is refused, as with a stopped server);
-`restore()` listens on the same port again. `slow(bytes_per_s)` throttles what comes back from
-the dependency (a slow bucket: a download long enough to crash in the middle of).
+`restore()` listens on the same port again. `pause()` is a partition: connections stay open
+and new ones are accepted, but nothing passes either way until `resume()`, and nothing is reset.
+(This proxy's own kernel still acknowledges what the client sends, so the client's TCP
+keepalives and user timeout see a live peer; a connect timeout and the server's own timeouts
+are what end the wait.) `slow(bytes_per_s)` throttles what comes back from the dependency (a
+slow bucket: a download long enough to crash in the middle of).
 Threads, not asyncio: a handful of connections.
 """
 
@@ -31,6 +35,9 @@ class Proxy:
         self._listener: socket.socket | None = None
         #: Bytes per second from upstream to the client; None is full speed.
         self.rate: float | None = None
+        #: Cleared while paused: what arrives is held, neither sent on nor refused.
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self) -> None:
         self._listen()
@@ -49,6 +56,12 @@ class Proxy:
             self._listen()
 
     stop = cut
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def slow(self, bytes_per_s: float | None) -> None:
         self.rate = bytes_per_s
@@ -98,9 +111,11 @@ class Proxy:
               limited: bool) -> None:
         try:
             while data := src.recv(_SLOW_CHUNK if limited and self.rate else _CHUNK):
+                self._flowing.wait()
                 dst.sendall(data)
                 if limited and self.rate:
                     time.sleep(len(data) / self.rate)
+            self._flowing.wait()  # nor does an end pass a partition
             dst.shutdown(socket.SHUT_WR)  # pass the half-close on, as the peer meant it
         except OSError:
             _reset(dst)

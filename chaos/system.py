@@ -11,11 +11,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import requests
@@ -23,6 +22,7 @@ from sqlalchemy import create_engine, text
 
 from chaos.node import Node
 from chaos.proxy import Proxy
+from dev import waiting
 from dev.ports import answers, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +31,6 @@ PAGE_TOKEN = "chaos-page-token"
 PG_ADMIN_URL = os.environ.get("CHAOS_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SERVICES = ("api", "uploader", "notifier")
-
-T = TypeVar("T")
 
 #: What every row runs with; a row overrides some (MAX_ATTEMPTS where it needs exhaustion).
 BASE_SETTINGS = {
@@ -45,19 +43,10 @@ BASE_SETTINGS = {
 }
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.2) -> T:
-    """Poll until `check` returns something truthy; raise TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except (requests.RequestException, OSError):
-            result = None  # type: ignore[assignment]
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+#: How the harness polls: a service or stand-in may be down or restarting meanwhile, which is
+#: "not yet" rather than an error, and a few times a second is often enough for processes.
+wait_for = functools.partial(waiting.wait_for, every=0.2,
+                             tolerate=(requests.RequestException, OSError))
 
 
 class Database:
@@ -141,10 +130,11 @@ class System:
         for name in SERVICES:
             self.start_service(name)
         for name in ("s3", "graph", "smtp", "mail"):
-            wait_for(functools.partial(answers, self.ports[name]), 60, f"{name} to listen")
+            wait_for(functools.partial(answers, self.ports[name]), 60,
+                     what=f"{name} to listen")
         self.s3().create_bucket(Bucket=self.bucket)
-        wait_for(self._api_healthy, 60, "the API")
-        wait_for(self._consuming, 60, "both consumers")
+        wait_for(self._api_healthy, 60, what="the API")
+        wait_for(self._consuming, 60, what="both consumers")
 
     def _start_stand_ins(self) -> None:
         py = sys.executable

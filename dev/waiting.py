@@ -11,13 +11,20 @@ T = TypeVar("T")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 30.0, every: float = 0.05,
-             what: str = "condition") -> T:
-    """Poll until `check` returns something truthy and return it; TimeoutError after `timeout`."""
+             what: str = "condition", tolerate: tuple[type[BaseException], ...] = ()) -> T:
+    """Poll until `check` returns something truthy and return it; TimeoutError after `timeout`.
+
+    An exception of a `tolerate` type counts as "not yet" (a process still starting or
+    restarting refuses the probe); any other propagates.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        result = check()
+        try:
+            result = check()
+        except tolerate:
+            result = None
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)

@@ -49,10 +49,15 @@ class Outbox:
 
     def relay_once(self) -> int:
         rows = self._store.claim_unpublished(self._grace, _LEASE)
-        if rows and self.publish(rows):
-            log.info("outbox: relayed %d messages", len(rows))
-            return len(rows)
-        return 0
+        if not rows:
+            return 0
+        if not self.publish(rows):
+            # Not confirmed (the broker is away): the lease only guards against a relay that
+            # dies holding rows, so give them back and the next round retries at once.
+            self._store.release_outbox_claims([row.id for row in rows])
+            return 0
+        log.info("outbox: relayed %d messages", len(rows))
+        return len(rows)
 
     def run_relay(self, stop: threading.Event, every_s: float = 2.0) -> None:
         while not stop.wait(every_s):

@@ -33,7 +33,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import CursorResult, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from shared import messages, topology
@@ -155,14 +155,6 @@ class AlbumView:
 
 
 @dataclass(frozen=True)
-class Start:
-    """The attempt number taken, or None: ended (busy_for 0) or in flight elsewhere."""
-
-    attempt: int | None
-    busy_for: float
-
-
-@dataclass(frozen=True)
 class FbAlbumClaim:
     fb_album_id: str | None
     mine: bool
@@ -170,16 +162,52 @@ class FbAlbumClaim:
     taken_over: bool
 
 
+@dataclass(frozen=True)
+class Start:
+    """The attempt number taken, or None: ended (busy_for 0) or in flight elsewhere.
+
+    A taken attempt also carries what it needs next, read in the same transaction: the album's
+    title and who creates its Facebook album (`fb_album`).
+    """
+
+    attempt: int | None
+    busy_for: float
+    album_title: str = ""
+    fb_album: FbAlbumClaim | None = None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def make_engine(url: str) -> Engine:
+#: libpq parameters of every PostgreSQL connection, unless DATABASE_URL sets one itself
+#: (`...?connect_timeout=10`, `...?options=-c%20statement_timeout%3D60s`). Without them a
+#: partition, which sends no RST, hangs a service forever. Transactions here take milliseconds,
+#: so: connect within 5 s; give up on a peer gone silent after about 20 s, whether we wait on
+#: it (keepalive probes after 5 s idle, 3 of them 5 s apart) or it does not acknowledge what we
+#: sent (TCP user timeout); and have the server end a statement, or a transaction left idle by a
+#: client cut off mid-way (holding its row locks), after 30 s.
+PG_CONNECT_ARGS: dict[str, str | int] = {
+    "connect_timeout": 5,
+    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3,
+    "tcp_user_timeout": 20_000,
+    "options": "-c statement_timeout=30s -c idle_in_transaction_session_timeout=30s",
+}
+
+
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for the store; on SQLite, `read_only` gives one whose transactions read a
+    snapshot without queueing for the single writer."""
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if not url.startswith("sqlite"):
-        # Enough connections for a consumer's threads and the API's, without queueing.
-        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+        # Enough connections for a consumer's threads and the API's, without queueing; a
+        # checkout waits for a free one no longer than a statement may run.
+        given = make_url(url).query
+        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20,
+                             pool_timeout=30, connect_args={
+                                 key: value for key, value in PG_CONNECT_ARGS.items()
+                                 if key not in given})
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -188,11 +216,19 @@ def make_engine(url: str) -> Engine:
         # up front: several processes write, and a read-then-write upgrade could fail.
         dbapi_conn.isolation_level = None
         dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a process
+        # that dies loses nothing, only a power cut may lose the last commits (and the
+        # uploader's reconcile finds any photo whose record went with them).
+        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
         dbapi_conn.execute("PRAGMA busy_timeout=30000")
+
+        if read_only:
+            dbapi_conn.execute("PRAGMA query_only=ON")
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader's deferred BEGIN takes a WAL snapshot and leaves the writer alone.
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -201,8 +237,17 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        sqlite = self.engine.dialect.name == "sqlite"
+        self._read_engine = (make_engine(url, read_only=True)
+                             if sqlite and ":memory:" not in url else self.engine)
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext())
+            threading.Lock() if sqlite else contextlib.nullcontext())
+
+    def dispose(self) -> None:
+        """Close the pooled connections (a process that forks, or one done with the store)."""
+        self.engine.dispose()
+        self._read_engine.dispose()
 
     def create_schema(self) -> None:
         """Create missing tables; services starting together on PostgreSQL take turns."""
@@ -218,6 +263,12 @@ class Store:
         # sqlite's busy handler, which sleeps in growing steps (other processes still wait
         # there). PostgreSQL needs no such lock.
         with self._write_lock, self._sessions() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        """A consistent snapshot to read from: pages polling an album never hold up a writer."""
+        with self._read_sessions() as session, session.begin():
             yield session
 
     # -- users ---------------------------------------------------------------------------------
@@ -236,12 +287,12 @@ class Store:
             return UserView(user.id, user.email, user.prefix), token
 
     def user_by_token(self, token: str) -> UserView | None:
-        with self._tx() as s:
+        with self._read() as s:
             user = s.scalar(select(User).where(User.token_hash == hash_token(token)))
             return UserView(user.id, user.email, user.prefix) if user else None
 
     def user(self, user_id: int) -> UserView | None:
-        with self._tx() as s:
+        with self._read() as s:
             user = s.get(User, user_id)
             return UserView(user.id, user.email, user.prefix) if user else None
 
@@ -264,14 +315,14 @@ class Store:
 
     def album(self, album_id: str, user_id: int | None = None) -> AlbumView | None:
         """The album, or None if it does not exist or belongs to another user."""
-        with self._tx() as s:
+        with self._read() as s:
             album = s.get(Album, album_id)
             if album is None or (user_id is not None and album.user_id != user_id):
                 return None
             return _album_view(album, _images(s, album_id))
 
     def albums(self, user_id: int, limit: int = 100) -> list[AlbumView]:
-        with self._tx() as s:
+        with self._read() as s:
             rows = s.scalars(select(Album).where(Album.user_id == user_id)
                              .order_by(Album.created_at.desc()).limit(limit)).all()
             return [_album_view(album, _images(s, album.id)) for album in rows]
@@ -279,24 +330,30 @@ class Store:
     # -- the uploader's ledger -----------------------------------------------------------------
 
     def image(self, image_id: int) -> ImageView | None:
-        with self._tx() as s:
+        with self._read() as s:
             image = s.get(Image, image_id)
             return _image_view(image) if image else None
 
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
-                      in_flight_window: timedelta = timedelta(0)) -> Start:
+                      in_flight_window: timedelta = timedelta(0),
+                      claim_stale: timedelta = timedelta(seconds=60)) -> Start:
         """Take the image for an upload attempt, unless it ended or may still be in flight.
 
         Another attempt is in flight while its lease is renewed (a duplicate delivery taken
         side by side). One whose uploader died may still be in flight at Facebook until its
         request would have timed out (`in_flight_window` after it started): only then can a
-        new attempt look for its photo and decide to send. Raises LookupError for an image the
-        store does not know.
+        new attempt look for its photo and decide to send. A taken attempt claims the album's
+        Facebook album too, as `claim_fb_album` would: one transaction instead of three, since
+        twenty images starting at once queue for the store. Raises LookupError for an image
+        the store does not know.
         """
         now = _now()
         with self._tx() as s:
+            album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
+            # The album's row lock first, then the image's: the order _end_image takes them.
+            album = s.get(Album, album_id, with_for_update=True) if album_id else None
             image = s.get(Image, image_id, with_for_update=True)
-            if image is None:
+            if image is None or album is None:
                 raise LookupError(f"image {image_id} is not in the store")
             if image.state in TERMINAL:
                 return Start(None, 0.0)
@@ -307,7 +364,7 @@ class Store:
             image.state, image.next_attempt_at = UPLOADING, None
             image.attempts += 1
             image.attempt_started_at, image.lease_until = now, now + lease
-            return Start(image.attempts, 0.0)
+            return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
 
     def renew_leases(self, image_ids: Collection[int], lease: timedelta) -> None:
         if image_ids:
@@ -386,13 +443,8 @@ class Store:
         """Who creates the album on Facebook: the caller, unless it exists or another is on it."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
-            if album is None or album.fb_album_id:
-                return FbAlbumClaim(album.fb_album_id if album else None, False, False)
-            claimed = album.fb_album_claimed_at
-            if claimed is not None and claimed > _now() - stale_after:
-                return FbAlbumClaim(None, False, False)
-            album.fb_album_claimed_at = _now()
-            return FbAlbumClaim(None, True, claimed is not None)
+            return _claim_fb_album(album, stale_after) if album else FbAlbumClaim(None, False,
+                                                                                   False)
 
     def release_fb_album_claim(self, album_id: str) -> None:
         with self._tx() as s:
@@ -428,8 +480,16 @@ class Store:
                 row.claimed_until = now + lease
             return rows
 
+    def release_outbox_claims(self, ids: Sequence[int]) -> None:
+        """Hand claimed messages the relay could not publish back now, not when the lease ends."""
+        if ids:
+            with self._tx() as s:
+                s.execute(update(OutboxMessage)
+                          .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
+                          .values(claimed_until=None))
+
     def unpublished_count(self) -> int:
-        with self._tx() as s:
+        with self._read() as s:
             return s.scalar(select(func.count()).select_from(OutboxMessage)
                             .where(OutboxMessage.published_at.is_(None))) or 0
 
@@ -491,6 +551,17 @@ def _row(message: Outgoing) -> OutboxMessage:
 def _images(s: Session, album_id: str) -> list[Image]:
     return list(s.scalars(select(Image).where(Image.album_id == album_id)
                           .order_by(Image.position)))
+
+
+def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
+    """The caller holds the album's row lock."""
+    if album.fb_album_id:
+        return FbAlbumClaim(album.fb_album_id, False, False)
+    claimed = album.fb_album_claimed_at
+    if claimed is not None and claimed > _now() - stale_after:
+        return FbAlbumClaim(None, False, False)
+    album.fb_album_claimed_at = _now()
+    return FbAlbumClaim(None, True, claimed is not None)
 
 
 def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:

@@ -117,4 +117,4 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
     store = Store(url)
     store.create_schema()
     yield store
-    store.engine.dispose()
+    store.dispose()

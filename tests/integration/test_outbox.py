@@ -47,3 +47,27 @@ def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_
     assert sqlite_store.unpublished_count() == 0
     bodies = [messages.decode(body) for _, body in get_all(amqp_url, work_queue)]
     assert sorted(b.key for b in bodies) == [user.prefix + "a", user.prefix + "b"]
+
+
+def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(store, amqp_url,
+                                                                       work_queue):
+    # The session's PostgreSQL database keeps other tests' rows: publish those out of the way.
+    lease = timedelta(seconds=30)
+    store.mark_published([row.id for row in store.claim_unpublished(timedelta(0), lease)])
+    user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    store.create_album(user.id, "t", None, [user.prefix + "a", user.prefix + "b"])
+
+    away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
+    try:
+        assert Outbox(store, away, timeout_s=0.5, grace=timedelta(0)).relay_once() == 0
+    finally:
+        away.close()
+    # Leased for 30 s, they would still be claimed; handed back, the next round takes them.
+    back = Publisher(amqp_url)
+    try:
+        assert Outbox(store, back, grace=timedelta(0)).relay_once() == 2
+    finally:
+        back.close()
+    assert store.unpublished_count() == 0
+    bodies = [messages.decode(body) for _, body in get_all(amqp_url, work_queue)]
+    assert sorted(b.key for b in bodies) == [user.prefix + "a", user.prefix + "b"]

@@ -91,6 +91,19 @@ def test_only_one_worker_creates_the_facebook_album(store):
     assert store.claim_fb_album(album_id, timedelta(seconds=60)).fb_album_id == "fb1"
 
 
+def test_the_first_attempt_of_an_album_claims_its_facebook_album_in_the_same_step(store):
+    _, album_id, _ = new_album(store, 3)
+    first, second, third = store.album(album_id).images
+    taken = store.start_attempt(first.id)
+    assert (taken.attempt, taken.album_title) == (1, "Trip")
+    assert taken.fb_album == store_module.FbAlbumClaim(None, True, False)
+    assert store.start_attempt(second.id).fb_album == store_module.FbAlbumClaim(None, False,
+                                                                                 False)
+    store.set_fb_album(album_id, "fb1")
+    assert store.start_attempt(third.id).fb_album == store_module.FbAlbumClaim("fb1", False,
+                                                                                False)
+
+
 def test_a_claim_whose_owner_died_is_taken_over_and_says_so(store):
     _, album_id, _ = new_album(store, 1)
     assert store.claim_fb_album(album_id, timedelta(seconds=60)).taken_over is False
