@@ -30,7 +30,8 @@ def consume(settings: UploaderSettings) -> None:
     outbox.start_relay(stop)
     graph = GraphClient(settings.graph_api_url, settings.graph_api_version,
                         settings.facebook_page_id, settings.facebook_page_token,
-                        timeout=(5.0, settings.graph_timeout_s))
+                        timeout=(5.0, settings.graph_timeout_s),
+                        pool_size=settings.uploader_concurrency)
     breaker = CircuitBreaker(settings.breaker_window_s, settings.breaker_min_calls,
                              settings.breaker_failure_ratio, settings.breaker_cooldown_s)
     handler = ImageUploader(store, outbox, graph, s3.make_client(settings), settings.s3_bucket,

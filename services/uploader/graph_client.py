@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 from urllib.parse import quote, urlsplit
 
 import requests
+import requests.adapters
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
 LIST_FIELDS = "id,name,created_time"
@@ -107,6 +108,16 @@ class _CountdownReader:
         return chunk
 
 
+def _session(pool_size: int) -> requests.Session:
+    # One kept-alive connection per upload thread: with requests' default of 10, threads
+    # beyond the tenth open a new connection for each photo and throw it away after.
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 class GraphClient:
     """Calls to one Page's albums and photos on the Graph API (or the local simulator)."""
 
@@ -118,6 +129,7 @@ class GraphClient:
         page_token: str,
         timeout: tuple[float, float] = (5.0, 120.0),
         session: requests.Session | None = None,
+        pool_size: int = 10,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._version = version
@@ -125,7 +137,7 @@ class GraphClient:
         self._token = page_token
         self._timeout = timeout
         self._owns_session = session is None
-        self._session = session or requests.Session()
+        self._session = session or _session(pool_size)
 
     def __repr__(self) -> str:
         # Spelled out so the token never shows up in a log line or traceback.

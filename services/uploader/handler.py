@@ -14,7 +14,7 @@ import posixpath
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from shared.consumer import Delivery, Outcome
 from shared.dead_letters import dead_letter
 from shared.outbox import Outbox
 from shared.retry_policy import Failure, FailureKind, GiveUp
-from shared.store import Store
+from shared.store import FbAlbumClaim, Start, Store
 
 from .circuit_breaker import CircuitBreaker
 from .failures import AlbumBeingCreated, classify
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 QUEUE = topology.IMAGE_UPLOADS
 #: How long an image waits for another worker that is creating its album on Facebook.
 _ALBUM_WAIT_S = 30.0
-_ALBUM_CLAIM_STALE = timedelta(seconds=60)
 #: An attempt holds its image this long, renewed a third of the way: a dead uploader's lapses.
 _LEASE = timedelta(seconds=30)
 #: Added to the Graph timeout before a dead attempt's photo can be assumed not to arrive.
@@ -52,13 +51,24 @@ class Policy:
     #: How long an upload request may take (the Graph client's read timeout): a photo sent by
     #: an uploader that died may reach Facebook until then.
     graph_timeout_s: float = 120.0
+    #: A claim to create the Facebook album that was not fulfilled in this long was made by a
+    #: worker that died: another may take it over (after looking for the album it left).
+    album_claim_stale_s: float = 60.0
+
+
+@dataclass
+class _Created:
+    """Set once a thread of this process created the album's Facebook album."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    fb_album_id: str = ""
 
 
 class ImageUploader:
     def __init__(self, store: Store, outbox: Outbox, graph: GraphClient, s3: Any, bucket: str,
                  policy: Policy, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker or CircuitBreaker()
-        self._created_events: dict[str, threading.Event] = {}
+        self._created: dict[str, _Created] = {}
         self._leases: set[int] = set()
         self._leases_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -72,10 +82,14 @@ class ImageUploader:
 
     def __call__(self, delivery: Delivery) -> Outcome:
         attempt = retry_policy.attempt_of(delivery.headers)
+        # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
+        self._breaker.wait_while_open()
         try:
             message = _parse(delivery.body)
-            start = self._store.start_attempt(message.image_id, _LEASE, timedelta(
-                seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S))
+            start = self._store.start_attempt(
+                message.image_id, _LEASE,
+                timedelta(seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S),
+                timedelta(seconds=self._policy.album_claim_stale_s))
         except (messages.PoisonMessage, LookupError) as exc:
             log.warning("dead-lettering a poison message: %s", exc)
             return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
@@ -91,8 +105,7 @@ class ImageUploader:
             return self._after_failure(message, delivery, attempt, wait, record=False)
         with self._leased(message.image_id):
             try:
-                self._breaker.wait_while_open()
-                photo_id = self._upload(message, reconcile=start.attempt > 1)
+                photo_id = self._upload(message, start)
             except SQLAlchemyError:
                 # The store failed, not the image: the runtime puts the message back after a
                 # pause. Classified, it would be "internal error" and fail the image for good.
@@ -107,12 +120,9 @@ class ImageUploader:
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
         return Outcome()
 
-    def _upload(self, message: messages.ImageUploadRequested, reconcile: bool) -> str:
-        album = self._store.album(message.album_id)
-        if album is None:
-            raise LookupError(f"album {message.album_id} is not in the store")
-        fb_album = self._fb_album(album.id, album.title)
-        if reconcile:
+    def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
+        fb_album = self._fb_album(message.album_id, start.album_title, start.fb_album)
+        if start.attempt != 1:
             # An earlier attempt may have reached Facebook and died before recording the
             # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
             sent = self._find_sent(fb_album, message)
@@ -137,20 +147,27 @@ class ImageUploader:
                 return str(photo["id"])
         return None
 
-    def _fb_album(self, album_id: str, title: str) -> str:
-        """The album's Facebook album, created once however many images ask at the same time."""
+    def _fb_album(self, album_id: str, title: str, claim: FbAlbumClaim | None) -> str:
+        """The album's Facebook album, created once however many images ask at the same time.
+
+        `claim` is the one taken with the attempt; while another worker creates the album,
+        this one looks again."""
         deadline = time.monotonic() + _ALBUM_WAIT_S
+        stale = timedelta(seconds=self._policy.album_claim_stale_s)
         while True:
-            claim = self._store.claim_fb_album(album_id, _ALBUM_CLAIM_STALE)
+            claim = claim or self._store.claim_fb_album(album_id, stale)
             if claim.fb_album_id:
                 return claim.fb_album_id
             if claim.mine:
                 return self._create_fb_album(album_id, title, look_first=claim.taken_over)
             if time.monotonic() > deadline:
                 raise AlbumBeingCreated(album_id)
-            # Woken at once when a thread of this process created it; another process's
-            # creation is seen at the next look.
-            self._album_created(album_id).wait(0.2)
+            # Woken at once, with the id, when a thread of this process created it; another
+            # process's creation is seen at the next look.
+            created = self._album_created(album_id)
+            if created.event.wait(0.2):
+                return created.fb_album_id
+            claim = None
 
     def _create_fb_album(self, album_id: str, title: str, look_first: bool) -> str:
         mark = f"ref:{album_id}"
@@ -163,15 +180,17 @@ class ImageUploader:
             self._store.release_fb_album_claim(album_id)
             raise
         self._store.set_fb_album(album_id, fb_album)
-        self._album_created(album_id).set()
+        created = self._album_created(album_id)
+        created.fb_album_id = fb_album
+        created.event.set()
         log.info("album %s created on Facebook as %s", album_id, fb_album)
         return fb_album
 
-    def _album_created(self, album_id: str) -> threading.Event:
+    def _album_created(self, album_id: str) -> _Created:
         with self._events_lock:
-            if len(self._created_events) > 1000:  # old albums' events are no longer awaited
-                self._created_events.clear()
-            return self._created_events.setdefault(album_id, threading.Event())
+            if len(self._created) > 1000:  # old albums' events are no longer awaited
+                self._created.clear()
+            return self._created.setdefault(album_id, _Created())
 
     def _find_fb_album(self, mark: str) -> str | None:
         for album in self._graph.list_albums():

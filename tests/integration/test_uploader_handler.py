@@ -3,6 +3,7 @@ photo per image whatever is redelivered, one Facebook album per album, failures 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import uuid
@@ -46,10 +47,10 @@ def world(sqlite_store, sim, s3_client, publisher):
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
 
-    def make(timeout=(5.0, 30.0), breaker=None):
+    def make(timeout=(5.0, 30.0), breaker=None, policy=POLICY):
         graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=timeout)
         return ImageUploader(sqlite_store, Outbox(sqlite_store, publisher, grace=timedelta(0)),
-                             graph, s3_client, BUCKET, POLICY, breaker)
+                             graph, s3_client, BUCKET, policy, breaker)
 
     return make
 
@@ -190,15 +191,14 @@ def test_refused_images_do_not_open_the_breaker(world, sqlite_store, s3_client, 
 
 
 def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
-        world, sqlite_store, s3_client, sim, monkeypatch):
+        world, sqlite_store, s3_client, sim):
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     # A worker created the album on Facebook, then died before recording it.
     requests.post(f"{sim}/{VERSION}/{PAGE_ID}/albums", timeout=5,
                   data={"name": "Handler test", "message": f"ref:{album_id}"},
                   headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
     assert sqlite_store.claim_fb_album(album_id, timedelta(seconds=60)).mine
-    monkeypatch.setattr("services.uploader.handler._ALBUM_CLAIM_STALE", timedelta(0))
-    world()(delivery)
+    world(policy=dataclasses.replace(POLICY, album_claim_stale_s=0))(delivery)
     albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
     assert len(albums) == 1
     assert sqlite_store.album(album_id).fb_album_id == albums[0]["id"]
