@@ -21,7 +21,7 @@ import boto3
 import requests
 from sqlalchemy import create_engine, text
 
-from bench.common import BIN, PY, ROOT, VAR, Options, Proc, answers, base_env, free_port, wait_for
+from bench.common import PY, ROOT, VAR, Options, Proc, answers, base_env, free_port, wait_for
 
 PAGE_ID = "1000000000000001"
 PAGE_TOKEN = "bench-page-token"
@@ -81,7 +81,7 @@ class System:
         return proc
 
     def start_stand_ins(self) -> None:
-        self.start("s3", str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.ports["s3"]))
+        self.start("s3", PY, "-m", "dev.s3_server", "--port", str(self.ports["s3"]))
         self.start("graph", PY, "-m", "dev.graph_simulator", "--port", str(self.ports["graph"]))
         for name in ("s3", "graph"):
             wait_for(functools.partial(answers, self.ports[name]), 30, what=f"{name} to listen")

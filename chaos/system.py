@@ -138,8 +138,7 @@ class System:
 
     def _start_stand_ins(self) -> None:
         py = sys.executable
-        self._spawn("s3", str(Path(py).parent / "moto_server"), "-H", "127.0.0.1", "-p",
-                    str(self.ports["s3"]))
+        self._spawn("s3", py, "-m", "dev.s3_server", "--port", str(self.ports["s3"]))
         self._spawn("graph", py, "-m", "dev.graph_simulator", "--port", str(self.ports["graph"]))
         self._spawn("mail", py, "-m", "dev.mail_catcher", "--smtp-port", str(self.ports["smtp"]),
                     "--http-port", str(self.ports["mail"]))

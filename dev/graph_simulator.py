@@ -30,12 +30,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import waitress
 from flask import Flask, Response, g, jsonify, request
 from markupsafe import escape
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.serving import make_server
 from werkzeug.wsgi import LimitedStream
 
 log = logging.getLogger("graph_simulator")
@@ -742,19 +742,23 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     page_id = os.environ.get("FACEBOOK_PAGE_ID", DEFAULT_PAGE_ID)
     app = create_app(page_id, os.environ.get("FACEBOOK_PAGE_TOKEN", DEFAULT_PAGE_TOKEN))
-    server = make_server(args.host, args.port, app, threaded=True)
+    # waitress keeps connections alive as the Graph API does (Werkzeug's development server
+    # closes each one, a cost the real API never charges); its threads cover a busy
+    # uploader's concurrent uploads, each held for the configured latency.
+    server = waitress.create_server(app, host=args.host, port=args.port, threads=64,
+                                    ident="graph-simulator", inbuf_overflow=64 * 1024 * 1024)
     log.info(
         "Graph simulator for page %s on http://%s:%s (control API under /_sim/)",
         page_id,
         args.host,
-        server.server_port,
+        server.effective_port,  # type: ignore[union-attr]
     )
     try:
-        server.serve_forever()
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.close()
 
 
 if __name__ == "__main__":

@@ -62,8 +62,7 @@ class System:
 
     def start_all(self) -> None:
         py = sys.executable
-        self.start("s3", str(Path(py).parent / "moto_server"), "-H", "127.0.0.1", "-p",
-                   str(self.ports["s3"]))
+        self.start("s3", py, "-m", "dev.s3_server", "--port", str(self.ports["s3"]))
         self.start("graph", py, "-m", "dev.graph_simulator", "--port", str(self.ports["graph"]))
         self.start("mail", py, "-m", "dev.mail_catcher", "--smtp-port", str(self.ports["smtp"]),
                    "--http-port", str(self.ports["mail"]))
