@@ -13,224 +13,51 @@ import secrets
 import threading
 import uuid
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import (
-    JSON,
-    ForeignKey,
-    LargeBinary,
-    String,
-    Text,
-    create_engine,
-    delete,
-    event,
-    func,
-    inspect,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import CursorResult, Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared import messages, topology
 from shared.broker import Outgoing
-
-PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
-QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
-    "queued", "uploading", "retrying", "uploaded", "failed")
-TERMINAL = frozenset({UPLOADED, FAILED})
-SEND, SENT, BUSY = "send", "sent", "busy"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON}
-
-
-class User(Base):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(default=_now)
-
-
-class Album(Base):
-    __tablename__ = "albums"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    title: Mapped[str] = mapped_column(String(200))
-    notify_email: Mapped[str | None] = mapped_column(String(320))
-    state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
-    fb_album_id: Mapped[str | None] = mapped_column(String(64))
-    fb_album_claimed_at: Mapped[datetime | None]
-    settle_seq: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(default=_now, index=True)
-    settled_at: Mapped[datetime | None]
-
-
-class Image(Base):
-    __tablename__ = "images"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), index=True)
-    position: Mapped[int]
-    key: Mapped[str] = mapped_column(String(1024))
-    state: Mapped[str] = mapped_column(String(32), default=QUEUED)
-    attempts: Mapped[int] = mapped_column(default=0)
-    photo_id: Mapped[str | None] = mapped_column(String(64))
-    error: Mapped[str | None] = mapped_column(Text)
-    error_code: Mapped[int | None]
-    next_attempt_at: Mapped[datetime | None]
-    #: When the latest attempt started, and until when its uploader vouches it is alive.
-    attempt_started_at: Mapped[datetime | None]
-    lease_until: Mapped[datetime | None]
-    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
-
-
-class OutboxMessage(Base):
-    __tablename__ = "outbox"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    exchange: Mapped[str] = mapped_column(String(200))
-    routing_key: Mapped[str] = mapped_column(String(200))
-    message_id: Mapped[str] = mapped_column(String(64))
-    body: Mapped[bytes] = mapped_column(LargeBinary)
-    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=_now)
-    published_at: Mapped[datetime | None] = mapped_column(index=True)
-    claimed_until: Mapped[datetime | None]
-
-    def outgoing(self) -> Outgoing:
-        return Outgoing(self.exchange, self.routing_key, self.body, headers=self.headers,
-                        message_id=self.message_id)
-
-
-class Notification(Base):
-    __tablename__ = "notifications"
-    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), primary_key=True)
-    settle_seq: Mapped[int] = mapped_column(primary_key=True)
-    claimed_at: Mapped[datetime] = mapped_column(default=_now)
-    sent_at: Mapped[datetime | None]
-
-
-# -- read models handed to the services (plain data, no session attached) ----------------------
-
-
-@dataclass(frozen=True)
-class UserView:
-    id: int
-    email: str
-    prefix: str
-
-
-@dataclass(frozen=True)
-class ImageView:
-    id: int
-    key: str
-    state: str
-    attempts: int
-    photo_id: str | None
-    error: str | None
-    next_attempt_at: datetime | None
-
-
-@dataclass(frozen=True)
-class AlbumView:
-    id: str
-    user_id: int
-    title: str
-    notify_email: str | None
-    state: str
-    fb_album_id: str | None
-    settle_seq: int
-    created_at: datetime
-    images: tuple[ImageView, ...]
-
-
-@dataclass(frozen=True)
-class FbAlbumClaim:
-    fb_album_id: str | None
-    mine: bool
-    #: An earlier claimer never finished: it may have created the album unrecorded.
-    taken_over: bool
-
-
-@dataclass(frozen=True)
-class Start:
-    """The attempt number taken, or None: ended (busy_for 0) or in flight elsewhere.
-
-    A taken attempt also carries what it needs next, read in the same transaction: the album's
-    title and who creates its Facebook album (`fb_album`).
-    """
-
-    attempt: int | None
-    busy_for: float
-    album_title: str = ""
-    fb_album: FbAlbumClaim | None = None
+from shared.store.engine import add_missing_columns, make_engine
+from shared.store.tables import (
+    BUSY,
+    DONE,
+    DONE_WITH_FAILURES,
+    FAILED,
+    PUBLISHING,
+    QUEUED,
+    RETRYING,
+    SEND,
+    SENT,
+    TERMINAL,
+    UPLOADED,
+    UPLOADING,
+    Album,
+    Base,
+    Image,
+    Notification,
+    OutboxMessage,
+    User,
+    utcnow,
+)
+from shared.store.views import (
+    AlbumView,
+    FbAlbumClaim,
+    ImageView,
+    Start,
+    UserView,
+    album_view,
+    image_view,
+)
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
-
-#: libpq parameters of every PostgreSQL connection, unless DATABASE_URL sets one itself
-#: (`...?connect_timeout=10`, `...?options=-c%20statement_timeout%3D60s`). Without them a
-#: partition, which sends no RST, hangs a service forever. Transactions here take milliseconds,
-#: so: connect within 5 s; give up on a peer gone silent after about 20 s, whether we wait on
-#: it (keepalive probes after 5 s idle, 3 of them 5 s apart) or it does not acknowledge what we
-#: sent (TCP user timeout); and have the server end a statement, or a transaction left idle by a
-#: client cut off mid-way (holding its row locks), after 30 s.
-PG_CONNECT_ARGS: dict[str, str | int] = {
-    "connect_timeout": 5,
-    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3,
-    "tcp_user_timeout": 20_000,
-    "options": "-c statement_timeout=30s -c idle_in_transaction_session_timeout=30s",
-}
-
-
-def make_engine(url: str, read_only: bool = False) -> Engine:
-    """An engine for the store; on SQLite, `read_only` gives one whose transactions read a
-    snapshot without queueing for the single writer."""
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if not url.startswith("sqlite"):
-        # Enough connections for a consumer's threads and the API's, without queueing; a
-        # checkout waits for a free one no longer than a statement may run.
-        given = make_url(url).query
-        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20,
-                             pool_timeout=30, connect_args={
-                                 key: value for key, value in PG_CONNECT_ARGS.items()
-                                 if key not in given})
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy issue BEGIN itself, and make every transaction take the write lock
-        # up front: several processes write, and a read-then-write upgrade could fail.
-        dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a process
-        # that dies loses nothing, only a power cut may lose the last commits (and the
-        # uploader's reconcile finds any photo whose record went with them).
-        dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-        dbapi_conn.execute("PRAGMA busy_timeout=30000")
-
-        if read_only:
-            dbapi_conn.execute("PRAGMA query_only=ON")
-
-    @event.listens_for(engine, "begin")
-    def _sqlite_begin(conn: Any) -> None:
-        # A reader's deferred BEGIN takes a WAL snapshot and leaves the writer alone.
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
 
 
 class Store:
@@ -255,7 +82,7 @@ class Store:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(742001)"))
             Base.metadata.create_all(connection)
-            _add_missing_columns(connection)
+            add_missing_columns(connection)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -319,20 +146,20 @@ class Store:
             album = s.get(Album, album_id)
             if album is None or (user_id is not None and album.user_id != user_id):
                 return None
-            return _album_view(album, _images(s, album_id))
+            return album_view(album, _images(s, album_id))
 
     def albums(self, user_id: int, limit: int = 100) -> list[AlbumView]:
         with self._read() as s:
             rows = s.scalars(select(Album).where(Album.user_id == user_id)
                              .order_by(Album.created_at.desc()).limit(limit)).all()
-            return [_album_view(album, _images(s, album.id)) for album in rows]
+            return [album_view(album, _images(s, album.id)) for album in rows]
 
     # -- the uploader's ledger -----------------------------------------------------------------
 
     def image(self, image_id: int) -> ImageView | None:
         with self._read() as s:
             image = s.get(Image, image_id)
-            return _image_view(image) if image else None
+            return image_view(image) if image else None
 
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
@@ -347,7 +174,7 @@ class Store:
         twenty images starting at once queue for the store. Raises LookupError for an image
         the store does not know.
         """
-        now = _now()
+        now = utcnow()
         with self._tx() as s:
             album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
             # The album's row lock first, then the image's: the order _end_image takes them.
@@ -370,7 +197,7 @@ class Store:
         if image_ids:
             with self._tx() as s:
                 s.execute(update(Image).where(Image.id.in_(image_ids), Image.state == UPLOADING)
-                          .values(lease_until=_now() + lease))
+                          .values(lease_until=utcnow() + lease))
 
     def record_retrying(self, image_id: int, error: str, code: int | None,
                         next_attempt_at: datetime) -> None:
@@ -462,12 +289,12 @@ class Store:
         if ids:
             with self._tx() as s:
                 s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-                          .values(published_at=_now()))
+                          .values(published_at=utcnow()))
 
     def claim_unpublished(self, older_than: timedelta, lease: timedelta,
                           limit: int = 500) -> list[OutboxMessage]:
         """Lease unpublished messages nobody published in time, for the relay to publish."""
-        now = _now()
+        now = utcnow()
         with self._tx() as s:
             rows = list(s.scalars(
                 select(OutboxMessage)
@@ -507,16 +334,16 @@ class Store:
                 return SEND
             if row.sent_at is not None:
                 return SENT
-            if row.claimed_at > _now() - stale:
+            if row.claimed_at > utcnow() - stale:
                 return BUSY
-            row.claimed_at = _now()
+            row.claimed_at = utcnow()
             return SEND
 
     def mark_notification_sent(self, album_id: str, settle_seq: int) -> None:
         with self._tx() as s:
             s.execute(update(Notification).where(Notification.album_id == album_id,
                                                  Notification.settle_seq == settle_seq)
-                      .values(sent_at=_now()))
+                      .values(sent_at=utcnow()))
 
     def release_notification(self, album_id: str, settle_seq: int) -> None:
         with self._tx() as s:
@@ -524,17 +351,6 @@ class Store:
                                                  Notification.settle_seq == settle_seq,
                                                  Notification.sent_at.is_(None)))
 
-
-def _add_missing_columns(connection: Any) -> None:
-    """Upgrade a store made by an older version: add the nullable columns it lacks."""
-    inspector = inspect(connection)
-    for table in Base.metadata.sorted_tables:
-        have = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in have and column.nullable:
-                kind = column.type.compile(connection.dialect)
-                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" '
-                                        f"{kind}"))
 
 
 def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,
@@ -558,9 +374,9 @@ def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
     if album.fb_album_id:
         return FbAlbumClaim(album.fb_album_id, False, False)
     claimed = album.fb_album_claimed_at
-    if claimed is not None and claimed > _now() - stale_after:
+    if claimed is not None and claimed > utcnow() - stale_after:
         return FbAlbumClaim(None, False, False)
-    album.fb_album_claimed_at = _now()
+    album.fb_album_claimed_at = utcnow()
     return FbAlbumClaim(None, True, claimed is not None)
 
 
@@ -568,13 +384,15 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
     """Settle the album once every image ended; the caller holds the album's row lock."""
     if album.state != PUBLISHING:
         return []
-    images = _images(s, album.id)
-    if any(image.state not in TERMINAL for image in images):
+    # Counted first: of an album's twenty images ending, only the last needs them all loaded.
+    if s.scalar(select(func.count()).select_from(Image)
+                .where(Image.album_id == album.id, Image.state.not_in(TERMINAL))):
         return []
+    images = _images(s, album.id)
     failed = [i for i in images if i.state == FAILED]
     album.state = DONE_WITH_FAILURES if failed else DONE
     album.settle_seq += 1
-    album.settled_at = _now()
+    album.settled_at = utcnow()
     event = messages.AlbumSettled(
         album_id=album.id, settle_seq=album.settle_seq,
         uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
@@ -587,12 +405,3 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
     return [row]
 
 
-def _image_view(image: Image) -> ImageView:
-    return ImageView(image.id, image.key, image.state, image.attempts, image.photo_id,
-                     image.error, image.next_attempt_at)
-
-
-def _album_view(album: Album, images: Sequence[Image]) -> AlbumView:
-    return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
-                     album.fb_album_id, album.settle_seq, album.created_at,
-                     tuple(_image_view(i) for i in images))

@@ -1,0 +1,92 @@
+"""The store's tables (SQLAlchemy ORM) and the states an album and an image go through."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.broker import Outgoing
+
+PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
+QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
+    "queued", "uploading", "retrying", "uploaded", "failed")
+TERMINAL = frozenset({UPLOADED, FAILED})
+SEND, SENT, BUSY = "send", "sent", "busy"
+
+
+def utcnow() -> datetime:
+    # Naive UTC throughout: SQLite keeps no zone, and both stores must compare alike.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Album(Base):
+    __tablename__ = "albums"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    notify_email: Mapped[str | None] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
+    fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    fb_album_claimed_at: Mapped[datetime | None]
+    settle_seq: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    settled_at: Mapped[datetime | None]
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), index=True)
+    position: Mapped[int]
+    key: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(32), default=QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    photo_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[int | None]
+    next_attempt_at: Mapped[datetime | None]
+    #: When the latest attempt started, and until when its uploader vouches it is alive.
+    attempt_started_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(200))
+    routing_key: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+    claimed_until: Mapped[datetime | None]
+
+    def outgoing(self) -> Outgoing:
+        return Outgoing(self.exchange, self.routing_key, self.body, headers=self.headers,
+                        message_id=self.message_id)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), primary_key=True)
+    settle_seq: Mapped[int] = mapped_column(primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]

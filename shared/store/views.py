@@ -1,0 +1,73 @@
+"""The read models the store hands to the services: plain data, no session attached."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.store.tables import Album, Image
+
+
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    email: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class ImageView:
+    id: int
+    key: str
+    state: str
+    attempts: int
+    photo_id: str | None
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AlbumView:
+    id: str
+    user_id: int
+    title: str
+    notify_email: str | None
+    state: str
+    fb_album_id: str | None
+    settle_seq: int
+    created_at: datetime
+    images: tuple[ImageView, ...]
+
+
+@dataclass(frozen=True)
+class FbAlbumClaim:
+    fb_album_id: str | None
+    mine: bool
+    #: An earlier claimer never finished: it may have created the album unrecorded.
+    taken_over: bool
+
+
+@dataclass(frozen=True)
+class Start:
+    """The attempt number taken, or None: ended (busy_for 0) or in flight elsewhere.
+
+    A taken attempt also carries what it needs next, read in the same transaction: the album's
+    title and who creates its Facebook album (`fb_album`).
+    """
+
+    attempt: int | None
+    busy_for: float
+    album_title: str = ""
+    fb_album: FbAlbumClaim | None = None
+
+
+def image_view(image: Image) -> ImageView:
+    return ImageView(image.id, image.key, image.state, image.attempts, image.photo_id,
+                     image.error, image.next_attempt_at)
+
+
+def album_view(album: Album, images: Sequence[Image]) -> AlbumView:
+    return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
+                     album.fb_album_id, album.settle_seq, album.created_at,
+                     tuple(image_view(i) for i in images))
