@@ -94,15 +94,25 @@ class ImageUploader:
             log.warning("dead-lettering a poison message: %s", exc)
             return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
                                         attempt)])
-        if start.attempt is None and not start.busy_for:
+        if start.attempt is None:
+            return self._not_now(message, delivery, attempt, start.busy_for)
+        return self._attempt(message, delivery, attempt, start)
+
+    def _not_now(self, message: messages.ImageUploadRequested, delivery: Delivery,
+                 attempt: int, busy_for: float) -> Outcome:
+        """The image was not taken: it ended already, or another attempt may be in flight."""
+        if not busy_for:
             log.info("image %s already ended; acking the duplicate", message.image_id)
             return Outcome()
-        if start.attempt is None:
-            # Another attempt holds it (a duplicate taken side by side), or one that died may
-            # still reach Facebook: look again once it cannot, without spending the budget.
-            wait = Failure(FailureKind.THROTTLED, "another attempt may be in flight", None,
-                           wait_s=start.busy_for)
-            return self._after_failure(message, delivery, attempt, wait, record=False)
+        # Another attempt holds it (a duplicate taken side by side), or one that died may
+        # still reach Facebook: look again once it cannot, without spending the budget.
+        wait = Failure(FailureKind.THROTTLED, "another attempt may be in flight", None,
+                       wait_s=busy_for)
+        return self._after_failure(message, delivery, attempt, wait, record=False)
+
+    def _attempt(self, message: messages.ImageUploadRequested, delivery: Delivery, attempt: int,
+                 start: Start) -> Outcome:
+        """Send the image (the attempt is taken) and record how it went."""
         with self._leased(message.image_id):
             try:
                 photo_id = self._upload(message, start)
