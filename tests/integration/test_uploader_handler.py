@@ -12,6 +12,7 @@ from datetime import timedelta
 import pika
 import pytest
 import requests
+from sqlalchemy.exc import SQLAlchemyError
 
 from dev.images import png
 from services.uploader.circuit_breaker import CircuitBreaker
@@ -23,6 +24,7 @@ from shared.outbox import Outbox
 from shared.publisher import Publisher
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all, set_faults, sim_photos, wait_for
+from .store_blips import BlippingStore, age_image
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +49,10 @@ def world(sqlite_store, sim, s3_client, publisher):
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
 
-    def make(timeout=(5.0, 30.0), breaker=None, policy=POLICY):
+    def make(timeout=(5.0, 30.0), breaker=None, policy=POLICY, store=None):
         graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=timeout)
-        return ImageUploader(sqlite_store, Outbox(sqlite_store, publisher, grace=timedelta(0)),
+        return ImageUploader(store or sqlite_store,
+                             Outbox(sqlite_store, publisher, grace=timedelta(0)),
                              graph, s3_client, BUCKET, policy, breaker)
 
     return make
@@ -220,3 +223,62 @@ def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_cl
     assert len(retried) == 1 and retried[0].publish[0].exchange == topology.RETRY_EXCHANGE
     assert retried[0].publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert sqlite_store.album(album_id).images[0].attempts == 1
+
+
+def _sim_albums(sim):
+    return requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
+
+
+def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
+        world, sqlite_store, s3_client, sim, amqp_url):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    dead_letter_queue = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
+    get_all(amqp_url, dead_letter_queue)
+    # The album is made on Facebook, then the store fails to record it: the store's fault,
+    # not the image's. Classified, it would be "internal error", a permanent failure.
+    blipping = BlippingStore(sqlite_store, "set_fb_album")
+    with pytest.raises(SQLAlchemyError):
+        world(store=blipping)(delivery)
+    assert blipping.blips == 1
+    image = sqlite_store.album(album_id).images[0]
+    assert image.state != "failed" and image.error is None
+    assert get_all(amqp_url, dead_letter_queue) == []
+    assert sim_photos(sim) == []
+
+    # The runtime puts the message back; it comes round once the attempt's lease lapsed.
+    age_image(sqlite_store, image.id)
+    again = dataclasses.replace(delivery, redelivered=True)
+    assert world(store=blipping)(again).publish == ()
+    (fb_album,) = _sim_albums(sim)  # the one the first attempt made, adopted by its mark
+    (photo,) = sim_photos(sim)
+    album = sqlite_store.album(album_id)
+    assert album.state == "done" and album.fb_album_id == fb_album["id"]
+    assert album.images[0].state == "uploaded" and album.images[0].photo_id == photo["id"]
+    assert get_all(amqp_url, dead_letter_queue) == []
+
+
+def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_sent_again(
+        world, sqlite_store, s3_client, sim, amqp_url):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    dead_letter_queue = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
+    get_all(amqp_url, dead_letter_queue)
+    # The photo reached Facebook; the store fails as its id is recorded.
+    blipping = BlippingStore(sqlite_store, "record_uploaded")
+    with pytest.raises(SQLAlchemyError):
+        world(store=blipping)(delivery)
+    assert blipping.blips == 1
+    (sent,) = sim_photos(sim)
+    image = sqlite_store.album(album_id).images[0]
+    assert image.state != "failed" and image.photo_id is None
+    assert get_all(amqp_url, dead_letter_queue) == []
+
+    age_image(sqlite_store, image.id)
+    again = dataclasses.replace(delivery, redelivered=True)
+    assert world(store=blipping)(again).publish == ()
+    assert sim_photos(sim) == [sent]  # found by its caption mark, not sent a second time
+    album = sqlite_store.album(album_id)
+    assert album.state == "done"
+    assert album.images[0].state == "uploaded" and album.images[0].photo_id == sent["id"]
+    assert album.images[0].attempts == 2
+    settled = [messages.decode(b) for _, b in get_all(amqp_url, topology.ALBUM_SETTLED.name)]
+    assert [e.album_id for e in settled] == [album_id]
