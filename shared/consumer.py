@@ -3,9 +3,15 @@
 A handler gets a `Delivery` and returns an `Outcome`: messages to publish (a retry copy, a dead
 letter) and then the ack. The runtime alone acks, so every message ends in exactly one of
 ack (after its outgoing messages are confirmed) or back to the queue (the handler raised, or the
-connection died before the ack). Handlers run off pika's I/O thread so heartbeats keep flowing
-during long uploads; acks go back to that thread through `add_callback_threadsafe`, one wake
-per batch of finished deliveries (not one per message), acked together where their tags allow.
+connection died before the ack).
+
+Handlers run off pika's I/O thread so heartbeats keep flowing during long uploads. The I/O
+thread puts each delivery on one queue that `concurrency` worker threads take from (a bare
+`SimpleQueue`: no future per message, no result to wait on, since the outcome comes back
+through the batch below). Finished deliveries go back to the I/O thread through
+`add_callback_threadsafe`, one wake per batch (not one per message), and plain ones are acked
+together where their tags allow. The I/O thread blocks until the socket or a worker has
+something for it; a timer every `_STOP_CHECK_S` lets it see the stop event.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from queue import SimpleQueue
+from typing import Any, NamedTuple
 
 import pika
 import pika.exceptions
@@ -34,6 +40,8 @@ _RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2)
 #: queue after a pause that doubles with each consecutive failure, up to the cap, so an outage
 #: costs a few redeliveries (and the quorum queue's delivery limit is not spent in seconds).
 _ERROR_PAUSES_S = (0.5, 1, 2, 4, 8, 16, 30)
+#: How soon the I/O thread notices the stop event while nothing else wakes it.
+_STOP_CHECK_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,21 @@ class Outcome:
 Handler = Callable[[Delivery], Outcome]
 
 
+class _Link(NamedTuple):
+    """One connection's channels: deliveries come on `channel`, outcomes go out on the
+    publisher-confirmed `confirm_channel`."""
+
+    connection: pika.BlockingConnection
+    channel: BlockingChannel
+    confirm_channel: BlockingChannel
+
+
+#: A delivery for a worker: its connection, tag and the message.
+_Job = tuple[_Link, int, Delivery]
+#: A delivery a worker finished; outcome None means back to the queue.
+_Finished = tuple[_Link, int, Outcome | None]
+
+
 class Consumer:
     def __init__(self, url: str, queue: str, handler: Handler, concurrency: int,
                  on_connect: Callable[[BlockingChannel], None] | None = None,
@@ -68,11 +91,13 @@ class Consumer:
         self._prefetch = max(prefetch or concurrency, concurrency)
         self._on_connect = on_connect
         self._grace_s = grace_s
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"{queue}-worker")
+        #: Deliveries for the worker threads; `None` tells one thread to exit.
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
+        #: Guards `_in_flight`, `_finished` and `_wake_pending` (workers and the I/O thread).
+        self._lock = threading.Lock()
         self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
         #: Finished deliveries waiting for the I/O thread, and whether it was already woken.
-        self._finished: list[tuple[BlockingChannel, BlockingChannel, int, Outcome | None]] = []
+        self._finished: list[_Finished] = []
         self._wake_pending = False
         #: Tags delivered on the current channel and not yet settled (I/O thread only); tags
         #: start again at 1 on each new channel.
@@ -86,6 +111,18 @@ class Consumer:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting with capped backoff after broker trouble."""
+        workers = self._start_workers()
+        try:
+            self._consume_until(stop)
+        finally:
+            # The `None`s queue up behind any deliveries still waiting, which run first (their
+            # outcomes are dropped if the connection is gone); then each worker exits.
+            for _ in workers:
+                self._jobs.put(None)
+            for worker in workers:
+                worker.join()
+
+    def _consume_until(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
             try:
@@ -98,7 +135,24 @@ class Consumer:
                 log.warning("%s: broker connection lost (%r); reconnecting in %s s",
                             self._queue, exc, delay)
                 stop.wait(delay)
-        self._executor.shutdown(wait=True)
+
+    def _start_workers(self) -> list[threading.Thread]:
+        # Daemons: `run` joins them on its way out, and a consumer that was never stopped
+        # must not keep the interpreter from exiting.
+        workers = [threading.Thread(target=self._serve, name=f"{self._queue}-worker-{n}",
+                                    daemon=True)
+                   for n in range(self._concurrency)]
+        for worker in workers:
+            worker.start()
+        return workers
+
+    def _serve(self) -> None:
+        """A worker thread: take deliveries off the queue until told to stop."""
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._work(*job)
+            except BaseException:  # a dead thread would quietly cut the concurrency
+                log.exception("%s: worker failed outside the handler", self._queue)
 
     def _consume_once(self, stop: threading.Event) -> None:
         self._had_consumed = False
@@ -111,19 +165,27 @@ class Consumer:
             confirm_channel.confirm_delivery()
             self._channel, self._unsettled = channel, set()
             channel.basic_qos(prefetch_count=self._prefetch)
-            on_message = functools.partial(self._on_message, connection, confirm_channel)
-            tag = channel.basic_consume(self._queue, on_message)
+            link = _Link(connection, channel, confirm_channel)
+            tag = channel.basic_consume(self._queue, functools.partial(self._on_message, link))
             self.consuming.set()
             self.connects += 1
             self._had_consumed = True
             log.info("%s: consuming with concurrency %d", self._queue, self._concurrency)
+            self._tick(connection)
+            # No time limit: a time-limited call arms and cancels a timer each time it returns
+            # (each delivery, each batch of acks), some 5% of this thread's time in P2's
+            # profile; `_tick` instead returns control here often enough to see `stop`.
             while not stop.is_set():
-                connection.process_data_events(time_limit=0.2)
+                connection.process_data_events(time_limit=None)
             self._drain(connection, channel, tag)
         finally:
             self.consuming.clear()
             if connection.is_open:
                 connection.close()
+
+    def _tick(self, connection: pika.BlockingConnection) -> None:
+        """A timer that fires every `_STOP_CHECK_S` (its call ends a `process_data_events`)."""
+        connection.call_later(_STOP_CHECK_S, functools.partial(self._tick, connection))
 
     def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel,
                tag: str) -> None:
@@ -136,19 +198,17 @@ class Consumer:
             log.warning("%s: %d messages still in flight after %s s; they will be redelivered",
                         self._queue, self._in_flight, self._grace_s)
 
-    def _on_message(self, connection: pika.BlockingConnection, confirm_channel: BlockingChannel,
-                    channel: BlockingChannel, method: Basic.Deliver,
+    def _on_message(self, link: _Link, _channel: BlockingChannel, method: Basic.Deliver,
                     props: pika.BasicProperties, body: bytes) -> None:
         delivery = Delivery(body, props.headers or {}, bool(method.redelivered), props.message_id,
                             method.routing_key or "")
-        with self._in_flight_lock:
+        with self._lock:
             self._in_flight += 1
         self._unsettled.add(method.delivery_tag)
-        self._executor.submit(self._work, connection, channel, confirm_channel,
-                              method.delivery_tag, delivery)
+        self._jobs.put((link, method.delivery_tag, delivery))
 
-    def _work(self, connection: pika.BlockingConnection, channel: BlockingChannel,
-              confirm_channel: BlockingChannel, tag: int, delivery: Delivery) -> None:
+    def _work(self, link: _Link, tag: int, delivery: Delivery) -> None:
+        """On a worker thread: run the handler, then hand the outcome to the I/O thread."""
         try:
             outcome: Outcome | None = self._handler(delivery)
             self._errors_in_a_row = 0
@@ -159,36 +219,36 @@ class Consumer:
                           self._queue, pause)
             time.sleep(pause)
             outcome = None
-        with self._in_flight_lock:
-            self._finished.append((channel, confirm_channel, tag, outcome))
+        with self._lock:
+            self._finished.append((link, tag, outcome))
             wake, self._wake_pending = not self._wake_pending, True
         if not wake:  # the I/O thread is already due to take this one with the batch
             return
         try:
-            connection.add_callback_threadsafe(self._finish_batch)
+            link.connection.add_callback_threadsafe(self._finish_batch)
         except Exception:  # the connection is gone: the broker redelivers the messages
-            with self._in_flight_lock:
+            with self._lock:
                 lost, self._finished, self._wake_pending = self._finished, [], False
-            for _ in lost:
-                self._done()
+            self._settled(len(lost))
 
     def _finish_batch(self) -> None:
         """On the I/O thread: settle every delivery finished since the last wake. Those with
         messages to publish (or to requeue) go one by one; the plain ones are acked with one
         `multiple` ack up to the oldest delivery still being worked on, the rest singly."""
-        with self._in_flight_lock:
+        with self._lock:
             batch, self._finished, self._wake_pending = self._finished, [], False
-        plain: dict[BlockingChannel, list[int]] = {}
-        for channel, confirm_channel, tag, outcome in batch:
-            current = channel.is_open and channel is self._channel
+        channel = self._channel
+        plain: list[int] = []
+        for link, tag, outcome in batch:
+            current = channel is not None and link.channel is channel and channel.is_open
             if current and outcome is not None and not outcome.publish:
-                plain.setdefault(channel, []).append(tag)
+                plain.append(tag)
                 continue
             if current:
                 self._unsettled.discard(tag)
-            self._finish(channel, confirm_channel, tag, outcome)
-        for channel, tags in plain.items():
-            self._ack_plain(channel, tags)
+            self._finish(link, tag, outcome)
+        if plain and channel is not None:  # plain tags exist only on the current channel
+            self._ack_plain(channel, plain)
 
     def _ack_plain(self, channel: BlockingChannel, tags: list[int]) -> None:
         try:
@@ -201,12 +261,11 @@ class Consumer:
                 if oldest is not None and tag > oldest:
                     channel.basic_ack(tag)
         finally:
-            for _ in tags:
-                self._done()
+            self._settled(len(tags))
 
-    def _finish(self, channel: BlockingChannel, confirm_channel: BlockingChannel, tag: int,
-                outcome: Outcome | None) -> None:
+    def _finish(self, link: _Link, tag: int, outcome: Outcome | None) -> None:
         """On the I/O thread: publish the outcome's messages with confirms, then ack."""
+        channel = link.channel
         try:
             if not channel.is_open:
                 return
@@ -214,16 +273,17 @@ class Consumer:
                 channel.basic_nack(tag, requeue=True)
                 return
             for message in outcome.publish:
-                confirm_channel.basic_publish(message.exchange, message.routing_key,
-                                              message.body, message.properties(), mandatory=True)
+                link.confirm_channel.basic_publish(message.exchange, message.routing_key,
+                                                   message.body, message.properties(),
+                                                   mandatory=True)
             channel.basic_ack(tag)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
             log.error("%s: could not publish the outcome (%s); message goes back", self._queue,
                       exc)
             channel.basic_nack(tag, requeue=True)
         finally:
-            self._done()
+            self._settled(1)
 
-    def _done(self) -> None:
-        with self._in_flight_lock:
-            self._in_flight -= 1
+    def _settled(self, count: int) -> None:
+        with self._lock:
+            self._in_flight -= count

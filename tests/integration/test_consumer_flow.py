@@ -172,3 +172,68 @@ def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, a
     wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
     publish(amqp_url, upload(9))
     wait_for(lambda: len(script.seen) == 2, what="a message after the reconnect")
+
+
+def test_stop_ends_an_idle_consumer_promptly(amqp_url, clean_queues):
+    # The I/O thread blocks until the socket or a timer wakes it: stop must still be seen soon.
+    stop = threading.Event()
+    consumer = Consumer(amqp_url, QUEUE.name, Script({}), 4, grace_s=5)
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_for(consumer.consuming.is_set, what="the consumer to start")
+    stopped_at = time.monotonic()
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 2
+
+
+def test_stop_lets_the_message_in_hand_finish_and_be_acked(amqp_url, clean_queues):
+    started, finished = threading.Event(), threading.Event()
+
+    def slow(delivery: Delivery) -> Outcome:
+        started.set()
+        time.sleep(1)
+        finished.set()
+        return Outcome()
+
+    stop = threading.Event()
+    consumer = Consumer(amqp_url, QUEUE.name, slow, 4, grace_s=5)
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_for(consumer.consuming.is_set, what="the consumer to start")
+    publish(amqp_url, upload(10))
+    wait_for(started.is_set, what="the handler to start")
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert finished.is_set()
+    assert message_count(amqp_url, QUEUE.name) == 0  # acked, not back in the queue
+
+
+def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url, run_consumer):
+    # The slow message has the lowest tag; the fast ones after it finish first. Their acks must
+    # not be a `multiple` ack reaching down to it: when the connection dies, it comes back.
+    release = threading.Event()
+    seen: list[tuple[int, bool]] = []
+
+    def handler(delivery: Delivery) -> Outcome:
+        from shared.messages import decode
+
+        image_id = decode(delivery.body).image_id
+        seen.append((image_id, delivery.redelivered))
+        if image_id == 11 and not delivery.redelivered:
+            release.wait(20)
+        return Outcome()
+
+    consumer = run_consumer(handler)
+    publish(amqp_url, upload(11))
+    wait_for(lambda: (11, False) in seen, what="the slow message")
+    publish(amqp_url, *(upload(image_id) for image_id in range(12, 20)))
+    wait_for(lambda: len(seen) == 9, what="the fast messages")
+    time.sleep(0.5)  # their acks reach the broker
+    close_connections(broker, vhost)
+    release.set()
+    wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
+    wait_for(lambda: (11, True) in seen, timeout=20, what="the slow message again")
+    assert [image for image, redelivered in seen if redelivered] == [11]
