@@ -131,14 +131,7 @@ class ImageUploader:
         return Outcome()
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
-        claim = start.fb_album
-        if start.attempt == 1 and claim is not None and not claim.mine:
-            # The album exists or another thread is creating it: open the object meanwhile,
-            # so that when a whole album starts at once the two waits overlap.
-            with self._object(message.key) as obj:
-                return self._send(message, self._fb_album(message.album_id, start.album_title,
-                                                          claim), obj)
-        fb_album = self._fb_album(message.album_id, start.album_title, claim)
+        fb_album = self._fb_album(message.album_id, start.album_title, start.fb_album)
         if start.attempt != 1:
             # An earlier attempt may have reached Facebook and died before recording the
             # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
@@ -146,25 +139,15 @@ class ImageUploader:
             if sent is not None:
                 log.info("image %s was already on Facebook as %s", message.image_id, sent)
                 return sent
-        with self._object(message.key) as obj:
-            return self._send(message, fb_album, obj)
-
-    @contextlib.contextmanager
-    def _object(self, key: str) -> Iterator[dict[str, Any]]:
-        """The S3 object, its body a stream that is closed whatever happens."""
-        obj = self._s3.get_object(Bucket=self._bucket, Key=key)
-        try:
-            yield obj
-        finally:
-            obj["Body"].close()
-
-    def _send(self, message: messages.ImageUploadRequested, fb_album: str,
-              obj: dict[str, Any]) -> str:
+        obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
         filename = posixpath.basename(message.key) or "image"
         content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
-        return self._graph.upload_photo(
-            fb_album, obj["Body"], int(obj["ContentLength"]), filename,
-            content_type or "application/octet-stream", caption=_caption(message))
+        try:
+            return self._graph.upload_photo(
+                fb_album, obj["Body"], int(obj["ContentLength"]), filename,
+                content_type or "application/octet-stream", caption=_caption(message))
+        finally:
+            obj["Body"].close()
 
     def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested) -> str | None:
         mark = _caption(message)
