@@ -7,7 +7,7 @@ import argparse
 import functools
 import sys
 
-from shared import s3, topology
+from shared import process_pool, s3, topology
 from shared.consumer import Consumer
 from shared.outbox import Outbox
 from shared.publisher import Publisher
@@ -23,6 +23,10 @@ from .settings import UploaderSettings
 
 def consume(settings: UploaderSettings) -> None:
     stop = stop_on_signals()
+    if settings.uploader_processes > 1:
+        sys.exit(process_pool.supervise(settings.uploader_processes, "services.uploader",
+                                        {"UPLOADER_PROCESSES": "1"}, stop,
+                                        settings.shutdown_grace_s))
     store = Store(settings.database_url)
     store.create_schema()
     publisher = Publisher(settings.amqp_url)

@@ -12,6 +12,9 @@ class UploaderSettings(CommonSettings):
     facebook_page_token: str = "dev-page-token"
     #: Uploads one process runs at once (and its prefetch).
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
+    #: Processes, each running UPLOADER_CONCURRENCY uploads: more than one uses more than one
+    #: core (one parent starts them, see shared/process_pool.py).
+    uploader_processes: int = Field(default=1, ge=1, le=32)
     #: On SIGTERM, how long in-flight uploads may take to finish before the process exits.
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     #: The circuit breaker: over BREAKER_WINDOW_S, at least BREAKER_MIN_CALLS Graph calls of

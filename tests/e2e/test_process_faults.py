@@ -1,14 +1,18 @@
 """The uploader as a process: SIGTERM finishes what it holds and exits 0; SIGKILL loses
 nothing and uploads nothing twice; the API's retry re-opens an album and mails again."""
 
+import os
 import signal
+import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
 
 from dev.images import png
+from tests.e2e.conftest import ROOT
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -92,3 +96,48 @@ def test_retrying_refused_images_reopens_the_album_and_mails_again(system, user)
     assert sorted(m["subject"] for m in mails) == [
         "Your album 'Again' is on Facebook: 2 of 3 photos",
         "Your album 'Again' is on Facebook: all 3 photos"]
+
+
+def children(pid):
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return set(map(int, path.read_text().split())) if path.exists() else set()
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture()
+def pool(system):
+    """A second uploader of two processes beside the system's own, stopped after the test."""
+    parent = subprocess.Popen([sys.executable, "-m", "services.uploader"], cwd=ROOT,
+                              env={**system.env, "UPLOADER_PROCESSES": "2"})
+    yield parent
+    if parent.poll() is None:
+        parent.kill()
+        parent.wait()
+
+
+def test_a_pool_of_uploader_processes_restarts_a_dead_one_and_dies_with_its_parent(pool):
+    first = wait_for(lambda: len(children(pool.pid)) == 2 and children(pool.pid), timeout=30,
+                     what="two uploader processes")
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    again = wait_for(lambda: (kids := children(pool.pid)) and len(kids) == 2 and victim not in kids
+                     and kids, timeout=30, what="the dead process to be started again")
+    pool.kill()
+    pool.wait()
+    wait_for(lambda: not any(alive(pid) for pid in again), timeout=10,
+             what="the processes to die with their parent")
+
+
+def test_sigterm_stops_a_pool_of_uploader_processes_with_exit_0(pool):
+    kids = wait_for(lambda: len(children(pool.pid)) == 2 and children(pool.pid), timeout=30,
+                    what="two uploader processes")
+    pool.send_signal(signal.SIGTERM)
+    assert pool.wait(60) == 0
+    assert not any(alive(pid) for pid in kids)
