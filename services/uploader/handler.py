@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 QUEUE = topology.IMAGE_UPLOADS
 #: How long an image waits for another worker that is creating its album on Facebook.
 _ALBUM_WAIT_S = 30.0
+#: How often it looks in the store meanwhile: creating an album takes tens of milliseconds, so
+#: soon at first (another process's images start as soon as it is there), then less often.
+_ALBUM_LOOKS_S = (0.01, 0.02, 0.04, 0.08, 0.2)
 #: An attempt holds its image this long, renewed a third of the way: a dead uploader's lapses.
 _LEASE = timedelta(seconds=30)
 #: Added to the Graph timeout before a dead attempt's photo can be assumed not to arrive.
@@ -164,6 +167,7 @@ class ImageUploader:
         this one looks again."""
         deadline = time.monotonic() + _ALBUM_WAIT_S
         stale = timedelta(seconds=self._policy.album_claim_stale_s)
+        looks = iter(_ALBUM_LOOKS_S)
         while True:
             claim = claim or self._store.claim_fb_album(album_id, stale)
             if claim.fb_album_id:
@@ -175,7 +179,7 @@ class ImageUploader:
             # Woken at once, with the id, when a thread of this process created it; another
             # process's creation is seen at the next look.
             created = self._album_created(album_id)
-            if created.event.wait(0.2):
+            if created.event.wait(next(looks, _ALBUM_LOOKS_S[-1])):
                 return created.fb_album_id
             claim = None
 
