@@ -92,10 +92,12 @@ class System:
                    API_THREADS=str(threads))
         wait_for(self._api_healthy, 60, what="the API")
 
-    def start_uploader(self, concurrency: int = 4) -> Proc:
+    def start_uploader(self, concurrency: int = 4, processes: int = 1) -> Proc:
+        """`concurrency` uploads in all, spread over `processes` processes."""
         self.stop("uploader")
         return self.start("uploader", PY, "-m", "services.uploader",
-                          UPLOADER_CONCURRENCY=str(concurrency))
+                          UPLOADER_CONCURRENCY=str(concurrency // processes),
+                          UPLOADER_PROCESSES=str(processes))
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
