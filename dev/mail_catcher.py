@@ -5,7 +5,7 @@ tests: nothing it receives is relayed, so no real person can be mailed by mistak
 
 Run it with ``python -m dev.mail_catcher`` or, in tests, in-process::
 
-    catcher = MailCatcher("127.0.0.1", free_port(), free_port())
+    catcher = MailCatcher("127.0.0.1", free_port(), free_port())  # dev.ports.free_port
     catcher.start()
     ...  # send mail to catcher.smtp_port, read catcher.messages or catcher.base_url + "/api/..."
     catcher.stop()
@@ -33,7 +33,6 @@ import itertools
 import logging
 import os
 import re
-import socket
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, replace
@@ -66,13 +65,6 @@ FAULT_STAGES = ("data", "rcpt")
 # "fault" would confuse the client about whether the mail was taken.
 FAULT_REPLY = re.compile(r"[45][0-9]{2}(?: [\x20-\x7e]*)?")
 ACCEPTED = "250 Message accepted for delivery"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a port that is free right now (aiosmtpd's Controller cannot bind port 0)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

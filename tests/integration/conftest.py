@@ -1,4 +1,5 @@
-"""The stand-ins, in-process on free loopback ports: the Graph simulator and moto's S3."""
+"""The stand-ins, in-process on free loopback ports: the Graph simulator, moto's S3 and the mail
+catcher."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from dev.graph_simulator import create_app
+from dev.mail_catcher import MailCatcher
+from dev.ports import free_port
 
 from .helpers import PAGE_ID, TOKEN
 
@@ -53,3 +56,11 @@ def s3_endpoint() -> Iterator[str]:
 def s3_client(s3_endpoint: str) -> Any:
     return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                         aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture
+def catcher() -> Iterator[MailCatcher]:
+    mail_catcher = MailCatcher("127.0.0.1", free_port(), free_port())
+    mail_catcher.start()
+    yield mail_catcher
+    mail_catcher.stop()

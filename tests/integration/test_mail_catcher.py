@@ -5,25 +5,17 @@ from __future__ import annotations
 import smtplib
 import threading
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
 import requests
 
-from dev.mail_catcher import DATA_SIZE_LIMIT, MailCatcher, free_port
+from dev.mail_catcher import DATA_SIZE_LIMIT, MailCatcher
+from dev.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 SCRIPT_SUBJECT = "Album <script>alert('x')</script> published"
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    mail_catcher = MailCatcher("127.0.0.1", free_port(), free_port())
-    mail_catcher.start()
-    yield mail_catcher
-    mail_catcher.stop()
 
 
 @pytest.fixture

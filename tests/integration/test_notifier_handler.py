@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.exc import SQLAlchemyError
 
-from dev.mail_catcher import MailCatcher, free_port
+from dev.mail_catcher import MailCatcher
 from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
 from shared import messages, topology
@@ -21,14 +20,6 @@ from .store_blips import BlippingStore, age_notifications
 pytestmark = pytest.mark.integration
 
 POLICY = ((1, 3), 3)
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    mail_catcher = MailCatcher("127.0.0.1", free_port(), free_port())
-    mail_catcher.start()
-    yield mail_catcher
-    mail_catcher.stop()
 
 
 @pytest.fixture
