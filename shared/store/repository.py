@@ -59,7 +59,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-
 class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
@@ -350,7 +349,6 @@ class Store:
             s.execute(delete(Notification).where(Notification.album_id == album_id,
                                                  Notification.settle_seq == settle_seq,
                                                  Notification.sent_at.is_(None)))
-
 
 
 def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,
