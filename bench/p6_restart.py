@@ -5,7 +5,13 @@ services' runtime, declaring the topology on connect as the uploader does) consu
 `uploader.image-uploads` in a child process that prints when it handles each message. The node
 is restarted (a clean stop, then a SIGKILL, alternately); the clock starts at the first moment
 the node accepts an AMQP connection again, the bench publishes a probe at once (retrying until
-the queue confirms it), and stops when the consumer handles it.
+the queue confirms it) and another every 0.25 s, and stops when the consumer handles one.
+
+More than one probe because RabbitMQ 3.10.8 was seen to lose one: after a SIGKILL, a probe
+published while the quorum queue was still electing its leader ("leader not known. Command
+will be forwarded once leader is known" in the node's log) was confirmed, never delivered, and
+gone from the queue (about one restart in thirty). Probes published before the one handled
+first and never handled were lost so; the row counts them.
 
 `python -m bench.p6_restart consumer` is that child.
 """
@@ -28,6 +34,8 @@ from shared import messages, topology
 from shared.broker import Outgoing
 
 DELAYS = (1, 2, 5)
+#: A probe is published this often until one is handled.
+PROBE_EVERY_S = 0.25
 #: Quorum queues declared just before a crash can come back empty and leaderless (see the
 #: note on the second node); the topology gets this long to reach disk before the first kill.
 SETTLE_S = 3.0
@@ -51,15 +59,32 @@ class Consumed:
                 self.lines.put((float(parts[1]), parts[2]))
 
     def wait_for(self, probe_id: str, timeout: float) -> float:
+        found = self.first_of({probe_id}, timeout)
+        if found is None:
+            raise TimeoutError(f"probe {probe_id} not consumed within {timeout} s")
+        return found[0]
+
+    def all_of(self, probe_ids: set[str], timeout: float) -> set[str]:
+        """Which of these probes are handled within `timeout` (returns as soon as all are)."""
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while seen != probe_ids and time.monotonic() < deadline:
+            found = self.first_of(probe_ids - seen, deadline - time.monotonic())
+            if found is not None:
+                seen.add(found[1])
+        return seen
+
+    def first_of(self, probe_ids: set[str], timeout: float) -> tuple[float, str] | None:
+        """When the first of these probes was handled, and which; None if none in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                when, message_id = self.lines.get(timeout=0.1)
+                when, message_id = self.lines.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if message_id == probe_id:
-                return when
-        raise TimeoutError(f"probe {probe_id} not consumed within {timeout} s")
+            if message_id in probe_ids:
+                return when, message_id
+        return None
 
 
 def _probe(connection: pika.BlockingConnection, timeout: float = 60) -> str:
@@ -94,8 +119,9 @@ def _accepted(node: Node, timeout: float = 120) -> tuple[float, pika.BlockingCon
     raise TimeoutError(f"node {node.name} took no connection within {timeout} s")
 
 
-def restart_once(node: Node, consumed: Consumed, kill: bool) -> float:
-    """Restart the node; seconds from its first accepted connection to the probe handled."""
+def restart_once(node: Node, consumed: Consumed, kill: bool) -> tuple[float, int]:
+    """Restart the node; seconds from its first accepted connection to a probe handled, and
+    how many probes the broker lost before it."""
     if kill:
         node.kill()
     else:
@@ -107,16 +133,31 @@ def restart_once(node: Node, consumed: Consumed, kill: bool) -> float:
     node.start()
     accepted_at, connection = _accepted(node)
     try:
-        probe = _probe(connection)
+        return _first_handled(connection, consumed, accepted_at)
     finally:
         connection.close()
-    return consumed.wait_for(probe, timeout=60) - accepted_at
+
+
+def _first_handled(connection: pika.BlockingConnection, consumed: Consumed,
+                   accepted_at: float, timeout: float = 60) -> tuple[float, int]:
+    sent: list[str] = []
+    while time.monotonic() < accepted_at + timeout:
+        sent.append(_probe(connection))
+        found = consumed.first_of(set(sent), timeout=PROBE_EVERY_S)
+        if found is not None:
+            when, probe_id = found
+            # Four workers may handle two probes in either order: an earlier probe that is
+            # handled within a second more was late, not lost.
+            earlier = set(sent[:sent.index(probe_id)])
+            late = consumed.all_of(earlier, timeout=1.0)
+            return when - accepted_at, len(earlier - late)
+    raise TimeoutError(f"none of {len(sent)} probes consumed within {timeout} s")
 
 
 def run(opts: Options, broker: Broker) -> list[Row]:
     kinds = [False] if opts.quick else [False, True, False]
     node = Node()
-    results: list[tuple[str, float]] = []
+    results: list[tuple[str, float, int]] = []
     try:
         log(f"P6: starting node {node.name} on port {node.port}")
         node.start()
@@ -134,8 +175,8 @@ def run(opts: Options, broker: Broker) -> list[Row]:
             connection.close()
             for kill in kinds:
                 how = "SIGKILL" if kill else "clean stop"
-                seconds = restart_once(node, consumed, kill)
-                results.append((how, seconds))
+                seconds, lost = restart_once(node, consumed, kill)
+                results.append((how, seconds, lost))
                 log(f"P6: after a {how}: consuming again {seconds:.2f} s after the node "
                     "accepted connections")
         finally:
@@ -145,13 +186,16 @@ def run(opts: Options, broker: Broker) -> list[Row]:
     return [_row(results)]
 
 
-def _row(results: list[tuple[str, float]]) -> Row:
-    worst = max(seconds for _, seconds in results)
+def _row(results: list[tuple[str, float, int]]) -> Row:
+    worst = max(seconds for _, seconds, _ in results)
+    lost = sum(n for _, _, n in results)
+    each = ", ".join(f"{how} {s:.2f}" for how, s, _ in results)
     return Row(
         id="P6", what=f"broker restart to consumption resumed ({len(results)} restarts)",
-        ours=f"{worst:.2f} s worst ({', '.join(f'{how} {s:.2f}' for how, s in results)})",
+        ours=f"{worst:.2f} s worst ({each}); probes lost by the broker: {lost}",
         reference="goal 5 s", ratio=worst / 5.0, goal="<= 5 s", met=worst <= 5.0,
-        figures={"restarts": [{"how": how, "seconds": s} for how, s in results],
+        figures={"restarts": [{"how": how, "seconds": s, "probes_lost": n}
+                              for how, s, n in results],
                  "goal_ratio": 1.0, "label": "P6 restart"},
     )
 
