@@ -20,7 +20,7 @@ from chaos.ledger import Expect, Row
 from chaos.system import System, wait_for
 from chaos.workload import Workload
 from shared import messages, topology
-from shared.broker import parameters
+from shared.broker import parameters, ready_count
 from shared.store import PUBLISHING, UPLOADED, UPLOADING, Store
 
 
@@ -420,6 +420,42 @@ def unroutable(ctx: Context) -> None:
     ctx.row.notes.append(f"{len(plans)} albums published while unroutable")
 
 
+def lost_messages(ctx: Context) -> None:
+    """The broker loses confirmed messages, as RabbitMQ 3.10.8 did after a crash (bench P6):
+    with the uploader down, albums are published, then a third of their upload messages are
+    taken from the queue and dropped. The uploader's sweeper must send those images again once
+    the queue is empty (LOST_MESSAGE_AFTER_S is 5 s in this row)."""
+    ctx.system.kill_service("uploader")
+    plans = ctx.albums()
+    ctx.work.publish_all(plans)
+    images = sum(len(plan.keys) for plan in ctx.work.accepted.values())
+    wait_for(lambda: ready_count(ctx.system.amqp_url, topology.IMAGE_UPLOADS.name) >= images,
+             30, what="the upload messages in the queue")
+    dropped = _drop_some(ctx, topology.IMAGE_UPLOADS.name)
+    ctx.system.start_service("uploader")
+    wait_settled(ctx)
+    ctx.row.notes.append(f"{dropped} of {images} confirmed upload messages dropped")
+
+
+def _drop_some(ctx: Context, queue: str) -> int:
+    """Take every message in `queue`; ack (drop) a random third, give the rest back."""
+    connection = pika.BlockingConnection(parameters(ctx.system.amqp_url))
+    try:
+        channel = connection.channel()
+        tags = []
+        while (method := channel.basic_get(queue)[0]) is not None:
+            tags.append(method.delivery_tag)
+        dropped = set(ctx.rng.sample(tags, max(1, len(tags) // 3)))
+        for tag in tags:
+            if tag in dropped:
+                channel.basic_ack(tag)
+            else:
+                channel.basic_nack(tag, requeue=True)
+        return len(dropped)
+    finally:
+        connection.close()
+
+
 def retry_after_refusal(ctx: Context) -> None:
     """Regression, found by seed 3 on graph-throttle: a retried image looks for a photo an
     earlier attempt sent, by caption; `ref:<album>:1` is a prefix of `ref:<album>:10`, so
@@ -460,6 +496,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("store-down", "the store unavailable for 20 s", store_down),
     Scenario("store-blips", "the store's connections reset 12x, briefly", store_blips),
     Scenario("unroutable", "unroutable publish (binding deleted)", unroutable),
+    Scenario("lost-messages", "the broker loses a third of the confirmed upload messages",
+             lost_messages, settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
     Scenario("retry-after-refusal", "regression: retried image 1 vs image 10's photo",
              retry_after_refusal),
 ]

@@ -61,6 +61,15 @@ def parameters(url: str) -> pika.URLParameters:
     return params
 
 
+def ready_count(url: str, queue: str) -> int:
+    """How many messages `queue` holds ready for delivery now (a passive declare)."""
+    connection = pika.BlockingConnection(parameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
 def declare_topology(settings: CommonSettings) -> None:
     """Declare every exchange and queue over a short-lived connection (idempotent)."""
     connection = pika.BlockingConnection(parameters(settings.amqp_url))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from datetime import timedelta
 
-from shared import process_pool, s3, topology
+from shared import broker, process_pool, s3, topology
 from shared.consumer import Consumer
 from shared.outbox import Outbox
 from shared.publisher import Publisher
@@ -19,6 +20,7 @@ from .circuit_breaker import CircuitBreaker
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy
 from .settings import UploaderSettings
+from .sweeper import LostMessageSweeper
 
 
 def consume(settings: UploaderSettings) -> None:
@@ -32,6 +34,9 @@ def consume(settings: UploaderSettings) -> None:
     publisher = Publisher(settings.amqp_url)
     outbox = Outbox(store, publisher)
     outbox.start_relay(stop)
+    ready = functools.partial(broker.ready_count, settings.amqp_url, topology.IMAGE_UPLOADS.name)
+    LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s)
+                       ).start(stop, settings.lost_message_sweep_s)
     graph = GraphClient(settings.graph_api_url, settings.graph_api_version,
                         settings.facebook_page_id, settings.facebook_page_token,
                         timeout=(5.0, settings.graph_timeout_s),

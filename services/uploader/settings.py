@@ -23,5 +23,10 @@ class UploaderSettings(CommonSettings):
     breaker_min_calls: int = Field(default=10, ge=1)
     breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
     breaker_cooldown_s: float = Field(default=30.0, ge=0)
+    #: While the work queue is empty, an image still waiting this long without a change has
+    #: lost its message (the broker can lose a confirmed one in a crash): it is sent again.
+    #: Checked every LOST_MESSAGE_SWEEP_S.
+    lost_message_after_s: float = Field(default=120.0, gt=0)
+    lost_message_sweep_s: float = Field(default=30.0, gt=0)
     #: Seconds to wait for Facebook to answer a photo upload.
     graph_timeout_s: float = Field(default=120.0, gt=0)

@@ -192,6 +192,28 @@ class Store:
             image.attempt_started_at, image.lease_until = now, now + lease
             return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
 
+    def requeue_lost(self, quiet_since: datetime, limit: int = 500) -> list[OutboxMessage]:
+        """A new upload message for each image that still waits but was not touched since
+        `quiet_since`: queued, or retrying past its time. Only meaningful while the work queue
+        is empty (the sweeper checks): then no message is left for such an image anywhere.
+        Each image found is touched, so that it is not sent again before it is quiet again."""
+        with self._tx() as s:
+            images = list(s.scalars(
+                select(Image)
+                .where(((Image.state == QUEUED) & (Image.updated_at < quiet_since))
+                       | ((Image.state == RETRYING) & (Image.next_attempt_at < quiet_since)))
+                .order_by(Image.id).limit(limit).with_for_update(skip_locked=True)))
+            now = utcnow()
+            for image in images:
+                image.updated_at = now
+                if image.state == RETRYING:
+                    image.next_attempt_at = now
+            rows = [_outbox_row(messages.ImageUploadRequested(
+                album_id=i.album_id, image_id=i.id, key=i.key), topology.IMAGE_UPLOADS)
+                for i in images]
+            s.add_all(rows)
+            return rows
+
     def renew_leases(self, image_ids: Collection[int], lease: timedelta) -> None:
         if image_ids:
             with self._tx() as s:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import pika
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
@@ -16,6 +17,7 @@ from werkzeug.serving import make_server
 from dev.graph_simulator import create_app
 from dev.mail_catcher import MailCatcher
 from dev.ports import free_port
+from shared import topology
 
 from .helpers import PAGE_ID, TOKEN
 
@@ -64,3 +66,14 @@ def catcher() -> Iterator[MailCatcher]:
     mail_catcher.start()
     yield mail_catcher
     mail_catcher.stop()
+
+
+@pytest.fixture()
+def work_queue(amqp_url: str) -> Iterator[str]:
+    """The uploader's work queue, declared and empty before and after the test."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    topology.declare(connection.channel(), (1,), 20)
+    connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
+    yield topology.IMAGE_UPLOADS.name
+    connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
+    connection.close()

@@ -3,26 +3,15 @@
 import uuid
 from datetime import timedelta
 
-import pika
 import pytest
 
-from shared import messages, topology
+from shared import messages
 from shared.outbox import Outbox
 from shared.publisher import Publisher
 
 from .helpers import get_all
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def work_queue(amqp_url):
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), (1,), 20)
-    connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
-    yield topology.IMAGE_UPLOADS.name
-    connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
-    connection.close()
 
 
 def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_url,
