@@ -103,6 +103,9 @@ class Consumer:
         #: start again at 1 on each new channel.
         self._unsettled: set[int] = set()
         self._channel: BlockingChannel | None = None
+        #: The connection the I/O thread serves now: workers wake it, whichever connection
+        #: their delivery came on (a dead one would never run the wake).
+        self._connection: pika.BlockingConnection | None = None
         self._had_consumed = False
         self.consuming = threading.Event()
         self._errors_in_a_row = 0
@@ -166,6 +169,7 @@ class Consumer:
             self._channel, self._unsettled = channel, set()
             channel.basic_qos(prefetch_count=self._prefetch)
             link = _Link(connection, channel, confirm_channel)
+            self._serve_connection(connection)
             tag = channel.basic_consume(self._queue, functools.partial(self._on_message, link))
             self.consuming.set()
             self.connects += 1
@@ -182,6 +186,15 @@ class Consumer:
             self.consuming.clear()
             if connection.is_open:
                 connection.close()
+
+    def _serve_connection(self, connection: pika.BlockingConnection) -> None:
+        """On the I/O thread, as a connection starts: wakes go to it from now on. A wake sent
+        to the connection before may never have run (it died first); left pending, it would
+        keep every later delivery from being acked, so the finished ones are settled here
+        (those of a dead channel only leave the count: the broker redelivers them)."""
+        with self._lock:
+            self._connection, self._wake_pending = connection, False
+        self._finish_batch()
 
     def _tick(self, connection: pika.BlockingConnection) -> None:
         """A timer that fires every `_STOP_CHECK_S` (its call ends a `process_data_events`)."""
@@ -222,14 +235,14 @@ class Consumer:
         with self._lock:
             self._finished.append((link, tag, outcome))
             wake, self._wake_pending = not self._wake_pending, True
-        if not wake:  # the I/O thread is already due to take this one with the batch
+            connection = self._connection
+        if not wake or connection is None:  # the I/O thread is already due to take this one
             return
         try:
-            link.connection.add_callback_threadsafe(self._finish_batch)
-        except Exception:  # the connection is gone: the broker redelivers the messages
+            connection.add_callback_threadsafe(self._finish_batch)
+        except Exception:  # between connections: the next one settles the batch as it starts
             with self._lock:
-                lost, self._finished, self._wake_pending = self._finished, [], False
-            self._settled(len(lost))
+                self._wake_pending = False
 
     def _finish_batch(self) -> None:
         """On the I/O thread: settle every delivery finished since the last wake. Those with
@@ -240,12 +253,13 @@ class Consumer:
         channel = self._channel
         plain: list[int] = []
         for link, tag, outcome in batch:
-            current = channel is not None and link.channel is channel and channel.is_open
-            if current and outcome is not None and not outcome.publish:
+            if channel is None or link.channel is not channel or not channel.is_open:
+                self._settled(1)  # its channel is gone, and the broker redelivers it
+                continue
+            if outcome is not None and not outcome.publish:
                 plain.append(tag)
                 continue
-            if current:
-                self._unsettled.discard(tag)
+            self._unsettled.discard(tag)
             self._finish(link, tag, outcome)
         if plain and channel is not None:  # plain tags exist only on the current channel
             self._ack_plain(channel, plain)
