@@ -211,7 +211,10 @@ def uploader_killed_while_graph_holds(ctx: Context) -> None:
     time.sleep(ctx.rng.uniform(1.0, 2.0))  # small bodies: sent by now, Facebook is on it
     ctx.system.kill_service("uploader")
     ctx.system.start_service("uploader")
-    wait_for(lambda: _uploading(ctx, key, target.attempts) or _ended(ctx, key), 90,
+    # Its retry goes to the back of the queue: behind every other image, each held 8 s.
+    workers = int(ctx.system.env["UPLOADER_CONCURRENCY"])
+    behind = sum(len(plan.keys) for plan in plans) * 8.0 / workers
+    wait_for(lambda: _uploading(ctx, key, target.attempts) or _ended(ctx, key), 90 + behind,
              what="the image to be taken again")
     time.sleep(10)  # every request of the dead process has completed by now
     ctx.system.graph_faults()
