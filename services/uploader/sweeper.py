@@ -18,7 +18,6 @@ from datetime import timedelta
 
 from shared.outbox import Outbox
 from shared.store import Store
-from shared.store.tables import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class LostMessageSweeper:
         """Send again the messages of images quiet for `lost_after`; how many were sent."""
         if self._ready_count() > 0:  # their messages may still be in the queue
             return 0
-        rows = self._store.requeue_lost(utcnow() - self._lost_after)
+        rows = self._store.requeue_lost(self._lost_after)
         if rows:
             log.warning("%d waiting images had no message left in the broker; sent again",
                         len(rows))

@@ -133,9 +133,7 @@ class Store:
             images = [Image(album_id=album_id, position=i, key=key) for i, key in enumerate(keys)]
             s.add_all(images)
             s.flush()
-            rows = [_outbox_row(messages.ImageUploadRequested(
-                album_id=album_id, image_id=image.id, key=image.key), topology.IMAGE_UPLOADS)
-                for image in images]
+            rows = [_upload_row(image) for image in images]
             s.add_all(rows)
             return album_id, rows
 
@@ -192,11 +190,13 @@ class Store:
             image.attempt_started_at, image.lease_until = now, now + lease
             return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
 
-    def requeue_lost(self, quiet_since: datetime, limit: int = 500) -> list[OutboxMessage]:
-        """A new upload message for each image that still waits but was not touched since
-        `quiet_since`: queued, or retrying past its time. Only meaningful while the work queue
-        is empty (the sweeper checks): then no message is left for such an image anywhere.
-        Each image found is touched, so that it is not sent again before it is quiet again."""
+    def requeue_lost(self, quiet_for: timedelta, limit: int = 500) -> list[OutboxMessage]:
+        """A new upload message for each image that still waits but was not touched for
+        `quiet_for`: queued, or retrying that long past its time. Only meaningful while the
+        work queue is empty (the sweeper checks): then no message is left for such an image
+        anywhere. Each image found is touched, so that it is not sent again before it is quiet
+        again."""
+        quiet_since = utcnow() - quiet_for
         with self._tx() as s:
             images = list(s.scalars(
                 select(Image)
@@ -208,9 +208,7 @@ class Store:
                 image.updated_at = now
                 if image.state == RETRYING:
                     image.next_attempt_at = now
-            rows = [_outbox_row(messages.ImageUploadRequested(
-                album_id=i.album_id, image_id=i.id, key=i.key), topology.IMAGE_UPLOADS)
-                for i in images]
+            rows = [_upload_row(i) for i in images]
             s.add_all(rows)
             return rows
 
@@ -281,9 +279,7 @@ class Store:
                 image.state, image.error, image.error_code = QUEUED, None, None
             if images:
                 album.state, album.settled_at = PUBLISHING, None
-            rows = [_outbox_row(messages.ImageUploadRequested(
-                album_id=album_id, image_id=i.id, key=i.key), topology.IMAGE_UPLOADS)
-                for i in images]
+            rows = [_upload_row(i) for i in images]
             s.add_all(rows)
             return rows
 
@@ -376,6 +372,12 @@ class Store:
 def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,
                 queue: topology.WorkQueue) -> OutboxMessage:
     return _row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
+
+
+def _upload_row(image: Image) -> OutboxMessage:
+    """The message that asks for an image to be uploaded."""
+    return _outbox_row(messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id,
+                                                     key=image.key), topology.IMAGE_UPLOADS)
 
 
 def _row(message: Outgoing) -> OutboxMessage:

@@ -73,7 +73,7 @@ def test_only_images_still_waiting_past_their_time_count_as_lost(store):
     store.record_failed(failed, "refused", 324)
     store.record_retrying(due, "5xx", 2, utcnow() - timedelta(seconds=1))
     store.record_retrying(later, "5xx", 2, utcnow() + timedelta(hours=1))
-    rows = store.requeue_lost(utcnow() + timedelta(milliseconds=1), limit=10_000)
+    rows = store.requeue_lost(timedelta(milliseconds=-1), limit=10_000)
     # The PostgreSQL database is the session's: other tests' waiting images count too.
     mine = [m for m in (messages.decode(row.body) for row in rows) if m.album_id == album_id]
     assert sorted(m.image_id for m in mine) == [queued, due]
