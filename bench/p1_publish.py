@@ -17,7 +17,8 @@ from bench.common import Broker, Options, Row, log, ms, percentile, py_spy, stop
 from bench.peers import celery_app, dramatiq_broker
 from bench.system import System, database
 from shared import messages, topology
-from shared.broker import Outgoing
+from shared.broker.connection import properties
+from shared.outgoing import Outgoing
 
 IMAGES = 20
 DRAMATIQ_QUEUE = "bench.p1.dramatiq"
@@ -63,7 +64,7 @@ class RawPika:
                 album_id=album_id, image_id=n * IMAGES + i + 1, key=key))
             out = Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, body)
             self._channel.basic_publish(out.exchange, out.routing_key, out.body,
-                                        out.properties(), mandatory=True)
+                                        properties(out), mandatory=True)
 
     def close(self) -> None:
         self._connection.close()

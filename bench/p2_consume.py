@@ -1,6 +1,6 @@
 """P2: drain 10,000 messages from a quorum queue with a no-op handler, 2 processes each.
 
-Contenders: raw pika (BlockingConnection, manual acks), our `shared.consumer.Consumer`,
+Contenders: raw pika (BlockingConnection, manual acks), our `shared.broker.consumer.Consumer`,
 Dramatiq (`dramatiq --processes 2 --threads N`) and Celery (two `celery worker -P threads -c N`).
 All four take the same prefetch N per process (the uploader's default concurrency, 4).
 
@@ -300,7 +300,7 @@ def _raw_worker(url: str, queue: str, prefetch: int) -> None:
 
 
 def _ours_worker(url: str, queue: str, prefetch: int) -> None:
-    from shared.consumer import Consumer, Delivery, Outcome
+    from shared.broker.consumer import Consumer, Delivery, Outcome
     from shared.runtime import stop_on_signals
 
     def no_op(_delivery: Delivery) -> Outcome:

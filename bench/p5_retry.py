@@ -17,7 +17,8 @@ import pika
 
 from bench.common import Broker, Options, Row, blocking, log
 from shared import messages, topology
-from shared.broker import Outgoing
+from shared.broker.connection import properties
+from shared.outgoing import Outgoing
 
 DELAYS = (1, 2, 5)
 QUEUE = topology.IMAGE_UPLOADS
@@ -72,7 +73,7 @@ def publish_rounds(url: str, rounds: int, gap_s: float) -> dict[str, tuple[int, 
             out = Outgoing(topology.RETRY_EXCHANGE, routing_key, body,
                            headers={"album-attempt": 2})
             started = time.monotonic()
-            channel.basic_publish(out.exchange, out.routing_key, out.body, out.properties(),
+            channel.basic_publish(out.exchange, out.routing_key, out.body, properties(out),
                                   mandatory=True)
             sent[out.message_id] = (delay, started)
         time.sleep(gap_s)

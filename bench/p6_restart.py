@@ -1,6 +1,6 @@
 """P6: from the broker's restart to consumption resumed.
 
-On a RabbitMQ node of the bench's own (bench/node.py), a `shared.consumer.Consumer` (the
+On a RabbitMQ node of the bench's own (bench/node.py), a `shared.broker.consumer.Consumer` (the
 services' runtime, declaring the topology on connect as the uploader does) consumes
 `uploader.image-uploads` in a child process that prints when it handles each message. The node
 is restarted (a clean stop, then a SIGKILL, alternately); the clock starts at the first moment
@@ -31,7 +31,8 @@ import pika
 from bench.common import PY, Broker, Options, Proc, Row, base_env, log
 from bench.node import Node
 from shared import messages, topology
-from shared.broker import Outgoing
+from shared.broker.connection import properties
+from shared.outgoing import Outgoing
 
 DELAYS = (1, 2, 5)
 #: A probe is published this often until one is handled.
@@ -98,7 +99,7 @@ def _probe(connection: pika.BlockingConnection, timeout: float = 60) -> str:
         try:
             channel = connection.channel()
             channel.confirm_delivery()
-            channel.basic_publish(out.exchange, out.routing_key, out.body, out.properties(),
+            channel.basic_publish(out.exchange, out.routing_key, out.body, properties(out),
                                   mandatory=True)
             channel.close()
             return out.message_id
@@ -204,7 +205,7 @@ def _row(results: list[tuple[str, float, int]]) -> Row:
 
 
 def _consumer() -> None:
-    from shared.consumer import Consumer, Delivery, Outcome
+    from shared.broker.consumer import Consumer, Delivery, Outcome
     from shared.runtime import stop_on_signals
 
     def handle(delivery: Delivery) -> Outcome:

@@ -25,7 +25,8 @@ from bench.common import Broker, Options, QueueWatch, Row, blocking, log, wait_f
 from bench.p2_consume import cpu_seconds
 from bench.system import System, database
 from shared import messages, topology
-from shared.broker import Outgoing
+from shared.broker.connection import properties
+from shared.outgoing import Outgoing
 from shared.store import OutboxMessage, Store
 
 DELAYS = (1, 2, 5)
@@ -70,7 +71,7 @@ def fill(url: str, images: list[tuple[str, int, str]]) -> None:
                                                                  image_id=image_id, key=key))
             out = Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, body,
                            message_id=uuid.uuid4().hex)
-            channel.basic_publish(out.exchange, out.routing_key, out.body, out.properties())
+            channel.basic_publish(out.exchange, out.routing_key, out.body, properties(out))
         watch = QueueWatch(url, QUEUE)
         try:
             wait_for(lambda: watch.ready() >= len(images), 120,

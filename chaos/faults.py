@@ -20,7 +20,7 @@ from chaos.ledger import Expect, Row
 from chaos.system import System, wait_for
 from chaos.workload import Workload
 from shared import messages, topology
-from shared.broker import parameters, ready_count
+from shared.broker.connection import parameters, ready_count
 from shared.store import PUBLISHING, UPLOADED, UPLOADING, Store
 
 

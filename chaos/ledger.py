@@ -13,7 +13,8 @@ from typing import Any
 from chaos.system import ALBUM_LINK, System, wait_for
 from chaos.workload import Workload
 from shared import topology
-from shared.dead_letters import DeadLetter, DeadLetterQueue
+from shared.broker.dead_letter_queue import DeadLetterQueue
+from shared.dead_letters import DeadLetter
 from shared.store import FAILED, PUBLISHING, TERMINAL, UPLOADED, AlbumView, Store
 
 CAPTION = re.compile(r"ref:([0-9a-f]{32}):(\d+)")

@@ -17,7 +17,7 @@ from chaos.node import Node
 from chaos.system import System
 from chaos.workload import Workload
 from shared import topology
-from shared.broker import parameters
+from shared.broker.connection import parameters
 
 
 def run_row(node: Node, scenario: Scenario, seed: int, quick: bool, workdir: Path) -> Row:

@@ -10,10 +10,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from shared.broker import BrokerError, Outgoing
-from shared.publisher import Publisher
+from shared.broker.errors import BrokerError
+from shared.outgoing import Outgoing
 from shared.store import OutboxMessage, Store
+
+if TYPE_CHECKING:  # the adapter loads pika; the outbox itself needs none of it
+    from shared.broker.publisher import Publisher
 
 log = logging.getLogger(__name__)
 

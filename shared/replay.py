@@ -12,7 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from shared import topology
-from shared.dead_letters import DeadLetter, DeadLetterQueue, requeue_message
+from shared.broker.dead_letter_queue import DeadLetterQueue
+from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
 from shared.store import Store
 

@@ -18,8 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from shared import topology
-from shared.broker import Outgoing
 from shared.dead_letters import own_headers
+from shared.outgoing import Outgoing
 
 ATTEMPT_HEADER = "album-attempt"
 

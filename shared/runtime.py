@@ -6,9 +6,8 @@ import logging
 import signal
 import threading
 
-import pika.exceptions
-
-from shared.broker import declare_topology
+from shared.broker.connection import declare_topology
+from shared.broker.errors import BrokerError
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +37,6 @@ def try_declare(settings: CommonSettings) -> bool:
     try:
         declare_topology(settings)
         return True
-    except pika.exceptions.AMQPError as exc:
+    except BrokerError as exc:
         log.warning("broker not reachable (%r); the topology is declared later", exc)
         return False

@@ -19,8 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from shared import s3
+from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
-from shared.publisher import Publisher
 from shared.replay import Replayer
 from shared.store import AlbumView, Store, UserView
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from shared import topology
-from shared.consumer import Consumer
+from shared.broker.consumer import Consumer
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 

@@ -11,7 +11,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import messages, retry_policy, store, topology
-from shared.consumer import Delivery, Outcome
+from shared.broker.consumer import Delivery, Outcome
 from shared.dead_letters import dead_letter
 from shared.retry_policy import GiveUp
 

@@ -8,10 +8,11 @@ import functools
 import sys
 from datetime import timedelta
 
-from shared import broker, process_pool, s3, topology
-from shared.consumer import Consumer
+from shared import process_pool, s3, topology
+from shared.broker import connection as broker
+from shared.broker.consumer import Consumer
+from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
-from shared.publisher import Publisher
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 

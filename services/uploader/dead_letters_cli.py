@@ -7,9 +7,9 @@ import json
 import sys
 from collections.abc import Callable
 
+from shared.broker.publisher import Publisher
 from shared.dead_letters import DeadLetter
 from shared.outbox import Outbox
-from shared.publisher import Publisher
 from shared.replay import QUEUES, Replayer
 from shared.settings import CommonSettings
 from shared.store import Store

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import messages, retry_policy, topology
-from shared.consumer import Delivery, Outcome
+from shared.broker.consumer import Delivery, Outcome
 from shared.dead_letters import dead_letter
 from shared.outbox import Outbox
 from shared.retry_policy import Failure, FailureKind, GiveUp

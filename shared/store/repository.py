@@ -21,7 +21,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import messages, topology
-from shared.broker import Outgoing
+from shared.outgoing import Outgoing
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.tables import (
     BUSY,

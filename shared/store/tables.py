@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.broker import Outgoing
+from shared.outgoing import Outgoing
 
 PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
 QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (

@@ -10,10 +10,10 @@ import pika
 import pytest
 
 from shared import dead_letters, retry_policy, topology
-from shared.broker import Outgoing
-from shared.consumer import Consumer, Delivery, Outcome
+from shared.broker.consumer import Consumer, Delivery, Outcome
+from shared.broker.publisher import Publisher
 from shared.messages import ImageUploadRequested, encode
-from shared.publisher import Publisher
+from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryLater
 
 from .helpers import close_connections, get_all, message_count, wait_for

@@ -13,7 +13,7 @@ from dev.mail_catcher import MailCatcher
 from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
 from shared import messages, topology
-from shared.consumer import Delivery, Outcome
+from shared.broker.consumer import Delivery, Outcome
 
 from .store_blips import BlippingStore, age_notifications
 

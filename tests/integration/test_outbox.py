@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 
 from shared import messages
+from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
-from shared.publisher import Publisher
 
 from .helpers import get_all
 

@@ -6,8 +6,9 @@ from contextlib import closing
 import pika
 import pytest
 
-from shared.broker import BrokerError, Outgoing, Unroutable
-from shared.publisher import Publisher
+from shared.broker.errors import BrokerError, Unroutable
+from shared.broker.publisher import Publisher
+from shared.outgoing import Outgoing
 
 from .helpers import close_connections, get_all, wait_for
 

@@ -9,9 +9,9 @@ import pika
 import pytest
 
 from shared import dead_letters, messages, topology
-from shared.broker import Outgoing
+from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
-from shared.publisher import Publisher
+from shared.outgoing import Outgoing
 from shared.replay import Replayer
 
 from .helpers import get_all, message_count

@@ -8,7 +8,7 @@ import pytest
 
 from shared import messages
 from shared import store as store_module
-from shared.broker import Outgoing
+from shared.outgoing import Outgoing
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,10 @@ import pika
 import pytest
 
 from services.uploader.sweeper import LostMessageSweeper
-from shared import broker, messages, topology
+from shared import messages, topology
+from shared.broker import connection as broker
+from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
-from shared.publisher import Publisher
 from shared.store.tables import utcnow
 
 from .helpers import get_all

@@ -6,7 +6,7 @@ import pika
 import pytest
 
 from shared import topology
-from shared.broker import declare_topology
+from shared.broker.connection import declare_topology
 from shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader, Policy
 from shared import dead_letters, messages, retry_policy, topology
-from shared.consumer import Delivery
+from shared.broker.consumer import Delivery
+from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
-from shared.publisher import Publisher
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all, set_faults, sim_photos, wait_for
 from .store_blips import BlippingStore, age_image

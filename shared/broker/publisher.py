@@ -18,7 +18,9 @@ import pika
 from pika.channel import Channel
 from pika.spec import Basic
 
-from shared.broker import BrokerError, Outgoing, Unroutable, parameters
+from shared.broker.connection import parameters, properties
+from shared.broker.errors import BrokerError, Unroutable
+from shared.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,7 @@ class Publisher:
             self._next_tag += 1
             channel.basic_publish(
                 message.exchange, message.routing_key, message.body,
-                properties=message.properties(), mandatory=True,
+                properties=properties(message), mandatory=True,
             )
 
     def _on_return(self, _ch: Channel, _method: Basic.Return, props: pika.BasicProperties,

@@ -30,7 +30,8 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
-from shared.broker import Outgoing, parameters
+from shared.broker.connection import parameters, properties
+from shared.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class Consumer:
                 return
             for message in outcome.publish:
                 link.confirm_channel.basic_publish(message.exchange, message.routing_key,
-                                                   message.body, message.properties(),
+                                                   message.body, properties(message),
                                                    mandatory=True)
             channel.basic_ack(tag)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:

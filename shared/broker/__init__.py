@@ -1,0 +1,10 @@
+"""The broker adapter: the only package that imports pika.
+
+- `connection`: connection parameters, message properties, topology declaration, queue depth;
+- `publisher`: publishes batches with confirms (the API, the outbox);
+- `consumer`: the consumer runtime both services run their handlers in;
+- `dead_letter_queue`: reads and takes dead letters for the operator's tools;
+- `errors`: what a publish or connection failure raises (no pika needed to catch it).
+
+This module imports nothing, so `shared.broker.errors` can be caught without loading pika.
+"""

@@ -1,0 +1,63 @@
+"""Connections to RabbitMQ: parameters, message properties, the topology, queue depths."""
+
+from __future__ import annotations
+
+import logging
+
+import pika
+import pika.exceptions
+
+from shared import topology
+from shared.broker.errors import BrokerError
+from shared.outgoing import Outgoing
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+#: Heartbeats every 30 s: a dead peer is noticed within a minute; uploads run off the I/O thread.
+HEARTBEAT_S = 30
+#: A connection blocked by a broker alarm fails publishes after this long instead of hanging.
+BLOCKED_TIMEOUT_S = 30
+
+
+def properties(message: Outgoing) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        delivery_mode=pika.DeliveryMode.Persistent,
+        content_type=message.content_type,
+        message_id=message.message_id,
+        headers=dict(message.headers),
+    )
+
+
+def parameters(url: str) -> pika.URLParameters:
+    params = pika.URLParameters(url)
+    params.heartbeat = HEARTBEAT_S
+    params.blocked_connection_timeout = BLOCKED_TIMEOUT_S
+    params.connection_attempts = 1
+    params.socket_timeout = 5
+    return params
+
+
+def ready_count(url: str, queue: str) -> int:
+    """How many messages `queue` holds ready for delivery now (a passive declare)."""
+    connection = pika.BlockingConnection(parameters(url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def declare_topology(settings: CommonSettings) -> None:
+    """Declare every exchange and queue over a short-lived connection (idempotent); raises
+    BrokerError when the broker is not reachable."""
+    try:
+        connection = pika.BlockingConnection(parameters(settings.amqp_url))
+        try:
+            topology.declare(connection.channel(), settings.retry_delays,
+                             settings.delivery_limit)
+        finally:
+            if connection.is_open:
+                connection.close()
+    except pika.exceptions.AMQPError as exc:
+        raise BrokerError(f"could not declare the topology: {exc!r}") from exc
+    log.info("topology declared on %s", parameters(settings.amqp_url).host)
