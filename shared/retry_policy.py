@@ -38,6 +38,9 @@ class Failure:
     code: int | None = None
     #: Seconds the third party asked us to wait, if it said.
     wait_s: float | None = None
+    #: The request may have been sent and may still take effect (a read timeout, a reset
+    #: after sending, a 5xx): the next attempt must wait until it no longer can.
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import sys
 from datetime import timedelta
 
 from shared import process_pool, s3, topology
-from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
@@ -19,7 +18,7 @@ from shared.store import Store
 from . import dead_letters_cli
 from .circuit_breaker import CircuitBreaker
 from .graph_client import GraphClient
-from .handler import ImageUploader, Policy
+from .handler import ImageUploader, Policy, in_flight_window
 from .settings import UploaderSettings
 from .sweeper import LostMessageSweeper
 
@@ -35,8 +34,8 @@ def consume(settings: UploaderSettings) -> None:
     publisher = Publisher(settings.amqp_url)
     outbox = Outbox(store, publisher)
     outbox.start_relay(stop)
-    ready = functools.partial(broker.ready_count, settings.amqp_url, topology.IMAGE_UPLOADS.name)
-    LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s)
+    LostMessageSweeper(store, outbox, timedelta(seconds=settings.lost_message_after_s),
+                       in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
     graph = GraphClient(settings.graph_api_url, settings.graph_api_version,
                         settings.facebook_page_id, settings.facebook_page_token,

@@ -8,6 +8,7 @@ and what to do with each are in /work/shared/notes/external-apis.md, section 2.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 
 import requests
@@ -72,7 +73,43 @@ class AlbumBeingCreated(Exception):
 
 
 def classify(exc: BaseException) -> Failure:
-    """The kind of failure `exc` is, with a reason fit to show the user."""
+    """The kind of failure `exc` is, with a reason fit to show the user, and whether the
+    request may still take effect at Facebook (`in_doubt`)."""
+    failure = _classify(exc)
+    if failure.kind is FailureKind.TRANSIENT and _in_doubt(exc):
+        return dataclasses.replace(failure, in_doubt=True)
+    return failure
+
+
+def _in_doubt(exc: BaseException) -> bool:
+    """Facebook may have the request: the connection broke after it was opened (a read
+    timeout, a reset), or an answer says nothing of the outcome (a 5xx, a 2xx we could not
+    read). A connection never opened sent nothing."""
+    if isinstance(exc, GraphNetworkError):
+        return not _never_connected(exc)
+    if isinstance(exc, GraphError):
+        status = exc.http_status
+        return status is None or status >= 500 or 200 <= status < 300
+    return False
+
+
+def _never_connected(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectTimeout, urllib3.exceptions.NewConnectionError,
+                             urllib3.exceptions.ConnectTimeoutError)):
+            return True
+        if isinstance(seen, urllib3.exceptions.MaxRetryError) and seen.reason is not None:
+            seen = seen.reason
+            continue
+        cause = seen.__cause__ or seen.__context__
+        if cause is None and seen.args and isinstance(seen.args[0], BaseException):
+            cause = seen.args[0]
+        seen = cause
+    return False
+
+
+def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, AlbumBeingCreated):
         return Failure(FailureKind.TRANSIENT, "the album is being created on Facebook", None)
     if isinstance(exc, GraphNetworkError):

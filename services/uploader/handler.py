@@ -15,12 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, retry_policy, topology
+from shared import fencing, messages, retry_policy, topology
 from shared.broker.consumer import Delivery, Outcome
 from shared.dead_letters import dead_letter
 from shared.outbox import Outbox
@@ -72,7 +72,7 @@ class ImageUploader:
                  policy: Policy, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker or CircuitBreaker()
         self._created: dict[str, _Created] = {}
-        self._leases: set[int] = set()
+        self._leases: dict[int, int] = {}  # image id -> the attempt this process runs
         self._leases_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
         self._events_lock = threading.Lock()
@@ -91,32 +91,39 @@ class ImageUploader:
             message = _parse(delivery.body)
             start = self._store.start_attempt(
                 message.image_id, _LEASE,
-                timedelta(seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S),
-                timedelta(seconds=self._policy.album_claim_stale_s))
+                in_flight_window(self._policy.graph_timeout_s),
+                timedelta(seconds=self._policy.album_claim_stale_s),
+                fencing.fence_of(delivery.headers), delivery.message_id)
         except (messages.PoisonMessage, LookupError) as exc:
             log.warning("dead-lettering a poison message: %s", exc)
             return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
                                         attempt)])
         if start.attempt is None:
-            return self._not_now(message, delivery, attempt, start.busy_for)
+            return self._not_now(message, delivery, attempt, start)
         return self._attempt(message, delivery, attempt, start)
 
     def _not_now(self, message: messages.ImageUploadRequested, delivery: Delivery,
-                 attempt: int, busy_for: float) -> Outcome:
-        """The image was not taken: it ended already, or another attempt may be in flight."""
-        if not busy_for:
+                 attempt: int, start: Start) -> Outcome:
+        """The image was not taken: it ended already, a newer attempt took over from this
+        copy, or another attempt may be in flight."""
+        if start.stale:
+            log.info("image %s: a stale duplicate of an older attempt; acking it",
+                     message.image_id)
+            return Outcome()
+        if not start.busy_for:
             log.info("image %s already ended; acking the duplicate", message.image_id)
             return Outcome()
         # Another attempt holds it (a duplicate taken side by side), or one that died may
         # still reach Facebook: look again once it cannot, without spending the budget.
         wait = Failure(FailureKind.THROTTLED, "another attempt may be in flight", None,
-                       wait_s=busy_for)
-        return self._after_failure(message, delivery, attempt, wait, record=False)
+                       wait_s=start.busy_for)
+        return self._after_failure(message, delivery, attempt, wait, start.fence, record=False)
 
     def _attempt(self, message: messages.ImageUploadRequested, delivery: Delivery, attempt: int,
                  start: Start) -> Outcome:
         """Send the image (the attempt is taken) and record how it went."""
-        with self._leased(message.image_id):
+        assert start.attempt is not None
+        with self._leased(message.image_id, start.attempt):
             try:
                 photo_id = self._upload(message, start)
             except SQLAlchemyError:
@@ -127,9 +134,10 @@ class ImageUploader:
                 failure = classify(exc)
                 if isinstance(exc, GraphError):
                     self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
-                return self._after_failure(message, delivery, attempt, failure)
+                return self._after_failure(message, delivery, attempt, failure, start.attempt)
         self._breaker.record(ok=True)
-        self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
+        self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id,
+                                                         attempt=start.attempt))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
         return Outcome()
 
@@ -213,10 +221,10 @@ class ImageUploader:
         return None
 
     @contextlib.contextmanager
-    def _leased(self, image_id: int) -> Iterator[None]:
-        """Keep the image's lease renewed while this attempt runs."""
+    def _leased(self, image_id: int, attempt: int) -> Iterator[None]:
+        """Keep the image's lease renewed while this attempt runs (and only this attempt's)."""
         with self._leases_lock:
-            self._leases.add(image_id)
+            self._leases[image_id] = attempt
             if self._renewer is None:
                 self._renewer = threading.Thread(target=self._renew, daemon=True,
                                                  name="lease-renewer")
@@ -225,20 +233,22 @@ class ImageUploader:
             yield
         finally:
             with self._leases_lock:
-                self._leases.discard(image_id)
+                self._leases.pop(image_id, None)
 
     def _renew(self) -> None:
         while True:
             time.sleep(_LEASE.total_seconds() / 3)
             with self._leases_lock:
-                held = set(self._leases)
+                held = dict(self._leases)
             try:
                 self._store.renew_leases(held, _LEASE)
             except Exception:  # the store may be down a moment; the next round tries again
                 log.exception("could not renew upload leases")
 
     def _after_failure(self, message: messages.ImageUploadRequested, delivery: Delivery,
-                       attempt: int, failure: Failure, record: bool = True) -> Outcome:
+                       attempt: int, failure: Failure, fence: int,
+                       record: bool = True) -> Outcome:
+        """`fence`: the image's attempt this follows (recorded only if still the latest)."""
         step = retry_policy.next_step(failure, attempt, self._policy.retry_delays,
                                       self._policy.max_attempts)
         if isinstance(step, GiveUp):
@@ -247,13 +257,20 @@ class ImageUploader:
                                  failure.code, attempt)
             self._outbox.publish(self._store.record_failed(
                 message.image_id, step.reason, failure.code, letter,
-                stop_album=failure.kind is FailureKind.AUTH))
+                stop_album=failure.kind is FailureKind.AUTH, attempt=fence))
             return Outcome()
         log.info("image %s retries in %s s: %s", message.image_id, step.delay_s, failure.reason)
-        next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=step.delay_s)
         if record:
-            self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
-        return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
+            self._store.record_retrying(message.image_id, failure.reason, failure.code,
+                                        timedelta(seconds=step.delay_s), attempt=fence,
+                                        in_doubt=failure.in_doubt)
+        copy = retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)
+        return Outcome([fencing.fenced(copy, fence)])
+
+
+def in_flight_window(graph_timeout_s: float) -> timedelta:
+    """How long after an attempt started its request may still reach Facebook."""
+    return timedelta(seconds=graph_timeout_s + _IN_FLIGHT_MARGIN_S)
 
 
 def _parse(body: bytes) -> messages.ImageUploadRequested:

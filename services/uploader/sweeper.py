@@ -1,19 +1,41 @@
-"""Images whose message the broker lost: found while the work queue is empty, and sent again.
+"""Images whose message is gone: found from the store alone, and sent again.
 
-RabbitMQ 3.10.8 was seen (`make bench`, P6) to confirm a publish made while a quorum queue was
-still electing its leader after a crash, and then not to hold the message. The outbox had done
-its part (the publish was confirmed), so the image would wait for ever and its album never
-settle. While the work queue holds nothing ready, an image that still waits (queued, or
-retrying past its time) and has not been touched for a while has no message left anywhere:
-the sweeper writes it a new one. A duplicate, should one exist after all, costs one ack
-(`start_attempt` knows the image ended or is in flight).
+A waiting image's message can disappear: RabbitMQ 3.10.8 was seen (`make bench`, P6) to confirm
+a publish made while a quorum queue was still electing its leader after a crash, and then not
+to hold it; a retry copy can be lost the same way; a message nacked after every handler error
+(a store outage of some minutes) reaches the delivery limit and is dead-lettered while its
+image stays `uploading`. Nothing else would ever move such an image, and its album would never
+settle. The sweeper writes it a new upload message through the outbox.
+
+"Lost" is decided from the store, so the sweeper works under a steady backlog as well as with
+an empty queue (`LOST_MESSAGE_AFTER_S` is `lost_after` below):
+
+- A queued or retrying image entered the work queue at a known time (`queued_at`: when its
+  message was written, or when its retry tier hands it back). The work queue is first in,
+  first out, so once the queue has delivered a message that entered it `lost_after` later than
+  this image's, this image's message should have come first: it is lost. Concretely: among
+  the attempts started in the last `lost_after`, the newest queue entry taken; every image
+  that entered the queue more than `lost_after` before that, and waited `lost_after`, is lost.
+  A backlog of 10,000 is never doubled: the queue has not reached its messages yet.
+- If no attempt started at all for `lost_after`, nothing is ahead of a waiting image in the
+  queue (the queue is idle, or holds only what cannot be taken): every image that waited
+  `lost_after` is lost.
+- An `uploading` image is lost once its lease lapsed (no live uploader renews it) and its
+  attempt can no longer reach Facebook (attempt start + Graph timeout + margin) plus
+  `lost_after`: its message, if it still existed, would have come back by then. The next
+  attempt reads the album back first, so a photo the dead attempt sent is found, not sent
+  twice.
+
+All times are the database's (`shared/store/tables.db_now`). A message that was not lost
+after all costs one ack: the two copies carry the same fencing number, the first starts the
+next attempt and the second is then older than it (`shared/fencing.py`). Each image sent
+again is touched, so it is not sent again before it has been quiet for `lost_after` again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 
 from shared.outbox import Outbox
@@ -23,21 +45,18 @@ log = logging.getLogger(__name__)
 
 
 class LostMessageSweeper:
-    def __init__(self, store: Store, outbox: Outbox, ready_count: Callable[[], int],
-                 lost_after: timedelta) -> None:
+    def __init__(self, store: Store, outbox: Outbox, lost_after: timedelta,
+                 in_flight_window: timedelta) -> None:
         self._store = store
         self._outbox = outbox
-        self._ready_count = ready_count
         self._lost_after = lost_after
+        self._in_flight_window = in_flight_window
 
     def sweep_once(self) -> int:
-        """Send again the messages of images quiet for `lost_after`; how many were sent."""
-        if self._ready_count() > 0:  # their messages may still be in the queue
-            return 0
-        rows = self._store.requeue_lost(self._lost_after)
+        """Send again the messages of images found lost; how many were sent."""
+        rows = self._store.requeue_lost(self._lost_after, self._in_flight_window)
         if rows:
-            log.warning("%d waiting images had no message left in the broker; sent again",
-                        len(rows))
+            log.warning("%d images had no message left in the broker; sent again", len(rows))
             self._outbox.publish(rows)
         return len(rows)
 
