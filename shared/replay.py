@@ -2,8 +2,11 @@
 
 An image's dead letter replays by re-opening the image in the store (the album goes back to
 publishing, a fresh upload message goes out through the outbox, so a new settle and email
-follow). Anything else (a settled event whose email died, poison) goes back to its work queue
-as a first attempt. Dead letters are removed only after that succeeded.
+follow). An image that has not ended (left `uploading`, `queued` or `retrying` when the
+delivery limit dead-lettered its message) has nothing to re-open: it gets a fresh upload
+message, or it would wait for ever once its letter is gone. Anything else (a settled event
+whose email died, poison) goes back to its work queue as a first attempt. Dead letters are
+removed only after that succeeded.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from shared import topology
+from shared import messages, topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
@@ -30,10 +33,15 @@ class Replayer:
         return DeadLetterQueue(self._url, QUEUES[name])
 
     def retry_album(self, album_id: str) -> int:
-        """Queue the album's failed images again; returns how many were re-opened."""
+        """Queue the album's failed images again; returns how many were re-opened. Its dead
+        letters go as a replay would send them (an unfinished image's is sent again)."""
         rows = self._store.reopen_failed(album_id)
         self._outbox.publish(rows)
-        self.queue().take(lambda letter: letter.album_id == album_id)
+        reopened = {_image_id(row.body) for row in rows}
+        dlq = self.queue()
+        dlq.take(lambda letter: letter.album_id == album_id,
+                 before_ack=lambda letters: self._send_back(
+                     dlq, [letter for letter in letters if letter.image_id not in reopened]))
         return len(rows)
 
     def replay(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
@@ -52,6 +60,14 @@ class Replayer:
             else:
                 raw.append(requeue_message(letter, dlq.queue))
         for album_id, image_ids in by_album.items():
-            if not self._outbox.publish(self._store.reopen_failed(album_id, image_ids)):
+            # Unfinished ones first: those re-opened next are unfinished too, and sent once.
+            rows = [*self._store.resend_unfinished(album_id, image_ids),
+                    *self._store.reopen_failed(album_id, image_ids)]
+            if not self._outbox.publish(rows):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         self._outbox.publish_now(raw)
+
+
+def _image_id(body: bytes) -> int | None:
+    message = messages.decode(body)
+    return message.image_id if isinstance(message, messages.ImageUploadRequested) else None
