@@ -252,14 +252,14 @@ class Store:
         image's): the photo is on Facebook, losing its id would lose it. A second photo for
         an image that already has one is logged loudly: it is a duplicate on Facebook.
         """
-        rows = self._end_image(image_id, state=UPLOADED, photo_id=photo_id, error=None,
-                               error_code=None)
-        if not rows:
+        ended, rows = self._end_image(image_id, state=UPLOADED, photo_id=photo_id, error=None,
+                                      error_code=None)
+        if not ended:
             image = self.image(image_id)
-            if image is not None and image.photo_id not in (None, photo_id):
-                log.error("image %s: attempt %s sent photo %s, but the image is already on "
-                          "Facebook as photo %s: a duplicate photo to remove by hand",
-                          image_id, attempt, photo_id, image.photo_id)
+            if image is not None and image.photo_id != photo_id:
+                log.error("image %s: attempt %s sent photo %s, but the image is already %s "
+                          "(photo %s): a duplicate photo on Facebook, to remove by hand",
+                          image_id, attempt, photo_id, image.state, image.photo_id)
         return rows
 
     def record_failed(self, image_id: int, reason: str, code: int | None,
@@ -273,15 +273,16 @@ class Store:
         """
         extra = [dead_letter] if dead_letter is not None else []
         return self._end_image(image_id, extra, stop_album, _in_attempt(attempt), state=FAILED,
-                               photo_id=None, error=reason, error_code=code)
+                               photo_id=None, error=reason, error_code=code)[1]
 
     def _end_image(self, image_id: int, extra: Sequence[Outgoing] = (), stop_album: bool = False,
                    only: Sequence[ColumnElement[bool]] = (),
-                   **values: Any) -> list[OutboxMessage]:
+                   **values: Any) -> tuple[bool, list[OutboxMessage]]:
+        """Whether the image ended now, and the outbox rows written with it."""
         with self._tx() as s:
             album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
             if album_id is None:
-                return []
+                return False, []
             album = s.get(Album, album_id, with_for_update=True)
             result = s.execute(update(Image)
                                .where(Image.id == image_id, Image.state.not_in(TERMINAL), *only)
@@ -289,7 +290,7 @@ class Store:
                                        **values))
             ended = cast(CursorResult[Any], result).rowcount
             if not ended or album is None:
-                return []
+                return False, []
             if stop_album:
                 s.execute(update(Image).where(Image.album_id == album_id,
                                               Image.state.in_((QUEUED, RETRYING)))
@@ -298,7 +299,7 @@ class Store:
                                   error_code=values["error_code"]))
             rows = [_row(message) for message in extra]
             s.add_all(rows)
-            return rows + _settle_if_ended(s, album)
+            return True, rows + _settle_if_ended(s, album)
 
     def reopen_failed(self, album_id: str,
                       image_ids: Collection[int] | None = None) -> list[OutboxMessage]:

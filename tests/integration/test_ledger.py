@@ -79,6 +79,17 @@ def test_a_stale_attempts_photo_is_recorded_and_a_second_photo_logged(store, cap
                if r.levelno >= logging.ERROR)
 
 
+def test_a_stale_attempts_photo_for_an_image_that_failed_meanwhile_is_logged(store, caplog):
+    _, (image,) = new_album(store, 1)
+    store.start_attempt(image)
+    age_image(store, image)
+    store.start_attempt(image)
+    store.record_failed(image, "not found in the bucket", 404, attempt=2)
+    with caplog.at_level(logging.ERROR):
+        store.record_uploaded(image, "p1", attempt=1)
+    assert any("p1" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
 def test_the_relay_takes_rows_by_the_databases_clock(store, monkeypatch):
     album_id, _ = new_album(store, 1)
     ahead = utcnow() + timedelta(minutes=3)
