@@ -478,6 +478,9 @@ def _lost(s: Session, now: datetime, quiet_for: timedelta,
     """Images whose message is gone; the rule is explained in services/uploader/sweeper.py."""
     entered = func.coalesce(Image.queued_at, Image.updated_at)
     waited = (Image.state.in_((QUEUED, RETRYING))) & (entered < now - quiet_for)
+    # An attempt in doubt sends its copies round the wait tiers (busy) until its window ends.
+    waited &= or_(Image.in_doubt.is_not(True),
+                  Image.attempt_started_at < now - in_flight_window - quiet_for)
     # The newest queue entry already taken, among attempts started within `quiet_for`.
     passed = s.scalar(select(func.max(entered)).where(
         Image.attempt_started_at > now - quiet_for, entered <= Image.attempt_started_at))

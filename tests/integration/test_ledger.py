@@ -144,6 +144,17 @@ def test_a_stuck_uploading_image_is_sent_again_once_its_window_passed(store):
     assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == []
 
 
+def test_an_attempt_in_doubt_is_not_lost_before_its_window_passed(store):
+    album_id, (image,) = new_album(store, 1)
+    store.start_attempt(image, timedelta(seconds=30), WINDOW)
+    store.record_retrying(image, "read timeout", None, timedelta(0), attempt=1, in_doubt=True)
+    # Its copies go round the wait tiers (busy) meanwhile, without touching the image.
+    quiet = timedelta(milliseconds=-1)
+    assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == []
+    age_image(store, image)
+    assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == [image]
+
+
 def test_a_steady_backlog_is_not_sent_again_but_what_it_passed_is(store):
     album_id, (lost, *backlog) = new_album(store, 6)
     long_ago = utcnow() - timedelta(minutes=30)
