@@ -181,7 +181,6 @@ class Store:
         know.
         """
         with self._tx() as s:
-            now = _now(s)
             album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
             # The album's row lock first, then the image's: the order _end_image takes them.
             album = s.get(Album, album_id, with_for_update=True) if album_id else None
@@ -192,6 +191,7 @@ class Store:
                 return Start(None, 0.0)
             if _stale(image, fence, message_id):
                 return Start(None, 0.0, stale=True)
+            now = _now(s)  # not before: a duplicate of an ended image costs one query less
             busy_until = _busy_until(image, now, in_flight_window)
             if busy_until > now:
                 return Start(None, (busy_until - now).total_seconds(), fence=image.attempts)
