@@ -9,6 +9,7 @@ import sys
 from datetime import timedelta
 
 from shared import process_pool, s3, topology
+from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
@@ -34,7 +35,8 @@ def consume(settings: UploaderSettings) -> None:
     publisher = Publisher(settings.amqp_url)
     outbox = Outbox(store, publisher)
     outbox.start_relay(stop)
-    LostMessageSweeper(store, outbox, timedelta(seconds=settings.lost_message_after_s),
+    ready = functools.partial(broker.ready_count, settings.amqp_url, topology.IMAGE_UPLOADS.name)
+    LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s),
                        in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
     graph = GraphClient(settings.graph_api_url, settings.graph_api_version,

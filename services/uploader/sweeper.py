@@ -17,9 +17,11 @@ an empty queue (`LOST_MESSAGE_AFTER_S` is `lost_after` below):
   the attempts started in the last `lost_after`, the newest queue entry taken; every image
   that entered the queue more than `lost_after` before that, and waited `lost_after`, is lost.
   A backlog of 10,000 is never doubled: the queue has not reached its messages yet.
-- If no attempt started at all for `lost_after`, nothing is ahead of a waiting image in the
-  queue (the queue is idle, or holds only what cannot be taken): every image that waited
-  `lost_after` is lost.
+- If no attempt started at all for `lost_after`, the store cannot tell a lost message from a
+  stalled consumer (the pauses after a store outage, an open circuit breaker): only then is
+  the broker asked. If the work queue holds nothing ready, every image that waited
+  `lost_after` is lost; if it holds messages, nothing is (its backlog is not doubled), and the
+  rule above takes over once the consumer moves again.
 - An `uploading` image is lost once its lease lapsed (no live uploader renews it) and its
   attempt can no longer reach Facebook (attempt start + Graph timeout + margin) plus
   `lost_after`: its message, if it still existed, would have come back by then. The next
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 from shared.outbox import Outbox
@@ -45,20 +48,29 @@ log = logging.getLogger(__name__)
 
 
 class LostMessageSweeper:
-    def __init__(self, store: Store, outbox: Outbox, lost_after: timedelta,
-                 in_flight_window: timedelta) -> None:
+    def __init__(self, store: Store, outbox: Outbox, ready_count: Callable[[], int],
+                 lost_after: timedelta, in_flight_window: timedelta) -> None:
         self._store = store
         self._outbox = outbox
+        self._ready_count = ready_count
         self._lost_after = lost_after
         self._in_flight_window = in_flight_window
 
     def sweep_once(self) -> int:
         """Send again the messages of images found lost; how many were sent."""
-        rows = self._store.requeue_lost(self._lost_after, self._in_flight_window)
+        rows = self._store.requeue_lost(self._lost_after, self._in_flight_window,
+                                        queue_empty=self._queue_empty())
         if rows:
             log.warning("%d images had no message left in the broker; sent again", len(rows))
             self._outbox.publish(rows)
         return len(rows)
+
+    def _queue_empty(self) -> bool:
+        try:
+            return self._ready_count() == 0
+        except Exception:  # the broker is away: assume it still holds their messages
+            log.warning("could not count the work queue's messages", exc_info=True)
+            return False
 
     def run(self, stop: threading.Event, every_s: float) -> None:
         while not stop.wait(every_s):

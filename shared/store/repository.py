@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, delete, false, func, or_, select, text, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -203,14 +203,15 @@ class Store:
                          fence=image.attempts)
 
     def requeue_lost(self, quiet_for: timedelta, in_flight_window: timedelta = timedelta(0),
-                     limit: int = 500) -> list[OutboxMessage]:
+                     limit: int = 500, queue_empty: bool = True) -> list[OutboxMessage]:
         """A new upload message for each image whose message is gone (see
-        `services/uploader/sweeper.py` for the rule), decided from the store alone. Each one
-        found is touched, so that it is not sent again before it is quiet again."""
+        `services/uploader/sweeper.py` for the rule). `queue_empty`: the work queue holds
+        nothing ready, which counts only while no attempt starts at all. Each one found is
+        touched, so that it is not sent again before it is quiet again."""
         with self._tx() as s:
             now = _now(s)
             images = list(s.scalars(
-                select(Image).where(_lost(s, now, quiet_for, in_flight_window))
+                select(Image).where(_lost(s, now, quiet_for, in_flight_window, queue_empty))
                 .order_by(Image.id).limit(limit).with_for_update(skip_locked=True)))
             for image in images:
                 if image.state == UPLOADING:  # its attempt died and can no longer land
@@ -473,8 +474,8 @@ def _in_attempt(attempt: int | None) -> tuple[ColumnElement[bool], ...]:
     return () if attempt is None else (Image.attempts == attempt,)
 
 
-def _lost(s: Session, now: datetime, quiet_for: timedelta,
-          in_flight_window: timedelta) -> ColumnElement[bool]:
+def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: timedelta,
+          queue_empty: bool) -> ColumnElement[bool]:
     """Images whose message is gone; the rule is explained in services/uploader/sweeper.py."""
     entered = func.coalesce(Image.queued_at, Image.updated_at)
     waited = (Image.state.in_((QUEUED, RETRYING))) & (entered < now - quiet_for)
@@ -484,9 +485,13 @@ def _lost(s: Session, now: datetime, quiet_for: timedelta,
     # The newest queue entry already taken, among attempts started within `quiet_for`.
     passed = s.scalar(select(func.max(entered)).where(
         Image.attempt_started_at > now - quiet_for, entered <= Image.attempt_started_at))
-    # Nothing taken for that long: no waiting image's message is left ahead in the queue.
-    # Otherwise, a message that entered `quiet_for` after theirs was taken: theirs are gone.
-    behind = waited if passed is None else waited & (entered < passed - quiet_for)
+    if passed is None:
+        # Nothing taken for that long. An empty queue has none of their messages left; one
+        # that holds messages waits for a stalled consumer (a store outage's pauses, an open
+        # breaker), and sending its whole backlog again would double it.
+        behind = waited if queue_empty else false()
+    else:  # a message that entered `quiet_for` after theirs was taken: theirs are gone
+        behind = waited & (entered < passed - quiet_for)
     stuck = ((Image.state == UPLOADING)
              & or_(Image.lease_until.is_(None), Image.lease_until < now)
              & (Image.attempt_started_at < now - in_flight_window - quiet_for))

@@ -2,15 +2,18 @@
 (lost by the broker, or dead-lettered while the image was uploading) is sent again, decided
 from the store alone, so also under a steady backlog, which is not doubled."""
 
+import functools
 import threading
 import time
 import uuid
 from datetime import timedelta
 
+import pika
 import pytest
 
 from services.uploader.sweeper import LostMessageSweeper
 from shared import messages, topology
+from shared.broker import connection as broker
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
 
@@ -26,7 +29,8 @@ WINDOW = timedelta(seconds=0.3)
 @pytest.fixture()
 def sweeper(sqlite_store, amqp_url, work_queue):
     publisher = Publisher(amqp_url)
-    yield LostMessageSweeper(sqlite_store, Outbox(sqlite_store, publisher), QUIET, WINDOW)
+    ready = functools.partial(broker.ready_count, amqp_url, work_queue)
+    yield LostMessageSweeper(sqlite_store, Outbox(sqlite_store, publisher), ready, QUIET, WINDOW)
     publisher.close()
 
 
@@ -72,6 +76,20 @@ def test_under_a_steady_backlog_only_what_the_queue_went_past_is_sent_again(
     time.sleep(QUIET.total_seconds() + 0.1)
     sqlite_store.start_attempt(later)  # still busy with the backlog, which waited QUIET too
     assert sweeper.sweep_once() == 0
+
+
+def test_a_stalled_consumer_with_a_backlog_has_nothing_sent_again(sqlite_store, sweeper,
+                                                                   amqp_url, work_queue):
+    # Nothing was taken for a while (the consumer pauses after a store outage) and the queue
+    # still holds messages: sending every waiting image again would double the backlog.
+    lost_album(sqlite_store, 3)
+    time.sleep(QUIET.total_seconds() + 0.1)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    connection.channel().basic_publish("", work_queue, b"a message of the backlog")
+    connection.close()
+    assert sweeper.sweep_once() == 0
+    get_all(amqp_url, work_queue)  # the queue empties: now their messages are known gone
+    assert sweeper.sweep_once() == 3
 
 
 def test_an_uploading_image_whose_message_was_dead_lettered_is_sent_again(
