@@ -18,11 +18,13 @@ from typing import Any, cast
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from shared import messages, topology
 from shared.outgoing import Outgoing
+from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
+from shared.store.fb_album_claim import decide_claim
 from shared.store.tables import (
     BUSY,
     DONE,
@@ -290,15 +292,30 @@ class Store:
             return _claim_fb_album(album, stale_after) if album else FbAlbumClaim(None, False,
                                                                                    False)
 
-    def release_fb_album_claim(self, album_id: str) -> None:
+    def release_fb_album_claim(self, album_id: str, uncertain: bool = False) -> None:
+        """The claimer's create failed. Surely not made: the next claimer creates at once.
+        `uncertain` (no answer: it may have been made): the claim is kept, with its time, so
+        that the album is looked for before another is created, and created only once the
+        claim lapsed (`fb_album_claim.decide_claim`)."""
+        values: dict[str, Any] = ({"fb_album_create_uncertain": True} if uncertain else
+                                  {"fb_album_claimed_at": None,
+                                   "fb_album_create_uncertain": None})
         with self._tx() as s:
             s.execute(update(Album).where(Album.id == album_id, Album.fb_album_id.is_(None))
-                      .values(fb_album_claimed_at=None))
+                      .values(**values))
 
-    def set_fb_album(self, album_id: str, fb_album_id: str) -> None:
+    def set_fb_album(self, album_id: str, fb_album_id: str) -> str:
+        """Record the album's Facebook album, unless one is recorded already: the first writer
+        wins, so that a late create cannot move the album's later photos elsewhere. Returns
+        the recorded one (the caller's, or the one it must adopt)."""
         with self._tx() as s:
-            s.execute(update(Album).where(Album.id == album_id)
-                      .values(fb_album_id=fb_album_id))
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None:
+                raise LookupError(f"album {album_id} is not in the store")
+            if not album.fb_album_id:
+                album.fb_album_id = fb_album_id
+                album.fb_album_create_uncertain = None
+            return album.fb_album_id
 
     # -- the outbox ----------------------------------------------------------------------------
 
@@ -392,14 +409,17 @@ def _images(s: Session, album_id: str) -> list[Image]:
 
 
 def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
-    """The caller holds the album's row lock."""
-    if album.fb_album_id:
-        return FbAlbumClaim(album.fb_album_id, False, False)
-    claimed = album.fb_album_claimed_at
-    if claimed is not None and claimed > utcnow() - stale_after:
-        return FbAlbumClaim(None, False, False)
-    album.fb_album_claimed_at = utcnow()
-    return FbAlbumClaim(None, True, claimed is not None)
+    """The caller holds the album's row lock. Claim times are the database's: a claim made on
+    one host is judged stale on another."""
+    session = object_session(album)
+    assert session is not None, "the album must be loaded in the caller's transaction"
+    now = session.scalar(select(utc_now()))
+    assert now is not None
+    claim = decide_claim(album.fb_album_id, album.fb_album_claimed_at,
+                         bool(album.fb_album_create_uncertain), now, stale_after)
+    if claim.mine:
+        album.fb_album_claimed_at, album.fb_album_create_uncertain = now, None
+    return claim
 
 
 def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:

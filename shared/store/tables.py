@@ -43,7 +43,11 @@ class Album(Base):
     notify_email: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    #: When a worker claimed the creation of the Facebook album, by the database's clock
+    #: (hosts' clocks differ); and whether its create ended without saying if it was made (a
+    #: timeout, a 5xx): then the album is looked for by its mark before another is created.
     fb_album_claimed_at: Mapped[datetime | None]
+    fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     settled_at: Mapped[datetime | None]

@@ -46,6 +46,9 @@ class FbAlbumClaim:
     mine: bool
     #: An earlier claimer never finished: it may have created the album unrecorded.
     taken_over: bool
+    #: Not the caller's: the claimer's create ended without an answer, so the album may exist
+    #: on Facebook unrecorded (look for it by its mark rather than only wait).
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
