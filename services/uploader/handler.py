@@ -253,9 +253,8 @@ class ImageUploader:
         process's threads waiting for it."""
         recorded = self._store.set_fb_album(album_id, fb_album)
         if recorded != fb_album:
-            log.warning("album %s: Facebook album %s was recorded first; the album %s made "
-                        "meanwhile stays empty (delete it on Facebook)", album_id, recorded,
-                        fb_album)
+            log.warning("album %s: Facebook album %s was recorded first; %s stays empty "
+                        "(a stray: delete it on Facebook)", album_id, recorded, fb_album)
         created = self._created_event(album_id)
         created.fb_album_id = recorded
         created.event.set()
