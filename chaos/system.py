@@ -225,9 +225,13 @@ class System:
                              timeout=60)
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    def publish(self, token: str, album: Mapping[str, Any]) -> requests.Response:
+    def publish(self, token: str, album: Mapping[str, Any],
+                idempotency_key: str | None = None) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         return requests.post(f"{self.api_url}/api/albums", json=dict(album), timeout=60,
-                             headers={"Authorization": f"Bearer {token}"})
+                             headers=headers)
 
 
 ALBUM_LINK = re.compile(r"/albums/([0-9a-f]{32})")
