@@ -17,7 +17,8 @@ limit, the dead-letter queues' length) lives in broker policies (`policy_specs`)
 broker applies to existing queues as they change (docs/broker-policies.md).
 
 Names are plain functions of the work queue, so tests and tools derive them instead of repeating
-strings. `declare` is idempotent and every service calls it at start.
+strings. Declaring is idempotent; every service declares at start and on each reconnect
+(through `shared.broker.declarer`).
 """
 
 from __future__ import annotations
