@@ -104,6 +104,8 @@ class System:
         return {
             **os.environ, **BASE_SETTINGS, **settings,
             "AMQP_URL": self.amqp_url,
+            # The node's own management port: the policies go to it, not to a shared broker.
+            "RABBITMQ_MANAGEMENT_URL": f"http://127.0.0.1:{self.node.management_port}",
             "DATABASE_URL": self.db.url(store_port),
             "S3_ENDPOINT_URL": f"http://127.0.0.1:{self.proxies['s3'].port}",
             "S3_BUCKET": self.bucket,

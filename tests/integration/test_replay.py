@@ -26,7 +26,7 @@ DLQ = topology.dead_letter_queue_name(UPLOADS)
 @pytest.fixture()
 def replayer(sqlite_store, amqp_url):
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), (1,), 20)
+    topology.declare(connection.channel(), (1,))
     connection.close()
     for queue in (UPLOADS.name, DLQ):
         get_all(amqp_url, queue)
