@@ -23,8 +23,10 @@ log = logging.getLogger(__name__)
 QUEUE = topology.ALBUM_SETTLED
 #: A claim whose sender never confirmed (it died mid-send) may be taken again after this.
 _CLAIM_STALE = timedelta(minutes=2)
-#: Pauses between tries to record a sent mail while the store is away (about a minute).
-_MARK_PAUSES_S = (0.5, 1, 2, 4, 8, 15, 30)
+#: The first and the longest pause between tries to record a sent mail while the store is away.
+_MARK_PAUSE_S = (0.5, 30.0)
+#: How many times the mark is retried (0.5 s doubling to 30 s: about a minute).
+_MARK_TRIES = 7
 
 
 class Mailer(Protocol):
@@ -33,8 +35,11 @@ class Mailer(Protocol):
 
 class AlbumNotifier:
     def __init__(self, ledger: store.Store, mailer: Mailer, sender: str, app_base_url: str,
-                 policy: tuple[tuple[int, ...], int]) -> None:
+                 policy: tuple[tuple[int, ...], int], *, claim_lease: timedelta = _CLAIM_STALE,
+                 mark_pause_s: tuple[float, float] = _MARK_PAUSE_S) -> None:
         self._store = ledger
+        self._claim_lease = claim_lease
+        self._mark_pause_s = mark_pause_s
         self._mailer = mailer
         self._sender = sender
         self._base_url = app_base_url.rstrip("/")
@@ -48,7 +53,8 @@ class AlbumNotifier:
             log.warning("dead-lettering a poison message: %s", exc)
             return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
                                         attempt)])
-        claim = self._store.claim_notification(event.album_id, event.settle_seq, _CLAIM_STALE)
+        claim = self._store.claim_notification(event.album_id, event.settle_seq,
+                                              self._claim_lease)
         if claim == store.SENT:
             log.info("album %s settle %d already mailed", event.album_id, event.settle_seq)
             return Outcome()
@@ -66,7 +72,9 @@ class AlbumNotifier:
     def _mark_sent(self, event: messages.AlbumSettled) -> None:
         """The mail is out: record it, riding out a short store outage. Raising here would
         leave a claim that goes stale in two minutes and mails the user a second time."""
-        for pause in _MARK_PAUSES_S:
+        first, longest = self._mark_pause_s
+        for n in range(_MARK_TRIES):
+            pause = min(first * 2 ** n, longest)
             try:
                 self._store.mark_notification_sent(event.album_id, event.settle_seq)
                 return
