@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Iterator
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.exc import SQLAlchemyError
 
-from dev.mail_catcher import MailCatcher
+from dev.mail_catcher import GOODBYE, CatchingHandler, Fault, MailCatcher
+from dev.ports import free_port
 from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
 from shared import messages, topology
@@ -24,10 +28,10 @@ POLICY = ((1, 3), 3)
 
 @pytest.fixture
 def notifier(catcher, sqlite_store):
-    def make(store=None):
+    def make(store=None, smtp_port=None, **timing):
         return AlbumNotifier(store or sqlite_store,
-                             SmtpMailer("127.0.0.1", catcher.smtp_port, 5.0),
-                             "albums@localhost", "http://albums.test", POLICY)
+                             SmtpMailer("127.0.0.1", smtp_port or catcher.smtp_port, 5.0),
+                             "albums@localhost", "http://albums.test", POLICY, **timing)
 
     return make
 
@@ -84,3 +88,41 @@ def test_a_store_error_after_the_mail_went_out_sends_no_second_email(notifier, s
     again = deliver(notifier(), dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
     assert first == Outcome() and again == Outcome()
+
+
+class DropAtQuit(CatchingHandler):
+    """Keeps the mail (250 after DATA), then hangs up on QUIT without a word."""
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert server.transport is not None
+        server.transport.close()
+        return GOODBYE  # never reaches the client: the connection is gone
+
+
+@pytest.fixture
+def dropping_relay(catcher) -> Iterator[int]:
+    """An SMTP port that stores into `catcher` and drops the connection at QUIT."""
+    port = free_port()
+    controller = Controller(DropAtQuit(catcher.store, catcher.faults), hostname="127.0.0.1",
+                            port=port, server_hostname="drop-at-quit.local")
+    controller.start()
+    yield port
+    controller.stop(no_assert=True)
+
+
+@pytest.mark.parametrize("goodbye", ["421 4.4.2 closing", "drop"])
+def test_a_mail_the_relay_accepted_is_sent_whatever_quit_brings(notifier, sqlite_store, catcher,
+                                                                goodbye, request):
+    _, email, delivery = settled_album(sqlite_store)
+    if goodbye == "drop":
+        handler = notifier(smtp_port=request.getfixturevalue("dropping_relay"))
+    else:
+        catcher.faults.current = Fault(goodbye, "quit")
+        handler = notifier()
+    first = deliver(handler, delivery)
+    assert len(mails_to(catcher, email)) == 1
+    # Whatever came back (a retry copy, or nothing), the same settle again mails nobody.
+    again = deliver(handler, dataclasses.replace(delivery, redelivered=True))
+    assert len(mails_to(catcher, email)) == 1
+    assert first == Outcome() and again == Outcome()
+
