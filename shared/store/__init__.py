@@ -21,11 +21,18 @@ from shared.store.tables import (
     UPLOADING,
     OutboxMessage,
 )
-from shared.store.views import AlbumView, FbAlbumClaim, ImageView, Start, UserView
+from shared.store.views import (
+    AlbumView,
+    FbAlbumClaim,
+    ImageView,
+    NotificationClaim,
+    Start,
+    UserView,
+)
 
 __all__ = [
     "BUSY", "DONE", "DONE_WITH_FAILURES", "FAILED", "PG_CONNECT_ARGS", "PUBLISHING", "QUEUED",
     "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumView",
-    "FbAlbumClaim", "ImageView", "OutboxMessage", "Start", "Store", "UserView", "hash_token",
-    "make_engine",
+    "FbAlbumClaim", "ImageView", "NotificationClaim", "OutboxMessage", "Start", "Store",
+    "UserView", "hash_token", "make_engine",
 ]
