@@ -4,7 +4,6 @@ however often it is delivered and whatever the store does after the mail went ou
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,9 +19,12 @@ from dev.ports import free_port
 from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
 from shared import messages, topology
+from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer, Delivery, Outcome
+from shared.broker.declarer import TopologyDeclarer
 from shared.broker.publisher import Publisher
 from shared.outgoing import Outgoing
+from shared.settings import CommonSettings
 
 from .helpers import message_count, wait_for
 from .store_blips import BlippingStore, StoreOutage, age_notifications
@@ -163,11 +165,11 @@ def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
     """The store is away for longer than the queue's delivery limit lets a message bounce
     back: the settle must wait in the delay tiers, not end in the dead-letter queue."""
     _, email, delivery = settled_album(sqlite_store)
-    delays, limit = (1,), 2
-    declare = functools.partial(topology.declare, retry_delays=delays, delivery_limit=limit)
+    settings = CommonSettings(amqp_url=own_vhost, retry_delays=(1,), delivery_limit=2)
+    declare_topology(settings)
     handler = notifier(store=StoreOutage(sqlite_store, 8.0), **SHORT)
-    consumer = Consumer(own_vhost, topology.ALBUM_SETTLED.name, handler, 1, on_connect=declare,
-                        grace_s=2)
+    consumer = Consumer(own_vhost, topology.ALBUM_SETTLED.name, handler, 1,
+                        on_connect=TopologyDeclarer.from_settings(settings), grace_s=2)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
