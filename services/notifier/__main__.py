@@ -22,7 +22,8 @@ def main() -> None:
     store.create_schema()
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
     handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
-                            (settings.retry_delays, settings.max_attempts))
+                            (settings.retry_delays, settings.max_attempts),
+                            claim_lease=settings.claim_lease)
     try_apply_policies(settings)
     Consumer(settings.amqp_url, topology.ALBUM_SETTLED.name, handler,
              settings.notifier_concurrency,

@@ -26,6 +26,7 @@ from shared.store.views import (
     Created,
     FbAlbumClaim,
     ImageView,
+    NotificationClaim,
     Start,
     UserView,
 )
@@ -33,6 +34,6 @@ from shared.store.views import (
 __all__ = [
     "BUSY", "DONE", "DONE_WITH_FAILURES", "FAILED", "PG_CONNECT_ARGS", "PUBLISHING", "QUEUED",
     "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumView", "Created",
-    "FbAlbumClaim", "ImageView", "KeyReused", "OutboxMessage", "Start", "Store", "UserView",
-    "hash_token", "make_engine",
+    "FbAlbumClaim", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage", "Start",
+    "Store", "UserView", "hash_token", "make_engine",
 ]

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, DateTime, delete, func, select, text, type_coerce, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
@@ -53,6 +53,7 @@ from shared.store.views import (
     Created,
     FbAlbumClaim,
     ImageView,
+    NotificationClaim,
     Start,
     UserView,
     album_view,
@@ -82,6 +83,7 @@ class Store:
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if sqlite else contextlib.nullcontext())
+        self._db_now = _database_clock(self.engine.dialect.name)
 
     def dispose(self) -> None:
         """Close the pooled connections (a process that forks, or one done with the store)."""
@@ -399,34 +401,63 @@ class Store:
 
     # -- the notifier's ledger -----------------------------------------------------------------
 
-    def claim_notification(self, album_id: str, settle_seq: int, stale: timedelta) -> str:
-        """SEND if the caller should mail this settle now, SENT or BUSY (another is sending).
+    def claim_notification(self, album_id: str, settle_seq: int,
+                           lease: timedelta) -> NotificationClaim:
+        """SEND (with a new claim id) if the caller should mail this settle now; SENT; or BUSY
+        while another sender's claim, taken less than `lease` ago, holds.
 
-        A claim nobody confirmed within `stale` (its sender died) can be taken again.
+        A claim nobody confirmed within `lease` (its sender died) can be taken again; the
+        database's clock times it, so notifiers on hosts whose clocks differ agree.
         """
         with self._tx() as s:
+            now = self._now(s)
             row = s.get(Notification, (album_id, settle_seq), with_for_update=True)
+            claim_id = uuid.uuid4().hex
             if row is None:
-                s.add(Notification(album_id=album_id, settle_seq=settle_seq))
-                return SEND
+                s.add(Notification(album_id=album_id, settle_seq=settle_seq, claimed_at=now,
+                                   claim_id=claim_id))
+                return NotificationClaim(SEND, claim_id)
             if row.sent_at is not None:
-                return SENT
-            if row.claimed_at > utcnow() - stale:
-                return BUSY
-            row.claimed_at = utcnow()
-            return SEND
+                return NotificationClaim(SENT)
+            if row.claimed_at > now - lease:
+                return NotificationClaim(BUSY)
+            row.claimed_at, row.claim_id = now, claim_id
+            return NotificationClaim(SEND, claim_id)
 
-    def mark_notification_sent(self, album_id: str, settle_seq: int) -> None:
+    def mark_notification_sent(self, album_id: str, settle_seq: int, claim_id: str) -> bool:
+        """Record the mail sent under `claim_id`; False (nothing recorded) if that claim is no
+        longer the current one: another sender took it over and answers for the email now.
+        Marking twice is harmless (a retry after a commit whose answer was lost)."""
         with self._tx() as s:
-            s.execute(update(Notification).where(Notification.album_id == album_id,
-                                                 Notification.settle_seq == settle_seq)
-                      .values(sent_at=utcnow()))
+            row = s.get(Notification, (album_id, settle_seq), with_for_update=True)
+            if row is None or row.claim_id != claim_id:
+                return False
+            if row.sent_at is None:
+                row.sent_at = self._now(s)
+            return True
 
-    def release_notification(self, album_id: str, settle_seq: int) -> None:
+    def release_notification(self, album_id: str, settle_seq: int, claim_id: str) -> bool:
+        """Give up claim `claim_id` (its mail was not sent), so the next attempt need not wait
+        for it to lapse; False if that claim is no longer the current one."""
         with self._tx() as s:
-            s.execute(delete(Notification).where(Notification.album_id == album_id,
-                                                 Notification.settle_seq == settle_seq,
-                                                 Notification.sent_at.is_(None)))
+            result = s.execute(delete(Notification).where(
+                Notification.album_id == album_id, Notification.settle_seq == settle_seq,
+                Notification.claim_id == claim_id, Notification.sent_at.is_(None)))
+            return cast(CursorResult[Any], result).rowcount == 1
+
+    def _now(self, s: Session) -> datetime:
+        """The database's clock (see _database_clock)."""
+        now = s.scalar(select(self._db_now))
+        assert now is not None  # a clock always answers
+        return now
+
+
+def _database_clock(dialect: str) -> ColumnElement[datetime]:
+    """The database's current time as naive UTC, like every time the store keeps."""
+    if dialect == "postgresql":
+        return type_coerce(func.timezone("UTC", func.now()), DateTime)
+    # SQLite's CURRENT_TIMESTAMP keeps whole seconds only.
+    return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f", "now"), DateTime)
 
 
 def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,

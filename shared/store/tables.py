@@ -104,8 +104,16 @@ class OutboxMessage(Base):
 
 
 class Notification(Base):
+    """One settle's email: claimed by one notifier at a time, then marked sent."""
+
     __tablename__ = "notifications"
     album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), primary_key=True)
     settle_seq: Mapped[int] = mapped_column(primary_key=True)
+    #: When the current claim was taken, by the database's clock (the notifiers' hosts may
+    #: disagree with each other; the store's clock is the one they share).
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The current claim's id, its fencing token: only the sender holding it may mark the mail
+    #: sent or release the claim, so a sender whose claim lapsed cannot touch the next one's.
+    #: (NULL on a claim taken before claims had ids: nobody holds it.)
+    claim_id: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None]

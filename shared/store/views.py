@@ -84,3 +84,12 @@ def album_view(album: Album, images: Sequence[Image]) -> AlbumView:
     return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
                      album.fb_album_id, album.settle_seq, album.created_at,
                      tuple(image_view(i) for i in images))
+
+
+@dataclass(frozen=True)
+class NotificationClaim:
+    """What a notifier may do about one settle's email: SEND it (holding `claim_id`, the token
+    its mark or release must show), nothing (SENT), or wait for another sender (BUSY)."""
+
+    state: str
+    claim_id: str | None = None

@@ -161,15 +161,3 @@ def test_a_dead_attempt_may_reach_facebook_until_its_request_would_time_out(stor
     store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
     busy = store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
     assert busy.attempt is None and busy.busy_for > 55
-
-
-def test_a_settle_is_mailed_once(store):
-    _, album_id, _ = new_album(store, 1)
-    stale = timedelta(minutes=2)
-    assert store.claim_notification(album_id, 1, stale) == store_module.SEND
-    assert store.claim_notification(album_id, 1, stale) == store_module.BUSY
-    store.mark_notification_sent(album_id, 1)
-    assert store.claim_notification(album_id, 1, stale) == store_module.SENT
-    assert store.claim_notification(album_id, 2, stale) == store_module.SEND
-    store.release_notification(album_id, 2)
-    assert store.claim_notification(album_id, 2, stale) == store_module.SEND
