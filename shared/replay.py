@@ -4,9 +4,11 @@ An image's dead letter replays by re-opening the image in the store (the album g
 publishing, a fresh upload message goes out through the outbox, so a new settle and email
 follow). An image that has not ended (left `uploading`, `queued` or `retrying` when the
 delivery limit dead-lettered its message) has nothing to re-open: it gets a fresh upload
-message, or it would wait for ever once its letter is gone. Anything else (a settled event
-whose email died, poison) goes back to its work queue as a first attempt. Dead letters are
-removed only after that succeeded.
+message, or it would wait for ever once its letter is gone (should its message exist after
+all, the copy that comes second is a stale duplicate: `shared/fencing.py`). Anything else (a
+settled event whose email died, poison) goes back to its work queue as a first attempt. Dead
+letters are removed only after that succeeded. A letter whose image has ended since (the album
+page retried it, and it was uploaded) is stale: replaying it sends nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from shared import messages, topology
+from shared import topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
@@ -33,15 +35,14 @@ class Replayer:
         return DeadLetterQueue(self._url, QUEUES[name])
 
     def retry_album(self, album_id: str) -> int:
-        """Queue the album's failed images again; returns how many were re-opened. Its dead
-        letters go as a replay would send them (an unfinished image's is sent again)."""
+        """Queue the album's failed images again; returns how many were re-opened.
+
+        The store knows which images failed, so this reads no dead letters: a request must not
+        walk a queue of every album's letters. The album's letters stay until the CLI purges
+        them or replays them, and then they are stale: `reopen_failed` re-opens only images
+        still failed, so a letter of an image retried since sends nothing."""
         rows = self._store.reopen_failed(album_id)
-        self._outbox.publish(rows)
-        reopened = {_image_id(row.body) for row in rows}
-        dlq = self.queue()
-        dlq.take(lambda letter: letter.album_id == album_id,
-                 before_ack=lambda letters: self._send_back(
-                     dlq, [letter for letter in letters if letter.image_id not in reopened]))
+        self._outbox.publish_committed(rows)  # re-opened is committed: the relay finishes
         return len(rows)
 
     def replay(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
@@ -67,7 +68,3 @@ class Replayer:
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         self._outbox.publish_now(raw)
 
-
-def _image_id(body: bytes) -> int | None:
-    message = messages.decode(body)
-    return message.image_id if isinstance(message, messages.ImageUploadRequested) else None

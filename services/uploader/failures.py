@@ -72,6 +72,25 @@ class AlbumBeingCreated(Exception):
     """Another worker is creating this album on Facebook; try the image again shortly."""
 
 
+class DuplicateNotFound(Exception):
+    """Facebook answered 506 (a duplicate post: it has this photo already), yet reading the
+    album back by the photo's mark did not find it: it may be listed later, so try again."""
+
+
+#: What a Graph answer of these kinds says: the request was refused, nothing was made.
+_REFUSED_KINDS = frozenset({FailureKind.THROTTLED, FailureKind.AUTH, FailureKind.PERMANENT})
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """Whether a failed Graph write may still have been done: the answer was lost (a timeout,
+    a connection cut after sending) or is no verdict (a 5xx, a transient Graph error)."""
+    if isinstance(exc, GraphNetworkError):
+        return exc.request_sent
+    if isinstance(exc, GraphError):
+        return _classify_graph(exc).kind not in _REFUSED_KINDS
+    return isinstance(exc, NETWORK_ERRORS)
+
+
 def classify(exc: BaseException) -> Failure:
     """The kind of failure `exc` is, with a reason fit to show the user, and whether the
     request may still take effect at Facebook (`in_doubt`)."""
@@ -82,36 +101,18 @@ def classify(exc: BaseException) -> Failure:
 
 
 def _in_doubt(exc: BaseException) -> bool:
-    """Facebook may have the request: the connection broke after it was opened (a read
-    timeout, a reset), or an answer says nothing of the outcome (a 5xx, a 2xx we could not
-    read). A connection never opened sent nothing."""
-    if isinstance(exc, GraphNetworkError):
-        return not _never_connected(exc)
-    if isinstance(exc, GraphError):
-        status = exc.http_status
-        return status is None or status >= 500 or 200 <= status < 300
-    return False
-
-
-def _never_connected(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, (requests.ConnectTimeout, urllib3.exceptions.NewConnectionError,
-                             urllib3.exceptions.ConnectTimeoutError)):
-            return True
-        if isinstance(seen, urllib3.exceptions.MaxRetryError) and seen.reason is not None:
-            seen = seen.reason
-            continue
-        cause = seen.__cause__ or seen.__context__
-        if cause is None and seen.args and isinstance(seen.args[0], BaseException):
-            cause = seen.args[0]
-        seen = cause
-    return False
+    """A Graph call that may still take effect (`may_have_landed`): the next attempt must not
+    read the album back before it no longer can. S3 and local failures reach no Facebook."""
+    return isinstance(exc, GraphError) and may_have_landed(exc)
 
 
 def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, AlbumBeingCreated):
         return Failure(FailureKind.TRANSIENT, "the album is being created on Facebook", None)
+    if isinstance(exc, DuplicateNotFound):
+        return Failure(FailureKind.TRANSIENT,
+                       "Facebook says this photo is already posted (code 506), "
+                       "but it is not in the album yet", 506)
     if isinstance(exc, GraphNetworkError):
         return Failure(FailureKind.TRANSIENT, f"could not reach Facebook: {exc.message}", None)
     if isinstance(exc, GraphError):

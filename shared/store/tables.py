@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, LargeBinary, String, Text
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from shared.outgoing import Outgoing
+from shared.store.db_clock import utc_now
 
 PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
 QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
@@ -23,35 +21,6 @@ SEND, SENT, BUSY = "send", "sent", "busy"
 def utcnow() -> datetime:
     # Naive UTC throughout: SQLite keeps no zone, and both stores must compare alike.
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-class db_now(FunctionElement[datetime]):  # noqa: N801 (an SQL function, named as one)
-    """The database's clock, naive UTC like every stored time.
-
-    Leases, in-flight windows, quiet times and the relay's claims are compared across hosts:
-    one whose clock is a few minutes off would take an image still in flight. So the times
-    they compare are taken from the one clock all processes share, the database's.
-    """
-
-    type = DateTime()
-    inherit_cache = True
-
-
-@compiles(db_now, "postgresql")
-def _db_now_postgresql(_element: db_now, _compiler: SQLCompiler, **_kw: Any) -> str:
-    # now() is a timestamptz: in UTC, without its zone, it compares with the stored times.
-    return "(now() AT TIME ZONE 'UTC')"
-
-
-@compiles(db_now, "sqlite")
-def _db_now_sqlite(_element: db_now, _compiler: SQLCompiler, **_kw: Any) -> str:
-    # CURRENT_TIMESTAMP has whole seconds only; this is SQLAlchemy's own text form (UTC).
-    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
-
-
-@compiles(db_now)
-def _db_now_default(_element: db_now, _compiler: SQLCompiler, **_kw: Any) -> str:
-    return "CURRENT_TIMESTAMP"
 
 
 class Base(DeclarativeBase):
@@ -75,10 +44,29 @@ class Album(Base):
     notify_email: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    #: When a worker claimed the creation of the Facebook album, by the database's clock
+    #: (hosts' clocks differ); and whether its create ended without saying if it was made (a
+    #: timeout, a 5xx): then the album is looked for by its mark before another is created.
     fb_album_claimed_at: Mapped[datetime | None]
+    fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     settled_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """The album a user's POST with an Idempotency-Key created. The primary key makes the key
+    unique per user, so of two requests racing with one key only the first commits an album.
+    Kept as long as the album (albums are never deleted): well past the 24 h a client may
+    retry in."""
+
+    __tablename__ = "idempotency_keys"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"))
+    #: sha256 of the album asked for: the same key with another album is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Image(Base):
@@ -106,8 +94,8 @@ class Image(Base):
     attempt_message_id: Mapped[str | None] = mapped_column(String(64))
     #: When the image's current upload message entered the work queue (written, or back from
     #: its retry tier): where it stands in the queue, for the sweeper.
-    queued_at: Mapped[datetime | None] = mapped_column(default=db_now())
-    updated_at: Mapped[datetime] = mapped_column(default=db_now(), onupdate=db_now())
+    queued_at: Mapped[datetime | None] = mapped_column(default=utc_now())
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now(), onupdate=utc_now())
 
 
 class OutboxMessage(Base):
@@ -119,7 +107,7 @@ class OutboxMessage(Base):
     message_id: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=db_now())
+    created_at: Mapped[datetime] = mapped_column(default=utc_now())
     published_at: Mapped[datetime | None] = mapped_column(index=True)
     claimed_until: Mapped[datetime | None]
 
@@ -129,8 +117,16 @@ class OutboxMessage(Base):
 
 
 class Notification(Base):
+    """One settle's email: claimed by one notifier at a time, then marked sent."""
+
     __tablename__ = "notifications"
     album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), primary_key=True)
     settle_seq: Mapped[int] = mapped_column(primary_key=True)
+    #: When the current claim was taken, by the database's clock (the notifiers' hosts may
+    #: disagree with each other; the store's clock is the one they share).
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The current claim's id, its fencing token: only the sender holding it may mark the mail
+    #: sent or release the claim, so a sender whose claim lapsed cannot touch the next one's.
+    #: (NULL on a claim taken before claims had ids: nobody holds it.)
+    claim_id: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None]

@@ -18,7 +18,13 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from services.uploader.failures import Failure, FailureKind, classify
+from services.uploader.failures import (
+    DuplicateNotFound,
+    Failure,
+    FailureKind,
+    classify,
+    may_have_landed,
+)
 from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
 
 TRANSIENT = FailureKind.TRANSIENT
@@ -131,21 +137,11 @@ def test_network_and_io_errors_are_transient(exc: BaseException) -> None:
     assert failure.reason
 
 
-def _network_error(cause: BaseException) -> GraphNetworkError:
-    try:
-        raise GraphNetworkError("could not complete the Graph API call") from cause
-    except GraphNetworkError as exc:
-        return exc
-
-
 @pytest.mark.parametrize(("exc", "in_doubt"), [
-    (_network_error(requests.ReadTimeout("read timed out")), True),
-    (_network_error(requests.ConnectionError(urllib3.exceptions.ProtocolError(
-        "Connection aborted.", ConnectionResetError(104, "reset")))), True),
-    (_network_error(requests.ConnectTimeout("connect timed out")), False),
-    (_network_error(requests.ConnectionError(urllib3.exceptions.MaxRetryError(
-        None, "/x", urllib3.exceptions.NewConnectionError(  # type: ignore[arg-type]
-            None, "refused")))), False),
+    (GraphNetworkError("read timed out"), True),
+    (GraphNetworkError("connection reset after sending"), True),
+    (GraphNetworkError("connect timed out", request_sent=False), False),
+    (GraphNetworkError("connection refused", request_sent=False), False),
     (graph(None, 502), True),
     (graph(2, 500), True),
     (graph(None, 200), True),
@@ -286,3 +282,31 @@ def test_waiting_for_another_worker_to_create_the_album_is_transient() -> None:
     from services.uploader.failures import AlbumBeingCreated
 
     assert classify(AlbumBeingCreated("a1")).kind is FailureKind.TRANSIENT
+
+
+# Whether a failed create may still have been made -------------------------------------------
+
+MAY_HAVE_LANDED_CASES = [
+    (GraphNetworkError("timed out waiting for the response"), True),
+    (GraphNetworkError("connection refused", request_sent=False), False),
+    (graph(None, 502, "HTTP 502 Bad Gateway"), True),
+    (graph(2, 500, is_transient=True), True),
+    (graph(1, 500), True),
+    (graph(613, 400), False),
+    (graph(190, 400), False),
+    (graph(100, 400), False),
+    (graph(None, 429), False),
+    (requests.ReadTimeout("read timed out"), True),
+    (ValueError("bug"), False),
+]
+
+
+@pytest.mark.parametrize(("exc", "landed"), MAY_HAVE_LANDED_CASES)
+def test_may_have_landed(exc: BaseException, landed: bool) -> None:
+    assert may_have_landed(exc) is landed
+
+
+def test_a_duplicate_not_found_says_what_happened() -> None:
+    failure = classify(DuplicateNotFound(7))
+    assert failure.kind is TRANSIENT and failure.code == 506
+    assert "already posted" in failure.reason and "refused" not in failure.reason
