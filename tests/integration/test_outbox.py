@@ -3,13 +3,16 @@
 import uuid
 from datetime import timedelta
 
+import pika
 import pytest
 
 from shared import messages
+from shared.broker.errors import BrokerError, Refused, Unroutable
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
+from shared.outgoing import Outgoing
 
-from .helpers import get_all
+from .helpers import get_all, message_count
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +63,53 @@ def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(store, amqp
     assert store.unpublished_count() == 0
     bodies = [messages.decode(body) for _, body in get_all(amqp_url, work_queue)]
     assert sorted(b.key for b in bodies) == [user.prefix + "a", user.prefix + "b"]
+
+
+# -- one refused row in a batch (issue 9, case 6) ---------------------------------------------
+
+EXCHANGE = "outbox-test"
+GOOD, FULL, NOWHERE = "good", "full", "nowhere"
+
+
+@pytest.fixture()
+def refusing_url(broker, make_vhost):
+    """A vhost of its own with an exchange that routes GOOD to a queue that takes everything,
+    FULL to a queue that refuses everything (max length 0, reject-publish: the broker nacks),
+    and NOWHERE to no queue (the message comes back unroutable)."""
+    url = broker.url(make_vhost())
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        channel.exchange_declare(EXCHANGE, "direct", durable=True)
+        channel.queue_declare(GOOD, durable=True)
+        channel.queue_declare(FULL, durable=True, arguments={"x-max-length": 0,
+                                                             "x-overflow": "reject-publish"})
+        channel.queue_bind(GOOD, EXCHANGE, GOOD)
+        channel.queue_bind(FULL, EXCHANGE, FULL)
+    finally:
+        connection.close()
+    return url
+
+
+def test_the_publisher_tells_each_messages_own_outcome(refusing_url):
+    publisher = Publisher(refusing_url)
+    try:
+        results = publisher.publish_each(
+            [Outgoing(EXCHANGE, key, b"x") for key in (GOOD, NOWHERE, FULL, GOOD)], timeout=5)
+    finally:
+        publisher.close()
+    assert results[0] is None and results[3] is None
+    assert isinstance(results[1], Unroutable)
+    assert isinstance(results[2], Refused) and not isinstance(results[2], Unroutable)
+    assert message_count(refusing_url, GOOD) == 2
+
+
+def test_without_a_broker_every_message_says_so_and_none_is_a_refusal():
+    away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
+    try:
+        results = away.publish_each([Outgoing(EXCHANGE, GOOD, b"x")] * 2, timeout=0.5,
+                                    connect_wait=0.5)
+    finally:
+        away.close()
+    assert len(results) == 2
+    assert all(isinstance(r, BrokerError) and not isinstance(r, Refused) for r in results)
