@@ -12,7 +12,7 @@ import hashlib
 import secrets
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -26,6 +26,7 @@ from shared.outgoing import Outgoing
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
+from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
     BUSY,
     DONE,
@@ -54,6 +55,7 @@ from shared.store.views import (
     FbAlbumClaim,
     ImageView,
     NotificationClaim,
+    OutboxRetry,
     Start,
     UserView,
     album_view,
@@ -368,19 +370,23 @@ class Store:
         if ids:
             with self._tx() as s:
                 s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-                          .values(published_at=utcnow()))
+                          .values(published_at=utc_now()))
 
     def claim_unpublished(self, older_than: timedelta, lease: timedelta,
                           limit: int = 500) -> list[OutboxMessage]:
-        """Lease unpublished messages nobody published in time, for the relay to publish."""
-        now = utcnow()
+        """Lease unpublished messages nobody published in time, for the relay to publish:
+        older than `older_than`, not leased, and not waiting out a refusal's backoff. Timed by
+        the database's clock: a lease taken on one host ends on time for the others."""
         with self._tx() as s:
+            now = self._now(s)
             rows = list(s.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.published_at.is_(None),
                        OutboxMessage.created_at < now - older_than,
                        (OutboxMessage.claimed_until.is_(None))
-                       | (OutboxMessage.claimed_until < now))
+                       | (OutboxMessage.claimed_until < now),
+                       (OutboxMessage.next_attempt_at.is_(None))
+                       | (OutboxMessage.next_attempt_at <= now))
                 .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
             for row in rows:
                 row.claimed_until = now + lease
@@ -393,6 +399,29 @@ class Store:
                 s.execute(update(OutboxMessage)
                           .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
                           .values(claimed_until=None))
+
+    def record_refused(self, errors: Mapping[int, str]) -> list[OutboxRetry]:
+        """Count a refusal of each row (id: what the broker said), keep the error and set when
+        the relay may try again (`refusal_backoff`, from the database's clock); any claim on
+        the row ends. A row published meanwhile is left as it is."""
+        if not errors:
+            return []
+        with self._tx() as s:
+            now = self._now(s)
+            rows = s.scalars(select(OutboxMessage)
+                             .where(OutboxMessage.id.in_(list(errors)),
+                                    OutboxMessage.published_at.is_(None))
+                             .order_by(OutboxMessage.id).with_for_update())
+            retries = []
+            for row in rows:
+                row.attempts = (row.attempts or 0) + 1
+                row.next_attempt_at = now + refusal_backoff(row.attempts)
+                row.last_error = errors[row.id]
+                row.claimed_until = None
+                retries.append(OutboxRetry(row.id, row.message_id, row.exchange,
+                                           row.routing_key, row.attempts, row.next_attempt_at,
+                                           row.last_error))
+            return retries
 
     def unpublished_count(self) -> int:
         with self._read() as s:
