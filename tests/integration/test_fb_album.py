@@ -49,6 +49,11 @@ class FakePublisher:
     def publish(self, messages: Sequence[Any], timeout: float | None = None) -> None:
         self.sent.extend(messages)
 
+    def publish_each(self, messages: Sequence[Any],
+                     timeout: float | None = None) -> list[BaseException | None]:
+        self.publish(messages, timeout)
+        return [None] * len(messages)
+
 
 def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUploader:
     """One uploader process (each test's workers share the store and Facebook)."""
