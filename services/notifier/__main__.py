@@ -6,6 +6,7 @@ import functools
 
 from shared import topology
 from shared.broker.consumer import Consumer
+from shared.broker.publisher import Publisher
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 
@@ -25,8 +26,13 @@ def main() -> None:
                             (settings.retry_delays, settings.max_attempts))
     declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
                                 delivery_limit=settings.delivery_limit)
-    Consumer(settings.amqp_url, topology.ALBUM_SETTLED.name, handler,
-             settings.notifier_concurrency, on_connect=declare).run(stop)
+    # One publisher per process: the runtime sends retry copies and dead letters through it.
+    publisher = Publisher(settings.amqp_url)
+    try:
+        Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
+                 on_connect=declare, publisher=publisher).run(stop)
+    finally:
+        publisher.close()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Mail the album's owner once per settle: the notifier's handler."""
+"""Mail the album's owner once per settle: the notifier's handler.
+
+It returns (ack) or raises an outcome (`shared.outcomes`); the consumer runtime (`shared.fate`)
+turns that into a retry copy or a dead letter for the email that could not be sent.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,9 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, retry_policy, store, topology
-from shared.broker.consumer import Delivery, Outcome
-from shared.dead_letters import dead_letter
-from shared.retry_policy import GiveUp
+from shared import messages, outcomes, store, topology
+from shared.fate import Route
+from shared.retry_policy import RetryPolicy
 
 from .email_message import AlbumEmail, compose
 from .mailer import classify
@@ -40,28 +43,27 @@ class AlbumNotifier:
         self._base_url = app_base_url.rstrip("/")
         self._delays, self._max_attempts = policy
 
-    def __call__(self, delivery: Delivery) -> Outcome:
-        attempt = retry_policy.attempt_of(delivery.headers)
-        try:
-            event, mail = self._prepare(delivery.body)
-        except (messages.PoisonMessage, LookupError) as exc:
-            log.warning("dead-lettering a poison message: %s", exc)
-            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
-                                        attempt)])
+    def route(self) -> Route[messages.AlbumSettled]:
+        """The notifier's work queue, as the consumer runtime runs it: an email given up on is
+        dead-lettered by the runtime (nothing to record with it)."""
+        return Route(QUEUE, messages.AlbumSettled, self,
+                     RetryPolicy(self._delays, self._max_attempts))
+
+    def __call__(self, event: messages.AlbumSettled, attempt: int) -> None:
+        mail = self._prepare(event)
         claim = self._store.claim_notification(event.album_id, event.settle_seq, _CLAIM_STALE)
         if claim == store.SENT:
             log.info("album %s settle %d already mailed", event.album_id, event.settle_seq)
-            return Outcome()
+            return
         if claim == store.BUSY:
-            return self._retry(delivery, attempt, "another notifier is sending this email")
+            raise outcomes.Busy(None, "another notifier is sending this email")
         try:
             self._mailer.send(compose(mail, self._sender))
         except Exception as exc:
             self._store.release_notification(event.album_id, event.settle_seq)
-            return self._after_failure(delivery, attempt, classify(exc))
+            raise outcomes.of(classify(exc)) from exc
         self._mark_sent(event)
         log.info("album %s settle %d mailed", event.album_id, event.settle_seq)
-        return Outcome()
 
     def _mark_sent(self, event: messages.AlbumSettled) -> None:
         """The mail is out: record it, riding out a short store outage. Raising here would
@@ -76,27 +78,10 @@ class AlbumNotifier:
                 time.sleep(pause)
         self._store.mark_notification_sent(event.album_id, event.settle_seq)
 
-    def _prepare(self, body: bytes) -> tuple[messages.AlbumSettled, AlbumEmail]:
-        event = messages.decode(body)
-        if not isinstance(event, messages.AlbumSettled):
-            raise messages.PoisonMessage(f"{event.type} does not belong on {QUEUE.name}")
+    def _prepare(self, event: messages.AlbumSettled) -> AlbumEmail:
         album = self._store.album(event.album_id)
         user = self._store.user(album.user_id) if album else None
         if album is None or user is None:
-            raise LookupError(f"album {event.album_id} is not in the store")
+            raise messages.PoisonMessage(f"album {event.album_id} is not in the store")
         to = album.notify_email or user.email
-        return event, AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event)
-
-    def _after_failure(self, delivery: Delivery, attempt: int,
-                       failure: retry_policy.Failure) -> Outcome:
-        step = retry_policy.next_step(failure, attempt, self._delays, self._max_attempts)
-        if isinstance(step, GiveUp):
-            log.error("email dead-lettered: %s", step.reason)
-            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, step.reason,
-                                        failure.code, attempt)])
-        log.warning("email retries in %s s: %s", step.delay_s, failure.reason)
-        return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
-
-    def _retry(self, delivery: Delivery, attempt: int, reason: str) -> Outcome:
-        failure = retry_policy.Failure(retry_policy.FailureKind.THROTTLED, reason)
-        return self._after_failure(delivery, attempt, failure)
+        return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event)

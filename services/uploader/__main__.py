@@ -49,9 +49,10 @@ def consume(settings: UploaderSettings) -> None:
                                    settings.graph_timeout_s), breaker)
     declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
                                 delivery_limit=settings.delivery_limit)
-    consumer = Consumer(settings.amqp_url, topology.IMAGE_UPLOADS.name, handler,
-                        settings.uploader_concurrency, on_connect=declare,
-                        grace_s=settings.shutdown_grace_s)
+    # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
+    consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
+                        on_connect=declare, grace_s=settings.shutdown_grace_s,
+                        publisher=publisher)
     consumer.run(stop)
     publisher.close()
 
