@@ -169,7 +169,7 @@ def run(opts: Options, broker: Broker) -> list[Row]:
         connection = node.accepts()
         if connection is None:
             raise RuntimeError("the bench's node booted but takes no connection")
-        topology.declare(connection.channel(), DELAYS, 20)
+        topology.declare(connection.channel(), DELAYS)
         time.sleep(SETTLE_S)
         proc = Proc("p6-consumer", [PY, "-m", "bench.p6_restart", "consumer"],
                     base_env(BENCH_AMQP_URL=node.url), stdout_pipe=True)
@@ -216,7 +216,7 @@ def _consumer() -> None:
         # The clock is CLOCK_MONOTONIC, the same across processes on Linux.
         print(f"consumed {time.monotonic():.6f} {message.album_id}", flush=True)
 
-    declare = functools.partial(topology.declare, retry_delays=DELAYS, delivery_limit=20)
+    declare = functools.partial(topology.declare, retry_delays=DELAYS)
     route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handle,
                   RetryPolicy(DELAYS, max_attempts=6))
     consumer = Consumer(os.environ["BENCH_AMQP_URL"], route, concurrency=4, on_connect=declare,

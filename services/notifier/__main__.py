@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
-
-from shared import topology
 from shared.broker.consumer import Consumer
+from shared.broker.declarer import TopologyDeclarer
+from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
@@ -24,13 +23,13 @@ def main() -> None:
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
     handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
                             (settings.retry_delays, settings.max_attempts))
-    declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
-                                delivery_limit=settings.delivery_limit)
+    try_apply_policies(settings)
     # One publisher per process: the runtime sends retry copies and dead letters through it.
     publisher = Publisher(settings.amqp_url)
     try:
         Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
-                 on_connect=declare, publisher=publisher).run(stop)
+                 on_connect=TopologyDeclarer.from_settings(settings),
+                 publisher=publisher).run(stop)
     finally:
         publisher.close()
 

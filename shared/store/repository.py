@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import album_rules, messages, topology
@@ -36,6 +37,7 @@ from shared.store.tables import (
     UPLOADING,
     Album,
     Base,
+    IdempotencyKey,
     Image,
     Notification,
     OutboxMessage,
@@ -44,6 +46,7 @@ from shared.store.tables import (
 )
 from shared.store.views import (
     AlbumView,
+    Created,
     FbAlbumClaim,
     ImageView,
     Start,
@@ -51,6 +54,14 @@ from shared.store.views import (
     album_view,
     image_view,
 )
+
+
+class KeyReused(ValueError):
+    """The idempotency key already created another album than the one now asked for."""
+
+    def __init__(self, album_id: str) -> None:
+        super().__init__(f"the key already created album {album_id}")
+        self.album_id = album_id
 
 
 def hash_token(token: str) -> str:
@@ -125,9 +136,41 @@ class Store:
     def create_album(self, user_id: int, title: str, notify_email: str | None,
                      keys: Sequence[str]) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and one outbox message per image, all or nothing."""
+        return self._insert_album(user_id, title, notify_email, keys)
+
+    def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
+                          notify_email: str | None, keys: Sequence[str]) -> Created:
+        """`create_album`, unless the user's idempotency `key` already created an album: then
+        that album, with no messages (it has its own). `fingerprint` names the album asked
+        for; raises KeyReused if the key created another one.
+
+        The key's row is written with the album; a second request with the key (at the same
+        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
+        try:
+            album_id, rows = self._insert_album(user_id, title, notify_email, keys,
+                                                (key, fingerprint))
+            return Created(album_id, rows, replayed=False)
+        except IntegrityError:
+            with self._read() as s:
+                taken = s.get(IdempotencyKey, (user_id, key))
+            if taken is None:  # some other constraint broke: not ours to explain
+                raise
+        if taken.fingerprint != fingerprint:
+            raise KeyReused(taken.album_id)
+        return Created(taken.album_id, [], replayed=True)
+
+    def _insert_album(self, user_id: int, title: str, notify_email: str | None,
+                      keys: Sequence[str], idempotency: tuple[str, str] | None = None,
+                      ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         with self._tx() as s:
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email))
+            s.flush()
+            if idempotency is not None:
+                # Flushed before the images: a repeated key fails before any more work.
+                s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
+                                     fingerprint=idempotency[1]))
+                s.flush()
             images = [Image(album_id=album_id, position=i, key=key) for i, key in enumerate(keys)]
             s.add_all(images)
             s.flush()

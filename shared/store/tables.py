@@ -49,6 +49,21 @@ class Album(Base):
     settled_at: Mapped[datetime | None]
 
 
+class IdempotencyKey(Base):
+    """The album a user's POST with an Idempotency-Key created. The primary key makes the key
+    unique per user, so of two requests racing with one key only the first commits an album.
+    Kept as long as the album (albums are never deleted): well past the 24 h a client may
+    retry in."""
+
+    __tablename__ = "idempotency_keys"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"))
+    #: sha256 of the album asked for: the same key with another album is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Image(Base):
     __tablename__ = "images"
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.store.tables import Album, Image
+from shared.store.tables import Album, Image, OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,16 @@ class ImageView:
     photo_id: str | None
     error: str | None
     next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Created:
+    """What creating an album with an idempotency key gave: a new album and its messages, or
+    (`replayed`) the album an earlier request with the same key created, and no messages."""
+
+    album_id: str
+    rows: list[OutboxMessage]
+    replayed: bool
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def test_a_confirm_held_back_does_not_stop_other_acks(node: Node) -> None:
     url = node.url("/")
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         channel = connection.channel()
-        topology.declare(channel, DELAYS, 20)
+        topology.declare(channel, DELAYS)
         channel.confirm_delivery()
         for image_id in (1, *OTHERS):  # image 1 first: its copy is the first to be held back
             channel.basic_publish(topology.WORK_EXCHANGE, QUEUE.routing_key, encode(
@@ -87,8 +87,7 @@ def test_a_confirm_held_back_does_not_stop_other_acks(node: Node) -> None:
     handler = OneRefused()
     route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=5))
     consumer = Consumer(url, route, 2, prefetch=2, publish_timeout_s=2, grace_s=5,
-                        on_connect=functools.partial(topology.declare, retry_delays=DELAYS,
-                                                     delivery_limit=20))
+                        on_connect=functools.partial(topology.declare, retry_delays=DELAYS))
     stop = threading.Event()
     memory_alarm(node, on=True)
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)

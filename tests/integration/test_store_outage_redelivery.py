@@ -8,18 +8,18 @@ import functools
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
 
-import pika
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from shared import topology
+from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
 from shared.messages import ImageUploadRequested, encode
 from shared.outgoing import Outgoing
 from shared.retry_policy import RetryPolicy
+from shared.settings import CommonSettings
 
 from .helpers import message_count, wait_for
 
@@ -34,10 +34,10 @@ OUTAGE_S = 8.0
 
 @pytest.fixture()
 def small_limit_url(broker, make_vhost) -> Iterator[str]:
-    """A vhost of its own: the work queue's delivery limit is an argument fixed at declare."""
+    """A vhost of its own, whose policy gives the work queue a small delivery limit."""
     url = broker.url(make_vhost())
-    with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
-        topology.declare(connection.channel(), DELAYS, DELIVERY_LIMIT)
+    declare_topology(CommonSettings(amqp_url=url, retry_delays=DELAYS,
+                                    delivery_limit=DELIVERY_LIMIT))
     yield url
 
 
@@ -61,8 +61,8 @@ def test_a_long_store_outage_does_not_dead_letter_the_message(small_limit_url):
     stop = threading.Event()
     route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3))
     consumer = Consumer(small_limit_url, route, 2,
-                        on_connect=functools.partial(topology.declare, retry_delays=DELAYS,
-                                                     delivery_limit=DELIVERY_LIMIT), grace_s=5)
+                        on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
+                        grace_s=5)
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     try:

@@ -34,7 +34,7 @@ POLICY = Policy(retry_delays=(1, 3), max_attempts=3)
 @pytest.fixture()
 def publisher(amqp_url):
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), POLICY.retry_delays, 20)
+    topology.declare(connection.channel(), POLICY.retry_delays)
     connection.close()
     publisher = Publisher(amqp_url)
     yield publisher
