@@ -21,7 +21,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from shared import messages, topology
+from shared import album_rules, messages, topology
 from shared.outgoing import Outgoing
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
@@ -29,8 +29,6 @@ from shared.store.fb_album_claim import decide_claim
 from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
     BUSY,
-    DONE,
-    DONE_WITH_FAILURES,
     FAILED,
     PUBLISHING,
     QUEUED,
@@ -526,27 +524,22 @@ def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
 
 
 def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
-    """Settle the album once every image ended; the caller holds the album's row lock."""
+    """Settle the album once every image ended (`album_rules`); the caller holds the album's
+    row lock."""
     if album.state != PUBLISHING:
         return []
-    # Counted first: of an album's twenty images ending, only the last needs them all loaded.
-    if s.scalar(select(func.count()).select_from(Image)
-                .where(Image.album_id == album.id, Image.state.not_in(TERMINAL))):
+    # The states alone first: of an album's twenty images ending, only the last needs them all
+    # loaded.
+    states = s.scalars(select(Image.state).where(Image.album_id == album.id)).all()
+    if not album_rules.has_ended(album.state, states):
         return []
-    images = _images(s, album.id)
-    failed = [i for i in images if i.state == FAILED]
-    album.state = DONE_WITH_FAILURES if failed else DONE
+    images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+              for i in _images(s, album.id)]
+    album.state = album_rules.settled_state(images)
     album.settle_seq += 1
     album.settled_at = utcnow()
-    event = messages.AlbumSettled(
-        album_id=album.id, settle_seq=album.settle_seq,
-        uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
-                  for i in images if i.state == UPLOADED],
-        failed=[messages.FailedImage(image_id=i.id, key=i.key, reason=i.error or "failed")
-                for i in failed])
+    event = album_rules.settled_event(album.id, album.settle_seq, images)
     row = _outbox_row(event, topology.ALBUM_SETTLED)
     s.add(row)
     s.flush()
     return [row]
-
-
