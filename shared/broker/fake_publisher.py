@@ -28,6 +28,15 @@ class FakePublisher:
         with self._lock:
             self.published.extend(messages)
 
+    def publish_each(self, messages: Sequence[Outgoing], timeout: float = 10.0,
+                     connect_wait: float = 2.0) -> list[BaseException | None]:
+        """Each message's outcome: all kept, or all failed with `failure` while it is set."""
+        if self.failure is not None:
+            return [self.failure] * len(messages)
+        with self._lock:
+            self.published.extend(messages)
+        return [None] * len(messages)
+
     def to(self, exchange: str) -> list[Outgoing]:
         """What went to `exchange`, in order."""
         with self._lock:
