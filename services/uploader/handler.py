@@ -114,12 +114,12 @@ class ImageUploader:
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         delivery = fate.current_delivery()
+        self._running.attempt = None
         try:
             start = self._store.start_attempt(
                 message.image_id, _LEASE, in_flight_window(self._policy.graph_timeout_s),
                 timedelta(seconds=self._policy.album_claim_stale_s),
-                fencing.fence_of(delivery.headers) if delivery else None,
-                delivery.message_id if delivery else None)
+                fencing.fence_of(delivery.headers) if delivery else None)
         except LookupError as exc:
             raise messages.PoisonMessage(str(exc)) from None
         self._running.attempt = start.attempt
@@ -139,9 +139,9 @@ class ImageUploader:
             log.info("image %s already ended; acking the duplicate", message.image_id)
             return
         # Another attempt holds it (a duplicate taken side by side), or one that died may
-        # still reach Facebook: look again once it cannot, without spending the budget.
-        busy = outcomes.Busy(start.busy_for, "another attempt may be in flight")
-        raise busy.copy_with({fencing.FENCE_HEADER: start.fence})
+        # still reach Facebook: look again once it cannot, without spending the budget. The
+        # copy keeps this delivery's fencing number: it is no newer than what it waits for.
+        raise outcomes.Busy(start.busy_for, "another attempt may be in flight")
 
     def _attempt(self, message: messages.ImageUploadRequested, start: Start) -> None:
         """Send the image (the attempt is taken) and record how it went."""

@@ -222,7 +222,7 @@ class Store:
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
                       claim_stale: timedelta = timedelta(seconds=60),
-                      fence: int | None = None, message_id: str | None = None) -> Start:
+                      fence: int | None = None) -> Start:
         """Take the image for an upload attempt, unless it ended or may still be in flight.
 
         Another attempt is in flight while its lease is renewed (a duplicate delivery taken
@@ -230,8 +230,8 @@ class Store:
         a 5xx), may still be in flight at Facebook until its request would have timed out
         (`in_flight_window` after it started): only then can a new attempt look for its photo
         and decide to send. A delivery whose `fence` (the attempt its message follows) is older
-        than the image's latest attempt is a stale duplicate (`Start.stale`), unless it is the
-        message that started that attempt, redelivered because the attempt died. A taken
+        than the image's latest attempt is a stale duplicate (`Start.stale`), unless it is a
+        copy of the message that started that attempt, which recorded no outcome (`_stale`). A taken
         attempt claims the album's Facebook album too, as `claim_fb_album` would: one
         transaction instead of three, since twenty images starting at once queue for the
         store. Times are the database's. Raises LookupError for an image the store does not
@@ -246,18 +246,16 @@ class Store:
                 raise LookupError(f"image {image_id} is not in the store")
             if image.state in TERMINAL:
                 return Start(None, 0.0)
-            if _stale(image, fence, message_id):
+            if _stale(image, fence):
                 return Start(None, 0.0, stale=True)
             now = _db_time(s)  # not before: a duplicate of an ended image costs one query less
             busy_until = _busy_until(image, now, in_flight_window)
             if busy_until > now:
-                return Start(None, (busy_until - now).total_seconds(), fence=image.attempts)
+                return Start(None, (busy_until - now).total_seconds())
             image.state, image.next_attempt_at, image.in_doubt = UPLOADING, None, False
             image.attempts += 1
             image.attempt_started_at, image.lease_until = now, now + lease
-            image.attempt_message_id = message_id
-            return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale),
-                         fence=image.attempts)
+            return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
 
     def requeue_lost(self, quiet_for: timedelta, in_flight_window: timedelta = timedelta(0),
                      limit: int = 500, queue_empty: bool = True) -> list[OutboxMessage]:
@@ -576,14 +574,15 @@ def _db_time(s: Session) -> datetime:
     return now
 
 
-def _stale(image: Image, fence: int | None, message_id: str | None) -> bool:
+def _stale(image: Image, fence: int | None) -> bool:
     """A delivery following an older attempt than the image's latest: another copy took over.
-    The message that started the latest attempt, redelivered while that attempt recorded no
-    outcome (it died), is not stale: it is the only copy left."""
+    A copy of the message that started the latest attempt (`fence` one behind) is not stale
+    while that attempt recorded no outcome: the broker redelivered it, or the runtime delayed
+    it after a store outage, and it is the only copy left (a duplicate of it meets the lease
+    or the in-flight window instead)."""
     if fence is None or fence >= image.attempts:
         return False
-    return not (image.state == UPLOADING and message_id is not None
-                and message_id == image.attempt_message_id)
+    return not (image.state == UPLOADING and fence == image.attempts - 1)
 
 
 def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:

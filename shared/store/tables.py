@@ -90,8 +90,6 @@ class Image(Base):
     #: The latest attempt's outcome is unknown (a read timeout, a reset after sending, a 5xx):
     #: its photo may still reach Facebook until its request would have timed out.
     in_doubt: Mapped[bool | None]
-    #: The message that started the latest attempt: its redelivery is not a stale duplicate.
-    attempt_message_id: Mapped[str | None] = mapped_column(String(64))
     #: When the image's current upload message entered the work queue (written, or back from
     #: its retry tier): where it stands in the queue, for the sweeper.
     queued_at: Mapped[datetime | None] = mapped_column(default=utc_now())

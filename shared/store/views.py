@@ -67,8 +67,7 @@ class Start:
     in flight elsewhere (busy_for > 0).
 
     A taken attempt also carries what it needs next, read in the same transaction: the album's
-    title and who creates its Facebook album (`fb_album`). `fence` is the image's latest
-    attempt number, for the copy that waits (`shared/fencing.py`).
+    title and who creates its Facebook album (`fb_album`).
     """
 
     attempt: int | None
@@ -76,7 +75,6 @@ class Start:
     album_title: str = ""
     fb_album: FbAlbumClaim | None = None
     stale: bool = False
-    fence: int = 0
 
 
 def image_view(image: Image) -> ImageView:

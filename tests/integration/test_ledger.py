@@ -103,18 +103,27 @@ def test_the_relay_takes_rows_by_the_databases_clock(store, monkeypatch):
 
 def test_a_copy_from_an_older_attempt_is_a_stale_duplicate(store):
     _, (image,) = new_album(store, 1)
-    assert store.start_attempt(image, fence=0, message_id="m0").attempt == 1
+    assert store.start_attempt(image, fence=0).attempt == 1
     store.record_retrying(image, "5xx", 500, timedelta(0), attempt=1)
     # Two copies of attempt 1's retry (a duplicate delivery): the first takes attempt 2...
-    assert store.start_attempt(image, fence=1, message_id="r1").attempt == 2
+    assert store.start_attempt(image, fence=1).attempt == 2
     store.record_retrying(image, "5xx", 500, timedelta(0), attempt=2)
     # ...the second is older than the image's attempt: acked, no chain of its own.
-    stale = store.start_attempt(image, fence=1, message_id="r1-copy")
+    stale = store.start_attempt(image, fence=1)
     assert (stale.attempt, stale.busy_for, stale.stale) == (None, 0.0, True)
-    # The broker redelivering the message of an attempt that died is no duplicate.
-    assert store.start_attempt(image, fence=2, message_id="r2").attempt == 3
+    assert store.start_attempt(image, fence=2).attempt == 3
+
+
+def test_a_copy_of_an_attempt_that_recorded_no_outcome_is_not_stale(store):
+    _, (image,) = new_album(store, 1)
+    assert store.start_attempt(image, fence=0).attempt == 1
+    # The store went away mid-attempt: the runtime sent the message again through a delay
+    # tier as it came (fence 0). It is the image's only message: it must be taken.
     age_image(store, image)
-    assert store.start_attempt(image, fence=2, message_id="r2").attempt == 4
+    assert store.start_attempt(image, fence=0).attempt == 2
+    # Once an attempt recorded its outcome, that attempt's own copy is the chain.
+    store.record_retrying(image, "5xx", 500, timedelta(0), attempt=2)
+    assert store.start_attempt(image, fence=1).stale
 
 
 # -- case 2: an attempt in doubt keeps its in-flight window ------------------------------------
