@@ -255,6 +255,7 @@ class Store:
             image.state, image.next_attempt_at, image.in_doubt = UPLOADING, None, False
             image.attempts += 1
             image.attempt_started_at, image.lease_until = now, now + lease
+            image.attempt_fence = fence
             return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
 
     def requeue_lost(self, quiet_for: timedelta, in_flight_window: timedelta = timedelta(0),
@@ -576,13 +577,13 @@ def _db_time(s: Session) -> datetime:
 
 def _stale(image: Image, fence: int | None) -> bool:
     """A delivery following an older attempt than the image's latest: another copy took over.
-    A copy of the message that started the latest attempt (`fence` one behind) is not stale
-    while that attempt recorded no outcome: the broker redelivered it, or the runtime delayed
-    it after a store outage, and it is the only copy left (a duplicate of it meets the lease
-    or the in-flight window instead)."""
+    A copy carrying the fencing number of the message that started the latest attempt is not
+    stale while that attempt recorded no outcome: the broker redelivered it, or the runtime
+    delayed it after a store outage, or it waited out that attempt's window; it is the only
+    copy left (a duplicate of it meets the lease or the in-flight window instead)."""
     if fence is None or fence >= image.attempts:
         return False
-    return not (image.state == UPLOADING and fence == image.attempts - 1)
+    return not (image.state == UPLOADING and fence == image.attempt_fence)
 
 
 def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:

@@ -90,6 +90,9 @@ class Image(Base):
     #: The latest attempt's outcome is unknown (a read timeout, a reset after sending, a 5xx):
     #: its photo may still reach Facebook until its request would have timed out.
     in_doubt: Mapped[bool | None]
+    #: The fencing number of the message that started the latest attempt (shared/fencing.py):
+    #: a copy of that message is not stale while the attempt recorded no outcome.
+    attempt_fence: Mapped[int | None]
     #: When the image's current upload message entered the work queue (written, or back from
     #: its retry tier): where it stands in the queue, for the sweeper.
     queued_at: Mapped[datetime | None] = mapped_column(default=utc_now())

@@ -121,9 +121,12 @@ def test_a_copy_of_an_attempt_that_recorded_no_outcome_is_not_stale(store):
     # tier as it came (fence 0). It is the image's only message: it must be taken.
     age_image(store, image)
     assert store.start_attempt(image, fence=0).attempt == 2
+    # Attempt 2, taken by that copy, dies too (its uploader was killed): the copy comes back.
+    age_image(store, image)
+    assert store.start_attempt(image, fence=0).attempt == 3
     # Once an attempt recorded its outcome, that attempt's own copy is the chain.
-    store.record_retrying(image, "5xx", 500, timedelta(0), attempt=2)
-    assert store.start_attempt(image, fence=1).stale
+    store.record_retrying(image, "5xx", 500, timedelta(0), attempt=3)
+    assert store.start_attempt(image, fence=0).stale
 
 
 # -- case 2: an attempt in doubt keeps its in-flight window ------------------------------------
