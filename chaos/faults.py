@@ -21,10 +21,6 @@ from chaos.system import System, wait_for
 from chaos.workload import Workload
 from shared import messages, topology
 from shared.broker.connection import parameters, ready_count
-from shared.broker.dead_letter_queue import DeadLetterQueue
-from shared.broker.publisher import Publisher
-from shared.outbox import Outbox
-from shared.replay import Replayer
 from shared.store import PUBLISHING, UPLOADED, UPLOADING, Store
 
 
@@ -389,44 +385,39 @@ def store_down(ctx: Context) -> None:
     ctx.system.graph_faults()
 
 
-def store_outage_dead_letters(ctx: Context) -> None:
-    """An outage of the store long enough for the delivery limit (2 in this row) to dead-letter
-    messages: every nack after a store error counts. Images in flight stay `uploading` with no
-    message left (some with their photo on Facebook, unrecorded), queued ones lose theirs. The
-    sweeper must send each again (an uploading one once its in-flight window passed: Graph
-    timeout 15 s + 5 s), and the next attempt find a photo already sent rather than send a
-    second. At the end the operator replays the dead letters: their images all ended, so the
-    replay removes them and sends nothing."""
-    proxy = ctx.system.proxies.get("store")
-    if proxy is None:
-        ctx.row.problems.append("needs PostgreSQL at 127.0.0.1:5432 (the store is SQLite)")
-        return
-    ctx.system.graph_faults(latency_s=1.0)
+def uploads_lost_in_flight(ctx: Context) -> None:
+    """Images left `uploading` with no message anywhere (issue 9, case 1): the uploader is
+    SIGKILLed while Facebook holds its uploads, and the broker loses the messages it would have
+    redelivered (all of the work queue). Some photos landed unrecorded. The sweeper must send
+    each image again once its attempt can no longer land (Graph timeout 15 s + 5 s, then
+    LOST_MESSAGE_AFTER_S, 5 s here), and the next attempt find a landed photo by its mark
+    rather than send a second."""
+    ctx.system.graph_faults(latency_s=2.0)
     ctx.work.publish_all(ctx.albums())
     wait_for(lambda: ctx.count(UPLOADING) >= 2, 60, what="uploads in flight")
-    proxy.cut()
-    try:
-        wait_for(lambda: _dead_letter_count(ctx) >= 1, 60, what="a message dead-lettered")
-        time.sleep(ctx.hold(10, 5))
-    finally:
-        proxy.restore()
+    time.sleep(1.0)  # their photos reach Facebook while the uploader dies
+    ctx.system.kill_service("uploader")
+    stuck = ctx.count(UPLOADING)
+    dropped = _drop_all(ctx, topology.IMAGE_UPLOADS.name)
     ctx.system.graph_faults()
+    ctx.system.start_service("uploader")
     wait_settled(ctx, timeout=180)
-    letters = _dead_letter_count(ctx)
-    store = Store(ctx.system.db.url())
-    publisher = Publisher(ctx.system.amqp_url)
+    ctx.row.notes.append(f"{stuck} images left uploading, {dropped} messages lost with them; "
+                         "all sent again by the sweeper")
+
+
+def _drop_all(ctx: Context, queue: str) -> int:
+    """Take every message in `queue` and ack it: the broker lost them."""
+    connection = pika.BlockingConnection(parameters(ctx.system.amqp_url))
     try:
-        replayed = Replayer(store, Outbox(store, publisher), ctx.system.amqp_url).replay(
-            lambda _letter: True)
+        channel = connection.channel()
+        dropped = 0
+        while (method := channel.basic_get(queue)[0]) is not None:
+            channel.basic_ack(method.delivery_tag)
+            dropped += 1
+        return dropped
     finally:
-        publisher.close()
-        store.dispose()
-    ctx.row.notes.append(f"{letters} upload messages dead-lettered by the delivery limit during "
-                         f"the outage, all recovered by the sweeper; {replayed} replayed after")
-
-
-def _dead_letter_count(ctx: Context) -> int:
-    return len(DeadLetterQueue(ctx.system.amqp_url, topology.IMAGE_UPLOADS).browse())
+        connection.close()
 
 
 def store_blips(ctx: Context) -> None:
@@ -547,9 +538,8 @@ SCENARIOS: list[Scenario] = [
              lost_messages, settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
     Scenario("retry-after-refusal", "regression: retried image 1 vs image 10's photo",
              retry_after_refusal),
-    Scenario("store-outage-dead-letters",
-             "the store down until the delivery limit dead-letters uploads in flight",
-             store_outage_dead_letters,
-             settings={"DELIVERY_LIMIT": "2", "LOST_MESSAGE_AFTER_S": "5",
-                       "LOST_MESSAGE_SWEEP_S": "1"}),
+    Scenario("uploads-lost-in-flight",
+             "uploader SIGKILLed mid-upload and the broker loses the messages",
+             uploads_lost_in_flight,
+             settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
 ]
