@@ -1,17 +1,16 @@
 """The user's pages in-process: sign-in, CSRF, publishing, the live album page, its event
-stream, retry and thumbnails (S3 is moto in memory; no broker: the outbox is a fake).
+stream, retry and thumbnails (no broker: the outbox is a fake).
 
-Fast by construction (issue 9): one moto mock and one boto3 client per module (building a
-client costs a fifth of a second), a bucket of its own per test so tests stay independent, and a
-clock the stream tests move by hand instead of waiting on real time."""
+Fast by construction (issue 9): S3 is the in-memory FakeS3 (moto's import and a boto3 client
+cost about a second; tests/integration/test_fake_s3_contract.py holds the fake to moto's
+answers), and the stream tests move a clock by hand instead of waiting on real time."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from moto import mock_aws
 from PIL import Image
 from pydantic import SecretStr
 
@@ -28,7 +26,7 @@ from services.api import web
 from services.api.app import Services, create_app
 from services.api.settings import ApiSettings
 from services.api.web import plain_reason
-from shared import s3
+from shared.fake_s3 import FakeS3
 from shared.store import Store, UserView
 
 BUCKET = "albums-unit"
@@ -121,28 +119,22 @@ class Env:
 
 
 def make_env(tmp_path: Any, s3_client: Any = None, **settings: Any) -> Env:
-    """An app on a store and a bucket of its own (in the module's moto mock)."""
-    bucket = f"{BUCKET}-{uuid.uuid4().hex[:12]}"
+    """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given)."""
     config = ApiSettings(_env_file=None, database_url=f"sqlite:///{tmp_path}/web.db",  # type: ignore[call-arg]
-                         s3_endpoint_url=None, s3_bucket=bucket, **settings)
+                         s3_endpoint_url=None, s3_bucket=BUCKET, **settings)
     store = Store(config.database_url)
     app = create_app(config, store)
-    services = FakeServices(config, store, s3_client)
+    services = FakeServices(config, store, s3_client or FakeS3())
     app.extensions["services"] = services
-    services.s3.create_bucket(Bucket=bucket)
+    services.s3.create_bucket(Bucket=BUCKET)
     user, token = store.create_user("ann@example.com")
     return Env(app, store, services, user, token)
 
 
-@pytest.fixture(scope="module")
-def aws() -> Iterator[Any]:
-    """moto's S3 for the whole module, and the one boto3 client the tests share."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            patch.setenv(name, value)
-        with mock_aws():
-            yield s3.make_client(ApiSettings(_env_file=None, s3_endpoint_url=None))  # type: ignore[call-arg]
+@pytest.fixture()
+def aws() -> FakeS3:
+    """The test's bucket (the name is older than the fake: it was moto's mock)."""
+    return FakeS3()
 
 
 @pytest.fixture()
