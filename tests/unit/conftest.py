@@ -1,6 +1,8 @@
 """Guards that keep the unit loop fast and self-contained (issue 9): a unit test opens no
 network connection (a broker, PostgreSQL or an HTTP stand-in belongs in tests/integration) and
-never waits on real time (pass a clock it can move instead).
+never sleeps on real time on its own thread (pass a clock it can move instead; a test that
+truly needs a real sleep says so with `@pytest.mark.real_time`). Waits on an Event or a join
+are not caught: keep them to hundredths of a second.
 
 The fixtures of tests/conftest.py stay available; these two apply to every test under here.
 """
@@ -17,11 +19,6 @@ import pytest
 
 #: The longest real sleep a unit test may take; the code under test may still yield briefly.
 LONGEST_SLEEP_S = 0.05
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "real_time: this unit test may sleep longer than LONGEST_SLEEP_S")
 
 
 class NetworkInUnitTest(AssertionError):
