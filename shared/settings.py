@@ -11,10 +11,13 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.amqp_urls import split_urls
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    #: One broker node, or several separated by commas (a cluster): see `shared/amqp_urls.py`.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     database_url: str = "sqlite:///var/albums.db"
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
@@ -27,6 +30,13 @@ class CommonSettings(BaseSettings):
     max_attempts: int = Field(default=6, ge=1)
     #: Redeliveries after consumer crashes before the broker dead-letters a message.
     delivery_limit: int = Field(default=20, ge=1)
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_urls_readable(cls, value: str) -> str:
+        # A typo in the node list fails at start with its reason, not at the first publish.
+        split_urls(value)
+        return value
 
     @field_validator("s3_endpoint_url", mode="before")
     @classmethod

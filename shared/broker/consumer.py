@@ -30,7 +30,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
-from shared.broker.connection import parameters, properties
+from shared.broker.connection import after, label, node_of, parameters, properties
 from shared.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,10 @@ class Consumer:
     def __init__(self, url: str, queue: str, handler: Handler, concurrency: int,
                  on_connect: Callable[[BlockingChannel], None] | None = None,
                  grace_s: float = 30.0, prefetch: int | None = None) -> None:
-        self._params = parameters(url)
+        #: The broker's nodes in the order the next connection tries them.
+        self._nodes = parameters(url)
+        #: The node the last connection opened on (None before the first).
+        self._node: pika.ConnectionParameters | None = None
         self._queue = queue
         self._handler = handler
         self._concurrency = concurrency
@@ -134,6 +137,8 @@ class Consumer:
                 failures = 0
             except pika.exceptions.AMQPError as exc:
                 self.consuming.clear()
+                if self._node is not None:  # try the others before the node just lost
+                    self._nodes = after(self._nodes, self._node)
                 delay = _RECONNECT_DELAYS_S[min(failures, len(_RECONNECT_DELAYS_S) - 1)]
                 failures = 0 if self._had_consumed else failures + 1
                 log.warning("%s: broker connection lost (%r); reconnecting in %s s",
@@ -160,7 +165,8 @@ class Consumer:
 
     def _consume_once(self, stop: threading.Event) -> None:
         self._had_consumed = False
-        connection = pika.BlockingConnection(self._params)
+        connection = pika.BlockingConnection(self._nodes)
+        self._node = node_of(connection)
         try:
             channel = connection.channel()
             if self._on_connect is not None:
@@ -175,7 +181,8 @@ class Consumer:
             self.consuming.set()
             self.connects += 1
             self._had_consumed = True
-            log.info("%s: consuming with concurrency %d", self._queue, self._concurrency)
+            log.info("%s: consuming with concurrency %d on %s", self._queue, self._concurrency,
+                     label(self._node))
             self._tick(connection)
             # No time limit: a time-limited call arms and cancels a timer each time it returns
             # (each delivery, each batch of acks), some 5% of this thread's time in P2's

@@ -1,0 +1,78 @@
+"""Given several broker nodes of which the first is dead, the publisher and the consumer connect
+to the live one (AMQP_URL with several nodes)."""
+
+import logging
+import random
+import threading
+import uuid
+from contextlib import closing
+
+import pika
+import pytest
+
+from dev.ports import free_port
+from shared.broker.consumer import Consumer, Delivery, Outcome
+from shared.broker.publisher import Publisher
+from shared.outgoing import Outgoing
+
+from .helpers import get_all, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def dead_first(monkeypatch, amqp_url):
+    """`dead node, live node` as AMQP_URL, and every connection starting at the dead one."""
+    # parameters() starts at a random node: here always at the first, the dead one.
+    monkeypatch.setattr(random, "randrange", lambda _n: 0)
+    return f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F,{amqp_url}", amqp_url
+
+
+@pytest.fixture()
+def queue(amqp_url):
+    name = f"test.failover.{uuid.uuid4().hex[:8]}"
+    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+        connection.channel().queue_declare(name, durable=True,
+                                           arguments={"x-queue-type": "quorum"})
+    yield name
+    with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
+        connection.channel().queue_delete(name)
+
+
+def test_the_publisher_skips_a_dead_node(dead_first, queue, caplog):
+    nodes, live = dead_first
+    caplog.set_level(logging.INFO, logger="shared.broker.publisher")
+    publisher = Publisher(nodes)
+    try:
+        publisher.publish([Outgoing("", queue, b"through the live node")], connect_wait=10)
+    finally:
+        publisher.close()
+    assert [body for _, body in get_all(live, queue)] == [b"through the live node"]
+    live_port = pika.URLParameters(live).port
+    assert f"publisher connected to 127.0.0.1:{live_port}" in caplog.text
+
+
+def test_the_consumer_skips_a_dead_node(dead_first, queue, caplog):
+    nodes, live = dead_first
+    caplog.set_level(logging.INFO, logger="shared.broker.consumer")
+    taken: list[bytes] = []
+
+    def handler(delivery: Delivery) -> Outcome:
+        taken.append(delivery.body)
+        return Outcome()
+
+    consumer = Consumer(nodes, queue, handler, concurrency=1, grace_s=2)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert consumer.consuming.wait(15), "the consumer did not start consuming"
+        with closing(pika.BlockingConnection(pika.URLParameters(live))) as connection:
+            connection.channel().basic_publish("", queue, b"for the consumer")
+        wait_for(lambda: taken == [b"for the consumer"], timeout=10, what="the delivery")
+    finally:
+        stop.set()
+        thread.join(10)
+    live_port = pika.URLParameters(live).port
+    assert f"consuming with concurrency 1 on 127.0.0.1:{live_port}" in caplog.text
+    assert consumer.connects == 1  # at once on the live node, no reconnect round
