@@ -1,4 +1,5 @@
-"""A RabbitMQ node of the run's own: own name, ports, data directory, cookie and plugins file.
+"""A RabbitMQ node of the run's own: own name, ports, data directory, cookie and plugins file;
+and a cluster of three such nodes (docs/broker-cluster.md).
 
 The machine's broker (5672) is never touched: this node is the one the run may SIGKILL,
 SIGSTOP or restart. Debian's /usr/sbin wrapper switches to the `rabbitmq` user, which cannot
@@ -7,13 +8,16 @@ write a root-owned temporary folder, so the real scripts under /usr/lib/rabbitmq
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,8 +37,47 @@ def _sbin() -> Path:
     return Path(found[-1])
 
 
-class Node:
-    def __init__(self, folder: Path) -> None:
+class _Management:
+    """What the run reads and changes through the management API (`api` is a node's own, or
+    any answering member's in a cluster)."""
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        raise NotImplementedError
+
+    def add_vhost(self, name: str) -> None:
+        self.api("PUT", f"vhosts/{quote(name, '')}").raise_for_status()
+        self.api("PUT", f"permissions/{quote(name, '')}/guest",
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+
+    def delete_vhost(self, name: str) -> None:
+        self.api("DELETE", f"vhosts/{quote(name, '')}")
+
+    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
+        """Each queue's depth: {name: {"ready": n, "unacked": n, "consumers": n}}."""
+        response = self.api("GET", f"queues/{quote(vhost, '')}")
+        response.raise_for_status()
+        return {q["name"]: {"ready": q.get("messages_ready", 0) or 0,
+                            "unacked": q.get("messages_unacknowledged", 0) or 0,
+                            "consumers": q.get("consumers", 0) or 0}
+                for q in response.json()}
+
+    def unbind(self, vhost: str, exchange: str, queue: str, routing_key: str) -> None:
+        path = (f"bindings/{quote(vhost, '')}/e/{quote(exchange, '')}/q/{quote(queue, '')}/"
+                f"{quote(routing_key, '')}")
+        self.api("DELETE", path).raise_for_status()
+
+    def bind(self, vhost: str, exchange: str, queue: str, routing_key: str) -> None:
+        path = f"bindings/{quote(vhost, '')}/e/{quote(exchange, '')}/q/{quote(queue, '')}"
+        self.api("POST", path, json={"routing_key": routing_key}).raise_for_status()
+
+
+class Node(_Management):
+    """One node. A cluster's members share `cookie`; `gid` runs the node under a group of its
+    own, so that packet filter rules can tell its connections from the others' (the partition);
+    `config` and `advanced` are added to its rabbitmq.conf and advanced.config."""
+
+    def __init__(self, folder: Path, cookie: str | None = None, gid: int | None = None,
+                 config: str = "", advanced: str = "") -> None:
         self.folder = folder
         self.name = f"chaos{uuid.uuid4().hex[:6]}@localhost"
         self.amqp_port = free_port()
@@ -42,6 +85,10 @@ class Node:
         self.management_port = free_port()
         self.sbin = _sbin()
         self.pid: int | None = None
+        self.cookie = cookie
+        self.gid = gid
+        self._config = config
+        self._advanced = advanced
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -53,10 +100,22 @@ class Node:
             f"management.tcp.port = {self.management_port}\n"
             # Queue depths are read through the management API: refresh them every second.
             "collect_statistics_interval = 1000\n"
-            "management.rates_mode = none\n")
+            "management.rates_mode = none\n" + self._config)
+        if self._advanced:
+            (self.folder / "advanced.config").write_text(self._advanced)
+        if self.cookie is not None:
+            self._write_cookie(self.cookie)
         (self.folder / "enabled_plugins").write_text("[rabbitmq_management].\n")
         # An empty env file: the machine's /etc/rabbitmq/rabbitmq-env.conf names its own node.
         (self.folder / "rabbitmq-env.conf").write_text("")
+
+    def _write_cookie(self, cookie: str) -> None:
+        """The Erlang cookie in HOME, readable by its owner only (Erlang refuses it otherwise)."""
+        path = self.folder / ".erlang.cookie"
+        if path.exists():
+            path.chmod(0o600)
+        path.write_text(cookie)
+        path.chmod(0o400)
 
     def env(self) -> dict[str, str]:
         d = str(self.folder)
@@ -82,8 +141,8 @@ class Node:
         """Start (or restart on the same data directory) and wait until AMQP and HTTP answer."""
         self._write_config()
         subprocess.run([str(self.sbin / "rabbitmq-server"), "-detached"], env=self.env(),
-                       check=True, capture_output=True, timeout=60)
-        self._ctl("wait", str(self.folder / "pid"), "--timeout", str(_WAIT_S),
+                       check=True, capture_output=True, timeout=60, group=self.gid)
+        self.ctl("wait", str(self.folder / "pid"), "--timeout", str(_WAIT_S),
                   timeout=_WAIT_S + 10)
         self.pid = int((self.folder / "pid").read_text().strip())
         self._wait_management()
@@ -94,7 +153,7 @@ class Node:
             return
         self.signal(signal.SIGCONT)
         try:
-            self._ctl("stop", timeout=60)
+            self.ctl("stop", timeout=60)
         except (subprocess.SubprocessError, OSError):
             self.signal(signal.SIGKILL)
         self._wait_gone()
@@ -129,7 +188,7 @@ class Node:
                 return
             time.sleep(0.1)
 
-    def _ctl(self, *args: str, timeout: float) -> None:
+    def ctl(self, *args: str, timeout: float) -> None:
         subprocess.run([str(self.sbin / "rabbitmqctl"), "-n", self.name, *args],
                        env=self.env(), check=True, capture_output=True, timeout=timeout)
 
@@ -153,28 +212,169 @@ class Node:
         return requests.request(method, f"http://127.0.0.1:{self.management_port}/api/{path}",
                                 auth=("guest", "guest"), timeout=10, **kwargs)
 
-    def add_vhost(self, name: str) -> None:
-        self.api("PUT", f"vhosts/{quote(name, '')}").raise_for_status()
-        self.api("PUT", f"permissions/{quote(name, '')}/guest",
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
 
-    def delete_vhost(self, name: str) -> None:
-        self.api("DELETE", f"vhosts/{quote(name, '')}")
+#: A member cut off from the others pauses (stops serving clients, which then move to the
+#: others) rather than go on alone; and members give a silent peer up after 4-6 s (net_ticktime
+#: 5) rather than the default 45-75 s. A cut leader stalls its queue until then: with 10 s,
+#: consumption resumed 13.7 s after the cut; with 5 s, 8.4 s.
+CLUSTER_CONFIG = "cluster_partition_handling = pause_minority\n"
+CLUSTER_ADVANCED = "[{kernel, [{net_ticktime, 5}]}].\n"
+#: Each member runs under a group of its own, from here up (no file on the machine has these).
+_GID_BASE = 47_000
+#: The mark on the run's packet filter rules.
+_RULE_COMMENT = "album-publisher-chaos"
 
-    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
-        """Each queue's depth: {name: {"ready": n, "unacked": n, "consumers": n}}."""
-        response = self.api("GET", f"queues/{quote(vhost, '')}")
+
+class Cluster(_Management):
+    """Three nodes of the run's own joined into one cluster: own names, ports and data
+    directories, one cookie. The project's quorum queues, declared once all three run, get a
+    member on each. `partitioned` cuts one member off with the packet filter (iptables)."""
+
+    def __init__(self, folder: Path, size: int = 3) -> None:
+        cookie = uuid.uuid4().hex
+        self.members = [Node(folder / f"n{i + 1}", cookie=cookie, gid=_GID_BASE + i,
+                             config=CLUSTER_CONFIG, advanced=CLUSTER_ADVANCED)
+                        for i in range(size)]
+        self._formed = False
+        #: The member cut off now, if any (asked last).
+        self.cut: Node | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """None while any member is down, so that the run's heal starts it again."""
+        pids = [member.pid for member in self.members]
+        return None if None in pids else pids[0]
+
+    def start(self) -> None:
+        """Start every member that is down, side by side; the first time, join them."""
+        down = [member for member in self.members if member.pid is None]
+        errors: list[BaseException] = []
+
+        def start(member: Node) -> None:
+            try:
+                member.start()
+            except BaseException as exc:  # re-raised below, on the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(m,)) for m in down]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        if not self._formed:
+            self._join()
+            self._formed = True
+        self.wait_whole()
+
+    def _join(self) -> None:
+        first = self.members[0]
+        for member in self.members[1:]:
+            member.ctl("stop_app", timeout=60)
+            member.ctl("join_cluster", first.name, timeout=60)
+            member.ctl("start_app", timeout=120)
+
+    def wait_whole(self, timeout: float = 120) -> None:
+        """Until every member runs in the cluster and answers on its management port."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._whole():
+                return
+            time.sleep(0.5)
+        raise RuntimeError("the cluster did not come back whole")
+
+    def _whole(self) -> bool:
+        try:
+            for member in self.members:
+                nodes = member.api("GET", "nodes")
+                if not nodes.ok:
+                    return False
+                running = {n["name"] for n in nodes.json() if n.get("running")}
+                if running != {m.name for m in self.members}:
+                    return False
+        except requests.RequestException:
+            return False
+        return True
+
+    def kill(self) -> None:
+        for member in self.members:
+            member.kill()
+
+    def signal(self, signum: int) -> None:
+        for member in self.members:
+            member.signal(signum)
+
+    def remove_data(self) -> None:
+        for member in self.members:
+            member.remove_data()
+
+    # -- what the run reads and changes ---------------------------------------------------------
+
+    def url(self, vhost: str) -> str:
+        """AMQP_URL for the services: every member, comma-separated."""
+        return ",".join(member.url(vhost) for member in self.members)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """The first member that answers (the one cut off last): any member serves the whole
+        cluster's view."""
+        order = sorted((m for m in self.members if m.pid is not None), key=lambda m: m is self.cut)
+        error: requests.RequestException | None = None
+        for member in order:
+            try:
+                response = member.api(method, path, **kwargs)
+                if response.status_code < 500:
+                    return response
+            except requests.RequestException as exc:
+                error = exc
+        if error is not None:
+            raise error
+        raise requests.ConnectionError("no member of the cluster answers")
+
+    def member(self, name: str) -> Node:
+        return next(member for member in self.members if member.name == name)
+
+    def leader(self, vhost: str, queue: str) -> Node:
+        """The member that leads the quorum queue `queue` now."""
+        response = self.api("GET", f"queues/{quote(vhost, '')}/{quote(queue, '')}")
         response.raise_for_status()
-        return {q["name"]: {"ready": q.get("messages_ready", 0) or 0,
-                            "unacked": q.get("messages_unacknowledged", 0) or 0,
-                            "consumers": q.get("consumers", 0) or 0}
-                for q in response.json()}
+        return self.member(response.json()["leader"])
 
-    def unbind(self, vhost: str, exchange: str, queue: str, routing_key: str) -> None:
-        path = (f"bindings/{quote(vhost, '')}/e/{quote(exchange, '')}/q/{quote(queue, '')}/"
-                f"{quote(routing_key, '')}")
-        self.api("DELETE", path).raise_for_status()
+    @contextlib.contextmanager
+    def partitioned(self, node: Node) -> Iterator[None]:
+        """`node` cut off from the other members while inside: every packet of the cluster's
+        own connections (Erlang distribution) to or from it is dropped on the loopback. Its
+        AMQP and management ports stay open, as when a network splits between the nodes but
+        not between clients and nodes. The rules go again on the way out, whatever happens."""
+        others = ",".join(str(m.dist_port) for m in self.members if m is not node)
+        rules = [
+            # connections to its distribution port, both directions
+            ["-p", "tcp", "--dport", str(node.dist_port)],
+            ["-p", "tcp", "--sport", str(node.dist_port)],
+            # connections it opens to the others (told apart by its group)
+            ["-p", "tcp", "-m", "owner", "--gid-owner", str(node.gid),
+             "-m", "multiport", "--dports", others],
+        ]
+        added: list[list[str]] = []
+        self.cut = node
+        try:
+            for rule in rules:
+                _iptables("-I", rule)
+                added.append(rule)
+            yield
+        finally:
+            for rule in reversed(added):
+                _iptables("-D", rule)
+            self.cut = None
 
-    def bind(self, vhost: str, exchange: str, queue: str, routing_key: str) -> None:
-        path = f"bindings/{quote(vhost, '')}/e/{quote(exchange, '')}/q/{quote(queue, '')}"
-        self.api("POST", path, json={"routing_key": routing_key}).raise_for_status()
+
+def _iptables(action: str, rule: list[str]) -> None:
+    if shutil.which("iptables") is None:
+        raise RuntimeError("the partition needs iptables, as root (apt-get install iptables)")
+    subprocess.run(["iptables", "-w", "5", action, "OUTPUT", "-o", "lo", *rule,
+                    "-m", "comment", "--comment", _RULE_COMMENT, "-j", "DROP"],
+                   check=True, capture_output=True, timeout=30)
+
+
+#: What a row's system runs on: one node, or a cluster.
+Broker = Node | Cluster

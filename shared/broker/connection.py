@@ -68,7 +68,7 @@ def label(params: pika.ConnectionParameters) -> str:
 
 def node_of(connection: pika.BlockingConnection) -> pika.ConnectionParameters:
     """The node a blocking connection opened on (given several, pika tried them in turn)."""
-    params: pika.ConnectionParameters = connection._impl.params  # noqa: SLF001 - no public way
+    params: pika.ConnectionParameters = connection._impl.params  # pika has no public way
     return params
 
 
