@@ -75,8 +75,9 @@ def _ours_body(n: int) -> Body:
 def _declare_work_queue(url: str) -> None:
     connection = blocking(url)
     try:
-        connection.channel().queue_declare(QUEUE, durable=True,
-                                           arguments=topology.work_queue_arguments(DELIVERY_LIMIT))
+        # The delivery limit is a policy in production; as an argument here it works the same.
+        arguments = {**topology.work_queue_arguments(), "x-delivery-limit": DELIVERY_LIMIT}
+        connection.channel().queue_declare(QUEUE, durable=True, arguments=arguments)
     finally:
         connection.close()
 

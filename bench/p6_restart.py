@@ -166,7 +166,7 @@ def run(opts: Options, broker: Broker) -> list[Row]:
         connection = node.accepts()
         if connection is None:
             raise RuntimeError("the bench's node booted but takes no connection")
-        topology.declare(connection.channel(), DELAYS, 20)
+        topology.declare(connection.channel(), DELAYS)
         time.sleep(SETTLE_S)
         proc = Proc("p6-consumer", [PY, "-m", "bench.p6_restart", "consumer"],
                     base_env(BENCH_AMQP_URL=node.url), stdout_pipe=True)
@@ -213,7 +213,7 @@ def _consumer() -> None:
         print(f"consumed {time.monotonic():.6f} {delivery.message_id}", flush=True)
         return Outcome()
 
-    declare = functools.partial(topology.declare, retry_delays=DELAYS, delivery_limit=20)
+    declare = functools.partial(topology.declare, retry_delays=DELAYS)
     consumer = Consumer(os.environ["BENCH_AMQP_URL"], topology.IMAGE_UPLOADS.name, handle,
                         concurrency=4, on_connect=declare, grace_s=2)
     consumer.run(stop_on_signals())

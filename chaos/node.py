@@ -240,6 +240,12 @@ class Cluster(_Management):
         self.cut: Node | None = None
 
     @property
+    def management_port(self) -> int:
+        """The first member's: policies are the cluster's, and the services take one API URL
+        (they carry on without it while that member is down)."""
+        return self.members[0].management_port
+
+    @property
     def pid(self) -> int | None:
         """None while any member is down, so that the run's heal starts it again."""
         pids = [member.pid for member in self.members]

@@ -47,6 +47,16 @@ class Outbox:
         self._store.mark_published([row.id for row in rows])
         return True
 
+    def publish_committed(self, rows: Sequence[OutboxMessage]) -> bool:
+        """`publish` for a caller whose change is committed, so can no longer fail: it never
+        raises. False if the relay must finish the job: not confirmed, or confirmed but not
+        marked published (the relay then sends the rows again; consumers are idempotent)."""
+        try:
+            return self.publish(rows)
+        except Exception:  # the store failed after the broker confirmed: the relay finishes
+            log.warning("outbox: %d messages left for the relay", len(rows), exc_info=True)
+            return False
+
     def publish_now(self, messages: Sequence[Outgoing]) -> None:
         """Publish messages that need no record (raises BrokerError if not confirmed)."""
         self._publisher.publish(messages, timeout=self._timeout_s)

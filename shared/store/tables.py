@@ -43,10 +43,29 @@ class Album(Base):
     notify_email: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    #: When a worker claimed the creation of the Facebook album, by the database's clock
+    #: (hosts' clocks differ); and whether its create ended without saying if it was made (a
+    #: timeout, a 5xx): then the album is looked for by its mark before another is created.
     fb_album_claimed_at: Mapped[datetime | None]
+    fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     settled_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """The album a user's POST with an Idempotency-Key created. The primary key makes the key
+    unique per user, so of two requests racing with one key only the first commits an album.
+    Kept as long as the album (albums are never deleted): well past the 24 h a client may
+    retry in."""
+
+    __tablename__ = "idempotency_keys"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"))
+    #: sha256 of the album asked for: the same key with another album is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Image(Base):
@@ -85,8 +104,16 @@ class OutboxMessage(Base):
 
 
 class Notification(Base):
+    """One settle's email: claimed by one notifier at a time, then marked sent."""
+
     __tablename__ = "notifications"
     album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), primary_key=True)
     settle_seq: Mapped[int] = mapped_column(primary_key=True)
+    #: When the current claim was taken, by the database's clock (the notifiers' hosts may
+    #: disagree with each other; the store's clock is the one they share).
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The current claim's id, its fencing token: only the sender holding it may mark the mail
+    #: sent or release the claim, so a sender whose claim lapsed cannot touch the next one's.
+    #: (NULL on a claim taken before claims had ids: nobody holds it.)
+    claim_id: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None]

@@ -27,11 +27,11 @@ QUEUE = topology.IMAGE_UPLOADS
 @pytest.fixture()
 def clean_queues(amqp_url):
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        topology.declare(connection.channel(), DELAYS, 20)
+        topology.declare(connection.channel(), DELAYS)
     yield
     # A new connection: a test may have closed every connection to the vhost.
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        for spec in topology.queue_specs(DELAYS, 20):
+        for spec in topology.queue_specs(DELAYS):
             connection.channel().queue_purge(spec.name)
 
 
@@ -75,8 +75,8 @@ def run_consumer(amqp_url, clean_queues):
     def start(handler, concurrency=4):
         stop = threading.Event()
         consumer = Consumer(amqp_url, QUEUE.name, handler, concurrency,
-                            on_connect=functools.partial(topology.declare, retry_delays=DELAYS,
-                                                         delivery_limit=20), grace_s=5)
+                            on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
+                            grace_s=5)
         thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
         thread.start()
         stops.append((stop, thread))

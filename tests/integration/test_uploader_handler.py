@@ -35,7 +35,7 @@ POLICY = Policy(retry_delays=(1, 3), max_attempts=3)
 @pytest.fixture()
 def publisher(amqp_url):
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), POLICY.retry_delays, 20)
+    topology.declare(connection.channel(), POLICY.retry_delays)
     connection.close()
     publisher = Publisher(amqp_url)
     yield publisher
@@ -201,10 +201,27 @@ def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
                   data={"name": "Handler test", "message": f"ref:{album_id}"},
                   headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
     assert sqlite_store.claim_fb_album(album_id, timedelta(seconds=60)).mine
-    world(policy=dataclasses.replace(POLICY, album_claim_stale_s=0))(delivery)
+    # Long enough ago that the claim lapsed: its create can no longer land.
+    age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)
+    world()(delivery)
     albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
     assert len(albums) == 1
     assert sqlite_store.album(album_id).fb_album_id == albums[0]["id"]
+
+
+def test_an_album_create_that_timed_out_is_found_by_the_next_attempt_not_made_again(
+        world, sqlite_store, s3_client, sim):
+    album_id, (first, second), _ = album_of(sqlite_store, s3_client, 2)
+    # The create takes longer than the client waits: it times out, and Facebook makes it.
+    set_faults(sim, {"latency_s": 1.0, "endpoints": ["albums"]})
+    assert world(timeout=(5.0, 0.3))(first).publish
+    wait_for(lambda: _sim_albums(sim), what="the timed-out create to land")
+    set_faults(sim, {})
+
+    assert world()(second).publish == ()
+    (fb_album,) = _sim_albums(sim)
+    assert sqlite_store.album(album_id).fb_album_id == fb_album["id"]
+    assert {p["album_id"] for p in sim_photos(sim)} == {fb_album["id"]}
 
 
 def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_client, sim):

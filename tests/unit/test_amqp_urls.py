@@ -88,3 +88,11 @@ def test_after_a_lost_node_the_next_one_is_tried_first_and_the_lost_one_last():
     nodes = parameters("amqp://h1/%2F,h2,h3", start=0)
     assert [p.host for p in after(nodes, nodes[0])] == ["h2", "h3", "h1"]
     assert [p.host for p in after(nodes, nodes[2])] == ["h1", "h2", "h3"]
+
+
+def test_the_vhost_and_management_api_come_from_the_first_node():
+    settings = CommonSettings(amqp_url="amqp://u:p@h1:5681/albums,amqp://u:p@h2:5682/albums")
+    assert settings.amqp_vhost == "albums"
+    assert settings.rabbitmq_management_url == "http://h1:15672"
+    assert settings.rabbitmq_management_user == "u"
+    assert CommonSettings(amqp_url="amqp://u:p@h1/%2F,h2,h3").amqp_vhost == "/"
