@@ -546,8 +546,15 @@ def _cluster(ctx: Context) -> Cluster:
 
 
 def _wait_mid_album(ctx: Context) -> None:
+    """Until uploads are under way with images still waiting; then the work queue must have a
+    member online on every node (it survives the loss of one only then)."""
     wait_for(lambda: ctx.count(UPLOADED) >= 3 and len(_waiting(ctx)) >= 8, 90,
              what="uploads under way with images still waiting")
+    cluster = _cluster(ctx)
+    online = cluster.online(ctx.system.vhost, topology.IMAGE_UPLOADS.name)
+    if len(online) != len(cluster.members):
+        ctx.row.problems.append(f"the work queue has {len(online)} members online, not "
+                                f"{len(cluster.members)}: {online}")
 
 
 def _waiting(ctx: Context) -> set[tuple[str, int]]:

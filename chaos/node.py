@@ -160,9 +160,21 @@ class Node(_Management):
         self.pid = None
 
     def kill(self) -> None:
+        if self.pid is None:  # a start cut short (Ctrl-C) may have left the node running
+            self.pid = self._started_pid()
         self.signal(signal.SIGKILL)
         self._wait_gone()
         self.pid = None
+
+    def _started_pid(self) -> int | None:
+        """The pid in the pid file if that process is this node (its command line names this
+        node's folder): never a stale pid reused by another process."""
+        try:
+            pid = int((self.folder / "pid").read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if f"-home\0{self.folder}\0".encode() in command else None
 
     def restart(self) -> None:
         if self.pid is not None:
@@ -342,9 +354,16 @@ class Cluster(_Management):
 
     def leader(self, vhost: str, queue: str) -> Node:
         """The member that leads the quorum queue `queue` now."""
+        return self.member(self._queue(vhost, queue)["leader"])
+
+    def online(self, vhost: str, queue: str) -> list[str]:
+        """The members of the quorum queue `queue` that are online now."""
+        return list(self._queue(vhost, queue).get("online", []))
+
+    def _queue(self, vhost: str, queue: str) -> dict[str, Any]:
         response = self.api("GET", f"queues/{quote(vhost, '')}/{quote(queue, '')}")
         response.raise_for_status()
-        return self.member(response.json()["leader"])
+        return dict(response.json())
 
     @contextlib.contextmanager
     def partitioned(self, node: Node) -> Iterator[None]:
