@@ -530,11 +530,11 @@ def cluster_partition(ctx: Context) -> None:
         waiting, resumed = _resumed(ctx, fault_at)
         time.sleep(max(0.0, ctx.hold(20, 10) - (time.monotonic() - fault_at)))
     healed_at = time.monotonic()
-    cluster.wait_whole()
+    rejoined = "" if cluster.rejoin(cut) else " (the cut node hung rejoining: restarted)"
     ctx.row.notes.append(f"work queue leader {cut.name} ({clients}) cut off with "
                          f"{len(waiting)} images waiting; the next one uploaded {resumed:.1f} s "
-                         f"later; whole again "
-                         f"{time.monotonic() - healed_at:.1f} s after the rules went")
+                         f"later; whole again {time.monotonic() - healed_at:.1f} s after the "
+                         f"rules went{rejoined}")
     publishing.join(300)
     ctx.system.graph_faults()
 

@@ -315,6 +315,20 @@ class Cluster(_Management):
             return False
         return True
 
+    def rejoin(self, node: Node, patience_s: float = 30) -> bool:
+        """Wait for the cluster to be whole again after `node` was cut off; True if it was
+        within `patience_s`. Otherwise `node` is restarted (it rejoins from its data directory)
+        and False returned: after a partition, 3.10.8's paused node was seen to hang while
+        restarting its app (Erlang's `global` "faking nodedown/nodeup" between the members)."""
+        try:
+            self.wait_whole(patience_s)
+            return True
+        except RuntimeError:
+            node.kill()
+            node.start()
+            self.wait_whole()
+            return False
+
     def kill(self) -> None:
         for member in self.members:
             member.kill()
