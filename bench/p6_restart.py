@@ -91,9 +91,12 @@ class Consumed:
 def _probe(connection: pika.BlockingConnection, timeout: float = 60) -> str:
     """Publish one upload request with confirms on `connection`, retrying on fresh channels
     while the queue is not back yet (a quorum queue elects its leader after the node boots)."""
-    body = messages.encode(messages.ImageUploadRequested(album_id=uuid.uuid4().hex, image_id=1,
+    # The probe's id is its album id too: the handler sees the message, not its properties.
+    probe_id = uuid.uuid4().hex
+    body = messages.encode(messages.ImageUploadRequested(album_id=probe_id, image_id=1,
                                                          key="users/1/p6/probe.png"))
-    out = Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, body)
+    out = Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, body,
+                   message_id=probe_id)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -205,17 +208,19 @@ def _row(results: list[tuple[str, float, int]]) -> Row:
 
 
 def _consumer() -> None:
-    from shared.broker.consumer import Consumer, Delivery, Outcome
+    from shared.broker.consumer import Consumer, Route
+    from shared.retry_policy import RetryPolicy
     from shared.runtime import stop_on_signals
 
-    def handle(delivery: Delivery) -> Outcome:
+    def handle(message: messages.ImageUploadRequested, _attempt: int) -> None:
         # The clock is CLOCK_MONOTONIC, the same across processes on Linux.
-        print(f"consumed {time.monotonic():.6f} {delivery.message_id}", flush=True)
-        return Outcome()
+        print(f"consumed {time.monotonic():.6f} {message.album_id}", flush=True)
 
     declare = functools.partial(topology.declare, retry_delays=DELAYS)
-    consumer = Consumer(os.environ["BENCH_AMQP_URL"], topology.IMAGE_UPLOADS.name, handle,
-                        concurrency=4, on_connect=declare, grace_s=2)
+    route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handle,
+                  RetryPolicy(DELAYS, max_attempts=6))
+    consumer = Consumer(os.environ["BENCH_AMQP_URL"], route, concurrency=4, on_connect=declare,
+                        grace_s=2)
     consumer.run(stop_on_signals())
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared import topology
 from shared.broker.consumer import Consumer
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
+from shared.broker.publisher import Publisher
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 
@@ -25,9 +25,14 @@ def main() -> None:
                             (settings.retry_delays, settings.max_attempts),
                             claim_lease=settings.claim_lease)
     try_apply_policies(settings)
-    Consumer(settings.amqp_url, topology.ALBUM_SETTLED.name, handler,
-             settings.notifier_concurrency,
-             on_connect=TopologyDeclarer.from_settings(settings)).run(stop)
+    # One publisher per process: the runtime sends retry copies and dead letters through it.
+    publisher = Publisher(settings.amqp_url)
+    try:
+        Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
+                 on_connect=TopologyDeclarer.from_settings(settings),
+                 publisher=publisher).run(stop)
+    finally:
+        publisher.close()
 
 
 if __name__ == "__main__":

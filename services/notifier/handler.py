@@ -1,4 +1,8 @@
-"""Mail the album's owner once per settle: the notifier's handler."""
+"""Mail the album's owner once per settle: the notifier's handler.
+
+It returns (ack) or raises an outcome (`shared.outcomes`); the consumer runtime (`shared.fate`)
+turns that into a retry copy or a dead letter for the email that could not be sent.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,11 @@ from datetime import timedelta
 from email.message import EmailMessage
 from typing import Protocol
 
-from sqlalchemy.exc import (
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, retry_policy, store, topology
-from shared.broker.consumer import Delivery, Outcome
-from shared.dead_letters import dead_letter
-from shared.retry_policy import GiveUp
+from shared import messages, outcomes, store, topology
+from shared.fate import Route
+from shared.retry_policy import RetryPolicy
 
 from .claim_timing import backoff, mark_deadline
 from .email_message import AlbumEmail, compose
@@ -35,9 +32,6 @@ QUEUE = topology.ALBUM_SETTLED
 CLAIM_LEASE = timedelta(minutes=10)
 #: The first and the longest pause between tries to record a sent mail while the store is away.
 _MARK_PAUSE_S = (0.5, 30.0)
-#: What a store that is away (not a bug) raises: the settle waits for it in the delay tiers,
-#: without spending its attempts, so an outage never ends in a dead letter.
-_STORE_AWAY = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 
 
 class Mailer(Protocol):
@@ -61,35 +55,30 @@ class AlbumNotifier:
         self._base_url = app_base_url.rstrip("/")
         self._delays, self._max_attempts = policy
 
-    def __call__(self, delivery: Delivery) -> Outcome:
-        attempt = retry_policy.attempt_of(delivery.headers)
-        try:
-            event, mail = self._prepare(delivery.body)
-        except (messages.PoisonMessage, LookupError) as exc:
-            log.warning("dead-lettering a poison message: %s", exc)
-            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
-                                        attempt)])
-        except _STORE_AWAY as exc:
-            return self._retry(delivery, attempt, _store_away(exc))
+    def route(self) -> Route[messages.AlbumSettled]:
+        """The notifier's work queue, as the consumer runtime runs it: an email given up on is
+        dead-lettered by the runtime (nothing to record with it). A store outage raised from
+        here is the runtime's to ride out: it delays the event without spending attempts."""
+        return Route(QUEUE, messages.AlbumSettled, self,
+                     RetryPolicy(self._delays, self._max_attempts))
+
+    def __call__(self, event: messages.AlbumSettled, attempt: int) -> None:
+        mail = self._prepare(event)
         asked_at = self._clock()
-        try:
-            claim = self._store.claim_notification(event.album_id, event.settle_seq,
-                                                  self._claim_lease)
-        except _STORE_AWAY as exc:
-            return self._retry(delivery, attempt, _store_away(exc))
+        claim = self._store.claim_notification(event.album_id, event.settle_seq,
+                                              self._claim_lease)
         if claim.state == store.SENT:
             log.info("album %s settle %d already mailed", event.album_id, event.settle_seq)
-            return Outcome()
+            return
         if claim.state == store.BUSY:
-            return self._retry(delivery, attempt, "another notifier is sending this email")
+            raise outcomes.Busy(None, "another notifier is sending this email")
         assert claim.claim_id is not None  # SEND always comes with its claim
         try:
             self._mailer.send(compose(mail, self._sender))
         except Exception as exc:
             self._release(event, claim.claim_id)
-            return self._after_failure(delivery, attempt, classify(exc))
+            raise outcomes.of(classify(exc)) from exc
         self._mark_sent(event, claim.claim_id, mark_deadline(asked_at, self._claim_lease))
-        return Outcome()
 
     def _release(self, event: messages.AlbumSettled, claim_id: str) -> None:
         """The mail did not go: free the claim for the next attempt. If the store is away,
@@ -128,31 +117,10 @@ class AlbumNotifier:
                           event.album_id, event.settle_seq)
             return
 
-    def _prepare(self, body: bytes) -> tuple[messages.AlbumSettled, AlbumEmail]:
-        event = messages.decode(body)
-        if not isinstance(event, messages.AlbumSettled):
-            raise messages.PoisonMessage(f"{event.type} does not belong on {QUEUE.name}")
+    def _prepare(self, event: messages.AlbumSettled) -> AlbumEmail:
         album = self._store.album(event.album_id)
         user = self._store.user(album.user_id) if album else None
         if album is None or user is None:
-            raise LookupError(f"album {event.album_id} is not in the store")
+            raise messages.PoisonMessage(f"album {event.album_id} is not in the store")
         to = album.notify_email or user.email
-        return event, AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event)
-
-    def _after_failure(self, delivery: Delivery, attempt: int,
-                       failure: retry_policy.Failure) -> Outcome:
-        step = retry_policy.next_step(failure, attempt, self._delays, self._max_attempts)
-        if isinstance(step, GiveUp):
-            log.error("email dead-lettered: %s", step.reason)
-            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, step.reason,
-                                        failure.code, attempt)])
-        log.warning("email retries in %s s: %s", step.delay_s, failure.reason)
-        return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
-
-    def _retry(self, delivery: Delivery, attempt: int, reason: str) -> Outcome:
-        failure = retry_policy.Failure(retry_policy.FailureKind.THROTTLED, reason)
-        return self._after_failure(delivery, attempt, failure)
-
-
-def _store_away(exc: SQLAlchemyError) -> str:
-    return f"the store is unavailable ({type(exc).__name__}); the email waits for it"
+        return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event)

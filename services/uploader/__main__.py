@@ -50,10 +50,10 @@ def consume(settings: UploaderSettings) -> None:
                             Policy(settings.retry_delays, settings.max_attempts,
                                    settings.graph_timeout_s), breaker)
     try_apply_policies(settings)
-    consumer = Consumer(settings.amqp_url, topology.IMAGE_UPLOADS.name, handler,
-                        settings.uploader_concurrency,
+    # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
+    consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
                         on_connect=TopologyDeclarer.from_settings(settings),
-                        grace_s=settings.shutdown_grace_s)
+                        grace_s=settings.shutdown_grace_s, publisher=publisher)
     consumer.run(stop)
     publisher.close()
 

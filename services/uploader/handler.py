@@ -1,8 +1,9 @@
-"""Upload one image: the uploader's handler, from a delivery to an outcome.
+"""Upload one image: the uploader's handler, from a typed message to an outcome.
 
-Decides nothing about transport: it records each step in the store and returns what to publish
-before the ack (a retry copy, a dead letter for poison). Ended images are recorded with their
-dead letter and the album's settled event in one transaction (the outbox sends them).
+Decides nothing about transport: it records each step in the store and returns (ack) or raises
+an outcome (`shared.outcomes`); the consumer runtime (`shared.fate`) turns that into a retry
+copy or a dead letter. Its route's hooks record a retry, and an image that failed for good with
+its dead letter and the album's settled event in one transaction (the outbox sends them).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, retry_policy, topology
-from shared.broker.consumer import Delivery, Outcome
-from shared.dead_letters import dead_letter
+from shared import messages, outcomes, topology
+from shared.fate import Route
 from shared.outbox import Outbox
-from shared.retry_policy import Failure, FailureKind, GiveUp
+from shared.outgoing import Outgoing
+from shared.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
 from shared.store import FbAlbumClaim, Start, Store
 
 from .album_photos import AlbumPhotos
@@ -101,55 +102,54 @@ class ImageUploader:
         self._policy = policy
         self._album_photos = AlbumPhotos(graph.list_album_photos, policy.read_back_ttl_s)
 
-    def __call__(self, delivery: Delivery) -> Outcome:
-        attempt = retry_policy.attempt_of(delivery.headers)
+    def route(self) -> Route[messages.ImageUploadRequested]:
+        """The uploader's work queue, as the consumer runtime runs it."""
+        return Route(QUEUE, messages.ImageUploadRequested, self, RetryPolicy(
+            self._policy.retry_delays, self._policy.max_attempts),
+            on_retry=self.record_retry, on_give_up=self.give_up)
+
+    def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         try:
-            message = _parse(delivery.body)
             start = self._store.start_attempt(
                 message.image_id, _LEASE,
                 timedelta(seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S),
                 timedelta(seconds=self._policy.album_claim_stale_s))
-        except (messages.PoisonMessage, LookupError) as exc:
-            log.warning("dead-lettering a poison message: %s", exc)
-            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
-                                        attempt)])
+        except LookupError as exc:
+            raise messages.PoisonMessage(str(exc)) from None
         if start.attempt is None:
-            return self._not_now(message, delivery, attempt, start.busy_for)
-        return self._attempt(message, delivery, attempt, start)
+            self._not_now(message, start.busy_for)
+            return
+        self._attempt(message, start)
 
-    def _not_now(self, message: messages.ImageUploadRequested, delivery: Delivery,
-                 attempt: int, busy_for: float) -> Outcome:
+    def _not_now(self, message: messages.ImageUploadRequested, busy_for: float) -> None:
         """The image was not taken: it ended already, or another attempt may be in flight."""
         if not busy_for:
             log.info("image %s already ended; acking the duplicate", message.image_id)
-            return Outcome()
+            return
         # Another attempt holds it (a duplicate taken side by side), or one that died may
         # still reach Facebook: look again once it cannot, without spending the budget.
-        wait = Failure(FailureKind.THROTTLED, "another attempt may be in flight", None,
-                       wait_s=busy_for)
-        return self._after_failure(message, delivery, attempt, wait, record=False)
+        raise outcomes.Busy(busy_for, "another attempt may be in flight")
 
-    def _attempt(self, message: messages.ImageUploadRequested, delivery: Delivery, attempt: int,
-                 start: Start) -> Outcome:
+    def _attempt(self, message: messages.ImageUploadRequested, start: Start) -> None:
         """Send the image (the attempt is taken) and record how it went."""
         with self._leased(message.image_id):
             try:
                 photo_id = self._upload(message, start)
             except SQLAlchemyError:
-                # The store failed, not the image: the runtime puts the message back after a
-                # pause. Classified, it would be "internal error" and fail the image for good.
+                # The store failed, not the image: the runtime delays the message without
+                # spending its budget. Classified, it would be "internal error" and fail the
+                # image for good.
                 raise
             except Exception as exc:  # every failure is classified; unknown ones are permanent
                 failure = classify(exc)
                 if isinstance(exc, GraphError):
                     self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
-                return self._after_failure(message, delivery, attempt, failure)
+                raise outcomes.of(failure) from exc
         self._breaker.record(ok=True)
         self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
-        return Outcome()
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
         fb_album = self._fb_album(message.album_id, start.album_title, start.fb_album)
@@ -297,30 +297,20 @@ class ImageUploader:
             except Exception:  # the store may be down a moment; the next round tries again
                 log.exception("could not renew upload leases")
 
-    def _after_failure(self, message: messages.ImageUploadRequested, delivery: Delivery,
-                       attempt: int, failure: Failure, record: bool = True) -> Outcome:
-        step = retry_policy.next_step(failure, attempt, self._policy.retry_delays,
-                                      self._policy.max_attempts)
-        if isinstance(step, GiveUp):
-            log.warning("image %s failed for good: %s", message.image_id, step.reason)
-            letter = dead_letter(QUEUE, delivery.body, delivery.headers, step.reason,
-                                 failure.code, attempt)
-            self._outbox.publish(self._store.record_failed(
-                message.image_id, step.reason, failure.code, letter,
-                stop_album=failure.kind is FailureKind.AUTH))
-            return Outcome()
-        log.info("image %s retries in %s s: %s", message.image_id, step.delay_s, failure.reason)
+    def record_retry(self, message: messages.ImageUploadRequested, failure: Failure,
+                     step: RetryLater) -> None:
+        """The route's `on_retry`: the album page shows when the image is tried next."""
         next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=step.delay_s)
-        if record:
-            self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
-        return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
+        self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
 
-
-def _parse(body: bytes) -> messages.ImageUploadRequested:
-    message = messages.decode(body)
-    if not isinstance(message, messages.ImageUploadRequested):
-        raise messages.PoisonMessage(f"{message.type} does not belong on {QUEUE.name}")
-    return message
+    def give_up(self, message: messages.ImageUploadRequested, failure: Failure,
+                letter: Outgoing) -> None:
+        """The route's `on_give_up`: the failure, its dead letter and the album's settle (if it
+        ended the album) in one transaction; the outbox sends the letter and the settle."""
+        log.warning("image %s failed for good: %s", message.image_id, failure.reason)
+        self._outbox.publish(self._store.record_failed(
+            message.image_id, failure.reason, failure.code, letter,
+            stop_album=failure.kind is FailureKind.AUTH))
 
 
 def _album_mark(album_id: str) -> str:

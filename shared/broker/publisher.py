@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 
 import pika
@@ -19,7 +19,7 @@ from pika.channel import Channel
 from pika.spec import Basic
 
 from shared.broker.connection import label, parameters, properties
-from shared.broker.errors import BrokerError, Unroutable
+from shared.broker.errors import BrokerError, Refused, Unroutable
 from shared.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,26 @@ class Publisher:
                 future.result(timeout)
             except FutureTimeout:
                 raise BrokerError(f"no confirm within {timeout} s") from None
+
+    def publish_each(self, messages: Sequence[Outgoing], timeout: float = 10.0,
+                     connect_wait: float = 2.0) -> list[BaseException | None]:
+        """`publish`, but each message's own outcome, in order: None once the broker confirmed
+        it, else why not (`Refused`/`Unroutable`: the broker said no to that message; another
+        BrokerError: no connection, or no confirm within `timeout` for the whole batch).
+        Never raises for a message that failed: one refusal must not hide the confirmed."""
+        if not messages:
+            return []
+        connection = self._connection if self._ready.wait(connect_wait) else None
+        if connection is None:
+            return [BrokerError("broker unavailable: no connection")] * len(messages)
+        futures = [Future[None]() for _ in messages]
+        try:
+            connection.ioloop.add_callback_threadsafe(lambda: self._send(messages, futures))
+        except Exception as exc:  # the loop is gone: the connection just died
+            return [BrokerError(f"broker unavailable: {exc}")] * len(messages)
+        wait(futures, timeout)
+        return [future.exception() if future.done()
+                else BrokerError(f"no confirm within {timeout} s") for future in futures]
 
     def close(self) -> None:
         self._stopping = True
@@ -176,7 +196,7 @@ class Publisher:
             elif acked:
                 future.set_result(None)
             else:
-                future.set_exception(BrokerError(f"broker refused message {message_id}"))
+                future.set_exception(Refused(f"broker refused message {message_id}"))
 
     def _fail_pending(self, error: BrokerError) -> None:
         pending, self._pending = self._pending, {}

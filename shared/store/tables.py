@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.outgoing import Outgoing
+from shared.store.db_clock import utc_now
 
 PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
 QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
@@ -94,9 +95,16 @@ class OutboxMessage(Base):
     message_id: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: By the database's clock, as every time the relay compares (claimed_until,
+    #: next_attempt_at): the writer's and the relays' hosts may disagree.
+    created_at: Mapped[datetime] = mapped_column(default=utc_now())
     published_at: Mapped[datetime | None] = mapped_column(index=True)
     claimed_until: Mapped[datetime | None]
+    #: How many times the broker refused the message (NULL: never), when the relay may try
+    #: again (shared/store/outbox_backoff.py) and what the broker said the last time.
+    attempts: Mapped[int | None]
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     def outgoing(self) -> Outgoing:
         return Outgoing(self.exchange, self.routing_key, self.body, headers=self.headers,

@@ -93,3 +93,16 @@ class NotificationClaim:
 
     state: str
     claim_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRetry:
+    """An outbox row the broker refused: for the log, which message waits, until when, why."""
+
+    id: int
+    message_id: str
+    exchange: str
+    routing_key: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str

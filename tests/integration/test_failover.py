@@ -11,9 +11,12 @@ import pika
 import pytest
 
 from dev.ports import free_port
-from shared.broker.consumer import Consumer, Delivery, Outcome
+from shared import topology
+from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
+from shared.messages import ImageUploadRequested, encode
 from shared.outgoing import Outgoing
+from shared.retry_policy import RetryPolicy
 
 from .helpers import get_all, wait_for
 
@@ -55,21 +58,23 @@ def test_the_publisher_skips_a_dead_node(dead_first, queue, caplog):
 def test_the_consumer_skips_a_dead_node(dead_first, queue, caplog):
     nodes, live = dead_first
     caplog.set_level(logging.INFO, logger="shared.broker.consumer")
-    taken: list[bytes] = []
+    taken: list[int] = []
 
-    def handler(delivery: Delivery) -> Outcome:
-        taken.append(delivery.body)
-        return Outcome()
+    def handler(message: ImageUploadRequested, _attempt: int) -> None:
+        taken.append(message.image_id)
 
-    consumer = Consumer(nodes, queue, handler, concurrency=1, grace_s=2)
+    route = Route(topology.WorkQueue(queue, queue), ImageUploadRequested, handler,
+                  RetryPolicy((1,), max_attempts=1))
+    consumer = Consumer(nodes, route, concurrency=1, grace_s=2)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     try:
         assert consumer.consuming.wait(15), "the consumer did not start consuming"
         with closing(pika.BlockingConnection(pika.URLParameters(live))) as connection:
-            connection.channel().basic_publish("", queue, b"for the consumer")
-        wait_for(lambda: taken == [b"for the consumer"], timeout=10, what="the delivery")
+            connection.channel().basic_publish("", queue, encode(
+                ImageUploadRequested(album_id="a", image_id=7, key="k7")))
+        wait_for(lambda: taken == [7], timeout=10, what="the delivery")
     finally:
         stop.set()
         thread.join(10)

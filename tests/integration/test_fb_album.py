@@ -22,7 +22,7 @@ from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.graph_client import GraphError, GraphNetworkError
 from services.uploader.handler import ImageUploader, Policy
 from shared import retry_policy
-from shared.broker.consumer import Delivery, Outcome
+from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
 from shared.store import Store
 from shared.store.tables import Album
@@ -49,6 +49,11 @@ class FakePublisher:
     def publish(self, messages: Sequence[Any], timeout: float | None = None) -> None:
         self.sent.extend(messages)
 
+    def publish_each(self, messages: Sequence[Any],
+                     timeout: float | None = None) -> list[BaseException | None]:
+        self.publish(messages, timeout)
+        return [None] * len(messages)
+
 
 def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUploader:
     """One uploader process (each test's workers share the store and Facebook)."""
@@ -67,11 +72,16 @@ def new_album(store: Store, count: int) -> tuple[str, list[Delivery]]:
                       for row in rows]
 
 
-def retried(delivery: Delivery, outcome: Outcome) -> Delivery:
+def retried(delivery: Delivery, outcome: Fate) -> Delivery:
     """The delivery of the retry copy `outcome` published (as the delay tier hands it back)."""
     (copy,) = outcome.publish
     assert copy.headers[retry_policy.ATTEMPT_HEADER] >= 1
     return Delivery(delivery.body, copy.headers, False, None, "image.upload")
+
+
+def run(uploader: ImageUploader, delivery: Delivery) -> Fate:
+    """As the consumer runtime runs the handler: the message's fate."""
+    return decide(uploader.route(), delivery)
 
 
 def age_claim(store: Store, album_id: str, by: timedelta) -> None:
@@ -98,9 +108,9 @@ def test_a_create_that_timed_out_is_looked_for_not_made_a_second_time(store):
     album_id, (first, second) = new_album(store, 2)
     # Facebook made the album; the answer never came back.
     graph.plan("create_album", Fault(TIMED_OUT, land=True))
-    assert worker(store, graph)(first).publish  # retried later
+    assert run(worker(store, graph), first).publish  # retried later
 
-    assert worker(store, graph)(second).publish == ()  # another worker, the next image
+    assert run(worker(store, graph), second).publish == ()  # another worker, the next image
     assert len(graph.albums) == 1, f"created {graph.calls['create_album']} albums"
     assert_one_album_holds_every_photo(store, graph, album_id)
 
@@ -112,14 +122,14 @@ def test_an_uncertain_create_is_made_again_only_once_it_could_no_longer_land(sto
     album_id, (first, second) = new_album(store, 2)
     # A proxy answered 502: Facebook may or may not have made the album.
     graph.plan("create_album", Fault(BAD_GATEWAY))
-    assert worker(store, graph)(first).publish
+    assert run(worker(store, graph), first).publish
 
-    waiting = worker(store, graph)(second)
+    waiting = run(worker(store, graph), second)
     assert graph.calls["create_album"] == 1, "created again while the first might still land"
     assert graph.calls["list_albums"] >= 1  # looked for it by its mark
     # Past the Graph timeout and the margin, the first request can no longer land.
     age_claim(store, album_id, timedelta(seconds=POLICY.album_claim_stale_s + 1))
-    assert worker(store, graph)(retried(second, waiting)).publish == ()
+    assert run(worker(store, graph), retried(second, waiting)).publish == ()
     assert len(graph.albums) == 1
     assert_one_album_holds_every_photo(store, graph, album_id)
 
@@ -129,14 +139,14 @@ def test_a_slow_create_is_not_taken_over_while_it_may_still_land(store):
     album_id, (first, second) = new_album(store, 2)
     slow = threading.Event()
     graph.plan("create_album", Fault(gate=slow))
-    outcomes: list[Outcome] = []
-    creator = threading.Thread(target=lambda: outcomes.append(worker(store, graph)(first)))
+    outcomes: list[Fate] = []
+    creator = threading.Thread(target=lambda: outcomes.append(run(worker(store, graph), first)))
     creator.start()
     assert graph.entered["create_album"].wait(5)
     # The create has taken 61 s (longer than the 60 s claims once went stale after), well
     # within the Graph timeout (120 s): it may still land.
     age_claim(store, album_id, timedelta(seconds=61))
-    other = threading.Thread(target=lambda: outcomes.append(worker(store, graph)(second)))
+    other = threading.Thread(target=lambda: outcomes.append(run(worker(store, graph), second)))
     other.start()
     time.sleep(0.3)
     slow.set()
@@ -152,13 +162,13 @@ def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(store, ca
     album_id, (first, second) = new_album(store, 2)
     slow = threading.Event()
     graph.plan("create_album", Fault(gate=slow))
-    outcomes: list[Outcome] = []
-    creator = threading.Thread(target=lambda: outcomes.append(worker(store, graph)(first)))
+    outcomes: list[Fate] = []
+    creator = threading.Thread(target=lambda: outcomes.append(run(worker(store, graph), first)))
     creator.start()
     assert graph.entered["create_album"].wait(5)
     # Past the Graph timeout and the margin: another worker takes over, finds nothing, creates.
     age_claim(store, album_id, timedelta(seconds=POLICY.album_claim_stale_s + 60))
-    assert worker(store, graph)(second).publish == ()
+    assert run(worker(store, graph), second).publish == ()
     taker_album = store.album(album_id).fb_album_id
     with caplog.at_level(logging.WARNING, logger=handler_module.__name__):
         slow.set()  # the first create lands at last
@@ -177,8 +187,8 @@ def test_a_duplicate_after_an_empty_read_back_records_the_photo_facebook_has(sto
     album_id, (delivery,) = new_album(store, 1)
     # The photo landed, its answer was lost, and the next read-back does not list it yet.
     graph.plan("upload_photo", Fault(TIMED_OUT, land=True, unlisted=1))
-    again = retried(delivery, worker(store, graph)(delivery))
-    assert worker(store, graph)(again).publish == ()
+    again = retried(delivery, run(worker(store, graph), delivery))
+    assert run(worker(store, graph), again).publish == ()
     (photo,) = graph.photos
     image = store.album(album_id).images[0]
     assert (image.state, image.photo_id) == ("uploaded", photo["id"])
@@ -188,8 +198,8 @@ def test_a_duplicate_not_found_says_so_rather_than_refused(store):
     graph = FakeGraph(refuse_duplicates=True)
     album_id, (delivery,) = new_album(store, 1)
     graph.plan("upload_photo", Fault(TIMED_OUT, land=True, unlisted=10))
-    again = retried(delivery, worker(store, graph)(delivery))
-    worker(store, graph)(again)
+    again = retried(delivery, run(worker(store, graph), delivery))
+    run(worker(store, graph), again)
     image = store.album(album_id).images[0]
     assert image.photo_id is None and image.error is not None
     assert "refused" not in image.error
@@ -205,10 +215,10 @@ def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store):
     # Every first attempt fails: half the photos landed with their answers lost, half did not.
     graph.plan("upload_photo", *[Fault(TIMED_OUT, land=n % 2 == 0) for n in range(20)])
     uploader = worker(store, graph)
-    retries = [retried(d, uploader(d)) for d in deliveries]
+    retries = [retried(d, run(uploader, d)) for d in deliveries]
     before = graph.calls["list_album_photos"]
     for delivery in retries:
-        assert uploader(delivery).publish == ()
+        assert run(uploader, delivery).publish == ()
     listed = graph.calls["list_album_photos"] - before
     assert listed <= 2, f"the album was listed {listed} times for 20 retries"
     album = store.album(album_id)

@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy.exc import SQLAlchemyError
 
 from dev.mail_catcher import GOODBYE, CatchingHandler, Fault, MailCatcher
 from dev.ports import free_port
@@ -20,9 +19,10 @@ from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
 from shared import messages, topology
 from shared.broker.connection import declare_topology
-from shared.broker.consumer import Consumer, Delivery, Outcome
+from shared.broker.consumer import Consumer
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.publisher import Publisher
+from shared.fate import Delivery, Fate, decide
 from shared.outgoing import Outgoing
 from shared.settings import CommonSettings
 
@@ -60,13 +60,10 @@ def settled_album(store) -> tuple[str, str, Delivery]:
                                      topology.ALBUM_SETTLED.routing_key)
 
 
-def deliver(handler, delivery: Delivery) -> Outcome | None:
-    """As the consumer runtime runs a handler: its outcome, or None when it raised a store
-    error (the runtime puts the message back to be delivered again)."""
-    try:
-        return handler(delivery)
-    except SQLAlchemyError:
-        return None
+def deliver(handler: AlbumNotifier, delivery: Delivery) -> Fate:
+    """As the consumer runtime runs a handler: the message's fate (a store error is an
+    outage: the message waits in a delay tier to be delivered again)."""
+    return decide(handler.route(), delivery)
 
 
 def mails_to(catcher: MailCatcher, address: str) -> list[tuple[int, str | None]]:
@@ -77,8 +74,8 @@ def mails_to(catcher: MailCatcher, address: str) -> list[tuple[int, str | None]]
 def test_a_settle_delivered_twice_is_mailed_once(notifier, sqlite_store, catcher):
     _, email, delivery = settled_album(sqlite_store)
     handler = notifier()
-    assert handler(delivery).publish == ()
-    assert handler(dataclasses.replace(delivery, redelivered=True)).publish == ()
+    assert deliver(handler, delivery).publish == ()
+    assert deliver(handler, dataclasses.replace(delivery, redelivered=True)).publish == ()
     ((_, subject),) = mails_to(catcher, email)
     assert subject is not None and "Notifier test" in subject
 
@@ -97,7 +94,7 @@ def test_a_store_error_after_the_mail_went_out_sends_no_second_email(notifier, s
     age_notifications(sqlite_store)
     again = deliver(notifier(), dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
-    assert first == Outcome() and again == Outcome()
+    assert first.publish == () and again.publish == ()
 
 
 def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(notifier, store,
@@ -114,7 +111,7 @@ def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(notifi
     age_notifications(store)
     again = deliver(notifier(store=store, **SHORT), dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
-    assert first == Outcome() and again == Outcome()
+    assert first.publish == () and again.publish == ()
 
 
 class DropAtQuit(CatchingHandler):
@@ -151,7 +148,7 @@ def test_a_mail_the_relay_accepted_is_sent_whatever_quit_brings(notifier, sqlite
     # Whatever came back (a retry copy, or nothing), the same settle again mails nobody.
     again = deliver(handler, dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
-    assert first == Outcome() and again == Outcome()
+    assert first.publish == () and again.publish == ()
 
 
 @pytest.fixture
@@ -165,10 +162,10 @@ def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
     """The store is away for longer than the queue's delivery limit lets a message bounce
     back: the settle must wait in the delay tiers, not end in the dead-letter queue."""
     _, email, delivery = settled_album(sqlite_store)
-    settings = CommonSettings(amqp_url=own_vhost, retry_delays=(1,), delivery_limit=2)
+    settings = CommonSettings(amqp_url=own_vhost, retry_delays=POLICY[0], delivery_limit=2)
     declare_topology(settings)
     handler = notifier(store=StoreOutage(sqlite_store, 8.0), **SHORT)
-    consumer = Consumer(own_vhost, topology.ALBUM_SETTLED.name, handler, 1,
+    consumer = Consumer(own_vhost, handler.route(), 1,
                         on_connect=TopologyDeclarer.from_settings(settings), grace_s=2)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)

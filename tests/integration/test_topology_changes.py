@@ -16,9 +16,11 @@ import pytest
 from dev.ports import free_port
 from shared import topology
 from shared.broker.connection import declare_topology
-from shared.broker.consumer import Consumer, Outcome
+from shared.broker.consumer import Consumer, Route
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.errors import BrokerError
+from shared.messages import ImageUploadRequested
+from shared.retry_policy import RetryPolicy
 from shared.settings import CommonSettings
 
 from .helpers import get_all, message_count, wait_for
@@ -53,11 +55,12 @@ def settings(url, **values):
     return CommonSettings(amqp_url=url, **{"retry_delays": (1, 3), **values})
 
 
-def consumer_starts(settings_, handler=lambda _d: Outcome()):
+def consumer_starts(settings_, handler=lambda _message, _attempt: None):
     """Run the service's consumer (its on_connect as the services build it) until it consumes;
     whether it did within 10 s."""
     stop = threading.Event()
-    consumer = Consumer(settings_.amqp_url, UPLOADS.name, handler, 1,
+    route = Route(UPLOADS, ImageUploadRequested, handler, RetryPolicy((1, 3), max_attempts=3))
+    consumer = Consumer(settings_.amqp_url, route, 1,
                         on_connect=TopologyDeclarer.from_settings(settings_), grace_s=1)
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
