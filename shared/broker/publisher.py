@@ -31,7 +31,7 @@ from shared.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 
-_RECONNECT_DELAYS_S = (0.5, 1, 2, 5)
+_RECONNECT_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5)
 
 _Batch = tuple[Sequence[Outgoing], Sequence[Future[None]]]
 
