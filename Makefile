@@ -19,7 +19,7 @@ broker:
 	scripts/ensure-broker.sh --management
 
 run: $(STAMP)
-	scripts/ensure-broker.sh
+	scripts/ensure-broker.sh --management
 	mkdir -p var
 	$(BIN)/honcho start -f Procfile -e dev/local.env
 

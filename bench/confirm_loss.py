@@ -1,11 +1,11 @@
 """Does a confirmed message survive a broker SIGKILL? Probes a quorum queue across crashes.
 
 On a RabbitMQ node of its own (bench/node.py, never the machine's broker), one thread publishes
-a probe with confirms every 0.1-0.25 s to a quorum queue while the main thread SIGKILLs and
-restarts the node several times; the first publishes after each restart fall in the queue's
-leader election. After the last restart every message in the queue is read, and each probe the
-broker confirmed but the queue does not hold is counted lost. A probe whose publish failed is
-"unknown" (it may or may not be stored), never lost.
+a probe with confirms every 0.1-0.25 s to the uploader's work queue (a quorum queue) while the
+main thread SIGKILLs and restarts the node several times; the first publishes after each
+restart fall in the queue's leader election. After the last restart every message in the queue
+is read, and each probe the broker confirmed but the queue does not hold is counted lost. A
+probe whose publish failed is "unknown" (it may or may not be stored), never lost.
 
     python -m bench.confirm_loss --client raw --kills 10    # pika's BlockingChannel
     python -m bench.confirm_loss --client ours --kills 10   # shared.broker.publisher.Publisher
@@ -13,13 +13,14 @@ broker confirmed but the queue does not hold is counted lost. A probe whose publ
 `raw` opens a fresh BlockingConnection and channel (with confirm_delivery) after each failure;
 `ours` keeps one Publisher, which reconnects by itself. `--consumer` adds what P6 has: the
 services' consumer runtime (`shared.broker.consumer.Consumer`, concurrency 4, declaring the
-queue on each connect) consuming the queue throughout; a probe it handled is not lost, and the
+topology on each connect) consuming the queue throughout; a probe it handled is not lost, and the
 run reports how late the latest one came after its confirm.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import threading
@@ -31,12 +32,16 @@ import pika
 import pika.exceptions
 
 from bench.node import Node
+from shared import messages, topology
 from shared.broker import publisher as publisher_module
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
 from shared.outgoing import Outgoing
 
-QUEUE = "confirm-loss.probes"
+#: The uploader's work queue (a quorum queue), as P6 uses it; a probe is an upload request whose
+#: album id is the probe's id (the consumer's handler sees the message, not its properties).
+QUEUE = topology.IMAGE_UPLOADS.name
+DELAYS = (1, 2, 5)
 #: A quorum queue declared just before a crash can come back empty (its registration had not
 #: reached disk): let it settle before the first kill, as a production queue would have.
 SETTLE_S = 3.0
@@ -84,7 +89,8 @@ class RawClient:
                 self._channel = pika.BlockingConnection(_params(self._url)).channel()
                 self._channel.confirm_delivery()
             self._channel.basic_publish(
-                "", QUEUE, probe_id.encode(), mandatory=True,
+                topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, _body(probe_id),
+                mandatory=True,
                 properties=pika.BasicProperties(delivery_mode=2, message_id=probe_id))
             return True
         except (pika.exceptions.AMQPError, OSError):
@@ -112,7 +118,9 @@ class OurClient:
 
     def publish(self, probe_id: str) -> bool:
         try:
-            self._publisher.publish([Outgoing("", QUEUE, probe_id.encode(), message_id=probe_id)],
+            self._publisher.publish([Outgoing(topology.WORK_EXCHANGE,
+                                              topology.IMAGE_UPLOADS.routing_key, _body(probe_id),
+                                              message_id=probe_id)],
                                     timeout=5.0, connect_wait=0.5)
             return True
         except BrokerError:
@@ -130,17 +138,22 @@ def _publish_until(client: RawClient | OurClient, tally: Tally, stop: threading.
         stop.wait(rng.uniform(0.1, 0.25))
 
 
+def _body(probe_id: str) -> bytes:
+    return messages.encode(messages.ImageUploadRequested(album_id=probe_id, image_id=1,
+                                                         key="users/1/probe.png"))
+
+
 def _consume(url: str, tally: Tally, stop: threading.Event) -> None:
-    from shared.broker.consumer import Consumer, Delivery, Outcome
+    from shared.broker.consumer import Consumer, Route
+    from shared.retry_policy import RetryPolicy
 
-    def handle(delivery: Delivery) -> Outcome:
-        tally.consumed(delivery.message_id or "")
-        return Outcome()
+    def handle(message: messages.ImageUploadRequested, _attempt: int) -> None:
+        tally.consumed(message.album_id)
 
-    def declare(channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
-        channel.queue_declare(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
-
-    Consumer(url, QUEUE, handle, concurrency=4, on_connect=declare, grace_s=2).run(stop)
+    route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handle,
+                  RetryPolicy(DELAYS, max_attempts=6))
+    declare = functools.partial(topology.declare, retry_delays=DELAYS)
+    Consumer(url, route, concurrency=4, on_connect=declare, grace_s=2).run(stop)
 
 
 def _drain(url: str, timeout: float = 120) -> set[str]:
@@ -176,8 +189,7 @@ def run(client_kind: str, kills: int, seed: int, consumer: bool) -> dict[str, ob
         node.start()
         node.wait_booted()
         connection = pika.BlockingConnection(_params(node.url))
-        connection.channel().queue_declare(QUEUE, durable=True,
-                                           arguments={"x-queue-type": "quorum"})
+        topology.declare(connection.channel(), DELAYS)
         connection.close()
         time.sleep(SETTLE_S)
         reader = threading.Thread(target=_consume, args=(node.url, tally, consuming))

@@ -75,8 +75,9 @@ def _ours_body(n: int) -> Body:
 def _declare_work_queue(url: str) -> None:
     connection = blocking(url)
     try:
-        connection.channel().queue_declare(QUEUE, durable=True,
-                                           arguments=topology.work_queue_arguments(DELIVERY_LIMIT))
+        # The delivery limit is a policy in production; as an argument here it works the same.
+        arguments = {**topology.work_queue_arguments(), "x-delivery-limit": DELIVERY_LIMIT}
+        connection.channel().queue_declare(QUEUE, durable=True, arguments=arguments)
     finally:
         connection.close()
 
@@ -300,15 +301,19 @@ def _raw_worker(url: str, queue: str, prefetch: int) -> None:
 
 
 def _ours_worker(url: str, queue: str, prefetch: int) -> None:
-    from shared.broker.consumer import Consumer, Delivery, Outcome
+    from shared.broker.consumer import Consumer, Route
+    from shared.retry_policy import RetryPolicy
     from shared.runtime import stop_on_signals
 
-    def no_op(_delivery: Delivery) -> Outcome:
-        return Outcome()
+    def no_op(_message: messages.ImageUploadRequested, _attempt: int) -> None:
+        return None
 
     stop = stop_on_signals()
     wait_for_go()
-    Consumer(url, queue, no_op, concurrency=prefetch).run(stop)
+    # The runtime decodes each body into the route's type before the (no-op) handler runs.
+    route = Route(topology.WorkQueue(queue, queue), messages.ImageUploadRequested, no_op,
+                  RetryPolicy((1,), max_attempts=1))
+    Consumer(url, route, concurrency=prefetch).run(stop)
 
 
 def _worker(role: str) -> None:

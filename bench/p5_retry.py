@@ -28,7 +28,7 @@ def tiers() -> dict[int, str]:
     """{seconds: queue} for every retry queue the topology declares for the uploads queue
     (each configured delay, and its jittered twin where the topology adds one)."""
     found = {}
-    for spec in topology.queue_specs(DELAYS, 20):
+    for spec in topology.queue_specs(DELAYS):
         if spec.exchange == topology.RETRY_EXCHANGE and spec.name.startswith(QUEUE.name):
             found[int(spec.arguments["x-message-ttl"]) // 1000] = spec.routing_key
     return dict(sorted(found.items()))
@@ -97,7 +97,7 @@ def run(opts: Options, broker: Broker) -> list[Row]:
     rounds = 3 if opts.quick else 8
     with broker.vhost("p5") as url:
         connection = blocking(url)
-        topology.declare(connection.channel(), DELAYS, 20)
+        topology.declare(connection.channel(), DELAYS)
         connection.close()
         arrivals = Arrivals(url)
         try:

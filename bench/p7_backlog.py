@@ -105,7 +105,7 @@ def run(opts: Options, broker: Broker) -> list[Row]:
     results: dict[int, dict[str, Any]] = {}
     with broker.vhost("p7") as url, database(opts, "p7") as db_url:
         connection = blocking(url)
-        topology.declare(connection.channel(), DELAYS, 20)
+        topology.declare(connection.channel(), DELAYS)
         connection.close()
         images = seed_uploaded(db_url, large)
         system = System("p7", url, db_url)

@@ -79,7 +79,7 @@ def heal(system: System) -> None:
     connection = pika.BlockingConnection(parameters(system.amqp_url))
     try:
         retry_delays = [int(d) for d in system.env["RETRY_DELAYS"].split(",")]
-        topology.declare(connection.channel(), retry_delays, int(system.env["DELIVERY_LIMIT"]))
+        topology.declare(connection.channel(), retry_delays)
     finally:
         connection.close()
 

@@ -104,6 +104,8 @@ class System:
         return {
             **os.environ, **BASE_SETTINGS, **settings,
             "AMQP_URL": self.amqp_url,
+            # The node's own management port: the policies go to it, not to a shared broker.
+            "RABBITMQ_MANAGEMENT_URL": f"http://127.0.0.1:{self.node.management_port}",
             "DATABASE_URL": self.db.url(store_port),
             "S3_ENDPOINT_URL": f"http://127.0.0.1:{self.proxies['s3'].port}",
             "S3_BUCKET": self.bucket,
@@ -225,9 +227,13 @@ class System:
                              timeout=60)
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    def publish(self, token: str, album: Mapping[str, Any]) -> requests.Response:
+    def publish(self, token: str, album: Mapping[str, Any],
+                idempotency_key: str | None = None) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         return requests.post(f"{self.api_url}/api/albums", json=dict(album), timeout=60,
-                             headers={"Authorization": f"Bearer {token}"})
+                             headers=headers)
 
 
 ALBUM_LINK = re.compile(r"/albums/([0-9a-f]{32})")

@@ -7,6 +7,7 @@ import hashlib
 import random
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,18 +73,27 @@ class Workload:
         return sum(len(plan.keys) for plan in self.plans)
 
     def publish(self, plan: AlbumPlan, deadline_s: float = 180) -> str | None:
-        """POST the album until the API accepts it (202); None if it never did."""
+        """POST the album until the API accepts it (202); None if it never did.
+
+        As a careful client does: one Idempotency-Key for the album, sent again with every
+        try, so that a try whose answer was an error or never came, yet which the store
+        recorded, comes back as the same album rather than a second one. Only an answer that
+        may change is waited out (none, 5xx, 429); another 4xx ends the tries."""
         deadline = time.monotonic() + deadline_s
         body = {"title": plan.title, "images": list(plan.keys)}
+        key = uuid.uuid4().hex
         while time.monotonic() < deadline:
             try:
-                response = self.system.publish(self.user["token"], body)
+                response = self.system.publish(self.user["token"], body, key)
             except requests.RequestException:
                 response = None
             if response is not None and response.status_code == 202:
                 return self._accepted(plan, response.json())
             with self._lock:
                 self.refusals += 1
+            if response is not None and response.status_code < 500 \
+                    and response.status_code != 429:
+                return None
             time.sleep(1)
         return None
 

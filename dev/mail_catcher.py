@@ -20,7 +20,9 @@ HTTP API (JSON unless noted):
 - ``DELETE /api/messages`` clears the inbox.
 - ``GET``/``PUT /api/faults`` reads/sets ``{"reply": "451 4.3.0 try later", "stage": "data"}``:
   while ``reply`` is set, every DATA (or, with ``"stage": "rcpt"``, every RCPT) gets that reply
-  instead of being accepted. ``{"reply": null}`` goes back to normal.
+  instead of being accepted. With ``"stage": "quit"`` the mail is accepted as usual and the
+  QUIT that follows gets the reply instead of 221 (a relay that takes the mail, then misbehaves).
+  ``{"reply": null}`` goes back to normal.
 - ``GET /`` is the HTML inbox and ``GET /messages/<id>`` one message.
 """
 
@@ -60,11 +62,12 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES = 1000
 DATA_SIZE_LIMIT = 32 * 1024 * 1024
 MAX_WAIT_SECONDS = 60.0
-FAULT_STAGES = ("data", "rcpt")
+FAULT_STAGES = ("data", "rcpt", "quit")
 # One line, 4xx/5xx only: a CR/LF would let a caller inject extra SMTP replies, and a 2xx/3xx
 # "fault" would confuse the client about whether the mail was taken.
 FAULT_REPLY = re.compile(r"[45][0-9]{2}(?: [\x20-\x7e]*)?")
 ACCEPTED = "250 Message accepted for delivery"
+GOODBYE = "221 Bye"
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,9 @@ class CatchingHandler:
         stored = self._store.add(parse_message(envelope.mail_from or "", envelope.rcpt_tos, raw))
         log.info("stored message %d: %r to %s", stored.id, stored.subject, stored.rcpt_tos)
         return ACCEPTED
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return self._faults.reply_for("quit") or GOODBYE
 
 
 # --- HTTP --------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure a RabbitMQ broker answers at AMQP_URL (default 127.0.0.1:5672): use the one that
 # runs, else start the local rabbitmq-server, installing it from Debian's packages if missing.
-# With --management, also enable the management plugin (the tests read queue arguments there).
+# With --management, also enable the management plugin (the tests read queue arguments there,
+# the services apply the broker policies through it).
 set -euo pipefail
 
 url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2F}"

@@ -2,6 +2,12 @@
 
 A service publishes its freshly committed rows at once (`publish`); the relay thread picks up
 whatever that missed (the broker was down, the process died between commit and publish).
+
+Each row's outcome is its own: a row the broker confirmed is marked published even when another
+row of the same batch was refused, so no consumer sees it twice for its neighbour's sake. A
+refused row (a nack, or no queue took it) keeps its error and waits out a backoff that doubles
+up to a few minutes (`shared/store/outbox_backoff.py`), logged at warning each time; a row that
+met no broker at all (no connection, no confirm in time) goes to the next relay round at once.
 """
 
 from __future__ import annotations
@@ -9,10 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from shared.broker.errors import BrokerError
+from shared.broker.errors import Refused
 from shared.outgoing import Outgoing
 from shared.store import OutboxMessage, Store
 
@@ -27,6 +34,31 @@ DEFAULT_GRACE = timedelta(seconds=5)
 _LEASE = timedelta(seconds=30)
 
 
+@dataclass
+class Outcomes:
+    """A batch's rows sorted by what the broker did with each."""
+
+    confirmed: list[int] = field(default_factory=list)
+    #: Row id: what the broker said; these back off.
+    refused: dict[int, str] = field(default_factory=dict)
+    #: Row id: why it did not go through (no connection, no confirm); these go again soon.
+    unsent: dict[int, str] = field(default_factory=dict)
+
+
+def sort_outcomes(rows: Sequence[OutboxMessage],
+                  results: Sequence[BaseException | None]) -> Outcomes:
+    """Pair each row with its publish's result (None: confirmed)."""
+    outcomes = Outcomes()
+    for row, result in zip(rows, results, strict=True):
+        if result is None:
+            outcomes.confirmed.append(row.id)
+        elif isinstance(result, Refused):
+            outcomes.refused[row.id] = str(result)
+        else:
+            outcomes.unsent[row.id] = str(result)
+    return outcomes
+
+
 class Outbox:
     def __init__(self, store: Store, publisher: Publisher, timeout_s: float = 10.0,
                  grace: timedelta = DEFAULT_GRACE) -> None:
@@ -36,32 +68,55 @@ class Outbox:
         self._timeout_s = timeout_s
 
     def publish(self, rows: Sequence[OutboxMessage]) -> bool:
-        """Publish committed rows with confirms; False if the relay must finish the job."""
+        """Publish committed rows with confirms and mark the confirmed ones published; True if
+        all were, False if the relay must finish the job (refused rows after their backoff)."""
         if not rows:
             return True
+        outcomes = self._send(rows)
+        return len(outcomes.confirmed) == len(rows)
+
+    def _send(self, rows: Sequence[OutboxMessage]) -> Outcomes:
+        results = self._publisher.publish_each([row.outgoing() for row in rows],
+                                               timeout=self._timeout_s)
+        outcomes = sort_outcomes(rows, results)
+        self._store.mark_published(outcomes.confirmed)
+        for retry in self._store.record_refused(outcomes.refused):
+            log.warning("outbox: the broker refused message %s (exchange %r, routing key %r), "
+                        "%d time(s); next try at %s UTC: %s", retry.message_id, retry.exchange,
+                        retry.routing_key, retry.attempts,
+                        retry.next_attempt_at.isoformat(timespec="seconds"), retry.last_error)
+        if outcomes.unsent:
+            log.warning("outbox: %d messages wait for the relay: %s", len(outcomes.unsent),
+                        next(iter(outcomes.unsent.values())))
+        return outcomes
+
+    def publish_committed(self, rows: Sequence[OutboxMessage]) -> bool:
+        """`publish` for a caller whose change is committed, so can no longer fail: it never
+        raises. False if the relay must finish the job: not confirmed, or confirmed but not
+        marked published (the relay then sends the rows again; consumers are idempotent)."""
         try:
-            self._publisher.publish([row.outgoing() for row in rows], timeout=self._timeout_s)
-        except BrokerError as exc:
-            log.warning("outbox: %d messages wait for the relay: %s", len(rows), exc)
+            return self.publish(rows)
+        except Exception:  # the store failed after the broker confirmed: the relay finishes
+            log.warning("outbox: %d messages left for the relay", len(rows), exc_info=True)
             return False
-        self._store.mark_published([row.id for row in rows])
-        return True
 
     def publish_now(self, messages: Sequence[Outgoing]) -> None:
         """Publish messages that need no record (raises BrokerError if not confirmed)."""
         self._publisher.publish(messages, timeout=self._timeout_s)
 
     def relay_once(self) -> int:
+        """One round: publish the rows due; returns how many were confirmed."""
         rows = self._store.claim_unpublished(self._grace, _LEASE)
         if not rows:
             return 0
-        if not self.publish(rows):
+        outcomes = self._send(rows)
+        if outcomes.unsent:
             # Not confirmed (the broker is away): the lease only guards against a relay that
             # dies holding rows, so give them back and the next round retries at once.
-            self._store.release_outbox_claims([row.id for row in rows])
-            return 0
-        log.info("outbox: relayed %d messages", len(rows))
-        return len(rows)
+            self._store.release_outbox_claims(list(outcomes.unsent))
+        if outcomes.confirmed:
+            log.info("outbox: relayed %d messages", len(outcomes.confirmed))
+        return len(outcomes.confirmed)
 
     def run_relay(self, stop: threading.Event, every_s: float = 2.0) -> None:
         while not stop.wait(every_s):

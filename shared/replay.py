@@ -3,7 +3,8 @@
 An image's dead letter replays by re-opening the image in the store (the album goes back to
 publishing, a fresh upload message goes out through the outbox, so a new settle and email
 follow). Anything else (a settled event whose email died, poison) goes back to its work queue
-as a first attempt. Dead letters are removed only after that succeeded.
+as a first attempt. Dead letters are removed only after that succeeded. A letter whose image is
+no longer failed (the album page retried it) is stale: replaying it sends nothing.
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ class Replayer:
         return DeadLetterQueue(self._url, QUEUES[name])
 
     def retry_album(self, album_id: str) -> int:
-        """Queue the album's failed images again; returns how many were re-opened."""
+        """Queue the album's failed images again; returns how many were re-opened.
+
+        The store knows which images failed, so this reads no dead letters: a request must not
+        walk a queue of every album's letters. The album's letters stay until the CLI purges
+        them or replays them, and then they are stale: `reopen_failed` re-opens only images
+        still failed, so a letter of an image retried since sends nothing."""
         rows = self._store.reopen_failed(album_id)
-        self._outbox.publish(rows)
-        self.queue().take(lambda letter: letter.album_id == album_id)
+        self._outbox.publish_committed(rows)  # re-opened is committed: the relay finishes
         return len(rows)
 
     def replay(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:

@@ -6,9 +6,10 @@ default everywhere, and nothing is repeated across services.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -25,8 +26,16 @@ class CommonSettings(BaseSettings):
     retry_delays: Annotated[tuple[int, ...], NoDecode] = (5, 30, 120, 600, 3600)
     #: Attempts an image gets before it is dead-lettered (the first try counts as one).
     max_attempts: int = Field(default=6, ge=1)
-    #: Redeliveries after consumer crashes before the broker dead-letters a message.
+    #: Redeliveries after consumer crashes before the broker dead-letters a message (a broker
+    #: policy on the work queues, so it can change: docs/broker-policies.md).
     delivery_limit: int = Field(default=20, ge=1)
+    #: Dead letters a dead-letter queue holds before it refuses more (a policy too).
+    dead_letter_max_length: int = Field(default=1_000_000, ge=1)
+    #: RabbitMQ's management HTTP API, through which the policies are applied. Empty: the
+    #: AMQP_URL's host on port 15672 (https and 15671 for amqps), its user and password.
+    rabbitmq_management_url: str = ""
+    rabbitmq_management_user: str = ""
+    rabbitmq_management_password: SecretStr = SecretStr("")
 
     @field_validator("s3_endpoint_url", mode="before")
     @classmethod
@@ -47,3 +56,23 @@ class CommonSettings(BaseSettings):
         if not value or any(delay <= 0 for delay in value):
             raise ValueError("RETRY_DELAYS needs at least one positive number of seconds")
         return value
+
+    @model_validator(mode="after")
+    def _management_from_amqp_url(self) -> Self:
+        parts = urlsplit(self.amqp_url)
+        if not self.rabbitmq_management_url:
+            host = parts.hostname or "127.0.0.1"
+            host = f"[{host}]" if ":" in host else host
+            scheme, port = ("https", 15671) if parts.scheme == "amqps" else ("http", 15672)
+            self.rabbitmq_management_url = f"{scheme}://{host}:{port}"
+        if not self.rabbitmq_management_user:
+            self.rabbitmq_management_user = unquote(parts.username or "guest")
+        if not self.rabbitmq_management_password.get_secret_value():
+            self.rabbitmq_management_password = SecretStr(unquote(parts.password or "guest"))
+        return self
+
+    @property
+    def amqp_vhost(self) -> str:
+        """The vhost AMQP_URL names (pika's reading: no path or an empty one is "/")."""
+        path = urlsplit(self.amqp_url).path
+        return unquote(path[1:]) if len(path) > 1 else "/"

@@ -10,13 +10,21 @@ What an operator sees in the management UI:
 - ``albums.dead`` (direct) keeps what will never succeed, with its reason in the headers:
   ``<work queue>.dead``. Nothing expires there; a full dead-letter queue refuses new ones loudly.
 
+Queue arguments hold only what never changes for a queue's name (its type, where it
+dead-letters, a tier's TTL: a tier is named by its delay), because RabbitMQ refuses (406) to
+redeclare a queue with other arguments. What an operator may tune (the work queues' delivery
+limit, the dead-letter queues' length) lives in broker policies (`policy_specs`), which the
+broker applies to existing queues as they change (docs/broker-policies.md).
+
 Names are plain functions of the work queue, so tests and tools derive them instead of repeating
-strings. `declare` is idempotent and every service calls it at start.
+strings. Declaring is idempotent; every service declares at start and on each reconnect
+(through `shared.broker.declarer`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,8 +33,13 @@ WORK_EXCHANGE = "albums.work"
 RETRY_EXCHANGE = "albums.retry"
 DEAD_EXCHANGE = "albums.dead"
 
-#: Dead letters wait for an operator; past this many the queue refuses (publisher sees a nack).
-DEAD_LETTER_MAX_LENGTH = 1_000_000
+#: Arguments that older versions put on queues and policies carry now. A queue still holding
+#: one is used as it is (`differs_only_in_policy_keys`); the broker then applies the lower of the
+#: argument and the policy (RabbitMQ 3.10's quorum queues: docs/broker-policies.md).
+POLICY_CARRIED_ARGUMENTS = frozenset({"x-delivery-limit", "x-max-length"})
+#: Our policies' priority: an operator's own policy on these queues needs a higher one (and then
+#: replaces ours whole: a queue follows one policy, so it must restate our keys).
+POLICY_PRIORITY = 1
 
 
 @dataclass(frozen=True)
@@ -62,13 +75,12 @@ def dead_letter_queue_name(queue: WorkQueue) -> str:
     return f"{queue.name}.dead"
 
 
-def work_queue_arguments(delivery_limit: int) -> dict[str, Any]:
+def work_queue_arguments() -> dict[str, Any]:
     # A quorum queue counts redeliveries; past the limit (a message that crashes its consumer
-    # every time) it dead-letters at-least-once into albums.dead, which on 3.10 requires
-    # reject-publish overflow.
+    # every time; the limit is a policy) it dead-letters at-least-once into albums.dead, which
+    # on 3.10 requires reject-publish overflow.
     return {
         "x-queue-type": "quorum",
-        "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": DEAD_EXCHANGE,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
@@ -76,7 +88,9 @@ def work_queue_arguments(delivery_limit: int) -> dict[str, Any]:
 
 
 def retry_queue_arguments(queue: WorkQueue, delay_s: int) -> dict[str, Any]:
-    # One TTL per queue: per-message TTLs in one queue would wait behind the head.
+    # One TTL per queue: per-message TTLs in one queue would wait behind the head. The TTL and
+    # the way back are arguments, not a policy: they never change for the tier's name, and a
+    # tier no longer configured keeps returning what it holds to its work queue.
     return {
         "x-queue-type": "quorum",
         "x-message-ttl": delay_s * 1000,
@@ -88,11 +102,67 @@ def retry_queue_arguments(queue: WorkQueue, delay_s: int) -> dict[str, Any]:
 
 
 def dead_letter_queue_arguments() -> dict[str, Any]:
+    # Its length is a policy; past it the queue refuses (the publisher sees a nack).
     return {
         "x-queue-type": "quorum",
-        "x-max-length": DEAD_LETTER_MAX_LENGTH,
         "x-overflow": "reject-publish",
     }
+
+
+def differs_only_in_policy_keys(wanted: dict[str, Any], existing: dict[str, Any]) -> bool:
+    """Whether a queue declared with `existing` arguments can serve as one declared with
+    `wanted`: they differ at most in arguments that policies carry now."""
+
+    def fixed(arguments: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in arguments.items() if k not in POLICY_CARRIED_ARGUMENTS}
+
+    return fixed(wanted) == fixed(existing)
+
+
+def leftover_arguments(existing: dict[str, Any]) -> dict[str, Any]:
+    """The arguments an older version left on a queue that a policy carries now."""
+    return {k: v for k, v in existing.items() if k in POLICY_CARRIED_ARGUMENTS}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A RabbitMQ policy, as the management API's PUT /api/policies/<vhost>/<name> takes it."""
+
+    name: str
+    pattern: str
+    definition: dict[str, Any]
+    priority: int = POLICY_PRIORITY
+    apply_to: str = "queues"
+
+    def body(self) -> dict[str, Any]:
+        return {"pattern": self.pattern, "definition": self.definition,
+                "priority": self.priority, "apply-to": self.apply_to}
+
+
+def _exactly(names: Iterable[str]) -> str:
+    return "^(" + "|".join(re.escape(name) for name in names) + ")$"
+
+
+def policy_specs(delivery_limit: int, dead_letter_max_length: int) -> list[PolicySpec]:
+    """What an operator may tune, as policies matching exactly our queues' names."""
+    return [
+        PolicySpec("albums.work-queues", _exactly(q.name for q in WORK_QUEUES),
+                   {"delivery-limit": delivery_limit}),
+        PolicySpec("albums.dead-letters", _exactly(dead_letter_queue_name(q) for q in WORK_QUEUES),
+                   {"max-length": dead_letter_max_length}),
+    ]
+
+
+_TIER = re.compile(r"^(?P<queue>.+)\.retry\.(?P<delay>[0-9]+)s$")
+
+
+def stale_retry_queues(existing: Iterable[str], retry_delays: Iterable[int]) -> list[str]:
+    """Tiers on the broker that RETRY_DELAYS no longer names: what they hold still returns to its
+    work queue after their TTL; once empty they can go (`topology prune`)."""
+    wanted = {retry_queue_name(q, d) for q in WORK_QUEUES for d in retry_tiers(retry_delays)}
+    ours = {q.name for q in WORK_QUEUES}
+    return sorted(name for name in existing
+                  if (m := _TIER.match(name)) and m["queue"] in ours and name not in wanted)
 
 
 class Declarer(Protocol):
@@ -113,14 +183,12 @@ class QueueSpec:
     routing_key: str
 
 
-def queue_specs(retry_delays: Iterable[int], delivery_limit: int) -> list[QueueSpec]:
+def queue_specs(retry_delays: Iterable[int]) -> list[QueueSpec]:
     """Every queue with its arguments and its one binding."""
     specs: list[QueueSpec] = []
     for queue in WORK_QUEUES:
-        specs.append(
-            QueueSpec(queue.name, work_queue_arguments(delivery_limit), WORK_EXCHANGE,
-                      queue.routing_key)
-        )
+        specs.append(QueueSpec(queue.name, work_queue_arguments(), WORK_EXCHANGE,
+                               queue.routing_key))
         for delay in retry_tiers(retry_delays):
             name = retry_queue_name(queue, delay)
             specs.append(QueueSpec(name, retry_queue_arguments(queue, delay), RETRY_EXCHANGE, name))
@@ -131,10 +199,15 @@ def queue_specs(retry_delays: Iterable[int], delivery_limit: int) -> list[QueueS
     return specs
 
 
-def declare(channel: Declarer, retry_delays: Iterable[int], delivery_limit: int) -> None:
-    """Declare the whole topology; safe to call again and from every service."""
-    for exchange in (WORK_EXCHANGE, RETRY_EXCHANGE, DEAD_EXCHANGE):
+EXCHANGES = (WORK_EXCHANGE, RETRY_EXCHANGE, DEAD_EXCHANGE)
+
+
+def declare(channel: Declarer, retry_delays: Iterable[int]) -> None:
+    """Declare the whole topology on a vhost that holds none or this one (tests, the bench);
+    the services declare through `shared.broker.declarer`, which also takes in the queues of
+    older versions."""
+    for exchange in EXCHANGES:
         channel.exchange_declare(exchange=exchange, exchange_type="direct", durable=True)
-    for spec in queue_specs(retry_delays, delivery_limit):
+    for spec in queue_specs(retry_delays):
         channel.queue_declare(queue=spec.name, durable=True, arguments=spec.arguments)
         channel.queue_bind(queue=spec.name, exchange=spec.exchange, routing_key=spec.routing_key)

@@ -22,11 +22,12 @@ from shared import s3
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
 from shared.replay import Replayer
-from shared.store import AlbumView, Store, UserView
+from shared.store import AlbumView, Created, KeyReused, Store, UserView
 
+from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .settings import ApiSettings
-from .validation import InvalidAlbum, parse_album
+from .validation import AlbumRequest, InvalidAlbum, parse_album
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
@@ -102,9 +103,12 @@ def _http_error(exc: HTTPException) -> tuple[Any, int]:
 
 
 def _store_unavailable(exc: DBAPIError) -> tuple[Any, int]:
-    # Nothing was accepted: the album and its messages are written in one transaction.
+    # Raised before or at a commit, never after one (create_and_publish). A commit the
+    # connection broke in may still have happened, so this does not say "nothing was
+    # accepted": a client repeats a POST with the same Idempotency-Key to find out.
     log.error("store unavailable: %s", exc.__class__.__name__)
-    return _error(503, "the store is unavailable; nothing was accepted, try again shortly")
+    return _error(503, "the store is unavailable; try again shortly (a POST sent with an "
+                       f"{HEADER} header is safe to repeat with the same key)")
 
 
 def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -128,6 +132,10 @@ def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:
 def publish_album() -> Any:
     user: UserView = g.user
     services = _services()
+    try:
+        key = parse_key(request.headers.get(HEADER))
+    except InvalidKey as exc:
+        return _error(400, exc.reason)
     if not request.is_json:
         return _error(415, "send a JSON body with Content-Type: application/json")
     try:
@@ -135,14 +143,38 @@ def publish_album() -> Any:
                             services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
-    album_id, rows = services.store.create_album(user.id, album.title, album.notify_email,
-                                                 album.images)
-    # Committed with its outbox rows: the relay sends them if this publish cannot.
-    published = services.outbox.publish(rows)
-    location = url_for("api.get_album", album_id=album_id)
-    body = {"id": album_id, "title": album.title, "state": "publishing",
-            "images": len(album.images), "queued": published, "status_url": location}
-    return jsonify(body), 202, {"Location": location}
+    try:
+        created, queued = create_and_publish(services, user.id, album, key)
+    except KeyReused as exc:
+        return _error(422, f"this {HEADER} was already used for another album "
+                           f"({exc.album_id}); send a new key for a new album")
+    location = url_for("api.get_album", album_id=created.album_id)
+    body = {"id": created.album_id, "title": album.title, "state": "publishing",
+            "images": len(album.images), "queued": queued, "status_url": location}
+    headers = {"Location": location}
+    if created.replayed:
+        # The first answer's album: its messages went out with the first request.
+        headers["Idempotent-Replayed"] = "true"
+        body.update(replayed=True, queued=None)
+    return jsonify(body), 202, headers
+
+
+def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
+                       key: str | None) -> tuple[Created, bool]:
+    """Commit the album with its outbox rows (once per idempotency key), then publish them.
+
+    Nothing after the commit may fail the request: the album is accepted then, and whatever
+    this publish misses (the broker away, the store failing to mark the rows sent) the relay
+    sends. Returns the album and whether its messages were confirmed and marked now."""
+    outbox = services.outbox  # built before the commit, so that cannot fail after it
+    if key is None:
+        album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
+                                                     album.images)
+        created = Created(album_id, rows, replayed=False)
+    else:
+        created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
+                                                   album.notify_email, album.images)
+    return created, outbox.publish_committed(created.rows)
 
 
 @api.get("/api/albums/<album_id>")

@@ -43,6 +43,21 @@ SPEC: dict[str, Any] = {
         "/api/albums": {
             "post": {
                 "summary": "Publish an album: answers 202 at once, one message per image",
+                "description": (
+                    "Send an `Idempotency-Key` (1-200 printable ASCII characters, e.g. a UUID) "
+                    "to make the request safe to repeat: the same key with the same album "
+                    "answers 202 with the first request's album and Location (header "
+                    "`Idempotent-Replayed: true`) and publishes nothing again; the same key "
+                    "with another album is a 422. Keys are per user and kept as long as their "
+                    "album (at least 24 h). A 503 may come from a commit the store did not "
+                    "confirm: repeat the request with the same key to learn whether the album "
+                    "was recorded. Once the album is recorded the answer is 202, even when "
+                    "its messages could not be published yet (`queued: false`): the outbox "
+                    "relay sends them."),
+                "parameters": [{
+                    "name": "Idempotency-Key", "in": "header", "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 200,
+                               "pattern": "^[\\x20-\\x7e]+$"}}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["title", "images"],
                     "additionalProperties": False,
@@ -51,8 +66,10 @@ SPEC: dict[str, Any] = {
                         "images": {"type": "array", "minItems": 1, "maxItems": 200,
                                    "items": {"type": "string"}},
                         "notify_email": {"type": "string", "format": "email"}}}}}},
-                "responses": {"202": _json({"type": "object"}, "accepted"),
-                              **_errors(401, 413, 415, 422)},
+                "responses": {"202": _json({"type": "object"}, "accepted (or, for a repeated "
+                                                               "Idempotency-Key, accepted "
+                                                               "before)"),
+                              **_errors(400, 401, 413, 415, 422, 503)},
             },
             "get": {"summary": "The caller's albums, newest first",
                     "responses": {"200": _json({"type": "object"}, "albums"), **_errors(401)}},

@@ -48,10 +48,12 @@ from shared.store import (
     UPLOADED,
     UPLOADING,
     AlbumView,
+    KeyReused,
     UserView,
 )
 
-from .app import Services, album_json
+from .app import Services, album_json, create_and_publish
+from .idempotency import InvalidKey, parse_key
 from .thumbnails import MissingObject, Thumbnails
 from .validation import InvalidAlbum, key_is_callers, parse_album
 
@@ -284,7 +286,8 @@ def _publish_form(status: int = 200, error: str | None = None, details: list[str
     form = form or {"title": "", "notify_email": "", "images": []}
     page = render_template("new_album.html", images=_bucket_images(g.user), form=form,
                            selected=set(form["images"]), error=error, details=details or [],
-                           max_images=_services().settings.max_album_images)
+                           max_images=_services().settings.max_album_images,
+                           form_key=secrets.token_urlsafe(18))
     return page, status
 
 
@@ -312,11 +315,17 @@ def publish() -> Any:
     except InvalidAlbum as exc:
         return _publish_form(422, exc.reason[:1].upper() + exc.reason[1:] + ".", exc.details,
                              form)
-    album_id, rows = services.store.create_album(g.user.id, album.title, album.notify_email,
-                                                 album.images)
-    # Committed with its outbox rows: the relay sends them if this publish cannot.
-    services.outbox.publish(rows)
-    return redirect(url_for("web.album_page", album_id=album_id), code=303)
+    try:
+        key = parse_key(request.form.get("idempotency_key"))
+    except InvalidKey as exc:
+        abort(400, exc.reason)
+    try:
+        created, _queued = create_and_publish(services, g.user.id, album, key)
+    except KeyReused as exc:
+        return _publish_form(422, "This form already published another album "
+                             f"({exc.album_id}). Check your albums, or publish this one now.",
+                             form=form)
+    return redirect(url_for("web.album_page", album_id=created.album_id), code=303)
 
 
 # -- albums --------------------------------------------------------------------------------------

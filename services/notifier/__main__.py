@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-
-from shared import topology
 from shared.broker.consumer import Consumer
+from shared.broker.declarer import TopologyDeclarer
+from shared.broker.policies import try_apply_policies
+from shared.broker.publisher import Publisher
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 
@@ -22,11 +22,17 @@ def main() -> None:
     store.create_schema()
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
     handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
-                            (settings.retry_delays, settings.max_attempts))
-    declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
-                                delivery_limit=settings.delivery_limit)
-    Consumer(settings.amqp_url, topology.ALBUM_SETTLED.name, handler,
-             settings.notifier_concurrency, on_connect=declare).run(stop)
+                            (settings.retry_delays, settings.max_attempts),
+                            claim_lease=settings.claim_lease)
+    try_apply_policies(settings)
+    # One publisher per process: the runtime sends retry copies and dead letters through it.
+    publisher = Publisher(settings.amqp_url)
+    try:
+        Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
+                 on_connect=TopologyDeclarer.from_settings(settings),
+                 publisher=publisher).run(stop)
+    finally:
+        publisher.close()
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 from email.message import EmailMessage
 
 from shared.retry_policy import Failure, FailureKind
+
+log = logging.getLogger(__name__)
 
 
 class SmtpMailer:
@@ -15,12 +18,42 @@ class SmtpMailer:
         self._timeout_s = timeout_s
 
     def send(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self._host, self._port, timeout=self._timeout_s) as smtp:
+        """Return once the relay has accepted the message; raise only if it has not.
+
+        The relay takes responsibility for a message with its 250 reply to the end of DATA
+        (RFC 5321, sections 4.1.1.4 and 6.1), which `send_message` waits for. What QUIT brings
+        after that (`with smtplib.SMTP()` raises on anything but 221) must not make a sent mail
+        count as failed: it would be sent again.
+        """
+        smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout_s)
+        try:
             smtp.send_message(message)
+        except BaseException:
+            smtp.close()
+            raise
+        _say_goodbye(smtp)
+
+
+def _say_goodbye(smtp: smtplib.SMTP) -> None:
+    """QUIT politely; the mail is already sent, so a bad answer or a lost line is only logged."""
+    try:
+        code, reply = smtp.docmd("QUIT")
+        if code != 221:
+            log.info("the mail relay answered QUIT with %d %s after taking the mail", code,
+                     reply.decode(errors="replace"))
+    except (OSError, smtplib.SMTPException) as exc:
+        log.info("the mail relay went away at QUIT after taking the mail: %s", exc)
+    finally:
+        smtp.close()
 
 
 def classify(exc: BaseException) -> Failure:
-    """SMTP's own rule (RFC 5321): 4yz replies are temporary, 5yz permanent."""
+    """SMTP's own rule (RFC 5321): 4yz replies are temporary, 5yz permanent.
+
+    Only failures before the relay accepted the message reach here (see `SmtpMailer.send`);
+    a connection lost while waiting for that acceptance is transient, and the mail is sent
+    again (the one case where a relay may deliver twice: RFC 1047).
+    """
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         kind = _kind(max(codes))

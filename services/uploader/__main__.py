@@ -1,5 +1,5 @@
-"""python -m services.uploader [dead-letters ...]: consume image uploads until SIGTERM, or
-work on the dead letters."""
+"""python -m services.uploader [dead-letters ...|topology ...]: consume image uploads until
+SIGTERM, or work on the dead letters or the broker's policies."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from datetime import timedelta
 from shared import process_pool, s3, topology
 from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
+from shared.broker.declarer import TopologyDeclarer
+from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 
-from . import dead_letters_cli
+from . import dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy
@@ -47,11 +49,11 @@ def consume(settings: UploaderSettings) -> None:
     handler = ImageUploader(store, outbox, graph, s3.make_client(settings), settings.s3_bucket,
                             Policy(settings.retry_delays, settings.max_attempts,
                                    settings.graph_timeout_s), breaker)
-    declare = functools.partial(topology.declare, retry_delays=settings.retry_delays,
-                                delivery_limit=settings.delivery_limit)
-    consumer = Consumer(settings.amqp_url, topology.IMAGE_UPLOADS.name, handler,
-                        settings.uploader_concurrency, on_connect=declare,
-                        grace_s=settings.shutdown_grace_s)
+    try_apply_policies(settings)
+    # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
+    consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
+                        on_connect=TopologyDeclarer.from_settings(settings),
+                        grace_s=settings.shutdown_grace_s, publisher=publisher)
     consumer.run(stop)
     publisher.close()
 
@@ -60,11 +62,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.uploader")
     commands = parser.add_subparsers(dest="command")
     dead_letters_cli.add_parser(commands)
+    topology_cli.add_parser(commands)
     args = parser.parse_args()
     settings = UploaderSettings()
     setup_logging(settings.log_level)
     if args.command == "dead-letters":
         sys.exit(dead_letters_cli.run(args, settings))
+    if args.command == "topology":
+        sys.exit(topology_cli.run(args, settings))
     consume(settings)
 
 

@@ -71,10 +71,33 @@ class AlbumBeingCreated(Exception):
     """Another worker is creating this album on Facebook; try the image again shortly."""
 
 
+class DuplicateNotFound(Exception):
+    """Facebook answered 506 (a duplicate post: it has this photo already), yet reading the
+    album back by the photo's mark did not find it: it may be listed later, so try again."""
+
+
+#: What a Graph answer of these kinds says: the request was refused, nothing was made.
+_REFUSED_KINDS = frozenset({FailureKind.THROTTLED, FailureKind.AUTH, FailureKind.PERMANENT})
+
+
+def may_have_landed(exc: BaseException) -> bool:
+    """Whether a failed Graph write may still have been done: the answer was lost (a timeout,
+    a connection cut after sending) or is no verdict (a 5xx, a transient Graph error)."""
+    if isinstance(exc, GraphNetworkError):
+        return exc.request_sent
+    if isinstance(exc, GraphError):
+        return _classify_graph(exc).kind not in _REFUSED_KINDS
+    return isinstance(exc, NETWORK_ERRORS)
+
+
 def classify(exc: BaseException) -> Failure:
     """The kind of failure `exc` is, with a reason fit to show the user."""
     if isinstance(exc, AlbumBeingCreated):
         return Failure(FailureKind.TRANSIENT, "the album is being created on Facebook", None)
+    if isinstance(exc, DuplicateNotFound):
+        return Failure(FailureKind.TRANSIENT,
+                       "Facebook says this photo is already posted (code 506), "
+                       "but it is not in the album yet", 506)
     if isinstance(exc, GraphNetworkError):
         return Failure(FailureKind.TRANSIENT, f"could not reach Facebook: {exc.message}", None)
     if isinstance(exc, GraphError):

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import requests.adapters
+import urllib3.exceptions
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
 LIST_FIELDS = "id,name,created_time"
@@ -70,7 +71,15 @@ class GraphError(Exception):
 
 
 class GraphNetworkError(GraphError):
-    """Graph could not be reached or the connection broke: no HTTP status, no Graph code."""
+    """Graph could not be reached or the connection broke: no HTTP status, no Graph code.
+
+    `request_sent` is False only when the connection was never made (refused, name lookup,
+    connect timeout): then Graph surely did nothing. Otherwise it may have done the work and
+    lost only its answer."""
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class SourceTruncatedError(OSError):
@@ -229,7 +238,8 @@ class GraphClient:
             )
         except _NETWORK_ERRORS as exc:
             raise GraphNetworkError(
-                f"could not complete the Graph API call to {_origin(url)}: {_network_cause(exc)}"
+                f"could not complete the Graph API call to {_origin(url)}: {_network_cause(exc)}",
+                request_sent=not _never_connected(exc),
             ) from exc
         return _parse_response(response)
 
@@ -360,6 +370,13 @@ def _network_cause(exc: BaseException) -> str:
         if any(isinstance(cause, kinds) for cause in causes):
             return label
     return f"connection failed ({type(exc).__name__})"
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """The request never left: the connection itself failed (refused, lookup, connect timeout)."""
+    return any(isinstance(cause, (requests.ConnectTimeout, ConnectionRefusedError,
+                                  socket.gaierror, urllib3.exceptions.NewConnectionError))
+               for cause in _exception_chain(exc))
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:

@@ -1,8 +1,9 @@
-"""Upload one image: the uploader's handler, from a delivery to an outcome.
+"""Upload one image: the uploader's handler, from a typed message to an outcome.
 
-Decides nothing about transport: it records each step in the store and returns what to publish
-before the ack (a retry copy, a dead letter for poison). Ended images are recorded with their
-dead letter and the album's settled event in one transaction (the outbox sends them).
+Decides nothing about transport: it records each step in the store and returns (ack) or raises
+an outcome (`shared.outcomes`); the consumer runtime (`shared.fate`) turns that into a retry
+copy or a dead letter. Its route's hooks record a retry, and an image that failed for good with
+its dead letter and the album's settled event in one transaction (the outbox sends them).
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, retry_policy, topology
-from shared.broker.consumer import Delivery, Outcome
-from shared.dead_letters import dead_letter
+from shared import messages, outcomes, topology
+from shared.fate import Route
 from shared.outbox import Outbox
-from shared.retry_policy import Failure, FailureKind, GiveUp
+from shared.outgoing import Outgoing
+from shared.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
 from shared.store import FbAlbumClaim, Start, Store
 
+from .album_photos import AlbumPhotos
 from .circuit_breaker import CircuitBreaker
-from .failures import AlbumBeingCreated, classify
+from .failures import AlbumBeingCreated, DuplicateNotFound, classify, may_have_landed
 from .graph_client import GraphClient, GraphError
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ _ALBUM_LOOKS_S = (0.01, 0.02, 0.04, 0.08, 0.2)
 _LEASE = timedelta(seconds=30)
 #: Added to the Graph timeout before a dead attempt's photo can be assumed not to arrive.
 _IN_FLIGHT_MARGIN_S = 5.0
+#: Graph's code for a duplicate post: it has the photo already.
+_DUPLICATE_POST = 506
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
@@ -54,9 +58,23 @@ class Policy:
     #: How long an upload request may take (the Graph client's read timeout): a photo sent by
     #: an uploader that died may reach Facebook until then.
     graph_timeout_s: float = 120.0
-    #: A claim to create the Facebook album that was not fulfilled in this long was made by a
-    #: worker that died: another may take it over (after looking for the album it left).
-    album_claim_stale_s: float = 60.0
+    #: Added to the Graph timeout before a create sent under a claim can no longer land: the
+    #: connect timeout (5 s) and time for Facebook to finish what it received.
+    album_claim_margin_s: float = 10.0
+
+    @property
+    def album_claim_stale_s(self) -> float:
+        """A claim to create the Facebook album this old was made by a worker that died or
+        whose create ended without an answer, and that create can no longer land: another
+        may take it over (after looking for the album by its mark). Shorter, a slow create
+        would be taken over and two albums made."""
+        return self.graph_timeout_s + self.album_claim_margin_s
+
+    @property
+    def read_back_ttl_s(self) -> float:
+        """How long one listing of a Facebook album serves its retrying images: below the
+        shortest retry delay (see `album_photos`)."""
+        return min(self.retry_delays, default=0) / 2
 
 
 @dataclass
@@ -82,56 +100,56 @@ class ImageUploader:
         self._s3 = s3
         self._bucket = bucket
         self._policy = policy
+        self._album_photos = AlbumPhotos(graph.list_album_photos, policy.read_back_ttl_s)
 
-    def __call__(self, delivery: Delivery) -> Outcome:
-        attempt = retry_policy.attempt_of(delivery.headers)
+    def route(self) -> Route[messages.ImageUploadRequested]:
+        """The uploader's work queue, as the consumer runtime runs it."""
+        return Route(QUEUE, messages.ImageUploadRequested, self, RetryPolicy(
+            self._policy.retry_delays, self._policy.max_attempts),
+            on_retry=self.record_retry, on_give_up=self.give_up)
+
+    def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         try:
-            message = _parse(delivery.body)
             start = self._store.start_attempt(
                 message.image_id, _LEASE,
                 timedelta(seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S),
                 timedelta(seconds=self._policy.album_claim_stale_s))
-        except (messages.PoisonMessage, LookupError) as exc:
-            log.warning("dead-lettering a poison message: %s", exc)
-            return Outcome([dead_letter(QUEUE, delivery.body, delivery.headers, str(exc), None,
-                                        attempt)])
+        except LookupError as exc:
+            raise messages.PoisonMessage(str(exc)) from None
         if start.attempt is None:
-            return self._not_now(message, delivery, attempt, start.busy_for)
-        return self._attempt(message, delivery, attempt, start)
+            self._not_now(message, start.busy_for)
+            return
+        self._attempt(message, start)
 
-    def _not_now(self, message: messages.ImageUploadRequested, delivery: Delivery,
-                 attempt: int, busy_for: float) -> Outcome:
+    def _not_now(self, message: messages.ImageUploadRequested, busy_for: float) -> None:
         """The image was not taken: it ended already, or another attempt may be in flight."""
         if not busy_for:
             log.info("image %s already ended; acking the duplicate", message.image_id)
-            return Outcome()
+            return
         # Another attempt holds it (a duplicate taken side by side), or one that died may
         # still reach Facebook: look again once it cannot, without spending the budget.
-        wait = Failure(FailureKind.THROTTLED, "another attempt may be in flight", None,
-                       wait_s=busy_for)
-        return self._after_failure(message, delivery, attempt, wait, record=False)
+        raise outcomes.Busy(busy_for, "another attempt may be in flight")
 
-    def _attempt(self, message: messages.ImageUploadRequested, delivery: Delivery, attempt: int,
-                 start: Start) -> Outcome:
+    def _attempt(self, message: messages.ImageUploadRequested, start: Start) -> None:
         """Send the image (the attempt is taken) and record how it went."""
         with self._leased(message.image_id):
             try:
                 photo_id = self._upload(message, start)
             except SQLAlchemyError:
-                # The store failed, not the image: the runtime puts the message back after a
-                # pause. Classified, it would be "internal error" and fail the image for good.
+                # The store failed, not the image: the runtime delays the message without
+                # spending its budget. Classified, it would be "internal error" and fail the
+                # image for good.
                 raise
             except Exception as exc:  # every failure is classified; unknown ones are permanent
                 failure = classify(exc)
                 if isinstance(exc, GraphError):
                     self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
-                return self._after_failure(message, delivery, attempt, failure)
+                raise outcomes.of(failure) from exc
         self._breaker.record(ok=True)
         self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
-        return Outcome()
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
         fb_album = self._fb_album(message.album_id, start.album_title, start.fb_album)
@@ -142,6 +160,16 @@ class ImageUploader:
             if sent is not None:
                 log.info("image %s was already on Facebook as %s", message.image_id, sent)
                 return sent
+        try:
+            photo_id = self._send(fb_album, message)
+        except GraphError as exc:
+            if exc.code != _DUPLICATE_POST:
+                raise
+            return self._existing_duplicate(fb_album, message)
+        self._album_photos.add(fb_album, _caption(message), photo_id)
+        return photo_id
+
+    def _send(self, fb_album: str, message: messages.ImageUploadRequested) -> str:
         obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
         filename = posixpath.basename(message.key) or "image"
         content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
@@ -152,55 +180,87 @@ class ImageUploader:
         finally:
             obj["Body"].close()
 
-    def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested) -> str | None:
-        mark = _caption(message)
-        for photo in self._graph.list_album_photos(fb_album):
-            # Whole words: ref:<album>:1 must not match ref:<album>:10.
-            if mark in (photo.get("name") or "").split():
-                return str(photo["id"])
-        return None
+    def _existing_duplicate(self, fb_album: str, message: messages.ImageUploadRequested) -> str:
+        """Facebook refused the photo as a duplicate post: it has it already (an earlier
+        attempt's, listed late), so read the album back once more, by the mark."""
+        sent = self._find_sent(fb_album, message, fresh=True)
+        if sent is None:
+            raise DuplicateNotFound(message.image_id)
+        log.info("image %s was a duplicate on Facebook, found as %s", message.image_id, sent)
+        return sent
+
+    def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested,
+                   fresh: bool = False) -> str | None:
+        return self._album_photos.find(fb_album, _caption(message), fresh)
 
     def _fb_album(self, album_id: str, title: str, claim: FbAlbumClaim | None) -> str:
         """The album's Facebook album, created once however many images ask at the same time.
 
         `claim` is the one taken with the attempt; while another worker creates the album,
-        this one looks again."""
+        this one looks again. When that worker's create ended without an answer, the album
+        may exist unrecorded: it is looked for by its mark once, and adopted if there."""
         deadline = time.monotonic() + _ALBUM_WAIT_S
         stale = timedelta(seconds=self._policy.album_claim_stale_s)
         looks = iter(_ALBUM_LOOKS_S)
+        looked = False
         while True:
             claim = claim or self._store.claim_fb_album(album_id, stale)
             if claim.fb_album_id:
                 return claim.fb_album_id
             if claim.mine:
                 return self._create_fb_album(album_id, title, look_first=claim.taken_over)
+            if claim.uncertain and not looked:
+                looked = True
+                found = self._find_fb_album(_album_mark(album_id))
+                if found:
+                    return self._album_created(album_id, found)
             if time.monotonic() > deadline:
                 raise AlbumBeingCreated(album_id)
             # Woken at once, with the id, when a thread of this process created it; another
             # process's creation is seen at the next look.
-            created = self._album_created(album_id)
+            created = self._created_event(album_id)
             if created.event.wait(next(looks, _ALBUM_LOOKS_S[-1])):
                 return created.fb_album_id
             claim = None
 
     def _create_fb_album(self, album_id: str, title: str, look_first: bool) -> str:
-        mark = f"ref:{album_id}"
+        mark = _album_mark(album_id)
         try:
-            # A worker that died between creating the album and recording it left it behind,
-            # recognisable by the mark in its description: adopt it rather than make another.
+            # A worker that died between creating the album and recording it, or whose
+            # create got no answer, may have left it behind, recognisable by the mark in its
+            # description: adopt it rather than make another.
             found = self._find_fb_album(mark) if look_first else None
-            fb_album = found or self._graph.create_album(title, message=mark)
         except Exception:
             self._store.release_fb_album_claim(album_id)
             raise
-        self._store.set_fb_album(album_id, fb_album)
-        created = self._album_created(album_id)
-        created.fb_album_id = fb_album
-        created.event.set()
+        if found:
+            return self._album_created(album_id, found)
+        try:
+            fb_album = self._graph.create_album(title, message=mark)
+        except Exception as exc:
+            uncertain = may_have_landed(exc)
+            self._store.release_fb_album_claim(album_id, uncertain=uncertain)
+            if uncertain:
+                log.warning("album %s: the Facebook album may have been created (%s); it "
+                            "will be looked for before another is made", album_id, exc)
+            raise
         log.info("album %s created on Facebook as %s", album_id, fb_album)
-        return fb_album
+        return self._album_created(album_id, fb_album)
 
-    def _album_created(self, album_id: str) -> _Created:
+    def _album_created(self, album_id: str, fb_album: str) -> str:
+        """Record the album's Facebook album, or adopt the one recorded first (a create that
+        landed after its claim was taken over loses: its album stays empty); wake this
+        process's threads waiting for it."""
+        recorded = self._store.set_fb_album(album_id, fb_album)
+        if recorded != fb_album:
+            log.warning("album %s: Facebook album %s was recorded first; %s stays empty "
+                        "(a stray: delete it on Facebook)", album_id, recorded, fb_album)
+        created = self._created_event(album_id)
+        created.fb_album_id = recorded
+        created.event.set()
+        return recorded
+
+    def _created_event(self, album_id: str) -> _Created:
         with self._events_lock:
             if len(self._created) > 1000:  # old albums' events are no longer awaited
                 self._created.clear()
@@ -237,30 +297,25 @@ class ImageUploader:
             except Exception:  # the store may be down a moment; the next round tries again
                 log.exception("could not renew upload leases")
 
-    def _after_failure(self, message: messages.ImageUploadRequested, delivery: Delivery,
-                       attempt: int, failure: Failure, record: bool = True) -> Outcome:
-        step = retry_policy.next_step(failure, attempt, self._policy.retry_delays,
-                                      self._policy.max_attempts)
-        if isinstance(step, GiveUp):
-            log.warning("image %s failed for good: %s", message.image_id, step.reason)
-            letter = dead_letter(QUEUE, delivery.body, delivery.headers, step.reason,
-                                 failure.code, attempt)
-            self._outbox.publish(self._store.record_failed(
-                message.image_id, step.reason, failure.code, letter,
-                stop_album=failure.kind is FailureKind.AUTH))
-            return Outcome()
-        log.info("image %s retries in %s s: %s", message.image_id, step.delay_s, failure.reason)
+    def record_retry(self, message: messages.ImageUploadRequested, failure: Failure,
+                     step: RetryLater) -> None:
+        """The route's `on_retry`: the album page shows when the image is tried next."""
         next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=step.delay_s)
-        if record:
-            self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
-        return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers, step)])
+        self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
+
+    def give_up(self, message: messages.ImageUploadRequested, failure: Failure,
+                letter: Outgoing) -> None:
+        """The route's `on_give_up`: the failure, its dead letter and the album's settle (if it
+        ended the album) in one transaction; the outbox sends the letter and the settle."""
+        log.warning("image %s failed for good: %s", message.image_id, failure.reason)
+        self._outbox.publish(self._store.record_failed(
+            message.image_id, failure.reason, failure.code, letter,
+            stop_album=failure.kind is FailureKind.AUTH))
 
 
-def _parse(body: bytes) -> messages.ImageUploadRequested:
-    message = messages.decode(body)
-    if not isinstance(message, messages.ImageUploadRequested):
-        raise messages.PoisonMessage(f"{message.type} does not belong on {QUEUE.name}")
-    return message
+def _album_mark(album_id: str) -> str:
+    # In the Facebook album's description: a later creator recognises an album made unrecorded.
+    return f"ref:{album_id}"
 
 
 def _caption(message: messages.ImageUploadRequested) -> str:

@@ -17,7 +17,7 @@ import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from shared.broker.errors import BrokerError, Unroutable
+from shared.broker.errors import BrokerError, Refused, Unroutable
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _settle(waiting: _Waiting, acked: bool) -> None:
         if not waiting.future.done():
             waiting.future.set_result(None)
     else:
-        _fail(waiting.future, BrokerError(f"broker refused message {waiting.message_id}"))
+        _fail(waiting.future, Refused(f"broker refused message {waiting.message_id}"))
 
 
 def _fail(future: Future[None], error: BrokerError) -> None:

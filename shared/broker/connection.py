@@ -7,8 +7,9 @@ import logging
 import pika
 import pika.exceptions
 
-from shared import topology
+from shared.broker.declarer import TopologyDeclarer
 from shared.broker.errors import BrokerError
+from shared.broker.policies import try_apply_policies
 from shared.outgoing import Outgoing
 from shared.settings import CommonSettings
 
@@ -47,17 +48,40 @@ def ready_count(url: str, queue: str) -> int:
         connection.close()
 
 
-def declare_topology(settings: CommonSettings) -> None:
-    """Declare every exchange and queue over a short-lived connection (idempotent); raises
-    BrokerError when the broker is not reachable."""
+def declare_topology(settings: CommonSettings, policies: bool = True) -> None:
+    """Apply the broker policies unless told not to (logged, not raised, when the management
+    API cannot be used), then declare every exchange and queue over a short-lived connection
+    (idempotent); raises BrokerError when the broker is not reachable or refuses the topology."""
+    if policies:  # first, so a queue declared now is born under them
+        try_apply_policies(settings)
     try:
         connection = pika.BlockingConnection(parameters(settings.amqp_url))
         try:
-            topology.declare(connection.channel(), settings.retry_delays,
-                             settings.delivery_limit)
+            TopologyDeclarer.from_settings(settings)(connection.channel())
         finally:
             if connection.is_open:
                 connection.close()
     except pika.exceptions.AMQPError as exc:
         raise BrokerError(f"could not declare the topology: {exc!r}") from exc
     log.info("topology declared on %s", parameters(settings.amqp_url).host)
+
+
+
+def delete_if_empty(url: str, queue: str, exchange: str, routing_key: str) -> bool:
+    """Delete `queue` if it holds no message; False (and left as it was) if it holds some.
+
+    Quorum queues refuse an `if_empty` delete (540 NOT_IMPLEMENTED on 3.10), so the queue is
+    first unbound (a late publish to it is unroutable, which the publisher sees, rather than
+    lost), then counted, then deleted or bound again."""
+    connection = pika.BlockingConnection(parameters(url))
+    try:
+        channel = connection.channel()
+        channel.queue_unbind(queue, exchange, routing_key)
+        if channel.queue_declare(queue, passive=True).method.message_count:
+            channel.queue_bind(queue, exchange, routing_key)
+            return False
+        channel.queue_delete(queue)
+        return True
+    finally:
+        if connection.is_open:
+            connection.close()

@@ -1,17 +1,21 @@
 """The consumer runtime every service shares: threads for the work, one thread for the socket.
 
-A handler gets a `Delivery` and returns an `Outcome`: messages to publish (a retry copy, a dead
-letter) and then the ack. The runtime alone acks, so every message ends in exactly one of
-ack (after its outgoing messages are confirmed) or back to the queue (the handler raised, or the
-connection died before the ack).
+Each work queue has a `Route` (`shared.fate`): its message type, its handler and retry policy.
+A worker thread decodes each delivery and runs the handler through `shared.fate.decide`, which
+says the message's fate: ack, a retry copy to a delay tier, or a dead letter. The worker
+publishes those copies itself through the process's `Publisher` (confirms with a timeout), off
+pika's I/O thread, and hands the I/O thread only the ack: a quorum queue without a leader can
+stall a confirm, never the I/O thread. A copy that was not confirmed in time (or was refused)
+sends the delivery back to its queue (nack, requeue); a connection that died before the ack
+has the broker redeliver it.
 
 Handlers run off pika's I/O thread so heartbeats keep flowing during long uploads. The I/O
 thread puts each delivery on one queue that `concurrency` worker threads take from (a bare
-`SimpleQueue`: no future per message, no result to wait on, since the outcome comes back
+`SimpleQueue`: no future per message, no result to wait on, since the ack comes back
 through the batch below). Finished deliveries go back to the I/O thread through
-`add_callback_threadsafe`, one wake per batch (not one per message), and plain ones are acked
-together where their tags allow. The I/O thread blocks until the socket or a worker has
-something for it; a timer every `_STOP_CHECK_S` lets it see the stop event.
+`add_callback_threadsafe`, one wake per batch (not one per message), and acked together where
+their tags allow. The I/O thread blocks until the socket or a worker has something for it; a
+timer every `_STOP_CHECK_S` lets it see the stop event.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any, NamedTuple
 
@@ -30,62 +33,51 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
-from shared.broker.connection import parameters, properties
-from shared.outgoing import Outgoing
+from shared.broker.connection import parameters
+from shared.broker.errors import BrokerError
+from shared.broker.publisher import Publisher
+from shared.fate import Delivery, Fate, Route, decide
+
+__all__ = ["Consumer", "Delivery", "Route"]
 
 log = logging.getLogger(__name__)
 
 #: Reconnect waits grow to this cap, and start again from the first once a connection consumed.
 _RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2)
-#: A handler that raises met an outage (the store, most likely): the message goes back to the
-#: queue after a pause that doubles with each consecutive failure, up to the cap, so an outage
-#: costs a few redeliveries (and the quorum queue's delivery limit is not spent in seconds).
-_ERROR_PAUSES_S = (0.5, 1, 2, 4, 8, 16, 30)
+#: How long a worker waits for the broker to confirm a delivery's retry copy or dead letter.
+_PUBLISH_TIMEOUT_S = 10.0
 #: How soon the I/O thread notices the stop event while nothing else wakes it.
 _STOP_CHECK_S = 0.2
 
 
-@dataclass(frozen=True)
-class Delivery:
-    body: bytes
-    headers: Mapping[str, Any]
-    redelivered: bool
-    message_id: str | None
-    routing_key: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Publish these (with confirms), then ack the delivery."""
-
-    publish: Sequence[Outgoing] = field(default_factory=tuple)
-
-
-Handler = Callable[[Delivery], Outcome]
-
-
 class _Link(NamedTuple):
-    """One connection's channels: deliveries come on `channel`, outcomes go out on the
-    publisher-confirmed `confirm_channel`."""
+    """One connection and the channel its deliveries come on."""
 
     connection: pika.BlockingConnection
     channel: BlockingChannel
-    confirm_channel: BlockingChannel
 
 
 #: A delivery for a worker: its connection, tag and the message.
 _Job = tuple[_Link, int, Delivery]
-#: A delivery a worker finished; outcome None means back to the queue.
-_Finished = tuple[_Link, int, Outcome | None]
+#: A delivery a worker finished: True to ack it, False to send it back to the queue.
+_Finished = tuple[_Link, int, bool]
 
 
 class Consumer:
-    def __init__(self, url: str, queue: str, handler: Handler, concurrency: int,
+    """Consume `route.queue`. `publisher` is the process's one publisher (the outbox's too);
+    without one the consumer opens its own while it runs."""
+
+    def __init__(self, url: str, route: Route[Any], concurrency: int,
                  on_connect: Callable[[BlockingChannel], None] | None = None,
-                 grace_s: float = 30.0, prefetch: int | None = None) -> None:
+                 grace_s: float = 30.0, prefetch: int | None = None,
+                 publisher: Publisher | None = None,
+                 publish_timeout_s: float = _PUBLISH_TIMEOUT_S) -> None:
+        self._url = url
         self._params = parameters(url)
-        self._queue = queue
-        self._handler = handler
+        self._route = route
+        self._queue = route.queue.name
+        self._publisher = publisher
+        self._publish_timeout_s = publish_timeout_s
         self._concurrency = concurrency
         #: Deliveries held beyond the threads: a freed thread finds its next message here instead
         #: of one ack-to-delivery round trip later (a quorum queue's cycle is milliseconds).
@@ -109,22 +101,27 @@ class Consumer:
         self._connection: pika.BlockingConnection | None = None
         self._had_consumed = False
         self.consuming = threading.Event()
-        self._errors_in_a_row = 0
         #: How many connections have reached consuming (more than one means it reconnected).
         self.connects = 0
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, reconnecting with capped backoff after broker trouble."""
+        own_publisher = self._publisher is None
+        if self._publisher is None:
+            self._publisher = Publisher(self._url)
         workers = self._start_workers()
         try:
             self._consume_until(stop)
         finally:
             # The `None`s queue up behind any deliveries still waiting, which run first (their
-            # outcomes are dropped if the connection is gone); then each worker exits.
+            # acks are dropped if the connection is gone); then each worker exits.
             for _ in workers:
                 self._jobs.put(None)
             for worker in workers:
                 worker.join()
+            if own_publisher:
+                self._publisher.close()
+                self._publisher = None
 
     def _consume_until(self, stop: threading.Event) -> None:
         failures = 0
@@ -165,11 +162,9 @@ class Consumer:
             channel = connection.channel()
             if self._on_connect is not None:
                 self._on_connect(channel)
-            confirm_channel = connection.channel()
-            confirm_channel.confirm_delivery()
             self._channel, self._unsettled = channel, set()
             channel.basic_qos(prefetch_count=self._prefetch)
-            link = _Link(connection, channel, confirm_channel)
+            link = _Link(connection, channel)
             self._serve_connection(connection)
             tag = channel.basic_consume(self._queue, functools.partial(self._on_message, link))
             self.consuming.set()
@@ -222,19 +217,15 @@ class Consumer:
         self._jobs.put((link, method.delivery_tag, delivery))
 
     def _work(self, link: _Link, tag: int, delivery: Delivery) -> None:
-        """On a worker thread: run the handler, then hand the outcome to the I/O thread."""
+        """On a worker thread: decide the message's fate, publish what it says, then hand the
+        ack (or the requeue) to the I/O thread."""
         try:
-            outcome: Outcome | None = self._handler(delivery)
-            self._errors_in_a_row = 0
-        except Exception:
-            self._errors_in_a_row += 1
-            pause = _ERROR_PAUSES_S[min(self._errors_in_a_row, len(_ERROR_PAUSES_S)) - 1]
-            log.exception("%s: handler failed; message goes back to the queue in %s s",
-                          self._queue, pause)
-            time.sleep(pause)
-            outcome = None
+            ack = self._publish(decide(self._route, delivery))
+        except Exception:  # decide handles the handler's errors; this is a bug of ours
+            log.exception("%s: could not decide a message's fate; it goes back", self._queue)
+            ack = False
         with self._lock:
-            self._finished.append((link, tag, outcome))
+            self._finished.append((link, tag, ack))
             wake, self._wake_pending = not self._wake_pending, True
             connection = self._connection
         if not wake or connection is None:  # the I/O thread is already due to take this one
@@ -245,23 +236,40 @@ class Consumer:
             with self._lock:
                 self._wake_pending = False
 
+    def _publish(self, fate: Fate) -> bool:
+        """Publish the fate's messages with confirms; False if they were not all confirmed in
+        time (the delivery then goes back to its queue, and the copies that did get through
+        are duplicates the handlers absorb)."""
+        if not fate.publish:
+            return True
+        publisher = self._publisher
+        if publisher is None:
+            return False
+        try:
+            publisher.publish(fate.publish, timeout=self._publish_timeout_s)
+            return True
+        except BrokerError as exc:
+            log.error("%s: could not publish the message's %s (%s); it goes back",
+                      self._queue, fate.kind, exc)
+            return False
+
     def _finish_batch(self) -> None:
-        """On the I/O thread: settle every delivery finished since the last wake. Those with
-        messages to publish (or to requeue) go one by one; the plain ones are acked with one
-        `multiple` ack up to the oldest delivery still being worked on, the rest singly."""
+        """On the I/O thread: settle every delivery finished since the last wake. Those to ack
+        are acked with one `multiple` ack up to the oldest delivery still being worked on, the
+        rest singly; those to send back are nacked one by one."""
         with self._lock:
             batch, self._finished, self._wake_pending = self._finished, [], False
         channel = self._channel
         plain: list[int] = []
-        for link, tag, outcome in batch:
+        for link, tag, ack in batch:
             if channel is None or link.channel is not channel or not channel.is_open:
                 self._settled(1)  # its channel is gone, and the broker redelivers it
                 continue
-            if outcome is not None and not outcome.publish:
+            if ack:
                 plain.append(tag)
                 continue
             self._unsettled.discard(tag)
-            self._finish(link, tag, outcome)
+            self._requeue(channel, tag)
         if plain and channel is not None:  # plain tags exist only on the current channel
             self._ack_plain(channel, plain)
 
@@ -278,23 +286,8 @@ class Consumer:
         finally:
             self._settled(len(tags))
 
-    def _finish(self, link: _Link, tag: int, outcome: Outcome | None) -> None:
-        """On the I/O thread: publish the outcome's messages with confirms, then ack."""
-        channel = link.channel
+    def _requeue(self, channel: BlockingChannel, tag: int) -> None:
         try:
-            if not channel.is_open:
-                return
-            if outcome is None:
-                channel.basic_nack(tag, requeue=True)
-                return
-            for message in outcome.publish:
-                link.confirm_channel.basic_publish(message.exchange, message.routing_key,
-                                                   message.body, properties(message),
-                                                   mandatory=True)
-            channel.basic_ack(tag)
-        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
-            log.error("%s: could not publish the outcome (%s); message goes back", self._queue,
-                      exc)
             channel.basic_nack(tag, requeue=True)
         finally:
             self._settled(1)

@@ -26,7 +26,7 @@ from pika.spec import Basic
 
 from shared.broker.confirms import Confirms
 from shared.broker.connection import parameters, properties
-from shared.broker.errors import BrokerError
+from shared.broker.errors import BrokerError, Refused
 from shared.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,35 @@ class Publisher:
         """
         if not messages:
             return
+        futures = self._hand_over(messages, connect_wait)
+        # One deadline for the whole batch, and the first failure ends the wait.
+        done, not_done = wait(futures, timeout, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            error = future.exception() if future in done else None
+            if error is not None:
+                raise error
+        if not_done:
+            raise BrokerError(f"no confirm within {timeout} s")
+
+    def publish_each(self, messages: Sequence[Outgoing], timeout: float = 10.0,
+                     connect_wait: float = 2.0) -> list[BaseException | None]:
+        """`publish`, but each message's own outcome, in order: None once the broker confirmed
+        it, else why not (`Refused`/`Unroutable`: the broker said no to that message; another
+        BrokerError: no connection, or no confirm within `timeout` for the whole batch).
+        Never raises for a message that failed: one refusal must not hide the confirmed."""
+        if not messages:
+            return []
+        try:
+            futures = self._hand_over(messages, connect_wait)
+        except BrokerError as exc:
+            return [exc] * len(messages)
+        wait(futures, timeout)
+        return [future.exception() if future.done()
+                else BrokerError(f"no confirm within {timeout} s") for future in futures]
+
+    def _hand_over(self, messages: Sequence[Outgoing], connect_wait: float) -> list[Future[None]]:
+        """Give the batch to the I/O thread; one future per message. Raises BrokerError when
+        there is no connection within `connect_wait`."""
         if not self._ready.wait(connect_wait):
             raise BrokerError("broker unavailable: no connection")
         futures = [Future[None]() for _ in messages]
@@ -79,14 +108,7 @@ class Publisher:
             connection.ioloop.add_callback_threadsafe(self._send_handed)
         except Exception:  # noqa: BLE001 - the loop is gone; losing it failed this batch
             pass
-        # One deadline for the whole batch, and the first failure ends the wait.
-        done, not_done = wait(futures, timeout, return_when=FIRST_EXCEPTION)
-        for future in futures:
-            error = future.exception() if future in done else None
-            if error is not None:
-                raise error
-        if not_done:
-            raise BrokerError(f"no confirm within {timeout} s")
+        return futures
 
     def close(self) -> None:
         self._stopping = True
@@ -184,7 +206,8 @@ class Publisher:
                 )
             except Exception as exc:  # noqa: BLE001 - pika encodes before it writes a byte
                 # Not counted: the broker never saw it, so it takes no delivery tag.
-                future.set_exception(BrokerError(
+                # Refused: sent again, it would meet the same answer.
+                future.set_exception(Refused(
                     f"message {message.message_id} not sent, pika refused it: {exc!r}"))
                 continue
             self._confirms.sent(message.message_id, future)

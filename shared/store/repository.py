@@ -12,21 +12,23 @@ import hashlib
 import secrets
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, DateTime, delete, func, select, text, type_coerce, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from shared import messages, topology
+from shared import album_rules, messages, topology
 from shared.outgoing import Outgoing
+from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
+from shared.store.fb_album_claim import decide_claim
+from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
     BUSY,
-    DONE,
-    DONE_WITH_FAILURES,
     FAILED,
     PUBLISHING,
     QUEUED,
@@ -38,6 +40,7 @@ from shared.store.tables import (
     UPLOADING,
     Album,
     Base,
+    IdempotencyKey,
     Image,
     Notification,
     OutboxMessage,
@@ -46,13 +49,24 @@ from shared.store.tables import (
 )
 from shared.store.views import (
     AlbumView,
+    Created,
     FbAlbumClaim,
     ImageView,
+    NotificationClaim,
+    OutboxRetry,
     Start,
     UserView,
     album_view,
     image_view,
 )
+
+
+class KeyReused(ValueError):
+    """The idempotency key already created another album than the one now asked for."""
+
+    def __init__(self, album_id: str) -> None:
+        super().__init__(f"the key already created album {album_id}")
+        self.album_id = album_id
 
 
 def hash_token(token: str) -> str:
@@ -69,6 +83,7 @@ class Store:
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if sqlite else contextlib.nullcontext())
+        self._db_now = _database_clock(self.engine.dialect.name)
 
     def dispose(self) -> None:
         """Close the pooled connections (a process that forks, or one done with the store)."""
@@ -127,9 +142,41 @@ class Store:
     def create_album(self, user_id: int, title: str, notify_email: str | None,
                      keys: Sequence[str]) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and one outbox message per image, all or nothing."""
+        return self._insert_album(user_id, title, notify_email, keys)
+
+    def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
+                          notify_email: str | None, keys: Sequence[str]) -> Created:
+        """`create_album`, unless the user's idempotency `key` already created an album: then
+        that album, with no messages (it has its own). `fingerprint` names the album asked
+        for; raises KeyReused if the key created another one.
+
+        The key's row is written with the album; a second request with the key (at the same
+        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
+        try:
+            album_id, rows = self._insert_album(user_id, title, notify_email, keys,
+                                                (key, fingerprint))
+            return Created(album_id, rows, replayed=False)
+        except IntegrityError:
+            with self._read() as s:
+                taken = s.get(IdempotencyKey, (user_id, key))
+            if taken is None:  # some other constraint broke: not ours to explain
+                raise
+        if taken.fingerprint != fingerprint:
+            raise KeyReused(taken.album_id)
+        return Created(taken.album_id, [], replayed=True)
+
+    def _insert_album(self, user_id: int, title: str, notify_email: str | None,
+                      keys: Sequence[str], idempotency: tuple[str, str] | None = None,
+                      ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         with self._tx() as s:
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email))
+            s.flush()
+            if idempotency is not None:
+                # Flushed before the images: a repeated key fails before any more work.
+                s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
+                                     fingerprint=idempotency[1]))
+                s.flush()
             images = [Image(album_id=album_id, position=i, key=key) for i, key in enumerate(keys)]
             s.add_all(images)
             s.flush()
@@ -290,15 +337,30 @@ class Store:
             return _claim_fb_album(album, stale_after) if album else FbAlbumClaim(None, False,
                                                                                    False)
 
-    def release_fb_album_claim(self, album_id: str) -> None:
+    def release_fb_album_claim(self, album_id: str, uncertain: bool = False) -> None:
+        """The claimer's create failed. Surely not made: the next claimer creates at once.
+        `uncertain` (no answer: it may have been made): the claim is kept, with its time, so
+        that the album is looked for before another is created, and created only once the
+        claim lapsed (`fb_album_claim.decide_claim`)."""
+        values: dict[str, Any] = ({"fb_album_create_uncertain": True} if uncertain else
+                                  {"fb_album_claimed_at": None,
+                                   "fb_album_create_uncertain": None})
         with self._tx() as s:
             s.execute(update(Album).where(Album.id == album_id, Album.fb_album_id.is_(None))
-                      .values(fb_album_claimed_at=None))
+                      .values(**values))
 
-    def set_fb_album(self, album_id: str, fb_album_id: str) -> None:
+    def set_fb_album(self, album_id: str, fb_album_id: str) -> str:
+        """Record the album's Facebook album, unless one is recorded already: the first writer
+        wins, so that a late create cannot move the album's later photos elsewhere. Returns
+        the recorded one (the caller's, or the one it must adopt)."""
         with self._tx() as s:
-            s.execute(update(Album).where(Album.id == album_id)
-                      .values(fb_album_id=fb_album_id))
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None:
+                raise LookupError(f"album {album_id} is not in the store")
+            if not album.fb_album_id:
+                album.fb_album_id = fb_album_id
+                album.fb_album_create_uncertain = None
+            return album.fb_album_id
 
     # -- the outbox ----------------------------------------------------------------------------
 
@@ -306,19 +368,23 @@ class Store:
         if ids:
             with self._tx() as s:
                 s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-                          .values(published_at=utcnow()))
+                          .values(published_at=utc_now()))
 
     def claim_unpublished(self, older_than: timedelta, lease: timedelta,
                           limit: int = 500) -> list[OutboxMessage]:
-        """Lease unpublished messages nobody published in time, for the relay to publish."""
-        now = utcnow()
+        """Lease unpublished messages nobody published in time, for the relay to publish:
+        older than `older_than`, not leased, and not waiting out a refusal's backoff. Timed by
+        the database's clock: a lease taken on one host ends on time for the others."""
         with self._tx() as s:
+            now = self._now(s)
             rows = list(s.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.published_at.is_(None),
                        OutboxMessage.created_at < now - older_than,
                        (OutboxMessage.claimed_until.is_(None))
-                       | (OutboxMessage.claimed_until < now))
+                       | (OutboxMessage.claimed_until < now),
+                       (OutboxMessage.next_attempt_at.is_(None))
+                       | (OutboxMessage.next_attempt_at <= now))
                 .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
             for row in rows:
                 row.claimed_until = now + lease
@@ -332,6 +398,29 @@ class Store:
                           .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
                           .values(claimed_until=None))
 
+    def record_refused(self, errors: Mapping[int, str]) -> list[OutboxRetry]:
+        """Count a refusal of each row (id: what the broker said), keep the error and set when
+        the relay may try again (`refusal_backoff`, from the database's clock); any claim on
+        the row ends. A row published meanwhile is left as it is."""
+        if not errors:
+            return []
+        with self._tx() as s:
+            now = self._now(s)
+            rows = s.scalars(select(OutboxMessage)
+                             .where(OutboxMessage.id.in_(list(errors)),
+                                    OutboxMessage.published_at.is_(None))
+                             .order_by(OutboxMessage.id).with_for_update())
+            retries = []
+            for row in rows:
+                row.attempts = (row.attempts or 0) + 1
+                row.next_attempt_at = now + refusal_backoff(row.attempts)
+                row.last_error = errors[row.id]
+                row.claimed_until = None
+                retries.append(OutboxRetry(row.id, row.message_id, row.exchange,
+                                           row.routing_key, row.attempts, row.next_attempt_at,
+                                           row.last_error))
+            return retries
+
     def unpublished_count(self) -> int:
         with self._read() as s:
             return s.scalar(select(func.count()).select_from(OutboxMessage)
@@ -339,34 +428,63 @@ class Store:
 
     # -- the notifier's ledger -----------------------------------------------------------------
 
-    def claim_notification(self, album_id: str, settle_seq: int, stale: timedelta) -> str:
-        """SEND if the caller should mail this settle now, SENT or BUSY (another is sending).
+    def claim_notification(self, album_id: str, settle_seq: int,
+                           lease: timedelta) -> NotificationClaim:
+        """SEND (with a new claim id) if the caller should mail this settle now; SENT; or BUSY
+        while another sender's claim, taken less than `lease` ago, holds.
 
-        A claim nobody confirmed within `stale` (its sender died) can be taken again.
+        A claim nobody confirmed within `lease` (its sender died) can be taken again; the
+        database's clock times it, so notifiers on hosts whose clocks differ agree.
         """
         with self._tx() as s:
+            now = self._now(s)
             row = s.get(Notification, (album_id, settle_seq), with_for_update=True)
+            claim_id = uuid.uuid4().hex
             if row is None:
-                s.add(Notification(album_id=album_id, settle_seq=settle_seq))
-                return SEND
+                s.add(Notification(album_id=album_id, settle_seq=settle_seq, claimed_at=now,
+                                   claim_id=claim_id))
+                return NotificationClaim(SEND, claim_id)
             if row.sent_at is not None:
-                return SENT
-            if row.claimed_at > utcnow() - stale:
-                return BUSY
-            row.claimed_at = utcnow()
-            return SEND
+                return NotificationClaim(SENT)
+            if row.claimed_at > now - lease:
+                return NotificationClaim(BUSY)
+            row.claimed_at, row.claim_id = now, claim_id
+            return NotificationClaim(SEND, claim_id)
 
-    def mark_notification_sent(self, album_id: str, settle_seq: int) -> None:
+    def mark_notification_sent(self, album_id: str, settle_seq: int, claim_id: str) -> bool:
+        """Record the mail sent under `claim_id`; False (nothing recorded) if that claim is no
+        longer the current one: another sender took it over and answers for the email now.
+        Marking twice is harmless (a retry after a commit whose answer was lost)."""
         with self._tx() as s:
-            s.execute(update(Notification).where(Notification.album_id == album_id,
-                                                 Notification.settle_seq == settle_seq)
-                      .values(sent_at=utcnow()))
+            row = s.get(Notification, (album_id, settle_seq), with_for_update=True)
+            if row is None or row.claim_id != claim_id:
+                return False
+            if row.sent_at is None:
+                row.sent_at = self._now(s)
+            return True
 
-    def release_notification(self, album_id: str, settle_seq: int) -> None:
+    def release_notification(self, album_id: str, settle_seq: int, claim_id: str) -> bool:
+        """Give up claim `claim_id` (its mail was not sent), so the next attempt need not wait
+        for it to lapse; False if that claim is no longer the current one."""
         with self._tx() as s:
-            s.execute(delete(Notification).where(Notification.album_id == album_id,
-                                                 Notification.settle_seq == settle_seq,
-                                                 Notification.sent_at.is_(None)))
+            result = s.execute(delete(Notification).where(
+                Notification.album_id == album_id, Notification.settle_seq == settle_seq,
+                Notification.claim_id == claim_id, Notification.sent_at.is_(None)))
+            return cast(CursorResult[Any], result).rowcount == 1
+
+    def _now(self, s: Session) -> datetime:
+        """The database's clock (see _database_clock)."""
+        now = s.scalar(select(self._db_now))
+        assert now is not None  # a clock always answers
+        return now
+
+
+def _database_clock(dialect: str) -> ColumnElement[datetime]:
+    """The database's current time as naive UTC, like every time the store keeps."""
+    if dialect == "postgresql":
+        return type_coerce(func.timezone("UTC", func.now()), DateTime)
+    # SQLite's CURRENT_TIMESTAMP keeps whole seconds only.
+    return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f", "now"), DateTime)
 
 
 def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,
@@ -392,38 +510,36 @@ def _images(s: Session, album_id: str) -> list[Image]:
 
 
 def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
-    """The caller holds the album's row lock."""
-    if album.fb_album_id:
-        return FbAlbumClaim(album.fb_album_id, False, False)
-    claimed = album.fb_album_claimed_at
-    if claimed is not None and claimed > utcnow() - stale_after:
-        return FbAlbumClaim(None, False, False)
-    album.fb_album_claimed_at = utcnow()
-    return FbAlbumClaim(None, True, claimed is not None)
+    """The caller holds the album's row lock. Claim times are the database's: a claim made on
+    one host is judged stale on another."""
+    session = object_session(album)
+    assert session is not None, "the album must be loaded in the caller's transaction"
+    now = session.scalar(select(utc_now()))
+    assert now is not None
+    claim = decide_claim(album.fb_album_id, album.fb_album_claimed_at,
+                         bool(album.fb_album_create_uncertain), now, stale_after)
+    if claim.mine:
+        album.fb_album_claimed_at, album.fb_album_create_uncertain = now, None
+    return claim
 
 
 def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
-    """Settle the album once every image ended; the caller holds the album's row lock."""
+    """Settle the album once every image ended (`album_rules`); the caller holds the album's
+    row lock."""
     if album.state != PUBLISHING:
         return []
-    # Counted first: of an album's twenty images ending, only the last needs them all loaded.
-    if s.scalar(select(func.count()).select_from(Image)
-                .where(Image.album_id == album.id, Image.state.not_in(TERMINAL))):
+    # The states alone first: of an album's twenty images ending, only the last needs them all
+    # loaded.
+    states = s.scalars(select(Image.state).where(Image.album_id == album.id)).all()
+    if not album_rules.has_ended(album.state, states):
         return []
-    images = _images(s, album.id)
-    failed = [i for i in images if i.state == FAILED]
-    album.state = DONE_WITH_FAILURES if failed else DONE
+    images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+              for i in _images(s, album.id)]
+    album.state = album_rules.settled_state(images)
     album.settle_seq += 1
     album.settled_at = utcnow()
-    event = messages.AlbumSettled(
-        album_id=album.id, settle_seq=album.settle_seq,
-        uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
-                  for i in images if i.state == UPLOADED],
-        failed=[messages.FailedImage(image_id=i.id, key=i.key, reason=i.error or "failed")
-                for i in failed])
+    event = album_rules.settled_event(album.id, album.settle_seq, images)
     row = _outbox_row(event, topology.ALBUM_SETTLED)
     s.add(row)
     s.flush()
     return [row]
-
-

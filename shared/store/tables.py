@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.outgoing import Outgoing
+from shared.store.db_clock import utc_now
 
 PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
 QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
@@ -43,10 +44,29 @@ class Album(Base):
     notify_email: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    #: When a worker claimed the creation of the Facebook album, by the database's clock
+    #: (hosts' clocks differ); and whether its create ended without saying if it was made (a
+    #: timeout, a 5xx): then the album is looked for by its mark before another is created.
     fb_album_claimed_at: Mapped[datetime | None]
+    fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     settled_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """The album a user's POST with an Idempotency-Key created. The primary key makes the key
+    unique per user, so of two requests racing with one key only the first commits an album.
+    Kept as long as the album (albums are never deleted): well past the 24 h a client may
+    retry in."""
+
+    __tablename__ = "idempotency_keys"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"))
+    #: sha256 of the album asked for: the same key with another album is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Image(Base):
@@ -75,9 +95,16 @@ class OutboxMessage(Base):
     message_id: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: By the database's clock, as every time the relay compares (claimed_until,
+    #: next_attempt_at): the writer's and the relays' hosts may disagree.
+    created_at: Mapped[datetime] = mapped_column(default=utc_now())
     published_at: Mapped[datetime | None] = mapped_column(index=True)
     claimed_until: Mapped[datetime | None]
+    #: How many times the broker refused the message (NULL: never), when the relay may try
+    #: again (shared/store/outbox_backoff.py) and what the broker said the last time.
+    attempts: Mapped[int | None]
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     def outgoing(self) -> Outgoing:
         return Outgoing(self.exchange, self.routing_key, self.body, headers=self.headers,
@@ -85,8 +112,16 @@ class OutboxMessage(Base):
 
 
 class Notification(Base):
+    """One settle's email: claimed by one notifier at a time, then marked sent."""
+
     __tablename__ = "notifications"
     album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), primary_key=True)
     settle_seq: Mapped[int] = mapped_column(primary_key=True)
+    #: When the current claim was taken, by the database's clock (the notifiers' hosts may
+    #: disagree with each other; the store's clock is the one they share).
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The current claim's id, its fencing token: only the sender holding it may mark the mail
+    #: sent or release the claim, so a sender whose claim lapsed cannot touch the next one's.
+    #: (NULL on a claim taken before claims had ids: nobody holds it.)
+    claim_id: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None]

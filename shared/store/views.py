@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.store.tables import Album, Image
+from shared.store.tables import Album, Image, OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,16 @@ class ImageView:
 
 
 @dataclass(frozen=True)
+class Created:
+    """What creating an album with an idempotency key gave: a new album and its messages, or
+    (`replayed`) the album an earlier request with the same key created, and no messages."""
+
+    album_id: str
+    rows: list[OutboxMessage]
+    replayed: bool
+
+
+@dataclass(frozen=True)
 class AlbumView:
     id: str
     user_id: int
@@ -46,6 +56,9 @@ class FbAlbumClaim:
     mine: bool
     #: An earlier claimer never finished: it may have created the album unrecorded.
     taken_over: bool
+    #: Not the caller's: the claimer's create ended without an answer, so the album may exist
+    #: on Facebook unrecorded (look for it by its mark rather than only wait).
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,3 +84,25 @@ def album_view(album: Album, images: Sequence[Image]) -> AlbumView:
     return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
                      album.fb_album_id, album.settle_seq, album.created_at,
                      tuple(image_view(i) for i in images))
+
+
+@dataclass(frozen=True)
+class NotificationClaim:
+    """What a notifier may do about one settle's email: SEND it (holding `claim_id`, the token
+    its mark or release must show), nothing (SENT), or wait for another sender (BUSY)."""
+
+    state: str
+    claim_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRetry:
+    """An outbox row the broker refused: for the log, which message waits, until when, why."""
+
+    id: int
+    message_id: str
+    exchange: str
+    routing_key: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str

@@ -29,6 +29,8 @@ REGRESSIONS: list[tuple[str, int, str, bool]] = [
                                "request is still completing on Facebook: duplicate photos", True),
     ("duplicates-in-flight", 4, "an image and its duplicated message are uploaded by two "
                                 "workers at once: start_attempt does not hold the image", True),
+    ("store-blips", 2, "a POST answered 503 for an album committed and queued (marking its "
+                       "outbox rows published failed): the client published it again", True),
 ]
 
 

@@ -72,7 +72,7 @@ def catcher() -> Iterator[MailCatcher]:
 def work_queue(amqp_url: str) -> Iterator[str]:
     """The uploader's work queue, declared and empty before and after the test."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), (1,), 20)
+    topology.declare(connection.channel(), (1,))
     connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
     yield topology.IMAGE_UPLOADS.name
     connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)

@@ -3,6 +3,9 @@ and the clock moved on for what the store remembers (leases, claims), instead of
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +36,42 @@ class BlippingStore:
                                    ConnectionResetError("server closed the connection"))
 
         return blip
+
+
+class StoreOutage:
+    """`store`, except that calls to `methods` (every method when None) raise OperationalError
+    for `seconds` from the first such call, as a store that went away and came back does.
+    Nothing of a failed call is recorded."""
+
+    def __init__(self, store: Store, seconds: float,
+                 methods: Collection[str] | None = None) -> None:
+        self._store = store
+        self._seconds = seconds
+        self._methods = methods
+        self._began: float | None = None
+        self._lock = threading.Lock()
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr) or (self._methods is not None and name not in self._methods):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._down():
+                raise OperationalError(f"{name} (injected outage)", None,
+                                       ConnectionRefusedError("connection refused"))
+            return attr(*args, **kwargs)
+
+        return call
+
+    def _down(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._began = now if self._began is None else self._began
+            down = now - self._began < self._seconds
+            self.failures += down
+            return down
 
 
 def age_image(store: Store, image_id: int, by: timedelta = timedelta(minutes=10)) -> None:

@@ -8,17 +8,21 @@ from contextlib import closing
 
 import pika
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from shared import dead_letters, retry_policy, topology
-from shared.broker.consumer import Consumer, Delivery, Outcome
+from shared import dead_letters, outcomes, topology
+from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
 from shared.messages import ImageUploadRequested, encode
 from shared.outgoing import Outgoing
-from shared.retry_policy import Failure, FailureKind, RetryLater
+from shared.retry_policy import FailureKind, RetryPolicy
 
 from .helpers import close_connections, get_all, message_count, wait_for
 
 pytestmark = pytest.mark.integration
+
+#: A running consumer holds two connections: deliveries, and its publisher of outcomes.
+CONSUMER_CONNECTIONS = 2
 
 DELAYS = (1, 3)
 QUEUE = topology.IMAGE_UPLOADS
@@ -27,11 +31,11 @@ QUEUE = topology.IMAGE_UPLOADS
 @pytest.fixture()
 def clean_queues(amqp_url):
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        topology.declare(connection.channel(), DELAYS, 20)
+        topology.declare(connection.channel(), DELAYS)
     yield
     # A new connection: a test may have closed every connection to the vhost.
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        for spec in topology.queue_specs(DELAYS, 20):
+        for spec in topology.queue_specs(DELAYS):
             connection.channel().queue_purge(spec.name)
 
 
@@ -40,32 +44,24 @@ class Script:
 
     def __init__(self, plan):
         self.plan = plan
-        self.seen: list[tuple[float, int, dict]] = []
+        self.seen: list[tuple[float, int, int]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, delivery: Delivery) -> Outcome:
-        from shared.messages import PoisonMessage, decode
-
-        attempt = retry_policy.attempt_of(delivery.headers)
-        try:
-            message = decode(delivery.body)
-        except PoisonMessage as exc:
-            return Outcome([dead_letters.dead_letter(QUEUE, delivery.body, delivery.headers,
-                                                     str(exc), None, attempt)])
+    def __call__(self, message: ImageUploadRequested, attempt: int) -> None:
         with self.lock:
-            self.seen.append((time.monotonic(), message.image_id, dict(delivery.headers)))
+            self.seen.append((time.monotonic(), message.image_id, attempt))
         action = self.plan[message.image_id](attempt)
         if action == "ok":
-            return Outcome()
+            return
         if action == "raise":
-            raise RuntimeError("store unavailable")
-        failure = Failure(action, f"scripted {action}", 503)
-        step = retry_policy.next_step(failure, attempt, DELAYS, max_attempts=3)
-        if isinstance(step, RetryLater):
-            return Outcome([retry_policy.retry_message(QUEUE, delivery.body, delivery.headers,
-                                                       step)])
-        return Outcome([dead_letters.dead_letter(QUEUE, delivery.body, delivery.headers,
-                                                 step.reason, 503, attempt)])
+            raise OperationalError("SELECT 1", {}, Exception("store unavailable"))
+        if action is FailureKind.TRANSIENT:
+            raise outcomes.Transient(f"scripted {action}", 503)
+        raise outcomes.Permanent(f"scripted {action}", 503)
+
+
+def route(handler):
+    return Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3))
 
 
 @pytest.fixture()
@@ -74,9 +70,9 @@ def run_consumer(amqp_url, clean_queues):
 
     def start(handler, concurrency=4):
         stop = threading.Event()
-        consumer = Consumer(amqp_url, QUEUE.name, handler, concurrency,
-                            on_connect=functools.partial(topology.declare, retry_delays=DELAYS,
-                                                         delivery_limit=20), grace_s=5)
+        consumer = Consumer(amqp_url, route(handler), concurrency,
+                            on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
+                            grace_s=5)
         thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
         thread.start()
         stops.append((stop, thread))
@@ -107,9 +103,9 @@ def test_a_transient_failure_comes_back_after_its_delay(amqp_url, run_consumer):
     run_consumer(script)
     publish(amqp_url, upload(1))
     wait_for(lambda: len(script.seen) == 2, timeout=20, what="the retried delivery")
-    (first, _, _), (second, _, headers) = script.seen
+    (first, _, _), (second, _, attempt) = script.seen
     assert second - first >= DELAYS[0] * 0.95
-    assert headers[retry_policy.ATTEMPT_HEADER] == 2
+    assert attempt == 2
     wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the work queue to drain")
     assert get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)) == []
 
@@ -120,8 +116,7 @@ def test_exhausted_retries_are_dead_lettered_with_their_reason(amqp_url, run_con
     publish(amqp_url, upload(2))
     dead = wait_for(lambda: get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)),
                     timeout=30, what="the dead letter")
-    assert [attempt for _, _, h in script.seen
-            for attempt in [h.get(retry_policy.ATTEMPT_HEADER, 1)]] == [1, 2, 3]
+    assert [attempt for _, _, attempt in script.seen] == [1, 2, 3]
     props, body = dead[0]
     assert body == upload(2)
     assert props.headers[dead_letters.REASON_HEADER] == "gave up after 3 attempts: scripted " \
@@ -153,13 +148,17 @@ def test_poison_is_dead_lettered_and_the_consumer_keeps_going(amqp_url, run_cons
     assert any("version" in reason for reason in reasons)
 
 
-def test_a_handler_that_raises_leaves_the_message_in_the_queue(amqp_url, run_consumer):
+def test_a_handler_that_raises_comes_back_after_a_delay_with_its_attempt_unspent(
+        amqp_url, run_consumer):
     calls = []
     script = Script({7: lambda a: calls.append(a) or ("raise" if len(calls) == 1 else "ok")})
     run_consumer(script)
     publish(amqp_url, upload(7))
-    wait_for(lambda: len(script.seen) == 2, timeout=20, what="the redelivery")
+    wait_for(lambda: len(script.seen) == 2, timeout=20, what="the delivery after the delay")
+    (first, _, _), (second, _, attempt) = script.seen
+    assert second - first >= DELAYS[0] * 0.95 and attempt == 1
     wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the work queue to drain")
+    assert get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)) == []
 
 
 def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, amqp_url,
@@ -168,7 +167,7 @@ def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, a
     consumer = run_consumer(script)
     publish(amqp_url, upload(8))
     wait_for(lambda: len(script.seen) == 1, what="the first message")
-    close_connections(broker, vhost)
+    close_connections(broker, vhost, CONSUMER_CONNECTIONS)
     wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
     publish(amqp_url, upload(9))
     wait_for(lambda: len(script.seen) == 2, what="a message after the reconnect")
@@ -177,7 +176,7 @@ def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, a
 def test_stop_ends_an_idle_consumer_promptly(amqp_url, clean_queues):
     # The I/O thread blocks until the socket or a timer wakes it: stop must still be seen soon.
     stop = threading.Event()
-    consumer = Consumer(amqp_url, QUEUE.name, Script({}), 4, grace_s=5)
+    consumer = Consumer(amqp_url, route(Script({})), 4, grace_s=5)
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     wait_for(consumer.consuming.is_set, what="the consumer to start")
@@ -191,14 +190,13 @@ def test_stop_ends_an_idle_consumer_promptly(amqp_url, clean_queues):
 def test_stop_lets_the_message_in_hand_finish_and_be_acked(amqp_url, clean_queues):
     started, finished = threading.Event(), threading.Event()
 
-    def slow(delivery: Delivery) -> Outcome:
+    def slow(message: ImageUploadRequested, attempt: int) -> None:
         started.set()
         time.sleep(1)
         finished.set()
-        return Outcome()
 
     stop = threading.Event()
-    consumer = Consumer(amqp_url, QUEUE.name, slow, 4, grace_s=5)
+    consumer = Consumer(amqp_url, route(slow), 4, grace_s=5)
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     wait_for(consumer.consuming.is_set, what="the consumer to start")
@@ -217,14 +215,12 @@ def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url,
     release = threading.Event()
     seen: list[tuple[int, bool]] = []
 
-    def handler(delivery: Delivery) -> Outcome:
-        from shared.messages import decode
-
-        image_id = decode(delivery.body).image_id
-        seen.append((image_id, delivery.redelivered))
-        if image_id == 11 and not delivery.redelivered:
+    def handler(message: ImageUploadRequested, attempt: int) -> None:
+        image_id = message.image_id
+        redelivered = any(image == image_id for image, _ in seen)
+        seen.append((image_id, redelivered))
+        if image_id == 11 and not redelivered:
             release.wait(20)
-        return Outcome()
 
     consumer = run_consumer(handler)
     publish(amqp_url, upload(11))
@@ -232,7 +228,7 @@ def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url,
     publish(amqp_url, *(upload(image_id) for image_id in range(12, 20)))
     wait_for(lambda: len(seen) == 9, what="the fast messages")
     time.sleep(0.5)  # their acks reach the broker
-    close_connections(broker, vhost)
+    close_connections(broker, vhost, CONSUMER_CONNECTIONS)
     release.set()
     wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
     wait_for(lambda: (11, True) in seen, timeout=20, what="the slow message again")
@@ -247,14 +243,13 @@ def test_a_message_finished_as_its_connection_dies_does_not_stall_the_next(
     # the fix this failed one run in three here.
     seen: list[int] = []
 
-    def handler(delivery: Delivery) -> Outcome:
-        from shared.messages import decode
-
-        image_id = decode(delivery.body).image_id
+    def handler(message: ImageUploadRequested, attempt: int) -> None:
+        image_id = message.image_id
+        redelivered = image_id in seen
         seen.append(image_id)
-        if image_id == 21 and not delivery.redelivered:
-            close_connections(broker, vhost)  # the broker has sent its close: finish now
-        return Outcome()
+        if image_id == 21 and not redelivered:
+            # The broker has sent its close: finish now.
+            close_connections(broker, vhost, CONSUMER_CONNECTIONS)
 
     consumer = run_consumer(handler)
     publish(amqp_url, upload(21))

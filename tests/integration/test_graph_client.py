@@ -21,7 +21,7 @@ import requests
 from botocore.exceptions import IncompleteReadError
 from moto.server import ThreadedMotoServer
 
-from services.uploader.failures import FailureKind, classify
+from services.uploader.failures import FailureKind, classify, may_have_landed
 from services.uploader.graph_client import (
     GraphClient,
     GraphError,
@@ -442,6 +442,7 @@ def test_latency_fault_makes_the_client_time_out(sim: str, album_id: str) -> Non
     assert caught.value.http_status is None
     assert "timed out" in caught.value.message
     assert classify(caught.value).kind is FailureKind.TRANSIENT
+    assert caught.value.request_sent and may_have_landed(caught.value)
     # The server still takes the photo once its delay is over: a timeout is not a failure,
     # which is why the uploader must check the album before re-posting.
     assert wait_for(lambda: sim_photos(sim))
@@ -505,6 +506,8 @@ def test_connection_refused_is_a_network_error() -> None:
     assert caught.value.http_status is None
     assert "connection refused" in caught.value.message
     assert classify(caught.value).kind is FailureKind.TRANSIENT
+    # Nothing was sent, so nothing can have been made: a create may be tried again at once.
+    assert not caught.value.request_sent and not may_have_landed(caught.value)
 
 
 def test_short_source_fails_fast_and_is_transient(

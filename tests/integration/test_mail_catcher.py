@@ -161,13 +161,25 @@ def test_rcpt_fault_refuses_recipients(catcher: MailCatcher, api: str) -> None:
     assert catcher.messages == []
 
 
+def test_quit_fault_answers_quit_after_keeping_the_mail(catcher: MailCatcher, api: str) -> None:
+    set_fault(api, "421 4.4.2 closing", stage="quit")
+
+    smtp = smtplib.SMTP("127.0.0.1", catcher.smtp_port, timeout=10)
+    try:
+        smtp.send_message(make_message())
+        assert smtp.docmd("QUIT") == (421, b"4.4.2 closing")
+    finally:
+        smtp.close()
+    assert [m["subject"] for m in listed(api)] == ["Your album is live"]
+
+
 @pytest.mark.parametrize(
     "body",
     [
         {"reply": "250 fine"},
         {"reply": "451 ok\r\n250 injected"},
         {"reply": 451},
-        {"reply": "451 later", "stage": "quit"},
+        {"reply": "451 later", "stage": "helo"},
         {"nothing": True},
     ],
 )

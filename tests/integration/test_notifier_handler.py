@@ -4,30 +4,44 @@ however often it is delivered and whatever the store does after the mail went ou
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
+from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
-from sqlalchemy.exc import SQLAlchemyError
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from dev.mail_catcher import MailCatcher
+from dev.mail_catcher import GOODBYE, CatchingHandler, Fault, MailCatcher
+from dev.ports import free_port
 from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
 from shared import messages, topology
-from shared.broker.consumer import Delivery, Outcome
+from shared.broker.connection import declare_topology
+from shared.broker.consumer import Consumer
+from shared.broker.declarer import TopologyDeclarer
+from shared.broker.publisher import Publisher
+from shared.fate import Delivery, Fate, decide
+from shared.outgoing import Outgoing
+from shared.settings import CommonSettings
 
-from .store_blips import BlippingStore, age_notifications
+from .helpers import message_count, wait_for
+from .store_blips import BlippingStore, StoreOutage, age_notifications
 
 pytestmark = pytest.mark.integration
 
 POLICY = ((1, 3), 3)
+#: Timings shrunk for the tests: a claim lasts 4 s, the sent mark's pauses go 0.1 s to 0.4 s.
+SHORT = {"claim_lease": timedelta(seconds=4), "mark_pause_s": (0.1, 0.4)}
 
 
 @pytest.fixture
 def notifier(catcher, sqlite_store):
-    def make(store=None):
+    def make(store=None, smtp_port=None, **timing):
         return AlbumNotifier(store or sqlite_store,
-                             SmtpMailer("127.0.0.1", catcher.smtp_port, 5.0),
-                             "albums@localhost", "http://albums.test", POLICY)
+                             SmtpMailer("127.0.0.1", smtp_port or catcher.smtp_port, 5.0),
+                             "albums@localhost", "http://albums.test", POLICY, **timing)
 
     return make
 
@@ -46,13 +60,10 @@ def settled_album(store) -> tuple[str, str, Delivery]:
                                      topology.ALBUM_SETTLED.routing_key)
 
 
-def deliver(handler, delivery: Delivery) -> Outcome | None:
-    """As the consumer runtime runs a handler: its outcome, or None when it raised a store
-    error (the runtime puts the message back to be delivered again)."""
-    try:
-        return handler(delivery)
-    except SQLAlchemyError:
-        return None
+def deliver(handler: AlbumNotifier, delivery: Delivery) -> Fate:
+    """As the consumer runtime runs a handler: the message's fate (a store error is an
+    outage: the message waits in a delay tier to be delivered again)."""
+    return decide(handler.route(), delivery)
 
 
 def mails_to(catcher: MailCatcher, address: str) -> list[tuple[int, str | None]]:
@@ -63,8 +74,8 @@ def mails_to(catcher: MailCatcher, address: str) -> list[tuple[int, str | None]]
 def test_a_settle_delivered_twice_is_mailed_once(notifier, sqlite_store, catcher):
     _, email, delivery = settled_album(sqlite_store)
     handler = notifier()
-    assert handler(delivery).publish == ()
-    assert handler(dataclasses.replace(delivery, redelivered=True)).publish == ()
+    assert deliver(handler, delivery).publish == ()
+    assert deliver(handler, dataclasses.replace(delivery, redelivered=True)).publish == ()
     ((_, subject),) = mails_to(catcher, email)
     assert subject is not None and "Notifier test" in subject
 
@@ -83,4 +94,95 @@ def test_a_store_error_after_the_mail_went_out_sends_no_second_email(notifier, s
     age_notifications(sqlite_store)
     again = deliver(notifier(), dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
-    assert first == Outcome() and again == Outcome()
+    assert first.publish == () and again.publish == ()
+
+
+def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(notifier, store,
+                                                                         catcher):
+    """The store goes away as the mail is recorded sent, for longer than the mark used to be
+    retried but within the claim's lease: the mark must outlast the outage."""
+    _, email, delivery = settled_album(store)
+    outage = StoreOutage(store, 3.0, methods={"mark_notification_sent"})
+    first = deliver(notifier(store=outage, **SHORT), delivery)
+    assert outage.failures >= 1
+    assert len(mails_to(catcher, email)) == 1
+
+    # The same settle again, once a claim left unconfirmed would have lapsed.
+    age_notifications(store)
+    again = deliver(notifier(store=store, **SHORT), dataclasses.replace(delivery, redelivered=True))
+    assert len(mails_to(catcher, email)) == 1
+    assert first.publish == () and again.publish == ()
+
+
+class DropAtQuit(CatchingHandler):
+    """Keeps the mail (250 after DATA), then hangs up on QUIT without a word."""
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert server.transport is not None
+        server.transport.close()
+        return GOODBYE  # never reaches the client: the connection is gone
+
+
+@pytest.fixture
+def dropping_relay(catcher) -> Iterator[int]:
+    """An SMTP port that stores into `catcher` and drops the connection at QUIT."""
+    port = free_port()
+    controller = Controller(DropAtQuit(catcher.store, catcher.faults), hostname="127.0.0.1",
+                            port=port, server_hostname="drop-at-quit.local")
+    controller.start()
+    yield port
+    controller.stop(no_assert=True)
+
+
+@pytest.mark.parametrize("goodbye", ["421 4.4.2 closing", "drop"])
+def test_a_mail_the_relay_accepted_is_sent_whatever_quit_brings(notifier, sqlite_store, catcher,
+                                                                goodbye, request):
+    _, email, delivery = settled_album(sqlite_store)
+    if goodbye == "drop":
+        handler = notifier(smtp_port=request.getfixturevalue("dropping_relay"))
+    else:
+        catcher.faults.current = Fault(goodbye, "quit")
+        handler = notifier()
+    first = deliver(handler, delivery)
+    assert len(mails_to(catcher, email)) == 1
+    # Whatever came back (a retry copy, or nothing), the same settle again mails nobody.
+    again = deliver(handler, dataclasses.replace(delivery, redelivered=True))
+    assert len(mails_to(catcher, email)) == 1
+    assert first.publish == () and again.publish == ()
+
+
+@pytest.fixture
+def own_vhost(broker, make_vhost) -> str:
+    """A vhost of this test's own: its queues may have a delivery limit the others do not."""
+    return broker.url(make_vhost())
+
+
+def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
+        notifier, sqlite_store, catcher, own_vhost):
+    """The store is away for longer than the queue's delivery limit lets a message bounce
+    back: the settle must wait in the delay tiers, not end in the dead-letter queue."""
+    _, email, delivery = settled_album(sqlite_store)
+    settings = CommonSettings(amqp_url=own_vhost, retry_delays=POLICY[0], delivery_limit=2)
+    declare_topology(settings)
+    handler = notifier(store=StoreOutage(sqlite_store, 8.0), **SHORT)
+    consumer = Consumer(own_vhost, handler.route(), 1,
+                        on_connect=TopologyDeclarer.from_settings(settings), grace_s=2)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(consumer.consuming.is_set, what="the consumer to start")
+        publisher = Publisher(own_vhost)
+        try:
+            publisher.publish([Outgoing(topology.WORK_EXCHANGE,
+                                        topology.ALBUM_SETTLED.routing_key, delivery.body)])
+        finally:
+            publisher.close()
+        dead_letters = topology.dead_letter_queue_name(topology.ALBUM_SETTLED)
+        wait_for(lambda: mails_to(catcher, email) or message_count(own_vhost, dead_letters),
+                 timeout=60, what="the email or a dead letter")
+        assert message_count(own_vhost, dead_letters) == 0
+        assert len(mails_to(catcher, email)) == 1
+    finally:
+        stop.set()
+        thread.join(10)

@@ -7,6 +7,7 @@ import uuid
 
 import pika
 import pytest
+from pika.adapters.blocking_connection import BlockingChannel
 
 from shared import dead_letters, messages, topology
 from shared.broker.publisher import Publisher
@@ -25,7 +26,7 @@ DLQ = topology.dead_letter_queue_name(UPLOADS)
 @pytest.fixture()
 def replayer(sqlite_store, amqp_url):
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), (1,), 20)
+    topology.declare(connection.channel(), (1,))
     connection.close()
     for queue in (UPLOADS.name, DLQ):
         get_all(amqp_url, queue)
@@ -75,7 +76,50 @@ def test_the_albums_retry_button_reopens_only_failed_images(replayer, sqlite_sto
     album_id = failed_album(sqlite_store, amqp_url)
     assert replayer.retry_album(album_id) == 2
     assert replayer.retry_album(album_id) == 0
+    sent = [messages.decode(body).album_id for _, body in get_all(amqp_url, UPLOADS.name)]
+    assert sent == [album_id] * 2
+    # The button leaves the letters where they are (reading the queue is the CLI's job).
+    assert message_count(amqp_url, DLQ) == 2
+
+
+def test_the_retry_button_reads_no_dead_letters(replayer, sqlite_store, amqp_url, monkeypatch):
+    """The page's retry does work proportional to its album, not to the dead-letter queue:
+    with thousands of other albums' letters queued it takes none of them off the broker."""
+    album_id = failed_album(sqlite_store, amqp_url)
+    publisher = Publisher(amqp_url)
+    try:
+        others = [dead_letters.dead_letter(UPLOADS, messages.encode(
+            messages.ImageUploadRequested(album_id=uuid.uuid4().hex, image_id=n + 1, key=f"k{n}")),
+            {}, "refused", 324, 1) for n in range(3000)]
+        publisher.publish(others, timeout=60)
+    finally:
+        publisher.close()
+    assert message_count(amqp_url, DLQ) == 3002
+    gets = []
+    real_get = BlockingChannel.basic_get
+    monkeypatch.setattr(BlockingChannel, "basic_get",
+                        lambda self, *a, **kw: gets.append(1) or real_get(self, *a, **kw))
+
+    assert replayer.retry_album(album_id) == 2
+    monkeypatch.undo()
+    assert len(gets) == 0, f"the retry read {len(gets)} dead letters"
+    assert sqlite_store.album(album_id).state == "publishing"
+
+
+def test_a_letter_of_a_retried_image_replays_as_stale_and_sends_nothing(replayer, sqlite_store,
+                                                                       amqp_url):
+    album_id = failed_album(sqlite_store, amqp_url, count=1)
+    assert replayer.retry_album(album_id) == 1
+    ((_, body),) = get_all(amqp_url, UPLOADS.name)
+    image_id = messages.decode(body).image_id
+    sqlite_store.start_attempt(image_id)
+    sqlite_store.record_uploaded(image_id, "photo-1")
+
+    # The operator replays every letter later: the retried image's is stale.
+    assert replayer.replay(lambda letter: True) == 1
+    assert get_all(amqp_url, UPLOADS.name) == []
     assert message_count(amqp_url, DLQ) == 0
+    assert sqlite_store.album(album_id).images[0].state == "uploaded"
 
 
 def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):

@@ -9,6 +9,7 @@ import pytest
 from shared import messages
 from shared import store as store_module
 from shared.outgoing import Outgoing
+from shared.store import repository, tables
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +112,39 @@ def test_a_claim_whose_owner_died_is_taken_over_and_says_so(store):
     assert claim.mine and claim.taken_over
 
 
+def test_the_first_facebook_album_recorded_stays_recorded(store):
+    _, album_id, _ = new_album(store, 1)
+    assert store.set_fb_album(album_id, "fb1") == "fb1"
+    # A create that landed late (its claim was taken over) must not move the album.
+    assert store.set_fb_album(album_id, "fb2") == "fb1"
+    assert store.album(album_id).fb_album_id == "fb1"
+
+
+def test_an_uncertain_create_keeps_its_claim_until_it_lapses(store):
+    _, album_id, _ = new_album(store, 1)
+    stale = timedelta(seconds=130)
+    assert store.claim_fb_album(album_id, stale).mine
+    store.release_fb_album_claim(album_id, uncertain=True)
+    waiting = store.claim_fb_album(album_id, stale)
+    assert (waiting.mine, waiting.uncertain) == (False, True)
+    assert store.claim_fb_album(album_id, timedelta(0)) == store_module.FbAlbumClaim(
+        None, True, True)
+    # A create that surely failed frees the claim: the next claimer creates without looking.
+    store.release_fb_album_claim(album_id)
+    assert store.claim_fb_album(album_id, stale) == store_module.FbAlbumClaim(None, True, False)
+
+
+def test_claim_times_are_the_databases_not_the_hosts(store, monkeypatch):
+    _, album_id, _ = new_album(store, 1)
+    # This host's clock runs 10 minutes slow: its claim must not look 10 minutes old to the
+    # other hosts, which would take it over while its create is in flight.
+    slow = tables.utcnow() - timedelta(minutes=10)
+    monkeypatch.setattr(repository, "utcnow", lambda: slow)
+    assert store.claim_fb_album(album_id, timedelta(seconds=130)).mine
+    monkeypatch.undo()
+    assert not store.claim_fb_album(album_id, timedelta(seconds=130)).mine
+
+
 def test_an_image_in_flight_is_not_taken_twice_until_its_lease_lapses(store):
     _, album_id, _ = new_album(store, 1)
     (image,) = store.album(album_id).images
@@ -127,15 +161,3 @@ def test_a_dead_attempt_may_reach_facebook_until_its_request_would_time_out(stor
     store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
     busy = store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
     assert busy.attempt is None and busy.busy_for > 55
-
-
-def test_a_settle_is_mailed_once(store):
-    _, album_id, _ = new_album(store, 1)
-    stale = timedelta(minutes=2)
-    assert store.claim_notification(album_id, 1, stale) == store_module.SEND
-    assert store.claim_notification(album_id, 1, stale) == store_module.BUSY
-    store.mark_notification_sent(album_id, 1)
-    assert store.claim_notification(album_id, 1, stale) == store_module.SENT
-    assert store.claim_notification(album_id, 2, stale) == store_module.SEND
-    store.release_notification(album_id, 2)
-    assert store.claim_notification(album_id, 2, stale) == store_module.SEND

@@ -22,7 +22,7 @@ def declared(amqp_url):
 
 def test_every_queue_is_declared_with_its_arguments(broker, vhost, declared):
     queues = {q["name"]: q for q in broker.api("GET", f"queues/{quote(vhost, '')}").json()}
-    for spec in topology.queue_specs(declared.retry_delays, declared.delivery_limit):
+    for spec in topology.queue_specs(declared.retry_delays):
         assert spec.name in queues, spec.name
         assert queues[spec.name]["durable"] is True
         assert queues[spec.name]["arguments"] == spec.arguments
@@ -31,7 +31,7 @@ def test_every_queue_is_declared_with_its_arguments(broker, vhost, declared):
 def test_every_queue_is_bound_as_specified(broker, vhost, declared):
     bindings = {(b["source"], b["destination"], b["routing_key"])
                 for b in broker.api("GET", f"bindings/{quote(vhost, '')}").json()}
-    for spec in topology.queue_specs(declared.retry_delays, declared.delivery_limit):
+    for spec in topology.queue_specs(declared.retry_delays):
         assert (spec.exchange, spec.name, spec.routing_key) in bindings
 
 
@@ -41,12 +41,12 @@ def test_exchanges_are_durable_direct_exchanges(broker, vhost, declared):
         assert exchanges[name]["type"] == "direct" and exchanges[name]["durable"] is True
 
 
-def test_a_queue_redeclared_with_other_arguments_is_refused(amqp_url, declared):
+def test_a_queue_redeclared_with_other_fixed_arguments_is_refused(amqp_url, declared):
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="PRECONDITION_FAILED"):
             connection.channel().queue_declare(
                 topology.IMAGE_UPLOADS.name, durable=True,
-                arguments={**topology.work_queue_arguments(20), "x-delivery-limit": 3})
+                arguments={**topology.work_queue_arguments(), "x-queue-type": "classic"})
     finally:
         connection.close()

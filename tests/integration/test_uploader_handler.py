@@ -12,15 +12,14 @@ from datetime import timedelta
 import pika
 import pytest
 import requests
-from sqlalchemy.exc import SQLAlchemyError
 
 from dev.images import png
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader, Policy
 from shared import dead_letters, messages, retry_policy, topology
-from shared.broker.consumer import Delivery
 from shared.broker.publisher import Publisher
+from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all, set_faults, sim_photos, wait_for
@@ -35,7 +34,7 @@ POLICY = Policy(retry_delays=(1, 3), max_attempts=3)
 @pytest.fixture()
 def publisher(amqp_url):
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), POLICY.retry_delays, 20)
+    topology.declare(connection.channel(), POLICY.retry_delays)
     connection.close()
     publisher = Publisher(amqp_url)
     yield publisher
@@ -58,6 +57,11 @@ def world(sqlite_store, sim, s3_client, publisher):
     return make
 
 
+def run(uploader: ImageUploader, delivery: Delivery) -> Fate:
+    """As the consumer runtime runs the handler: the message's fate."""
+    return decide(uploader.route(), delivery)
+
+
 def album_of(store, s3_client, count, broken=()):
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     keys, hashes = [], {}
@@ -76,7 +80,7 @@ def album_of(store, s3_client, count, broken=()):
 def test_an_image_is_uploaded_recorded_and_settles_its_album(world, sqlite_store, s3_client,
                                                               sim, amqp_url):
     album_id, (delivery,), hashes = album_of(sqlite_store, s3_client, 1)
-    assert world()(delivery).publish == ()
+    assert run(world(), delivery).publish == ()
     album = sqlite_store.album(album_id)
     (photo,) = sim_photos(sim)
     assert album.state == "done" and album.images[0].photo_id == photo["id"]
@@ -89,8 +93,8 @@ def test_a_redelivered_uploaded_image_is_acked_without_uploading_again(world, sq
                                                                        s3_client, sim):
     _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     uploader = world()
-    uploader(delivery)
-    assert uploader(delivery).publish == ()
+    run(uploader, delivery)
+    assert run(uploader, delivery).publish == ()
     assert len(sim_photos(sim)) == 1
 
 
@@ -98,7 +102,7 @@ def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_sto
                                                                sim):
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"latency_s": 1.5})
-    outcome = world(timeout=(5.0, 0.5))(delivery)
+    outcome = run(world(timeout=(5.0, 0.5)), delivery)
     (retry,) = outcome.publish
     assert retry.exchange == topology.RETRY_EXCHANGE
     assert sqlite_store.album(album_id).images[0].state == "retrying"
@@ -106,7 +110,7 @@ def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_sto
     again = Delivery(delivery.body, retry.headers, False, None, "image.upload")
 
     wait_for(lambda: sim_photos(sim), what="the slow upload to land")
-    assert world()(again).publish == ()
+    assert run(world(), again).publish == ()
     (photo,) = sim_photos(sim)
     image = sqlite_store.album(album_id).images[0]
     assert image.state == "uploaded" and image.photo_id == photo["id"] and image.attempts == 2
@@ -115,7 +119,7 @@ def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_sto
 def test_one_facebook_album_however_many_images_race(world, sqlite_store, s3_client, sim):
     album_id, deliveries, _ = album_of(sqlite_store, s3_client, 8)
     uploader = world()
-    threads = [threading.Thread(target=uploader, args=(d,)) for d in deliveries]
+    threads = [threading.Thread(target=run, args=(uploader, d)) for d in deliveries]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -129,7 +133,7 @@ def test_one_facebook_album_however_many_images_race(world, sqlite_store, s3_cli
 def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(world, sqlite_store,
                                                                   s3_client, amqp_url):
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1, broken={0})
-    assert world()(delivery).publish == ()
+    assert run(world(), delivery).publish == ()
     image = sqlite_store.album(album_id).images[0]
     assert (image.state, image.error) == ("failed", "not found in the bucket")
     (dead,) = get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
@@ -138,7 +142,8 @@ def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(world, sqlite
 
 
 def test_poison_gets_a_dead_letter_and_touches_nothing(world):
-    outcome = world()(Delivery(b'{"type": "album.settled"}', {}, False, None, "image.upload"))
+    outcome = run(world(), Delivery(b'{"type": "album.settled"}', {}, False, None,
+                                    "image.upload"))
     (letter,) = outcome.publish
     assert letter.exchange == topology.DEAD_EXCHANGE
     assert "invalid message" in letter.headers[dead_letters.REASON_HEADER]
@@ -148,7 +153,7 @@ def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(world,
                                                                           s3_client, sim):
     _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
-    (retry,) = world()(delivery).publish
+    (retry,) = run(world(), delivery).publish
     assert retry.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert retry.routing_key in {topology.retry_queue_name(topology.IMAGE_UPLOADS, tier)
                                  for tier in topology.jittered(POLICY.retry_delays[0])}
@@ -159,7 +164,7 @@ def test_a_lost_authorisation_stops_the_albums_waiting_images(world, sqlite_stor
     album_id, deliveries, _ = album_of(sqlite_store, s3_client, 3)
     uploader = world()
     set_faults(sim, {"error_rates": {"190": 1.0}})
-    assert uploader(deliveries[0]).publish == ()
+    assert run(uploader, deliveries[0]).publish == ()
     album = sqlite_store.album(album_id)
     assert album.state == "done_with_failures"
     first, *others = album.images
@@ -168,7 +173,7 @@ def test_a_lost_authorisation_stops_the_albums_waiting_images(world, sqlite_stor
                for i in others)
     set_faults(sim, {})
     for delivery in deliveries[1:]:
-        assert uploader(delivery).publish == ()
+        assert run(uploader, delivery).publish == ()
     assert sim_photos(sim) == []
     settled = get_all(amqp_url, topology.ALBUM_SETTLED.name)
     assert len(settled) == 1
@@ -180,7 +185,7 @@ def test_broad_graph_failures_open_the_breaker(world, sqlite_store, s3_client, s
     uploader = world(breaker=breaker)
     set_faults(sim, {"error_rates": {"503": 1.0}})
     for delivery in deliveries:
-        uploader(delivery)
+        run(uploader, delivery)
     assert breaker.open_for() > 0
 
 
@@ -189,7 +194,7 @@ def test_refused_images_do_not_open_the_breaker(world, sqlite_store, s3_client, 
     breaker = CircuitBreaker(min_calls=2, failure_ratio=0.5, cooldown_s=60)
     set_faults(sim, {"reject_filenames": [".png"]})
     for delivery in deliveries:
-        world(breaker=breaker)(delivery)
+        run(world(breaker=breaker), delivery)
     assert breaker.open_for() == 0
 
 
@@ -201,10 +206,27 @@ def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
                   data={"name": "Handler test", "message": f"ref:{album_id}"},
                   headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
     assert sqlite_store.claim_fb_album(album_id, timedelta(seconds=60)).mine
-    world(policy=dataclasses.replace(POLICY, album_claim_stale_s=0))(delivery)
+    # Long enough ago that the claim lapsed: its create can no longer land.
+    age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)
+    run(world(), delivery)
     albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
     assert len(albums) == 1
     assert sqlite_store.album(album_id).fb_album_id == albums[0]["id"]
+
+
+def test_an_album_create_that_timed_out_is_found_by_the_next_attempt_not_made_again(
+        world, sqlite_store, s3_client, sim):
+    album_id, (first, second), _ = album_of(sqlite_store, s3_client, 2)
+    # The create takes longer than the client waits: it times out, and Facebook makes it.
+    set_faults(sim, {"latency_s": 1.0, "endpoints": ["albums"]})
+    assert run(world(timeout=(5.0, 0.3)), first).publish
+    wait_for(lambda: _sim_albums(sim), what="the timed-out create to land")
+    set_faults(sim, {})
+
+    assert run(world(), second).publish == ()
+    (fb_album,) = _sim_albums(sim)
+    assert sqlite_store.album(album_id).fb_album_id == fb_album["id"]
+    assert {p["album_id"] for p in sim_photos(sim)} == {fb_album["id"]}
 
 
 def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_client, sim):
@@ -212,7 +234,7 @@ def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_cl
     set_faults(sim, {"latency_s": 1.0})
     uploader = world()
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(uploader(delivery)))
+    threads = [threading.Thread(target=lambda: outcomes.append(run(uploader, delivery)))
                for _ in range(2)]
     for thread in threads:
         thread.start()
@@ -237,8 +259,10 @@ def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
     # The album is made on Facebook, then the store fails to record it: the store's fault,
     # not the image's. Classified, it would be "internal error", a permanent failure.
     blipping = BlippingStore(sqlite_store, "set_fb_album")
-    with pytest.raises(SQLAlchemyError):
-        world(store=blipping)(delivery)
+    # Not the image's fault: it waits out the outage, its attempt unspent.
+    fate = run(world(store=blipping), delivery)
+    assert fate.kind == "outage"
+    assert fate.publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert blipping.blips == 1
     image = sqlite_store.album(album_id).images[0]
     assert image.state != "failed" and image.error is None
@@ -248,7 +272,7 @@ def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
     # The runtime puts the message back; it comes round once the attempt's lease lapsed.
     age_image(sqlite_store, image.id)
     again = dataclasses.replace(delivery, redelivered=True)
-    assert world(store=blipping)(again).publish == ()
+    assert run(world(store=blipping), again).publish == ()
     (fb_album,) = _sim_albums(sim)  # the one the first attempt made, adopted by its mark
     (photo,) = sim_photos(sim)
     album = sqlite_store.album(album_id)
@@ -264,8 +288,10 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
     get_all(amqp_url, dead_letter_queue)
     # The photo reached Facebook; the store fails as its id is recorded.
     blipping = BlippingStore(sqlite_store, "record_uploaded")
-    with pytest.raises(SQLAlchemyError):
-        world(store=blipping)(delivery)
+    # Not the image's fault: it waits out the outage, its attempt unspent.
+    fate = run(world(store=blipping), delivery)
+    assert fate.kind == "outage"
+    assert fate.publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert blipping.blips == 1
     (sent,) = sim_photos(sim)
     image = sqlite_store.album(album_id).images[0]
@@ -274,7 +300,7 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
 
     age_image(sqlite_store, image.id)
     again = dataclasses.replace(delivery, redelivered=True)
-    assert world(store=blipping)(again).publish == ()
+    assert run(world(store=blipping), again).publish == ()
     assert sim_photos(sim) == [sent]  # found by its caption mark, not sent a second time
     album = sqlite_store.album(album_id)
     assert album.state == "done"

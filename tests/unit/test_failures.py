@@ -18,7 +18,13 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from services.uploader.failures import Failure, FailureKind, classify
+from services.uploader.failures import (
+    DuplicateNotFound,
+    Failure,
+    FailureKind,
+    classify,
+    may_have_landed,
+)
 from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
 
 TRANSIENT = FailureKind.TRANSIENT
@@ -258,3 +264,31 @@ def test_waiting_for_another_worker_to_create_the_album_is_transient() -> None:
     from services.uploader.failures import AlbumBeingCreated
 
     assert classify(AlbumBeingCreated("a1")).kind is FailureKind.TRANSIENT
+
+
+# Whether a failed create may still have been made -------------------------------------------
+
+MAY_HAVE_LANDED_CASES = [
+    (GraphNetworkError("timed out waiting for the response"), True),
+    (GraphNetworkError("connection refused", request_sent=False), False),
+    (graph(None, 502, "HTTP 502 Bad Gateway"), True),
+    (graph(2, 500, is_transient=True), True),
+    (graph(1, 500), True),
+    (graph(613, 400), False),
+    (graph(190, 400), False),
+    (graph(100, 400), False),
+    (graph(None, 429), False),
+    (requests.ReadTimeout("read timed out"), True),
+    (ValueError("bug"), False),
+]
+
+
+@pytest.mark.parametrize(("exc", "landed"), MAY_HAVE_LANDED_CASES)
+def test_may_have_landed(exc: BaseException, landed: bool) -> None:
+    assert may_have_landed(exc) is landed
+
+
+def test_a_duplicate_not_found_says_what_happened() -> None:
+    failure = classify(DuplicateNotFound(7))
+    assert failure.kind is TRANSIENT and failure.code == 506
+    assert "already posted" in failure.reason and "refused" not in failure.reason

@@ -2,7 +2,7 @@ from shared import topology
 
 
 def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters():
-    specs = {spec.name: spec for spec in topology.queue_specs((30, 5, 5), delivery_limit=20)}
+    specs = {spec.name: spec for spec in topology.queue_specs((30, 5, 5))}
     assert set(specs) == {
         f"{queue}{suffix}"
         for queue in ("uploader.image-uploads", "notifier.album-settled")
@@ -17,7 +17,7 @@ def test_jitter_twins_never_wait_less_than_the_delay():
 
 
 def test_a_tier_dead_letters_back_to_its_work_queue_after_its_ttl():
-    spec = {s.name: s for s in topology.queue_specs((5,), 20)}["uploader.image-uploads.retry.5s"]
+    spec = {s.name: s for s in topology.queue_specs((5,))}["uploader.image-uploads.retry.5s"]
     assert spec.arguments["x-message-ttl"] == 5000
     assert spec.arguments["x-dead-letter-exchange"] == topology.WORK_EXCHANGE
     assert spec.arguments["x-dead-letter-routing-key"] == topology.IMAGE_UPLOADS.routing_key
@@ -25,9 +25,9 @@ def test_a_tier_dead_letters_back_to_its_work_queue_after_its_ttl():
 
 
 def test_work_queues_dead_letter_at_least_once_past_the_delivery_limit():
-    arguments = topology.work_queue_arguments(delivery_limit=20)
+    arguments = topology.work_queue_arguments()
     assert arguments["x-queue-type"] == "quorum"
-    assert arguments["x-delivery-limit"] == 20
+    assert "x-delivery-limit" not in arguments  # a policy: it may change
     assert arguments["x-dead-letter-exchange"] == topology.DEAD_EXCHANGE
     assert arguments["x-dead-letter-strategy"] == "at-least-once"
     assert arguments["x-overflow"] == "reject-publish"
@@ -37,6 +37,7 @@ def test_dead_letters_never_expire_and_refuse_when_full():
     arguments = topology.dead_letter_queue_arguments()
     assert "x-message-ttl" not in arguments and "x-expires" not in arguments
     assert arguments["x-overflow"] == "reject-publish"
+    assert "x-max-length" not in arguments  # a policy: it may change
 
 
 class RecordingChannel:
@@ -55,9 +56,44 @@ class RecordingChannel:
 
 def test_declare_makes_durable_exchanges_and_binds_every_queue():
     channel = RecordingChannel()
-    topology.declare(channel, (5,), 20)
+    topology.declare(channel, (5,))
     exchanges = [c for c in channel.calls if c[0] == "exchange"]
     assert all(c[3] for c in exchanges) and len(exchanges) == 3
     queues = {c[1] for c in channel.calls if c[0] == "queue"}
     bound = {c[1] for c in channel.calls if c[0] == "bind"}
     assert queues == bound and len(queues) == 8
+
+
+def test_no_queue_argument_is_one_a_policy_carries():
+    for spec in topology.queue_specs((5, 30)):
+        assert not set(spec.arguments) & topology.POLICY_CARRIED_ARGUMENTS, spec.name
+
+
+def test_the_work_queue_policy_matches_exactly_the_work_queues():
+    import re
+
+    work, dead = topology.policy_specs(delivery_limit=7, dead_letter_max_length=50)
+    names = [spec.name for spec in topology.queue_specs((5,))] + ["uploader.image-uploads2"]
+    assert [n for n in names if re.match(work.pattern, n)] == [
+        "uploader.image-uploads", "notifier.album-settled"]
+    assert [n for n in names if re.match(dead.pattern, n)] == [
+        "uploader.image-uploads.dead", "notifier.album-settled.dead"]
+    assert work.definition == {"delivery-limit": 7} and dead.definition == {"max-length": 50}
+    assert work.body()["apply-to"] == "queues" and work.body()["priority"] == 1
+
+
+def test_an_old_queue_serves_when_it_differs_only_in_what_policies_carry():
+    wanted = topology.work_queue_arguments()
+    assert topology.differs_only_in_policy_keys(wanted, {**wanted, "x-delivery-limit": 20})
+    assert not topology.differs_only_in_policy_keys(wanted, {**wanted, "x-queue-type": "classic"})
+    assert not topology.differs_only_in_policy_keys(wanted, {"x-delivery-limit": 20})
+    assert topology.leftover_arguments({**wanted, "x-delivery-limit": 20}) == {
+        "x-delivery-limit": 20}
+
+
+def test_tiers_no_longer_configured_are_found_and_only_ours():
+    existing = ["uploader.image-uploads.retry.5s", "uploader.image-uploads.retry.7s",
+                "uploader.image-uploads.retry.30s", "notifier.album-settled.retry.38s",
+                "someone.elses.retry.30s", "uploader.image-uploads", "uploader.image-uploads.dead"]
+    assert topology.stale_retry_queues(existing, (5,)) == [
+        "notifier.album-settled.retry.38s", "uploader.image-uploads.retry.30s"]

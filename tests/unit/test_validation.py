@@ -1,5 +1,6 @@
 import pytest
 
+from services.api.idempotency import InvalidKey, fingerprint, parse_key
 from services.api.validation import InvalidAlbum, key_is_callers, parse_album
 
 PREFIX = "users/7/"
@@ -38,3 +39,36 @@ def test_keys_that_could_escape_the_prefix_are_not_the_callers(key):
 
 def test_a_nested_key_under_the_prefix_is_the_callers():
     assert key_is_callers("users/7/trips/2026/a.png", PREFIX)
+
+
+# -- Idempotency-Key -----------------------------------------------------------------------------
+
+
+def test_a_key_of_printable_characters_up_to_200_is_kept_as_sent():
+    assert parse_key(None) is None
+    assert parse_key("3f1c-Ab_9 ~!") == "3f1c-Ab_9 ~!"
+    assert parse_key("k" * 200) == "k" * 200
+
+
+@pytest.mark.parametrize(("key", "reason"), [
+    ("", "empty"),
+    ("k" * 201, "201 characters long; at most 200"),
+    ("tab\there", "printable"),
+    ("caf\u00e9", "printable"),
+    ("nul\x00", "printable"),
+])
+def test_an_unusable_key_is_refused_with_a_reason(key, reason):
+    with pytest.raises(InvalidKey, match=reason) as refused:
+        parse_key(key)
+    assert "Idempotency-Key" in refused.value.reason
+
+
+def test_the_same_album_has_the_same_fingerprint_and_another_album_another():
+    def album(**changes):
+        payload = {"title": "Summer", "images": [PREFIX + "a.png", PREFIX + "b.png"], **changes}
+        return fingerprint(parse_album(payload, PREFIX, 200))
+
+    assert album() == album(title="  Summer ")  # as validated, spacing aside
+    assert len({album(), album(title="Winter"), album(images=[PREFIX + "a.png"]),
+                album(images=[PREFIX + "b.png", PREFIX + "a.png"]),
+                album(notify_email="me@example.com")}) == 5

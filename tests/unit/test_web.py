@@ -36,6 +36,9 @@ class FakeOutbox:
         self.published.extend(rows)
         return True
 
+    def publish_committed(self, rows: list[Any]) -> bool:
+        return self.publish(rows)
+
 
 class FakeReplayer:
     """Re-opens like the real one; the dead-letter queue it would also empty is the broker's."""
@@ -217,6 +220,32 @@ def test_publishing_creates_the_album_and_its_messages(client: FlaskClient, env:
     assert album is not None and album.title == "Summer" and album.notify_email is None
     assert [image.key for image in album.images] == keys[:2]
     assert len(env.services.fake_outbox.published) == 2
+
+
+def _publish_page(client: FlaskClient) -> dict[str, str]:
+    """The hidden fields of a freshly rendered publish form."""
+    page = client.get("/albums/new").get_data(as_text=True)
+    key = re.search(r'name="idempotency_key" value="([^"]+)"', page)
+    assert key, page
+    return {"csrf_token": csrf_of(page), "idempotency_key": key.group(1)}
+
+
+def test_a_form_sent_twice_publishes_one_album(client: FlaskClient, env: Env) -> None:
+    keys = [f"{env.user.prefix}trip/{n}.png" for n in range(2)]
+    hidden = _publish_page(client)
+    assert _publish_page(client)["idempotency_key"] != hidden["idempotency_key"]
+    form = {"title": "Summer", "images": keys, **hidden}
+    first = client.post("/albums/new", data=form)
+    again = client.post("/albums/new", data=form)  # a double click, or the form sent again
+    assert first.status_code == again.status_code == 303
+    assert again.location == first.location
+    assert len(env.store.albums(env.user.id)) == 1
+    assert len(env.services.fake_outbox.published) == 2
+
+    changed = client.post("/albums/new", data={**form, "title": "Winter"})
+    assert changed.status_code == 422
+    assert "already published another album" in changed.get_data(as_text=True)
+    assert len(env.store.albums(env.user.id)) == 1
 
 
 @pytest.mark.parametrize(("form", "reason"), [

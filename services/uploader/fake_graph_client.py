@@ -1,0 +1,50 @@
+"""A Graph client for unit tests: albums and photos in memory, failures on demand.
+
+Same calls as `services.uploader.graph_client.GraphClient`, no HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+
+class FakeGraphClient:
+    def __init__(self) -> None:
+        self.albums: list[dict[str, Any]] = []
+        self.photos: list[dict[str, Any]] = []
+        #: Raised, one per call, by the next uploads (a GraphError, a network error...).
+        self.upload_failures: list[BaseException] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def create_album(self, name: str, message: str | None = None) -> str:
+        with self._lock:
+            album = {"id": f"album-{next(self._ids)}", "name": name, "description": message}
+            self.albums.append(album)
+            return str(album["id"])
+
+    def upload_photo(self, album_id: str, source: BinaryIO, length: int, filename: str,
+                     content_type: str, caption: str) -> str:
+        with self._lock:
+            if self.upload_failures:
+                raise self.upload_failures.pop(0)
+        data = source.read(length)
+        with self._lock:
+            photo = {"id": f"photo-{next(self._ids)}", "album_id": album_id, "name": caption,
+                     "filename": filename, "content_type": content_type, "size": len(data)}
+            self.photos.append(photo)
+            return str(photo["id"])
+
+    def list_album_photos(self, album_id: str) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            return iter([p for p in self.photos if p["album_id"] == album_id])
+
+    def list_albums(self) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            return iter(list(self.albums))
+
+    def close(self) -> None:
+        pass

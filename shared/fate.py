@@ -1,0 +1,157 @@
+"""A message's fate, decided in one place for every queue: ack, a retry copy, or a dead letter.
+
+The consumer runtime (`shared.broker.consumer`) calls `decide` on a worker thread for each
+delivery, publishes what it returns with confirms, then acks. No pika here, so the whole
+decision is unit-tested without a broker (`tests/unit/test_fate.py`).
+
+- A body that does not decode into the route's message type is poison: one dead letter, with
+  its reason, on its first delivery. A handler that finds the message can never be processed
+  (it names an image the store does not know) raises `PoisonMessage` to the same effect.
+- The handler returns: ack. It raises a typed outcome (`shared.outcomes`): the retry policy
+  turns it into a retry copy in a delay tier or, once given up, a dead letter.
+- It raises an outage (`shared.outages`: the store or the broker is away): not the message's
+  fault, so the message waits in a delay tier without spending its attempt budget, longer with
+  each outage in a row. Nack-requeueing it instead would spend the work queue's delivery limit,
+  and the broker would dead-letter it once a long outage had used it up.
+- It raises anything else (a bug): a transient failure that spends an attempt, so a message
+  that always trips the bug ends as a dead letter with its reason, not circling for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+from shared import messages, retry_policy, topology
+from shared.dead_letters import dead_letter
+from shared.outages import is_outage
+from shared.outcomes import Busy, Outcome, Transient
+from shared.outgoing import Outgoing
+from shared.retry_policy import Failure, GiveUp, RetryLater, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", messages.ImageUploadRequested, messages.AlbumSettled)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A message as the broker delivered it."""
+
+    body: bytes
+    headers: Mapping[str, Any]
+    redelivered: bool = False
+    message_id: str | None = None
+    routing_key: str = ""
+
+
+@dataclass(frozen=True)
+class Route(Generic[M]):
+    """What a work queue's messages are and who handles them.
+
+    `handler(message, attempt)` returns to have the message acked, or raises an outcome.
+    `on_retry(message, failure, step)` records a retry before its copy is sent (not for
+    `Busy`, which changes nothing). `on_give_up(message, failure, letter)`, when given, owns
+    the final failure and its dead letter: it records both in one transaction (the letter
+    goes out through the outbox), so the runtime does not publish the letter itself.
+    """
+
+    queue: topology.WorkQueue
+    message_type: type[M]
+    handler: Callable[[M, int], None]
+    policy: RetryPolicy
+    on_retry: Callable[[M, Failure, RetryLater], None] | None = None
+    on_give_up: Callable[[M, Failure, Outgoing], None] | None = None
+
+
+@dataclass(frozen=True)
+class Fate:
+    """Publish these with confirms, then ack; `kind` says why (for logs and tests)."""
+
+    kind: str = "ack"
+    publish: tuple[Outgoing, ...] = ()
+
+
+ACK = Fate()
+
+
+def decide(route: Route[M], delivery: Delivery) -> Fate:
+    """Run the route's handler on the delivery and say what becomes of the message."""
+    attempt = retry_policy.attempt_of(delivery.headers)
+    try:
+        message = decode(route, delivery.body)
+    except messages.PoisonMessage as exc:
+        return _poison(route, delivery, str(exc), attempt)
+    try:
+        return _handle(route, delivery, message, attempt)
+    except messages.PoisonMessage as exc:
+        return _poison(route, delivery, str(exc), attempt)
+    except Exception as exc:  # noqa: BLE001 - every exception gets a fate, none escapes
+        if is_outage(exc):
+            return _outage(route, delivery, attempt, exc)
+        return _bug(route, delivery, message, attempt, exc)
+
+
+def decode(route: Route[M], body: bytes) -> M:
+    """The body as the route's message type, or PoisonMessage saying why not."""
+    message = messages.decode(body)
+    if not isinstance(message, route.message_type):
+        raise messages.PoisonMessage(f"{message.type} does not belong on {route.queue.name}")
+    return message
+
+
+def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int) -> Fate:
+    try:
+        route.handler(message, attempt)
+    except Outcome as outcome:
+        return _after_failure(route, delivery, message, attempt, outcome)
+    return ACK
+
+
+def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int,
+                   outcome: Outcome) -> Fate:
+    failure = outcome.failure
+    policy = route.policy
+    step = retry_policy.next_step(failure, attempt, policy.delays, policy.max_attempts)
+    if isinstance(step, GiveUp):
+        log.warning("%s: giving up on a message: %s", route.queue.name, step.reason)
+        letter = dead_letter(route.queue, delivery.body, delivery.headers, step.reason,
+                             failure.code, attempt)
+        if route.on_give_up is None:
+            return Fate("dead", (letter,))
+        route.on_give_up(message, replace(failure, reason=step.reason), letter)
+        return Fate("dead")
+    log.info("%s: a message retries in %s s: %s", route.queue.name, step.delay_s,
+             failure.reason)
+    if route.on_retry is not None and not isinstance(outcome, Busy):
+        route.on_retry(message, failure, step)
+    return Fate("retry", (retry_policy.retry_message(route.queue, delivery.body,
+                                                     delivery.headers, step),))
+
+
+def _poison(route: Route[M], delivery: Delivery, reason: str, attempt: int) -> Fate:
+    log.warning("%s: dead-lettering a poison message: %s", route.queue.name, reason)
+    return Fate("poison", (dead_letter(route.queue, delivery.body, delivery.headers, reason,
+                                       None, attempt),))
+
+
+def _bug(route: Route[M], delivery: Delivery, message: M, attempt: int,
+         exc: Exception) -> Fate:
+    log.error("%s: the handler failed unexpectedly; the attempt counts", route.queue.name,
+              exc_info=exc)
+    failure = Transient(f"internal error ({type(exc).__name__})")
+    try:
+        return _after_failure(route, delivery, message, attempt, failure)
+    except Exception as hook_exc:  # noqa: BLE001 - the hook met the store away: wait it out
+        return _outage(route, delivery, attempt, hook_exc)
+
+
+def _outage(route: Route[M], delivery: Delivery, attempt: int, exc: Exception) -> Fate:
+    outages = retry_policy.outages_of(delivery.headers) + 1
+    step = retry_policy.after_outage(outages, attempt, route.policy.delays)
+    log.error("%s: the handler failed (%s outage in a row); the message waits %s s, its "
+              "attempts unspent", route.queue.name, outages, step.delay_s, exc_info=exc)
+    return Fate("outage", (retry_policy.retry_message(route.queue, delivery.body,
+                                                      delivery.headers, step, outages),))

@@ -1,0 +1,226 @@
+"""One Facebook album per album, and read-backs that cost what they must: the uploader's handler
+on the real store (SQLite and PostgreSQL) against the in-memory Graph (`fake_graph`), which
+counts requests and plays a request that lands but loses its answer, or one that is slow."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from services.uploader import handler as handler_module
+from services.uploader.circuit_breaker import CircuitBreaker
+from services.uploader.fake_graph import FakeGraph, Fault
+from services.uploader.graph_client import GraphError, GraphNetworkError
+from services.uploader.handler import ImageUploader, Policy
+from shared import retry_policy
+from shared.fate import Delivery, Fate, decide
+from shared.outbox import Outbox
+from shared.store import Store
+from shared.store.tables import Album
+
+pytestmark = pytest.mark.integration
+
+POLICY = Policy(retry_delays=(5, 30), max_attempts=4)
+#: How a request's answer gets lost: the client's read timeout.
+TIMED_OUT = GraphNetworkError("could not complete the Graph API call to https://graph.facebook.com:"
+                              " timed out waiting for the response")
+BAD_GATEWAY = GraphError("HTTP 502 Bad Gateway from the Graph API", http_status=502)
+
+
+class FakeS3:
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        body = b"\x89PNG\r\n\x1a\n" + Key.encode()
+        return {"Body": io.BytesIO(body), "ContentLength": len(body), "ContentType": "image/png"}
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def publish(self, messages: Sequence[Any], timeout: float | None = None) -> None:
+        self.sent.extend(messages)
+
+    def publish_each(self, messages: Sequence[Any],
+                     timeout: float | None = None) -> list[BaseException | None]:
+        self.publish(messages, timeout)
+        return [None] * len(messages)
+
+
+def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUploader:
+    """One uploader process (each test's workers share the store and Facebook)."""
+    # A breaker that never opens: these tests fail Graph calls on purpose, and do not wait.
+    breaker = CircuitBreaker(min_calls=10**6)
+    outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
+    return ImageUploader(store, outbox, graph, FakeS3(), "bucket", policy,  # type: ignore[arg-type]
+                         breaker)
+
+
+def new_album(store: Store, count: int) -> tuple[str, list[Delivery]]:
+    user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    album_id, rows = store.create_album(user.id, "Trip", None,
+                                        [f"{user.prefix}{n}.png" for n in range(count)])
+    return album_id, [Delivery(row.body, {}, False, row.message_id, "image.upload")
+                      for row in rows]
+
+
+def retried(delivery: Delivery, outcome: Fate) -> Delivery:
+    """The delivery of the retry copy `outcome` published (as the delay tier hands it back)."""
+    (copy,) = outcome.publish
+    assert copy.headers[retry_policy.ATTEMPT_HEADER] >= 1
+    return Delivery(delivery.body, copy.headers, False, None, "image.upload")
+
+
+def run(uploader: ImageUploader, delivery: Delivery) -> Fate:
+    """As the consumer runtime runs the handler: the message's fate."""
+    return decide(uploader.route(), delivery)
+
+
+def age_claim(store: Store, album_id: str, by: timedelta) -> None:
+    """As if the album's claim to create its Facebook album was made `by` earlier."""
+    with store.engine.begin() as connection:
+        claimed = connection.scalar(select(Album.fb_album_claimed_at)
+                                    .where(Album.id == album_id))
+        assert claimed is not None, "the album has no claim to age"
+        connection.execute(update(Album).where(Album.id == album_id)
+                           .values(fb_album_claimed_at=claimed - by))
+
+
+def assert_one_album_holds_every_photo(store: Store, graph: FakeGraph, album_id: str) -> str:
+    recorded = store.album(album_id).fb_album_id
+    assert recorded is not None
+    assert {p["album_id"] for p in graph.photos} == {recorded}, "the photos split"
+    return recorded
+
+
+# -- case 3: a create whose outcome is unknown ------------------------------------------------
+
+def test_a_create_that_timed_out_is_looked_for_not_made_a_second_time(store):
+    graph = FakeGraph()
+    album_id, (first, second) = new_album(store, 2)
+    # Facebook made the album; the answer never came back.
+    graph.plan("create_album", Fault(TIMED_OUT, land=True))
+    assert run(worker(store, graph), first).publish  # retried later
+
+    assert run(worker(store, graph), second).publish == ()  # another worker, the next image
+    assert len(graph.albums) == 1, f"created {graph.calls['create_album']} albums"
+    assert_one_album_holds_every_photo(store, graph, album_id)
+
+
+def test_an_uncertain_create_is_made_again_only_once_it_could_no_longer_land(store,
+                                                                              monkeypatch):
+    monkeypatch.setattr(handler_module, "_ALBUM_WAIT_S", 0.2)
+    graph = FakeGraph()
+    album_id, (first, second) = new_album(store, 2)
+    # A proxy answered 502: Facebook may or may not have made the album.
+    graph.plan("create_album", Fault(BAD_GATEWAY))
+    assert run(worker(store, graph), first).publish
+
+    waiting = run(worker(store, graph), second)
+    assert graph.calls["create_album"] == 1, "created again while the first might still land"
+    assert graph.calls["list_albums"] >= 1  # looked for it by its mark
+    # Past the Graph timeout and the margin, the first request can no longer land.
+    age_claim(store, album_id, timedelta(seconds=POLICY.album_claim_stale_s + 1))
+    assert run(worker(store, graph), retried(second, waiting)).publish == ()
+    assert len(graph.albums) == 1
+    assert_one_album_holds_every_photo(store, graph, album_id)
+
+
+def test_a_slow_create_is_not_taken_over_while_it_may_still_land(store):
+    graph = FakeGraph()
+    album_id, (first, second) = new_album(store, 2)
+    slow = threading.Event()
+    graph.plan("create_album", Fault(gate=slow))
+    outcomes: list[Fate] = []
+    creator = threading.Thread(target=lambda: outcomes.append(run(worker(store, graph), first)))
+    creator.start()
+    assert graph.entered["create_album"].wait(5)
+    # The create has taken 61 s (longer than the 60 s claims once went stale after), well
+    # within the Graph timeout (120 s): it may still land.
+    age_claim(store, album_id, timedelta(seconds=61))
+    other = threading.Thread(target=lambda: outcomes.append(run(worker(store, graph), second)))
+    other.start()
+    time.sleep(0.3)
+    slow.set()
+    creator.join(10)
+    other.join(10)
+    assert [o.publish for o in outcomes] == [(), ()]
+    assert graph.calls["create_album"] == 1 and len(graph.albums) == 1
+    assert_one_album_holds_every_photo(store, graph, album_id)
+
+
+def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(store, caplog):
+    graph = FakeGraph()
+    album_id, (first, second) = new_album(store, 2)
+    slow = threading.Event()
+    graph.plan("create_album", Fault(gate=slow))
+    outcomes: list[Fate] = []
+    creator = threading.Thread(target=lambda: outcomes.append(run(worker(store, graph), first)))
+    creator.start()
+    assert graph.entered["create_album"].wait(5)
+    # Past the Graph timeout and the margin: another worker takes over, finds nothing, creates.
+    age_claim(store, album_id, timedelta(seconds=POLICY.album_claim_stale_s + 60))
+    assert run(worker(store, graph), second).publish == ()
+    taker_album = store.album(album_id).fb_album_id
+    with caplog.at_level(logging.WARNING, logger=handler_module.__name__):
+        slow.set()  # the first create lands at last
+        creator.join(10)
+    assert outcomes[0].publish == ()
+    assert len(graph.albums) == 2
+    assert assert_one_album_holds_every_photo(store, graph, album_id) == taker_album
+    (stray,) = set(graph.albums) - {taker_album}
+    assert any(stray in r.getMessage() and "empty" in r.getMessage() for r in caplog.records)
+
+
+# -- 506: a duplicate means Facebook has the photo ---------------------------------------------
+
+def test_a_duplicate_after_an_empty_read_back_records_the_photo_facebook_has(store):
+    graph = FakeGraph(refuse_duplicates=True)
+    album_id, (delivery,) = new_album(store, 1)
+    # The photo landed, its answer was lost, and the next read-back does not list it yet.
+    graph.plan("upload_photo", Fault(TIMED_OUT, land=True, unlisted=1))
+    again = retried(delivery, run(worker(store, graph), delivery))
+    assert run(worker(store, graph), again).publish == ()
+    (photo,) = graph.photos
+    image = store.album(album_id).images[0]
+    assert (image.state, image.photo_id) == ("uploaded", photo["id"])
+
+
+def test_a_duplicate_not_found_says_so_rather_than_refused(store):
+    graph = FakeGraph(refuse_duplicates=True)
+    album_id, (delivery,) = new_album(store, 1)
+    graph.plan("upload_photo", Fault(TIMED_OUT, land=True, unlisted=10))
+    again = retried(delivery, run(worker(store, graph), delivery))
+    run(worker(store, graph), again)
+    image = store.album(album_id).images[0]
+    assert image.photo_id is None and image.error is not None
+    assert "refused" not in image.error
+    assert "506" in image.error and "not in the album" in image.error
+    assert len(graph.photos) == 1
+
+
+# -- reconciliation cost -----------------------------------------------------------------------
+
+def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store):
+    graph = FakeGraph()
+    album_id, deliveries = new_album(store, 20)
+    # Every first attempt fails: half the photos landed with their answers lost, half did not.
+    graph.plan("upload_photo", *[Fault(TIMED_OUT, land=n % 2 == 0) for n in range(20)])
+    uploader = worker(store, graph)
+    retries = [retried(d, run(uploader, d)) for d in deliveries]
+    before = graph.calls["list_album_photos"]
+    for delivery in retries:
+        assert run(uploader, delivery).publish == ()
+    listed = graph.calls["list_album_photos"] - before
+    assert listed <= 2, f"the album was listed {listed} times for 20 retries"
+    album = store.album(album_id)
+    assert album.state == "done" and len(graph.photos) == 20  # none sent twice
+    assert_one_album_holds_every_photo(store, graph, album_id)

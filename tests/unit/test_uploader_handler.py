@@ -1,0 +1,155 @@
+"""The uploader's handler through the runtime's decision, on fakes: a Graph client, a bucket and
+a publisher in memory, the real store on a SQLite file. No broker, no HTTP, milliseconds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from services.uploader.fake_graph_client import FakeGraphClient
+from services.uploader.graph_client import GraphError
+from services.uploader.handler import ImageUploader, Policy
+from shared import dead_letters, messages, retry_policy, topology
+from shared.broker.fake_publisher import FakePublisher
+from shared.fake_s3 import FakeS3
+from shared.fate import Delivery, Fate, decide
+from shared.outbox import Outbox
+from shared.store import Store
+
+BUCKET = "unit"
+
+
+class World:
+    def __init__(self, tmp_path: Any) -> None:
+        self.store = Store(f"sqlite:///{tmp_path}/albums.db")
+        self.store.create_schema()
+        self.publisher = FakePublisher()
+        self.graph = FakeGraphClient()
+        self.s3 = FakeS3()
+        self.uploader = ImageUploader(
+            self.store, Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+            self.graph, self.s3, BUCKET, Policy((5, 30), max_attempts=3))  # type: ignore[arg-type]
+
+    def album(self, count: int = 1, missing: tuple[int, ...] = ()) -> tuple[str, list[Delivery]]:
+        user, _ = self.store.create_user(f"u{len(self.s3.objects)}@example.com")
+        keys = [f"{user.prefix}p{n}.png" for n in range(count)]
+        for n, key in enumerate(keys):
+            if n not in missing:
+                self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"png" * 10,
+                                   ContentType="image/png")
+        album_id, rows = self.store.create_album(user.id, "Unit", None, keys)
+        return album_id, [Delivery(row.body, {}) for row in rows]
+
+    def deliver(self, delivery: Delivery) -> Fate:
+        return decide(self.uploader.route(), delivery)
+
+    def settled(self) -> list[messages.AlbumSettled]:
+        return [m for m in (messages.decode(o.body) for o in
+                            self.publisher.to(topology.WORK_EXCHANGE))
+                if isinstance(m, messages.AlbumSettled)]
+
+
+@pytest.fixture
+def world(tmp_path: Any) -> World:
+    return World(tmp_path)
+
+
+def test_an_image_is_uploaded_and_its_album_settles(world):
+    album_id, (delivery,) = world.album()
+    assert world.deliver(delivery) == Fate()
+    (photo,) = world.graph.photos
+    album = world.store.album(album_id)
+    assert album.state == "done" and album.images[0].photo_id == photo["id"]
+    assert [e.album_id for e in world.settled()] == [album_id]
+
+
+def test_a_duplicate_of_an_uploaded_image_is_acked_without_a_second_photo(world):
+    _, (delivery,) = world.album()
+    world.deliver(delivery)
+    assert world.deliver(delivery) == Fate()
+    assert len(world.graph.photos) == 1
+
+
+def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world):
+    album_id, (delivery,) = world.album()
+    world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
+    fate = world.deliver(delivery)
+    (copy,) = fate.publish
+    assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
+    image = world.store.album(album_id).images[0]
+    assert image.state == "retrying" and image.next_attempt_at is not None
+
+
+def test_throttling_spends_no_attempt(world):
+    _, (delivery,) = world.album()
+    world.graph.upload_failures.append(GraphError("slow down", http_status=400, code=613))
+    (copy,) = world.deliver(delivery).publish
+    assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1
+
+
+def test_a_missing_object_fails_with_its_dead_letter_and_settle_through_the_outbox(world):
+    album_id, (delivery,) = world.album(missing=(0,))
+    # The outbox sent the letter with the failure, not the runtime.
+    assert world.deliver(delivery) == Fate("dead", ())
+    image = world.store.album(album_id).images[0]
+    assert (image.state, image.error) == ("failed", "not found in the bucket")
+    (letter,) = world.publisher.to(topology.DEAD_EXCHANGE)
+    assert letter.headers[dead_letters.REASON_HEADER] == "not found in the bucket"
+    assert letter.body == delivery.body
+    assert world.settled()[0].failed[0].reason == "not found in the bucket"
+
+
+def test_the_last_attempt_gives_up_with_the_attempts_in_its_reason(world):
+    album_id, (delivery,) = world.album()
+    world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
+    world.deliver(delivery)  # attempt 1 taken and failed: the image is retrying
+    last = Delivery(delivery.body, {retry_policy.ATTEMPT_HEADER: 3})
+    world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
+    assert world.deliver(last).kind == "dead"
+    image = world.store.album(album_id).images[0]
+    assert image.state == "failed" and image.error.startswith("gave up after 3 attempts")
+
+
+def test_a_lost_authorisation_fails_the_albums_waiting_images_too(world):
+    album_id, (first, _second) = world.album(count=2)
+    world.graph.upload_failures.append(GraphError("token expired", http_status=400, code=190))
+    world.deliver(first)
+    album = world.store.album(album_id)
+    assert album.state == "done_with_failures"
+    assert album.images[1].state == "failed" and album.images[1].error.startswith("not sent")
+
+
+def test_an_image_another_attempt_holds_is_looked_at_again_without_budget(world):
+    album_id, (delivery,) = world.album()
+    image_id = world.store.album(album_id).images[0].id
+    assert world.store.start_attempt(image_id).attempt == 1  # a duplicate is in flight
+    fate = world.deliver(delivery)
+    (copy,) = fate.publish
+    assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
+    assert world.store.album(album_id).images[0].state == "uploading"  # nothing recorded
+    assert world.graph.photos == []
+
+
+def test_an_image_the_store_does_not_know_is_poison(world):
+    body = messages.encode(messages.ImageUploadRequested(album_id="x", image_id=999, key="k"))
+    fate = world.deliver(Delivery(body, {}))
+    (letter,) = fate.publish
+    assert fate.kind == "poison" and "not in the store" in letter.headers[
+        dead_letters.REASON_HEADER]
+
+
+def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_image(world):
+    album_id, (delivery,) = world.album()
+
+    def down(*_args: Any, **_kwargs: Any) -> None:
+        raise OperationalError("UPDATE images", {}, ConnectionResetError("reset"))
+
+    world.store.record_uploaded = down  # type: ignore[method-assign]
+    fate = world.deliver(delivery)
+    (copy,) = fate.publish
+    assert fate.kind == "outage" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
+    assert world.store.album(album_id).images[0].state != "failed"
+    assert world.publisher.to(topology.DEAD_EXCHANGE) == []
