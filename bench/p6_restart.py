@@ -14,8 +14,11 @@ and LATE_S more, it was never handled and the queue does not hold it either; one
 than a second after a later probe counts as late, not lost.
 
 An earlier version once counted 2 probes "lost by the broker" after a SIGKILL and blamed
-RabbitMQ 3.10.8; `bench/confirm_loss.py` found no confirmed message lost over 140 SIGKILLs,
-with raw pika and with our Publisher (docs/confirmed-then-lost.md).
+RabbitMQ 3.10.8. `bench/confirm_loss.py` found no confirmed message lost over 140 SIGKILLs, with
+raw pika and with our Publisher. The 2 were the bench's own: the probes that waited for the
+consumer reach its four workers together, and their "consumed" lines, each written by print()
+in two calls, interleaved into lines the bench could not parse (`report_handled`;
+docs/confirmed-then-lost.md).
 
 `python -m bench.p6_restart consumer` is that child.
 """
@@ -29,6 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import pika
 
@@ -249,14 +253,27 @@ def _row(results: list[tuple[str, float]], probes: Probes, lost: int) -> Row:
 # -- the consumer child ----------------------------------------------------------------------
 
 
+_LINE_LOCK = threading.Lock()
+
+
+def report_handled(stream: TextIO, probe_id: str) -> None:
+    """One whole line per handled probe. Four workers report at once (the probes that waited
+    for the consumer come together), and print() writes the text and its newline in two calls:
+    their lines interleaved, and each garbled line was a handled probe counted lost."""
+    # The clock is CLOCK_MONOTONIC, the same across processes on Linux.
+    line = f"consumed {time.monotonic():.6f} {probe_id}\n"
+    with _LINE_LOCK:
+        stream.write(line)
+        stream.flush()
+
+
 def _consumer() -> None:
     from shared.broker.consumer import Consumer, Route
     from shared.retry_policy import RetryPolicy
     from shared.runtime import stop_on_signals
 
     def handle(message: messages.ImageUploadRequested, _attempt: int) -> None:
-        # The clock is CLOCK_MONOTONIC, the same across processes on Linux.
-        print(f"consumed {time.monotonic():.6f} {message.album_id}", flush=True)
+        report_handled(sys.stdout, message.album_id)
 
     declare = functools.partial(topology.declare, retry_delays=DELAYS)
     route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handle,
