@@ -25,7 +25,7 @@ from pika.channel import Channel
 from pika.spec import Basic
 
 from shared.broker.confirms import Confirms
-from shared.broker.connection import parameters, properties
+from shared.broker.connection import label, parameters, properties
 from shared.broker.errors import BrokerError, Refused
 from shared.outgoing import Outgoing
 
@@ -38,7 +38,12 @@ _Batch = tuple[Sequence[Outgoing], Sequence[Future[None]]]
 
 class Publisher:
     def __init__(self, url: str) -> None:
-        self._params = parameters(url)
+        #: The broker's nodes: each connection tries the next one, and a full round of failures
+        #: waits out the next reconnect delay.
+        self._nodes = parameters(url)
+        self._node = 0
+        #: Nodes tried since the last connection that confirmed.
+        self._tried = 0
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stopping = False
@@ -121,15 +126,20 @@ class Publisher:
 
     def _run(self) -> None:
         while not self._stopping:
+            params = self._nodes[self._node]
             self._connection = pika.SelectConnection(
-                self._params,
+                params,
                 on_open_callback=self._on_connection_open,
                 on_open_error_callback=self._on_connection_error,
                 on_close_callback=self._on_connection_closed,
             )
             self._connection.ioloop.start()
             self._ready.clear()
-            if not self._stopping:
+            # Whether the node refused or a connection to it died, the next node is tried next;
+            # once every node was tried in vain, the reconnect delay is waited out first.
+            self._node = (self._node + 1) % len(self._nodes)
+            self._tried += 1
+            if not self._stopping and self._tried % len(self._nodes) == 0:
                 delay = _RECONNECT_DELAYS_S[min(self._failures, len(_RECONNECT_DELAYS_S) - 1)]
                 self._failures += 1
                 threading.Event().wait(delay)
@@ -150,10 +160,11 @@ class Publisher:
 
     def _on_confirming(self, channel: Channel) -> None:
         self._failures = 0
+        self._tried = 0
         with self._lock:
             self._live = channel.connection
         self._ready.set()
-        log.info("publisher connected")
+        log.info("publisher connected to %s", label(self._nodes[self._node]))
 
     def _on_connection_error(self, connection: pika.SelectConnection, error: BaseException) -> None:
         log.warning("publisher cannot connect: %s", error)
