@@ -3,7 +3,7 @@ reconnect, or give up on this photo.
 
 Pure classification, no I/O. Graph failures are judged by Graph error code first (Meta reuses
 HTTP statuses loosely and throttling responses rarely say `is_transient`); the code families
-and what to do with each are in /work/shared/notes/external-apis.md, section 2.
+and what to do with each are in docs/graph-errors.md.
 """
 
 from __future__ import annotations
