@@ -57,6 +57,9 @@ bench: $(STAMP) broker
 chaos: $(STAMP)
 	command -v rabbitmq-server >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server; }
+	@# The cluster-partition row cuts a node off with iptables rules on loopback.
+	command -v iptables >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables; }
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 clean:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from chaos.faults import SCENARIOS, Scenario
 from chaos.ledger import Row
-from chaos.node import Node
+from chaos.node import Broker, Cluster, Node
 from chaos.run import run_row
 from chaos.system import ROOT
 
@@ -75,19 +75,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_all(scenarios: list[Scenario], seed: int, quick: bool, workdir: Path) -> list[Row]:
-    node = Node(workdir / "node")
+    """Each row on the run's one node, or on its three-node cluster (started only if a row
+    needs it: it takes some 20-40 s to boot and join)."""
+    brokers: dict[bool, Broker] = {}
     rows = []
     began = time.monotonic()
     try:
-        node.start()
         for scenario in scenarios:
-            row = run_row(node, scenario, seed, quick, workdir)
+            if scenario.cluster not in brokers:
+                broker = Cluster(workdir / "cluster") if scenario.cluster else Node(
+                    workdir / "node")
+                brokers[scenario.cluster] = broker
+                broker.start()
+            row = run_row(brokers[scenario.cluster], scenario, seed, quick, workdir)
             rows.append(row)
             verdict = "PASS" if row.passed else "FAIL " + "; ".join(row.problems[:3])
             print(f"  {row.name}: {verdict} ({row.seconds:.0f} s)", flush=True)
     finally:
-        node.kill()  # its data goes too: no need to wait for a clean stop
-        node.remove_data()
+        for broker in brokers.values():
+            broker.kill()  # its data goes too: no need to wait for a clean stop
+            broker.remove_data()
     print(f"chaos: {len(rows)} rows in {time.monotonic() - began:.0f} s", flush=True)
     return rows
 

@@ -8,6 +8,7 @@ import json
 import math
 import posixpath
 import random
+import re
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -17,11 +18,12 @@ from typing import Any
 import pika
 
 from chaos.ledger import Expect, Row
+from chaos.node import Cluster
 from chaos.system import System, wait_for
 from chaos.workload import Workload
 from shared import messages, topology
 from shared.broker.connection import parameters, ready_count
-from shared.store import PUBLISHING, UPLOADED, UPLOADING, Store
+from shared.store import PUBLISHING, QUEUED, RETRYING, UPLOADED, UPLOADING, Store
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Scenario:
     run: Callable[[Context], None]
     settings: Mapping[str, str] = field(default_factory=dict)
     quick: bool = False
+    #: Runs on the three-node cluster (AMQP_URL lists its nodes) instead of the one node.
+    cluster: bool = False
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -510,6 +514,127 @@ def retry_after_refusal(ctx: Context) -> None:
         ctx.row.problems.append("the API did not retry the album")
 
 
+# -- on the three-node cluster --------------------------------------------------------------------
+
+#: "Consumption resumes within seconds": a row fails if the first image uploaded after its fault
+#: comes later than this.
+RESUME_LIMIT_S = 30.0
+#: By this long after a fault, each message a worker held is marked `uploading` in the store.
+_HELD_MARKED_S = 1.0
+
+
+def cluster_leader_kill(ctx: Context) -> None:
+    """SIGKILL the member that leads the work queue while albums are being uploaded: the other
+    two elect a new leader, clients on the dead member move to the others, and the killed
+    member comes back (on its data directory) once consumption has resumed."""
+    cluster = _cluster(ctx)
+    plans = ctx.work.make_albums((3, 3), (8, 12))
+    since_start(ctx, 8)
+    ctx.system.graph_faults(latency_s=0.5)
+    ctx.work.publish_all(plans)
+    _wait_mid_album(ctx)
+    leader = cluster.leader(ctx.system.vhost, topology.IMAGE_UPLOADS.name)
+    clients = _clients_on(ctx, leader)
+    fault_at = time.monotonic()
+    leader.kill()
+    waiting, resumed = _resumed(ctx, fault_at)
+    ctx.row.notes.append(f"work queue leader {leader.name} ({clients}) SIGKILLed with "
+                         f"{len(waiting)} images waiting; the next one uploaded {resumed:.1f} s "
+                         "later")
+    leader.start()
+    cluster.wait_whole()
+    ctx.system.graph_faults()
+
+
+def cluster_partition(ctx: Context) -> None:
+    """Cut the member that leads the work queue off from the other two for 20 s (iptables on
+    the loopback's distribution ports; clients still reach every member). It pauses (the
+    cluster runs pause_minority) and its clients move on; the majority elects a new leader; an
+    album published meanwhile goes through whichever member the API reaches."""
+    cluster = _cluster(ctx)
+    plans = ctx.work.make_albums((3, 3), (8, 12))
+    since_start(ctx, 8)
+    ctx.system.graph_faults(latency_s=0.5)
+    ctx.work.publish_all(plans[:2])
+    _wait_mid_album(ctx)
+    cut = cluster.leader(ctx.system.vhost, topology.IMAGE_UPLOADS.name)
+    clients = _clients_on(ctx, cut)
+    fault_at = time.monotonic()
+    with cluster.partitioned(cut):
+        publishing = ctx.work.publish_in_background(plans[2:])
+        waiting, resumed = _resumed(ctx, fault_at)
+        time.sleep(max(0.0, ctx.hold(20, 10) - (time.monotonic() - fault_at)))
+    healed_at = time.monotonic()
+    rejoined = "" if cluster.rejoin(cut) else " (the cut node hung rejoining: restarted)"
+    ctx.row.notes.append(f"work queue leader {cut.name} ({clients}) cut off with "
+                         f"{len(waiting)} images waiting; the next one uploaded {resumed:.1f} s "
+                         f"later; whole again {time.monotonic() - healed_at:.1f} s after the "
+                         f"rules went{rejoined}")
+    publishing.join(300)
+    ctx.system.graph_faults()
+
+
+def _cluster(ctx: Context) -> Cluster:
+    if not isinstance(ctx.system.node, Cluster):
+        raise RuntimeError("this row runs on the cluster (Scenario.cluster)")
+    return ctx.system.node
+
+
+def _wait_mid_album(ctx: Context) -> None:
+    """Until uploads are under way with images still waiting; then the work queue must have a
+    member online on every node (it survives the loss of one only then)."""
+    wait_for(lambda: ctx.count(UPLOADED) >= 3 and len(_waiting(ctx)) >= 8, 90,
+             what="uploads under way with images still waiting")
+    cluster = _cluster(ctx)
+    online = cluster.online(ctx.system.vhost, topology.IMAGE_UPLOADS.name)
+    if len(online) != len(cluster.members):
+        ctx.row.problems.append(f"the work queue has {len(online)} members online, not "
+                                f"{len(cluster.members)}: {online}")
+
+
+def _waiting(ctx: Context) -> set[tuple[str, int]]:
+    """Images whose message waits in a queue (none of the uploader's workers holds it)."""
+    return {(album_id, image.id) for album_id, image in ctx.images()
+            if image.state in (QUEUED, RETRYING)}
+
+
+def _resumed(ctx: Context, fault_at: float) -> tuple[set[tuple[str, int]], float]:
+    """The images waiting a moment after the fault, and the seconds from the fault until one
+    of them is uploaded: the time consumption took to resume. Past RESUME_LIMIT_S the row
+    fails.
+
+    Not the images waiting at the fault: the uploader's workers may hold some of those already
+    (a delivery is marked `uploading` only once a worker starts on it), and they are uploaded
+    without the broker. A second later every message a worker held is marked, so uploading one
+    of the images still waiting takes a delivery after the fault."""
+    time.sleep(max(0.0, fault_at + _HELD_MARKED_S - time.monotonic()))
+    waiting = _waiting(ctx)
+    if not waiting:
+        ctx.row.problems.append("no image waiting after the fault: nothing measured")
+        return waiting, 0.0
+    wait_for(lambda: any((album_id, image.id) in waiting and image.state == UPLOADED
+                         for album_id, image in ctx.images()),
+             RESUME_LIMIT_S + 60, what="a waiting image to be uploaded", every=0.1)
+    resumed = time.monotonic() - fault_at
+    if resumed > RESUME_LIMIT_S:
+        ctx.row.problems.append(f"consumption resumed only after {resumed:.1f} s "
+                                f"(limit {RESUME_LIMIT_S:.0f} s)")
+    return waiting, resumed
+
+
+def _clients_on(ctx: Context, node: Any) -> str:
+    """Which of the row's clients are on `node`: how many connections, and which service's
+    consumer (from the node each one's last "consuming ... on host:port" line names)."""
+    connections = [c for c in _cluster(ctx).api("GET", "connections").json()
+                   if c.get("vhost") == ctx.system.vhost]
+    here = sum(1 for c in connections if c.get("node") == node.name)
+    consumers = [name for name in ("uploader", "notifier")
+                 if re.findall(r"consuming with concurrency \d+ on (\S+)",
+                               ctx.system.logs(name))[-1:] == [f"127.0.0.1:{node.amqp_port}"]]
+    return (f"{here} of {len(connections)} connections, consumers: "
+            f"{', '.join(consumers) or 'none'}")
+
+
 SCENARIOS: list[Scenario] = [
     Scenario("baseline", "no fault", baseline, quick=True),
     Scenario("broker-kill-publish", "broker SIGKILL while the API publishes",
@@ -538,6 +663,12 @@ SCENARIOS: list[Scenario] = [
              lost_messages, settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
     Scenario("retry-after-refusal", "regression: retried image 1 vs image 10's photo",
              retry_after_refusal),
+    Scenario("cluster-leader-kill",
+             "3-node cluster: the work queue's leader SIGKILLed mid-album",
+             cluster_leader_kill, cluster=True),
+    Scenario("cluster-partition",
+             "3-node cluster: the work queue's leader cut off (iptables) for 20 s",
+             cluster_partition, cluster=True),
     Scenario("uploads-lost-in-flight",
              "uploader SIGKILLed mid-upload and the broker loses the messages",
              uploads_lost_in_flight,

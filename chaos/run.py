@@ -13,14 +13,14 @@ import requests
 
 from chaos.faults import Context, Scenario
 from chaos.ledger import Row, check, settle
-from chaos.node import Node
+from chaos.node import Broker
 from chaos.system import System
 from chaos.workload import Workload
 from shared import topology
 from shared.broker.connection import parameters
 
 
-def run_row(node: Node, scenario: Scenario, seed: int, quick: bool, workdir: Path) -> Row:
+def run_row(node: Broker, scenario: Scenario, seed: int, quick: bool, workdir: Path) -> Row:
     row = Row(scenario.name, seed)
     began = time.monotonic()
     system = System(node, workdir / scenario.name, scenario.settings)
@@ -84,7 +84,7 @@ def heal(system: System) -> None:
         connection.close()
 
 
-def _ensure_node(node: Node) -> None:
+def _ensure_node(node: Broker) -> None:
     node.signal(signal.SIGCONT)
     if node.pid is None:
         node.start()

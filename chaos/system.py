@@ -1,6 +1,6 @@
 """The system under test as processes: stand-ins, proxies in front of what a row cuts, and the
-three services, all pointed at the run's own RabbitMQ node (one vhost per row) and a fresh
-database (PostgreSQL at 127.0.0.1:5432 when it answers, else a SQLite file)."""
+three services, all pointed at the run's own RabbitMQ node or cluster (one vhost per row) and a
+fresh database (PostgreSQL at 127.0.0.1:5432 when it answers, else a SQLite file)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import boto3
 import requests
 from sqlalchemy import create_engine, text
 
-from chaos.node import Node
+from chaos.node import Broker
 from chaos.proxy import Proxy
 from dev import waiting
 from dev.ports import answers, free_port
@@ -80,7 +80,7 @@ class Database:
 
 
 class System:
-    def __init__(self, node: Node, workdir: Path, settings: Mapping[str, str]) -> None:
+    def __init__(self, node: Broker, workdir: Path, settings: Mapping[str, str]) -> None:
         self.node = node
         self.workdir = workdir
         self.vhost = f"chaos-{uuid.uuid4().hex[:8]}"

@@ -6,6 +6,7 @@
 set -euo pipefail
 
 url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2F}"
+url="${url%%,*}"  # a cluster's node list: its first node
 hostport="${url#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"
 host="${hostport%%:*}"; port="${hostport##*:}"; [ "$port" = "$host" ] && port=5672
 

@@ -12,10 +12,13 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.amqp_urls import split_urls
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
+    #: One broker node, or several separated by commas (a cluster): see `shared/amqp_urls.py`.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     database_url: str = "sqlite:///var/albums.db"
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
@@ -36,6 +39,13 @@ class CommonSettings(BaseSettings):
     rabbitmq_management_url: str = ""
     rabbitmq_management_user: str = ""
     rabbitmq_management_password: SecretStr = SecretStr("")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_urls_readable(cls, value: str) -> str:
+        # A typo in the node list fails at start with its reason, not at the first publish.
+        split_urls(value)
+        return value
 
     @field_validator("s3_endpoint_url", mode="before")
     @classmethod
@@ -59,7 +69,8 @@ class CommonSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _management_from_amqp_url(self) -> Self:
-        parts = urlsplit(self.amqp_url)
+        # A cluster's nodes share users and policies: the first node's API serves them all.
+        parts = urlsplit(self.first_amqp_url)
         if not self.rabbitmq_management_url:
             host = parts.hostname or "127.0.0.1"
             host = f"[{host}]" if ":" in host else host
@@ -72,7 +83,12 @@ class CommonSettings(BaseSettings):
         return self
 
     @property
+    def first_amqp_url(self) -> str:
+        """The first node's full URL (AMQP_URL may list a cluster's nodes)."""
+        return split_urls(self.amqp_url)[0]
+
+    @property
     def amqp_vhost(self) -> str:
         """The vhost AMQP_URL names (pika's reading: no path or an empty one is "/")."""
-        path = urlsplit(self.amqp_url).path
+        path = urlsplit(self.first_amqp_url).path
         return unquote(path[1:]) if len(path) > 1 else "/"

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared import s3
 from shared.broker.publisher import Publisher
+from shared.clock import Clock, SystemClock
 from shared.outbox import Outbox
 from shared.replay import Replayer
 from shared.store import AlbumView, Created, KeyReused, Store, UserView
@@ -36,9 +37,11 @@ api = Blueprint("api", __name__)
 class Services:
     """What the routes use, built once per process on first need."""
 
-    def __init__(self, settings: ApiSettings, store: Store) -> None:
+    def __init__(self, settings: ApiSettings, store: Store, clock: Clock | None = None) -> None:
         self.settings = settings
         self.store = store
+        # What the live stream polls and waits by; a test passes one it moves by hand.
+        self.clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._outbox: Outbox | None = None
         self._s3: Any = None

@@ -15,7 +15,6 @@ import posixpath
 import re
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -385,9 +384,9 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
     # Taken here, not in the view: a stream the server never started never releases a slot.
     slots = _stream_slots()
     holding = slots.acquire(blocking=False)
-    store = _services().store
-    deadline = time.monotonic() + _services().settings.api_sse_max_s
-    last, quiet_since = "", time.monotonic()
+    store, clock = _services().store, _services().clock
+    deadline = clock.monotonic() + _services().settings.api_sse_max_s
+    last, quiet_since = "", clock.monotonic()
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
         while True:
@@ -397,14 +396,14 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
                 return
             current = _event(album_model(album))
             if current != last:
-                last, quiet_since = current, time.monotonic()
+                last, quiet_since = current, clock.monotonic()
                 yield current
-            if album.state != PUBLISHING or not holding or time.monotonic() > deadline:
+            if album.state != PUBLISHING or not holding or clock.monotonic() > deadline:
                 return
-            if time.monotonic() - quiet_since > KEEPALIVE_S:
-                quiet_since = time.monotonic()
+            if clock.monotonic() - quiet_since > KEEPALIVE_S:
+                quiet_since = clock.monotonic()
                 yield ": still here\n\n"
-            time.sleep(POLL_S)
+            clock.sleep(POLL_S)
     finally:
         if holding:
             slots.release()

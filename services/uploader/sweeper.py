@@ -1,11 +1,11 @@
 """Images whose message is gone: found from the store alone, and sent again.
 
-A waiting image's message can disappear: RabbitMQ 3.10.8 was seen (`make bench`, P6) to confirm
-a publish made while a quorum queue was still electing its leader after a crash, and then not
-to hold it; a retry copy can be lost the same way; a message nacked after every handler error
-(a store outage of some minutes) reaches the delivery limit and is dead-lettered while its
-image stays `uploading`. Nothing else would ever move such an image, and its album would never
-settle. The sweeper writes it a new upload message through the outbox.
+A confirmed message can still be gone: a broker that lost its disk, a queue purged by hand, a
+retry copy lost the same way. (P6 once seemed to show RabbitMQ 3.10.8 losing one after a crash;
+140 SIGKILLs did not repeat it: docs/confirmed-then-lost.md.) An uploader killed mid-upload
+leaves its image `uploading`; if the message the broker would redeliver is gone too, or was
+dead-lettered at the delivery limit, nothing else would ever move the image, and its album
+would never settle. The sweeper writes such an image a new upload message through the outbox.
 
 "Lost" is decided from the store, so the sweeper works under a steady backlog as well as with
 an empty queue (`LOST_MESSAGE_AFTER_S` is `lost_after` below):
@@ -28,7 +28,7 @@ an empty queue (`LOST_MESSAGE_AFTER_S` is `lost_after` below):
   attempt reads the album back first, so a photo the dead attempt sent is found, not sent
   twice.
 
-All times are the database's (`shared/store/tables.db_now`). A message that was not lost
+All times are the database's (`shared/store/db_clock.py`). A message that was not lost
 after all costs one ack: the two copies carry the same fencing number, the first starts the
 next attempt and the second is then older than it (`shared/fencing.py`). Each image sent
 again is touched, so it is not sent again before it has been quiet for `lost_after` again.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import pika
 import pika.exceptions
 
+from shared.amqp_urls import split_urls
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.errors import BrokerError
 from shared.broker.policies import try_apply_policies
@@ -30,12 +32,44 @@ def properties(message: Outgoing) -> pika.BasicProperties:
     )
 
 
-def parameters(url: str) -> pika.URLParameters:
+def parameters(url: str, start: int | None = None) -> list[pika.URLParameters]:
+    """One set of parameters per node of `url` (AMQP_URL: one URL or several, comma-separated),
+    starting at node `start` and going round; a random start by default, so that processes
+    spread over a cluster's nodes. A connection tries each in turn, once."""
+    nodes = [_node_parameters(node_url) for node_url in split_urls(url)]
+    first = random.randrange(len(nodes)) if start is None else start % len(nodes)
+    return nodes[first:] + nodes[:first]
+
+
+def _node_parameters(url: str) -> pika.URLParameters:
     params = pika.URLParameters(url)
     params.heartbeat = HEARTBEAT_S
     params.blocked_connection_timeout = BLOCKED_TIMEOUT_S
     params.connection_attempts = 1
     params.socket_timeout = 5
+    # A node that takes the TCP connection but does not answer (stopped, overloaded) is given
+    # up after this long, and the next node is tried.
+    params.stack_timeout = 10
+    return params
+
+
+def after(nodes: list[pika.URLParameters], lost: pika.URLParameters) -> list[pika.URLParameters]:
+    """`nodes` in the order to try after the connection to `lost` died: the next node first,
+    `lost` last (it may be down, or cut off from the others)."""
+    if lost not in nodes:
+        return nodes
+    index = nodes.index(lost) + 1
+    return nodes[index:] + nodes[:index]
+
+
+def label(params: pika.ConnectionParameters) -> str:
+    """The node as `host:port`, for logs."""
+    return f"{params.host}:{params.port}"
+
+
+def node_of(connection: pika.BlockingConnection) -> pika.ConnectionParameters:
+    """The node a blocking connection opened on (given several, pika tried them in turn)."""
+    params: pika.ConnectionParameters = connection._impl.params  # pika has no public way
     return params
 
 
@@ -63,8 +97,7 @@ def declare_topology(settings: CommonSettings, policies: bool = True) -> None:
                 connection.close()
     except pika.exceptions.AMQPError as exc:
         raise BrokerError(f"could not declare the topology: {exc!r}") from exc
-    log.info("topology declared on %s", parameters(settings.amqp_url).host)
-
+    log.info("topology declared on %s", label(node_of(connection)))
 
 
 def delete_if_empty(url: str, queue: str, exchange: str, routing_key: str) -> bool:

@@ -33,7 +33,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
-from shared.broker.connection import parameters
+from shared.broker.connection import after, label, node_of, parameters
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
 from shared.fate import Delivery, Fate, Route, decide
@@ -73,7 +73,10 @@ class Consumer:
                  publisher: Publisher | None = None,
                  publish_timeout_s: float = _PUBLISH_TIMEOUT_S) -> None:
         self._url = url
-        self._params = parameters(url)
+        #: The broker's nodes in the order the next connection tries them.
+        self._nodes = parameters(url)
+        #: The node the last connection opened on (None before the first).
+        self._node: pika.ConnectionParameters | None = None
         self._route = route
         self._queue = route.queue.name
         self._publisher = publisher
@@ -131,6 +134,8 @@ class Consumer:
                 failures = 0
             except pika.exceptions.AMQPError as exc:
                 self.consuming.clear()
+                if self._node is not None:  # try the others before the node just lost
+                    self._nodes = after(self._nodes, self._node)
                 delay = _RECONNECT_DELAYS_S[min(failures, len(_RECONNECT_DELAYS_S) - 1)]
                 failures = 0 if self._had_consumed else failures + 1
                 log.warning("%s: broker connection lost (%r); reconnecting in %s s",
@@ -157,7 +162,8 @@ class Consumer:
 
     def _consume_once(self, stop: threading.Event) -> None:
         self._had_consumed = False
-        connection = pika.BlockingConnection(self._params)
+        connection = pika.BlockingConnection(self._nodes)
+        self._node = node_of(connection)
         try:
             channel = connection.channel()
             if self._on_connect is not None:
@@ -170,7 +176,8 @@ class Consumer:
             self.consuming.set()
             self.connects += 1
             self._had_consumed = True
-            log.info("%s: consuming with concurrency %d", self._queue, self._concurrency)
+            log.info("%s: consuming with concurrency %d on %s", self._queue, self._concurrency,
+                     label(self._node))
             self._tick(connection)
             # No time limit: a time-limited call arms and cancels a timer each time it returns
             # (each delivery, each batch of acks), some 5% of this thread's time in P2's

@@ -1,12 +1,16 @@
 """The user's pages in-process: sign-in, CSRF, publishing, the live album page, its event
-stream, retry and thumbnails (S3 is moto in memory; no broker: the outbox is a fake)."""
+stream, retry and thumbnails (no broker: the outbox is a fake).
+
+Fast by construction (issue 9): S3 is the in-memory FakeS3 (moto's import and a boto3 client
+cost about a second; tests/integration/test_fake_s3_contract.py holds the fake to moto's
+answers), and the stream tests move a clock by hand instead of waiting on real time."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,14 +18,15 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from moto import mock_aws
 from PIL import Image
 from pydantic import SecretStr
 
 from dev.images import png
+from services.api import web
 from services.api.app import Services, create_app
 from services.api.settings import ApiSettings
 from services.api.web import plain_reason
+from shared.fake_s3 import FakeS3
 from shared.store import Store, UserView
 
 BUCKET = "albums-unit"
@@ -50,10 +55,31 @@ class FakeReplayer:
         return len(self.store.reopen_failed(album_id))
 
 
+class ManualClock:
+    """Time that moves only when the code under test sleeps; `at` runs a change at a moment."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._due: list[tuple[float, Callable[[], Any]]] = []
+
+    def at(self, moment: float, action: Callable[[], Any]) -> None:
+        self._due.append((moment, action))
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        for due in sorted((d for d in self._due if d[0] <= self.now), key=lambda d: d[0]):
+            self._due.remove(due)
+            due[1]()
+
+
 class FakeServices(Services):
-    def __init__(self, settings: ApiSettings, store: Store) -> None:
-        super().__init__(settings, store)
+    def __init__(self, settings: ApiSettings, store: Store, s3_client: Any = None) -> None:
+        super().__init__(settings, store, clock=ManualClock())
         self.fake_outbox = FakeOutbox()
+        self._s3 = s3_client  # None: built on first use, as in production
 
     @property
     def outbox(self) -> Any:
@@ -72,8 +98,13 @@ class Env:
     user: UserView
     token: str
 
+    @property
+    def clock(self) -> ManualClock:
+        assert isinstance(self.services.clock, ManualClock)
+        return self.services.clock
+
     def put(self, key: str, body: bytes) -> None:
-        self.services.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        self.services.s3.put_object(Bucket=self.services.settings.s3_bucket, Key=key, Body=body)
 
     def album(self, title: str, count: int, user: UserView | None = None) -> str:
         owner = user or self.user
@@ -87,12 +118,13 @@ class Env:
         return [image.id for image in album.images]
 
 
-def make_env(tmp_path: Any, **settings: Any) -> Env:
+def make_env(tmp_path: Any, s3_client: Any = None, **settings: Any) -> Env:
+    """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given)."""
     config = ApiSettings(_env_file=None, database_url=f"sqlite:///{tmp_path}/web.db",  # type: ignore[call-arg]
                          s3_endpoint_url=None, s3_bucket=BUCKET, **settings)
     store = Store(config.database_url)
     app = create_app(config, store)
-    services = FakeServices(config, store)
+    services = FakeServices(config, store, s3_client or FakeS3())
     app.extensions["services"] = services
     services.s3.create_bucket(Bucket=BUCKET)
     user, token = store.create_user("ann@example.com")
@@ -100,17 +132,14 @@ def make_env(tmp_path: Any, **settings: Any) -> Env:
 
 
 @pytest.fixture()
-def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        yield
+def aws() -> FakeS3:
+    """The test's bucket (the name is older than the fake: it was moto's mock)."""
+    return FakeS3()
 
 
 @pytest.fixture()
 def env(tmp_path: Any, aws: Any) -> Env:
-    return make_env(tmp_path, api_sse_max_s=1.0)
+    return make_env(tmp_path, aws, api_sse_max_s=1.0)
 
 
 def csrf_of(page: str) -> str:
@@ -151,7 +180,7 @@ def test_signing_in_with_the_token_sets_a_private_cookie(env: Env) -> None:
 
 
 def test_the_cookie_is_secure_when_configured(tmp_path: Any, aws: Any) -> None:
-    env = make_env(tmp_path, api_cookie_secure=True)
+    env = make_env(tmp_path, aws, api_cookie_secure=True)
     assert "Secure" in sign_in(env.app.test_client(), env.token).headers["Set-Cookie"]
 
 
@@ -369,14 +398,15 @@ def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient,
                                                           env: Env) -> None:
     album_id = env.album("Busy", 2)
     first, _ = env.image_ids(album_id)
-    threading.Timer(0.3, env.store.start_attempt, args=(first,)).start()
+    env.clock.at(0.3, lambda: env.store.start_attempt(first))
     events = events_of(client.get(f"/albums/{album_id}/events").get_data(as_text=True))
     states = [album["images"][0]["state"] for _, album in events]
     assert states == ["queued", "uploading"]  # then API_SSE_MAX_S (1 s) ended it
+    assert 1.0 < env.clock.now <= 1.0 + web.POLL_S
 
 
 def test_streams_past_the_limit_get_a_snapshot_and_reconnect(tmp_path: Any, aws: Any) -> None:
-    env = make_env(tmp_path, api_sse_streams=1, api_sse_max_s=5.0)
+    env = make_env(tmp_path, aws, api_sse_streams=1, api_sse_max_s=5.0)
     client = env.app.test_client()
     sign_in(client, env.token)
     album_id = env.album("Busy", 1)
