@@ -13,6 +13,9 @@ decision is unit-tested without a broker (`tests/unit/test_fate.py`).
   fault, so the message waits in a delay tier without spending its attempt budget, longer with
   each outage in a row. Nack-requeueing it instead would spend the work queue's delivery limit,
   and the broker would dead-letter it once a long outage had used it up.
+- A copy held for a throttle (`album-not-before`) that arrives before its time goes on to its
+  next hop without running the handler: a wait longer than the longest tier, or between two
+  tiers, is honoured in full (`shared.retry_policy.hop`).
 - It raises anything else (a bug): a transient failure that spends an attempt, so a message
   that always trips the bug ends as a dead letter with its reason, not circling for ever.
 """
@@ -20,6 +23,8 @@ decision is unit-tested without a broker (`tests/unit/test_fate.py`).
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
@@ -77,15 +82,20 @@ class Fate:
 ACK = Fate()
 
 
-def decide(route: Route[M], delivery: Delivery) -> Fate:
-    """Run the route's handler on the delivery and say what becomes of the message."""
+def decide(route: Route[M], delivery: Delivery, clock: Callable[[], float] = time.time,
+           rng: random.Random | None = None) -> Fate:
+    """Run the route's handler on the delivery and say what becomes of the message.
+    `clock` gives epoch seconds (throttle waits are held across processes by the header)."""
     attempt = retry_policy.attempt_of(delivery.headers)
     try:
         message = decode(route, delivery.body)
     except messages.PoisonMessage as exc:
         return _poison(route, delivery, str(exc), attempt)
+    now = clock()
+    if (held := retry_policy.not_before(delivery.headers)) is not None and now < held[0]:
+        return _early(route, delivery, attempt, now, held)
     try:
-        return _handle(route, delivery, message, attempt)
+        return _handle(route, delivery, message, attempt, now, rng)
     except messages.PoisonMessage as exc:
         return _poison(route, delivery, str(exc), attempt)
     except Exception as exc:  # noqa: BLE001 - every exception gets a fate, none escapes
@@ -102,19 +112,40 @@ def decode(route: Route[M], body: bytes) -> M:
     return message
 
 
-def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int) -> Fate:
+def _early(route: Route[M], delivery: Delivery, attempt: int, now: float,
+           held: tuple[float, float]) -> Fate:
+    start, end = held
+    step = RetryLater(retry_policy.hop(route.policy.delays, start - now, max(0.0, end - start)),
+                      attempt)
+    kept = {k: v for k, v in delivery.headers.items() if k in retry_policy.THROTTLE_HEADERS}
+    log.debug("%s: a held message came back %.0f s early; next hop %s s", route.queue.name,
+              start - now, step.delay_s)
+    return Fate("early", (retry_policy.retry_message(
+        route.queue, delivery.body, delivery.headers, step,
+        retry_policy.outages_of(delivery.headers), kept),))
+
+
+def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int, now: float,
+            rng: random.Random | None) -> Fate:
     try:
         route.handler(message, attempt)
     except Outcome as outcome:
-        return _after_failure(route, delivery, message, attempt, outcome)
+        return _after_failure(route, delivery, message, attempt, outcome, now, rng)
     return ACK
 
 
 def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int,
-                   outcome: Outcome) -> Fate:
+                   outcome: Outcome, now: float | None = None,
+                   rng: random.Random | None = None) -> Fate:
     failure = outcome.failure
     policy = route.policy
-    step = retry_policy.next_step(failure, attempt, policy.delays, policy.max_attempts)
+    now = time.time() if now is None else now
+    # Busy is another attempt holding the work, not Facebook: it never gives up.
+    busy = isinstance(outcome, Busy)
+    history = (retry_policy.ThrottleHistory() if busy
+               else retry_policy.throttle_history(delivery.headers, now))
+    step = retry_policy.next_step(failure, attempt, policy.delays, policy.max_attempts, rng,
+                                  history, None if busy else policy.throttle_give_up_s)
     if isinstance(step, GiveUp):
         log.warning("%s: giving up on a message: %s", route.queue.name, step.reason)
         letter = dead_letter(route.queue, delivery.body, delivery.headers, step.reason,
@@ -127,8 +158,12 @@ def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int
              failure.reason)
     if route.on_retry is not None and not isinstance(outcome, Busy):
         route.on_retry(message, failure, step)
+    marks = retry_policy.throttle_marks(step, delivery.headers, now)
+    if busy:
+        marks.pop(retry_policy.THROTTLES_HEADER, None)
+        marks.pop(retry_policy.THROTTLED_SINCE_HEADER, None)
     return Fate("retry", (retry_policy.retry_message(route.queue, delivery.body,
-                                                     delivery.headers, step),))
+                                                     delivery.headers, step, throttle=marks),))
 
 
 def _poison(route: Route[M], delivery: Delivery, reason: str, attempt: int) -> Fate:

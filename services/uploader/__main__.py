@@ -48,7 +48,8 @@ def consume(settings: UploaderSettings) -> None:
                              settings.breaker_failure_ratio, settings.breaker_cooldown_s)
     handler = ImageUploader(store, outbox, graph, s3.make_client(settings), settings.s3_bucket,
                             Policy(settings.retry_delays, settings.max_attempts,
-                                   settings.graph_timeout_s), breaker)
+                                   settings.graph_timeout_s,
+                                   throttle_give_up_s=settings.throttle_give_up_s), breaker)
     try_apply_policies(settings)
     # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
     consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, outcomes, topology
+from shared import messages, outcomes, retry_policy, topology
 from shared.fate import Route
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
@@ -61,6 +61,8 @@ class Policy:
     #: Added to the Graph timeout before a create sent under a claim can no longer land: the
     #: connect timeout (5 s) and time for Facebook to finish what it received.
     album_claim_margin_s: float = 10.0
+    #: A throttle without a wait hint gives up after it lasted this long.
+    throttle_give_up_s: float = retry_policy.DEFAULT_THROTTLE_GIVE_UP_S
 
     @property
     def album_claim_stale_s(self) -> float:
@@ -105,7 +107,8 @@ class ImageUploader:
     def route(self) -> Route[messages.ImageUploadRequested]:
         """The uploader's work queue, as the consumer runtime runs it."""
         return Route(QUEUE, messages.ImageUploadRequested, self, RetryPolicy(
-            self._policy.retry_delays, self._policy.max_attempts),
+            self._policy.retry_delays, self._policy.max_attempts,
+            self._policy.throttle_give_up_s),
             on_retry=self.record_retry, on_give_up=self.give_up)
 
     def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
@@ -300,7 +303,9 @@ class ImageUploader:
     def record_retry(self, message: messages.ImageUploadRequested, failure: Failure,
                      step: RetryLater) -> None:
         """The route's `on_retry`: the album page shows when the image is tried next."""
-        next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=step.delay_s)
+        # A throttle's wait may span several hops: the page shows when the whole wait ends.
+        wait_s = step.hold_s if step.hold_s is not None else step.delay_s
+        next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=wait_s)
         self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
 
     def give_up(self, message: messages.ImageUploadRequested, failure: Failure,
