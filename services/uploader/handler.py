@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.uploader.throttle_gate import ThrottleGate
 from shared import messages, outcomes, retry_policy, topology
 from shared.fate import Route
 from shared.outbox import Outbox
@@ -89,8 +90,10 @@ class _Created:
 
 class ImageUploader:
     def __init__(self, store: Store, outbox: Outbox, graph: GraphClient, s3: Any, bucket: str,
-                 policy: Policy, breaker: CircuitBreaker | None = None) -> None:
+                 policy: Policy, breaker: CircuitBreaker | None = None,
+                 gate: ThrottleGate | None = None) -> None:
         self._breaker = breaker or CircuitBreaker()
+        self._gate = gate
         self._created: dict[str, _Created] = {}
         self._leases: set[int] = set()
         self._leases_lock = threading.Lock()
@@ -114,6 +117,8 @@ class ImageUploader:
     def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
+        if self._gate is not None:  # a Page or app held for its usage: nothing is streamed
+            self._gate.check()
         try:
             start = self._store.start_attempt(
                 message.image_id, _LEASE,
