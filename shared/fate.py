@@ -154,7 +154,8 @@ def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int
             return Fate("dead", (letter,))
         route.on_give_up(message, replace(failure, reason=step.reason), letter)
         return Fate("dead")
-    log.info("%s: a message retries in %s s: %s", route.queue.name, step.delay_s,
+    log.info("%s: a message retries in %.0f s (first hop %s s): %s", route.queue.name,
+             step.hold_s if step.hold_s is not None else step.delay_s, step.delay_s,
              failure.reason)
     if route.on_retry is not None and not isinstance(outcome, Busy):
         route.on_retry(message, failure, step)
