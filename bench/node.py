@@ -1,6 +1,6 @@
 """A RabbitMQ node of the bench's own, to restart without touching the machine's broker.
 
-Per /work/shared/notes/second-broker-node.md: Debian's /usr/sbin/rabbitmq-server switches to
+As docs/broker-cluster.md says, Debian's /usr/sbin/rabbitmq-server switches to
 the `rabbitmq` user, who cannot write our folder, so this calls the real script beside
 rabbitmqctl, with its own HOME (Erlang cookie), node name, ports and data folder.
 """

@@ -3,8 +3,15 @@
 It serves album creation, multipart photo uploads into an album and album photo listing with
 Graph-shaped bodies, status codes and headers, and keeps everything in memory. A control API
 under `/_sim/` lets tests and operators inspect what arrived and inject faults (errors,
-throttling, latency, refused files). Facts on the real API are in
-/work/shared/notes/external-apis.md.
+throttling, latency, refused files). What Facebook takes for a photo, and the sources, are in
+docs/facebook-photo-limits.md.
+
+Photo uploads are refused as Facebook refuses them: over 10 MB, or not JPEG, PNG, GIF, BMP or
+TIFF (judged by the bytes, not the name), with Graph error 324 "Missing or invalid image file",
+the code Meta's Page Photos reference lists for a bad image file. Meta documents no distinct
+code or subcode for an oversized photo or an unsupported format; the message detail and the
+too-large subcode here are ours. `GET /_sim/uploads` counts the photo upload requests and the
+bytes they declared, refused ones included, so a test can see that nothing was sent.
 
 Run it with `python -m dev.graph_simulator [--host H] [--port P]`; tests call `create_app`.
 """
@@ -231,6 +238,7 @@ class SimState:
         self._lock = threading.Lock()
         self._albums: dict[str, dict[str, Any]] = {}
         self._photos: list[dict[str, Any]] = []
+        self._uploads = {"requests": 0, "declared_bytes": 0}
         self._faults = Faults()
         self._rng = random.Random()
         # Ids keep counting across resets so a stale id from before a reset never matches anew.
@@ -240,6 +248,7 @@ class SimState:
         with self._lock:
             self._albums.clear()
             self._photos.clear()
+            self._uploads = {"requests": 0, "declared_bytes": 0}
             self._faults = Faults()
             self._rng = random.Random()
 
@@ -274,6 +283,16 @@ class SimState:
             }
             self._photos.append(photo)
             return dict(photo)
+
+    def note_upload(self, declared_bytes: int) -> None:
+        """One photo upload request arrived, whatever its answer."""
+        with self._lock:
+            self._uploads["requests"] += 1
+            self._uploads["declared_bytes"] += declared_bytes
+
+    def uploads(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._uploads)
 
     def photos(self, album_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -550,6 +569,7 @@ def create_app(page_id: str, page_token: str) -> Flask:
     @app.post("/<version>/<node>/photos")
     def upload_photo(version: str, node: str) -> Response:
         _check_version(version)
+        state.note_upload(request.content_length or 0)
         # Decide on the declared size before werkzeug parses (and spools) the body.
         if (request.content_length or 0) > MAX_BODY_BYTES:
             _discard_body()
@@ -612,6 +632,10 @@ def create_app(page_id: str, page_token: str) -> Flask:
     @app.get("/_sim/photos")
     def sim_photos() -> Response:
         return jsonify({"photos": state.photos(request.args.get("album_id"))})
+
+    @app.get("/_sim/uploads")
+    def sim_uploads() -> Response:
+        return jsonify(state.uploads())
 
     @app.get("/_sim/albums")
     def sim_albums() -> Response:

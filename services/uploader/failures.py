@@ -3,7 +3,7 @@ reconnect, or give up on this photo.
 
 Pure classification, no I/O. Graph failures are judged by Graph error code first (Meta reuses
 HTTP statuses loosely and throttling responses rarely say `is_transient`); the code families
-and what to do with each are in /work/shared/notes/external-apis.md, section 2.
+and what to do with each are in docs/graph-errors.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadErro
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
+from services.uploader.photo_limits import OverPhotoLimit
 from shared.retry_policy import Failure, FailureKind
 
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
@@ -98,6 +99,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure(FailureKind.TRANSIENT,
                        "Facebook says this photo is already posted (code 506), "
                        "but it is not in the album yet", 506)
+    if isinstance(exc, OverPhotoLimit):
+        return Failure(FailureKind.PERMANENT, exc.reason, None)
     if isinstance(exc, GraphNetworkError):
         return Failure(FailureKind.TRANSIENT, f"could not reach Facebook: {exc.message}", None)
     if isinstance(exc, GraphError):

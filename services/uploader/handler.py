@@ -29,6 +29,7 @@ from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
 from shared.store import FbAlbumClaim, Start, Store
 
+from . import photo_limits
 from .album_photos import AlbumPhotos
 from .circuit_breaker import CircuitBreaker
 from .failures import AlbumBeingCreated, DuplicateNotFound, classify, may_have_landed
@@ -182,6 +183,8 @@ class ImageUploader:
         filename = posixpath.basename(message.key) or "image"
         content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
         try:
+            # From the GET's headers, before a byte of the body is read or sent.
+            photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), message.key)
             return self._graph.upload_photo(
                 fb_album, obj["Body"], int(obj["ContentLength"]), filename,
                 content_type or "application/octet-stream", caption=_caption(message))

@@ -1,12 +1,12 @@
 """Images whose message the broker lost: found while the work queue is empty, and sent again.
 
-RabbitMQ 3.10.8 was seen (`make bench`, P6) to confirm a publish made while a quorum queue was
-still electing its leader after a crash, and then not to hold the message. The outbox had done
-its part (the publish was confirmed), so the image would wait for ever and its album never
-settle. While the work queue holds nothing ready, an image that still waits (queued, or
-retrying past its time) and has not been touched for a while has no message left anywhere:
-the sweeper writes it a new one. A duplicate, should one exist after all, costs one ack
-(`start_attempt` knows the image ended or is in flight).
+A confirmed message can still be gone: a broker that lost its disk, a queue purged by hand.
+(P6 once seemed to show RabbitMQ 3.10.8 losing one after a crash; 140 SIGKILLs did not repeat
+it: docs/confirmed-then-lost.md.) The outbox had done its part (the publish was confirmed), so
+the image would wait for ever and its album never settle. While the work queue holds nothing
+ready, an image that still waits (queued, or retrying past its time) and has not been touched
+for a while has no message left anywhere: the sweeper writes it a new one. A duplicate, should
+one exist after all, costs one ack (`start_attempt` knows the image ended or is in flight).
 """
 
 from __future__ import annotations

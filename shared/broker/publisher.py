@@ -4,27 +4,36 @@ pika's BlockingChannel waits for each confirm in turn (one broker round trip per
 this runs an asynchronous connection in its own thread and hands each caller futures instead.
 Every message is persistent and published `mandatory`: a message no queue took comes back as
 `Unroutable` and never counts as sent. Thread-safe: request threads share one instance.
+
+Which confirm belongs to which publish is `Confirms`' job (one per channel: delivery tags start
+again at 1 on a new channel, so what waited on the old one fails and never takes a new ack).
+A caller's batch reaches the I/O thread through a list guarded by a lock, so the thread that
+sees the connection die fails every batch it had been handed, sent or not: no publish is left
+waiting on a loop that has stopped.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, wait
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 
 import pika
 from pika.channel import Channel
 from pika.spec import Basic
 
+from shared.broker.confirms import Confirms
 from shared.broker.connection import label, parameters, properties
-from shared.broker.errors import BrokerError, Refused, Unroutable
+from shared.broker.errors import BrokerError, Refused
 from shared.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 
-_RECONNECT_DELAYS_S = (0.5, 1, 2, 5)
+_RECONNECT_DELAYS_S: tuple[float, ...] = (0.5, 1, 2, 5)
+
+_Batch = tuple[Sequence[Outgoing], Sequence[Future[None]]]
 
 
 class Publisher:
@@ -39,10 +48,13 @@ class Publisher:
         self._ready = threading.Event()
         self._stopping = False
         self._connection: pika.SelectConnection | None = None
+        # Guarded by _lock: the connection that takes publishes (None while there is none) and
+        # the batches handed to its I/O thread and not sent yet.
+        self._live: pika.SelectConnection | None = None
+        self._handed: list[_Batch] = []
+        # The I/O thread's alone.
         self._channel: Channel | None = None
-        self._next_tag = 1
-        self._pending: dict[int, tuple[Future[None], str]] = {}
-        self._returned: set[str] = set()
+        self._confirms = Confirms()
         self._failures = 0
         self._thread = threading.Thread(target=self._run, name="publisher-io", daemon=True)
         self._thread.start()
@@ -54,26 +66,21 @@ class Publisher:
         """Publish all messages and return once the broker has confirmed every one of them.
 
         Waits at most `connect_wait` for a connection (a request must not hang while the broker
-        is away). Raises BrokerError (or Unroutable) if any was not confirmed within `timeout`;
-        some of the batch may then have been stored, so consumers must be idempotent.
+        is away), then at most `timeout` for the whole batch's confirms. Raises BrokerError (or
+        Unroutable) if any was not confirmed; some of the batch may then have been stored, so
+        consumers must be idempotent.
         """
         if not messages:
             return
-        if not self._ready.wait(connect_wait):
-            raise BrokerError("broker unavailable: no connection")
-        futures = [Future[None]() for _ in messages]
-        connection = self._connection
-        if connection is None:
-            raise BrokerError("broker unavailable: no connection")
-        try:
-            connection.ioloop.add_callback_threadsafe(lambda: self._send(messages, futures))
-        except Exception as exc:  # the loop is gone: the connection just died
-            raise BrokerError(f"broker unavailable: {exc}") from exc
+        futures = self._hand_over(messages, connect_wait)
+        # One deadline for the whole batch, and the first failure ends the wait.
+        done, not_done = wait(futures, timeout, return_when=FIRST_EXCEPTION)
         for future in futures:
-            try:
-                future.result(timeout)
-            except FutureTimeout:
-                raise BrokerError(f"no confirm within {timeout} s") from None
+            error = future.exception() if future in done else None
+            if error is not None:
+                raise error
+        if not_done:
+            raise BrokerError(f"no confirm within {timeout} s")
 
     def publish_each(self, messages: Sequence[Outgoing], timeout: float = 10.0,
                      connect_wait: float = 2.0) -> list[BaseException | None]:
@@ -83,17 +90,30 @@ class Publisher:
         Never raises for a message that failed: one refusal must not hide the confirmed."""
         if not messages:
             return []
-        connection = self._connection if self._ready.wait(connect_wait) else None
-        if connection is None:
-            return [BrokerError("broker unavailable: no connection")] * len(messages)
-        futures = [Future[None]() for _ in messages]
         try:
-            connection.ioloop.add_callback_threadsafe(lambda: self._send(messages, futures))
-        except Exception as exc:  # the loop is gone: the connection just died
-            return [BrokerError(f"broker unavailable: {exc}")] * len(messages)
+            futures = self._hand_over(messages, connect_wait)
+        except BrokerError as exc:
+            return [exc] * len(messages)
         wait(futures, timeout)
         return [future.exception() if future.done()
                 else BrokerError(f"no confirm within {timeout} s") for future in futures]
+
+    def _hand_over(self, messages: Sequence[Outgoing], connect_wait: float) -> list[Future[None]]:
+        """Give the batch to the I/O thread; one future per message. Raises BrokerError when
+        there is no connection within `connect_wait`."""
+        if not self._ready.wait(connect_wait):
+            raise BrokerError("broker unavailable: no connection")
+        futures = [Future[None]() for _ in messages]
+        with self._lock:
+            connection = self._live
+            if connection is None:
+                raise BrokerError("broker unavailable: the connection was just lost")
+            self._handed.append((messages, futures))
+        try:
+            connection.ioloop.add_callback_threadsafe(self._send_handed)
+        except Exception:  # noqa: BLE001 - the loop is gone; losing it failed this batch
+            pass
+        return futures
 
     def close(self) -> None:
         self._stopping = True
@@ -128,15 +148,21 @@ class Publisher:
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_channel_open(self, channel: Channel) -> None:
+        # Tags start again at 1: whatever still waited on a previous channel can never be
+        # confirmed now (its loss has failed it already; this is the guard).
+        self._confirms.fail_all(BrokerError("channel replaced before its confirm"))
+        confirms = self._confirms = Confirms()
         self._channel = channel
-        self._next_tag = 1
-        channel.add_on_return_callback(self._on_return)
+        channel.add_on_return_callback(functools.partial(self._on_return, confirms))
         channel.add_on_close_callback(self._on_channel_closed)
-        channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._on_confirming())
+        channel.confirm_delivery(functools.partial(self._on_confirm, confirms),
+                                 callback=lambda _frame: self._on_confirming(channel))
 
-    def _on_confirming(self) -> None:
+    def _on_confirming(self, channel: Channel) -> None:
         self._failures = 0
         self._tried = 0
+        with self._lock:
+            self._live = channel.connection
         self._ready.set()
         log.info("publisher connected to %s", label(self._nodes[self._node]))
 
@@ -147,18 +173,35 @@ class Publisher:
     def _on_connection_closed(
         self, connection: pika.SelectConnection, reason: BaseException
     ) -> None:
-        self._ready.clear()
-        self._channel = None
-        self._fail_pending(BrokerError(f"connection lost: {reason}"))
+        self._lose(BrokerError(f"connection lost: {reason}"))
         connection.ioloop.stop()
 
-    def _on_channel_closed(self, _channel: Channel, reason: BaseException) -> None:
-        self._ready.clear()
-        self._channel = None
-        self._fail_pending(BrokerError(f"channel closed: {reason}"))
+    def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:
+        if channel is not self._channel:
+            return
+        self._lose(BrokerError(f"channel closed: {reason}"))
         connection = self._connection
         if connection is not None and connection.is_open:
             connection.close()
+
+    def _lose(self, error: BrokerError) -> None:
+        """No confirm will come on this channel: fail what waits for one, and what was handed
+        over and not sent yet."""
+        self._ready.clear()
+        with self._lock:
+            self._live = None
+            handed, self._handed = self._handed, []
+        self._channel = None
+        self._confirms.fail_all(error)
+        for _messages, futures in handed:
+            for future in futures:
+                future.set_exception(error)
+
+    def _send_handed(self) -> None:
+        with self._lock:
+            handed, self._handed = self._handed, []
+        for messages, futures in handed:
+            self._send(messages, futures)
 
     def _send(self, messages: Sequence[Outgoing], futures: Sequence[Future[None]]) -> None:
         channel = self._channel
@@ -167,40 +210,24 @@ class Publisher:
                 future.set_exception(BrokerError("broker unavailable: channel closed"))
             return
         for message, future in zip(messages, futures, strict=True):
-            self._pending[self._next_tag] = (future, message.message_id)
-            self._next_tag += 1
-            channel.basic_publish(
-                message.exchange, message.routing_key, message.body,
-                properties=properties(message), mandatory=True,
-            )
-
-    def _on_return(self, _ch: Channel, _method: Basic.Return, props: pika.BasicProperties,
-                   _body: bytes) -> None:
-        # A return always arrives before the confirm of the same message.
-        if props.message_id:
-            self._returned.add(props.message_id)
-
-    def _on_confirm(self, frame: pika.frame.Method) -> None:
-        method = frame.method
-        acked = isinstance(method, Basic.Ack)
-        tags = [t for t in self._pending if t <= method.delivery_tag] if method.multiple else [
-            method.delivery_tag]
-        for tag in tags:
-            entry = self._pending.pop(tag, None)
-            if entry is None:
+            try:
+                channel.basic_publish(
+                    message.exchange, message.routing_key, message.body,
+                    properties=properties(message), mandatory=True,
+                )
+            except Exception as exc:  # noqa: BLE001 - pika encodes before it writes a byte
+                # Not counted: the broker never saw it, so it takes no delivery tag.
+                # Refused: sent again, it would meet the same answer.
+                future.set_exception(Refused(
+                    f"message {message.message_id} not sent, pika refused it: {exc!r}"))
                 continue
-            future, message_id = entry
-            if message_id in self._returned:
-                self._returned.discard(message_id)
-                future.set_exception(Unroutable(f"message {message_id} reached no queue"))
-            elif acked:
-                future.set_result(None)
-            else:
-                future.set_exception(Refused(f"broker refused message {message_id}"))
+            self._confirms.sent(message.message_id, future)
 
-    def _fail_pending(self, error: BrokerError) -> None:
-        pending, self._pending = self._pending, {}
-        self._returned.clear()
-        for future, _ in pending.values():
-            if not future.done():
-                future.set_exception(error)
+    def _on_return(self, confirms: Confirms, _ch: Channel, _method: Basic.Return,
+                   props: pika.BasicProperties, _body: bytes) -> None:
+        confirms.returned(props.message_id)
+
+    def _on_confirm(self, confirms: Confirms, frame: pika.frame.Method) -> None:
+        method = frame.method
+        confirms.confirmed(method.delivery_tag, bool(method.multiple),
+                           acked=isinstance(method, Basic.Ack))

@@ -76,3 +76,17 @@ def test_the_publisher_keeps_working_after_its_connection_is_closed(broker, vhos
 
     wait_for(publish_after, timeout=20, what="the publisher to reconnect")
     assert b"after" in [body for _, body in get_all(amqp_url, queue)]
+
+
+def test_a_message_pika_cannot_encode_fails_alone_and_the_next_confirms_stay_matched(
+        publisher, amqp_url, queue):
+    """pika refuses it before a byte is written, so the broker never numbers it: counting it
+    would hand every later ack of the channel to the publish before it."""
+    with pytest.raises(BrokerError, match="pika refused it"):
+        publisher.publish([Outgoing("", queue, b"bad", headers={"x": object()})], timeout=3.0)
+    publisher.publish([Outgoing("", queue, b"good")], timeout=3.0)
+    with pytest.raises(Unroutable):
+        publisher.publish([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")],
+                          timeout=3.0)
+    publisher.publish([Outgoing("", queue, b"after")], timeout=3.0)
+    assert sorted(body for _, body in get_all(amqp_url, queue)) == [b"after", b"good"]

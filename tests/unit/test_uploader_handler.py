@@ -153,3 +153,24 @@ def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_im
     assert fate.kind == "outage" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert world.store.album(album_id).images[0].state != "failed"
     assert world.publisher.to(topology.DEAD_EXCHANGE) == []
+
+
+@pytest.mark.parametrize(("name", "body", "content_type", "reason"), [
+    ("big.jpg", b"\xff\xd8\xff" + bytes(12 * 1024 * 1024 - 3), "image/jpeg",
+     "12.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry"),
+    ("pic.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 ", "binary/octet-stream",
+     "WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
+     "convert it and retry"),
+])
+def test_what_facebook_refuses_fails_at_once_and_sends_nothing(world, name, body, content_type,
+                                                                reason):
+    user, _ = world.store.create_user("limits@example.com")
+    key = f"{user.prefix}{name}"
+    world.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)
+    album_id, (row,) = world.store.create_album(user.id, "Limits", None, [key])
+    assert world.deliver(Delivery(row.body, {})) == Fate("dead", ())
+    assert world.graph.photos == []
+    image = world.store.album(album_id).images[0]
+    assert (image.state, image.error, image.attempts) == ("failed", reason, 1)
+    (letter,) = world.publisher.to(topology.DEAD_EXCHANGE)
+    assert letter.headers[dead_letters.REASON_HEADER] == reason
