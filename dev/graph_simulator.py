@@ -68,7 +68,8 @@ VERSION_RE = re.compile(r"v\d+\.\d+")
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 FAULT_ENDPOINTS = ("photos", "albums", "list")
 FAULT_KEYS = frozenset(
-    {"latency_s", "error_rates", "throttle_minutes", "reject_filenames", "endpoints", "seed"}
+    {"latency_s", "error_rates", "throttle_minutes", "reject_filenames", "endpoints", "seed",
+     "page_usage_pct", "app_usage_pct"}
 )
 
 # Graph code -> (HTTP status Meta uses, message after "(#code) ", is_transient or None when Meta
@@ -145,6 +146,10 @@ class Faults:
     latency_s: float = 0.0
     error_rates: dict[int, float] = field(default_factory=dict)
     throttle_minutes: int = 0
+    #: Usage reported on every answer (X-Page-Usage and X-Business-Use-Case-Usage for the Page,
+    #: X-App-Usage for the app), in percent; 0 sends no usage header.
+    page_usage_pct: float = 0.0
+    app_usage_pct: float = 0.0
     reject_filenames: list[str] = field(default_factory=list)
     endpoints: list[str] = field(default_factory=lambda: ["photos"])
     seed: int | None = None
@@ -162,6 +167,8 @@ class Faults:
             throttle_minutes=int(
                 _non_negative(data.get("throttle_minutes", 0), "throttle_minutes")
             ),
+            page_usage_pct=_non_negative(data.get("page_usage_pct", 0.0), "page_usage_pct"),
+            app_usage_pct=_non_negative(data.get("app_usage_pct", 0.0), "app_usage_pct"),
             reject_filenames=_string_list(data.get("reject_filenames", []), "reject_filenames"),
             endpoints=_endpoints(data.get("endpoints", ["photos"])),
             seed=_optional_int(data.get("seed"), "seed"),
@@ -172,6 +179,8 @@ class Faults:
             "latency_s": self.latency_s,
             "error_rates": {str(code): rate for code, rate in self.error_rates.items()},
             "throttle_minutes": self.throttle_minutes,
+            "page_usage_pct": self.page_usage_pct,
+            "app_usage_pct": self.app_usage_pct,
             "reject_filenames": list(self.reject_filenames),
             "endpoints": list(self.endpoints),
             "seed": self.seed,
@@ -483,6 +492,8 @@ def create_app(page_id: str, page_token: str) -> Flask:
     def _stamp(response: Response) -> Response:
         response.headers["facebook-api-version"] = g.get("version", DEFAULT_VERSION)
         response.headers["x-fb-trace-id"] = g.get("trace_id", "")
+        if "X-Business-Use-Case-Usage" not in response.headers:  # a throttle sets its own
+            _add_usage_headers(response, page_id, state.faults)
         return response
 
     @app.errorhandler(GraphFault)
@@ -673,6 +684,18 @@ def _add_throttle_headers(response: Response, page_id: str, minutes: int) -> Non
         "estimated_time_to_regain_access": minutes,
     }
     response.headers["X-Business-Use-Case-Usage"] = json.dumps({page_id: [usage]})
+
+
+def _add_usage_headers(response: Response, page_id: str, faults: Faults) -> None:
+    # Facebook sends them "once enough calls have been made"; here: once usage is set.
+    if faults.app_usage_pct:
+        response.headers["X-App-Usage"] = json.dumps(
+            {"call_count": faults.app_usage_pct, "total_cputime": 1, "total_time": 1})
+    if faults.page_usage_pct:
+        page = {"call_count": faults.page_usage_pct, "total_cputime": 1, "total_time": 1}
+        response.headers["X-Page-Usage"] = json.dumps(page)
+        response.headers["X-Business-Use-Case-Usage"] = json.dumps(
+            {page_id: [{"type": "pages", **page, "estimated_time_to_regain_access": 0}]})
 
 
 def _photo_page(photos: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,6 +13,9 @@ decision is unit-tested without a broker (`tests/unit/test_fate.py`).
   fault, so the message waits in a delay tier without spending its attempt budget, longer with
   each outage in a row. Nack-requeueing it instead would spend the work queue's delivery limit,
   and the broker would dead-letter it once a long outage had used it up.
+- A copy held for a throttle (`album-not-before`) that arrives before its time goes on to its
+  next hop without running the handler: a wait longer than the longest tier, or between two
+  tiers, is honoured in full (`shared.retry_policy.hop`).
 - It raises anything else (a bug): a transient failure that spends an attempt, so a message
   that always trips the bug ends as a dead letter with its reason, not circling for ever.
 """
@@ -20,6 +23,8 @@ decision is unit-tested without a broker (`tests/unit/test_fate.py`).
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -78,15 +83,20 @@ class Fate:
 ACK = Fate()
 
 
-def decide(route: Route[M], delivery: Delivery) -> Fate:
-    """Run the route's handler on the delivery and say what becomes of the message."""
+def decide(route: Route[M], delivery: Delivery, clock: Callable[[], float] = time.time,
+           rng: random.Random | None = None) -> Fate:
+    """Run the route's handler on the delivery and say what becomes of the message.
+    `clock` gives epoch seconds (throttle waits are held across processes by the header)."""
     attempt = retry_policy.attempt_of(delivery.headers)
     try:
         message = decode(route, delivery.body)
     except messages.PoisonMessage as exc:
         return _poison(route, delivery, str(exc), attempt)
+    now = clock()
+    if (held := retry_policy.not_before(delivery.headers)) is not None and now < held[0]:
+        return _early(route, delivery, attempt, now, held)
     try:
-        return _handle(route, delivery, message, attempt)
+        return _handle(route, delivery, message, attempt, now, rng)
     except messages.PoisonMessage as exc:
         return _poison(route, delivery, str(exc), attempt)
     except Exception as exc:  # noqa: BLE001 - every exception gets a fate, none escapes
@@ -103,6 +113,19 @@ def decode(route: Route[M], body: bytes) -> M:
     return message
 
 
+def _early(route: Route[M], delivery: Delivery, attempt: int, now: float,
+           held: tuple[float, float]) -> Fate:
+    start, end = held
+    step = RetryLater(retry_policy.hop(route.policy.delays, start - now, max(0.0, end - start)),
+                      attempt)
+    kept = {k: v for k, v in delivery.headers.items() if k in retry_policy.THROTTLE_HEADERS}
+    log.debug("%s: a held message came back %.0f s early; next hop %s s", route.queue.name,
+              start - now, step.delay_s)
+    return Fate("early", (retry_policy.retry_message(
+        route.queue, delivery.body, delivery.headers, step,
+        retry_policy.outages_of(delivery.headers), kept),))
+
+
 #: The delivery a handler runs for (its headers: the uploader's fencing number).
 _delivery: ContextVar[Delivery | None] = ContextVar("delivery", default=None)
 
@@ -112,22 +135,30 @@ def current_delivery() -> Delivery | None:
     return _delivery.get()
 
 
-def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int) -> Fate:
+def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int, now: float,
+            rng: random.Random | None) -> Fate:
     token = _delivery.set(delivery)
     try:
         route.handler(message, attempt)
     except Outcome as outcome:
-        return _after_failure(route, delivery, message, attempt, outcome)
+        return _after_failure(route, delivery, message, attempt, outcome, now, rng)
     finally:
         _delivery.reset(token)
     return ACK
 
 
 def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int,
-                   outcome: Outcome) -> Fate:
+                   outcome: Outcome, now: float | None = None,
+                   rng: random.Random | None = None) -> Fate:
     failure = outcome.failure
     policy = route.policy
-    step = retry_policy.next_step(failure, attempt, policy.delays, policy.max_attempts)
+    now = time.time() if now is None else now
+    # Busy is another attempt holding the work, not Facebook: it never gives up.
+    busy = isinstance(outcome, Busy)
+    history = (retry_policy.ThrottleHistory() if busy
+               else retry_policy.throttle_history(delivery.headers, now))
+    step = retry_policy.next_step(failure, attempt, policy.delays, policy.max_attempts, rng,
+                                  history, None if busy else policy.throttle_give_up_s)
     if isinstance(step, GiveUp):
         log.warning("%s: giving up on a message: %s", route.queue.name, step.reason)
         letter = dead_letter(route.queue, delivery.body, delivery.headers, step.reason,
@@ -136,12 +167,18 @@ def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int
             return Fate("dead", (letter,))
         route.on_give_up(message, replace(failure, reason=step.reason), letter)
         return Fate("dead")
-    log.info("%s: a message retries in %s s: %s", route.queue.name, step.delay_s,
+    log.info("%s: a message retries in %.0f s (first hop %s s): %s", route.queue.name,
+             step.hold_s if step.hold_s is not None else step.delay_s, step.delay_s,
              failure.reason)
     if route.on_retry is not None and not isinstance(outcome, Busy):
         route.on_retry(message, failure, step)
-    copy = retry_policy.retry_message(route.queue, delivery.body, delivery.headers, step)
-    if outcome.copy_headers:
+    marks = retry_policy.throttle_marks(step, delivery.headers, now)
+    if busy:
+        marks.pop(retry_policy.THROTTLES_HEADER, None)
+        marks.pop(retry_policy.THROTTLED_SINCE_HEADER, None)
+    copy = retry_policy.retry_message(route.queue, delivery.body, delivery.headers, step,
+                                      throttle=marks)
+    if outcome.copy_headers:  # e.g. the uploader's fencing number (shared/fencing.py)
         copy = replace(copy, headers={**copy.headers, **outcome.copy_headers})
     return Fate("retry", (copy,))
 

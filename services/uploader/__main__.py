@@ -24,6 +24,7 @@ from .graph_client import GraphClient
 from .handler import ImageUploader, Policy, in_flight_window
 from .settings import UploaderSettings
 from .sweeper import LostMessageSweeper
+from .throttle_gate import ThrottleGate
 
 
 def consume(settings: UploaderSettings) -> None:
@@ -41,15 +42,18 @@ def consume(settings: UploaderSettings) -> None:
     LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s),
                        in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
+    gate = ThrottleGate(store, settings.facebook_page_id, settings.usage_threshold_pct,
+                        settings.usage_pause_s)
     graph = GraphClient(settings.graph_api_url, settings.graph_api_version,
                         settings.facebook_page_id, settings.facebook_page_token,
                         timeout=(5.0, settings.graph_timeout_s),
-                        pool_size=settings.uploader_concurrency)
+                        pool_size=settings.uploader_concurrency, on_usage=gate.record)
     breaker = CircuitBreaker(settings.breaker_window_s, settings.breaker_min_calls,
                              settings.breaker_failure_ratio, settings.breaker_cooldown_s)
     handler = ImageUploader(store, outbox, graph, s3.make_client(settings), settings.s3_bucket,
                             Policy(settings.retry_delays, settings.max_attempts,
-                                   settings.graph_timeout_s), breaker)
+                                   settings.graph_timeout_s,
+                                   throttle_give_up_s=settings.throttle_give_up_s), breaker, gate)
     try_apply_policies(settings)
     # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
     consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,

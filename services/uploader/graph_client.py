@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
@@ -139,7 +139,10 @@ class GraphClient:
         timeout: tuple[float, float] = (5.0, 120.0),
         session: requests.Session | None = None,
         pool_size: int = 10,
+        on_usage: Callable[[Mapping[str, str]], None] | None = None,
     ) -> None:
+        #: Called with every answer's headers (Facebook's usage: `throttle_gate.ThrottleGate`).
+        self._on_usage = on_usage
         self._base_url = base_url.rstrip("/")
         self._version = version
         self._page_id = page_id
@@ -241,6 +244,8 @@ class GraphClient:
                 f"could not complete the Graph API call to {_origin(url)}: {_network_cause(exc)}",
                 request_sent=not _never_connected(exc),
             ) from exc
+        if self._on_usage is not None:
+            self._on_usage(response.headers)
         return _parse_response(response)
 
 

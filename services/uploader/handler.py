@@ -21,7 +21,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import fate, fencing, messages, outcomes, topology
+from services.uploader.throttle_gate import ThrottleGate
+from shared import fate, fencing, messages, outcomes, retry_policy, topology
 from shared.fate import Route
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
@@ -62,6 +63,8 @@ class Policy:
     #: Added to the Graph timeout before a create sent under a claim can no longer land: the
     #: connect timeout (5 s) and time for Facebook to finish what it received.
     album_claim_margin_s: float = 10.0
+    #: A throttle without a wait hint gives up after it lasted this long.
+    throttle_give_up_s: float = retry_policy.DEFAULT_THROTTLE_GIVE_UP_S
 
     @property
     def album_claim_stale_s(self) -> float:
@@ -88,8 +91,10 @@ class _Created:
 
 class ImageUploader:
     def __init__(self, store: Store, outbox: Outbox, graph: GraphClient, s3: Any, bucket: str,
-                 policy: Policy, breaker: CircuitBreaker | None = None) -> None:
+                 policy: Policy, breaker: CircuitBreaker | None = None,
+                 gate: ThrottleGate | None = None) -> None:
         self._breaker = breaker or CircuitBreaker()
+        self._gate = gate
         self._created: dict[str, _Created] = {}
         self._leases: dict[int, int] = {}  # image id -> the attempt this process runs
         #: The attempt this worker thread runs, for the route's hooks that record its end.
@@ -108,12 +113,15 @@ class ImageUploader:
     def route(self) -> Route[messages.ImageUploadRequested]:
         """The uploader's work queue, as the consumer runtime runs it."""
         return Route(QUEUE, messages.ImageUploadRequested, self, RetryPolicy(
-            self._policy.retry_delays, self._policy.max_attempts),
+            self._policy.retry_delays, self._policy.max_attempts,
+            self._policy.throttle_give_up_s),
             on_retry=self.record_retry, on_give_up=self.give_up)
 
     def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
+        if self._gate is not None:  # a Page or app held for its usage: nothing is streamed
+            self._gate.check()
         delivery = fate.current_delivery()
         self._running.attempt = None
         try:
@@ -320,8 +328,10 @@ class ImageUploader:
         """The route's `on_retry`: the album page shows when the image is tried next (by the
         database's clock); only if the image is still in this thread's attempt. An attempt in
         doubt keeps its in-flight window."""
+        # A throttle's wait may span several hops: the page shows when the whole wait ends.
+        wait_s = step.hold_s if step.hold_s is not None else step.delay_s
         self._store.record_retrying(message.image_id, failure.reason, failure.code,
-                                    timedelta(seconds=step.delay_s),
+                                    timedelta(seconds=wait_s),
                                     attempt=getattr(self._running, "attempt", None),
                                     in_doubt=failure.in_doubt)
 

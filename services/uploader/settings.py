@@ -28,5 +28,12 @@ class UploaderSettings(CommonSettings):
     #: services/uploader/sweeper.py). Checked every LOST_MESSAGE_SWEEP_S.
     lost_message_after_s: float = Field(default=120.0, gt=0)
     lost_message_sweep_s: float = Field(default=30.0, gt=0)
+    #: A throttle without a wait hint backs off (5 s doubling up to the longest retry tier);
+    #: once it lasted this long the image fails with the reason (docs/facebook-throttling.md).
+    throttle_give_up_s: float = Field(default=4 * 3600.0, gt=0)
+    #: Facebook's usage headers at or above this percentage hold uploads to the Page (or, for
+    #: X-App-Usage, to every Page) for USAGE_PAUSE_S, in every uploader process.
+    usage_threshold_pct: float = Field(default=90.0, gt=0, le=100)
+    usage_pause_s: float = Field(default=60.0, gt=0)
     #: Seconds to wait for Facebook to answer a photo upload.
     graph_timeout_s: float = Field(default=120.0, gt=0)

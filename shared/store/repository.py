@@ -52,6 +52,7 @@ from shared.store.tables import (
     UPLOADING,
     Album,
     Base,
+    GraphHold,
     IdempotencyKey,
     Image,
     Notification,
@@ -538,6 +539,31 @@ class Store:
                 Notification.album_id == album_id, Notification.settle_seq == settle_seq,
                 Notification.claim_id == claim_id, Notification.sent_at.is_(None)))
             return cast(CursorResult[Any], result).rowcount == 1
+
+    # -- Graph holds (throttling shared by every uploader process) -----------------------------
+
+    def hold_graph(self, scope: str, seconds: float) -> None:
+        """Send nothing to `scope` for `seconds` from now (a longer hold already there stays)."""
+        try:
+            self._hold_graph(scope, seconds)
+        except IntegrityError:  # another process added the scope's row first: update it
+            self._hold_graph(scope, seconds)
+
+    def _hold_graph(self, scope: str, seconds: float) -> None:
+        with self._tx() as s:
+            until = self._now(s) + timedelta(seconds=seconds)
+            hold = s.get(GraphHold, scope, with_for_update=True)
+            if hold is None:
+                s.add(GraphHold(scope=scope, until=until))
+            elif hold.until < until:
+                hold.until = until
+
+    def graph_held_for(self, scopes: Collection[str]) -> float:
+        """Seconds until every one of `scopes` may be sent to again (0: none is held)."""
+        with self._read() as s:
+            now = self._now(s)
+            until = s.scalar(select(func.max(GraphHold.until)).where(GraphHold.scope.in_(scopes)))
+        return max(0.0, (until - now).total_seconds()) if until is not None else 0.0
 
     def _now(self, s: Session) -> datetime:
         """The database's clock (see _database_clock)."""

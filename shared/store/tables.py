@@ -138,3 +138,13 @@ class Notification(Base):
     #: (NULL on a claim taken before claims had ids: nobody holds it.)
     claim_id: Mapped[str | None] = mapped_column(String(32))
     sent_at: Mapped[datetime | None]
+
+
+class GraphHold(Base):
+    """No uploader process sends to this scope (a Page id, or "app") until `until`: Facebook
+    named a regain time, or reported usage near its limit (services/uploader/throttle_gate.py).
+    Times are the database's clock, which every uploader process shares."""
+
+    __tablename__ = "graph_holds"
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime]

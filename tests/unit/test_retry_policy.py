@@ -47,13 +47,14 @@ def test_permanent_and_auth_failures_give_up_at_once(kind):
 
 
 def test_throttling_waits_as_long_as_asked_without_spending_the_budget():
+    # 60 s between the tiers 38 and 120: the first hop is 38 s, the whole wait is held.
     step = next_step(Failure(FailureKind.THROTTLED, "slow down", 613, wait_s=60), 3, DELAYS, 3)
-    assert step == RetryLater(120, 3)
+    assert step == RetryLater(38, 3, hold_s=60)
 
 
-def test_throttling_longer_than_every_tier_takes_the_longest():
+def test_throttling_longer_than_every_tier_hops_through_the_longest_and_holds_it_all():
     step = next_step(Failure(FailureKind.THROTTLED, "x", 4, wait_s=10_000), 1, DELAYS, 3)
-    assert step == RetryLater(150, 1)
+    assert step == RetryLater(150, 1, hold_s=10_000)
 
 
 @pytest.mark.parametrize(("headers", "attempt"), [
