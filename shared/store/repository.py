@@ -28,9 +28,11 @@ from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
 from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
+    BLOCKED,
     BUSY,
     CONNECTED,
     FAILED,
+    NEEDS_RECONNECT,
     PAUSED,
     PUBLISHING,
     QUEUED,
@@ -60,6 +62,7 @@ from shared.store.views import (
     OutboxRetry,
     PageCredentials,
     PageView,
+    ReconnectMail,
     Start,
     UserView,
     album_view,
@@ -497,6 +500,7 @@ class Store:
             connection.page_id, connection.page_name = page_id, page_name
             connection.token_sealed, connection.state = token_sealed, CONNECTED
             connection.connected_at, connection.reconnect_asked_at = utcnow(), None
+            connection.reconnect_mailed_at = None
             paused = list(s.scalars(
                 select(Image).join(Album, Album.id == Image.album_id)
                 .where(Album.user_id == user_id, Album.page_id == page_id,
@@ -544,6 +548,27 @@ class Store:
                                       PageConnection.state != state)
                                .values(state=state, reconnect_asked_at=utcnow()))
             return bool(cast(CursorResult[Any], result).rowcount)
+
+    def claim_reconnect_mails(self) -> list[ReconnectMail]:
+        """The owners of Pages that stopped (190, 368) and were not mailed since: each is
+        marked mailed as it is handed out, so one notifier mails them once."""
+        with self._tx() as s:
+            rows = list(s.execute(
+                select(PageConnection, User.email).join(User, User.id == PageConnection.user_id)
+                .where(PageConnection.state.in_((NEEDS_RECONNECT, BLOCKED)),
+                       (PageConnection.reconnect_mailed_at.is_(None))
+                       | (PageConnection.reconnect_mailed_at < PageConnection.reconnect_asked_at))
+                .with_for_update(skip_locked=True)))
+            now = utcnow()
+            for connection, _ in rows:
+                connection.reconnect_mailed_at = now
+            return [ReconnectMail(c.user_id, email, c.page_name, c.state) for c, email in rows]
+
+    def release_reconnect_mail(self, user_id: int) -> None:
+        """The mail could not be sent: the next round tries again."""
+        with self._tx() as s:
+            s.execute(update(PageConnection).where(PageConnection.user_id == user_id)
+                      .values(reconnect_mailed_at=None))
 
     def pause_image(self, image_id: int, reason: str, code: int | None,
                     give_back_attempt: bool) -> None:

@@ -156,5 +156,7 @@ class PageConnection(Base):
     token_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(32), default=CONNECTED)
     connected_at: Mapped[datetime] = mapped_column(default=utcnow)
-    #: When the owner was last asked to reconnect (so a revoked token asks once).
+    #: When the connection last stopped (190 or 368), and when its owner was mailed about it:
+    #: one email per stop (services/notifier/reconnect_mail.py).
     reconnect_asked_at: Mapped[datetime | None]
+    reconnect_mailed_at: Mapped[datetime | None]

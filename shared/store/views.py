@@ -27,6 +27,16 @@ class PageView:
 
 
 @dataclass(frozen=True)
+class ReconnectMail:
+    """An owner to ask, once, to reconnect their Page."""
+
+    user_id: int
+    email: str
+    page_name: str
+    state: str
+
+
+@dataclass(frozen=True)
 class PageCredentials:
     """What the uploader needs to publish to a Page: its id, its state and its sealed token
     (opened by the uploader's cipher at the edge)."""

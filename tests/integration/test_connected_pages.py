@@ -97,3 +97,32 @@ def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(sim, s
         photos = requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"]
         mine = [p for p in photos if p["caption"].startswith(f"ref:{album_id}:")]
         assert len(mine) == 4 and {p["page"] for p in mine} == {page_id}
+
+
+def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim):
+    import io
+
+    from services.uploader.graph_client import GraphError
+
+    tokens = {}
+    for page_id, owner in (("6101", "dora"), ("6102", "eve")):
+        requests.post(f"{sim}/_sim/pages", json={"id": page_id, "owner": owner},
+                      timeout=5).raise_for_status()
+        (page,) = login(sim, owner)
+        tokens[page_id] = page.token
+    dora = GraphClient(sim, VERSION, "6101", tokens["6101"], timeout=(5.0, 30.0))
+    eve_album = GraphClient(sim, VERSION, "6102", tokens["6102"]).create_album("Eve's")
+    body = png(8, 8, seed=1)
+    with pytest.raises(GraphError) as refused:
+        dora.upload_photo(eve_album, io.BytesIO(body), len(body), "a.png", "image/png", "x")
+    assert refused.value.code == 200  # Page A's token on Page B's album
+    requests.post(f"{sim}/_sim/pages/6101/block", timeout=5).raise_for_status()
+    with pytest.raises(GraphError) as blocked:
+        dora.create_album("Dora's")
+    assert blocked.value.code == 368
+    requests.post(f"{sim}/_sim/pages/6101/revoke", timeout=5).raise_for_status()
+    with pytest.raises(GraphError) as revoked:
+        list(dora.list_albums())
+    assert (revoked.value.code, revoked.value.subcode) == (190, 460)
+    (fresh,) = login(sim, "dora")  # logging in again hands out a new Page token
+    assert fresh.token != tokens["6101"]

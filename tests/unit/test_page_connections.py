@@ -185,3 +185,44 @@ def test_the_single_tenant_page_serves_albums_posted_without_a_connection(world)
     world.deliver(delivery)
     assert world.store.album(album_id).state == "done" and len(world.photos("999")) == 1
     assert topology.IMAGE_UPLOADS.name  # the route the handler serves
+
+
+class Mailbox:
+    """A mailer that keeps what it was asked to send, or fails while told to."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.failing = False
+
+    def send(self, message: Any) -> None:
+        if self.failing:
+            raise ConnectionRefusedError("smtp away")
+        self.sent.append(message)
+
+
+def test_a_revoked_token_mails_its_owner_once_asking_to_reconnect(world):
+    from services.notifier.reconnect_mail import ReconnectMailer
+
+    ann = world.user_with_page("ann@example.com", "111", "token-ann-SECRET")
+    _, deliveries = world.album(ann, "111", 3)
+    world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.extend(
+        [GraphError("Error validating access token", http_status=400, code=190)] * 3)
+    mails = Mailbox()
+    notifier = ReconnectMailer(world.store, mails, "albums@example.com", "http://app.example")
+    mails.failing = True
+    world.deliver(deliveries[0])
+    assert notifier.run_once() == 0  # SMTP away: released, not lost
+    mails.failing = False
+    for delivery in deliveries[1:]:
+        world.deliver(delivery)
+    assert notifier.run_once() == 1 and notifier.run_once() == 0
+    (mail,) = mails.sent
+    assert mail["To"] == "ann@example.com"
+    assert "http://app.example/connect/facebook" in mail.get_content()
+    assert "SECRET" not in mail.as_string()
+    # Reconnected, then refused again: a new stop, a new email.
+    world.facebook.tokens["token-2"] = "111"
+    world.store.connect_page(ann, "111", "Page 111", world.cipher.encrypt("token-2"))
+    assert notifier.run_once() == 0
+    world.store.set_page_state(ann, "111", "needs_reconnect")
+    assert notifier.run_once() == 1
