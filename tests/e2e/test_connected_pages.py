@@ -105,6 +105,10 @@ def test_a_token_revoked_mid_album_pauses_and_reconnecting_resumes_each_photo_on
     page = requests.get(f"{system.api_url}/api/page", timeout=10,
                         headers={"Authorization": f"Bearer {user['token']}"}).json()["page"]
     assert page["state"] == "needs_reconnect"
+    (mail,) = wait_for(lambda: [m for m in system.mails_to(user["email"])
+                                if m["subject"].startswith("Reconnect your Facebook Page")],
+                       timeout=30, every=0.5, what="the email asking to reconnect")
+    assert "/connect/facebook" in mail["text"]
 
     browser = connect_page(system, user["token"], user["fb_user"])  # a new Page token
     assert browser is not None
