@@ -48,9 +48,12 @@ def consume(settings: UploaderSettings) -> None:
                         settings.usage_pause_s)
 
     def page_client(page_id: str, token: str) -> GraphClient:
+        # Each Page's usage headers hold that Page (and the app), as its own gate records them.
+        page_gate = ThrottleGate(store, page_id, settings.usage_threshold_pct,
+                                 settings.usage_pause_s)
         return GraphClient(settings.graph_api_url, settings.graph_api_version, page_id, token,
                            timeout=(5.0, settings.graph_timeout_s),
-                           pool_size=settings.uploader_concurrency, on_usage=gate.record)
+                           pool_size=settings.uploader_concurrency, on_usage=page_gate.record)
 
     # Each album publishes to the Page it recorded, with that Page's token (services/uploader/
     # pages.py); FACEBOOK_PAGE_ID/TOKEN serve albums posted without a connection.

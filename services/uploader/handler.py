@@ -136,10 +136,13 @@ class ImageUploader:
     def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
+        page_id = None
+        if self._pages is not None:
+            page_id = self._use_album_page(message)
+            if page_id is None:
+                return
         if self._gate is not None:  # a Page or app held for its usage: nothing is streamed
-            self._gate.check()
-        if self._pages is not None and not self._use_album_page(message):
-            return
+            self._gate.check(page_id)
         try:
             start = self._store.start_attempt(
                 message.image_id, _LEASE,
@@ -152,19 +155,19 @@ class ImageUploader:
             return
         self._attempt(message, start)
 
-    def _use_album_page(self, message: messages.ImageUploadRequested) -> bool:
-        """Point this thread at the album's Page; False (the image paused, no attempt spent)
-        while that Page waits for its owner to reconnect it."""
+    def _use_album_page(self, message: messages.ImageUploadRequested) -> str | None:
+        """Point this thread at the album's Page and return its id; None (the image paused,
+        no attempt spent) while that Page waits for its owner to reconnect it."""
         assert self._pages is not None
         try:
-            self._local.graph = self._pages.client_for(message.album_id)
+            page_id, self._local.graph = self._pages.client_for(message.album_id)
         except PagePaused as exc:
             self._store.pause_image(message.image_id, exc.reason, None, give_back_attempt=False)
             log.info("image %s paused: %s", message.image_id, exc.reason)
-            return False
+            return None
         except LookupError as exc:
             raise messages.PoisonMessage(str(exc)) from None
-        return True
+        return str(page_id)
 
     def _page_wide(self, message: messages.ImageUploadRequested, failure: Failure) -> bool:
         """A failure that is the Page's, not the image's: 190 pauses the image (its attempt

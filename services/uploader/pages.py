@@ -63,16 +63,16 @@ class Pages:
         assert credentials.state == CONNECTED
         return page_id, self._cipher.decrypt(credentials.token_sealed)
 
-    def client_for(self, album_id: str) -> Any:
-        """A Graph client for the album's Page, kept per Page and token (a reconnect's new
-        token gets a new client)."""
+    def client_for(self, album_id: str) -> tuple[str, Any]:
+        """The album's Page id and a Graph client for it, kept per Page and token (a
+        reconnect's new token gets a new client)."""
         page_id, token = self.token_for(album_id)
         key = (page_id, hashlib.sha256(token.encode()).hexdigest())
         with self._lock:
             client = self._clients.get(key)
             if client is None:
                 client = self._clients[key] = self._make_client(page_id, token)
-            return client
+            return page_id, client
 
     def is_connected(self, album_id: str) -> bool:
         """Whether the album publishes to a user's connected Page (not the single-tenant

@@ -226,3 +226,18 @@ def test_a_revoked_token_mails_its_owner_once_asking_to_reconnect(world):
     assert notifier.run_once() == 0
     world.store.set_page_state(ann, "111", "needs_reconnect")
     assert notifier.run_once() == 1
+
+
+def test_a_usage_hold_on_one_page_does_not_hold_another_users_page(world):
+    from services.uploader.throttle_gate import ThrottleGate
+
+    world.uploader = ImageUploader(
+        world.store, Outbox(world.store, world.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+        None, world.s3, BUCKET, Policy((5, 30), max_attempts=3),
+        gate=ThrottleGate(world.store, ""), pages=world.pages)
+    ann = world.user_with_page("ann@example.com", "111", "token-ann")
+    bob = world.user_with_page("bob@example.com", "222", "token-bob")
+    (_, (ann_image,)), (_, (bob_image,)) = world.album(ann, "111", 1), world.album(bob, "222", 1)
+    world.store.hold_graph("111", 60)  # Facebook said Ann's Page is near its limit
+    assert world.deliver(ann_image).kind == "retry" and world.photos("111") == []
+    assert world.deliver(bob_image).kind == "ack" and len(world.photos("222")) == 1
