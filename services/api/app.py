@@ -23,7 +23,8 @@ from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
 from shared.outbox import Outbox
 from shared.replay import Replayer
-from shared.store import AlbumView, Created, KeyReused, Store, UserView
+from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
+from shared.token_cipher import TokenCipher, cipher_from_setting
 
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
@@ -45,6 +46,7 @@ class Services:
         self._lock = threading.Lock()
         self._outbox: Outbox | None = None
         self._s3: Any = None
+        self._cipher: TokenCipher | None = None
         self._stop = threading.Event()
 
     @property
@@ -54,6 +56,15 @@ class Services:
                 self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url))
                 self._outbox.start_relay(self._stop)
             return self._outbox
+
+    @property
+    def cipher(self) -> TokenCipher:
+        """Seals and opens the connected Pages' tokens (TOKEN_ENCRYPTION_KEYS)."""
+        with self._lock:
+            if self._cipher is None:
+                keys = self.settings.token_encryption_keys.get_secret_value()
+                self._cipher = cipher_from_setting(keys)
+            return self._cipher
 
     @property
     def replayer(self) -> Replayer:
@@ -84,6 +95,9 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     from .web import web  # imported here: web.py builds on this module
 
     app.register_blueprint(web)
+    from .page_connect import connect
+
+    app.register_blueprint(connect)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DBAPIError, _store_unavailable)
     return app
@@ -151,6 +165,8 @@ def publish_album() -> Any:
     except KeyReused as exc:
         return _error(422, f"this {HEADER} was already used for another album "
                            f"({exc.album_id}); send a new key for a new album")
+    except NoPage as exc:
+        return _error(409, exc.reason)
     location = url_for("api.get_album", album_id=created.album_id)
     body = {"id": created.album_id, "title": album.title, "state": "publishing",
             "images": len(album.images), "queued": queued, "status_url": location}
@@ -162,6 +178,30 @@ def publish_album() -> Any:
     return jsonify(body), 202, headers
 
 
+class NoPage(Exception):
+    """The user has no Page to publish to: none connected (and no single-tenant Page), or
+    the connected one waits for a reconnect."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def target_page(services: Services, user_id: int) -> str | None:
+    """The Page a new album of the user's publishes to, recorded with it: the user's
+    connected Page, else None for the single-tenant Page; NoPage if there is neither."""
+    page = services.store.page(user_id)
+    if page is not None:
+        if page.state != CONNECTED:
+            raise NoPage(f"your Facebook Page {page.page_name} must be reconnected before "
+                         "publishing (Facebook no longer accepts its token, or blocked it): "
+                         "open /connect/facebook")
+        return page.page_id
+    if services.settings.single_tenant_page is not None:
+        return None
+    raise NoPage("connect a Facebook Page first: open /connect/facebook in a browser")
+
+
 def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
                        key: str | None) -> tuple[Created, bool]:
     """Commit the album with its outbox rows (once per idempotency key), then publish them.
@@ -169,14 +209,15 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     Nothing after the commit may fail the request: the album is accepted then, and whatever
     this publish misses (the broker away, the store failing to mark the rows sent) the relay
     sends. Returns the album and whether its messages were confirmed and marked now."""
+    page_id = target_page(services, user_id)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
-                                                     album.images)
+                                                     album.images, page_id)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
-                                                   album.notify_email, album.images)
+                                                   album.notify_email, album.images, page_id)
     return created, outbox.publish_committed(created.rows)
 
 
@@ -215,6 +256,20 @@ def list_images() -> Any:
     services = _services()
     images = s3.list_keys(services.s3, services.settings.s3_bucket, g.user.prefix)
     return jsonify({"prefix": g.user.prefix, "images": images})
+
+
+@api.get("/api/page")
+@authenticated
+def get_page() -> Any:
+    """The user's connected Facebook Page (no token), and whether a single-tenant Page serves
+    users without one."""
+    services = _services()
+    page = services.store.page(g.user.id)
+    body = None if page is None else {
+        "id": page.page_id, "name": page.page_name, "state": page.state,
+        "connected_at": page.connected_at.isoformat() + "Z"}
+    return jsonify({"page": body, "single_tenant": services.settings.single_tenant_page
+                    is not None, "connect_url": url_for("connect.start", _external=True)})
 
 
 @api.get("/api/openapi.json")

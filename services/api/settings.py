@@ -29,6 +29,13 @@ class ApiSettings(CommonSettings):
     #: beyond the limit get a snapshot and reconnect a few seconds later (polling).
     api_sse_streams: int | None = Field(default=None, ge=1)
 
+    #: The Facebook app that users log in through to connect their Page (docs/facebook-login.md).
+    facebook_app_id: str = "sim-app"
+    facebook_app_secret: SecretStr = SecretStr("sim-app-secret")
+    #: Where Facebook Login's dialog lives: https://www.facebook.com in production; the
+    #: simulator serves it locally.
+    facebook_dialog_url: str = "http://127.0.0.1:8010"
+
     def session_secret(self) -> str:
         if self.api_secret_key is not None and self.api_secret_key.get_secret_value():
             return self.api_secret_key.get_secret_value()

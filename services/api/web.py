@@ -51,7 +51,7 @@ from shared.store import (
     UserView,
 )
 
-from .app import Services, album_json, create_and_publish
+from .app import NoPage, Services, album_json, create_and_publish
 from .idempotency import InvalidKey, parse_key
 from .thumbnails import MissingObject, Thumbnails
 from .validation import InvalidAlbum, key_is_callers, parse_album
@@ -324,6 +324,8 @@ def publish() -> Any:
         return _publish_form(422, "This form already published another album "
                              f"({exc.album_id}). Check your albums, or publish this one now.",
                              form=form)
+    except NoPage as exc:
+        return _publish_form(409, exc.reason[:1].upper() + exc.reason[1:] + ".", form=form)
     return redirect(url_for("web.album_page", album_id=created.album_id), code=303)
 
 
