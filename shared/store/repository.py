@@ -49,6 +49,7 @@ from shared.store.tables import (
     utcnow,
 )
 from shared.store.views import (
+    AlbumPhotoLedger,
     AlbumView,
     Created,
     FbAlbumClaim,
@@ -56,6 +57,7 @@ from shared.store.views import (
     NotificationClaim,
     OutboxRetry,
     Start,
+    Unrecorded,
     UserView,
     album_view,
     image_view,
@@ -141,12 +143,17 @@ class Store:
     # -- albums --------------------------------------------------------------------------------
 
     def create_album(self, user_id: int, title: str, notify_email: str | None,
-                     keys: Sequence[str]) -> tuple[str, list[OutboxMessage]]:
-        """Record an album, its images and one outbox message per image, all or nothing."""
-        return self._insert_album(user_id, title, notify_email, keys)
+                     keys: Sequence[str], captions: Sequence[str | None] = (),
+                     description: str | None = None) -> tuple[str, list[OutboxMessage]]:
+        """Record an album, its images and one outbox message per image, all or nothing.
+        `captions` go with `keys` by position (missing ones: no caption)."""
+        return self._insert_album(user_id, title, notify_email, keys,
+                                  captions=captions, description=description)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
-                          notify_email: str | None, keys: Sequence[str]) -> Created:
+                          notify_email: str | None, keys: Sequence[str],
+                          captions: Sequence[str | None] = (),
+                          description: str | None = None) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
         for; raises KeyReused if the key created another one.
@@ -155,7 +162,7 @@ class Store:
         moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
-                                                (key, fingerprint))
+                                                (key, fingerprint), captions, description)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -168,17 +175,21 @@ class Store:
 
     def _insert_album(self, user_id: int, title: str, notify_email: str | None,
                       keys: Sequence[str], idempotency: tuple[str, str] | None = None,
+                      captions: Sequence[str | None] = (), description: str | None = None,
                       ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         with self._tx() as s:
-            s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email))
+            s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
+                        description=description or None))
             s.flush()
             if idempotency is not None:
                 # Flushed before the images: a repeated key fails before any more work.
                 s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
                                      fingerprint=idempotency[1]))
                 s.flush()
-            images = [Image(album_id=album_id, position=i, key=key) for i, key in enumerate(keys)]
+            images = [Image(album_id=album_id, position=i, key=key,
+                            caption=(captions[i] if i < len(captions) else None) or None)
+                      for i, key in enumerate(keys)]
             s.add_all(images)
             s.flush()
             rows = [_upload_row(image) for image in images]
@@ -236,7 +247,43 @@ class Store:
             image.state, image.next_attempt_at = UPLOADING, None
             image.attempts += 1
             image.attempt_started_at, image.lease_until = now, now + lease
-            return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
+            if image.first_attempt_at is None:  # the database's clock: hosts' clocks differ
+                image.first_attempt_at = self._now(s)
+            claim = _claim_fb_album(album, claim_stale)
+            size = (image.width, image.height) if image.width and image.height else None
+            return Start(image.attempts, 0.0, album.title, claim, image.caption or "",
+                         album.description or "", album.created_at, image.first_attempt_at,
+                         size)
+
+    def record_image_size(self, image_id: int, size: tuple[int, int]) -> None:
+        """The source's pixel size, read before its first send (recognises its photo later)."""
+        with self._tx() as s:
+            s.execute(update(Image).where(Image.id == image_id)
+                      .values(width=size[0], height=size[1]))
+
+    def album_photo_ledger(self, album_id: str,
+                           in_flight_window: timedelta) -> AlbumPhotoLedger:
+        """The album's recorded photo ids, and its images attempted without one (with how long
+        each one's attempt may still land: `in_flight_window` after it started)."""
+        now = utcnow()  # the clock attempt_started_at was written with
+        with self._read() as s:
+            images = _images(s, album_id)
+        claimed = [i.photo_id for i in images if i.photo_id]
+        unrecorded = [
+            Unrecorded(i.id, i.caption or "",
+                       (i.width, i.height) if i.width and i.height else None,
+                       i.first_attempt_at, _in_flight_s(i, now, in_flight_window))
+            for i in images if not i.photo_id and i.first_attempt_at is not None]
+        return AlbumPhotoLedger(claimed, unrecorded)
+
+    def fb_albums_recorded(self, fb_album_ids: Collection[str]) -> set[str]:
+        """Which of these Facebook albums are recorded for one of our albums already."""
+        if not fb_album_ids:
+            return set()
+        with self._read() as s:
+            recorded = s.scalars(select(Album.fb_album_id)
+                                 .where(Album.fb_album_id.in_(list(fb_album_ids)))).all()
+        return {fb_album_id for fb_album_id in recorded if fb_album_id}
 
     def requeue_lost(self, quiet_for: timedelta, limit: int = 500) -> list[OutboxMessage]:
         """A new upload message for each image that still waits but was not touched for
@@ -533,6 +580,13 @@ def _row(message: Outgoing) -> OutboxMessage:
 def _images(s: Session, album_id: str) -> list[Image]:
     return list(s.scalars(select(Image).where(Image.album_id == album_id)
                           .order_by(Image.position)))
+
+
+def _in_flight_s(image: Image, now: datetime, window: timedelta) -> float:
+    if image.state != UPLOADING or image.attempt_started_at is None:
+        return 0.0
+    until = max(image.lease_until or now, image.attempt_started_at + window)
+    return max(0.0, (until - now).total_seconds())
 
 
 def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:

@@ -73,6 +73,33 @@ class Start:
     busy_for: float
     album_title: str = ""
     fb_album: FbAlbumClaim | None = None
+    #: What the photo is sent with, and what recognises it later (no public mark).
+    caption: str = ""
+    album_description: str = ""
+    album_created_at: datetime | None = None
+    #: The first attempt's start (the database's clock) and the source's size, once read.
+    first_attempt_at: datetime | None = None
+    size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Unrecorded:
+    """An image of the album attempted without a recorded photo: one that may have sent one."""
+
+    image_id: int
+    caption: str
+    size: tuple[int, int] | None
+    first_attempt_at: datetime | None
+    #: Seconds until its current attempt can no longer land (0: none in flight).
+    in_flight_s: float
+
+
+@dataclass(frozen=True)
+class AlbumPhotoLedger:
+    """What the store knows of an album's photos, for reconciling an uncertain attempt."""
+
+    claimed: list[str]
+    unrecorded: list[Unrecorded]
 
 
 def image_view(image: Image) -> ImageView:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import posixpath
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from dev import images
 from services.uploader import handler as handler_module
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.fake_graph import FakeGraph, Fault
@@ -37,8 +39,12 @@ BAD_GATEWAY = GraphError("HTTP 502 Bad Gateway from the Graph API", http_status=
 
 
 class FakeS3:
-    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
-        body = b"\x89PNG\r\n\x1a\n" + Key.encode()
+    """Image n of an album is a PNG (10 + n) x 10: each image's size tells its photo apart."""
+
+    def get_object(self, Bucket: str, Key: str,  # noqa: N803 - boto3's names
+                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+        number = int(posixpath.splitext(posixpath.basename(Key))[0])
+        body = images.png(10 + number, 10, seed=number)
         return {"Body": io.BytesIO(body), "ContentLength": len(body), "ContentType": "image/png"}
 
 
