@@ -172,11 +172,13 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
-                                                     album.images)
+                                                     album.images, album.captions,
+                                                     album.description)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
-                                                   album.notify_email, album.images)
+                                                   album.notify_email, album.images,
+                                                   album.captions, album.description)
     return created, outbox.publish_committed(created.rows)
 
 
