@@ -26,6 +26,10 @@ from typing import Any
 CLOCK_SKEW = timedelta(seconds=60)
 #: Aspect ratios this close are the same picture scaled (Facebook rounds scaled sides).
 _RATIO_TOLERANCE = 0.02
+#: A source whose longest side is within this is taken to be kept at its own size, so its photo
+#: must match it exactly; only larger ones may come back scaled down. Our assumption: the
+#: largest rendition Facebook lists for a photo is 2048 px on its longest side.
+LARGEST_KEPT_PX = 2048
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ def same_picture_size(photo: tuple[int, int] | None, source: tuple[int, int] | N
     """Unknown on either side matches (nothing to tell them apart by)."""
     if photo is None or source is None or 0 in photo or 0 in source:
         return True
+    if max(source) <= LARGEST_KEPT_PX:
+        return photo == source
     if max(photo) > max(source) + 1:
         return False  # Facebook scales down, never up
     return abs(photo[0] / photo[1] - source[0] / source[1]) <= _RATIO_TOLERANCE * (

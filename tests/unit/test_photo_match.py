@@ -54,6 +54,9 @@ def test_facebook_scaled_down_photo_matches_by_aspect_ratio():
     assert not same_picture_size((2048, 1152), (4000, 3000))  # 16:9 is another picture
     assert not same_picture_size((8000, 6000), (4000, 3000))  # never scaled up
     assert same_picture_size(None, (4000, 3000))
+    # A source Facebook keeps at its size matches only exactly: 48x32 is not 72x48.
+    assert same_picture_size((72, 48), (72, 48))
+    assert not same_picture_size((48, 32), (72, 48))
 
 
 def test_a_rival_still_in_flight_makes_it_wait_rather_than_guess():
