@@ -3,10 +3,9 @@
 A retry looks in the album for a photo an earlier attempt sent but never recorded (the Graph API
 has no idempotency key); which photo is its is decided by `photo_match` from what this listing
 holds (caption, size, created time: no mark of ours is public). Listing the whole album for
-every retry of every image costs a retry
-round of N images N listings of N/25 pages each; here one listing, taken for the first retry,
-serves the album's other retries in this process for `ttl_s`, and concurrent ones wait for it
-rather than list too.
+every retry of every image costs a retry round of N images N listings of N/25 pages each; here
+one listing, taken for the first retry, serves the album's other retries in this process for
+`ttl_s`, and concurrent ones wait for it rather than list too.
 
 Why a listing that old still answers "not sent" truly: an attempt starts at least the shortest
 retry delay after the previous attempt of its image ended (the retry waits in a delay tier), and

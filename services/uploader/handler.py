@@ -72,8 +72,8 @@ class Policy:
     def album_claim_stale_s(self) -> float:
         """A claim to create the Facebook album this old was made by a worker that died or
         whose create ended without an answer, and that create can no longer land: another
-        may take it over (after looking for the album by its mark). Shorter, a slow create
-        would be taken over and two albums made."""
+        may take it over (after looking for the album by title and time). Shorter, a slow
+        create would be taken over and two albums made."""
         return self.graph_timeout_s + self.album_claim_margin_s
 
     @property

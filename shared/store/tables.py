@@ -48,7 +48,7 @@ class Album(Base):
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
     #: When a worker claimed the creation of the Facebook album, by the database's clock
     #: (hosts' clocks differ); and whether its create ended without saying if it was made (a
-    #: timeout, a 5xx): then the album is looked for by its mark before another is created.
+    #: timeout, a 5xx): then the album is looked for (by title and time) before another is created.
     fb_album_claimed_at: Mapped[datetime | None]
     fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)

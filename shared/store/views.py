@@ -57,7 +57,7 @@ class FbAlbumClaim:
     #: An earlier claimer never finished: it may have created the album unrecorded.
     taken_over: bool
     #: Not the caller's: the claimer's create ended without an answer, so the album may exist
-    #: on Facebook unrecorded (look for it by its mark rather than only wait).
+    #: on Facebook unrecorded (look for it by title and time rather than only wait).
     uncertain: bool = False
 
 
