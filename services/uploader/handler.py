@@ -166,7 +166,7 @@ class ImageUploader:
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
         fb_album = self._fb_album(message.album_id, _AlbumFacts.of(start), start.fb_album)
-        size = start.size or self._source_size(message)
+        size = start.size or image_size.read_size(self._s3, self._bucket, message.key)
         if start.attempt != 1:
             # An earlier attempt may have reached Facebook and died before recording the
             # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
@@ -174,6 +174,9 @@ class ImageUploader:
             if sent is not None:
                 log.info("image %s was already on Facebook as %s", message.image_id, sent)
                 return sent
+        # Recorded before the send: from now on a photo may land (rivals wait for it), and
+        # the size recognises it later.
+        self._store.record_sending(message.image_id, None if start.size else size)
         try:
             photo_id = self._send(fb_album, message, start.caption)
         except GraphError as exc:
@@ -182,14 +185,6 @@ class ImageUploader:
             return self._existing_duplicate(fb_album, message, start, size)
         self._album_photos.add(fb_album, Photo(photo_id, start.caption, utcnow(), size))
         return photo_id
-
-    def _source_size(self, message: messages.ImageUploadRequested) -> tuple[int, int] | None:
-        """Read from the object's first bytes and recorded before the first send: with the
-        caption and the first attempt's start, it recognises the photo later."""
-        size = image_size.read_size(self._s3, self._bucket, message.key)
-        if size is not None:
-            self._store.record_image_size(message.image_id, size)
-        return size
 
     def _send(self, fb_album: str, message: messages.ImageUploadRequested, caption: str) -> str:
         obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
@@ -230,6 +225,8 @@ class ImageUploader:
         if isinstance(found, photo_match.Found):
             return found.photo_id
         if isinstance(found, photo_match.Wait):
+            # This attempt sent nothing: not in flight, or two waiting images block each other.
+            self._store.release_attempt(message.image_id)
             raise outcomes.Busy(found.seconds, found.reason)
         if isinstance(found, photo_match.Unsure):
             raise outcomes.Permanent(found.reason)

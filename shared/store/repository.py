@@ -255,11 +255,20 @@ class Store:
                          album.description or "", album.created_at, image.first_attempt_at,
                          size)
 
-    def record_image_size(self, image_id: int, size: tuple[int, int]) -> None:
-        """The source's pixel size, read before its first send (recognises its photo later)."""
+    def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
+        """The attempt is about to send (its photo may land from now on), with the source's
+        pixel size when it was just read (it recognises the photo later)."""
+        values: dict[str, Any] = {"sent_at": utcnow()}
+        if size is not None:
+            values.update(width=size[0], height=size[1])
         with self._tx() as s:
-            s.execute(update(Image).where(Image.id == image_id)
-                      .values(width=size[0], height=size[1]))
+            s.execute(update(Image).where(Image.id == image_id).values(**values))
+
+    def release_attempt(self, image_id: int) -> None:
+        """The attempt ends having sent nothing (it waits to reconcile): not in flight."""
+        with self._tx() as s:
+            s.execute(update(Image).where(Image.id == image_id, Image.state == UPLOADING)
+                      .values(state=RETRYING, lease_until=None, attempt_started_at=None))
 
     def album_photo_ledger(self, album_id: str,
                            in_flight_window: timedelta) -> AlbumPhotoLedger:
@@ -583,10 +592,14 @@ def _images(s: Session, album_id: str) -> list[Image]:
 
 
 def _in_flight_s(image: Image, now: datetime, window: timedelta) -> float:
-    if image.state != UPLOADING or image.attempt_started_at is None:
+    """How long a photo this image's last send may still land: while its attempt runs (or its
+    uploader died) and has sent. An attempt that ended (retrying) or has not sent yet (it is
+    reconciling) is not in flight."""
+    if image.state != UPLOADING or image.sent_at is None:
         return 0.0
-    until = max(image.lease_until or now, image.attempt_started_at + window)
-    return max(0.0, (until - now).total_seconds())
+    if image.attempt_started_at is None or image.sent_at < image.attempt_started_at:
+        return 0.0  # the send was an earlier attempt's, which ended
+    return max(0.0, (image.sent_at + window - now).total_seconds())
 
 
 def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:

@@ -85,6 +85,9 @@ class Image(Base):
     height: Mapped[int | None]
     #: When the first attempt started, by the database's clock: no photo of this image is older.
     first_attempt_at: Mapped[datetime | None]
+    #: When an attempt last began sending to Facebook: until the Graph timeout after it, a
+    #: photo of this image may still land (an attempt still reconciling has sent nothing).
+    sent_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(32), default=QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     photo_id: Mapped[str | None] = mapped_column(String(64))
