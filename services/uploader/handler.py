@@ -120,12 +120,14 @@ class ImageUploader:
             on_retry=self.record_retry, on_give_up=self.give_up)
 
     def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
+        # This thread's attempt, for the route's hooks: none until one is taken (a hook run
+        # for a wait before it must not act for the previous message's attempt).
+        self._running.attempt = None
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         if self._gate is not None:  # a Page or app held for its usage: nothing is streamed
             self._gate.check()
         delivery = fate.current_delivery()
-        self._running.attempt = None
         try:
             start = self._store.start_attempt(
                 message.image_id, _LEASE, in_flight_window(self._policy.graph_timeout_s),
@@ -370,10 +372,12 @@ class ImageUploader:
         doubt keeps its in-flight window."""
         # A throttle's wait may span several hops: the page shows when the whole wait ends.
         wait_s = step.hold_s if step.hold_s is not None else step.delay_s
+        attempt = getattr(self._running, "attempt", None)
+        # No attempt taken (held before it, for the Page's usage): the wait is shown only on
+        # an image that is waiting, never on one another attempt is uploading.
         self._store.record_retrying(message.image_id, failure.reason, failure.code,
-                                    timedelta(seconds=wait_s),
-                                    attempt=getattr(self._running, "attempt", None),
-                                    in_doubt=failure.in_doubt)
+                                    timedelta(seconds=wait_s), attempt=attempt,
+                                    in_doubt=failure.in_doubt, waiting_only=attempt is None)
 
     def give_up(self, message: messages.ImageUploadRequested, failure: Failure,
                 letter: Outgoing) -> None:

@@ -348,15 +348,17 @@ class Store:
 
     def record_retrying(self, image_id: int, error: str, code: int | None,
                         retry_in: timedelta | datetime, attempt: int | None = None,
-                        in_doubt: bool = False) -> None:
+                        in_doubt: bool = False, waiting_only: bool = False) -> None:
         """The attempt failed and its copy waits `retry_in` (a delay from the database's clock,
         which the uploader passes; or a time, naive UTC). `in_doubt`: its request may still
         reach Facebook, so the attempt keeps its in-flight window (see `start_attempt`). With
-        `attempt`, only if the image is still in that attempt."""
+        `attempt`, only if the image is still in that attempt; with `waiting_only` (a wait
+        before any attempt was taken), only if no attempt is uploading it."""
+        waiting = (Image.state != UPLOADING,) if waiting_only else ()
         with self._tx() as s:
             at = retry_in if isinstance(retry_in, datetime) else _db_time(s) + retry_in
             s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL),
-                                          *_in_attempt(attempt))
+                                          *_in_attempt(attempt), *waiting)
                       .values(state=RETRYING, error=error, error_code=code,
                               next_attempt_at=at, queued_at=at,
                               lease_until=None, in_doubt=in_doubt))
