@@ -213,11 +213,14 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
-                                                     album.images, page_id)
+                                                     album.images, album.captions,
+                                                     album.description, page_id=page_id)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
-                                                   album.notify_email, album.images, page_id)
+                                                   album.notify_email, album.images,
+                                                   album.captions, album.description,
+                                                   page_id=page_id)
     return created, outbox.publish_committed(created.rows)
 
 

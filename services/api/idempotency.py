@@ -36,7 +36,12 @@ def parse_key(value: str | None) -> str | None:
 
 def fingerprint(album: AlbumRequest) -> str:
     """The album asked for, as validated: a retry that differs only in spacing is the same."""
-    canonical = json.dumps({"title": album.title, "images": album.images,
-                            "notify_email": album.notify_email}, sort_keys=True,
-                           separators=(",", ":"))
+    asked: dict[str, object] = {"title": album.title, "images": album.images,
+                                "notify_email": album.notify_email}
+    # Only when given: an album of plain keys keeps the fingerprint it had before captions.
+    if any(album.captions):
+        asked["captions"] = album.captions
+    if album.description:
+        asked["description"] = album.description
+    canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
