@@ -13,6 +13,15 @@ code or subcode for an oversized photo or an unsupported format; the message det
 too-large subcode here are ours. `GET /_sim/uploads` counts the photo upload requests and the
 bytes they declared, refused ones included, so a test can see that nothing was sent.
 
+Page settings (`PageSettings`, from the environment at start, changed at run time with
+`PUT /_sim/page`): `REFUSE_ALBUM_CREATION` refuses `POST /{page-id}/albums` for good, as today's
+Facebook does (Meta's Page Albums reference documents no way to create one; the answer given is
+the one seen for album writes, HTTP 403 `(#200) ... deprecated`); `UNPUBLISHED_PHOTO_TTL_S`
+(default 24 h) is how long a photo uploaded with `published=false` to `/{page-id}/photos` is kept
+unless a feed post attaches it (`POST /{page-id}/feed` with `attached_media[i]={"media_fbid": id}`).
+Unpublished photos are listed in no album; posts are listed at `GET /{page-id}/posts`. The facts
+and their sources: docs/facebook-destinations.md.
+
 Run it with `python -m dev.graph_simulator [--host H] [--port P]`; tests call `create_app`.
 """
 
@@ -63,10 +72,11 @@ DEFAULT_LIST_LIMIT = 25
 MAX_LIST_LIMIT = 100
 LIST_FIELDS = ("id", "name", "created_time")
 ALBUM_FIELDS = ("id", "name", "description", "created_time")
+POST_FIELDS = ("id", "message", "created_time")
 
 VERSION_RE = re.compile(r"v\d+\.\d+")
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
-FAULT_ENDPOINTS = ("photos", "albums", "list")
+FAULT_ENDPOINTS = ("photos", "albums", "list", "feed")
 FAULT_KEYS = frozenset(
     {"latency_s", "error_rates", "throttle_minutes", "reject_filenames", "endpoints", "seed",
      "page_usage_pct", "app_usage_pct"}
@@ -231,13 +241,62 @@ def _endpoints(value: Any) -> list[str]:
     return endpoints
 
 
+#: The refusal of `POST /{page-id}/albums`: the answer Facebook gives for an album write it no
+#: longer allows (docs/facebook-destinations.md); permanent, like every code-200 answer.
+ALBUM_CREATION_REFUSED = (
+    "This endpoint is deprecated: Page albums can no longer be created through the Graph API")
+#: Today's Facebook refuses; the simulator allows until the uploader falls back to a multi-photo
+#: post by itself (issue 10, item 2), so that `make run` and the tests keep publishing albums.
+REFUSED_BY_DEFAULT = False
+#: How long Facebook keeps a photo uploaded with published=false that no post attached.
+DEFAULT_UNPUBLISHED_TTL_S = 24 * 3600.0
+
+
+@dataclass
+class PageSettings:
+    """How the simulated Page behaves; `PUT /_sim/page` changes them, `/_sim/reset` restores
+    the ones it started with."""
+
+    refuse_album_creation: bool = REFUSED_BY_DEFAULT
+    unpublished_ttl_s: float = DEFAULT_UNPUBLISHED_TTL_S
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> PageSettings:
+        env = os.environ if environ is None else environ
+        refuse = env.get("REFUSE_ALBUM_CREATION", str(REFUSED_BY_DEFAULT)).strip().lower()
+        if refuse not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ValueError(f"REFUSE_ALBUM_CREATION must be true or false, not {refuse!r}")
+        ttl = float(env.get("UNPUBLISHED_PHOTO_TTL_S", DEFAULT_UNPUBLISHED_TTL_S))
+        return cls(refuse in {"true", "1", "yes"}, _non_negative(ttl, "UNPUBLISHED_PHOTO_TTL_S"))
+
+    def updated(self, data: Any) -> PageSettings:
+        if not isinstance(data, dict):
+            raise ValueError("the page settings must be a JSON object")
+        unknown = set(data) - {"refuse_album_creation", "unpublished_ttl_s"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        refuse = data.get("refuse_album_creation", self.refuse_album_creation)
+        if not isinstance(refuse, bool):
+            raise ValueError("refuse_album_creation must be true or false")
+        ttl = _non_negative(data.get("unpublished_ttl_s", self.unpublished_ttl_s),
+                            "unpublished_ttl_s")
+        return PageSettings(refuse, ttl)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"refuse_album_creation": self.refuse_album_creation,
+                "unpublished_ttl_s": self.unpublished_ttl_s}
+
+
 class SimState:
     """Albums, photos and faults; handlers run on many threads, so all access takes the lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, page: PageSettings | None = None) -> None:
         self._lock = threading.Lock()
+        self._start_page = page or PageSettings()
+        self.page = self._start_page
         self._albums: dict[str, dict[str, Any]] = {}
         self._photos: list[dict[str, Any]] = []
+        self._posts: list[dict[str, Any]] = []
         self._uploads = {"requests": 0, "declared_bytes": 0}
         self._faults = Faults()
         self._rng = random.Random()
@@ -248,6 +307,8 @@ class SimState:
         with self._lock:
             self._albums.clear()
             self._photos.clear()
+            self._posts.clear()
+            self.page = self._start_page
             self._uploads = {"requests": 0, "declared_bytes": 0}
             self._faults = Faults()
             self._rng = random.Random()
@@ -279,10 +340,41 @@ class SimState:
                 "id": str(3_000_000_000_000_000 + number),
                 "post_id": f"{page_id}_{4_000_000_000_000_000 + number}",
                 "received_at": _now().isoformat(),
+                "received_mono": time.monotonic(),
                 **fields,
             }
+            if not photo.get("published", True):
+                # Facebook promises only the photo id for an unpublished upload.
+                del photo["post_id"]
             self._photos.append(photo)
             return dict(photo)
+
+    def add_post(self, page_id: str, message: str, media: list[str]) -> dict[str, Any]:
+        """A feed post attaching unpublished photos; refused (code 100) when one is unknown,
+        already attached or expired, and then nothing is posted."""
+        with self._lock:
+            ttl = self.page.unpublished_ttl_s
+            now = time.monotonic()
+            by_id = {photo["id"]: photo for photo in self._photos}
+            for fbid in media:
+                photo = by_id.get(fbid)
+                if photo is None or photo.get("published", True) or photo.get("attached_to"):
+                    raise GraphFault(100, f"Invalid parameter: attached_media {fbid} is not an "
+                                     "unpublished photo of this Page")
+                if now - photo["received_mono"] > ttl:
+                    raise GraphFault(100, f"Invalid parameter: unpublished photo {fbid} has "
+                                     "expired (Facebook keeps them about 24 hours)")
+            post_id = f"{page_id}_{5_000_000_000_000_000 + next(self._ids)}"
+            for fbid in media:
+                by_id[fbid]["attached_to"] = post_id
+            post = {"id": post_id, "message": message, "attached_media": list(media),
+                    "created_at": _now().isoformat()}
+            self._posts.append(post)
+            return dict(post)
+
+    def posts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(post) for post in self._posts]
 
     def note_upload(self, declared_bytes: int) -> None:
         """One photo upload request arrived, whatever its answer."""
@@ -301,6 +393,10 @@ class SimState:
                 for photo in self._photos
                 if album_id is None or photo["album_id"] == album_id
             ]
+
+    def album_photos(self, album_id: str) -> list[dict[str, Any]]:
+        """What an album lists: its published photos (unpublished ones are in no album)."""
+        return [photo for photo in self.photos(album_id) if photo.get("published", True)]
 
     @property
     def faults(self) -> Faults:
@@ -460,12 +556,12 @@ def _page_html(state: SimState) -> str:
     )
 
 
-def create_app(page_id: str, page_token: str) -> Flask:
+def create_app(page_id: str, page_token: str, page: PageSettings | None = None) -> Flask:
     """A Flask app simulating Graph for one Page whose token is `page_token`."""
     app = Flask(__name__)
     # Werkzeug then refuses oversized chunked bodies too, not just ones with a Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    state = SimState()
+    state = SimState(page)
     app.extensions["graph_simulator"] = state
 
     def require_token() -> None:
@@ -560,6 +656,8 @@ def create_app(page_id: str, page_token: str) -> Flask:
                 error_type="GraphMethodException",
             )
         apply_faults("albums")
+        if state.page.refuse_album_creation:
+            raise GraphFault(200, ALBUM_CREATION_REFUSED)
         name = request.values.get("name", "").strip()
         if not name:
             raise GraphFault(100, "param name must be non-empty")
@@ -579,7 +677,12 @@ def create_app(page_id: str, page_token: str) -> Flask:
                 subcode=TOO_LARGE_SUBCODE,
             )
         require_token()
-        if not state.has_album(node):
+        published = request.values.get("published", "true").lower() not in {"false", "0"}
+        if node == page_id:
+            if published:  # a published Page photo would be a post of its own: not simulated
+                raise GraphFault(100, "Invalid parameter: this simulator takes only "
+                                 "published=false photos on the Page itself")
+        elif not state.has_album(node):
             raise GraphFault(120)
         upload = _uploaded_file()
         apply_faults("photos")
@@ -596,9 +699,34 @@ def create_app(page_id: str, page_token: str) -> Flask:
             caption=request.form.get("caption", ""),
             filename=filename,
             content_type=upload.mimetype,
-            published=request.form.get("published", "true").lower() not in {"false", "0"},
+            published=published,
         )
+        if not published:
+            return jsonify({"id": photo["id"]})
         return jsonify({"id": photo["id"], "post_id": photo["post_id"]})
+
+    @app.post("/<version>/<node>/feed")
+    def create_post(version: str, node: str) -> Response:
+        _check_version(version)
+        require_token()
+        if node != page_id:
+            raise GraphFault(100, f"Unsupported post request. Object with ID '{node}' does "
+                             "not exist", subcode=33, error_type="GraphMethodException")
+        apply_faults("feed")
+        media = _attached_media()
+        post = state.add_post(page_id, request.values.get("message", ""), media)
+        return jsonify({"id": post["id"]})
+
+    @app.get("/<version>/<node>/posts")
+    def list_posts(version: str, node: str) -> Response:
+        _check_version(version)
+        require_token()
+        if node != page_id:
+            raise GraphFault(100, f"Unsupported get request. Object with ID '{node}' does "
+                             "not exist", subcode=33, error_type="GraphMethodException")
+        apply_faults("list")
+        # Newest first, as a Page's feed reads.
+        return jsonify(_post_page(list(reversed(state.posts()))))
 
     @app.get("/<version>/<node>/photos")
     def list_photos(version: str, node: str) -> Response:
@@ -613,7 +741,7 @@ def create_app(page_id: str, page_token: str) -> Flask:
                 error_type="GraphMethodException",
             )
         apply_faults("list")
-        return jsonify(_photo_page(state.photos(node)))
+        return jsonify(_photo_page(state.album_photos(node)))
 
     @app.get("/<version>/<node>/albums")
     def list_albums(version: str, node: str) -> Response:
@@ -649,6 +777,22 @@ def create_app(page_id: str, page_token: str) -> Flask:
         if not name:
             return jsonify({"error": "name is required"}), 400
         return jsonify(state.add_album(name, body.get("message"))), 201
+
+    @app.get("/_sim/posts")
+    def sim_posts() -> Response:
+        return jsonify({"posts": state.posts()})
+
+    @app.get("/_sim/page")
+    def sim_page_settings() -> Response:
+        return jsonify(state.page.to_json())
+
+    @app.put("/_sim/page")
+    def sim_set_page() -> tuple[Response, int]:
+        try:
+            state.page = state.page.updated(request.get_json(force=True, silent=True))
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
+        return jsonify(state.page.to_json()), 200
 
     @app.post("/_sim/reset")
     def sim_reset() -> Response:
@@ -702,6 +846,35 @@ def _photo_page(photos: list[dict[str, Any]]) -> dict[str, Any]:
     """One page of album photos, shaped and paged the way Graph does it."""
     fields = _requested_fields(LIST_FIELDS, "Photo")
     return _paged(photos, lambda photo: _photo_fields(photo, fields))
+
+
+def _post_page(posts: list[dict[str, Any]]) -> dict[str, Any]:
+    fields = _requested_fields(POST_FIELDS, "Post")
+    return _paged(posts, lambda post: _post_fields(post, fields))
+
+
+def _post_fields(post: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    values = {"id": post["id"], "message": post["message"] or None,
+              "created_time": _graph_time(post["created_at"])}
+    return {name: values[name] for name in fields if values[name] is not None}
+
+
+def _attached_media() -> list[str]:
+    """`attached_media[0]={"media_fbid":"..."}`, `attached_media[1]=...` as Graph takes them."""
+    items: list[tuple[int, str]] = []
+    for key, raw in request.values.items():
+        match = re.fullmatch(r"attached_media\[(\d+)\]", key)
+        if not match:
+            continue
+        try:
+            fbid = json.loads(raw)["media_fbid"]
+        except (ValueError, TypeError, KeyError):
+            detail = f"Invalid parameter: {key} must be {{\"media_fbid\": id}}"
+            raise GraphFault(100, detail) from None
+        items.append((int(match.group(1)), str(fbid)))
+    if not items:
+        raise GraphFault(100, "Invalid parameter: attached_media is required")
+    return [fbid for _, fbid in sorted(items)]
 
 
 def _album_page(albums: list[dict[str, Any]]) -> dict[str, Any]:
@@ -788,7 +961,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     page_id = os.environ.get("FACEBOOK_PAGE_ID", DEFAULT_PAGE_ID)
-    app = create_app(page_id, os.environ.get("FACEBOOK_PAGE_TOKEN", DEFAULT_PAGE_TOKEN))
+    app = create_app(page_id, os.environ.get("FACEBOOK_PAGE_TOKEN", DEFAULT_PAGE_TOKEN),
+                     PageSettings.from_env())
     # waitress keeps connections alive as the Graph API does (Werkzeug's development server
     # closes each one, a cost the real API never charges); its threads cover a busy
     # uploader's concurrent uploads, each held for the configured latency.
