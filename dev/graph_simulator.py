@@ -72,7 +72,7 @@ DEFAULT_LIST_LIMIT = 25
 MAX_LIST_LIMIT = 100
 LIST_FIELDS = ("id", "name", "created_time")
 ALBUM_FIELDS = ("id", "name", "description", "created_time")
-POST_FIELDS = ("id", "message", "created_time")
+POST_FIELDS = ("id", "message", "created_time", "attachments")
 
 VERSION_RE = re.compile(r"v\d+\.\d+")
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
@@ -854,8 +854,11 @@ def _post_page(posts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _post_fields(post: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    # Graph shows a multi-photo post's photos as subattachments whose target is the photo.
+    photos = [{"type": "photo", "target": {"id": fbid}} for fbid in post["attached_media"]]
     values = {"id": post["id"], "message": post["message"] or None,
-              "created_time": _graph_time(post["created_at"])}
+              "created_time": _graph_time(post["created_at"]),
+              "attachments": {"data": [{"type": "album", "subattachments": {"data": photos}}]}}
     return {name: values[name] for name in fields if values[name] is not None}
 
 

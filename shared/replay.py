@@ -2,8 +2,9 @@
 
 An image's dead letter replays by re-opening the image in the store (the album goes back to
 publishing, a fresh upload message goes out through the outbox, so a new settle and email
-follow). Anything else (a settled event whose email died, poison) goes back to its work queue
-as a first attempt. Dead letters are removed only after that succeeded. A letter whose image is
+follow); a multi-photo post's re-opens the post (a new settle: the post, then its email).
+Anything else (a settled event whose email died, poison) goes back to its work queue as a first
+attempt. Dead letters are removed only after that succeeded. A letter whose image is
 no longer failed (the album page retried it) is stale: replaying it sends nothing.
 """
 
@@ -18,7 +19,8 @@ from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
 from shared.store import Store
 
-QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED}
+QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED,
+          "feed-posts": topology.FEED_POSTS}
 
 
 class Replayer:
@@ -50,13 +52,19 @@ class Replayer:
 
     def _send_back(self, dlq: DeadLetterQueue, letters: list[DeadLetter]) -> None:
         by_album: dict[str, set[int]] = defaultdict(set)
+        posts: set[str] = set()
         raw = []
         for letter in letters:
             if dlq.queue is topology.IMAGE_UPLOADS and letter.album_id and letter.image_id:
                 by_album[letter.album_id].add(letter.image_id)
+            elif dlq.queue is topology.FEED_POSTS and letter.album_id:
+                posts.add(letter.album_id)  # the store re-opens the post: a new settle
             else:
                 raw.append(requeue_message(letter, dlq.queue))
         for album_id, image_ids in by_album.items():
             if not self._outbox.publish(self._store.reopen_failed(album_id, image_ids)):
+                raise RuntimeError("the broker did not confirm the replay; nothing was removed")
+        for album_id in posts:
+            if not self._outbox.publish(self._store.reopen_post(album_id)):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         self._outbox.publish_now(raw)

@@ -92,3 +92,13 @@ class CommonSettings(BaseSettings):
         """The vhost AMQP_URL names (pika's reading: no path or an empty one is "/")."""
         path = urlsplit(self.first_amqp_url).path
         return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+class GraphSettings(CommonSettings):
+    """The Facebook Page the services publish to and read from (the uploader posts; the API
+    lists the Page's albums a user may pick). One place, until each user connects a Page."""
+
+    graph_api_url: str = "http://127.0.0.1:8010"
+    graph_api_version: str = "v24.0"
+    facebook_page_id: str = "1000000000000001"
+    facebook_page_token: str = "dev-page-token"

@@ -21,12 +21,14 @@ from werkzeug.exceptions import HTTPException
 from shared import s3
 from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
+from shared.destinations import post_url
 from shared.outbox import Outbox
 from shared.replay import Replayer
 from shared.store import AlbumView, Created, KeyReused, Store, UserView
 
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
+from .page_albums import PageAlbums, PageUnavailable
 from .settings import ApiSettings
 from .validation import AlbumRequest, InvalidAlbum, parse_album
 
@@ -45,6 +47,7 @@ class Services:
         self._lock = threading.Lock()
         self._outbox: Outbox | None = None
         self._s3: Any = None
+        self._page_albums: PageAlbums | None = None
         self._stop = threading.Event()
 
     @property
@@ -58,6 +61,13 @@ class Services:
     @property
     def replayer(self) -> Replayer:
         return Replayer(self.store, self.outbox, self.settings.amqp_url)
+
+    @property
+    def page_albums(self) -> PageAlbums:
+        with self._lock:
+            if self._page_albums is None:
+                self._page_albums = PageAlbums(self.settings)
+            return self._page_albums
 
     @property
     def s3(self) -> Any:
@@ -146,6 +156,9 @@ def publish_album() -> Any:
                             services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
+    refused = check_destination(services, album)
+    if refused is not None:
+        return refused
     try:
         created, queued = create_and_publish(services, user.id, album, key)
     except KeyReused as exc:
@@ -162,6 +175,21 @@ def publish_album() -> Any:
     return jsonify(body), 202, headers
 
 
+def check_destination(services: Services, album: AlbumRequest) -> tuple[Any, int] | None:
+    """An existing album must be one of the Page's: refused before anything is recorded."""
+    destination = album.destination
+    if destination.kind != "album" or destination.id is None:
+        return None
+    try:
+        known = services.page_albums.has(destination.id)
+    except PageUnavailable as exc:
+        return _error(503, f"{exc}; try again (nothing was published)")
+    if not known:
+        return _error(422, f"album {destination.id} is not an album of the Page "
+                           "(GET /api/page/albums lists them)")
+    return None
+
+
 def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
                        key: str | None) -> tuple[Created, bool]:
     """Commit the album with its outbox rows (once per idempotency key), then publish them.
@@ -170,13 +198,14 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     this publish misses (the broker away, the store failing to mark the rows sent) the relay
     sends. Returns the album and whether its messages were confirmed and marked now."""
     outbox = services.outbox  # built before the commit, so that cannot fail after it
+    destination = (album.destination.kind, album.destination.id)
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
-                                                     album.images)
+                                                     album.images, destination)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
-                                                   album.notify_email, album.images)
+                                                   album.notify_email, album.images, destination)
     return created, outbox.publish_committed(created.rows)
 
 
@@ -217,6 +246,16 @@ def list_images() -> Any:
     return jsonify({"prefix": g.user.prefix, "images": images})
 
 
+@api.get("/api/page/albums")
+@authenticated
+def list_page_albums() -> Any:
+    """The Page's albums, to publish into one (`destination: {"kind": "album", "id"}`)."""
+    try:
+        return jsonify({"albums": _services().page_albums.albums()})
+    except PageUnavailable as exc:
+        return _error(503, str(exc))
+
+
 @api.get("/api/openapi.json")
 def openapi() -> Any:
     return jsonify(SPEC)
@@ -239,7 +278,7 @@ def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": album.id, "title": album.title, "state": album.state,
         "created_at": album.created_at.isoformat() + "Z", "counts": counts,
-        "total": len(album.images),
+        "total": len(album.images), "destination": destination_json(album),
     }
     if with_images:
         body["images"] = [{
@@ -248,4 +287,16 @@ def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
             "next_attempt_at": image.next_attempt_at.isoformat() + "Z"
             if image.next_attempt_at else None,
         } for image in album.images]
+    return body
+
+
+def destination_json(album: AlbumView) -> dict[str, Any]:
+    """Where the album goes; for a multi-photo post, how the post went and its link."""
+    body: dict[str, Any] = {"kind": album.destination, "note": album.destination_note}
+    if album.destination == "album" or (album.destination == "new_album" and album.fb_album_id):
+        body["album_id"] = album.fb_album_id
+    if album.destination == "post":
+        body["post"] = {"state": album.post_state, "id": album.fb_post_id,
+                        "url": post_url(album.fb_post_id) if album.fb_post_id else None,
+                        "error": album.post_error}
     return body

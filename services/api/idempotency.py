@@ -36,7 +36,9 @@ def parse_key(value: str | None) -> str | None:
 
 def fingerprint(album: AlbumRequest) -> str:
     """The album asked for, as validated: a retry that differs only in spacing is the same."""
-    canonical = json.dumps({"title": album.title, "images": album.images,
-                            "notify_email": album.notify_email}, sort_keys=True,
-                           separators=(",", ":"))
+    asked: dict[str, object] = {"title": album.title, "images": album.images,
+                                "notify_email": album.notify_email}
+    if album.destination.kind != "new_album":  # the default keeps the fingerprints it had
+        asked["destination"] = album.destination.model_dump()
+    canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

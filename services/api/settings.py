@@ -4,10 +4,10 @@ import hashlib
 
 from pydantic import Field, SecretStr
 
-from shared.settings import CommonSettings
+from shared.settings import GraphSettings
 
 
-class ApiSettings(CommonSettings):
+class ApiSettings(GraphSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     #: gunicorn processes and threads per process.

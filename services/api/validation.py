@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import re
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f\\]|(^|/)\.\.?(/|$)|//")
+
+
+class Destination(BaseModel):
+    """Where the album goes (shared/destinations.py): `{"kind": "new_album"}`,
+    `{"kind": "album", "id": "<an album of the Page>"}` or `{"kind": "post"}`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    kind: Literal["new_album", "album", "post"] = "new_album"
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
+
+    @model_validator(mode="after")
+    def _id_only_for_an_album(self) -> Self:
+        if self.kind == "album" and self.id is None:
+            raise ValueError('an existing album needs its "id" (GET /api/page/albums lists them)')
+        if self.kind != "album" and self.id is not None:
+            raise ValueError(f'"id" goes only with kind "album", not "{self.kind}"')
+        return self
 
 
 class AlbumRequest(BaseModel):
@@ -16,6 +35,7 @@ class AlbumRequest(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     images: list[str] = Field(min_length=1)
     notify_email: EmailStr | None = None
+    destination: Destination = Destination()
 
 
 class InvalidAlbum(ValueError):

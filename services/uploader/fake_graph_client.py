@@ -12,6 +12,8 @@ from typing import Any, BinaryIO
 
 
 class FakeGraphClient:
+    page_id = "page"
+
     def __init__(self) -> None:
         self.albums: list[dict[str, Any]] = []
         self.photos: list[dict[str, Any]] = []
@@ -27,14 +29,15 @@ class FakeGraphClient:
             return str(album["id"])
 
     def upload_photo(self, album_id: str, source: BinaryIO, length: int, filename: str,
-                     content_type: str, caption: str) -> str:
+                     content_type: str, caption: str, published: bool = True) -> str:
         with self._lock:
             if self.upload_failures:
                 raise self.upload_failures.pop(0)
         data = source.read(length)
         with self._lock:
             photo = {"id": f"photo-{next(self._ids)}", "album_id": album_id, "name": caption,
-                     "filename": filename, "content_type": content_type, "size": len(data)}
+                     "filename": filename, "content_type": content_type, "size": len(data),
+                     "published": published}
             self.photos.append(photo)
             return str(photo["id"])
 

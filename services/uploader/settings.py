@@ -2,14 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import CommonSettings
+from shared.settings import GraphSettings
 
 
-class UploaderSettings(CommonSettings):
-    graph_api_url: str = "http://127.0.0.1:8010"
-    graph_api_version: str = "v24.0"
-    facebook_page_id: str = "1000000000000001"
-    facebook_page_token: str = "dev-page-token"
+class UploaderSettings(GraphSettings):
     #: Uploads one process runs at once (and its prefetch).
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
     #: Processes, each running UPLOADER_CONCURRENCY uploads: more than one uses more than one
