@@ -14,13 +14,13 @@ too-large subcode here are ours. `GET /_sim/uploads` counts the photo upload req
 bytes they declared, refused ones included, so a test can see that nothing was sent.
 
 Page settings (`PageSettings`, from the environment at start, changed at run time with
-`PUT /_sim/page`): `REFUSE_ALBUM_CREATION` refuses `POST /{page-id}/albums` for good, as today's
-Facebook does (Meta's Page Albums reference documents no way to create one; the answer given is
-the one seen for album writes, HTTP 403 `(#200) ... deprecated`); `UNPUBLISHED_PHOTO_TTL_S`
-(default 24 h) is how long a photo uploaded with `published=false` to `/{page-id}/photos` is kept
-unless a feed post attaches it (`POST /{page-id}/feed` with `attached_media[i]={"media_fbid": id}`).
-Unpublished photos are listed in no album; posts are listed at `GET /{page-id}/posts`. The facts
-and their sources: docs/facebook-destinations.md.
+`PUT /_sim/page`): `REFUSE_ALBUM_CREATION` (default true) refuses `POST /{page-id}/albums` for
+good, as today's Facebook does (Meta's Page Albums reference documents no way to create one;
+the answer given is the one seen for album writes, HTTP 403 `(#200) ... deprecated`);
+`UNPUBLISHED_PHOTO_TTL_S` (default 24 h) is how long a photo uploaded with `published=false` to
+`/{page-id}/photos` is kept unless a feed post attaches it (`POST /{page-id}/feed` with
+`attached_media[i]={"media_fbid": id}`). Unpublished photos are listed in no album; posts are
+listed at `GET /{page-id}/posts`. The facts and their sources: docs/facebook-destinations.md.
 
 Run it with `python -m dev.graph_simulator [--host H] [--port P]`; tests call `create_app`.
 """
@@ -245,9 +245,8 @@ def _endpoints(value: Any) -> list[str]:
 #: longer allows (docs/facebook-destinations.md); permanent, like every code-200 answer.
 ALBUM_CREATION_REFUSED = (
     "This endpoint is deprecated: Page albums can no longer be created through the Graph API")
-#: Today's Facebook refuses; the simulator allows until the uploader falls back to a multi-photo
-#: post by itself (issue 10, item 2), so that `make run` and the tests keep publishing albums.
-REFUSED_BY_DEFAULT = False
+#: As today's Facebook: the uploader falls back to one multi-photo post by itself.
+REFUSED_BY_DEFAULT = True
 #: How long Facebook keeps a photo uploaded with published=false that no post attached.
 DEFAULT_UNPUBLISHED_TTL_S = 24 * 3600.0
 

@@ -41,6 +41,11 @@ def subject(title: str, uploaded: int, total: int) -> str:
     return f"Your album '{clean}' is on Facebook: {uploaded} of {total} photos"
 
 
+def post_failed_subject(title: str) -> str:
+    clean = _UNSAFE_IN_HEADER.sub(" ", title).strip()[:120] or "Untitled"
+    return f"Your album '{clean}' could not be posted to Facebook"
+
+
 def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
     event = mail.event
     total = len(event.uploaded) + len(event.failed)
@@ -53,7 +58,8 @@ def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
         "destination_note": mail.destination_note,
     }
     message = EmailMessage()
-    message["Subject"] = subject(mail.title, len(event.uploaded), total)
+    message["Subject"] = (post_failed_subject(mail.title) if mail.post_error else
+                          subject(mail.title, len(event.uploaded), total))
     message["From"] = sender
     message["To"] = mail.to
     message["Date"] = formatdate(localtime=False)

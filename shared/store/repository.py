@@ -29,6 +29,7 @@ from shared.store.fb_album_claim import decide_claim
 from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
     BUSY,
+    DONE_WITH_FAILURES,
     EXISTING_ALBUM,
     FAILED,
     NEW_ALBUM,
@@ -405,6 +406,7 @@ class Store:
                 return []
             album.settle_seq += 1
             album.post_state, album.post_error, album.post_claimed_at = POST_PENDING, None, None
+            album.state, album.settled_at = PUBLISHING, None
             row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
                                                          settle_seq=album.settle_seq),
                               topology.FEED_POSTS)
@@ -438,6 +440,12 @@ class Store:
             if state == POSTED:
                 album.posted_photos = [*(album.posted_photos or []), *_to_post(s, album)]
             album.post_state, album.post_claimed_at = state, None
+            album.state = album_rules.settled_state(
+                [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+                 for i in _images(s, album.id)])
+            if state == POST_FAILED:  # its photos are on Facebook, but shown nowhere
+                album.state = DONE_WITH_FAILURES
+            album.settled_at = utcnow()
             for name, value in values.items():
                 setattr(album, name, value)
             rows = [_row(dead_letter)] if dead_letter is not None else []
@@ -659,16 +667,16 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
         return []
     images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
               for i in _images(s, album.id)]
-    album.state = album_rules.settled_state(images)
     album.settle_seq += 1
-    album.settled_at = utcnow()
     if album.destination == POST and _to_post(s, album):
-        # The post is the album's second job; its settled event (the email) follows the post.
+        # The post is the album's second job: the album is publishing until it ended, and its
+        # settled event (the email) follows it.
         album.post_state, album.post_claimed_at, album.post_error = POST_PENDING, None, None
         row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
                                                      settle_seq=album.settle_seq),
                           topology.FEED_POSTS)
     else:
+        album.state, album.settled_at = album_rules.settled_state(images), utcnow()
         row = _settled_row(s, album)
     s.add(row)
     s.flush()

@@ -92,6 +92,7 @@ def test_a_refused_album_becomes_one_post_and_no_photo_is_sent_twice(world: Worl
     assert world.sent(messages.AlbumSettled) == []
     [request] = world.sent(messages.FeedPostRequested)
     assert request.album_id == album_id and album.post_state == "pending"
+    assert album.state == "publishing"  # until the post ended
 
 
 def test_the_post_attaches_every_photo_once_then_the_album_settles(world: World) -> None:
@@ -184,6 +185,7 @@ def test_expired_photos_fail_the_post_with_what_to_do_and_the_album_settles(
 
     album = world.store.album(album_id)
     assert album is not None and album.post_state == "failed"
+    assert album.state == "done_with_failures"
     assert album.post_error and "expired" in album.post_error
     assert "publish the album again" in album.post_error
     assert len(world.sent(messages.AlbumSettled)) == 1
@@ -222,3 +224,21 @@ def test_a_failed_post_reopens_as_a_new_settle_and_posts(world: World) -> None:
     assert world.store.reopen_post(album_id) == []  # pending now: nothing more to re-open
     assert world.post(again).kind == "ack" and len(world.graph.posts) == 1
     assert [m.settle_seq for m in world.sent(messages.AlbumSettled)] == [1, 2]
+
+
+def test_the_email_of_a_post_links_it_or_says_why_it_failed() -> None:
+    from services.notifier.email_message import AlbumEmail, compose
+    from shared.destinations import post_url
+
+    event = messages.AlbumSettled(album_id="a", settle_seq=1, uploaded=[
+        messages.UploadedImage(image_id=1, key="u/p.png", photo_id="3")], failed=[])
+    url = post_url("1000_2000")
+    posted = compose(AlbumEmail("u@example.com", "Trip", "http://x/albums/a", event, url, None,
+                                "Facebook refused to create an album (...)"), "from@x")
+    assert url == "https://www.facebook.com/1000/posts/2000"
+    text = posted.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert url in text and "refused to create an album" in text
+    failed = compose(AlbumEmail("u@example.com", "Trip", "http://x/albums/a", event, None,
+                                "photos expired; publish the album again"), "from@x")
+    assert failed["Subject"] == "Your album 'Trip' could not be posted to Facebook"
+    assert "publish the album again" in failed.get_body(("plain",)).get_content()  # type: ignore[union-attr]

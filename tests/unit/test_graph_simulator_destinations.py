@@ -65,6 +65,14 @@ def test_page_settings_change_at_run_time_and_reset_restores_them() -> None:
     assert client.get("/_sim/page").get_json()["refuse_album_creation"] is False
 
 
+def test_album_creation_is_refused_by_default_as_on_todays_facebook() -> None:
+    assert PageSettings().refuse_album_creation is True
+    assert PageSettings.from_env({}).refuse_album_creation is True
+    answer = create_app(PAGE, TOKEN).test_client().post(
+        f"/v24.0/{PAGE}/albums", headers=AUTH, data={"name": "Trip"})
+    assert answer.status_code == 403
+
+
 def test_page_settings_from_the_environment() -> None:
     settings = PageSettings.from_env({"REFUSE_ALBUM_CREATION": "true",
                                       "UNPUBLISHED_PHOTO_TTL_S": "60"})
@@ -74,7 +82,7 @@ def test_page_settings_from_the_environment() -> None:
 
 
 def test_unpublished_photos_become_one_post_and_are_in_no_album() -> None:
-    client = _client()
+    client = _client(refuse_album_creation=False)
     album = client.post(f"/v24.0/{PAGE}/albums", headers=AUTH,
                         data={"name": "A"}).get_json()["id"]
     ids = [_unpublished(client, seed) for seed in range(3)]
