@@ -416,6 +416,41 @@ def store_down(ctx: Context) -> None:
     ctx.system.graph_faults()
 
 
+def uploads_lost_in_flight(ctx: Context) -> None:
+    """Images left `uploading` with no message anywhere (issue 9, case 1): the uploader is
+    SIGKILLed while Facebook holds its uploads, and the broker loses the messages it would have
+    redelivered (all of the work queue). Some photos landed unrecorded. The sweeper must send
+    each image again once its attempt can no longer land (Graph timeout 15 s + 5 s, then
+    LOST_MESSAGE_AFTER_S, 5 s here), and the next attempt find a landed photo by its mark
+    rather than send a second."""
+    ctx.system.graph_faults(latency_s=2.0)
+    ctx.work.publish_all(ctx.albums())
+    wait_for(lambda: ctx.count(UPLOADING) >= 2, 60, what="uploads in flight")
+    time.sleep(1.0)  # their photos reach Facebook while the uploader dies
+    ctx.system.kill_service("uploader")
+    stuck = ctx.count(UPLOADING)
+    dropped = _drop_all(ctx, topology.IMAGE_UPLOADS.name)
+    ctx.system.graph_faults()
+    ctx.system.start_service("uploader")
+    wait_settled(ctx, timeout=180)
+    ctx.row.notes.append(f"{stuck} images left uploading, {dropped} messages lost with them; "
+                         "all sent again by the sweeper")
+
+
+def _drop_all(ctx: Context, queue: str) -> int:
+    """Take every message in `queue` and ack it: the broker lost them."""
+    connection = pika.BlockingConnection(parameters(ctx.system.amqp_url))
+    try:
+        channel = connection.channel()
+        dropped = 0
+        while (method := channel.basic_get(queue)[0]) is not None:
+            channel.basic_ack(method.delivery_tag)
+            dropped += 1
+        return dropped
+    finally:
+        connection.close()
+
+
 def store_blips(ctx: Context) -> None:
     """The store's connections reset for a moment, again and again (a failover, a proxy
     restart): a query that breaks is an outage to wait out, never a reason to fail an image."""
@@ -665,4 +700,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("cluster-partition",
              "3-node cluster: the work queue's leader cut off (iptables) for 20 s",
              cluster_partition, cluster=True),
+    Scenario("uploads-lost-in-flight",
+             "uploader SIGKILLed mid-upload and the broker loses the messages",
+             uploads_lost_in_flight,
+             settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
 ]

@@ -26,6 +26,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -126,12 +127,24 @@ def _early(route: Route[M], delivery: Delivery, attempt: int, now: float,
         retry_policy.outages_of(delivery.headers), kept),))
 
 
+#: The delivery a handler runs for (its headers: the uploader's fencing number).
+_delivery: ContextVar[Delivery | None] = ContextVar("delivery", default=None)
+
+
+def current_delivery() -> Delivery | None:
+    """The delivery the calling handler was given, or None outside a handler."""
+    return _delivery.get()
+
+
 def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int, now: float,
             rng: random.Random | None) -> Fate:
+    token = _delivery.set(delivery)
     try:
         route.handler(message, attempt)
     except Outcome as outcome:
         return _after_failure(route, delivery, message, attempt, outcome, now, rng)
+    finally:
+        _delivery.reset(token)
     return ACK
 
 
@@ -164,8 +177,11 @@ def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int
     if busy:
         marks.pop(retry_policy.THROTTLES_HEADER, None)
         marks.pop(retry_policy.THROTTLED_SINCE_HEADER, None)
-    return Fate("retry", (retry_policy.retry_message(route.queue, delivery.body,
-                                                     delivery.headers, step, throttle=marks),))
+    copy = retry_policy.retry_message(route.queue, delivery.body, delivery.headers, step,
+                                      throttle=marks)
+    if outcome.copy_headers:  # e.g. the uploader's fencing number (shared/fencing.py)
+        copy = replace(copy, headers={**copy.headers, **outcome.copy_headers})
+    return Fate("retry", (copy,))
 
 
 def _poison(route: Route[M], delivery: Delivery, reason: str, attempt: int) -> Fate:

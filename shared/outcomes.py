@@ -14,17 +14,26 @@ runtime delays the message without spending its budget (see `shared.fate`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from shared.retry_policy import Failure, FailureKind
 
 
 class Outcome(Exception):  # noqa: N818 - an outcome, not an error
-    """How a message went; `failure` says it in the retry policy's terms."""
+    """How a message went; `failure` says it in the retry policy's terms. `copy_headers` go
+    on its retry copy (the uploader's fencing number: `shared/fencing.py`)."""
 
     failure: Failure
 
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.reason)
         self.failure = failure
+        self.copy_headers: dict[str, Any] = {}
+
+    def copy_with(self, headers: Mapping[str, Any]) -> Outcome:
+        self.copy_headers = {**self.copy_headers, **headers}
+        return self
 
 
 class Transient(Outcome):
@@ -53,9 +62,14 @@ class Busy(Outcome):
 
 
 def of(failure: Failure) -> Outcome:
-    """The outcome to raise for a classified failure (`failures.classify`, `mailer.classify`)."""
+    """The outcome to raise for a classified failure (`failures.classify`, `mailer.classify`),
+    carrying that failure as it is (its `in_doubt` too)."""
+    outcome: Outcome
     if failure.kind is FailureKind.TRANSIENT:
-        return Transient(failure.reason, failure.code, failure.wait_s)
-    if failure.kind is FailureKind.THROTTLED:
-        return Throttled(failure.reason, failure.wait_s, failure.code)
-    return Permanent(failure.reason, failure.code, auth=failure.kind is FailureKind.AUTH)
+        outcome = Transient(failure.reason, failure.code, failure.wait_s)
+    elif failure.kind is FailureKind.THROTTLED:
+        outcome = Throttled(failure.reason, failure.wait_s, failure.code)
+    else:
+        outcome = Permanent(failure.reason, failure.code, auth=failure.kind is FailureKind.AUTH)
+    outcome.failure = failure
+    return outcome

@@ -3,9 +3,13 @@
 An image's dead letter replays by re-opening the image in the store (the album goes back to
 publishing, a fresh upload message goes out through the outbox, so a new settle and email
 follow); a multi-photo post's re-opens the post (a new settle: the post, then its email).
-Anything else (a settled event whose email died, poison) goes back to its work queue as a first
-attempt. Dead letters are removed only after that succeeded. A letter whose image is
-no longer failed (the album page retried it) is stale: replaying it sends nothing.
+An image that has not ended (left `uploading`, `queued` or `retrying` when the
+delivery limit dead-lettered its message) has nothing to re-open: it gets a fresh upload
+message, or it would wait for ever once its letter is gone (should its message exist after
+all, the copy that comes second is a stale duplicate: `shared/fencing.py`). Anything else (a
+settled event whose email died, poison) goes back to its work queue as a first attempt. Dead
+letters are removed only after that succeeded. A letter whose image has ended since (the album
+page retried it, and it was uploaded) is stale: replaying it sends nothing.
 """
 
 from __future__ import annotations
@@ -62,9 +66,13 @@ class Replayer:
             else:
                 raw.append(requeue_message(letter, dlq.queue))
         for album_id, image_ids in by_album.items():
-            if not self._outbox.publish(self._store.reopen_failed(album_id, image_ids)):
+            # Unfinished ones first: those re-opened next are unfinished too, and sent once.
+            rows = [*self._store.resend_unfinished(album_id, image_ids),
+                    *self._store.reopen_failed(album_id, image_ids)]
+            if not self._outbox.publish(rows):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         for album_id in posts:
             if not self._outbox.publish(self._store.reopen_post(album_id)):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         self._outbox.publish_now(raw)
+

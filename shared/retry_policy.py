@@ -64,6 +64,9 @@ class Failure:
     code: int | None = None
     #: Seconds the third party asked us to wait, if it said.
     wait_s: float | None = None
+    #: The request may have been sent and may still take effect (a read timeout, a reset
+    #: after sending, a 5xx): the next attempt must wait until it no longer can.
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,13 +192,19 @@ def throttle_marks(step: RetryLater, headers: Mapping[str, Any], now: float) -> 
     throttle the count in a row and since when."""
     if step.hold_s is None:
         return {}
-    marks: dict[str, Any] = {NOT_BEFORE_HEADER: now + step.hold_s,
-                             NOT_AFTER_HEADER: now + step.hold_s * (1 + THROTTLE_SLACK)}
+    marks: dict[str, Any] = {NOT_BEFORE_HEADER: _epoch(now + step.hold_s),
+                             NOT_AFTER_HEADER: _epoch(now + step.hold_s * (1 + THROTTLE_SLACK))}
     if step.hintless:
         history = throttle_history(headers, now)
         marks[THROTTLES_HEADER] = history.count + 1
-        marks[THROTTLED_SINCE_HEADER] = now - history.lasted_s
+        marks[THROTTLED_SINCE_HEADER] = _epoch(now - history.lasted_s)
     return marks
+
+
+def _epoch(seconds: float) -> str:
+    """An epoch time for a header. AMQP field tables have no float type that pika writes (it
+    refuses the publish), so the time travels as text, read back with float()."""
+    return f"{seconds:.3f}"
 
 
 def outages_of(headers: Mapping[str, Any]) -> int:

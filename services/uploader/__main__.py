@@ -23,7 +23,7 @@ from . import dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
 from .feed_poster import FeedPoster
 from .graph_client import GraphClient
-from .handler import ImageUploader, Policy
+from .handler import ImageUploader, Policy, in_flight_window
 from .settings import UploaderSettings
 from .sweeper import LostMessageSweeper
 from .throttle_gate import ThrottleGate
@@ -41,7 +41,8 @@ def consume(settings: UploaderSettings) -> None:
     outbox = Outbox(store, publisher)
     outbox.start_relay(stop)
     ready = functools.partial(broker.ready_count, settings.amqp_url, topology.IMAGE_UPLOADS.name)
-    LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s)
+    LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s),
+                       in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
     gate = ThrottleGate(store, settings.facebook_page_id, settings.usage_threshold_pct,
                         settings.usage_pause_s)

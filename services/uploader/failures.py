@@ -8,6 +8,7 @@ and what to do with each are in docs/graph-errors.md.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 
 import requests
@@ -109,7 +110,21 @@ def may_have_landed(exc: BaseException) -> bool:
 
 
 def classify(exc: BaseException) -> Failure:
-    """The kind of failure `exc` is, with a reason fit to show the user."""
+    """The kind of failure `exc` is, with a reason fit to show the user, and whether the
+    request may still take effect at Facebook (`in_doubt`)."""
+    failure = _classify(exc)
+    if failure.kind is FailureKind.TRANSIENT and _in_doubt(exc):
+        return dataclasses.replace(failure, in_doubt=True)
+    return failure
+
+
+def _in_doubt(exc: BaseException) -> bool:
+    """A Graph call that may still take effect (`may_have_landed`): the next attempt must not
+    read the album back before it no longer can. S3 and local failures reach no Facebook."""
+    return isinstance(exc, GraphError) and may_have_landed(exc)
+
+
+def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, AlbumBeingCreated):
         return Failure(FailureKind.TRANSIENT, "the album is being created on Facebook", None)
     if isinstance(exc, DuplicateNotFound):

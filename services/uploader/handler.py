@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.uploader.throttle_gate import ThrottleGate
-from shared import messages, outcomes, retry_policy, topology
+from shared import fate, fencing, messages, outcomes, retry_policy, topology
 from shared.fate import Route
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
@@ -103,7 +103,9 @@ class ImageUploader:
         self._breaker = breaker or CircuitBreaker()
         self._gate = gate
         self._created: dict[str, _Created] = {}
-        self._leases: set[int] = set()
+        self._leases: dict[int, int] = {}  # image id -> the attempt this process runs
+        #: The attempt this worker thread runs, for the route's hooks that record its end.
+        self._running = threading.local()
         self._leases_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
         self._events_lock = threading.Lock()
@@ -131,30 +133,40 @@ class ImageUploader:
         self._breaker.wait_while_open()
         if self._gate is not None:  # a Page or app held for its usage: nothing is streamed
             self._gate.check()
+        delivery = fate.current_delivery()
+        self._running.attempt = None
         try:
             start = self._store.start_attempt(
-                message.image_id, _LEASE,
-                timedelta(seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S),
-                timedelta(seconds=self._policy.album_claim_stale_s))
+                message.image_id, _LEASE, in_flight_window(self._policy.graph_timeout_s),
+                timedelta(seconds=self._policy.album_claim_stale_s),
+                fencing.fence_of(delivery.headers) if delivery else None)
         except LookupError as exc:
             raise messages.PoisonMessage(str(exc)) from None
+        self._running.attempt = start.attempt
         if start.attempt is None:
-            self._not_now(message, start.busy_for)
+            self._not_now(message, start)
             return
         self._attempt(message, start)
 
-    def _not_now(self, message: messages.ImageUploadRequested, busy_for: float) -> None:
-        """The image was not taken: it ended already, or another attempt may be in flight."""
-        if not busy_for:
+    def _not_now(self, message: messages.ImageUploadRequested, start: Start) -> None:
+        """The image was not taken: it ended already, a newer attempt took over from this
+        copy (a stale duplicate), or another attempt may be in flight."""
+        if start.stale:
+            log.info("image %s: a stale duplicate of an older attempt; acking it",
+                     message.image_id)
+            return
+        if not start.busy_for:
             log.info("image %s already ended; acking the duplicate", message.image_id)
             return
         # Another attempt holds it (a duplicate taken side by side), or one that died may
-        # still reach Facebook: look again once it cannot, without spending the budget.
-        raise outcomes.Busy(busy_for, "another attempt may be in flight")
+        # still reach Facebook: look again once it cannot, without spending the budget. The
+        # copy keeps this delivery's fencing number: it is no newer than what it waits for.
+        raise outcomes.Busy(start.busy_for, "another attempt may be in flight")
 
     def _attempt(self, message: messages.ImageUploadRequested, start: Start) -> None:
         """Send the image (the attempt is taken) and record how it went."""
-        with self._leased(message.image_id):
+        assert start.attempt is not None
+        with self._leased(message.image_id, start.attempt):
             try:
                 photo_id = self._upload(message, start)
             except SQLAlchemyError:
@@ -166,9 +178,12 @@ class ImageUploader:
                 failure = classify(exc)
                 if isinstance(exc, GraphError):
                     self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
-                raise outcomes.of(failure) from exc
+                # The copy follows this attempt: an older copy is then a stale duplicate.
+                raise outcomes.of(failure).copy_with(
+                    {fencing.FENCE_HEADER: start.attempt}) from exc
         self._breaker.record(ok=True)
-        self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id))
+        self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id,
+                                                         attempt=start.attempt))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
@@ -318,10 +333,10 @@ class ImageUploader:
         return None
 
     @contextlib.contextmanager
-    def _leased(self, image_id: int) -> Iterator[None]:
-        """Keep the image's lease renewed while this attempt runs."""
+    def _leased(self, image_id: int, attempt: int) -> Iterator[None]:
+        """Keep the image's lease renewed while this attempt runs (and only this attempt's)."""
         with self._leases_lock:
-            self._leases.add(image_id)
+            self._leases[image_id] = attempt
             if self._renewer is None:
                 self._renewer = threading.Thread(target=self._renew, daemon=True,
                                                  name="lease-renewer")
@@ -330,13 +345,13 @@ class ImageUploader:
             yield
         finally:
             with self._leases_lock:
-                self._leases.discard(image_id)
+                self._leases.pop(image_id, None)
 
     def _renew(self) -> None:
         while True:
             time.sleep(_LEASE.total_seconds() / 3)
             with self._leases_lock:
-                held = set(self._leases)
+                held = dict(self._leases)
             try:
                 self._store.renew_leases(held, _LEASE)
             except Exception:  # the store may be down a moment; the next round tries again
@@ -344,11 +359,15 @@ class ImageUploader:
 
     def record_retry(self, message: messages.ImageUploadRequested, failure: Failure,
                      step: RetryLater) -> None:
-        """The route's `on_retry`: the album page shows when the image is tried next."""
+        """The route's `on_retry`: the album page shows when the image is tried next (by the
+        database's clock); only if the image is still in this thread's attempt. An attempt in
+        doubt keeps its in-flight window."""
         # A throttle's wait may span several hops: the page shows when the whole wait ends.
         wait_s = step.hold_s if step.hold_s is not None else step.delay_s
-        next_at = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=wait_s)
-        self._store.record_retrying(message.image_id, failure.reason, failure.code, next_at)
+        self._store.record_retrying(message.image_id, failure.reason, failure.code,
+                                    timedelta(seconds=wait_s),
+                                    attempt=getattr(self._running, "attempt", None),
+                                    in_doubt=failure.in_doubt)
 
     def give_up(self, message: messages.ImageUploadRequested, failure: Failure,
                 letter: Outgoing) -> None:
@@ -357,7 +376,13 @@ class ImageUploader:
         log.warning("image %s failed for good: %s", message.image_id, failure.reason)
         self._outbox.publish(self._store.record_failed(
             message.image_id, failure.reason, failure.code, letter,
-            stop_album=failure.kind is FailureKind.AUTH))
+            stop_album=failure.kind is FailureKind.AUTH,
+            attempt=getattr(self._running, "attempt", None)))
+
+
+def in_flight_window(graph_timeout_s: float) -> timedelta:
+    """How long after an attempt started its request may still reach Facebook."""
+    return timedelta(seconds=graph_timeout_s + _IN_FLIGHT_MARGIN_S)
 
 
 def _album_mark(album_id: str) -> str:

@@ -19,9 +19,9 @@ class UploaderSettings(GraphSettings):
     breaker_min_calls: int = Field(default=10, ge=1)
     breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
     breaker_cooldown_s: float = Field(default=30.0, ge=0)
-    #: While the work queue is empty, an image still waiting this long without a change has
-    #: lost its message (the broker can lose a confirmed one in a crash): it is sent again.
-    #: Checked every LOST_MESSAGE_SWEEP_S.
+    #: The sweeper's quiet time: an image whose message is gone (the broker can lose a
+    #: confirmed one in a crash) is sent again after this long (the rule:
+    #: services/uploader/sweeper.py). Checked every LOST_MESSAGE_SWEEP_S.
     lost_message_after_s: float = Field(default=120.0, gt=0)
     lost_message_sweep_s: float = Field(default=30.0, gt=0)
     #: A throttle without a wait hint backs off (5 s doubling up to the longest retry tier);

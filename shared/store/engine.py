@@ -35,8 +35,12 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
         # Enough connections for a consumer's threads and the API's, without queueing; a
         # checkout waits for a free one no longer than a statement may run.
         given = make_url(url).query
+        # READ COMMITTED whatever the server's default: an image that ends waits for the album
+        # row's lock and must then count the images others ended meanwhile. Under REPEATABLE
+        # READ its snapshot predates them, and the last two images ending together would both
+        # miss the settle.
         return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20,
-                             pool_timeout=30, connect_args={
+                             pool_timeout=30, isolation_level="READ COMMITTED", connect_args={
                                  key: value for key, value in PG_CONNECT_ARGS.items()
                                  if key not in given})
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets
 import threading
 import uuid
@@ -16,12 +17,23 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, DateTime, delete, func, select, text, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from shared import album_rules, messages, topology
+from shared import album_rules, fencing, messages, topology
 from shared.outgoing import Outgoing
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
@@ -68,6 +80,8 @@ from shared.store.views import (
     album_view,
     image_view,
 )
+
+log = logging.getLogger(__name__)
 
 
 class KeyReused(ValueError):
@@ -225,18 +239,22 @@ class Store:
 
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
-                      claim_stale: timedelta = timedelta(seconds=60)) -> Start:
+                      claim_stale: timedelta = timedelta(seconds=60),
+                      fence: int | None = None) -> Start:
         """Take the image for an upload attempt, unless it ended or may still be in flight.
 
         Another attempt is in flight while its lease is renewed (a duplicate delivery taken
-        side by side). One whose uploader died may still be in flight at Facebook until its
-        request would have timed out (`in_flight_window` after it started): only then can a
-        new attempt look for its photo and decide to send. A taken attempt claims the album's
-        Facebook album too, as `claim_fb_album` would: one transaction instead of three, since
-        twenty images starting at once queue for the store. Raises LookupError for an image
-        the store does not know.
+        side by side). One whose uploader died, or whose outcome is in doubt (a read timeout,
+        a 5xx), may still be in flight at Facebook until its request would have timed out
+        (`in_flight_window` after it started): only then can a new attempt look for its photo
+        and decide to send. A delivery whose `fence` (the attempt its message follows) is older
+        than the image's latest attempt is a stale duplicate (`Start.stale`), unless it is a
+        copy of the message that started that attempt, which recorded no outcome (`_stale`). A taken
+        attempt claims the album's Facebook album too, as `claim_fb_album` would: one
+        transaction instead of three, since twenty images starting at once queue for the
+        store. Times are the database's. Raises LookupError for an image the store does not
+        know.
         """
-        now = utcnow()
         with self._tx() as s:
             album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
             # The album's row lock first, then the image's: the order _end_image takes them.
@@ -246,80 +264,109 @@ class Store:
                 raise LookupError(f"image {image_id} is not in the store")
             if image.state in TERMINAL:
                 return Start(None, 0.0)
-            if image.state == UPLOADING and image.attempt_started_at is not None:
-                until = max(image.lease_until or now, image.attempt_started_at + in_flight_window)
-                if until > now:
-                    return Start(None, (until - now).total_seconds())
-            image.state, image.next_attempt_at = UPLOADING, None
+            if _stale(image, fence):
+                return Start(None, 0.0, stale=True)
+            now = _db_time(s)  # not before: a duplicate of an ended image costs one query less
+            busy_until = _busy_until(image, now, in_flight_window)
+            if busy_until > now:
+                return Start(None, (busy_until - now).total_seconds())
+            image.state, image.next_attempt_at, image.in_doubt = UPLOADING, None, False
             image.attempts += 1
             image.attempt_started_at, image.lease_until = now, now + lease
+            image.attempt_fence = fence
             return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
 
-    def requeue_lost(self, quiet_for: timedelta, limit: int = 500) -> list[OutboxMessage]:
-        """A new upload message for each image that still waits but was not touched for
-        `quiet_for`: queued, or retrying that long past its time. Only meaningful while the
-        work queue is empty (the sweeper checks): then no message is left for such an image
-        anywhere. Each image found is touched, so that it is not sent again before it is quiet
-        again."""
-        quiet_since = utcnow() - quiet_for
+    def requeue_lost(self, quiet_for: timedelta, in_flight_window: timedelta = timedelta(0),
+                     limit: int = 500, queue_empty: bool = True) -> list[OutboxMessage]:
+        """A new upload message for each image whose message is gone (see
+        `services/uploader/sweeper.py` for the rule). `queue_empty`: the work queue holds
+        nothing ready, which counts only while no attempt starts at all. Each one found is
+        touched, so that it is not sent again before it is quiet again."""
         with self._tx() as s:
+            now = _db_time(s)
             images = list(s.scalars(
-                select(Image)
-                .where(((Image.state == QUEUED) & (Image.updated_at < quiet_since))
-                       | ((Image.state == RETRYING) & (Image.next_attempt_at < quiet_since)))
+                select(Image).where(_lost(s, now, quiet_for, in_flight_window, queue_empty))
                 .order_by(Image.id).limit(limit).with_for_update(skip_locked=True)))
-            now = utcnow()
             for image in images:
-                image.updated_at = now
-                if image.state == RETRYING:
-                    image.next_attempt_at = now
+                if image.state == UPLOADING:  # its attempt died and can no longer land
+                    image.state, image.lease_until, image.in_doubt = QUEUED, None, False
+                _resend(image, now)
             rows = [_upload_row(i) for i in images]
             s.add_all(rows)
             return rows
 
-    def renew_leases(self, image_ids: Collection[int], lease: timedelta) -> None:
-        if image_ids:
+    def renew_leases(self, attempts: Mapping[int, int], lease: timedelta) -> None:
+        """Renew the lease of each image (id -> attempt number) still in that attempt."""
+        if attempts:
             with self._tx() as s:
-                s.execute(update(Image).where(Image.id.in_(image_ids), Image.state == UPLOADING)
-                          .values(lease_until=utcnow() + lease))
+                now = _db_time(s)
+                for image_id, attempt in attempts.items():
+                    s.execute(update(Image).where(Image.id == image_id, Image.state == UPLOADING,
+                                                  Image.attempts == attempt)
+                              .values(lease_until=now + lease))
 
     def record_retrying(self, image_id: int, error: str, code: int | None,
-                        next_attempt_at: datetime) -> None:
+                        retry_in: timedelta | datetime, attempt: int | None = None,
+                        in_doubt: bool = False) -> None:
+        """The attempt failed and its copy waits `retry_in` (a delay from the database's clock,
+        which the uploader passes; or a time, naive UTC). `in_doubt`: its request may still
+        reach Facebook, so the attempt keeps its in-flight window (see `start_attempt`). With
+        `attempt`, only if the image is still in that attempt."""
         with self._tx() as s:
-            s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL))
+            at = retry_in if isinstance(retry_in, datetime) else _db_time(s) + retry_in
+            s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL),
+                                          *_in_attempt(attempt))
                       .values(state=RETRYING, error=error, error_code=code,
-                              next_attempt_at=next_attempt_at, lease_until=None))
+                              next_attempt_at=at, queued_at=at,
+                              lease_until=None, in_doubt=in_doubt))
 
-    def record_uploaded(self, image_id: int, photo_id: str) -> list[OutboxMessage]:
-        """Record the photo id; returns the album's settled event if this image ended it."""
-        return self._end_image(image_id, state=UPLOADED, photo_id=photo_id, error=None,
-                               error_code=None)
+    def record_uploaded(self, image_id: int, photo_id: str,
+                        attempt: int | None = None) -> list[OutboxMessage]:
+        """Record the photo id; returns the album's settled event if this image ended it.
+
+        Any attempt's photo is recorded, a stalled one's too (`attempt` older than the
+        image's): the photo is on Facebook, losing its id would lose it. A second photo for
+        an image that already has one is logged loudly: it is a duplicate on Facebook.
+        """
+        ended, rows = self._end_image(image_id, state=UPLOADED, photo_id=photo_id, error=None,
+                                      error_code=None)
+        if not ended:
+            image = self.image(image_id)
+            if image is not None and image.photo_id != photo_id:
+                log.error("image %s: attempt %s sent photo %s, but the image is already %s "
+                          "(photo %s): a duplicate photo on Facebook, to remove by hand",
+                          image_id, attempt, photo_id, image.state, image.photo_id)
+        return rows
 
     def record_failed(self, image_id: int, reason: str, code: int | None,
                       dead_letter: Outgoing | None = None,
-                      stop_album: bool = False) -> list[OutboxMessage]:
+                      stop_album: bool = False, attempt: int | None = None) -> list[OutboxMessage]:
         """Record the failure and, in the same transaction, its dead letter in the outbox.
 
         With `stop_album` (the page's authorisation is gone), the album's images that wait to
         be tried fail too, with the same reason, instead of each hammering the API in turn.
+        With `attempt`, only if the image is still in that attempt (a stalled one is not).
         """
         extra = [dead_letter] if dead_letter is not None else []
-        return self._end_image(image_id, extra, stop_album, state=FAILED, photo_id=None,
-                               error=reason, error_code=code)
+        return self._end_image(image_id, extra, stop_album, _in_attempt(attempt), state=FAILED,
+                               photo_id=None, error=reason, error_code=code)[1]
 
     def _end_image(self, image_id: int, extra: Sequence[Outgoing] = (), stop_album: bool = False,
-                   **values: Any) -> list[OutboxMessage]:
+                   only: Sequence[ColumnElement[bool]] = (),
+                   **values: Any) -> tuple[bool, list[OutboxMessage]]:
+        """Whether the image ended now, and the outbox rows written with it."""
         with self._tx() as s:
             album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
             if album_id is None:
-                return []
+                return False, []
             album = s.get(Album, album_id, with_for_update=True)
             result = s.execute(update(Image)
-                               .where(Image.id == image_id, Image.state.not_in(TERMINAL))
-                               .values(next_attempt_at=None, lease_until=None, **values))
+                               .where(Image.id == image_id, Image.state.not_in(TERMINAL), *only)
+                               .values(next_attempt_at=None, lease_until=None, in_doubt=False,
+                                       **values))
             ended = cast(CursorResult[Any], result).rowcount
             if not ended or album is None:
-                return []
+                return False, []
             if stop_album:
                 s.execute(update(Image).where(Image.album_id == album_id,
                                               Image.state.in_((QUEUED, RETRYING)))
@@ -328,7 +375,7 @@ class Store:
                                   error_code=values["error_code"]))
             rows = [_row(message) for message in extra]
             s.add_all(rows)
-            return rows + _settle_if_ended(s, album)
+            return True, rows + _settle_if_ended(s, album)
 
     def reopen_failed(self, album_id: str,
                       image_ids: Collection[int] | None = None) -> list[OutboxMessage]:
@@ -338,12 +385,32 @@ class Store:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None:
                 return []
+            now = _db_time(s)
             images = [i for i in _images(s, album_id) if i.state == FAILED
                       and (image_ids is None or i.id in image_ids)]
             for image in images:
                 image.state, image.error, image.error_code = QUEUED, None, None
+                image.queued_at = now
             if images:
                 album.state, album.settled_at = PUBLISHING, None
+            rows = [_upload_row(i) for i in images]
+            s.add_all(rows)
+            return rows
+
+    def resend_unfinished(self, album_id: str,
+                          image_ids: Collection[int]) -> list[OutboxMessage]:
+        """A new upload message for each of `image_ids` that has not ended (queued, retrying,
+        or stuck uploading after its message was dead-lettered): what a replay of its dead
+        letter sends, since there is nothing to re-open. The attempt starts as any other: an
+        attempt still in flight makes it wait, and it reads the album back first."""
+        with self._tx() as s:
+            now = _db_time(s)
+            images = list(s.scalars(
+                select(Image).where(Image.album_id == album_id, Image.id.in_(image_ids),
+                                    Image.state.not_in(TERMINAL))
+                .order_by(Image.id).with_for_update()))
+            for image in images:
+                _resend(image, now)
             rows = [_upload_row(i) for i in images]
             s.add_all(rows)
             return rows
@@ -623,9 +690,77 @@ def _outbox_row(message: messages.AnyMessage,
 
 
 def _upload_row(image: Image) -> OutboxMessage:
-    """The message that asks for an image to be uploaded."""
-    return _outbox_row(messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id,
-                                                     key=image.key), topology.IMAGE_UPLOADS)
+    """The message that asks for an image to be uploaded, after its latest attempt."""
+    row = _outbox_row(messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id,
+                                                    key=image.key), topology.IMAGE_UPLOADS)
+    row.headers = {fencing.FENCE_HEADER: image.attempts}
+    return row
+
+
+def _db_time(s: Session) -> datetime:
+    """The database's clock (naive UTC, `db_clock.utc_now`), read once for the comparisons
+    of a ledger transaction: leases, in-flight windows, quiet times, the relay's claims."""
+    now = s.scalar(select(utc_now()))
+    assert now is not None
+    return now
+
+
+def _stale(image: Image, fence: int | None) -> bool:
+    """A delivery following an older attempt than the image's latest: another copy took over.
+    A copy carrying the fencing number of the message that started the latest attempt is not
+    stale while that attempt recorded no outcome: the broker redelivered it, or the runtime
+    delayed it after a store outage, or it waited out that attempt's window; it is the only
+    copy left (a duplicate of it meets the lease or the in-flight window instead)."""
+    if fence is None or fence >= image.attempts:
+        return False
+    return not (image.state == UPLOADING and fence == image.attempt_fence)
+
+
+def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:
+    """Until when the image's latest attempt may still be running or reach Facebook."""
+    if image.attempt_started_at is None or not (image.state == UPLOADING or image.in_doubt):
+        return now
+    until = image.attempt_started_at + in_flight_window
+    if image.state == UPLOADING and image.lease_until is not None:
+        until = max(until, image.lease_until)
+    return until
+
+
+def _in_attempt(attempt: int | None) -> tuple[ColumnElement[bool], ...]:
+    """The condition that the image is still in `attempt` (none if the caller gave none)."""
+    return () if attempt is None else (Image.attempts == attempt,)
+
+
+def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: timedelta,
+          queue_empty: bool) -> ColumnElement[bool]:
+    """Images whose message is gone; the rule is explained in services/uploader/sweeper.py."""
+    entered = func.coalesce(Image.queued_at, Image.updated_at)
+    waited = (Image.state.in_((QUEUED, RETRYING))) & (entered < now - quiet_for)
+    # An attempt in doubt sends its copies round the wait tiers (busy) until its window ends.
+    waited &= or_(Image.in_doubt.is_not(True),
+                  Image.attempt_started_at < now - in_flight_window - quiet_for)
+    # The newest queue entry already taken, among attempts started within `quiet_for`.
+    passed = s.scalar(select(func.max(entered)).where(
+        Image.attempt_started_at > now - quiet_for, entered <= Image.attempt_started_at))
+    if passed is None:
+        # Nothing taken for that long. An empty queue has none of their messages left; one
+        # that holds messages waits for a stalled consumer (a store outage's pauses, an open
+        # breaker), and sending its whole backlog again would double it.
+        behind = waited if queue_empty else false()
+    else:  # a message that entered `quiet_for` after theirs was taken: theirs are gone
+        behind = waited & (entered < passed - quiet_for)
+    stuck = ((Image.state == UPLOADING)
+             & or_(Image.lease_until.is_(None), Image.lease_until < now)
+             & (Image.attempt_started_at < now - in_flight_window - quiet_for))
+    return or_(behind, stuck)
+
+
+def _resend(image: Image, now: datetime) -> None:
+    """The image gets a new message now: it re-enters the queue, quiet again from now."""
+    image.queued_at = now
+    if image.state == RETRYING:
+        image.next_attempt_at = now
+    image.updated_at = now
 
 
 def _row(message: Outgoing) -> OutboxMessage:

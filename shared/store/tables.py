@@ -91,6 +91,9 @@ class IdempotencyKey(Base):
 
 class Image(Base):
     __tablename__ = "images"
+    # The times the database writes itself are read back at once (RETURNING), not left
+    # expired on an object handed out of its session.
+    __mapper_args__ = {"eager_defaults": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), index=True)
     position: Mapped[int]
@@ -104,11 +107,21 @@ class Image(Base):
     #: When the latest attempt started, and until when its uploader vouches it is alive.
     attempt_started_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: The latest attempt's outcome is unknown (a read timeout, a reset after sending, a 5xx):
+    #: its photo may still reach Facebook until its request would have timed out.
+    in_doubt: Mapped[bool | None]
+    #: The fencing number of the message that started the latest attempt (shared/fencing.py):
+    #: a copy of that message is not stale while the attempt recorded no outcome.
+    attempt_fence: Mapped[int | None]
+    #: When the image's current upload message entered the work queue (written, or back from
+    #: its retry tier): where it stands in the queue, for the sweeper.
+    queued_at: Mapped[datetime | None] = mapped_column(default=utc_now())
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now(), onupdate=utc_now())
 
 
 class OutboxMessage(Base):
     __tablename__ = "outbox"
+    __mapper_args__ = {"eager_defaults": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     exchange: Mapped[str] = mapped_column(String(200))
     routing_key: Mapped[str] = mapped_column(String(200))

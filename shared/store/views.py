@@ -84,7 +84,8 @@ class PostJob:
 
 @dataclass(frozen=True)
 class Start:
-    """The attempt number taken, or None: ended (busy_for 0) or in flight elsewhere.
+    """The attempt number taken, or None: ended (busy_for 0), a stale duplicate (`stale`) or
+    in flight elsewhere (busy_for > 0).
 
     A taken attempt also carries what it needs next, read in the same transaction: the album's
     title and who creates its Facebook album (`fb_album`).
@@ -94,6 +95,7 @@ class Start:
     busy_for: float
     album_title: str = ""
     fb_album: FbAlbumClaim | None = None
+    stale: bool = False
 
 
 def image_view(image: Image) -> ImageView:

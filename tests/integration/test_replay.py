@@ -142,3 +142,32 @@ def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
         publisher.close()
     assert replayer.purge(lambda _: True) == 1
     assert replayer.queue().browse() == []
+
+
+def stuck_album(store, publisher_url):
+    """An album whose one image stays `uploading`: its message met a store outage at every
+    delivery, and the broker dead-lettered it at the delivery limit."""
+    user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    album_id, (row,) = store.create_album(user.id, "t", None, [f"{user.prefix}0.png"])
+    image_id = messages.decode(row.body).image_id
+    store.start_attempt(image_id)
+    publisher = Publisher(publisher_url)
+    try:
+        publisher.publish([dead_letters.dead_letter(UPLOADS, row.body, {}, "delivery limit",
+                                                    None, 1)])
+    finally:
+        publisher.close()
+    return album_id, image_id
+
+
+def test_a_dead_letter_of_an_image_stuck_uploading_sends_it_again(replayer, sqlite_store,
+                                                                  amqp_url):
+    album_id, image_id = stuck_album(sqlite_store, amqp_url)
+    assert replayer.retry_album(album_id) == 0  # nothing failed: the letter stays
+    assert len(replayer.queue().browse()) == 1
+    replayer.replay(lambda letter: letter.album_id == album_id)
+    # Removing the letter without a new message would leave the image uploading for ever.
+    sent = [messages.decode(body) for _, body in get_all(amqp_url, UPLOADS.name)]
+    assert [m.image_id for m in sent] == [image_id]
+    assert replayer.queue().browse() == []
+    assert sqlite_store.album(album_id).state == "publishing"

@@ -151,7 +151,7 @@ def test_an_image_in_flight_is_not_taken_twice_until_its_lease_lapses(store):
     assert store.start_attempt(image.id, timedelta(seconds=30)).attempt == 1
     busy = store.start_attempt(image.id, timedelta(seconds=30))
     assert busy.attempt is None and 25 < busy.busy_for <= 30
-    store.renew_leases([image.id], timedelta(0))
+    store.renew_leases({image.id: 1}, timedelta(0))
     assert store.start_attempt(image.id, timedelta(seconds=30)).attempt == 2
 
 

@@ -1,7 +1,9 @@
-"""The lost-message sweeper against the real broker and store: an image whose confirmed message
-the broker lost is sent again once the work queue is empty, and only then."""
+"""The lost-message sweeper against the real broker and store: an image whose message is gone
+(lost by the broker, or dead-lettered while the image was uploading) is sent again, decided
+from the store alone, so also under a steady backlog, which is not doubled."""
 
 import functools
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -14,20 +16,21 @@ from shared import messages, topology
 from shared.broker import connection as broker
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
-from shared.store.tables import utcnow
 
-from .helpers import get_all
+from .helpers import get_all, message_count, wait_for
 
 pytestmark = pytest.mark.integration
 
 QUIET = timedelta(seconds=0.5)
+#: The uploading image's in-flight window (attempt start + Graph timeout + margin), shortened.
+WINDOW = timedelta(seconds=0.3)
 
 
 @pytest.fixture()
 def sweeper(sqlite_store, amqp_url, work_queue):
     publisher = Publisher(amqp_url)
     ready = functools.partial(broker.ready_count, amqp_url, work_queue)
-    yield LostMessageSweeper(sqlite_store, Outbox(sqlite_store, publisher), ready, QUIET)
+    yield LostMessageSweeper(sqlite_store, Outbox(sqlite_store, publisher), ready, QUIET, WINDOW)
     publisher.close()
 
 
@@ -54,16 +57,58 @@ def test_a_waiting_image_whose_message_was_lost_is_sent_again_once(sqlite_store,
     assert sweeper.sweep_once() == 0  # touched: quiet again only after another while
 
 
-def test_nothing_is_sent_again_while_the_work_queue_holds_messages(sqlite_store, sweeper,
+def test_under_a_steady_backlog_only_what_the_queue_went_past_is_sent_again(
+        sqlite_store, sweeper, amqp_url, work_queue):
+    _, (lost,) = lost_album(sqlite_store, 1)
+    time.sleep(QUIET.total_seconds() + 0.1)
+    # A backlog written after it: its messages wait in the queue, behind what is taken.
+    user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    _, rows = sqlite_store.create_album(user.id, "Backlog", None,
+                                        [f"{user.prefix}{n}.png" for n in range(5)])
+    publisher = Publisher(amqp_url)
+    publisher.publish([row.outgoing() for row in rows[2:]])
+    publisher.close()
+    sqlite_store.mark_published([row.id for row in rows])
+    taken, later, *later_ones = [messages.decode(row.body).image_id for row in rows]
+    sqlite_store.start_attempt(taken)  # the queue has reached messages written after `lost`'s
+    assert sweeper.sweep_once() == 1
+    assert image_ids(get_all(amqp_url, work_queue)) == sorted([lost, *later_ones])
+    time.sleep(QUIET.total_seconds() + 0.1)
+    sqlite_store.start_attempt(later)  # still busy with the backlog, which waited QUIET too
+    assert sweeper.sweep_once() == 0
+
+
+def test_a_stalled_consumer_with_a_backlog_has_nothing_sent_again(sqlite_store, sweeper,
                                                                    amqp_url, work_queue):
-    lost_album(sqlite_store, 1)
+    # Nothing was taken for a while (the consumer pauses after a store outage) and the queue
+    # still holds messages: sending every waiting image again would double the backlog.
+    lost_album(sqlite_store, 3)
     time.sleep(QUIET.total_seconds() + 0.1)
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    connection.channel().basic_publish("", work_queue, b"another image's message")
+    connection.channel().basic_publish("", work_queue, b"a message of the backlog")
     connection.close()
     assert sweeper.sweep_once() == 0
-    assert [body for _props, body in get_all(amqp_url, work_queue)] == [
-        b"another image's message"]
+    get_all(amqp_url, work_queue)  # the queue empties: now their messages are known gone
+    assert sweeper.sweep_once() == 3
+
+
+def test_an_uploading_image_whose_message_was_dead_lettered_is_sent_again(
+        sqlite_store, sweeper, amqp_url, work_queue):
+    # Its attempt started, then every delivery met a store outage: the broker dead-lettered
+    # the message at its delivery limit and the image stayed `uploading`, with no message.
+    album_id, (stuck,) = lost_album(sqlite_store, 1)
+    assert sqlite_store.start_attempt(stuck, timedelta(0)).attempt == 1
+    stop = threading.Event()
+    thread = sweeper.start(stop, every_s=0.2)
+    try:
+        # Within the in-flight window, plus the quiet time, plus one sweep interval.
+        wait_for(lambda: message_count(amqp_url, work_queue) > 0, timeout=5,
+                 what="the stuck image's new message")
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert image_ids(get_all(amqp_url, work_queue)) == [stuck]
+    assert sqlite_store.album(album_id).images[0].state == "queued"
 
 
 def test_only_images_still_waiting_past_their_time_count_as_lost(store):
@@ -72,8 +117,8 @@ def test_only_images_still_waiting_past_their_time_count_as_lost(store):
         store.start_attempt(image)
     store.record_uploaded(uploaded, "photo-1")
     store.record_failed(failed, "refused", 324)
-    store.record_retrying(due, "5xx", 2, utcnow() - timedelta(seconds=1))
-    store.record_retrying(later, "5xx", 2, utcnow() + timedelta(hours=1))
+    store.record_retrying(due, "5xx", 2, timedelta(seconds=-1))
+    store.record_retrying(later, "5xx", 2, timedelta(hours=1))
     rows = store.requeue_lost(timedelta(milliseconds=-1), limit=10_000)
     # The PostgreSQL database is the session's: other tests' waiting images count too.
     mine = [m for m in (messages.decode(row.body) for row in rows) if m.album_id == album_id]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -110,6 +111,8 @@ def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_sto
     again = Delivery(delivery.body, retry.headers, False, None, "image.upload")
 
     wait_for(lambda: sim_photos(sim), what="the slow upload to land")
+    # Only once the first request can no longer land may the next attempt read the album.
+    age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)
     assert run(world(), again).publish == ()
     (photo,) = sim_photos(sim)
     image = sqlite_store.album(album_id).images[0]
@@ -308,3 +311,47 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
     assert album.images[0].attempts == 2
     settled = [messages.decode(b) for _, b in get_all(amqp_url, topology.ALBUM_SETTLED.name)]
     assert [e.album_id for e in settled] == [album_id]
+
+
+def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(
+        world, sqlite_store, s3_client, sim):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    set_faults(sim, {"latency_s": 1.5})
+    (retry,) = run(world(timeout=(5.0, 0.5)), delivery).publish  # read timeout: sent, or not?
+    set_faults(sim, {})
+    again = Delivery(delivery.body, retry.headers, False, retry.message_id, "image.upload")
+    # Its copy comes back before Facebook is done with the first request: reading the album
+    # now finds nothing, so it must not read it yet, let alone send a second photo.
+    outcome = run(world(), again)
+    time.sleep(2.0)  # the first request lands 1.5 s after it started
+    assert len(sim_photos(sim)) == 1
+    (wait,) = outcome.publish
+    assert wait.exchange == topology.RETRY_EXCHANGE
+    assert sqlite_store.album(album_id).images[0].attempts == 1
+
+
+def test_a_duplicate_retry_copy_starts_no_second_retry_chain(world, sqlite_store, s3_client,
+                                                             sim):
+    album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
+    set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
+    uploader = world()
+    (copy,) = run(uploader, delivery).publish
+    as_delivered = Delivery(delivery.body, copy.headers, False, copy.message_id, "image.upload")
+    _wait_out(copy)  # the tier hands it back once its wait is over
+    (next_copy,) = run(uploader, as_delivered).publish  # attempt 2, its own copy
+    # The broker delivers the first copy twice: the duplicate follows attempt 1, not 2.
+    assert run(uploader, dataclasses.replace(as_delivered, redelivered=True)).publish == ()
+    assert sqlite_store.album(album_id).images[0].attempts == 2
+    set_faults(sim, {})
+    after = Delivery(delivery.body, next_copy.headers, False, next_copy.message_id,
+                     "image.upload")
+    _wait_out(next_copy)
+    assert run(uploader, after).publish == ()
+    assert len(sim_photos(sim)) == 1
+
+
+def _wait_out(copy):
+    """Sleep until a throttled copy may be taken (its not-before header)."""
+    not_before = copy.headers.get(retry_policy.NOT_BEFORE_HEADER)
+    if not_before is not None:
+        time.sleep(max(0.0, float(not_before) - time.time()) + 0.05)

@@ -18,6 +18,7 @@ from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
 from shared.store import Store
+from tests.integration.store_blips import age_image
 
 BUCKET = "unit"
 
@@ -106,6 +107,8 @@ def test_the_last_attempt_gives_up_with_the_attempts_in_its_reason(world):
     album_id, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
     world.deliver(delivery)  # attempt 1 taken and failed: the image is retrying
+    # A 500 leaves attempt 1 in doubt: the next may start once it can no longer land.
+    age_image(world.store, world.store.album(album_id).images[0].id)
     last = Delivery(delivery.body, {retry_policy.ATTEMPT_HEADER: 3})
     world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
     assert world.deliver(last).kind == "dead"
