@@ -242,3 +242,24 @@ def test_the_email_of_a_post_links_it_or_says_why_it_failed() -> None:
                                 "photos expired; publish the album again"), "from@x")
     assert failed["Subject"] == "Your album 'Trip' could not be posted to Facebook"
     assert "publish the album again" in failed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_the_destination_is_validated_with_a_reason() -> None:
+    from services.api.idempotency import fingerprint
+    from services.api.validation import InvalidAlbum, parse_album
+
+    base = {"title": "T", "images": ["u/1.png"]}
+    assert parse_album(base, "u/", 10).destination.kind == "new_album"
+    picked = parse_album({**base, "destination": {"kind": "album", "id": "123"}}, "u/", 10)
+    assert picked.destination.id == "123"
+    for bad, why in (({"kind": "album"}, "needs its"), ({"kind": "post", "id": "1"}, "only with"),
+                     ({"kind": "wall"}, "destination.kind")):
+        with pytest.raises(InvalidAlbum) as refused:
+            parse_album({**base, "destination": bad}, "u/", 10)
+        assert why in " ".join(refused.value.details), refused.value.details
+    # The default keeps the fingerprint an album had before destinations existed.
+    plain = parse_album(base, "u/", 10)
+    assert fingerprint(plain) == fingerprint(parse_album(
+        {**base, "destination": {"kind": "new_album"}}, "u/", 10))
+    assert fingerprint(plain) != fingerprint(parse_album(
+        {**base, "destination": {"kind": "post"}}, "u/", 10))
