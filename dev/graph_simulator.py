@@ -47,17 +47,21 @@ from typing import Any
 from urllib.parse import urlencode
 
 import waitress
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, redirect, request
 from markupsafe import escape
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import LimitedStream
 
+from dev.sim_pages import DEFAULT_USER, PageAccessError, SimPages
+
 log = logging.getLogger("graph_simulator")
 
 DEFAULT_PAGE_ID = "1000000000000001"
 DEFAULT_PAGE_TOKEN = "dev-page-token"
+DEFAULT_APP_ID = "sim-app"
+DEFAULT_APP_SECRET = "sim-app-secret"
 DEFAULT_PORT = 8010
 DEFAULT_VERSION = "v24.0"
 
@@ -312,11 +316,12 @@ class SimState:
             self._faults = Faults()
             self._rng = random.Random()
 
-    def add_album(self, name: str, message: str | None) -> dict[str, Any]:
+    def add_album(self, name: str, message: str | None, page_id: str = "") -> dict[str, Any]:
         with self._lock:
             album_id = str(2_000_000_000_000_000 + next(self._ids))
             album = {
                 "id": album_id,
+                "page_id": page_id,
                 "name": name,
                 "message": message,
                 "created_at": _now().isoformat(),
@@ -328,9 +333,16 @@ class SimState:
         with self._lock:
             return album_id in self._albums
 
-    def albums(self) -> list[dict[str, Any]]:
+    def albums(self, page_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(album) for album in self._albums.values()]
+            return [dict(album) for album in self._albums.values()
+                    if page_id is None or album["page_id"] == page_id]
+
+    def album_page(self, album_id: str) -> str | None:
+        """The Page that owns the album (None: no such album)."""
+        with self._lock:
+            album = self._albums.get(album_id)
+            return str(album["page_id"]) if album else None
 
     def add_photo(self, page_id: str, **fields: Any) -> dict[str, Any]:
         with self._lock:
@@ -357,7 +369,8 @@ class SimState:
             by_id = {photo["id"]: photo for photo in self._photos}
             for fbid in media:
                 photo = by_id.get(fbid)
-                if photo is None or photo.get("published", True) or photo.get("attached_to"):
+                if (photo is None or photo.get("published", True) or photo.get("attached_to")
+                        or photo["album_id"] != page_id):
                     raise GraphFault(100, f"Invalid parameter: attached_media {fbid} is not an "
                                      "unpublished photo of this Page")
                 if now - photo["received_mono"] > ttl:
@@ -366,14 +379,15 @@ class SimState:
             post_id = f"{page_id}_{5_000_000_000_000_000 + next(self._ids)}"
             for fbid in media:
                 by_id[fbid]["attached_to"] = post_id
-            post = {"id": post_id, "message": message, "attached_media": list(media),
-                    "created_at": _now().isoformat()}
+            post = {"id": post_id, "page": page_id, "message": message,
+                    "attached_media": list(media), "created_at": _now().isoformat()}
             self._posts.append(post)
             return dict(post)
 
-    def posts(self) -> list[dict[str, Any]]:
+    def posts(self, page_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(post) for post in self._posts]
+            return [dict(post) for post in self._posts
+                    if page_id is None or post["page"] == page_id]
 
     def note_upload(self, declared_bytes: int) -> None:
         """One photo upload request arrived, whatever its answer."""
@@ -555,20 +569,28 @@ def _page_html(state: SimState) -> str:
     )
 
 
-def create_app(page_id: str, page_token: str, page: PageSettings | None = None) -> Flask:
-    """A Flask app simulating Graph for one Page whose token is `page_token`."""
+def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
+               app_secret: str = DEFAULT_APP_SECRET, page: PageSettings | None = None) -> Flask:
+    """A Flask app simulating Graph: the Page `page_id` (token `page_token`) of the fake
+    user the login dialog approves by default, more Pages and users added through /_sim/pages,
+    and Facebook Login for the app `app_id`. `page`: how the Pages behave (album creation,
+    unpublished photos' lifetime)."""
     app = Flask(__name__)
     # Werkzeug then refuses oversized chunked bodies too, not just ones with a Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     state = SimState(page)
     app.extensions["graph_simulator"] = state
+    pages = SimPages(app_id, app_secret)
+    pages.add_page(page_id, "Demo Page", DEFAULT_USER, page_token)
+    app.extensions["graph_simulator_pages"] = pages
 
-    def require_token() -> None:
-        token = _request_token()
-        if not token:
-            raise GraphFault(190, "An active access token must be used to query this resource.")
-        if not secrets.compare_digest(token.encode(), page_token.encode()):
-            raise GraphFault(190)
+    def require_token(node_page: str | None, write: bool = False) -> None:
+        """The request's token must be `node_page`'s Page token (the Page, or the Page that
+        owns the album), as Facebook checks it on every call."""
+        try:
+            pages.check(_request_token(), node_page or "", write)
+        except PageAccessError as exc:
+            raise GraphFault(exc.code, exc.detail, subcode=exc.subcode) from None
 
     def apply_faults(endpoint: str) -> None:
         latency, code = state.draw_fault(endpoint)
@@ -645,8 +667,7 @@ def create_app(page_id: str, page_token: str, page: PageSettings | None = None) 
     @app.post("/<version>/<node>/albums")
     def create_album(version: str, node: str) -> Response:
         _check_version(version)
-        require_token()
-        if node != page_id:
+        if pages.page(node) is None:
             raise GraphFault(
                 100,
                 f"Unsupported post request. Object with ID '{node}' does not exist, cannot be "
@@ -654,13 +675,14 @@ def create_app(page_id: str, page_token: str, page: PageSettings | None = None) 
                 subcode=33,
                 error_type="GraphMethodException",
             )
+        require_token(node, write=True)
         apply_faults("albums")
         if state.page.refuse_album_creation:
             raise GraphFault(200, ALBUM_CREATION_REFUSED)
         name = request.values.get("name", "").strip()
         if not name:
             raise GraphFault(100, "param name must be non-empty")
-        album = state.add_album(name, request.values.get("message"))
+        album = state.add_album(name, request.values.get("message"), node)
         return jsonify({"id": album["id"]})
 
     @app.post("/<version>/<node>/photos")
@@ -675,14 +697,17 @@ def create_app(page_id: str, page_token: str, page: PageSettings | None = None) 
                 "Missing or invalid image file: the request is larger than 10 MB",
                 subcode=TOO_LARGE_SUBCODE,
             )
-        require_token()
         published = request.values.get("published", "true").lower() not in {"false", "0"}
-        if node == page_id:
-            if published:  # a published Page photo would be a post of its own: not simulated
+        if pages.page(node) is not None:
+            # The Page itself: an unpublished photo, for a multi-photo post. A published
+            # Page photo would be a post of its own: not simulated.
+            if published:
                 raise GraphFault(100, "Invalid parameter: this simulator takes only "
                                  "published=false photos on the Page itself")
         elif not state.has_album(node):
             raise GraphFault(120)
+        album_page = node if pages.page(node) is not None else state.album_page(node)
+        require_token(album_page, write=True)
         upload = _uploaded_file()
         apply_faults("photos")
         filename = upload.filename or ""
@@ -690,8 +715,9 @@ def create_app(page_id: str, page_token: str, page: PageSettings | None = None) 
             raise GraphFault(324, "Missing or invalid image file: rejected image")
         size, sha256, image_format = _inspect_image(upload)
         photo = state.add_photo(
-            page_id,
+            album_page or page_id,
             album_id=node,
+            page=album_page,
             size=size,
             sha256=sha256,
             format=image_format,
@@ -707,30 +733,29 @@ def create_app(page_id: str, page_token: str, page: PageSettings | None = None) 
     @app.post("/<version>/<node>/feed")
     def create_post(version: str, node: str) -> Response:
         _check_version(version)
-        require_token()
-        if node != page_id:
+        if pages.page(node) is None:
             raise GraphFault(100, f"Unsupported post request. Object with ID '{node}' does "
                              "not exist", subcode=33, error_type="GraphMethodException")
+        require_token(node, write=True)
         apply_faults("feed")
         media = _attached_media()
-        post = state.add_post(page_id, request.values.get("message", ""), media)
+        post = state.add_post(node, request.values.get("message", ""), media)
         return jsonify({"id": post["id"]})
 
     @app.get("/<version>/<node>/posts")
     def list_posts(version: str, node: str) -> Response:
         _check_version(version)
-        require_token()
-        if node != page_id:
+        if pages.page(node) is None:
             raise GraphFault(100, f"Unsupported get request. Object with ID '{node}' does "
                              "not exist", subcode=33, error_type="GraphMethodException")
+        require_token(node)
         apply_faults("list")
         # Newest first, as a Page's feed reads.
-        return jsonify(_post_page(list(reversed(state.posts()))))
+        return jsonify(_post_page(list(reversed(state.posts(node)))))
 
     @app.get("/<version>/<node>/photos")
     def list_photos(version: str, node: str) -> Response:
         _check_version(version)
-        require_token()
         if not state.has_album(node):
             raise GraphFault(
                 100,
@@ -739,18 +764,97 @@ def create_app(page_id: str, page_token: str, page: PageSettings | None = None) 
                 subcode=33,
                 error_type="GraphMethodException",
             )
+        require_token(state.album_page(node))
         apply_faults("list")
         return jsonify(_photo_page(state.album_photos(node)))
 
     @app.get("/<version>/<node>/albums")
     def list_albums(version: str, node: str) -> Response:
         _check_version(version)
-        require_token()
-        if node != page_id:
+        if pages.page(node) is None:
             raise GraphFault(100, f"Unsupported get request. Object with ID '{node}' does "
                              "not exist", subcode=33, error_type="GraphMethodException")
+        require_token(node)
         apply_faults("list")
-        return jsonify(_album_page(state.albums()))
+        return jsonify(_album_page(state.albums(node)))
+
+    # -- Facebook Login (docs/facebook-login.md) -----------------------------------------------
+
+    @app.get("/<version>/dialog/oauth")
+    def login_dialog(version: str) -> Any:
+        """The login dialog, approved at once by the simulator's signed-in user: back to
+        redirect_uri with a code and the caller's state."""
+        _check_version(version)
+        redirect_uri = request.args.get("redirect_uri", "")
+        try:
+            code = pages.authorize(request.args.get("client_id", ""), redirect_uri)
+        except PageAccessError as exc:
+            raise GraphFault(exc.code, exc.detail, subcode=exc.subcode) from None
+        query = urlencode({"code": code, "state": request.args.get("state", "")})
+        separator = "&" if "?" in redirect_uri else "?"
+        return redirect(f"{redirect_uri}{separator}{query}#_=_")
+
+    @app.get("/<version>/oauth/access_token")
+    def access_token(version: str) -> Response:
+        _check_version(version)
+        args = request.args
+        try:
+            if args.get("grant_type") == "fb_exchange_token":
+                body = pages.exchange_long_lived(args.get("client_id", ""),
+                                                 args.get("client_secret", ""),
+                                                 args.get("fb_exchange_token", ""))
+            else:
+                body = pages.exchange_code(args.get("client_id", ""),
+                                           args.get("client_secret", ""),
+                                           args.get("redirect_uri", ""), args.get("code", ""))
+        except PageAccessError as exc:
+            raise GraphFault(exc.code, exc.detail, subcode=exc.subcode) from None
+        return jsonify(body)
+
+    @app.get("/<version>/me/accounts")
+    def me_accounts(version: str) -> Response:
+        _check_version(version)
+        try:
+            accounts = pages.accounts(_request_token())
+        except PageAccessError as exc:
+            raise GraphFault(exc.code, exc.detail, subcode=exc.subcode) from None
+        return jsonify({"data": accounts})
+
+    @app.get("/_sim/pages")
+    def sim_pages() -> Response:
+        return jsonify({"login_user": pages.login_user, "pages": [
+            {"id": p.id, "name": p.name, "owner": p.owner, "blocked": p.blocked}
+            for p in pages.pages()]})
+
+    @app.post("/_sim/pages")
+    def sim_add_page() -> tuple[Response, int]:
+        body = request.get_json(silent=True) or {}
+        page_id, owner = str(body.get("id") or ""), str(body.get("owner") or "")
+        if not page_id.isdigit() or not owner:
+            return jsonify({"error": "id (digits) and owner are required"}), 400
+        page = pages.add_page(page_id, str(body.get("name") or f"Page {page_id}"), owner,
+                              body.get("token"))
+        return jsonify({"id": page.id, "name": page.name, "owner": page.owner}), 201
+
+    @app.put("/_sim/login")
+    def sim_login() -> Response:
+        """Who the login dialog approves as next (the browser's Facebook user)."""
+        pages.login_user = str((request.get_json(silent=True) or {}).get("user") or DEFAULT_USER)
+        return jsonify({"login_user": pages.login_user})
+
+    @app.post("/_sim/pages/<node>/<action>")
+    def sim_page_action(node: str, action: str) -> tuple[Response, int]:
+        """revoke: the Page's token gets 190 from now on (a new login hands out another);
+        block / unblock: writes to the Page get 368."""
+        if action == "revoke":
+            found = pages.revoke(node)
+        elif action in {"block", "unblock"}:
+            found = pages.set_blocked(node, action == "block")
+        else:
+            return jsonify({"error": "action is revoke, block or unblock"}), 400
+        if not found:
+            return jsonify({"error": f"no Page {node}"}), 404
+        return jsonify({"id": node, "done": action}), 200
 
     @app.get("/_sim/")
     def sim_page() -> str:
@@ -775,7 +879,8 @@ def create_app(page_id: str, page_token: str, page: PageSettings | None = None) 
         name = str(body.get("name") or "").strip()
         if not name:
             return jsonify({"error": "name is required"}), 400
-        return jsonify(state.add_album(name, body.get("message"))), 201
+        return jsonify(state.add_album(name, body.get("message"),
+                                       str(body.get("page_id") or page_id))), 201
 
     @app.get("/_sim/posts")
     def sim_posts() -> Response:
@@ -962,8 +1067,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    page_id = os.environ.get("FACEBOOK_PAGE_ID", DEFAULT_PAGE_ID)
-    app = create_app(page_id, os.environ.get("FACEBOOK_PAGE_TOKEN", DEFAULT_PAGE_TOKEN),
+    page_id = os.environ.get("FACEBOOK_PAGE_ID") or DEFAULT_PAGE_ID
+    app = create_app(page_id, os.environ.get("FACEBOOK_PAGE_TOKEN") or DEFAULT_PAGE_TOKEN,
+                     os.environ.get("FACEBOOK_APP_ID") or DEFAULT_APP_ID,
+                     os.environ.get("FACEBOOK_APP_SECRET") or DEFAULT_APP_SECRET,
                      PageSettings.from_env())
     # waitress keeps connections alive as the Graph API does (Werkzeug's development server
     # closes each one, a cost the real API never charges); its threads cover a busy

@@ -15,10 +15,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dev.graph_simulator import DEFAULT_PAGE_ID, DEFAULT_PAGE_TOKEN
 from dev.images import png
 from services.api.settings import ApiSettings
 from shared import s3
 from shared.store import Store
+from shared.token_cipher import cipher_from_setting
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_IMAGES = 20
@@ -43,6 +45,7 @@ def seed(settings: ApiSettings) -> dict[str, Any]:
     store = Store(settings.database_url)
     store.create_schema()
     user, token = store.create_user(DEMO_EMAIL)
+    connect_demo_page(store, settings, user.id)
     client = s3.make_client(settings)
     ensure_bucket(client, settings.s3_bucket)
     keys = []
@@ -52,6 +55,17 @@ def seed(settings: ApiSettings) -> dict[str, Any]:
                           ContentType="image/png")
         keys.append(key)
     return {"user": user, "token": token, "keys": keys}
+
+
+def connect_demo_page(store: Store, settings: ApiSettings, user_id: int) -> None:
+    """The demo user's Facebook Page: the simulator's Page of its fake user, as connecting
+    it through /connect/facebook would (kept if the user connected one already)."""
+    if store.page(user_id) is not None:
+        return
+    cipher = cipher_from_setting(settings.token_encryption_keys.get_secret_value())
+    token = settings.facebook_page_token.get_secret_value() or DEFAULT_PAGE_TOKEN
+    store.connect_page(user_id, settings.facebook_page_id or DEFAULT_PAGE_ID, "Demo Page",
+                       cipher.encrypt(token))
 
 
 def curl_line(api_url: str, token: str, keys: list[str]) -> str:

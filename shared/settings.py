@@ -39,6 +39,15 @@ class CommonSettings(BaseSettings):
     rabbitmq_management_url: str = ""
     rabbitmq_management_user: str = ""
     rabbitmq_management_password: SecretStr = SecretStr("")
+    graph_api_url: str = "http://127.0.0.1:8010"
+    graph_api_version: str = "v24.0"
+    #: The single-tenant fallback: albums of users with no connected Page go to this Page,
+    #: only when both are set (a one-tenant install). Empty: each user connects their own.
+    facebook_page_id: str = ""
+    facebook_page_token: SecretStr = SecretStr("")
+    #: Fernet keys sealing the connected Pages' tokens, comma-separated: the first encrypts,
+    #: all decrypt (rotation). Empty: a local key generated once under var/ (never production).
+    token_encryption_keys: SecretStr = SecretStr("")
 
     @field_validator("amqp_url")
     @classmethod
@@ -83,6 +92,12 @@ class CommonSettings(BaseSettings):
         return self
 
     @property
+    def single_tenant_page(self) -> tuple[str, str] | None:
+        """FACEBOOK_PAGE_ID and its token, when both are set: the fallback Page."""
+        token = self.facebook_page_token.get_secret_value()
+        return (self.facebook_page_id, token) if self.facebook_page_id and token else None
+
+    @property
     def first_amqp_url(self) -> str:
         """The first node's full URL (AMQP_URL may list a cluster's nodes)."""
         return split_urls(self.amqp_url)[0]
@@ -93,12 +108,3 @@ class CommonSettings(BaseSettings):
         path = urlsplit(self.first_amqp_url).path
         return unquote(path[1:]) if len(path) > 1 else "/"
 
-
-class GraphSettings(CommonSettings):
-    """The Facebook Page the services publish to and read from (the uploader posts; the API
-    lists the Page's albums a user may pick). One place, until each user connects a Page."""
-
-    graph_api_url: str = "http://127.0.0.1:8010"
-    graph_api_version: str = "v24.0"
-    facebook_page_id: str = "1000000000000001"
-    facebook_page_token: str = "dev-page-token"

@@ -24,7 +24,8 @@ from shared.clock import Clock, SystemClock
 from shared.destinations import post_url
 from shared.outbox import Outbox
 from shared.replay import Replayer
-from shared.store import AlbumView, Created, KeyReused, Store, UserView
+from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
+from shared.token_cipher import TokenCipher, cipher_from_setting
 
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
@@ -48,6 +49,7 @@ class Services:
         self._outbox: Outbox | None = None
         self._s3: Any = None
         self._page_albums: PageAlbums | None = None
+        self._cipher: TokenCipher | None = None
         self._stop = threading.Event()
 
     @property
@@ -57,6 +59,15 @@ class Services:
                 self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url))
                 self._outbox.start_relay(self._stop)
             return self._outbox
+
+    @property
+    def cipher(self) -> TokenCipher:
+        """Seals and opens the connected Pages' tokens (TOKEN_ENCRYPTION_KEYS)."""
+        with self._lock:
+            if self._cipher is None:
+                keys = self.settings.token_encryption_keys.get_secret_value()
+                self._cipher = cipher_from_setting(keys)
+            return self._cipher
 
     @property
     def replayer(self) -> Replayer:
@@ -94,6 +105,9 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     from .web import web  # imported here: web.py builds on this module
 
     app.register_blueprint(web)
+    from .page_connect import connect
+
+    app.register_blueprint(connect)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DBAPIError, _store_unavailable)
     return app
@@ -156,7 +170,7 @@ def publish_album() -> Any:
                             services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
-    refused = check_destination(services, album)
+    refused = check_destination(services, user.id, album)
     if refused is not None:
         return refused
     try:
@@ -164,6 +178,8 @@ def publish_album() -> Any:
     except KeyReused as exc:
         return _error(422, f"this {HEADER} was already used for another album "
                            f"({exc.album_id}); send a new key for a new album")
+    except NoPage as exc:
+        return _error(409, exc.reason)
     location = url_for("api.get_album", album_id=created.album_id)
     body = {"id": created.album_id, "title": album.title, "state": "publishing",
             "images": len(album.images), "queued": queued, "status_url": location}
@@ -175,17 +191,57 @@ def publish_album() -> Any:
     return jsonify(body), 202, headers
 
 
-def check_destination(services: Services, album: AlbumRequest) -> tuple[Any, int] | None:
+class NoPage(Exception):
+    """The user has no Page to publish to: none connected (and no single-tenant Page), or
+    the connected one waits for a reconnect."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def target_page(services: Services, user_id: int) -> str | None:
+    """The Page a new album of the user's publishes to, recorded with it: the user's
+    connected Page, else None for the single-tenant Page; NoPage if there is neither."""
+    page = services.store.page(user_id)
+    if page is not None:
+        if page.state != CONNECTED:
+            raise NoPage(f"your Facebook Page {page.page_name} must be reconnected before "
+                         "publishing (Facebook no longer accepts its token, or blocked it): "
+                         "open /connect/facebook")
+        return page.page_id
+    if services.settings.single_tenant_page is not None:
+        return None
+    raise NoPage("connect a Facebook Page first: open /connect/facebook in a browser")
+
+
+def user_page(services: Services, user_id: int) -> tuple[str, str] | None:
+    """The Page (id, token) the user publishes to now: their connected Page, else the
+    single-tenant one; None when there is neither (publishing says why)."""
+    page = services.store.page(user_id)
+    if page is not None:
+        credentials = services.store.page_credentials(user_id, page.page_id)
+        if page.state != CONNECTED or credentials is None:
+            return None
+        return page.page_id, services.cipher.decrypt(credentials.token_sealed)
+    return services.settings.single_tenant_page
+
+
+def check_destination(services: Services, user_id: int,
+                      album: AlbumRequest) -> tuple[Any, int] | None:
     """An existing album must be one of the Page's: refused before anything is recorded."""
     destination = album.destination
     if destination.kind != "album" or destination.id is None:
         return None
+    page = user_page(services, user_id)
+    if page is None:
+        return None  # publishing refuses it with the reason (NoPage)
     try:
-        known = services.page_albums.has(destination.id)
+        known = services.page_albums.has(*page, destination.id)
     except PageUnavailable as exc:
         return _error(503, f"{exc}; try again (nothing was published)")
     if not known:
-        return _error(422, f"album {destination.id} is not an album of the Page "
+        return _error(422, f"album {destination.id} is not an album of your Page "
                            "(GET /api/page/albums lists them)")
     return None
 
@@ -197,15 +253,17 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     Nothing after the commit may fail the request: the album is accepted then, and whatever
     this publish misses (the broker away, the store failing to mark the rows sent) the relay
     sends. Returns the album and whether its messages were confirmed and marked now."""
+    page_id = target_page(services, user_id)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     destination = (album.destination.kind, album.destination.id)
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
-                                                     album.images, destination)
+                                                     album.images, page_id, destination)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
-                                                   album.notify_email, album.images, destination)
+                                                   album.notify_email, album.images, page_id,
+                                                   destination)
     return created, outbox.publish_committed(created.rows)
 
 
@@ -246,12 +304,30 @@ def list_images() -> Any:
     return jsonify({"prefix": g.user.prefix, "images": images})
 
 
+@api.get("/api/page")
+@authenticated
+def get_page() -> Any:
+    """The user's connected Facebook Page (no token), and whether a single-tenant Page serves
+    users without one."""
+    services = _services()
+    page = services.store.page(g.user.id)
+    body = None if page is None else {
+        "id": page.page_id, "name": page.page_name, "state": page.state,
+        "connected_at": page.connected_at.isoformat() + "Z"}
+    return jsonify({"page": body, "single_tenant": services.settings.single_tenant_page
+                    is not None, "connect_url": url_for("connect.start", _external=True)})
+
+
 @api.get("/api/page/albums")
 @authenticated
 def list_page_albums() -> Any:
-    """The Page's albums, to publish into one (`destination: {"kind": "album", "id"}`)."""
+    """The user's Page's albums, to publish into one (`destination: {"kind": "album"}`)."""
+    services = _services()
+    page = user_page(services, g.user.id)
+    if page is None:
+        return _error(409, "no Facebook Page to list: connect one at /connect/facebook")
     try:
-        return jsonify({"albums": _services().page_albums.albums()})
+        return jsonify({"albums": services.page_albums.albums(*page)})
     except PageUnavailable as exc:
         return _error(503, str(exc))
 

@@ -80,7 +80,8 @@ SPEC: dict[str, Any] = {
                 "responses": {"202": _json({"type": "object"}, "accepted (or, for a repeated "
                                                                "Idempotency-Key, accepted "
                                                                "before)"),
-                              **_errors(400, 401, 413, 415, 422, 503)},
+                              # 409: no Facebook Page to publish to (connect or reconnect one).
+                              **_errors(400, 401, 409, 413, 415, 422, 503)},
             },
             "get": {"summary": "The caller's albums, newest first",
                     "responses": {"200": _json({"type": "object"}, "albums"), **_errors(401)}},
@@ -101,7 +102,13 @@ SPEC: dict[str, Any] = {
         },
         "/api/page/albums": {"get": {"summary": "The Page's albums to publish into",
                                      "responses": {"200": _json({"type": "object"}, "albums"),
-                                                   **_errors(401, 503)}}},
+                                                   **_errors(401, 409, 503)}}},
+        "/api/page": {"get": {"summary": "The caller's connected Facebook Page (id, name, state: "
+                                         "connected, needs_reconnect or blocked; null if none), "
+                                         "whether a single-tenant Page serves users without "
+                                         "one, and where to connect",
+                              "responses": {"200": _json({"type": "object"}, "page"),
+                                            **_errors(401)}}},
         "/api/images": {"get": {"summary": "The caller's images in the bucket",
                                 "responses": {"200": _json({"type": "object"}, "images"),
                                               **_errors(401)}}},

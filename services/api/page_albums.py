@@ -1,7 +1,7 @@
-"""The Page's albums a user may publish into (`{"kind": "album", "id": ...}`).
+"""The albums of a user's Page they may publish into (`{"kind": "album", "id": ...}`).
 
-Which Page, and its token, come from the settings (`GraphSettings`) until each user connects a
-Page of their own: this is the one place the API asks Facebook, so that change lands here.
+The Page and its token come from the caller (`app.user_page`: the user's connected Page, else
+the single-tenant one); this is the one place the API asks Facebook for albums.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.uploader.graph_client import GraphClient
-from shared.settings import GraphSettings
+from shared.settings import CommonSettings
 
 #: A user picks from a list: albums past this many are not offered.
 _MAX_ALBUMS = 500
@@ -20,22 +20,25 @@ class PageUnavailable(Exception):
 
 
 class PageAlbums:
-    def __init__(self, settings: GraphSettings) -> None:
-        self._graph = GraphClient(settings.graph_api_url, settings.graph_api_version,
-                                  settings.facebook_page_id, settings.facebook_page_token,
-                                  timeout=(5.0, 15.0), pool_size=2)
+    def __init__(self, settings: CommonSettings) -> None:
+        self._url = settings.graph_api_url
+        self._version = settings.graph_api_version
 
-    def albums(self) -> list[dict[str, Any]]:
+    def albums(self, page_id: str, token: str) -> list[dict[str, Any]]:
         """`{"id", "name"}` of each of the Page's albums, as Facebook lists them."""
+        graph = GraphClient(self._url, self._version, page_id, token, timeout=(5.0, 15.0),
+                            pool_size=1)
         try:
             found = []
-            for album in self._graph.list_albums():
+            for album in graph.list_albums():
                 found.append({"id": str(album["id"]), "name": str(album.get("name") or "")})
                 if len(found) >= _MAX_ALBUMS:
                     break
             return found
         except Exception as exc:  # whatever went wrong, the caller answers 503 with it
             raise PageUnavailable(f"Facebook did not list the Page's albums: {exc}") from exc
+        finally:
+            graph.close()
 
-    def has(self, album_id: str) -> bool:
-        return any(album["id"] == album_id for album in self.albums())
+    def has(self, page_id: str, token: str, album_id: str) -> bool:
+        return any(album["id"] == album_id for album in self.albums(page_id, token))

@@ -4,10 +4,10 @@ import hashlib
 
 from pydantic import Field, SecretStr
 
-from shared.settings import GraphSettings
+from shared.settings import CommonSettings
 
 
-class ApiSettings(GraphSettings):
+class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     #: gunicorn processes and threads per process.
@@ -28,6 +28,13 @@ class ApiSettings(GraphSettings):
     #: API_THREADS threads, so the default leaves half of them for everything else. Browsers
     #: beyond the limit get a snapshot and reconnect a few seconds later (polling).
     api_sse_streams: int | None = Field(default=None, ge=1)
+
+    #: The Facebook app that users log in through to connect their Page (docs/facebook-login.md).
+    facebook_app_id: str = "sim-app"
+    facebook_app_secret: SecretStr = SecretStr("sim-app-secret")
+    #: Where Facebook Login's dialog lives: https://www.facebook.com in production; the
+    #: simulator serves it locally.
+    facebook_dialog_url: str = "http://127.0.0.1:8010"
 
     def session_secret(self) -> str:
         if self.api_secret_key is not None and self.api_secret_key.get_secret_value():

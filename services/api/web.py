@@ -51,7 +51,7 @@ from shared.store import (
     UserView,
 )
 
-from .app import Services, album_json, check_destination, create_and_publish
+from .app import NoPage, Services, album_json, check_destination, create_and_publish, user_page
 from .idempotency import InvalidKey, parse_key
 from .page_albums import PageUnavailable
 from .thumbnails import MissingObject, Thumbnails
@@ -306,8 +306,11 @@ def _bucket_images(user: UserView) -> list[dict[str, Any]]:
 
 def _page_albums() -> tuple[list[dict[str, Any]], str | None]:
     """The Page's albums to offer, or why there are none to offer (the form works without)."""
+    page = user_page(_services(), g.user.id)
+    if page is None:
+        return [], "Connect a Facebook Page to pick one of its albums."
     try:
-        return _services().page_albums.albums(), None
+        return _services().page_albums.albums(*page), None
     except PageUnavailable:
         return [], "Your Page's albums could not be listed just now."
 
@@ -354,7 +357,7 @@ def publish() -> Any:
     except InvalidAlbum as exc:
         return _publish_form(422, exc.reason[:1].upper() + exc.reason[1:] + ".", exc.details,
                              form)
-    refused = check_destination(services, album)
+    refused = check_destination(services, g.user.id, album)
     if refused is not None:
         return _publish_form(refused[1], refused[0].get_json()["error"] + ".", form=form)
     try:
@@ -367,6 +370,8 @@ def publish() -> Any:
         return _publish_form(422, "This form already published another album "
                              f"({exc.album_id}). Check your albums, or publish this one now.",
                              form=form)
+    except NoPage as exc:
+        return _publish_form(409, exc.reason[:1].upper() + exc.reason[1:] + ".", form=form)
     return redirect(url_for("web.album_page", album_id=created.album_id), code=303)
 
 

@@ -11,6 +11,7 @@ from shared.store import Store
 
 from .handler import AlbumNotifier
 from .mailer import SmtpMailer
+from .reconnect_mail import ReconnectMailer
 from .settings import NotifierSettings
 
 
@@ -24,6 +25,9 @@ def main() -> None:
     handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
                             (settings.retry_delays, settings.max_attempts),
                             claim_lease=settings.claim_lease)
+    # Owners whose Page Facebook stopped accepting (190) or blocked (368) are asked, once, to
+    # reconnect it.
+    ReconnectMailer(store, mailer, settings.mail_from, settings.app_base_url).start(stop)
     try_apply_policies(settings)
     # One publisher per process: the runtime sends retry copies and dead letters through it.
     publisher = Publisher(settings.amqp_url)

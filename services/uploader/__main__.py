@@ -18,12 +18,14 @@ from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
+from shared.token_cipher import cipher_from_setting
 
 from . import dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
 from .feed_poster import FeedPoster
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy, in_flight_window
+from .pages import Pages
 from .settings import UploaderSettings
 from .sweeper import LostMessageSweeper
 from .throttle_gate import ThrottleGate
@@ -44,22 +46,34 @@ def consume(settings: UploaderSettings) -> None:
     LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s),
                        in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
-    gate = ThrottleGate(store, settings.facebook_page_id, settings.usage_threshold_pct,
+    fallback = settings.single_tenant_page
+    gate = ThrottleGate(store, fallback[0] if fallback else "", settings.usage_threshold_pct,
                         settings.usage_pause_s)
-    graph = GraphClient(settings.graph_api_url, settings.graph_api_version,
-                        settings.facebook_page_id, settings.facebook_page_token,
-                        timeout=(5.0, settings.graph_timeout_s),
-                        pool_size=settings.uploader_concurrency, on_usage=gate.record)
+
+    def page_client(page_id: str, token: str) -> GraphClient:
+        # Each Page's usage headers hold that Page (and the app), as its own gate records them.
+        page_gate = ThrottleGate(store, page_id, settings.usage_threshold_pct,
+                                 settings.usage_pause_s)
+        return GraphClient(settings.graph_api_url, settings.graph_api_version, page_id, token,
+                           timeout=(5.0, settings.graph_timeout_s),
+                           pool_size=settings.uploader_concurrency, on_usage=page_gate.record)
+
+    # Each album publishes to the Page it recorded, with that Page's token (services/uploader/
+    # pages.py); FACEBOOK_PAGE_ID/TOKEN serve albums posted without a connection.
+    pages = Pages(store, cipher_from_setting(settings.token_encryption_keys.get_secret_value()),
+                  page_client, fallback)
     breaker = CircuitBreaker(settings.breaker_window_s, settings.breaker_min_calls,
                              settings.breaker_failure_ratio, settings.breaker_cooldown_s)
-    handler = ImageUploader(store, outbox, graph, s3.make_client(settings), settings.s3_bucket,
+    handler = ImageUploader(store, outbox, None, s3.make_client(settings), settings.s3_bucket,
                             Policy(settings.retry_delays, settings.max_attempts,
                                    settings.graph_timeout_s,
-                                   throttle_give_up_s=settings.throttle_give_up_s), breaker, gate)
+                                   throttle_give_up_s=settings.throttle_give_up_s), breaker, gate,
+                            pages)
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,
     # one post at a time (a post is one request, albums settle far apart).
-    poster = FeedPoster(store, outbox, graph, handler.policy)
+    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id)[1],
+                        handler.policy)
     posts = Consumer(settings.amqp_url, poster.route(), 1,
                      on_connect=TopologyDeclarer.from_settings(settings),
                      grace_s=settings.shutdown_grace_s, publisher=publisher)

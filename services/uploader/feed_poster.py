@@ -11,7 +11,7 @@ photos before it posts. Facts and sources: docs/facebook-destinations.md.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from shared.store import Store
 from .failures import classify, may_have_landed
 from .graph_client import GraphError
 from .handler import Policy
+from .pages import PagePaused
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ QUEUE = topology.FEED_POSTS
 #: How many of the Page's newest posts are read to find an unrecorded one: an uncertain post
 #: is looked for minutes after it was sent, not days.
 _POSTS_LOOKED_AT = 100
+#: How long a post waits, without spending an attempt, while its Page waits for a reconnect.
+_PAUSED_WAIT_S = 60.0
 
 
 class PostingGraph(Protocol):
@@ -42,11 +45,12 @@ class PostingGraph(Protocol):
 
 
 class FeedPoster:
-    def __init__(self, store: Store, outbox: Outbox, graph: PostingGraph,
-                 policy: Policy) -> None:
+    def __init__(self, store: Store, outbox: Outbox,
+                 graph_for: Callable[[str], PostingGraph], policy: Policy) -> None:
+        """`graph_for(album_id)`: the client of the album's Page, with its token."""
         self._store = store
         self._outbox = outbox
-        self._graph = graph
+        self._graph_for = graph_for
         self._policy = policy
 
     def route(self) -> Route[messages.FeedPostRequested]:
@@ -67,22 +71,28 @@ class FeedPoster:
             log.info("album %s: post of settle %s already %s; acking", message.album_id,
                      message.settle_seq, job.state or "superseded")
             return
+        try:
+            graph = self._graph_for(message.album_id)
+        except PagePaused as exc:
+            self._store.release_post_claim(message.album_id)
+            raise outcomes.Busy(_PAUSED_WAIT_S, exc.reason) from None
         if attempt > 1 or job.taken_over:
-            found = self._find_post(job.photo_ids)
+            found = self._find_post(graph, job.photo_ids)
             if found is not None:
                 log.info("album %s was already posted as %s", message.album_id, found)
                 self._outbox.publish(self._store.record_posted(
                     message.album_id, message.settle_seq, found))
                 return
-        post_id = self._post(message.album_id, job.title, job.photo_ids)
+        post_id = self._post(graph, message.album_id, job.title, job.photo_ids)
         self._outbox.publish(self._store.record_posted(message.album_id, message.settle_seq,
                                                        post_id))
         log.info("album %s posted as %s with %d photos", message.album_id, post_id,
                  len(job.photo_ids))
 
-    def _post(self, album_id: str, title: str, photo_ids: Sequence[str]) -> str:
+    def _post(self, graph: PostingGraph, album_id: str, title: str,
+              photo_ids: Sequence[str]) -> str:
         try:
-            return self._graph.create_post(title, photo_ids)
+            return graph.create_post(title, photo_ids)
         except SQLAlchemyError:
             raise
         except Exception as exc:
@@ -90,10 +100,11 @@ class FeedPoster:
                 self._store.release_post_claim(album_id)
             raise outcomes.of(post_failure(exc)) from exc
 
-    def _find_post(self, photo_ids: Sequence[str]) -> str | None:
+    @staticmethod
+    def _find_post(graph: PostingGraph, photo_ids: Sequence[str]) -> str | None:
         """The Page's post attaching any of these photos (a photo is attached once)."""
         wanted = set(photo_ids)
-        for n, post in enumerate(self._graph.list_posts()):
+        for n, post in enumerate(graph.list_posts()):
             if n >= _POSTS_LOOKED_AT:
                 return None
             if wanted & attached_photos(post):

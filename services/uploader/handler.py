@@ -40,6 +40,7 @@ from .failures import (
     may_have_landed,
 )
 from .graph_client import GraphClient, GraphError
+from .pages import RECONNECT_REASON, PagePaused, Pages
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ _LEASE = timedelta(seconds=30)
 _IN_FLIGHT_MARGIN_S = 5.0
 #: Graph's code for a duplicate post: it has the photo already.
 _DUPLICATE_POST = 506
+#: Graph's codes that stop a whole Page, not one photo: its token is no longer accepted, and
+#: Facebook blocked it for policy reasons (docs/facebook-login.md).
+_TOKEN_REFUSED, _PAGE_BLOCKED = 190, 368
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
@@ -97,9 +101,17 @@ class _Created:
 
 
 class ImageUploader:
-    def __init__(self, store: Store, outbox: Outbox, graph: GraphClient, s3: Any, bucket: str,
-                 policy: Policy, breaker: CircuitBreaker | None = None,
-                 gate: ThrottleGate | None = None) -> None:
+    def __init__(self, store: Store, outbox: Outbox, graph: GraphClient | None, s3: Any,
+                 bucket: str, policy: Policy, breaker: CircuitBreaker | None = None,
+                 gate: ThrottleGate | None = None, pages: Pages | None = None) -> None:
+        """`pages` gives each album its own Page's client (a connected Page); without it,
+        every album goes through `graph`."""
+        if graph is None and pages is None:
+            raise ValueError("an uploader needs a Graph client or its Pages")
+        self._pages = pages
+        self._default_graph = graph
+        # The client of the album this thread is working on (its Page's token).
+        self._local = threading.local()
         self._breaker = breaker or CircuitBreaker()
         self._gate = gate
         self._created: dict[str, _Created] = {}
@@ -111,11 +123,17 @@ class ImageUploader:
         self._events_lock = threading.Lock()
         self._store = store
         self._outbox = outbox
-        self._graph = graph
         self._s3 = s3
         self._bucket = bucket
         self._policy = policy
-        self._album_photos = AlbumPhotos(graph.list_album_photos, policy.read_back_ttl_s)
+        self._album_photos = AlbumPhotos(lambda album: self._graph.list_album_photos(album),
+                                         policy.read_back_ttl_s)
+
+    @property
+    def _graph(self) -> GraphClient:
+        graph: GraphClient | None = getattr(self._local, "graph", None) or self._default_graph
+        assert graph is not None, "no Page chosen for this thread's album"
+        return graph
 
     @property
     def policy(self) -> Policy:
@@ -129,12 +147,19 @@ class ImageUploader:
             on_retry=self.record_retry, on_give_up=self.give_up)
 
     def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
+        # This thread's attempt, for the route's hooks: none until one is taken (a hook run
+        # for a wait before it must not act for the previous message's attempt).
+        self._running.attempt = None
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
+        page_id = None
+        if self._pages is not None:
+            page_id = self._use_album_page(message)
+            if page_id is None:
+                return
         if self._gate is not None:  # a Page or app held for its usage: nothing is streamed
-            self._gate.check()
+            self._gate.check(page_id)
         delivery = fate.current_delivery()
-        self._running.attempt = None
         try:
             start = self._store.start_attempt(
                 message.image_id, _LEASE, in_flight_window(self._policy.graph_timeout_s),
@@ -147,6 +172,37 @@ class ImageUploader:
             self._not_now(message, start)
             return
         self._attempt(message, start)
+
+    def _use_album_page(self, message: messages.ImageUploadRequested) -> str | None:
+        """Point this thread at the album's Page and return its id; None (the image paused,
+        no attempt spent) while that Page waits for its owner to reconnect it."""
+        assert self._pages is not None
+        try:
+            page_id, self._local.graph = self._pages.client_for(message.album_id)
+        except PagePaused as exc:
+            self._store.pause_image(message.image_id, exc.reason, None, give_back_attempt=False)
+            log.info("image %s paused: %s", message.image_id, exc.reason)
+            return None
+        except LookupError as exc:
+            raise messages.PoisonMessage(str(exc)) from None
+        return str(page_id)
+
+    def _page_wide(self, message: messages.ImageUploadRequested, failure: Failure) -> bool:
+        """A failure that is the Page's, not the image's: 190 pauses the image (its attempt
+        given back) until the owner reconnects; 368 pauses the Page's other albums and lets
+        this album stop (give_up). True if the image was paused."""
+        if self._pages is None or not self._pages.is_connected(message.album_id):
+            return False  # the single-tenant Page: only its operator can fix it
+        if failure.code == _TOKEN_REFUSED:
+            self._pages.token_refused(message.album_id)
+            self._store.pause_image(message.image_id, RECONNECT_REASON, failure.code,
+                                    give_back_attempt=True)
+            log.warning("image %s paused: the Page's token was refused (code 190)",
+                        message.image_id)
+            return True
+        if failure.code == _PAGE_BLOCKED:
+            self._pages.blocked(message.album_id)
+        return False
 
     def _not_now(self, message: messages.ImageUploadRequested, start: Start) -> None:
         """The image was not taken: it ended already, a newer attempt took over from this
@@ -178,6 +234,8 @@ class ImageUploader:
                 failure = classify(exc)
                 if isinstance(exc, GraphError):
                     self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
+                if self._page_wide(message, failure):
+                    return
                 # The copy follows this attempt: an older copy is then a stale duplicate.
                 raise outcomes.of(failure).copy_with(
                     {fencing.FENCE_HEADER: start.attempt}) from exc
@@ -364,10 +422,12 @@ class ImageUploader:
         doubt keeps its in-flight window."""
         # A throttle's wait may span several hops: the page shows when the whole wait ends.
         wait_s = step.hold_s if step.hold_s is not None else step.delay_s
+        attempt = getattr(self._running, "attempt", None)
+        # No attempt taken (held before it, for the Page's usage): the wait is shown only on
+        # an image that is waiting, never on one another attempt is uploading.
         self._store.record_retrying(message.image_id, failure.reason, failure.code,
-                                    timedelta(seconds=wait_s),
-                                    attempt=getattr(self._running, "attempt", None),
-                                    in_doubt=failure.in_doubt)
+                                    timedelta(seconds=wait_s), attempt=attempt,
+                                    in_doubt=failure.in_doubt, waiting_only=attempt is None)
 
     def give_up(self, message: messages.ImageUploadRequested, failure: Failure,
                 letter: Outgoing) -> None:
@@ -376,7 +436,7 @@ class ImageUploader:
         log.warning("image %s failed for good: %s", message.image_id, failure.reason)
         self._outbox.publish(self._store.record_failed(
             message.image_id, failure.reason, failure.code, letter,
-            stop_album=failure.kind is FailureKind.AUTH,
+            stop_album=failure.kind is FailureKind.AUTH or failure.code == _PAGE_BLOCKED,
             attempt=getattr(self._running, "attempt", None)))
 
 

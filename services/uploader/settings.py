@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import GraphSettings
+from shared.settings import CommonSettings
 
 
-class UploaderSettings(GraphSettings):
+class UploaderSettings(CommonSettings):
     #: Uploads one process runs at once (and its prefetch).
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
     #: Processes, each running UPLOADER_CONCURRENCY uploads: more than one uses more than one

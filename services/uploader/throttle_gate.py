@@ -41,9 +41,10 @@ class ThrottleGate:
             else:
                 log.info("Facebook usage: holding uploads to %s for %.0f s", scope, seconds)
 
-    def check(self) -> None:
-        """Raise `Throttled` while this Page or the app is held."""
-        held = self._store.graph_held_for((self._page_id, usage.APP))
+    def check(self, page_id: str | None = None) -> None:
+        """Raise `Throttled` while the Page (`page_id`, else the gate's own) or the app is
+        held."""
+        held = self._store.graph_held_for((page_id or self._page_id, usage.APP))
         if held > 0:
             raise Throttled(f"Facebook's usage limit for this Page is near or reached; "
                             f"uploads wait {held:.0f} s", wait_s=held)

@@ -32,11 +32,16 @@ def properties(message: Outgoing) -> pika.BasicProperties:
     )
 
 
-def parameters(url: str, start: int | None = None) -> list[pika.URLParameters]:
+def parameters(url: str, start: int | None = None,
+               name: str | None = None) -> list[pika.URLParameters]:
     """One set of parameters per node of `url` (AMQP_URL: one URL or several, comma-separated),
     starting at node `start` and going round; a random start by default, so that processes
-    spread over a cluster's nodes. A connection tries each in turn, once."""
+    spread over a cluster's nodes. A connection tries each in turn, once. `name` is the
+    connection's name in the management UI (which consumer or publisher it is)."""
     nodes = [_node_parameters(node_url) for node_url in split_urls(url)]
+    if name is not None:
+        for node in nodes:
+            node.client_properties = {"connection_name": name}
     first = random.randrange(len(nodes)) if start is None else start % len(nodes)
     return nodes[first:] + nodes[:first]
 

@@ -74,7 +74,7 @@ class Consumer:
                  publish_timeout_s: float = _PUBLISH_TIMEOUT_S) -> None:
         self._url = url
         #: The broker's nodes in the order the next connection tries them.
-        self._nodes = parameters(url)
+        self._nodes = parameters(url, name=f"consumer {route.queue.name}")
         #: The node the last connection opened on (None before the first).
         self._node: pika.ConnectionParameters | None = None
         self._route = route

@@ -40,7 +40,7 @@ class Publisher:
     def __init__(self, url: str) -> None:
         #: The broker's nodes: each connection tries the next one, and a full round of failures
         #: waits out the next reconnect delay.
-        self._nodes = parameters(url)
+        self._nodes = parameters(url, name="publisher")
         self._node = 0
         #: Nodes tried since the last connection that confirmed.
         self._tried = 0

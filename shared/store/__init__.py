@@ -7,10 +7,14 @@ read models handed out, `engine` how SQLite and PostgreSQL are set up.
 from shared.store.engine import PG_CONNECT_ARGS, make_engine
 from shared.store.repository import KeyReused, Store, hash_token
 from shared.store.tables import (
+    BLOCKED,
     BUSY,
+    CONNECTED,
     DONE,
     DONE_WITH_FAILURES,
     FAILED,
+    NEEDS_RECONNECT,
+    PAUSED,
     PUBLISHING,
     QUEUED,
     RETRYING,
@@ -27,11 +31,14 @@ from shared.store.views import (
     FbAlbumClaim,
     ImageView,
     NotificationClaim,
+    PageCredentials,
+    PageView,
     Start,
     UserView,
 )
 
 __all__ = [
+    "BLOCKED", "CONNECTED", "NEEDS_RECONNECT", "PAUSED", "PageCredentials", "PageView",
     "BUSY", "DONE", "DONE_WITH_FAILURES", "FAILED", "PG_CONNECT_ARGS", "PUBLISHING", "QUEUED",
     "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumView", "Created",
     "FbAlbumClaim", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage", "Start",

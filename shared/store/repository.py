@@ -40,11 +40,15 @@ from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
 from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
+    BLOCKED,
     BUSY,
+    CONNECTED,
     DONE_WITH_FAILURES,
     EXISTING_ALBUM,
     FAILED,
+    NEEDS_RECONNECT,
     NEW_ALBUM,
+    PAUSED,
     POST,
     POST_FAILED,
     POST_PENDING,
@@ -64,6 +68,7 @@ from shared.store.tables import (
     Image,
     Notification,
     OutboxMessage,
+    PageConnection,
     User,
     utcnow,
 )
@@ -74,7 +79,10 @@ from shared.store.views import (
     ImageView,
     NotificationClaim,
     OutboxRetry,
+    PageCredentials,
+    PageView,
     PostJob,
+    ReconnectMail,
     Start,
     UserView,
     album_view,
@@ -163,14 +171,18 @@ class Store:
     # -- albums --------------------------------------------------------------------------------
 
     def create_album(self, user_id: int, title: str, notify_email: str | None,
-                     keys: Sequence[str], destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                     keys: Sequence[str], page_id: str | None = None,
+                     destination: tuple[str, str | None] = (NEW_ALBUM, None),
                      ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and one outbox message per image, all or nothing.
+        `page_id`: the Facebook Page it publishes to (None: the single-tenant Page);
         `destination`: its kind and, for an existing album of the Page, that album's id."""
-        return self._insert_album(user_id, title, notify_email, keys, destination=destination)
+        return self._insert_album(user_id, title, notify_email, keys, page_id=page_id,
+                                  destination=destination)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
                           notify_email: str | None, keys: Sequence[str],
+                          page_id: str | None = None,
                           destination: tuple[str, str | None] = (NEW_ALBUM, None)) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
@@ -180,7 +192,7 @@ class Store:
         moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
-                                                (key, fingerprint), destination)
+                                                (key, fingerprint), page_id, destination)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -193,6 +205,7 @@ class Store:
 
     def _insert_album(self, user_id: int, title: str, notify_email: str | None,
                       keys: Sequence[str], idempotency: tuple[str, str] | None = None,
+                      page_id: str | None = None,
                       destination: tuple[str, str | None] = (NEW_ALBUM, None),
                       ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
@@ -201,7 +214,7 @@ class Store:
             # An existing album is recorded as the album's Facebook album: the uploader's
             # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
-                        destination=kind,
+                        page_id=page_id, destination=kind,
                         fb_album_id=existing if kind == EXISTING_ALBUM else None))
             s.flush()
             if idempotency is not None:
@@ -307,15 +320,17 @@ class Store:
 
     def record_retrying(self, image_id: int, error: str, code: int | None,
                         retry_in: timedelta | datetime, attempt: int | None = None,
-                        in_doubt: bool = False) -> None:
+                        in_doubt: bool = False, waiting_only: bool = False) -> None:
         """The attempt failed and its copy waits `retry_in` (a delay from the database's clock,
         which the uploader passes; or a time, naive UTC). `in_doubt`: its request may still
         reach Facebook, so the attempt keeps its in-flight window (see `start_attempt`). With
-        `attempt`, only if the image is still in that attempt."""
+        `attempt`, only if the image is still in that attempt; with `waiting_only` (a wait
+        before any attempt was taken), only if no attempt is uploading it."""
+        waiting = (Image.state != UPLOADING,) if waiting_only else ()
         with self._tx() as s:
             at = retry_in if isinstance(retry_in, datetime) else _db_time(s) + retry_in
             s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL),
-                                          *_in_attempt(attempt))
+                                          *_in_attempt(attempt), *waiting)
                       .values(state=RETRYING, error=error, error_code=code,
                               next_attempt_at=at, queued_at=at,
                               lease_until=None, in_doubt=in_doubt))
@@ -369,7 +384,7 @@ class Store:
                 return False, []
             if stop_album:
                 s.execute(update(Image).where(Image.album_id == album_id,
-                                              Image.state.in_((QUEUED, RETRYING)))
+                                              Image.state.in_((QUEUED, RETRYING, PAUSED)))
                           .values(state=FAILED, next_attempt_at=None,
                                   error=f"not sent: {values['error']}",
                                   error_code=values["error_code"]))
@@ -643,6 +658,104 @@ class Store:
                 Notification.album_id == album_id, Notification.settle_seq == settle_seq,
                 Notification.claim_id == claim_id, Notification.sent_at.is_(None)))
             return cast(CursorResult[Any], result).rowcount == 1
+
+    # -- Facebook Pages (shared/token_cipher.py seals the tokens) ------------------------------
+
+    def connect_page(self, user_id: int, page_id: str, page_name: str,
+                     token_sealed: bytes) -> list[OutboxMessage]:
+        """Connect the user's Page (replacing any other), and queue again the images of the
+        user's albums for that Page that were paused waiting for it: one upload message each,
+        in the same transaction."""
+        with self._tx() as s:
+            connection = s.get(PageConnection, user_id, with_for_update=True)
+            if connection is None:
+                connection = PageConnection(user_id=user_id)
+                s.add(connection)
+            connection.page_id, connection.page_name = page_id, page_name
+            connection.token_sealed, connection.state = token_sealed, CONNECTED
+            connection.connected_at, connection.reconnect_asked_at = utcnow(), None
+            connection.reconnect_mailed_at = None
+            paused = list(s.scalars(
+                select(Image).join(Album, Album.id == Image.album_id)
+                .where(Album.user_id == user_id, Album.page_id == page_id,
+                       Image.state == PAUSED).order_by(Image.id).with_for_update()))
+            for image in paused:
+                image.state, image.error, image.error_code = QUEUED, None, None
+            rows = [_upload_row(i) for i in paused]
+            s.add_all(rows)
+            return rows
+
+    def disconnect_page(self, user_id: int) -> bool:
+        """Forget the user's Page and its token; False if none was connected."""
+        with self._tx() as s:
+            result = s.execute(delete(PageConnection).where(PageConnection.user_id == user_id))
+            return bool(cast(CursorResult[Any], result).rowcount)
+
+    def page(self, user_id: int) -> PageView | None:
+        with self._read() as s:
+            c = s.get(PageConnection, user_id)
+            return PageView(c.page_id, c.page_name, c.state, c.connected_at) if c else None
+
+    def album_page(self, album_id: str) -> tuple[int, str | None] | None:
+        """The album's owner and the Page it publishes to (None: the single-tenant Page)."""
+        with self._read() as s:
+            row = s.execute(select(Album.user_id, Album.page_id)
+                            .where(Album.id == album_id)).first()
+            return (row[0], row[1]) if row else None
+
+    def page_credentials(self, user_id: int, page_id: str) -> PageCredentials | None:
+        """The user's connection to this Page, its token still sealed; None if the user's
+        connection is to another Page or there is none."""
+        with self._read() as s:
+            c = s.get(PageConnection, user_id)
+            if c is None or c.page_id != page_id:
+                return None
+            return PageCredentials(c.user_id, c.page_id, c.state, c.token_sealed)
+
+    def set_page_state(self, user_id: int, page_id: str, state: str) -> bool:
+        """Mark the user's connection to this Page; True the first time it enters `state`
+        (the owner is asked to reconnect once, not once per image)."""
+        with self._tx() as s:
+            result = s.execute(update(PageConnection)
+                               .where(PageConnection.user_id == user_id,
+                                      PageConnection.page_id == page_id,
+                                      PageConnection.state != state)
+                               .values(state=state, reconnect_asked_at=utcnow()))
+            return bool(cast(CursorResult[Any], result).rowcount)
+
+    def claim_reconnect_mails(self) -> list[ReconnectMail]:
+        """The owners of Pages that stopped (190, 368) and were not mailed since: each is
+        marked mailed as it is handed out, so one notifier mails them once."""
+        with self._tx() as s:
+            rows = list(s.execute(
+                select(PageConnection, User.email).join(User, User.id == PageConnection.user_id)
+                .where(PageConnection.state.in_((NEEDS_RECONNECT, BLOCKED)),
+                       (PageConnection.reconnect_mailed_at.is_(None))
+                       | (PageConnection.reconnect_mailed_at < PageConnection.reconnect_asked_at))
+                .with_for_update(skip_locked=True)))
+            now = utcnow()
+            for connection, _ in rows:
+                connection.reconnect_mailed_at = now
+            return [ReconnectMail(c.user_id, email, c.page_name, c.state) for c, email in rows]
+
+    def release_reconnect_mail(self, user_id: int) -> None:
+        """The mail could not be sent: the next round tries again."""
+        with self._tx() as s:
+            s.execute(update(PageConnection).where(PageConnection.user_id == user_id)
+                      .values(reconnect_mailed_at=None))
+
+    def pause_image(self, image_id: int, reason: str, code: int | None,
+                    give_back_attempt: bool) -> None:
+        """The image waits for its Page to be reconnected; an attempt that was taken and
+        refused for the Page's sake (not the image's) is given back."""
+        with self._tx() as s:
+            image = s.get(Image, image_id, with_for_update=True)
+            if image is None or image.state in TERMINAL:
+                return
+            if give_back_attempt and image.attempts:
+                image.attempts -= 1
+            image.state, image.error, image.error_code = PAUSED, reason, code
+            image.next_attempt_at = image.lease_until = None
 
     # -- Graph holds (throttling shared by every uploader process) -----------------------------
 

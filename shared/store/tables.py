@@ -14,7 +14,12 @@ from shared.store.db_clock import utc_now
 PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
 QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
     "queued", "uploading", "retrying", "uploaded", "failed")
+#: Waiting for its Page: the token was revoked (190) or the Page blocked (368); a reconnect
+#: queues it again. Not terminal: its album does not settle meanwhile.
+PAUSED = "paused"
 TERMINAL = frozenset({UPLOADED, FAILED})
+#: A Page connection's states: usable, its token refused (190), or blocked by Facebook (368).
+CONNECTED, NEEDS_RECONNECT, BLOCKED = "connected", "needs_reconnect", "blocked"
 SEND, SENT, BUSY = "send", "sent", "busy"
 #: Where an album goes on Facebook: a Facebook album made for it, an album of the Page the user
 #: picked, or one multi-photo post (docs/facebook-destinations.md).
@@ -50,6 +55,9 @@ class Album(Base):
     notify_email: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    #: The Facebook Page it publishes to, recorded when it was posted: a later reconnect to
+    #: another Page does not move an album in flight. NULL: the single-tenant Page.
+    page_id: Mapped[str | None] = mapped_column(String(64))
     #: When a worker claimed the creation of the Facebook album, by the database's clock
     #: (hosts' clocks differ); and whether its create ended without saying if it was made (a
     #: timeout, a 5xx): then the album is looked for by its mark before another is created.
@@ -168,3 +176,20 @@ class GraphHold(Base):
     __tablename__ = "graph_holds"
     scope: Mapped[str] = mapped_column(String(64), primary_key=True)
     until: Mapped[datetime]
+
+
+class PageConnection(Base):
+    """The Facebook Page a user connected, with its Page token sealed by `shared.token_cipher`
+    (never stored in the clear, never logged, never in a message). One per user."""
+
+    __tablename__ = "page_connections"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    page_id: Mapped[str] = mapped_column(String(64))
+    page_name: Mapped[str] = mapped_column(String(300))
+    token_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(32), default=CONNECTED)
+    connected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the connection last stopped (190 or 368), and when its owner was mailed about it:
+    #: one email per stop (services/notifier/reconnect_mail.py).
+    reconnect_asked_at: Mapped[datetime | None]
+    reconnect_mailed_at: Mapped[datetime | None]

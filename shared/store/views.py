@@ -17,6 +17,37 @@ class UserView:
 
 
 @dataclass(frozen=True)
+class PageView:
+    """A user's connected Page, without its token."""
+
+    page_id: str
+    page_name: str
+    state: str
+    connected_at: datetime
+
+
+@dataclass(frozen=True)
+class ReconnectMail:
+    """An owner to ask, once, to reconnect their Page."""
+
+    user_id: int
+    email: str
+    page_name: str
+    state: str
+
+
+@dataclass(frozen=True)
+class PageCredentials:
+    """What the uploader needs to publish to a Page: its id, its state and its sealed token
+    (opened by the uploader's cipher at the edge)."""
+
+    user_id: int
+    page_id: str
+    state: str
+    token_sealed: bytes
+
+
+@dataclass(frozen=True)
 class ImageView:
     id: int
     key: str

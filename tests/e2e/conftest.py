@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from cryptography.fernet import Fernet
 
 from dev.ports import answers, free_port
 from tests.integration.helpers import wait_for
@@ -40,6 +41,10 @@ class System:
             "AWS_DEFAULT_REGION": "us-east-1",
             "GRAPH_API_URL": f"http://127.0.0.1:{self.ports['graph']}",
             "FACEBOOK_PAGE_ID": PAGE_ID, "FACEBOOK_PAGE_TOKEN": PAGE_TOKEN,
+            # Facebook Login's dialog is the simulator's too; Page tokens sealed with a key
+            # of the session's own (none written under var/).
+            "FACEBOOK_DIALOG_URL": f"http://127.0.0.1:{self.ports['graph']}",
+            "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.ports["smtp"]),
             "MAIL_UI_PORT": str(self.ports["mail"]),
             "API_PORT": str(self.ports["api"]),

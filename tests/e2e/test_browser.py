@@ -1,8 +1,9 @@
 """A person publishes an album in a real browser: Debian's Chromium driven by Playwright.
 
-Sign in, pick photos, publish, watch the album page update live (no reload) until one photo
-that Facebook refuses fails with its reason, read the email, retry once the refusal is lifted
-(through a transient error, to see a retry time), and see the album end done. The screenshots
+Sign in, connect a Facebook Page (Facebook Login through the simulator), pick photos,
+publish, watch the album page update live (no reload) until one photo that Facebook refuses
+fails with its reason, read the email, retry once the refusal is lifted (through a transient
+error, to see a retry time), and see the album end done. The screenshots
 land in var/screenshots/ (SCREENSHOT_DIR); `make screenshots` writes the README's, in docs/.
 """
 
@@ -182,6 +183,12 @@ def _sign_in_and_publish(page: Any, system: System, token: str, chosen: list[str
     page.get_by_label("Access token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Your albums")).to_be_visible()
+
+    # Connect the Page the album goes to: Facebook Login's dialog (the simulator's approves at
+    # once as its fake user, who manages one Page) and back.
+    page.get_by_role("link", name="Connect a Facebook Page").click()
+    expect(page.get_by_text("Connected your Facebook Page Demo Page.")).to_be_visible()
+    expect(page.get_by_text("Page: Demo Page")).to_be_visible()
 
     page.get_by_role("link", name="New album").first.click()
     expect(page.get_by_role("heading", name="New album")).to_be_visible()

@@ -27,7 +27,7 @@ def simulator_url() -> Iterator[str]:
     # Album creation allowed: these tests are about creating albums (the refusal and its
     # fallback: tests/unit/test_destinations.py and tests/e2e/test_destinations.py).
     page = PageSettings(refuse_album_creation=False)
-    server = make_server("127.0.0.1", 0, create_app(PAGE_ID, TOKEN, page), threaded=True)
+    server = make_server("127.0.0.1", 0, create_app(PAGE_ID, TOKEN, page=page), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

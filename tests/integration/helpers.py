@@ -48,14 +48,15 @@ def sim_photos(sim: str) -> list[dict[str, Any]]:
     return list(requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"])
 
 
-def close_connections(broker: Any, vhost: str, at_least: int = 1) -> int:
-    """Close every client connection to `vhost` from the broker's side (as an operator or a
-    broker restart would); waits until the management API lists `at_least` of them (its
-    listing lags behind new connections, the more so on a busy machine)."""
+def close_connections(broker: Any, vhost: str, named: str | None = None) -> int:
+    """Close client connections to `vhost` from the broker's side (as an operator or a broker
+    restart would): every one, or those whose name starts with `named` (the runtime names its
+    connections: "consumer <queue>", "publisher"). Waits until the management API lists at
+    least one such (its listing lags behind new connections, the more so on a busy machine)."""
 
     def listed() -> list[dict[str, Any]]:
-        found = [c for c in broker.api("GET", "connections").json() if c.get("vhost") == vhost]
-        return found if len(found) >= at_least else []
+        return [c for c in broker.api("GET", "connections").json() if c.get("vhost") == vhost
+                and (named is None or (c.get("user_provided_name") or "").startswith(named))]
 
     connections = wait_for(listed, timeout=20, every=0.5, what=f"connections to {vhost}")
     for connection in connections:

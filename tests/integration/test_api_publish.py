@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 from flask import Flask
+from pydantic import SecretStr
 
 from services.api.app import Services, create_app
 from services.api.settings import ApiSettings
@@ -46,7 +47,10 @@ class Api:
 @contextlib.contextmanager
 def api_on(store: Any, amqp_url: str) -> Iterator[Api]:
     settings = ApiSettings(_env_file=None, amqp_url=amqp_url,  # type: ignore[call-arg]
-                           database_url="sqlite:///unused.db", s3_endpoint_url=None)
+                           database_url="sqlite:///unused.db", s3_endpoint_url=None,
+                           # A one-tenant install: albums go to this Page without a connection.
+                           facebook_page_id="1000000000000001",
+                           facebook_page_token=SecretStr("test-page-token"))
     app = create_app(settings, cast(Store, store))
     user, token = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     try:

@@ -21,8 +21,8 @@ from .helpers import close_connections, get_all, message_count, wait_for
 
 pytestmark = pytest.mark.integration
 
-#: A running consumer holds two connections: deliveries, and its publisher of outcomes.
-CONSUMER_CONNECTIONS = 2
+#: The name of a consumer's own connection (it holds another for its publisher of outcomes).
+CONSUMER = "consumer "
 
 DELAYS = (1, 3)
 QUEUE = topology.IMAGE_UPLOADS
@@ -167,7 +167,7 @@ def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, a
     consumer = run_consumer(script)
     publish(amqp_url, upload(8))
     wait_for(lambda: len(script.seen) == 1, what="the first message")
-    close_connections(broker, vhost, CONSUMER_CONNECTIONS)
+    close_connections(broker, vhost, CONSUMER)
     wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
     publish(amqp_url, upload(9))
     wait_for(lambda: len(script.seen) == 2, what="a message after the reconnect")
@@ -228,7 +228,7 @@ def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url,
     publish(amqp_url, *(upload(image_id) for image_id in range(12, 20)))
     wait_for(lambda: len(seen) == 9, what="the fast messages")
     time.sleep(0.5)  # their acks reach the broker
-    close_connections(broker, vhost, CONSUMER_CONNECTIONS)
+    close_connections(broker, vhost, CONSUMER)
     release.set()
     wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
     wait_for(lambda: (11, True) in seen, timeout=20, what="the slow message again")
@@ -249,7 +249,7 @@ def test_a_message_finished_as_its_connection_dies_does_not_stall_the_next(
         seen.append(image_id)
         if image_id == 21 and not redelivered:
             # The broker has sent its close: finish now.
-            close_connections(broker, vhost, CONSUMER_CONNECTIONS)
+            close_connections(broker, vhost, CONSUMER)
 
     consumer = run_consumer(handler)
     publish(amqp_url, upload(21))

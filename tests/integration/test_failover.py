@@ -100,7 +100,8 @@ def test_after_losing_its_node_the_consumer_and_its_publisher_try_the_next_one_f
         assert consumer.consuming.wait(15), "the consumer did not start consuming"
         wait_for(lambda: "publisher connected to" in caplog.text, timeout=10,
                  what="the consumer's publisher")
-        close_connections(broker, vhost, at_least=2)
+        close_connections(broker, vhost, named="consumer ")
+        close_connections(broker, vhost, named="publisher")
         wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
         wait_for(lambda: caplog.text.count("publisher connected to") == 2, timeout=20,
                  what="the publisher to reconnect")

@@ -64,6 +64,18 @@ def test_a_stalled_attempt_cannot_clear_a_newer_attempts_lease_or_state(store):
     assert store.image(image).state == "retrying"
 
 
+def test_a_wait_before_any_attempt_shows_on_a_waiting_image_never_on_an_uploading_one(store):
+    """A copy held back for the Page's usage took no attempt: its wait is shown on an image
+    that waits, but must not clear the lease of an attempt uploading it meanwhile."""
+    _, (waiting, taken) = new_album(store, 2)
+    store.record_retrying(waiting, "usage 95%", None, timedelta(seconds=60), waiting_only=True)
+    assert store.image(waiting).state == "retrying"
+    assert store.start_attempt(taken, timedelta(seconds=30)).attempt == 1
+    store.record_retrying(taken, "usage 95%", None, timedelta(seconds=60), waiting_only=True)
+    assert store.image(taken).state == "uploading"
+    assert store.start_attempt(taken, timedelta(seconds=30)).attempt is None  # lease kept
+
+
 def test_a_stale_attempts_photo_is_recorded_and_a_second_photo_logged(store, caplog):
     album_id, (image, other) = new_album(store, 2)
     store.start_attempt(image)

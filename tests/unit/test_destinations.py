@@ -46,7 +46,7 @@ class World:
                         album_claim_margin_s=0.0)
         self.uploader = ImageUploader(self.store, outbox, self.graph,  # type: ignore[arg-type]
                                       self.s3, BUCKET, policy)
-        self.poster = FeedPoster(self.store, outbox, self.graph, policy)
+        self.poster = FeedPoster(self.store, outbox, lambda _album: self.graph, policy)
 
     def album(self, count: int, destination: tuple[str, str | None] = ("new_album", None),
               ) -> tuple[str, list[Delivery]]:
@@ -54,7 +54,8 @@ class World:
         keys = [f"{user.prefix}p{n}.png" for n in range(count)]
         for key in keys:
             self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"png" * 10, ContentType="image/png")
-        album_id, rows = self.store.create_album(user.id, "Trip", None, keys, destination)
+        album_id, rows = self.store.create_album(user.id, "Trip", None, keys,
+                                                 destination=destination)
         return album_id, [Delivery(row.body, {}) for row in rows]
 
     def upload(self, deliveries: list[Delivery]) -> list[Fate]:

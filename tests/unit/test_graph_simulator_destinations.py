@@ -20,7 +20,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _client(**page: Any) -> FlaskClient:
-    return create_app(PAGE, TOKEN, PageSettings(**page)).test_client()
+    return create_app(PAGE, TOKEN, page=PageSettings(**page)).test_client()
 
 
 def _unpublished(client: FlaskClient, seed: int = 0) -> str:

@@ -118,8 +118,16 @@ class Env:
         return [image.id for image in album.images]
 
 
+#: The Fernet key the unit apps seal Page tokens with (none is generated under var/).
+TOKEN_KEY = "fLjyrUJr8Ku8PZ3I6lHOxiJEeP6r6Lw3-4A1LnUqlxw="
+
+
 def make_env(tmp_path: Any, s3_client: Any = None, **settings: Any) -> Env:
-    """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given)."""
+    """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given); a
+    one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise."""
+    settings = {"facebook_page_id": "1000000000000001",
+                "facebook_page_token": SecretStr("unit-page-token"),
+                "token_encryption_keys": SecretStr(TOKEN_KEY), **settings}
     config = ApiSettings(_env_file=None, database_url=f"sqlite:///{tmp_path}/web.db",  # type: ignore[call-arg]
                          s3_endpoint_url=None, s3_bucket=BUCKET, **settings)
     store = Store(config.database_url)

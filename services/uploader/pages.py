@@ -1,0 +1,102 @@
+"""Where an album's Page id and token come from: the Page the album recorded when it was
+posted, its owner's connection (token opened here, at the edge), or the single-tenant Page.
+
+The handler asks `client_for(album_id)` before each attempt; a Page whose token Facebook
+refused (190) or that Facebook blocked (368) raises `PagePaused` until its owner reconnects.
+Tokens never travel in a message: only the album id does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from shared.store import BLOCKED, CONNECTED, NEEDS_RECONNECT, Store
+from shared.token_cipher import TokenCipher
+
+#: Builds a Graph client for (page id, page token).
+ClientFactory = Callable[[str, str], Any]
+
+RECONNECT_REASON = "waiting for you to reconnect your Facebook Page (its token was refused)"
+BLOCKED_REASON = ("waiting: Facebook blocked your Page for policy reasons; reconnect it "
+                  "once the block is lifted")
+
+
+class PagePaused(Exception):
+    """The album's Page cannot be published to until its owner reconnects it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Pages:
+    def __init__(self, store: Store, cipher: TokenCipher, make_client: ClientFactory,
+                 single_tenant: tuple[str, str] | None = None) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._make_client = make_client
+        self._single_tenant = single_tenant
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "Pages(<tokens hidden>)"
+
+    def token_for(self, album_id: str) -> tuple[str, str]:
+        """The album's Page id and its token, or PagePaused."""
+        owner = self._store.album_page(album_id)
+        if owner is None:
+            raise LookupError(f"album {album_id} is not in the store")
+        user_id, page_id = owner
+        if page_id is None:  # posted for the single-tenant Page
+            if self._single_tenant is None:
+                raise PagePaused(RECONNECT_REASON)
+            return self._single_tenant
+        credentials = self._store.page_credentials(user_id, page_id)
+        if credentials is None or credentials.state == NEEDS_RECONNECT:
+            raise PagePaused(RECONNECT_REASON)
+        if credentials.state == BLOCKED:
+            raise PagePaused(BLOCKED_REASON)
+        assert credentials.state == CONNECTED
+        return page_id, self._cipher.decrypt(credentials.token_sealed)
+
+    def client_for(self, album_id: str) -> tuple[str, Any]:
+        """The album's Page id and a Graph client for it, kept per Page and token (a
+        reconnect's new token gets a new client)."""
+        page_id, token = self.token_for(album_id)
+        key = (page_id, hashlib.sha256(token.encode()).hexdigest())
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = self._make_client(page_id, token)
+            return page_id, client
+
+    def is_connected(self, album_id: str) -> bool:
+        """Whether the album publishes to a user's connected Page (not the single-tenant
+        one, which only its operator can fix)."""
+        owner = self._store.album_page(album_id)
+        return owner is not None and owner[1] is not None
+
+    def token_refused(self, album_id: str) -> bool:
+        """Facebook refused the Page's token (190): the Page waits for its owner to
+        reconnect. True the first time (the owner is asked once)."""
+        return self._mark(album_id, NEEDS_RECONNECT)
+
+    def blocked(self, album_id: str) -> bool:
+        """Facebook blocked the Page (368): its other albums wait for a reconnect."""
+        return self._mark(album_id, BLOCKED)
+
+    def _mark(self, album_id: str, state: str) -> bool:
+        owner = self._store.album_page(album_id)
+        if owner is None or owner[1] is None:  # the single-tenant Page: ops must act
+            return False
+        return self._store.set_page_state(owner[0], owner[1], state)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()

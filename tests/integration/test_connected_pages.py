@@ -1,0 +1,128 @@
+"""Connected Pages against the Graph simulator: Facebook Login (dialog, code, long-lived token,
+/me/accounts), and two users with two Pages publishing at the same time through the real
+handler, Graph client and store: each album lands on its owner's Page only."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from cryptography.fernet import Fernet
+
+from dev.images import png
+from services.api.facebook_login import FacebookLogin, LoginFailed
+from services.uploader.graph_client import GraphClient
+from services.uploader.handler import ImageUploader, Policy
+from services.uploader.pages import Pages
+from shared.broker.fake_publisher import FakePublisher
+from shared.fate import Delivery, decide
+from shared.outbox import Outbox
+from shared.token_cipher import TokenCipher
+
+from .helpers import VERSION
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "pages-test"
+REDIRECT = "http://127.0.0.1:1/connect/facebook/callback"
+
+
+def login(sim: str, user: str) -> list:
+    """Connect as the simulator's Facebook `user`, as the API's callback does."""
+    requests.put(f"{sim}/_sim/login", json={"user": user}, timeout=5).raise_for_status()
+    fb = FacebookLogin(sim, sim, VERSION, "sim-app", "sim-app-secret")
+    dialog = requests.get(fb.dialog(REDIRECT, "s1"), allow_redirects=False, timeout=5)
+    assert dialog.status_code == 302
+    query = parse_qs(urlsplit(dialog.headers["Location"]).query)
+    assert query["state"] == ["s1"]
+    return fb.pages_for_code(query["code"][0], REDIRECT)
+
+
+def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim):
+    requests.post(f"{sim}/_sim/pages", json={"id": "5001", "name": "Cafe", "owner": "carol"},
+                  timeout=5).raise_for_status()
+    (page,) = login(sim, "carol")
+    assert (page.id, page.name) == ("5001", "Cafe") and page.token
+    assert page.token not in repr(page)
+
+
+def test_a_code_is_used_once_and_a_wrong_redirect_is_refused(sim):
+    fb = FacebookLogin(sim, sim, VERSION, "sim-app", "sim-app-secret")
+    dialog = requests.get(fb.dialog(REDIRECT, "s"), allow_redirects=False, timeout=5)
+    code = parse_qs(urlsplit(dialog.headers["Location"]).query)["code"][0]
+    with pytest.raises(LoginFailed, match="redirect_uri"):
+        fb.pages_for_code(code, "http://elsewhere/cb")
+    with pytest.raises(LoginFailed, match="used or is invalid"):
+        fb.pages_for_code(code, REDIRECT)
+
+
+def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(sim, sqlite_store,
+                                                                           s3_client):
+    if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
+        s3_client.create_bucket(Bucket=BUCKET)
+    cipher = TokenCipher(Fernet.generate_key().decode())
+    albums = {}
+    for owner, page_id in (("ann", "6001"), ("bob", "6002")):
+        requests.post(f"{sim}/_sim/pages", json={"id": page_id, "owner": owner},
+                      timeout=5).raise_for_status()
+        (page,) = login(sim, owner)
+        user, _ = sqlite_store.create_user(f"{owner}-{uuid.uuid4().hex[:6]}@example.com")
+        sqlite_store.connect_page(user.id, page.id, page.name, cipher.encrypt(page.token))
+        keys = [f"{user.prefix}{n}.png" for n in range(4)]
+        for n, key in enumerate(keys):
+            s3_client.put_object(Bucket=BUCKET, Key=key, Body=png(32, 24, seed=n),
+                                 ContentType="image/png")
+        albums[page_id] = sqlite_store.create_album(user.id, f"{owner}'s", None, keys,
+                                                    page_id=page.id)
+
+    def client(page_id: str, token: str) -> GraphClient:
+        return GraphClient(sim, VERSION, page_id, token, timeout=(5.0, 30.0))
+
+    uploader = ImageUploader(sqlite_store, Outbox(sqlite_store, FakePublisher(),  # type: ignore[arg-type]
+                                                  grace=timedelta(0)),
+                             None, s3_client, BUCKET, Policy((1, 3), 3),
+                             pages=Pages(sqlite_store, cipher, client))
+    deliveries = [Delivery(row.body, {}) for _, rows in albums.values() for row in rows]
+    threads = [threading.Thread(target=decide, args=(uploader.route(), d)) for d in deliveries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for page_id, (album_id, _) in albums.items():
+        assert sqlite_store.album(album_id).state == "done"
+        photos = requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"]
+        mine = [p for p in photos if p["caption"].startswith(f"ref:{album_id}:")]
+        assert len(mine) == 4 and {p["page"] for p in mine} == {page_id}
+
+
+def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim):
+    import io
+
+    from services.uploader.graph_client import GraphError
+
+    tokens = {}
+    for page_id, owner in (("6101", "dora"), ("6102", "eve")):
+        requests.post(f"{sim}/_sim/pages", json={"id": page_id, "owner": owner},
+                      timeout=5).raise_for_status()
+        (page,) = login(sim, owner)
+        tokens[page_id] = page.token
+    dora = GraphClient(sim, VERSION, "6101", tokens["6101"], timeout=(5.0, 30.0))
+    eve_album = GraphClient(sim, VERSION, "6102", tokens["6102"]).create_album("Eve's")
+    body = png(8, 8, seed=1)
+    with pytest.raises(GraphError) as refused:
+        dora.upload_photo(eve_album, io.BytesIO(body), len(body), "a.png", "image/png", "x")
+    assert refused.value.code == 200  # Page A's token on Page B's album
+    requests.post(f"{sim}/_sim/pages/6101/block", timeout=5).raise_for_status()
+    with pytest.raises(GraphError) as blocked:
+        dora.create_album("Dora's")
+    assert blocked.value.code == 368
+    requests.post(f"{sim}/_sim/pages/6101/revoke", timeout=5).raise_for_status()
+    with pytest.raises(GraphError) as revoked:
+        list(dora.list_albums())
+    assert (revoked.value.code, revoked.value.subcode) == (190, 460)
+    (fresh,) = login(sim, "dora")  # logging in again hands out a new Page token
+    assert fresh.token != tokens["6101"]

@@ -1,0 +1,243 @@
+"""Each user publishes to their own connected Page (issue 10, items 1 and 6): the uploader's
+handler through the runtime's decision, one fake Graph client per Page token, the real store on
+a SQLite file. No broker, no HTTP."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+
+from services.uploader.fake_graph_client import FakeGraphClient
+from services.uploader.graph_client import GraphError
+from services.uploader.handler import ImageUploader, Policy
+from services.uploader.pages import Pages
+from shared import topology
+from shared.broker.fake_publisher import FakePublisher
+from shared.fake_s3 import FakeS3
+from shared.fate import Delivery, decide
+from shared.outbox import Outbox
+from shared.store import Store
+from shared.token_cipher import TokenCipher, TokenCipherError
+
+BUCKET = "unit"
+KEY = Fernet.generate_key().decode()
+
+
+class Facebook:
+    """One fake Graph client per Page token: a photo lands on the Page whose token sent it."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, FakeGraphClient] = {}
+        self.tokens: dict[str, str] = {}
+
+    def client(self, page_id: str, token: str) -> FakeGraphClient:
+        assert self.tokens.get(token) == page_id, "a token used for another Page"
+        return self.pages.setdefault(page_id, FakeGraphClient())
+
+
+class World:
+    def __init__(self, tmp_path: Any) -> None:
+        self.store = Store(f"sqlite:///{tmp_path}/albums.db")
+        self.store.create_schema()
+        self.cipher = TokenCipher(KEY)
+        self.publisher = FakePublisher()
+        self.facebook = Facebook()
+        self.s3 = FakeS3()
+        self.pages = Pages(self.store, self.cipher, self.facebook.client)
+        self.uploader = ImageUploader(
+            self.store, Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+            None, self.s3, BUCKET, Policy((5, 30), max_attempts=3), pages=self.pages)
+
+    def user_with_page(self, email: str, page_id: str, token: str) -> int:
+        user, _ = self.store.create_user(email)
+        self.facebook.tokens[token] = page_id
+        self.store.connect_page(user.id, page_id, f"Page {page_id}", self.cipher.encrypt(token))
+        return user.id
+
+    def album(self, user_id: int, page_id: str, count: int) -> tuple[str, list[Delivery]]:
+        keys = [f"users/{user_id}/p{n}.png" for n in range(count)]
+        for key in keys:
+            self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"png" * 10, ContentType="image/png")
+        album_id, rows = self.store.create_album(user_id, "Mine", None, keys, page_id=page_id)
+        return album_id, [Delivery(row.body, {}) for row in rows]
+
+    def deliver(self, delivery: Delivery) -> Any:
+        return decide(self.uploader.route(), delivery)
+
+    def photos(self, page_id: str) -> list[dict[str, Any]]:
+        page = self.facebook.pages.get(page_id)
+        return page.photos if page else []
+
+
+@pytest.fixture
+def world(tmp_path: Any) -> World:
+    return World(tmp_path)
+
+
+def test_two_users_with_two_pages_each_publish_only_to_their_own(world):
+    ann = world.user_with_page("ann@example.com", "111", "token-ann")
+    bob = world.user_with_page("bob@example.com", "222", "token-bob")
+    ann_album, ann_deliveries = world.album(ann, "111", 3)
+    bob_album, bob_deliveries = world.album(bob, "222", 2)
+    # Interleaved, as two uploads side by side would take them.
+    for delivery in (ann_deliveries[0], bob_deliveries[0], ann_deliveries[1], bob_deliveries[1],
+                     ann_deliveries[2]):
+        world.deliver(delivery)
+    assert sorted(p["name"].split(":")[1] for p in world.photos("111")) == [ann_album] * 3
+    assert sorted(p["name"].split(":")[1] for p in world.photos("222")) == [bob_album] * 2
+    assert world.store.album(ann_album).state == world.store.album(bob_album).state == "done"
+
+
+def test_a_token_revoked_mid_album_pauses_then_resumes_on_reconnect_each_image_once(world):
+    ann = world.user_with_page("ann@example.com", "111", "token-ann")
+    album_id, (first, second, third) = world.album(ann, "111", 3)
+    world.deliver(first)
+    world.facebook.pages["111"].upload_failures.append(
+        GraphError("Error validating access token", http_status=400, code=190, subcode=460))
+    assert world.deliver(second).kind == "ack"
+    assert world.deliver(third).kind == "ack"  # not sent: the Page waits for its owner
+    album = world.store.album(album_id)
+    assert [(i.state, i.attempts) for i in album.images] == [
+        ("uploaded", 1), ("paused", 0), ("paused", 0)]
+    assert album.state == "publishing"
+    assert world.store.page(ann).state == "needs_reconnect"
+    assert len(world.photos("111")) == 1
+
+    world.facebook.tokens["token-ann-2"] = "111"
+    rows = world.store.connect_page(ann, "111", "Page 111", world.cipher.encrypt("token-ann-2"))
+    assert len(rows) == 2  # the paused images go out again through the outbox
+    for row in rows:
+        world.deliver(Delivery(row.body, {}))
+    album = world.store.album(album_id)
+    assert album.state == "done" and {i.state for i in album.images} == {"uploaded"}
+    names = [p["name"] for p in world.photos("111")]
+    assert len(names) == len(set(names)) == 3
+
+
+def test_a_policy_block_stops_the_album_and_pauses_the_pages_other_albums(world):
+    ann = world.user_with_page("ann@example.com", "111", "token-ann")
+    album_id, (first, _second, _third) = world.album(ann, "111", 3)
+    other_id, (other,) = world.album(ann, "111", 1)
+    world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.append(
+        GraphError("blocked", http_status=400, code=368))
+    assert world.deliver(first).kind == "dead"
+    album = world.store.album(album_id)
+    assert album.state == "done_with_failures"
+    assert {i.state for i in album.images} == {"failed"}
+    assert album.images[1].error.startswith("not sent: Facebook temporarily blocked")
+    assert world.store.page(ann).state == "blocked"
+    assert world.deliver(other).kind == "ack"
+    assert world.store.album(other_id).images[0].state == "paused"
+    assert world.photos("111") == []
+
+
+def test_an_album_without_a_connected_page_waits_rather_than_fails(world):
+    user, _ = world.store.create_user("nobody@example.com")
+    album_id, (delivery,) = world.album(user.id, "333", 1)
+    assert world.deliver(delivery).kind == "ack"
+    assert world.store.album(album_id).images[0].state == "paused"
+
+
+def test_page_tokens_are_encrypted_at_rest_and_never_logged_or_sent(world, caplog):
+    caplog.set_level(logging.DEBUG)
+    ann = world.user_with_page("ann@example.com", "111", "token-ann-SECRET")
+    _, deliveries = world.album(ann, "111", 2)
+    world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.append(
+        GraphError("Error validating access token", http_status=400, code=190))
+    for delivery in deliveries:
+        world.deliver(delivery)
+    with world.store.engine.connect() as connection:
+        (raw,) = connection.execute(text("SELECT token_sealed FROM page_connections")).one()
+    assert b"token-ann-SECRET" not in bytes(raw)
+    assert world.cipher.decrypt(bytes(raw)) == "token-ann-SECRET"
+    assert "SECRET" not in caplog.text
+    assert all(b"SECRET" not in m.body and "SECRET" not in repr(m.headers)
+               for m in world.publisher.published)
+    assert "SECRET" not in repr(world.pages)
+
+
+def test_a_rotated_key_still_opens_old_tokens_and_a_removed_key_is_a_clear_error():
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    sealed = TokenCipher(old).encrypt("t")
+    rotated = TokenCipher(f"{new},{old}")
+    assert rotated.decrypt(sealed) == "t"
+    assert TokenCipher(new).decrypt(rotated.rotate(sealed)) == "t"
+    with pytest.raises(TokenCipherError, match="no key"):
+        TokenCipher(new).decrypt(sealed)
+    with pytest.raises(TokenCipherError, match="Fernet key") as info:
+        TokenCipher("not-a-key")
+    assert "not-a-key" not in str(info.value)
+
+
+def test_the_single_tenant_page_serves_albums_posted_without_a_connection(world):
+    world.pages = Pages(world.store, world.cipher, world.facebook.client, ("999", "ops-token"))
+    world.facebook.tokens["ops-token"] = "999"
+    world.uploader = ImageUploader(
+        world.store, Outbox(world.store, world.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+        None, world.s3, BUCKET, Policy((5, 30), max_attempts=3), pages=world.pages)
+    user, _ = world.store.create_user("solo@example.com")
+    album_id, (delivery,) = world.album(user.id, None, 1)  # type: ignore[arg-type]
+    world.deliver(delivery)
+    assert world.store.album(album_id).state == "done" and len(world.photos("999")) == 1
+    assert topology.IMAGE_UPLOADS.name  # the route the handler serves
+
+
+class Mailbox:
+    """A mailer that keeps what it was asked to send, or fails while told to."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+        self.failing = False
+
+    def send(self, message: Any) -> None:
+        if self.failing:
+            raise ConnectionRefusedError("smtp away")
+        self.sent.append(message)
+
+
+def test_a_revoked_token_mails_its_owner_once_asking_to_reconnect(world):
+    from services.notifier.reconnect_mail import ReconnectMailer
+
+    ann = world.user_with_page("ann@example.com", "111", "token-ann-SECRET")
+    _, deliveries = world.album(ann, "111", 3)
+    world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.extend(
+        [GraphError("Error validating access token", http_status=400, code=190)] * 3)
+    mails = Mailbox()
+    notifier = ReconnectMailer(world.store, mails, "albums@example.com", "http://app.example")
+    mails.failing = True
+    world.deliver(deliveries[0])
+    assert notifier.run_once() == 0  # SMTP away: released, not lost
+    mails.failing = False
+    for delivery in deliveries[1:]:
+        world.deliver(delivery)
+    assert notifier.run_once() == 1 and notifier.run_once() == 0
+    (mail,) = mails.sent
+    assert mail["To"] == "ann@example.com"
+    assert "http://app.example/connect/facebook" in mail.get_content()
+    assert "SECRET" not in mail.as_string()
+    # Reconnected, then refused again: a new stop, a new email.
+    world.facebook.tokens["token-2"] = "111"
+    world.store.connect_page(ann, "111", "Page 111", world.cipher.encrypt("token-2"))
+    assert notifier.run_once() == 0
+    world.store.set_page_state(ann, "111", "needs_reconnect")
+    assert notifier.run_once() == 1
+
+
+def test_a_usage_hold_on_one_page_does_not_hold_another_users_page(world):
+    from services.uploader.throttle_gate import ThrottleGate
+
+    world.uploader = ImageUploader(
+        world.store, Outbox(world.store, world.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+        None, world.s3, BUCKET, Policy((5, 30), max_attempts=3),
+        gate=ThrottleGate(world.store, ""), pages=world.pages)
+    ann = world.user_with_page("ann@example.com", "111", "token-ann")
+    bob = world.user_with_page("bob@example.com", "222", "token-bob")
+    (_, (ann_image,)), (_, (bob_image,)) = world.album(ann, "111", 1), world.album(bob, "222", 1)
+    world.store.hold_graph("111", 60)  # Facebook said Ann's Page is near its limit
+    assert world.deliver(ann_image).kind == "retry" and world.photos("111") == []
+    assert world.deliver(bob_image).kind == "ack" and len(world.photos("222")) == 1
