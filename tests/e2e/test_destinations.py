@@ -113,6 +113,6 @@ def test_an_album_that_is_not_the_pages_is_refused_and_nothing_published(system,
     keys = seed(system, user, 1, "unknown")
     response = system.publish(user["token"], title="Nowhere", images=keys,
                               destination={"kind": "album", "id": "999"})
-    assert response.status_code == 422 and "not an album of the Page" in response.text
+    assert response.status_code == 422 and "not an album of your Page" in response.text
     bad = system.publish(user["token"], title="Bad", images=keys, destination={"kind": "wall"})
     assert bad.status_code == 422
