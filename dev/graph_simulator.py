@@ -31,6 +31,7 @@ import argparse
 import base64
 import binascii
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -40,6 +41,7 @@ import re
 import secrets
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +51,7 @@ from urllib.parse import urlencode
 import waitress
 from flask import Flask, Response, g, jsonify, redirect, request
 from markupsafe import escape
+from PIL import Image as PILImage
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
@@ -71,10 +74,12 @@ MAX_BODY_BYTES = MAX_IMAGE_BYTES + 64 * 1024
 #: Bodies larger than this are not drained before an early refusal; the client sees a reset.
 MAX_DRAIN_BYTES = 64 * 1024 * 1024
 READ_CHUNK = 64 * 1024
+#: How much of a photo is kept to read its pixel size from (as the uploader reads it).
+HEADER_BYTES = 64 * 1024 + 1024
 TOO_LARGE_SUBCODE = 2069019
 DEFAULT_LIST_LIMIT = 25
 MAX_LIST_LIMIT = 100
-LIST_FIELDS = ("id", "name", "created_time")
+LIST_FIELDS = ("id", "name", "created_time", "width", "height", "images")
 ALBUM_FIELDS = ("id", "name", "description", "created_time")
 POST_FIELDS = ("id", "message", "created_time", "attachments")
 
@@ -505,14 +510,15 @@ def _check_version(version: str) -> None:
         raise GraphFault(2500, f"Unknown path components: /{version}")
 
 
-def _inspect_image(upload: FileStorage) -> tuple[int, str, str]:
-    """Size, sha256 and format of an uploaded part, read in chunks (big parts are on disk)."""
+def _inspect_image(upload: FileStorage) -> tuple[int, str, str, tuple[int, int] | None]:
+    """Size, sha256, format and pixel size of an uploaded part, read in chunks (big parts are
+    on disk); the pixels from the header (Pillow), as Facebook reports `width` and `height`."""
     digest = hashlib.sha256()
     size = 0
     head = b""
     while chunk := upload.stream.read(READ_CHUNK):
-        if len(head) < 16:
-            head += chunk[: 16 - len(head)]
+        if len(head) < HEADER_BYTES:
+            head += chunk[: HEADER_BYTES - len(head)]
         size += len(chunk)
         digest.update(chunk)
         if size > MAX_IMAGE_BYTES:
@@ -530,7 +536,18 @@ def _inspect_image(upload: FileStorage) -> tuple[int, str, str]:
             "Missing or invalid image file: unsupported image format "
             "(expected JPEG, PNG, GIF, BMP or TIFF)",
         )
-    return size, digest.hexdigest(), image_format
+    return size, digest.hexdigest(), image_format, _pixel_size(head)
+
+
+def _pixel_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from the image's header (Pillow parses it and decodes nothing)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a huge photo is refused by bytes, not pixels
+            with PILImage.open(io.BytesIO(head)) as image:
+                return image.size
+    except (OSError, ValueError, PILImage.DecompressionBombError):
+        return None
 
 
 def _uploaded_file() -> FileStorage:
@@ -713,7 +730,7 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
         filename = upload.filename or ""
         if any(part in filename for part in state.faults.reject_filenames):
             raise GraphFault(324, "Missing or invalid image file: rejected image")
-        size, sha256, image_format = _inspect_image(upload)
+        size, sha256, image_format, pixels = _inspect_image(upload)
         photo = state.add_photo(
             album_page or page_id,
             album_id=node,
@@ -721,6 +738,8 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
             size=size,
             sha256=sha256,
             format=image_format,
+            width=pixels[0] if pixels else None,
+            height=pixels[1] if pixels else None,
             caption=request.form.get("caption", ""),
             filename=filename,
             content_type=upload.mimetype,
@@ -1038,6 +1057,10 @@ def _photo_fields(photo: dict[str, Any], fields: list[str]) -> dict[str, Any]:
         "id": photo["id"],
         "name": photo["caption"] or None,
         "created_time": _graph_time(photo["received_at"]),
+        "width": photo.get("width"),
+        "height": photo.get("height"),
+        "images": ([{"width": photo["width"], "height": photo["height"]}]
+                   if photo.get("width") else None),
     }
     return {name: values[name] for name in fields if values[name] is not None}
 

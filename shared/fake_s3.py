@@ -46,9 +46,15 @@ class FakeS3:
         self._modified[(Bucket, Key)] = _now()
         return {"ETag": _etag(Body)}
 
-    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+    def get_object(self, Bucket: str, Key: str,  # noqa: N803
+                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
         body, content_type = self._find(Bucket, Key, "GetObject")
-        return {"Body": io.BytesIO(body), **self._described(Bucket, Key, body, content_type)}
+        described = self._described(Bucket, Key, body, content_type)
+        if Range is not None:  # bytes=FIRST-LAST, as the uploader asks for an image's head
+            first, last = (int(n) for n in Range.removeprefix("bytes=").split("-"))
+            body = body[first:last + 1]
+            described["ContentLength"] = len(body)
+        return {"Body": io.BytesIO(body), **described}
 
     def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
         body, content_type = self._find(Bucket, Key, "HeadObject")

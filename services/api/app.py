@@ -258,12 +258,15 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     destination = (album.destination.kind, album.destination.id)
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
-                                                     album.images, page_id, destination)
+                                                     album.images, album.captions,
+                                                     album.description, page_id=page_id,
+                                                     destination=destination)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
-                                                   album.notify_email, album.images, page_id,
-                                                   destination)
+                                                   album.notify_email, album.images,
+                                                   album.captions, album.description,
+                                                   page_id=page_id, destination=destination)
     return created, outbox.publish_committed(created.rows)
 
 

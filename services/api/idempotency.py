@@ -38,6 +38,11 @@ def fingerprint(album: AlbumRequest) -> str:
     """The album asked for, as validated: a retry that differs only in spacing is the same."""
     asked: dict[str, object] = {"title": album.title, "images": album.images,
                                 "notify_email": album.notify_email}
+    # Only when given: an album of plain keys keeps the fingerprint it had before captions.
+    if any(album.captions):
+        asked["captions"] = album.captions
+    if album.description:
+        asked["description"] = album.description
     if album.destination.kind != "new_album":  # the default keeps the fingerprints it had
         asked["destination"] = album.destination.model_dump()
     canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"))

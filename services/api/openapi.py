@@ -73,8 +73,20 @@ SPEC: dict[str, Any] = {
                     "additionalProperties": False,
                     "properties": {
                         "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "description": {"type": "string", "maxLength": 1000,
+                                        "description": "the album's description on Facebook"},
                         "images": {"type": "array", "minItems": 1, "maxItems": 200,
-                                   "items": {"type": "string"}},
+                                   "items": {"oneOf": [
+                                       {"type": "string", "description": "an object key"},
+                                       {"type": "object", "required": ["key"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "key": {"type": "string"},
+                                            "caption": {
+                                                "type": "string", "maxLength": 1000,
+                                                "description": "the photo's caption on "
+                                                "Facebook; no control characters but line "
+                                                "breaks and tabs"}}}]}},
                         "notify_email": {"type": "string", "format": "email"},
                         "destination": _destination}}}}},
                 "responses": {"202": _json({"type": "object"}, "accepted (or, for a repeated "

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f\\]|(^|/)\.\.?(/|$)|//")
+#: Control characters other than a line break or a tab: not for public text on Facebook.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+#: Public text the user writes: a photo's caption, the album's description.
+MAX_TEXT = 1000
+
+
+class ImageItem(BaseModel):
+    """An image given as an object: its key and, optionally, its caption on Facebook."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    key: str
+    caption: str | None = Field(default=None, max_length=MAX_TEXT)
 
 
 class Destination(BaseModel):
@@ -30,12 +51,60 @@ class Destination(BaseModel):
 
 
 class AlbumRequest(BaseModel):
+    """`images` are keys, or objects {"key", "caption"?}: held as `images` (keys) and
+    `captions` (by position; None: no caption)."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     title: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=MAX_TEXT)
     images: list[str] = Field(min_length=1)
+    captions: list[str | None] = Field(default_factory=list)
     notify_email: EmailStr | None = None
     destination: Destination = Destination()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_images(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            return data
+        if "captions" in data:
+            raise ValueError("give each image's caption with it: {\"key\", \"caption\"}")
+        items = [_image_item(n, i) if isinstance(i, dict) else i
+                 for n, i in enumerate(data["images"])]
+        return {**data, "images": [i.key if isinstance(i, ImageItem) else i for i in items],
+                "captions": [i.caption or None if isinstance(i, ImageItem) else None
+                             for i in items]}
+
+    @field_validator("title", "description")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return _public_text(value)
+
+    @field_validator("captions")
+    @classmethod
+    def _printable_captions(cls, values: list[str | None]) -> list[str | None]:
+        return [_public_text(v) for v in values]
+
+
+def _image_item(position: int, raw: dict[str, Any]) -> ImageItem:
+    """One image object, or a ValueError naming its position and field."""
+    try:
+        item = ImageItem.model_validate(raw)
+        _public_text(item.caption)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ValueError(f"images.{position}.{where}: {first['msg']}") from None
+    except ValueError as exc:
+        raise ValueError(f"images.{position}.caption: {exc}") from None
+    return item
+
+
+def _public_text(value: str | None) -> str | None:
+    if value is not None and _CONTROL.search(value):
+        raise ValueError("must not hold control characters (line breaks and tabs are fine)")
+    return value or None
 
 
 class InvalidAlbum(ValueError):

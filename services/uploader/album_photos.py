@@ -1,10 +1,11 @@
-"""Reading an album back from Facebook, by the photos' marks, once for all its retrying images.
+"""Reading an album back from Facebook, once for all its retrying images.
 
 A retry looks in the album for a photo an earlier attempt sent but never recorded (the Graph API
-has no idempotency key). Listing the whole album for every retry of every image costs a retry
-round of N images N listings of N/25 pages each; here one listing, taken for the first retry,
-serves the album's other retries in this process for `ttl_s`, and concurrent ones wait for it
-rather than list too.
+has no idempotency key); which photo is its is decided by `photo_match` from what this listing
+holds (caption, size, created time: no mark of ours is public). Listing the whole album for
+every retry of every image costs a retry round of N images N listings of N/25 pages each; here
+one listing, taken for the first retry, serves the album's other retries in this process for
+`ttl_s`, and concurrent ones wait for it rather than list too.
 
 Why a listing that old still answers "not sent" truly: an attempt starts at least the shortest
 retry delay after the previous attempt of its image ended (the retry waits in a delay tier), and
@@ -22,6 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .photo_match import Photo, parse_photo
+
 #: Albums whose listing is kept; past this, expired ones are dropped (a process moves on).
 _MAX_ALBUMS = 256
 
@@ -29,8 +32,8 @@ _MAX_ALBUMS = 256
 @dataclass
 class _Listing:
     at: float
-    #: Each word of each photo's caption (the marks are words) to the photo's id.
-    marks: dict[str, str] = field(default_factory=dict)
+    #: The album's photos by id, as Graph listed them (and this process's own uploads).
+    photos: dict[str, Photo] = field(default_factory=dict)
 
 
 class AlbumPhotos:
@@ -45,9 +48,9 @@ class AlbumPhotos:
         self._failures: dict[str, tuple[float, Exception]] = {}
         self._lock = threading.Lock()
 
-    def find(self, fb_album: str, mark: str, fresh: bool = False) -> str | None:
-        """The id of the album's photo captioned with `mark`, or None. `fresh`: list again
-        whatever is held (a 506 said the photo exists after a listing did not show it)."""
+    def photos(self, fb_album: str, fresh: bool = False) -> list[Photo]:
+        """The album's photos. `fresh`: list again whatever is held (a 506 said the photo
+        exists after a listing did not show it)."""
         asked = self._clock()
         with self._album_lock(fb_album):
             failed = self._failures.get(fb_album)
@@ -63,22 +66,21 @@ class AlbumPhotos:
                     self._failures[fb_album] = (self._clock(), exc)
                     raise
                 self._failures.pop(fb_album, None)
-            return listing.marks.get(mark)
+            return list(listing.photos.values())
 
-    def add(self, fb_album: str, mark: str, photo_id: str) -> None:
+    def add(self, fb_album: str, photo: Photo) -> None:
         """This process uploaded a photo: a listing held for its album now shows it."""
         with self._lock:
             listing = self._listings.get(fb_album)
             if listing is not None:
-                listing.marks[mark] = photo_id
+                listing.photos.setdefault(photo.id, photo)
 
     def _list(self, fb_album: str) -> _Listing:
         # Timed from before the first page: the listing shows at least what landed by then.
         listing = _Listing(self._clock())
-        for photo in self._list_photos(fb_album):
-            # Whole words: ref:<album>:1 must not match ref:<album>:10.
-            for word in (photo.get("name") or "").split():
-                listing.marks.setdefault(word, str(photo["id"]))
+        for raw in self._list_photos(fb_album):
+            photo = parse_photo(raw)
+            listing.photos.setdefault(photo.id, photo)
         with self._lock:
             self._forget_expired()
             self._listings[fb_album] = listing

@@ -75,7 +75,7 @@ class AlbumBeingCreated(Exception):
 
 class DuplicateNotFound(Exception):
     """Facebook answered 506 (a duplicate post: it has this photo already), yet reading the
-    album back by the photo's mark did not find it: it may be listed later, so try again."""
+    album back (caption, size, time) did not find it: it may be listed later, so try again."""
 
 
 #: Graph codes that refuse creating a Page album for good (the endpoint is gone: capability,

@@ -8,6 +8,7 @@ until the test lets it go (a slow request), and a photo Facebook has but does no
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from collections import Counter, defaultdict, deque
@@ -15,7 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from .fake_graph_client import graph_now, pixels
 from .graph_client import LIST_PAGE_SIZE, GraphError
+
+#: What a listing shows of a photo, as Graph does (its caption is `name`).
+_LISTED = frozenset({"id", "name", "created_time", "width", "height"})
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,8 @@ class FakeGraph:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._unlisted: dict[str, int] = {}
         self.page_size = page_size
-        #: Answer a photo whose caption the album already holds with code 506, as Facebook
-        #: answers a duplicate post.
+        #: Answer a photo the album already holds (the same bytes and caption) with code 506,
+        #: as Facebook answers a duplicate post.
         self.refuse_duplicates = refuse_duplicates
         #: Requests by method name; a listing counts one per page.
         self.calls: Counter[str] = Counter()
@@ -73,14 +78,16 @@ class FakeGraph:
         fault = self._enter("create_album")
         with self._lock:
             album_id = f"album-{next(self._ids)}"
-            self.albums[album_id] = {"id": album_id, "name": name, "description": message}
+            self.albums[album_id] = {"id": album_id, "name": name, "description": message,
+                                     "created_time": graph_now()}
         self._answer(fault)
         return album_id
 
     def upload_photo(self, album_id: str, source: BinaryIO, length: int, filename: str,
                      content_type: str, caption: str, published: bool = True) -> str:
         fault = self._enter("upload_photo")
-        source.read(length)
+        data = source.read(length)
+        digest = hashlib.sha256(data).hexdigest()
         with self._lock:
             if album_id == self.page_id and not published:
                 photo_id = f"photo-{next(self._ids)}"
@@ -91,10 +98,13 @@ class FakeGraph:
             if album_id not in self.albums:
                 raise GraphError("(#120) Invalid album id", http_status=400, code=120)
             if self.refuse_duplicates and any(
-                    p["album_id"] == album_id and p["name"] == caption for p in self.photos):
+                    p["album_id"] == album_id and p["name"] == caption and p["sha256"] == digest
+                    for p in self.photos):
                 raise GraphError("(#506) Duplicate status message", http_status=400, code=506)
             photo_id = f"photo-{next(self._ids)}"
-            self.photos.append({"id": photo_id, "album_id": album_id, "name": caption})
+            self.photos.append({"id": photo_id, "album_id": album_id, "name": caption,
+                                "created_time": graph_now(), "sha256": digest,
+                                **pixels(data)})
             if fault is not None and fault.unlisted:
                 self._unlisted[photo_id] = fault.unlisted
         self._answer(fault)
@@ -103,8 +113,8 @@ class FakeGraph:
     def list_album_photos(self, album_id: str) -> Iterator[dict[str, Any]]:
         with self._lock:
             held = [p for p in self.photos if p["album_id"] == album_id]
-            listed = [{"id": p["id"], "name": p["name"]} for p in held
-                      if not self._unlisted.get(p["id"])]
+            listed = [{k: v for k, v in p.items() if k in _LISTED}
+                      for p in held if not self._unlisted.get(p["id"])]
             for photo in held:
                 if self._unlisted.get(photo["id"]):
                     self._unlisted[photo["id"]] -= 1

@@ -8,7 +8,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
+
+from .image_size import size_of
 
 
 class FakeGraphClient:
@@ -24,7 +27,8 @@ class FakeGraphClient:
 
     def create_album(self, name: str, message: str | None = None) -> str:
         with self._lock:
-            album = {"id": f"album-{next(self._ids)}", "name": name, "description": message}
+            album = {"id": f"album-{next(self._ids)}", "name": name, "description": message,
+                     "created_time": graph_now()}
             self.albums.append(album)
             return str(album["id"])
 
@@ -37,7 +41,7 @@ class FakeGraphClient:
         with self._lock:
             photo = {"id": f"photo-{next(self._ids)}", "album_id": album_id, "name": caption,
                      "filename": filename, "content_type": content_type, "size": len(data),
-                     "published": published}
+                     "created_time": graph_now(), **pixels(data), "published": published}
             self.photos.append(photo)
             return str(photo["id"])
 
@@ -51,3 +55,13 @@ class FakeGraphClient:
 
     def close(self) -> None:
         pass
+
+
+def graph_now() -> str:
+    """Now as Graph writes times: whole seconds, +0000."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def pixels(data: bytes) -> dict[str, int]:
+    size = size_of(data[:65536])
+    return {"width": size[0], "height": size[1]} if size else {}

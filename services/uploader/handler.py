@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,8 +28,9 @@ from shared.outbox import Outbox
 from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
 from shared.store import FbAlbumClaim, Start, Store
+from shared.store.tables import utcnow
 
-from . import photo_limits
+from . import image_size, photo_limits, photo_match
 from .album_photos import AlbumPhotos
 from .circuit_breaker import CircuitBreaker
 from .failures import (
@@ -41,6 +42,7 @@ from .failures import (
 )
 from .graph_client import GraphClient, GraphError
 from .pages import RECONNECT_REASON, PagePaused, Pages
+from .photo_match import Photo
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,8 @@ class Policy:
     def album_claim_stale_s(self) -> float:
         """A claim to create the Facebook album this old was made by a worker that died or
         whose create ended without an answer, and that create can no longer land: another
-        may take it over (after looking for the album by its mark). Shorter, a slow create
-        would be taken over and two albums made."""
+        may take it over (after looking for the album by title and time). Shorter, a slow
+        create would be taken over and two albums made."""
         return self.graph_timeout_s + self.album_claim_margin_s
 
     @property
@@ -225,6 +227,10 @@ class ImageUploader:
         with self._leased(message.image_id, start.attempt):
             try:
                 photo_id = self._upload(message, start)
+            except outcomes.Outcome as decided:
+                # A reconciliation that must wait, or cannot tell: its copy follows this
+                # attempt, as a classified failure's does.
+                raise decided.copy_with({fencing.FENCE_HEADER: start.attempt}) from None
             except SQLAlchemyError:
                 # The store failed, not the image: the runtime delays the message without
                 # spending its budget. Classified, it would be "internal error" and fail the
@@ -245,29 +251,34 @@ class ImageUploader:
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
-        fb_album = self._fb_album(message.album_id, start.album_title, start.fb_album)
+        fb_album = self._fb_album(message.album_id, _AlbumFacts.of(start), start.fb_album)
         if fb_album is None:
             # Unpublished photos are listed nowhere, so an earlier attempt's cannot be looked
             # for: one that landed unrecorded stays unattached (Facebook drops it in a day);
             # the post attaches only the recorded id, so no photo is posted twice.
-            return self._send(None, message)
+            return self._send(None, message, start.caption)
+        size = start.size or image_size.read_size(self._s3, self._bucket, message.key)
         if start.attempt != 1:
             # An earlier attempt may have reached Facebook and died before recording the
             # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
-            sent = self._find_sent(fb_album, message)
+            sent = self._find_sent(fb_album, message, start, size)
             if sent is not None:
                 log.info("image %s was already on Facebook as %s", message.image_id, sent)
                 return sent
+        # Recorded before the send: from now on a photo may land (rivals wait for it), and
+        # the size recognises it later.
+        self._store.record_sending(message.image_id, None if start.size else size)
         try:
-            photo_id = self._send(fb_album, message)
+            photo_id = self._send(fb_album, message, start.caption)
         except GraphError as exc:
             if exc.code != _DUPLICATE_POST:
                 raise
-            return self._existing_duplicate(fb_album, message)
-        self._album_photos.add(fb_album, _caption(message), photo_id)
+            return self._existing_duplicate(fb_album, message, start, size)
+        self._album_photos.add(fb_album, Photo(photo_id, start.caption, utcnow(), size))
         return photo_id
 
-    def _send(self, fb_album: str | None, message: messages.ImageUploadRequested) -> str:
+    def _send(self, fb_album: str | None, message: messages.ImageUploadRequested,
+              caption: str) -> str:
         """Into `fb_album`, or (None) to the Page unpublished, for the album's post."""
         obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
         filename = posixpath.basename(message.key) or "image"
@@ -277,31 +288,52 @@ class ImageUploader:
             photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), message.key)
             return self._graph.upload_photo(
                 fb_album or self._graph.page_id, obj["Body"], int(obj["ContentLength"]),
-                filename, content_type or "application/octet-stream", caption=_caption(message),
+                filename, content_type or "application/octet-stream", caption=caption,
                 published=fb_album is not None)
         finally:
             obj["Body"].close()
 
-    def _existing_duplicate(self, fb_album: str, message: messages.ImageUploadRequested) -> str:
+    def _existing_duplicate(self, fb_album: str, message: messages.ImageUploadRequested,
+                            start: Start, size: tuple[int, int] | None) -> str:
         """Facebook refused the photo as a duplicate post: it has it already (an earlier
-        attempt's, listed late), so read the album back once more, by the mark."""
-        sent = self._find_sent(fb_album, message, fresh=True)
+        attempt's, listed late), so read the album back once more."""
+        sent = self._find_sent(fb_album, message, start, size, fresh=True)
         if sent is None:
             raise DuplicateNotFound(message.image_id)
         log.info("image %s was a duplicate on Facebook, found as %s", message.image_id, sent)
         return sent
 
-    def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested,
-                   fresh: bool = False) -> str | None:
-        return self._album_photos.find(fb_album, _caption(message), fresh)
+    def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested, start: Start,
+                   size: tuple[int, int] | None, fresh: bool = False) -> str | None:
+        """The photo an earlier attempt sent, told by caption, size and time
+        (`photo_match`); waits (Busy) or fails the image when that cannot be told."""
+        ledger = self._store.album_photo_ledger(message.album_id, timedelta(
+            seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S))
+        me = photo_match.Sent(message.image_id, start.caption, size, start.first_attempt_at)
+        rivals = [photo_match.Sent(u.image_id, u.caption, u.size, u.first_attempt_at)
+                  for u in ledger.unrecorded if u.image_id != message.image_id]
+        in_flight_s = max((u.in_flight_s for u in ledger.unrecorded
+                           if u.image_id != message.image_id), default=0.0)
+        found = photo_match.match(me, self._album_photos.photos(fb_album, fresh),
+                                  ledger.claimed, rivals, in_flight_s)
+        if isinstance(found, photo_match.Found):
+            return found.photo_id
+        if isinstance(found, photo_match.Wait):
+            # This attempt sent nothing: not in flight, or two waiting images block each other.
+            self._store.release_attempt(message.image_id)
+            raise outcomes.Busy(found.seconds, found.reason)
+        if isinstance(found, photo_match.Unsure):
+            raise outcomes.Permanent(found.reason)
+        return None
 
-    def _fb_album(self, album_id: str, title: str, claim: FbAlbumClaim | None) -> str | None:
+    def _fb_album(self, album_id: str, facts: _AlbumFacts,
+                  claim: FbAlbumClaim | None) -> str | None:
         """The album's Facebook album, created once however many images ask at the same time;
         None when the album goes out as one multi-photo post.
 
         `claim` is the one taken with the attempt; while another worker creates the album,
         this one looks again. When that worker's create ended without an answer, the album
-        may exist unrecorded: it is looked for by its mark once, and adopted if there."""
+        may exist unrecorded: it is looked for once (`_find_fb_album`), and adopted if there."""
         deadline = time.monotonic() + _ALBUM_WAIT_S
         stale = timedelta(seconds=self._policy.album_claim_stale_s)
         looks = iter(_ALBUM_LOOKS_S)
@@ -313,10 +345,10 @@ class ImageUploader:
             if claim.fb_album_id:
                 return claim.fb_album_id
             if claim.mine:
-                return self._create_fb_album(album_id, title, look_first=claim.taken_over)
+                return self._create_fb_album(album_id, facts, look_first=claim.taken_over)
             if claim.uncertain and not looked:
                 looked = True
-                found = self._find_fb_album(_album_mark(album_id))
+                found = self._find_fb_album(facts)
                 if found:
                     return self._album_created(album_id, found)
             if time.monotonic() > deadline:
@@ -328,20 +360,25 @@ class ImageUploader:
                 return created.fb_album_id
             claim = None
 
-    def _create_fb_album(self, album_id: str, title: str, look_first: bool) -> str | None:
-        mark = _album_mark(album_id)
+    def _create_fb_album(self, album_id: str, facts: _AlbumFacts,
+                         look_first: bool) -> str | None:
         try:
             # A worker that died between creating the album and recording it, or whose
-            # create got no answer, may have left it behind, recognisable by the mark in its
-            # description: adopt it rather than make another.
-            found = self._find_fb_album(mark) if look_first else None
+            # create got no answer, may have left it behind, recognisable by its name and
+            # time (`_find_fb_album`): adopt it rather than make another.
+            found = self._find_fb_album(facts) if look_first else None
+        except AlbumBeingCreated:
+            # Two unrecorded albums could be it: keep the claim uncertain (nobody creates)
+            # until the other album records its own.
+            self._store.release_fb_album_claim(album_id, uncertain=True)
+            raise
         except Exception:
             self._store.release_fb_album_claim(album_id)
             raise
         if found:
             return self._album_created(album_id, found)
         try:
-            fb_album = self._graph.create_album(title, message=mark)
+            fb_album = self._graph.create_album(facts.title, message=facts.description or None)
         except Exception as exc:
             refused = album_creation_refused(exc)
             if refused is not None:
@@ -384,11 +421,17 @@ class ImageUploader:
                 self._created.clear()
             return self._created.setdefault(album_id, _Created())
 
-    def _find_fb_album(self, mark: str) -> str | None:
-        for album in self._graph.list_albums():
-            if album.get("description") == mark:
-                return str(album["id"])
-        return None
+    def _find_fb_album(self, facts: _AlbumFacts) -> str | None:
+        """The Facebook album an uncertain create made: named as ours, created since our album
+        was (less the clock margin), recorded for none of our albums. Two such: raises
+        AlbumBeingCreated (the other's owner records it soon); none: None."""
+        since = (facts.created_at - photo_match.CLOCK_SKEW) if facts.created_at else None
+        named = [str(a["id"]) for a in self._graph.list_albums()
+                 if a.get("name") == facts.title and (since is None or _created_since(a, since))]
+        free = [a for a in named if a not in self._store.fb_albums_recorded(named)]
+        if len(free) > 1:
+            raise AlbumBeingCreated(facts.title)
+        return free[0] if free else None
 
     @contextlib.contextmanager
     def _leased(self, image_id: int, attempt: int) -> Iterator[None]:
@@ -445,11 +488,20 @@ def in_flight_window(graph_timeout_s: float) -> timedelta:
     return timedelta(seconds=graph_timeout_s + _IN_FLIGHT_MARGIN_S)
 
 
-def _album_mark(album_id: str) -> str:
-    # In the Facebook album's description: a later creator recognises an album made unrecorded.
-    return f"ref:{album_id}"
+@dataclass(frozen=True)
+class _AlbumFacts:
+    """What the Facebook album is created with (the user's words only), and since when it may
+    exist (our album's creation)."""
+
+    title: str
+    description: str
+    created_at: datetime | None
+
+    @classmethod
+    def of(cls, start: Start) -> _AlbumFacts:
+        return cls(start.album_title, start.album_description, start.album_created_at)
 
 
-def _caption(message: messages.ImageUploadRequested) -> str:
-    # The mark lets a later attempt recognise a photo an earlier one sent but never recorded.
-    return f"ref:{message.album_id}:{message.image_id}"
+def _created_since(album: dict[str, Any], since: datetime) -> bool:
+    created = photo_match.parse_graph_time(album.get("created_time"))
+    return created is None or created >= since

@@ -3,7 +3,8 @@
 A claim is held from its time (the database's clock) until a create sent under it can no longer
 land on Facebook (`stale_after`: the Graph timeout plus a margin). A create that ended without
 an answer keeps the claim, marked uncertain, so that nobody creates blindly meanwhile; the
-next creator, once the claim lapsed, looks for the album by its mark first (`taken_over`).
+next creator, once the claim lapsed, looks for the album first (`taken_over`: by title and
+time, see docs/facebook-albums.md).
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ from shared.store.tables import (
     utcnow,
 )
 from shared.store.views import (
+    AlbumPhotoLedger,
     AlbumView,
     Created,
     FbAlbumClaim,
@@ -84,6 +85,7 @@ from shared.store.views import (
     PostJob,
     ReconnectMail,
     Start,
+    Unrecorded,
     UserView,
     album_view,
     image_view,
@@ -171,17 +173,22 @@ class Store:
     # -- albums --------------------------------------------------------------------------------
 
     def create_album(self, user_id: int, title: str, notify_email: str | None,
-                     keys: Sequence[str], page_id: str | None = None,
+                     keys: Sequence[str], captions: Sequence[str | None] = (),
+                     description: str | None = None, page_id: str | None = None,
                      destination: tuple[str, str | None] = (NEW_ALBUM, None),
                      ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and one outbox message per image, all or nothing.
-        `page_id`: the Facebook Page it publishes to (None: the single-tenant Page);
-        `destination`: its kind and, for an existing album of the Page, that album's id."""
-        return self._insert_album(user_id, title, notify_email, keys, page_id=page_id,
+        `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
+        Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
+        and, for an existing album of the Page, that album's id."""
+        return self._insert_album(user_id, title, notify_email, keys, captions=captions,
+                                  description=description, page_id=page_id,
                                   destination=destination)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
                           notify_email: str | None, keys: Sequence[str],
+                          captions: Sequence[str | None] = (),
+                          description: str | None = None,
                           page_id: str | None = None,
                           destination: tuple[str, str | None] = (NEW_ALBUM, None)) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
@@ -192,7 +199,8 @@ class Store:
         moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
-                                                (key, fingerprint), page_id, destination)
+                                                (key, fingerprint), captions, description,
+                                                page_id, destination)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -205,6 +213,7 @@ class Store:
 
     def _insert_album(self, user_id: int, title: str, notify_email: str | None,
                       keys: Sequence[str], idempotency: tuple[str, str] | None = None,
+                      captions: Sequence[str | None] = (), description: str | None = None,
                       page_id: str | None = None,
                       destination: tuple[str, str | None] = (NEW_ALBUM, None),
                       ) -> tuple[str, list[OutboxMessage]]:
@@ -214,7 +223,7 @@ class Store:
             # An existing album is recorded as the album's Facebook album: the uploader's
             # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
-                        page_id=page_id, destination=kind,
+                        description=description or None, page_id=page_id, destination=kind,
                         fb_album_id=existing if kind == EXISTING_ALBUM else None))
             s.flush()
             if idempotency is not None:
@@ -222,7 +231,9 @@ class Store:
                 s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
                                      fingerprint=idempotency[1]))
                 s.flush()
-            images = [Image(album_id=album_id, position=i, key=key) for i, key in enumerate(keys)]
+            images = [Image(album_id=album_id, position=i, key=key,
+                            caption=(captions[i] if i < len(captions) else None) or None)
+                      for i, key in enumerate(keys)]
             s.add_all(images)
             s.flush()
             rows = [_upload_row(image) for image in images]
@@ -287,7 +298,54 @@ class Store:
             image.attempts += 1
             image.attempt_started_at, image.lease_until = now, now + lease
             image.attempt_fence = fence
-            return Start(image.attempts, 0.0, album.title, _claim_fb_album(album, claim_stale))
+            if image.first_attempt_at is None:  # the database's clock: hosts' clocks differ
+                image.first_attempt_at = now
+            claim = _claim_fb_album(album, claim_stale)
+            size = (image.width, image.height) if image.width and image.height else None
+            return Start(image.attempts, 0.0, album.title, claim,
+                         caption=image.caption or "", album_description=album.description or "",
+                         album_created_at=album.created_at,
+                         first_attempt_at=image.first_attempt_at, size=size)
+
+    def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
+        """The attempt is about to send (its photo may land from now on), with the source's
+        pixel size when it was just read (it recognises the photo later)."""
+        values: dict[str, Any] = {"sent_at": utc_now()}  # the clock attempts start by
+        if size is not None:
+            values.update(width=size[0], height=size[1])
+        with self._tx() as s:
+            s.execute(update(Image).where(Image.id == image_id).values(**values))
+
+    def release_attempt(self, image_id: int) -> None:
+        """The attempt ends having sent nothing (it waits to reconcile): not in flight."""
+        with self._tx() as s:
+            s.execute(update(Image).where(Image.id == image_id, Image.state == UPLOADING)
+                      .values(state=RETRYING, lease_until=None, attempt_started_at=None,
+                              in_doubt=False))
+
+    def album_photo_ledger(self, album_id: str,
+                           in_flight_window: timedelta) -> AlbumPhotoLedger:
+        """The album's recorded photo ids, and its images attempted without one (with how long
+        each one's attempt may still land: `in_flight_window` after it started)."""
+        with self._read() as s:
+            now = _db_time(s)
+            images = _images(s, album_id)
+        claimed = [i.photo_id for i in images if i.photo_id]
+        unrecorded = [
+            Unrecorded(i.id, i.caption or "",
+                       (i.width, i.height) if i.width and i.height else None,
+                       i.first_attempt_at, _in_flight_s(i, now, in_flight_window))
+            for i in images if not i.photo_id and i.first_attempt_at is not None]
+        return AlbumPhotoLedger(claimed, unrecorded)
+
+    def fb_albums_recorded(self, fb_album_ids: Collection[str]) -> set[str]:
+        """Which of these Facebook albums are recorded for one of our albums already."""
+        if not fb_album_ids:
+            return set()
+        with self._read() as s:
+            recorded = s.scalars(select(Album.fb_album_id)
+                                 .where(Album.fb_album_id.in_(list(fb_album_ids)))).all()
+        return {fb_album_id for fb_album_id in recorded if fb_album_id}
 
     def requeue_lost(self, quiet_for: timedelta, in_flight_window: timedelta = timedelta(0),
                      limit: int = 500, queue_empty: bool = True) -> list[OutboxMessage]:
@@ -885,6 +943,17 @@ def _row(message: Outgoing) -> OutboxMessage:
 def _images(s: Session, album_id: str) -> list[Image]:
     return list(s.scalars(select(Image).where(Image.album_id == album_id)
                           .order_by(Image.position)))
+
+
+def _in_flight_s(image: Image, now: datetime, window: timedelta) -> float:
+    """How long a photo this image's latest attempt may still land (`_busy_until`: while it
+    runs, or its uploader died, or it ended in doubt), unless that attempt has not sent yet
+    (it is reconciling: nothing of it can land)."""
+    started = image.attempt_started_at
+    if image.state == UPLOADING and started is not None and (
+            image.sent_at is None or image.sent_at < started):
+        return 0.0
+    return max(0.0, (_busy_until(image, now, window) - now).total_seconds())
 
 
 def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:

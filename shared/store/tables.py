@@ -52,6 +52,8 @@ class Album(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     title: Mapped[str] = mapped_column(String(200))
+    #: The user's description of the album (public on Facebook), if any.
+    description: Mapped[str | None] = mapped_column(Text)
     notify_email: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
@@ -60,7 +62,7 @@ class Album(Base):
     page_id: Mapped[str | None] = mapped_column(String(64))
     #: When a worker claimed the creation of the Facebook album, by the database's clock
     #: (hosts' clocks differ); and whether its create ended without saying if it was made (a
-    #: timeout, a 5xx): then the album is looked for by its mark before another is created.
+    #: timeout, a 5xx): then the album is looked for (by title and time) before another is created.
     fb_album_claimed_at: Mapped[datetime | None]
     fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)
@@ -106,6 +108,17 @@ class Image(Base):
     album_id: Mapped[str] = mapped_column(ForeignKey("albums.id"), index=True)
     position: Mapped[int]
     key: Mapped[str] = mapped_column(String(1024))
+    #: The user's caption for the photo (public on Facebook), if any.
+    caption: Mapped[str | None] = mapped_column(Text)
+    #: The source's pixel size, read before the first send: with the caption and the first
+    #: attempt's start, how a photo an uncertain attempt sent is recognised (no public mark).
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    #: When the first attempt started, by the database's clock: no photo of this image is older.
+    first_attempt_at: Mapped[datetime | None]
+    #: When an attempt last began sending to Facebook: until the Graph timeout after it, a
+    #: photo of this image may still land (an attempt still reconciling has sent nothing).
+    sent_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(32), default=QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     photo_id: Mapped[str | None] = mapped_column(String(64))

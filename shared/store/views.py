@@ -93,7 +93,7 @@ class FbAlbumClaim:
     #: An earlier claimer never finished: it may have created the album unrecorded.
     taken_over: bool
     #: Not the caller's: the claimer's create ended without an answer, so the album may exist
-    #: on Facebook unrecorded (look for it by its mark rather than only wait).
+    #: on Facebook unrecorded (look for it by title and time rather than only wait).
     uncertain: bool = False
     #: The album goes out as one multi-photo post: its photos go to the Page unpublished.
     post: bool = False
@@ -127,6 +127,33 @@ class Start:
     album_title: str = ""
     fb_album: FbAlbumClaim | None = None
     stale: bool = False
+    #: What the photo is sent with, and what recognises it later (no public mark).
+    caption: str = ""
+    album_description: str = ""
+    album_created_at: datetime | None = None
+    #: The first attempt's start (the database's clock) and the source's size, once read.
+    first_attempt_at: datetime | None = None
+    size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Unrecorded:
+    """An image of the album attempted without a recorded photo: one that may have sent one."""
+
+    image_id: int
+    caption: str
+    size: tuple[int, int] | None
+    first_attempt_at: datetime | None
+    #: Seconds until its current attempt can no longer land (0: none in flight).
+    in_flight_s: float
+
+
+@dataclass(frozen=True)
+class AlbumPhotoLedger:
+    """What the store knows of an album's photos, for reconciling an uncertain attempt."""
+
+    claimed: list[str]
+    unrecorded: list[Unrecorded]
 
 
 def image_view(image: Image) -> ImageView:

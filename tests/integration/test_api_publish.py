@@ -178,3 +178,24 @@ def test_two_racing_posts_with_one_key_create_one_album(api: Api, amqp_url: str,
     assert len({a.get_json()["id"] for a in answers}) == 1
     assert len(api.store.albums(api.user.id)) == 1
     assert len(get_all(amqp_url, work_queue)) == 4
+
+
+def test_captions_and_the_description_are_stored_with_the_album(api: Api) -> None:
+    body = {"title": "Summer", "description": "By the sea", "images": [
+        f"{api.user.prefix}a.png", {"key": f"{api.user.prefix}b.png", "caption": "Beach"}]}
+    answer = api.post(body)
+    assert answer.status_code == 202, answer.get_json()
+    album = api.store.album(answer.get_json()["id"])
+    assert album is not None
+    starts = [api.store.start_attempt(image.id) for image in album.images]
+    assert [s.caption for s in starts] == ["", "Beach"]
+    assert {s.album_description for s in starts} == {"By the sea"}
+
+
+def test_a_caption_with_control_characters_is_refused_and_nothing_recorded(api: Api) -> None:
+    body = {"title": "Summer", "images": [{"key": f"{api.user.prefix}a.png",
+                                           "caption": "bell\x07"}]}
+    answer = api.post(body)
+    assert answer.status_code == 422
+    assert "images.0.caption" in " ".join(answer.get_json()["details"])
+    assert api.store.albums(api.user.id) == []

@@ -95,7 +95,8 @@ def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(sim, s
     for page_id, (album_id, _) in albums.items():
         assert sqlite_store.album(album_id).state == "done"
         photos = requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"]
-        mine = [p for p in photos if p["caption"].startswith(f"ref:{album_id}:")]
+        fb_album = sqlite_store.album(album_id).fb_album_id
+        mine = [p for p in photos if p["album_id"] == fb_album]
         assert len(mine) == 4 and {p["page"] for p in mine} == {page_id}
 
 

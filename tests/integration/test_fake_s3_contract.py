@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from dev.images import png
+from services.uploader import image_size
 from shared import s3
 from shared.fake_s3 import FakeS3
 
@@ -49,3 +51,14 @@ def test_a_missing_key_is_a_404(bucket: tuple[Any, str], call: str, code: str) -
         getattr(client, call)(Bucket=name, Key="missing.png")
     assert caught.value.response["Error"]["Code"] == code
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_ranged_get_reads_the_first_bytes_and_an_images_size_from_them(
+        bucket: tuple[Any, str]) -> None:
+    client, name = bucket
+    body = png(300, 200, seed=1, noise=True)
+    client.put_object(Bucket=name, Key="u/big.png", Body=body, ContentType="image/png")
+    assert len(body) > image_size.HEAD_BYTES
+    got = client.get_object(Bucket=name, Key="u/big.png", Range="bytes=0-99")
+    assert got["Body"].read() == body[:100] and got["ContentLength"] == 100
+    assert image_size.read_size(client, name, "u/big.png") == (300, 200)

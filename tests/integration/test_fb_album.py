@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import posixpath
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from dev import images
 from services.uploader import handler as handler_module
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.fake_graph import FakeGraph, Fault
@@ -39,8 +41,12 @@ BAD_GATEWAY = GraphError("HTTP 502 Bad Gateway from the Graph API", http_status=
 
 
 class FakeS3:
-    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 - boto3's names
-        body = b"\x89PNG\r\n\x1a\n" + Key.encode()
+    """Image n of an album is a PNG (10 + n) x 10: each image's size tells its photo apart."""
+
+    def get_object(self, Bucket: str, Key: str,  # noqa: N803 - boto3's names
+                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+        number = int(posixpath.splitext(posixpath.basename(Key))[0])
+        body = images.png(10 + number, 10, seed=number)
         return {"Body": io.BytesIO(body), "ContentLength": len(body), "ContentType": "image/png"}
 
 
@@ -236,3 +242,49 @@ def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store):
     album = store.album(album_id)
     assert album.state == "done" and len(graph.photos) == 20  # none sent twice
     assert_one_album_holds_every_photo(store, graph, album_id)
+
+
+class SameSizeS3(FakeS3):
+    """Every image the same size (one camera), so only counts and times can tell them apart."""
+
+    def get_object(self, Bucket: str, Key: str,  # noqa: N803
+                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+        number = int(posixpath.splitext(posixpath.basename(Key))[0])
+        body = images.png(40, 30, seed=number)
+        return {"Body": io.BytesIO(body), "ContentLength": len(body), "ContentType": "image/png"}
+
+
+def same_size_worker(store: Store, graph: FakeGraph) -> ImageUploader:
+    outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
+    return ImageUploader(store, outbox, graph, SameSizeS3(), "bucket",  # type: ignore[arg-type]
+                         POLICY, CircuitBreaker(min_calls=10**6))
+
+
+def test_look_alike_photos_that_both_landed_are_paired_once_nothing_is_in_flight(store):
+    graph = FakeGraph()
+    uploader = same_size_worker(store, graph)
+    album_id, deliveries = new_album(store, 2)
+    graph.plan("upload_photo", Fault(TIMED_OUT, land=True), Fault(TIMED_OUT, land=True))
+    retries = [retried(d, decide(uploader.route(), d)) for d in deliveries]
+    past_in_flight_windows(store, album_id)
+    # Both answers were lost, both photos landed: neither retry waits on the other (both
+    # attempts ended), each adopts one photo, and nothing is sent again.
+    for delivery in retries:
+        assert decide(uploader.route(), delivery).publish == ()
+    recorded = sorted(i.photo_id for i in store.album(album_id).images)
+    assert recorded == sorted(p["id"] for p in graph.photos) and len(set(recorded)) == 2
+    assert graph.calls["upload_photo"] == 2
+
+
+def test_look_alike_photos_one_of_which_landed_fail_rather_than_guess(store):
+    graph = FakeGraph()
+    uploader = same_size_worker(store, graph)
+    album_id, deliveries = new_album(store, 2)
+    graph.plan("upload_photo", Fault(TIMED_OUT, land=True), Fault(TIMED_OUT))
+    retries = [retried(d, decide(uploader.route(), d)) for d in deliveries]
+    past_in_flight_windows(store, album_id)
+    assert [decide(uploader.route(), d).kind for d in retries] == ["dead", "dead"]
+    assert graph.calls["upload_photo"] == 2  # no duplicate sent
+    failed = store.album(album_id).images
+    assert {i.state for i in failed} == {"failed"}
+    assert all(i.error.startswith("cannot tell which of 1 photos") for i in failed)

@@ -206,7 +206,7 @@ def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     # A worker created the album on Facebook, then died before recording it.
     requests.post(f"{sim}/{VERSION}/{PAGE_ID}/albums", timeout=5,
-                  data={"name": "Handler test", "message": f"ref:{album_id}"},
+                  data={"name": "Handler test"},
                   headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
     assert sqlite_store.claim_fb_album(album_id, timedelta(seconds=60)).mine
     # Long enough ago that the claim lapsed: its create can no longer land.
@@ -311,6 +311,39 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
     assert album.images[0].attempts == 2
     settled = [messages.decode(b) for _, b in get_all(amqp_url, topology.ALBUM_SETTLED.name)]
     assert [e.album_id for e in settled] == [album_id]
+
+
+def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout(
+        world, sqlite_store, s3_client, sim):
+    user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    keys = [f"{user.prefix}{n}.png" for n in range(3)]
+    for n, key in enumerate(keys):
+        s3_client.put_object(Bucket=BUCKET, Key=key, Body=png(48 + n * 16, 32, seed=n),
+                             ContentType="image/png")
+    album_id, rows = sqlite_store.create_album(user.id, "Summer", None, keys,
+                                               ["Beach", None, "Dunes"], "Two weeks by the sea")
+    first, *others = [Delivery(row.body, {}, False, row.message_id, "image.upload")
+                      for row in rows]
+    # The first photo lands after its client gave up: the retry must find it, with no mark.
+    set_faults(sim, {"latency_s": 1.5})
+    (retry,) = run(world(timeout=(5.0, 0.5)), first).publish
+    set_faults(sim, {})
+    wait_for(lambda: sim_photos(sim), what="the timed-out photo to land")
+    age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)  # its window is over
+    assert run(world(), Delivery(first.body, retry.headers, False, None, "image.upload")
+               ).publish == ()
+    for delivery in others:
+        assert run(world(), delivery).publish == ()
+
+    photos, (album,) = sim_photos(sim), _sim_albums(sim)
+    assert sorted(p["caption"] for p in photos) == ["", "Beach", "Dunes"]
+    assert (album["name"], album["message"]) == ("Summer", "Two weeks by the sea")
+    image_ids = {str(i.id) for i in sqlite_store.album(album_id).images}
+    public = [p["caption"] for p in photos] + [album["name"], album["message"]]
+    assert [t for t in public if "ref:" in t or album_id in t
+            or image_ids & set(t.replace(":", " ").split())] == []
+    assert sorted(i.photo_id for i in sqlite_store.album(album_id).images) == sorted(
+        p["id"] for p in photos)
 
 
 def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(

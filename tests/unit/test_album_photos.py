@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import Any
 
 from services.uploader.album_photos import AlbumPhotos
+from services.uploader.photo_match import Photo
+
+
+def find(album: AlbumPhotos, fb_album: str, caption: str, fresh: bool = False) -> str | None:
+    return next((p.id for p in album.photos(fb_album, fresh) if p.caption == caption), None)
 
 
 class Lister:
@@ -33,56 +39,62 @@ class Clock:
 
 
 def photos() -> tuple[AlbumPhotos, Lister, Clock]:
-    lister = Lister({"a1": [{"id": "p1", "name": "ref:x:1"}, {"id": "p10", "name": "ref:x:10"},
+    lister = Lister({"a1": [{"id": "p1", "name": "Caption 1"}, {"id": "p10", "name": "Caption 10"},
                            {"id": "p0"}]})
     clock = Clock()
     return AlbumPhotos(lister, ttl_s=2.5, clock=clock), lister, clock
 
 
-def test_one_listing_answers_every_mark_within_its_time():
+def test_one_listing_answers_every_retry_within_its_time():
     album, lister, clock = photos()
-    assert album.find("a1", "ref:x:1") == "p1"
+    assert find(album, "a1", "Caption 1") == "p1"
     clock.now += 2.4
-    assert album.find("a1", "ref:x:10") == "p10"
-    assert album.find("a1", "ref:x:2") is None
+    assert find(album, "a1", "Caption 10") == "p10"
+    assert find(album, "a1", "Caption 2") is None
     assert lister.calls == ["a1"]
 
 
-def test_marks_are_whole_words():
-    album, _, _ = photos()
-    assert album.find("a1", "ref:x") is None
+def test_a_listing_keeps_what_graph_says_of_each_photo():
+    lister = Lister({"a1": [{"id": "p1", "name": "Beach",
+                             "created_time": "2026-11-27T21:10:00+0000",
+                             "images": [{"width": 720, "height": 480},
+                                        {"width": 2048, "height": 1365}]},
+                            {"id": "p2", "width": 600, "height": 400}]})
+    held = {p.id: p for p in AlbumPhotos(lister, ttl_s=2.5).photos("a1")}
+    assert held["p1"] == Photo("p1", "Beach", datetime(2026, 11, 27, 21, 10), (2048, 1365))
+    assert held["p2"] == Photo("p2", "", None, (600, 400))
 
 
 def test_an_old_listing_is_taken_again():
     album, lister, clock = photos()
-    album.find("a1", "ref:x:2")
-    lister.photos["a1"].append({"id": "p2", "name": "ref:x:2"})
+    find(album, "a1", "Caption 2")
+    lister.photos["a1"].append({"id": "p2", "name": "Caption 2"})
     clock.now += 2.5
-    assert album.find("a1", "ref:x:2") == "p2"
+    assert find(album, "a1", "Caption 2") == "p2"
     assert lister.calls == ["a1", "a1"]
 
 
 def test_fresh_lists_again_whatever_is_held():
     album, lister, _ = photos()
-    album.find("a1", "ref:x:2")
-    lister.photos["a1"].append({"id": "p2", "name": "ref:x:2"})
-    assert album.find("a1", "ref:x:2", fresh=True) == "p2"
+    find(album, "a1", "Caption 2")
+    lister.photos["a1"].append({"id": "p2", "name": "Caption 2"})
+    assert find(album, "a1", "Caption 2", fresh=True) == "p2"
     assert len(lister.calls) == 2
 
 
 def test_own_uploads_join_the_listing_held():
     album, lister, _ = photos()
-    album.find("a1", "ref:x:1")
-    album.add("a1", "ref:x:3", "p3")
-    album.add("a2", "ref:y:1", "q1")  # no listing held for a2: nothing to update
-    assert album.find("a1", "ref:x:3") == "p3"
+    find(album, "a1", "Caption 1")
+    album.add("a1", Photo("p3", "Caption 3", None, None))
+    album.add("a2", Photo("q1", "Other 1", None, None))  # no listing held for a2: nothing to update
+    assert find(album, "a1", "Caption 3") == "p3"
     assert lister.calls == ["a1"]
 
 
 def test_albums_are_listed_apart():
     album, lister, _ = photos()
-    album.find("a1", "ref:x:1")
-    assert album.find("a2", "ref:x:1") is None
+    find(album, "a1", "Caption 1")
+    assert find(album, "a2", "Caption 1") is None
     assert lister.calls == ["a1", "a2"]
 
 
@@ -90,7 +102,7 @@ def test_concurrent_retries_of_an_album_wait_for_one_listing():
     album, lister, _ = photos()
     lister.gate = threading.Event()
     found: list[str | None] = []
-    threads = [threading.Thread(target=lambda n=n: found.append(album.find("a1", f"ref:x:{n}")))
+    threads = [threading.Thread(target=lambda n=n: found.append(find(album, "a1", f"Caption {n}")))
                for n in (1, 10, 2, 1)]
     for thread in threads:
         thread.start()
@@ -107,13 +119,13 @@ def test_retries_waiting_for_a_listing_that_fails_fail_with_it():
     lister.error = TimeoutError("Graph did not answer")
     errors: list[BaseException] = []
 
-    def find() -> None:
+    def retry() -> None:
         try:
-            album.find("a1", "ref:x:1")
+            find(album, "a1", "Caption 1")
         except TimeoutError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=find) for _ in range(3)]
+    threads = [threading.Thread(target=retry) for _ in range(3)]
     for thread in threads:
         thread.start()
     while not lister.calls:
@@ -125,4 +137,4 @@ def test_retries_waiting_for_a_listing_that_fails_fail_with_it():
     assert len(errors) == 3 and lister.calls == ["a1"]
     lister.error = None
     clock.now += 0.001
-    assert album.find("a1", "ref:x:1") == "p1"  # a later retry lists again
+    assert find(album, "a1", "Caption 1") == "p1"  # a later retry lists again

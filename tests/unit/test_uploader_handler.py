@@ -177,3 +177,18 @@ def test_what_facebook_refuses_fails_at_once_and_sends_nothing(world, name, body
     assert (image.state, image.error, image.attempts) == ("failed", reason, 1)
     (letter,) = world.publisher.to(topology.DEAD_EXCHANGE)
     assert letter.headers[dead_letters.REASON_HEADER] == reason
+
+
+def test_no_internal_mark_reaches_a_public_field_on_facebook(world):
+    """Captions and descriptions are public: they carry what the user wrote, never our ids."""
+    album_id, deliveries = world.album(count=3)
+    for delivery in deliveries:
+        assert world.deliver(delivery) == Fate()
+    image_ids = [str(i.id) for i in world.store.album(album_id).images]
+    public = ([p["name"] or "" for p in world.graph.photos]
+              + [a["name"] or "" for a in world.graph.albums]
+              + [a["description"] or "" for a in world.graph.albums])
+    leaked = [text for text in public
+              if "ref:" in text or album_id in text
+              or any(word in image_ids for word in text.replace(":", " ").split())]
+    assert leaked == []

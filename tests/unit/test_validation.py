@@ -72,3 +72,39 @@ def test_the_same_album_has_the_same_fingerprint_and_another_album_another():
     assert len({album(), album(title="Winter"), album(images=[PREFIX + "a.png"]),
                 album(images=[PREFIX + "b.png", PREFIX + "a.png"]),
                 album(notify_email="me@example.com")}) == 5
+
+
+def test_images_may_carry_a_caption_and_the_album_a_description():
+    album = parse_album({"title": "Summer", "description": " By the sea ", "images": [
+        PREFIX + "a.png", {"key": PREFIX + "b.png", "caption": " Beach\nat dusk "},
+        {"key": PREFIX + "c.png"}, {"key": PREFIX + "d.png", "caption": ""}]}, PREFIX, 200)
+    assert album.images == [PREFIX + n for n in ("a.png", "b.png", "c.png", "d.png")]
+    assert album.captions == [None, "Beach\nat dusk", None, None]
+    assert album.description == "By the sea"
+
+
+@pytest.mark.parametrize(("image", "where"), [
+    ({"key": PREFIX + "a.png", "caption": "bell\x07"}, "images.0.caption: must not hold control"),
+    ({"key": PREFIX + "a.png", "caption": "x" * 1001}, "images.0.caption: String should have at"),
+    ({"key": PREFIX + "a.png", "title": "x"}, "images.0.title: Extra inputs"),
+    ({"caption": "x"}, "images.0.key: Field required"),
+])
+def test_a_bad_image_object_is_refused_naming_its_place(image, where):
+    with pytest.raises(InvalidAlbum) as refused:
+        parse_album({"title": "t", "images": [image]}, PREFIX, 200)
+    assert any(where in detail for detail in refused.value.details), refused.value.details
+
+
+def test_a_description_with_control_characters_is_refused():
+    with pytest.raises(InvalidAlbum) as refused:
+        parse_album({"title": "t", "description": "a\x1bb", "images": [PREFIX + "a"]}, PREFIX,
+                    200)
+    assert "description" in refused.value.details[0]
+
+
+def test_captions_change_the_fingerprint_and_plain_keys_keep_theirs():
+    plain = {"title": "Summer", "images": [PREFIX + "a.png"]}
+    objects = {"title": "Summer", "images": [{"key": PREFIX + "a.png"}]}
+    captioned = {"title": "Summer", "images": [{"key": PREFIX + "a.png", "caption": "Beach"}]}
+    prints = [fingerprint(parse_album(p, PREFIX, 200)) for p in (plain, objects, captioned)]
+    assert prints[0] == prints[1] != prints[2]
