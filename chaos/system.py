@@ -24,6 +24,7 @@ from chaos.node import Broker
 from chaos.proxy import Proxy
 from dev import waiting
 from dev.ports import answers, free_port
+from shared import topology
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE_ID = "1000000000000001"
@@ -31,6 +32,7 @@ PAGE_TOKEN = "chaos-page-token"
 PG_ADMIN_URL = os.environ.get("CHAOS_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SERVICES = ("api", "uploader", "notifier")
+_MAIN_QUEUES = {"uploader": topology.IMAGE_UPLOADS.name, "notifier": topology.ALBUM_SETTLED.name}
 
 #: What every row runs with; a row overrides some (MAX_ATTEMPTS where it needs exhaustion).
 BASE_SETTINGS = {
@@ -191,7 +193,9 @@ class System:
     def consumed_since(self, name: str, starts: int) -> bool:
         """Whether the service's log says it consumed `starts` times (once per connection).
         The management API's consumer counts lag by seconds; the log does not."""
-        return self.logs(name).count("consuming with concurrency") >= starts
+        # The service's main queue only: the uploader consumes its feed posts too.
+        queue = _MAIN_QUEUES[name]
+        return self.logs(name).count(f"{queue}: consuming with concurrency") >= starts
 
     def logs(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -209,6 +213,10 @@ class System:
     def photos(self) -> list[dict[str, Any]]:
         response = requests.get(f"{self.graph_url}/_sim/photos", timeout=30)
         return list(response.json()["photos"])
+
+    def posts(self) -> list[dict[str, Any]]:
+        response = requests.get(f"{self.graph_url}/_sim/posts", timeout=30)
+        return list(response.json()["posts"])
 
     def smtp_reply(self, reply: str | None) -> None:
         requests.put(f"{self.mail_url}/api/faults", json={"reply": reply},

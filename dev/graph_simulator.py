@@ -13,6 +13,15 @@ code or subcode for an oversized photo or an unsupported format; the message det
 too-large subcode here are ours. `GET /_sim/uploads` counts the photo upload requests and the
 bytes they declared, refused ones included, so a test can see that nothing was sent.
 
+Page settings (`PageSettings`, from the environment at start, changed at run time with
+`PUT /_sim/page`): `REFUSE_ALBUM_CREATION` (default true) refuses `POST /{page-id}/albums` for
+good, as today's Facebook does (Meta's Page Albums reference documents no way to create one;
+the answer given is the one seen for album writes, HTTP 403 `(#200) ... deprecated`);
+`UNPUBLISHED_PHOTO_TTL_S` (default 24 h) is how long a photo uploaded with `published=false` to
+`/{page-id}/photos` is kept unless a feed post attaches it (`POST /{page-id}/feed` with
+`attached_media[i]={"media_fbid": id}`). Unpublished photos are listed in no album; posts are
+listed at `GET /{page-id}/posts`. The facts and their sources: docs/facebook-destinations.md.
+
 Run it with `python -m dev.graph_simulator [--host H] [--port P]`; tests call `create_app`.
 """
 
@@ -72,10 +81,11 @@ DEFAULT_LIST_LIMIT = 25
 MAX_LIST_LIMIT = 100
 LIST_FIELDS = ("id", "name", "created_time", "width", "height", "images")
 ALBUM_FIELDS = ("id", "name", "description", "created_time")
+POST_FIELDS = ("id", "message", "created_time", "attachments")
 
 VERSION_RE = re.compile(r"v\d+\.\d+")
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
-FAULT_ENDPOINTS = ("photos", "albums", "list")
+FAULT_ENDPOINTS = ("photos", "albums", "list", "feed")
 FAULT_KEYS = frozenset(
     {"latency_s", "error_rates", "throttle_minutes", "reject_filenames", "endpoints", "seed",
      "page_usage_pct", "app_usage_pct"}
@@ -240,13 +250,61 @@ def _endpoints(value: Any) -> list[str]:
     return endpoints
 
 
+#: The refusal of `POST /{page-id}/albums`: the answer Facebook gives for an album write it no
+#: longer allows (docs/facebook-destinations.md); permanent, like every code-200 answer.
+ALBUM_CREATION_REFUSED = (
+    "This endpoint is deprecated: Page albums can no longer be created through the Graph API")
+#: As today's Facebook: the uploader falls back to one multi-photo post by itself.
+REFUSED_BY_DEFAULT = True
+#: How long Facebook keeps a photo uploaded with published=false that no post attached.
+DEFAULT_UNPUBLISHED_TTL_S = 24 * 3600.0
+
+
+@dataclass
+class PageSettings:
+    """How the simulated Page behaves; `PUT /_sim/page` changes them, `/_sim/reset` restores
+    the ones it started with."""
+
+    refuse_album_creation: bool = REFUSED_BY_DEFAULT
+    unpublished_ttl_s: float = DEFAULT_UNPUBLISHED_TTL_S
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> PageSettings:
+        env = os.environ if environ is None else environ
+        refuse = env.get("REFUSE_ALBUM_CREATION", str(REFUSED_BY_DEFAULT)).strip().lower()
+        if refuse not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ValueError(f"REFUSE_ALBUM_CREATION must be true or false, not {refuse!r}")
+        ttl = float(env.get("UNPUBLISHED_PHOTO_TTL_S", DEFAULT_UNPUBLISHED_TTL_S))
+        return cls(refuse in {"true", "1", "yes"}, _non_negative(ttl, "UNPUBLISHED_PHOTO_TTL_S"))
+
+    def updated(self, data: Any) -> PageSettings:
+        if not isinstance(data, dict):
+            raise ValueError("the page settings must be a JSON object")
+        unknown = set(data) - {"refuse_album_creation", "unpublished_ttl_s"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        refuse = data.get("refuse_album_creation", self.refuse_album_creation)
+        if not isinstance(refuse, bool):
+            raise ValueError("refuse_album_creation must be true or false")
+        ttl = _non_negative(data.get("unpublished_ttl_s", self.unpublished_ttl_s),
+                            "unpublished_ttl_s")
+        return PageSettings(refuse, ttl)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"refuse_album_creation": self.refuse_album_creation,
+                "unpublished_ttl_s": self.unpublished_ttl_s}
+
+
 class SimState:
     """Albums, photos and faults; handlers run on many threads, so all access takes the lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, page: PageSettings | None = None) -> None:
         self._lock = threading.Lock()
+        self._start_page = page or PageSettings()
+        self.page = self._start_page
         self._albums: dict[str, dict[str, Any]] = {}
         self._photos: list[dict[str, Any]] = []
+        self._posts: list[dict[str, Any]] = []
         self._uploads = {"requests": 0, "declared_bytes": 0}
         self._faults = Faults()
         self._rng = random.Random()
@@ -257,6 +315,8 @@ class SimState:
         with self._lock:
             self._albums.clear()
             self._photos.clear()
+            self._posts.clear()
+            self.page = self._start_page
             self._uploads = {"requests": 0, "declared_bytes": 0}
             self._faults = Faults()
             self._rng = random.Random()
@@ -296,10 +356,43 @@ class SimState:
                 "id": str(3_000_000_000_000_000 + number),
                 "post_id": f"{page_id}_{4_000_000_000_000_000 + number}",
                 "received_at": _now().isoformat(),
+                "received_mono": time.monotonic(),
                 **fields,
             }
+            if not photo.get("published", True):
+                # Facebook promises only the photo id for an unpublished upload.
+                del photo["post_id"]
             self._photos.append(photo)
             return dict(photo)
+
+    def add_post(self, page_id: str, message: str, media: list[str]) -> dict[str, Any]:
+        """A feed post attaching unpublished photos; refused (code 100) when one is unknown,
+        already attached or expired, and then nothing is posted."""
+        with self._lock:
+            ttl = self.page.unpublished_ttl_s
+            now = time.monotonic()
+            by_id = {photo["id"]: photo for photo in self._photos}
+            for fbid in media:
+                photo = by_id.get(fbid)
+                if (photo is None or photo.get("published", True) or photo.get("attached_to")
+                        or photo["album_id"] != page_id):
+                    raise GraphFault(100, f"Invalid parameter: attached_media {fbid} is not an "
+                                     "unpublished photo of this Page")
+                if now - photo["received_mono"] > ttl:
+                    raise GraphFault(100, f"Invalid parameter: unpublished photo {fbid} has "
+                                     "expired (Facebook keeps them about 24 hours)")
+            post_id = f"{page_id}_{5_000_000_000_000_000 + next(self._ids)}"
+            for fbid in media:
+                by_id[fbid]["attached_to"] = post_id
+            post = {"id": post_id, "page": page_id, "message": message,
+                    "attached_media": list(media), "created_at": _now().isoformat()}
+            self._posts.append(post)
+            return dict(post)
+
+    def posts(self, page_id: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(post) for post in self._posts
+                    if page_id is None or post["page"] == page_id]
 
     def note_upload(self, declared_bytes: int) -> None:
         """One photo upload request arrived, whatever its answer."""
@@ -318,6 +411,10 @@ class SimState:
                 for photo in self._photos
                 if album_id is None or photo["album_id"] == album_id
             ]
+
+    def album_photos(self, album_id: str) -> list[dict[str, Any]]:
+        """What an album lists: its published photos (unpublished ones are in no album)."""
+        return [photo for photo in self.photos(album_id) if photo.get("published", True)]
 
     @property
     def faults(self) -> Faults:
@@ -490,14 +587,15 @@ def _page_html(state: SimState) -> str:
 
 
 def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
-               app_secret: str = DEFAULT_APP_SECRET) -> Flask:
+               app_secret: str = DEFAULT_APP_SECRET, page: PageSettings | None = None) -> Flask:
     """A Flask app simulating Graph: the Page `page_id` (token `page_token`) of the fake
     user the login dialog approves by default, more Pages and users added through /_sim/pages,
-    and Facebook Login for the app `app_id`."""
+    and Facebook Login for the app `app_id`. `page`: how the Pages behave (album creation,
+    unpublished photos' lifetime)."""
     app = Flask(__name__)
     # Werkzeug then refuses oversized chunked bodies too, not just ones with a Content-Length.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    state = SimState()
+    state = SimState(page)
     app.extensions["graph_simulator"] = state
     pages = SimPages(app_id, app_secret)
     pages.add_page(page_id, "Demo Page", DEFAULT_USER, page_token)
@@ -596,6 +694,8 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
             )
         require_token(node, write=True)
         apply_faults("albums")
+        if state.page.refuse_album_creation:
+            raise GraphFault(200, ALBUM_CREATION_REFUSED)
         name = request.values.get("name", "").strip()
         if not name:
             raise GraphFault(100, "param name must be non-empty")
@@ -614,9 +714,16 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
                 "Missing or invalid image file: the request is larger than 10 MB",
                 subcode=TOO_LARGE_SUBCODE,
             )
-        if not state.has_album(node):
+        published = request.values.get("published", "true").lower() not in {"false", "0"}
+        if pages.page(node) is not None:
+            # The Page itself: an unpublished photo, for a multi-photo post. A published
+            # Page photo would be a post of its own: not simulated.
+            if published:
+                raise GraphFault(100, "Invalid parameter: this simulator takes only "
+                                 "published=false photos on the Page itself")
+        elif not state.has_album(node):
             raise GraphFault(120)
-        album_page = state.album_page(node)
+        album_page = node if pages.page(node) is not None else state.album_page(node)
         require_token(album_page, write=True)
         upload = _uploaded_file()
         apply_faults("photos")
@@ -636,9 +743,34 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
             caption=request.form.get("caption", ""),
             filename=filename,
             content_type=upload.mimetype,
-            published=request.form.get("published", "true").lower() not in {"false", "0"},
+            published=published,
         )
+        if not published:
+            return jsonify({"id": photo["id"]})
         return jsonify({"id": photo["id"], "post_id": photo["post_id"]})
+
+    @app.post("/<version>/<node>/feed")
+    def create_post(version: str, node: str) -> Response:
+        _check_version(version)
+        if pages.page(node) is None:
+            raise GraphFault(100, f"Unsupported post request. Object with ID '{node}' does "
+                             "not exist", subcode=33, error_type="GraphMethodException")
+        require_token(node, write=True)
+        apply_faults("feed")
+        media = _attached_media()
+        post = state.add_post(node, request.values.get("message", ""), media)
+        return jsonify({"id": post["id"]})
+
+    @app.get("/<version>/<node>/posts")
+    def list_posts(version: str, node: str) -> Response:
+        _check_version(version)
+        if pages.page(node) is None:
+            raise GraphFault(100, f"Unsupported get request. Object with ID '{node}' does "
+                             "not exist", subcode=33, error_type="GraphMethodException")
+        require_token(node)
+        apply_faults("list")
+        # Newest first, as a Page's feed reads.
+        return jsonify(_post_page(list(reversed(state.posts(node)))))
 
     @app.get("/<version>/<node>/photos")
     def list_photos(version: str, node: str) -> Response:
@@ -653,7 +785,7 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
             )
         require_token(state.album_page(node))
         apply_faults("list")
-        return jsonify(_photo_page(state.photos(node)))
+        return jsonify(_photo_page(state.album_photos(node)))
 
     @app.get("/<version>/<node>/albums")
     def list_albums(version: str, node: str) -> Response:
@@ -769,6 +901,22 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
         return jsonify(state.add_album(name, body.get("message"),
                                        str(body.get("page_id") or page_id))), 201
 
+    @app.get("/_sim/posts")
+    def sim_posts() -> Response:
+        return jsonify({"posts": state.posts()})
+
+    @app.get("/_sim/page")
+    def sim_page_settings() -> Response:
+        return jsonify(state.page.to_json())
+
+    @app.put("/_sim/page")
+    def sim_set_page() -> tuple[Response, int]:
+        try:
+            state.page = state.page.updated(request.get_json(force=True, silent=True))
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
+        return jsonify(state.page.to_json()), 200
+
     @app.post("/_sim/reset")
     def sim_reset() -> Response:
         state.reset()
@@ -821,6 +969,38 @@ def _photo_page(photos: list[dict[str, Any]]) -> dict[str, Any]:
     """One page of album photos, shaped and paged the way Graph does it."""
     fields = _requested_fields(LIST_FIELDS, "Photo")
     return _paged(photos, lambda photo: _photo_fields(photo, fields))
+
+
+def _post_page(posts: list[dict[str, Any]]) -> dict[str, Any]:
+    fields = _requested_fields(POST_FIELDS, "Post")
+    return _paged(posts, lambda post: _post_fields(post, fields))
+
+
+def _post_fields(post: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    # Graph shows a multi-photo post's photos as subattachments whose target is the photo.
+    photos = [{"type": "photo", "target": {"id": fbid}} for fbid in post["attached_media"]]
+    values = {"id": post["id"], "message": post["message"] or None,
+              "created_time": _graph_time(post["created_at"]),
+              "attachments": {"data": [{"type": "album", "subattachments": {"data": photos}}]}}
+    return {name: values[name] for name in fields if values[name] is not None}
+
+
+def _attached_media() -> list[str]:
+    """`attached_media[0]={"media_fbid":"..."}`, `attached_media[1]=...` as Graph takes them."""
+    items: list[tuple[int, str]] = []
+    for key, raw in request.values.items():
+        match = re.fullmatch(r"attached_media\[(\d+)\]", key)
+        if not match:
+            continue
+        try:
+            fbid = json.loads(raw)["media_fbid"]
+        except (ValueError, TypeError, KeyError):
+            detail = f"Invalid parameter: {key} must be {{\"media_fbid\": id}}"
+            raise GraphFault(100, detail) from None
+        items.append((int(match.group(1)), str(fbid)))
+    if not items:
+        raise GraphFault(100, "Invalid parameter: attached_media is required")
+    return [fbid for _, fbid in sorted(items)]
 
 
 def _album_page(albums: list[dict[str, Any]]) -> dict[str, Any]:
@@ -913,7 +1093,8 @@ def main(argv: list[str] | None = None) -> None:
     page_id = os.environ.get("FACEBOOK_PAGE_ID") or DEFAULT_PAGE_ID
     app = create_app(page_id, os.environ.get("FACEBOOK_PAGE_TOKEN") or DEFAULT_PAGE_TOKEN,
                      os.environ.get("FACEBOOK_APP_ID") or DEFAULT_APP_ID,
-                     os.environ.get("FACEBOOK_APP_SECRET") or DEFAULT_APP_SECRET)
+                     os.environ.get("FACEBOOK_APP_SECRET") or DEFAULT_APP_SECRET,
+                     PageSettings.from_env())
     # waitress keeps connections alive as the Graph API does (Werkzeug's development server
     # closes each one, a cost the real API never charges); its threads cover a busy
     # uploader's concurrent uploads, each held for the configured latency.

@@ -39,7 +39,8 @@ from shared.retry_policy import Failure, GiveUp, RetryLater, RetryPolicy
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", messages.ImageUploadRequested, messages.AlbumSettled)
+M = TypeVar("M", messages.ImageUploadRequested, messages.AlbumSettled,
+            messages.FeedPostRequested)
 
 
 @dataclass(frozen=True)

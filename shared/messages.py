@@ -56,15 +56,27 @@ class AlbumSettled(_Message):
     failed: list[FailedImage]
 
 
-Message = Annotated[ImageUploadRequested | AlbumSettled, Field(discriminator="type")]
-_adapter: TypeAdapter[ImageUploadRequested | AlbumSettled] = TypeAdapter(Message)
+class FeedPostRequested(_Message):
+    """Command: an album sent as one multi-photo post has settled with photos: post them.
+
+    The album's `AlbumSettled` (and so its email) follows once the post ended."""
+
+    type: Literal["feed.post_requested"] = "feed.post_requested"
+    version: Literal[1] = 1
+    album_id: str = Field(min_length=1, max_length=64)
+    settle_seq: int = Field(ge=1)
+
+
+AnyMessage = ImageUploadRequested | AlbumSettled | FeedPostRequested
+Message = Annotated[AnyMessage, Field(discriminator="type")]
+_adapter: TypeAdapter[AnyMessage] = TypeAdapter(Message)
 
 
 def encode(message: _Message) -> bytes:
     return message.model_dump_json().encode()
 
 
-def decode(body: bytes) -> ImageUploadRequested | AlbumSettled:
+def decode(body: bytes) -> AnyMessage:
     """Parse a body, or raise PoisonMessage saying why it can never be processed."""
     if len(body) > MAX_BODY_BYTES:
         raise PoisonMessage(f"body of {len(body)} bytes is over the {MAX_BODY_BYTES} byte limit")

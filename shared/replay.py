@@ -2,7 +2,8 @@
 
 An image's dead letter replays by re-opening the image in the store (the album goes back to
 publishing, a fresh upload message goes out through the outbox, so a new settle and email
-follow). An image that has not ended (left `uploading`, `queued` or `retrying` when the
+follow); a multi-photo post's re-opens the post (a new settle: the post, then its email).
+An image that has not ended (left `uploading`, `queued` or `retrying` when the
 delivery limit dead-lettered its message) has nothing to re-open: it gets a fresh upload
 message, or it would wait for ever once its letter is gone (should its message exist after
 all, the copy that comes second is a stale duplicate: `shared/fencing.py`). Anything else (a
@@ -22,7 +23,8 @@ from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
 from shared.store import Store
 
-QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED}
+QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED,
+          "feed-posts": topology.FEED_POSTS}
 
 
 class Replayer:
@@ -54,10 +56,13 @@ class Replayer:
 
     def _send_back(self, dlq: DeadLetterQueue, letters: list[DeadLetter]) -> None:
         by_album: dict[str, set[int]] = defaultdict(set)
+        posts: set[str] = set()
         raw = []
         for letter in letters:
             if dlq.queue is topology.IMAGE_UPLOADS and letter.album_id and letter.image_id:
                 by_album[letter.album_id].add(letter.image_id)
+            elif dlq.queue is topology.FEED_POSTS and letter.album_id:
+                posts.add(letter.album_id)  # the store re-opens the post: a new settle
             else:
                 raw.append(requeue_message(letter, dlq.queue))
         for album_id, image_ids in by_album.items():
@@ -65,6 +70,9 @@ class Replayer:
             rows = [*self._store.resend_unfinished(album_id, image_ids),
                     *self._store.reopen_failed(album_id, image_ids)]
             if not self._outbox.publish(rows):
+                raise RuntimeError("the broker did not confirm the replay; nothing was removed")
+        for album_id in posts:
+            if not self._outbox.publish(self._store.reopen_post(album_id)):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         self._outbox.publish_now(raw)
 

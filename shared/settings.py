@@ -107,3 +107,4 @@ class CommonSettings(BaseSettings):
         """The vhost AMQP_URL names (pika's reading: no path or an empty one is "/")."""
         path = urlsplit(self.first_amqp_url).path
         return unquote(path[1:]) if len(path) > 1 else "/"
+

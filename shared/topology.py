@@ -3,7 +3,8 @@
 What an operator sees in the management UI:
 
 - ``albums.work`` (direct) routes commands and events to the work queues:
-  ``image.upload`` -> ``uploader.image-uploads``, ``album.settled`` -> ``notifier.album-settled``.
+  ``image.upload`` -> ``uploader.image-uploads``, ``album.settled`` -> ``notifier.album-settled``,
+  ``feed.post`` -> ``uploader.feed-posts``.
 - ``albums.retry`` (direct) holds failed messages for a while: one TTL queue per delay tier,
   ``<work queue>.retry.<seconds>s``, each dead-lettering back into ``albums.work``. Every
   configured delay has a jittered twin tier (x1.25), so retries of a burst spread out.
@@ -50,7 +51,9 @@ class WorkQueue:
 
 IMAGE_UPLOADS = WorkQueue("uploader.image-uploads", "image.upload")
 ALBUM_SETTLED = WorkQueue("notifier.album-settled", "album.settled")
-WORK_QUEUES = (IMAGE_UPLOADS, ALBUM_SETTLED)
+#: The second job of an album sent as one multi-photo post: the post itself, once it settled.
+FEED_POSTS = WorkQueue("uploader.feed-posts", "feed.post")
+WORK_QUEUES = (IMAGE_UPLOADS, ALBUM_SETTLED, FEED_POSTS)
 
 
 #: Each delay d also gets a tier of d * JITTER (rounded up); a retry picks one of the two at

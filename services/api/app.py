@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from shared import s3
 from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
+from shared.destinations import post_url
 from shared.outbox import Outbox
 from shared.replay import Replayer
 from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
@@ -28,6 +29,7 @@ from shared.token_cipher import TokenCipher, cipher_from_setting
 
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
+from .page_albums import PageAlbums, PageUnavailable
 from .settings import ApiSettings
 from .validation import AlbumRequest, InvalidAlbum, parse_album
 
@@ -46,6 +48,7 @@ class Services:
         self._lock = threading.Lock()
         self._outbox: Outbox | None = None
         self._s3: Any = None
+        self._page_albums: PageAlbums | None = None
         self._cipher: TokenCipher | None = None
         self._stop = threading.Event()
 
@@ -69,6 +72,13 @@ class Services:
     @property
     def replayer(self) -> Replayer:
         return Replayer(self.store, self.outbox, self.settings.amqp_url)
+
+    @property
+    def page_albums(self) -> PageAlbums:
+        with self._lock:
+            if self._page_albums is None:
+                self._page_albums = PageAlbums(self.settings)
+            return self._page_albums
 
     @property
     def s3(self) -> Any:
@@ -160,6 +170,9 @@ def publish_album() -> Any:
                             services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
+    refused = check_destination(services, user.id, album)
+    if refused is not None:
+        return refused
     try:
         created, queued = create_and_publish(services, user.id, album, key)
     except KeyReused as exc:
@@ -202,6 +215,37 @@ def target_page(services: Services, user_id: int) -> str | None:
     raise NoPage("connect a Facebook Page first: open /connect/facebook in a browser")
 
 
+def user_page(services: Services, user_id: int) -> tuple[str, str] | None:
+    """The Page (id, token) the user publishes to now: their connected Page, else the
+    single-tenant one; None when there is neither (publishing says why)."""
+    page = services.store.page(user_id)
+    if page is not None:
+        credentials = services.store.page_credentials(user_id, page.page_id)
+        if page.state != CONNECTED or credentials is None:
+            return None
+        return page.page_id, services.cipher.decrypt(credentials.token_sealed)
+    return services.settings.single_tenant_page
+
+
+def check_destination(services: Services, user_id: int,
+                      album: AlbumRequest) -> tuple[Any, int] | None:
+    """An existing album must be one of the Page's: refused before anything is recorded."""
+    destination = album.destination
+    if destination.kind != "album" or destination.id is None:
+        return None
+    page = user_page(services, user_id)
+    if page is None:
+        return None  # publishing refuses it with the reason (NoPage)
+    try:
+        known = services.page_albums.has(*page, destination.id)
+    except PageUnavailable as exc:
+        return _error(503, f"{exc}; try again (nothing was published)")
+    if not known:
+        return _error(422, f"album {destination.id} is not an album of your Page "
+                           "(GET /api/page/albums lists them)")
+    return None
+
+
 def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
                        key: str | None) -> tuple[Created, bool]:
     """Commit the album with its outbox rows (once per idempotency key), then publish them.
@@ -211,16 +255,18 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     sends. Returns the album and whether its messages were confirmed and marked now."""
     page_id = target_page(services, user_id)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
+    destination = (album.destination.kind, album.destination.id)
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
                                                      album.images, album.captions,
-                                                     album.description, page_id=page_id)
+                                                     album.description, page_id=page_id,
+                                                     destination=destination)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
                                                    album.notify_email, album.images,
                                                    album.captions, album.description,
-                                                   page_id=page_id)
+                                                   page_id=page_id, destination=destination)
     return created, outbox.publish_committed(created.rows)
 
 
@@ -275,6 +321,20 @@ def get_page() -> Any:
                     is not None, "connect_url": url_for("connect.start", _external=True)})
 
 
+@api.get("/api/page/albums")
+@authenticated
+def list_page_albums() -> Any:
+    """The user's Page's albums, to publish into one (`destination: {"kind": "album"}`)."""
+    services = _services()
+    page = user_page(services, g.user.id)
+    if page is None:
+        return _error(409, "no Facebook Page to list: connect one at /connect/facebook")
+    try:
+        return jsonify({"albums": services.page_albums.albums(*page)})
+    except PageUnavailable as exc:
+        return _error(503, str(exc))
+
+
 @api.get("/api/openapi.json")
 def openapi() -> Any:
     return jsonify(SPEC)
@@ -297,7 +357,7 @@ def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": album.id, "title": album.title, "state": album.state,
         "created_at": album.created_at.isoformat() + "Z", "counts": counts,
-        "total": len(album.images),
+        "total": len(album.images), "destination": destination_json(album),
     }
     if with_images:
         body["images"] = [{
@@ -306,4 +366,16 @@ def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
             "next_attempt_at": image.next_attempt_at.isoformat() + "Z"
             if image.next_attempt_at else None,
         } for image in album.images]
+    return body
+
+
+def destination_json(album: AlbumView) -> dict[str, Any]:
+    """Where the album goes; for a multi-photo post, how the post went and its link."""
+    body: dict[str, Any] = {"kind": album.destination, "note": album.destination_note}
+    if album.destination == "album" or (album.destination == "new_album" and album.fb_album_id):
+        body["album_id"] = album.fb_album_id
+    if album.destination == "post":
+        body["post"] = {"state": album.post_state, "id": album.fb_post_id,
+                        "url": post_url(album.fb_post_id) if album.fb_post_id else None,
+                        "error": album.post_error}
     return body

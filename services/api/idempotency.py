@@ -43,5 +43,7 @@ def fingerprint(album: AlbumRequest) -> str:
         asked["captions"] = album.captions
     if album.description:
         asked["description"] = album.description
+    if album.destination.kind != "new_album":  # the default keeps the fingerprints it had
+        asked["destination"] = album.destination.model_dump()
     canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

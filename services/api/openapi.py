@@ -19,7 +19,17 @@ _album = {"type": "object", "properties": {
     "state": {"enum": ["publishing", "done", "done_with_failures"]},
     "created_at": {"type": "string"}, "total": {"type": "integer"},
     "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "destination": {"type": "object", "properties": {
+        "kind": {"enum": ["new_album", "album", "post"]},
+        "note": {"type": ["string", "null"]}, "album_id": {"type": ["string", "null"]},
+        "post": {"type": "object", "properties": {
+            "state": {"enum": ["pending", "posted", "failed", None]},
+            "id": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"]}}}}},
     "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}}}
+_destination = {"type": "object", "required": ["kind"], "additionalProperties": False,
+                "properties": {"kind": {"enum": ["new_album", "album", "post"]},
+                               "id": {"type": "string", "description": "with kind album only"}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -77,7 +87,8 @@ SPEC: dict[str, Any] = {
                                                 "description": "the photo's caption on "
                                                 "Facebook; no control characters but line "
                                                 "breaks and tabs"}}}]}},
-                        "notify_email": {"type": "string", "format": "email"}}}}}},
+                        "notify_email": {"type": "string", "format": "email"},
+                        "destination": _destination}}}}},
                 "responses": {"202": _json({"type": "object"}, "accepted (or, for a repeated "
                                                                "Idempotency-Key, accepted "
                                                                "before)"),
@@ -101,6 +112,9 @@ SPEC: dict[str, Any] = {
                      "responses": {"202": _json({"type": "object"}, "re-opened"),
                                    **_errors(401, 404, 409)}},
         },
+        "/api/page/albums": {"get": {"summary": "The Page's albums to publish into",
+                                     "responses": {"200": _json({"type": "object"}, "albums"),
+                                                   **_errors(401, 409, 503)}}},
         "/api/page": {"get": {"summary": "The caller's connected Facebook Page (id, name, state: "
                                          "connected, needs_reconnect or blocked; null if none), "
                                          "whether a single-tenant Page serves users without "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,24 @@ class ImageItem(BaseModel):
     caption: str | None = Field(default=None, max_length=MAX_TEXT)
 
 
+class Destination(BaseModel):
+    """Where the album goes (shared/destinations.py): `{"kind": "new_album"}`,
+    `{"kind": "album", "id": "<an album of the Page>"}` or `{"kind": "post"}`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+    kind: Literal["new_album", "album", "post"] = "new_album"
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
+
+    @model_validator(mode="after")
+    def _id_only_for_an_album(self) -> Self:
+        if self.kind == "album" and self.id is None:
+            raise ValueError('an existing album needs its "id" (GET /api/page/albums lists them)')
+        if self.kind != "album" and self.id is not None:
+            raise ValueError(f'"id" goes only with kind "album", not "{self.kind}"')
+        return self
+
+
 class AlbumRequest(BaseModel):
     """`images` are keys, or objects {"key", "caption"?}: held as `images` (keys) and
     `captions` (by position; None: no caption)."""
@@ -43,6 +61,7 @@ class AlbumRequest(BaseModel):
     images: list[str] = Field(min_length=1)
     captions: list[str | None] = Field(default_factory=list)
     notify_email: EmailStr | None = None
+    destination: Destination = Destination()
 
     @model_validator(mode="before")
     @classmethod

@@ -51,8 +51,9 @@ from shared.store import (
     UserView,
 )
 
-from .app import NoPage, Services, album_json, create_and_publish
+from .app import NoPage, Services, album_json, check_destination, create_and_publish, user_page
 from .idempotency import InvalidKey, parse_key
+from .page_albums import PageUnavailable
 from .thumbnails import MissingObject, Thumbnails
 from .validation import InvalidAlbum, key_is_callers, parse_album
 
@@ -205,6 +206,27 @@ def image_model(image: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def where_text(destination: dict[str, Any]) -> str:
+    """Where the album goes, in words, with how its post went when it is one."""
+    kind = destination["kind"]
+    if kind == "album":
+        return f"Into your Page's album {destination.get('album_id')}."
+    if kind == "new_album":
+        return "Into a new Facebook album."
+    post = destination.get("post") or {}
+    state = post.get("state")
+    if state == "posted":
+        text = "One post on your Page, posted."
+    elif state == "failed":
+        text = f"One post on your Page; the post failed: {post.get('error')}."
+    elif state == "pending":
+        text = "One post on your Page, posting now that every photo is up."
+    else:
+        text = "One post on your Page, posted once every photo is up."
+    note = destination.get("note")
+    return f"{note}. {text}" if note else text
+
+
 def album_model(album: AlbumView) -> dict[str, Any]:
     """The album as the page and its stream show it (the API's JSON, so they never disagree)."""
     body = album_json(album)
@@ -220,6 +242,8 @@ def album_model(album: AlbumView) -> dict[str, Any]:
         "retry_text": f"{_plural(failed, 'photo')} could not be published. Once the cause "
                       "is fixed, retry: only the failed photos are sent again.",
         "url": url_for("web.album_page", album_id=album.id),
+        "where": where_text(body["destination"]),
+        "post_url": (body["destination"].get("post") or {}).get("url"),
     })
     body["images"] = [image_model(image) for image in body["images"]]
     body["cover_url"] = body["images"][0]["thumb_url"] if body["images"] else None
@@ -280,10 +304,24 @@ def _bucket_images(user: UserView) -> list[dict[str, Any]]:
              "thumb_url": url_for("web.thumbnail", key=item["key"])} for item in found]
 
 
+def _page_albums() -> tuple[list[dict[str, Any]], str | None]:
+    """The Page's albums to offer, or why there are none to offer (the form works without)."""
+    page = user_page(_services(), g.user.id)
+    if page is None:
+        return [], "Connect a Facebook Page to pick one of its albums."
+    try:
+        return _services().page_albums.albums(*page), None
+    except PageUnavailable:
+        return [], "Your Page's albums could not be listed just now."
+
+
 def _publish_form(status: int = 200, error: str | None = None, details: list[str] | None = None,
                   form: dict[str, Any] | None = None) -> tuple[str, int]:
-    form = form or {"title": "", "notify_email": "", "images": []}
+    form = form or {"title": "", "notify_email": "", "images": [], "destination": "new_album",
+                    "destination_album": ""}
+    page_albums, page_albums_error = _page_albums()
     page = render_template("new_album.html", images=_bucket_images(g.user), form=form,
+                           page_albums=page_albums, page_albums_error=page_albums_error,
                            selected=set(form["images"]), error=error, details=details or [],
                            max_images=_services().settings.max_album_images,
                            form_key=secrets.token_urlsafe(18))
@@ -302,18 +340,26 @@ def publish() -> Any:
     services = _services()
     form = {"title": request.form.get("title", "").strip(),
             "notify_email": request.form.get("notify_email", "").strip(),
-            "images": request.form.getlist("images")}
+            "images": request.form.getlist("images"),
+            "destination": request.form.get("destination", "new_album"),
+            "destination_album": request.form.get("destination_album", "")}
     if not form["images"]:
         return _publish_form(422, "Pick at least one photo.", form=form)
     if not form["title"]:
         return _publish_form(422, "Give the album a title.", form=form)
+    destination: dict[str, Any] = {"kind": form["destination"]}
+    if form["destination"] == "album":
+        destination["id"] = form["destination_album"] or None
     payload = {"title": form["title"], "images": form["images"],
-               "notify_email": form["notify_email"] or None}
+               "notify_email": form["notify_email"] or None, "destination": destination}
     try:
         album = parse_album(payload, g.user.prefix, services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _publish_form(422, exc.reason[:1].upper() + exc.reason[1:] + ".", exc.details,
                              form)
+    refused = check_destination(services, g.user.id, album)
+    if refused is not None:
+        return _publish_form(refused[1], refused[0].get_json()["error"] + ".", form=form)
     try:
         key = parse_key(request.form.get("idempotency_key"))
     except InvalidKey as exc:

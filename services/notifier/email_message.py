@@ -25,6 +25,11 @@ class AlbumEmail:
     title: str
     album_url: str
     event: AlbumSettled
+    #: The album went out as one multi-photo post: its link, or why it failed (one of them).
+    post_url: str | None = None
+    post_error: str | None = None
+    #: Why the destination changed by itself (Facebook refused to create the album).
+    destination_note: str | None = None
 
 
 def subject(title: str, uploaded: int, total: int) -> str:
@@ -36,6 +41,11 @@ def subject(title: str, uploaded: int, total: int) -> str:
     return f"Your album '{clean}' is on Facebook: {uploaded} of {total} photos"
 
 
+def post_failed_subject(title: str) -> str:
+    clean = _UNSAFE_IN_HEADER.sub(" ", title).strip()[:120] or "Untitled"
+    return f"Your album '{clean}' could not be posted to Facebook"
+
+
 def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
     event = mail.event
     total = len(event.uploaded) + len(event.failed)
@@ -44,9 +54,12 @@ def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
         "uploaded": [{"name": posixpath.basename(i.key), "photo_id": i.photo_id}
                      for i in event.uploaded],
         "failed": [{"name": posixpath.basename(i.key), "reason": i.reason} for i in event.failed],
+        "post_url": mail.post_url, "post_error": mail.post_error,
+        "destination_note": mail.destination_note,
     }
     message = EmailMessage()
-    message["Subject"] = subject(mail.title, len(event.uploaded), total)
+    message["Subject"] = (post_failed_subject(mail.title) if mail.post_error else
+                          subject(mail.title, len(event.uploaded), total))
     message["From"] = sender
     message["To"] = mail.to
     message["Date"] = formatdate(localtime=False)

@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import messages, outcomes, store, topology
+from shared.destinations import post_url
 from shared.fate import Route
 from shared.retry_policy import RetryPolicy
 
@@ -123,4 +124,7 @@ class AlbumNotifier:
         if album is None or user is None:
             raise messages.PoisonMessage(f"album {event.album_id} is not in the store")
         to = album.notify_email or user.email
-        return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event)
+        post = album.destination == "post"
+        return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event,
+                          post_url(album.fb_post_id) if post and album.fb_post_id else None,
+                          album.post_error if post else None, album.destination_note)

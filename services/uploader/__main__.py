@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+import threading
 from datetime import timedelta
 
 from shared import process_pool, s3, topology
@@ -21,6 +22,7 @@ from shared.token_cipher import cipher_from_setting
 
 from . import dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
+from .feed_poster import FeedPoster
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy, in_flight_window
 from .pages import Pages
@@ -68,11 +70,21 @@ def consume(settings: UploaderSettings) -> None:
                                    throttle_give_up_s=settings.throttle_give_up_s), breaker, gate,
                             pages)
     try_apply_policies(settings)
+    # The album's second job, the multi-photo post: a route of its own on the same runtime,
+    # one post at a time (a post is one request, albums settle far apart).
+    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id)[1],
+                        handler.policy)
+    posts = Consumer(settings.amqp_url, poster.route(), 1,
+                     on_connect=TopologyDeclarer.from_settings(settings),
+                     grace_s=settings.shutdown_grace_s, publisher=publisher)
+    posting = threading.Thread(target=posts.run, args=(stop,), name="feed-posts")
+    posting.start()
     # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
     consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
                         on_connect=TopologyDeclarer.from_settings(settings),
                         grace_s=settings.shutdown_grace_s, publisher=publisher)
     consumer.run(stop)
+    posting.join()
     publisher.close()
 
 

@@ -78,6 +78,23 @@ class DuplicateNotFound(Exception):
     album back (caption, size, time) did not find it: it may be listed later, so try again."""
 
 
+#: Graph codes that refuse creating a Page album for good (the endpoint is gone: capability,
+#: deprecated, unsupported request, permission): the album falls back to one multi-photo post.
+#: Not 190/102 (the token: the photos would fail as well) nor 220 (about an album).
+ALBUM_CREATION_REFUSED_CODES = frozenset({3, 10, 12, 100, *range(200, 220), *range(221, 300)})
+
+
+def album_creation_refused(exc: BaseException) -> str | None:
+    """Why Facebook refused for good to create a Page album, or None when this failure is not
+    such a refusal (a throttle, an outage, the token: those are handled as for a photo)."""
+    if not isinstance(exc, GraphError) or exc.code not in ALBUM_CREATION_REFUSED_CODES:
+        return None
+    if exc.is_transient:
+        return None
+    return (f"Facebook refused to create an album ({exc}), so the photos go out as one "
+            "multi-photo post instead")
+
+
 #: What a Graph answer of these kinds says: the request was refused, nothing was made.
 _REFUSED_KINDS = frozenset({FailureKind.THROTTLED, FailureKind.AUTH, FailureKind.PERMANENT})
 

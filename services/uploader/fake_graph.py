@@ -39,7 +39,10 @@ class Fault:
 
 
 class FakeGraph:
-    """Duck-typed `GraphClient`: create_album, upload_photo, list_album_photos, list_albums."""
+    """Duck-typed `GraphClient`: create_album, upload_photo, list_album_photos, list_albums,
+    create_post, list_posts. Unpublished photos go to the Page (`page_id`), in no album."""
+
+    page_id = "page"
 
     def __init__(self, page_size: int = LIST_PAGE_SIZE, refuse_duplicates: bool = False) -> None:
         self._lock = threading.Lock()
@@ -54,6 +57,7 @@ class FakeGraph:
         self.calls: Counter[str] = Counter()
         self.albums: dict[str, dict[str, Any]] = {}
         self.photos: list[dict[str, Any]] = []
+        self.posts: list[dict[str, Any]] = []
         #: Set whenever a call is entered (per method), for tests that wait on one.
         self.entered: dict[str, threading.Event] = defaultdict(threading.Event)
 
@@ -80,11 +84,17 @@ class FakeGraph:
         return album_id
 
     def upload_photo(self, album_id: str, source: BinaryIO, length: int, filename: str,
-                     content_type: str, caption: str) -> str:
+                     content_type: str, caption: str, published: bool = True) -> str:
         fault = self._enter("upload_photo")
         data = source.read(length)
         digest = hashlib.sha256(data).hexdigest()
         with self._lock:
+            if album_id == self.page_id and not published:
+                photo_id = f"photo-{next(self._ids)}"
+                self.photos.append({"id": photo_id, "album_id": album_id, "name": caption,
+                                    "published": False})
+                self._answer(fault)
+                return photo_id
             if album_id not in self.albums:
                 raise GraphError("(#120) Invalid album id", http_status=400, code=120)
             if self.refuse_duplicates and any(
@@ -114,6 +124,21 @@ class FakeGraph:
         with self._lock:
             listed = [dict(album) for album in self.albums.values()]
         return self._pages("list_albums", listed)
+
+    def create_post(self, message: str, photo_ids: Any) -> str:
+        fault = self._enter("create_post")
+        with self._lock:
+            post_id = f"{self.page_id}_post-{next(self._ids)}"
+            self.posts.append({"id": post_id, "message": message, "media": list(photo_ids)})
+        self._answer(fault)
+        return post_id
+
+    def list_posts(self) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            listed = [{"id": p["id"], "message": p["message"], "attachments": {"data": [
+                {"subattachments": {"data": [{"target": {"id": m}} for m in p["media"]]}}]}}
+                for p in reversed(self.posts)]
+        return self._pages("list_posts", listed)
 
     def photos_in(self, album_id: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -15,6 +15,8 @@ from .image_size import size_of
 
 
 class FakeGraphClient:
+    page_id = "page"
+
     def __init__(self) -> None:
         self.albums: list[dict[str, Any]] = []
         self.photos: list[dict[str, Any]] = []
@@ -31,7 +33,7 @@ class FakeGraphClient:
             return str(album["id"])
 
     def upload_photo(self, album_id: str, source: BinaryIO, length: int, filename: str,
-                     content_type: str, caption: str) -> str:
+                     content_type: str, caption: str, published: bool = True) -> str:
         with self._lock:
             if self.upload_failures:
                 raise self.upload_failures.pop(0)
@@ -39,7 +41,7 @@ class FakeGraphClient:
         with self._lock:
             photo = {"id": f"photo-{next(self._ids)}", "album_id": album_id, "name": caption,
                      "filename": filename, "content_type": content_type, "size": len(data),
-                     "created_time": graph_now(), **pixels(data)}
+                     "created_time": graph_now(), **pixels(data), "published": published}
             self.photos.append(photo)
             return str(photo["id"])
 

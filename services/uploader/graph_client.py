@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
@@ -156,6 +156,10 @@ class GraphClient:
         # Spelled out so the token never shows up in a log line or traceback.
         return f"GraphClient({self._base_url!r}, {self._version!r}, page_id={self._page_id!r})"
 
+    @property
+    def page_id(self) -> str:
+        return self._page_id
+
     def close(self) -> None:
         if self._owns_session:
             self._session.close()
@@ -173,12 +177,16 @@ class GraphClient:
         filename: str,
         content_type: str,
         caption: str,
+        published: bool = True,
     ) -> str:
-        """Stream `length` bytes of `source` into the album; returns the new photo's id."""
+        """Stream `length` bytes of `source` into the album (or, unpublished, to the Page:
+        `album_id` is then the Page's id); returns the new photo's id."""
         reader = _CountdownReader(source, length)
-        encoder = MultipartEncoder(
-            fields=[("caption", caption), ("source", (filename, reader, content_type))]
-        )
+        fields: list[tuple[str, Any]] = [("caption", caption)]
+        if not published:
+            fields.append(("published", "false"))
+        fields.append(("source", (filename, reader, content_type)))
+        encoder = MultipartEncoder(fields=fields)
         try:
             body = self._send(
                 "POST",
@@ -197,6 +205,19 @@ class GraphClient:
     def list_album_photos(self, album_id: str) -> Iterator[dict[str, Any]]:
         """Every photo in the album (id, name, created_time, size), following Graph's paging."""
         return self._list(self._url(album_id, "photos"), LIST_FIELDS)
+
+    def create_post(self, message: str, photo_ids: Sequence[str]) -> str:
+        """One Page post attaching unpublished photos (`attached_media`); returns its id."""
+        fields = {"message": message}
+        for i, photo_id in enumerate(photo_ids):
+            fields[f"attached_media[{i}]"] = json.dumps({"media_fbid": photo_id})
+        body = self._send("POST", self._url(self._page_id, "feed"), data=fields)
+        return _id_of(body)
+
+    def list_posts(self) -> Iterator[dict[str, Any]]:
+        """The Page's posts, newest first, each with the photos it attaches."""
+        return self._list(self._url(self._page_id, "posts"),
+                          "id,message,created_time,attachments")
 
     def list_albums(self) -> Iterator[dict[str, Any]]:
         """Every album of the page (id, name, description, created_time), following Graph's

@@ -33,7 +33,13 @@ from shared.store.tables import utcnow
 from . import image_size, photo_limits, photo_match
 from .album_photos import AlbumPhotos
 from .circuit_breaker import CircuitBreaker
-from .failures import AlbumBeingCreated, DuplicateNotFound, classify, may_have_landed
+from .failures import (
+    AlbumBeingCreated,
+    DuplicateNotFound,
+    album_creation_refused,
+    classify,
+    may_have_landed,
+)
 from .graph_client import GraphClient, GraphError
 from .pages import RECONNECT_REASON, PagePaused, Pages
 from .photo_match import Photo
@@ -92,7 +98,8 @@ class _Created:
     """Set once a thread of this process created the album's Facebook album."""
 
     event: threading.Event = field(default_factory=threading.Event)
-    fb_album_id: str = ""
+    #: None: the album goes out as one multi-photo post (its photos to the Page, unpublished).
+    fb_album_id: str | None = ""
 
 
 class ImageUploader:
@@ -129,6 +136,10 @@ class ImageUploader:
         graph: GraphClient | None = getattr(self._local, "graph", None) or self._default_graph
         assert graph is not None, "no Page chosen for this thread's album"
         return graph
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
 
     def route(self) -> Route[messages.ImageUploadRequested]:
         """The uploader's work queue, as the consumer runtime runs it."""
@@ -241,6 +252,11 @@ class ImageUploader:
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
         fb_album = self._fb_album(message.album_id, _AlbumFacts.of(start), start.fb_album)
+        if fb_album is None:
+            # Unpublished photos are listed nowhere, so an earlier attempt's cannot be looked
+            # for: one that landed unrecorded stays unattached (Facebook drops it in a day);
+            # the post attaches only the recorded id, so no photo is posted twice.
+            return self._send(None, message, start.caption)
         size = start.size or image_size.read_size(self._s3, self._bucket, message.key)
         if start.attempt != 1:
             # An earlier attempt may have reached Facebook and died before recording the
@@ -261,7 +277,9 @@ class ImageUploader:
         self._album_photos.add(fb_album, Photo(photo_id, start.caption, utcnow(), size))
         return photo_id
 
-    def _send(self, fb_album: str, message: messages.ImageUploadRequested, caption: str) -> str:
+    def _send(self, fb_album: str | None, message: messages.ImageUploadRequested,
+              caption: str) -> str:
+        """Into `fb_album`, or (None) to the Page unpublished, for the album's post."""
         obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
         filename = posixpath.basename(message.key) or "image"
         content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
@@ -269,8 +287,9 @@ class ImageUploader:
             # From the GET's headers, before a byte of the body is read or sent.
             photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), message.key)
             return self._graph.upload_photo(
-                fb_album, obj["Body"], int(obj["ContentLength"]), filename,
-                content_type or "application/octet-stream", caption=caption)
+                fb_album or self._graph.page_id, obj["Body"], int(obj["ContentLength"]),
+                filename, content_type or "application/octet-stream", caption=caption,
+                published=fb_album is not None)
         finally:
             obj["Body"].close()
 
@@ -307,8 +326,10 @@ class ImageUploader:
             raise outcomes.Permanent(found.reason)
         return None
 
-    def _fb_album(self, album_id: str, facts: _AlbumFacts, claim: FbAlbumClaim | None) -> str:
-        """The album's Facebook album, created once however many images ask at the same time.
+    def _fb_album(self, album_id: str, facts: _AlbumFacts,
+                  claim: FbAlbumClaim | None) -> str | None:
+        """The album's Facebook album, created once however many images ask at the same time;
+        None when the album goes out as one multi-photo post.
 
         `claim` is the one taken with the attempt; while another worker creates the album,
         this one looks again. When that worker's create ended without an answer, the album
@@ -319,6 +340,8 @@ class ImageUploader:
         looked = False
         while True:
             claim = claim or self._store.claim_fb_album(album_id, stale)
+            if claim.post:
+                return None
             if claim.fb_album_id:
                 return claim.fb_album_id
             if claim.mine:
@@ -337,7 +360,8 @@ class ImageUploader:
                 return created.fb_album_id
             claim = None
 
-    def _create_fb_album(self, album_id: str, facts: _AlbumFacts, look_first: bool) -> str:
+    def _create_fb_album(self, album_id: str, facts: _AlbumFacts,
+                         look_first: bool) -> str | None:
         try:
             # A worker that died between creating the album and recording it, or whose
             # create got no answer, may have left it behind, recognisable by its name and
@@ -356,6 +380,10 @@ class ImageUploader:
         try:
             fb_album = self._graph.create_album(facts.title, message=facts.description or None)
         except Exception as exc:
+            refused = album_creation_refused(exc)
+            if refused is not None:
+                self._fall_back_to_post(album_id, refused)
+                return None
             uncertain = may_have_landed(exc)
             self._store.release_fb_album_claim(album_id, uncertain=uncertain)
             if uncertain:
@@ -364,6 +392,15 @@ class ImageUploader:
             raise
         log.info("album %s created on Facebook as %s", album_id, fb_album)
         return self._album_created(album_id, fb_album)
+
+    def _fall_back_to_post(self, album_id: str, reason: str) -> None:
+        """Facebook will not create albums: the album becomes one multi-photo post (no photo
+        was sent yet: every image waits for the album), and says why."""
+        log.warning("album %s: %s", album_id, reason)
+        self._store.switch_to_post(album_id, reason)
+        created = self._created_event(album_id)
+        created.fb_album_id = None
+        created.event.set()
 
     def _album_created(self, album_id: str, fb_album: str) -> str:
         """Record the album's Facebook album, or adopt the one recorded first (a create that

@@ -43,9 +43,16 @@ from shared.store.tables import (
     BLOCKED,
     BUSY,
     CONNECTED,
+    DONE_WITH_FAILURES,
+    EXISTING_ALBUM,
     FAILED,
     NEEDS_RECONNECT,
+    NEW_ALBUM,
     PAUSED,
+    POST,
+    POST_FAILED,
+    POST_PENDING,
+    POSTED,
     PUBLISHING,
     QUEUED,
     RETRYING,
@@ -75,6 +82,7 @@ from shared.store.views import (
     OutboxRetry,
     PageCredentials,
     PageView,
+    PostJob,
     ReconnectMail,
     Start,
     Unrecorded,
@@ -167,18 +175,22 @@ class Store:
     def create_album(self, user_id: int, title: str, notify_email: str | None,
                      keys: Sequence[str], captions: Sequence[str | None] = (),
                      description: str | None = None, page_id: str | None = None,
+                     destination: tuple[str, str | None] = (NEW_ALBUM, None),
                      ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and one outbox message per image, all or nothing.
         `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
-        Facebook Page it publishes to (None: the single-tenant Page)."""
+        Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
+        and, for an existing album of the Page, that album's id."""
         return self._insert_album(user_id, title, notify_email, keys, captions=captions,
-                                  description=description, page_id=page_id)
+                                  description=description, page_id=page_id,
+                                  destination=destination)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
                           notify_email: str | None, keys: Sequence[str],
                           captions: Sequence[str | None] = (),
                           description: str | None = None,
-                          page_id: str | None = None) -> Created:
+                          page_id: str | None = None,
+                          destination: tuple[str, str | None] = (NEW_ALBUM, None)) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
         for; raises KeyReused if the key created another one.
@@ -188,7 +200,7 @@ class Store:
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
                                                 (key, fingerprint), captions, description,
-                                                page_id)
+                                                page_id, destination)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -202,11 +214,17 @@ class Store:
     def _insert_album(self, user_id: int, title: str, notify_email: str | None,
                       keys: Sequence[str], idempotency: tuple[str, str] | None = None,
                       captions: Sequence[str | None] = (), description: str | None = None,
-                      page_id: str | None = None) -> tuple[str, list[OutboxMessage]]:
+                      page_id: str | None = None,
+                      destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                      ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
+        kind, existing = destination
         with self._tx() as s:
+            # An existing album is recorded as the album's Facebook album: the uploader's
+            # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
-                        description=description or None, page_id=page_id))
+                        description=description or None, page_id=page_id, destination=kind,
+                        fb_album_id=existing if kind == EXISTING_ALBUM else None))
             s.flush()
             if idempotency is not None:
                 # Flushed before the images: a repeated key fails before any more work.
@@ -489,6 +507,93 @@ class Store:
             s.execute(update(Album).where(Album.id == album_id, Album.fb_album_id.is_(None))
                       .values(**values))
 
+    def switch_to_post(self, album_id: str, note: str) -> None:
+        """Facebook refused for good to create the album's album: it goes out as one
+        multi-photo post instead, and `note` says why (the page and the email show it). No
+        photo was sent before (they all wait for the album), so none is sent twice."""
+        with self._tx() as s:
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None or album.fb_album_id or album.destination == POST:
+                return
+            album.destination, album.destination_note = POST, note
+            album.fb_album_claimed_at = album.fb_album_create_uncertain = None
+
+    def start_post(self, album_id: str, settle_seq: int, stale_after: timedelta) -> PostJob:
+        """Take the album's multi-photo post for the settle `settle_seq`, unless it is done,
+        or another worker holds it and a post sent under that claim may still land."""
+        with self._tx() as s:
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None:
+                raise LookupError(f"album {album_id} is not in the store")
+            if album.settle_seq != settle_seq or album.post_state != POST_PENDING:
+                return PostJob(False, state=album.post_state)
+            now = s.scalar(select(utc_now()))
+            assert now is not None
+            claimed = album.post_claimed_at
+            if claimed is not None and now - claimed < stale_after:
+                return PostJob(False, state=POST_PENDING,
+                               busy_for=(claimed + stale_after - now).total_seconds())
+            album.post_claimed_at = now
+            return PostJob(True, album.title, tuple(_to_post(s, album)),
+                           taken_over=claimed is not None)
+
+    def reopen_post(self, album_id: str) -> list[OutboxMessage]:
+        """Try a failed multi-photo post again (its dead letter replayed): a new settle, whose
+        post request goes out through the outbox; its email follows the post."""
+        with self._tx() as s:
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None or album.post_state != POST_FAILED or not _to_post(s, album):
+                return []
+            album.settle_seq += 1
+            album.post_state, album.post_error, album.post_claimed_at = POST_PENDING, None, None
+            album.state, album.settled_at = PUBLISHING, None
+            row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
+                                                         settle_seq=album.settle_seq),
+                              topology.FEED_POSTS)
+            s.add(row)
+            s.flush()
+            return [row]
+
+    def release_post_claim(self, album_id: str) -> None:
+        """The post surely did not land (Facebook refused it, or nothing was sent): the next
+        attempt need not wait for the claim to lapse."""
+        with self._tx() as s:
+            s.execute(update(Album).where(Album.id == album_id, Album.post_state == POST_PENDING)
+                      .values(post_claimed_at=None))
+
+    def record_posted(self, album_id: str, settle_seq: int,
+                      post_id: str) -> list[OutboxMessage]:
+        """The post is on Facebook: its id, and the album's settled event (its email)."""
+        return self._end_post(album_id, settle_seq, POSTED, fb_post_id=post_id, post_error=None)
+
+    def record_post_failed(self, album_id: str, settle_seq: int, reason: str,
+                           dead_letter: Outgoing | None = None) -> list[OutboxMessage]:
+        """The post failed for good: why, its dead letter and the album's settled event."""
+        return self._end_post(album_id, settle_seq, POST_FAILED, dead_letter, post_error=reason)
+
+    def _end_post(self, album_id: str, settle_seq: int, state: str,
+                  dead_letter: Outgoing | None = None, **values: Any) -> list[OutboxMessage]:
+        with self._tx() as s:
+            album = s.get(Album, album_id, with_for_update=True)
+            if album is None or album.settle_seq != settle_seq or album.post_state != POST_PENDING:
+                return []
+            if state == POSTED:
+                album.posted_photos = [*(album.posted_photos or []), *_to_post(s, album)]
+            album.post_state, album.post_claimed_at = state, None
+            album.state = album_rules.settled_state(
+                [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+                 for i in _images(s, album.id)])
+            if state == POST_FAILED:  # its photos are on Facebook, but shown nowhere
+                album.state = DONE_WITH_FAILURES
+            album.settled_at = utcnow()
+            for name, value in values.items():
+                setattr(album, name, value)
+            rows = [_row(dead_letter)] if dead_letter is not None else []
+            rows.append(_settled_row(s, album))
+            s.add_all(rows)
+            s.flush()
+            return rows
+
     def set_fb_album(self, album_id: str, fb_album_id: str) -> str:
         """Record the album's Facebook album, unless one is recorded already: the first writer
         wins, so that a late create cannot move the album's later photos elsewhere. Returns
@@ -750,7 +855,7 @@ def _database_clock(dialect: str) -> ColumnElement[datetime]:
     return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f", "now"), DateTime)
 
 
-def _outbox_row(message: messages.ImageUploadRequested | messages.AlbumSettled,
+def _outbox_row(message: messages.AnyMessage,
                 queue: topology.WorkQueue) -> OutboxMessage:
     return _row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
 
@@ -858,6 +963,8 @@ def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
     assert session is not None, "the album must be loaded in the caller's transaction"
     now = session.scalar(select(utc_now()))
     assert now is not None
+    if album.destination == POST:
+        return FbAlbumClaim(None, False, False, post=True)
     claim = decide_claim(album.fb_album_id, album.fb_album_claimed_at,
                          bool(album.fb_album_create_uncertain), now, stale_after)
     if claim.mine:
@@ -877,11 +984,31 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
         return []
     images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
               for i in _images(s, album.id)]
-    album.state = album_rules.settled_state(images)
     album.settle_seq += 1
-    album.settled_at = utcnow()
-    event = album_rules.settled_event(album.id, album.settle_seq, images)
-    row = _outbox_row(event, topology.ALBUM_SETTLED)
+    if album.destination == POST and _to_post(s, album):
+        # The post is the album's second job: the album is publishing until it ended, and its
+        # settled event (the email) follows it.
+        album.post_state, album.post_claimed_at, album.post_error = POST_PENDING, None, None
+        row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
+                                                     settle_seq=album.settle_seq),
+                          topology.FEED_POSTS)
+    else:
+        album.state, album.settled_at = album_rules.settled_state(images), utcnow()
+        row = _settled_row(s, album)
     s.add(row)
     s.flush()
     return [row]
+
+
+def _settled_row(s: Session, album: Album) -> OutboxMessage:
+    images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+              for i in _images(s, album.id)]
+    return _outbox_row(album_rules.settled_event(album.id, album.settle_seq, images),
+                       topology.ALBUM_SETTLED)
+
+
+def _to_post(s: Session, album: Album) -> list[str]:
+    """The uploaded photo ids no earlier post of the album attached, in the album's order."""
+    posted = set(album.posted_photos or [])
+    return [i.photo_id for i in _images(s, album.id)
+            if i.state == UPLOADED and i.photo_id and i.photo_id not in posted]

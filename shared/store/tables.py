@@ -21,6 +21,12 @@ TERMINAL = frozenset({UPLOADED, FAILED})
 #: A Page connection's states: usable, its token refused (190), or blocked by Facebook (368).
 CONNECTED, NEEDS_RECONNECT, BLOCKED = "connected", "needs_reconnect", "blocked"
 SEND, SENT, BUSY = "send", "sent", "busy"
+#: Where an album goes on Facebook: a Facebook album made for it, an album of the Page the user
+#: picked, or one multi-photo post (docs/facebook-destinations.md).
+NEW_ALBUM, EXISTING_ALBUM, POST = "new_album", "album", "post"
+DESTINATIONS = (NEW_ALBUM, EXISTING_ALBUM, POST)
+#: The multi-photo post's states: waiting for the album to settle, posted, failed for good.
+POST_PENDING, POSTED, POST_FAILED = "pending", "posted", "failed"
 
 
 def utcnow() -> datetime:
@@ -62,6 +68,20 @@ class Album(Base):
     settle_seq: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     settled_at: Mapped[datetime | None]
+    #: NEW_ALBUM, EXISTING_ALBUM or POST (NULL: a row from before destinations, a new album).
+    destination: Mapped[str | None] = mapped_column(String(16))
+    #: Why the destination changed by itself (Facebook refused to create the album), for the
+    #: page and the email.
+    destination_note: Mapped[str | None] = mapped_column(Text)
+    #: The multi-photo post: its state, its id once posted, why it failed.
+    post_state: Mapped[str | None] = mapped_column(String(16))
+    fb_post_id: Mapped[str | None] = mapped_column(String(64))
+    post_error: Mapped[str | None] = mapped_column(Text)
+    #: When a worker took the post, by the database's clock: another waits until a post sent
+    #: under it can no longer land, then reads the Page's posts before posting.
+    post_claimed_at: Mapped[datetime | None]
+    #: The photo ids earlier posts attached: a post after a replay attaches only the others.
+    posted_photos: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class IdempotencyKey(Base):

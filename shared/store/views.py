@@ -79,6 +79,11 @@ class AlbumView:
     settle_seq: int
     created_at: datetime
     images: tuple[ImageView, ...]
+    destination: str = "new_album"
+    destination_note: str | None = None
+    post_state: str | None = None
+    fb_post_id: str | None = None
+    post_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,22 @@ class FbAlbumClaim:
     #: Not the caller's: the claimer's create ended without an answer, so the album may exist
     #: on Facebook unrecorded (look for it by title and time rather than only wait).
     uncertain: bool = False
+    #: The album goes out as one multi-photo post: its photos go to the Page unpublished.
+    post: bool = False
+
+
+@dataclass(frozen=True)
+class PostJob:
+    """A multi-photo post to make now (`taken`), or why not: it is done (`state` posted or
+    failed, or the album settled again since), or another worker holds it for `busy_for` s.
+    `taken_over`: an earlier worker's post may have landed unrecorded: look first."""
+
+    taken: bool
+    title: str = ""
+    photo_ids: tuple[str, ...] = ()
+    state: str | None = None
+    busy_for: float = 0.0
+    taken_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,7 +164,9 @@ def image_view(image: Image) -> ImageView:
 def album_view(album: Album, images: Sequence[Image]) -> AlbumView:
     return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
                      album.fb_album_id, album.settle_seq, album.created_at,
-                     tuple(image_view(i) for i in images))
+                     tuple(image_view(i) for i in images), album.destination or "new_album",
+                     album.destination_note, album.post_state, album.fb_post_id,
+                     album.post_error)
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,10 @@ def test_publish_watch_live_and_retry_in_a_browser(system: System, browser: Any)
     expect(summary).to_have_text("7 of 8 photos on Facebook, 1 could not be published")
     expect(failed.locator('[data-role="badge"]')).to_have_text("Failed")
     expect(failed).to_contain_text("Facebook refused the image: rejected image (code 324)")
+    expect(page.locator('[data-role="destination"]')).to_have_text(
+        "One post on your Page, posted.")
+    post_link = page.get_by_role("link", name="See the post on Facebook")
+    expect(post_link).to_have_attribute("href", re.compile(r"facebook\.com/\d+/posts/\d+$"))
     links = page.get_by_role("link", name=re.compile("View on Facebook"))
     expect(links).to_have_count(7)
     mine = {p["id"] for p in system.photos()}
@@ -196,6 +200,9 @@ def _sign_in_and_publish(page: Any, system: System, token: str, chosen: list[str
     page.keyboard.press("Space")
     expect(last).to_be_checked()
     expect(page.locator('[data-role="count"]')).to_have_text("8 selected")
+    # Where it goes: a new album is the default; this album goes out as one post.
+    expect(page.get_by_label("A new album")).to_be_checked()
+    page.get_by_label("One post with all the photos").check()
     page.wait_for_function(  # every thumbnail arrived, through the API, as a real image
         "() => [...document.images].every(img => img.complete && img.naturalWidth > 0)")
     DOCS.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import requests
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from dev.graph_simulator import create_app
+from dev.graph_simulator import PageSettings, create_app
 from dev.mail_catcher import MailCatcher
 from dev.ports import free_port
 from shared import topology
@@ -24,7 +24,10 @@ from .helpers import PAGE_ID, TOKEN
 
 @pytest.fixture(scope="session")
 def simulator_url() -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, create_app(PAGE_ID, TOKEN), threaded=True)
+    # Album creation allowed: these tests are about creating albums (the refusal and its
+    # fallback: tests/unit/test_destinations.py and tests/e2e/test_destinations.py).
+    page = PageSettings(refuse_album_creation=False)
+    server = make_server("127.0.0.1", 0, create_app(PAGE_ID, TOKEN, page=page), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

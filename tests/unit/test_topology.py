@@ -5,7 +5,7 @@ def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters():
     specs = {spec.name: spec for spec in topology.queue_specs((30, 5, 5))}
     assert set(specs) == {
         f"{queue}{suffix}"
-        for queue in ("uploader.image-uploads", "notifier.album-settled")
+        for queue in ("uploader.image-uploads", "notifier.album-settled", "uploader.feed-posts")
         for suffix in ("", ".retry.5s", ".retry.7s", ".retry.30s", ".retry.38s", ".dead")
     }
 
@@ -61,7 +61,7 @@ def test_declare_makes_durable_exchanges_and_binds_every_queue():
     assert all(c[3] for c in exchanges) and len(exchanges) == 3
     queues = {c[1] for c in channel.calls if c[0] == "queue"}
     bound = {c[1] for c in channel.calls if c[0] == "bind"}
-    assert queues == bound and len(queues) == 8
+    assert queues == bound and len(queues) == 12  # 3 work queues, 2 tiers and a dead each
 
 
 def test_no_queue_argument_is_one_a_policy_carries():
@@ -75,9 +75,9 @@ def test_the_work_queue_policy_matches_exactly_the_work_queues():
     work, dead = topology.policy_specs(delivery_limit=7, dead_letter_max_length=50)
     names = [spec.name for spec in topology.queue_specs((5,))] + ["uploader.image-uploads2"]
     assert [n for n in names if re.match(work.pattern, n)] == [
-        "uploader.image-uploads", "notifier.album-settled"]
+        "uploader.image-uploads", "notifier.album-settled", "uploader.feed-posts"]
     assert [n for n in names if re.match(dead.pattern, n)] == [
-        "uploader.image-uploads.dead", "notifier.album-settled.dead"]
+        "uploader.image-uploads.dead", "notifier.album-settled.dead", "uploader.feed-posts.dead"]
     assert work.definition == {"delivery-limit": 7} and dead.definition == {"max-length": 50}
     assert work.body()["apply-to"] == "queues" and work.body()["priority"] == 1
 

@@ -111,6 +111,10 @@
     function render(album) {
       badge(find("album-state"), album.state, album.state_label);
       setText(find("summary"), album.summary);
+      setText(find("destination"), album.where);
+      const postLink = find("post-link");
+      if (album.post_url) postLink.href = album.post_url;
+      postLink.hidden = !album.post_url;
       progress(album);
       find("retry").hidden = album.failed === 0;
       setText(find("retry-text"), album.retry_text);
