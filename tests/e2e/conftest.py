@@ -167,3 +167,16 @@ def no_faults(system: System) -> Iterator[None]:
     system.set_faults()
     yield
     system.set_faults()
+
+
+@pytest.fixture()
+def album_creation_allowed(system: System) -> Iterator[None]:
+    """The simulated Page accepts `POST /{page-id}/albums` for this test (today's Facebook, and
+    the simulator by default, refuse it): for tests of the album path itself."""
+    def refuse(value: bool) -> None:
+        requests.put(f"{system.graph_url}/_sim/page", json={"refuse_album_creation": value},
+                     timeout=5).raise_for_status()
+
+    refuse(False)
+    yield
+    refuse(True)

@@ -89,6 +89,7 @@ def test_two_users_with_two_pages_publish_at_once_each_album_on_its_owners_page(
         assert len(photos) == 5 and {p["page"] for p in photos} == {user["page_id"]}
 
 
+@pytest.mark.usefixtures("album_creation_allowed")  # photos counted in the album they went to
 def test_a_token_revoked_mid_album_pauses_and_reconnecting_resumes_each_photo_once(system):
     user = new_user_with_page(system, f"73{str(uuid.uuid4().int)[:9]}")
     keys = put_images(system, user["prefix"], 8)

@@ -55,6 +55,7 @@ def test_sigterm_finishes_the_upload_in_flight_and_exits_0(system, user):
     assert "received SIGTERM" in system.logs("uploader")
 
 
+@pytest.mark.usefixtures("album_creation_allowed")  # the album's listing finds the photo
 def test_an_uploader_killed_mid_upload_three_times_sends_the_photo_once(system, user):
     album_id = slow_album(system, user, "kill")
     try:
