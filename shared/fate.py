@@ -197,8 +197,17 @@ def _bug(route: Route[M], delivery: Delivery, message: M, attempt: int,
     failure = Transient(f"internal error ({type(exc).__name__})")
     try:
         return _after_failure(route, delivery, message, attempt, failure)
-    except Exception as hook_exc:  # noqa: BLE001 - the hook met the store away: wait it out
-        return _outage(route, delivery, attempt, hook_exc)
+    except Exception as hook_exc:  # noqa: BLE001 - a hook failed too
+        if is_outage(hook_exc):  # it met the store away: wait it out
+            return _outage(route, delivery, attempt, hook_exc)
+        # A hook that fails on its own would circle the tiers for ever: dead-letter the
+        # message here, with both reasons, for an operator to replay once it is fixed.
+        log.error("%s: the service's hook failed too; dead-lettering the message",
+                  route.queue.name, exc_info=hook_exc)
+        reason = (f"internal error ({type(exc).__name__}), and recording it failed "
+                  f"({type(hook_exc).__name__})")
+        return Fate("dead", (dead_letter(route.queue, delivery.body, delivery.headers, reason,
+                                         None, attempt),))
 
 
 def _outage(route: Route[M], delivery: Delivery, attempt: int, exc: Exception) -> Fate:

@@ -77,7 +77,7 @@ class FeedPoster:
             self._store.release_post_claim(message.album_id)
             raise outcomes.Busy(_PAUSED_WAIT_S, exc.reason) from None
         if attempt > 1 or job.taken_over:
-            found = self._find_post(graph, job.photo_ids)
+            found = self._look_for_post(graph, message.album_id, job.photo_ids)
             if found is not None:
                 log.info("album %s was already posted as %s", message.album_id, found)
                 self._outbox.publish(self._store.record_posted(
@@ -99,6 +99,18 @@ class FeedPoster:
             if not may_have_landed(exc):  # refused: the next attempt need not wait or look
                 self._store.release_post_claim(album_id)
             raise outcomes.of(post_failure(exc)) from exc
+
+    def _look_for_post(self, graph: PostingGraph, album_id: str,
+                       photo_ids: Sequence[str]) -> str | None:
+        """`_find_post`, its failure classified like any Graph call's (a throttle waits as
+        Facebook asks); nothing was posted by this attempt, so its claim is handed back."""
+        try:
+            return self._find_post(graph, photo_ids)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:
+            self._store.release_post_claim(album_id)
+            raise outcomes.of(classify(exc)) from exc
 
     @staticmethod
     def _find_post(graph: PostingGraph, photo_ids: Sequence[str]) -> str | None:

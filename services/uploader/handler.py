@@ -307,8 +307,8 @@ class ImageUploader:
                    size: tuple[int, int] | None, fresh: bool = False) -> str | None:
         """The photo an earlier attempt sent, told by caption, size and time
         (`photo_match`); waits (Busy) or fails the image when that cannot be told."""
-        ledger = self._store.album_photo_ledger(message.album_id, timedelta(
-            seconds=self._policy.graph_timeout_s + _IN_FLIGHT_MARGIN_S))
+        ledger = self._store.album_photo_ledger(
+            message.album_id, in_flight_window(self._policy.graph_timeout_s))
         me = photo_match.Sent(message.image_id, start.caption, size, start.first_attempt_at)
         rivals = [photo_match.Sent(u.image_id, u.caption, u.size, u.first_attempt_at)
                   for u in ledger.unrecorded if u.image_id != message.image_id]

@@ -264,3 +264,21 @@ def test_the_destination_is_validated_with_a_reason() -> None:
         {**base, "destination": {"kind": "new_album"}}, "u/", 10))
     assert fingerprint(plain) != fingerprint(parse_album(
         {**base, "destination": {"kind": "post"}}, "u/", 10))
+
+
+def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks(tmp_path: Any) -> None:
+    """Looking for the post a lost answer may have made is a Graph call like any other: a
+    throttle there waits without spending an attempt (it is no internal error)."""
+    world = World(tmp_path, claim_stale_s=0.0)
+    world.graph.plan("create_album", Fault(REFUSED))
+    _, deliveries = world.album(2)
+    world.upload(deliveries)
+    [request] = world.sent(messages.FeedPostRequested)
+    world.graph.plan("create_post", Fault(GraphNetworkError("read timed out"), land=True))
+    assert world.post(request).kind == "retry"
+    world.graph.plan("list_posts", Fault(GraphError("(#32) Page request limit reached",
+                                                     http_status=400, code=32)))
+    second = world.post(request, attempt=2)
+    (copy,) = second.publish
+    assert second.kind == "retry" and copy.headers["album-attempt"] == 2  # no attempt spent
+    assert world.graph.calls["create_post"] == 1

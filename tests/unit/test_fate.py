@@ -207,3 +207,27 @@ def test_a_bug_spends_the_budget_and_ends_as_a_dead_letter_with_its_reason():
     last = deliver(Recorder(RuntimeError("bug")), attempt=3)
     (letter,) = last.publish
     assert last.kind == "dead" and "internal error (RuntimeError)" in letter.headers["dead-reason"]
+
+
+def test_a_hook_that_fails_on_its_own_dead_letters_the_message_instead_of_circling():
+    """A bug in the service's retry hook must not make the message wait for ever as if the
+    store were away: it ends as a dead letter naming both failures."""
+    def broken_hook(message: Any, failure: Any, step: Any) -> None:
+        raise KeyError("bug in the hook")
+
+    handler = Recorder(outcomes.Transient("503", 503))
+    route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3),
+                  on_retry=broken_hook)
+    fate = decide(route, Delivery(BODY, {}))
+    (letter,) = fate.publish
+    assert fate.kind == "dead" and letter.exchange == topology.DEAD_EXCHANGE
+    assert "recording it failed (KeyError)" in letter.headers["dead-reason"]
+
+
+def test_a_hook_that_meets_an_outage_still_waits_it_out():
+    def away(message: Any, failure: Any, step: Any) -> None:
+        raise OUTAGE
+
+    route = Route(QUEUE, ImageUploadRequested, Recorder(RuntimeError("bug")),
+                  RetryPolicy(DELAYS, max_attempts=3), on_retry=away)
+    assert decide(route, Delivery(BODY, {})).kind == "outage"

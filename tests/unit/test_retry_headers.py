@@ -31,5 +31,7 @@ def test_a_hintless_throttle_copy_can_be_published():
     step = retry_policy.next_step(failure, 1, policy.delays, policy.max_attempts)
     assert isinstance(step, retry_policy.RetryLater)
     marks = retry_policy.throttle_marks(step, {}, now=1_700_000_000.5)
-    copy = retry_policy.retry_message(topology.IMAGE_UPLOADS, b"{}", marks, step)
+    copy = retry_policy.retry_message(topology.IMAGE_UPLOADS, b"{}", {}, step, throttle=marks)
+    assert retry_policy.NOT_BEFORE_HEADER in copy.headers
+    assert retry_policy.THROTTLED_SINCE_HEADER in copy.headers
     assert encodable(dict(copy.headers))
