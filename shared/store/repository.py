@@ -19,14 +19,12 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    DateTime,
     delete,
     false,
     func,
     or_,
     select,
     text,
-    type_coerce,
     update,
 )
 from sqlalchemy.engine import CursorResult
@@ -116,7 +114,6 @@ class Store:
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if sqlite else contextlib.nullcontext())
-        self._db_now = _database_clock(self.engine.dialect.name)
 
     def dispose(self) -> None:
         """Close the pooled connections (a process that forks, or one done with the store)."""
@@ -841,18 +838,9 @@ class Store:
         return max(0.0, (until - now).total_seconds()) if until is not None else 0.0
 
     def _now(self, s: Session) -> datetime:
-        """The database's clock (see _database_clock)."""
-        now = s.scalar(select(self._db_now))
-        assert now is not None  # a clock always answers
-        return now
-
-
-def _database_clock(dialect: str) -> ColumnElement[datetime]:
-    """The database's current time as naive UTC, like every time the store keeps."""
-    if dialect == "postgresql":
-        return type_coerce(func.timezone("UTC", func.now()), DateTime)
-    # SQLite's CURRENT_TIMESTAMP keeps whole seconds only.
-    return type_coerce(func.strftime("%Y-%m-%d %H:%M:%f", "now"), DateTime)
+        """The database's clock: the one `db_clock.utc_now` every other comparison reads
+        (on PostgreSQL the statement's time, not the transaction's start)."""
+        return _db_time(s)
 
 
 def _outbox_row(message: messages.AnyMessage,
