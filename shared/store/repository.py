@@ -83,6 +83,7 @@ from shared.store.views import (
     PostJob,
     ReconnectMail,
     Start,
+    StoredImage,
     Unrecorded,
     UserView,
     album_view,
@@ -258,6 +259,12 @@ class Store:
             image = s.get(Image, image_id)
             return image_view(image) if image else None
 
+    def stored_image(self, image_id: int) -> StoredImage | None:
+        """The album and object of an image, which its upload message must name."""
+        with self._read() as s:
+            row = s.execute(select(Image.album_id, Image.key).where(Image.id == image_id)).first()
+            return StoredImage(row.album_id, row.key) if row else None
+
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
                       claim_stale: timedelta = timedelta(seconds=60),
@@ -302,7 +309,7 @@ class Store:
             return Start(image.attempts, 0.0, album.title, claim,
                          caption=image.caption or "", album_description=album.description or "",
                          album_created_at=album.created_at,
-                         first_attempt_at=image.first_attempt_at, size=size)
+                         first_attempt_at=image.first_attempt_at, size=size, key=image.key)
 
     def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
         """The attempt is about to send (its photo may land from now on), with the source's
