@@ -25,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import CursorResult
@@ -619,8 +620,8 @@ class Store:
                 s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
                           .values(published_at=utc_now()))
 
-    def claim_unpublished(self, older_than: timedelta, lease: timedelta,
-                          limit: int = 500) -> list[OutboxMessage]:
+    def claim_unpublished(self, older_than: timedelta, lease: timedelta, limit: int = 500,
+                          exchanges: Collection[str] | None = None) -> list[OutboxMessage]:
         """Lease unpublished messages nobody published in time, for the relay to publish:
         older than `older_than`, not leased, and not waiting out a refusal's backoff. Timed by
         the database's clock: a lease taken on one host ends on time for the others."""
@@ -633,7 +634,8 @@ class Store:
                        (OutboxMessage.claimed_until.is_(None))
                        | (OutboxMessage.claimed_until < now),
                        (OutboxMessage.next_attempt_at.is_(None))
-                       | (OutboxMessage.next_attempt_at <= now))
+                       | (OutboxMessage.next_attempt_at <= now),
+                       OutboxMessage.exchange.in_(exchanges) if exchanges is not None else true())
                 .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
             for row in rows:
                 row.claimed_until = now + lease
