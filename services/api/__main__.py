@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from pydantic import ValidationError
 
 from shared.runtime import setup_logging, try_declare
 from shared.store import Store
@@ -70,7 +71,11 @@ def main() -> None:
     rotate = commands.add_parser("rotate-token", help="a new token for a user; signs them out")
     rotate.add_argument("email")
     args = parser.parse_args()
-    settings = ApiSettings()
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        # A setting refused (production without its secrets): its reason, not a traceback.
+        raise SystemExit(f"settings refused: {exc}") from None
     if args.command == "create-user":
         create_user(settings, args.email)
     elif args.command == "rotate-token":
