@@ -1,3 +1,5 @@
+"""The API's settings: how it serves (and bounds its clients), its pages, its thumbnails."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,13 +12,24 @@ from shared.settings import CommonSettings
 class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    #: gunicorn processes and threads per process.
-    api_workers: int = Field(default=2, ge=1)
-    api_threads: int = Field(default=8, ge=1)
+    #: Threads that run requests. The server's one I/O thread reads each request whole (headers
+    #: and body) before a thread sees it, so a slow client holds none of them.
+    api_threads: int = Field(default=16, ge=1)
+    #: Seconds for a request's line and headers to arrive, counted from the connection's
+    #: opening or the end of its previous answer; late, the connection is closed.
+    api_header_timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds for a request's body to arrive once its headers have; late, the connection is
+    #: closed and the app never sees the request.
+    api_body_timeout_s: float = Field(default=30.0, gt=0)
+    #: The largest request body; a larger one is answered 413 from its Content-Length, unread.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Connections held open at once; more wait in the listen backlog. The process raises its
+    #: open-file limit to fit them (see services/api/file_limits.py).
+    api_max_connections: int = Field(default=1000, ge=10)
     max_album_images: int = Field(default=200, ge=1)
     #: Signs the web pages' session cookie. PRODUCTION must set it (a long random string, the
-    #: same in every process): unset, it is derived from DATABASE_URL so that the gunicorn
-    #: workers of a local run agree on it, which is no secret at all.
+    #: same in every process): unset, it is derived from DATABASE_URL so that the processes
+    #: of a local run agree on it, which is no secret at all.
     api_secret_key: SecretStr | None = None
     #: Send the session cookie over HTTPS only. PRODUCTION (behind https): true.
     api_cookie_secure: bool = False
@@ -28,6 +41,13 @@ class ApiSettings(CommonSettings):
     #: API_THREADS threads, so the default leaves half of them for everything else. Browsers
     #: beyond the limit get a snapshot and reconnect a few seconds later (polling).
     api_sse_streams: int | None = Field(default=None, ge=1)
+    #: Previews made at once (each decodes an image in memory); more wait API_THUMBNAIL_WAIT_S,
+    #: then get 503 with Retry-After.
+    api_thumbnail_renders: int = Field(default=2, ge=1)
+    api_thumbnail_wait_s: float = Field(default=5.0, ge=0)
+    #: An image that would decode to more pixels than this gets a "too large to preview"
+    #: placeholder, refused from its header (a JPEG counts at the reduced size it decodes at).
+    api_thumbnail_max_pixels: int = Field(default=25_000_000, ge=1)
 
     #: The Facebook app that users log in through to connect their Page (docs/facebook-login.md).
     facebook_app_id: str = "sim-app"

@@ -15,6 +15,9 @@ from dev.images import bomb_png, png
 from shared.fake_s3 import FakeS3
 from tests.unit.test_web import Env, make_env, sign_in
 
+#: Pillow warns of the bomb when it opens it; refusing it is the app's part.
+pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+
 
 class DecodeAttempted(Exception):
     """Pillow was asked for the pixels of an image it should never have decoded."""
