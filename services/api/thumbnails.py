@@ -25,6 +25,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 SIZE = 480
 #: Objects larger than this get no preview (Facebook takes at most 10 MB anyway).
 MAX_SOURCE_BYTES = 30 * 1024 * 1024
+#: The photo formats Pillow may open here (a camera's multi-picture JPEG opens as JPEG); the
+#: other decoders it carries are never offered a user's file (docs/slow-clients.md).
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+Image.init()  # registers every format (WEBP and TIFF among them) before open() names them
 
 
 def _placeholder(words: str) -> bytes:
@@ -132,7 +136,8 @@ def shrink(original: bytes, size: int = SIZE, max_pixels: int = 25_000_000) -> b
     TooManyPixels, before any pixel is decoded, if it would decode to more than `max_pixels`.
     """
     try:
-        with Image.open(io.BytesIO(original)) as source:  # reads the header only
+        # Reads the header only.
+        with Image.open(io.BytesIO(original), formats=PHOTO_FORMATS) as source:
             source.draft("RGB", (size, size))  # JPEG decodes at a fraction of full size
             width, height = source.size  # what the decoder will allocate, after the draft
             if width * height > max_pixels:

@@ -73,6 +73,16 @@ def test_the_limit_counts_the_pixels_decoded_not_the_pixels_stored(tmp_path: Any
     assert refused.mimetype == "image/svg+xml" and b"too large to preview" in refused.data
 
 
+def test_formats_other_than_photos_are_not_decoded(tmp_path: Any,
+                                                   decoded: list[tuple[int, int]]) -> None:
+    env = make_env(tmp_path)
+    key = f"{env.user.prefix}raw.ppm"
+    env.put(key, b"P6 2 2 255\n" + bytes(12))  # a real (tiny) image, of a format Pillow reads
+    response = signed_in(env).get(f"/thumbnails/{key}")
+    assert decoded == []
+    assert response.mimetype == "image/svg+xml" and b"no preview" in response.data
+
+
 class GatedS3(FakeS3):
     """Holds the first object read until the test lets it go."""
 
