@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 HALF_OPEN = 200
-HEADER_TIMEOUT_S = 3
+HEADER_TIMEOUT_S = 5  # long enough for 200 connections to be made and checked first
 BODY_TIMEOUT_S = 3
 MAX_BODY = 64 * 1024
 #: Plenty of time for the server to act on a timeout of a few seconds (checked once a second).
