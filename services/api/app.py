@@ -1,7 +1,7 @@
 """The API: publish an album (answering at once), follow its progress, list the caller's images.
 
 `create_app` is the composition root; the broker connection and the outbox relay start lazily,
-in each gunicorn worker after the fork.
+on first need.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
 from .sessions import SessionCookies, lifetime
 from .settings import ApiSettings
+from .thumbnails import Thumbnails
 from .validation import AlbumRequest, InvalidAlbum, parse_album
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Services:
         self._s3: Any = None
         self._page_albums: PageAlbums | None = None
         self._cipher: TokenCipher | None = None
+        self._thumbnails: Thumbnails | None = None
         self._stop = threading.Event()
 
     @property
@@ -84,6 +86,16 @@ class Services:
             return self._page_albums
 
     @property
+    def thumbnails(self) -> Thumbnails:
+        with self._lock:
+            if self._thumbnails is None:
+                s = self.settings
+                self._thumbnails = Thumbnails(renders=s.api_thumbnail_renders,
+                                              wait_s=s.api_thumbnail_wait_s,
+                                              max_pixels=s.api_thumbnail_max_pixels)
+            return self._thumbnails
+
+    @property
     def s3(self) -> Any:
         with self._lock:
             if self._s3 is None:
@@ -96,7 +108,9 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     store = store or Store(settings.database_url)
     store.create_schema()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    # The server refuses a larger body before reading it; this catches what reaches the app
+    # another way (the test client, a chunked body).
+    app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
     app.extensions["services"] = Services(settings, store)
     # The web pages' signed session cookie (the JSON API uses bearer tokens, not cookies):
     # named, flagged and checked in services/api/sessions.py.
