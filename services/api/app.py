@@ -27,6 +27,7 @@ from shared.replay import Replayer
 from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
+from . import json_body
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
@@ -166,8 +167,11 @@ def publish_album() -> Any:
     if not request.is_json:
         return _error(415, "send a JSON body with Content-Type: application/json")
     try:
-        album = parse_album(request.get_json(silent=True), user.prefix,
-                            services.settings.max_album_images)
+        payload = json_body.parse(request.get_data(cache=False))
+    except json_body.UnreadableBody as exc:
+        return _error(400, exc.reason)
+    try:
+        album = parse_album(payload, user.prefix, services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
     refused = check_destination(services, user.id, album)
