@@ -6,6 +6,7 @@ import logging
 import smtplib
 from email.message import EmailMessage
 
+from shared import error_ids
 from shared.retry_policy import Failure, FailureKind
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,10 @@ def classify(exc: BaseException) -> Failure:
             else str(exc.smtp_error)
         return Failure(kind, f"the mail relay answered {exc.smtp_code} {text}", exc.smtp_code)
     if isinstance(exc, OSError | smtplib.SMTPException):
-        return Failure(FailureKind.TRANSIENT, f"the mail relay is unreachable: {exc}")
-    return Failure(FailureKind.PERMANENT, f"internal error: {type(exc).__name__}: {exc}")
+        reason = error_ids.plain("the mail relay is unreachable", log, exc)
+        return Failure(FailureKind.TRANSIENT, reason)
+    return Failure(FailureKind.PERMANENT, error_ids.plain(error_ids.INTERNAL, log, exc,
+                                                         logging.ERROR))
 
 
 def _kind(smtp_code: int) -> FailureKind:
