@@ -1,4 +1,4 @@
-"""python -m services.api [serve] | create-user EMAIL"""
+"""python -m services.api [serve] | create-user EMAIL | rotate-token EMAIL"""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from pydantic import ValidationError
 
 from shared.runtime import setup_logging, try_declare
 from shared.store import Store
@@ -49,16 +50,36 @@ def create_user(settings: ApiSettings, email: str) -> None:
                       "prefix": user.prefix}))
 
 
+def rotate_token(settings: ApiSettings, email: str) -> None:
+    """A new token for an existing user: the old one and every signed-in browser stop working."""
+    store = Store(settings.database_url)
+    store.create_schema()
+    rotated = store.rotate_token(email)
+    if rotated is None:
+        raise SystemExit(f"no user {email}: create it with create-user")
+    user, token = rotated
+    print(json.dumps({"id": user.id, "email": user.email, "token": token,
+                      "prefix": user.prefix}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.api")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve HTTP on API_PORT (the default)")
     create = commands.add_parser("create-user", help="create a user; prints its token")
     create.add_argument("email")
+    rotate = commands.add_parser("rotate-token", help="a new token for a user; signs them out")
+    rotate.add_argument("email")
     args = parser.parse_args()
-    settings = ApiSettings()
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        # A setting refused (production without its secrets): its reason, not a traceback.
+        raise SystemExit(f"settings refused: {exc}") from None
     if args.command == "create-user":
         create_user(settings, args.email)
+    elif args.command == "rotate-token":
+        rotate_token(settings, args.email)
     else:
         serve(settings)
 

@@ -10,7 +10,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, url_for
@@ -27,10 +26,11 @@ from shared.replay import Replayer
 from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
-from . import json_body
+from . import json_body, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
+from .sessions import SessionCookies, lifetime
 from .settings import ApiSettings
 from .validation import AlbumRequest, InvalidAlbum, parse_album
 
@@ -96,12 +96,13 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.extensions["services"] = Services(settings, store)
-    # The web pages' signed session cookie (the JSON API uses bearer tokens, not cookies).
+    # The web pages' signed session cookie (the JSON API uses bearer tokens, not cookies):
+    # named, flagged and checked in services/api/sessions.py.
     app.secret_key = settings.session_secret()
-    app.config.update(SESSION_COOKIE_NAME="albums_session", SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_SECURE=settings.api_cookie_secure,
-                      PERMANENT_SESSION_LIFETIME=timedelta(days=settings.api_session_days))
+    app.session_interface = SessionCookies(settings)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      PERMANENT_SESSION_LIFETIME=lifetime(settings))
+    security_headers.install(app, settings)
     app.register_blueprint(api)
     from .web import web  # imported here: web.py builds on this module
 

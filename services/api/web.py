@@ -51,8 +51,10 @@ from shared.store import (
     UserView,
 )
 
+from . import sessions
 from .app import NoPage, Services, album_json, check_destination, create_and_publish, user_page
 from .idempotency import InvalidKey, parse_key
+from .next_path import same_site_path
 from .page_albums import PageUnavailable
 from .thumbnails import MissingObject, Thumbnails
 from .validation import InvalidAlbum, key_is_callers, parse_album
@@ -84,8 +86,7 @@ def _services() -> Services:
 
 
 def _current_user() -> UserView | None:
-    user_id = session.get("user_id")
-    return _services().store.user(user_id) if isinstance(user_id, int) else None
+    return sessions.current_user(_services().store, _services().settings)
 
 
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -259,9 +260,7 @@ def _owned_album(album_id: str) -> AlbumView:
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: a sign-in link must not send the user elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("web.albums")
+    return same_site_path(target) or url_for("web.albums")
 
 
 # -- sign in and out -----------------------------------------------------------------------------
@@ -281,15 +280,13 @@ def login() -> Any:
     if user is None:
         return render_template("login.html", next_url=next_url,
                                error="That token is not valid. Check it and try again."), 401
-    session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    session.permanent = True
-    session["user_id"] = user.id
+    sessions.begin(user)
     return redirect(_safe_next(next_url), code=303)
 
 
 @web.post("/logout")
 def logout() -> Any:
-    session.clear()
+    sessions.end(_services().store, _current_user())
     flash("You are signed out.")
     return redirect(url_for("web.login"), code=303)
 

@@ -146,26 +146,42 @@ class Store:
 
     def create_user(self, email: str) -> tuple[UserView, str]:
         """Create the user, or give an existing one a new token; returns the token once."""
-        token = secrets.token_urlsafe(24)
         with self._tx() as s:
             user = s.scalar(select(User).where(User.email == email))
             if user is None:
-                user = User(email=email, token_hash=hash_token(token), prefix="")
+                user = User(email=email, token_hash="", prefix="", session_generation=0)
                 s.add(user)
                 s.flush()
                 user.prefix = f"users/{user.id}/"
-            user.token_hash = hash_token(token)
-            return UserView(user.id, user.email, user.prefix), token
+            token = _new_token(user)
+            return _user_view(user), token
+
+    def rotate_token(self, email: str) -> tuple[UserView, str] | None:
+        """A new token for an existing user (None if there is none); the old one and every
+        session signed in so far stop working."""
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email))
+            if user is None:
+                return None
+            token = _new_token(user)
+            return _user_view(user), token
+
+    def end_sessions(self, user_id: int) -> None:
+        """Sign the user out everywhere: every session cookie issued so far is refused."""
+        with self._tx() as s:
+            user = s.get(User, user_id)
+            if user is not None:
+                _end_sessions(user)
 
     def user_by_token(self, token: str) -> UserView | None:
         with self._read() as s:
             user = s.scalar(select(User).where(User.token_hash == hash_token(token)))
-            return UserView(user.id, user.email, user.prefix) if user else None
+            return _user_view(user) if user else None
 
     def user(self, user_id: int) -> UserView | None:
         with self._read() as s:
             user = s.get(User, user_id)
-            return UserView(user.id, user.email, user.prefix) if user else None
+            return _user_view(user) if user else None
 
     # -- albums --------------------------------------------------------------------------------
 
@@ -1000,3 +1016,20 @@ def _to_post(s: Session, album: Album) -> list[str]:
     posted = set(album.posted_photos or [])
     return [i.photo_id for i in _images(s, album.id)
             if i.state == UPLOADED and i.photo_id and i.photo_id not in posted]
+
+
+def _user_view(user: User) -> UserView:
+    return UserView(user.id, user.email, user.prefix, user.session_generation or 0)
+
+
+def _new_token(user: User) -> str:
+    """Give the user a new token (returned once; only its hash is kept)."""
+    token = secrets.token_urlsafe(24)
+    if user.token_hash:
+        _end_sessions(user)  # sessions signed in with the old token go with it
+    user.token_hash = hash_token(token)
+    return token
+
+
+def _end_sessions(user: User) -> None:
+    user.session_generation = (user.session_generation or 0) + 1

@@ -14,6 +14,8 @@ class UserView:
     id: int
     email: str
     prefix: str
+    #: Which of the user's sessions are still valid (shared/store/tables.py, User).
+    session_generation: int = 0
 
 
 @dataclass(frozen=True)
