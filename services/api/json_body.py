@@ -2,20 +2,17 @@
 
 A body that does not parse, or nests deeper than any request of ours can, is refused before
 any validation: 400 says "this is not a readable request", 422 (validation.py) "a readable
-request that asks for something we refuse". Depth is counted before parsing, so a body of a
-hundred thousand brackets costs one linear scan and never reaches the recursive parser.
+request that asks for something we refuse". The parser's own recursion limit turns a body of
+a hundred thousand brackets into a RecursionError, caught here (never a 500); what parses is
+then held to MAX_DEPTH, so nothing deeper reaches validation.
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 #: No request of ours nests deeper than 3 (an album, its images, one image); room to spare.
 MAX_DEPTH = 32
-#: JSON strings (with their escapes): brackets inside them do not nest anything.
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
 
 
 class UnreadableBody(ValueError):
@@ -32,22 +29,34 @@ def parse(raw: bytes) -> object:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UnreadableBody("the body is not valid JSON: it is not UTF-8 text") from None
-    if depth(text) > MAX_DEPTH:
-        raise UnreadableBody(f"the body is nested too deeply: at most {MAX_DEPTH} levels of "
-                             "arrays and objects")
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UnreadableBody(f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, "
                              f"column {exc.colno})") from None
-    except RecursionError:  # the depth check should have caught it; never a 500 all the same
-        raise UnreadableBody("the body is nested too deeply") from None
+    except RecursionError:  # deeper than the parser goes: far too deep
+        raise _too_deep() from None
+    if not within_depth(value):
+        raise _too_deep()
+    return value
 
 
-def depth(text: str) -> int:
-    """The deepest nesting of arrays and objects in `text`, read as JSON (strings skipped)."""
-    deepest = level = 0
-    for match in _BRACKET.finditer(_STRING.sub("", text)):
-        level += 1 if match.group() in "[{" else -1
-        deepest = max(deepest, level)
-    return deepest
+def within_depth(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether no array or object in `value` nests deeper than `limit`: a walk level by level
+    (no recursion) over the containers only, that stops at the first level too deep."""
+    level: list[dict[str, object] | list[object]] = (
+        [value] if isinstance(value, dict | list) else [])
+    for _ in range(limit):
+        deeper: list[dict[str, object] | list[object]] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            deeper += [c for c in children if isinstance(c, dict | list)]
+        if not deeper:
+            return True
+        level = deeper
+    return False
+
+
+def _too_deep() -> UnreadableBody:
+    return UnreadableBody(f"the body is nested too deeply: at most {MAX_DEPTH} levels of "
+                          "arrays and objects")

@@ -35,6 +35,12 @@ def test_a_body_that_does_not_parse_is_a_400_with_a_reason(env: Env, body: str) 
     assert env.services.fake_outbox.published == []
 
 
+def test_the_depth_limit_is_32_levels(env: Env) -> None:
+    # 32 levels parse and fail validation (422, not an album); 33 are refused unread (400).
+    assert _post(env, "[" * 32 + "]" * 32).status_code == 422
+    assert _post(env, "[" * 33 + "]" * 33).status_code == 400
+
+
 @pytest.mark.parametrize("depth", [64, 5000, 100_000])
 def test_a_body_nested_too_deep_is_a_400_with_a_reason(env: Env, depth: int) -> None:
     response = _post(env, "[" * depth + "]" * depth)
