@@ -9,7 +9,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from pydantic import ValidationError
 
-from shared.runtime import setup_logging, try_declare
+from shared.runtime import setup_logging
 from shared.store import Store
 
 from .app import create_app
@@ -36,9 +36,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 def serve(settings: ApiSettings) -> None:
     setup_logging(settings.log_level)
     Store(settings.database_url).create_schema()
-    # Declared before serving so the first publish finds its queues. The API serves without a
-    # broker too: albums wait in the outbox until it is back (the consumers declare then).
-    try_declare(settings)
+    # No declare: the uploader owns the topology, so the API's broker user needs no configure
+    # right. Until the uploader first declared it, albums wait in the outbox (unroutable).
     _Gunicorn(settings).run()
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from shared import error_ids, s3
+from shared import error_ids, s3, topology
 from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
 from shared.destinations import post_url
@@ -57,7 +57,9 @@ class Services:
     def outbox(self) -> Outbox:
         with self._lock:
             if self._outbox is None:
-                self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url))
+                # The API's broker user writes to the work exchange only (docs/broker-users.md).
+                self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url),
+                                      relays=(topology.WORK_EXCHANGE,))
                 self._outbox.start_relay(self._stop)
             return self._outbox
 

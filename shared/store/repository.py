@@ -25,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import CursorResult
@@ -83,6 +84,7 @@ from shared.store.views import (
     PostJob,
     ReconnectMail,
     Start,
+    StoredImage,
     Unrecorded,
     UserView,
     album_view,
@@ -274,6 +276,12 @@ class Store:
             image = s.get(Image, image_id)
             return image_view(image) if image else None
 
+    def stored_image(self, image_id: int) -> StoredImage | None:
+        """The album and object of an image, which its upload message must name."""
+        with self._read() as s:
+            row = s.execute(select(Image.album_id, Image.key).where(Image.id == image_id)).first()
+            return StoredImage(row.album_id, row.key) if row else None
+
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
                       claim_stale: timedelta = timedelta(seconds=60),
@@ -318,7 +326,7 @@ class Store:
             return Start(image.attempts, 0.0, album.title, claim,
                          caption=image.caption or "", album_description=album.description or "",
                          album_created_at=album.created_at,
-                         first_attempt_at=image.first_attempt_at, size=size)
+                         first_attempt_at=image.first_attempt_at, size=size, key=image.key)
 
     def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
         """The attempt is about to send (its photo may land from now on), with the source's
@@ -628,8 +636,8 @@ class Store:
                 s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
                           .values(published_at=utc_now()))
 
-    def claim_unpublished(self, older_than: timedelta, lease: timedelta,
-                          limit: int = 500) -> list[OutboxMessage]:
+    def claim_unpublished(self, older_than: timedelta, lease: timedelta, limit: int = 500,
+                          exchanges: Collection[str] | None = None) -> list[OutboxMessage]:
         """Lease unpublished messages nobody published in time, for the relay to publish:
         older than `older_than`, not leased, and not waiting out a refusal's backoff. Timed by
         the database's clock: a lease taken on one host ends on time for the others."""
@@ -642,7 +650,8 @@ class Store:
                        (OutboxMessage.claimed_until.is_(None))
                        | (OutboxMessage.claimed_until < now),
                        (OutboxMessage.next_attempt_at.is_(None))
-                       | (OutboxMessage.next_attempt_at <= now))
+                       | (OutboxMessage.next_attempt_at <= now),
+                       OutboxMessage.exchange.in_(exchanges) if exchanges is not None else true())
                 .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
             for row in rows:
                 row.claimed_until = now + lease
