@@ -12,12 +12,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
-from shared import s3, topology
+from shared import error_ids, s3, topology
 from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
 from shared.destinations import post_url
@@ -26,7 +26,7 @@ from shared.replay import Replayer
 from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
-from . import security_headers
+from . import json_body, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
@@ -127,6 +127,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
 
     app.register_blueprint(connect)
     app.register_error_handler(HTTPException, _http_error)
+    # By its code, so that it also serves the web pages (their handler is for HTTPException).
+    app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(DBAPIError, _store_unavailable)
     return app
 
@@ -145,6 +147,17 @@ def _error(status: int, reason: str, details: list[str] | None = None) -> tuple[
 
 def _http_error(exc: HTTPException) -> tuple[Any, int]:
     return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _internal_error(exc: InternalServerError) -> tuple[Any, int]:
+    """A bug of ours: the detail goes to the log under an error id, the caller gets the id."""
+    error_id = error_ids.logged(log, f"{request.method} {request.path} failed",
+                                exc.original_exception or exc, logging.ERROR)
+    reason = f"{error_ids.INTERNAL} (error id {error_id}); try again, or quote the id to support"
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+        return jsonify({"error": reason, "error_id": error_id}), 500
+    return render_template("error.html", status=500, title="Something went wrong",
+                           message=reason[:1].upper() + reason[1:] + "."), 500
 
 
 def _store_unavailable(exc: DBAPIError) -> tuple[Any, int]:
@@ -184,8 +197,11 @@ def publish_album() -> Any:
     if not request.is_json:
         return _error(415, "send a JSON body with Content-Type: application/json")
     try:
-        album = parse_album(request.get_json(silent=True), user.prefix,
-                            services.settings.max_album_images)
+        payload = json_body.parse(request.get_data(cache=False))
+    except json_body.UnreadableBody as exc:
+        return _error(400, exc.reason)
+    try:
+        album = parse_album(payload, user.prefix, services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
     refused = check_destination(services, user.id, album)

@@ -19,7 +19,7 @@ def main() -> None:
     stop = stop_on_signals()
     store = Store(settings.database_url)
     store.create_schema()
-    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
+    mailer = SmtpMailer.from_settings(settings)
     handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
                             (settings.retry_delays, settings.max_attempts),
                             claim_lease=settings.claim_lease)
