@@ -14,6 +14,10 @@ class ApiSettings(CommonSettings):
     api_workers: int = Field(default=2, ge=1)
     api_threads: int = Field(default=8, ge=1)
     max_album_images: int = Field(default=200, ge=1)
+    #: Images of one album in the work queue at once (decided when it is published): albums
+    #: take turns (docs/fair-turns.md). At least the uploaders' total concurrency,
+    #: UPLOADER_CONCURRENCY x processes, so that a lone album uses them all.
+    album_window: int = Field(default=8, ge=1)
     #: Signs the web pages' session cookie. PRODUCTION must set it (a long random string, the
     #: same in every process): unset, it is derived from DATABASE_URL so that the gunicorn
     #: workers of a local run agree on it, which is no secret at all.
