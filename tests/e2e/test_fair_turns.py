@@ -59,10 +59,12 @@ def test_a_small_album_published_behind_a_big_one_settles_first(system):
     assert small_album["state"] == "done", small_album
     assert big_then["state"] == "publishing", big_then["counts"]
     # Each album has as many messages in the queue as there are uploads at once: the small
-    # one waits for a free upload slot, and its fifth photo (released when its first ends)
-    # behind the four the big album released meanwhile. Fair shares of four slots between two
-    # albums would take three rounds too.
-    assert behind <= 2 * alone, f"{behind:.2f} s behind, {alone:.2f} s alone"
+    # one waits for a free upload slot (at most a round), and its fifth photo (released when
+    # its first ends) a round behind the four the big album released meanwhile; a third
+    # round is slack for the big album's load on the store. (Fair shares of four slots
+    # between two albums would take three rounds for five photos too.) Without turns it
+    # waited for all 200: 50 rounds.
+    assert behind <= alone + 3 * LATENCY_S, f"{behind:.2f} s behind, {alone:.2f} s alone"
 
     system.set_faults()  # measured: the rest of the big album need not crawl
 
