@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.outgoing import Outgoing
@@ -148,6 +148,12 @@ class Image(Base):
     #: full). NULL: released, which a row from before turns is too.
     unreleased: Mapped[bool | None]
     updated_at: Mapped[datetime] = mapped_column(default=utc_now(), onupdate=utc_now())
+
+    # The sweeper looks for albums with images waiting for their turn every round: a partial
+    # index keeps that look as small as the waiting images, not the whole table.
+    __table_args__ = (Index("ix_images_waiting_turn", "album_id",
+                            postgresql_where=text("unreleased IS TRUE"),
+                            sqlite_where=text("unreleased IS 1")),)
 
 
 class OutboxMessage(Base):
