@@ -66,6 +66,9 @@ class System:
             FACEBOOK_PAGE_ID=PAGE_ID, FACEBOOK_PAGE_TOKEN=PAGE_TOKEN,
             API_PORT=str(self.ports["api"]), RETRY_DELAYS="1,2,5", MAX_ATTEMPTS="4",
             SHUTDOWN_GRACE_S="5", LOG_LEVEL="INFO",
+            # At least the largest total concurrency a row runs (P3: 20), so that a lone album
+            # uses every upload; a row about turns between albums sets its own.
+            ALBUM_WINDOW="20",
         )
         self.env.update(env)
         self.api_url = f"http://127.0.0.1:{self.ports['api']}"

@@ -296,17 +296,19 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     page_id = target_page(services, user_id)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     destination = (album.destination.kind, album.destination.id)
+    window = services.settings.album_window
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
                                                      album.images, album.captions,
                                                      album.description, page_id=page_id,
-                                                     destination=destination)
+                                                     destination=destination, window=window)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
                                                    album.notify_email, album.images,
                                                    album.captions, album.description,
-                                                   page_id=page_id, destination=destination)
+                                                   page_id=page_id, destination=destination,
+                                                   window=window)
     return created, outbox.publish_committed(created.rows)
 
 
