@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from shared import album_rules, fencing, messages, topology
 from shared.outgoing import Outgoing
+from shared.store import daily_quota
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
@@ -173,31 +174,35 @@ class Store:
                      keys: Sequence[str], captions: Sequence[str | None] = (),
                      description: str | None = None, page_id: str | None = None,
                      destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                     images_per_day: int | None = None,
                      ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and one outbox message per image, all or nothing.
         `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
         Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
-        and, for an existing album of the Page, that album's id."""
+        and, for an existing album of the Page, that album's id. With `images_per_day`, raises
+        daily_quota.QuotaExceeded (and records nothing) if the album does not fit in it."""
         return self._insert_album(user_id, title, notify_email, keys, captions=captions,
                                   description=description, page_id=page_id,
-                                  destination=destination)
+                                  destination=destination, images_per_day=images_per_day)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
                           notify_email: str | None, keys: Sequence[str],
                           captions: Sequence[str | None] = (),
                           description: str | None = None,
                           page_id: str | None = None,
-                          destination: tuple[str, str | None] = (NEW_ALBUM, None)) -> Created:
+                          destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                          images_per_day: int | None = None) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
         for; raises KeyReused if the key created another one.
 
         The key's row is written with the album; a second request with the key (at the same
-        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
+        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first:
+        before the quota is counted, so a repeat is answered even once the quota is spent."""
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
                                                 (key, fingerprint), captions, description,
-                                                page_id, destination)
+                                                page_id, destination, images_per_day)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -213,6 +218,7 @@ class Store:
                       captions: Sequence[str | None] = (), description: str | None = None,
                       page_id: str | None = None,
                       destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                      images_per_day: int | None = None,
                       ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         kind, existing = destination
@@ -228,6 +234,8 @@ class Store:
                 s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
                                      fingerprint=idempotency[1]))
                 s.flush()
+            if images_per_day is not None:
+                _check_daily_quota(s, user_id, images_per_day, len(keys))
             images = [Image(album_id=album_id, position=i, key=key,
                             caption=(captions[i] if i < len(captions) else None) or None)
                       for i, key in enumerate(keys)]
@@ -841,6 +849,22 @@ class Store:
         """The database's clock: the one `db_clock.utc_now` every other comparison reads
         (on PostgreSQL the statement's time, not the transaction's start)."""
         return _db_time(s)
+
+
+def _check_daily_quota(s: Session, user_id: int, quota: int, requested: int) -> None:
+    """Raise QuotaExceeded unless the images fit beside those of the user's albums of the last
+    24 hours. The user's row is locked first (PostgreSQL; SQLite has one writer anyway), so
+    two albums posted at once are counted one after the other, not both against the same
+    total; the album being inserted has no images yet and is not counted."""
+    s.execute(select(User.id).where(User.id == user_id).with_for_update())
+    now = _db_time(s)
+    recent = s.execute(
+        select(Album.created_at, func.count(Image.id))
+        .join(Image, Image.album_id == Album.id)
+        .where(Album.user_id == user_id, Album.created_at > now - daily_quota.WINDOW)
+        .group_by(Album.id, Album.created_at).order_by(Album.created_at)).all()
+    daily_quota.check([daily_quota.Recent(created_at, count) for created_at, count in recent],
+                      quota, requested, now)
 
 
 def _outbox_row(message: messages.AnyMessage,
