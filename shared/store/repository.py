@@ -223,6 +223,10 @@ class Store:
         album_id = uuid.uuid4().hex
         kind, existing = destination
         with self._tx() as s:
+            if images_per_day is not None:
+                # First: the album's own row takes a share lock on the user's (its foreign
+                # key), and two of those waiting to become this lock would deadlock.
+                _lock_user(s, user_id)
             # An existing album is recorded as the album's Facebook album: the uploader's
             # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
@@ -851,12 +855,15 @@ class Store:
         return _db_time(s)
 
 
+def _lock_user(s: Session, user_id: int) -> None:
+    """Lock the user's row (PostgreSQL; SQLite has one writer anyway) till the commit, so that
+    two albums posted at once are counted one after the other, not both against one total."""
+    s.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 def _check_daily_quota(s: Session, user_id: int, quota: int, requested: int) -> None:
     """Raise QuotaExceeded unless the images fit beside those of the user's albums of the last
-    24 hours. The user's row is locked first (PostgreSQL; SQLite has one writer anyway), so
-    two albums posted at once are counted one after the other, not both against the same
-    total; the album being inserted has no images yet and is not counted."""
-    s.execute(select(User.id).where(User.id == user_id).with_for_update())
+    24 hours (under `_lock_user`); the album being inserted has no images yet."""
     now = _db_time(s)
     recent = s.execute(
         select(Album.created_at, func.count(Image.id))
