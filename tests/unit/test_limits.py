@@ -130,7 +130,7 @@ def test_connecting_a_page_is_limited_per_user(tmp_path: Any) -> None:
 def open_stream(client: FlaskClient, album_id: str) -> Any:
     response = client.get(f"/albums/{album_id}/events", buffered=False)
     if response.status_code == 200:
-        next(response.response)  # the stream started: it holds its slot
+        next(iter(response.response))  # the stream started: it holds its slot
     return response
 
 
