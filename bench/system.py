@@ -90,9 +90,8 @@ class System:
             wait_for(functools.partial(answers, self.ports[name]), 30, what=f"{name} to listen")
         self.s3().create_bucket(Bucket=BUCKET)
 
-    def start_api(self, workers: int = 2, threads: int = 8) -> None:
-        self.start("api", PY, "-m", "services.api", API_WORKERS=str(workers),
-                   API_THREADS=str(threads))
+    def start_api(self, threads: int = 16) -> None:
+        self.start("api", PY, "-m", "services.api", API_THREADS=str(threads))
         wait_for(self._api_healthy, 60, what="the API")
 
     def start_uploader(self, concurrency: int = 4, processes: int = 1) -> Proc:

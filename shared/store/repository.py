@@ -25,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import CursorResult
@@ -84,6 +85,7 @@ from shared.store.views import (
     PostJob,
     ReconnectMail,
     Start,
+    StoredImage,
     Unrecorded,
     UserView,
     album_view,
@@ -147,26 +149,42 @@ class Store:
 
     def create_user(self, email: str) -> tuple[UserView, str]:
         """Create the user, or give an existing one a new token; returns the token once."""
-        token = secrets.token_urlsafe(24)
         with self._tx() as s:
             user = s.scalar(select(User).where(User.email == email))
             if user is None:
-                user = User(email=email, token_hash=hash_token(token), prefix="")
+                user = User(email=email, token_hash="", prefix="", session_generation=0)
                 s.add(user)
                 s.flush()
                 user.prefix = f"users/{user.id}/"
-            user.token_hash = hash_token(token)
-            return UserView(user.id, user.email, user.prefix), token
+            token = _new_token(user)
+            return _user_view(user), token
+
+    def rotate_token(self, email: str) -> tuple[UserView, str] | None:
+        """A new token for an existing user (None if there is none); the old one and every
+        session signed in so far stop working."""
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email))
+            if user is None:
+                return None
+            token = _new_token(user)
+            return _user_view(user), token
+
+    def end_sessions(self, user_id: int) -> None:
+        """Sign the user out everywhere: every session cookie issued so far is refused."""
+        with self._tx() as s:
+            user = s.get(User, user_id)
+            if user is not None:
+                _end_sessions(user)
 
     def user_by_token(self, token: str) -> UserView | None:
         with self._read() as s:
             user = s.scalar(select(User).where(User.token_hash == hash_token(token)))
-            return UserView(user.id, user.email, user.prefix) if user else None
+            return _user_view(user) if user else None
 
     def user(self, user_id: int) -> UserView | None:
         with self._read() as s:
             user = s.get(User, user_id)
-            return UserView(user.id, user.email, user.prefix) if user else None
+            return _user_view(user) if user else None
 
     # -- albums --------------------------------------------------------------------------------
 
@@ -270,6 +288,12 @@ class Store:
             image = s.get(Image, image_id)
             return image_view(image) if image else None
 
+    def stored_image(self, image_id: int) -> StoredImage | None:
+        """The album and object of an image, which its upload message must name."""
+        with self._read() as s:
+            row = s.execute(select(Image.album_id, Image.key).where(Image.id == image_id)).first()
+            return StoredImage(row.album_id, row.key) if row else None
+
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
                       claim_stale: timedelta = timedelta(seconds=60),
@@ -314,7 +338,7 @@ class Store:
             return Start(image.attempts, 0.0, album.title, claim,
                          caption=image.caption or "", album_description=album.description or "",
                          album_created_at=album.created_at,
-                         first_attempt_at=image.first_attempt_at, size=size)
+                         first_attempt_at=image.first_attempt_at, size=size, key=image.key)
 
     def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
         """The attempt is about to send (its photo may land from now on), with the source's
@@ -624,8 +648,8 @@ class Store:
                 s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
                           .values(published_at=utc_now()))
 
-    def claim_unpublished(self, older_than: timedelta, lease: timedelta,
-                          limit: int = 500) -> list[OutboxMessage]:
+    def claim_unpublished(self, older_than: timedelta, lease: timedelta, limit: int = 500,
+                          exchanges: Collection[str] | None = None) -> list[OutboxMessage]:
         """Lease unpublished messages nobody published in time, for the relay to publish:
         older than `older_than`, not leased, and not waiting out a refusal's backoff. Timed by
         the database's clock: a lease taken on one host ends on time for the others."""
@@ -638,7 +662,8 @@ class Store:
                        (OutboxMessage.claimed_until.is_(None))
                        | (OutboxMessage.claimed_until < now),
                        (OutboxMessage.next_attempt_at.is_(None))
-                       | (OutboxMessage.next_attempt_at <= now))
+                       | (OutboxMessage.next_attempt_at <= now),
+                       OutboxMessage.exchange.in_(exchanges) if exchanges is not None else true())
                 .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
             for row in rows:
                 row.claimed_until = now + lease
@@ -1031,3 +1056,20 @@ def _to_post(s: Session, album: Album) -> list[str]:
     posted = set(album.posted_photos or [])
     return [i.photo_id for i in _images(s, album.id)
             if i.state == UPLOADED and i.photo_id and i.photo_id not in posted]
+
+
+def _user_view(user: User) -> UserView:
+    return UserView(user.id, user.email, user.prefix, user.session_generation or 0)
+
+
+def _new_token(user: User) -> str:
+    """Give the user a new token (returned once; only its hash is kept)."""
+    token = secrets.token_urlsafe(24)
+    if user.token_hash:
+        _end_sessions(user)  # sessions signed in with the old token go with it
+    user.token_hash = hash_token(token)
+    return token
+
+
+def _end_sessions(user: User) -> None:
+    user.session_generation = (user.session_generation or 0) + 1

@@ -45,6 +45,9 @@ class User(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Bumped on sign-out and on a new token: a session cookie carries the generation it was
+    #: signed in under and is refused once it differs. NULL (a store from before it): 0.
+    session_generation: Mapped[int | None] = mapped_column(default=0)
 
 
 class Album(Base):

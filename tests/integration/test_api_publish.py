@@ -48,6 +48,8 @@ class Api:
 def api_on(store: Any, amqp_url: str) -> Iterator[Api]:
     settings = ApiSettings(_env_file=None, amqp_url=amqp_url,  # type: ignore[call-arg]
                            database_url="sqlite:///unused.db", s3_endpoint_url=None,
+                           # Signs session cookies: set, so that none is made under var/.
+                           api_secret_key=SecretStr("integration-session-key"),
                            # A one-tenant install: albums go to this Page without a connection.
                            facebook_page_id="1000000000000001",
                            facebook_page_token=SecretStr("test-page-token"))
