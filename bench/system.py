@@ -69,6 +69,9 @@ class System:
             # The bench publishes hundreds of albums from one user in seconds (P1: 300 x 20
             # images): far past the per-user defaults, which it does not measure.
             PUBLISH_RATE_LIMIT="100000 per minute", IMAGES_PER_DAY="10000000",
+            # At least the largest total concurrency a row runs (P3: 20), so that a lone album
+            # uses every upload; a row about turns between albums sets its own.
+            ALBUM_WINDOW="20",
         )
         self.env.update(env)
         self.api_url = f"http://127.0.0.1:{self.ports['api']}"

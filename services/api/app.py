@@ -338,12 +338,13 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     page_id = target_page(services, user_id)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     destination = (album.destination.kind, album.destination.id)
+    window = services.settings.album_window
     quota = services.settings.images_per_day
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
                                                      album.images, album.captions,
                                                      album.description, page_id=page_id,
-                                                     destination=destination,
+                                                     destination=destination, window=window,
                                                      images_per_day=quota)
         created = Created(album_id, rows, replayed=False)
     else:
@@ -351,7 +352,7 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
                                                    album.notify_email, album.images,
                                                    album.captions, album.description,
                                                    page_id=page_id, destination=destination,
-                                                   images_per_day=quota)
+                                                   window=window, images_per_day=quota)
     return created, outbox.publish_committed(created.rows)
 
 

@@ -36,6 +36,10 @@ class ApiSettings(CommonSettings):
     #: open-file limit to fit them (see services/api/file_limits.py).
     api_max_connections: int = Field(default=1000, ge=10)
     max_album_images: int = Field(default=200, ge=1)
+    #: Images of one album in the work queue at once (decided when it is published): albums
+    #: take turns (docs/fair-turns.md). At least the uploaders' total concurrency,
+    #: UPLOADER_CONCURRENCY x processes, so that a lone album uses them all.
+    album_window: int = Field(default=8, ge=1)
     #: Signs the web pages' session cookie: a long random string, the same in every process.
     #: Required in production; unset in a local run, a random key is made once and kept in
     #: var/session-secret.key (so every process of the run agrees on it).
