@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from shared import album_rules, fencing, messages, topology
 from shared.outgoing import Outgoing
+from shared.store import daily_quota
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
@@ -191,15 +192,18 @@ class Store:
                      keys: Sequence[str], captions: Sequence[str | None] = (),
                      description: str | None = None, page_id: str | None = None,
                      destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                     window: int | None = None) -> tuple[str, list[OutboxMessage]]:
+                     window: int | None = None, images_per_day: int | None = None,
+                     ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and the outbox messages of the first `window` images
         (None: of all), all or nothing; the others wait for their turn (`_release_turns`).
         `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
         Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
-        and, for an existing album of the Page, that album's id."""
+        and, for an existing album of the Page, that album's id. With `images_per_day`, raises
+        daily_quota.QuotaExceeded (and records nothing) if the album does not fit in it."""
         return self._insert_album(user_id, title, notify_email, keys, captions=captions,
                                   description=description, page_id=page_id,
-                                  destination=destination, window=window)
+                                  destination=destination, window=window,
+                                  images_per_day=images_per_day)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
                           notify_email: str | None, keys: Sequence[str],
@@ -207,17 +211,20 @@ class Store:
                           description: str | None = None,
                           page_id: str | None = None,
                           destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                          window: int | None = None) -> Created:
+                          window: int | None = None,
+                          images_per_day: int | None = None) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
         for; raises KeyReused if the key created another one.
 
         The key's row is written with the album; a second request with the key (at the same
-        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
+        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first:
+        before the quota is counted, so a repeat is answered even once the quota is spent."""
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
                                                 (key, fingerprint), captions, description,
-                                                page_id, destination, window)
+                                                page_id, destination, window,
+                                                images_per_day)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -233,10 +240,15 @@ class Store:
                       captions: Sequence[str | None] = (), description: str | None = None,
                       page_id: str | None = None,
                       destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                      window: int | None = None) -> tuple[str, list[OutboxMessage]]:
+                      window: int | None = None, images_per_day: int | None = None,
+                      ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         kind, existing = destination
         with self._tx() as s:
+            if images_per_day is not None:
+                # First: the album's own row takes a share lock on the user's (its foreign
+                # key), and two of those waiting to become this lock would deadlock.
+                _lock_user(s, user_id)
             # An existing album is recorded as the album's Facebook album: the uploader's
             # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
@@ -249,6 +261,8 @@ class Store:
                 s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
                                      fingerprint=idempotency[1]))
                 s.flush()
+            if images_per_day is not None:
+                _check_daily_quota(s, user_id, images_per_day, len(keys))
             images = [Image(album_id=album_id, position=i, key=key,
                             caption=(captions[i] if i < len(captions) else None) or None,
                             unreleased=True if window is not None and i >= window else None)
@@ -884,6 +898,25 @@ class Store:
         """The database's clock: the one `db_clock.utc_now` every other comparison reads
         (on PostgreSQL the statement's time, not the transaction's start)."""
         return _db_time(s)
+
+
+def _lock_user(s: Session, user_id: int) -> None:
+    """Lock the user's row (PostgreSQL; SQLite has one writer anyway) till the commit, so that
+    two albums posted at once are counted one after the other, not both against one total."""
+    s.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+def _check_daily_quota(s: Session, user_id: int, quota: int, requested: int) -> None:
+    """Raise QuotaExceeded unless the images fit beside those of the user's albums of the last
+    24 hours (under `_lock_user`); the album being inserted has no images yet."""
+    now = _db_time(s)
+    recent = s.execute(
+        select(Album.created_at, func.count(Image.id))
+        .join(Image, Image.album_id == Album.id)
+        .where(Album.user_id == user_id, Album.created_at > now - daily_quota.WINDOW)
+        .group_by(Album.id, Album.created_at).order_by(Album.created_at)).all()
+    daily_quota.check([daily_quota.Recent(created_at, count) for created_at, count in recent],
+                      quota, requested, now)
 
 
 def _outbox_row(message: messages.AnyMessage,

@@ -52,6 +52,8 @@ class User(Base):
 
 class Album(Base):
     __tablename__ = "albums"
+    # created_at is the database's: read back at once, not left expired on a handed-out object.
+    __mapper_args__ = {"eager_defaults": True}
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     title: Mapped[str] = mapped_column(String(200))
@@ -69,7 +71,9 @@ class Album(Base):
     fb_album_claimed_at: Mapped[datetime | None]
     fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: By the database's clock: the images-per-day quota counts albums by it, and every API
+    #: process must agree on what the last 24 hours hold.
+    created_at: Mapped[datetime] = mapped_column(default=utc_now(), index=True)
     settled_at: Mapped[datetime | None]
     #: NEW_ALBUM, EXISTING_ALBUM or POST (NULL: a row from before destinations, a new album).
     destination: Mapped[str | None] = mapped_column(String(16))
