@@ -91,6 +91,9 @@ from shared.store.views import (
 
 log = logging.getLogger(__name__)
 
+#: Ids per `IN (...)` of a bulk read: under every backend's limit on bound parameters.
+_IN_CHUNK = 500
+
 
 class KeyReused(ValueError):
     """The idempotency key already created another album than the one now asked for."""
@@ -273,6 +276,18 @@ class Store:
         with self._read() as s:
             image = s.get(Image, image_id)
             return image_view(image) if image else None
+
+    def images(self, image_ids: Collection[int]) -> dict[int, ImageView]:
+        """The images of `image_ids` the store knows, by id (an operator's tool reads a
+        dead-letter queue's worth at once)."""
+        wanted = sorted(set(image_ids))
+        found: dict[int, ImageView] = {}
+        with self._read() as s:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                found.update((i.id, image_view(i))
+                             for i in s.scalars(select(Image).where(Image.id.in_(chunk))))
+        return found
 
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
@@ -881,14 +896,12 @@ def _db_time(s: Session) -> datetime:
 
 
 def _stale(image: Image, fence: int | None) -> bool:
-    """A delivery following an older attempt than the image's latest: another copy took over.
-    A copy carrying the fencing number of the message that started the latest attempt is not
-    stale while that attempt recorded no outcome: the broker redelivered it, or the runtime
-    delayed it after a store outage, or it waited out that attempt's window; it is the only
-    copy left (a duplicate of it meets the lease or the in-flight window instead)."""
-    if fence is None or fence >= image.attempts:
-        return False
-    return not (image.state == UPLOADING and fence == image.attempt_fence)
+    """A delivery following an older attempt than the image's latest: another copy took over
+    (`fencing.superseded`). The copy that started a latest attempt with no outcome yet is the
+    only one left: the broker redelivered it, or the runtime delayed it after a store outage, or
+    it waited out that attempt's window (a duplicate of it meets the lease or the window)."""
+    return fencing.superseded(fence, image.attempts, image.state == UPLOADING,
+                              image.attempt_fence)
 
 
 def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:
