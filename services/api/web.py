@@ -392,7 +392,7 @@ def album_page(album_id: str) -> Any:
 @web.post("/albums/<album_id>/retry")
 @signed_in
 def retry(album_id: str) -> Any:
-    """Re-open the album's failed images and replay their dead letters."""
+    """Re-open the album's failed images from the store (their dead letters stay, stale)."""
     _owned_album(album_id)
     reopened = _services().replayer.retry_album(album_id)
     message = (f"Trying {_plural(reopened, 'photo')} again." if reopened
