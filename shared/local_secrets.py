@@ -1,7 +1,7 @@
 """Secrets a local run makes for itself and keeps under var/, for settings left empty.
 
 A key made once and kept (not derived from another setting) is unknown to anyone without the
-file. Several processes starting together (gunicorn workers, the API beside the uploader) must
+file. Several processes starting together (the API beside the uploader and the notifier) must
 end up with the same key: each writes its draft to a file of its own, mode 0600, then links it
 into place, which fails for all but the first; everyone then reads the one that won. Never used
 in production, where the settings refuse to start without their secrets (APP_ENV).

@@ -6,17 +6,24 @@ default everywhere, and nothing is repeated across services.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.amqp_urls import split_urls
+from shared.redaction import redact_url
+
+#: Settings whose value is a URL that may carry a password: printed with it redacted. They
+#: stay plain strings (not SecretStr) because pika and SQLAlchemy take them as they are, in
+#: every service, and their host and port are what an operator needs to see.
+_URLS_WITH_PASSWORDS = frozenset({"amqp_url", "database_url", "rabbitmq_management_url"})
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # A refused value is not echoed back: it may be a password, or a URL holding one.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     #: What kind of deployment this is, the same for every process. `production` refuses to
     #: start with a secret left to its local default (each service lists its own:
@@ -95,6 +102,10 @@ class CommonSettings(BaseSettings):
         if not self.rabbitmq_management_password.get_secret_value():
             self.rabbitmq_management_password = SecretStr(unquote(parts.password or "guest"))
         return self
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in _URLS_WITH_PASSWORDS and value else value
 
     def production_problems(self) -> list[str]:
         """What this service may not run in production with, each naming its setting."""

@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from gunicorn.app.base import BaseApplication
 from pydantic import ValidationError
 
-from shared.runtime import setup_logging, try_declare
+from shared.runtime import setup_logging
 from shared.store import Store
 
+from . import server
 from .app import create_app
 from .settings import ApiSettings
-
-
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: ApiSettings) -> None:
-        self._settings = settings
-        super().__init__()
-
-    def load_config(self) -> None:
-        s = self._settings
-        options = {"bind": f"{s.api_host}:{s.api_port}", "workers": s.api_workers,
-                   "threads": s.api_threads, "worker_class": "gthread",
-                   "accesslog": "-", "graceful_timeout": 10, "timeout": 60}
-        for key, value in options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return create_app(self._settings)
 
 
 def serve(settings: ApiSettings) -> None:
     setup_logging(settings.log_level)
     Store(settings.database_url).create_schema()
-    # Declared before serving so the first publish finds its queues. The API serves without a
-    # broker too: albums wait in the outbox until it is back (the consumers declare then).
-    try_declare(settings)
-    _Gunicorn(settings).run()
+    # No declare: the uploader owns the topology, so the API's broker user needs no configure
+    # right. Until the uploader first declared it, albums wait in the outbox (unroutable).
+    server.serve(create_app(settings), settings)
 
 
 def create_user(settings: ApiSettings, email: str) -> None:

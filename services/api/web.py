@@ -56,7 +56,7 @@ from .app import NoPage, Services, album_json, check_destination, create_and_pub
 from .idempotency import InvalidKey, parse_key
 from .next_path import same_site_path
 from .page_albums import PageUnavailable
-from .thumbnails import MissingObject, Thumbnails
+from .thumbnails import Busy, MissingObject
 from .validation import InvalidAlbum, key_is_callers, parse_album
 
 web = Blueprint("web", __name__, template_folder="templates")
@@ -72,8 +72,9 @@ POLL_S = 0.5
 KEEPALIVE_S = 15.0
 #: How long a browser waits before reconnecting (a stream that ended, or one refused for load).
 RECONNECT_MS = 3000
+#: Seconds a thumbnail request refused for load is told to wait (Retry-After).
+THUMBNAIL_RETRY_S = 2
 _CODE_SUFFIX = re.compile(r"\s*\(((?:code|HTTP) \d+)\)\s*$")
-_thumbnails = Thumbnails()
 _streams_lock = threading.Lock()
 
 
@@ -422,7 +423,7 @@ def _event(album: dict[str, Any]) -> str:
 def _album_events(album_id: str, user_id: int) -> Iterator[str]:
     """Send the album now and on every change; end once it settled, or after API_SSE_MAX_S.
 
-    Each open stream holds one gunicorn thread, so it never outlives its use: the browser
+    Each open stream holds one of the API_THREADS threads, so it never outlives its use: the browser
     closes it when the album settles and reconnects on its own after a timeout. Past the
     limit of open streams a browser still gets the album at once, then polls by reconnecting.
     """
@@ -474,15 +475,19 @@ def thumbnail(key: str) -> Any:
         abort(404)
     services = _services()
     bucket = services.settings.s3_bucket
+    thumbnails = services.thumbnails
     try:
-        etag, size = _thumbnails.head(services.s3, bucket, key)
+        etag, size = thumbnails.head(services.s3, bucket, key)
         if request.if_none_match.contains(etag):
             response = Response(status=304)
         else:
-            preview = _thumbnails.get(services.s3, bucket, key, etag, size)
+            preview = thumbnails.get(services.s3, bucket, key, etag, size)
             response = Response(preview.body, mimetype=preview.content_type)
     except MissingObject:
         abort(404)
+    except Busy:
+        return ({"error": "too many thumbnails are being made right now; try again shortly"},
+                503, {"Retry-After": str(THUMBNAIL_RETRY_S)})
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response

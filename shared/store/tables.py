@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.outgoing import Outgoing
@@ -85,6 +85,10 @@ class Album(Base):
     post_claimed_at: Mapped[datetime | None]
     #: The photo ids earlier posts attached: a post after a replay attaches only the others.
     posted_photos: Mapped[list[str] | None] = mapped_column(JSON)
+    #: At most this many of its images are released to the work queue and not yet ended
+    #: (ALBUM_WINDOW when it was published; docs/fair-turns.md). NULL: no limit (an album
+    #: from before turns, or a store used without them).
+    release_window: Mapped[int | None]
 
 
 class IdempotencyKey(Base):
@@ -140,7 +144,16 @@ class Image(Base):
     #: When the image's current upload message entered the work queue (written, or back from
     #: its retry tier): where it stands in the queue, for the sweeper.
     queued_at: Mapped[datetime | None] = mapped_column(default=utc_now())
+    #: True: waiting for its album's turn, no upload message written yet (its album's window is
+    #: full). NULL: released, which a row from before turns is too.
+    unreleased: Mapped[bool | None]
     updated_at: Mapped[datetime] = mapped_column(default=utc_now(), onupdate=utc_now())
+
+    # The sweeper looks for albums with images waiting for their turn every round: a partial
+    # index keeps that look as small as the waiting images, not the whole table.
+    __table_args__ = (Index("ix_images_waiting_turn", "album_id",
+                            postgresql_where=text("unreleased IS TRUE"),
+                            sqlite_where=text("unreleased IS 1")),)
 
 
 class OutboxMessage(Base):

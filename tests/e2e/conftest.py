@@ -52,6 +52,8 @@ class System:
             "API_PORT": str(self.ports["api"]),
             "APP_BASE_URL": f"http://127.0.0.1:{self.ports['api']}",
             "RETRY_DELAYS": "1,2", "MAX_ATTEMPTS": "6", "UPLOADER_CONCURRENCY": "4",
+            # The uploader's concurrency, as the README advises: albums take even turns.
+            "ALBUM_WINDOW": "4",
             "SHUTDOWN_GRACE_S": "5", "GRAPH_TIMEOUT_S": "5",
             "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
         }
