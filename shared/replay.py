@@ -52,11 +52,12 @@ class Replayer:
 
         The store knows which images failed, so this reads no dead letters: a request must not
         walk a queue of every album's letters. The album's letters stay until the CLI purges
-        them or replays them, and then they are stale: `reopen_failed` re-opens only images
-        still failed, so a letter of an image retried since sends nothing."""
-        rows = self._store.reopen_failed(album_id)
-        self._outbox.publish_committed(rows)  # re-opened is committed: the relay finishes
-        return len(rows)
+        them or replays them, and then they are stale: `shared/stale_letters.py`. Images
+        re-opened while the album's window is full wait for their turn, and count."""
+        reopened = self._store.retry_failed(album_id)
+        # Re-opened is committed: the relay finishes what is not confirmed now.
+        self._outbox.publish_committed(reopened.rows)
+        return reopened.images
 
     def stale(self, letters: list[DeadLetter], queue: str = "uploader") -> dict[int, str]:
         """The stale ones among `letters` of `queue`, by position, with why."""

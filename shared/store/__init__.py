@@ -33,6 +33,7 @@ from shared.store.views import (
     NotificationClaim,
     PageCredentials,
     PageView,
+    Reopened,
     Start,
     UserView,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "BLOCKED", "CONNECTED", "NEEDS_RECONNECT", "PAUSED", "PageCredentials", "PageView",
     "BUSY", "DONE", "DONE_WITH_FAILURES", "FAILED", "PG_CONNECT_ARGS", "PUBLISHING", "QUEUED",
     "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumView", "Created",
-    "FbAlbumClaim", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage", "Start",
+    "FbAlbumClaim", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage", "Reopened",
+    "Start",
     "Store", "UserView", "hash_token", "make_engine",
 ]

@@ -83,6 +83,7 @@ from shared.store.views import (
     PageView,
     PostJob,
     ReconnectMail,
+    Reopened,
     Start,
     StoredImage,
     Unrecorded,
@@ -500,10 +501,16 @@ class Store:
         """Queue the album's failed images (or those of `image_ids`) again: the album goes back
         to publishing, and one new upload message per image goes to the outbox, as its window
         lets them: the others wait for their turn, in the album's order."""
+        return self.retry_failed(album_id, image_ids).rows
+
+    def retry_failed(self, album_id: str,
+                     image_ids: Collection[int] | None = None) -> Reopened:
+        """`reopen_failed`, saying also how many images it re-opened (a retry's answer: some
+        may wait for their turn, so the messages written are fewer)."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None:
-                return []
+                return Reopened(0, [])
             now = _db_time(s)
             images = [i for i in _images(s, album_id) if i.state == FAILED
                       and (image_ids is None or i.id in image_ids)]
@@ -516,7 +523,7 @@ class Store:
             s.flush()
             rows = [_upload_row(i) for i in images if not i.unreleased]
             s.add_all(rows)
-            return rows + _release_turns(s, album)
+            return Reopened(len(images), rows + _release_turns(s, album))
 
     def resend_unfinished(self, album_id: str,
                           image_ids: Collection[int]) -> list[OutboxMessage]:

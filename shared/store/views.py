@@ -63,6 +63,15 @@ class ImageView:
 
 
 @dataclass(frozen=True)
+class Reopened:
+    """What a retry of an album's failed images did: how many it re-opened, and the messages of
+    those whose turn came at once (the album's window: the others wait for theirs)."""
+
+    images: int
+    rows: list[OutboxMessage]
+
+
+@dataclass(frozen=True)
 class Created:
     """What creating an album with an idempotency key gave: a new album and its messages, or
     (`replayed`) the album an earlier request with the same key created, and no messages."""
