@@ -145,8 +145,14 @@ def _error(status: int, reason: str, details: list[str] | None = None) -> tuple[
     return jsonify(body), status
 
 
-def _http_error(exc: HTTPException) -> tuple[Any, int]:
-    return _error(exc.code or 500, exc.description or exc.name)
+def _http_error(exc: HTTPException) -> Any:
+    response, status = _error(exc.code or 500, exc.description or exc.name)
+    # The exception's own headers are part of the answer: a 405's Allow (RFC 9110 requires
+    # it), a 429's Retry-After. Its Content-Type was for the HTML body this replaces.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, status
 
 
 def _internal_error(exc: InternalServerError) -> tuple[Any, int]:

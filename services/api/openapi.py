@@ -30,9 +30,15 @@ _album = {"type": "object", "properties": {
             "id": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"]}}}}},
     "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}}}
-_destination = {"type": "object", "required": ["kind"], "additionalProperties": False,
-                "properties": {"kind": {"enum": ["new_album", "album", "post"]},
-                               "id": {"type": "string", "description": "with kind album only"}}}
+_album_id = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[0-9A-Za-z_-]+$"}
+# An existing album needs its id; the other kinds take none.
+_destination = {"oneOf": [
+    {"type": "object", "required": ["kind"], "additionalProperties": False,
+     "properties": {"kind": {"enum": ["new_album", "post"]}}},
+    {"type": "object", "required": ["kind", "id"], "additionalProperties": False,
+     "properties": {"kind": {"const": "album"},
+                    "id": {**_album_id, "description": "an album of the Page "
+                                                       "(GET /api/page/albums)"}}}]}
 
 
 def _errors(*codes: int) -> dict[str, Any]:

@@ -97,7 +97,8 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         user = _current_user()
         if user is None:
-            if request.method == "GET" and request.accept_mimetypes.accept_html:
+            # HEAD answers as GET does (RFC 9110, 9.3.2).
+            if request.method in ("GET", "HEAD") and request.accept_mimetypes.accept_html:
                 return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
             abort(401, "Sign in first.")
         g.user = user
