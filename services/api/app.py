@@ -374,7 +374,8 @@ def get_album(album_id: str) -> Any:
 @authenticated
 @limit_retry
 def retry_album(album_id: str) -> Any:
-    """Queue the album's failed images again (their dead letters are replayed)."""
+    """Queue the album's failed images again, re-opened from the store: no dead letter is
+    read, so the answer does not wait on the dead-letter queue's length."""
     services = _services()
     if services.store.album(album_id, g.user.id) is None:
         return _error(404, "no such album")

@@ -149,7 +149,8 @@ SPEC: dict[str, Any] = {
         "/api/albums/{album_id}/retry": {
             "parameters": [{"name": "album_id", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
-            "post": {"summary": "Queue the album's failed images again",
+            "post": {"summary": "Queue the album's failed images again (from the store; "
+                                "reads no dead letters)",
                      "responses": {"202": _json({"type": "object"}, "re-opened"),
                                    **_errors(401, 404, 409),
                                    **_too_many(f"{_SIGN_IN} or the user's retries "

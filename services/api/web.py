@@ -423,7 +423,7 @@ def album_page(album_id: str) -> Any:
 @signed_in
 @limit_retry
 def retry(album_id: str) -> Any:
-    """Re-open the album's failed images and replay their dead letters."""
+    """Re-open the album's failed images from the store (their dead letters stay, stale)."""
     _owned_album(album_id)
     reopened = _services().replayer.retry_album(album_id)
     message = (f"Trying {_plural(reopened, 'photo')} again." if reopened

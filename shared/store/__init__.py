@@ -34,6 +34,7 @@ from shared.store.views import (
     NotificationClaim,
     PageCredentials,
     PageView,
+    Reopened,
     Start,
     UserView,
 )
@@ -43,6 +44,6 @@ __all__ = [
     "BUSY", "DONE", "DONE_WITH_FAILURES", "FAILED", "PG_CONNECT_ARGS", "PUBLISHING", "QUEUED",
     "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumView", "Created",
     "FbAlbumClaim", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage",
-    "QuotaExceeded", "Start",
+    "QuotaExceeded", "Reopened", "Start",
     "Store", "UserView", "hash_token", "make_engine",
 ]

@@ -84,6 +84,7 @@ from shared.store.views import (
     PageView,
     PostJob,
     ReconnectMail,
+    Reopened,
     Start,
     StoredImage,
     Unrecorded,
@@ -93,6 +94,9 @@ from shared.store.views import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Ids per `IN (...)` of a bulk read: under every backend's limit on bound parameters.
+_IN_CHUNK = 500
 
 
 class KeyReused(ValueError):
@@ -297,6 +301,18 @@ class Store:
         with self._read() as s:
             image = s.get(Image, image_id)
             return image_view(image) if image else None
+
+    def images(self, image_ids: Collection[int]) -> dict[int, ImageView]:
+        """The images of `image_ids` the store knows, by id (an operator's tool reads a
+        dead-letter queue's worth at once)."""
+        wanted = sorted(set(image_ids))
+        found: dict[int, ImageView] = {}
+        with self._read() as s:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                found.update((i.id, image_view(i))
+                             for i in s.scalars(select(Image).where(Image.id.in_(chunk))))
+        return found
 
     def stored_image(self, image_id: int) -> StoredImage | None:
         """The album and object of an image, which its upload message must name."""
@@ -503,10 +519,16 @@ class Store:
         """Queue the album's failed images (or those of `image_ids`) again: the album goes back
         to publishing, and one new upload message per image goes to the outbox, as its window
         lets them: the others wait for their turn, in the album's order."""
+        return self.retry_failed(album_id, image_ids).rows
+
+    def retry_failed(self, album_id: str,
+                     image_ids: Collection[int] | None = None) -> Reopened:
+        """`reopen_failed`, saying also how many images it re-opened (a retry's answer: some
+        may wait for their turn, so the messages written are fewer)."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None:
-                return []
+                return Reopened(0, [])
             now = _db_time(s)
             images = [i for i in _images(s, album_id) if i.state == FAILED
                       and (image_ids is None or i.id in image_ids)]
@@ -519,7 +541,7 @@ class Store:
             s.flush()
             rows = [_upload_row(i) for i in images if not i.unreleased]
             s.add_all(rows)
-            return rows + _release_turns(s, album)
+            return Reopened(len(images), rows + _release_turns(s, album))
 
     def resend_unfinished(self, album_id: str,
                           image_ids: Collection[int]) -> list[OutboxMessage]:
@@ -941,14 +963,12 @@ def _db_time(s: Session) -> datetime:
 
 
 def _stale(image: Image, fence: int | None) -> bool:
-    """A delivery following an older attempt than the image's latest: another copy took over.
-    A copy carrying the fencing number of the message that started the latest attempt is not
-    stale while that attempt recorded no outcome: the broker redelivered it, or the runtime
-    delayed it after a store outage, or it waited out that attempt's window; it is the only
-    copy left (a duplicate of it meets the lease or the in-flight window instead)."""
-    if fence is None or fence >= image.attempts:
-        return False
-    return not (image.state == UPLOADING and fence == image.attempt_fence)
+    """A delivery following an older attempt than the image's latest: another copy took over
+    (`fencing.superseded`). The copy that started a latest attempt with no outcome yet is the
+    only one left: the broker redelivered it, or the runtime delayed it after a store outage, or
+    it waited out that attempt's window (a duplicate of it meets the lease or the window)."""
+    return fencing.superseded(fence, image.attempts, image.state == UPLOADING,
+                              image.attempt_fence)
 
 
 def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:

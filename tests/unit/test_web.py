@@ -52,7 +52,7 @@ class FakeReplayer:
         self.store = store
 
     def retry_album(self, album_id: str) -> int:
-        return len(self.store.reopen_failed(album_id))
+        return self.store.retry_failed(album_id).images
 
 
 class ManualClock:
