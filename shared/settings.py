@@ -37,6 +37,10 @@ class CommonSettings(BaseSettings):
     s3_bucket: str = "albums"
     # boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION itself.
     log_level: str = "INFO"
+    #: The address each service's /metrics listens on (its port is the service's own
+    #: *_METRICS_PORT, 0 = no /metrics). Loopback by default: the figures are for the operator's
+    #: Prometheus, not for the users.
+    metrics_host: str = "127.0.0.1"
     #: Seconds a failed image waits in each retry tier, in order; one TTL queue per tier.
     retry_delays: Annotated[tuple[int, ...], NoDecode] = (5, 30, 120, 600, 3600)
     #: Attempts an image gets before it is dead-lettered (the first try counts as one).

@@ -33,6 +33,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
+from shared import metrics
 from shared.broker.connection import after, label, node_of, parameters
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
@@ -226,8 +227,13 @@ class Consumer:
     def _work(self, link: _Link, tag: int, delivery: Delivery) -> None:
         """On a worker thread: decide the message's fate, publish what it says, then hand the
         ack (or the requeue) to the I/O thread."""
+        started = time.monotonic()
         try:
-            ack = self._publish(decide(self._route, delivery))
+            fate = decide(self._route, delivery)
+            ack = self._publish(fate)
+            if ack:  # a fate that goes back to the queue is decided again later
+                metrics.count_fate(self._queue, fate.outcome, fate.code,
+                                   time.monotonic() - started)
         except Exception:  # decide handles the handler's errors; this is a bug of ours
             log.exception("%s: could not decide a message's fate; it goes back", self._queue)
             ack = False

@@ -212,3 +212,17 @@ class OutboxRetry:
     attempts: int
     next_attempt_at: datetime
     last_error: str
+
+
+@dataclass(frozen=True)
+class StoreFigures:
+    """What the store says at one moment, for the metrics (shared/store_metrics.py). Ages are
+    seconds by the database's clock; 0 when there is nothing to age."""
+
+    albums_publishing: int
+    oldest_publishing_age_s: float
+    uploading_past_lease: int
+    outbox_backlog: int
+    outbox_oldest_age_s: float
+    #: Seconds each held scope (a Page id, or "app") still waits out a throttle.
+    holds: dict[str, float]
