@@ -29,6 +29,8 @@ class NotifierSettings(CommonSettings):
     #: Where the email's links point: the API's public address.
     app_base_url: str = "http://127.0.0.1:8000"
     notifier_concurrency: int = Field(default=2, ge=1, le=32)
+    #: /metrics (on METRICS_HOST); 0: off.
+    notifier_metrics_port: int = Field(default=0, ge=0, le=65535)
     #: How long a notifier's claim on a settle holds (claim_timing.py): the longest a store
     #: outage right after a mail went out may last without a second mail, and the longest a
     #: crashed sender's mail is held up.
