@@ -82,9 +82,9 @@ class AlbumNotifier:
             self._release(event, claim.claim_id)
             raise outcomes.of(classify(exc)) from exc
         metrics.EMAILS.labels("sent").inc()
-        # Stored times are naive UTC.
-        metrics.PUBLISH_TO_SETTLE.observe(
-            (datetime.now(UTC).replace(tzinfo=None) - published_at).total_seconds())
+        if published_at is not None:  # stored times are naive UTC
+            metrics.PUBLISH_TO_SETTLE.observe(
+                (datetime.now(UTC).replace(tzinfo=None) - published_at).total_seconds())
         self._mark_sent(event, claim.claim_id, mark_deadline(asked_at, self._claim_lease))
 
     def _release(self, event: messages.AlbumSettled, claim_id: str) -> None:
@@ -124,7 +124,7 @@ class AlbumNotifier:
                           event.album_id, event.settle_seq)
             return
 
-    def _prepare(self, event: messages.AlbumSettled) -> tuple[AlbumEmail, datetime]:
+    def _prepare(self, event: messages.AlbumSettled) -> tuple[AlbumEmail, datetime | None]:
         """The email, and when its album was published."""
         album = self._store.album(event.album_id)
         user = self._store.user(album.user_id) if album else None
