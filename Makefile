@@ -20,10 +20,16 @@ broker:
 
 run: $(STAMP)
 	scripts/ensure-broker.sh --management
+	@# RabbitMQ's own /metrics (queue depths) on :15692, beside the services' (README).
+	command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins enable rabbitmq_prometheus >/dev/null \
+	  || echo "==> rabbitmq_prometheus not enabled here: enable it on the broker for queue depths"
 	mkdir -p var
 	$(BIN)/honcho start -f Procfile -e dev/local.env
 
 test: $(STAMP) broker
+	@# promtool checks and tests the alert rules (deploy/prometheus/alerts.yml).
+	command -v promtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services dev bench chaos
 	$(BIN)/pytest -q

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -74,6 +75,15 @@ def curl_line(api_url: str, token: str, keys: list[str]) -> str:
             f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
 
 
+def metrics_line(settings: ApiSettings) -> str:
+    """Where each service's /metrics is (dev/local.env sets the ports; RabbitMQ's own too)."""
+    ports = {"api": settings.api_metrics_port,
+             "uploader": os.environ.get("UPLOADER_METRICS_PORT", "0"),
+             "notifier": os.environ.get("NOTIFIER_METRICS_PORT", "0"), "rabbitmq": 15692}
+    return "  ".join(f"{name} http://{settings.metrics_host}:{port}/metrics"
+                     for name, port in ports.items() if str(port) != "0")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m dev.seed")
     parser.add_argument("--stay", action="store_true", help="wait for a signal after seeding")
@@ -85,6 +95,7 @@ def main() -> None:
 ==> Album publisher is running.
     API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
     Inbox:          http://127.0.0.1:8025
+    Metrics:        {metrics_line(settings)}
     Demo user:      {result['user'].email}   token: {result['token']}
     Publish the demo album ({len(result['keys'])} images):
 
