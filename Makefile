@@ -50,9 +50,13 @@ security: $(STAMP) broker
 	$(BIN)/pip install -q -e ".[security]"
 	$(BIN)/pytest -q -s tests/security
 
-# The README's screenshots, taken by the browser test.
+# The README's screenshots, taken by the browser test, and the dashboard's picture.
 screenshots: $(STAMP) broker
-	SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py
+	command -v prometheus >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	$(BIN)/pip install -q -e ".[pictures]"
+	SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py \
+	  tests/e2e/test_metrics.py::test_the_dashboard_picture
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,12 +22,16 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     start_http_server,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector
 
 log = logging.getLogger(__name__)
+
+# A `_created` series beside each counter and histogram doubles what is scraped for no panel.
+disable_created_metrics()
 
 #: The environment variable prometheus-client's multiprocess mode reads.
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -43,9 +47,23 @@ PUBLISH_TO_SETTLE = Histogram("albums_publish_to_settle_seconds",
                               buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 14400))
 SWEEPER_RESENDS = Counter("albums_sweeper_resends", "Upload messages the sweeper sent again")
 EMAILS = Counter("albums_emails", "Album emails, by outcome (sent, failed)", ["outcome"])
+for _outcome in ("sent", "failed"):
+    EMAILS.labels(_outcome)
 BREAKER_OPEN = Gauge("albums_circuit_breaker_open",
                      "1 while an uploader process's Graph circuit breaker is open",
                      multiprocess_mode="livemax")
+
+
+#: Outcomes whose series exist from a consumer's start, at 0: a rate needs the zero before
+#: the first message (a series born at 1 would hide that message from `rate` and `increase`).
+_USUAL_OUTCOMES = ("done", "retried", "throttled", "dead_lettered")
+
+
+def declare_queue(queue: str) -> None:
+    """Start the queue's usual series at 0."""
+    for outcome in _USUAL_OUTCOMES:
+        JOBS.labels(queue, outcome, "")
+    JOB_SECONDS.labels(queue)
 
 
 def count_fate(queue: str, outcome: str, code: int | None, seconds: float) -> None:

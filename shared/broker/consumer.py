@@ -80,6 +80,7 @@ class Consumer:
         self._node: pika.ConnectionParameters | None = None
         self._route = route
         self._queue = route.queue.name
+        metrics.declare_queue(self._queue)
         self._publisher = publisher
         self._publish_timeout_s = publish_timeout_s
         self._concurrency = concurrency

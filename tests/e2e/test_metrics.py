@@ -3,6 +3,8 @@ and the alert rules fire on the scraped series (deploy/prometheus/alerts.yml).""
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,8 +16,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from dev import dashboard_picture, prometheus_server
 from dev.images import png
-from dev.ports import free_port
+from dev.ports import answers, free_port
 from shared import topology
 from shared.store import Store
 from shared.store.tables import Album, utcnow
@@ -146,3 +149,45 @@ def _stuck_album(system: System) -> str:
         return album_id
     finally:
         store.dispose()
+
+
+def test_the_dashboard_picture(metered: System, tmp_path: Path) -> None:
+    """`make screenshots`: an album with failures while a real Prometheus scrapes every
+    service, then each dashboard panel's queries drawn into docs/dashboard.png."""
+    out_dir = os.environ.get("SCREENSHOT_DIR")
+    if not out_dir:
+        pytest.skip("draws the README's picture only under `make screenshots`")
+    pytest.importorskip("matplotlib")
+    targets = {name: f"127.0.0.1:{port}"
+               for name, port in metered.metrics_ports.items()}  # type: ignore[attr-defined]
+    if answers(15692):  # the broker's own plugin, where it is on (`make run` enables it)
+        targets["rabbitmq"] = "127.0.0.1:15692"
+    # Slower uploads and a few refusals: a run long enough to draw, with retries in it.
+    metered.set_faults(latency_s=1.5, error_rates={503: 0.15}, seed=7)
+    with prometheus_server.running(tmp_path, targets) as prometheus:
+        start = time.time()
+        wait_for(lambda: len(dashboard_picture.query_range(prometheus, "up == 1", start,
+                                                           time.time())) == len(targets),
+                 timeout=30, what="prometheus to scrape every target")
+        user = metered.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+        keys = [f"{user['prefix']}picture/photo-{n:02d}.png" for n in range(18)]
+        for n, key in enumerate(keys):
+            metered.put(key, png(640, 480, seed=n))
+        for n in range(2):
+            keys.append(f"{user['prefix']}picture/broken-{n}.png")
+            metered.put(keys[-1], b"not an image at all")
+        album_id = metered.publish(user["token"], title="Picture", images=keys).json()["id"]
+        metered.wait_settled(user["token"], album_id, timeout=180)
+        metered.set_faults()
+        wait_for(lambda: len(metered.mails_to(user["email"])) == 1, timeout=30, what="mail")
+        wait_for(lambda: dashboard_picture.query_range(
+            prometheus, "sum(albums_emails_total)", start, time.time()), timeout=30,
+            what="prometheus to scrape the notifier")
+        end = time.time() + 5
+        wait_for(lambda: time.time() > end, timeout=10, what="a few more scrapes")
+        out = Path(out_dir) / "dashboard.png"
+        dashboard_picture.draw(prometheus, start, time.time(), out)
+        jobs_now = dashboard_picture.query_range(
+            prometheus, 'sum(albums_jobs_total{outcome="done"})', start, time.time())
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert float(jobs_now[0]["values"][-1][1]) >= 18
