@@ -46,6 +46,8 @@ class DeadLetter:
     position: int
     body: bytes
     headers: Mapping[str, Any]
+    #: The AMQP message id: the key of the desk's index (shared/store/dead_letter_index.py).
+    message_id: str | None = None
 
     @property
     def reason(self) -> str:

@@ -13,13 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared import topology
-from shared.dead_letters import CODE_HEADER, QUEUE_HEADER, REASON_HEADER, DeadLetter
+from shared.dead_letters import CODE_HEADER, QUEUE_HEADER, DeadLetter
 from shared.outgoing import Outgoing
 from shared.store.tables import LETTER_WAITING, AuditEntry, DeadLetterRecord
 from shared.store.views import AuditView, LetterGroup, LetterView
 
 #: The kinds of end a dead letter is grouped by (with its Graph code).
 REFUSED, GAVE_UP, THROTTLED, POISON, ERROR = "refused", "gave up", "throttled", "poison", "error"
+#: Dead-lettered by the broker itself (the delivery limit), found in the queue by the drain.
+BROKER = "broker"
 
 
 def kind_of(reason: str, poison: bool = False) -> str:
@@ -30,6 +32,8 @@ def kind_of(reason: str, poison: bool = False) -> str:
         return GAVE_UP
     if reason.startswith("Facebook kept throttling"):
         return THROTTLED
+    if reason.startswith("broker:"):
+        return BROKER
     if "error id" in reason:
         return ERROR
     return REFUSED
@@ -47,7 +51,7 @@ def records(messages: Iterable[Outgoing], poison: bool = False) -> list[DeadLett
 
 def record(message: Outgoing, poison: bool = False) -> DeadLetterRecord:
     letter = DeadLetter(0, message.body, message.headers)
-    reason = str(message.headers.get(REASON_HEADER, ""))
+    reason = letter.reason  # the broker's own letters say theirs in x-death
     code = message.headers.get(CODE_HEADER)
     return DeadLetterRecord(
         message_id=message.message_id,

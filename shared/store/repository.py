@@ -987,13 +987,12 @@ class Store:
         with self._read() as s:
             return letter_index.audit_log(s, offset, limit)
 
-    def letters_to_drain(self, limit: int) -> list[str]:
-        """Up to `limit` ids of replayed or purged letters whose queue copy is not drained."""
+    def letter_states(self, message_ids: Collection[str]) -> dict[str, str]:
+        """The index's state of each of `message_ids` it holds (waiting, replayed, purged)."""
         with self._read() as s:
-            return list(s.scalars(select(DeadLetterRecord.message_id)
-                                  .where(DeadLetterRecord.state != LETTER_WAITING,
-                                         DeadLetterRecord.drained_at.is_(None))
-                                  .order_by(DeadLetterRecord.handled_at).limit(limit)))
+            rows = s.execute(select(DeadLetterRecord.message_id, DeadLetterRecord.state)
+                             .where(DeadLetterRecord.message_id.in_(list(message_ids))))
+            return {row[0]: row[1] for row in rows}
 
     def mark_drained(self, message_ids: Collection[str]) -> None:
         with self._tx() as s:
