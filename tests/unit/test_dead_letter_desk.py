@@ -189,3 +189,20 @@ def test_stuck_albums_show_what_each_image_waits_for(env: Env) -> None:
     assert re.search(r"its attempt to end \(lease\)", page)
     assert env.store.stuck_albums(timedelta(seconds=3600)) == []
     assert FAILED in {i.state for i in env.store.album(stuck_id).images}  # type: ignore[union-attr]
+
+
+def test_make_operator_gives_an_existing_user_the_role(tmp_path: Any,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from services.api.__main__ import create_user, make_operator
+    from services.api.settings import ApiSettings
+
+    settings = ApiSettings(_env_file=None,  # type: ignore[call-arg]
+                           database_url=f"sqlite:///{tmp_path}/cli.db")
+    create_user(settings, "eve@example.com")
+    assert '"role": "user"' in capsys.readouterr().out
+    make_operator(settings, "eve@example.com")
+    assert '"role": "operator"' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no user nobody@example.com"):
+        make_operator(settings, "nobody@example.com")
+    create_user(settings, "op@example.com", operator=True)
+    assert '"role": "operator"' in capsys.readouterr().out
