@@ -25,7 +25,11 @@ from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
 from shared.stale_letters import stale_letters
 from shared.store import Store
+from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
 from shared.store.views import LetterView
+
+#: Who the audit names for what the command line replays or purges.
+CLI_OPERATOR = "command line"
 
 #: A letter's work queue by the name its dead-queue header carries.
 _WORK_QUEUES = {queue.name: queue for queue in topology.WORK_QUEUES}
@@ -78,14 +82,28 @@ class Replayer:
                             [letter for letter in letters if letter.position not in stale])
 
         taken = dlq.take(_each(chosen), before_ack=send_back)
+        self._record(taken, LETTER_REPLAYED, dlq.name)
         return Replayed(len(taken), len(stale))
 
     def purge(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
-        return len(self.queue(queue).take(_each(chosen)))
+        dlq = self.queue(queue)
+        return self._record(dlq.take(_each(chosen)), LETTER_PURGED, dlq.name)
 
     def purge_stale(self, queue: str = "uploader") -> int:
         """Remove the letters that are stale (they would send nothing if replayed)."""
-        return len(self.queue(queue).take(lambda letters: self.stale(letters, queue)))
+        dlq = self.queue(queue)
+        return self._record(dlq.take(lambda letters: self.stale(letters, queue)),
+                            LETTER_PURGED, dlq.name)
+
+    def _record(self, taken: list[DeadLetter], state: str, queue: str) -> int:
+        """Mark what the command line took from the queue in the desk's index (and audit it),
+        so that the desk does not offer those letters again."""
+        ids = [letter.message_id for letter in taken if letter.message_id]
+        if ids:
+            action = "replay" if state == LETTER_REPLAYED else "purge"
+            self._store.settle_letters(ids, state, CLI_OPERATOR, action, f"queue {queue}")
+            self._store.mark_drained(ids)
+        return len(taken)
 
     def replay_indexed(self, letters: Sequence[LetterView]) -> Replayed:
         """Replay letters from the desk's index (the store's copy of each letter), reading no
