@@ -6,9 +6,11 @@ queue still holds a letter after its replay or purge (a replayed image's letter 
 `shared/stale_letters.py`). Each pass looks at up to `batch` letters from each dead-letter
 queue's head: a letter whose index row is replayed or purged is removed (and its row marked
 drained); one the index lacks (dead-lettered by the broker at the delivery limit, or poison
-indexed while the store was away) is indexed; the waiting ones are moved to the tail (a
-confirmed copy, then the ack), so the next pass looks at the next batch. Over passes the whole
-queue is covered; the queue never grows from the desk's actions.
+the consumer dead-lettered without the store) is indexed; the waiting ones are moved to the
+tail (a confirmed copy, then the ack), so the next pass looks at the next batch. Over passes
+the whole queue is covered; the queue never grows from the desk's actions. While the index
+holds no replayed or purged letter left to remove, a pass only looks at the head's batch (and
+indexes it) and moves nothing: a crash mid-move could leave a letter twice.
 """
 
 from __future__ import annotations
@@ -48,10 +50,13 @@ class DeadLetterDrain:
 
     def drain_once(self) -> Drained:
         removed = moved = indexed = 0
+        # Moving letters risks a duplicate (a crash between the copy's confirm and the ack):
+        # only when the desk left letters to remove; otherwise a pass only looks and indexes.
+        rotate = self._store.has_undrained_letters()
         for dlq in self._queues:
             found: list[int] = []
             gone, kept = dlq.sweep(self._batch, functools.partial(self._drop, dlq, found),
-                                   functools.partial(self._move, dlq))
+                                   functools.partial(self._move, dlq) if rotate else None)
             removed, moved, indexed = removed + gone, moved + kept, indexed + sum(found)
         if removed or indexed:
             log.info("dead-letter drain: removed %d replayed or purged letters, indexed %d",

@@ -40,12 +40,15 @@ class DeadLetterQueue:
             return [letter for letter, _ in picked]
 
     def sweep(self, limit: int, drop: Callable[[list[DeadLetter]], Collection[int]],
-              move: Callable[[list[DeadLetter]], None]) -> tuple[int, int]:
+              move: Callable[[list[DeadLetter]], None] | None) -> tuple[int, int]:
         """Look at up to `limit` letters from the head: remove those `drop` picks, and move the
         others to the tail (`move` publishes their copies, confirmed, before any letter is
-        acked), so that the next sweep looks at the next ones. Returns (removed, moved)."""
+        acked), so that the next sweep looks at the next ones. Returns (removed, moved).
+        Without `move`, only look: nothing is removed or moved."""
         with self._session(limit) as (channel, letters):
             positions = set(drop([letter for letter, _ in letters]))
+            if move is None:
+                return 0, 0
             kept = [letter for letter, _ in letters if letter.position not in positions]
             if kept:
                 move(kept)

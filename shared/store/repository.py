@@ -994,6 +994,13 @@ class Store:
                              .where(DeadLetterRecord.message_id.in_(list(message_ids))))
             return {row[0]: row[1] for row in rows}
 
+    def has_undrained_letters(self) -> bool:
+        """Whether a replayed or purged letter's queue copy is still to be removed."""
+        with self._read() as s:
+            return s.scalar(select(DeadLetterRecord.message_id)
+                            .where(DeadLetterRecord.state != LETTER_WAITING,
+                                   DeadLetterRecord.drained_at.is_(None)).limit(1)) is not None
+
     def mark_drained(self, message_ids: Collection[str]) -> None:
         with self._tx() as s:
             s.execute(update(DeadLetterRecord)

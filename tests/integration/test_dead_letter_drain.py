@@ -71,11 +71,14 @@ def test_a_pass_looks_at_its_batch_and_the_next_pass_at_the_next(
 
 def test_letters_the_index_lacks_get_indexed(sqlite_store: Store, amqp_url: str,
                                              publisher: Publisher) -> None:
-    """Poison the runtime dead-lettered with no store at hand: the drain indexes it."""
+    """Poison the runtime dead-lettered with no store at hand: the drain indexes it. With no
+    replayed or purged letter to remove, a pass only looks: nothing moves."""
     letter = dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "undecodable body", None, 1)
     publisher.publish([letter])
     drained = _drain(sqlite_store, amqp_url, publisher, 100).drain_once()
-    assert (drained.indexed, drained.moved) == (1, 1)
+    assert (drained.indexed, drained.moved, drained.removed) == (1, 0, 0)
+    assert [x.message_id for x in DeadLetterQueue(amqp_url, UPLOADS).browse()] == [
+        letter.message_id]
     indexed = sqlite_store.dead_letter(letter.message_id)
     assert indexed is not None and indexed.group == "poison"
     assert indexed.reason == "undecodable body"
