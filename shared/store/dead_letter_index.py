@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import topology
+from shared import messages, topology
 from shared.dead_letters import CODE_HEADER, QUEUE_HEADER, DeadLetter
 from shared.outgoing import Outgoing
 from shared.store.tables import LETTER_WAITING, AuditEntry, DeadLetterRecord
@@ -44,9 +44,9 @@ def group_name(kind: str, code: int | None) -> str:
     return f"{kind}: code {code}" if code is not None else kind
 
 
-def records(messages: Iterable[Outgoing], poison: bool = False) -> list[DeadLetterRecord]:
-    """The index rows of the dead letters among `messages` (the others are not letters)."""
-    return [record(m, poison) for m in messages if m.exchange == topology.DEAD_EXCHANGE]
+def records(outgoing: Iterable[Outgoing], poison: bool = False) -> list[DeadLetterRecord]:
+    """The index rows of the dead letters among `outgoing` (the others are not letters)."""
+    return [record(m, poison) for m in outgoing if m.exchange == topology.DEAD_EXCHANGE]
 
 
 def record(message: Outgoing, poison: bool = False) -> DeadLetterRecord:
@@ -59,7 +59,10 @@ def record(message: Outgoing, poison: bool = False) -> DeadLetterRecord:
         album_id=letter.album_id, image_id=letter.image_id,
         kind=kind_of(reason, poison or letter.album_id is None),
         code=code if isinstance(code, int) else None, reason=reason,
-        headers=dict(message.headers), body=message.body, state=LETTER_WAITING)
+        # A body over the messages' limit is poison that never decodes: the index keeps its
+        # head, enough to read; the queue keeps it whole.
+        headers=dict(message.headers), body=message.body[:messages.MAX_BODY_BYTES],
+        state=LETTER_WAITING)
 
 
 def groups(s: Session, offset: int, limit: int) -> list[LetterGroup]:

@@ -206,3 +206,10 @@ def test_make_operator_gives_an_existing_user_the_role(tmp_path: Any,
         make_operator(settings, "nobody@example.com")
     create_user(settings, "op@example.com", operator=True)
     assert '"role": "operator"' in capsys.readouterr().out
+
+
+def test_an_oversized_poison_body_is_kept_cut_to_the_messages_limit(env: Env) -> None:
+    letter = dead_letter(topology.IMAGE_UPLOADS, b"x" * (2 * 1024 * 1024), {}, "too big", None, 1)
+    env.store.index_dead_letters([letter], poison=True)
+    indexed = env.store.dead_letter(letter.message_id)
+    assert indexed is not None and len(indexed.body) == messages.MAX_BODY_BYTES
