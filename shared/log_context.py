@@ -12,13 +12,13 @@ with, so one id follows an album from its POST to its email.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from types import MappingProxyType
 from typing import Any
 
 from shared.retry_policy import attempt_of
@@ -33,26 +33,37 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}"
 #: Bodies past this are not parsed for ids (the consumer refuses them as poison anyway).
 _MAX_BODY = 64 * 1024
 
-_NOTHING: Mapping[str, Any] = MappingProxyType({})
-_bound: ContextVar[Mapping[str, Any]] = ContextVar("log_fields", default=_NOTHING)
+#: The layers bound, innermost last: fields, or a function that reads them when first asked
+#: (a delivery's ids cost a JSON parse, which a handler that logs nothing need not pay).
+_Layer = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+_bound: ContextVar[tuple[_Layer, ...]] = ContextVar("log_fields", default=())
 
 
 def current() -> Mapping[str, Any]:
     """The fields bound here now (empty outside a request or a handler)."""
-    return _bound.get()
+    fields: dict[str, Any] = {}
+    for layer in _bound.get():
+        fields.update(layer() if callable(layer) else layer)
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def trace_id() -> str | None:
-    value = _bound.get().get("trace_id")
+    value = current().get("trace_id")
     return str(value) if value is not None else None
 
 
-def bind(**fields: Any) -> Token[Mapping[str, Any]]:
+def bind(**fields: Any) -> Token[tuple[_Layer, ...]]:
     """Bind `fields` (those not None) on top of what is bound, until `unbind(token)`."""
-    return _bound.set({**_bound.get(), **{k: v for k, v in fields.items() if v is not None}})
+    return _bound.set((*_bound.get(), fields))
 
 
-def unbind(token: Token[Mapping[str, Any]]) -> None:
+def bind_lazily(read: Callable[[], Mapping[str, Any]]) -> Token[tuple[_Layer, ...]]:
+    """`bind` the fields `read` returns, read each time a line or a row asks (not cached: a
+    cache costs more to build than the few lines of a handler cost to read)."""
+    return _bound.set((*_bound.get(), read))
+
+
+def unbind(token: Token[tuple[_Layer, ...]]) -> None:
     _bound.reset(token)
 
 
@@ -60,6 +71,23 @@ def unbind(token: Token[Mapping[str, Any]]) -> None:
 def bound(**fields: Any) -> Iterator[None]:
     """`bind` for the duration of a block."""
     token = bind(**fields)
+    try:
+        yield
+    finally:
+        unbind(token)
+
+
+def bind_message(body: bytes, headers: Mapping[str, Any],
+                 message_id: str | None) -> Token[tuple[_Layer, ...]]:
+    """Bind the message's ids (`of_message`), read only if a line or a row asks for them."""
+    return bind_lazily(functools.partial(of_message, body, headers, message_id))
+
+
+@contextmanager
+def bound_to_message(body: bytes, headers: Mapping[str, Any],
+                     message_id: str | None) -> Iterator[None]:
+    """`bind_message` for the duration of a block."""
+    token = bind_message(body, headers, message_id)
     try:
         yield
     finally:

@@ -71,8 +71,7 @@ def _log_milestones(rows: Sequence[OutboxMessage], confirmed: Collection[int]) -
                                   and row.routing_key == topology.IMAGE_UPLOADS.routing_key):
             continue
         what = "dead letter" if row.exchange == topology.DEAD_EXCHANGE else row.routing_key
-        with log_context.bound(**log_context.of_message(row.body, row.headers,
-                                                        row.message_id)):
+        with log_context.bound_to_message(row.body, row.headers, row.message_id):
             log.info("outbox: sent %s", what)
 
 
