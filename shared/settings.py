@@ -37,6 +37,8 @@ class CommonSettings(BaseSettings):
     s3_bucket: str = "albums"
     # boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION itself.
     log_level: str = "INFO"
+    #: `json` (one object per line) or `text`; unset: text on a terminal, JSON otherwise.
+    log_format: Literal["json", "text"] | None = None
     #: The address each service's /metrics listens on (its port is the service's own
     #: *_METRICS_PORT, 0 = no /metrics). Loopback by default: the figures are for the operator's
     #: Prometheus, not for the users.
