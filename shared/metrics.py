@@ -25,7 +25,7 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import REGISTRY, Collector
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,13 @@ def count_fate(queue: str, outcome: str, code: int | None, seconds: float) -> No
     """One message's fate: a counter increment and an observation, nothing more."""
     JOBS.labels(queue, outcome, "" if code is None else str(code)).inc()
     JOB_SECONDS.labels(queue).observe(seconds)
+
+
+def forget_process(pid: int) -> None:
+    """In a multiprocess parent: a child exited, so its live gauges (the breaker) stop counting;
+    its counters stay in the sum."""
+    if figures := os.environ.get(MULTIPROC_DIR):
+        mark_process_dead(pid, figures)
 
 
 def serve(port: int, addr: str = "127.0.0.1", *extra: Collector) -> Any:

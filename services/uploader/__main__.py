@@ -108,7 +108,8 @@ def supervise(settings: UploaderSettings, stop: threading.Event) -> int:
         return process_pool.supervise(
             settings.uploader_processes, "services.uploader",
             {"UPLOADER_PROCESSES": "1", "UPLOADER_METRICS_PORT": "0",
-             metrics.MULTIPROC_DIR: figures}, stop, settings.shutdown_grace_s)
+             metrics.MULTIPROC_DIR: figures}, stop, settings.shutdown_grace_s,
+            on_exit=metrics.forget_process)
 
 
 def main() -> None:

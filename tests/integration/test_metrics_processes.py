@@ -61,3 +61,34 @@ def test_a_port_taken_leaves_the_process_running() -> None:
     finally:
         first[0].shutdown()
     assert metrics.serve(0) is None  # 0: no /metrics at all
+
+
+BREAKER = """
+import os
+from shared import metrics
+metrics.BREAKER_OPEN.set(1)
+metrics.count_fate("uploader.image-uploads", "done", None, 0.2)
+print(os.getpid())
+"""
+
+
+def test_a_process_gone_stops_holding_the_breaker_open_but_its_counts_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PATH": "/usr/bin:/bin", metrics.MULTIPROC_DIR: str(tmp_path)}
+    pid = int(subprocess.run([sys.executable, "-c", BREAKER], cwd=ROOT, env=env, check=True,
+                             timeout=60, capture_output=True, text=True).stdout)
+    monkeypatch.setenv(metrics.MULTIPROC_DIR, str(tmp_path))
+    port = free_port()
+    server, _thread = metrics.serve(port)
+    try:
+        def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            return samples(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+
+        assert scrape()[("albums_circuit_breaker_open", ())] == 1
+        metrics.forget_process(pid)
+        after = scrape()
+    finally:
+        server.shutdown()
+    assert after.get(("albums_circuit_breaker_open", ()), 0) == 0
+    assert after[("albums_jobs_total", (("code", ""), ("outcome", "done"),
+                                        ("queue", "uploader.image-uploads")))] == 1
