@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared import topology
 from shared.amqp_urls import split_urls
 from shared.redaction import redact_url
 
@@ -86,6 +87,10 @@ class CommonSettings(BaseSettings):
     def _delays_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or any(delay <= 0 for delay in value):
             raise ValueError("RETRY_DELAYS needs at least one positive number of seconds")
+        if max(value) > topology.MAX_RETRY_DELAY_S:
+            # Tier names hold five digits (they sort), and the longest twin is x1.25.
+            raise ValueError(f"RETRY_DELAYS: each delay is at most {topology.MAX_RETRY_DELAY_S}"
+                             f" seconds (got {max(value)})")
         return value
 
     @model_validator(mode="after")
