@@ -34,6 +34,9 @@ class CommonSettings(BaseSettings):
     #: One broker node, or several separated by commas (a cluster): see `shared/amqp_urls.py`.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     database_url: str = "sqlite:///var/albums.db"
+    #: Where the uploader's and the notifier's /healthz and /readyz listen (their ports are
+    #: UPLOADER_HEALTH_PORT, NOTIFIER_HEALTH_PORT); 0.0.0.0 in a container.
+    health_host: str = "127.0.0.1"
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "albums"
     # boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION itself.

@@ -6,8 +6,9 @@ What an operator sees in the management UI:
   ``image.upload`` -> ``uploader.image-uploads``, ``album.settled`` -> ``notifier.album-settled``,
   ``feed.post`` -> ``uploader.feed-posts``.
 - ``albums.retry`` (direct) holds failed messages for a while: one TTL queue per delay tier,
-  ``<work queue>.retry.<seconds, 5 digits>s`` (``.retry.00005s``, so they sort), each dead-lettering back into ``albums.work``. Every
-  configured delay has a jittered twin tier (x1.25), so retries of a burst spread out.
+  ``<work queue>.retry.<seconds in 5 digits>s`` (``.retry.00005s``: they sort by delay), each
+  dead-lettering back into ``albums.work``. Every configured delay has a jittered twin tier
+  (x1.25), so retries of a burst spread out.
 - ``albums.dead`` (direct) keeps what will never succeed, with its reason in the headers:
   ``<work queue>.dead``. Nothing expires there; a full dead-letter queue refuses new ones loudly.
 

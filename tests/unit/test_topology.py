@@ -6,7 +6,8 @@ def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters():
     assert set(specs) == {
         f"{queue}{suffix}"
         for queue in ("uploader.image-uploads", "notifier.album-settled", "uploader.feed-posts")
-        for suffix in ("", ".retry.00005s", ".retry.00007s", ".retry.00030s", ".retry.00038s", ".dead")
+        for suffix in ("", ".retry.00005s", ".retry.00007s", ".retry.00030s", ".retry.00038s",
+                       ".dead")
     }
 
 
