@@ -44,6 +44,9 @@ class FakeOutbox:
     def publish_committed(self, rows: list[Any]) -> bool:
         return self.publish(rows)
 
+    def broker_connected(self, wait_s: float) -> bool:
+        return True
+
 
 class FakeReplayer:
     """Re-opens like the real one; the dead-letter queue it would also empty is the broker's."""
