@@ -16,9 +16,10 @@ from shared.readiness import Check, readiness_body
 log = logging.getLogger(__name__)
 
 
-def serve(host: str, port: int, checks: Mapping[str, Check]) -> ThreadingHTTPServer:
+def serve(host: str, port: int, checks: Mapping[str, Check]) -> ThreadingHTTPServer | None:
     """Start serving in a daemon thread; the caller may `shutdown()` it (a process's exit
-    ends it anyway). Raises OSError if the port is taken."""
+    ends it anyway). None, logged, if the port cannot be bound: the service's work matters more
+    than its probe, and a probe that finds no server says so loudly enough."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -41,7 +42,12 @@ def serve(host: str, port: int, checks: Mapping[str, Check]) -> ThreadingHTTPSer
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # a probe every few seconds would drown the service's own log
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        log.error("health NOT served on %s:%d (%s); the service runs on without /healthz and"
+                  " /readyz", host, port, exc)
+        return None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     log.info("health on http://%s:%d/healthz and /readyz", host, server.server_address[1])

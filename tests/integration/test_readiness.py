@@ -142,3 +142,17 @@ def test_the_notifier_serves_healthz_and_readyz(proxies, amqp_url, postgres_url,
                   {**_env(amqp_url, postgres_url, proxies), "SMTP_PORT": str(free_port()),
                    "NOTIFY_ID": uuid.uuid4().hex}, tmp_path) as get:
         _check_each_dependency(get, proxies)
+
+
+def test_a_taken_health_port_is_logged_and_the_service_runs_on(caplog):
+    from shared import health_server
+
+    first = health_server.serve("127.0.0.1", 0, {})
+    assert first is not None
+    try:
+        taken = first.server_address[1]
+        assert health_server.serve("127.0.0.1", taken, {}) is None
+        assert f"health NOT served on 127.0.0.1:{taken}" in caplog.text
+    finally:
+        first.shutdown()
+        first.server_close()
