@@ -34,7 +34,7 @@ from shared.store import (
 )
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
-from . import json_body, rate_limits, security_headers
+from . import json_body, rate_limits, request_trace, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
@@ -131,6 +131,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.session_interface = SessionCookies(settings)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       PERMANENT_SESSION_LIFETIME=lifetime(settings))
+    request_trace.install(app)
     security_headers.install(app, settings)
     rate_limits.init_app(app, settings)
     app.register_blueprint(api)
@@ -244,6 +245,10 @@ def publish_album() -> Any:
         return _error(409, exc.reason)
     except QuotaExceeded as exc:
         raise quota_refusal(exc) from None
+    log.info("album %s accepted: %d images, %s", created.album_id, len(album.images),
+             "a replay of its first request" if created.replayed else
+             ("queued" if queued else "left to the outbox relay"),
+             extra={"album_id": created.album_id})
     location = url_for("api.get_album", album_id=created.album_id)
     body = {"id": created.album_id, "title": album.title, "state": "publishing",
             "images": len(album.images), "queued": queued, "status_url": location}

@@ -32,7 +32,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from shared import album_rules, fencing, messages, topology
+from shared import album_rules, fencing, log_context, messages, topology
 from shared.outgoing import Outgoing
 from shared.store import daily_quota
 from shared.store.db_clock import utc_now
@@ -950,7 +950,7 @@ def _upload_row(image: Image) -> OutboxMessage:
     """The message that asks for an image to be uploaded, after its latest attempt."""
     row = _outbox_row(messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id,
                                                     key=image.key), topology.IMAGE_UPLOADS)
-    row.headers = {fencing.FENCE_HEADER: image.attempts}
+    row.headers = {**row.headers, fencing.FENCE_HEADER: image.attempts}
     return row
 
 
@@ -1021,7 +1021,7 @@ def _resend(image: Image, now: datetime) -> None:
 def _row(message: Outgoing) -> OutboxMessage:
     return OutboxMessage(exchange=message.exchange, routing_key=message.routing_key,
                          message_id=message.message_id, body=message.body,
-                         headers=dict(message.headers))
+                         headers=log_context.stamp(message.headers))
 
 
 def _images(s: Session, album_id: str) -> list[Image]:
