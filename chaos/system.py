@@ -120,6 +120,8 @@ class System:
             "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.proxies["smtp"].port),
             "API_HOST": "127.0.0.1", "API_PORT": str(self.ports["api"]),
             "APP_BASE_URL": self.api_url,
+            # No health ports: the harness runs and restarts several of each on one machine.
+            "UPLOADER_HEALTH_PORT": "0", "NOTIFIER_HEALTH_PORT": "0",
         }
 
     # -- life cycle ----------------------------------------------------------------------------

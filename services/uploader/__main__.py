@@ -12,7 +12,7 @@ import sys
 import threading
 from datetime import timedelta
 
-from shared import process_pool, s3, topology
+from shared import health_server, process_pool, s3, topology
 from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
 from shared.broker.dead_letter_queue import DeadLetterQueue
@@ -20,6 +20,7 @@ from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
+from shared.readiness import service_checks
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 from shared.token_cipher import cipher_from_setting
@@ -39,8 +40,10 @@ from .throttle_gate import ThrottleGate
 def consume(settings: UploaderSettings) -> None:
     stop = stop_on_signals()
     if settings.uploader_processes > 1:
+        # Each child would bind the same health port: the children serve none (README).
         sys.exit(process_pool.supervise(settings.uploader_processes, "services.uploader",
-                                        {"UPLOADER_PROCESSES": "1"}, stop,
+                                        {"UPLOADER_PROCESSES": "1",
+                                         "UPLOADER_HEALTH_PORT": "0"}, stop,
                                         settings.shutdown_grace_s))
     store = Store(settings.database_url)
     store.create_schema()
@@ -91,6 +94,9 @@ def consume(settings: UploaderSettings) -> None:
     consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
                         on_connect=TopologyDeclarer.from_settings(settings),
                         grace_s=settings.shutdown_grace_s, publisher=publisher)
+    if settings.uploader_health_port:
+        health_server.serve(settings.health_host, settings.uploader_health_port, service_checks(
+            store, [(topology.IMAGE_UPLOADS.name, consumer), (topology.FEED_POSTS.name, posts)]))
     consumer.run(stop)
     posting.join()
     publisher.close()
