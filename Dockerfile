@@ -21,7 +21,7 @@ WORKDIR /app
 # package directories are empty stand-ins here: this step only resolves pyproject.toml's
 # dependencies; the code is copied below and runs from /app (`python -m` puts the working
 # directory first on sys.path).
-# The "stand-ins" extra brings moto[server] (the S3 stand-in), aiosmtpd (the mail catcher) and waitress;
+# The "stand-ins" extra brings moto[server] (the S3 stand-in) and aiosmtpd (the mail catcher);
 # a production-only image would install "." alone.
 COPY pyproject.toml ./
 RUN mkdir -p shared services dev \

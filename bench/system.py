@@ -66,6 +66,9 @@ class System:
             FACEBOOK_PAGE_ID=PAGE_ID, FACEBOOK_PAGE_TOKEN=PAGE_TOKEN,
             API_PORT=str(self.ports["api"]), RETRY_DELAYS="1,2,5", MAX_ATTEMPTS="4",
             SHUTDOWN_GRACE_S="5", LOG_LEVEL="INFO",
+            # At least the largest total concurrency a row runs (P3: 20), so that a lone album
+            # uses every upload; a row about turns between albums sets its own.
+            ALBUM_WINDOW="20",
         )
         self.env.update(env)
         self.api_url = f"http://127.0.0.1:{self.ports['api']}"
@@ -87,9 +90,8 @@ class System:
             wait_for(functools.partial(answers, self.ports[name]), 30, what=f"{name} to listen")
         self.s3().create_bucket(Bucket=BUCKET)
 
-    def start_api(self, workers: int = 2, threads: int = 8) -> None:
-        self.start("api", PY, "-m", "services.api", API_WORKERS=str(workers),
-                   API_THREADS=str(threads))
+    def start_api(self, threads: int = 16) -> None:
+        self.start("api", PY, "-m", "services.api", API_THREADS=str(threads))
         wait_for(self._api_healthy, 60, what="the API")
 
     def start_uploader(self, concurrency: int = 4, processes: int = 1) -> Proc:

@@ -39,7 +39,7 @@ _MAIN_QUEUES = {"uploader": topology.IMAGE_UPLOADS.name, "notifier": topology.AL
 BASE_SETTINGS = {
     "RETRY_DELAYS": "1,2,4", "MAX_ATTEMPTS": "12", "DELIVERY_LIMIT": "20",
     "UPLOADER_CONCURRENCY": "4", "NOTIFIER_CONCURRENCY": "2", "SHUTDOWN_GRACE_S": "2",
-    "API_WORKERS": "2", "API_THREADS": "8", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+    "API_THREADS": "16", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
     # Graph calls end within 15 s here (the slowest row holds a photo 8 s), so an attempt of a
     # killed uploader is over (or on Facebook) well before its image is looked at again.
     "GRAPH_TIMEOUT_S": "15",

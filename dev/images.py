@@ -35,3 +35,14 @@ def png_of_size(approx_bytes: int, seed: int = 0) -> bytes:
     """A noise PNG of roughly `approx_bytes` (within a few KB)."""
     side = max(1, int((approx_bytes / 3) ** 0.5))
     return png(side, side, seed=seed, noise=True)
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A black RGB PNG of width x height that is tiny on disk and huge once decoded: what a
+    decompression bomb looks like (12000 x 13000 is about 2 MB here, 468 MB of pixels)."""
+    deflate = zlib.compressobj(1)  # level 1: zeros still shrink ~200x, and quickly
+    row = b"\x00" * (1 + width * 3)
+    body = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", body) + _chunk(
+        b"IEND", b"")

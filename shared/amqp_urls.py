@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
+from shared.redaction import redact_url
+
 _SCHEMES = ("amqp", "amqps")
 
 
@@ -42,7 +44,7 @@ def _with_first(entry: str, first: str) -> str:
 
 def _checked(url: str, position: int) -> str:
     parts = urlsplit(url)
-    where = f"AMQP_URL entry {position} ({_without_password(url)!r})"
+    where = f"AMQP_URL entry {position} ({redact_url(url)!r})"
     if parts.scheme not in _SCHEMES:
         raise BadAmqpUrl(f"{where}: must start with amqp:// or amqps://")
     try:
@@ -52,16 +54,6 @@ def _checked(url: str, position: int) -> str:
     if not parts.hostname:
         raise BadAmqpUrl(f"{where}: names no host")
     return url
-
-
-def _without_password(url: str) -> str:
-    """The URL as an error message may show it."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user_host = parts.netloc.rpartition("@")
-    user = user_host[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{user_host[2]}"))
 
 
 def node_label(url: str) -> str:

@@ -30,7 +30,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from shared import messages, retry_policy, topology
+from shared import error_ids, messages, retry_policy, topology
 from shared.dead_letters import dead_letter
 from shared.outages import is_outage
 from shared.outcomes import Busy, Outcome, Transient
@@ -192,9 +192,9 @@ def _poison(route: Route[M], delivery: Delivery, reason: str, attempt: int) -> F
 
 def _bug(route: Route[M], delivery: Delivery, message: M, attempt: int,
          exc: Exception) -> Fate:
-    log.error("%s: the handler failed unexpectedly; the attempt counts", route.queue.name,
-              exc_info=exc)
-    failure = Transient(f"internal error ({type(exc).__name__})")
+    error_id = error_ids.logged(log, f"{route.queue.name}: the handler failed unexpectedly; "
+                                     "the attempt counts", exc, logging.ERROR)
+    failure = Transient(f"{error_ids.INTERNAL} (error id {error_id})")
     try:
         return _after_failure(route, delivery, message, attempt, failure)
     except Exception as hook_exc:  # noqa: BLE001 - a hook failed too
@@ -202,10 +202,10 @@ def _bug(route: Route[M], delivery: Delivery, message: M, attempt: int,
             return _outage(route, delivery, attempt, hook_exc)
         # A hook that fails on its own would circle the tiers for ever: dead-letter the
         # message here, with both reasons, for an operator to replay once it is fixed.
-        log.error("%s: the service's hook failed too; dead-lettering the message",
-                  route.queue.name, exc_info=hook_exc)
-        reason = (f"internal error ({type(exc).__name__}), and recording it failed "
-                  f"({type(hook_exc).__name__})")
+        hook_id = error_ids.logged(log, f"{route.queue.name}: the service's hook failed too; "
+                                   "dead-lettering the message", hook_exc, logging.ERROR)
+        reason = (f"{error_ids.INTERNAL} (error id {error_id}), and recording it failed "
+                  f"(error id {hook_id})")
         return Fate("dead", (dead_letter(route.queue, delivery.body, delivery.headers, reason,
                                          None, attempt),))
 

@@ -18,6 +18,15 @@ class PoisonMessage(ValueError):
     """A body that can never be processed: it goes to the dead letters on its first delivery."""
 
 
+class MessageMismatch(PoisonMessage):
+    """A message naming something other than what the store holds (forged by whoever may
+    publish, or a bug): the store owns keys, albums and outcomes, so it can never be processed
+    as it says. Dead-lettered with its reason, and nothing it names is changed."""
+
+    def __init__(self, what: str, differs: str) -> None:
+        super().__init__(f"message does not match the stored {what}: {differs}")
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

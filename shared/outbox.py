@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -61,7 +61,12 @@ def sort_outcomes(rows: Sequence[OutboxMessage],
 
 class Outbox:
     def __init__(self, store: Store, publisher: Publisher, timeout_s: float = 10.0,
-                 grace: timedelta = DEFAULT_GRACE) -> None:
+                 grace: timedelta = DEFAULT_GRACE,
+                 relays: Collection[str] | None = None) -> None:
+        """`relays`: the exchanges whose rows this process's relay sends (None: all). The
+        API's broker user may write to the work exchange only, so it leaves the uploader's
+        dead letters to the uploader's relay rather than have the broker refuse them."""
+        self._relays = relays
         self._store = store
         self._grace = grace
         self._publisher = publisher
@@ -106,7 +111,7 @@ class Outbox:
 
     def relay_once(self) -> int:
         """One round: publish the rows due; returns how many were confirmed."""
-        rows = self._store.claim_unpublished(self._grace, _LEASE)
+        rows = self._store.claim_unpublished(self._grace, _LEASE, exchanges=self._relays)
         if not rows:
             return 0
         outcomes = self._send(rows)

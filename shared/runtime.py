@@ -1,14 +1,10 @@
-"""Process plumbing the services share: logging, signals, and the wait for a broker."""
+"""Process plumbing the services share: logging and signals."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-
-from shared.broker.connection import declare_topology
-from shared.broker.errors import BrokerError
-from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +26,3 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, _handle)
     signal.signal(signal.SIGINT, _handle)
     return stop
-
-
-def try_declare(settings: CommonSettings) -> bool:
-    """Declare the topology once; False (logged) if the broker is not reachable now."""
-    try:
-        declare_topology(settings)
-        return True
-    except BrokerError as exc:
-        log.warning("broker not reachable (%r); the topology is declared later", exc)
-        return False

@@ -6,17 +6,29 @@ default everywhere, and nothing is repeated across services.
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.amqp_urls import split_urls
+from shared.redaction import redact_url
+
+#: Settings whose value is a URL that may carry a password: printed with it redacted. They
+#: stay plain strings (not SecretStr) because pika and SQLAlchemy take them as they are, in
+#: every service, and their host and port are what an operator needs to see.
+_URLS_WITH_PASSWORDS = frozenset({"amqp_url", "database_url", "rabbitmq_management_url"})
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # A refused value is not echoed back: it may be a password, or a URL holding one.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
+
+    #: What kind of deployment this is, the same for every process. `production` refuses to
+    #: start with a secret left to its local default (each service lists its own:
+    #: `production_problems`); `local` (`make run`, the tests) makes them up under var/.
+    app_env: Literal["local", "production"] = "local"
 
     #: One broker node, or several separated by commas (a cluster): see `shared/amqp_urls.py`.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -89,6 +101,29 @@ class CommonSettings(BaseSettings):
             self.rabbitmq_management_user = unquote(parts.username or "guest")
         if not self.rabbitmq_management_password.get_secret_value():
             self.rabbitmq_management_password = SecretStr(unquote(parts.password or "guest"))
+        return self
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in _URLS_WITH_PASSWORDS and value else value
+
+    def production_problems(self) -> list[str]:
+        """What this service may not run in production with, each naming its setting."""
+        return []
+
+    def token_keys_problems(self) -> list[str]:
+        """For the services that seal or open Page tokens: a key must be set, not made up."""
+        if self.token_encryption_keys.get_secret_value().strip():
+            return []
+        return ["TOKEN_ENCRYPTION_KEYS must be set (the local key under var/ is for local "
+                "runs only)"]
+
+    @model_validator(mode="after")
+    def _safe_for_production(self) -> Self:
+        # At construction, so no process of a production deployment starts without them.
+        problems = self.production_problems() if self.app_env == "production" else []
+        if problems:
+            raise ValueError("APP_ENV=production refuses to start: " + "; ".join(problems))
         return self
 
     @property

@@ -2,19 +2,20 @@
 
 The first key encrypts; every key decrypts (MultiFernet), so a new key goes first, the old one
 stays until `rotate` has re-encrypted what it sealed, then leaves. A local run with no key set
-gets one generated under `var/`, as the session key is derived locally: fine for a demo, never
-for production.
+gets one generated under `var/` (shared/local_secrets.py): fine for a demo; production refuses
+to start without TOKEN_ENCRYPTION_KEYS (APP_ENV).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from shared.local_secrets import LOCAL_DIR, local_secret
+
 #: Where a local run keeps the key it generated when TOKEN_ENCRYPTION_KEYS is empty.
-LOCAL_KEY_FILE = Path("var/token-encryption.key")
+LOCAL_KEY_FILE = LOCAL_DIR / "token-encryption.key"
 
 
 class TokenCipherError(ValueError):
@@ -59,19 +60,4 @@ def cipher_from_setting(keys: str, local_key_file: Path = LOCAL_KEY_FILE) -> Tok
 
 
 def _local_key(path: Path) -> str:
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written whole to a file of our own, then linked into place, which fails if another
-    # process got there first: the services started together agree on the first key made.
-    draft = path.with_name(f"{path.name}.{os.getpid()}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(Fernet.generate_key().decode())
-    try:
-        os.link(draft, path)
-    except FileExistsError:
-        pass
-    finally:
-        draft.unlink()
-    return path.read_text().strip()
+    return local_secret(path, lambda: Fernet.generate_key().decode())

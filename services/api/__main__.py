@@ -1,44 +1,26 @@
-"""python -m services.api [serve] | create-user EMAIL"""
+"""python -m services.api [serve] | create-user EMAIL | rotate-token EMAIL"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
-from gunicorn.app.base import BaseApplication
+from pydantic import ValidationError
 
-from shared.runtime import setup_logging, try_declare
+from shared.runtime import setup_logging
 from shared.store import Store
 
+from . import server
 from .app import create_app
 from .settings import ApiSettings
-
-
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: ApiSettings) -> None:
-        self._settings = settings
-        super().__init__()
-
-    def load_config(self) -> None:
-        s = self._settings
-        options = {"bind": f"{s.api_host}:{s.api_port}", "workers": s.api_workers,
-                   "threads": s.api_threads, "worker_class": "gthread",
-                   "accesslog": "-", "graceful_timeout": 10, "timeout": 60}
-        for key, value in options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return create_app(self._settings)
 
 
 def serve(settings: ApiSettings) -> None:
     setup_logging(settings.log_level)
     Store(settings.database_url).create_schema()
-    # Declared before serving so the first publish finds its queues. The API serves without a
-    # broker too: albums wait in the outbox until it is back (the consumers declare then).
-    try_declare(settings)
-    _Gunicorn(settings).run()
+    # No declare: the uploader owns the topology, so the API's broker user needs no configure
+    # right. Until the uploader first declared it, albums wait in the outbox (unroutable).
+    server.serve(create_app(settings), settings)
 
 
 def create_user(settings: ApiSettings, email: str) -> None:
@@ -49,16 +31,36 @@ def create_user(settings: ApiSettings, email: str) -> None:
                       "prefix": user.prefix}))
 
 
+def rotate_token(settings: ApiSettings, email: str) -> None:
+    """A new token for an existing user: the old one and every signed-in browser stop working."""
+    store = Store(settings.database_url)
+    store.create_schema()
+    rotated = store.rotate_token(email)
+    if rotated is None:
+        raise SystemExit(f"no user {email}: create it with create-user")
+    user, token = rotated
+    print(json.dumps({"id": user.id, "email": user.email, "token": token,
+                      "prefix": user.prefix}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m services.api")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve HTTP on API_PORT (the default)")
     create = commands.add_parser("create-user", help="create a user; prints its token")
     create.add_argument("email")
+    rotate = commands.add_parser("rotate-token", help="a new token for a user; signs them out")
+    rotate.add_argument("email")
     args = parser.parse_args()
-    settings = ApiSettings()
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        # A setting refused (production without its secrets): its reason, not a traceback.
+        raise SystemExit(f"settings refused: {exc}") from None
     if args.command == "create-user":
         create_user(settings, args.email)
+    elif args.command == "rotate-token":
+        rotate_token(settings, args.email)
     else:
         serve(settings)
 

@@ -1,7 +1,7 @@
 """The API: publish an album (answering at once), follow its progress, list the caller's images.
 
 `create_app` is the composition root; the broker connection and the outbox relay start lazily,
-in each gunicorn worker after the fork.
+on first need.
 """
 
 from __future__ import annotations
@@ -10,15 +10,14 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, url_for
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
-from shared import s3
+from shared import error_ids, s3, topology
 from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
 from shared.destinations import post_url
@@ -27,10 +26,13 @@ from shared.replay import Replayer
 from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
+from . import json_body, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
+from .sessions import SessionCookies, lifetime
 from .settings import ApiSettings
+from .thumbnails import Thumbnails
 from .validation import AlbumRequest, InvalidAlbum, parse_album
 
 log = logging.getLogger(__name__)
@@ -50,13 +52,16 @@ class Services:
         self._s3: Any = None
         self._page_albums: PageAlbums | None = None
         self._cipher: TokenCipher | None = None
+        self._thumbnails: Thumbnails | None = None
         self._stop = threading.Event()
 
     @property
     def outbox(self) -> Outbox:
         with self._lock:
             if self._outbox is None:
-                self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url))
+                # The API's broker user writes to the work exchange only (docs/broker-users.md).
+                self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url),
+                                      relays=(topology.WORK_EXCHANGE,))
                 self._outbox.start_relay(self._stop)
             return self._outbox
 
@@ -81,6 +86,16 @@ class Services:
             return self._page_albums
 
     @property
+    def thumbnails(self) -> Thumbnails:
+        with self._lock:
+            if self._thumbnails is None:
+                s = self.settings
+                self._thumbnails = Thumbnails(renders=s.api_thumbnail_renders,
+                                              wait_s=s.api_thumbnail_wait_s,
+                                              max_pixels=s.api_thumbnail_max_pixels)
+            return self._thumbnails
+
+    @property
     def s3(self) -> Any:
         with self._lock:
             if self._s3 is None:
@@ -93,14 +108,17 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     store = store or Store(settings.database_url)
     store.create_schema()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    # The server refuses a larger body before reading it; this catches what reaches the app
+    # another way (the test client, a chunked body).
+    app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
     app.extensions["services"] = Services(settings, store)
-    # The web pages' signed session cookie (the JSON API uses bearer tokens, not cookies).
+    # The web pages' signed session cookie (the JSON API uses bearer tokens, not cookies):
+    # named, flagged and checked in services/api/sessions.py.
     app.secret_key = settings.session_secret()
-    app.config.update(SESSION_COOKIE_NAME="albums_session", SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_SECURE=settings.api_cookie_secure,
-                      PERMANENT_SESSION_LIFETIME=timedelta(days=settings.api_session_days))
+    app.session_interface = SessionCookies(settings)
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      PERMANENT_SESSION_LIFETIME=lifetime(settings))
+    security_headers.install(app, settings)
     app.register_blueprint(api)
     from .web import web  # imported here: web.py builds on this module
 
@@ -109,6 +127,8 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
 
     app.register_blueprint(connect)
     app.register_error_handler(HTTPException, _http_error)
+    # By its code, so that it also serves the web pages (their handler is for HTTPException).
+    app.register_error_handler(InternalServerError, _internal_error)
     app.register_error_handler(DBAPIError, _store_unavailable)
     return app
 
@@ -127,6 +147,17 @@ def _error(status: int, reason: str, details: list[str] | None = None) -> tuple[
 
 def _http_error(exc: HTTPException) -> tuple[Any, int]:
     return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _internal_error(exc: InternalServerError) -> tuple[Any, int]:
+    """A bug of ours: the detail goes to the log under an error id, the caller gets the id."""
+    error_id = error_ids.logged(log, f"{request.method} {request.path} failed",
+                                exc.original_exception or exc, logging.ERROR)
+    reason = f"{error_ids.INTERNAL} (error id {error_id}); try again, or quote the id to support"
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+        return jsonify({"error": reason, "error_id": error_id}), 500
+    return render_template("error.html", status=500, title="Something went wrong",
+                           message=reason[:1].upper() + reason[1:] + "."), 500
 
 
 def _store_unavailable(exc: DBAPIError) -> tuple[Any, int]:
@@ -166,8 +197,11 @@ def publish_album() -> Any:
     if not request.is_json:
         return _error(415, "send a JSON body with Content-Type: application/json")
     try:
-        album = parse_album(request.get_json(silent=True), user.prefix,
-                            services.settings.max_album_images)
+        payload = json_body.parse(request.get_data(cache=False))
+    except json_body.UnreadableBody as exc:
+        return _error(400, exc.reason)
+    try:
+        album = parse_album(payload, user.prefix, services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
     refused = check_destination(services, user.id, album)
@@ -256,17 +290,19 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
     page_id = target_page(services, user_id)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     destination = (album.destination.kind, album.destination.id)
+    window = services.settings.album_window
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
                                                      album.images, album.captions,
                                                      album.description, page_id=page_id,
-                                                     destination=destination)
+                                                     destination=destination, window=window)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
                                                    album.notify_email, album.images,
                                                    album.captions, album.description,
-                                                   page_id=page_id, destination=destination)
+                                                   page_id=page_id, destination=destination,
+                                                   window=window)
     return created, outbox.publish_committed(created.rows)
 
 

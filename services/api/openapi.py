@@ -6,7 +6,10 @@ from typing import Any
 
 _error = {"type": "object", "required": ["error"],
           "properties": {"error": {"type": "string"},
-                         "details": {"type": "array", "items": {"type": "string"}}}}
+                         "details": {"type": "array", "items": {"type": "string"}},
+                         "error_id": {"type": "string", "description": (
+                             "on a 500: a short id the server logged with the full detail; "
+                             "quote it to support")}}}
 _image = {"type": "object", "properties": {
     "key": {"type": "string"},
     "state": {"enum": ["queued", "uploading", "retrying", "uploaded", "failed"]},
@@ -35,6 +38,10 @@ _destination = {"type": "object", "required": ["kind"], "additionalProperties": 
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(code): {"description": "error", "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}} for code in codes}
+
+
+def _error_as(code: int, description: str) -> dict[str, Any]:
+    return {str(code): {**_errors(code)[str(code)], "description": description}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -72,9 +79,13 @@ SPEC: dict[str, Any] = {
                     "type": "object", "required": ["title", "images"],
                     "additionalProperties": False,
                     "properties": {
-                        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "title": {"type": "string", "minLength": 1, "maxLength": 200,
+                                  "description": "one line: no control characters, no bidi "
+                                                 "embeddings, overrides or isolates"},
                         "description": {"type": "string", "maxLength": 1000,
-                                        "description": "the album's description on Facebook"},
+                                        "description": "the album's description on Facebook; "
+                                        "no control characters but line breaks and tabs, no "
+                                        "bidi embeddings, overrides or isolates"},
                         "images": {"type": "array", "minItems": 1, "maxItems": 200,
                                    "items": {"oneOf": [
                                        {"type": "string", "description": "an object key"},
@@ -85,15 +96,22 @@ SPEC: dict[str, Any] = {
                                             "caption": {
                                                 "type": "string", "maxLength": 1000,
                                                 "description": "the photo's caption on "
-                                                "Facebook; no control characters but line "
-                                                "breaks and tabs"}}}]}},
+                                                "Facebook; as the album's description"}}}]}},
                         "notify_email": {"type": "string", "format": "email"},
                         "destination": _destination}}}}},
                 "responses": {"202": _json({"type": "object"}, "accepted (or, for a repeated "
                                                                "Idempotency-Key, accepted "
                                                                "before)"),
                               # 409: no Facebook Page to publish to (connect or reconnect one).
-                              **_errors(400, 401, 409, 413, 415, 422, 503)},
+                              **_errors(401, 409, 413, 415, 503),
+                              **_error_as(400, "the body is not valid JSON (or not UTF-8), "
+                                          "nests arrays and objects more than 32 deep, or the "
+                                          "Idempotency-Key is malformed: `error` says which"),
+                              **_error_as(422, "well-formed JSON that fails validation: "
+                                          "`details` names each field and why (a refused "
+                                          "character by its code point, e.g. U+202E)"),
+                              **_error_as(500, "an unexpected error: `error_id` is logged "
+                                          "with its detail")},
             },
             "get": {"summary": "The caller's albums, newest first",
                     "responses": {"200": _json({"type": "object"}, "albums"), **_errors(401)}},

@@ -6,10 +6,15 @@ the single-tenant one); this is the one place the API asks Facebook for albums.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from services.uploader.graph_client import GraphClient
+from services.uploader.failures import graph_text
+from services.uploader.graph_client import GraphClient, GraphError, GraphNetworkError
+from shared import error_ids
 from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
 
 #: A user picks from a list: albums past this many are not offered.
 _MAX_ALBUMS = 500
@@ -35,10 +40,20 @@ class PageAlbums:
                 if len(found) >= _MAX_ALBUMS:
                     break
             return found
-        except Exception as exc:  # whatever went wrong, the caller answers 503 with it
-            raise PageUnavailable(f"Facebook did not list the Page's albums: {exc}") from exc
+        except Exception as exc:  # whatever went wrong, the caller answers 503 with why
+            raise PageUnavailable(f"Facebook did not list the Page's albums: {_why(exc)}"
+                                  ) from exc
         finally:
             graph.close()
 
     def has(self, page_id: str, token: str, album_id: str) -> bool:
         return any(album["id"] == album_id for album in self.albums(page_id, token))
+
+
+def _why(exc: Exception) -> str:
+    """Facebook's own reason, or plain words and an error id (the detail is logged)."""
+    if isinstance(exc, GraphNetworkError):
+        return f"could not reach Facebook ({exc.cause})"
+    if isinstance(exc, GraphError):
+        return graph_text(exc) if exc.code is not None else f"HTTP {exc.http_status}"
+    return error_ids.plain(error_ids.INTERNAL, log, exc, logging.ERROR)

@@ -1,26 +1,53 @@
+"""The API's settings (on top of those every service reads, shared/settings.py): how it serves
+and bounds its clients, its pages, its thumbnails."""
+
 from __future__ import annotations
 
-import hashlib
+import secrets
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from shared.local_secrets import LOCAL_DIR, local_secret
 from shared.settings import CommonSettings
+
+#: Where a local run keeps the session key it made when API_SECRET_KEY is empty.
+LOCAL_SESSION_KEY_FILE = LOCAL_DIR / "session-secret.key"
+#: The Graph simulator's app secret: known to everyone, so refused in production.
+SIMULATOR_APP_SECRET = "sim-app-secret"
 
 
 class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    #: gunicorn processes and threads per process.
-    api_workers: int = Field(default=2, ge=1)
-    api_threads: int = Field(default=8, ge=1)
+    #: Threads that run requests. The server's one I/O thread reads each request whole (headers
+    #: and body) before a thread sees it, so a slow client holds none of them.
+    api_threads: int = Field(default=16, ge=1)
+    #: Seconds for a request's line and headers to arrive, counted from the connection's
+    #: opening or the end of its previous answer; late, the connection is closed.
+    api_header_timeout_s: float = Field(default=10.0, gt=0)
+    #: Seconds for a request's body to arrive once its headers have; late, the connection is
+    #: closed and the app never sees the request.
+    api_body_timeout_s: float = Field(default=30.0, gt=0)
+    #: The largest request body; a larger one is answered 413 from its Content-Length, unread.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: Connections held open at once; more wait in the listen backlog. The process raises its
+    #: open-file limit to fit them (see services/api/file_limits.py).
+    api_max_connections: int = Field(default=1000, ge=10)
     max_album_images: int = Field(default=200, ge=1)
-    #: Signs the web pages' session cookie. PRODUCTION must set it (a long random string, the
-    #: same in every process): unset, it is derived from DATABASE_URL so that the gunicorn
-    #: workers of a local run agree on it, which is no secret at all.
+    #: Images of one album in the work queue at once (decided when it is published): albums
+    #: take turns (docs/fair-turns.md). At least the uploaders' total concurrency,
+    #: UPLOADER_CONCURRENCY x processes, so that a lone album uses them all.
+    album_window: int = Field(default=8, ge=1)
+    #: Signs the web pages' session cookie: a long random string, the same in every process.
+    #: Required in production; unset in a local run, a random key is made once and kept in
+    #: var/session-secret.key (so every process of the run agrees on it).
     api_secret_key: SecretStr | None = None
-    #: Send the session cookie over HTTPS only. PRODUCTION (behind https): true.
+    #: Send the session cookie over HTTPS only (as __Host-albums_session), and HSTS, even on
+    #: answers that came over http: for a local run behind a TLS proxy. Production and https
+    #: requests always do.
     api_cookie_secure: bool = False
-    #: Days a sign-in lasts.
+    #: Days a sign-in lasts, from the sign-in (using the site does not extend it).
     api_session_days: int = Field(default=14, ge=1)
     #: Seconds one live-progress stream stays open before the browser is asked to reconnect.
     api_sse_max_s: float = Field(default=300.0, gt=0)
@@ -28,19 +55,42 @@ class ApiSettings(CommonSettings):
     #: API_THREADS threads, so the default leaves half of them for everything else. Browsers
     #: beyond the limit get a snapshot and reconnect a few seconds later (polling).
     api_sse_streams: int | None = Field(default=None, ge=1)
+    #: Previews made at once (each decodes an image in memory); more wait API_THUMBNAIL_WAIT_S,
+    #: then get 503 with Retry-After.
+    api_thumbnail_renders: int = Field(default=2, ge=1)
+    api_thumbnail_wait_s: float = Field(default=5.0, ge=0)
+    #: An image that would decode to more pixels than this gets a "too large to preview"
+    #: placeholder, refused from its header (a JPEG counts at the reduced size it decodes at).
+    api_thumbnail_max_pixels: int = Field(default=25_000_000, ge=1)
 
     #: The Facebook app that users log in through to connect their Page (docs/facebook-login.md).
     facebook_app_id: str = "sim-app"
-    facebook_app_secret: SecretStr = SecretStr("sim-app-secret")
+    facebook_app_secret: SecretStr = SecretStr(SIMULATOR_APP_SECRET)
     #: Where Facebook Login's dialog lives: https://www.facebook.com in production; the
     #: simulator serves it locally.
     facebook_dialog_url: str = "http://127.0.0.1:8010"
 
-    def session_secret(self) -> str:
-        if self.api_secret_key is not None and self.api_secret_key.get_secret_value():
-            return self.api_secret_key.get_secret_value()
-        seed = f"album-publisher local session key:{self.database_url}"
-        return hashlib.sha256(seed.encode()).hexdigest()
+    def production_problems(self) -> list[str]:
+        problems = [*super().production_problems(), *self.token_keys_problems()]
+        if not self._secret_key():
+            problems.append("API_SECRET_KEY must be set (a long random string, the same in "
+                            "every API process)")
+        if self.facebook_app_secret.get_secret_value() in ("", SIMULATOR_APP_SECRET):
+            problems.append("FACEBOOK_APP_SECRET must be your Facebook app's secret, not the "
+                            "simulator's default")
+        return problems
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Whether every answer is known to reach the browser over https (a TLS proxy)."""
+        return self.api_cookie_secure or self.app_env == "production"
+
+    def session_secret(self, local_file: Path = LOCAL_SESSION_KEY_FILE) -> str:
+        """API_SECRET_KEY, or in a local run a random key made once under var/."""
+        return self._secret_key() or local_secret(local_file, lambda: secrets.token_urlsafe(48))
+
+    def _secret_key(self) -> str:
+        return self.api_secret_key.get_secret_value() if self.api_secret_key else ""
 
     def sse_streams(self) -> int:
         return self.api_sse_streams or max(1, self.api_threads // 2)

@@ -16,9 +16,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from . import text_rules
+
 _UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f\\]|(^|/)\.\.?(/|$)|//")
-#: Control characters other than a line break or a tab: not for public text on Facebook.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 #: Public text the user writes: a photo's caption, the album's description.
 MAX_TEXT = 1000
 
@@ -76,14 +76,19 @@ class AlbumRequest(BaseModel):
                 "captions": [i.caption or None if isinstance(i, ImageItem) else None
                              for i in items]}
 
-    @field_validator("title", "description")
+    @field_validator("title")
     @classmethod
-    def _printable(cls, value: str | None) -> str | None:
+    def _one_clean_line(cls, value: str) -> str:
+        return _public_text(value, multi_line=False) or ""
+
+    @field_validator("description")
+    @classmethod
+    def _clean_lines(cls, value: str | None) -> str | None:
         return _public_text(value)
 
     @field_validator("captions")
     @classmethod
-    def _printable_captions(cls, values: list[str | None]) -> list[str | None]:
+    def _clean_captions(cls, values: list[str | None]) -> list[str | None]:
         return [_public_text(v) for v in values]
 
 
@@ -101,9 +106,10 @@ def _image_item(position: int, raw: dict[str, Any]) -> ImageItem:
     return item
 
 
-def _public_text(value: str | None) -> str | None:
-    if value is not None and _CONTROL.search(value):
-        raise ValueError("must not hold control characters (line breaks and tabs are fine)")
+def _public_text(value: str | None, multi_line: bool = True) -> str | None:
+    """The text, or a ValueError naming the first character Facebook or an email must not get."""
+    if value is not None and (bad := text_rules.first_refused(value, multi_line)) is not None:
+        raise ValueError(bad)
     return value or None
 
 
@@ -142,4 +148,5 @@ def key_is_callers(key: str, prefix: str) -> bool:
 
 def _where(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{where}: {error['msg']}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"

@@ -51,10 +51,12 @@ from shared.store import (
     UserView,
 )
 
+from . import sessions
 from .app import NoPage, Services, album_json, check_destination, create_and_publish, user_page
 from .idempotency import InvalidKey, parse_key
+from .next_path import same_site_path
 from .page_albums import PageUnavailable
-from .thumbnails import MissingObject, Thumbnails
+from .thumbnails import Busy, MissingObject
 from .validation import InvalidAlbum, key_is_callers, parse_album
 
 web = Blueprint("web", __name__, template_folder="templates")
@@ -70,8 +72,9 @@ POLL_S = 0.5
 KEEPALIVE_S = 15.0
 #: How long a browser waits before reconnecting (a stream that ended, or one refused for load).
 RECONNECT_MS = 3000
+#: Seconds a thumbnail request refused for load is told to wait (Retry-After).
+THUMBNAIL_RETRY_S = 2
 _CODE_SUFFIX = re.compile(r"\s*\(((?:code|HTTP) \d+)\)\s*$")
-_thumbnails = Thumbnails()
 _streams_lock = threading.Lock()
 
 
@@ -84,8 +87,7 @@ def _services() -> Services:
 
 
 def _current_user() -> UserView | None:
-    user_id = session.get("user_id")
-    return _services().store.user(user_id) if isinstance(user_id, int) else None
+    return sessions.current_user(_services().store, _services().settings)
 
 
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -259,9 +261,7 @@ def _owned_album(album_id: str) -> AlbumView:
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: a sign-in link must not send the user elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("web.albums")
+    return same_site_path(target) or url_for("web.albums")
 
 
 # -- sign in and out -----------------------------------------------------------------------------
@@ -281,15 +281,13 @@ def login() -> Any:
     if user is None:
         return render_template("login.html", next_url=next_url,
                                error="That token is not valid. Check it and try again."), 401
-    session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    session.permanent = True
-    session["user_id"] = user.id
+    sessions.begin(user)
     return redirect(_safe_next(next_url), code=303)
 
 
 @web.post("/logout")
 def logout() -> Any:
-    session.clear()
+    sessions.end(_services().store, _current_user())
     flash("You are signed out.")
     return redirect(url_for("web.login"), code=303)
 
@@ -425,7 +423,7 @@ def _event(album: dict[str, Any]) -> str:
 def _album_events(album_id: str, user_id: int) -> Iterator[str]:
     """Send the album now and on every change; end once it settled, or after API_SSE_MAX_S.
 
-    Each open stream holds one gunicorn thread, so it never outlives its use: the browser
+    Each open stream holds one of the API_THREADS threads, so it never outlives its use: the browser
     closes it when the album settles and reconnects on its own after a timeout. Past the
     limit of open streams a browser still gets the album at once, then polls by reconnecting.
     """
@@ -477,15 +475,19 @@ def thumbnail(key: str) -> Any:
         abort(404)
     services = _services()
     bucket = services.settings.s3_bucket
+    thumbnails = services.thumbnails
     try:
-        etag, size = _thumbnails.head(services.s3, bucket, key)
+        etag, size = thumbnails.head(services.s3, bucket, key)
         if request.if_none_match.contains(etag):
             response = Response(status=304)
         else:
-            preview = _thumbnails.get(services.s3, bucket, key, etag, size)
+            preview = thumbnails.get(services.s3, bucket, key, etag, size)
             response = Response(preview.body, mimetype=preview.content_type)
     except MissingObject:
         abort(404)
+    except Busy:
+        return ({"error": "too many thumbnails are being made right now; try again shortly"},
+                503, {"Retry-After": str(THUMBNAIL_RETRY_S)})
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response

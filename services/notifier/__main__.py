@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from shared.broker.consumer import Consumer
-from shared.broker.declarer import TopologyDeclarer
-from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
@@ -21,19 +19,21 @@ def main() -> None:
     stop = stop_on_signals()
     store = Store(settings.database_url)
     store.create_schema()
-    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s)
+    mailer = SmtpMailer.from_settings(settings)
     handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
                             (settings.retry_delays, settings.max_attempts),
                             claim_lease=settings.claim_lease)
     # Owners whose Page Facebook stopped accepting (190) or blocked (368) are asked, once, to
     # reconnect it.
     ReconnectMailer(store, mailer, settings.mail_from, settings.app_base_url).start(stop)
-    try_apply_policies(settings)
+    # No declare, no policies: the uploader owns the topology. Declaring the notifier's retry
+    # queues would need the write right on albums.work (their dead-letter exchange), which
+    # this user must not have; until the uploader declared them, the consumer waits and
+    # tries again.
     # One publisher per process: the runtime sends retry copies and dead letters through it.
     publisher = Publisher(settings.amqp_url)
     try:
         Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
-                 on_connect=TopologyDeclarer.from_settings(settings),
                  publisher=publisher).run(stop)
     finally:
         publisher.close()

@@ -23,6 +23,7 @@ from shared.retry_policy import RetryPolicy
 from .claim_timing import backoff, mark_deadline
 from .email_message import AlbumEmail, compose
 from .mailer import classify
+from .settle_check import stored_settle
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class AlbumNotifier:
             raise messages.PoisonMessage(f"album {event.album_id} is not in the store")
         to = album.notify_email or user.email
         post = album.destination == "post"
-        return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}", event,
+        return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}",
+                          stored_settle(event, album),
                           post_url(album.fb_post_id) if post and album.fb_post_id else None,
                           album.post_error if post else None, album.destination_note)

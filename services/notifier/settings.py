@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from shared.settings import CommonSettings
 
@@ -13,6 +14,17 @@ class NotifierSettings(CommonSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_timeout_s: float = 20.0
+    #: How the connection to the relay is encrypted: `none` (the local mail catcher),
+    #: `starttls` (upgrade on connect, usually port 587) or `tls` (TLS from the first byte,
+    #: usually port 465). The relay's certificate is verified against the system's CAs, or
+    #: against SMTP_CA_FILE (a PEM file) when it is set.
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_ca_file: str = ""
+    #: The relay's login; empty: none. The password is sent only over an encrypted connection,
+    #: unless SMTP_ALLOW_PLAINTEXT_LOGIN says the relay is on this machine.
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_allow_plaintext_login: bool = False
     mail_from: str = "Album Publisher <albums@localhost>"
     #: Where the email's links point: the API's public address.
     app_base_url: str = "http://127.0.0.1:8000"
@@ -25,6 +37,18 @@ class NotifierSettings(CommonSettings):
     @model_validator(mode="after")
     def _lease_outlasts_a_send(self) -> NotifierSettings:
         check_lease(self.claim_lease, self.smtp_timeout_s)
+        return self
+
+    @model_validator(mode="after")
+    def _no_password_in_the_clear(self) -> NotifierSettings:
+        has_password = bool(self.smtp_password.get_secret_value())
+        if has_password != bool(self.smtp_user):
+            raise ValueError("set SMTP_USER and SMTP_PASSWORD together, or neither")
+        if (has_password and self.smtp_security == "none"
+                and not self.smtp_allow_plaintext_login):
+            raise ValueError("SMTP_PASSWORD would go to the relay unencrypted: set "
+                             "SMTP_SECURITY=starttls or tls (or, for a relay on this machine "
+                             "only, SMTP_ALLOW_PLAINTEXT_LOGIN=true)")
         return self
 
     @property

@@ -1,5 +1,8 @@
-"""python -m services.uploader [dead-letters ...|topology ...]: consume image uploads until
-SIGTERM, or work on the dead letters or the broker's policies."""
+"""python -m services.uploader [dead-letters ...|topology ...|broker-users]: consume image
+uploads until SIGTERM, or work on the dead letters, the broker's policies or its users.
+
+The uploader owns the topology: it declares every exchange and queue (the notifier's too) and
+applies the policies; the API and the notifier declare nothing (docs/broker-users.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 from shared.token_cipher import cipher_from_setting
 
-from . import dead_letters_cli, topology_cli
+from . import broker_users_cli, dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
 from .feed_poster import FeedPoster
 from .graph_client import GraphClient
@@ -93,6 +96,7 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command")
     dead_letters_cli.add_parser(commands)
     topology_cli.add_parser(commands)
+    broker_users_cli.add_parser(commands)
     args = parser.parse_args()
     settings = UploaderSettings()
     setup_logging(settings.log_level)
@@ -100,6 +104,8 @@ def main() -> None:
         sys.exit(dead_letters_cli.run(args, settings))
     if args.command == "topology":
         sys.exit(topology_cli.run(args, settings))
+    if args.command == "broker-users":
+        sys.exit(broker_users_cli.run(args, settings))
     consume(settings)
 
 

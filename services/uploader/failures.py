@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import logging
 
 import requests
 import urllib3.exceptions
@@ -18,7 +19,10 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
 from services.uploader.photo_limits import OverPhotoLimit
+from shared import error_ids
 from shared.retry_policy import Failure, FailureKind
+
+log = logging.getLogger(__name__)
 
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 AUTH_CODES = frozenset({190, 102, 10, *range(200, 300)})
@@ -91,7 +95,7 @@ def album_creation_refused(exc: BaseException) -> str | None:
         return None
     if exc.is_transient:
         return None
-    return (f"Facebook refused to create an album ({exc}), so the photos go out as one "
+    return (f"Facebook refused to create an album ({graph_text(exc)}), so the photos go out as one "
             "multi-photo post instead")
 
 
@@ -134,21 +138,24 @@ def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, OverPhotoLimit):
         return Failure(FailureKind.PERMANENT, exc.reason, None)
     if isinstance(exc, GraphNetworkError):
-        return Failure(FailureKind.TRANSIENT, f"could not reach Facebook: {exc.message}", None)
+        return Failure(FailureKind.TRANSIENT, f"could not reach Facebook: {exc.cause}", None)
     if isinstance(exc, GraphError):
         return _classify_graph(exc)
     if isinstance(exc, ClientError):
         return _classify_s3(exc)
     if isinstance(exc, SourceTruncatedError):
         return Failure(FailureKind.TRANSIENT, "the file from the bucket ended early", None)
+    # Below, the exception's text names our hosts and internals: logged under an error id.
     if isinstance(exc, S3_NETWORK_ERRORS):
-        reason = f"could not read the file from the bucket: {_describe(exc)}"
+        reason = error_ids.plain("could not read the file from the bucket", log, exc)
         return Failure(FailureKind.TRANSIENT, reason, None)
     if isinstance(exc, NETWORK_ERRORS):
-        return Failure(FailureKind.TRANSIENT, f"network error: {_describe(exc)}", None)
+        return Failure(FailureKind.TRANSIENT, error_ids.plain("a network error", log, exc), None)
     if _is_io_error(exc):
-        return Failure(FailureKind.TRANSIENT, f"I/O error: {_describe(exc)}", None)
-    return Failure(FailureKind.PERMANENT, f"internal error: {_describe(exc)}", None)
+        reason = error_ids.plain("a read or write failed on our side", log, exc)
+        return Failure(FailureKind.TRANSIENT, reason, None)
+    reason = error_ids.plain(error_ids.INTERNAL, log, exc, logging.ERROR)
+    return Failure(FailureKind.PERMANENT, reason, None)
 
 
 def _is_io_error(exc: BaseException) -> bool:
@@ -177,9 +184,9 @@ def _classify_graph(exc: GraphError) -> Failure:
     # Unknown codes: trust Meta's is_transient flag, or a 5xx status, before giving up.
     if exc.is_transient or (exc.http_status or 0) >= 500:
         return Failure(
-            FailureKind.TRANSIENT, f"Facebook had a temporary error: {_graph_text(exc)}", code
+            FailureKind.TRANSIENT, f"Facebook had a temporary error: {graph_text(exc)}", code
         )
-    return Failure(FailureKind.PERMANENT, f"Facebook refused the request: {_graph_text(exc)}", code)
+    return Failure(FailureKind.PERMANENT, f"Facebook refused the request: {graph_text(exc)}", code)
 
 
 def _classify_plain_http(exc: GraphError) -> Failure:
@@ -255,16 +262,12 @@ def _classify_s3(exc: ClientError) -> Failure:
     return Failure(FailureKind.PERMANENT, f"the bucket refused the request ({s3_code})", status)
 
 
-def _graph_text(exc: GraphError) -> str:
-    """Graph's message without the "(#code) " prefix, cut short, with the code appended."""
+def graph_text(exc: GraphError) -> str:
+    """Graph's message without the "(#code) " prefix, cut short, with the code appended:
+    Facebook's own reason, fit to show (no trace id, no address of ours)."""
     text = exc.message
     if text.startswith("(#"):
         text = text.partition(") ")[2] or text
     text = text if len(text) <= 120 else text[:117] + "..."
     return f"{text} (code {exc.code})"
 
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    text = text if len(text) <= 200 else text[:197] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

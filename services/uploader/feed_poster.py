@@ -24,7 +24,7 @@ from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryPolicy
 from shared.store import Store
 
-from .failures import classify, may_have_landed
+from .failures import classify, graph_text, may_have_landed
 from .graph_client import GraphError
 from .handler import Policy
 from .pages import PagePaused
@@ -138,9 +138,9 @@ def post_failure(exc: BaseException) -> Failure:
     failure = classify(exc)
     if isinstance(exc, GraphError) and exc.code == 100:
         return Failure(FailureKind.PERMANENT,
-                       f"Facebook refused the post ({exc}): its unpublished photos have "
-                       "probably expired (Facebook keeps them about 24 hours); publish the "
-                       "album again", 100)
+                       f"Facebook refused the post ({graph_text(exc)}): its unpublished "
+                       "photos have probably expired (Facebook keeps them about 24 hours); "
+                       "publish the album again", 100)
     return failure
 
 

@@ -78,9 +78,12 @@ class GraphNetworkError(GraphError):
     connect timeout): then Graph surely did nothing. Otherwise it may have done the work and
     lost only its answer."""
 
-    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+    def __init__(self, message: str, *, request_sent: bool = True,
+                 cause: str = "the connection failed") -> None:
         super().__init__(message)
         self.request_sent = request_sent
+        #: Why, in a few plain words (no address): what the user may be shown.
+        self.cause = cause
 
 
 class SourceTruncatedError(OSError):
@@ -263,9 +266,10 @@ class GraphClient:
                 method, url, params=params, data=data, headers=all_headers, timeout=self._timeout
             )
         except _NETWORK_ERRORS as exc:
+            cause = _network_cause(exc)
             raise GraphNetworkError(
-                f"could not complete the Graph API call to {_origin(url)}: {_network_cause(exc)}",
-                request_sent=not _never_connected(exc),
+                f"could not complete the Graph API call to {_origin(url)}: {cause}",
+                request_sent=not _never_connected(exc), cause=cause,
             ) from exc
         if self._on_usage is not None:
             self._on_usage(response.headers)
@@ -397,7 +401,7 @@ def _network_cause(exc: BaseException) -> str:
     for kinds, label in checks:
         if any(isinstance(cause, kinds) for cause in causes):
             return label
-    return f"connection failed ({type(exc).__name__})"
+    return "the connection failed"
 
 
 def _never_connected(exc: BaseException) -> bool:

@@ -156,6 +156,8 @@ class ImageUploader:
         # This thread's attempt, for the route's hooks: none until one is taken (a hook run
         # for a wait before it must not act for the previous message's attempt).
         self._running.attempt = None
+        # Before anything acts on the message's album or image: only the store's say.
+        self._check_against_store(message)
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         page_id = None
@@ -178,6 +180,20 @@ class ImageUploader:
             self._not_now(message, start)
             return
         self._attempt(message, start)
+
+    def _check_against_store(self, message: messages.ImageUploadRequested) -> None:
+        """A message naming another album or object than its image's stored ones is
+        dead-lettered (poison): whoever may publish could otherwise post any object of the
+        bucket into any album. The image is left as it is, so a forged message fails nobody's
+        image; the object sent is always the stored one (`Start.key`)."""
+        stored = self._store.stored_image(message.image_id)
+        if stored is None:
+            raise messages.PoisonMessage(f"image {message.image_id} is not in the store")
+        differs = [name for name, same in (("album", stored.album_id == message.album_id),
+                                           ("key", stored.key == message.key)) if not same]
+        if differs:
+            verb = "differs" if len(differs) == 1 else "differ"
+            raise messages.MessageMismatch("image", f"{' and '.join(differs)} {verb}")
 
     def _use_album_page(self, message: messages.ImageUploadRequested) -> str | None:
         """Point this thread at the album's Page and return its id; None (the image paused,
@@ -270,8 +286,8 @@ class ImageUploader:
             # Unpublished photos are listed nowhere, so an earlier attempt's cannot be looked
             # for: one that landed unrecorded stays unattached (Facebook drops it in a day);
             # the post attaches only the recorded id, so no photo is posted twice.
-            return self._send(None, message, start.caption)
-        size = start.size or image_size.read_size(self._s3, self._bucket, message.key)
+            return self._send(None, start)
+        size = start.size or image_size.read_size(self._s3, self._bucket, start.key)
         if start.attempt != 1:
             # An earlier attempt may have reached Facebook and died before recording the
             # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
@@ -283,7 +299,7 @@ class ImageUploader:
         # the size recognises it later.
         self._store.record_sending(message.image_id, None if start.size else size)
         try:
-            photo_id = self._send(fb_album, message, start.caption)
+            photo_id = self._send(fb_album, start)
         except GraphError as exc:
             if exc.code != _DUPLICATE_POST:
                 raise
@@ -291,18 +307,18 @@ class ImageUploader:
         self._album_photos.add(fb_album, Photo(photo_id, start.caption, utcnow(), size))
         return photo_id
 
-    def _send(self, fb_album: str | None, message: messages.ImageUploadRequested,
-              caption: str) -> str:
-        """Into `fb_album`, or (None) to the Page unpublished, for the album's post."""
-        obj = self._s3.get_object(Bucket=self._bucket, Key=message.key)
-        filename = posixpath.basename(message.key) or "image"
+    def _send(self, fb_album: str | None, start: Start) -> str:
+        """The image's stored object into `fb_album`, or (None) to the Page unpublished, for
+        the album's post."""
+        obj = self._s3.get_object(Bucket=self._bucket, Key=start.key)
+        filename = posixpath.basename(start.key) or "image"
         content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
         try:
             # From the GET's headers, before a byte of the body is read or sent.
-            photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), message.key)
+            photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), start.key)
             return self._graph.upload_photo(
                 fb_album or self._graph.page_id, obj["Body"], int(obj["ContentLength"]),
-                filename, content_type or "application/octet-stream", caption=caption,
+                filename, content_type or "application/octet-stream", caption=start.caption,
                 published=fb_album is not None)
         finally:
             obj["Body"].close()

@@ -33,3 +33,6 @@ class UploaderSettings(CommonSettings):
     usage_pause_s: float = Field(default=60.0, gt=0)
     #: Seconds to wait for Facebook to answer a photo upload.
     graph_timeout_s: float = Field(default=120.0, gt=0)
+
+    def production_problems(self) -> list[str]:
+        return [*super().production_problems(), *self.token_keys_problems()]

@@ -1,5 +1,6 @@
 """RabbitMQ's management HTTP API, for what AMQP cannot do: set policies, read a queue's
-arguments, list the queues of a vhost. One vhost per client: the one AMQP_URL names."""
+arguments, list the queues of a vhost, create the services' users. One vhost per client: the
+one AMQP_URL names."""
 
 from __future__ import annotations
 
@@ -46,6 +47,18 @@ class ManagementApi:
     def queue_names(self) -> list[str]:
         queues = self._json("GET", f"queues/{self._v()}?columns=name") or []
         return [str(q["name"]) for q in queues]
+
+    def put_vhost(self) -> None:
+        self._call("PUT", f"vhosts/{self._v()}")
+
+    def put_user(self, name: str, password: SecretStr, tags: str) -> None:
+        """Create the user, or set its password and tags (an administrator's call)."""
+        self._call("PUT", f"users/{quote(name, '')}",
+                   json={"password": password.get_secret_value(), "tags": tags})
+
+    def put_permissions(self, user: str, configure: str, write: str, read: str) -> None:
+        self._call("PUT", f"permissions/{self._v()}/{quote(user, '')}",
+                   json={"configure": configure, "write": write, "read": read})
 
     def _v(self) -> str:
         return quote(self.vhost, "")

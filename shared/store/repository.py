@@ -25,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import CursorResult
@@ -83,6 +84,7 @@ from shared.store.views import (
     PostJob,
     ReconnectMail,
     Start,
+    StoredImage,
     Unrecorded,
     UserView,
     album_view,
@@ -146,26 +148,42 @@ class Store:
 
     def create_user(self, email: str) -> tuple[UserView, str]:
         """Create the user, or give an existing one a new token; returns the token once."""
-        token = secrets.token_urlsafe(24)
         with self._tx() as s:
             user = s.scalar(select(User).where(User.email == email))
             if user is None:
-                user = User(email=email, token_hash=hash_token(token), prefix="")
+                user = User(email=email, token_hash="", prefix="", session_generation=0)
                 s.add(user)
                 s.flush()
                 user.prefix = f"users/{user.id}/"
-            user.token_hash = hash_token(token)
-            return UserView(user.id, user.email, user.prefix), token
+            token = _new_token(user)
+            return _user_view(user), token
+
+    def rotate_token(self, email: str) -> tuple[UserView, str] | None:
+        """A new token for an existing user (None if there is none); the old one and every
+        session signed in so far stop working."""
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email))
+            if user is None:
+                return None
+            token = _new_token(user)
+            return _user_view(user), token
+
+    def end_sessions(self, user_id: int) -> None:
+        """Sign the user out everywhere: every session cookie issued so far is refused."""
+        with self._tx() as s:
+            user = s.get(User, user_id)
+            if user is not None:
+                _end_sessions(user)
 
     def user_by_token(self, token: str) -> UserView | None:
         with self._read() as s:
             user = s.scalar(select(User).where(User.token_hash == hash_token(token)))
-            return UserView(user.id, user.email, user.prefix) if user else None
+            return _user_view(user) if user else None
 
     def user(self, user_id: int) -> UserView | None:
         with self._read() as s:
             user = s.get(User, user_id)
-            return UserView(user.id, user.email, user.prefix) if user else None
+            return _user_view(user) if user else None
 
     # -- albums --------------------------------------------------------------------------------
 
@@ -173,21 +191,23 @@ class Store:
                      keys: Sequence[str], captions: Sequence[str | None] = (),
                      description: str | None = None, page_id: str | None = None,
                      destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                     ) -> tuple[str, list[OutboxMessage]]:
-        """Record an album, its images and one outbox message per image, all or nothing.
+                     window: int | None = None) -> tuple[str, list[OutboxMessage]]:
+        """Record an album, its images and the outbox messages of the first `window` images
+        (None: of all), all or nothing; the others wait for their turn (`_release_turns`).
         `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
         Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
         and, for an existing album of the Page, that album's id."""
         return self._insert_album(user_id, title, notify_email, keys, captions=captions,
                                   description=description, page_id=page_id,
-                                  destination=destination)
+                                  destination=destination, window=window)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
                           notify_email: str | None, keys: Sequence[str],
                           captions: Sequence[str | None] = (),
                           description: str | None = None,
                           page_id: str | None = None,
-                          destination: tuple[str, str | None] = (NEW_ALBUM, None)) -> Created:
+                          destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                          window: int | None = None) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
         for; raises KeyReused if the key created another one.
@@ -197,7 +217,7 @@ class Store:
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
                                                 (key, fingerprint), captions, description,
-                                                page_id, destination)
+                                                page_id, destination, window)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -213,7 +233,7 @@ class Store:
                       captions: Sequence[str | None] = (), description: str | None = None,
                       page_id: str | None = None,
                       destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                      ) -> tuple[str, list[OutboxMessage]]:
+                      window: int | None = None) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         kind, existing = destination
         with self._tx() as s:
@@ -221,7 +241,8 @@ class Store:
             # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
                         description=description or None, page_id=page_id, destination=kind,
-                        fb_album_id=existing if kind == EXISTING_ALBUM else None))
+                        fb_album_id=existing if kind == EXISTING_ALBUM else None,
+                        release_window=window))
             s.flush()
             if idempotency is not None:
                 # Flushed before the images: a repeated key fails before any more work.
@@ -229,11 +250,12 @@ class Store:
                                      fingerprint=idempotency[1]))
                 s.flush()
             images = [Image(album_id=album_id, position=i, key=key,
-                            caption=(captions[i] if i < len(captions) else None) or None)
+                            caption=(captions[i] if i < len(captions) else None) or None,
+                            unreleased=True if window is not None and i >= window else None)
                       for i, key in enumerate(keys)]
             s.add_all(images)
             s.flush()
-            rows = [_upload_row(image) for image in images]
+            rows = [_upload_row(image) for image in images if not image.unreleased]
             s.add_all(rows)
             return album_id, rows
 
@@ -257,6 +279,12 @@ class Store:
         with self._read() as s:
             image = s.get(Image, image_id)
             return image_view(image) if image else None
+
+    def stored_image(self, image_id: int) -> StoredImage | None:
+        """The album and object of an image, which its upload message must name."""
+        with self._read() as s:
+            row = s.execute(select(Image.album_id, Image.key).where(Image.id == image_id)).first()
+            return StoredImage(row.album_id, row.key) if row else None
 
     def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
                       in_flight_window: timedelta = timedelta(0),
@@ -292,6 +320,8 @@ class Store:
             if busy_until > now:
                 return Start(None, (busy_until - now).total_seconds())
             image.state, image.next_attempt_at, image.in_doubt = UPLOADING, None, False
+            # A copy of a message from before the image was re-opened: it holds a slot now.
+            image.unreleased = None
             image.attempts += 1
             image.attempt_started_at, image.lease_until = now, now + lease
             image.attempt_fence = fence
@@ -302,7 +332,7 @@ class Store:
             return Start(image.attempts, 0.0, album.title, claim,
                          caption=image.caption or "", album_description=album.description or "",
                          album_created_at=album.created_at,
-                         first_attempt_at=image.first_attempt_at, size=size)
+                         first_attempt_at=image.first_attempt_at, size=size, key=image.key)
 
     def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
         """The attempt is about to send (its photo may land from now on), with the source's
@@ -349,7 +379,9 @@ class Store:
         """A new upload message for each image whose message is gone (see
         `services/uploader/sweeper.py` for the rule). `queue_empty`: the work queue holds
         nothing ready, which counts only while no attempt starts at all. Each one found is
-        touched, so that it is not sent again before it is quiet again."""
+        touched, so that it is not sent again before it is quiet again. An image waiting for
+        its album's turn has no message to lose; but an album whose window has room while
+        images wait (nothing should leave it so) has them released here."""
         with self._tx() as s:
             now = _db_time(s)
             images = list(s.scalars(
@@ -361,7 +393,7 @@ class Store:
                 _resend(image, now)
             rows = [_upload_row(i) for i in images]
             s.add_all(rows)
-            return rows
+            return rows + _release_stalled_turns(s, limit)
 
     def renew_leases(self, attempts: Mapping[int, int], lease: timedelta) -> None:
         """Renew the lease of each image (id -> attempt number) still in that attempt."""
@@ -445,12 +477,14 @@ class Store:
                                   error_code=values["error_code"]))
             rows = [_row(message) for message in extra]
             s.add_all(rows)
+            rows += _release_turns(s, album)
             return True, rows + _settle_if_ended(s, album)
 
     def reopen_failed(self, album_id: str,
                       image_ids: Collection[int] | None = None) -> list[OutboxMessage]:
         """Queue the album's failed images (or those of `image_ids`) again: the album goes back
-        to publishing, and one new upload message per image goes to the outbox."""
+        to publishing, and one new upload message per image goes to the outbox, as its window
+        lets them: the others wait for their turn, in the album's order."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None:
@@ -461,23 +495,27 @@ class Store:
             for image in images:
                 image.state, image.error, image.error_code = QUEUED, None, None
                 image.queued_at = now
+                image.unreleased = True if album.release_window is not None else None
             if images:
                 album.state, album.settled_at = PUBLISHING, None
-            rows = [_upload_row(i) for i in images]
+            s.flush()
+            rows = [_upload_row(i) for i in images if not i.unreleased]
             s.add_all(rows)
-            return rows
+            return rows + _release_turns(s, album)
 
     def resend_unfinished(self, album_id: str,
                           image_ids: Collection[int]) -> list[OutboxMessage]:
         """A new upload message for each of `image_ids` that has not ended (queued, retrying,
         or stuck uploading after its message was dead-lettered): what a replay of its dead
         letter sends, since there is nothing to re-open. The attempt starts as any other: an
-        attempt still in flight makes it wait, and it reads the album back first."""
+        attempt still in flight makes it wait, and it reads the album back first. An image
+        waiting for its album's turn gets its message when its turn comes."""
         with self._tx() as s:
             now = _db_time(s)
             images = list(s.scalars(
                 select(Image).where(Image.album_id == album_id, Image.id.in_(image_ids),
-                                    Image.state.not_in(TERMINAL))
+                                    Image.state.not_in(TERMINAL),
+                                    Image.unreleased.is_not(True))
                 .order_by(Image.id).with_for_update()))
             for image in images:
                 _resend(image, now)
@@ -612,8 +650,8 @@ class Store:
                 s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
                           .values(published_at=utc_now()))
 
-    def claim_unpublished(self, older_than: timedelta, lease: timedelta,
-                          limit: int = 500) -> list[OutboxMessage]:
+    def claim_unpublished(self, older_than: timedelta, lease: timedelta, limit: int = 500,
+                          exchanges: Collection[str] | None = None) -> list[OutboxMessage]:
         """Lease unpublished messages nobody published in time, for the relay to publish:
         older than `older_than`, not leased, and not waiting out a refusal's backoff. Timed by
         the database's clock: a lease taken on one host ends on time for the others."""
@@ -626,7 +664,8 @@ class Store:
                        (OutboxMessage.claimed_until.is_(None))
                        | (OutboxMessage.claimed_until < now),
                        (OutboxMessage.next_attempt_at.is_(None))
-                       | (OutboxMessage.next_attempt_at <= now))
+                       | (OutboxMessage.next_attempt_at <= now),
+                       OutboxMessage.exchange.in_(exchanges) if exchanges is not None else true())
                 .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
             for row in rows:
                 row.claimed_until = now + lease
@@ -963,7 +1002,7 @@ def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: tim
     stuck = ((Image.state == UPLOADING)
              & or_(Image.lease_until.is_(None), Image.lease_until < now)
              & (Image.attempt_started_at < now - in_flight_window - quiet_for))
-    return or_(behind, stuck)
+    return or_(behind, stuck) & Image.unreleased.is_not(True)
 
 
 def _resend(image: Image, now: datetime) -> None:
@@ -1012,6 +1051,46 @@ def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
     return claim
 
 
+def _release_turns(s: Session, album: Album) -> list[OutboxMessage]:
+    """Release the album's next waiting images, in the album's order, into the room its window
+    has: an upload message each, entering the work queue now. Images released and not ended
+    hold the room (retrying, paused or uploading ones too). The caller holds the album's row
+    lock, so two images ending at once cannot both fill the same room."""
+    if album.release_window is None:
+        return []
+    in_use = s.scalar(select(func.count()).select_from(Image).where(
+        Image.album_id == album.id, Image.unreleased.is_not(True),
+        Image.state.not_in(TERMINAL))) or 0
+    room = album.release_window - in_use
+    if room <= 0:
+        return []
+    images = list(s.scalars(select(Image).where(
+        Image.album_id == album.id, Image.unreleased.is_(True), Image.state.not_in(TERMINAL))
+        .order_by(Image.position).limit(room)))
+    now = _db_time(s)
+    for image in images:
+        image.unreleased, image.queued_at = None, now
+    rows = [_upload_row(image) for image in images]
+    s.add_all(rows)
+    s.flush()
+    return rows
+
+
+def _release_stalled_turns(s: Session, limit: int) -> list[OutboxMessage]:
+    """Release waiting images of albums whose window has room: the same transaction that ends
+    an image releases the next, so only a defect can leave an album so, and this repairs it.
+    An album another transaction holds is left to that one."""
+    waiting = (select(Image.album_id).where(Image.unreleased.is_(True),
+                                            Image.state.not_in(TERMINAL))
+               .distinct().limit(limit))
+    albums = s.scalars(select(Album).where(Album.id.in_(waiting), Album.state == PUBLISHING)
+                       .order_by(Album.id).with_for_update(skip_locked=True)).all()
+    rows = [row for album in albums for row in _release_turns(s, album)]
+    if rows:
+        log.warning("%d images waited for a turn that had room; released", len(rows))
+    return rows
+
+
 def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
     """Settle the album once every image ended (`album_rules`); the caller holds the album's
     row lock."""
@@ -1052,3 +1131,20 @@ def _to_post(s: Session, album: Album) -> list[str]:
     posted = set(album.posted_photos or [])
     return [i.photo_id for i in _images(s, album.id)
             if i.state == UPLOADED and i.photo_id and i.photo_id not in posted]
+
+
+def _user_view(user: User) -> UserView:
+    return UserView(user.id, user.email, user.prefix, user.session_generation or 0)
+
+
+def _new_token(user: User) -> str:
+    """Give the user a new token (returned once; only its hash is kept)."""
+    token = secrets.token_urlsafe(24)
+    if user.token_hash:
+        _end_sessions(user)  # sessions signed in with the old token go with it
+    user.token_hash = hash_token(token)
+    return token
+
+
+def _end_sessions(user: User) -> None:
+    user.session_generation = (user.session_generation or 0) + 1

@@ -45,6 +45,9 @@ class User(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Bumped on sign-out and on a new token: a session cookie carries the generation it was
+    #: signed in under and is refused once it differs. NULL (a store from before it): 0.
+    session_generation: Mapped[int | None] = mapped_column(default=0)
 
 
 class Album(Base):
@@ -82,6 +85,10 @@ class Album(Base):
     post_claimed_at: Mapped[datetime | None]
     #: The photo ids earlier posts attached: a post after a replay attaches only the others.
     posted_photos: Mapped[list[str] | None] = mapped_column(JSON)
+    #: At most this many of its images are released to the work queue and not yet ended
+    #: (ALBUM_WINDOW when it was published; docs/fair-turns.md). NULL: no limit (an album
+    #: from before turns, or a store used without them).
+    release_window: Mapped[int | None]
 
 
 class IdempotencyKey(Base):
@@ -137,6 +144,9 @@ class Image(Base):
     #: When the image's current upload message entered the work queue (written, or back from
     #: its retry tier): where it stands in the queue, for the sweeper.
     queued_at: Mapped[datetime | None] = mapped_column(default=utc_now())
+    #: True: waiting for its album's turn, no upload message written yet (its album's window is
+    #: full). NULL: released, which a row from before turns is too.
+    unreleased: Mapped[bool | None]
     updated_at: Mapped[datetime] = mapped_column(default=utc_now(), onupdate=utc_now())
 
 

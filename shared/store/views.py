@@ -14,6 +14,8 @@ class UserView:
     id: int
     email: str
     prefix: str
+    #: Which of the user's sessions are still valid (shared/store/tables.py, User).
+    session_generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,16 @@ class Start:
     #: The first attempt's start (the database's clock) and the source's size, once read.
     first_attempt_at: datetime | None = None
     size: tuple[int, int] | None = None
+    #: The object to send, as the store holds it (never the message's).
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """What an image's upload message must name: its album and its object."""
+
+    album_id: str
+    key: str
 
 
 @dataclass(frozen=True)

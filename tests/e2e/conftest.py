@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,15 +42,18 @@ class System:
             "AWS_DEFAULT_REGION": "us-east-1",
             "GRAPH_API_URL": f"http://127.0.0.1:{self.ports['graph']}",
             "FACEBOOK_PAGE_ID": PAGE_ID, "FACEBOOK_PAGE_TOKEN": PAGE_TOKEN,
-            # Facebook Login's dialog is the simulator's too; Page tokens sealed with a key
-            # of the session's own (none written under var/).
+            # Facebook Login's dialog is the simulator's too; Page tokens sealed and session
+            # cookies signed with keys of the session's own (none written under var/).
             "FACEBOOK_DIALOG_URL": f"http://127.0.0.1:{self.ports['graph']}",
             "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "API_SECRET_KEY": secrets.token_urlsafe(32),
             "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.ports["smtp"]),
             "MAIL_UI_PORT": str(self.ports["mail"]),
             "API_PORT": str(self.ports["api"]),
             "APP_BASE_URL": f"http://127.0.0.1:{self.ports['api']}",
             "RETRY_DELAYS": "1,2", "MAX_ATTEMPTS": "6", "UPLOADER_CONCURRENCY": "4",
+            # The uploader's concurrency, as the README advises: albums take even turns.
+            "ALBUM_WINDOW": "4",
             "SHUTDOWN_GRACE_S": "5", "GRAPH_TIMEOUT_S": "5",
             "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
         }

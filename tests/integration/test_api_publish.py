@@ -45,12 +45,14 @@ class Api:
 
 
 @contextlib.contextmanager
-def api_on(store: Any, amqp_url: str) -> Iterator[Api]:
+def api_on(store: Any, amqp_url: str, **more: Any) -> Iterator[Api]:
     settings = ApiSettings(_env_file=None, amqp_url=amqp_url,  # type: ignore[call-arg]
                            database_url="sqlite:///unused.db", s3_endpoint_url=None,
+                           # Signs session cookies: set, so that none is made under var/.
+                           api_secret_key=SecretStr("integration-session-key"),
                            # A one-tenant install: albums go to this Page without a connection.
                            facebook_page_id="1000000000000001",
-                           facebook_page_token=SecretStr("test-page-token"))
+                           facebook_page_token=SecretStr("test-page-token"), **more)
     app = create_app(settings, cast(Store, store))
     user, token = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     try:
@@ -68,6 +70,18 @@ def api(store: Store, amqp_url: str, work_queue: str) -> Iterator[Api]:
 
 def queued_albums(amqp_url: str, queue: str) -> list[str]:
     return [messages.decode(body).album_id for _, body in get_all(amqp_url, queue)]
+
+
+def test_an_album_queues_only_its_window_of_images_and_shows_the_rest_queued(
+        store: Store, amqp_url: str, work_queue: str) -> None:
+    with api_on(store, amqp_url, album_window=2) as api:
+        response = api.post(api.album_body(5))
+        assert response.status_code == 202, response.get_json()
+        album_id = response.get_json()["id"]
+        shown = api.app.test_client().get(f"/api/albums/{album_id}",
+                                          headers={"Authorization": f"Bearer {api.token}"})
+    assert queued_albums(amqp_url, work_queue) == [album_id] * 2
+    assert shown.get_json()["counts"] == {"queued": 5}
 
 
 # -- an error after the commit -------------------------------------------------------------------

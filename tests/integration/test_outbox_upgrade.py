@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
+from shared import messages
 from shared.store import Store
 
 pytestmark = pytest.mark.integration
@@ -53,5 +54,33 @@ def test_a_store_made_before_refusals_were_counted_is_upgraded_in_place(empty_st
         assert set(ids) == claimed(store)  # its unpublished rows are relayed as before
         (retry,) = store.record_refused({ids[0]: "refused"})
         assert retry.attempts == 1
+    finally:
+        store.dispose()
+
+
+def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
+        empty_store_url):
+    old = Store(empty_store_url)
+    old.create_schema()
+    user, _ = old.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    album_id, _ = old.create_album(user.id, "t", None, [user.prefix + k for k in "abc"])
+    with old.engine.begin() as connection:  # the tables as the older version made them
+        connection.execute(text("ALTER TABLE images DROP COLUMN unreleased"))
+        connection.execute(text("ALTER TABLE albums DROP COLUMN release_window"))
+    old.dispose()
+
+    store = Store(empty_store_url)
+    try:
+        store.create_schema()
+        ids = [image.id for image in store.album(album_id).images]
+        # Its images all had their messages: none is held back, and none is sent twice.
+        requeued = store.requeue_lost(timedelta(0), queue_empty=True)
+        assert sorted(messages.decode(row.body).image_id
+                      for row in requeued) == ids
+        for image_id in ids:
+            store.start_attempt(image_id)
+            assert not [r for r in store.record_uploaded(image_id, f"p{image_id}")
+                        if isinstance(messages.decode(r.body), messages.ImageUploadRequested)]
+        assert store.album(album_id).state == "done"
     finally:
         store.dispose()

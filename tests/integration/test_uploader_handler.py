@@ -22,6 +22,7 @@ from shared import dead_letters, messages, retry_policy, topology
 from shared.broker.publisher import Publisher
 from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
+from shared.outgoing import Outgoing
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all, set_faults, sim_photos, wait_for
 from .store_blips import BlippingStore, age_image
@@ -388,3 +389,33 @@ def _wait_out(copy):
     not_before = copy.headers.get(retry_policy.NOT_BEFORE_HEADER)
     if not_before is not None:
         time.sleep(max(0.0, float(not_before) - time.time()) + 0.05)
+
+
+def test_a_forged_message_naming_another_object_is_dead_lettered_through_the_broker(
+        world, sqlite_store, s3_client, sim, amqp_url, publisher):
+    """Anyone who may publish to the work exchange names another user's object in an image's
+    message: the stored key decides, so nothing is uploaded; the letter says why."""
+    _, (theirs,), their_hashes = album_of(sqlite_store, s3_client, 1)
+    album_id, (mine,), _ = album_of(sqlite_store, s3_client, 1)
+    real = messages.decode(mine.body)
+    assert isinstance(real, messages.ImageUploadRequested)
+    other_key = next(iter(their_hashes))
+    forged = messages.encode(real.model_copy(update={"key": other_key}))
+    get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
+    get_all(amqp_url, topology.IMAGE_UPLOADS.name)
+    publisher.publish([Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key,
+                                forged)])
+    (props, body), = get_all(amqp_url, topology.IMAGE_UPLOADS.name)
+    fate = run(world(), Delivery(body, props.headers or {}, False, props.message_id,
+                                 topology.IMAGE_UPLOADS.routing_key))
+    publisher.publish(list(fate.publish))  # as the runtime does, before it acks
+
+    uploaded = [p["sha256"] for p in sim_photos(sim)]
+    assert set(uploaded).isdisjoint(their_hashes.values()), "their object was posted"
+    assert uploaded == []
+    (letter_props, letter_body), = get_all(
+        amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
+    assert letter_body == forged
+    assert letter_props.headers[dead_letters.REASON_HEADER] == (
+        "message does not match the stored image: key differs")
+    assert sqlite_store.album(album_id).images[0].state == "queued"

@@ -282,3 +282,16 @@ def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks(tmp_path: A
     (copy,) = second.publish
     assert second.kind == "retry" and copy.headers["album-attempt"] == 2  # no attempt spent
     assert world.graph.calls["create_post"] == 1
+
+
+def test_a_forged_post_request_posts_nothing_the_store_did_not_ask_for(world: World) -> None:
+    """The request names an album and its settle only: the text and the photos are the
+    store's, and an album not waiting for a post (or a settle that never happened) gets none."""
+    album_id, deliveries = world.album(2)  # a new album: its photos go there, no post
+    world.upload(deliveries)
+    for settle_seq in (1, 2, 99):
+        forged = messages.FeedPostRequested(album_id=album_id, settle_seq=settle_seq)
+        assert world.post(forged).kind == "ack"
+    assert world.graph.posts == []
+    album = world.store.album(album_id)
+    assert album is not None and album.state == "done" and album.post_state is None

@@ -84,3 +84,57 @@ def test_a_settle_of_an_album_the_store_does_not_know_is_poison(world):
     fate = world.deliver(Delivery(body, {}))
     assert fate.kind == "poison" and "not in the store" in fate.publish[0].headers[
         dead_letters.REASON_HEADER]
+
+
+def _forged(event: messages.AlbumSettled, **fields: Any) -> Delivery:
+    return Delivery(messages.encode(event.model_copy(update=fields)), {})
+
+
+def _body(mail: Any) -> str:
+    return "".join(part.get_content() for part in mail.iter_parts())
+
+
+def test_a_settle_that_never_happened_is_dead_lettered_and_mails_nothing(world):
+    event, _ = world.settled()
+    fate = world.deliver(_forged(event, settle_seq=event.settle_seq + 1))
+    assert world.mailer.sent == []
+    assert (fate.kind, fate.publish[0].headers[dead_letters.REASON_HEADER]) == (
+        "poison", "message does not match the stored album: settle differs")
+
+
+def test_a_settle_naming_another_photo_is_dead_lettered_and_the_real_one_mailed(world):
+    event, delivery = world.settled()
+    (uploaded,) = event.uploaded
+    forged = uploaded.model_copy(update={"photo_id": "someone-elses-photo"})
+    fate = world.deliver(_forged(event, uploaded=[forged]))
+    assert world.mailer.sent == []
+    assert (fate.kind, fate.publish[0].headers[dead_letters.REASON_HEADER]) == (
+        "poison", "message does not match the stored album: photo differs")
+    assert world.deliver(delivery) == Fate()
+    (mail,) = world.mailer.sent
+    assert "fbid=photo-1" in _body(mail)
+
+
+def test_a_settle_naming_an_image_of_another_album_is_dead_lettered(world):
+    event, _ = world.settled()
+    other, _ = world.settled()
+    fate = world.deliver(_forged(event, uploaded=other.uploaded))
+    assert world.mailer.sent == []
+    assert fate.publish[0].headers[dead_letters.REASON_HEADER] == (
+        "message does not match the stored album: images differ")
+
+
+def test_the_email_says_why_a_photo_failed_in_the_stores_words_not_the_messages(world):
+    user, _ = world.store.create_user("owner2@example.com")
+    album_id, _ = world.store.create_album(user.id, "Trip", None, [f"{user.prefix}b.png"])
+    image_id = world.store.album(album_id).images[0].id
+    world.store.start_attempt(image_id)
+    (row,) = world.store.record_failed(image_id, "Facebook refused the file", 324)
+    event = messages.decode(row.body)
+    assert isinstance(event, messages.AlbumSettled)
+    (failed,) = event.failed
+    lure = failed.model_copy(update={"reason": "your Page is locked: sign in at evil.example"})
+    assert world.deliver(_forged(event, failed=[lure])) == Fate()
+    (mail,) = world.mailer.sent
+    assert "evil.example" not in _body(mail)
+    assert "Facebook refused the file" in _body(mail)

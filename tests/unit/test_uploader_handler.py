@@ -192,3 +192,37 @@ def test_no_internal_mark_reaches_a_public_field_on_facebook(world):
               if "ref:" in text or album_id in text
               or any(word in image_ids for word in text.replace(":", " ").split())]
     assert leaked == []
+
+
+def _forged(delivery: Delivery, **fields: Any) -> Delivery:
+    """The delivery's message with some fields replaced, as anyone who may publish could."""
+    message = messages.decode(delivery.body)
+    return Delivery(messages.encode(message.model_copy(update=fields)), {})
+
+
+def test_a_message_naming_another_object_is_dead_lettered_and_uploads_nothing(world):
+    _, (theirs,) = world.album()
+    album_id, (mine,) = world.album()
+    other_key = messages.decode(theirs.body).key  # type: ignore[union-attr]
+    fate = world.deliver(_forged(mine, key=other_key))
+    assert [p["filename"] for p in world.graph.photos] == []
+    assert fate.kind == "poison"
+    (letter,) = fate.publish
+    assert letter.headers[dead_letters.REASON_HEADER] == (
+        "message does not match the stored image: key differs")
+    # The forged message failed nothing: the image still waits, and its real message uploads.
+    assert world.store.album(album_id).images[0].state == "queued"
+    assert world.deliver(mine) == Fate()
+    (photo,) = world.graph.photos
+    assert world.store.album(album_id).images[0].photo_id == photo["id"]
+
+
+def test_a_message_naming_another_album_is_dead_lettered_and_touches_neither(world):
+    their_album, _ = world.album()
+    album_id, (mine,) = world.album()
+    fate = world.deliver(_forged(mine, album_id=their_album))
+    assert (fate.kind, fate.publish[0].headers[dead_letters.REASON_HEADER]) == (
+        "poison", "message does not match the stored image: album differs")
+    assert world.graph.photos == [] and world.graph.albums == []
+    assert world.store.album(album_id).images[0].state == "queued"
+    assert world.store.album(their_album).images[0].state == "queued"

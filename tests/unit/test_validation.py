@@ -84,7 +84,8 @@ def test_images_may_carry_a_caption_and_the_album_a_description():
 
 
 @pytest.mark.parametrize(("image", "where"), [
-    ({"key": PREFIX + "a.png", "caption": "bell\x07"}, "images.0.caption: must not hold control"),
+    ({"key": PREFIX + "a.png", "caption": "bell\x07"},
+     "images.0.caption: must not hold U+0007, a control character"),
     ({"key": PREFIX + "a.png", "caption": "x" * 1001}, "images.0.caption: String should have at"),
     ({"key": PREFIX + "a.png", "title": "x"}, "images.0.title: Extra inputs"),
     ({"caption": "x"}, "images.0.key: Field required"),

@@ -1,0 +1,96 @@
+"""What a request must keep to: its headers in time, its body in time and within its size.
+
+waitress reads every request whole on its I/O thread before a worker thread sees it, so a slow
+client costs a socket, not a thread. Its own `channel_timeout` only closes connections that go
+quiet, though: a client trickling a byte now and then would keep a connection (and a place
+under the connection limit) for ever. These deadlines count from a fixed start instead, as
+nginx's `client_header_timeout` does for the headers; the body's is stricter than nginx's
+`client_body_timeout` (which only bounds the gap between two reads): docs/slow-clients.md.
+
+waitress itself refuses a body over `max_request_body_size` from its Content-Length, unread
+(413); the parser here only says so in the API's words.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
+from waitress.utilities import RequestEntityTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class LimitedParser(HTTPRequestParser):  # type: ignore[misc]
+    def received(self, data: bytes) -> int:
+        consumed = int(super().received(data))
+        error = getattr(self, "error", None)
+        if isinstance(error, RequestEntityTooLarge):
+            # waitress refuses a body of its limit or more: the limit it was given is ours + 1.
+            largest = self.adj.max_request_body_size - 1
+            self.error = RequestEntityTooLarge(
+                f"a request body may have at most {largest} bytes (API_MAX_BODY_BYTES)")
+        return consumed
+
+
+class DeadlineChannel(HTTPChannel):  # type: ignore[misc]
+    """A connection that knows since when it waits for a request's headers or its body."""
+
+    parser_class = LimitedParser
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The headers' clock: from the connection's opening, then from each answer's end.
+        self.waiting_since = self.creation_time
+        self._body_of: Any = None
+        self._body_since = 0.0
+
+    def received(self, data: bytes) -> bool:
+        handled = bool(super().received(data))
+        partial = self.request  # the request still arriving, if any
+        if partial is not None and partial.headers_finished and partial is not self._body_of:
+            self._body_of, self._body_since = partial, time.time()
+        return handled
+
+    def service(self) -> None:
+        try:
+            super().service()
+        finally:
+            self.waiting_since = time.time()
+
+    def late(self, now: float, header_s: float, body_s: float) -> str | None:
+        """What arrived too late ("headers", "body"), or None while it is still in time."""
+        if self.requests or self.total_outbufs_len:
+            # A request is running, or its answer still being sent (waitress's channel_timeout
+            # bounds a reader that stops reading): the next request's clock starts after.
+            self.waiting_since = now
+            return None
+        partial = self.request
+        if partial is not None and partial is self._body_of:
+            return "body" if now - self._body_since > body_s else None
+        return "headers" if now - self.waiting_since > header_s else None
+
+
+class DeadlineServer(TcpWSGIServer):  # type: ignore[misc]
+    """waitress's TCP server, closing connections whose request is late at each maintenance."""
+
+    channel_class = DeadlineChannel
+
+    def __init__(self, *args: Any, header_s: float, body_s: float, **kwargs: Any) -> None:
+        self.header_s, self.body_s = header_s, body_s
+        super().__init__(*args, **kwargs)
+
+    def maintenance(self, now: float) -> None:
+        dropped: dict[str, int] = {}
+        for channel in list(self.active_channels.values()):
+            what = channel.late(now, self.header_s, self.body_s)
+            if what is not None and not channel.will_close:
+                channel.will_close = True  # closed by the I/O loop on its next pass
+                dropped[what] = dropped.get(what, 0) + 1
+        for what, count in dropped.items():
+            log.info("closed %d connection(s) whose request's %s came too late", count, what)
+        super().maintenance(now)  # waitress's channel_timeout: a client that stopped reading
