@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+from sqlalchemy import select
 
 from chaos import pages
 from chaos.ledger import Expect, Row
@@ -34,6 +35,7 @@ from shared.store import (
     UPLOADING,
     Store,
 )
+from shared.store.tables import Image
 
 
 @dataclass
@@ -607,16 +609,18 @@ def _mid_album(store: Store, album_id: str) -> bool:
 
 def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
     """Wait until none of the album's images is on its way; each not sent must be paused
-    with no attempt spent, and the album still publishing. How many are paused."""
+    (or still wait for its turn, `queued` with no message yet: docs/fair-turns.md) with no
+    attempt spent, and the album still publishing. How many are paused."""
     def still() -> Any:
         album = store.album(album_id)
-        busy = album is None or any(i.state in (QUEUED, RETRYING, UPLOADING)
-                                    for i in album.images)
-        return None if busy else album
+        moving = album is None or _on_their_way(store, album_id)
+        return None if moving else album
 
     album = wait_for(still, 90, what="the album's images to stop", every=0.2)
     paused = [i for i in album.images if i.state == PAUSED]
     failed = [i for i in album.images if i.state == FAILED]
+    if any(i.attempts for i in album.images if i.state == QUEUED):
+        ctx.row.problems.append("an image waiting for its turn spent an attempt")
     if failed:
         ctx.row.problems.append(f"{len(failed)} images failed instead of pausing: "
                                 f"{failed[0].error}")
@@ -631,6 +635,16 @@ def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
     if page is None or page["state"] != "needs_reconnect":
         ctx.row.problems.append(f"the Page while paused: {page}")
     return len(paused)
+
+
+def _on_their_way(store: Store, album_id: str) -> bool:
+    """Whether any of the album's images is being uploaded, retrying, or queued with its
+    upload message out (not one waiting for its turn)."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(select(Image.state, Image.unreleased)
+                                  .where(Image.album_id == album_id)).all()
+    return any(state in (RETRYING, UPLOADING) or (state == QUEUED and not unreleased)
+               for state, unreleased in rows)
 
 
 def _asked_once(ctx: Context, address: str) -> None:
