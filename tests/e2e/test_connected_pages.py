@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select
 
-from shared.broker.connection import ready_count
-from shared.topology import IMAGE_UPLOADS
+from shared.store import Store
+from shared.store.tables import Image
 from tests.e2e.conftest import System
 from tests.integration.helpers import wait_for
 
@@ -154,15 +155,35 @@ def settle_mails(system: System, address: str, album_id: str) -> list[dict[str, 
     return [m for m in system.mails_to(address) if f"/albums/{album_id}" in m["text"]]
 
 
+def image_rows(system: System, album_id: str) -> list[tuple[str, bool | None]]:
+    """(state, unreleased) of each of the album's images, read in the store: the API shows an
+    image waiting for its album's turn (no message yet: docs/fair-turns.md) as `queued` too."""
+    store = Store(system.env["DATABASE_URL"])
+    try:
+        with store.engine.connect() as connection:
+            return [(state, unreleased) for state, unreleased in connection.execute(
+                select(Image.state, Image.unreleased).where(Image.album_id == album_id))]
+    finally:
+        store.dispose()
+
+
+def all_released_and_sent(system: System, album_id: str) -> bool:
+    """Every image of the album has had its turn and its message reached the broker."""
+    store = Store(system.env["DATABASE_URL"])
+    try:
+        sent = store.unpublished_count() == 0
+    finally:
+        store.dispose()
+    return sent and not any(unreleased for _, unreleased in image_rows(system, album_id))
+
+
 def images_stopped(system: System, token: str, album_id: str) -> dict[str, Any] | None:
-    """The album once none of its images is on its way: uploading, retrying, or with a
-    message in the work queue."""
-    album = system.album(token, album_id)
-    if {"uploading", "retrying"} & {i["state"] for i in album["images"]}:
+    """The album once none of its images is on its way: uploading, retrying, or queued with
+    its message out (not waiting for the album's turn)."""
+    if any(state in ("uploading", "retrying") or (state == "queued" and not unreleased)
+           for state, unreleased in image_rows(system, album_id)):
         return None
-    # A `queued` image either waits for its album's turn (no message yet: docs/fair-turns.md)
-    # or has its message in the work queue, which this test's albums alone use.
-    return None if ready_count(system.env["AMQP_URL"], IMAGE_UPLOADS.name) else album
+    return system.album(token, album_id)
 
 
 def put_hashed(system: System, prefix: str, name: str, count: int) -> dict[str, str]:
@@ -237,20 +258,28 @@ def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_pho
 def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_reconnect_resumes(
         system):
     user = new_user_with_page(system, f"75{str(uuid.uuid4().int)[:9]}")
-    stopped_hashes = put_hashed(system, user["prefix"], "blocked-post", 12)
+    other = new_user_with_page(system, f"76{str(uuid.uuid4().int)[:9]}")
+    stopped_hashes = put_hashed(system, user["prefix"], "blocked-post", 8)
     next_hashes = put_hashed(system, user["prefix"], "after-block", 3)
-    system.set_faults(latency_s=0.4)
+    other_hashes = put_hashed(system, other["prefix"], "meanwhile", 4)
+    system.set_faults(latency_s=1.0)
+    # Albums take turns (ALBUM_WINDOW is 4 here, the uploader's concurrency): the first
+    # album's first four go out; another user's four queue behind them, and the first
+    # album's last four behind those, released as its first four end; the next album of the
+    # blocked Page queues behind them. The block comes while the other user's four are on
+    # their way, so the first album's last four meet it first: that album stops, and the
+    # Page is marked blocked before a worker takes the next album's images.
     stopped_id = system.publish(user["token"], title="Blocked", images=list(stopped_hashes)
                                 ).json()["id"]
-    # Its first four sent, the next four on their way and the last four queued (released as
-    # the first ended): the next album's images queue behind them, and reach a worker only
-    # once the last four met the block.
-    wait_for(lambda: [i["state"] for i in system.album(user["token"], stopped_id)["images"]
-                      ].count("uploaded") >= 4, timeout=30, every=0.05, what="four photos")
+    other_id = system.publish(other["token"], title="Elsewhere", images=list(other_hashes)
+                              ).json()["id"]
+    wait_for(lambda: all_released_and_sent(system, stopped_id), timeout=30, every=0.05,
+             what="the first album's first four sent and its last four queued")
     waiting_id = system.publish(user["token"], title="After the block",
                                 images=list(next_hashes)).json()["id"]
     requests.post(f"{system.graph_url}/_sim/pages/{user['page_id']}/block",
                   timeout=5).raise_for_status()
+    assert system.wait_settled(other["token"], other_id)["state"] == "done"  # another Page
     stopped = wait_for(lambda: images_stopped(system, user["token"], stopped_id), timeout=60,
                        every=0.2, what="the blocked album's images to stop moving")
     assert {i["state"] for i in stopped["images"]} == {"uploaded", "failed"}
