@@ -40,6 +40,8 @@ BASE_SETTINGS = {
     "RETRY_DELAYS": "1,2,4", "MAX_ATTEMPTS": "12", "DELIVERY_LIMIT": "20",
     "UPLOADER_CONCURRENCY": "4", "NOTIFIER_CONCURRENCY": "2", "SHUTDOWN_GRACE_S": "2",
     "API_THREADS": "16", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+    # Text lines: the rows read the consumers' "consuming ... on host:port" lines by pattern.
+    "LOG_FORMAT": "text",
     # Graph calls end within 15 s here (the slowest row holds a photo 8 s), so an attempt of a
     # killed uploader is over (or on Facebook) well before its image is looked at again.
     "GRAPH_TIMEOUT_S": "15",

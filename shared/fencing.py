@@ -27,6 +27,17 @@ def fence_of(headers: Mapping[str, Any]) -> int | None:
     return value
 
 
+def superseded(fence: int | None, attempts: int, uploading: bool,
+               attempt_fence: int | None) -> bool:
+    """Whether a message carrying `fence` follows an older attempt than its image's latest
+    (`attempts`): another copy took over. A copy of the message that started the latest attempt
+    is not, while that attempt is `uploading` with no outcome: the broker redelivered it, or it
+    waited out the attempt's window; it is the only copy left. Without a fence, never."""
+    if fence is None or fence >= attempts:
+        return False
+    return not (uploading and fence == attempt_fence)
+
+
 def fenced(message: Outgoing, fence: int) -> Outgoing:
     """`message` carrying `fence` (a retry copy follows the attempt that made it)."""
     return replace(message, headers={**message.headers, FENCE_HEADER: fence})

@@ -8,23 +8,34 @@ delivery limit dead-lettered its message) has nothing to re-open: it gets a fres
 message, or it would wait for ever once its letter is gone (should its message exist after
 all, the copy that comes second is a stale duplicate: `shared/fencing.py`). Anything else (a
 settled event whose email died, poison) goes back to its work queue as a first attempt. Dead
-letters are removed only after that succeeded. A letter whose image has ended since (the album
-page retried it, and it was uploaded) is stale: replaying it sends nothing.
+letters are removed only after that succeeded. A stale letter (`shared/stale_letters.py`: the
+album page retried its image, which was uploaded since or has a newer message on its way) is
+removed and sends nothing.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from shared import topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
+from shared.stale_letters import stale_letters
 from shared.store import Store
 
 QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED,
           "feed-posts": topology.FEED_POSTS}
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """How many dead letters a replay removed, and how many of them were stale (sent nothing)."""
+
+    taken: int
+    stale: int
 
 
 class Replayer:
@@ -41,18 +52,36 @@ class Replayer:
 
         The store knows which images failed, so this reads no dead letters: a request must not
         walk a queue of every album's letters. The album's letters stay until the CLI purges
-        them or replays them, and then they are stale: `reopen_failed` re-opens only images
-        still failed, so a letter of an image retried since sends nothing."""
-        rows = self._store.reopen_failed(album_id)
-        self._outbox.publish_committed(rows)  # re-opened is committed: the relay finishes
-        return len(rows)
+        them or replays them, and then they are stale: `shared/stale_letters.py`. Images
+        re-opened while the album's window is full wait for their turn, and count."""
+        reopened = self._store.retry_failed(album_id)
+        # Re-opened is committed: the relay finishes what is not confirmed now.
+        self._outbox.publish_committed(reopened.rows)
+        return reopened.images
 
-    def replay(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
+    def stale(self, letters: list[DeadLetter], queue: str = "uploader") -> dict[int, str]:
+        """The stale ones among `letters` of `queue`, by position, with why."""
+        if QUEUES[queue] is not topology.IMAGE_UPLOADS:
+            return {}
+        return stale_letters(self._store, letters)
+
+    def replay(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> Replayed:
         dlq = self.queue(queue)
-        return len(dlq.take(chosen, before_ack=lambda letters: self._send_back(dlq, letters)))
+        stale: dict[int, str] = {}
+
+        def send_back(letters: list[DeadLetter]) -> None:
+            stale.update(self.stale(letters, queue))
+            self._send_back(dlq, [letter for letter in letters if letter.position not in stale])
+
+        taken = dlq.take(_each(chosen), before_ack=send_back)
+        return Replayed(len(taken), len(stale))
 
     def purge(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
-        return len(self.queue(queue).take(chosen))
+        return len(self.queue(queue).take(_each(chosen)))
+
+    def purge_stale(self, queue: str = "uploader") -> int:
+        """Remove the letters that are stale (they would send nothing if replayed)."""
+        return len(self.queue(queue).take(lambda letters: self.stale(letters, queue)))
 
     def _send_back(self, dlq: DeadLetterQueue, letters: list[DeadLetter]) -> None:
         by_album: dict[str, set[int]] = defaultdict(set)
@@ -76,3 +105,8 @@ class Replayer:
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         self._outbox.publish_now(raw)
 
+
+
+def _each(chosen: Callable[[DeadLetter], bool]) -> Callable[[list[DeadLetter]], Collection[int]]:
+    """A choice letter by letter, as the positions `DeadLetterQueue.take` removes."""
+    return lambda letters: {letter.position for letter in letters if chosen(letter)}

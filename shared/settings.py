@@ -37,6 +37,8 @@ class CommonSettings(BaseSettings):
     s3_bucket: str = "albums"
     # boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION itself.
     log_level: str = "INFO"
+    #: `json` (one object per line) or `text`; unset: text on a terminal, JSON otherwise.
+    log_format: Literal["json", "text"] | None = None
     #: Seconds a failed image waits in each retry tier, in order; one TTL queue per tier.
     retry_delays: Annotated[tuple[int, ...], NoDecode] = (5, 30, 120, 600, 3600)
     #: Attempts an image gets before it is dead-lettered (the first try counts as one).

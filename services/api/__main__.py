@@ -16,7 +16,7 @@ from .settings import ApiSettings
 
 
 def serve(settings: ApiSettings) -> None:
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, "api", settings.log_format)
     Store(settings.database_url).create_schema()
     # No declare: the uploader owns the topology, so the API's broker user needs no configure
     # right. Until the uploader first declared it, albums wait in the outbox (unroutable).

@@ -23,17 +23,30 @@ from shared.clock import Clock, SystemClock
 from shared.destinations import post_url
 from shared.outbox import Outbox
 from shared.replay import Replayer
-from shared.store import CONNECTED, AlbumView, Created, KeyReused, Store, UserView
+from shared.store import (
+    CONNECTED,
+    AlbumView,
+    Created,
+    KeyReused,
+    QuotaExceeded,
+    Store,
+    UserView,
+)
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
-from . import json_body, security_headers
+from . import json_body, rate_limits, request_trace, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
+from .rate_limits import Refused, per_user, signin_guard
 from .sessions import SessionCookies, lifetime
 from .settings import ApiSettings
 from .thumbnails import Thumbnails
 from .validation import AlbumRequest, InvalidAlbum, parse_album
+
+#: Per user, on the API and the web pages alike (one allowance each).
+limit_publish = per_user("publish", lambda s: s.publish_rate_limit, "albums published")
+limit_retry = per_user("retry", lambda s: s.retry_rate_limit, "retries of failed images")
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
@@ -118,7 +131,9 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.session_interface = SessionCookies(settings)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       PERMANENT_SESSION_LIFETIME=lifetime(settings))
+    request_trace.install(app)
     security_headers.install(app, settings)
+    rate_limits.init_app(app, settings)
     app.register_blueprint(api)
     from .web import web  # imported here: web.py builds on this module
 
@@ -145,8 +160,15 @@ def _error(status: int, reason: str, details: list[str] | None = None) -> tuple[
     return jsonify(body), status
 
 
-def _http_error(exc: HTTPException) -> tuple[Any, int]:
-    return _error(exc.code or 500, exc.description or exc.name)
+def _http_error(exc: HTTPException) -> Any:
+    reason, retry_after = rate_limits.refusal(exc)
+    response, status = _error(exc.code or 500, reason)
+    # The exception's own headers are part of the answer: a 405's Allow (RFC 9110 requires
+    # it), a 429's Retry-After. Its Content-Type was for the HTML body this replaces.
+    for name, value in [*exc.get_headers(), *retry_after.items()]:
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, status
 
 
 def _internal_error(exc: InternalServerError) -> tuple[Any, int]:
@@ -176,8 +198,11 @@ def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _error(401, "send 'Authorization: Bearer <token>'")
+        guard = signin_guard()
+        guard.check()
         user = _services().store.user_by_token(token.strip())
         if user is None:
+            guard.spend()
             return _error(401, "unknown token")
         g.user = user
         return view(*args, **kwargs)
@@ -187,6 +212,7 @@ def authenticated(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @api.post("/api/albums")
 @authenticated
+@limit_publish
 def publish_album() -> Any:
     user: UserView = g.user
     services = _services()
@@ -204,6 +230,9 @@ def publish_album() -> Any:
         album = parse_album(payload, user.prefix, services.settings.max_album_images)
     except InvalidAlbum as exc:
         return _error(422, exc.reason, exc.details)
+    unfit = check_album_for(services, user, album)
+    if unfit is not None:
+        return _error(422, unfit)
     refused = check_destination(services, user.id, album)
     if refused is not None:
         return refused
@@ -214,6 +243,12 @@ def publish_album() -> Any:
                            f"({exc.album_id}); send a new key for a new album")
     except NoPage as exc:
         return _error(409, exc.reason)
+    except QuotaExceeded as exc:
+        raise quota_refusal(exc) from None
+    log.info("album %s accepted: %d images, %s", created.album_id, len(album.images),
+             "a replay of its first request" if created.replayed else
+             ("queued" if queued else "left to the outbox relay"),
+             extra={"album_id": created.album_id})
     location = url_for("api.get_album", album_id=created.album_id)
     body = {"id": created.album_id, "title": album.title, "state": "publishing",
             "images": len(album.images), "queued": queued, "status_url": location}
@@ -261,6 +296,28 @@ def user_page(services: Services, user_id: int) -> tuple[str, str] | None:
     return services.settings.single_tenant_page
 
 
+def check_album_for(services: Services, user: UserView, album: AlbumRequest) -> str | None:
+    """What the user may not ask for, whatever the album: mail to an address that is not
+    theirs, or more images than their daily quota ever allows. None: nothing."""
+    if album.notify_email and album.notify_email.casefold() != user.email.casefold():
+        return (f"notify_email must be your own address ({user.email}): mail goes only to "
+                "an address that is proven to be yours (leave it out to be mailed there)")
+    quota = services.settings.images_per_day
+    if len(album.images) > quota:
+        return (f"this album has {len(album.images)} images and your quota is {quota} images "
+                "a day: split it into albums of at most that many")
+    return None
+
+
+def quota_refusal(exc: QuotaExceeded) -> Refused:
+    """The 429 of an album over the images-per-day quota: the quota, what is used, when the
+    album fits."""
+    return Refused(f"Your quota is {exc.quota} images a day and your albums of the last 24 "
+                   f"hours hold {exc.used} of them: this album's {exc.requested} images do not "
+                   f"fit, so nothing was published. The quota resets as albums pass 24 hours: "
+                   f"this album fits from {exc.fits_at:%Y-%m-%d %H:%M:%S} UTC", exc.wait_s)
+
+
 def check_destination(services: Services, user_id: int,
                       album: AlbumRequest) -> tuple[Any, int] | None:
     """An existing album must be one of the Page's: refused before anything is recorded."""
@@ -286,23 +343,26 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
 
     Nothing after the commit may fail the request: the album is accepted then, and whatever
     this publish misses (the broker away, the store failing to mark the rows sent) the relay
-    sends. Returns the album and whether its messages were confirmed and marked now."""
+    sends. Returns the album and whether its messages were confirmed and marked now; raises
+    QuotaExceeded (nothing recorded) if the album does not fit in the user's daily quota."""
     page_id = target_page(services, user_id)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     destination = (album.destination.kind, album.destination.id)
     window = services.settings.album_window
+    quota = services.settings.images_per_day
     if key is None:
         album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
                                                      album.images, album.captions,
                                                      album.description, page_id=page_id,
-                                                     destination=destination, window=window)
+                                                     destination=destination, window=window,
+                                                     images_per_day=quota)
         created = Created(album_id, rows, replayed=False)
     else:
         created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
                                                    album.notify_email, album.images,
                                                    album.captions, album.description,
                                                    page_id=page_id, destination=destination,
-                                                   window=window)
+                                                   window=window, images_per_day=quota)
     return created, outbox.publish_committed(created.rows)
 
 
@@ -317,8 +377,10 @@ def get_album(album_id: str) -> Any:
 
 @api.post("/api/albums/<album_id>/retry")
 @authenticated
+@limit_retry
 def retry_album(album_id: str) -> Any:
-    """Queue the album's failed images again (their dead letters are replayed)."""
+    """Queue the album's failed images again, re-opened from the store: no dead letter is
+    read, so the answer does not wait on the dead-letter queue's length."""
     services = _services()
     if services.store.album(album_id, g.user.id) is None:
         return _error(404, "no such album")

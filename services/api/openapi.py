@@ -30,9 +30,15 @@ _album = {"type": "object", "properties": {
             "id": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"]}}}}},
     "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}}}
-_destination = {"type": "object", "required": ["kind"], "additionalProperties": False,
-                "properties": {"kind": {"enum": ["new_album", "album", "post"]},
-                               "id": {"type": "string", "description": "with kind album only"}}}
+_album_id = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[0-9A-Za-z_-]+$"}
+# An existing album needs its id; the other kinds take none.
+_destination = {"oneOf": [
+    {"type": "object", "required": ["kind"], "additionalProperties": False,
+     "properties": {"kind": {"enum": ["new_album", "post"]}}},
+    {"type": "object", "required": ["kind", "id"], "additionalProperties": False,
+     "properties": {"kind": {"const": "album"},
+                    "id": {**_album_id, "description": "an album of the Page "
+                                                       "(GET /api/page/albums)"}}}]}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -42,6 +48,19 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _error_as(code: int, description: str) -> dict[str, Any]:
     return {str(code): {**_errors(code)[str(code)], "description": description}}
+
+
+def _too_many(what: str) -> dict[str, Any]:
+    """A 429 with its Retry-After (whole seconds) and the reason."""
+    answer = _error_as(429, f"too many requests: {what}; nothing was done. `error` says which "
+                            "limit and when to try again")
+    answer["429"]["headers"] = {"Retry-After": {"description": "seconds to wait",
+                                                "schema": {"type": "integer"}}}
+    return answer
+
+
+#: Any bearer token check: its address has tried too many tokens that matched no user.
+_SIGN_IN = "the address's sign-in attempts (SIGNIN_RATE_LIMIT)"
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -111,37 +130,45 @@ SPEC: dict[str, Any] = {
                                           "`details` names each field and why (a refused "
                                           "character by its code point, e.g. U+202E)"),
                               **_error_as(500, "an unexpected error: `error_id` is logged "
-                                          "with its detail")},
+                                          "with its detail"),
+                              **_too_many(f"{_SIGN_IN}, the user's albums published "
+                                          "(PUBLISH_RATE_LIMIT) or images of the last 24 hours "
+                                          "(IMAGES_PER_DAY: the whole album is refused)")},
             },
             "get": {"summary": "The caller's albums, newest first",
-                    "responses": {"200": _json({"type": "object"}, "albums"), **_errors(401)}},
+                    "responses": {"200": _json({"type": "object"}, "albums"), **_errors(401),
+                                  **_too_many(_SIGN_IN)}},
         },
         "/api/albums/{album_id}": {
             "parameters": [{"name": "album_id", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
             "get": {"summary": "An album's progress, image by image",
                     "responses": {"200": _json({"$ref": "#/components/schemas/Album"}, "album"),
-                                  **_errors(401, 404)}},
+                                  **_too_many(_SIGN_IN), **_errors(401, 404)}},
         },
         "/api/albums/{album_id}/retry": {
             "parameters": [{"name": "album_id", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
-            "post": {"summary": "Queue the album's failed images again",
+            "post": {"summary": "Queue the album's failed images again (from the store; "
+                                "reads no dead letters)",
                      "responses": {"202": _json({"type": "object"}, "re-opened"),
-                                   **_errors(401, 404, 409)}},
+                                   **_errors(401, 404, 409),
+                                   **_too_many(f"{_SIGN_IN} or the user's retries "
+                                               "(RETRY_RATE_LIMIT)")}},
         },
         "/api/page/albums": {"get": {"summary": "The Page's albums to publish into",
                                      "responses": {"200": _json({"type": "object"}, "albums"),
-                                                   **_errors(401, 409, 503)}}},
+                                                   **_errors(401, 409, 503),
+                                                   **_too_many(_SIGN_IN)}}},
         "/api/page": {"get": {"summary": "The caller's connected Facebook Page (id, name, state: "
                                          "connected, needs_reconnect or blocked; null if none), "
                                          "whether a single-tenant Page serves users without "
                                          "one, and where to connect",
                               "responses": {"200": _json({"type": "object"}, "page"),
-                                            **_errors(401)}}},
+                                            **_too_many(_SIGN_IN), **_errors(401)}}},
         "/api/images": {"get": {"summary": "The caller's images in the bucket",
                                 "responses": {"200": _json({"type": "object"}, "images"),
-                                              **_errors(401)}}},
+                                              **_too_many(_SIGN_IN), **_errors(401)}}},
         "/healthz": {"get": {"summary": "Liveness and the store", "security": [],
                              "responses": {"200": _json({"type": "object"}, "ok"),
                                            **_errors(503)}}},

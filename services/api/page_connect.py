@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from .app import Services
 from .facebook_login import FacebookLogin, LoginFailed, ManagedPage
+from .rate_limits import per_user
 from .web import _check_csrf, _error_page, _security_headers, _template_globals, signed_in
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ connect.context_processor(_template_globals)
 
 #: How long the dialog may take before its state is refused.
 STATE_MAX_AGE_S = 600
+#: Per user, every step spends one: each callback costs Graph calls in the app's name.
+limit_connect = per_user("connect", lambda s: s.connect_rate_limit,
+                         "Facebook Page connection steps")
 
 
 def _services() -> Services:
@@ -74,6 +78,7 @@ def _page_globals() -> dict[str, Any]:
 
 @connect.get("/connect/facebook")
 @signed_in
+@limit_connect
 def start() -> Any:
     nonce = secrets.token_urlsafe(16)
     session["fb_nonce"] = nonce
@@ -83,6 +88,7 @@ def start() -> Any:
 
 @connect.get("/connect/facebook/callback")
 @signed_in
+@limit_connect
 def callback() -> Any:
     _check_state(request.args.get("state", ""))
     if request.args.get("error"):  # the user said no in the dialog
@@ -109,6 +115,7 @@ def callback() -> Any:
 
 @connect.post("/connect/facebook/pick")
 @signed_in
+@limit_connect
 def pick() -> Any:
     sealed = session.pop("fb_pages", None)
     if not sealed:
@@ -122,6 +129,7 @@ def pick() -> Any:
 
 @connect.post("/connect/facebook/disconnect")
 @signed_in
+@limit_connect
 def disconnect() -> Any:
     if _services().store.disconnect_page(g.user.id):
         flash("Your Facebook Page was disconnected; its token was deleted.")

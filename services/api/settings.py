@@ -1,12 +1,13 @@
 """The API's settings (on top of those every service reads, shared/settings.py): how it serves
-and bounds its clients, its pages, its thumbnails."""
+and bounds its clients (rate limits, the daily image quota), its pages, its thumbnails."""
 
 from __future__ import annotations
 
 import secrets
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from limits import parse_many
+from pydantic import Field, SecretStr, field_validator
 
 from shared.local_secrets import LOCAL_DIR, local_secret
 from shared.settings import CommonSettings
@@ -55,6 +56,29 @@ class ApiSettings(CommonSettings):
     #: API_THREADS threads, so the default leaves half of them for everything else. Browsers
     #: beyond the limit get a snapshot and reconnect a few seconds later (polling).
     api_sse_streams: int | None = Field(default=None, ge=1)
+    #: Live-progress streams one user holds open at once in one process (default: half of
+    #: API_SSE_STREAMS), so that one user cannot take every slot; past it a stream is a 429.
+    api_sse_streams_per_user: int | None = Field(default=None, ge=1)
+    #: Proxies in front of the API that append the client's address to X-Forwarded-For: the
+    #: per-address limits count the address that many hops back. 0: the peer's own address.
+    api_proxies: int = Field(default=0, ge=0)
+
+    #: Where the rate limits count: `memory://` (each process on its own), or Redis
+    #: (`redis://host:6379/N`), shared by every API process.
+    rate_limit_storage_url: str = "memory://"
+    #: Prefix of the rate limits' keys in Redis (a Redis shared with other applications).
+    rate_limit_key_prefix: str = "albums"
+    #: Per client address: sign-in form posts and failed token checks (brute force).
+    signin_rate_limit: str = "10 per minute"
+    #: Per user: albums published (the API and the publish page together).
+    publish_rate_limit: str = "30 per minute"
+    #: Per user: "retry failed images" (the API and the album page together).
+    retry_rate_limit: str = "10 per minute"
+    #: Per user: the steps of connecting a Facebook Page (start, callback, pick, disconnect).
+    connect_rate_limit: str = "10 per minute"
+    #: Per user: images of the albums created in the last 24 hours (by the database's clock).
+    #: What bounds one user's spend of the Page's and the app's Graph quota.
+    images_per_day: int = Field(default=2000, ge=1)
     #: Previews made at once (each decodes an image in memory); more wait API_THUMBNAIL_WAIT_S,
     #: then get 503 with Retry-After.
     api_thumbnail_renders: int = Field(default=2, ge=1)
@@ -69,6 +93,17 @@ class ApiSettings(CommonSettings):
     #: Where Facebook Login's dialog lives: https://www.facebook.com in production; the
     #: simulator serves it locally.
     facebook_dialog_url: str = "http://127.0.0.1:8010"
+
+    @field_validator("signin_rate_limit", "publish_rate_limit", "retry_rate_limit",
+                     "connect_rate_limit")
+    @classmethod
+    def _readable_limit(cls, value: str) -> str:
+        # A typo fails at start with its reason, not on the first request it would limit.
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit like '10 per minute': {exc}") from None
+        return value
 
     def production_problems(self) -> list[str]:
         problems = [*super().production_problems(), *self.token_keys_problems()]
@@ -94,3 +129,6 @@ class ApiSettings(CommonSettings):
 
     def sse_streams(self) -> int:
         return self.api_sse_streams or max(1, self.api_threads // 2)
+
+    def sse_streams_per_user(self) -> int:
+        return self.api_sse_streams_per_user or max(1, self.sse_streams() // 2)

@@ -48,12 +48,25 @@ from shared.store import (
     UPLOADING,
     AlbumView,
     KeyReused,
+    QuotaExceeded,
     UserView,
 )
 
-from . import sessions
-from .app import NoPage, Services, album_json, check_destination, create_and_publish, user_page
+from . import rate_limits, sessions
+from .app import (
+    NoPage,
+    Services,
+    album_json,
+    check_album_for,
+    check_destination,
+    create_and_publish,
+    limit_publish,
+    limit_retry,
+    quota_refusal,
+    user_page,
+)
 from .idempotency import InvalidKey, parse_key
+from .live_streams import LiveStreams
 from .next_path import same_site_path
 from .page_albums import PageUnavailable
 from .thumbnails import Busy, MissingObject
@@ -72,6 +85,8 @@ POLL_S = 0.5
 KEEPALIVE_S = 15.0
 #: How long a browser waits before reconnecting (a stream that ended, or one refused for load).
 RECONNECT_MS = 3000
+#: When a browser refused a stream for its user's open streams tries again (the page's script).
+USER_STREAMS_RETRY_S = 15
 #: Seconds a thumbnail request refused for load is told to wait (Retry-After).
 THUMBNAIL_RETRY_S = 2
 _CODE_SUFFIX = re.compile(r"\s*\(((?:code|HTTP) \d+)\)\s*$")
@@ -97,7 +112,8 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         user = _current_user()
         if user is None:
-            if request.method == "GET" and request.accept_mimetypes.accept_html:
+            # HEAD answers as GET does (RFC 9110, 9.3.2).
+            if request.method in ("GET", "HEAD") and request.accept_mimetypes.accept_html:
                 return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
             abort(401, "Sign in first.")
         g.user = user
@@ -146,10 +162,11 @@ def _security_headers(response: Response) -> Response:
 @web.errorhandler(HTTPException)
 def _error_page(exc: HTTPException) -> Any:
     status = exc.code or 500
+    message, headers = rate_limits.refusal(exc)
     if request.accept_mimetypes.best == "application/json":
-        return {"error": exc.description}, status
+        return {"error": message}, status, headers
     return render_template("error.html", status=status, title=exc.name,
-                           message=exc.description), status
+                           message=message + ("." if headers else "")), status, headers
 
 
 # -- what the pages show: the API's album JSON plus words and links ------------------------------
@@ -277,6 +294,9 @@ def login() -> Any:
     next_url = request.values.get("next")
     if request.method == "GET":
         return render_template("login.html", next_url=next_url)
+    guard = rate_limits.signin_guard()
+    guard.check()
+    guard.spend()  # every attempt on the form, not only the failed ones
     user = _services().store.user_by_token(request.form.get("token", "").strip())
     if user is None:
         return render_template("login.html", next_url=next_url,
@@ -315,6 +335,7 @@ def _page_albums() -> tuple[list[dict[str, Any]], str | None]:
 
 def _publish_form(status: int = 200, error: str | None = None, details: list[str] | None = None,
                   form: dict[str, Any] | None = None) -> tuple[str, int]:
+    """The publish page, with the form as the user filled it and why it was refused."""
     form = form or {"title": "", "notify_email": "", "images": [], "destination": "new_album",
                     "destination_album": ""}
     page_albums, page_albums_error = _page_albums()
@@ -334,6 +355,7 @@ def new_album() -> Any:
 
 @web.post("/albums/new")
 @signed_in
+@limit_publish
 def publish() -> Any:
     services = _services()
     form = {"title": request.form.get("title", "").strip(),
@@ -355,6 +377,9 @@ def publish() -> Any:
     except InvalidAlbum as exc:
         return _publish_form(422, exc.reason[:1].upper() + exc.reason[1:] + ".", exc.details,
                              form)
+    unfit = check_album_for(services, g.user, album)
+    if unfit is not None:
+        return _publish_form(422, unfit[:1].upper() + unfit[1:] + ".", form=form)
     refused = check_destination(services, g.user.id, album)
     if refused is not None:
         return _publish_form(refused[1], refused[0].get_json()["error"] + ".", form=form)
@@ -370,6 +395,10 @@ def publish() -> Any:
                              form=form)
     except NoPage as exc:
         return _publish_form(409, exc.reason[:1].upper() + exc.reason[1:] + ".", form=form)
+    except QuotaExceeded as exc:
+        refusal = quota_refusal(exc)
+        page, status = _publish_form(429, refusal.description, form=form)
+        return page, status, {"Retry-After": str(refusal.retry_after_s)}
     return redirect(url_for("web.album_page", album_id=created.album_id), code=303)
 
 
@@ -392,8 +421,9 @@ def album_page(album_id: str) -> Any:
 
 @web.post("/albums/<album_id>/retry")
 @signed_in
+@limit_retry
 def retry(album_id: str) -> Any:
-    """Re-open the album's failed images and replay their dead letters."""
+    """Re-open the album's failed images from the store (their dead letters stay, stale)."""
     _owned_album(album_id)
     reopened = _services().replayer.retry_album(album_id)
     message = (f"Trying {_plural(reopened, 'photo')} again." if reopened
@@ -455,13 +485,31 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
             slots.release()
 
 
+def _live_streams() -> LiveStreams:
+    with _streams_lock:  # one count per app and process, made on first use
+        streams = current_app.extensions.get("web.user_streams")
+        if streams is None:
+            streams = LiveStreams(_services().settings.sse_streams_per_user())
+            current_app.extensions["web.user_streams"] = streams
+        return streams
+
+
 @web.get("/albums/<album_id>/events")
 @signed_in
 def album_events(album_id: str) -> Any:
     _owned_album(album_id)
-    stream = stream_with_context(_album_events(album_id, g.user.id))
-    return Response(stream, mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    user_id, streams = g.user.id, _live_streams()
+    if not streams.take(user_id):
+        raise rate_limits.Refused(
+            f"Too many live album pages open (at most {streams.per_user} for each user): close "
+            "one; this page shows the album as it was and tries again", USER_STREAMS_RETRY_S)
+    stream = stream_with_context(_album_events(album_id, user_id))
+    response = Response(stream, mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    # The server closes every response it started (PEP 3333), even one never iterated: the
+    # user's stream is given back there, not in the generator, which may never have run.
+    response.call_on_close(lambda: streams.give_back(user_id))
+    return response
 
 
 # -- thumbnails ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from .settings import NotifierSettings
 
 def main() -> None:
     settings = NotifierSettings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, "notifier", settings.log_format)
     stop = stop_on_signals()
     store = Store(settings.database_url)
     store.create_schema()

@@ -99,7 +99,7 @@ def main() -> None:
     broker_users_cli.add_parser(commands)
     args = parser.parse_args()
     settings = UploaderSettings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, "uploader", settings.log_format)
     if args.command == "dead-letters":
         sys.exit(dead_letters_cli.run(args, settings))
     if args.command == "topology":

@@ -1,4 +1,7 @@
-"""python -m services.uploader dead-letters list|show|replay|purge: the operator's tools."""
+"""python -m services.uploader dead-letters list|show|replay|purge: the operator's tools.
+
+`list` marks the stale letters (`shared/stale_letters.py`: the album page retried their images)
+and `purge --stale` removes them; replaying one sends nothing."""
 
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         which.add_argument("--position", type=int)
         which.add_argument("--album")
         which.add_argument("--all", action="store_true")
+        if name == "purge":
+            which.add_argument("--stale", action="store_true",
+                               help="the letters whose images are no longer failed")
 
 
 def run(args: argparse.Namespace, settings: CommonSettings) -> int:
@@ -45,14 +51,23 @@ def run(args: argparse.Namespace, settings: CommonSettings) -> int:
 
 def _list(replayer: Replayer, args: argparse.Namespace) -> int:
     letters = replayer.queue(args.queue).browse()
+    stale = replayer.stale(letters, args.queue)
     if args.json:
-        print(json.dumps([letter.summary() for letter in letters], indent=2))
+        print(json.dumps([{**letter.summary(), "stale": letter.position in stale,
+                           "stale_reason": stale.get(letter.position)} for letter in letters],
+                         indent=2))
         return 0
     for letter in letters:
         s = letter.summary()
+        mark = f"  [stale: {stale[letter.position]}]" if letter.position in stale else ""
         print(f"{s['position']:>5}  {s['at'] or '-':25}  album={s['album_id'] or '-'}  "
-              f"image={s['image_id'] or '-'}  attempts={s['attempts'] or '-'}  {s['reason']}")
-    print(f"{len(letters)} dead letters in {replayer.queue(args.queue).name}")
+              f"image={s['image_id'] or '-'}  attempts={s['attempts'] or '-'}  {s['reason']}"
+              f"{mark}")
+    summary = f"{len(letters)} dead letters in {replayer.queue(args.queue).name}"
+    if stale:
+        summary += (f", {len(stale)} of them stale (replaying them sends nothing): remove them "
+                    f"with `dead-letters{_queue_option(args)} purge --stale`")
+    print(summary)
     return 0
 
 
@@ -67,15 +82,23 @@ def _show(replayer: Replayer, args: argparse.Namespace) -> int:
 
 
 def _replay(replayer: Replayer, args: argparse.Namespace) -> int:
-    count = replayer.replay(_chosen(args), args.queue)
-    print(f"replayed {count} dead letters")
+    replayed = replayer.replay(_chosen(args), args.queue)
+    stale = f" ({replayed.stale} stale: removed, nothing sent)" if replayed.stale else ""
+    print(f"replayed {replayed.taken} dead letters{stale}")
     return 0
 
 
 def _purge(replayer: Replayer, args: argparse.Namespace) -> int:
-    count = replayer.purge(_chosen(args), args.queue)
+    if args.stale:
+        count = replayer.purge_stale(args.queue)
+    else:
+        count = replayer.purge(_chosen(args), args.queue)
     print(f"purged {count} dead letters")
     return 0
+
+
+def _queue_option(args: argparse.Namespace) -> str:
+    return "" if args.queue == "uploader" else f" --queue {args.queue}"
 
 
 def _chosen(args: argparse.Namespace) -> Callable[[DeadLetter], bool]:

@@ -254,6 +254,7 @@ class ImageUploader:
     def _attempt(self, message: messages.ImageUploadRequested, start: Start) -> None:
         """Send the image (the attempt is taken) and record how it went."""
         assert start.attempt is not None
+        log.info("image %s upload started (attempt %d)", message.image_id, start.attempt)
         with self._leased(message.image_id, start.attempt):
             try:
                 photo_id = self._upload(message, start)

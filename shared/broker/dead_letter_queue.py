@@ -4,7 +4,7 @@ channel closes) and takes the ones an operator replays or purges."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -25,12 +25,14 @@ class DeadLetterQueue:
         with self._session() as (_, letters):
             return [letter for letter, _ in letters]
 
-    def take(self, chosen: Callable[[DeadLetter], bool],
+    def take(self, choose: Callable[[list[DeadLetter]], Collection[int]],
              before_ack: Callable[[list[DeadLetter]], None] | None = None) -> list[DeadLetter]:
-        """Remove the chosen dead letters, after `before_ack` (a replay) has run without error;
-        the others stay, in their order."""
+        """Remove the dead letters whose positions `choose` picks from them all (at once: it may
+        ask the store about every letter in one read), after `before_ack` (a replay) has run
+        without error; the others stay, in their order."""
         with self._session() as (channel, letters):
-            picked = [(letter, tag) for letter, tag in letters if chosen(letter)]
+            positions = set(choose([letter for letter, _ in letters]))
+            picked = [(letter, tag) for letter, tag in letters if letter.position in positions]
             if before_ack is not None:
                 before_ack([letter for letter, _ in picked])
             for _, tag in picked:

@@ -69,7 +69,8 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
 
 
 def add_missing_columns(connection: Any) -> None:
-    """Upgrade a store made by an older version: add the nullable columns it lacks."""
+    """Upgrade a store made by an older version: add the nullable columns it lacks, and the
+    indexes."""
     inspector = inspect(connection)
     for table in Base.metadata.sorted_tables:
         have = {column["name"] for column in inspector.get_columns(table.name)}
@@ -78,5 +79,7 @@ def add_missing_columns(connection: Any) -> None:
                 kind = column.type.compile(connection.dialect)
                 connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" '
                                         f"{kind}"))
+        for index in table.indexes:  # an index made for a column added just now
+            index.create(connection, checkfirst=True)
 
 

@@ -32,8 +32,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from shared import album_rules, fencing, messages, topology
+from shared import album_rules, fencing, log_context, messages, topology
 from shared.outgoing import Outgoing
+from shared.store import daily_quota
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
@@ -83,6 +84,7 @@ from shared.store.views import (
     PageView,
     PostJob,
     ReconnectMail,
+    Reopened,
     Start,
     StoredImage,
     Unrecorded,
@@ -92,6 +94,9 @@ from shared.store.views import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Ids per `IN (...)` of a bulk read: under every backend's limit on bound parameters.
+_IN_CHUNK = 500
 
 
 class KeyReused(ValueError):
@@ -191,15 +196,18 @@ class Store:
                      keys: Sequence[str], captions: Sequence[str | None] = (),
                      description: str | None = None, page_id: str | None = None,
                      destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                     window: int | None = None) -> tuple[str, list[OutboxMessage]]:
+                     window: int | None = None, images_per_day: int | None = None,
+                     ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and the outbox messages of the first `window` images
         (None: of all), all or nothing; the others wait for their turn (`_release_turns`).
         `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
         Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
-        and, for an existing album of the Page, that album's id."""
+        and, for an existing album of the Page, that album's id. With `images_per_day`, raises
+        daily_quota.QuotaExceeded (and records nothing) if the album does not fit in it."""
         return self._insert_album(user_id, title, notify_email, keys, captions=captions,
                                   description=description, page_id=page_id,
-                                  destination=destination, window=window)
+                                  destination=destination, window=window,
+                                  images_per_day=images_per_day)
 
     def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
                           notify_email: str | None, keys: Sequence[str],
@@ -207,17 +215,20 @@ class Store:
                           description: str | None = None,
                           page_id: str | None = None,
                           destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                          window: int | None = None) -> Created:
+                          window: int | None = None,
+                          images_per_day: int | None = None) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
         for; raises KeyReused if the key created another one.
 
         The key's row is written with the album; a second request with the key (at the same
-        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first."""
+        moment, or much later) breaks the key's uniqueness, rolls back, and reads the first:
+        before the quota is counted, so a repeat is answered even once the quota is spent."""
         try:
             album_id, rows = self._insert_album(user_id, title, notify_email, keys,
                                                 (key, fingerprint), captions, description,
-                                                page_id, destination, window)
+                                                page_id, destination, window,
+                                                images_per_day)
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -233,10 +244,15 @@ class Store:
                       captions: Sequence[str | None] = (), description: str | None = None,
                       page_id: str | None = None,
                       destination: tuple[str, str | None] = (NEW_ALBUM, None),
-                      window: int | None = None) -> tuple[str, list[OutboxMessage]]:
+                      window: int | None = None, images_per_day: int | None = None,
+                      ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         kind, existing = destination
         with self._tx() as s:
+            if images_per_day is not None:
+                # First: the album's own row takes a share lock on the user's (its foreign
+                # key), and two of those waiting to become this lock would deadlock.
+                _lock_user(s, user_id)
             # An existing album is recorded as the album's Facebook album: the uploader's
             # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
@@ -249,6 +265,8 @@ class Store:
                 s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
                                      fingerprint=idempotency[1]))
                 s.flush()
+            if images_per_day is not None:
+                _check_daily_quota(s, user_id, images_per_day, len(keys))
             images = [Image(album_id=album_id, position=i, key=key,
                             caption=(captions[i] if i < len(captions) else None) or None,
                             unreleased=True if window is not None and i >= window else None)
@@ -261,6 +279,10 @@ class Store:
 
     def album(self, album_id: str, user_id: int | None = None) -> AlbumView | None:
         """The album, or None if it does not exist or belongs to another user."""
+        if "\x00" in album_id:
+            # No album id holds one, and PostgreSQL refuses it in a text parameter (an error
+            # the API would answer as a store outage): an id from a URL is caller input.
+            return None
         with self._read() as s:
             album = s.get(Album, album_id)
             if album is None or (user_id is not None and album.user_id != user_id):
@@ -279,6 +301,18 @@ class Store:
         with self._read() as s:
             image = s.get(Image, image_id)
             return image_view(image) if image else None
+
+    def images(self, image_ids: Collection[int]) -> dict[int, ImageView]:
+        """The images of `image_ids` the store knows, by id (an operator's tool reads a
+        dead-letter queue's worth at once)."""
+        wanted = sorted(set(image_ids))
+        found: dict[int, ImageView] = {}
+        with self._read() as s:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start:start + _IN_CHUNK]
+                found.update((i.id, image_view(i))
+                             for i in s.scalars(select(Image).where(Image.id.in_(chunk))))
+        return found
 
     def stored_image(self, image_id: int) -> StoredImage | None:
         """The album and object of an image, which its upload message must name."""
@@ -485,10 +519,16 @@ class Store:
         """Queue the album's failed images (or those of `image_ids`) again: the album goes back
         to publishing, and one new upload message per image goes to the outbox, as its window
         lets them: the others wait for their turn, in the album's order."""
+        return self.retry_failed(album_id, image_ids).rows
+
+    def retry_failed(self, album_id: str,
+                     image_ids: Collection[int] | None = None) -> Reopened:
+        """`reopen_failed`, saying also how many images it re-opened (a retry's answer: some
+        may wait for their turn, so the messages written are fewer)."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None:
-                return []
+                return Reopened(0, [])
             now = _db_time(s)
             images = [i for i in _images(s, album_id) if i.state == FAILED
                       and (image_ids is None or i.id in image_ids)]
@@ -501,7 +541,7 @@ class Store:
             s.flush()
             rows = [_upload_row(i) for i in images if not i.unreleased]
             s.add_all(rows)
-            return rows + _release_turns(s, album)
+            return Reopened(len(images), rows + _release_turns(s, album))
 
     def resend_unfinished(self, album_id: str,
                           image_ids: Collection[int]) -> list[OutboxMessage]:
@@ -897,6 +937,25 @@ class Store:
         return _db_time(s)
 
 
+def _lock_user(s: Session, user_id: int) -> None:
+    """Lock the user's row (PostgreSQL; SQLite has one writer anyway) till the commit, so that
+    two albums posted at once are counted one after the other, not both against one total."""
+    s.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+def _check_daily_quota(s: Session, user_id: int, quota: int, requested: int) -> None:
+    """Raise QuotaExceeded unless the images fit beside those of the user's albums of the last
+    24 hours (under `_lock_user`); the album being inserted has no images yet."""
+    now = _db_time(s)
+    recent = s.execute(
+        select(Album.created_at, func.count(Image.id))
+        .join(Image, Image.album_id == Album.id)
+        .where(Album.user_id == user_id, Album.created_at > now - daily_quota.WINDOW)
+        .group_by(Album.id, Album.created_at).order_by(Album.created_at)).all()
+    daily_quota.check([daily_quota.Recent(created_at, count) for created_at, count in recent],
+                      quota, requested, now)
+
+
 def _outbox_row(message: messages.AnyMessage,
                 queue: topology.WorkQueue) -> OutboxMessage:
     return _row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
@@ -906,7 +965,7 @@ def _upload_row(image: Image) -> OutboxMessage:
     """The message that asks for an image to be uploaded, after its latest attempt."""
     row = _outbox_row(messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id,
                                                     key=image.key), topology.IMAGE_UPLOADS)
-    row.headers = {fencing.FENCE_HEADER: image.attempts}
+    row.headers = {**row.headers, fencing.FENCE_HEADER: image.attempts}
     return row
 
 
@@ -956,14 +1015,12 @@ def _hand_back(image: Image | None) -> None:
 
 
 def _stale(image: Image, fence: int | None) -> bool:
-    """A delivery following an older attempt than the image's latest: another copy took over.
-    A copy carrying the fencing number of the message that started the latest attempt is not
-    stale while that attempt recorded no outcome: the broker redelivered it, or the runtime
-    delayed it after a store outage, or it waited out that attempt's window; it is the only
-    copy left (a duplicate of it meets the lease or the in-flight window instead)."""
-    if fence is None or fence >= image.attempts:
-        return False
-    return not (image.state == UPLOADING and fence == image.attempt_fence)
+    """A delivery following an older attempt than the image's latest: another copy took over
+    (`fencing.superseded`). The copy that started a latest attempt with no outcome yet is the
+    only one left: the broker redelivered it, or the runtime delayed it after a store outage, or
+    it waited out that attempt's window (a duplicate of it meets the lease or the window)."""
+    return fencing.superseded(fence, image.attempts, image.state == UPLOADING,
+                              image.attempt_fence)
 
 
 def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:
@@ -1016,7 +1073,7 @@ def _resend(image: Image, now: datetime) -> None:
 def _row(message: Outgoing) -> OutboxMessage:
     return OutboxMessage(exchange=message.exchange, routing_key=message.routing_key,
                          message_id=message.message_id, body=message.body,
-                         headers=dict(message.headers))
+                         headers=log_context.stamp(message.headers))
 
 
 def _images(s: Session, album_id: str) -> list[Image]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.outgoing import Outgoing
@@ -52,6 +52,8 @@ class User(Base):
 
 class Album(Base):
     __tablename__ = "albums"
+    # created_at is the database's: read back at once, not left expired on a handed-out object.
+    __mapper_args__ = {"eager_defaults": True}
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     title: Mapped[str] = mapped_column(String(200))
@@ -69,7 +71,9 @@ class Album(Base):
     fb_album_claimed_at: Mapped[datetime | None]
     fb_album_create_uncertain: Mapped[bool | None]
     settle_seq: Mapped[int] = mapped_column(default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: By the database's clock: the images-per-day quota counts albums by it, and every API
+    #: process must agree on what the last 24 hours hold.
+    created_at: Mapped[datetime] = mapped_column(default=utc_now(), index=True)
     settled_at: Mapped[datetime | None]
     #: NEW_ALBUM, EXISTING_ALBUM or POST (NULL: a row from before destinations, a new album).
     destination: Mapped[str | None] = mapped_column(String(16))
@@ -148,6 +152,12 @@ class Image(Base):
     #: full). NULL: released, which a row from before turns is too.
     unreleased: Mapped[bool | None]
     updated_at: Mapped[datetime] = mapped_column(default=utc_now(), onupdate=utc_now())
+
+    # The sweeper looks for albums with images waiting for their turn every round: a partial
+    # index keeps that look as small as the waiting images, not the whole table.
+    __table_args__ = (Index("ix_images_waiting_turn", "album_id",
+                            postgresql_where=text("unreleased IS TRUE"),
+                            sqlite_where=text("unreleased IS 1")),)
 
 
 class OutboxMessage(Base):

@@ -58,6 +58,17 @@ class ImageView:
     photo_id: str | None
     error: str | None
     next_attempt_at: datetime | None
+    #: The fencing number of the message that started its latest attempt (`shared/fencing.py`).
+    attempt_fence: int | None = None
+
+
+@dataclass(frozen=True)
+class Reopened:
+    """What a retry of an album's failed images did: how many it re-opened, and the messages of
+    those whose turn came at once (the album's window: the others wait for theirs)."""
+
+    images: int
+    rows: list[OutboxMessage]
 
 
 @dataclass(frozen=True)
@@ -170,7 +181,7 @@ class AlbumPhotoLedger:
 
 def image_view(image: Image) -> ImageView:
     return ImageView(image.id, image.key, image.state, image.attempts, image.photo_id,
-                     image.error, image.next_attempt_at)
+                     image.error, image.next_attempt_at, image.attempt_fence)
 
 
 def album_view(album: Album, images: Sequence[Image]) -> AlbumView:

@@ -90,13 +90,17 @@ def test_refused_images_fail_alone_and_the_email_names_them(system, user, e2e_am
 def test_a_missing_object_fails_that_image_alone(system, user):
     hashes = seed_images(system, user, 2, folder="gone")
     missing = f"{user['prefix']}gone/never-uploaded.png"
-    response = system.publish(user["token"], title="Gone", images=[*hashes, missing],
+    # Mail goes only to the user's own address (issue 11): another one is refused unpublished.
+    stranger = system.publish(user["token"], title="Gone", images=[*hashes, missing],
                               notify_email="friend@example.com")
+    assert stranger.status_code == 422 and "your own address" in stranger.json()["error"]
+    response = system.publish(user["token"], title="Gone", images=[*hashes, missing],
+                              notify_email=user["email"])
     album = system.wait_settled(user["token"], response.json()["id"])
     states = {i["key"]: (i["state"], i["error"]) for i in album["images"]}
     assert states[missing] == ("failed", "not found in the bucket")
     assert all(states[key][0] == "uploaded" for key in hashes)
-    wait_for(lambda: system.mails_to("friend@example.com"), what="the email to notify_email")
+    wait_for(lambda: system.mails_to(user["email"]), what="the email to notify_email")
 
 
 def test_transient_facebook_errors_are_retried_until_the_album_is_done(system, user):

@@ -4,7 +4,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from shared import messages
 from shared.store import Store
@@ -65,6 +65,7 @@ def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
     user, _ = old.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, _ = old.create_album(user.id, "t", None, [user.prefix + k for k in "abc"])
     with old.engine.begin() as connection:  # the tables as the older version made them
+        connection.execute(text("DROP INDEX ix_images_waiting_turn"))
         connection.execute(text("ALTER TABLE images DROP COLUMN unreleased"))
         connection.execute(text("ALTER TABLE albums DROP COLUMN release_window"))
     old.dispose()
@@ -72,6 +73,8 @@ def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
     store = Store(empty_store_url)
     try:
         store.create_schema()
+        assert "ix_images_waiting_turn" in {
+            index["name"] for index in inspect(store.engine).get_indexes("images")}
         ids = [image.id for image in store.album(album_id).images]
         # Its images all had their messages: none is held back, and none is sent twice.
         requeued = store.requeue_lost(timedelta(0), queue_empty=True)

@@ -4,6 +4,7 @@ message goes out, the dead letter is gone; poison goes back as it was; purge rem
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pika
 import pytest
@@ -13,7 +14,7 @@ from shared import dead_letters, messages, topology
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
-from shared.replay import Replayer
+from shared.replay import Replayed, Replayer
 
 from .helpers import get_all, message_count
 
@@ -47,7 +48,8 @@ def failed_album(store, publisher_url, count=2):
         for row in rows:
             image_id = messages.decode(row.body).image_id
             store.start_attempt(image_id)
-            letter = dead_letters.dead_letter(UPLOADS, row.body, {}, "refused", 324, 1)
+            # The letter keeps the headers of the delivery that died (its fencing number).
+            letter = dead_letters.dead_letter(UPLOADS, row.body, row.headers, "refused", 324, 1)
             for row in store.record_failed(image_id, "refused", 324, letter):
                 if row.exchange == topology.DEAD_EXCHANGE:
                     publisher.publish([row.outgoing()])
@@ -63,7 +65,7 @@ def test_replaying_an_album_reopens_it_and_empties_its_dead_letters(replayer, sq
     assert sqlite_store.album(album_id).state == "done_with_failures"
     assert [letter.album_id for letter in replayer.queue().browse()].count(album_id) == 2
 
-    assert replayer.replay(lambda letter: letter.album_id == album_id) == 2
+    assert replayer.replay(lambda letter: letter.album_id == album_id).taken == 2
     album = sqlite_store.album(album_id)
     assert album.state == "publishing"
     assert {i.state for i in album.images} == {"queued"}
@@ -115,11 +117,40 @@ def test_a_letter_of_a_retried_image_replays_as_stale_and_sends_nothing(replayer
     sqlite_store.start_attempt(image_id)
     sqlite_store.record_uploaded(image_id, "photo-1")
 
+    settled = sqlite_store.album(album_id)
+    assert settled.state == "done"
+
     # The operator replays every letter later: the retried image's is stale.
-    assert replayer.replay(lambda letter: True) == 1
+    assert replayer.replay(lambda letter: True) == Replayed(taken=1, stale=1)
     assert get_all(amqp_url, UPLOADS.name) == []
     assert message_count(amqp_url, DLQ) == 0
-    assert sqlite_store.album(album_id).images[0].state == "uploaded"
+    album = sqlite_store.album(album_id)
+    assert album.images[0].state == "uploaded" and album.images[0].photo_id == "photo-1"
+    assert (album.state, album.settle_seq) == ("done", settled.settle_seq)  # not re-opened
+
+
+@pytest.mark.parametrize("since", ["queued", "uploading", "retrying"])
+def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothing(
+        since, replayer, sqlite_store, amqp_url):
+    """The album page retried the image and its fresh message is on its way (still queued,
+    being uploaded, or waiting out a retry tier): the operator's replay of its old letter must
+    not send the image a second message."""
+    album_id = failed_album(sqlite_store, amqp_url, count=1)
+    assert replayer.retry_album(album_id) == 1
+    ((props, body),) = get_all(amqp_url, UPLOADS.name)  # the uploader has it
+    image_id = messages.decode(body).image_id
+    if since != "queued":
+        assert sqlite_store.start_attempt(image_id, fence=props.headers["album-fence"]).attempt
+    if since == "retrying":
+        sqlite_store.record_retrying(image_id, "Facebook had a temporary error (code 2)", 2,
+                                    timedelta(seconds=30))
+    before = sqlite_store.image(image_id)
+
+    assert replayer.replay(lambda letter: True) == Replayed(taken=1, stale=1)
+    resent = get_all(amqp_url, UPLOADS.name)
+    assert resent == [], f"the stale letter sent {len(resent)} upload messages"
+    assert message_count(amqp_url, DLQ) == 0
+    assert sqlite_store.image(image_id) == before
 
 
 def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
@@ -131,7 +162,7 @@ def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
         publisher.close()
     (letter,) = replayer.queue().browse()
     assert letter.album_id is None and letter.reason == "poison"
-    assert replayer.replay(lambda _: True) == 1
+    assert replayer.replay(lambda _: True) == Replayed(taken=1, stale=0)
     ((props, body),) = get_all(amqp_url, UPLOADS.name)
     assert body == b"{bad json" and not any(k.startswith("dead-") for k in props.headers or {})
 
@@ -150,11 +181,11 @@ def stuck_album(store, publisher_url):
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, (row,) = store.create_album(user.id, "t", None, [f"{user.prefix}0.png"])
     image_id = messages.decode(row.body).image_id
-    store.start_attempt(image_id)
+    store.start_attempt(image_id, fence=row.headers["album-fence"])
     publisher = Publisher(publisher_url)
     try:
-        publisher.publish([dead_letters.dead_letter(UPLOADS, row.body, {}, "delivery limit",
-                                                    None, 1)])
+        publisher.publish([dead_letters.dead_letter(UPLOADS, row.body, row.headers,
+                                                    "delivery limit", None, 1)])
     finally:
         publisher.close()
     return album_id, image_id
@@ -165,7 +196,7 @@ def test_a_dead_letter_of_an_image_stuck_uploading_sends_it_again(replayer, sqli
     album_id, image_id = stuck_album(sqlite_store, amqp_url)
     assert replayer.retry_album(album_id) == 0  # nothing failed: the letter stays
     assert len(replayer.queue().browse()) == 1
-    replayer.replay(lambda letter: letter.album_id == album_id)
+    assert replayer.replay(lambda letter: letter.album_id == album_id) == Replayed(1, stale=0)
     # Removing the letter without a new message would leave the image uploading for ever.
     sent = [messages.decode(body) for _, body in get_all(amqp_url, UPLOADS.name)]
     assert [m.image_id for m in sent] == [image_id]

@@ -194,20 +194,18 @@ def test_a_body_at_the_limit_reaches_the_app(api: Api) -> None:
 
 def test_live_streams_cannot_starve_healthz(api: Api) -> None:
     """Each open live-progress stream holds a thread; at most half of them (API_SSE_STREAMS's
-    default), so twice as many browsers as threads still leave /healthz answering."""
+    default), so twice as many browsers as threads still leave /healthz answering. The browsers
+    belong to eight users, each within their own share (API_SSE_STREAMS_PER_USER's default, a
+    quarter of the threads)."""
     store = Store(api.database_url)
-    user, token = store.create_user("live@example.com")
-    album_id, _ = store.create_album(user.id, "Live", None, [f"{user.prefix}a.png"])
-    browser = requests.Session()
-    login = browser.get(f"{api.url}/login", timeout=5).text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
-    assert csrf is not None
-    browser.post(f"{api.url}/login", data={"token": token, "csrf_token": csrf.group(1)},
-                 timeout=5).raise_for_status()
     threads = 16  # API_THREADS' default
-    streams = [browser.get(f"{api.url}/albums/{album_id}/events", stream=True, timeout=10)
-               for _ in range(2 * threads)]
+    users = 8
+    streams: list[requests.Response] = []
     try:
+        for n in range(users):
+            browser, album_id = _signed_in_with_an_album(api, store, f"live{n}@example.com")
+            streams += [browser.get(f"{api.url}/albums/{album_id}/events", stream=True,
+                                    timeout=10) for _ in range(2 * threads // users)]
         for stream in streams:  # every browser got the album, held or not
             assert stream.status_code == 200
             assert b"event: album" in b"".join(_first_event(stream))
@@ -215,6 +213,18 @@ def test_live_streams_cannot_starve_healthz(api: Api) -> None:
     finally:
         for stream in streams:
             stream.close()
+
+
+def _signed_in_with_an_album(api: Api, store: Store, email: str) -> tuple[requests.Session, str]:
+    user, token = store.create_user(email)
+    album_id, _ = store.create_album(user.id, "Live", None, [f"{user.prefix}a.png"])
+    browser = requests.Session()
+    login = browser.get(f"{api.url}/login", timeout=5).text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
+    assert csrf is not None
+    browser.post(f"{api.url}/login", data={"token": token, "csrf_token": csrf.group(1)},
+                 timeout=5).raise_for_status()
+    return browser, album_id
 
 
 def _first_event(stream: requests.Response) -> Iterator[bytes]:

@@ -10,12 +10,14 @@ import collections
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import update
 
 from shared import messages
+from shared.outbox import Outbox
+from shared.replay import Replayer
 from shared.store import Store
 from shared.store.tables import Image
 
@@ -185,3 +187,36 @@ def test_albums_take_turns_in_a_first_in_first_out_queue(store):
     # album's next four. Without turns it waited for all forty: round 12.
     assert max(ended[i] for i in small_ids) == 4, ended
     assert rounds == 12  # and the big album lost nothing: 45 photos in ceil(45/4) rounds
+
+
+class CommittedOutbox:
+    """The outbox as the retry uses it: the rows it would publish, kept."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    def publish_committed(self, rows: list[Any]) -> bool:
+        self.rows.extend(rows)
+        return True
+
+
+def test_a_retry_while_the_albums_window_is_full_answers_how_many_it_reopened(store):
+    """The page's retry while the album still publishes: its failed image is re-opened and
+    waits for a slot. The answer counts the images re-opened, not the messages sent now (none:
+    both slots are taken), which would say there was nothing to retry."""
+    album_id, ids, _ = publish(store, 4, window=2)
+    store.start_attempt(ids[0])
+    store.record_failed(ids[0], "refused", 324)  # released ids[2]: ids[1] and ids[2] hold both
+    outbox = CommittedOutbox()
+    assert Replayer(store, cast(Outbox, outbox), "amqp://unused").retry_album(album_id) == 1
+    assert states(store, album_id)[0] == "queued" and outbox.rows == []
+    assert uploads(upload(store, ids[1])) == [ids[0]]  # its turn comes in the album's order
+
+
+def test_a_retry_of_a_stopped_album_counts_every_image_it_reopened(store):
+    album_id, ids, _ = publish(store, 6, window=2)
+    store.start_attempt(ids[0])
+    store.record_failed(ids[0], "token revoked", 190, stop_album=True)
+    outbox = CommittedOutbox()
+    assert Replayer(store, cast(Outbox, outbox), "amqp://unused").retry_album(album_id) == 6
+    assert uploads(outbox.rows) == ids[:2]

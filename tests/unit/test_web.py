@@ -52,7 +52,7 @@ class FakeReplayer:
         self.store = store
 
     def retry_album(self, album_id: str) -> int:
-        return len(self.store.reopen_failed(album_id))
+        return self.store.retry_failed(album_id).images
 
 
 class ManualClock:
@@ -414,7 +414,10 @@ def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient,
 
 
 def test_streams_past_the_limit_get_a_snapshot_and_reconnect(tmp_path: Any, aws: Any) -> None:
-    env = make_env(tmp_path, aws, api_sse_streams=1, api_sse_max_s=5.0)
+    # The user's own share (API_SSE_STREAMS_PER_USER, tests/unit/test_limits.py) set above
+    # the process's: this is the process's limit.
+    env = make_env(tmp_path, aws, api_sse_streams=1, api_sse_streams_per_user=2,
+                   api_sse_max_s=5.0)
     client = env.app.test_client()
     sign_in(client, env.token)
     album_id = env.album("Busy", 1)

@@ -147,8 +147,16 @@
       });
       source.addEventListener("gone", () => { source.close(); source = null; live.hidden = true; });
       source.addEventListener("error", () => {
-        // The browser reconnects by itself (the server ends long streams on purpose).
-        if (source && source.readyState !== EventSource.CLOSED) setLive("reconnecting", "Reconnecting…");
+        if (!source) return;
+        // The browser reconnects by itself (the server ends long streams on purpose)...
+        if (source.readyState !== EventSource.CLOSED) {
+          setLive("reconnecting", "Reconnecting…");
+          return;
+        }
+        // ...but not after a refusal (429: too many live pages open for this user).
+        source = null;
+        setLive("reconnecting", "Live updates paused (too many pages open); trying again…");
+        setTimeout(connect, 15000);
       });
     }
 
