@@ -141,6 +141,9 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     from .page_connect import connect
 
     app.register_blueprint(connect)
+    from .operator_desk import desk
+
+    app.register_blueprint(desk)
     app.register_error_handler(HTTPException, _http_error)
     # By its code, so that it also serves the web pages (their handler is for HTTPException).
     app.register_error_handler(InternalServerError, _internal_error)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from shared import process_pool, s3, topology
 from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
+from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
@@ -25,6 +26,7 @@ from shared.token_cipher import cipher_from_setting
 
 from . import broker_users_cli, dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
+from .dead_letter_drain import DeadLetterDrain
 from .feed_poster import FeedPoster
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy, in_flight_window
@@ -49,6 +51,9 @@ def consume(settings: UploaderSettings) -> None:
     LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s),
                        in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
+    DeadLetterDrain(store, [DeadLetterQueue(settings.amqp_url, q) for q in topology.WORK_QUEUES],
+                    publisher.publish, settings.dead_letter_drain_batch,
+                    ).start(stop, settings.dead_letter_drain_s)
     fallback = settings.single_tenant_page
     gate = ThrottleGate(store, fallback[0] if fallback else "", settings.usage_threshold_pct,
                         settings.usage_pause_s)

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    case,
     delete,
     false,
     func,
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 from shared import album_rules, fencing, log_context, messages, topology
 from shared.outgoing import Outgoing
 from shared.store import daily_quota
+from shared.store import dead_letter_index as letter_index
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
@@ -46,6 +48,7 @@ from shared.store.tables import (
     DONE_WITH_FAILURES,
     EXISTING_ALBUM,
     FAILED,
+    LETTER_WAITING,
     NEEDS_RECONNECT,
     NEW_ALBUM,
     PAUSED,
@@ -63,6 +66,7 @@ from shared.store.tables import (
     UPLOADING,
     Album,
     Base,
+    DeadLetterRecord,
     GraphHold,
     IdempotencyKey,
     Image,
@@ -75,9 +79,12 @@ from shared.store.tables import (
 from shared.store.views import (
     AlbumPhotoLedger,
     AlbumView,
+    AuditView,
     Created,
     FbAlbumClaim,
     ImageView,
+    LetterGroup,
+    LetterView,
     NotificationClaim,
     OutboxRetry,
     PageCredentials,
@@ -87,6 +94,8 @@ from shared.store.views import (
     Reopened,
     Start,
     StoredImage,
+    StuckAlbum,
+    StuckImage,
     Unrecorded,
     UserView,
     album_view,
@@ -179,6 +188,15 @@ class Store:
             user = s.get(User, user_id)
             if user is not None:
                 _end_sessions(user)
+
+    def set_role(self, email: str, role: str | None) -> UserView | None:
+        """Give an existing user a role ("operator"; None: an end user); None if no such user."""
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email))
+            if user is None:
+                return None
+            user.role = role
+            return _user_view(user)
 
     def user_by_token(self, token: str) -> UserView | None:
         with self._read() as s:
@@ -511,6 +529,7 @@ class Store:
                                   error_code=values["error_code"]))
             rows = [_row(message) for message in extra]
             s.add_all(rows)
+            s.add_all(letter_index.records(extra))  # the desk's index, with the letter
             rows += _release_turns(s, album)
             return True, rows + _settle_if_ended(s, album)
 
@@ -664,6 +683,8 @@ class Store:
             for name, value in values.items():
                 setattr(album, name, value)
             rows = [_row(dead_letter)] if dead_letter is not None else []
+            if dead_letter is not None:
+                s.add_all(letter_index.records([dead_letter]))
             rows.append(_settled_row(s, album))
             s.add_all(rows)
             s.flush()
@@ -931,6 +952,92 @@ class Store:
             until = s.scalar(select(func.max(GraphHold.until)).where(GraphHold.scope.in_(scopes)))
         return max(0.0, (until - now).total_seconds()) if until is not None else 0.0
 
+    # -- the dead-letter desk ------------------------------------------------------------------
+
+    def index_dead_letters(self, letters: Sequence[Outgoing], poison: bool = False) -> None:
+        """Index letters the runtime dead-lettered without a store transaction (poison, a
+        failed hook); one already indexed is left as it is."""
+        with self._tx() as s:
+            for record in letter_index.records(letters, poison):
+                if s.get(DeadLetterRecord, record.message_id) is None:
+                    s.add(record)
+
+    def letter_groups(self, offset: int = 0, limit: int = 50) -> list[LetterGroup]:
+        with self._read() as s:
+            return letter_index.groups(s, offset, limit)
+
+    def group_letters(self, kind: str, code: int | None, offset: int = 0,
+                      limit: int = 50) -> list[LetterView]:
+        with self._read() as s:
+            return letter_index.letters(s, kind, code, offset, limit)
+
+    def dead_letter(self, message_id: str) -> LetterView | None:
+        with self._read() as s:
+            row = s.get(DeadLetterRecord, message_id)
+            return letter_index.view(row) if row is not None else None
+
+    def waiting_letters(self, message_ids: Collection[str] = (), kind: str | None = None,
+                        code: int | None = None, album_id: str | None = None,
+                        limit: int = 500) -> list[LetterView]:
+        """Waiting letters by id, or (without ids) up to `limit` of a group or an album."""
+        with self._read() as s:
+            ids = list(message_ids) or letter_index.waiting_ids(s, kind, code, album_id, limit)
+            rows = s.scalars(select(DeadLetterRecord)
+                             .where(DeadLetterRecord.message_id.in_(ids[:limit]),
+                                    DeadLetterRecord.state == LETTER_WAITING)
+                             .order_by(DeadLetterRecord.dead_at))
+            return [letter_index.view(r) for r in rows]
+
+    def settle_letters(self, message_ids: Sequence[str], state: str, operator: str,
+                       action: str, target: str) -> int:
+        """Mark the waiting ones of `message_ids` replayed or purged by `operator`, and audit
+        the action, in one transaction; returns how many were marked."""
+        with self._tx() as s:
+            now = _db_time(s)
+            marked = letter_index.mark(s, message_ids, state, operator, now)
+            letter_index.audit(s, operator, action, target, len(marked), now)
+            return len(marked)
+
+    def audit_log(self, offset: int = 0, limit: int = 50) -> list[AuditView]:
+        with self._read() as s:
+            return letter_index.audit_log(s, offset, limit)
+
+    def letter_states(self, message_ids: Collection[str]) -> dict[str, str]:
+        """The index's state of each of `message_ids` it holds (waiting, replayed, purged)."""
+        with self._read() as s:
+            rows = s.execute(select(DeadLetterRecord.message_id, DeadLetterRecord.state)
+                             .where(DeadLetterRecord.message_id.in_(list(message_ids))))
+            return {row[0]: row[1] for row in rows}
+
+    def has_undrained_letters(self) -> bool:
+        """Whether a replayed or purged letter's queue copy is still to be removed."""
+        with self._read() as s:
+            return s.scalar(select(DeadLetterRecord.message_id)
+                            .where(DeadLetterRecord.state != LETTER_WAITING,
+                                   DeadLetterRecord.drained_at.is_(None)).limit(1)) is not None
+
+    def mark_drained(self, message_ids: Collection[str]) -> None:
+        with self._tx() as s:
+            s.execute(update(DeadLetterRecord)
+                      .where(DeadLetterRecord.message_id.in_(list(message_ids)))
+                      .values(drained_at=_db_time(s)))
+
+    def stuck_albums(self, grace: timedelta, offset: int = 0,
+                     limit: int = 50) -> list[StuckAlbum]:
+        """Albums publishing past their expected end: the latest time one of their unfinished
+        images was due (its lease for one uploading, else when its message was queued or its
+        retry was set for), plus `grace`. Paused images wait for their owner: not counted."""
+        due = case((Image.state == UPLOADING, Image.lease_until), else_=Image.queued_at)
+        with self._read() as s:
+            now = _db_time(s)
+            late = list(s.execute(
+                select(Image.album_id, func.max(due))
+                .join(Album, Album.id == Image.album_id)
+                .where(Album.state == PUBLISHING, Image.state.not_in((*TERMINAL, PAUSED)))
+                .group_by(Image.album_id).having(func.max(due) < now - grace)
+                .order_by(func.max(due)).offset(offset).limit(limit)))
+            return [_stuck(s, album_id, latest + grace) for album_id, latest in late]
+
     def _now(self, s: Session) -> datetime:
         """The database's clock: the one `db_clock.utc_now` every other comparison reads
         (on PostgreSQL the statement's time, not the transaction's start)."""
@@ -1190,8 +1297,29 @@ def _to_post(s: Session, album: Album) -> list[str]:
             if i.state == UPLOADED and i.photo_id and i.photo_id not in posted]
 
 
+def _stuck(s: Session, album_id: str, expected_end: datetime) -> StuckAlbum:
+    album = s.get(Album, album_id)
+    assert album is not None  # joined just now; albums are never deleted
+    images = tuple(StuckImage(i.id, i.key, i.state, *_waiting_for(i))
+                   for i in _images(s, album_id) if i.state not in TERMINAL)
+    return StuckAlbum(album.id, album.title, album.user_id, expected_end, images)
+
+
+def _waiting_for(image: Image) -> tuple[str, datetime | None]:
+    """What an unfinished image waits for, and since when it was due."""
+    if image.state == UPLOADING:
+        return "its attempt to end (lease)", image.lease_until
+    if image.state == RETRYING:
+        return "its retry time", image.next_attempt_at
+    if image.state == PAUSED:
+        return "its Page to be reconnected", None
+    if image.unreleased:
+        return "its album's turn", image.queued_at
+    return "an uploader to take its message", image.queued_at
+
+
 def _user_view(user: User) -> UserView:
-    return UserView(user.id, user.email, user.prefix, user.session_generation or 0)
+    return UserView(user.id, user.email, user.prefix, user.session_generation or 0, user.role)
 
 
 def _new_token(user: User) -> str:

@@ -109,8 +109,9 @@ class System:
                             region_name="us-east-1", aws_access_key_id="testing",
                             aws_secret_access_key="testing")
 
-    def create_user(self, email: str) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-m", "services.api", "create-user", email],
+    def create_user(self, email: str, operator: bool = False) -> dict[str, Any]:
+        flag = ["--operator"] if operator else []
+        out = subprocess.run([sys.executable, "-m", "services.api", "create-user", email, *flag],
                              cwd=ROOT, env=self.env, capture_output=True, check=True, text=True)
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
