@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import signal
 import sys
@@ -75,13 +74,49 @@ def curl_line(api_url: str, token: str, keys: list[str]) -> str:
             f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
 
 
-def metrics_line(settings: ApiSettings) -> str:
-    """Where each service's /metrics is (dev/local.env sets the ports; RabbitMQ's own too)."""
-    ports = {"api": settings.api_metrics_port,
-             "uploader": os.environ.get("UPLOADER_METRICS_PORT", "0"),
-             "notifier": os.environ.get("NOTIFIER_METRICS_PORT", "0"), "rabbitmq": 15692}
-    return "  ".join(f"{name} http://{settings.metrics_host}:{port}/metrics"
-                     for name, port in ports.items() if str(port) != "0")
+def health_ports() -> dict[str, int]:
+    """The consumers' health (and metrics) ports, as their settings read them."""
+    from services.notifier.settings import NotifierSettings
+    from services.uploader.settings import UploaderSettings
+
+    return {"uploader": UploaderSettings().uploader_health_port,
+            "notifier": NotifierSettings().notifier_health_port}
+
+
+def metrics_ports(settings: ApiSettings) -> dict[str, int]:
+    """Each service's /metrics port (0: none), as its settings read them."""
+    from services.notifier.settings import NotifierSettings
+    from services.uploader.settings import UploaderSettings
+
+    return {"api": settings.api_metrics_port,
+            "uploader": UploaderSettings().uploader_metrics_port,
+            "notifier": NotifierSettings().notifier_metrics_port}
+
+
+def banner(settings: ApiSettings, ports: dict[str, int], email: str, token: str,
+           keys: list[str], metrics: dict[str, int] | None = None) -> str:
+    """What `make run` prints once the demo is seeded: every address an operator opens."""
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    services = [f"http://{settings.health_host}:{port}" for port in ports.values() if port]
+    ui_user = settings.rabbitmq_management_user
+    # Each service's /metrics has a port of its own, and RabbitMQ's plugin serves the broker's.
+    scrapes = [f"http://{settings.metrics_host}:{port}/metrics"
+               for port in [*(metrics or {}).values(), 15692] if port]
+    return f"""
+==> Album publisher is running.
+    API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
+    Inbox:          http://127.0.0.1:8025
+    Dead letters:   {api_url}/operator/dead-letters
+    RabbitMQ UI:    {settings.rabbitmq_management_url}   (user {ui_user}, AMQP_URL's password)
+    Health:         {api_url}/readyz  {"  ".join(f"{url}/readyz" for url in services)}
+    Metrics:        {"  ".join(scrapes)}
+    Demo user:      {email}   token: {token}
+    Publish the demo album ({len(keys)} images):
+
+{curl_line(api_url, token, keys)}
+
+    Then follow it:  curl -sS -H 'Authorization: Bearer {token}' {api_url}/api/albums
+"""
 
 
 def main() -> None:
@@ -90,19 +125,8 @@ def main() -> None:
     args = parser.parse_args()
     settings = ApiSettings()
     result = seed(settings)
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
-    print(f"""
-==> Album publisher is running.
-    API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
-    Inbox:          http://127.0.0.1:8025
-    Metrics:        {metrics_line(settings)}
-    Demo user:      {result['user'].email}   token: {result['token']}
-    Publish the demo album ({len(result['keys'])} images):
-
-{curl_line(api_url, result['token'], result['keys'])}
-
-    Then follow it:  curl -sS -H 'Authorization: Bearer {result['token']}' {api_url}/api/albums
-""", flush=True)
+    print(banner(settings, health_ports(), result["user"].email, result["token"],
+                 result["keys"], metrics_ports(settings)), flush=True)
     if args.stay:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: sys.exit(0))

@@ -88,6 +88,10 @@ class Outbox:
         self._publisher = publisher
         self._timeout_s = timeout_s
 
+    def broker_connected(self, wait_s: float) -> bool:
+        """Whether the publisher holds a broker connection (waiting up to `wait_s`)."""
+        return self._publisher.connected(wait_s)
+
     def publish(self, rows: Sequence[OutboxMessage]) -> bool:
         """Publish committed rows with confirms and mark the confirmed ones published; True if
         all were, False if the relay must finish the job (refused rows after their backoff)."""

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, url_for
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -22,6 +21,7 @@ from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
 from shared.destinations import post_url
 from shared.outbox import Outbox
+from shared.readiness import readiness_body, store_reachable
 from shared.replay import Replayer
 from shared.store import (
     CONNECTED,
@@ -443,12 +443,27 @@ def openapi() -> Any:
 
 @api.get("/healthz")
 def healthz() -> Any:
-    try:
-        with _services().store.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:  # report, don't crash: this is what the check is for
-        return _error(503, f"store unavailable: {type(exc).__name__}")
+    """Liveness: the process answers. No dependency is checked here, so that a store or broker
+    that is down never gets a healthy API restarted (that is /readyz's job)."""
     return jsonify({"status": "ok"})
+
+
+#: How long /readyz waits for the publisher's broker connection (it may be reconnecting).
+_BROKER_WAIT_S = 1.0
+
+
+@api.get("/readyz")
+def readyz() -> Any:
+    """Readiness: the store answers and the publisher holds a broker connection."""
+    services = _services()
+
+    def broker() -> str | None:
+        if services.outbox.broker_connected(_BROKER_WAIT_S):
+            return None
+        return "broker unreachable: the publisher has no connection"
+
+    status, body = readiness_body({"store": store_reachable(services.store), "broker": broker})
+    return jsonify(body), status
 
 
 def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:

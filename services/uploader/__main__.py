@@ -14,7 +14,7 @@ import tempfile
 import threading
 from datetime import timedelta
 
-from shared import metrics, process_pool, s3, topology
+from shared import health_server, metrics, process_pool, s3, topology
 from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
 from shared.broker.dead_letter_queue import DeadLetterQueue
@@ -22,6 +22,7 @@ from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
+from shared.readiness import service_checks
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 from shared.store_metrics import StoreCollector
@@ -82,7 +83,7 @@ def consume(settings: UploaderSettings) -> None:
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,
     # one post at a time (a post is one request, albums settle far apart).
-    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id)[1],
+    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id).client,
                         handler.policy)
     posts = Consumer(settings.amqp_url, poster.route(), 1,
                      on_connect=TopologyDeclarer.from_settings(settings),
@@ -93,6 +94,9 @@ def consume(settings: UploaderSettings) -> None:
     consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
                         on_connect=TopologyDeclarer.from_settings(settings),
                         grace_s=settings.shutdown_grace_s, publisher=publisher)
+    if settings.uploader_health_port:
+        health_server.serve(settings.health_host, settings.uploader_health_port, service_checks(
+            store, [(topology.IMAGE_UPLOADS.name, consumer), (topology.FEED_POSTS.name, posts)]))
     consumer.run(stop)
     posting.join()
     publisher.close()
@@ -107,7 +111,8 @@ def supervise(settings: UploaderSettings, stop: threading.Event) -> int:
                       StoreCollector(store))
         return process_pool.supervise(
             settings.uploader_processes, "services.uploader",
-            {"UPLOADER_PROCESSES": "1", "UPLOADER_METRICS_PORT": "0",
+            # Each child would bind the same ports: the children serve none (README).
+            {"UPLOADER_PROCESSES": "1", "UPLOADER_METRICS_PORT": "0", "UPLOADER_HEALTH_PORT": "0",
              metrics.MULTIPROC_DIR: figures}, stop, settings.shutdown_grace_s,
             on_exit=metrics.forget_process)
 

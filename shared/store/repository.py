@@ -924,12 +924,27 @@ class Store:
         refused for the Page's sake (not the image's) is given back."""
         with self._tx() as s:
             image = s.get(Image, image_id, with_for_update=True)
-            if image is None or image.state in TERMINAL:
-                return
-            if give_back_attempt and image.attempts:
-                image.attempts -= 1
-            image.state, image.error, image.error_code = PAUSED, reason, code
-            image.next_attempt_at = image.lease_until = None
+            if image is not None:
+                _pause(image, reason, code, give_back_attempt)
+
+    def pause_for_page(self, image_id: int, reason: str, code: int | None,
+                       give_back_attempt: bool, refused: bytes | None = None) -> bool:
+        """`pause_image`, decided with the album's Page connection locked, as `connect_page`
+        locks it before it queues the paused images again: False, and the image not paused,
+        if the Page is connected by now with a token other than `refused` (the owner
+        reconnected after the image found the Page waiting, or while the request Facebook
+        refused was on its way); its attempt, if given back, is then ended as not sent. With
+        `refused` (sealed, as stored) still the Page's token, the connection is marked
+        `needs_reconnect` first (once: its owner is mailed once)."""
+        with self._tx() as s:
+            if not _page_waits(s, image_id, refused):
+                if give_back_attempt:
+                    _hand_back(s.get(Image, image_id, with_for_update=True))
+                return False
+            image = s.get(Image, image_id, with_for_update=True)
+            if image is not None:
+                _pause(image, reason, code, give_back_attempt)
+            return True
 
     # -- Graph holds (throttling shared by every uploader process) -----------------------------
 
@@ -1086,6 +1101,43 @@ def _db_time(s: Session) -> datetime:
     now = s.scalar(select(utc_now()))
     assert now is not None
     return now
+
+
+def _pause(image: Image, reason: str, code: int | None, give_back_attempt: bool) -> None:
+    if image.state in TERMINAL:
+        return
+    if give_back_attempt and image.attempts:
+        image.attempts -= 1
+    image.state, image.error, image.error_code = PAUSED, reason, code
+    image.next_attempt_at = image.lease_until = None
+
+
+def _page_waits(s: Session, image_id: int, refused: bytes | None) -> bool:
+    """Whether the image's Page waits for its owner, its connection locked (the single-tenant
+    Page, or a connection to another Page, waits as before); a connection that still holds
+    the token Facebook `refused` is marked `needs_reconnect` now."""
+    owner = s.execute(select(Album.user_id, Album.page_id).join(Image, Image.album_id == Album.id)
+                      .where(Image.id == image_id)).first()
+    if owner is None or owner.page_id is None:
+        return True
+    connection = s.get(PageConnection, owner.user_id, with_for_update=True)
+    if connection is None or connection.page_id != owner.page_id:
+        return True
+    if refused is not None and connection.token_sealed == refused:
+        if connection.state != NEEDS_RECONNECT:
+            connection.state, connection.reconnect_asked_at = NEEDS_RECONNECT, utcnow()
+        return True
+    return connection.state != CONNECTED
+
+
+def _hand_back(image: Image | None) -> None:
+    """An attempt refused for its Page's sake, not the image's, and surely not on Facebook:
+    it ends as not sent and is not counted."""
+    if image is None or image.state != UPLOADING:
+        return
+    image.attempts = max(0, image.attempts - 1)
+    image.state, image.lease_until, image.attempt_started_at = RETRYING, None, None
+    image.in_doubt = False
 
 
 def _stale(image: Image, fence: int | None) -> bool:

@@ -56,6 +56,9 @@ class System:
             "ALBUM_WINDOW": "4",
             "SHUTDOWN_GRACE_S": "5", "GRAPH_TIMEOUT_S": "5",
             "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
+            # No health ports: a restarted or second uploader would find its port taken, and
+            # tests/integration/test_readiness.py covers them.
+            "UPLOADER_HEALTH_PORT": "0", "NOTIFIER_HEALTH_PORT": "0",
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.api_url = f"http://127.0.0.1:{self.ports['api']}"

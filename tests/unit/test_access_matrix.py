@@ -145,6 +145,7 @@ MATRIX: dict[tuple[str, str], Call] = {
     ("api.list_page_albums", "GET"): Call(API, lambda w: "/api/page/albums", other=OWNER_OK),
     ("api.openapi", "GET"): Call(PUBLIC, lambda w: "/api/openapi.json"),
     ("api.healthz", "GET"): Call(PUBLIC, lambda w: "/healthz"),
+    ("api.readyz", "GET"): Call(PUBLIC, lambda w: "/readyz"),
     ("web.home", "GET"): Call(PAGE, lambda w: "/", other=OWNER_OK),
     ("web.login", "GET"): Call(PUBLIC, lambda w: "/login"),
     # Signing in again is a success; a stranger's bad token is the form's own 401.

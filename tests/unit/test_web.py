@@ -48,6 +48,9 @@ class FakeOutbox:
     def publish_now(self, messages: list[Any]) -> None:
         self.published.extend(messages)
 
+    def broker_connected(self, wait_s: float) -> bool:
+        return True
+
 
 class FakeReplayer:
     """Re-opens like the real one; the dead-letter queue it would also empty is the broker's."""
