@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+INPUTS_TIME = 1_000_000_000
+INSTALL_TIME = INPUTS_TIME + 3600
 
 
 @pytest.fixture
@@ -24,14 +26,21 @@ def tree(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "python").symlink_to(shutil.which("python3") or "/usr/bin/python3")
+    # Only its presence and age matter to make: `make -n` runs nothing.
+    (bin_dir / "python").write_text("")
+    # Every stamp newer than every input (explicit times: no two writes share a clock tick).
+    for path in [tmp_path / "pyproject.toml", bin_dir / "python",
+                 *(tmp_path / "requirements").iterdir()]:
+        os.utime(path, (INPUTS_TIME, INPUTS_TIME))
     for stamp in (".run-installed", ".dev-installed"):
         (tmp_path / ".venv" / stamp).touch()
-    # Every stamp newer than every input.
-    old = 1_000_000_000
-    for path in [tmp_path / "pyproject.toml", *(tmp_path / "requirements").iterdir()]:
-        os.utime(path, (old, old))
+        os.utime(tmp_path / ".venv" / stamp, (INSTALL_TIME, INSTALL_TIME))
     return tmp_path
+
+
+def _change(path: Path) -> None:
+    """A lock rewritten after the venv was installed."""
+    os.utime(path, (INSTALL_TIME + 60, INSTALL_TIME + 60))
 
 
 def _dry_run(tree: Path, *args: str) -> str:
@@ -50,7 +59,7 @@ def test_an_installed_venv_is_not_reinstalled(tree: Path) -> None:
 
 
 def test_make_run_installs_the_run_lock_with_hashes_when_it_changes(tree: Path) -> None:
-    (tree / "requirements" / "run.lock").touch()
+    _change(tree / "requirements" / "run.lock")
     installs = _installs(_dry_run(tree, "run"))
     assert any("--require-hashes" in line and "requirements/run.lock" in line
                for line in installs), installs
@@ -58,7 +67,7 @@ def test_make_run_installs_the_run_lock_with_hashes_when_it_changes(tree: Path) 
 
 
 def test_make_test_installs_the_dev_lock_with_hashes_when_it_changes(tree: Path) -> None:
-    (tree / "requirements" / "dev.lock").touch()
+    _change(tree / "requirements" / "dev.lock")
     installs = _installs(_dry_run(tree, "test"))
     assert any("--require-hashes" in line and "requirements/dev.lock" in line
                for line in installs), installs
@@ -67,7 +76,7 @@ def test_make_test_installs_the_dev_lock_with_hashes_when_it_changes(tree: Path)
 def test_no_install_resolves_outside_a_lock(tree: Path) -> None:
     """Every `pip install` takes a lock with hashes, or the project itself without its deps."""
     for path in ("run.lock", "dev.lock"):
-        (tree / "requirements" / path).touch()
+        _change(tree / "requirements" / path)
     for line in _installs(_dry_run(tree, "run", "test")):
         assert "--require-hashes" in line or "--no-deps" in line, line
 
