@@ -66,6 +66,8 @@ class System:
             FACEBOOK_PAGE_ID=PAGE_ID, FACEBOOK_PAGE_TOKEN=PAGE_TOKEN,
             API_PORT=str(self.ports["api"]), RETRY_DELAYS="1,2,5", MAX_ATTEMPTS="4",
             SHUTDOWN_GRACE_S="5", LOG_LEVEL="INFO",
+            # No health ports: several uploaders run at once on one machine.
+            UPLOADER_HEALTH_PORT="0", NOTIFIER_HEALTH_PORT="0",
             # The bench publishes hundreds of albums from one user in seconds (P1: 300 x 20
             # images): far past the per-user defaults, which it does not measure.
             PUBLISH_RATE_LIMIT="100000 per minute", IMAGES_PER_DAY="10000000",

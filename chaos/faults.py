@@ -16,14 +16,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+from sqlalchemy import select
 
+from chaos import pages
 from chaos.ledger import Expect, Row
 from chaos.node import Cluster
 from chaos.system import System, wait_for
 from chaos.workload import Workload
 from shared import messages, topology
 from shared.broker.connection import parameters, ready_count
-from shared.store import PUBLISHING, QUEUED, RETRYING, UPLOADED, UPLOADING, Store
+from shared.store import (
+    FAILED,
+    PAUSED,
+    PUBLISHING,
+    QUEUED,
+    RETRYING,
+    UPLOADED,
+    UPLOADING,
+    Store,
+)
+from shared.store.tables import Image
 
 
 @dataclass
@@ -541,6 +553,129 @@ def retry_after_refusal(ctx: Context) -> None:
         ctx.row.problems.append("the API did not retry the album")
 
 
+# -- connected Pages (issue 10) ------------------------------------------------------------------
+
+#: The Facebook users of the row's connected Pages, and their Pages' ids (the row's own
+#: simulator: any ids but the single-tenant Page's).
+_FB_USERS = ("fb-chaos-0", "fb-chaos-1", "fb-chaos-2")
+_PAGE_IDS = ("7000000000000001", "7000000000000002", "7000000000000003")
+
+
+def token_revoked(ctx: Context) -> None:
+    """Issue 10's 190: three users with connected Pages publish albums on the multi-photo post
+    path (the simulator refuses to create Page albums), and the first Page's token is revoked
+    while its album is mid-way. Its waiting images must pause (not fail, no attempt spent),
+    its owner get one email asking to reconnect, and the other users' albums go on and settle
+    meanwhile; then the owner reconnects (a new Page token) and the album resumes. The ledger
+    then checks one post per album with each of its photos once, and one settle email each."""
+    ctx.expect.posts = True
+    ctx.expect.reconnect_mails = 1
+    owners = [ctx.work.user, *(ctx.work.add_user(f"chaos-{ctx.row.name}-{n}@example.com")
+                               for n in (1, 2))]
+    for user, fb_user, page_id in zip(owners, _FB_USERS, _PAGE_IDS, strict=True):
+        pages.add_page(ctx.system, page_id, fb_user)
+        pages.connect(ctx.system, user["token"], fb_user)
+    victim = owners[0]
+    (plan,) = ctx.work.make_albums((1, 1), (12, 16), user=victim)
+    others = [p for user in owners[1:] for p in ctx.work.make_albums((1, 2), (5, 10), user=user)]
+    ctx.system.graph_faults(latency_s=0.8)  # four photos on their way at a time
+    album_id = ctx.work.publish(plan)
+    if album_id is None:
+        raise RuntimeError("the API never accepted the album")
+    publishing = ctx.work.publish_in_background(others)
+    store = Store(ctx.system.db.url())
+    try:
+        wait_for(lambda: _mid_album(store, album_id), 60, every=0.05,
+                 what="the album mid-way (photos sent, photos waiting)")
+        pages.revoke(ctx.system, _PAGE_IDS[0])
+        paused = _paused_album(ctx, store, album_id)
+        _asked_once(ctx, victim["email"])
+        publishing.join(120)
+        _others_settle_meanwhile(ctx, store, album_id)
+    finally:
+        store.dispose()
+    pages.connect(ctx.system, victim["token"], _FB_USERS[0])  # the dialog hands a new token
+    page = pages.page_of(ctx.system, victim["token"])
+    if page is None or page["state"] != "connected":
+        ctx.row.problems.append(f"the Page after reconnecting: {page}")
+    ctx.row.notes.append(f"token revoked with {paused} of {len(plan.keys)} photos paused")
+
+
+def _mid_album(store: Store, album_id: str) -> bool:
+    album = store.album(album_id)
+    states = [i.state for i in album.images] if album else []
+    return states.count(UPLOADED) >= 2 and sum(s in (QUEUED, RETRYING) for s in states) >= 3
+
+
+def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
+    """Wait until none of the album's images is on its way; each not sent must be paused
+    (or still wait for its turn, `queued` with no message yet: docs/fair-turns.md) with no
+    attempt spent, and the album still publishing. How many are paused."""
+    def still() -> Any:
+        album = store.album(album_id)
+        moving = album is None or _on_their_way(store, album_id)
+        return None if moving else album
+
+    album = wait_for(still, 90, what="the album's images to stop", every=0.2)
+    paused = [i for i in album.images if i.state == PAUSED]
+    failed = [i for i in album.images if i.state == FAILED]
+    if any(i.attempts for i in album.images if i.state == QUEUED):
+        ctx.row.problems.append("an image waiting for its turn spent an attempt")
+    if failed:
+        ctx.row.problems.append(f"{len(failed)} images failed instead of pausing: "
+                                f"{failed[0].error}")
+    if not paused:
+        ctx.row.problems.append("no image paused: the token was revoked too late")
+    if any(i.attempts for i in paused):
+        ctx.row.problems.append("a paused image spent an attempt: "
+                                f"{[(i.id, i.attempts) for i in paused if i.attempts]}")
+    if album.state != PUBLISHING:
+        ctx.row.problems.append(f"the paused album settled ({album.state})")
+    page = pages.page_of(ctx.system, ctx.work.user["token"])
+    if page is None or page["state"] != "needs_reconnect":
+        ctx.row.problems.append(f"the Page while paused: {page}")
+    return len(paused)
+
+
+def _on_their_way(store: Store, album_id: str) -> bool:
+    """Whether any of the album's images is being uploaded, retrying, or queued with its
+    upload message out (not one waiting for its turn)."""
+    with store.engine.connect() as connection:
+        rows = connection.execute(select(Image.state, Image.unreleased)
+                                  .where(Image.album_id == album_id)).all()
+    return any(state in (RETRYING, UPLOADING) or (state == QUEUED and not unreleased)
+               for state, unreleased in rows)
+
+
+def _asked_once(ctx: Context, address: str) -> None:
+    """One email asks the owner to reconnect (not one per image): it comes within seconds (the
+    notifier polls), and a second would come as soon."""
+    try:
+        wait_for(lambda: pages.reconnect_mails(ctx.system.mails(), address), 60,
+                 what="the email asking to reconnect", every=0.5)
+    except TimeoutError:
+        ctx.row.problems.append(f"no email asked {address} to reconnect")
+
+
+def _others_settle_meanwhile(ctx: Context, store: Store, album_id: str) -> None:
+    """The other users' albums are not held up by the paused Page: they settle while it
+    waits (the album itself must not)."""
+    others = [a for a in ctx.work.accepted if a != album_id]
+    try:
+        wait_for(lambda: all((a := store.album(o)) is not None and a.state != PUBLISHING
+                             for o in others), 120, what="the other albums to settle")
+    except TimeoutError:
+        ctx.row.problems.append("the other users' albums did not settle while a Page waited")
+    album = store.album(album_id)
+    if album is None or album.state != PUBLISHING or not any(
+            i.state == PAUSED for i in album.images):
+        ctx.row.problems.append("the paused album moved on before its Page was reconnected")
+    asked = pages.reconnect_mails(ctx.system.mails())
+    if len(asked) != 1:
+        ctx.row.problems.append(f"{len(asked)} emails asking to reconnect while paused")
+    ctx.row.notes.append(f"{len(others)} albums of other users settled while the Page waited")
+
+
 # -- on the three-node cluster --------------------------------------------------------------------
 
 #: "Consumption resumes within seconds": a row fails if the first image uploaded after its fault
@@ -708,4 +843,7 @@ SCENARIOS: list[Scenario] = [
              "uploader SIGKILLed mid-upload and the broker loses the messages",
              uploads_lost_in_flight,
              settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
+    Scenario("token-revoked",
+             "a connected Page's token revoked mid-album (190), then reconnected",
+             token_revoked),
 ]

@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaos.pages import reconnect_mails
 from chaos.system import ALBUM_LINK, System, wait_for
 from chaos.workload import Workload
 from shared import topology
@@ -37,6 +38,8 @@ class Expect:
     settles: int = 1
     #: Every album goes out as one multi-photo post (Facebook refuses to create albums).
     posts: bool = False
+    #: Emails asking a Page's owner to reconnect it (Facebook refused its token or blocked it).
+    reconnect_mails: int = 0
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Row:
     lost: int = 0
     duplicates: int = 0
     emails: int = 0
+    #: Emails asking a Page's owner to reconnect (not counted in `emails`).
+    reconnect_mails: int = 0
     #: Multi-photo posts on the Page attaching the row's photos.
     posts: int = 0
     drained: bool = False
@@ -76,7 +81,8 @@ def settle(system: System, work: Workload, timeout: float, expect_settles: int =
         _quietly(lambda: store.unpublished_count() == 0, 90, "the outbox to empty")
     finally:
         store.dispose()
-    _quietly(lambda: len(system.mails()) >= len(work.accepted) * expect_settles, 60, "emails")
+    _quietly(lambda: len(_album_mails(system.mails())) >= len(work.accepted) * expect_settles,
+             60, "emails")
     _quietly(lambda: _drained_for(system, 3.0), 90, "queues to drain")
 
 
@@ -121,7 +127,7 @@ def check(row: Row, system: System, work: Workload, expect: Expect) -> Row:
     row.failed = sum(1 for i in images.values() if i.state == FAILED)
     _check_albums(row, work, albums, expect)
     _check_photos(row, system, work, images, keys)
-    _check_emails(row, system, albums)
+    _check_emails(row, system, albums, expect)
     _check_posts(row, system, albums, expect)
     _check_client_view(row, work, expect)
     _check_queues(row, system, outbox_left)
@@ -132,7 +138,8 @@ def check(row: Row, system: System, work: Workload, expect: Expect) -> Row:
 
 
 def _albums(store: Store, work: Workload) -> dict[str, AlbumView]:
-    return {album.id: album for album in store.albums(work.user["id"], limit=10_000)}
+    return {album.id: album for user_id in work.users
+            for album in store.albums(user_id, limit=10_000)}
 
 
 def _check_albums(row: Row, work: Workload, albums: dict[str, AlbumView],
@@ -207,9 +214,23 @@ def _stray_unpublished(photo: dict[str, Any], image: Any) -> bool:
     return photo.get("published") is False and photo["id"] != image.photo_id
 
 
-def _check_emails(row: Row, system: System, albums: dict[str, AlbumView]) -> None:
+def _album_mails(mails: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The mails about an album (a settle's), not those asking to reconnect a Page."""
+    return [m for m in mails if not reconnect_mails([m])]
+
+
+def _check_emails(row: Row, system: System, albums: dict[str, AlbumView],
+                  expect: Expect) -> None:
+    mails = system.mails()
+    asked = Counter(to for mail in reconnect_mails(mails) for to in mail.get("to") or [])
+    row.reconnect_mails = sum(asked.values())
+    if row.reconnect_mails != expect.reconnect_mails:
+        row.problems.append(f"{row.reconnect_mails} emails asking to reconnect a Page "
+                            f"({dict(asked)}), expected {expect.reconnect_mails}")
+    elif row.reconnect_mails:
+        row.notes.append(f"{row.reconnect_mails} emails asking to reconnect a Page")
     per_album: Counter[str] = Counter()
-    for mail in system.mails():
+    for mail in _album_mails(mails):
         match = ALBUM_LINK.search(mail.get("text") or "")
         if match is None or match.group(1) not in albums:
             row.problems.append(f"unexpected email {mail.get('subject')!r}")

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import requests
+from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
 from chaos.node import Broker
@@ -39,6 +40,8 @@ BASE_SETTINGS = {
     "RETRY_DELAYS": "1,2,4", "MAX_ATTEMPTS": "12", "DELIVERY_LIMIT": "20",
     "UPLOADER_CONCURRENCY": "4", "NOTIFIER_CONCURRENCY": "2", "SHUTDOWN_GRACE_S": "2",
     "API_THREADS": "16", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+    # Text lines: the rows read the consumers' "consuming ... on host:port" lines by pattern.
+    "LOG_FORMAT": "text",
     # Graph calls end within 15 s here (the slowest row holds a photo 8 s), so an attempt of a
     # killed uploader is over (or on Facebook) well before its image is looked at again.
     "GRAPH_TIMEOUT_S": "15",
@@ -115,9 +118,15 @@ class System:
             "AWS_DEFAULT_REGION": "us-east-1",
             "GRAPH_API_URL": self.graph_url,
             "FACEBOOK_PAGE_ID": PAGE_ID, "FACEBOOK_PAGE_TOKEN": PAGE_TOKEN,
+            # Users who connect a Page of their own go through the simulator's Facebook Login;
+            # their Page tokens are sealed with a key of the row's own (none under var/).
+            "FACEBOOK_DIALOG_URL": self.graph_url,
+            "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.proxies["smtp"].port),
             "API_HOST": "127.0.0.1", "API_PORT": str(self.ports["api"]),
             "APP_BASE_URL": self.api_url,
+            # No health ports: the harness runs and restarts several of each on one machine.
+            "UPLOADER_HEALTH_PORT": "0", "NOTIFIER_HEALTH_PORT": "0",
         }
 
     # -- life cycle ----------------------------------------------------------------------------

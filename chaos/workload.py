@@ -23,6 +23,8 @@ class AlbumPlan:
     keys: tuple[str, ...]
     #: sha256 of each key's bytes: a photo on Facebook must carry exactly these.
     hashes: dict[str, str] = field(compare=False, hash=False)
+    #: The id of the user who publishes it (the row's user unless the row added others).
+    owner: int = field(default=0, compare=False)
 
 
 @dataclass
@@ -33,29 +35,40 @@ class Answer:
 
 
 class Workload:
-    """The row's user, its albums, and what the API answered for each."""
+    """The row's users (one, unless the row adds more), their albums, and what the API
+    answered for each."""
 
     def __init__(self, system: System, rng: random.Random, user: dict[str, Any]) -> None:
         self.system = system
         self.rng = rng
         self.user = user
+        self.users: dict[int, dict[str, Any]] = {int(user["id"]): user}
         self.plans: list[AlbumPlan] = []
         self.accepted: dict[str, AlbumPlan] = {}
         self.answers: list[Answer] = []
         self.refusals = 0
         self._lock = threading.Lock()
 
+    def add_user(self, email: str) -> dict[str, Any]:
+        """Another user publishing in this row (the ledger judges every user's albums)."""
+        user = self.system.create_user(email)
+        self.users[int(user["id"])] = user
+        return user
+
     def make_albums(self, albums: tuple[int, int], images: tuple[int, int],
-                    refused: float = 0.0, big_first: int = 0) -> list[AlbumPlan]:
+                    refused: float = 0.0, big_first: int = 0,
+                    user: dict[str, Any] | None = None) -> list[AlbumPlan]:
         """Put seeded random PNGs in the bucket; a `refused` share carry the refused mark, and
-        with `big_first` the first image is an incompressible one of about that many bytes."""
+        with `big_first` the first image is an incompressible one of about that many bytes.
+        Published by `user` (default: the row's user)."""
+        user = user or self.user
         s3 = self.system.s3()
         plans = []
         for a in range(self.rng.randint(*albums)):
             keys, hashes = [], {}
             for n in range(self.rng.randint(*images)):
                 mark = "-refused-" if self.rng.random() < refused else ""
-                key = f"{self.user['prefix']}chaos/{len(self.plans) + a}/img-{n:02d}{mark}.png"
+                key = f"{user['prefix']}chaos/{len(self.plans) + a}/img-{n:02d}{mark}.png"
                 body = png(self.rng.randint(16, 96), self.rng.randint(16, 96),
                            seed=self.rng.randrange(1 << 30))
                 if big_first and a == 0 and n == 0:
@@ -64,7 +77,8 @@ class Workload:
                               ContentType="image/png")
                 keys.append(key)
                 hashes[key] = hashlib.sha256(body).hexdigest()
-            plans.append(AlbumPlan(f"chaos album {len(self.plans) + a}", tuple(keys), hashes))
+            plans.append(AlbumPlan(f"chaos album {len(self.plans) + a}", tuple(keys), hashes,
+                                   int(user["id"])))
         self.plans.extend(plans)
         return plans
 
@@ -82,9 +96,10 @@ class Workload:
         deadline = time.monotonic() + deadline_s
         body = {"title": plan.title, "images": list(plan.keys)}
         key = uuid.uuid4().hex
+        token = self.users.get(plan.owner, self.user)["token"]
         while time.monotonic() < deadline:
             try:
-                response = self.system.publish(self.user["token"], body, key)
+                response = self.system.publish(token, body, key)
             except requests.RequestException:
                 response = None
             if response is not None and response.status_code == 202:

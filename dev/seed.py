@@ -74,24 +74,46 @@ def curl_line(api_url: str, token: str, keys: list[str]) -> str:
             f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
 
 
+def health_ports() -> dict[str, int]:
+    """The consumers' health (and metrics) ports, as their settings read them."""
+    from services.notifier.settings import NotifierSettings
+    from services.uploader.settings import UploaderSettings
+
+    return {"uploader": UploaderSettings().uploader_health_port,
+            "notifier": NotifierSettings().notifier_health_port}
+
+
+def banner(settings: ApiSettings, ports: dict[str, int], email: str, token: str,
+           keys: list[str]) -> str:
+    """What `make run` prints once the demo is seeded: every address an operator opens."""
+    api_url = f"http://{settings.api_host}:{settings.api_port}"
+    services = [f"http://{settings.health_host}:{port}" for port in ports.values() if port]
+    ui_user = settings.rabbitmq_management_user
+    return f"""
+==> Album publisher is running.
+    API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
+    Inbox:          http://127.0.0.1:8025
+    Dead letters:   {api_url}/operator/dead-letters
+    RabbitMQ UI:    {settings.rabbitmq_management_url}   (user {ui_user}, AMQP_URL's password)
+    Health:         {api_url}/readyz  {"  ".join(f"{url}/readyz" for url in services)}
+    Metrics:        {api_url}/metrics  {"  ".join(f"{url}/metrics" for url in services)}
+    Demo user:      {email}   token: {token}
+    Publish the demo album ({len(keys)} images):
+
+{curl_line(api_url, token, keys)}
+
+    Then follow it:  curl -sS -H 'Authorization: Bearer {token}' {api_url}/api/albums
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m dev.seed")
     parser.add_argument("--stay", action="store_true", help="wait for a signal after seeding")
     args = parser.parse_args()
     settings = ApiSettings()
     result = seed(settings)
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
-    print(f"""
-==> Album publisher is running.
-    API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
-    Inbox:          http://127.0.0.1:8025
-    Demo user:      {result['user'].email}   token: {result['token']}
-    Publish the demo album ({len(result['keys'])} images):
-
-{curl_line(api_url, result['token'], result['keys'])}
-
-    Then follow it:  curl -sS -H 'Authorization: Bearer {result['token']}' {api_url}/api/albums
-""", flush=True)
+    print(banner(settings, health_ports(), result["user"].email, result["token"],
+                 result["keys"]), flush=True)
     if args.stay:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: sys.exit(0))

@@ -46,6 +46,8 @@ class DeadLetter:
     position: int
     body: bytes
     headers: Mapping[str, Any]
+    #: The AMQP message id: the key of the desk's index (shared/store/dead_letter_index.py).
+    message_id: str | None = None
 
     @property
     def reason(self) -> str:
@@ -71,7 +73,8 @@ class DeadLetter:
         return message.image_id if isinstance(message, messages.ImageUploadRequested) else None
 
     def summary(self) -> dict[str, Any]:
-        return {"position": self.position, "album_id": self.album_id, "image_id": self.image_id,
+        return {"position": self.position, "id": self.message_id, "album_id": self.album_id,
+                "image_id": self.image_id,
                 "reason": self.reason, "code": self.headers.get(CODE_HEADER),
                 "attempts": self.headers.get(ATTEMPTS_HEADER),
                 "at": self.headers.get(AT_HEADER), "bytes": len(self.body)}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from shared import log_context, topology
 from shared.broker.errors import Refused
 from shared.outgoing import Outgoing
 from shared.store import OutboxMessage, Store
@@ -59,6 +60,21 @@ def sort_outcomes(rows: Sequence[OutboxMessage],
     return outcomes
 
 
+def _log_milestones(rows: Sequence[OutboxMessage], confirmed: Collection[int]) -> None:
+    """A line for each confirmed message that marks an album's story (its dead letters, its
+    settle, its feed post), with the album's ids and trace read off the message itself: the
+    relay sends rows outside the handler that wrote them. Upload requests, one per image and
+    each followed by its own lines, are left out."""
+    sent = set(confirmed)
+    for row in rows:
+        if row.id not in sent or (row.exchange == topology.WORK_EXCHANGE
+                                  and row.routing_key == topology.IMAGE_UPLOADS.routing_key):
+            continue
+        what = "dead letter" if row.exchange == topology.DEAD_EXCHANGE else row.routing_key
+        with log_context.bound_to_message(row.body, row.headers, row.message_id):
+            log.info("outbox: sent %s", what)
+
+
 class Outbox:
     def __init__(self, store: Store, publisher: Publisher, timeout_s: float = 10.0,
                  grace: timedelta = DEFAULT_GRACE,
@@ -71,6 +87,10 @@ class Outbox:
         self._grace = grace
         self._publisher = publisher
         self._timeout_s = timeout_s
+
+    def broker_connected(self, wait_s: float) -> bool:
+        """Whether the publisher holds a broker connection (waiting up to `wait_s`)."""
+        return self._publisher.connected(wait_s)
 
     def publish(self, rows: Sequence[OutboxMessage]) -> bool:
         """Publish committed rows with confirms and mark the confirmed ones published; True if
@@ -85,6 +105,7 @@ class Outbox:
                                                timeout=self._timeout_s)
         outcomes = sort_outcomes(rows, results)
         self._store.mark_published(outcomes.confirmed)
+        _log_milestones(rows, outcomes.confirmed)
         for retry in self._store.record_refused(outcomes.refused):
             log.warning("outbox: the broker refused message %s (exchange %r, routing key %r), "
                         "%d time(s); next try at %s UTC: %s", retry.message_id, retry.exchange,

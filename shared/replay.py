@@ -16,7 +16,7 @@ removed and sends nothing.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from shared import topology
@@ -25,7 +25,14 @@ from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
 from shared.stale_letters import stale_letters
 from shared.store import Store
+from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
+from shared.store.views import LetterView
 
+#: Who the audit names for what the command line replays or purges.
+CLI_OPERATOR = "command line"
+
+#: A letter's work queue by the name its dead-queue header carries.
+_WORK_QUEUES = {queue.name: queue for queue in topology.WORK_QUEUES}
 QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED,
           "feed-posts": topology.FEED_POSTS}
 
@@ -71,29 +78,59 @@ class Replayer:
 
         def send_back(letters: list[DeadLetter]) -> None:
             stale.update(self.stale(letters, queue))
-            self._send_back(dlq, [letter for letter in letters if letter.position not in stale])
+            self._send_back(dlq.queue,
+                            [letter for letter in letters if letter.position not in stale])
 
         taken = dlq.take(_each(chosen), before_ack=send_back)
+        self._record(taken, LETTER_REPLAYED, dlq.name)
         return Replayed(len(taken), len(stale))
 
     def purge(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
-        return len(self.queue(queue).take(_each(chosen)))
+        dlq = self.queue(queue)
+        return self._record(dlq.take(_each(chosen)), LETTER_PURGED, dlq.name)
 
     def purge_stale(self, queue: str = "uploader") -> int:
         """Remove the letters that are stale (they would send nothing if replayed)."""
-        return len(self.queue(queue).take(lambda letters: self.stale(letters, queue)))
+        dlq = self.queue(queue)
+        return self._record(dlq.take(lambda letters: self.stale(letters, queue)),
+                            LETTER_PURGED, dlq.name)
 
-    def _send_back(self, dlq: DeadLetterQueue, letters: list[DeadLetter]) -> None:
+    def _record(self, taken: list[DeadLetter], state: str, queue: str) -> int:
+        """Mark what the command line took from the queue in the desk's index (and audit it),
+        so that the desk does not offer those letters again."""
+        ids = [letter.message_id for letter in taken if letter.message_id]
+        if ids:
+            action = "replay" if state == LETTER_REPLAYED else "purge"
+            self._store.settle_letters(ids, state, CLI_OPERATOR, action, f"queue {queue}")
+            self._store.mark_drained(ids)
+        return len(taken)
+
+    def replay_indexed(self, letters: Sequence[LetterView]) -> Replayed:
+        """Replay letters from the desk's index (the store's copy of each letter), reading no
+        queue: the same sending back as a replay from the queue. The queue's copies are left
+        for the uploader's drain once the caller marked them replayed."""
+        by_queue: dict[str, list[DeadLetter]] = defaultdict(list)
+        for position, letter in enumerate(letters):
+            by_queue[letter.queue].append(DeadLetter(position, letter.body, letter.headers))
+        stale = 0
+        for name, queued in by_queue.items():
+            queue = _WORK_QUEUES.get(name, topology.IMAGE_UPLOADS)
+            skip = stale_letters(self._store, queued) if queue is topology.IMAGE_UPLOADS else {}
+            stale += len(skip)
+            self._send_back(queue, [letter for letter in queued if letter.position not in skip])
+        return Replayed(len(letters), stale)
+
+    def _send_back(self, queue: topology.WorkQueue, letters: list[DeadLetter]) -> None:
         by_album: dict[str, set[int]] = defaultdict(set)
         posts: set[str] = set()
         raw = []
         for letter in letters:
-            if dlq.queue is topology.IMAGE_UPLOADS and letter.album_id and letter.image_id:
+            if queue is topology.IMAGE_UPLOADS and letter.album_id and letter.image_id:
                 by_album[letter.album_id].add(letter.image_id)
-            elif dlq.queue is topology.FEED_POSTS and letter.album_id:
+            elif queue is topology.FEED_POSTS and letter.album_id:
                 posts.add(letter.album_id)  # the store re-opens the post: a new settle
             else:
-                raw.append(requeue_message(letter, dlq.queue))
+                raw.append(requeue_message(letter, queue))
         for album_id, image_ids in by_album.items():
             # Unfinished ones first: those re-opened next are unfinished too, and sent once.
             rows = [*self._store.resend_unfinished(album_id, image_ids),

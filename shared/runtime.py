@@ -6,12 +6,16 @@ import logging
 import signal
 import threading
 
+from shared import log_format
+
 log = logging.getLogger(__name__)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, service: str, fmt: log_format.Format | None = None) -> None:
+    """Log to stderr at `level`, as JSON lines or text (`log_format.choose`)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(log_format.formatter(log_format.choose(fmt), service))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("pika").setLevel(logging.WARNING)
 
 

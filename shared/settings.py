@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared import topology
 from shared.amqp_urls import split_urls
 from shared.redaction import redact_url
 
@@ -33,10 +34,15 @@ class CommonSettings(BaseSettings):
     #: One broker node, or several separated by commas (a cluster): see `shared/amqp_urls.py`.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     database_url: str = "sqlite:///var/albums.db"
+    #: Where the uploader's and the notifier's /healthz and /readyz listen (their ports are
+    #: UPLOADER_HEALTH_PORT, NOTIFIER_HEALTH_PORT); 0.0.0.0 in a container.
+    health_host: str = "127.0.0.1"
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "albums"
     # boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION itself.
     log_level: str = "INFO"
+    #: `json` (one object per line) or `text`; unset: text on a terminal, JSON otherwise.
+    log_format: Literal["json", "text"] | None = None
     #: Seconds a failed image waits in each retry tier, in order; one TTL queue per tier.
     retry_delays: Annotated[tuple[int, ...], NoDecode] = (5, 30, 120, 600, 3600)
     #: Attempts an image gets before it is dead-lettered (the first try counts as one).
@@ -86,6 +92,10 @@ class CommonSettings(BaseSettings):
     def _delays_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or any(delay <= 0 for delay in value):
             raise ValueError("RETRY_DELAYS needs at least one positive number of seconds")
+        if max(value) > topology.MAX_RETRY_DELAY_S:
+            # Tier names hold five digits (they sort), and the longest twin is x1.25.
+            raise ValueError(f"RETRY_DELAYS: each delay is at most {topology.MAX_RETRY_DELAY_S}"
+                             f" seconds (got {max(value)})")
         return value
 
     @model_validator(mode="after")

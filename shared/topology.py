@@ -6,8 +6,9 @@ What an operator sees in the management UI:
   ``image.upload`` -> ``uploader.image-uploads``, ``album.settled`` -> ``notifier.album-settled``,
   ``feed.post`` -> ``uploader.feed-posts``.
 - ``albums.retry`` (direct) holds failed messages for a while: one TTL queue per delay tier,
-  ``<work queue>.retry.<seconds>s``, each dead-lettering back into ``albums.work``. Every
-  configured delay has a jittered twin tier (x1.25), so retries of a burst spread out.
+  ``<work queue>.retry.<seconds in 5 digits>s`` (``.retry.00005s``: they sort by delay), each
+  dead-lettering back into ``albums.work``. Every configured delay has a jittered twin tier
+  (x1.25), so retries of a burst spread out.
 - ``albums.dead`` (direct) keeps what will never succeed, with its reason in the headers:
   ``<work queue>.dead``. Nothing expires there; a full dead-letter queue refuses new ones loudly.
 
@@ -70,8 +71,14 @@ def retry_tiers(retry_delays: Iterable[int]) -> list[int]:
     return sorted({tier for delay in retry_delays for tier in jittered(delay)})
 
 
+#: A tier's seconds, zero-padded to this many digits, so that tiers sort by their delay.
+TIER_DIGITS = 5
+#: The longest delay whose jittered twin still fits TIER_DIGITS (ceil(79999 * 1.25) = 99999).
+MAX_RETRY_DELAY_S = 79999
+
+
 def retry_queue_name(queue: WorkQueue, delay_s: int) -> str:
-    return f"{queue.name}.retry.{delay_s}s"
+    return f"{queue.name}.retry.{delay_s:0{TIER_DIGITS}d}s"
 
 
 def dead_letter_queue_name(queue: WorkQueue) -> str:

@@ -1,4 +1,5 @@
-"""python -m services.api [serve] | create-user EMAIL | rotate-token EMAIL"""
+"""python -m services.api [serve] | create-user EMAIL [--operator] | rotate-token EMAIL |
+make-operator EMAIL"""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import ValidationError
 
 from shared.runtime import setup_logging
 from shared.store import Store
+from shared.store.tables import OPERATOR
 
 from . import server
 from .app import create_app
@@ -16,19 +18,31 @@ from .settings import ApiSettings
 
 
 def serve(settings: ApiSettings) -> None:
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, "api", settings.log_format)
     Store(settings.database_url).create_schema()
     # No declare: the uploader owns the topology, so the API's broker user needs no configure
     # right. Until the uploader first declared it, albums wait in the outbox (unroutable).
     server.serve(create_app(settings), settings)
 
 
-def create_user(settings: ApiSettings, email: str) -> None:
+def create_user(settings: ApiSettings, email: str, operator: bool = False) -> None:
     store = Store(settings.database_url)
     store.create_schema()
     user, token = store.create_user(email)
+    if operator:
+        user = store.set_role(email, OPERATOR) or user
     print(json.dumps({"id": user.id, "email": user.email, "token": token,
-                      "prefix": user.prefix}))
+                      "prefix": user.prefix, "role": user.role or "user"}))
+
+
+def make_operator(settings: ApiSettings, email: str) -> None:
+    """Give an existing user the operator role: the dead-letter desk (/operator/*)."""
+    store = Store(settings.database_url)
+    store.create_schema()
+    user = store.set_role(email, OPERATOR)
+    if user is None:
+        raise SystemExit(f"no user {email}: create it with create-user")
+    print(json.dumps({"id": user.id, "email": user.email, "role": user.role}))
 
 
 def rotate_token(settings: ApiSettings, email: str) -> None:
@@ -49,6 +63,11 @@ def main() -> None:
     commands.add_parser("serve", help="serve HTTP on API_PORT (the default)")
     create = commands.add_parser("create-user", help="create a user; prints its token")
     create.add_argument("email")
+    create.add_argument("--operator", action="store_true",
+                        help="with the operator role: the dead-letter desk")
+    make_op = commands.add_parser("make-operator",
+                                  help="give a user the operator role (the dead-letter desk)")
+    make_op.add_argument("email")
     rotate = commands.add_parser("rotate-token", help="a new token for a user; signs them out")
     rotate.add_argument("email")
     args = parser.parse_args()
@@ -58,7 +77,9 @@ def main() -> None:
         # A setting refused (production without its secrets): its reason, not a traceback.
         raise SystemExit(f"settings refused: {exc}") from None
     if args.command == "create-user":
-        create_user(settings, args.email)
+        create_user(settings, args.email, args.operator)
+    elif args.command == "make-operator":
+        make_operator(settings, args.email)
     elif args.command == "rotate-token":
         rotate_token(settings, args.email)
     else:

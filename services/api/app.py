@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request, url_for
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -22,6 +21,7 @@ from shared.broker.publisher import Publisher
 from shared.clock import Clock, SystemClock
 from shared.destinations import post_url
 from shared.outbox import Outbox
+from shared.readiness import readiness_body, store_reachable
 from shared.replay import Replayer
 from shared.store import (
     CONNECTED,
@@ -34,7 +34,7 @@ from shared.store import (
 )
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
-from . import json_body, rate_limits, security_headers
+from . import json_body, rate_limits, request_trace, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
@@ -131,6 +131,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     app.session_interface = SessionCookies(settings)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       PERMANENT_SESSION_LIFETIME=lifetime(settings))
+    request_trace.install(app)
     security_headers.install(app, settings)
     rate_limits.init_app(app, settings)
     app.register_blueprint(api)
@@ -140,6 +141,9 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     from .page_connect import connect
 
     app.register_blueprint(connect)
+    from .operator_desk import desk
+
+    app.register_blueprint(desk)
     app.register_error_handler(HTTPException, _http_error)
     # By its code, so that it also serves the web pages (their handler is for HTTPException).
     app.register_error_handler(InternalServerError, _internal_error)
@@ -244,6 +248,10 @@ def publish_album() -> Any:
         return _error(409, exc.reason)
     except QuotaExceeded as exc:
         raise quota_refusal(exc) from None
+    log.info("album %s accepted: %d images, %s", created.album_id, len(album.images),
+             "a replay of its first request" if created.replayed else
+             ("queued" if queued else "left to the outbox relay"),
+             extra={"album_id": created.album_id})
     location = url_for("api.get_album", album_id=created.album_id)
     body = {"id": created.album_id, "title": album.title, "state": "publishing",
             "images": len(album.images), "queued": queued, "status_url": location}
@@ -435,12 +443,27 @@ def openapi() -> Any:
 
 @api.get("/healthz")
 def healthz() -> Any:
-    try:
-        with _services().store.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception as exc:  # report, don't crash: this is what the check is for
-        return _error(503, f"store unavailable: {type(exc).__name__}")
+    """Liveness: the process answers. No dependency is checked here, so that a store or broker
+    that is down never gets a healthy API restarted (that is /readyz's job)."""
     return jsonify({"status": "ok"})
+
+
+#: How long /readyz waits for the publisher's broker connection (it may be reconnecting).
+_BROKER_WAIT_S = 1.0
+
+
+@api.get("/readyz")
+def readyz() -> Any:
+    """Readiness: the store answers and the publisher holds a broker connection."""
+    services = _services()
+
+    def broker() -> str | None:
+        if services.outbox.broker_connected(_BROKER_WAIT_S):
+            return None
+        return "broker unreachable: the publisher has no connection"
+
+    status, body = readiness_body({"store": store_reachable(services.store), "broker": broker})
+    return jsonify(body), status
 
 
 def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:

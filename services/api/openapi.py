@@ -169,8 +169,13 @@ SPEC: dict[str, Any] = {
         "/api/images": {"get": {"summary": "The caller's images in the bucket",
                                 "responses": {"200": _json({"type": "object"}, "images"),
                                               **_too_many(_SIGN_IN), **_errors(401)}}},
-        "/healthz": {"get": {"summary": "Liveness and the store", "security": [],
-                             "responses": {"200": _json({"type": "object"}, "ok"),
-                                           **_errors(503)}}},
+        "/healthz": {"get": {"summary": "Liveness: the process answers (checks no dependency)",
+                             "security": [],
+                             "responses": {"200": _json({"type": "object"}, "ok")}}},
+        "/readyz": {"get": {"summary": "Readiness: the store answers and the broker connection is"
+                                       " up; 503 names which check failed",
+                            "security": [],
+                            "responses": {"200": _json({"type": "object"}, "ready"),
+                                          "503": _json({"type": "object"}, "not ready")}}},
     },
 }

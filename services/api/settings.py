@@ -40,6 +40,11 @@ class ApiSettings(CommonSettings):
     #: take turns (docs/fair-turns.md). At least the uploaders' total concurrency,
     #: UPLOADER_CONCURRENCY x processes, so that a lone album uses them all.
     album_window: int = Field(default=8, ge=1)
+    #: The dead-letter desk (docs in the README): an album is stuck once this many seconds
+    #: passed since its unfinished images' latest due time (lease, retry time, queued at).
+    desk_stuck_grace_s: float = Field(default=300.0, ge=0)
+    #: At most this many letters per group or album action (the rest: press again).
+    desk_action_limit: int = Field(default=500, ge=1, le=5000)
     #: Signs the web pages' session cookie: a long random string, the same in every process.
     #: Required in production; unset in a local run, a random key is made once and kept in
     #: var/session-secret.key (so every process of the run agrees on it).

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from shared import health_server, topology
 from shared.broker.consumer import Consumer
 from shared.broker.publisher import Publisher
+from shared.readiness import service_checks
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 
@@ -15,7 +17,7 @@ from .settings import NotifierSettings
 
 def main() -> None:
     settings = NotifierSettings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, "notifier", settings.log_format)
     stop = stop_on_signals()
     store = Store(settings.database_url)
     store.create_schema()
@@ -32,9 +34,13 @@ def main() -> None:
     # tries again.
     # One publisher per process: the runtime sends retry copies and dead letters through it.
     publisher = Publisher(settings.amqp_url)
+    consumer = Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
+                        publisher=publisher)
+    if settings.notifier_health_port:
+        health_server.serve(settings.health_host, settings.notifier_health_port,
+                            service_checks(store, [(topology.ALBUM_SETTLED.name, consumer)]))
     try:
-        Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
-                 publisher=publisher).run(stop)
+        consumer.run(stop)
     finally:
         publisher.close()
 

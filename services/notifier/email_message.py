@@ -10,12 +10,15 @@ from email.utils import formatdate, make_msgid
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from shared import log_context
 from shared.messages import AlbumSettled
 
 _env = Environment(loader=PackageLoader("services.notifier", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 # Control characters and encoded-word markers never reach a header: a title such as
 # 'x =?UTF-8?Q?=0A?=Bcc: y' must stay inside the Subject (CVE-2024-6923).
+#: The album's trace id (docs: README "Logs"), to find its story from the email it ended in.
+TRACE_MAIL_HEADER = "X-Album-Trace-Id"
 _UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f]|=\?|\?=")
 
 
@@ -64,6 +67,8 @@ def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
     message["To"] = mail.to
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(idstring=f"{event.album_id}.{event.settle_seq}")
+    if (trace := log_context.trace_id()) is not None:  # the album's story, from its POST
+        message[TRACE_MAIL_HEADER] = trace
     message.set_content(_env.get_template("album_settled.txt").render(context))
     message.add_alternative(_env.get_template("album_settled.html").render(context),
                             subtype="html")

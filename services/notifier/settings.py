@@ -28,6 +28,8 @@ class NotifierSettings(CommonSettings):
     mail_from: str = "Album Publisher <albums@localhost>"
     #: Where the email's links point: the API's public address.
     app_base_url: str = "http://127.0.0.1:8000"
+    #: /healthz and /readyz (shared/health_server.py); 0: not served.
+    notifier_health_port: int = Field(default=8002, ge=0, le=65535)
     notifier_concurrency: int = Field(default=2, ge=1, le=32)
     #: How long a notifier's claim on a settle holds (claim_timing.py): the longest a store
     #: outage right after a mail went out may last without a second mail, and the longest a

@@ -12,19 +12,22 @@ import sys
 import threading
 from datetime import timedelta
 
-from shared import process_pool, s3, topology
+from shared import health_server, process_pool, s3, topology
 from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
+from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
+from shared.readiness import service_checks
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
 from shared.token_cipher import cipher_from_setting
 
 from . import broker_users_cli, dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
+from .dead_letter_drain import DeadLetterDrain
 from .feed_poster import FeedPoster
 from .graph_client import GraphClient
 from .handler import ImageUploader, Policy, in_flight_window
@@ -37,8 +40,10 @@ from .throttle_gate import ThrottleGate
 def consume(settings: UploaderSettings) -> None:
     stop = stop_on_signals()
     if settings.uploader_processes > 1:
+        # Each child would bind the same health port: the children serve none (README).
         sys.exit(process_pool.supervise(settings.uploader_processes, "services.uploader",
-                                        {"UPLOADER_PROCESSES": "1"}, stop,
+                                        {"UPLOADER_PROCESSES": "1",
+                                         "UPLOADER_HEALTH_PORT": "0"}, stop,
                                         settings.shutdown_grace_s))
     store = Store(settings.database_url)
     store.create_schema()
@@ -49,6 +54,9 @@ def consume(settings: UploaderSettings) -> None:
     LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s),
                        in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
+    DeadLetterDrain(store, [DeadLetterQueue(settings.amqp_url, q) for q in topology.WORK_QUEUES],
+                    publisher.publish, settings.dead_letter_drain_batch,
+                    ).start(stop, settings.dead_letter_drain_s)
     fallback = settings.single_tenant_page
     gate = ThrottleGate(store, fallback[0] if fallback else "", settings.usage_threshold_pct,
                         settings.usage_pause_s)
@@ -75,7 +83,7 @@ def consume(settings: UploaderSettings) -> None:
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,
     # one post at a time (a post is one request, albums settle far apart).
-    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id)[1],
+    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id).client,
                         handler.policy)
     posts = Consumer(settings.amqp_url, poster.route(), 1,
                      on_connect=TopologyDeclarer.from_settings(settings),
@@ -86,6 +94,9 @@ def consume(settings: UploaderSettings) -> None:
     consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
                         on_connect=TopologyDeclarer.from_settings(settings),
                         grace_s=settings.shutdown_grace_s, publisher=publisher)
+    if settings.uploader_health_port:
+        health_server.serve(settings.health_host, settings.uploader_health_port, service_checks(
+            store, [(topology.IMAGE_UPLOADS.name, consumer), (topology.FEED_POSTS.name, posts)]))
     consumer.run(stop)
     posting.join()
     publisher.close()
@@ -99,7 +110,7 @@ def main() -> None:
     broker_users_cli.add_parser(commands)
     args = parser.parse_args()
     settings = UploaderSettings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, "uploader", settings.log_format)
     if args.command == "dead-letters":
         sys.exit(dead_letters_cli.run(args, settings))
     if args.command == "topology":

@@ -31,6 +31,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action = actions.add_parser(name, help=f"{name} one, an album's, or all dead letters")
         which = action.add_mutually_exclusive_group(required=True)
         which.add_argument("--position", type=int)
+        which.add_argument("--id", help="the letter's message id (as list --json and the "
+                                        "desk show it): stays right while the queue moves")
         which.add_argument("--album")
         which.add_argument("--all", action="store_true")
         if name == "purge":
@@ -106,6 +108,8 @@ def _chosen(args: argparse.Namespace) -> Callable[[DeadLetter], bool]:
         return lambda letter: True
     if args.album:
         return lambda letter: letter.album_id == args.album
+    if args.id:
+        return lambda letter: letter.message_id == args.id
     return lambda letter: letter.position == args.position
 
 

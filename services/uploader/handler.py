@@ -61,6 +61,10 @@ _DUPLICATE_POST = 506
 #: Graph's codes that stop a whole Page, not one photo: its token is no longer accepted, and
 #: Facebook blocked it for policy reasons (docs/facebook-login.md).
 _TOKEN_REFUSED, _PAGE_BLOCKED = 190, 368
+#: How often an image looks up its Page when a reconnect lands between the look and the pause.
+_PAGE_LOOKS = 3
+#: An image whose Page was reconnected under it goes again this soon (no attempt spent).
+_RECONNECTED_WAIT_S = 1.0
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
@@ -195,26 +199,36 @@ class ImageUploader:
         """Point this thread at the album's Page and return its id; None (the image paused,
         no attempt spent) while that Page waits for its owner to reconnect it."""
         assert self._pages is not None
-        try:
-            page_id, self._local.graph = self._pages.client_for(message.album_id)
-        except PagePaused as exc:
-            self._store.pause_image(message.image_id, exc.reason, None, give_back_attempt=False)
-            log.info("image %s paused: %s", message.image_id, exc.reason)
-            return None
-        except LookupError as exc:
-            raise messages.PoisonMessage(str(exc)) from None
-        return str(page_id)
+        for _ in range(_PAGE_LOOKS):
+            try:
+                page = self._pages.client_for(message.album_id)
+            except PagePaused as exc:
+                if self._store.pause_for_page(message.image_id, exc.reason, None,
+                                              give_back_attempt=False):
+                    log.info("image %s paused: %s", message.image_id, exc.reason)
+                    return None
+                continue  # reconnected since it looked (nothing to resume it): look again
+            except LookupError as exc:
+                raise messages.PoisonMessage(str(exc)) from None
+            self._local.graph, self._local.sealed = page.client, page.sealed
+            return str(page.page_id)
+        raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page is being reconnected")
 
-    def _page_wide(self, message: messages.ImageUploadRequested, failure: Failure) -> bool:
+    def _page_wide(self, message: messages.ImageUploadRequested, failure: Failure,
+                   attempt: int) -> bool:
         """A failure that is the Page's, not the image's: 190 pauses the image (its attempt
         given back) until the owner reconnects; 368 pauses the Page's other albums and lets
         this album stop (give_up). True if the image was paused."""
         if self._pages is None or not self._pages.is_connected(message.album_id):
             return False  # the single-tenant Page: only its operator can fix it
         if failure.code == _TOKEN_REFUSED:
-            self._pages.token_refused(message.album_id)
-            self._store.pause_image(message.image_id, RECONNECT_REASON, failure.code,
-                                    give_back_attempt=True)
+            if not self._store.pause_for_page(message.image_id, RECONNECT_REASON, failure.code,
+                                              give_back_attempt=True,
+                                              refused=getattr(self._local, "sealed", None)):
+                # The owner reconnected while the request with the old token was on its way:
+                # the image goes again with the new one (the attempt was handed back).
+                raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page was reconnected "
+                                    "meanwhile").copy_with({fencing.FENCE_HEADER: attempt})
             log.warning("image %s paused: the Page's token was refused (code 190)",
                         message.image_id)
             return True
@@ -240,6 +254,7 @@ class ImageUploader:
     def _attempt(self, message: messages.ImageUploadRequested, start: Start) -> None:
         """Send the image (the attempt is taken) and record how it went."""
         assert start.attempt is not None
+        log.info("image %s upload started (attempt %d)", message.image_id, start.attempt)
         with self._leased(message.image_id, start.attempt):
             try:
                 photo_id = self._upload(message, start)
@@ -256,7 +271,7 @@ class ImageUploader:
                 failure = classify(exc)
                 if isinstance(exc, GraphError):
                     self._breaker.record(ok=failure.kind not in _BROAD_FAILURES)
-                if self._page_wide(message, failure):
+                if self._page_wide(message, failure, start.attempt):
                     return
                 # The copy follows this attempt: an older copy is then a stale duplicate.
                 raise outcomes.of(failure).copy_with(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.store import BLOCKED, CONNECTED, NEEDS_RECONNECT, Store
 from shared.token_cipher import TokenCipher
@@ -32,6 +32,14 @@ class PagePaused(Exception):
         self.reason = reason
 
 
+class PageClient(NamedTuple):
+    page_id: str
+    client: Any
+    #: The Page token as stored (sealed), to tell whether the owner reconnected since; None
+    #: for the single-tenant Page.
+    sealed: bytes | None
+
+
 class Pages:
     def __init__(self, store: Store, cipher: TokenCipher, make_client: ClientFactory,
                  single_tenant: tuple[str, str] | None = None) -> None:
@@ -45,8 +53,8 @@ class Pages:
     def __repr__(self) -> str:
         return "Pages(<tokens hidden>)"
 
-    def token_for(self, album_id: str) -> tuple[str, str]:
-        """The album's Page id and its token, or PagePaused."""
+    def _token_for(self, album_id: str) -> tuple[str, str, bytes | None]:
+        """The album's Page id, its token and the token sealed, or PagePaused."""
         owner = self._store.album_page(album_id)
         if owner is None:
             raise LookupError(f"album {album_id} is not in the store")
@@ -54,25 +62,26 @@ class Pages:
         if page_id is None:  # posted for the single-tenant Page
             if self._single_tenant is None:
                 raise PagePaused(RECONNECT_REASON)
-            return self._single_tenant
+            return (*self._single_tenant, None)
         credentials = self._store.page_credentials(user_id, page_id)
         if credentials is None or credentials.state == NEEDS_RECONNECT:
             raise PagePaused(RECONNECT_REASON)
         if credentials.state == BLOCKED:
             raise PagePaused(BLOCKED_REASON)
         assert credentials.state == CONNECTED
-        return page_id, self._cipher.decrypt(credentials.token_sealed)
+        sealed = credentials.token_sealed
+        return page_id, self._cipher.decrypt(sealed), sealed
 
-    def client_for(self, album_id: str) -> tuple[str, Any]:
+    def client_for(self, album_id: str) -> PageClient:
         """The album's Page id and a Graph client for it, kept per Page and token (a
         reconnect's new token gets a new client)."""
-        page_id, token = self.token_for(album_id)
+        page_id, token, sealed = self._token_for(album_id)
         key = (page_id, hashlib.sha256(token.encode()).hexdigest())
         with self._lock:
             client = self._clients.get(key)
             if client is None:
                 client = self._clients[key] = self._make_client(page_id, token)
-            return page_id, client
+            return PageClient(page_id, client, sealed)
 
     def is_connected(self, album_id: str) -> bool:
         """Whether the album publishes to a user's connected Page (not the single-tenant
@@ -80,20 +89,13 @@ class Pages:
         owner = self._store.album_page(album_id)
         return owner is not None and owner[1] is not None
 
-    def token_refused(self, album_id: str) -> bool:
-        """Facebook refused the Page's token (190): the Page waits for its owner to
-        reconnect. True the first time (the owner is asked once)."""
-        return self._mark(album_id, NEEDS_RECONNECT)
-
     def blocked(self, album_id: str) -> bool:
-        """Facebook blocked the Page (368): its other albums wait for a reconnect."""
-        return self._mark(album_id, BLOCKED)
-
-    def _mark(self, album_id: str, state: str) -> bool:
+        """Facebook blocked the Page (368): its other albums wait for a reconnect. (A token
+        Facebook refused (190) is marked with the image it paused: `Store.pause_for_page`.)"""
         owner = self._store.album_page(album_id)
         if owner is None or owner[1] is None:  # the single-tenant Page: ops must act
             return False
-        return self._store.set_page_state(owner[0], owner[1], state)
+        return self._store.set_page_state(owner[0], owner[1], BLOCKED)
 
     def close(self) -> None:
         with self._lock:

@@ -7,6 +7,8 @@ from shared.settings import CommonSettings
 
 class UploaderSettings(CommonSettings):
     #: Uploads one process runs at once (and its prefetch).
+    #: /healthz and /readyz (shared/health_server.py); 0: not served.
+    uploader_health_port: int = Field(default=8001, ge=0, le=65535)
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
     #: Processes, each running UPLOADER_CONCURRENCY uploads: more than one uses more than one
     #: core (one parent starts them, see shared/process_pool.py).
@@ -24,6 +26,11 @@ class UploaderSettings(CommonSettings):
     #: services/uploader/sweeper.py). Checked every LOST_MESSAGE_SWEEP_S.
     lost_message_after_s: float = Field(default=120.0, gt=0)
     lost_message_sweep_s: float = Field(default=30.0, gt=0)
+    #: The dead-letter drain (services/uploader/dead_letter_drain.py): every
+    #: DEAD_LETTER_DRAIN_S it looks at up to DEAD_LETTER_DRAIN_BATCH letters per dead-letter
+    #: queue, removes those the desk replayed or purged and indexes those it has not seen.
+    dead_letter_drain_s: float = Field(default=60.0, gt=0)
+    dead_letter_drain_batch: int = Field(default=200, ge=1, le=10_000)
     #: A throttle without a wait hint backs off (5 s doubling up to the longest retry tier);
     #: once it lasted this long the image fails with the reason (docs/facebook-throttling.md).
     throttle_give_up_s: float = Field(default=4 * 3600.0, gt=0)

@@ -33,6 +33,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
+from shared import log_context
 from shared.broker.connection import after, label, node_of, parameters
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
@@ -226,11 +227,15 @@ class Consumer:
     def _work(self, link: _Link, tag: int, delivery: Delivery) -> None:
         """On a worker thread: decide the message's fate, publish what it says, then hand the
         ack (or the requeue) to the I/O thread."""
+        # Every line the handler and the runtime log for this delivery carries its ids.
+        bound = log_context.bind_message(delivery.body, delivery.headers, delivery.message_id)
         try:
             ack = self._publish(decide(self._route, delivery))
         except Exception:  # decide handles the handler's errors; this is a bug of ours
             log.exception("%s: could not decide a message's fate; it goes back", self._queue)
             ack = False
+        finally:
+            log_context.unbind(bound)
         with self._lock:
             self._finished.append((link, tag, ack))
             wake, self._wake_pending = not self._wake_pending, True

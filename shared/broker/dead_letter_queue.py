@@ -39,19 +39,39 @@ class DeadLetterQueue:
                 channel.basic_ack(tag)
             return [letter for letter, _ in picked]
 
+    def sweep(self, limit: int, drop: Callable[[list[DeadLetter]], Collection[int]],
+              move: Callable[[list[DeadLetter]], None] | None) -> tuple[int, int]:
+        """Look at up to `limit` letters from the head: remove those `drop` picks, and move the
+        others to the tail (`move` publishes their copies, confirmed, before any letter is
+        acked), so that the next sweep looks at the next ones. Returns (removed, moved).
+        Without `move`, only look: nothing is removed or moved."""
+        with self._session(limit) as (channel, letters):
+            positions = set(drop([letter for letter, _ in letters]))
+            if move is None:
+                return 0, 0
+            kept = [letter for letter, _ in letters if letter.position not in positions]
+            if kept:
+                move(kept)
+            for _, tag in letters:
+                channel.basic_ack(tag)
+            return len(letters) - len(kept), len(kept)
+
     @contextlib.contextmanager
-    def _session(self) -> Iterator[tuple[BlockingChannel, list[tuple[DeadLetter, int]]]]:
+    def _session(self, limit: int | None = None,
+                 ) -> Iterator[tuple[BlockingChannel, list[tuple[DeadLetter, int]]]]:
         connection = pika.BlockingConnection(self._params)
         try:
             channel = connection.channel()
             count = channel.queue_declare(self.name, passive=True).method.message_count
+            if limit is not None:
+                count = min(count, limit)
             letters = []
             for position in range(1, count + 1):
                 method, props, body = channel.basic_get(self.name, auto_ack=False)
                 if method is None:
                     break
-                letters.append((DeadLetter(position, body, props.headers or {}),
-                                method.delivery_tag))
+                letters.append((DeadLetter(position, body, props.headers or {},
+                                           props.message_id), method.delivery_tag))
             yield channel, letters
         finally:
             if connection.is_open:

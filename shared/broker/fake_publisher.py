@@ -37,6 +37,10 @@ class FakePublisher:
             self.published.extend(messages)
         return [None] * len(messages)
 
+    def connected(self, wait_s: float = 0.0) -> bool:
+        """Connected unless a failure is set (as a broker that is away)."""
+        return self.failure is None
+
     def to(self, exchange: str) -> list[Outgoing]:
         """What went to `exchange`, in order."""
         with self._lock:

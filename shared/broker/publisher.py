@@ -61,6 +61,10 @@ class Publisher:
 
     # -- caller side ---------------------------------------------------------------------------
 
+    def connected(self, wait_s: float = 0.0) -> bool:
+        """Whether a connection takes publishes now (waiting up to `wait_s` for one)."""
+        return self._ready.wait(wait_s)
+
     def publish(self, messages: Sequence[Outgoing], timeout: float = 10.0,
                 connect_wait: float = 2.0) -> None:
         """Publish all messages and return once the broker has confirmed every one of them.

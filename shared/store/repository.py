@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    case,
     delete,
     false,
     func,
@@ -32,9 +33,10 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from shared import album_rules, fencing, messages, topology
+from shared import album_rules, fencing, log_context, messages, topology
 from shared.outgoing import Outgoing
 from shared.store import daily_quota
+from shared.store import dead_letter_index as letter_index
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
@@ -46,6 +48,7 @@ from shared.store.tables import (
     DONE_WITH_FAILURES,
     EXISTING_ALBUM,
     FAILED,
+    LETTER_WAITING,
     NEEDS_RECONNECT,
     NEW_ALBUM,
     PAUSED,
@@ -63,6 +66,7 @@ from shared.store.tables import (
     UPLOADING,
     Album,
     Base,
+    DeadLetterRecord,
     GraphHold,
     IdempotencyKey,
     Image,
@@ -75,9 +79,12 @@ from shared.store.tables import (
 from shared.store.views import (
     AlbumPhotoLedger,
     AlbumView,
+    AuditView,
     Created,
     FbAlbumClaim,
     ImageView,
+    LetterGroup,
+    LetterView,
     NotificationClaim,
     OutboxRetry,
     PageCredentials,
@@ -87,6 +94,8 @@ from shared.store.views import (
     Reopened,
     Start,
     StoredImage,
+    StuckAlbum,
+    StuckImage,
     Unrecorded,
     UserView,
     album_view,
@@ -179,6 +188,15 @@ class Store:
             user = s.get(User, user_id)
             if user is not None:
                 _end_sessions(user)
+
+    def set_role(self, email: str, role: str | None) -> UserView | None:
+        """Give an existing user a role ("operator"; None: an end user); None if no such user."""
+        with self._tx() as s:
+            user = s.scalar(select(User).where(User.email == email))
+            if user is None:
+                return None
+            user.role = role
+            return _user_view(user)
 
     def user_by_token(self, token: str) -> UserView | None:
         with self._read() as s:
@@ -511,6 +529,7 @@ class Store:
                                   error_code=values["error_code"]))
             rows = [_row(message) for message in extra]
             s.add_all(rows)
+            s.add_all(letter_index.records(extra))  # the desk's index, with the letter
             rows += _release_turns(s, album)
             return True, rows + _settle_if_ended(s, album)
 
@@ -664,6 +683,8 @@ class Store:
             for name, value in values.items():
                 setattr(album, name, value)
             rows = [_row(dead_letter)] if dead_letter is not None else []
+            if dead_letter is not None:
+                s.add_all(letter_index.records([dead_letter]))
             rows.append(_settled_row(s, album))
             s.add_all(rows)
             s.flush()
@@ -884,12 +905,27 @@ class Store:
         refused for the Page's sake (not the image's) is given back."""
         with self._tx() as s:
             image = s.get(Image, image_id, with_for_update=True)
-            if image is None or image.state in TERMINAL:
-                return
-            if give_back_attempt and image.attempts:
-                image.attempts -= 1
-            image.state, image.error, image.error_code = PAUSED, reason, code
-            image.next_attempt_at = image.lease_until = None
+            if image is not None:
+                _pause(image, reason, code, give_back_attempt)
+
+    def pause_for_page(self, image_id: int, reason: str, code: int | None,
+                       give_back_attempt: bool, refused: bytes | None = None) -> bool:
+        """`pause_image`, decided with the album's Page connection locked, as `connect_page`
+        locks it before it queues the paused images again: False, and the image not paused,
+        if the Page is connected by now with a token other than `refused` (the owner
+        reconnected after the image found the Page waiting, or while the request Facebook
+        refused was on its way); its attempt, if given back, is then ended as not sent. With
+        `refused` (sealed, as stored) still the Page's token, the connection is marked
+        `needs_reconnect` first (once: its owner is mailed once)."""
+        with self._tx() as s:
+            if not _page_waits(s, image_id, refused):
+                if give_back_attempt:
+                    _hand_back(s.get(Image, image_id, with_for_update=True))
+                return False
+            image = s.get(Image, image_id, with_for_update=True)
+            if image is not None:
+                _pause(image, reason, code, give_back_attempt)
+            return True
 
     # -- Graph holds (throttling shared by every uploader process) -----------------------------
 
@@ -915,6 +951,92 @@ class Store:
             now = self._now(s)
             until = s.scalar(select(func.max(GraphHold.until)).where(GraphHold.scope.in_(scopes)))
         return max(0.0, (until - now).total_seconds()) if until is not None else 0.0
+
+    # -- the dead-letter desk ------------------------------------------------------------------
+
+    def index_dead_letters(self, letters: Sequence[Outgoing], poison: bool = False) -> None:
+        """Index letters the runtime dead-lettered without a store transaction (poison, a
+        failed hook); one already indexed is left as it is."""
+        with self._tx() as s:
+            for record in letter_index.records(letters, poison):
+                if s.get(DeadLetterRecord, record.message_id) is None:
+                    s.add(record)
+
+    def letter_groups(self, offset: int = 0, limit: int = 50) -> list[LetterGroup]:
+        with self._read() as s:
+            return letter_index.groups(s, offset, limit)
+
+    def group_letters(self, kind: str, code: int | None, offset: int = 0,
+                      limit: int = 50) -> list[LetterView]:
+        with self._read() as s:
+            return letter_index.letters(s, kind, code, offset, limit)
+
+    def dead_letter(self, message_id: str) -> LetterView | None:
+        with self._read() as s:
+            row = s.get(DeadLetterRecord, message_id)
+            return letter_index.view(row) if row is not None else None
+
+    def waiting_letters(self, message_ids: Collection[str] = (), kind: str | None = None,
+                        code: int | None = None, album_id: str | None = None,
+                        limit: int = 500) -> list[LetterView]:
+        """Waiting letters by id, or (without ids) up to `limit` of a group or an album."""
+        with self._read() as s:
+            ids = list(message_ids) or letter_index.waiting_ids(s, kind, code, album_id, limit)
+            rows = s.scalars(select(DeadLetterRecord)
+                             .where(DeadLetterRecord.message_id.in_(ids[:limit]),
+                                    DeadLetterRecord.state == LETTER_WAITING)
+                             .order_by(DeadLetterRecord.dead_at))
+            return [letter_index.view(r) for r in rows]
+
+    def settle_letters(self, message_ids: Sequence[str], state: str, operator: str,
+                       action: str, target: str) -> int:
+        """Mark the waiting ones of `message_ids` replayed or purged by `operator`, and audit
+        the action, in one transaction; returns how many were marked."""
+        with self._tx() as s:
+            now = _db_time(s)
+            marked = letter_index.mark(s, message_ids, state, operator, now)
+            letter_index.audit(s, operator, action, target, len(marked), now)
+            return len(marked)
+
+    def audit_log(self, offset: int = 0, limit: int = 50) -> list[AuditView]:
+        with self._read() as s:
+            return letter_index.audit_log(s, offset, limit)
+
+    def letter_states(self, message_ids: Collection[str]) -> dict[str, str]:
+        """The index's state of each of `message_ids` it holds (waiting, replayed, purged)."""
+        with self._read() as s:
+            rows = s.execute(select(DeadLetterRecord.message_id, DeadLetterRecord.state)
+                             .where(DeadLetterRecord.message_id.in_(list(message_ids))))
+            return {row[0]: row[1] for row in rows}
+
+    def has_undrained_letters(self) -> bool:
+        """Whether a replayed or purged letter's queue copy is still to be removed."""
+        with self._read() as s:
+            return s.scalar(select(DeadLetterRecord.message_id)
+                            .where(DeadLetterRecord.state != LETTER_WAITING,
+                                   DeadLetterRecord.drained_at.is_(None)).limit(1)) is not None
+
+    def mark_drained(self, message_ids: Collection[str]) -> None:
+        with self._tx() as s:
+            s.execute(update(DeadLetterRecord)
+                      .where(DeadLetterRecord.message_id.in_(list(message_ids)))
+                      .values(drained_at=_db_time(s)))
+
+    def stuck_albums(self, grace: timedelta, offset: int = 0,
+                     limit: int = 50) -> list[StuckAlbum]:
+        """Albums publishing past their expected end: the latest time one of their unfinished
+        images was due (its lease for one uploading, else when its message was queued or its
+        retry was set for), plus `grace`. Paused images wait for their owner: not counted."""
+        due = case((Image.state == UPLOADING, Image.lease_until), else_=Image.queued_at)
+        with self._read() as s:
+            now = _db_time(s)
+            late = list(s.execute(
+                select(Image.album_id, func.max(due))
+                .join(Album, Album.id == Image.album_id)
+                .where(Album.state == PUBLISHING, Image.state.not_in((*TERMINAL, PAUSED)))
+                .group_by(Image.album_id).having(func.max(due) < now - grace)
+                .order_by(func.max(due)).offset(offset).limit(limit)))
+            return [_stuck(s, album_id, latest + grace) for album_id, latest in late]
 
     def _now(self, s: Session) -> datetime:
         """The database's clock: the one `db_clock.utc_now` every other comparison reads
@@ -950,7 +1072,7 @@ def _upload_row(image: Image) -> OutboxMessage:
     """The message that asks for an image to be uploaded, after its latest attempt."""
     row = _outbox_row(messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id,
                                                     key=image.key), topology.IMAGE_UPLOADS)
-    row.headers = {fencing.FENCE_HEADER: image.attempts}
+    row.headers = {**row.headers, fencing.FENCE_HEADER: image.attempts}
     return row
 
 
@@ -960,6 +1082,43 @@ def _db_time(s: Session) -> datetime:
     now = s.scalar(select(utc_now()))
     assert now is not None
     return now
+
+
+def _pause(image: Image, reason: str, code: int | None, give_back_attempt: bool) -> None:
+    if image.state in TERMINAL:
+        return
+    if give_back_attempt and image.attempts:
+        image.attempts -= 1
+    image.state, image.error, image.error_code = PAUSED, reason, code
+    image.next_attempt_at = image.lease_until = None
+
+
+def _page_waits(s: Session, image_id: int, refused: bytes | None) -> bool:
+    """Whether the image's Page waits for its owner, its connection locked (the single-tenant
+    Page, or a connection to another Page, waits as before); a connection that still holds
+    the token Facebook `refused` is marked `needs_reconnect` now."""
+    owner = s.execute(select(Album.user_id, Album.page_id).join(Image, Image.album_id == Album.id)
+                      .where(Image.id == image_id)).first()
+    if owner is None or owner.page_id is None:
+        return True
+    connection = s.get(PageConnection, owner.user_id, with_for_update=True)
+    if connection is None or connection.page_id != owner.page_id:
+        return True
+    if refused is not None and connection.token_sealed == refused:
+        if connection.state != NEEDS_RECONNECT:
+            connection.state, connection.reconnect_asked_at = NEEDS_RECONNECT, utcnow()
+        return True
+    return connection.state != CONNECTED
+
+
+def _hand_back(image: Image | None) -> None:
+    """An attempt refused for its Page's sake, not the image's, and surely not on Facebook:
+    it ends as not sent and is not counted."""
+    if image is None or image.state != UPLOADING:
+        return
+    image.attempts = max(0, image.attempts - 1)
+    image.state, image.lease_until, image.attempt_started_at = RETRYING, None, None
+    image.in_doubt = False
 
 
 def _stale(image: Image, fence: int | None) -> bool:
@@ -1021,7 +1180,7 @@ def _resend(image: Image, now: datetime) -> None:
 def _row(message: Outgoing) -> OutboxMessage:
     return OutboxMessage(exchange=message.exchange, routing_key=message.routing_key,
                          message_id=message.message_id, body=message.body,
-                         headers=dict(message.headers))
+                         headers=log_context.stamp(message.headers))
 
 
 def _images(s: Session, album_id: str) -> list[Image]:
@@ -1138,8 +1297,29 @@ def _to_post(s: Session, album: Album) -> list[str]:
             if i.state == UPLOADED and i.photo_id and i.photo_id not in posted]
 
 
+def _stuck(s: Session, album_id: str, expected_end: datetime) -> StuckAlbum:
+    album = s.get(Album, album_id)
+    assert album is not None  # joined just now; albums are never deleted
+    images = tuple(StuckImage(i.id, i.key, i.state, *_waiting_for(i))
+                   for i in _images(s, album_id) if i.state not in TERMINAL)
+    return StuckAlbum(album.id, album.title, album.user_id, expected_end, images)
+
+
+def _waiting_for(image: Image) -> tuple[str, datetime | None]:
+    """What an unfinished image waits for, and since when it was due."""
+    if image.state == UPLOADING:
+        return "its attempt to end (lease)", image.lease_until
+    if image.state == RETRYING:
+        return "its retry time", image.next_attempt_at
+    if image.state == PAUSED:
+        return "its Page to be reconnected", None
+    if image.unreleased:
+        return "its album's turn", image.queued_at
+    return "an uploader to take its message", image.queued_at
+
+
 def _user_view(user: User) -> UserView:
-    return UserView(user.id, user.email, user.prefix, user.session_generation or 0)
+    return UserView(user.id, user.email, user.prefix, user.session_generation or 0, user.role)
 
 
 def _new_token(user: User) -> str:

@@ -48,6 +48,8 @@ class User(Base):
     #: Bumped on sign-out and on a new token: a session cookie carries the generation it was
     #: signed in under and is refused once it differs. NULL (a store from before it): 0.
     session_generation: Mapped[int | None] = mapped_column(default=0)
+    #: "operator" may use the dead-letter desk (/operator/*); NULL or "user": an end user.
+    role: Mapped[str | None] = mapped_column(String(16))
 
 
 class Album(Base):
@@ -226,3 +228,49 @@ class PageConnection(Base):
     #: one email per stop (services/notifier/reconnect_mail.py).
     reconnect_asked_at: Mapped[datetime | None]
     reconnect_mailed_at: Mapped[datetime | None]
+
+
+#: A dead letter's state in the desk's index: still to deal with, replayed, or purged.
+LETTER_WAITING, LETTER_REPLAYED, LETTER_PURGED = "waiting", "replayed", "purged"
+OPERATOR = "operator"
+
+
+class DeadLetterRecord(Base):
+    """The desk's index of one dead letter, written in the transaction that wrote the letter's
+    outbox row (or by the consumer for poison, best effort): the desk pages through this table
+    and never reads the dead-letter queue in a request. The queue still holds the letter; a
+    replayed or purged one is drained from it by the uploader (shared/dead_letter_drain.py)."""
+
+    __tablename__ = "dead_letters"
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(200))
+    album_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    image_id: Mapped[int | None]
+    #: The group: what kind of end (refused, gave up, throttled, poison, error) and the Graph
+    #: code, if Facebook gave one.
+    kind: Mapped[str] = mapped_column(String(32))
+    code: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    dead_at: Mapped[datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default=LETTER_WAITING)
+    handled_by: Mapped[str | None] = mapped_column(String(320))
+    handled_at: Mapped[datetime | None]
+    #: When the uploader's drain removed its copy from the queue (NULL: not yet).
+    drained_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_dead_letters_group", "state", "kind", "code", "dead_at"),
+                      Index("ix_dead_letters_undrained", "state", "drained_at"))
+
+
+class AuditEntry(Base):
+    """One operator action on the desk: who, when, what, on which target, how many letters."""
+
+    __tablename__ = "operator_audit"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    operator: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(400))
+    count: Mapped[int] = mapped_column(default=0)

@@ -16,6 +16,12 @@ class UserView:
     prefix: str
     #: Which of the user's sessions are still valid (shared/store/tables.py, User).
     session_generation: int = 0
+    #: "operator": may use the dead-letter desk; None: an end user.
+    role: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
 
 
 @dataclass(frozen=True)
@@ -212,3 +218,68 @@ class OutboxRetry:
     attempts: int
     next_attempt_at: datetime
     last_error: str
+
+
+@dataclass(frozen=True)
+class LetterGroup:
+    """Waiting dead letters of one kind of end and Graph code: how many, first and last seen."""
+
+    kind: str
+    code: int | None
+    name: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class LetterView:
+    """One dead letter as the desk's index holds it."""
+
+    message_id: str
+    queue: str
+    album_id: str | None
+    image_id: int | None
+    kind: str
+    code: int | None
+    group: str
+    reason: str
+    headers: dict[str, object]
+    body: bytes
+    dead_at: datetime
+    state: str
+    handled_by: str | None
+    handled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditView:
+    """One operator action: who, when, what, on which target, how many letters."""
+
+    at: datetime
+    operator: str
+    action: str
+    target: str
+    count: int
+
+
+@dataclass(frozen=True)
+class StuckImage:
+    """An unfinished image of a stuck album: what it waits for and until when it was due."""
+
+    image_id: int
+    key: str
+    state: str
+    waiting_for: str
+    due: datetime | None
+
+
+@dataclass(frozen=True)
+class StuckAlbum:
+    """An album publishing past its expected end (its images' latest due time plus grace)."""
+
+    album_id: str
+    title: str
+    user_id: int
+    expected_end: datetime
+    images: tuple[StuckImage, ...]

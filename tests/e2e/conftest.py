@@ -56,6 +56,9 @@ class System:
             "ALBUM_WINDOW": "4",
             "SHUTDOWN_GRACE_S": "5", "GRAPH_TIMEOUT_S": "5",
             "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
+            # No health ports: a restarted or second uploader would find its port taken, and
+            # tests/integration/test_readiness.py covers them.
+            "UPLOADER_HEALTH_PORT": "0", "NOTIFIER_HEALTH_PORT": "0",
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.api_url = f"http://127.0.0.1:{self.ports['api']}"
@@ -109,8 +112,9 @@ class System:
                             region_name="us-east-1", aws_access_key_id="testing",
                             aws_secret_access_key="testing")
 
-    def create_user(self, email: str) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-m", "services.api", "create-user", email],
+    def create_user(self, email: str, operator: bool = False) -> dict[str, Any]:
+        flag = ["--operator"] if operator else []
+        out = subprocess.run([sys.executable, "-m", "services.api", "create-user", email, *flag],
                              cwd=ROOT, env=self.env, capture_output=True, check=True, text=True)
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 

@@ -53,7 +53,11 @@ def accounts(broker, make_vhost) -> Iterator[dict[str, str]]:
         user["name"] = rename(user["name"])
     for grant in shipped["permissions"]:
         grant["user"], grant["vhost"] = rename(grant["user"]), vhost
+    for policy in shipped["policies"]:
+        policy["vhost"] = vhost
     broker.api("POST", "definitions", json=shipped)
+    imported = broker.api("GET", f"policies/{quote(vhost, '')}").json()
+    assert {p["name"] for p in imported} == {p["name"] for p in shipped["policies"]}
     definitions = users.load()
     passwords = {u.role: SecretStr(f"pw-{u.role}-{suffix}") for u in definitions.users}
     admin = ManagementApi(broker.management_url, broker.user, SecretStr(broker.password), vhost)

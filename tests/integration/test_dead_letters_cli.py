@@ -100,3 +100,20 @@ def test_replaying_stale_letters_says_they_sent_nothing(cli: Any, retried_and_fa
     assert out.strip() == "replayed 2 dead letters (2 stale: removed, nothing sent)"
     assert get_all(amqp_url, UPLOADS.name) == []
     assert [letter["album_id"] for letter in json.loads(cli("list", "--json"))] == [failed, None]
+
+
+def test_what_the_cli_takes_leaves_the_desk(cli: Any, sqlite_store: Store,
+                                            amqp_url: str) -> None:
+    """A letter the command line purged or replayed is marked in the desk's index (audited as
+    the command line's), so the desk does not offer it again; --id picks one by message id."""
+    album_id = failed_album(sqlite_store, amqp_url, count=2)
+    first, second = (x.message_id for x in sqlite_store.waiting_letters(album_id=album_id))
+    listed = json.loads(cli("list", "--json"))
+    assert [letter["id"] for letter in listed] == [first, second]
+    assert cli("purge", "--id", second) == "purged 1 dead letters\n"
+    cli("replay", "--album", album_id)
+    states = sqlite_store.letter_states([first, second])
+    assert states == {first: "replayed", second: "purged"}
+    assert sqlite_store.letter_groups() == []
+    assert [(a.operator, a.action, a.count) for a in sqlite_store.audit_log()] == [
+        ("command line", "replay", 1), ("command line", "purge", 1)]

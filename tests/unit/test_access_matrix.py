@@ -20,6 +20,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from dev.images import png
+from shared import messages, topology
+from shared.dead_letters import dead_letter
 from shared.store import UserView
 from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
 
@@ -41,14 +43,16 @@ class FakePageAlbums:
 
 @dataclass
 class World:
-    """Ann owns an album (one photo failed), a photo in the bucket and a connected Page; Bob
-    has an account and nothing of hers."""
+    """Ann owns an album (one photo failed, its dead letter indexed), a photo in the bucket and
+    a connected Page, and is an operator (the desk's routes are hers); Bob has an account and
+    nothing of hers, and is an end user (403 on the desk)."""
 
     env: Env
     bob: UserView
     bob_token: str
     album_id: str
     key: str
+    letter_id: str = ""
 
     @property
     def ann(self) -> UserView:
@@ -69,16 +73,21 @@ def world(tmp_path: Any) -> World:
     album_id = env.store.create_album(env.user.id, ANN_TITLE, None, [key, f"{key}.2"])[0]
     failed = env.image_ids(album_id)[1]
     env.store.start_attempt(failed)
-    env.store.record_failed(failed, REFUSED, 324)
+    letter = dead_letter(topology.IMAGE_UPLOADS, messages.encode(messages.ImageUploadRequested(
+        album_id=album_id, image_id=failed, key=f"{key}.2")), {}, REFUSED, 324, 1)
+    env.store.record_failed(failed, REFUSED, 324, letter)
+    env.store.set_role(env.user.email, "operator")
     env.store.connect_page(env.user.id, *ANN_PAGE, env.services.cipher.encrypt("ann-token"))
     bob, bob_token = env.store.create_user("bob@example.com")
-    return World(env, bob, bob_token, album_id, key)
+    return World(env, bob, bob_token, album_id, key, letter.message_id)
 
 
 # -- how each route is called --------------------------------------------------------------------
 
 API, PAGE, PUBLIC = "api", "page", "public"
 OWNER_OK = frozenset({200, 202, 302, 303})
+#: What an end user gets on the operators' desk.
+_END_USER = frozenset({403})
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,11 @@ def _failed_left(world: World) -> bool:
     return album is not None and any(image.state == "failed" for image in album.images)
 
 
+def _letter_waiting(world: World) -> bool:
+    letter = world.env.store.dead_letter(world.letter_id)
+    return letter is not None and letter.state == "waiting" and _failed_left(world)
+
+
 def _page_left(world: World) -> bool:
     return world.env.store.page(world.ann.id) is not None
 
@@ -131,6 +145,7 @@ MATRIX: dict[tuple[str, str], Call] = {
     ("api.list_page_albums", "GET"): Call(API, lambda w: "/api/page/albums", other=OWNER_OK),
     ("api.openapi", "GET"): Call(PUBLIC, lambda w: "/api/openapi.json"),
     ("api.healthz", "GET"): Call(PUBLIC, lambda w: "/healthz"),
+    ("api.readyz", "GET"): Call(PUBLIC, lambda w: "/readyz"),
     ("web.home", "GET"): Call(PAGE, lambda w: "/", other=OWNER_OK),
     ("web.login", "GET"): Call(PUBLIC, lambda w: "/login"),
     # Signing in again is a success; a stranger's bad token is the form's own 401.
@@ -160,6 +175,22 @@ MATRIX: dict[tuple[str, str], Call] = {
     ("connect.disconnect", "POST"): Call(PAGE, lambda w: "/connect/facebook/disconnect",
                                          lambda w: {}, other=frozenset({303}),
                                          untouched=_page_left),
+    # The dead-letter desk: Ann is an operator, Bob an end user (403 on every route).
+    ("desk.dead_letters", "GET"): Call(PAGE, lambda w: "/operator/dead-letters", other=_END_USER),
+    ("desk.group", "GET"): Call(PAGE, lambda w: "/operator/dead-letters/groups/refused?code=324",
+                                other=_END_USER),
+    ("desk.group_action", "POST"): Call(
+        PAGE, lambda w: "/operator/dead-letters/groups/refused/purge", lambda w: {"code": "324"},
+        other=_END_USER, untouched=_letter_waiting),
+    ("desk.letter", "GET"): Call(PAGE, lambda w: f"/operator/dead-letters/{w.letter_id}",
+                                 other=_END_USER),
+    ("desk.letter_action", "POST"): Call(
+        PAGE, lambda w: f"/operator/dead-letters/{w.letter_id}/replay", lambda w: {},
+        other=_END_USER, untouched=_letter_waiting),
+    ("desk.album_action", "POST"): Call(
+        PAGE, lambda w: f"/operator/albums/{w.album_id}/replay", lambda w: {},
+        other=_END_USER, untouched=_letter_waiting),
+    ("desk.stuck", "GET"): Call(PAGE, lambda w: "/operator/stuck", other=_END_USER),
 }
 
 

@@ -240,3 +240,68 @@ def test_a_usage_hold_on_one_page_does_not_hold_another_users_page(world):
     world.store.hold_graph("111", 60)  # Facebook said Ann's Page is near its limit
     assert world.deliver(ann_image).kind == "retry" and world.photos("111") == []
     assert world.deliver(bob_image).kind == "ack" and len(world.photos("222")) == 1
+
+
+class ReconnectedMidUpload(FakeGraphClient):
+    """Facebook refuses the old token (190) for an upload that was on its way while the owner
+    reconnected the Page (a new token): the reconnect commits before the refusal arrives."""
+
+    def __init__(self, reconnect: Any) -> None:
+        super().__init__()
+        self._reconnect = reconnect
+
+    def upload_photo(self, *args: Any, **kwargs: Any) -> str:
+        if self._reconnect is not None:
+            self._reconnect, reconnect = None, self._reconnect
+            reconnect()
+            raise GraphError("Error validating access token", http_status=400, code=190,
+                             subcode=460)
+        return super().upload_photo(*args, **kwargs)
+
+
+def test_a_refusal_of_the_old_token_after_a_reconnect_neither_pauses_nor_asks_again(world):
+    ann = world.user_with_page("ann@example.com", "111", "token-ann")
+    album_id, (first, second) = world.album(ann, "111", 2)
+    world.facebook.tokens["token-ann-2"] = "111"
+    resumed: list[Any] = []
+    world.facebook.pages["111"] = ReconnectedMidUpload(lambda: resumed.extend(
+        world.store.connect_page(ann, "111", "Page 111", world.cipher.encrypt("token-ann-2"))))
+    outcome = world.deliver(first)
+    assert world.store.page(ann).state == "connected"  # the new token was never refused
+    assert world.store.claim_reconnect_mails() == []  # so nobody is asked to reconnect again
+    # The image goes again with the new token: a retry copy, or a message queued anew.
+    again = [Delivery(row.body, {}) for row in resumed]
+    if outcome.kind == "retry":
+        again.append(first)
+    assert world.store.album(album_id).images[0].state != "paused"
+    for delivery in [*again, second]:
+        world.deliver(delivery)
+    album = world.store.album(album_id)
+    assert album.state == "done" and {i.state for i in album.images} == {"uploaded"}
+    assert len(world.photos("111")) == 2
+
+
+def test_an_image_that_saw_its_page_waiting_just_before_a_reconnect_is_not_left_paused(world):
+    ann = world.user_with_page("ann@example.com", "111", "token-ann")
+    album_id, (first,) = world.album(ann, "111", 1)
+    world.store.set_page_state(ann, "111", "needs_reconnect")
+    world.facebook.tokens["token-ann-2"] = "111"
+    read = world.store.page_credentials
+    resumed: list[Any] = []
+
+    def then_reconnected(user_id: int, page_id: str) -> Any:
+        # The handler read the waiting Page; the owner's reconnect commits right after.
+        seen = read(user_id, page_id)
+        if not resumed:
+            resumed.extend(world.store.connect_page(ann, "111", "Page 111",
+                                                    world.cipher.encrypt("token-ann-2")))
+        return seen
+
+    world.store.page_credentials = then_reconnected
+    outcome = world.deliver(first)
+    world.store.page_credentials = read
+    # The reconnect found nothing paused to queue again: the image must not pause now.
+    assert resumed == [] and world.store.album(album_id).images[0].state != "paused"
+    if outcome.kind == "retry":
+        world.deliver(first)
+    assert world.store.album(album_id).state == "done" and len(world.photos("111")) == 1

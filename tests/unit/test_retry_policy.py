@@ -67,7 +67,7 @@ def test_the_attempt_comes_from_our_own_header(headers, attempt):
 def test_a_retry_copy_goes_to_its_tier_with_the_next_attempt():
     message = retry_message(topology.IMAGE_UPLOADS, b"{}", {"other": "kept"}, RetryLater(30, 2))
     assert message.exchange == topology.RETRY_EXCHANGE
-    assert message.routing_key == "uploader.image-uploads.retry.30s"
+    assert message.routing_key == "uploader.image-uploads.retry.00030s"
     assert message.headers == {"other": "kept", ATTEMPT_HEADER: 2}
 
 

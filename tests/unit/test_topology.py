@@ -6,7 +6,8 @@ def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters():
     assert set(specs) == {
         f"{queue}{suffix}"
         for queue in ("uploader.image-uploads", "notifier.album-settled", "uploader.feed-posts")
-        for suffix in ("", ".retry.5s", ".retry.7s", ".retry.30s", ".retry.38s", ".dead")
+        for suffix in ("", ".retry.00005s", ".retry.00007s", ".retry.00030s", ".retry.00038s",
+                       ".dead")
     }
 
 
@@ -17,7 +18,7 @@ def test_jitter_twins_never_wait_less_than_the_delay():
 
 
 def test_a_tier_dead_letters_back_to_its_work_queue_after_its_ttl():
-    spec = {s.name: s for s in topology.queue_specs((5,))}["uploader.image-uploads.retry.5s"]
+    spec = {s.name: s for s in topology.queue_specs((5,))}["uploader.image-uploads.retry.00005s"]
     assert spec.arguments["x-message-ttl"] == 5000
     assert spec.arguments["x-dead-letter-exchange"] == topology.WORK_EXCHANGE
     assert spec.arguments["x-dead-letter-routing-key"] == topology.IMAGE_UPLOADS.routing_key
@@ -92,8 +93,9 @@ def test_an_old_queue_serves_when_it_differs_only_in_what_policies_carry():
 
 
 def test_tiers_no_longer_configured_are_found_and_only_ours():
-    existing = ["uploader.image-uploads.retry.5s", "uploader.image-uploads.retry.7s",
-                "uploader.image-uploads.retry.30s", "notifier.album-settled.retry.38s",
-                "someone.elses.retry.30s", "uploader.image-uploads", "uploader.image-uploads.dead"]
+    existing = ["uploader.image-uploads.retry.00005s", "uploader.image-uploads.retry.00007s",
+                "uploader.image-uploads.retry.00030s", "notifier.album-settled.retry.00038s",
+                "someone.elses.retry.00030s", "uploader.image-uploads",
+                "uploader.image-uploads.dead"]
     assert topology.stale_retry_queues(existing, (5,)) == [
-        "notifier.album-settled.retry.38s", "uploader.image-uploads.retry.30s"]
+        "notifier.album-settled.retry.00038s", "uploader.image-uploads.retry.00030s"]

@@ -27,6 +27,7 @@ from services.api.app import Services, create_app
 from services.api.settings import ApiSettings
 from services.api.web import plain_reason
 from shared.fake_s3 import FakeS3
+from shared.replay import Replayer
 from shared.store import Store, UserView
 
 BUCKET = "albums-unit"
@@ -44,15 +45,26 @@ class FakeOutbox:
     def publish_committed(self, rows: list[Any]) -> bool:
         return self.publish(rows)
 
+    def publish_now(self, messages: list[Any]) -> None:
+        self.published.extend(messages)
+
+    def broker_connected(self, wait_s: float) -> bool:
+        return True
+
 
 class FakeReplayer:
     """Re-opens like the real one; the dead-letter queue it would also empty is the broker's."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, outbox: FakeOutbox | None = None) -> None:
         self.store = store
+        self.outbox = outbox or FakeOutbox()
 
     def retry_album(self, album_id: str) -> int:
         return self.store.retry_failed(album_id).images
+
+    def replay_indexed(self, letters: Any) -> Any:
+        """The real replay from the desk's index: it reads no queue, only the store."""
+        return Replayer(self.store, self.outbox, "amqp://unused").replay_indexed(letters)  # type: ignore[arg-type]
 
 
 class ManualClock:
@@ -87,7 +99,7 @@ class FakeServices(Services):
 
     @property
     def replayer(self) -> Any:
-        return FakeReplayer(self.store)
+        return FakeReplayer(self.store, self.fake_outbox)
 
 
 @dataclass

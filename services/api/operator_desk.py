@@ -1,0 +1,178 @@
+"""The dead-letter desk: operators (users with the operator role) see dead letters grouped by
+kind of end and Graph code, open one, replay or purge it, a group or an album's, and see the
+albums that are stuck. Every action is audited (who, when, what, how many).
+
+The desk reads only the store's index of letters (shared/store/dead_letter_index.py), paged: a
+request never reads the dead-letter queue. A replay sends the work again through the outbox
+(shared/replay.py, as the CLI's replay does); the queue's copy is drained by the uploader.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
+from shared.store.views import LetterView
+
+from .app import Services
+from .web import _check_csrf, _error_page, _security_headers, _template_globals, signed_in
+
+desk = Blueprint("desk", __name__, template_folder="templates")
+# The same guards as the other web pages: CSRF on every POST, their headers, HTML errors.
+desk.before_request(_check_csrf)
+desk.after_request(_security_headers)
+desk.register_error_handler(HTTPException, _error_page)
+desk.context_processor(_template_globals)
+
+PAGE_SIZE = 50
+ACTIONS = {"replay": LETTER_REPLAYED, "purge": LETTER_PURGED}
+
+
+def _services() -> Services:
+    services: Services = current_app.extensions["services"]
+    return services
+
+
+def operator_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Signed in (a stranger goes to sign in) and an operator (an end user gets 403)."""
+
+    @signed_in
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not g.user.is_operator:
+            abort(403, "This page is for operators.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _page() -> int:
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
+def _code(value: str | None) -> int | None:
+    if value in (None, "", "none"):
+        return None
+    try:
+        return int(value or "")
+    except ValueError:
+        abort(400, f"code must be a number, not {value!r}")
+
+
+def _act(action: str, letters: list[LetterView], target: str) -> int:
+    """Replay or purge `letters` (waiting ones), audit it; returns how many were acted on."""
+    if action not in ACTIONS:
+        abort(404)
+    services = _services()
+    if action == "replay" and letters:
+        # Sent first, marked after: a crash between leaves them waiting, and a second replay
+        # of an image's letter is stale then (it sends nothing again).
+        services.replayer.replay_indexed(letters)
+    return services.store.settle_letters([letter.message_id for letter in letters],
+                                         ACTIONS[action], g.user.email, action, target)
+
+
+def _done(action: str, count: int, back: str) -> Any:
+    word = "Replayed" if action == "replay" else "Purged"
+    flash(f"{word} {count} dead letter{'s' if count != 1 else ''}." if count
+          else "No waiting dead letters there: nothing done.")
+    return redirect(back, code=303)
+
+
+@desk.get("/operator/dead-letters")
+@operator_only
+def dead_letters() -> Any:
+    page = _page()
+    store = _services().store
+    groups = store.letter_groups((page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    return render_template("desk_groups.html", groups=groups[:PAGE_SIZE], page=page,
+                           more=len(groups) > PAGE_SIZE, audit=store.audit_log(0, 20))
+
+
+@desk.get("/operator/dead-letters/groups/<kind>")
+@operator_only
+def group(kind: str) -> Any:
+    page, code = _page(), _code(request.args.get("code"))
+    letters = _services().store.group_letters(kind, code, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    if not letters and page == 1:
+        abort(404, "No waiting dead letters in that group.")
+    return render_template("desk_group.html", kind=kind, code=code, letters=letters[:PAGE_SIZE],
+                           name=letters[0].group if letters else kind, page=page,
+                           more=len(letters) > PAGE_SIZE)
+
+
+@desk.post("/operator/dead-letters/groups/<kind>/<action>")
+@operator_only
+def group_action(kind: str, action: str) -> Any:
+    code = _code(request.form.get("code"))
+    letters = _services().store.waiting_letters(
+        kind=kind, code=code, limit=_services().settings.desk_action_limit)
+    count = _act(action, letters, f"group {kind}: code {code}" if code is not None
+                 else f"group {kind}")
+    return _done(action, count, url_for("desk.dead_letters"))
+
+
+@desk.get("/operator/dead-letters/<message_id>")
+@operator_only
+def letter(message_id: str) -> Any:
+    found = _services().store.dead_letter(message_id)
+    if found is None:
+        abort(404, "No such dead letter.")
+    return render_template("desk_letter.html", letter=found, body=_readable(found.body),
+                           headers=json.dumps(found.headers, indent=2, sort_keys=True,
+                                              default=str))
+
+
+@desk.post("/operator/dead-letters/<message_id>/<action>")
+@operator_only
+def letter_action(message_id: str, action: str) -> Any:
+    if _services().store.dead_letter(message_id) is None:
+        abort(404, "No such dead letter.")
+    letters = _services().store.waiting_letters([message_id])
+    count = _act(action, letters, f"letter {message_id}")
+    return _done(action, count, url_for("desk.letter", message_id=message_id))
+
+
+@desk.post("/operator/albums/<album_id>/<action>")
+@operator_only
+def album_action(album_id: str, action: str) -> Any:
+    letters = _services().store.waiting_letters(
+        album_id=album_id, limit=_services().settings.desk_action_limit)
+    count = _act(action, letters, f"album {album_id}")
+    return _done(action, count, url_for("desk.dead_letters"))
+
+
+@desk.get("/operator/stuck")
+@operator_only
+def stuck() -> Any:
+    page = _page()
+    grace = timedelta(seconds=_services().settings.desk_stuck_grace_s)
+    albums = _services().store.stuck_albums(grace, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    return render_template("desk_stuck.html", albums=albums[:PAGE_SIZE], page=page,
+                           more=len(albums) > PAGE_SIZE)
+
+
+def _readable(body: bytes) -> str:
+    """The body as indented JSON if it is JSON, else as text (undecodable bytes replaced)."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        return json.dumps(json.loads(text), indent=2, sort_keys=True)
+    except ValueError:
+        return text

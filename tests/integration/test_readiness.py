@@ -1,0 +1,158 @@
+"""/healthz and /readyz of each service on the real broker (a vhost of its own) and PostgreSQL,
+each reached through a proxy the test cuts: /readyz answers 503 naming the dependency that is
+away and 200 again once it is back; /healthz (liveness) answers 200 throughout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import requests
+from pydantic import SecretStr
+
+from chaos.proxy import Proxy
+from dev.ports import free_port
+from dev.waiting import wait_for
+from services.api.app import Services, create_app
+from services.api.settings import ApiSettings
+from shared.store import Store
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _via(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit(":", 1)[0] if ":" in parts.netloc.rsplit("@", 1)[-1] \
+        else parts.netloc
+    return urlunsplit(parts._replace(netloc=f"{netloc}:{port}"))
+
+
+@pytest.fixture()
+def proxies(amqp_url: str, postgres_url: str) -> Iterator[dict[str, Proxy]]:
+    made = {"broker": Proxy(urlsplit(amqp_url).port or 5672, "broker"),
+            "store": Proxy(urlsplit(postgres_url).port or 5432, "store")}
+    for proxy in made.values():
+        proxy.start()
+    yield made
+    for proxy in made.values():
+        proxy.cut()
+
+
+def _readyz(get: Any) -> tuple[int, dict[str, Any]] | None:
+    try:
+        status, body = get("/readyz")
+    except requests.RequestException:
+        return None
+    return status, body
+
+
+def _check_each_dependency(get: Any, proxies: dict[str, Proxy]) -> None:
+    """Ready with both up; 503 naming each one while it is away; /healthz 200 all along."""
+    wait_for(lambda: _readyz(get) == (200, {"status": "ready",
+                                            "checks": {"store": "ok", "broker": "ok"}}),
+             timeout=60, what="ready with both up")
+    for name, proxy in proxies.items():
+        proxy.cut()
+        try:
+            answer = wait_for(lambda: (r := _readyz(get)) and r[0] == 503 and r, timeout=60,
+                              what=f"not ready with the {name} away")
+            status, body = answer
+            assert body["status"] == "not ready"
+            assert body["checks"][name] != "ok"
+            assert body["checks"][({"store", "broker"} - {name}).pop()] == "ok"
+            assert get("/healthz")[0] == 200
+        finally:
+            proxy.restore()
+        wait_for(lambda: _readyz(get) is not None and _readyz(get)[0] == 200,  # type: ignore[index]
+                 timeout=60, what=f"ready again with the {name} back")
+
+
+def test_the_api_readyz_checks_the_store_and_the_broker(proxies, amqp_url, postgres_url):
+    settings = ApiSettings(_env_file=None,  # type: ignore[call-arg]
+                           amqp_url=_via(amqp_url, proxies["broker"].port),
+                           database_url="sqlite:///unused.db", s3_endpoint_url=None,
+                           api_secret_key=SecretStr("integration-session-key"))
+    store = Store(_via(postgres_url, proxies["store"].port))
+    app = create_app(settings, store)
+    client = app.test_client()
+
+    def get(path: str) -> tuple[int, Any]:
+        response = client.get(path)
+        return response.status_code, response.get_json()
+
+    try:
+        _check_each_dependency(get, proxies)
+    finally:
+        services: Services = app.extensions["services"]
+        services._stop.set()
+        store.dispose()
+
+
+@contextmanager
+def _service(module: str, port_setting: str, env: dict[str, str],
+             tmp_path: Path) -> Iterator[Any]:
+    port = free_port()
+    log = (tmp_path / f"{module}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", module], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), port_setting: str(port), **env})
+
+    def get(path: str) -> tuple[int, Any]:
+        response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        return response.status_code, response.json()
+
+    try:
+        yield get
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def _env(amqp_url: str, postgres_url: str, proxies: dict[str, Proxy]) -> dict[str, str]:
+    return {"AMQP_URL": _via(amqp_url, proxies["broker"].port),
+            "DATABASE_URL": _via(postgres_url, proxies["store"].port),
+            "RETRY_DELAYS": "1", "LOG_LEVEL": "WARNING"}
+
+
+def test_the_uploader_serves_healthz_and_readyz(proxies, amqp_url, postgres_url, tmp_path):
+    with _service("services.uploader", "UPLOADER_HEALTH_PORT",
+                  _env(amqp_url, postgres_url, proxies), tmp_path) as get:
+        _check_each_dependency(get, proxies)
+
+
+def test_the_notifier_serves_healthz_and_readyz(proxies, amqp_url, postgres_url, tmp_path):
+    # The notifier declares nothing: its queue is the uploader's to declare.
+    from shared.broker.connection import declare_topology
+    from shared.settings import CommonSettings
+
+    declare_topology(CommonSettings(_env_file=None, amqp_url=amqp_url,  # type: ignore[call-arg]
+                                    retry_delays=(1,)), policies=False)
+    with _service("services.notifier", "NOTIFIER_HEALTH_PORT",
+                  {**_env(amqp_url, postgres_url, proxies), "SMTP_PORT": str(free_port()),
+                   "NOTIFY_ID": uuid.uuid4().hex}, tmp_path) as get:
+        _check_each_dependency(get, proxies)
+
+
+def test_a_taken_health_port_is_logged_and_the_service_runs_on(caplog):
+    from shared import health_server
+
+    first = health_server.serve("127.0.0.1", 0, {})
+    assert first is not None
+    try:
+        taken = first.server_address[1]
+        assert health_server.serve("127.0.0.1", taken, {}) is None
+        assert f"health NOT served on 127.0.0.1:{taken}" in caplog.text
+    finally:
+        first.shutdown()
+        first.server_close()
