@@ -79,3 +79,13 @@ def test_the_base_image_can_be_pinned_by_digest() -> None:
     """The base comes from a build argument, so a digest (python:3.11-slim@sha256:...) can be
     given at build time; docs/supply-chain.md says how."""
     assert _production()[0].base.startswith("${PYTHON_IMAGE")
+
+
+def test_the_product_imports_nothing_the_image_leaves_out() -> None:
+    """shared/ and services/ are all the image holds: importing dev/, tests/ or a package only
+    the run and dev locks bring would fail in production alone."""
+    left_out = re.compile(r"^\s*(from|import)\s+(dev|tests|moto|aiosmtpd|honcho|pytest"
+                          r"|playwright|testcontainers|jsonschema)\b", re.M)
+    found = [str(path.relative_to(ROOT)) for folder in ("shared", "services")
+             for path in (ROOT / folder).rglob("*.py") if left_out.search(path.read_text())]
+    assert found == []
