@@ -1,10 +1,18 @@
-# One image for every process of the system: the three services (api, uploader, notifier) and the
-# local stand-ins (moto S3, the Graph API simulator, the mail catcher). docker-compose.yml picks
-# the process with `command:`; this file deliberately has no CMD, so nothing runs by accident.
+# The production image (the default target): the three services (api, uploader, notifier) and
+# nothing else: no stand-ins, no dev/, no tests, no test tools. Every package comes from
+# requirements/prod.lock, checked against its hashes. docker-compose.yml builds the `local`
+# target below instead, which adds the local stand-ins for its own stack. This file
+# deliberately has no CMD, so nothing runs by accident: the process is chosen with `command:`.
 #
-#   docker compose up --build -d
-#   docker compose exec api python -m services.api create-user you@example.com
-FROM python:3.11-slim
+#   docker build -t album-publisher .                    # production
+#   docker compose up --build -d                         # the local stack (target: local)
+#
+# The base image is a tag until you pin it: a tag can be moved to other content, a digest
+# cannot. docs/supply-chain.md says how to look the digest up and pass it:
+#   docker build --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest> .
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS production
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -17,24 +25,36 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
-# Dependencies first, in a layer of their own, so a code change doesn't reinstall them. The
-# package directories are empty stand-ins here: this step only resolves pyproject.toml's
-# dependencies; the code is copied below and runs from /app (`python -m` puts the working
-# directory first on sys.path).
-# The "stand-ins" extra brings moto[server] (the S3 stand-in) and aiosmtpd (the mail catcher);
-# a production-only image would install "." alone.
-COPY pyproject.toml ./
-RUN mkdir -p shared services dev \
-    && pip install --no-cache-dir ".[stand-ins]" \
-    && rm -rf shared services dev build ./*.egg-info
+# Dependencies first, in a layer of their own, so a code change doesn't reinstall them. Exactly
+# the lock's pins (--no-deps: pip resolves nothing), each file checked against its hashes; the
+# lock also upgrades the base image's pip and setuptools to locked releases.
+COPY requirements/prod.lock requirements/prod.lock
+RUN pip install --require-hashes --no-deps -r requirements/prod.lock
 
-# Owned by root: the app user can read the code but not change it.
-COPY . .
+# Only the product, owned by root: the app user can read the code but not change it. It runs
+# from /app (`python -m` puts the working directory first on sys.path), so the project itself
+# needs no install step, and its templates and static files are read where they lie.
+COPY pyproject.toml ./
+COPY shared ./shared
+COPY services ./services
 
 # var/ holds the SQLite database when DATABASE_URL is left at its default (compose uses Postgres).
 RUN mkdir -p /app/var && chown app:app /app/var
 
 USER app
 
-# The API (API_PORT). The stand-ins listen on 9000 (S3), 8010 (Graph) and 1025/8025 (mail).
+# The API (API_PORT).
 EXPOSE 8000
+
+# docker-compose.yml's image: the production image plus the local stand-ins (moto's S3, the
+# Graph API simulator, the mail catcher) and the demo seed, from requirements/run.lock and
+# dev/. Never deploy this one. The stand-ins listen on 9000 (S3), 8010 (Graph), 1025/8025 (mail).
+FROM production AS local
+USER root
+COPY requirements/run.lock requirements/run.lock
+RUN pip install --require-hashes --no-deps -r requirements/run.lock
+COPY dev ./dev
+USER app
+
+# The default target: the production image.
+FROM production

@@ -1,24 +1,71 @@
 # The two commands: `make run` runs the whole system locally, `make test` passes the tests.
-PYTHON ?= python3.11
+# PYTHON makes the venv once (3.11 or newer); everything after runs from the venv.
+PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per lock: a changed lock (or pyproject.toml) reinstalls what it locks.
+RUN_STAMP := $(VENV)/.run-installed
+DEV_STAMP := $(VENV)/.dev-installed
+SECURITY_STAMP := $(VENV)/.security-installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: screenshots security run test test-unit test-integration test-e2e lint typecheck broker clean bench
+.PHONY: venv lock audit
 
-$(STAMP): pyproject.toml
-	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || { \
+$(BIN)/python:
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || { \
+	  echo "make: '$(PYTHON)' does not run; set PYTHON to a Python 3.11 or newer" >&2; exit 1; }; \
+	printf '3.11\n%s\n' "$$v" | sort -V -C || { \
+	  echo "make: $(PYTHON) is Python $$v; the project needs Python 3.11 or newer" \
+	    "(make PYTHON=python3.11 ...)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
-	touch $(STAMP)
 
-venv: $(STAMP)
+# Every package from a lock, each checked against its hashes; then the project itself (editable,
+# built by the locked setuptools), which brings nothing more.
+define install_lock
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(1)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+endef
+
+$(RUN_STAMP): $(BIN)/python requirements/run.lock pyproject.toml
+	$(call install_lock,requirements/run.lock)
+
+$(DEV_STAMP): $(BIN)/python requirements/dev.lock pyproject.toml
+	$(call install_lock,requirements/dev.lock)
+
+$(SECURITY_STAMP): $(BIN)/python requirements/security.lock pyproject.toml
+	$(call install_lock,requirements/security.lock)
+
+$(BENCH_STAMP): $(BIN)/python requirements/bench.lock pyproject.toml
+	$(call install_lock,requirements/bench.lock)
+
+venv: $(DEV_STAMP)
+
+# The locks, from pyproject.toml and requirements/build.in, by uv, with every file's hash:
+# all.lock resolves every extra at once and each lock installed is cut from it, so they all
+# agree. A pin already in a lock is kept unless pyproject.toml no longer admits it;
+# `make lock UPGRADE=1` takes the newest releases instead.
+COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" pyproject.toml requirements/build.in
+lock: $(DEV_STAMP)
+	$(COMPILE) --all-extras $(if $(UPGRADE),--upgrade) -o requirements/all.lock
+	$(COMPILE) -c requirements/all.lock -o requirements/prod.lock
+	$(COMPILE) -c requirements/all.lock --extra run -o requirements/run.lock
+	$(COMPILE) -c requirements/all.lock --extra dev -o requirements/dev.lock
+	$(COMPILE) -c requirements/all.lock --extra security -o requirements/security.lock
+	$(COMPILE) -c requirements/all.lock --extra bench -o requirements/bench.lock
+
+# pip-audit over the locked test environment: fails on an advisory, and when the vulnerability
+# service cannot be reached (nothing was audited). `make test` runs it with --allow-unreachable.
+audit: $(DEV_STAMP)
+	$(BIN)/python -m dev.audit requirements/dev.lock
 
 broker:
 	scripts/ensure-broker.sh --management
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	scripts/ensure-broker.sh --management
 	@# RabbitMQ's own /metrics (queue depths) on :15692, beside the services' (README).
 	command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins enable rabbitmq_prometheus >/dev/null \
@@ -26,7 +73,8 @@ run: $(STAMP)
 	mkdir -p var
 	$(BIN)/honcho start -f Procfile -e dev/local.env
 
-test: $(STAMP) broker
+test: $(DEV_STAMP) broker
+	$(BIN)/python -m dev.audit --allow-unreachable requirements/dev.lock
 	@# promtool checks and tests the alert rules (deploy/prometheus/alerts.yml).
 	command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
@@ -34,44 +82,42 @@ test: $(STAMP) broker
 	$(BIN)/mypy shared services dev bench chaos
 	$(BIN)/pytest -q
 
-test-unit: $(STAMP)
+test-unit: $(DEV_STAMP)
 	$(BIN)/pytest -q tests/unit
 
-test-integration: $(STAMP) broker
+test-integration: $(DEV_STAMP) broker
 	$(BIN)/pytest -q tests/integration
 
-test-e2e: $(STAMP) broker
+test-e2e: $(DEV_STAMP) broker
 	$(BIN)/pytest -q tests/e2e
 
 # The API fuzzer (Schemathesis over /api/openapi.json, 100 cases per operation and phase)
 # against the whole system on its own vhost and PostgreSQL database: zero 5xx, every answer
 # as described. FUZZ_SEED=N repeats a run.
-security: $(STAMP) broker
-	$(BIN)/pip install -q -e ".[security]"
+security: $(SECURITY_STAMP) broker
 	$(BIN)/pytest -q -s tests/security
 
-# The README's screenshots, taken by the browser test, and the dashboard's picture.
-screenshots: $(STAMP) broker
+# The README's screenshots, taken by the browser test, and the dashboard's picture (drawn by
+# matplotlib, from the bench's lock, over a throwaway Prometheus).
+screenshots: $(DEV_STAMP) $(BENCH_STAMP) broker
 	command -v prometheus >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
-	$(BIN)/pip install -q -e ".[pictures]"
 	SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py \
 	  tests/e2e/test_metrics.py::test_the_dashboard_picture
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy shared services dev
 
-bench: $(STAMP) broker
-	$(BIN)/pip install -q -e ".[bench]"
+bench: $(BENCH_STAMP) broker
 	$(BIN)/python -m bench
 
 # The fault matrix against real processes (its own RabbitMQ node, PostgreSQL at 127.0.0.1:5432
 # when it answers): one row per fault; CHAOS_ARGS="--seed N --only NAME" repeats a failure.
 .PHONY: chaos
-chaos: $(STAMP)
+chaos: $(DEV_STAMP)
 	command -v rabbitmq-server >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server; }
 	@# The cluster-partition row cuts a node off with iptables rules on loopback.

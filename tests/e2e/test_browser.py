@@ -55,7 +55,7 @@ def _require_browser() -> None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        problem = "playwright is not installed (pip install -e '.[dev]')"
+        problem = "playwright is not installed (make venv: requirements/dev.lock)"
     if problem:
         if os.environ.get("CI"):
             pytest.fail(problem)

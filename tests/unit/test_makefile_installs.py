@@ -1,0 +1,101 @@
+"""How the Makefile installs (issue 13 item 2): `make run` from run.lock and `make test` from
+dev.lock, both with --require-hashes; a changed lock reinstalls; `make test` audits; PYTHON
+defaults to python3 and an older Python is refused with a clear message. Checked with
+`make -n` (print, run nothing) on a copy of the Makefile, so nothing is installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INPUTS_TIME = 1_000_000_000
+INSTALL_TIME = INPUTS_TIME + 3600
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """The Makefile, pyproject.toml and the locks in a scratch directory, its venv installed
+    (stamped) after every lock was written."""
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(ROOT / "requirements", tmp_path / "requirements")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    # Only its presence and age matter to make: `make -n` runs nothing.
+    (bin_dir / "python").write_text("")
+    # Every stamp newer than every input (explicit times: no two writes share a clock tick).
+    for path in [tmp_path / "pyproject.toml", bin_dir / "python",
+                 *(tmp_path / "requirements").iterdir()]:
+        os.utime(path, (INPUTS_TIME, INPUTS_TIME))
+    for stamp in (".run-installed", ".dev-installed"):
+        (tmp_path / ".venv" / stamp).touch()
+        os.utime(tmp_path / ".venv" / stamp, (INSTALL_TIME, INSTALL_TIME))
+    return tmp_path
+
+
+def _change(path: Path) -> None:
+    """A lock rewritten after the venv was installed."""
+    os.utime(path, (INSTALL_TIME + 60, INSTALL_TIME + 60))
+
+
+def _dry_run(tree: Path, *args: str) -> str:
+    done = subprocess.run(["make", "-n", *args], cwd=tree, capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _installs(commands: str) -> list[str]:
+    return [line for line in commands.splitlines() if "pip install" in line]
+
+
+def test_an_installed_venv_is_not_reinstalled(tree: Path) -> None:
+    assert _installs(_dry_run(tree, "run")) == []
+
+
+def test_make_run_installs_the_run_lock_with_hashes_when_it_changes(tree: Path) -> None:
+    _change(tree / "requirements" / "run.lock")
+    installs = _installs(_dry_run(tree, "run"))
+    assert any("--require-hashes" in line and "requirements/run.lock" in line
+               for line in installs), installs
+    assert not any("dev.lock" in line for line in installs), installs
+
+
+def test_make_test_installs_the_dev_lock_with_hashes_when_it_changes(tree: Path) -> None:
+    _change(tree / "requirements" / "dev.lock")
+    installs = _installs(_dry_run(tree, "test"))
+    assert any("--require-hashes" in line and "requirements/dev.lock" in line
+               for line in installs), installs
+
+
+def test_no_install_resolves_outside_a_lock(tree: Path) -> None:
+    """Every `pip install` takes a lock with hashes, or the project itself without its deps."""
+    for path in ("run.lock", "dev.lock"):
+        _change(tree / "requirements" / path)
+    for line in _installs(_dry_run(tree, "run", "test")):
+        assert "--require-hashes" in line or "--no-deps" in line, line
+
+
+def test_make_test_runs_the_audit(tree: Path) -> None:
+    assert "dev.audit" in _dry_run(tree, "test")
+
+
+def test_python_defaults_to_python3() -> None:
+    assert "PYTHON ?= python3\n" in (ROOT / "Makefile").read_text()
+
+
+def test_a_python_older_than_3_11_is_refused_clearly(tree: Path) -> None:
+    shutil.rmtree(tree / ".venv")
+    old_python = tree / "python3.10"
+    old_python.write_text("#!/bin/sh\necho 3.10\n")
+    old_python.chmod(0o755)
+    done = subprocess.run(["make", "venv", f"PYTHON={old_python}"], cwd=tree,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode != 0
+    assert "3.11 or newer" in done.stderr + done.stdout
+    assert not (tree / ".venv").exists()
