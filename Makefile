@@ -67,11 +67,17 @@ broker:
 
 run: $(RUN_STAMP)
 	scripts/ensure-broker.sh --management
+	@# RabbitMQ's own /metrics (queue depths) on :15692, beside the services' (README).
+	command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins enable rabbitmq_prometheus >/dev/null \
+	  || echo "==> rabbitmq_prometheus not enabled here: enable it on the broker for queue depths"
 	mkdir -p var
 	$(BIN)/honcho start -f Procfile -e dev/local.env
 
 test: $(DEV_STAMP) broker
 	$(BIN)/python -m dev.audit --allow-unreachable requirements/dev.lock
+	@# promtool checks and tests the alert rules (deploy/prometheus/alerts.yml).
+	command -v promtool >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services dev bench chaos
 	$(BIN)/pytest -q
@@ -91,9 +97,13 @@ test-e2e: $(DEV_STAMP) broker
 security: $(SECURITY_STAMP) broker
 	$(BIN)/pytest -q -s tests/security
 
-# The README's screenshots, taken by the browser test.
-screenshots: $(DEV_STAMP) broker
-	SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py
+# The README's screenshots, taken by the browser test, and the dashboard's picture (drawn by
+# matplotlib, from the bench's lock, over a throwaway Prometheus).
+screenshots: $(DEV_STAMP) $(BENCH_STAMP) broker
+	command -v prometheus >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py \
+	  tests/e2e/test_metrics.py::test_the_dashboard_picture
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

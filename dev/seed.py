@@ -83,12 +83,25 @@ def health_ports() -> dict[str, int]:
             "notifier": NotifierSettings().notifier_health_port}
 
 
+def metrics_ports(settings: ApiSettings) -> dict[str, int]:
+    """Each service's /metrics port (0: none), as its settings read them."""
+    from services.notifier.settings import NotifierSettings
+    from services.uploader.settings import UploaderSettings
+
+    return {"api": settings.api_metrics_port,
+            "uploader": UploaderSettings().uploader_metrics_port,
+            "notifier": NotifierSettings().notifier_metrics_port}
+
+
 def banner(settings: ApiSettings, ports: dict[str, int], email: str, token: str,
-           keys: list[str]) -> str:
+           keys: list[str], metrics: dict[str, int] | None = None) -> str:
     """What `make run` prints once the demo is seeded: every address an operator opens."""
     api_url = f"http://{settings.api_host}:{settings.api_port}"
     services = [f"http://{settings.health_host}:{port}" for port in ports.values() if port]
     ui_user = settings.rabbitmq_management_user
+    # Each service's /metrics has a port of its own, and RabbitMQ's plugin serves the broker's.
+    scrapes = [f"http://{settings.metrics_host}:{port}/metrics"
+               for port in [*(metrics or {}).values(), 15692] if port]
     return f"""
 ==> Album publisher is running.
     API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
@@ -96,7 +109,7 @@ def banner(settings: ApiSettings, ports: dict[str, int], email: str, token: str,
     Dead letters:   {api_url}/operator/dead-letters
     RabbitMQ UI:    {settings.rabbitmq_management_url}   (user {ui_user}, AMQP_URL's password)
     Health:         {api_url}/readyz  {"  ".join(f"{url}/readyz" for url in services)}
-    Metrics:        {api_url}/metrics  {"  ".join(f"{url}/metrics" for url in services)}
+    Metrics:        {"  ".join(scrapes)}
     Demo user:      {email}   token: {token}
     Publish the demo album ({len(keys)} images):
 
@@ -113,7 +126,7 @@ def main() -> None:
     settings = ApiSettings()
     result = seed(settings)
     print(banner(settings, health_ports(), result["user"].email, result["token"],
-                 result["keys"]), flush=True)
+                 result["keys"], metrics_ports(settings)), flush=True)
     if args.stay:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: sys.exit(0))

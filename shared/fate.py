@@ -75,10 +75,24 @@ class Route(Generic[M]):
 
 @dataclass(frozen=True)
 class Fate:
-    """Publish these with confirms, then ack; `kind` says why (for logs and tests)."""
+    """Publish these with confirms, then ack; `kind` says why (for logs, tests and the
+    metrics), `code` the third party's error code that decided it, if any."""
 
     kind: str = "ack"
     publish: tuple[Outgoing, ...] = ()
+    code: int | None = None
+    #: A retry because Facebook throttled (counted apart from other retries).
+    throttled: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """The `outcome` label of `albums_jobs_total` (README: Metrics and alerts)."""
+        return "throttled" if self.throttled else _OUTCOMES.get(self.kind, self.kind)
+
+
+#: Fate kinds as the metrics name them: a poison message is a dead letter too.
+_OUTCOMES = {"ack": "done", "retry": "retried",
+             "dead": "dead_lettered", "poison": "dead_lettered", "early": "held"}
 
 
 ACK = Fate()
@@ -165,9 +179,9 @@ def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int
         letter = dead_letter(route.queue, delivery.body, delivery.headers, step.reason,
                              failure.code, attempt)
         if route.on_give_up is None:
-            return Fate("dead", (letter,))
+            return Fate("dead", (letter,), failure.code)
         route.on_give_up(message, replace(failure, reason=step.reason), letter)
-        return Fate("dead")
+        return Fate("dead", code=failure.code)
     log.info("%s: a message retries in %.0f s (first hop %s s): %s", route.queue.name,
              step.hold_s if step.hold_s is not None else step.delay_s, step.delay_s,
              failure.reason)
@@ -181,7 +195,8 @@ def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int
                                       throttle=marks)
     if outcome.copy_headers:  # e.g. the uploader's fencing number (shared/fencing.py)
         copy = replace(copy, headers={**copy.headers, **outcome.copy_headers})
-    return Fate("retry", (copy,))
+    return Fate("retry", (copy,), failure.code,
+                throttled=failure.kind == retry_policy.FailureKind.THROTTLED)
 
 
 def _poison(route: Route[M], delivery: Delivery, reason: str, attempt: int) -> Fate:

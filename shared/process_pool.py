@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,10 @@ _RESTART_PAUSE_S = 1.0
 
 
 def supervise(count: int, module: str, env: Mapping[str, str], stop: threading.Event,
-              grace_s: float) -> int:
+              grace_s: float, on_exit: Callable[[int], None] | None = None) -> int:
     """Run `count` copies of `python -m module` with `env` added, until `stop`; 0 on a clean
-    stop, 1 if a copy did not end within `grace_s` after SIGTERM (it is killed)."""
+    stop, 1 if a copy did not end within `grace_s` after SIGTERM (it is killed). `on_exit`
+    is told the pid of each copy that exited and is started again."""
     children = [_spawn(module, env) for _ in range(count)]
     log.info("%s: %d processes %s", module, count, [child.pid for child in children])
     while not stop.wait(_RESTART_PAUSE_S):
@@ -36,6 +37,8 @@ def supervise(count: int, module: str, env: Mapping[str, str], stop: threading.E
             if child.poll() is not None:
                 log.warning("%s: process %d exited with %s; starting it again", module,
                             child.pid, child.returncode)
+                if on_exit is not None:
+                    on_exit(child.pid)
                 children[n] = _spawn(module, env)
     return _stop_all(children, grace_s)
 

@@ -43,6 +43,10 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     #: `json` (one object per line) or `text`; unset: text on a terminal, JSON otherwise.
     log_format: Literal["json", "text"] | None = None
+    #: The address each service's /metrics listens on (its port is the service's own
+    #: *_METRICS_PORT, 0 = no /metrics). Loopback by default: the figures are for the operator's
+    #: Prometheus, not for the users.
+    metrics_host: str = "127.0.0.1"
     #: Seconds a failed image waits in each retry tier, in order; one TTL queue per tier.
     retry_delays: Annotated[tuple[int, ...], NoDecode] = (5, 30, 120, 600, 3600)
     #: Attempts an image gets before it is dead-lettered (the first try counts as one).

@@ -8,9 +8,11 @@ import json
 
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.runtime import setup_logging
 from shared.store import Store
 from shared.store.tables import OPERATOR
+from shared.store_metrics import StoreCollector
 
 from . import server
 from .app import create_app
@@ -19,7 +21,10 @@ from .settings import ApiSettings
 
 def serve(settings: ApiSettings) -> None:
     setup_logging(settings.log_level, "api", settings.log_format)
-    Store(settings.database_url).create_schema()
+    store = Store(settings.database_url)
+    store.create_schema()
+    # Its own server and port: /metrics is never reachable through API_PORT.
+    metrics.serve(settings.api_metrics_port, settings.metrics_host, StoreCollector(store))
     # No declare: the uploader owns the topology, so the API's broker user needs no configure
     # right. Until the uploader first declared it, albums wait in the outbox (unroutable).
     server.serve(create_app(settings), settings)

@@ -21,6 +21,8 @@ SIMULATOR_APP_SECRET = "sim-app-secret"
 class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    #: /metrics on its own port and server (METRICS_HOST), never on API_PORT; 0: off.
+    api_metrics_port: int = Field(default=0, ge=0, le=65535)
     #: Threads that run requests. The server's one I/O thread reads each request whole (headers
     #: and body) before a thread sees it, so a slow client holds none of them.
     api_threads: int = Field(default=16, ge=1)

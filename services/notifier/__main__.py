@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from shared import health_server, topology
+from shared import health_server, metrics, topology
 from shared.broker.consumer import Consumer
 from shared.broker.publisher import Publisher
 from shared.readiness import service_checks
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
+from shared.store_metrics import StoreCollector
 
 from .handler import AlbumNotifier
 from .mailer import SmtpMailer
@@ -21,6 +22,7 @@ def main() -> None:
     stop = stop_on_signals()
     store = Store(settings.database_url)
     store.create_schema()
+    metrics.serve(settings.notifier_metrics_port, settings.metrics_host, StoreCollector(store))
     mailer = SmtpMailer.from_settings(settings)
     handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
                             (settings.retry_delays, settings.max_attempts),

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, outcomes, store, topology
+from shared import messages, metrics, outcomes, store, topology
 from shared.destinations import post_url
 from shared.fate import Route
 from shared.retry_policy import RetryPolicy
@@ -65,7 +65,7 @@ class AlbumNotifier:
                      RetryPolicy(self._delays, self._max_attempts))
 
     def __call__(self, event: messages.AlbumSettled, attempt: int) -> None:
-        mail = self._prepare(event)
+        mail, published_at = self._prepare(event)
         asked_at = self._clock()
         claim = self._store.claim_notification(event.album_id, event.settle_seq,
                                               self._claim_lease)
@@ -78,8 +78,13 @@ class AlbumNotifier:
         try:
             self._mailer.send(compose(mail, self._sender))
         except Exception as exc:
+            metrics.EMAILS.labels("failed").inc()
             self._release(event, claim.claim_id)
             raise outcomes.of(classify(exc)) from exc
+        metrics.EMAILS.labels("sent").inc()
+        if published_at is not None:  # stored times are naive UTC
+            metrics.PUBLISH_TO_SETTLE.observe(
+                (datetime.now(UTC).replace(tzinfo=None) - published_at).total_seconds())
         self._mark_sent(event, claim.claim_id, mark_deadline(asked_at, self._claim_lease))
 
     def _release(self, event: messages.AlbumSettled, claim_id: str) -> None:
@@ -119,7 +124,8 @@ class AlbumNotifier:
                           event.album_id, event.settle_seq)
             return
 
-    def _prepare(self, event: messages.AlbumSettled) -> AlbumEmail:
+    def _prepare(self, event: messages.AlbumSettled) -> tuple[AlbumEmail, datetime | None]:
+        """The email, and when its album was published."""
         album = self._store.album(event.album_id)
         user = self._store.user(album.user_id) if album else None
         if album is None or user is None:
@@ -129,4 +135,5 @@ class AlbumNotifier:
         return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}",
                           stored_settle(event, album),
                           post_url(album.fb_post_id) if post and album.fb_post_id else None,
-                          album.post_error if post else None, album.destination_note)
+                          album.post_error if post else None,
+                          album.destination_note), album.created_at

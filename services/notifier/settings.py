@@ -31,6 +31,8 @@ class NotifierSettings(CommonSettings):
     #: /healthz and /readyz (shared/health_server.py); 0: not served.
     notifier_health_port: int = Field(default=8002, ge=0, le=65535)
     notifier_concurrency: int = Field(default=2, ge=1, le=32)
+    #: /metrics (on METRICS_HOST); 0: off.
+    notifier_metrics_port: int = Field(default=0, ge=0, le=65535)
     #: How long a notifier's claim on a settle holds (claim_timing.py): the longest a store
     #: outage right after a mail went out may last without a second mail, and the longest a
     #: crashed sender's mail is held up.

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
+import tempfile
 import threading
 from datetime import timedelta
 
-from shared import health_server, process_pool, s3, topology
+from shared import health_server, metrics, process_pool, s3, topology
 from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
 from shared.broker.dead_letter_queue import DeadLetterQueue
@@ -23,6 +25,7 @@ from shared.outbox import Outbox
 from shared.readiness import service_checks
 from shared.runtime import setup_logging, stop_on_signals
 from shared.store import Store
+from shared.store_metrics import StoreCollector
 from shared.token_cipher import cipher_from_setting
 
 from . import broker_users_cli, dead_letters_cli, topology_cli
@@ -40,13 +43,10 @@ from .throttle_gate import ThrottleGate
 def consume(settings: UploaderSettings) -> None:
     stop = stop_on_signals()
     if settings.uploader_processes > 1:
-        # Each child would bind the same health port: the children serve none (README).
-        sys.exit(process_pool.supervise(settings.uploader_processes, "services.uploader",
-                                        {"UPLOADER_PROCESSES": "1",
-                                         "UPLOADER_HEALTH_PORT": "0"}, stop,
-                                        settings.shutdown_grace_s))
+        sys.exit(supervise(settings, stop))
     store = Store(settings.database_url)
     store.create_schema()
+    metrics.serve(settings.uploader_metrics_port, settings.metrics_host, StoreCollector(store))
     publisher = Publisher(settings.amqp_url)
     outbox = Outbox(store, publisher)
     outbox.start_relay(stop)
@@ -100,6 +100,21 @@ def consume(settings: UploaderSettings) -> None:
     consumer.run(stop)
     posting.join()
     publisher.close()
+
+
+def supervise(settings: UploaderSettings, stop: threading.Event) -> int:
+    """Run the processes; their figures meet in one directory, served here as one sum."""
+    with tempfile.TemporaryDirectory(prefix="uploader-metrics-") as figures:
+        os.environ[metrics.MULTIPROC_DIR] = figures
+        store = Store(settings.database_url)
+        metrics.serve(settings.uploader_metrics_port, settings.metrics_host,
+                      StoreCollector(store))
+        return process_pool.supervise(
+            settings.uploader_processes, "services.uploader",
+            # Each child would bind the same ports: the children serve none (README).
+            {"UPLOADER_PROCESSES": "1", "UPLOADER_METRICS_PORT": "0", "UPLOADER_HEALTH_PORT": "0",
+             metrics.MULTIPROC_DIR: figures}, stop, settings.shutdown_grace_s,
+            on_exit=metrics.forget_process)
 
 
 def main() -> None:

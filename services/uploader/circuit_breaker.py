@@ -8,6 +8,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from shared import metrics
+
 
 class CircuitBreaker:
     def __init__(self, window_s: float = 60.0, min_calls: int = 10, failure_ratio: float = 0.5,
@@ -31,13 +33,16 @@ class CircuitBreaker:
             if len(self._calls) >= self._min_calls and failures >= self._failure_ratio * len(
                     self._calls):
                 self._open_until = now + self._cooldown_s
+                metrics.BREAKER_OPEN.set(1)
                 # After the pause the breaker judges fresh calls only.
                 self._calls.clear()
 
     def open_for(self) -> float:
         """Seconds until the breaker lets calls through again (0 when closed)."""
         with self._lock:
-            return max(0.0, self._open_until - self._clock())
+            remaining = max(0.0, self._open_until - self._clock())
+        metrics.BREAKER_OPEN.set(1 if remaining > 0 else 0)
+        return remaining
 
     def wait_while_open(self, sleep: Callable[[float], None] = time.sleep) -> float:
         """Block the calling upload until the breaker closes; returns how long it waited."""

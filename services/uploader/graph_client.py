@@ -21,6 +21,8 @@ import requests.adapters
 import urllib3.exceptions
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
+from shared import metrics
+
 #: What recognises a photo an uncertain attempt sent (`photo_match`): no mark of ours.
 LIST_FIELDS = "id,name,created_time,width,height,images"
 LIST_PAGE_SIZE = 25
@@ -203,6 +205,7 @@ class GraphClient:
             if reader.error is not None and exc is not reader.error:
                 raise reader.error from exc
             raise
+        metrics.BYTES_SENT.inc(length)
         return _id_of(body)
 
     def list_album_photos(self, album_id: str) -> Iterator[dict[str, Any]]:

@@ -13,6 +13,8 @@ class UploaderSettings(CommonSettings):
     #: Processes, each running UPLOADER_CONCURRENCY uploads: more than one uses more than one
     #: core (one parent starts them, see shared/process_pool.py).
     uploader_processes: int = Field(default=1, ge=1, le=32)
+    #: /metrics (on METRICS_HOST), one port for all UPLOADER_PROCESSES; 0: off.
+    uploader_metrics_port: int = Field(default=0, ge=0, le=65535)
     #: On SIGTERM, how long in-flight uploads may take to finish before the process exits.
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     #: The circuit breaker: over BREAKER_WINDOW_S, at least BREAKER_MIN_CALLS Graph calls of

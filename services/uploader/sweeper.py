@@ -41,6 +41,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
+from shared import metrics
 from shared.outbox import Outbox
 from shared.store import Store
 
@@ -63,6 +64,7 @@ class LostMessageSweeper:
         if rows:
             log.warning("%d images had no message left in the broker; sent again", len(rows))
             self._outbox.publish(rows)
+            metrics.SWEEPER_RESENDS.inc(len(rows))
         return len(rows)
 
     def _queue_empty(self) -> bool:

@@ -33,7 +33,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
-from shared import log_context
+from shared import log_context, metrics
 from shared.broker.connection import after, label, node_of, parameters
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
@@ -80,6 +80,7 @@ class Consumer:
         self._node: pika.ConnectionParameters | None = None
         self._route = route
         self._queue = route.queue.name
+        metrics.declare_queue(self._queue)
         self._publisher = publisher
         self._publish_timeout_s = publish_timeout_s
         self._concurrency = concurrency
@@ -229,8 +230,13 @@ class Consumer:
         ack (or the requeue) to the I/O thread."""
         # Every line the handler and the runtime log for this delivery carries its ids.
         bound = log_context.bind_message(delivery.body, delivery.headers, delivery.message_id)
+        started = time.monotonic()
         try:
-            ack = self._publish(decide(self._route, delivery))
+            fate = decide(self._route, delivery)
+            ack = self._publish(fate)
+            if ack:  # a fate that goes back to the queue is decided again later
+                metrics.count_fate(self._queue, fate.outcome, fate.code,
+                                   time.monotonic() - started)
         except Exception:  # decide handles the handler's errors; this is a bug of ours
             log.exception("%s: could not decide a message's fate; it goes back", self._queue)
             ack = False

@@ -94,6 +94,7 @@ from shared.store.views import (
     Reopened,
     Start,
     StoredImage,
+    StoreFigures,
     StuckAlbum,
     StuckImage,
     Unrecorded,
@@ -135,6 +136,24 @@ class Store:
         """Close the pooled connections (a process that forks, or one done with the store)."""
         self.engine.dispose()
         self._read_engine.dispose()
+
+    def figures(self) -> StoreFigures:
+        """Counts and ages for the metrics: a handful of indexed aggregate reads, at scrape
+        time only (never per message)."""
+        with self._read_sessions() as s:
+            now = s.scalar(select(utc_now()))
+            publishing, oldest = s.execute(
+                select(func.count(), func.min(Album.created_at))
+                .where(Album.state == PUBLISHING)).one()
+            past_lease = s.scalar(select(func.count()).select_from(Image).where(
+                Image.state == UPLOADING, Image.lease_until < utc_now())) or 0
+            backlog, oldest_row = s.execute(
+                select(func.count(), func.min(OutboxMessage.created_at))
+                .where(OutboxMessage.published_at.is_(None))).one()
+            holds = {scope: _age(until, now) for scope, until in s.execute(
+                select(GraphHold.scope, GraphHold.until).where(GraphHold.until > utc_now()))}
+        return StoreFigures(publishing, _age(now, oldest), past_lease, backlog,
+                            _age(now, oldest_row), holds)
 
     def create_schema(self) -> None:
         """Create missing tables; services starting together on PostgreSQL take turns."""
@@ -1333,3 +1352,7 @@ def _new_token(user: User) -> str:
 
 def _end_sessions(user: User) -> None:
     user.session_generation = (user.session_generation or 0) + 1
+
+
+def _age(now: datetime | None, since: datetime | None) -> float:
+    return max(0.0, (now - since).total_seconds()) if now and since else 0.0

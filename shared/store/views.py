@@ -221,6 +221,20 @@ class OutboxRetry:
 
 
 @dataclass(frozen=True)
+class StoreFigures:
+    """What the store says at one moment, for the metrics (shared/store_metrics.py). Ages are
+    seconds by the database's clock; 0 when there is nothing to age."""
+
+    albums_publishing: int
+    oldest_publishing_age_s: float
+    uploading_past_lease: int
+    outbox_backlog: int
+    outbox_oldest_age_s: float
+    #: Seconds each held scope (a Page id, or "app") still waits out a throttle.
+    holds: dict[str, float]
+
+
+@dataclass(frozen=True)
 class LetterGroup:
     """Waiting dead letters of one kind of end and Graph code: how many, first and last seen."""
 

@@ -110,7 +110,7 @@ def test_spent_attempts_are_dead_lettered_with_the_reason_by_the_runtime():
 def test_a_give_up_hook_owns_the_dead_letter_and_the_runtime_publishes_nothing():
     handler = Recorder(outcomes.Permanent("refused", 324))
     fate = deliver(handler, give_up_hook=True)
-    assert fate == Fate("dead", ())
+    assert fate == Fate("dead", (), 324)  # the code goes on to the metrics
     ((failure, letter),) = handler.given_up
     assert failure.reason == "refused" and failure.code == 324
     assert letter.headers[dead_letters.REASON_HEADER] == "refused"
@@ -232,3 +232,20 @@ def test_a_hook_that_meets_an_outage_still_waits_it_out():
     route = Route(QUEUE, ImageUploadRequested, Recorder(RuntimeError("bug")),
                   RetryPolicy(DELAYS, max_attempts=3), on_retry=away)
     assert decide(route, Delivery(BODY, {})).kind == "outage"
+
+
+@pytest.mark.parametrize(("raises", "hook", "outcome", "code"), [
+    (None, False, "done", None),
+    (outcomes.Permanent("rejected image", code=324), True, "dead_lettered", 324),
+    (outcomes.Permanent("rejected image", code=324), False, "dead_lettered", 324),
+    (outcomes.Transient("server error", code=2), False, "retried", 2),
+    (outcomes.Throttled("slow down", wait_s=60, code=32), False, "throttled", 32),
+])
+def test_the_fate_names_its_metrics_outcome_and_code(raises, hook, outcome, code):
+    fate = deliver(Recorder(raises), give_up_hook=hook)
+    assert (fate.outcome, fate.code) == (outcome, code)
+
+
+def test_poison_counts_as_a_dead_letter_without_a_code():
+    fate = deliver(Recorder(), body=b"{not json")
+    assert (fate.outcome, fate.code) == ("dead_lettered", None)

@@ -12,10 +12,12 @@ def test_the_banner_says_where_everything_an_operator_opens_is():
                            api_host="127.0.0.1", api_port=8000, amqp_url="amqp://guest:guest@127.0.0.1:5672/%2F",
                            api_secret_key=SecretStr("k"))
     text = banner(settings, {"uploader": 8001, "notifier": 8002}, "demo@example.com", "tok",
-                  ["a.png"])
+                  ["a.png"], {"api": 9101, "uploader": 9102, "notifier": 9103})
     assert "RabbitMQ UI:    http://127.0.0.1:15672   (user guest, AMQP_URL's password)" in text
     assert "Dead letters:   http://127.0.0.1:8000/operator/dead-letters" in text
-    assert "http://127.0.0.1:8000/metrics" in text
-    assert "http://127.0.0.1:8001/metrics" in text and "http://127.0.0.1:8002/metrics" in text
+    # /metrics has ports of its own (README: Metrics and alerts), never the API's or health's.
+    assert ("Metrics:        http://127.0.0.1:9101/metrics  http://127.0.0.1:9102/metrics  "
+            "http://127.0.0.1:9103/metrics  http://127.0.0.1:15692/metrics") in text
+    assert "8000/metrics" not in text and "8001/metrics" not in text
     assert "http://127.0.0.1:8001/readyz" in text and "http://127.0.0.1:8000/readyz" in text
     assert "guest" in text and "tok" in text

@@ -94,7 +94,7 @@ def test_throttling_spends_no_attempt(world):
 def test_a_missing_object_fails_with_its_dead_letter_and_settle_through_the_outbox(world):
     album_id, (delivery,) = world.album(missing=(0,))
     # The outbox sent the letter with the failure, not the runtime.
-    assert world.deliver(delivery) == Fate("dead", ())
+    assert world.deliver(delivery) == Fate("dead", (), 404)  # S3's status, for the metrics
     image = world.store.album(album_id).images[0]
     assert (image.state, image.error) == ("failed", "not found in the bucket")
     (letter,) = world.publisher.to(topology.DEAD_EXCHANGE)
