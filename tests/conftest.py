@@ -7,6 +7,7 @@ never see each other's queues on a shared broker.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -40,7 +41,9 @@ def broker() -> Iterator[Broker]:
     if _answers(parts.hostname or "127.0.0.1", parts.port or 5672):
         management = os.environ.get("RABBITMQ_MANAGEMENT_URL",
                                     f"http://{parts.hostname}:15672")
-        yield Broker(amqp_url, management)
+        found = Broker(amqp_url, management)
+        _check_file_descriptors(found)
+        yield found
         return
     if shutil.which("docker") is None or subprocess.run(
             ["docker", "info"], capture_output=True).returncode != 0:
@@ -54,6 +57,35 @@ def broker() -> Iterator[Broker]:
         host = c.get_container_host_ip()
         url = f"amqp://guest:guest@{host}:{c.get_exposed_port(5672)}/"
         yield Broker(url, f"http://{host}:{c.get_exposed_port(15672)}")
+
+
+#: File descriptors a test session needs on the broker: each vhost holds its message stores'
+#: files, each queue its own.
+_FDS_NEEDED = 400
+
+
+def _check_file_descriptors(broker: Broker) -> None:
+    """Fail at once, saying why, when the local broker is short of file handles. Out of them,
+    RabbitMQ stops accepting connections without a word in its log, and every test times out.
+    The usual cause is the vhosts of test runs that were killed before their clean-up. (Its
+    file-handle count, queues' reserved handles included, is in `rabbitmqctl status`; the
+    management API's `fd_used` counts only open files.)"""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None or broker.host not in ("127.0.0.1", "localhost"):
+        return
+    done = subprocess.run([ctl, "status", "--formatter", "json"], capture_output=True,
+                          text=True, timeout=60)
+    if done.returncode != 0:
+        return
+    handles = json.loads(done.stdout).get("file_descriptors", {})
+    left = int(handles.get("total_limit", 0)) - int(handles.get("total_used", 0))
+    if handles.get("total_limit") and left < _FDS_NEEDED:
+        leftovers = [v["name"] for v in broker.api("GET", "vhosts").json()
+                     if v["name"].startswith("albums-test-")]
+        pytest.fail(f"RabbitMQ has {left} file handles left (of {handles['total_limit']}); a "
+                    f"test session needs about {_FDS_NEEDED}. Vhosts left by earlier test "
+                    f"runs: {leftovers or 'none'}. Delete them once no test run is going "
+                    "(rabbitmqctl delete_vhost NAME), or raise the broker's open-file limit.")
 
 
 @pytest.fixture(scope="session")
