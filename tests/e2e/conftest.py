@@ -154,7 +154,7 @@ class System:
 @pytest.fixture(scope="session")
 def e2e_amqp_url(broker: Any, make_vhost: Any) -> str:
     """The system's own vhost: its consumers must not take the integration tests' messages."""
-    return str(broker.url(make_vhost()))
+    return str(broker.url(make_vhost(for_session=True)))
 
 
 @pytest.fixture(scope="session")

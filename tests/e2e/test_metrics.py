@@ -40,7 +40,8 @@ def metered(tmp_path_factory: pytest.TempPathFactory, broker: Any,
             make_vhost: Any) -> Iterator[System]:
     """The whole system on a vhost of its own, each service serving /metrics, and two
     uploader processes behind the uploader's one port."""
-    system = System(tmp_path_factory.mktemp("metrics"), str(broker.url(make_vhost())))
+    url = str(broker.url(make_vhost(for_session=True)))
+    system = System(tmp_path_factory.mktemp("metrics"), url)
     system.metrics_ports = {name: free_port() for name in SERVICES}  # type: ignore[attr-defined]
     system.env.update({f"{name.upper()}_METRICS_PORT": str(port)
                        for name, port in system.metrics_ports.items()})  # type: ignore[attr-defined]

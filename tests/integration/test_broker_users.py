@@ -44,7 +44,7 @@ DELAYS = (1,)
 def accounts(broker, make_vhost) -> Iterator[dict[str, str]]:
     """Each role's AMQP URL: the file imported as the broker's definitions (users renamed to
     the test's own, passwords left blank as shipped), then given passwords by `users.create`."""
-    vhost = make_vhost()
+    vhost = make_vhost(for_session=True)
     suffix = uuid.uuid4().hex[:8]
     rename = lambda name: f"{name}-test-{suffix}"  # noqa: E731
     shipped = json.loads(users.DEFINITIONS.read_text())

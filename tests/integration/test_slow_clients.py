@@ -58,7 +58,8 @@ def api(tmp_path_factory: pytest.TempPathFactory, broker: object,
         make_vhost: object) -> Iterator[Api]:
     workdir = tmp_path_factory.mktemp("slow-clients")
     port = free_port()
-    env = {**os.environ, "AMQP_URL": broker.url(make_vhost()),  # type: ignore[attr-defined]
+    url = broker.url(make_vhost(for_session=True))  # type: ignore[attr-defined]
+    env = {**os.environ, "AMQP_URL": url,
            "DATABASE_URL": f"sqlite:///{workdir}/albums.db", "API_PORT": str(port),
            "API_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
            "API_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S), "API_MAX_BODY_BYTES": str(MAX_BODY),
