@@ -13,6 +13,7 @@ import threading
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from shared.periodic import start_periodic
 from shared.store import BLOCKED, Store
 from shared.store.views import ReconnectMail
 
@@ -61,13 +62,4 @@ class ReconnectMailer:
         return sent
 
     def start(self, stop: threading.Event, every_s: float = 5.0) -> threading.Thread:
-        def loop() -> None:
-            while not stop.wait(every_s):
-                try:
-                    self.run_once()
-                except Exception:  # the store may be down a moment
-                    log.exception("reconnect mails: this round failed")
-
-        thread = threading.Thread(target=loop, name="reconnect-mails", daemon=True)
-        thread.start()
-        return thread
+        return start_periodic("reconnect-mails", self.run_once, stop, every_s)

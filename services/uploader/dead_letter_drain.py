@@ -25,6 +25,7 @@ from shared import topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.dead_letters import QUEUE_HEADER, REASON_HEADER, DeadLetter, own_headers
 from shared.outgoing import Outgoing
+from shared.periodic import start_periodic
 from shared.store import Store
 from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
 
@@ -78,18 +79,9 @@ class DeadLetterDrain:
         self._store.mark_drained([x.message_id for x in drop if x.message_id])
         return {x.position for x in drop}
 
-    def run(self, stop: threading.Event, every_s: float) -> None:
-        while not stop.wait(every_s):
-            try:
-                self.drain_once()
-            except Exception:  # the broker or the store may be away; the next pass retries
-                log.exception("dead-letter drain failed; nothing of its batch was removed")
-
     def start(self, stop: threading.Event, every_s: float) -> threading.Thread:
-        thread = threading.Thread(target=self.run, args=(stop, every_s), daemon=True,
-                                  name="dead-letter-drain")
-        thread.start()
-        return thread
+        # A failed pass removes nothing of its batch: the letters are moved, not taken.
+        return start_periodic("dead-letter-drain", self.drain_once, stop, every_s)
 
 
 def _copy(queue: topology.WorkQueue, letter: DeadLetter) -> Outgoing:

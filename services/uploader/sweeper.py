@@ -43,6 +43,7 @@ from datetime import timedelta
 
 from shared import metrics
 from shared.outbox import Outbox
+from shared.periodic import start_periodic
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,15 +75,5 @@ class LostMessageSweeper:
             log.warning("could not count the work queue's messages", exc_info=True)
             return False
 
-    def run(self, stop: threading.Event, every_s: float) -> None:
-        while not stop.wait(every_s):
-            try:
-                self.sweep_once()
-            except Exception:  # the broker or the store may be away; the next round retries
-                log.exception("lost-message sweep failed")
-
     def start(self, stop: threading.Event, every_s: float) -> threading.Thread:
-        thread = threading.Thread(target=self.run, args=(stop, every_s), daemon=True,
-                                  name="lost-message-sweeper")
-        thread.start()
-        return thread
+        return start_periodic("lost-message-sweeper", self.sweep_once, stop, every_s)

@@ -3,13 +3,13 @@ waiting in an old-named tier still reaches its work queue, and `topology prune` 
 tier only once it is empty."""
 
 import argparse
-import time
 from contextlib import closing
 from urllib.parse import quote
 
 import pika
 import pytest
 
+from dev.waiting import wait_for
 from services.uploader import topology_cli
 from shared import topology
 from shared.settings import CommonSettings
@@ -49,12 +49,8 @@ def test_an_old_tier_drains_into_its_work_queue_then_prune_deletes_it(broker, ma
 
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         channel = connection.channel()
-        deadline = time.monotonic() + 30
-        body = None
-        while body is None and time.monotonic() < deadline:
-            _, _, body = channel.basic_get(topology.IMAGE_UPLOADS.name, auto_ack=True)
-            if body is None:
-                time.sleep(0.2)
+        body = wait_for(lambda: channel.basic_get(topology.IMAGE_UPLOADS.name, auto_ack=True)[2],
+                        timeout=30, what="the old tier's message back in its work queue")
     assert body == b"waiting"
 
     assert topology_cli.run(argparse.Namespace(action="prune"), settings) == 0
