@@ -9,7 +9,8 @@ DEV_STAMP := $(VENV)/.dev-installed
 SECURITY_STAMP := $(VENV)/.security-installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: screenshots security run test test-unit test-integration test-e2e lint typecheck broker clean bench
+.PHONY: screenshots security run test test-all test-unit test-integration test-e2e lint typecheck broker clean bench
+.PHONY: browser
 .PHONY: venv lock audit
 
 $(BIN)/python:
@@ -73,23 +74,42 @@ run: $(RUN_STAMP)
 	mkdir -p var
 	$(BIN)/honcho start -f Procfile -e dev/local.env
 
-test: $(DEV_STAMP) broker
+# `make test`: lint, types, audit and every test not marked `slow` (unit, integration, the
+# pipeline's end-to-end smoke and the browser tests), a few minutes. `make test-all`: that, then
+# the `slow` tests (the full end-to-end suite, the chaos smoke) and the API fuzzer.
+test: $(DEV_STAMP) broker browser
 	$(BIN)/python -m dev.audit --allow-unreachable requirements/dev.lock
 	@# promtool checks and tests the alert rules (deploy/prometheus/alerts.yml).
 	command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	$(BIN)/ruff check .
 	$(BIN)/mypy shared services dev bench chaos
-	$(BIN)/pytest -q
+	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m "not slow"
+
+test-all: test
+	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m slow
+	$(MAKE) security
 
 test-unit: $(DEV_STAMP)
 	$(BIN)/pytest -q tests/unit
 
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here):
+# installed when missing, as the broker and promtool are; where it cannot be, make stops
+# saying how. APT_GET is the installer (the unit test of this rule replaces it).
+CHROMIUM ?= /usr/bin/chromium
+APT_GET ?= apt-get
+browser:
+	@test -x $(CHROMIUM) || { echo "==> installing chromium from Debian's packages"; \
+	  $(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium \
+	  && test -x $(CHROMIUM); } || { echo "make: $(CHROMIUM) is missing and could not be" \
+	  "installed; install it (as root: apt-get install chromium) or set CHROMIUM to a" \
+	  "Chromium binary" >&2; exit 1; }
+
 test-integration: $(DEV_STAMP) broker
 	$(BIN)/pytest -q tests/integration
 
-test-e2e: $(DEV_STAMP) broker
-	$(BIN)/pytest -q tests/e2e
+test-e2e: $(DEV_STAMP) broker browser
+	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q tests/e2e
 
 # The API fuzzer (Schemathesis over /api/openapi.json, 100 cases per operation and phase)
 # against the whole system on its own vhost and PostgreSQL database: zero 5xx, every answer
@@ -99,10 +119,10 @@ security: $(SECURITY_STAMP) broker
 
 # The README's screenshots, taken by the browser test, and the dashboard's picture (drawn by
 # matplotlib, from the bench's lock, over a throwaway Prometheus).
-screenshots: $(DEV_STAMP) $(BENCH_STAMP) broker
+screenshots: $(DEV_STAMP) $(BENCH_STAMP) broker browser
 	command -v prometheus >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
-	SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py \
+	CHROMIUM=$(CHROMIUM) SCREENSHOT_DIR=docs $(BIN)/pytest -q tests/e2e/test_browser.py \
 	  tests/e2e/test_metrics.py::test_the_dashboard_picture
 
 lint: $(DEV_STAMP)

@@ -99,3 +99,49 @@ def test_a_python_older_than_3_11_is_refused_clearly(tree: Path) -> None:
     assert done.returncode != 0
     assert "3.11 or newer" in done.stderr + done.stdout
     assert not (tree / ".venv").exists()
+
+
+# -- the browser (issue 15): installed by `make test` when missing, never a reason to skip ----
+
+
+def _browser(tree: Path, chromium: Path, apt_get: Path | str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "browser", f"CHROMIUM={chromium}", f"APT_GET={apt_get}"],
+                          cwd=tree, capture_output=True, text=True, timeout=30, check=False)
+
+
+def _fake_apt_get(tree: Path, chromium: Path) -> Path:
+    """An apt-get that logs its arguments and, on install, puts an executable at `chromium`."""
+    script = tree / "apt-get"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {tree}/apt.log\n'
+                      f'[ "$1" = install ] && printf "#!/bin/sh\\n" > {chromium} '
+                      f'&& chmod +x {chromium}\nexit 0\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_make_test_needs_the_browser(tree: Path) -> None:
+    commands = _dry_run(tree, "test", f"CHROMIUM={tree}/no-chromium")
+    assert "install -y -qq chromium" in commands
+    assert f"CHROMIUM={tree}/no-chromium" in commands
+
+
+def test_a_missing_chromium_is_installed_from_debians_packages(tree: Path) -> None:
+    chromium = tree / "chromium"
+    done = _browser(tree, chromium, _fake_apt_get(tree, chromium))
+    assert done.returncode == 0, done.stderr
+    assert "install -y -qq chromium" in (tree / "apt.log").read_text()
+
+
+def test_a_chromium_that_cannot_be_installed_stops_make_saying_how(tree: Path) -> None:
+    done = _browser(tree, tree / "no-chromium", "false")
+    assert done.returncode != 0
+    assert "apt-get install chromium" in done.stderr, done.stderr
+
+
+def test_a_present_chromium_installs_nothing(tree: Path) -> None:
+    chromium = tree / "chromium"
+    chromium.write_text("#!/bin/sh\n")
+    chromium.chmod(0o755)
+    done = _browser(tree, chromium, _fake_apt_get(tree, chromium))
+    assert done.returncode == 0, done.stderr
+    assert not (tree / "apt.log").exists()
