@@ -12,18 +12,29 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
             + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
 
+def _shifted(ramp: bytes, by: int) -> bytes:
+    return ramp.translate(bytes((value + by) % 256 for value in range(256)))
+
+
+def _gradient_row(ramp: bytes, tint: tuple[int, int, int], y: int) -> bytes:
+    """Row `y` of the gradient: each channel the ramp plus its tint (blue plus y too), built
+    by whole-row byte operations (a per-pixel loop took seconds for a 1600x1200 photo)."""
+    row = bytearray(len(ramp) * 3)
+    row[0::3] = _shifted(ramp, tint[0])
+    row[1::3] = _shifted(ramp, tint[1])
+    row[2::3] = _shifted(ramp, tint[2] + y)
+    return bytes(row)
+
+
 def png(width: int, height: int, seed: int = 0, noise: bool = False) -> bytes:
     """An RGB PNG: a gradient tinted by `seed`, or random noise (incompressible, so its size
     is about width * height * 3 bytes)."""
     rng = random.Random(seed)
     tint = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+    ramp = bytes(x * 255 // max(width - 1, 1) for x in range(width))
     rows = []
     for y in range(height):
-        if noise:
-            pixels = rng.randbytes(width * 3)
-        else:
-            pixels = bytes((x * 255 // max(width - 1, 1) + tint[c] + (y if c == 2 else 0)) % 256
-                           for x in range(width) for c in range(3))
+        pixels = rng.randbytes(width * 3) if noise else _gradient_row(ramp, tint, y)
         rows.append(b"\x00" + pixels)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     body = zlib.compress(b"".join(rows), 6)

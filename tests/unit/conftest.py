@@ -36,6 +36,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def refuse(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Closed here: a client that catches only OSError would leave it to the garbage
+            # collector, whose ResourceWarning fails some later test (filterwarnings).
+            sock.close()
             raise NetworkInUnitTest(f"a unit test connected to {address!r}: use a fake, or "
                                     "move the test to tests/integration")
 

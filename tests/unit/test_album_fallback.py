@@ -15,14 +15,13 @@ from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, decide
 from shared.outbox import Outbox
-from shared.store import Store
+from tests.unit.stores import new_store
 
 BUCKET = "unit"
 
 
 def test_a_refused_album_create_sends_every_photo_once_unpublished(tmp_path: Any) -> None:
-    store = Store(f"sqlite:///{tmp_path}/albums.db")
-    store.create_schema()
+    store = new_store(tmp_path)
     graph, s3 = FakeGraph(), FakeS3()
     graph.plan("create_album", Fault(GraphError(
         "(#200) This endpoint is deprecated", http_status=403, code=200, is_transient=False)))

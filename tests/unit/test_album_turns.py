@@ -20,12 +20,12 @@ from shared.outbox import Outbox
 from shared.replay import Replayer
 from shared.store import Store
 from shared.store.tables import Image
+from tests.unit.stores import new_store
 
 
 @pytest.fixture
 def store(tmp_path: Any) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path}/albums.db")
-    store.create_schema()
+    store = new_store(tmp_path)
     yield store
     store.dispose()
 

@@ -26,7 +26,7 @@ from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
-from shared.store import Store
+from tests.unit.stores import new_store
 
 BUCKET = "unit"
 #: Facebook's answer to `POST /{page-id}/albums` today, as the simulator gives it.
@@ -36,8 +36,7 @@ REFUSED = GraphError("(#200) This endpoint is deprecated", http_status=403, code
 
 class World:
     def __init__(self, tmp_path: Any, claim_stale_s: float = 130.0) -> None:
-        self.store = Store(f"sqlite:///{tmp_path}/albums.db")
-        self.store.create_schema()
+        self.store = new_store(tmp_path)
         self.publisher = FakePublisher()
         self.graph = FakeGraph()
         self.s3 = FakeS3()

@@ -13,13 +13,12 @@ from services.notifier.fake_mailer import FakeMailer
 from services.notifier.handler import AlbumNotifier
 from shared import dead_letters, messages, retry_policy, topology
 from shared.fate import Delivery, Fate, decide
-from shared.store import Store
+from tests.unit.stores import new_store
 
 
 class World:
     def __init__(self, tmp_path: Any) -> None:
-        self.store = Store(f"sqlite:///{tmp_path}/albums.db")
-        self.store.create_schema()
+        self.store = new_store(tmp_path)
         self.mailer = FakeMailer()
         self.notifier = AlbumNotifier(self.store, self.mailer, "albums@localhost",
                                       "http://albums.test", ((5, 30), 3))

@@ -24,8 +24,11 @@ def test_lines_from_four_threads_at_once_all_parse():
                 start.wait()  # the four report together, as after a reconnect
                 p6_restart.report_handled(stream, probe_id)
 
-        reader = threading.Thread(target=lambda: lines.extend(
-            os.fdopen(read_end).read().splitlines()))
+        def read() -> None:
+            with os.fdopen(read_end) as pipe:
+                lines.extend(pipe.read().splitlines())
+
+        reader = threading.Thread(target=read)
         lines: list[str] = []
         reader.start()
         threads = [threading.Thread(target=worker, args=(mine,)) for mine in ids]

@@ -21,8 +21,8 @@ from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, decide
 from shared.outbox import Outbox
-from shared.store import Store
 from shared.token_cipher import TokenCipher, TokenCipherError
+from tests.unit.stores import new_store
 
 BUCKET = "unit"
 KEY = Fernet.generate_key().decode()
@@ -42,8 +42,7 @@ class Facebook:
 
 class World:
     def __init__(self, tmp_path: Any) -> None:
-        self.store = Store(f"sqlite:///{tmp_path}/albums.db")
-        self.store.create_schema()
+        self.store = new_store(tmp_path)
         self.cipher = TokenCipher(KEY)
         self.publisher = FakePublisher()
         self.facebook = Facebook()

@@ -17,16 +17,15 @@ from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
-from shared.store import Store
 from tests.integration.store_blips import age_image
+from tests.unit.stores import new_store
 
 BUCKET = "unit"
 
 
 class World:
     def __init__(self, tmp_path: Any) -> None:
-        self.store = Store(f"sqlite:///{tmp_path}/albums.db")
-        self.store.create_schema()
+        self.store = new_store(tmp_path)
         self.publisher = FakePublisher()
         self.graph = FakeGraphClient()
         self.s3 = FakeS3()

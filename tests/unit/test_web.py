@@ -22,13 +22,15 @@ from PIL import Image
 from pydantic import SecretStr
 
 from dev.images import png
-from services.api import web
+from services.api import rate_limits, web
 from services.api.app import Services, create_app
 from services.api.settings import ApiSettings
 from services.api.web import plain_reason
 from shared.fake_s3 import FakeS3
 from shared.replay import Replayer
 from shared.store import Store, UserView
+from tests.unit.shared_templates import SharedTemplates
+from tests.unit.stores import store_url
 
 BUCKET = "albums-unit"
 REFUSED = "Facebook refused the image: rejected image (code 324)"
@@ -132,6 +134,8 @@ class Env:
 
 #: The Fernet key the unit apps seal Page tokens with and the key signing their session cookies
 #: (none is generated under var/; tests/unit/test_sessions.py tests the generated ones).
+#: The unit apps' compiled templates, shared by every app a test builds.
+TEMPLATES = SharedTemplates()
 TOKEN_KEY = "fLjyrUJr8Ku8PZ3I6lHOxiJEeP6r6Lw3-4A1LnUqlxw="
 SESSION_KEY = "unit-session-key-not-a-secret"
 
@@ -143,15 +147,44 @@ def make_env(tmp_path: Any, s3_client: Any = None, **settings: Any) -> Env:
                 "facebook_page_token": SecretStr("unit-page-token"),
                 "token_encryption_keys": SecretStr(TOKEN_KEY),
                 "api_secret_key": SecretStr(SESSION_KEY), **settings}
-    config = ApiSettings(_env_file=None, database_url=f"sqlite:///{tmp_path}/web.db",  # type: ignore[call-arg]
+    config = ApiSettings(_env_file=None, database_url=store_url(tmp_path, "web.db"),  # type: ignore[call-arg]
                          s3_endpoint_url=None, s3_bucket=BUCKET, **settings)
     store = Store(config.database_url)
-    app = create_app(config, store)
+    app = _app_for(config, store)
     services = FakeServices(config, store, s3_client or FakeS3())
     app.extensions["services"] = services
     services.s3.create_bucket(Bucket=BUCKET)
     user, token = store.create_user("ann@example.com")
     return Env(app, store, services, user, token)
+
+
+#: The unit apps by their settings. Building one (its routes, its templates) was most of a web
+#: test's setup, and the app keeps nothing of a test but what `_app_for` resets: the store,
+#: the bucket and the rest are the test's own `FakeServices`.
+_APPS: dict[str, Flask] = {}
+
+
+def _app_for(config: ApiSettings, store: Store) -> Flask:
+    key = _settings_key(config)
+    app = _APPS.get(key)
+    if app is None:
+        app = _APPS[key] = create_app(config, store)
+        # Apps with other settings render the same templates: compiled once for them all.
+        app.jinja_env.bytecode_cache = TEMPLATES
+        return app
+    # What an earlier test left in the app: its open-stream slots, its rate-limit counts.
+    for name in ("web.streams", "web.user_streams"):
+        app.extensions.pop(name, None)
+    rate_limits.limiter.reset()
+    app.extensions["signin_guard"] = rate_limits.SignInGuard(config.signin_rate_limit)
+    return app
+
+
+def _settings_key(config: ApiSettings) -> str:
+    """Every setting but the store's URL, secrets included (their dump hides them)."""
+    values = {name: value.get_secret_value() if isinstance(value, SecretStr) else value
+              for name, value in config if name != "database_url"}
+    return repr(sorted(values.items()))
 
 
 @pytest.fixture()
