@@ -13,7 +13,7 @@ from dev.images import png
 from tests.e2e.conftest import PAGE_TOKEN, System
 from tests.integration.helpers import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SERVICES = ("api", "uploader", "notifier")
 

@@ -13,7 +13,7 @@ from chaos.ledger import Row
 from chaos.node import Node
 from chaos.run import run_row
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SMOKE_SEED = 20261127
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

@@ -21,7 +21,7 @@ from shared.store.tables import Image
 from tests.e2e.conftest import System
 from tests.integration.helpers import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def connect_page(system: System, token: str, fb_user: str) -> requests.Session:

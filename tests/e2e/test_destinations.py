@@ -13,7 +13,7 @@ from shared import topology
 from shared.destinations import post_url
 from tests.integration.helpers import message_count, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture()

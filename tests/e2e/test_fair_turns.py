@@ -9,7 +9,7 @@ import pytest
 from dev.images import png
 from tests.integration.helpers import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 #: Every photo upload takes this long at the simulated Facebook: the rounds of uploads, more
 #: than our own overheads, set the pace.

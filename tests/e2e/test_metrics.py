@@ -26,7 +26,7 @@ from tests.alert_rules import evaluate, fired, silent, summary_of
 from tests.e2e.conftest import System
 from tests.integration.helpers import message_count, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SERVICES = ("api", "uploader", "notifier")
 UPLOADS = topology.IMAGE_UPLOADS.name

@@ -15,7 +15,7 @@ from dev.images import png
 from tests.e2e.conftest import ROOT
 from tests.integration.helpers import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture()

@@ -109,6 +109,7 @@ def _consume(url: str, route: Route, until) -> None:
         publisher.close()
 
 
+@pytest.mark.slow
 def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
     # The API publishes an album's messages (its outbox, as app.py builds it).
     user, _ = sqlite_store.create_user("owner@example.com")

@@ -74,6 +74,7 @@ class OneRefused:
             return set(self.done)
 
 
+@pytest.mark.slow
 def test_a_confirm_held_back_does_not_stop_other_acks(node: Node) -> None:
     url = node.url("/")
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:

@@ -209,6 +209,7 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(amqp_url, clean_queue
     assert message_count(amqp_url, QUEUE.name) == 0  # acked, not back in the queue
 
 
+@pytest.mark.slow
 def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url, run_consumer):
     # The slow message has the lowest tag; the fast ones after it finish first. Their acks must
     # not be a `multiple` ack reaching down to it: when the connection dies, it comes back.
@@ -235,6 +236,7 @@ def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url,
     assert [image for image, redelivered in seen if redelivered] == [11]
 
 
+@pytest.mark.slow
 def test_a_message_finished_as_its_connection_dies_does_not_stall_the_next(
         broker, vhost, amqp_url, run_consumer):
     # Found by make chaos (broker-kill-uploads): a worker finished as the broker went away and

@@ -83,6 +83,7 @@ def test_the_consumer_skips_a_dead_node(dead_first, queue, caplog):
     assert consumer.connects == 1  # at once on the live node, no reconnect round
 
 
+@pytest.mark.slow
 def test_after_losing_its_node_the_consumer_and_its_publisher_try_the_next_one_first(
         monkeypatch, broker, vhost, amqp_url, queue, caplog):
     """Two names of the one broker stand for two nodes: once the broker closes the connections

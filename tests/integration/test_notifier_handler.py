@@ -97,6 +97,7 @@ def test_a_store_error_after_the_mail_went_out_sends_no_second_email(notifier, s
     assert first.publish == () and again.publish == ()
 
 
+@pytest.mark.slow
 def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(notifier, store,
                                                                          catcher):
     """The store goes away as the mail is recorded sent, for longer than the mark used to be
@@ -157,6 +158,7 @@ def own_vhost(broker, make_vhost) -> str:
     return broker.url(make_vhost())
 
 
+@pytest.mark.slow
 def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
         notifier, sqlite_store, catcher, own_vhost):
     """The store is away for longer than the queue's delivery limit lets a message bounce

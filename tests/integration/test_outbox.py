@@ -20,6 +20,7 @@ from .helpers import get_all, message_count
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_url,
                                                              work_queue):
     user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
@@ -44,6 +45,7 @@ def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_
     assert sorted(b.key for b in bodies) == [user.prefix + "a", user.prefix + "b"]
 
 
+@pytest.mark.slow
 def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(store, amqp_url,
                                                                        work_queue):
     # The session's PostgreSQL database keeps other tests' rows: publish those out of the way.

@@ -53,6 +53,7 @@ def test_one_unroutable_message_fails_its_batch(publisher, amqp_url, queue):
     assert [body for _, body in get_all(amqp_url, queue)] == [b"ok"]
 
 
+@pytest.mark.slow
 def test_no_broker_is_an_error_not_a_hang():
     publisher = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:

@@ -72,6 +72,7 @@ def other_process(env: dict[str, str], token: str) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_processes_share_the_limits_through_redis(tmp_path: Path, prefix: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     env = settings_env(tmp_path, prefix)

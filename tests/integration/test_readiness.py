@@ -125,12 +125,14 @@ def _env(amqp_url: str, postgres_url: str, proxies: dict[str, Proxy]) -> dict[st
             "RETRY_DELAYS": "1", "LOG_LEVEL": "WARNING"}
 
 
+@pytest.mark.slow
 def test_the_uploader_serves_healthz_and_readyz(proxies, amqp_url, postgres_url, tmp_path):
     with _service("services.uploader", "UPLOADER_HEALTH_PORT",
                   _env(amqp_url, postgres_url, proxies), tmp_path) as get:
         _check_each_dependency(get, proxies)
 
 
+@pytest.mark.slow
 def test_the_notifier_serves_healthz_and_readyz(proxies, amqp_url, postgres_url, tmp_path):
     # The notifier declares nothing: its queue is the uploader's to declare.
     from shared.broker.connection import declare_topology

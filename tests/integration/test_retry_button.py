@@ -159,6 +159,7 @@ def test_a_retry_with_nothing_to_retry_does_not_touch_the_dead_letters(
 
 
 @pytest.mark.parametrize("retry", sorted(RETRIES))
+@pytest.mark.slow
 def test_a_retry_of_two_failed_images_queues_them_without_reading_the_dead_letters(
         retry: str, api: Api, amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     letters = message_count(amqp_url, DLQ)

@@ -22,7 +22,7 @@ from services.api.file_limits import RESERVED
 from shared.store import Store
 from tests.integration.helpers import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 HALF_OPEN = 200

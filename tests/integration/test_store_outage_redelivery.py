@@ -56,6 +56,7 @@ class StoreOutage:
         self.handled.append((message.image_id, attempt))
 
 
+@pytest.mark.slow
 def test_a_long_store_outage_does_not_dead_letter_the_message(small_limit_url):
     handler = StoreOutage()
     stop = threading.Event()

@@ -72,6 +72,7 @@ def lockable(store, album_id):
         return False
 
 
+@pytest.mark.slow
 def test_a_partition_ends_in_errors_within_the_timeouts_and_the_store_recovers(pg_store,
                                                                                postgres_url):
     user, _ = pg_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")

@@ -164,6 +164,7 @@ def test_without_the_management_api_the_services_still_declare_and_consume(fresh
     assert "does not answer at http://127.0.0.1:" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_tier_no_longer_configured_returns_what_it_holds_to_the_work_queue(fresh):
     _, url = fresh
     declare_topology(settings(url, retry_delays=(1, 3)))  # tiers 1, 2, 3 and 4 s

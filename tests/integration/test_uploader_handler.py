@@ -364,6 +364,7 @@ def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(
     assert sqlite_store.album(album_id).images[0].attempts == 1
 
 
+@pytest.mark.slow
 def test_a_duplicate_retry_copy_starts_no_second_retry_chain(world, sqlite_store, s3_client,
                                                              sim):
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
