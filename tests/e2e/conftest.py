@@ -68,9 +68,11 @@ class System:
     # -- processes -----------------------------------------------------------------------------
 
     def start(self, name: str, *args: str) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
-        self.processes[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log,
-                                                stderr=subprocess.STDOUT)
+        # The child gets its own copy of the descriptor; ours is closed at once (left to the
+        # garbage collector, it was a ResourceWarning, an error under filterwarnings).
+        with open(self.workdir / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log,
+                                                    stderr=subprocess.STDOUT)
 
     def start_all(self) -> None:
         py = sys.executable

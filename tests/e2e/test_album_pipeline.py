@@ -103,6 +103,7 @@ def test_a_missing_object_fails_that_image_alone(system, user):
     wait_for(lambda: system.mails_to(user["email"]), what="the email to notify_email")
 
 
+@pytest.mark.slow  # some 40 s of retry delays
 def test_transient_facebook_errors_are_retried_until_the_album_is_done(system, user):
     hashes = seed_images(system, user, 10, folder="flaky")
     # 30% of uploads fail; six attempts make a give-up a 1-in-1,400 event per image.
