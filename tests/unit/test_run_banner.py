@@ -7,7 +7,7 @@ from dev.seed import banner
 from services.api.settings import ApiSettings
 
 
-def test_the_banner_says_where_everything_an_operator_opens_is():
+def test_the_banner_says_where_everything_an_operator_opens_is() -> None:
     settings = ApiSettings(_env_file=None,  # type: ignore[call-arg]
                            api_host="127.0.0.1", api_port=8000, amqp_url="amqp://guest:guest@127.0.0.1:5672/%2F",
                            api_secret_key=SecretStr("k"))
