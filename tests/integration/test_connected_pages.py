@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,14 +15,16 @@ import requests
 from cryptography.fernet import Fernet
 
 from dev.images import png
-from services.api.facebook_login import FacebookLogin, LoginFailed
+from services.api.facebook_login import FacebookLogin, LoginFailed, ManagedPage
 from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader, Policy
 from services.uploader.pages import Pages
 from shared.broker.fake_publisher import FakePublisher
 from shared.fate import Delivery, decide
 from shared.outbox import Outbox
+from shared.store import Store
 from shared.token_cipher import TokenCipher
+from tests.present import present
 
 from .helpers import VERSION
 
@@ -31,7 +34,7 @@ BUCKET = "pages-test"
 REDIRECT = "http://127.0.0.1:1/connect/facebook/callback"
 
 
-def login(sim: str, user: str) -> list:
+def login(sim: str, user: str) -> list[ManagedPage]:
     """Connect as the simulator's Facebook `user`, as the API's callback does."""
     requests.put(f"{sim}/_sim/login", json={"user": user}, timeout=5).raise_for_status()
     fb = FacebookLogin(sim, sim, VERSION, "sim-app", "sim-app-secret")
@@ -42,7 +45,7 @@ def login(sim: str, user: str) -> list:
     return fb.pages_for_code(query["code"][0], REDIRECT)
 
 
-def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim):
+def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim: str) -> None:
     requests.post(f"{sim}/_sim/pages", json={"id": "5001", "name": "Cafe", "owner": "carol"},
                   timeout=5).raise_for_status()
     (page,) = login(sim, "carol")
@@ -50,7 +53,7 @@ def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim):
     assert page.token not in repr(page)
 
 
-def test_a_code_is_used_once_and_a_wrong_redirect_is_refused(sim):
+def test_a_code_is_used_once_and_a_wrong_redirect_is_refused(sim: str) -> None:
     fb = FacebookLogin(sim, sim, VERSION, "sim-app", "sim-app-secret")
     dialog = requests.get(fb.dialog(REDIRECT, "s"), allow_redirects=False, timeout=5)
     code = parse_qs(urlsplit(dialog.headers["Location"]).query)["code"][0]
@@ -60,8 +63,9 @@ def test_a_code_is_used_once_and_a_wrong_redirect_is_refused(sim):
         fb.pages_for_code(code, REDIRECT)
 
 
-def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(sim, sqlite_store,
-                                                                           s3_client):
+def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(
+    sim: str, sqlite_store: Store, s3_client: Any
+) -> None:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
     cipher = TokenCipher(Fernet.generate_key().decode())
@@ -93,14 +97,14 @@ def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(sim, s
     for thread in threads:
         thread.join(30)
     for page_id, (album_id, _) in albums.items():
-        assert sqlite_store.album(album_id).state == "done"
+        assert present(sqlite_store.album(album_id)).state == "done"
         photos = requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"]
-        fb_album = sqlite_store.album(album_id).fb_album_id
+        fb_album = present(sqlite_store.album(album_id)).fb_album_id
         mine = [p for p in photos if p["album_id"] == fb_album]
         assert len(mine) == 4 and {p["page"] for p in mine} == {page_id}
 
 
-def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim):
+def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim: str) -> None:
     import io
 
     from services.uploader.graph_client import GraphError

@@ -21,13 +21,14 @@ import requests
 from botocore.exceptions import IncompleteReadError
 from moto.server import ThreadedMotoServer
 
-from services.uploader.failures import FailureKind, classify, may_have_landed
+from services.uploader.failures import classify, may_have_landed
 from services.uploader.graph_client import (
     GraphClient,
     GraphError,
     GraphNetworkError,
     SourceTruncatedError,
 )
+from shared.retry_policy import FailureKind
 
 from .helpers import PAGE_ID, TOKEN, VERSION, set_faults, sim_photos, wait_for
 
