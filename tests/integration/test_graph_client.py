@@ -229,8 +229,10 @@ def test_boto3_streaming_body_uploads(sim: str, client: GraphClient, album_id: s
         s3.put_object(Bucket="albums", Key="trip/pier.png", Body=image, ContentType="image/png")
         obj = s3.get_object(Bucket="albums", Key="trip/pier.png")
 
+        # S3's StreamingBody is read like a binary file (read(n)), as the uploader reads it.
         client.upload_photo(
-            album_id, obj["Body"], obj["ContentLength"], "pier.png", obj["ContentType"], "Pier"
+            album_id, obj["Body"], obj["ContentLength"], "pier.png",  # type: ignore[arg-type]
+            obj["ContentType"], "Pier"
         )
     finally:
         moto.stop()
