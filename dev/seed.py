@@ -170,6 +170,10 @@ def main() -> None:
                         help="print the banner once every service's /readyz answers")
     parser.add_argument("--stay", action="store_true", help="wait for a signal after seeding")
     args = parser.parse_args()
+    if args.stay:
+        # From the start: a Ctrl-C while it seeds or waits for the services ends it quietly.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: sys.exit(0))
     settings = ApiSettings()
     result = seed(settings)
     ports = health_ports()
@@ -180,8 +184,6 @@ def main() -> None:
     print(banner(settings, ports, result["user"].email, result["token"],
                  result["keys"], metrics_ports(settings)), flush=True)
     if args.stay:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: sys.exit(0))
         signal.pause()
 
 
