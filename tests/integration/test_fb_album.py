@@ -69,8 +69,15 @@ def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUplo
     # A breaker that never opens: these tests fail Graph calls on purpose, and do not wait.
     breaker = CircuitBreaker(min_calls=10**6)
     outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
-    return ImageUploader(store, outbox, graph, FakeS3(), "bucket", policy,  # type: ignore[arg-type]
-                         breaker)
+    return ImageUploader(
+        store,
+        outbox,
+        graph,  # type: ignore[arg-type]
+        FakeS3(),
+        "bucket",
+        policy,
+        breaker,
+    )
 
 
 def new_album(store: Store, count: int) -> tuple[str, list[Delivery]]:
@@ -260,8 +267,15 @@ class SameSizeS3(FakeS3):
 
 def same_size_worker(store: Store, graph: FakeGraph) -> ImageUploader:
     outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
-    return ImageUploader(store, outbox, graph, SameSizeS3(), "bucket",  # type: ignore[arg-type]
-                         POLICY, CircuitBreaker(min_calls=10**6))
+    return ImageUploader(
+        store,
+        outbox,
+        graph,  # type: ignore[arg-type]
+        SameSizeS3(),
+        "bucket",
+        POLICY,
+        CircuitBreaker(min_calls=10**6),
+    )
 
 
 def test_look_alike_photos_that_both_landed_are_paired_once_nothing_is_in_flight(

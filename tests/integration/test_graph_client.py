@@ -231,8 +231,12 @@ def test_boto3_streaming_body_uploads(sim: str, client: GraphClient, album_id: s
 
         # S3's StreamingBody is read like a binary file (read(n)), as the uploader reads it.
         client.upload_photo(
-            album_id, obj["Body"], obj["ContentLength"], "pier.png",  # type: ignore[arg-type]
-            obj["ContentType"], "Pier"
+            album_id,
+            obj["Body"],  # type: ignore[arg-type]
+            obj["ContentLength"],
+            "pier.png",
+            obj["ContentType"],
+            "Pier",
         )
     finally:
         moto.stop()

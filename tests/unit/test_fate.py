@@ -191,8 +191,9 @@ def test_the_consumer_sends_a_delivery_back_when_its_copy_is_not_confirmed() -> 
     from shared.broker.consumer import Consumer
 
     publisher = FakePublisher()
-    consumer = Consumer("amqp://guest:guest@127.0.0.1:1/%2F", Recorder().route(), 1,
-                        publisher=publisher)  # type: ignore[arg-type]
+    consumer = Consumer(
+        "amqp://guest:guest@127.0.0.1:1/%2F", Recorder().route(), 1, publisher=publisher  # type: ignore[arg-type]
+    )
     fate = deliver(Recorder(outcomes.Transient("503")))
     assert consumer._publish(fate) is True and publisher.published == list(fate.publish)
     publisher.failure = BrokerError("no confirm within 10 s")

@@ -37,8 +37,12 @@ class _RevokedGraph:
 
 @pytest.mark.xfail(strict=True, reason="issue 10 not fixed: a 190 on the post fails it for good")
 def test_a_190_on_the_post_does_not_fail_it_for_good() -> None:
-    poster = FeedPoster(_Store(), None, lambda album: _RevokedGraph(),  # type: ignore[arg-type]
-                        Policy((1,), 3))
+    poster = FeedPoster(
+        _Store(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        lambda album: _RevokedGraph(),
+        Policy((1,), 3),
+    )
     message = messages.FeedPostRequested.model_construct(album_id="a1", settle_seq=1)
     with pytest.raises(outcomes.Outcome) as raised:
         poster(message, 1)

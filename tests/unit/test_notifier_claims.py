@@ -84,9 +84,17 @@ class Outbox:
 
 
 def notifier(ledger: ScriptedStore, mailer: Outbox, clock: FakeClock) -> AlbumNotifier:
-    return AlbumNotifier(ledger, mailer, "albums@localhost", "http://x",  # type: ignore[arg-type]
-                         ((5, 30), 3), claim_lease=LEASE, mark_pause_s=(1.0, 8.0),
-                         clock=clock, sleep=clock.sleep)
+    return AlbumNotifier(
+        ledger,  # type: ignore[arg-type]
+        mailer,
+        "albums@localhost",
+        "http://x",
+        ((5, 30), 3),
+        claim_lease=LEASE,
+        mark_pause_s=(1.0, 8.0),
+        clock=clock,
+        sleep=clock.sleep,
+    )
 
 
 def run(handler: AlbumNotifier) -> Fate:

@@ -32,8 +32,13 @@ class World:
         self.graph = FakeGraphClient()
         self.s3 = FakeS3()
         self.uploader = ImageUploader(
-            self.store, Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
-            self.graph, self.s3, BUCKET, Policy((5, 30), max_attempts=3))  # type: ignore[arg-type]
+            self.store,
+            Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+            self.graph,  # type: ignore[arg-type]
+            self.s3,
+            BUCKET,
+            Policy((5, 30), max_attempts=3),
+        )
 
     def album(self, count: int = 1, missing: tuple[int, ...] = ()) -> tuple[str, list[Delivery]]:
         user, _ = self.store.create_user(f"u{len(self.s3.objects)}@example.com")
