@@ -238,6 +238,8 @@ def where_text(destination: dict[str, Any]) -> str:
         text = "One post on your Page, posted."
     elif state == "failed":
         text = f"One post on your Page; the post failed: {post.get('error')}."
+    elif state == "paused":
+        text = f"One post on your Page, paused: {post.get('error')}."
     elif state == "pending":
         text = "One post on your Page, posting now that every photo is up."
     else:

@@ -83,7 +83,7 @@ def consume(settings: UploaderSettings) -> None:
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,
     # one post at a time (a post is one request, albums settle far apart).
-    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id).client,
+    poster = FeedPoster(store, outbox, pages.client_for,
                         handler.policy)
     posts = Consumer(settings.amqp_url, poster.route(), 1,
                      on_connect=TopologyDeclarer.from_settings(settings),

@@ -54,6 +54,7 @@ from shared.store.tables import (
     PAUSED,
     POST,
     POST_FAILED,
+    POST_PAUSED,
     POST_PENDING,
     POSTED,
     PUBLISHING,
@@ -839,7 +840,8 @@ class Store:
                      token_sealed: bytes) -> list[OutboxMessage]:
         """Connect the user's Page (replacing any other), and queue again the images of the
         user's albums for that Page that were paused waiting for it: one upload message each,
-        in the same transaction."""
+        and a post request for each of their multi-photo posts paused so, in the same
+        transaction."""
         with self._tx() as s:
             connection = s.get(PageConnection, user_id, with_for_update=True)
             if connection is None:
@@ -856,6 +858,7 @@ class Store:
             for image in paused:
                 image.state, image.error, image.error_code = QUEUED, None, None
             rows = [_upload_row(i) for i in paused]
+            rows += _resume_posts(s, user_id, page_id)
             s.add_all(rows)
             return rows
 
@@ -944,6 +947,31 @@ class Store:
             image = s.get(Image, image_id, with_for_update=True)
             if image is not None:
                 _pause(image, reason, code, give_back_attempt)
+            return True
+
+    def pause_post(self, album_id: str, settle_seq: int, reason: str,
+                   refused: bytes | None = None) -> bool:
+        """The album's multi-photo post waits for its Page to be reconnected, its claim
+        released (it surely did not land), `reason` shown as its error; `connect_page`
+        requests it again. As `pause_for_page`: decided with the Page connection locked
+        (before the album, in `connect_page`'s order), False and nothing paused if the Page is
+        connected by now with a token other than `refused`; with `refused` still the Page's
+        token, the connection is marked `needs_reconnect` (its owner is mailed once). True
+        too if the post is no longer this settle's to pause (nothing to do)."""
+        owner = self.album_page(album_id)
+        if owner is None:
+            return True
+        with self._tx() as s:
+            if not _owner_page_waits(s, owner[0], owner[1], refused):
+                s.execute(update(Album).where(Album.id == album_id,
+                                              Album.post_state == POST_PENDING)
+                          .values(post_claimed_at=None))
+                return False
+            album = s.get(Album, album_id, with_for_update=True)
+            if (album is not None and album.settle_seq == settle_seq
+                    and album.post_state == POST_PENDING):
+                album.post_state, album.post_claimed_at, album.post_error = (
+                    POST_PAUSED, None, reason)
             return True
 
     # -- Graph holds (throttling shared by every uploader process) -----------------------------
@@ -1118,16 +1146,37 @@ def _page_waits(s: Session, image_id: int, refused: bytes | None) -> bool:
     the token Facebook `refused` is marked `needs_reconnect` now."""
     owner = s.execute(select(Album.user_id, Album.page_id).join(Image, Image.album_id == Album.id)
                       .where(Image.id == image_id)).first()
-    if owner is None or owner.page_id is None:
+    if owner is None:
         return True
-    connection = s.get(PageConnection, owner.user_id, with_for_update=True)
-    if connection is None or connection.page_id != owner.page_id:
+    return _owner_page_waits(s, owner.user_id, owner.page_id, refused)
+
+
+def _owner_page_waits(s: Session, user_id: int, page_id: str | None,
+                      refused: bytes | None) -> bool:
+    """`_page_waits` for the album of `user_id` publishing to `page_id`."""
+    if page_id is None:
+        return True
+    connection = s.get(PageConnection, user_id, with_for_update=True)
+    if connection is None or connection.page_id != page_id:
         return True
     if refused is not None and connection.token_sealed == refused:
         if connection.state != NEEDS_RECONNECT:
             connection.state, connection.reconnect_asked_at = NEEDS_RECONNECT, utcnow()
         return True
     return connection.state != CONNECTED
+
+
+def _resume_posts(s: Session, user_id: int, page_id: str) -> list[OutboxMessage]:
+    """The user's multi-photo posts to this Page paused for it (`Store.pause_post`): pending
+    again, each requested for its settle now (the caller holds the Page connection's lock)."""
+    albums = list(s.scalars(select(Album).where(
+        Album.user_id == user_id, Album.page_id == page_id, Album.post_state == POST_PAUSED)
+        .order_by(Album.id).with_for_update()))
+    for album in albums:
+        album.post_state, album.post_error, album.post_claimed_at = POST_PENDING, None, None
+    return [_outbox_row(messages.FeedPostRequested(album_id=album.id,
+                                                   settle_seq=album.settle_seq),
+                        topology.FEED_POSTS) for album in albums]
 
 
 def _hand_back(image: Image | None) -> None:

@@ -27,6 +27,8 @@ NEW_ALBUM, EXISTING_ALBUM, POST = "new_album", "album", "post"
 DESTINATIONS = (NEW_ALBUM, EXISTING_ALBUM, POST)
 #: The multi-photo post's states: waiting for the album to settle, posted, failed for good.
 POST_PENDING, POSTED, POST_FAILED = "pending", "posted", "failed"
+#: The post waits for its Page to be reconnected (190, 368): `connect_page` requests it again.
+POST_PAUSED = "paused"
 
 
 def utcnow() -> datetime:
