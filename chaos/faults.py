@@ -601,6 +601,49 @@ def token_revoked(ctx: Context) -> None:
     ctx.row.notes.append(f"token revoked with {paused} of {len(plan.keys)} photos paused")
 
 
+def token_revoked_at_post(ctx: Context) -> None:
+    """Issue 10's 190 met by the multi-photo post itself: a connected Page's album has every
+    photo up, and its Page token is revoked while the post's request is on its way (held 2 s
+    by the simulator, then answered 190). The post must pause (not fail for good), its owner
+    get one email asking to reconnect, and the reconnect send the post at once; the ledger
+    then checks one post attaching each photo once and one settle email."""
+    ctx.expect.posts = True
+    ctx.expect.reconnect_mails = 1
+    victim = ctx.work.user
+    pages.add_page(ctx.system, _PAGE_IDS[0], _FB_USERS[0])
+    pages.connect(ctx.system, victim["token"], _FB_USERS[0])
+    (plan,) = ctx.work.make_albums((1, 1), (4, 8), user=victim)
+    # Every post is held, then refused as a revoked token's would be: the revoke below lands
+    # while it is held, whichever moment the row reaches it.
+    ctx.system.graph_faults(latency_s=2.0, error_rates={"190": 1.0}, endpoints=["feed"],
+                            seed=ctx.rng.randrange(1000))
+    album_id = ctx.work.publish(plan)
+    if album_id is None:
+        raise RuntimeError("the API never accepted the album")
+    store = Store(ctx.system.db.url())
+    try:
+        wait_for(lambda: _post_state(store, album_id) == "pending", 120,
+                 what="the album's post requested")
+        pages.revoke(ctx.system, _PAGE_IDS[0])
+        state = wait_for(lambda: _post_state(store, album_id) not in ("pending", None) and
+                         _post_state(store, album_id), 60, what="the post to end or pause")
+    finally:
+        store.dispose()
+    if state != "paused":
+        ctx.row.problems.append(f"the post met the revoked token and ended {state}, "
+                                "not paused")
+    _asked_once(ctx, victim["email"])
+    ctx.system.graph_faults()
+    pages.connect(ctx.system, victim["token"], _FB_USERS[0])  # the dialog hands a new token
+    ctx.row.notes.append(f"token revoked while the post of {len(plan.keys)} photos was held; "
+                         f"the post {state}, then reconnected")
+
+
+def _post_state(store: Store, album_id: str) -> str | None:
+    album = store.album(album_id)
+    return album.post_state if album else None
+
+
 def _mid_album(store: Store, album_id: str) -> bool:
     album = store.album(album_id)
     states = [i.state for i in album.images] if album else []
@@ -846,4 +889,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("token-revoked",
              "a connected Page's token revoked mid-album (190), then reconnected",
              token_revoked),
+    Scenario("token-revoked-at-post",
+             "a connected Page's token revoked while the album's post is in flight (190), "
+             "then reconnected",
+             token_revoked_at_post),
 ]
