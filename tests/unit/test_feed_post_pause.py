@@ -154,3 +154,13 @@ def test_a_190_for_a_token_replaced_meanwhile_goes_again_not_paused(world: World
     assert album is not None and album.post_state == "pending"
     page = world.store.page(world.user.id)
     assert page is not None and page.state == "connected"
+
+
+def test_the_album_page_says_the_post_is_paused_and_why() -> None:
+    from services.api.web import where_text
+
+    text = where_text({"kind": "post", "note": None, "post": {
+        "state": "paused", "error": "waiting for you to reconnect your Facebook Page"}})
+
+    assert text == ("One post on your Page, paused: waiting for you to reconnect your "
+                    "Facebook Page.")
