@@ -110,7 +110,7 @@ def _consume(url: str, route: Route, until) -> None:
 
 
 def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
-    # The API publishes an album's messages (its outbox, as app.py builds it).
+    # The API publishes an album's messages (its outbox, as services/api/services.py builds it).
     user, _ = sqlite_store.create_user("owner@example.com")
     album_id, rows = sqlite_store.create_album(user.id, "Users", None,
                                                [f"{user.prefix}a.png", f"{user.prefix}b.png"])
