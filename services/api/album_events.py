@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Response, current_app, g, stream_with_context
 
-from shared.store import PUBLISHING
+from shared.store import AlbumState
 
 from . import rate_limits
 from .album_model import album_model
@@ -67,7 +67,7 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
             if current != last:
                 last, quiet_since = current, clock.monotonic()
                 yield current
-            if album.state != PUBLISHING or not holding or clock.monotonic() > deadline:
+            if album.state != AlbumState.PUBLISHING or not holding or clock.monotonic() > deadline:
                 return
             if clock.monotonic() - quiet_since > KEEPALIVE_S:
                 quiet_since = clock.monotonic()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.store import CONNECTED, Created, QuotaExceeded, UserView
+from shared.store import Created, Destination, PageState, QuotaExceeded, UserView
 
 from .api_errors import error_response
 from .idempotency import fingerprint
@@ -34,7 +34,7 @@ def target_page(services: Services, user_id: int) -> str | None:
     connected Page, else None for the single-tenant Page; NoPage if there is neither."""
     page = services.store.page(user_id)
     if page is not None:
-        if page.state != CONNECTED:
+        if page.state != PageState.CONNECTED:
             raise NoPage(f"your Facebook Page {page.page_name} must be reconnected before "
                          "publishing (Facebook no longer accepts its token, or blocked it): "
                          "open /connect/facebook")
@@ -50,7 +50,7 @@ def user_page(services: Services, user_id: int) -> tuple[str, str] | None:
     page = services.store.page(user_id)
     if page is not None:
         credentials = services.store.page_credentials(user_id, page.page_id)
-        if page.state != CONNECTED or credentials is None:
+        if page.state != PageState.CONNECTED or credentials is None:
             return None
         return page.page_id, services.cipher.decrypt(credentials.token_sealed)
     return services.settings.single_tenant_page
@@ -82,7 +82,7 @@ def check_destination(services: Services, user_id: int,
                       album: AlbumRequest) -> tuple[Any, int] | None:
     """An existing album must be one of the Page's: refused before anything is recorded."""
     destination = album.destination
-    if destination.kind != "album" or destination.id is None:
+    if destination.kind != Destination.EXISTING_ALBUM or destination.id is None:
         return None
     page = user_page(services, user_id)
     if page is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.destinations import post_url
-from shared.store import AlbumView
+from shared.store import AlbumView, Destination
 
 
 def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
@@ -31,9 +31,10 @@ def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
 def destination_json(album: AlbumView) -> dict[str, Any]:
     """Where the album goes; for a multi-photo post, how the post went and its link."""
     body: dict[str, Any] = {"kind": album.destination, "note": album.destination_note}
-    if album.destination == "album" or (album.destination == "new_album" and album.fb_album_id):
+    if album.destination == Destination.EXISTING_ALBUM or (
+            album.destination == Destination.NEW_ALBUM and album.fb_album_id):
         body["album_id"] = album.fb_album_id
-    if album.destination == "post":
+    if album.destination == Destination.POST:
         body["post"] = {"state": album.post_state, "id": album.fb_post_id,
                         "url": post_url(album.fb_post_id) if album.fb_post_id else None,
                         "error": album.post_error}

@@ -11,25 +11,19 @@ from urllib.parse import quote
 
 from flask import url_for
 
-from shared.store import (
-    DONE,
-    DONE_WITH_FAILURES,
-    FAILED,
-    PUBLISHING,
-    QUEUED,
-    RETRYING,
-    UPLOADED,
-    UPLOADING,
-    AlbumView,
-)
+from shared.store import AlbumState, AlbumView, Destination, ImageState, PostState
 
 from .album_json import album_json
 
 FACEBOOK_PHOTO_URL = "https://www.facebook.com/photo.php?fbid={}"
-IMAGE_LABELS = {QUEUED: "Queued", UPLOADING: "Uploading", RETRYING: "Retrying",
-                UPLOADED: "Uploaded", FAILED: "Failed"}
-ALBUM_LABELS = {PUBLISHING: "Publishing", DONE: "Done",
-                DONE_WITH_FAILURES: "Done with failures"}
+IMAGE_LABELS: dict[str, str] = {
+    ImageState.QUEUED: "Queued", ImageState.UPLOADING: "Uploading",
+    ImageState.RETRYING: "Retrying", ImageState.UPLOADED: "Uploaded", ImageState.FAILED: "Failed"}
+ALBUM_LABELS: dict[str, str] = {
+    AlbumState.PUBLISHING: "Publishing", AlbumState.DONE: "Done",
+    AlbumState.DONE_WITH_FAILURES: "Done with failures"}
+#: The image states whose stored error the page shows.
+_EXPLAINED = (ImageState.RETRYING, ImageState.FAILED)
 _CODE_SUFFIX = re.compile(r"\s*\(((?:code|HTTP) \d+)\)\s*$")
 
 
@@ -51,9 +45,9 @@ def plural(count: int, word: str) -> str:
 
 
 def _summary(state: str, total: int, uploaded: int, failed: int) -> str:
-    if state == DONE:
+    if state == AlbumState.DONE:
         return "The photo is on Facebook" if total == 1 else f"All {total} photos are on Facebook"
-    if state == DONE_WITH_FAILURES:
+    if state == AlbumState.DONE_WITH_FAILURES:
         return (f"{uploaded} of {plural(total, 'photo')} on Facebook, "
                 f"{failed} could not be published")
     pending = total - uploaded - failed
@@ -62,9 +56,9 @@ def _summary(state: str, total: int, uploaded: int, failed: int) -> str:
 
 
 def _image_detail(state: str, attempts: int) -> str:
-    if state == QUEUED:
+    if state == ImageState.QUEUED:
         return "Waiting to upload"
-    if state == UPLOADING:
+    if state == ImageState.UPLOADING:
         return "Sending to Facebook" + (f" (try {attempts})" if attempts > 1 else "")
     return ""
 
@@ -77,11 +71,10 @@ def image_model(image: dict[str, Any]) -> dict[str, Any]:
         **image,
         "name": posixpath.basename(image["key"]),
         "label": IMAGE_LABELS.get(state, state),
-        "detail": reason if state in (RETRYING, FAILED) else _image_detail(state,
-                                                                           image["attempts"]),
-        "code": code if state in (RETRYING, FAILED) else None,
+        "detail": reason if state in _EXPLAINED else _image_detail(state, image["attempts"]),
+        "code": code if state in _EXPLAINED else None,
         "fb_url": FACEBOOK_PHOTO_URL.format(quote(photo_id, safe=""))
-        if state == UPLOADED and photo_id else None,
+        if state == ImageState.UPLOADED and photo_id else None,
         "thumb_url": url_for("web.thumbnail", key=image["key"]),
     }
 
@@ -89,17 +82,17 @@ def image_model(image: dict[str, Any]) -> dict[str, Any]:
 def where_text(destination: dict[str, Any]) -> str:
     """Where the album goes, in words, with how its post went when it is one."""
     kind = destination["kind"]
-    if kind == "album":
+    if kind == Destination.EXISTING_ALBUM:
         return f"Into your Page's album {destination.get('album_id')}."
-    if kind == "new_album":
+    if kind == Destination.NEW_ALBUM:
         return "Into a new Facebook album."
     post = destination.get("post") or {}
     state = post.get("state")
-    if state == "posted":
+    if state == PostState.POSTED:
         text = "One post on your Page, posted."
-    elif state == "failed":
+    elif state == PostState.FAILED:
         text = f"One post on your Page; the post failed: {post.get('error')}."
-    elif state == "pending":
+    elif state == PostState.PENDING:
         text = "One post on your Page, posting now that every photo is up."
     else:
         text = "One post on your Page, posted once every photo is up."
@@ -111,10 +104,10 @@ def album_model(album: AlbumView) -> dict[str, Any]:
     """The album as the page and its stream show it (the API's JSON, so they never disagree)."""
     body = album_json(album)
     total, counts = body["total"], body["counts"]
-    uploaded, failed = counts.get(UPLOADED, 0), counts.get(FAILED, 0)
+    uploaded, failed = counts.get(ImageState.UPLOADED, 0), counts.get(ImageState.FAILED, 0)
     body.update({
         "state_label": ALBUM_LABELS.get(album.state, album.state),
-        "settled": album.state != PUBLISHING,
+        "settled": album.state != AlbumState.PUBLISHING,
         "uploaded": uploaded, "failed": failed, "pending": total - uploaded - failed,
         "percent_uploaded": round(100 * uploaded / total, 2) if total else 0,
         "percent_failed": round(100 * failed / total, 2) if total else 0,

@@ -12,7 +12,7 @@ from flask import Blueprint, g, jsonify, request, url_for
 
 from shared import s3
 from shared.readiness import readiness_body, store_reachable
-from shared.store import KeyReused, QuotaExceeded, UserView
+from shared.store import AlbumState, KeyReused, QuotaExceeded, UserView
 
 from . import json_body
 from .album_intake import (
@@ -97,7 +97,7 @@ def publish_album() -> Any:
              ("queued" if queued else "left to the outbox relay"),
              extra={"album_id": created.album_id})
     location = url_for("api.get_album", album_id=created.album_id)
-    body = {"id": created.album_id, "title": album.title, "state": "publishing",
+    body = {"id": created.album_id, "title": album.title, "state": AlbumState.PUBLISHING,
             "images": len(album.images), "queued": queued, "status_url": location}
     headers = {"Location": location}
     if created.replayed:

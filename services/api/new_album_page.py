@@ -9,7 +9,7 @@ from typing import Any
 from flask import abort, g, redirect, render_template, request, url_for
 
 from shared import s3
-from shared.store import KeyReused, QuotaExceeded, UserView
+from shared.store import Destination, KeyReused, QuotaExceeded, UserView
 
 from .album_intake import (
     NoPage,
@@ -48,8 +48,8 @@ def _page_albums() -> tuple[list[dict[str, Any]], str | None]:
 def _publish_form(status: int = 200, error: str | None = None, details: list[str] | None = None,
                   form: dict[str, Any] | None = None) -> tuple[str, int]:
     """The publish page, with the form as the user filled it and why it was refused."""
-    form = form or {"title": "", "notify_email": "", "images": [], "destination": "new_album",
-                    "destination_album": ""}
+    form = form or {"title": "", "notify_email": "", "images": [],
+                    "destination": Destination.NEW_ALBUM, "destination_album": ""}
     page_albums, page_albums_error = _page_albums()
     page = render_template("new_album.html", images=_bucket_images(g.user), form=form,
                            page_albums=page_albums, page_albums_error=page_albums_error,
@@ -71,14 +71,14 @@ def publish() -> Any:
     form = {"title": request.form.get("title", "").strip(),
             "notify_email": request.form.get("notify_email", "").strip(),
             "images": request.form.getlist("images"),
-            "destination": request.form.get("destination", "new_album"),
+            "destination": request.form.get("destination", Destination.NEW_ALBUM),
             "destination_album": request.form.get("destination_album", "")}
     if not form["images"]:
         return _publish_form(422, "Pick at least one photo.", form=form)
     if not form["title"]:
         return _publish_form(422, "Give the album a title.", form=form)
     destination: dict[str, Any] = {"kind": form["destination"]}
-    if form["destination"] == "album":
+    if form["destination"] == Destination.EXISTING_ALBUM:
         destination["id"] = form["destination_album"] or None
     payload = {"title": form["title"], "images": form["images"],
                "notify_email": form["notify_email"] or None, "destination": destination}

@@ -26,7 +26,7 @@ from flask import (
     url_for,
 )
 
-from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
+from shared.store.tables import LetterState
 from shared.store.views import LetterView
 
 from .page_guards import guard, signed_in
@@ -37,7 +37,7 @@ desk = Blueprint("desk", __name__, template_folder="templates")
 guard(desk)
 
 PAGE_SIZE = 50
-ACTIONS = {"replay": LETTER_REPLAYED, "purge": LETTER_PURGED}
+ACTIONS = {"replay": LetterState.REPLAYED, "purge": LetterState.PURGED}
 
 
 def operator_only(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -43,7 +43,7 @@ class ScriptedStore:
     """Answers like the store; `fail` maps a method to the errors its next calls raise."""
 
     fail: dict[str, list[Exception]] = field(default_factory=dict)
-    claim: NotificationClaim = NotificationClaim(store.SEND, "c1")
+    claim: NotificationClaim = NotificationClaim(store.ClaimVerdict.SEND, "c1")
     still_ours: bool = True
     calls: list[str] = field(default_factory=list)
 
