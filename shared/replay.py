@@ -63,7 +63,7 @@ class Replayer:
         re-opened while the album's window is full wait for their turn, and count."""
         reopened = self._store.retry_failed(album_id)
         # Re-opened is committed: the relay finishes what is not confirmed now.
-        self._outbox.publish_committed(reopened.rows)
+        self._outbox.send_committed(reopened.rows)
         return reopened.images
 
     def stale(self, letters: list[DeadLetter], queue: str = "uploader") -> dict[int, str]:
@@ -135,12 +135,12 @@ class Replayer:
             # Unfinished ones first: those re-opened next are unfinished too, and sent once.
             rows = [*self._store.resend_unfinished(album_id, image_ids),
                     *self._store.reopen_failed(album_id, image_ids)]
-            if not self._outbox.publish(rows):
+            if not self._outbox.send_rows(rows):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         for album_id in posts:
-            if not self._outbox.publish(self._store.reopen_post(album_id)):
+            if not self._outbox.send_rows(self._store.reopen_post(album_id)):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
-        self._outbox.publish_now(raw)
+        self._outbox.send_unrecorded(raw)
 
 
 

@@ -97,8 +97,8 @@ def check_destination(services: Services, user_id: int,
     return None
 
 
-def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
-                       key: str | None) -> tuple[Created, bool]:
+def record_and_send(services: Services, user_id: int, album: AlbumRequest,
+                    key: str | None) -> tuple[Created, bool]:
     """Commit the album with its outbox rows (once per idempotency key), then publish them.
 
     Nothing after the commit may fail the request: the album is accepted then, and whatever
@@ -123,4 +123,4 @@ def create_and_publish(services: Services, user_id: int, album: AlbumRequest,
                                                    album.captions, album.description,
                                                    page_id=page_id, destination=destination,
                                                    window=window, images_per_day=quota)
-    return created, outbox.publish_committed(created.rows)
+    return created, outbox.send_committed(created.rows)

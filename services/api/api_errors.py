@@ -55,7 +55,7 @@ def _internal_error(exc: InternalServerError) -> tuple[Any, int]:
 
 
 def _store_unavailable(exc: DBAPIError) -> tuple[Any, int]:
-    # Raised before or at a commit, never after one (create_and_publish). A commit the
+    # Raised before or at a commit, never after one (record_and_send). A commit the
     # connection broke in may still have happened, so this does not say "nothing was
     # accepted": a client repeats a POST with the same Idempotency-Key to find out.
     log.error("store unavailable: %s", exc.__class__.__name__)

@@ -19,10 +19,10 @@ from .album_intake import (
     NoPage,
     check_album_for,
     check_destination,
-    create_and_publish,
     limit_publish,
     limit_retry,
     quota_refusal,
+    record_and_send,
     user_page,
 )
 from .album_json import album_json
@@ -84,7 +84,7 @@ def publish_album() -> Any:
     if refused is not None:
         return refused
     try:
-        created, queued = create_and_publish(services, user.id, album, key)
+        created, queued = record_and_send(services, user.id, album, key)
     except KeyReused as exc:
         return error_response(422, f"this {HEADER} was already used for another album "
                            f"({exc.album_id}); send a new key for a new album")

@@ -15,9 +15,9 @@ from .album_intake import (
     NoPage,
     check_album_for,
     check_destination,
-    create_and_publish,
     limit_publish,
     quota_refusal,
+    record_and_send,
     user_page,
 )
 from .idempotency import InvalidKey, parse_key
@@ -66,7 +66,7 @@ def new_album() -> Any:
 
 @signed_in
 @limit_publish
-def publish() -> Any:
+def publish_album() -> Any:
     services = current_services()
     form = {"title": request.form.get("title", "").strip(),
             "notify_email": request.form.get("notify_email", "").strip(),
@@ -98,7 +98,7 @@ def publish() -> Any:
     except InvalidKey as exc:
         abort(400, exc.reason)
     try:
-        created, _queued = create_and_publish(services, g.user.id, album, key)
+        created, _queued = record_and_send(services, g.user.id, album, key)
     except KeyReused as exc:
         return _publish_form(422, "This form already published another album "
                              f"({exc.album_id}). Check your albums, or publish this one now.",

@@ -146,7 +146,7 @@ def _connected(page: ManagedPage) -> Any:
     services = current_services()
     resumed = services.store.connect_page(g.user.id, page.id, page.name,
                                           services.cipher.encrypt(page.token))
-    services.outbox.publish_committed(resumed)
+    services.outbox.send_committed(resumed)
     log.info("user %s connected Facebook Page %s (%d paused images resumed)", g.user.id,
              page.id, len(resumed))
     note = f" {len(resumed)} paused photos are on their way again." if resumed else ""

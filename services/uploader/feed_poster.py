@@ -80,12 +80,12 @@ class FeedPoster:
             found = self._look_for_post(graph, message.album_id, job.photo_ids)
             if found is not None:
                 log.info("album %s was already posted as %s", message.album_id, found)
-                self._outbox.publish(self._store.record_posted(
+                self._outbox.send_rows(self._store.record_posted(
                     message.album_id, message.settle_seq, found))
                 return
         post_id = self._post(graph, message.album_id, job.title, job.photo_ids)
-        self._outbox.publish(self._store.record_posted(message.album_id, message.settle_seq,
-                                                       post_id))
+        self._outbox.send_rows(self._store.record_posted(message.album_id, message.settle_seq,
+                                                         post_id))
         log.info("album %s posted as %s with %d photos", message.album_id, post_id,
                  len(job.photo_ids))
 
@@ -128,7 +128,7 @@ class FeedPoster:
         """The route's `on_give_up`: the failure, its dead letter and the album's settle (its
         email says the post failed, and why) in one transaction."""
         log.warning("album %s: the post failed for good: %s", message.album_id, failure.reason)
-        self._outbox.publish(self._store.record_post_failed(
+        self._outbox.send_rows(self._store.record_post_failed(
             message.album_id, message.settle_seq, failure.reason, letter))
 
 

@@ -264,7 +264,7 @@ class Consumer:
         if publisher is None:
             return False
         try:
-            publisher.publish(fate.publish, timeout=self._publish_timeout_s)
+            publisher.publish_confirmed(fate.publish, timeout=self._publish_timeout_s)
             return True
         except BrokerError as exc:
             log.error("%s: could not publish the message's %s (%s); it goes back",

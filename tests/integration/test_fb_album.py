@@ -54,12 +54,12 @@ class FakePublisher:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    def publish(self, messages: Sequence[Any], timeout: float | None = None) -> None:
+    def publish_confirmed(self, messages: Sequence[Any], timeout: float | None = None) -> None:
         self.sent.extend(messages)
 
-    def publish_each(self, messages: Sequence[Any],
-                     timeout: float | None = None) -> list[BaseException | None]:
-        self.publish(messages, timeout)
+    def publish_outcomes(self, messages: Sequence[Any],
+                         timeout: float | None = None) -> list[BaseException | None]:
+        self.publish_confirmed(messages, timeout)
         return [None] * len(messages)
 
 

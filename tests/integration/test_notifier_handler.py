@@ -174,8 +174,9 @@ def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
         wait_for(consumer.consuming.is_set, what="the consumer to start")
         publisher = Publisher(own_vhost)
         try:
-            publisher.publish([Outgoing(topology.WORK_EXCHANGE,
-                                        topology.ALBUM_SETTLED.routing_key, delivery.body)])
+            publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE,
+                                                  topology.ALBUM_SETTLED.routing_key,
+                                                  delivery.body)])
         finally:
             publisher.close()
         dead_letters = topology.dead_letter_queue_name(topology.ALBUM_SETTLED)

@@ -403,12 +403,12 @@ def test_a_forged_message_naming_another_object_is_dead_lettered_through_the_bro
     forged = messages.encode(real.model_copy(update={"key": other_key}))
     get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
     get_all(amqp_url, topology.IMAGE_UPLOADS.name)
-    publisher.publish([Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key,
-                                forged)])
+    publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE,
+                                          topology.IMAGE_UPLOADS.routing_key, forged)])
     (props, body), = get_all(amqp_url, topology.IMAGE_UPLOADS.name)
     fate = run(world(), Delivery(body, props.headers or {}, False, props.message_id,
                                  topology.IMAGE_UPLOADS.routing_key))
-    publisher.publish(list(fate.publish))  # as the runtime does, before it acks
+    publisher.publish_confirmed(list(fate.publish))  # as the runtime does, before it acks
 
     uploaded = [p["sha256"] for p in sim_photos(sim)]
     assert set(uploaded).isdisjoint(their_hashes.values()), "their object was posted"

@@ -39,14 +39,14 @@ class FakeOutbox:
     def __init__(self) -> None:
         self.published: list[Any] = []
 
-    def publish(self, rows: list[Any]) -> bool:
+    def send_rows(self, rows: list[Any]) -> bool:
         self.published.extend(rows)
         return True
 
-    def publish_committed(self, rows: list[Any]) -> bool:
-        return self.publish(rows)
+    def send_committed(self, rows: list[Any]) -> bool:
+        return self.send_rows(rows)
 
-    def publish_now(self, messages: list[Any]) -> None:
+    def send_unrecorded(self, messages: list[Any]) -> None:
         self.published.extend(messages)
 
     def broker_connected(self, wait_s: float) -> bool:
