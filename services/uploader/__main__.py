@@ -55,7 +55,7 @@ def consume(settings: UploaderSettings) -> None:
                        in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
     DeadLetterDrain(store, [DeadLetterQueue(settings.amqp_url, q) for q in topology.WORK_QUEUES],
-                    publisher.publish, settings.dead_letter_drain_batch,
+                    publisher.publish_confirmed, settings.dead_letter_drain_batch,
                     ).start(stop, settings.dead_letter_drain_s)
     fallback = settings.single_tenant_page
     gate = ThrottleGate(store, fallback[0] if fallback else "", settings.usage_threshold_pct,

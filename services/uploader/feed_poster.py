@@ -27,7 +27,7 @@ from shared.fate import Route
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryPolicy
-from shared.store import BLOCKED, Store
+from shared.store import PageState, Store
 
 from .failures import classify, graph_text, may_have_landed
 from .graph_client import GraphError
@@ -99,12 +99,12 @@ class FeedPoster:
             found = self._look_for_post(graph, message.album_id, photo_ids)
             if found is not None:
                 log.info("album %s was already posted as %s", message.album_id, found)
-                self._outbox.publish(self._store.record_posted(
+                self._outbox.send_rows(self._store.record_posted(
                     message.album_id, message.settle_seq, found))
                 return
         post_id = self._post(graph, message.album_id, title, photo_ids)
-        self._outbox.publish(self._store.record_posted(message.album_id, message.settle_seq,
-                                                       post_id))
+        self._outbox.send_rows(self._store.record_posted(message.album_id, message.settle_seq,
+                                                         post_id))
         log.info("album %s posted as %s with %d photos", message.album_id, post_id,
                  len(photo_ids))
 
@@ -120,7 +120,7 @@ class FeedPoster:
         if owner is None or owner[1] is None:
             return False
         if code == _PAGE_BLOCKED:
-            self._store.set_page_state(owner[0], owner[1], BLOCKED)
+            self._store.set_page_state(owner[0], owner[1], PageState.BLOCKED)
             self._pause(message, BLOCKED_REASON, None)
         else:
             self._pause(message, RECONNECT_REASON, sealed)
@@ -175,7 +175,7 @@ class FeedPoster:
         """The route's `on_give_up`: the failure, its dead letter and the album's settle (its
         email says the post failed, and why) in one transaction."""
         log.warning("album %s: the post failed for good: %s", message.album_id, failure.reason)
-        self._outbox.publish(self._store.record_post_failed(
+        self._outbox.send_rows(self._store.record_post_failed(
             message.album_id, message.settle_seq, failure.reason, letter))
 
 

@@ -177,7 +177,7 @@ def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(sim, 
     if stop == "block":
         requests.post(f"{sim}/_sim/pages/6301/unblock", timeout=5).raise_for_status()
     (fresh,) = login(sim, "fay")
-    outbox.publish(store.connect_page(user.id, fresh.id, fresh.name, cipher.encrypt(fresh.token)))
+    outbox.send_rows(store.connect_page(user.id, fresh.id, fresh.name, cipher.encrypt(fresh.token)))
     again = requests_sent()[1:]
     assert [(m.album_id, m.settle_seq) for m in again] == [(album_id, request.settle_seq)]
     assert decide(poster.route(), Delivery(messages.encode(again[0]), {})).kind == "ack"

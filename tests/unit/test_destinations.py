@@ -281,7 +281,7 @@ def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks(tmp_path: A
     world.graph.plan("list_posts", Fault(GraphError("(#32) Page request limit reached",
                                                      http_status=400, code=32)))
     second = world.post(request, attempt=2)
-    (copy,) = second.publish
+    (copy,) = second.outgoing
     assert second.kind == "retry" and copy.headers["album-attempt"] == 2  # no attempt spent
     assert world.graph.calls["create_post"] == 1
 

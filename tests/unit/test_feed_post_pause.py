@@ -49,7 +49,7 @@ class World:
         assert album is not None
         for n, image in enumerate(album.images):
             self.store.start_attempt(image.id)
-            self.outbox.publish(self.store.record_uploaded(image.id, f"photo-{n}"))
+            self.outbox.send_rows(self.store.record_uploaded(image.id, f"photo-{n}"))
 
     def _page(self, album_id: str) -> PageClient:
         if self.paused_page is not None:
@@ -65,7 +65,7 @@ class World:
 
     def reconnect(self, sealed: bytes) -> None:
         self.sealed, self.paused_page = sealed, None
-        self.outbox.publish(self.store.connect_page(self.user.id, PAGE, "Cafe", sealed))
+        self.outbox.send_rows(self.store.connect_page(self.user.id, PAGE, "Cafe", sealed))
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_a_190_for_a_token_replaced_meanwhile_goes_again_not_paused(world: World
 
 
 def test_the_album_page_says_the_post_is_paused_and_why() -> None:
-    from services.api.web import where_text
+    from services.api.album_model import where_text
 
     text = where_text({"kind": "post", "note": None, "post": {
         "state": "paused", "error": "waiting for you to reconnect your Facebook Page"}})
