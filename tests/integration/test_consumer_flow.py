@@ -95,8 +95,8 @@ def run_consumer(amqp_url: str, clean_queues: None) -> Iterator[StartConsumer]:
 def publish(amqp_url: str, *bodies: bytes) -> None:
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body)
-                           for body in bodies])
+        publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body)
+                                     for body in bodies])
     finally:
         publisher.close()
 

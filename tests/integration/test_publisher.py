@@ -38,7 +38,7 @@ def publisher(amqp_url: str) -> Iterator[Publisher]:
 def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(
     publisher: Publisher, amqp_url: str, queue: str
 ) -> None:
-    publisher.publish([Outgoing("", queue, f"m{i}".encode(), headers={"n": i})
+    publisher.publish_confirmed([Outgoing("", queue, f"m{i}".encode(), headers={"n": i})
                        for i in range(20)])
     taken = get_all(amqp_url, queue)
     assert sorted(body for _, body in taken) == sorted(f"m{i}".encode() for i in range(20))
@@ -47,7 +47,7 @@ def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(
 
 def test_an_unroutable_message_never_counts_as_sent(publisher: Publisher) -> None:
     with pytest.raises(Unroutable):
-        publisher.publish([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")])
+        publisher.publish_confirmed([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")])
 
 
 def test_one_unroutable_message_fails_its_batch(
@@ -55,7 +55,7 @@ def test_one_unroutable_message_fails_its_batch(
 ) -> None:
     batch = [Outgoing("", queue, b"ok"), Outgoing("", "no-such-queue-x", b"lost?")]
     with pytest.raises(Unroutable):
-        publisher.publish(batch)
+        publisher.publish_confirmed(batch)
     assert [body for _, body in get_all(amqp_url, queue)] == [b"ok"]
 
 
@@ -63,7 +63,7 @@ def test_no_broker_is_an_error_not_a_hang() -> None:
     publisher = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
         with pytest.raises(BrokerError, match="unavailable"):
-            publisher.publish([Outgoing("", "q", b"x")], timeout=1.0)
+            publisher.publish_confirmed([Outgoing("", "q", b"x")], timeout=1.0)
     finally:
         publisher.close()
 
@@ -71,12 +71,12 @@ def test_no_broker_is_an_error_not_a_hang() -> None:
 def test_the_publisher_keeps_working_after_its_connection_is_closed(
     broker: Broker, vhost: str, publisher: Publisher, amqp_url: str, queue: str
 ) -> None:
-    publisher.publish([Outgoing("", queue, b"before")])
+    publisher.publish_confirmed([Outgoing("", queue, b"before")])
     assert close_connections(broker, vhost) >= 1
 
     def publish_after() -> bool:
         try:
-            publisher.publish([Outgoing("", queue, b"after")], timeout=2.0)
+            publisher.publish_confirmed([Outgoing("", queue, b"after")], timeout=2.0)
             return True
         except BrokerError:
             return False
@@ -90,10 +90,12 @@ def test_a_message_pika_cannot_encode_fails_alone_and_the_next_confirms_stay_mat
     """pika refuses it before a byte is written, so the broker never numbers it: counting it
     would hand every later ack of the channel to the publish before it."""
     with pytest.raises(BrokerError, match="pika refused it"):
-        publisher.publish([Outgoing("", queue, b"bad", headers={"x": object()})], timeout=3.0)
-    publisher.publish([Outgoing("", queue, b"good")], timeout=3.0)
+        publisher.publish_confirmed(
+            [Outgoing("", queue, b"bad", headers={"x": object()})], timeout=3.0
+        )
+    publisher.publish_confirmed([Outgoing("", queue, b"good")], timeout=3.0)
     with pytest.raises(Unroutable):
-        publisher.publish([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")],
+        publisher.publish_confirmed([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")],
                           timeout=3.0)
-    publisher.publish([Outgoing("", queue, b"after")], timeout=3.0)
+    publisher.publish_confirmed([Outgoing("", queue, b"after")], timeout=3.0)
     assert sorted(body for _, body in get_all(amqp_url, queue)) == [b"after", b"good"]

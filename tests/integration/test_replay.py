@@ -57,7 +57,7 @@ def failed_album(store: Store, publisher_url: str, count: int = 2) -> str:
             letter = dead_letters.dead_letter(UPLOADS, row.body, row.headers, "refused", 324, 1)
             for row in store.record_failed(image_id, "refused", 324, letter):
                 if row.exchange == topology.DEAD_EXCHANGE:
-                    publisher.publish([row.outgoing()])
+                    publisher.publish_confirmed([row.outgoing()])
     finally:
         publisher.close()
     return album_id
@@ -103,7 +103,7 @@ def test_the_retry_button_reads_no_dead_letters(
         others = [dead_letters.dead_letter(UPLOADS, messages.encode(
             messages.ImageUploadRequested(album_id=uuid.uuid4().hex, image_id=n + 1, key=f"k{n}")),
             {}, "refused", 324, 1) for n in range(3000)]
-        publisher.publish(others, timeout=60)
+        publisher.publish_confirmed(others, timeout=60)
     finally:
         publisher.close()
     assert message_count(amqp_url, DLQ) == 3002
@@ -171,8 +171,8 @@ def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothi
 def test_poison_replays_as_it_was_and_purge_removes(replayer: Replayer, amqp_url: str) -> None:
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison", None,
-                                                    1)])
+        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison",
+                                                              None, 1)])
     finally:
         publisher.close()
     (letter,) = replayer.queue().browse()
@@ -183,7 +183,7 @@ def test_poison_replays_as_it_was_and_purge_removes(replayer: Replayer, amqp_url
 
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish([Outgoing(topology.DEAD_EXCHANGE, UPLOADS.routing_key, b"x")])
+        publisher.publish_confirmed([Outgoing(topology.DEAD_EXCHANGE, UPLOADS.routing_key, b"x")])
     finally:
         publisher.close()
     assert replayer.purge(lambda _: True) == 1
@@ -199,8 +199,8 @@ def stuck_album(store: Store, publisher_url: str) -> tuple[str, int]:
     store.start_attempt(image_id, fence=row.headers["album-fence"])
     publisher = Publisher(publisher_url)
     try:
-        publisher.publish([dead_letters.dead_letter(UPLOADS, row.body, row.headers,
-                                                    "delivery limit", None, 1)])
+        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, row.body, row.headers,
+                                                              "delivery limit", None, 1)])
     finally:
         publisher.close()
     return album_id, image_id

@@ -84,7 +84,7 @@ def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world: World)
     album_id, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
     fate = world.deliver(delivery)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
     image = present(world.store.album(album_id)).images[0]
     assert image.state == "retrying" and image.next_attempt_at is not None
@@ -93,7 +93,7 @@ def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world: World)
 def test_throttling_spends_no_attempt(world: World) -> None:
     _, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("slow down", http_status=400, code=613))
-    (copy,) = world.deliver(delivery).publish
+    (copy,) = world.deliver(delivery).outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1
 
 
@@ -140,7 +140,7 @@ def test_an_image_another_attempt_holds_is_looked_at_again_without_budget(world:
     image_id = present(world.store.album(album_id)).images[0].id
     assert world.store.start_attempt(image_id).attempt == 1  # a duplicate is in flight
     fate = world.deliver(delivery)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert present(world.store.album(album_id)).images[0].state == "uploading"  # nothing recorded
     assert world.graph.photos == []
@@ -149,7 +149,7 @@ def test_an_image_another_attempt_holds_is_looked_at_again_without_budget(world:
 def test_an_image_the_store_does_not_know_is_poison(world: World) -> None:
     body = messages.encode(messages.ImageUploadRequested(album_id="x", image_id=999, key="k"))
     fate = world.deliver(Delivery(body, {}))
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert fate.kind == "poison" and "not in the store" in letter.headers[
         dead_letters.REASON_HEADER]
 
@@ -164,7 +164,7 @@ def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_im
 
     world.store.record_uploaded = down  # type: ignore[method-assign, assignment]
     fate = world.deliver(delivery)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "outage" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert present(world.store.album(album_id)).images[0].state != "failed"
     assert world.publisher.to(topology.DEAD_EXCHANGE) == []
@@ -220,7 +220,7 @@ def test_a_message_naming_another_object_is_dead_lettered_and_uploads_nothing(wo
     fate = world.deliver(_forged(mine, key=other_key))
     assert [p["filename"] for p in world.graph.photos] == []
     assert fate.kind == "poison"
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert letter.headers[dead_letters.REASON_HEADER] == (
         "message does not match the stored image: key differs")
     # The forged message failed nothing: the image still waits, and its real message uploads.
@@ -234,7 +234,7 @@ def test_a_message_naming_another_album_is_dead_lettered_and_touches_neither(wor
     their_album, _ = world.album()
     album_id, (mine,) = world.album()
     fate = world.deliver(_forged(mine, album_id=their_album))
-    assert (fate.kind, fate.publish[0].headers[dead_letters.REASON_HEADER]) == (
+    assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
         "poison", "message does not match the stored image: album differs")
     assert world.graph.photos == [] and world.graph.albums == []
     assert present(world.store.album(album_id)).images[0].state == "queued"
