@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import System
+from tests.e2e.conftest import e2e_system
 
 
 def _ephemeral_range() -> range:
@@ -38,7 +38,7 @@ def take_as_the_kernel_would(port: int, listener: socket.socket) -> socket.socke
 
 def test_a_port_taken_by_an_outgoing_connection_does_not_stop_the_system(
         tmp_path: Path, listener: socket.socket) -> None:
-    system = System(tmp_path, "amqp://guest:guest@127.0.0.1:1/%2F")
+    system = e2e_system(tmp_path, "amqp://guest:guest@127.0.0.1:1/%2F")
     # The worst moment: every port taken right after the harness chose it, before its server.
     taken = [take_as_the_kernel_would(port, listener) for port in system.ports.values()]
     try:
