@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dev.harness import ProcessDied
+from dev.rabbit_node import Node
 from tests.e2e.conftest import e2e_system
 
 
@@ -48,3 +50,32 @@ def test_a_port_taken_by_an_outgoing_connection_does_not_stop_the_system(
         for sock in taken:
             if sock is not None:
                 sock.close()
+
+
+def test_a_process_that_cannot_bind_fails_the_start_at_once_with_its_reason(
+        tmp_path: Path) -> None:
+    """A port bound by number outside every run (the one way left to lose one) is not a wait
+    until a timeout: the harness names the process and shows its log."""
+    system = e2e_system(tmp_path, "amqp://guest:guest@127.0.0.1:1/%2F")
+    try:
+        with socket.create_server(("127.0.0.1", system.ports["graph"])):
+            with pytest.raises(ProcessDied, match="Address already in use"):
+                system.start_stand_ins(timeout=600)
+    finally:
+        system.stop_all()
+
+
+@pytest.mark.skipif(not list(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/sbin")),
+                    reason="RabbitMQ is not installed here")
+def test_a_node_whose_port_is_taken_starts_on_new_ones(tmp_path: Path) -> None:
+    node = Node(tmp_path / "node", plugins=())
+    taken = node.amqp_port
+    try:
+        with socket.create_server(("127.0.0.1", taken)):
+            node.start()
+        assert node.amqp_port != taken
+        connection = node.accepts()
+        assert connection is not None
+        connection.close()
+    finally:
+        node.destroy()
