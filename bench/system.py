@@ -15,8 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from sqlalchemy import create_engine, text
 
-from bench.common import VAR, Options
+from bench.common import VAR, Options, blocking
 from dev import harness
+from shared import topology
 
 PAGE_ID = "1000000000000001"
 PAGE_TOKEN = "bench-page-token"
@@ -73,8 +74,19 @@ class System(harness.System):
         return self.processes
 
     def start_api(self, threads: int = 16) -> None:
+        self.declare_topology()
         self.start_service("api", API_THREADS=str(threads))
         self.wait_api(60)
+
+    def declare_topology(self) -> None:
+        """The uploader declares the topology, and the API does not (its broker user has no
+        configure right); a row that publishes before any uploader ran needs it declared."""
+        connection = blocking(self.env["AMQP_URL"])
+        try:
+            retry_delays = [int(d) for d in self.env["RETRY_DELAYS"].split(",")]
+            topology.declare(connection.channel(), retry_delays)
+        finally:
+            connection.close()
 
     def start_uploader(self, concurrency: int = 4, processes: int = 1) -> subprocess.Popen[bytes]:
         """`concurrency` uploads in all, spread over `processes` processes."""
