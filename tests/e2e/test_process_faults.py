@@ -28,7 +28,7 @@ def image_state(system, user, album_id):
 
 
 def restart_uploader(system):
-    system.start("uploader", sys.executable, "-m", "services.uploader")
+    system.start_service("uploader")
 
 
 def slow_album(system, user, title):
