@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from chaos import pages
 from chaos.ledger import Expect, Row
-from chaos.node import Cluster
 from chaos.system import System, wait_for
 from chaos.workload import Workload
+from dev.rabbit_node import Cluster
 from shared import messages, topology
 from shared.broker.connection import parameters, ready_count
 from shared.store import TERMINAL, AlbumState, ImageState, PageState, PostState, Store

@@ -14,9 +14,9 @@ import requests
 
 from chaos.faults import Context, Scenario
 from chaos.ledger import Row, check, settle
-from chaos.node import Broker
 from chaos.system import System
 from chaos.workload import Workload
+from dev.rabbit_node import Broker
 from shared import topology
 from shared.broker.connection import parameters
 

@@ -137,7 +137,7 @@ def test_bad_requests_get_a_reason_and_publish_nothing(
          "invalid album"),
     ]
     for body, status, reason in cases:
-        response = system.publish(user["token"], **body)
+        response = system.publish(user["token"], body)
         assert response.status_code == status and reason in response.json()["error"]
     assert system.publish("wrong-token", title="x", images=["a"]).status_code == 401
     assert message_count(e2e_amqp_url, topology.IMAGE_UPLOADS.name) == before

@@ -31,7 +31,7 @@ def image_state(system: System, user: dict[str, Any], album_id: str) -> str:
 
 
 def restart_uploader(system: System) -> None:
-    system.start("uploader", sys.executable, "-m", "services.uploader")
+    system.start_service("uploader")
 
 
 def slow_album(system: System, user: dict[str, Any], title: str) -> str:
