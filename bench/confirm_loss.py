@@ -1,6 +1,6 @@
 """Does a confirmed message survive a broker SIGKILL? Probes a quorum queue across crashes.
 
-On a RabbitMQ node of its own (bench/node.py, never the machine's broker), one thread publishes
+On a RabbitMQ node of its own (dev/rabbit_node.py, never the machine's broker), one thread publishes
 a probe with confirms every 0.1-0.25 s to the uploader's work queue (a quorum queue) while the
 main thread SIGKILLs and restarts the node several times; the first publishes after each
 restart fall in the queue's leader election. After the last restart every message in the queue
@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import pika
 import pika.exceptions
 
-from bench.node import Node
+from bench.common import VAR
+from dev.rabbit_node import Node
 from shared import messages, topology
 from shared.broker import publisher as publisher_module
 from shared.broker.errors import BrokerError
@@ -118,10 +119,10 @@ class OurClient:
 
     def publish(self, probe_id: str) -> bool:
         try:
-            self._publisher.publish([Outgoing(topology.WORK_EXCHANGE,
-                                              topology.IMAGE_UPLOADS.routing_key, _body(probe_id),
-                                              message_id=probe_id)],
-                                    timeout=5.0, connect_wait=0.5)
+            self._publisher.publish_confirmed(
+                [Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key,
+                          _body(probe_id), message_id=probe_id)],
+                timeout=5.0, connect_wait=0.5)
             return True
         except BrokerError:
             return False
@@ -181,21 +182,20 @@ def _drain(url: str, timeout: float = 120) -> set[str]:
 
 def run(client_kind: str, kills: int, seed: int, consumer: bool) -> dict[str, object]:
     rng = random.Random(seed)
-    node = Node()
+    node = Node(VAR / f"node-{uuid.uuid4().hex[:6]}", plugins=())
     tally = Tally()
     stop = threading.Event()
     consuming = threading.Event()
     try:
         node.start()
-        node.wait_booted()
-        connection = pika.BlockingConnection(_params(node.url))
+        connection = pika.BlockingConnection(_params(node.url()))
         topology.declare(connection.channel(), DELAYS)
         connection.close()
         time.sleep(SETTLE_S)
-        reader = threading.Thread(target=_consume, args=(node.url, tally, consuming))
+        reader = threading.Thread(target=_consume, args=(node.url(), tally, consuming))
         if consumer:
             reader.start()
-        client = RawClient(node.url) if client_kind == "raw" else OurClient(node.url)
+        client = RawClient(node.url()) if client_kind == "raw" else OurClient(node.url())
         publisher = threading.Thread(target=_publish_until, args=(client, tally, stop, rng))
         publisher.start()
         try:
@@ -203,7 +203,6 @@ def run(client_kind: str, kills: int, seed: int, consumer: bool) -> dict[str, ob
                 time.sleep(rng.uniform(1.0, 3.0))
                 node.kill()
                 node.start()
-                node.wait_booted()
             time.sleep(rng.uniform(1.0, 3.0))
         finally:
             stop.set()
@@ -213,7 +212,7 @@ def run(client_kind: str, kills: int, seed: int, consumer: bool) -> dict[str, ob
                 time.sleep(DRAIN_QUIET_S)  # what is on its way to the consumer arrives
                 consuming.set()
                 reader.join(timeout=30)
-        held = _drain(node.url) | set(tally.consumed_at)
+        held = _drain(node.url()) | set(tally.consumed_at)
         in_election = _log_lines(node, "leader not known")
     finally:
         node.destroy()

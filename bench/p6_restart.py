@@ -1,6 +1,6 @@
 """P6: from the broker's restart to consumption resumed, and no confirmed probe lost.
 
-On a RabbitMQ node of the bench's own (bench/node.py), a `shared.broker.consumer.Consumer` (the
+On a RabbitMQ node of the bench's own (dev/rabbit_node.py), a `shared.broker.consumer.Consumer` (the
 services' runtime, declaring the topology on connect as the uploader does) consumes
 `uploader.image-uploads` in a child process that prints when it handles each message. The node
 is restarted (a clean stop, then a SIGKILL, alternately); the clock starts at the first moment
@@ -36,8 +36,8 @@ from typing import TextIO
 
 import pika
 
-from bench.common import PY, Broker, Options, Proc, Row, base_env, log
-from bench.node import Node
+from bench.common import PY, VAR, Broker, Options, Proc, Row, base_env, log
+from dev.rabbit_node import Node
 from shared import messages, topology
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
@@ -123,7 +123,7 @@ def _probe(publisher: Publisher, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            publisher.publish([out], timeout=5.0, connect_wait=5.0)
+            publisher.publish_confirmed([out], timeout=5.0, connect_wait=5.0)
             return out.message_id
         except BrokerError:
             if time.monotonic() > deadline:
@@ -152,9 +152,9 @@ def restart_once(node: Node, consumed: Consumed, probes: Probes, kill: bool) -> 
     if down is not None:  # a restart that never went down would measure nothing
         down.close()
         raise RuntimeError(f"node {node.name} still takes connections after the {kill=} stop")
-    node.start()
+    node.start(wait=False)
     accepted_at = _accepted(node)
-    publisher = Publisher(node.url)
+    publisher = Publisher(node.url())
     try:
         return _first_handled(publisher, consumed, probes, accepted_at)
     finally:
@@ -181,7 +181,7 @@ def _first_handled(publisher: Publisher, consumed: Consumed, probes: Probes,
 
 def _held(node: Node) -> set[str]:
     """The message ids the work queue still holds (the consumer has stopped)."""
-    connection = pika.BlockingConnection(pika.URLParameters(node.url))
+    connection = pika.BlockingConnection(pika.URLParameters(node.url()))
     try:
         channel = connection.channel()
         held: set[str] = set()
@@ -196,13 +196,12 @@ def _held(node: Node) -> set[str]:
 
 def run(opts: Options, broker: Broker) -> list[Row]:
     kinds = [False] if opts.quick else [False, True, False]
-    node = Node()
+    node = Node(VAR / f"node-{uuid.uuid4().hex[:6]}", plugins=())
     results: list[tuple[str, float]] = []
     probes = Probes()
     try:
-        log(f"P6: starting node {node.name} on port {node.port}")
+        log(f"P6: starting node {node.name} on port {node.amqp_port}")
         node.start()
-        node.wait_booted()
         connection = node.accepts()
         if connection is None:
             raise RuntimeError("the bench's node booted but takes no connection")
@@ -210,10 +209,10 @@ def run(opts: Options, broker: Broker) -> list[Row]:
         connection.close()
         time.sleep(SETTLE_S)
         proc = Proc("p6-consumer", [PY, "-m", "bench.p6_restart", "consumer"],
-                    base_env(BENCH_AMQP_URL=node.url), stdout_pipe=True)
+                    base_env(BENCH_AMQP_URL=node.url()), stdout_pipe=True)
         try:
             consumed = Consumed(proc)
-            publisher = Publisher(node.url)
+            publisher = Publisher(node.url())
             try:  # it consumes before any restart
                 consumed.wait_for(_probe(publisher), timeout=60)
             finally:

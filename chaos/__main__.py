@@ -12,9 +12,9 @@ from pathlib import Path
 
 from chaos.faults import SCENARIOS, Scenario
 from chaos.ledger import Row
-from chaos.node import Broker, Cluster, Node
 from chaos.run import run_row
 from chaos.system import ROOT
+from dev.rabbit_node import Broker, Cluster, Node
 
 COLUMNS = ("fault", "albums", "images", "uploaded", "failed", "lost", "duplicate photos",
            "emails", "drained", "dead letters", "result")

@@ -6,6 +6,7 @@ import random
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pika
@@ -13,9 +14,9 @@ import requests
 
 from chaos.faults import Context, Scenario
 from chaos.ledger import Row, check, settle
-from chaos.node import Broker
 from chaos.system import System
 from chaos.workload import Workload
+from dev.rabbit_node import Broker
 from shared import topology
 from shared.broker.connection import parameters
 
@@ -70,7 +71,8 @@ def heal(system: System) -> None:
     for proxy in system.proxies.values():
         proxy.restore()
     _ensure_node(system.node)
-    for undo in (system.graph_faults, lambda: system.smtp_reply(None)):
+    undos: tuple[Callable[[], None], ...] = (system.graph_faults, lambda: system.smtp_reply(None))
+    for undo in undos:
         try:
             undo()
         except requests.RequestException:

@@ -1,38 +1,32 @@
-"""The system under test as processes: stand-ins, proxies in front of what a row cuts, and the
-three services, all pointed at the run's own RabbitMQ node or cluster (one vhost per row) and a
-fresh database (PostgreSQL at 127.0.0.1:5432 when it answers, else a SQLite file)."""
+"""The system under test as processes (dev/harness.py): stand-ins, proxies in front of what a
+row cuts, and the three services, all pointed at the run's own RabbitMQ node or cluster (one
+vhost per row) and a fresh database (PostgreSQL at 127.0.0.1:5432 when it answers, else a
+SQLite file)."""
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import boto3
 import requests
-from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 
-from chaos.node import Broker
 from chaos.proxy import Proxy
-from dev import waiting
-from dev.ports import answers, free_port
+from dev import harness, waiting
+from dev.harness import PAGE_ID, ROOT
+from dev.ports import answers, release
+from dev.rabbit_node import Broker
 from shared import topology
 
-ROOT = Path(__file__).resolve().parents[1]
-PAGE_ID = "1000000000000001"
+__all__ = ["PAGE_ID", "ROOT", "System", "wait_for"]
 PAGE_TOKEN = "chaos-page-token"
 PG_ADMIN_URL = os.environ.get("CHAOS_PG_ADMIN_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-SERVICES = ("api", "uploader", "notifier")
 _MAIN_QUEUES = {"uploader": topology.IMAGE_UPLOADS.name, "notifier": topology.ALBUM_SETTLED.name}
 
 #: What every row runs with; a row overrides some (MAX_ATTEMPTS where it needs exhaustion).
@@ -84,50 +78,30 @@ class Database:
             engine.dispose()
 
 
-class System:
+class System(harness.System):
+    """dev/harness.py's system for a row: the run's node and a vhost of the row's own, a fresh
+    database, and proxies in front of S3, SMTP and (PostgreSQL) the store that a row cuts."""
+
     def __init__(self, node: Broker, workdir: Path, settings: Mapping[str, str]) -> None:
         self.node = node
-        self.workdir = workdir
         self.vhost = f"chaos-{uuid.uuid4().hex[:8]}"
         self.db = Database(workdir)
-        self.ports = {name: free_port() for name in ("s3", "graph", "smtp", "mail", "api")}
-        self.bucket = "albums-chaos"
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: dict[str, int] = {}
-        self.proxies = {"s3": Proxy(self.ports["s3"], "s3"),
-                        "smtp": Proxy(self.ports["smtp"], "smtp")}
+        self.proxies: dict[str, Proxy] = {}
         if self.db.postgres:
             self.proxies["store"] = Proxy(5432, "store")
-        self.amqp_url = node.url(self.vhost)
-        self.api_url = f"http://127.0.0.1:{self.ports['api']}"
-        self.graph_url = f"http://127.0.0.1:{self.ports['graph']}"
-        self.mail_url = f"http://127.0.0.1:{self.ports['mail']}"
-        self.env = self._env(settings)
-
-    def _env(self, settings: Mapping[str, str]) -> dict[str, str]:
         store_port = self.proxies["store"].port if "store" in self.proxies else 5432
-        return {
-            **os.environ, **BASE_SETTINGS, **settings,
-            "AMQP_URL": self.amqp_url,
+        self.amqp_url = node.url(self.vhost)
+        super().__init__(workdir, self.amqp_url, self.db.url(store_port), {
+            **BASE_SETTINGS, **settings,
             # The node's own management port: the policies go to it, not to a shared broker.
-            "RABBITMQ_MANAGEMENT_URL": f"http://127.0.0.1:{self.node.management_port}",
-            "DATABASE_URL": self.db.url(store_port),
-            "S3_ENDPOINT_URL": f"http://127.0.0.1:{self.proxies['s3'].port}",
-            "S3_BUCKET": self.bucket,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "GRAPH_API_URL": self.graph_url,
-            "FACEBOOK_PAGE_ID": PAGE_ID, "FACEBOOK_PAGE_TOKEN": PAGE_TOKEN,
-            # Users who connect a Page of their own go through the simulator's Facebook Login;
-            # their Page tokens are sealed with a key of the row's own (none under var/).
-            "FACEBOOK_DIALOG_URL": self.graph_url,
-            "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.proxies["smtp"].port),
-            "API_HOST": "127.0.0.1", "API_PORT": str(self.ports["api"]),
-            "APP_BASE_URL": self.api_url,
-            # No health ports: the harness runs and restarts several of each on one machine.
-            "UPLOADER_HEALTH_PORT": "0", "NOTIFIER_HEALTH_PORT": "0",
-        }
+            "RABBITMQ_MANAGEMENT_URL": f"http://127.0.0.1:{node.management_port}",
+        }, bucket="albums-chaos", page_token=PAGE_TOKEN)
+
+    def route(self, name: str, port: int) -> int:
+        """S3 and SMTP through a proxy the row can cut."""
+        self.proxies[name] = Proxy(port, name)
+        return self.proxies[name].port
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -139,62 +113,33 @@ class System:
         self.db.create()
         for proxy in self.proxies.values():
             proxy.start()
-        self._start_stand_ins()
-        for name in SERVICES:
+        self.spawn_stand_ins()
+        for name in harness.SERVICES:
             self.start_service(name)
-        for name in ("s3", "graph", "smtp", "mail"):
-            wait_for(functools.partial(answers, self.ports[name]), 60,
-                     what=f"{name} to listen")
+        for name in self.stand_ins:
+            self.wait_listening(name, 60)
         self.s3().create_bucket(Bucket=self.bucket)
-        wait_for(self._api_healthy, 60, what="the API")
+        self.wait_api(60)
         wait_for(self._consuming, 60, what="both consumers")
 
-    def _start_stand_ins(self) -> None:
-        py = sys.executable
-        self._spawn("s3", py, "-m", "dev.s3_server", "--port", str(self.ports["s3"]))
-        self._spawn("graph", py, "-m", "dev.graph_simulator", "--port", str(self.ports["graph"]))
-        self._spawn("mail", py, "-m", "dev.mail_catcher", "--smtp-port", str(self.ports["smtp"]),
-                    "--http-port", str(self.ports["mail"]))
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    def stop(self, name: str | None = None, grace: float = 20) -> None:
+        """One process (`name`), or the whole row: its processes, proxies, vhost and database."""
+        if name is not None:
+            super().stop(name, grace)
+            return
+        self.stop_all(grace)
         for proxy in self.proxies.values():
             proxy.stop()
+            release(proxy.port)
         try:
             self.node.delete_vhost(self.vhost)
         except requests.RequestException:
             pass
         self.db.drop()
 
-    def _spawn(self, name: str, *args: str) -> None:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.processes[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log,
-                                                stderr=subprocess.STDOUT)
-        log.close()
-
-    def start_service(self, name: str) -> None:
-        self._spawn(name, sys.executable, "-m", f"services.{name}")
-
     def kill_service(self, name: str) -> None:
-        """SIGKILL, as a crash or an OOM kill would: no grace, nothing flushed."""
-        process = self.processes[name]
-        process.kill()
-        process.wait(10)
+        self.kill(name)
         self.restarts[name] = self.restarts.get(name, 0) + 1
-
-    def alive(self) -> dict[str, bool]:
-        return {name: process.poll() is None for name, process in self.processes.items()}
-
-    def _api_healthy(self) -> bool:
-        return requests.get(f"{self.api_url}/healthz", timeout=2).ok
 
     def _consuming(self) -> bool:
         return all(self.consumed_since(name, 1) for name in ("uploader", "notifier"))
@@ -206,51 +151,8 @@ class System:
         queue = _MAIN_QUEUES[name]
         return self.logs(name).count(f"{queue}: consuming with concurrency") >= starts
 
-    def logs(self, name: str) -> str:
-        return (self.workdir / f"{name}.log").read_text(errors="replace")
-
-    # -- the stand-ins -------------------------------------------------------------------------
-
-    def s3(self) -> Any:
-        return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.ports['s3']}",
-                            region_name="us-east-1", aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
-
     def graph_faults(self, **faults: Any) -> None:
-        requests.put(f"{self.graph_url}/_sim/faults", json=faults, timeout=10).raise_for_status()
-
-    def photos(self) -> list[dict[str, Any]]:
-        response = requests.get(f"{self.graph_url}/_sim/photos", timeout=30)
-        return list(response.json()["photos"])
-
-    def posts(self) -> list[dict[str, Any]]:
-        response = requests.get(f"{self.graph_url}/_sim/posts", timeout=30)
-        return list(response.json()["posts"])
-
-    def smtp_reply(self, reply: str | None) -> None:
-        requests.put(f"{self.mail_url}/api/faults", json={"reply": reply},
-                     timeout=10).raise_for_status()
-
-    def mails(self) -> list[dict[str, Any]]:
-        listing = requests.get(f"{self.mail_url}/api/messages", timeout=30).json()["messages"]
-        return [requests.get(f"{self.mail_url}/api/messages/{m['id']}", timeout=30).json()
-                for m in listing]
-
-    # -- the API -------------------------------------------------------------------------------
-
-    def create_user(self, email: str) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-m", "services.api", "create-user", email],
-                             cwd=ROOT, env=self.env, capture_output=True, check=True, text=True,
-                             timeout=60)
-        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-
-    def publish(self, token: str, album: Mapping[str, Any],
-                idempotency_key: str | None = None) -> requests.Response:
-        headers = {"Authorization": f"Bearer {token}"}
-        if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
-        return requests.post(f"{self.api_url}/api/albums", json=dict(album), timeout=60,
-                             headers=headers)
+        self.set_faults(**faults)
 
 
 ALBUM_LINK = re.compile(r"/albums/([0-9a-f]{32})")

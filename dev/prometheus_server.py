@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from dev.ports import answers, free_port
+from dev.ports import answers, free_port, release
 from dev.waiting import wait_for
 
 
@@ -39,3 +39,4 @@ def running(workdir: Path, targets: Mapping[str, str]) -> Iterator[str]:
         process.terminate()
         process.wait(10)
         log.close()
+        release(port)

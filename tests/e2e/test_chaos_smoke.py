@@ -10,8 +10,8 @@ import pytest
 
 from chaos.faults import SCENARIOS
 from chaos.ledger import Row
-from chaos.node import Node
 from chaos.run import run_row
+from dev.rabbit_node import Node
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 

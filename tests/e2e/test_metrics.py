@@ -23,7 +23,7 @@ from shared import topology
 from shared.store import Store
 from shared.store.tables import Album, utcnow
 from tests.alert_rules import evaluate, fired, silent, summary_of
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, e2e_system
 from tests.integration.helpers import message_count, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -41,10 +41,11 @@ def metered(tmp_path_factory: pytest.TempPathFactory, broker: Any,
     """The whole system on a vhost of its own, each service serving /metrics, and two
     uploader processes behind the uploader's one port."""
     url = str(broker.url(make_vhost(for_session=True)))
-    system = System(tmp_path_factory.mktemp("metrics"), url)
+    system = e2e_system(tmp_path_factory.mktemp("metrics"), url)
     system.metrics_ports = {name: free_port() for name in SERVICES}  # type: ignore[attr-defined]
-    system.env.update({f"{name.upper()}_METRICS_PORT": str(port)
-                       for name, port in system.metrics_ports.items()})  # type: ignore[attr-defined]
+    system.env.update(
+        {f"{name.upper()}_METRICS_PORT": str(port) for name, port in system.metrics_ports.items()}  # type: ignore[attr-defined]
+    )
     system.env["UPLOADER_PROCESSES"] = "2"
     try:
         system.start_all()
@@ -159,8 +160,7 @@ def test_the_dashboard_picture(metered: System, tmp_path: Path) -> None:
     if not out_dir:
         pytest.skip("draws the README's picture only under `make screenshots`")
     pytest.importorskip("matplotlib")
-    targets = {name: f"127.0.0.1:{port}"
-               for name, port in metered.metrics_ports.items()}  # type: ignore[attr-defined]
+    targets = {name: f"127.0.0.1:{port}" for name, port in metered.metrics_ports.items()}  # type: ignore[attr-defined]
     if answers(15692):  # the broker's own plugin, where it is on (`make run` enables it)
         targets["rabbitmq"] = "127.0.0.1:15692"
     # Slower uploads and a few refusals: a run long enough to draw, with retries in it.

@@ -21,7 +21,7 @@ from pathlib import Path
 import pika
 import pytest
 
-from chaos.node import Node
+from dev.rabbit_node import Node
 from shared import outcomes, topology
 from shared.broker.consumer import Consumer, Route
 from shared.messages import ImageUploadRequested, encode

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, e2e_system
 from tests.e2e.conftest import e2e_amqp_url as e2e_amqp_url  # noqa: F401 - the fixture
 
 #: Settings of the fuzz run's services (documented in the README) over the e2e defaults.
@@ -33,7 +33,7 @@ class FuzzTarget:
 @pytest.fixture(scope="session")
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory, e2e_amqp_url: str,  # noqa: F811
                 postgres_url: str) -> Iterator[FuzzTarget]:
-    system = System(tmp_path_factory.mktemp("security"), e2e_amqp_url)
+    system = e2e_system(tmp_path_factory.mktemp("security"), e2e_amqp_url)
     system.env.update(DATABASE_URL=postgres_url, **FUZZ_ENV)
     try:
         system.start_all()

@@ -63,7 +63,7 @@ def journey(handler: Handler, clock: Clock, give_up_s: float = 4 * 3600,
         fate = decide(route, Delivery(BODY, headers), clock=clock, rng=rng)
         if fate.kind not in ("retry", "early"):
             return fate, clock.now - start
-        (copy,) = fate.publish
+        (copy,) = fate.outgoing
         assert tier_of(copy) in topology.retry_tiers(TIERS)
         clock.now += tier_of(copy)
         headers = dict(copy.headers)
@@ -71,7 +71,7 @@ def journey(handler: Handler, clock: Clock, give_up_s: float = 4 * 3600,
 
 
 @pytest.mark.parametrize("asked_s", [60, 90 * 60, 7, 45, 200, 3 * 3600])
-def test_a_named_wait_is_honoured_in_full_and_ends_within_a_quarter_more(asked_s):
+def test_a_named_wait_is_honoured_in_full_and_ends_within_a_quarter_more(asked_s: int) -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Throttled("slow down", wait_s=asked_s, code=80001), None)
     fate, _ = journey(handler, clock)
@@ -81,19 +81,19 @@ def test_a_named_wait_is_honoured_in_full_and_ends_within_a_quarter_more(asked_s
     assert asked_s <= waited <= max(1.25 * asked_s, asked_s + min(TIERS)), waited
 
 
-def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts():
+def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts() -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Throttled("regain in 90 min", wait_s=5400, code=80001),
                       None)
     route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
                                                RetryPolicy(TIERS, max_attempts=3))
     fate = decide(route, Delivery(BODY, {retry_policy.ATTEMPT_HEADER: 3}), clock=clock)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 3
     assert float(copy.headers[retry_policy.NOT_BEFORE_HEADER]) == pytest.approx(clock.now + 5400)
 
 
-def test_a_copy_that_arrives_early_goes_back_without_running_the_handler():
+def test_a_copy_that_arrives_early_goes_back_without_running_the_handler() -> None:
     clock = Clock()
     handler = Handler(clock, None)
     route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
@@ -101,17 +101,17 @@ def test_a_copy_that_arrives_early_goes_back_without_running_the_handler():
     headers = {retry_policy.NOT_BEFORE_HEADER: clock.now + 100, retry_policy.ATTEMPT_HEADER: 2}
     fate = decide(route, Delivery(BODY, headers), clock=clock)
     assert fate.kind == "early" and handler.ran_at == []
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert tier_of(copy) <= 125 and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
 
 
-def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason():
+def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason() -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Throttled("Facebook is throttling this page (code 32)",
                                                 code=32))
     fate, spent = journey(handler, clock, give_up_s=4 * 3600)
     assert fate.kind == "dead"
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     reason = letter.headers[dead_letters.REASON_HEADER]
     assert "kept throttling" in reason and "4 h" in reason
     assert 4 * 3600 <= spent <= 1.25 * 4 * 3600
@@ -121,7 +121,7 @@ def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason()
     assert len(handler.ran_at) < 30
 
 
-def test_hintless_backoff_is_jittered():
+def test_hintless_backoff_is_jittered() -> None:
     waits = set()
     for seed in range(5):
         clock = Clock()
@@ -133,18 +133,18 @@ def test_hintless_backoff_is_jittered():
     assert len(waits) > 1
 
 
-def test_a_transient_failure_after_a_throttle_drops_its_not_before():
+def test_a_transient_failure_after_a_throttle_drops_its_not_before() -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Transient("boom"))
     route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
                                                RetryPolicy(TIERS, max_attempts=3))
     headers = {retry_policy.NOT_BEFORE_HEADER: clock.now - 1}
-    (copy,) = decide(route, Delivery(BODY, headers), clock=clock).publish
+    (copy,) = decide(route, Delivery(BODY, headers), clock=clock).outgoing
     assert retry_policy.NOT_BEFORE_HEADER not in copy.headers
 
 
 @pytest.mark.parametrize("asked_s", [60, 5400])
-def test_next_step_holds_a_named_wait_in_full(asked_s):
+def test_next_step_holds_a_named_wait_in_full(asked_s: int) -> None:
     step = retry_policy.next_step(
         retry_policy.Failure(retry_policy.FailureKind.THROTTLED, "x", 80001, wait_s=asked_s),
         1, TIERS, 3)

@@ -1,8 +1,11 @@
 """A RabbitMQ node of the run's own: own name, ports, data directory, cookie and plugins file;
-and a cluster of three such nodes (docs/broker-cluster.md).
+and a cluster of three such nodes (docs/broker-cluster.md). The one node class of the chaos
+run, the bench and the tests that need a broker to stop.
 
 The machine's broker (5672) is never touched: this node is the one the run may SIGKILL,
-SIGSTOP or restart. Debian's /usr/sbin wrapper switches to the `rabbitmq` user, which cannot
+SIGSTOP or restart. Its ports come from dev/ports.py (never ones an outgoing connection can
+take), and a first start that fails is tried again on new ones (docs/ports.md).
+Debian's /usr/sbin wrapper switches to the `rabbitmq` user, which cannot
 write a root-owned temporary folder, so the real scripts under /usr/lib/rabbitmq are called.
 """
 
@@ -22,12 +25,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pika
 import requests
 
-from dev.ports import free_port
+from dev.ports import free_port, release
 
 #: Cold start and restart after a SIGKILL both take ~6 s here; leave room for a slow machine.
 _WAIT_S = 90
+#: First starts tried before giving up: a port may be taken by a process outside any run.
+_FIRST_STARTS = 3
+MANAGEMENT = "rabbitmq_management"
+PROMETHEUS = "rabbitmq_prometheus"
 
 
 def _sbin() -> Path:
@@ -74,38 +82,56 @@ class _Management:
 class Node(_Management):
     """One node. A cluster's members share `cookie`; `gid` runs the node under a group of its
     own, so that packet filter rules can tell its connections from the others' (the partition);
-    `config` and `advanced` are added to its rabbitmq.conf and advanced.config."""
+    `config` and `advanced` are added to its rabbitmq.conf and advanced.config. `plugins`: the
+    management plugin (what the run reads queues and sets policies through) by default; none
+    boots faster (the bench's restarts)."""
 
     def __init__(self, folder: Path, cookie: str | None = None, gid: int | None = None,
-                 config: str = "", advanced: str = "") -> None:
+                 config: str = "", advanced: str = "",
+                 plugins: tuple[str, ...] = (MANAGEMENT,)) -> None:
         self.folder = folder
-        self.name = f"chaos{uuid.uuid4().hex[:6]}@localhost"
-        self.amqp_port = free_port()
-        self.dist_port = free_port()
-        self.management_port = free_port()
+        self.name = f"node{uuid.uuid4().hex[:6]}@localhost"
         self.sbin = _sbin()
         self.pid: int | None = None
         self.cookie = cookie
         self.gid = gid
         self._config = config
         self._advanced = advanced
+        self.plugins = plugins
+        self._booted = False
+        self._take_ports()
+
+    def _take_ports(self) -> None:
+        self.amqp_port = free_port()
+        self.dist_port = free_port()
+        self.management_port = free_port() if MANAGEMENT in self.plugins else 0
+        self.prometheus_port = free_port() if PROMETHEUS in self.plugins else 0
+
+    def _release_ports(self) -> None:
+        for port in (self.amqp_port, self.dist_port, self.management_port,
+                     self.prometheus_port):
+            release(port)
 
     # -- configuration -------------------------------------------------------------------------
 
     def _write_config(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
-            f"management.tcp.ip = 127.0.0.1\n"
-            f"management.tcp.port = {self.management_port}\n"
-            # Queue depths are read through the management API: refresh them every second.
-            "collect_statistics_interval = 1000\n"
-            "management.rates_mode = none\n" + self._config)
+        config = f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
+        if self.management_port:
+            config += (f"management.tcp.ip = 127.0.0.1\n"
+                       f"management.tcp.port = {self.management_port}\n"
+                       # Queue depths are read through the management API: every second.
+                       "collect_statistics_interval = 1000\n"
+                       "management.rates_mode = none\n")
+        if self.prometheus_port:
+            config += (f"prometheus.tcp.ip = 127.0.0.1\n"
+                       f"prometheus.tcp.port = {self.prometheus_port}\n")
+        (self.folder / "rabbitmq.conf").write_text(config + self._config)
         if self._advanced:
             (self.folder / "advanced.config").write_text(self._advanced)
         if self.cookie is not None:
             self._write_cookie(self.cookie)
-        (self.folder / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.folder / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         # An empty env file: the machine's /etc/rabbitmq/rabbitmq-env.conf names its own node.
         (self.folder / "rabbitmq-env.conf").write_text("")
 
@@ -137,18 +163,44 @@ class Node(_Management):
 
     # -- life cycle ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start (or restart on the same data directory) and wait until AMQP and HTTP answer."""
+    def start(self, wait: bool = True) -> None:
+        """Start (or restart on the same data directory); with `wait`, return once AMQP (and
+        the management API) answer. A first start that fails is tried again on new ports: a
+        process outside every run may have bound one (a restart keeps its ports: clients
+        reconnect to them)."""
+        if not wait:
+            self._launch()
+            return
+        for attempt in range(1, _FIRST_STARTS + 1):
+            try:
+                self._launch()
+                self.wait_booted()
+                break
+            except (subprocess.SubprocessError, OSError):
+                if self._booted or attempt == _FIRST_STARTS:
+                    raise
+                self.kill()
+                self._release_ports()
+                self._take_ports()
+        if self.management_port:
+            self._wait_management()
+
+    def _launch(self) -> None:
         self._write_config()
         subprocess.run([str(self.sbin / "rabbitmq-server"), "-detached"], env=self.env(),
                        check=True, capture_output=True, timeout=60, group=self.gid)
+
+    def wait_booted(self) -> None:
+        """Until the node has booted (`rabbitmqctl wait`): an error if it stopped instead."""
         self.ctl("wait", str(self.folder / "pid"), "--timeout", str(_WAIT_S),
-                  timeout=_WAIT_S + 10)
+                 timeout=_WAIT_S + 10)
         self.pid = int((self.folder / "pid").read_text().strip())
-        self._wait_management()
+        self._booted = True
 
     def stop(self) -> None:
         """Stop cleanly; SIGKILL if it does not go (never leave a node behind)."""
+        if self.pid is None:  # started without waiting, or a start cut short
+            self.pid = self._started_pid()
         if self.pid is None:
             return
         self.signal(signal.SIGCONT)
@@ -191,6 +243,12 @@ class Node(_Management):
     def remove_data(self) -> None:
         shutil.rmtree(self.folder / "mnesia", ignore_errors=True)
 
+    def destroy(self) -> None:
+        """Stop the node however it is, remove its folder and hand its ports back."""
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self._release_ports()
+
     def _wait_gone(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while self.pid is not None and time.monotonic() < deadline:
@@ -217,8 +275,18 @@ class Node(_Management):
 
     # -- what the run reads and changes ---------------------------------------------------------
 
-    def url(self, vhost: str) -> str:
+    def url(self, vhost: str = "/") -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/{quote(vhost, '')}"
+
+    def accepts(self) -> pika.BlockingConnection | None:
+        """An AMQP connection if the node takes one now (the moment the bench's P6 times)."""
+        params = pika.URLParameters(self.url())
+        params.connection_attempts = 1
+        params.socket_timeout = 1
+        try:
+            return pika.BlockingConnection(params)
+        except pika.exceptions.AMQPError:
+            return None
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return requests.request(method, f"http://127.0.0.1:{self.management_port}/api/{path}",
