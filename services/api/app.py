@@ -25,8 +25,10 @@ from shared.readiness import readiness_body, store_reachable
 from shared.replay import Replayer
 from shared.store import (
     CONNECTED,
+    AlbumSummary,
     AlbumView,
     Created,
+    ImageView,
     KeyReused,
     QuotaExceeded,
     Store,
@@ -34,7 +36,7 @@ from shared.store import (
 )
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
-from . import json_body, rate_limits, request_trace, security_headers
+from . import album_pages, json_body, rate_limits, request_trace, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
@@ -396,8 +398,15 @@ def retry_album(album_id: str) -> Any:
 @api.get("/api/albums")
 @authenticated
 def list_albums() -> Any:
-    albums = _services().store.albums(g.user.id)
-    return jsonify({"albums": [album_json(album, with_images=False) for album in albums]})
+    """A page of the caller's albums, newest first; `next` is the cursor of the page after."""
+    try:
+        limit = album_pages.parse_limit(request.args.get("limit"))
+        after = album_pages.decode(request.args.get("cursor"))
+    except album_pages.InvalidPaging as exc:
+        return _error(400, exc.reason)
+    summaries, following = _services().store.album_summaries(g.user.id, limit, after)
+    return jsonify({"albums": [summary_json(summary) for summary in summaries],
+                    "next": album_pages.encode(following) if following else None})
 
 
 @api.get("/api/images")
@@ -470,19 +479,28 @@ def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for image in album.images:
         counts[image.state] = counts.get(image.state, 0) + 1
-    body: dict[str, Any] = {
-        "id": album.id, "title": album.title, "state": album.state,
-        "created_at": album.created_at.isoformat() + "Z", "counts": counts,
-        "total": len(album.images), "destination": destination_json(album),
-    }
+    body = album_fields(album, counts, len(album.images))
     if with_images:
-        body["images"] = [{
-            "key": image.key, "state": image.state, "attempts": image.attempts,
+        body["images"] = [image_json(image) for image in album.images]
+    return body
+
+
+def summary_json(summary: AlbumSummary) -> dict[str, Any]:
+    """An album of a list: what album_json gives without images, from the store's counts."""
+    return album_fields(summary.album, summary.counts, summary.total)
+
+
+def album_fields(album: AlbumView, counts: dict[str, int], total: int) -> dict[str, Any]:
+    return {"id": album.id, "title": album.title, "state": album.state,
+            "created_at": album.created_at.isoformat() + "Z", "counts": counts,
+            "total": total, "destination": destination_json(album)}
+
+
+def image_json(image: ImageView) -> dict[str, Any]:
+    return {"key": image.key, "state": image.state, "attempts": image.attempts,
             "photo_id": image.photo_id, "error": image.error,
             "next_attempt_at": image.next_attempt_at.isoformat() + "Z"
-            if image.next_attempt_at else None,
-        } for image in album.images]
-    return body
+            if image.next_attempt_at else None}
 
 
 def destination_json(album: AlbumView) -> dict[str, Any]:

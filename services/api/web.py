@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import posixpath
 import re
 import secrets
@@ -46,13 +45,15 @@ from shared.store import (
     RETRYING,
     UPLOADED,
     UPLOADING,
+    AlbumSummary,
     AlbumView,
     KeyReused,
     QuotaExceeded,
     UserView,
 )
 
-from . import rate_limits, sessions
+from . import album_pages, rate_limits, sessions
+from .album_changes import AlbumChanges
 from .app import (
     NoPage,
     Services,
@@ -60,9 +61,11 @@ from .app import (
     check_album_for,
     check_destination,
     create_and_publish,
+    image_json,
     limit_publish,
     limit_retry,
     quota_refusal,
+    summary_json,
     user_page,
 )
 from .idempotency import InvalidKey, parse_key
@@ -79,6 +82,10 @@ IMAGE_LABELS = {QUEUED: "Queued", UPLOADING: "Uploading", RETRYING: "Retrying",
                 UPLOADED: "Uploaded", FAILED: "Failed"}
 ALBUM_LABELS = {PUBLISHING: "Publishing", DONE: "Done",
                 DONE_WITH_FAILURES: "Done with failures"}
+#: A page of the albums list; a page of an album's photos (the album page's cost stays that of
+#: a page, however large the album or long the history).
+ALBUMS_PER_PAGE = 50
+PHOTOS_PER_PAGE = 50
 #: How often an open stream reads the album; a browser sees a change within this.
 POLL_S = 0.5
 #: A comment this often keeps proxies from timing the stream out and notices a gone browser.
@@ -208,12 +215,15 @@ def _image_detail(state: str, attempts: int) -> str:
     return ""
 
 
-def image_model(image: dict[str, Any]) -> dict[str, Any]:
+def image_model(image: dict[str, Any], index: int) -> dict[str, Any]:
+    """An image as the page shows it; `index`: its position in the album, which the live
+    stream's changes name it by."""
     reason, code = plain_reason(image["error"])
     state = image["state"]
     photo_id = image["photo_id"]
     return {
         **image,
+        "index": index,
         "name": posixpath.basename(image["key"]),
         "label": IMAGE_LABELS.get(state, state),
         "detail": reason if state in (RETRYING, FAILED) else _image_detail(state,
@@ -248,7 +258,30 @@ def where_text(destination: dict[str, Any]) -> str:
 
 def album_model(album: AlbumView) -> dict[str, Any]:
     """The album as the page and its stream show it (the API's JSON, so they never disagree)."""
+    body = album_fields_model(album)
+    body["images"] = [image_model(image, i) for i, image in enumerate(body["images"])]
+    body["cover_url"] = body["images"][0]["thumb_url"] if body["images"] else None
+    return body
+
+
+def album_fields_model(album: AlbumView) -> dict[str, Any]:
+    """album_model's album-level part, with the images still as the API's JSON."""
     body = album_json(album)
+    return _with_words(body, album)
+
+
+def summary_model(summary: AlbumSummary) -> dict[str, Any]:
+    """A list's album, or an album page's slice of photos: from the store's counts."""
+    album = summary.album
+    body = _with_words(summary_json(summary), album)
+    body["images"] = [image_model(image_json(image), summary.first + i)
+                      for i, image in enumerate(album.images)]
+    body["cover_url"] = (url_for("web.thumbnail", key=summary.cover_key)
+                         if summary.cover_key else None)
+    return body
+
+
+def _with_words(body: dict[str, Any], album: AlbumView) -> dict[str, Any]:
     total, counts = body["total"], body["counts"]
     uploaded, failed = counts.get(UPLOADED, 0), counts.get(FAILED, 0)
     body.update({
@@ -264,8 +297,6 @@ def album_model(album: AlbumView) -> dict[str, Any]:
         "where": where_text(body["destination"]),
         "post_url": (body["destination"].get("post") or {}).get("url"),
     })
-    body["images"] = [image_model(image) for image in body["images"]]
-    body["cover_url"] = body["images"][0]["thumb_url"] if body["images"] else None
     return body
 
 
@@ -408,15 +439,41 @@ def publish() -> Any:
 @web.get("/albums")
 @signed_in
 def albums() -> Any:
-    listed = [album_model(album) for album in _services().store.albums(g.user.id)]
-    return render_template("albums.html", albums=listed)
+    """The user's albums, ALBUMS_PER_PAGE at a time, newest first (`?cursor=`: older ones)."""
+    try:
+        after = album_pages.decode(request.args.get("cursor"))
+    except album_pages.InvalidPaging:
+        abort(400, "That link to older albums is not valid. Start from your newest albums")
+    summaries, following = _services().store.album_summaries(g.user.id, ALBUMS_PER_PAGE,
+                                                             after)
+    older = (url_for("web.albums", cursor=album_pages.encode(following))
+             if following else None)
+    return render_template("albums.html", albums=[summary_model(s) for s in summaries],
+                           older_url=older, newest_url=url_for("web.albums") if after else None)
 
 
 @web.get("/albums/<album_id>")
 @signed_in
 def album_page(album_id: str) -> Any:
-    album = album_model(_owned_album(album_id))
-    return render_template("album.html", album=album)
+    """The album and PHOTOS_PER_PAGE of its photos (`?photos=N`: the Nth page of them)."""
+    page = request.args.get("photos", "1")
+    number = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 10**6 else 1
+    first = (number - 1) * PHOTOS_PER_PAGE
+    summary = _services().store.album_slice(album_id, g.user.id, first, PHOTOS_PER_PAGE)
+    if summary is None:
+        abort(404, "There is no such album in your account.")
+    album = summary_model(summary)
+    return render_template("album.html", album=album, photos=_photo_pages(album, number))
+
+
+def _photo_pages(album: dict[str, Any], number: int) -> dict[str, Any]:
+    """Where this page of photos stands among the album's, and the links to its neighbours."""
+    first = (number - 1) * PHOTOS_PER_PAGE
+    link = functools.partial(url_for, "web.album_page", album_id=album["id"])
+    return {"first": first + 1, "last": first + len(album["images"]), "total": album["total"],
+            "previous": link(photos=number - 1) if number > 1 else None,
+            "next": link(photos=number + 1) if first + PHOTOS_PER_PAGE < album["total"]
+            else None}
 
 
 @web.post("/albums/<album_id>/retry")
@@ -446,12 +503,9 @@ def _stream_slots() -> threading.BoundedSemaphore:
         return slots
 
 
-def _event(album: dict[str, Any]) -> str:
-    return f"event: album\ndata: {json.dumps(album, separators=(',', ':'))}\n\n"
-
-
 def _album_events(album_id: str, user_id: int) -> Iterator[str]:
-    """Send the album now and on every change; end once it settled, or after API_SSE_MAX_S.
+    """Send the album now, then what changed in it (services/api/album_changes.py) on every
+    change; end once it settled, or after API_SSE_MAX_S.
 
     Each open stream holds one of the API_THREADS threads, so it never outlives its use: the browser
     closes it when the album settles and reconnects on its own after a timeout. Past the
@@ -462,7 +516,7 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
     holding = slots.acquire(blocking=False)
     store, clock = _services().store, _services().clock
     deadline = clock.monotonic() + _services().settings.api_sse_max_s
-    last, quiet_since = "", clock.monotonic()
+    changes, quiet_since = AlbumChanges(album_fields_model, image_model), clock.monotonic()
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
         while True:
@@ -470,10 +524,10 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
             if album is None:
                 yield "event: gone\ndata: {}\n\n"
                 return
-            current = _event(album_model(album))
-            if current != last:
-                last, quiet_since = current, clock.monotonic()
-                yield current
+            event = changes.event(album)
+            if event is not None:
+                quiet_since = clock.monotonic()
+                yield event
             if album.state != PUBLISHING or not holding or clock.monotonic() > deadline:
                 return
             if clock.monotonic() - quiet_since > KEEPALIVE_S:

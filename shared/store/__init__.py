@@ -4,6 +4,7 @@
 read models handed out, `engine` how SQLite and PostgreSQL are set up.
 """
 
+from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.daily_quota import QuotaExceeded
 from shared.store.engine import PG_CONNECT_ARGS, make_engine
 from shared.store.repository import KeyReused, Store, hash_token
@@ -42,7 +43,8 @@ from shared.store.views import (
 __all__ = [
     "BLOCKED", "CONNECTED", "NEEDS_RECONNECT", "PAUSED", "PageCredentials", "PageView",
     "BUSY", "DONE", "DONE_WITH_FAILURES", "FAILED", "PG_CONNECT_ARGS", "PUBLISHING", "QUEUED",
-    "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumView", "Created",
+    "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumCursor",
+    "AlbumSummary", "AlbumView", "Created",
     "FbAlbumClaim", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage",
     "QuotaExceeded", "Reopened", "Start",
     "Store", "UserView", "hash_token", "make_engine",
