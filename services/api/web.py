@@ -85,7 +85,7 @@ ALBUM_LABELS = {PUBLISHING: "Publishing", DONE: "Done",
 #: A page of the albums list; a page of an album's photos (the album page's cost stays that of
 #: a page, however large the album or long the history).
 ALBUMS_PER_PAGE = 50
-PHOTOS_PER_PAGE = 50
+PHOTOS_PER_PAGE = 24
 #: How often an open stream reads the album; a browser sees a change within this.
 POLL_S = 0.5
 #: A comment this often keeps proxies from timing the stream out and notices a gone browser.
