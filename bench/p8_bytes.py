@@ -40,11 +40,12 @@ def run(opts: Options, broker: Broker) -> list[Row]:
             system.start_stand_ins()
             system.start_api()
             user = system.create_user("bench-p8@example.com")
-            keys = system.put_images(user["prefix"], png_of_size(SIZE), IMAGES, "p8")
+            body = png_of_size(SIZE)
+            keys = system.put_images(user["prefix"], body, IMAGES, "p8")
             uploader_ready(system, url, CONCURRENCY)
             for n in range(rounds):
                 ours.append(_ours(system, user["token"], keys, n))
-                copy.append(_copy(system, keys))
+                copy.append(_copy(system, keys, len(body) * IMAGES))
                 log(f"P8: round {n + 1}: ours {ours[-1][0]:.2f} s ({ours[-1][1]:.2f} s CPU), "
                     f"copy {copy[-1][0]:.2f} s ({copy[-1][1]:.2f} s CPU)")
         finally:
@@ -61,14 +62,14 @@ def _ours(system: System, token: str, keys: list[str], n: int) -> tuple[float, f
     return elapsed, cpu_seconds([pid]) - cpu
 
 
-def _copy(system: System, keys: list[str]) -> tuple[float, float]:
+def _copy(system: System, keys: list[str], total: int) -> tuple[float, float]:
     job = {"s3": system.env["S3_ENDPOINT_URL"], "bucket": BUCKET, "keys": keys,
            "graph": system.graph_url, "version": CommonSettings.model_fields["graph_api_version"]
            .default, "page_id": PAGE_ID, "token": PAGE_TOKEN, "concurrency": CONCURRENCY}
     out = subprocess.run([PY, "-m", "bench.p8_copy"], cwd=ROOT, env=system.env, check=True,
                          input=json.dumps(job), capture_output=True, text=True, timeout=600)
     found = json.loads(out.stdout.strip().splitlines()[-1])
-    if found["bytes"] != SIZE * IMAGES:
+    if found["bytes"] != total:
         raise RuntimeError(f"the copy moved {found['bytes']} bytes")
     time.sleep(0.5)  # the stand-ins' last writes, before the next round's clock
     return float(found["elapsed_s"]), float(found["cpu_s"])
