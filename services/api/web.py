@@ -256,16 +256,10 @@ def where_text(destination: dict[str, Any]) -> str:
     return f"{note}. {text}" if note else text
 
 
-def album_model(album: AlbumView) -> dict[str, Any]:
-    """The album as the page and its stream show it (the API's JSON, so they never disagree)."""
-    body = album_fields_model(album)
-    body["images"] = [image_model(image, i) for i, image in enumerate(body["images"])]
-    body["cover_url"] = body["images"][0]["thumb_url"] if body["images"] else None
-    return body
-
-
 def album_fields_model(album: AlbumView) -> dict[str, Any]:
-    """album_model's album-level part, with the images still as the API's JSON."""
+    """The album as the page and its stream show it (the API's JSON, so they never disagree),
+    its images still as the API's JSON: the stream models only those it sends
+    (services/api/album_changes.py)."""
     body = album_json(album)
     return _with_words(body, album)
 
