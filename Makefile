@@ -67,8 +67,10 @@ broker:
 
 run: $(RUN_STAMP)
 	scripts/ensure-broker.sh --management
-	@# RabbitMQ's own /metrics (queue depths) on :15692, beside the services' (README).
-	command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins enable rabbitmq_prometheus >/dev/null \
+	@# RabbitMQ's own /metrics (queue depths) on :15692, beside the services' (README). The
+	@# plugin tool (an Erlang VM: 3-7 s here) only when :15692 does not answer yet.
+	timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/15692' 2>/dev/null \
+	  || { command -v rabbitmq-plugins >/dev/null && rabbitmq-plugins enable rabbitmq_prometheus >/dev/null; } \
 	  || echo "==> rabbitmq_prometheus not enabled here: enable it on the broker for queue depths"
 	mkdir -p var
 	$(BIN)/honcho start -f Procfile -e dev/local.env

@@ -17,18 +17,37 @@ def png(width: int, height: int, seed: int = 0, noise: bool = False) -> bytes:
     is about width * height * 3 bytes)."""
     rng = random.Random(seed)
     tint = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-    rows = []
-    for y in range(height):
-        if noise:
-            pixels = rng.randbytes(width * 3)
-        else:
-            pixels = bytes((x * 255 // max(width - 1, 1) + tint[c] + (y if c == 2 else 0)) % 256
-                           for x in range(width) for c in range(3))
-        rows.append(b"\x00" + pixels)
+    if noise:
+        rows = [b"\x00" + rng.randbytes(width * 3) for _ in range(height)]
+    else:
+        rows = _gradient_rows(width, height, tint)
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     body = zlib.compress(b"".join(rows), 6)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", body) + _chunk(
         b"IEND", b"")
+
+
+def _gradient_rows(width: int, height: int, tint: tuple[int, int, int]) -> list[bytes]:
+    """Each row's filter byte and pixels: channel c of pixel (x, y) is
+    (x * 255 // (width - 1) + tint[c] + (y if c is blue)) % 256.
+
+    Red and green are the same on every row and blue is one row shifted by y, so each row is
+    three channel strips interleaved by slice assignment: a pixel-by-pixel generator took
+    0.7 s per 640x480 image, which `make run`'s banner waited for twenty times.
+    """
+    ramp = [x * 255 // max(width - 1, 1) for x in range(width)]
+    red, green, blue = (bytes((step + shade) % 256 for step in ramp) for shade in tint)
+    row = bytearray(1 + width * 3)  # row[0] stays 0: PNG's "no filter" byte
+    row[1::3], row[2::3] = red, green
+    rows = []
+    for y in range(height):
+        row[3::3] = blue.translate(_SHIFTS[y % 256])
+        rows.append(bytes(row))
+    return rows
+
+
+#: _SHIFTS[n] maps each byte b to (b + n) % 256 (bytes.translate's table).
+_SHIFTS = [bytes((b + n) % 256 for b in range(256)) for n in range(256)]
 
 
 def png_of_size(approx_bytes: int, seed: int = 0) -> bytes:

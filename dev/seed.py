@@ -1,22 +1,28 @@
 """python -m dev.seed: a demo user with 20 images in the local bucket, and a ready curl line.
 
-With --stay it then waits (so `make run` keeps it beside the services without stopping them).
+With --wait-ready the banner waits until every service's /readyz answers (`make run` starts
+them all at once), and with --stay it then waits (so `make run` keeps it beside the services
+without stopping them).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import shlex
 import signal
 import sys
 import time
+import urllib.request
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dev.graph_simulator import DEFAULT_PAGE_ID, DEFAULT_PAGE_TOKEN
 from dev.images import png
+from dev.waiting import wait_for
 from services.api.settings import ApiSettings
 from shared import s3
 from shared.store import Store
@@ -24,6 +30,9 @@ from shared.token_cipher import cipher_from_setting
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_IMAGES = 20
+#: How long --wait-ready waits for the services in all: past it the banner comes anyway,
+#: after a line naming the ones that do not answer (their own log lines say why).
+READY_WAIT_S = 120.0
 
 
 def ensure_bucket(client: Any, bucket: str, wait_s: float = 30.0) -> None:
@@ -93,43 +102,88 @@ def metrics_ports(settings: ApiSettings) -> dict[str, int]:
             "notifier": NotifierSettings().notifier_metrics_port}
 
 
+def api_url(settings: ApiSettings) -> str:
+    return f"http://{settings.api_host}:{settings.api_port}"
+
+
+def readyz_urls(settings: ApiSettings, ports: dict[str, int]) -> list[str]:
+    """The API's /readyz and each consumer's (a port of 0 serves none)."""
+    hosts = [api_url(settings)] + [f"http://{settings.health_host}:{port}"
+                                   for port in ports.values() if port]
+    return [f"{host}/readyz" for host in hosts]
+
+
+def inbox_url() -> str:
+    # The mail catcher's own setting (dev/mail_catcher.py), not one of the services'.
+    return f"http://127.0.0.1:{os.environ.get('MAIL_UI_PORT', '8025')}"
+
+
+def _ready(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as reply:
+        return bool(reply.status == 200)
+
+
+def wait_until_ready(urls: list[str], timeout: float = READY_WAIT_S,
+                     every: float = 0.1) -> list[str]:
+    """Wait for each URL to answer 200, all within one `timeout`; the ones that did not."""
+    deadline = time.monotonic() + timeout
+    late = []
+    for url in urls:
+        try:
+            # Refused or 503 (an HTTPError is an OSError): still starting.
+            wait_for(functools.partial(_ready, url), max(0.0, deadline - time.monotonic()),
+                     every, what=url, tolerate=(OSError,))
+        except TimeoutError:
+            late.append(url)
+    return late
+
+
 def banner(settings: ApiSettings, ports: dict[str, int], email: str, token: str,
            keys: list[str], metrics: dict[str, int] | None = None) -> str:
     """What `make run` prints once the demo is seeded: every address an operator opens."""
-    api_url = f"http://{settings.api_host}:{settings.api_port}"
-    services = [f"http://{settings.health_host}:{port}" for port in ports.values() if port]
+    api = api_url(settings)
     ui_user = settings.rabbitmq_management_user
     # Each service's /metrics has a port of its own, and RabbitMQ's plugin serves the broker's.
     scrapes = [f"http://{settings.metrics_host}:{port}/metrics"
                for port in [*(metrics or {}).values(), 15692] if port]
     return f"""
 ==> Album publisher is running.
-    API:            {api_url}   (OpenAPI: {api_url}/api/openapi.json)
-    Inbox:          http://127.0.0.1:8025
-    Dead letters:   {api_url}/operator/dead-letters
+    Browser:        {api}/   (sign in with the demo user's token)
+    API:            {api}   (OpenAPI: {api}/api/openapi.json)
+    Inbox:          {inbox_url()}
+    Dead letters:   {api}/operator/dead-letters
     RabbitMQ UI:    {settings.rabbitmq_management_url}   (user {ui_user}, AMQP_URL's password)
-    Health:         {api_url}/readyz  {"  ".join(f"{url}/readyz" for url in services)}
+    Health:         {"  ".join(readyz_urls(settings, ports))}
     Metrics:        {"  ".join(scrapes)}
     Demo user:      {email}   token: {token}
     Publish the demo album ({len(keys)} images):
 
-{curl_line(api_url, token, keys)}
+{curl_line(api, token, keys)}
 
-    Then follow it:  curl -sS -H 'Authorization: Bearer {token}' {api_url}/api/albums
+    Then follow it:  curl -sS -H 'Authorization: Bearer {token}' {api}/api/albums
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m dev.seed")
+    parser.add_argument("--wait-ready", action="store_true",
+                        help="print the banner once every service's /readyz answers")
     parser.add_argument("--stay", action="store_true", help="wait for a signal after seeding")
     args = parser.parse_args()
-    settings = ApiSettings()
-    result = seed(settings)
-    print(banner(settings, health_ports(), result["user"].email, result["token"],
-                 result["keys"], metrics_ports(settings)), flush=True)
     if args.stay:
+        # From the start: a Ctrl-C while it seeds or waits for the services ends it quietly.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: sys.exit(0))
+    settings = ApiSettings()
+    result = seed(settings)
+    ports = health_ports()
+    late = wait_until_ready(readyz_urls(settings, ports)) if args.wait_ready else []
+    if late:
+        print(f"==> Not ready after {READY_WAIT_S:g} s: {'  '.join(late)} (their logs say why)",
+              flush=True)
+    print(banner(settings, ports, result["user"].email, result["token"],
+                 result["keys"], metrics_ports(settings)), flush=True)
+    if args.stay:
         signal.pause()
 
 

@@ -1,4 +1,5 @@
-"""The bucket, reached through boto3 exactly as in production (endpoint from S3_ENDPOINT_URL)."""
+"""The bucket, reached through boto3 exactly as in production (endpoint from S3_ENDPOINT_URL,
+keys and region from the service's settings)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ def make_client(settings: CommonSettings) -> Any:
     # halfway is the uploader's to retry as a whole.
     config = Config(retries={"mode": "standard", "max_attempts": 3},
                     connect_timeout=5, read_timeout=60, max_pool_connections=32)
-    return boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+    return _session(settings).client("s3", endpoint_url=settings.s3_endpoint_url, config=config)
+
+
+def _session(settings: CommonSettings) -> boto3.session.Session:
+    """A session of the settings' own, not boto3's process-wide default: the keys and region
+    as the service read them (`.env` included); what they leave empty, boto3's chain finds."""
+    return boto3.session.Session(
+        aws_access_key_id=settings.aws_access_key_id or None,
+        aws_secret_access_key=settings.aws_secret_access_key.get_secret_value() or None,
+        aws_session_token=settings.aws_session_token.get_secret_value() or None,
+        region_name=settings.aws_region or None)
 
 
 def list_keys(client: Any, bucket: str, prefix: str, limit: int = 1000) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared import topology
@@ -39,7 +39,16 @@ class CommonSettings(BaseSettings):
     health_host: str = "127.0.0.1"
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "albums"
-    # boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION itself.
+    #: The bucket's keys and region, handed to boto3 from here (shared/s3.py): boto3 reads only
+    #: the process environment, and these come from `.env` too. Both keys or neither; none
+    #: (and no region) leaves boto3 its own chain, as an instance or task role needs.
+    aws_access_key_id: str = ""
+    aws_secret_access_key: SecretStr = SecretStr("")
+    #: Temporary (STS) credentials' third part, beside the two keys.
+    aws_session_token: SecretStr = SecretStr("")
+    #: AWS_REGION, else AWS_DEFAULT_REGION (boto3's name for it).
+    aws_region: str = Field(default="", validation_alias=AliasChoices("aws_region",
+                                                                      "aws_default_region"))
     log_level: str = "INFO"
     #: `json` (one object per line) or `text`; unset: text on a terminal, JSON otherwise.
     log_format: Literal["json", "text"] | None = None
@@ -115,6 +124,16 @@ class CommonSettings(BaseSettings):
             self.rabbitmq_management_user = unquote(parts.username or "guest")
         if not self.rabbitmq_management_password.get_secret_value():
             self.rabbitmq_management_password = SecretStr(unquote(parts.password or "guest"))
+        return self
+
+    @model_validator(mode="after")
+    def _aws_keys_paired(self) -> Self:
+        # Half a pair would sign with the other half of whatever boto3's chain finds.
+        key_id, secret = self.aws_access_key_id, self.aws_secret_access_key.get_secret_value()
+        if bool(key_id) != bool(secret):
+            raise ValueError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: set both or neither")
+        if self.aws_session_token.get_secret_value() and not key_id:
+            raise ValueError("AWS_SESSION_TOKEN needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         return self
 
     def __repr_args__(self) -> Any:
