@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from sqlalchemy import bindparam, create_engine, text
 
-from bench.common import Broker, Options, Row, log, wait_for
+from bench.common import Broker, Options, Row, log, py_spy, stop_profiler, wait_for
 from bench.p2_consume import cpu_seconds
 from bench.p3_concurrency import uploader_ready
 from bench.system import System, database
@@ -58,7 +58,12 @@ def run(opts: Options, broker: Broker) -> list[Row]:
             uploader_ready(system, url, C, PROCESSES)
             log(f"P9: {albums} albums of {IMAGES} from {USERS} users at once, C={C}")
             cpu = _cpu(system)
-            span = _busy(system, db_url, users, keys, albums)
+            profiler = (py_spy(system.procs["uploader"].pid, "p9-uploader", True)
+                        if opts.profile else None)
+            try:
+                span = _busy(system, db_url, users, keys, albums)
+            finally:
+                stop_profiler(profiler)
             cpu = {name: (after - cpu[name]) / (albums * IMAGES)
                    for name, after in _cpu(system).items()}
             log(f"P9: {albums * IMAGES} images in {span:.2f} s; now {SMALL} alone, then "
