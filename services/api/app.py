@@ -36,7 +36,7 @@ from shared.store import (
 )
 from shared.token_cipher import TokenCipher, cipher_from_setting
 
-from . import album_pages, json_body, rate_limits, request_trace, security_headers
+from . import album_paging, json_body, rate_limits, request_trace, security_headers
 from .idempotency import HEADER, InvalidKey, fingerprint, parse_key
 from .openapi import SPEC
 from .page_albums import PageAlbums, PageUnavailable
@@ -400,13 +400,13 @@ def retry_album(album_id: str) -> Any:
 def list_albums() -> Any:
     """A page of the caller's albums, newest first; `next` is the cursor of the page after."""
     try:
-        limit = album_pages.parse_limit(request.args.get("limit"))
-        after = album_pages.decode(request.args.get("cursor"))
-    except album_pages.InvalidPaging as exc:
+        limit = album_paging.parse_limit(request.args.get("limit"))
+        after = album_paging.decode(request.args.get("cursor"))
+    except album_paging.InvalidPaging as exc:
         return _error(400, exc.reason)
     summaries, following = _services().store.album_summaries(g.user.id, limit, after)
     return jsonify({"albums": [summary_json(summary) for summary in summaries],
-                    "next": album_pages.encode(following) if following else None})
+                    "next": album_paging.encode(following) if following else None})
 
 
 @api.get("/api/images")

@@ -52,7 +52,7 @@ from shared.store import (
     UserView,
 )
 
-from . import album_pages, rate_limits, sessions
+from . import album_paging, rate_limits, sessions
 from .album_changes import AlbumChanges
 from .app import (
     NoPage,
@@ -435,12 +435,12 @@ def publish() -> Any:
 def albums() -> Any:
     """The user's albums, ALBUMS_PER_PAGE at a time, newest first (`?cursor=`: older ones)."""
     try:
-        after = album_pages.decode(request.args.get("cursor"))
-    except album_pages.InvalidPaging:
+        after = album_paging.decode(request.args.get("cursor"))
+    except album_paging.InvalidPaging:
         abort(400, "That link to older albums is not valid. Start from your newest albums")
     summaries, following = _services().store.album_summaries(g.user.id, ALBUMS_PER_PAGE,
                                                              after)
-    older = (url_for("web.albums", cursor=album_pages.encode(following))
+    older = (url_for("web.albums", cursor=album_paging.encode(following))
              if following else None)
     return render_template("albums.html", albums=[summary_model(s) for s in summaries],
                            older_url=older, newest_url=url_for("web.albums") if after else None)
