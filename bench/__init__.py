@@ -1,0 +1,1 @@
+"""`make bench`: each figure of bench/results/results.md, measured by its `p<N>_*.py`."""

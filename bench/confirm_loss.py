@@ -118,10 +118,10 @@ class OurClient:
 
     def publish(self, probe_id: str) -> bool:
         try:
-            self._publisher.publish([Outgoing(topology.WORK_EXCHANGE,
-                                              topology.IMAGE_UPLOADS.routing_key, _body(probe_id),
-                                              message_id=probe_id)],
-                                    timeout=5.0, connect_wait=0.5)
+            self._publisher.publish_confirmed(
+                [Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key,
+                          _body(probe_id), message_id=probe_id)],
+                timeout=5.0, connect_wait=0.5)
             return True
         except BrokerError:
             return False

@@ -31,6 +31,7 @@ from bench.common import (
 from bench.system import System, database, settle_seconds
 from dev.images import png_of_size
 from shared import topology
+from shared.store import AlbumState
 
 IMAGES = 20
 LATENCY_S = 1.0
@@ -95,7 +96,7 @@ def time_setup(opts: Options, system: System, url: str, token: str, keys: list[s
     walls = []
     for n in range(ALBUMS_PER_C):
         wall, album = time_album(system, token, keys, f"p3 {_label(concurrency, processes)} {n}")
-        if album["state"] != "done":
+        if album["state"] != AlbumState.DONE:
             raise RuntimeError(f"album ended {album['state']}: {album['counts']}")
         walls.append(wall)
     stop_profiler(profiler)

@@ -11,6 +11,7 @@ from bench.common import Broker, Options, Row, log
 from bench.p3_concurrency import time_album, uploader_ready
 from bench.system import System, database, rss_peak_kb
 from dev.images import png_of_size
+from shared.store import AlbumState
 
 IMAGES = 20
 SIZES = {"100 KB": 100_000, "10 MB": 10_000_000}
@@ -30,7 +31,7 @@ def run(opts: Options, broker: Broker) -> list[Row]:
                 keys = system.put_images(user["prefix"], body, IMAGES, f"p4-{size}")
                 uploader_ready(system, url, 4)
                 wall, album = time_album(system, user["token"], keys, f"p4 {label}")
-                if album["state"] != "done":
+                if album["state"] != AlbumState.DONE:
                     raise RuntimeError(f"album of {label} ended {album['state']}: "
                                        f"{album['counts']}")
                 peaks[label] = rss_peak_kb(system.procs["uploader"].pid)

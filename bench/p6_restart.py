@@ -123,7 +123,7 @@ def _probe(publisher: Publisher, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            publisher.publish([out], timeout=5.0, connect_wait=5.0)
+            publisher.publish_confirmed([out], timeout=5.0, connect_wait=5.0)
             return out.message_id
         except BrokerError:
             if time.monotonic() > deadline:

@@ -25,16 +25,7 @@ from chaos.system import System, wait_for
 from chaos.workload import Workload
 from shared import messages, topology
 from shared.broker.connection import parameters, ready_count
-from shared.store import (
-    FAILED,
-    PAUSED,
-    PUBLISHING,
-    QUEUED,
-    RETRYING,
-    UPLOADED,
-    UPLOADING,
-    Store,
-)
+from shared.store import TERMINAL, AlbumState, ImageState, PageState, PostState, Store
 from shared.store.tables import Image
 
 
@@ -120,14 +111,14 @@ def settled_copies(ctx: Context) -> list[tuple[str, bytes]]:
     return [(topology.ALBUM_SETTLED.routing_key, messages.encode(messages.AlbumSettled(
         album_id=album.id, settle_seq=album.settle_seq,
         uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
-                  for i in album.images if i.state == UPLOADED],
+                  for i in album.images if i.state == ImageState.UPLOADED],
         failed=[messages.FailedImage(image_id=i.id, key=i.key, reason=i.error or "")
-                for i in album.images if i.state != UPLOADED])))
-        for album in albums if album is not None and album.state != PUBLISHING]
+                for i in album.images if i.state != ImageState.UPLOADED])))
+        for album in albums if album is not None and album.state != AlbumState.PUBLISHING]
 
 
 def wait_settled(ctx: Context, timeout: float = 120) -> None:
-    wait_for(lambda: ctx.images() and all(i.state in ("uploaded", "failed")
+    wait_for(lambda: ctx.images() and all(i.state in TERMINAL
                                           for _, i in ctx.images()),
              timeout, what="the albums to settle", every=0.5)
 
@@ -162,7 +153,8 @@ def broker_kill_while_uploading(ctx: Context) -> None:
     since_start(ctx, 8)
     ctx.system.graph_faults(latency_s=0.3)
     ctx.work.publish_all(plans)
-    wait_for(lambda: ctx.count(UPLOADED) >= 2 and ctx.count(UPLOADING) >= 1, 60,
+    wait_for(lambda: ctx.count(ImageState.UPLOADED) >= 2
+             and ctx.count(ImageState.UPLOADING) >= 1, 60,
              what="uploads in flight")
     time.sleep(ctx.rng.uniform(0.0, 0.3))
     ctx.system.node.kill()
@@ -243,13 +235,13 @@ def _taken_again(ctx: Context, key: str, after: int) -> Any:
 
 
 def _ended(ctx: Context, key: str) -> bool:
-    return any(i.key == key and i.state in ("uploaded", "failed") for _, i in ctx.images())
+    return any(i.key == key and i.state in TERMINAL for _, i in ctx.images())
 
 
 def _uploading(ctx: Context, key: str, after: int = 0) -> Any:
     """The image with `key` if it is being uploaded at an attempt later than `after`."""
     for _, image in ctx.images():
-        if image.key == key and image.state == UPLOADING and image.attempts > after:
+        if image.key == key and image.state == ImageState.UPLOADING and image.attempts > after:
             return image
     return None
 
@@ -278,7 +270,7 @@ def _post_pending(ctx: Context) -> bool:
         albums = [store.album(album_id) for album_id in list(ctx.work.accepted)]
     finally:
         store.dispose()
-    return any(album is not None and album.post_state == "pending" for album in albums)
+    return any(album is not None and album.post_state == PostState.PENDING for album in albums)
 
 
 def graph_5xx(ctx: Context) -> None:
@@ -322,7 +314,7 @@ def s3_down(ctx: Context) -> None:
     half = max(1, len(plans) // 2)
     ctx.system.graph_faults(latency_s=0.2)
     ctx.work.publish_all(plans[:half])
-    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, what="a first upload")
+    wait_for(lambda: ctx.count(ImageState.UPLOADED) >= 1, 60, what="a first upload")
     proxy = ctx.system.proxies["s3"]
     proxy.cut()
     started = time.monotonic()
@@ -352,7 +344,7 @@ def smtp_down(ctx: Context) -> None:
 def _any_settled(ctx: Context) -> bool:
     images = ctx.images()
     albums = {album_id for album_id, _ in images}
-    return any(all(i.state in ("uploaded", "failed") for a, i in images if a == album_id)
+    return any(all(i.state in TERMINAL for a, i in images if a == album_id)
                for album_id in albums)
 
 
@@ -418,7 +410,7 @@ def store_down(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.system.graph_faults(latency_s=0.2)
     publishing = ctx.work.publish_in_background(plans, gap_s=1.0)
-    wait_for(lambda: ctx.count(UPLOADED) >= 3, 60, what="first uploads")
+    wait_for(lambda: ctx.count(ImageState.UPLOADED) >= 3, 60, what="first uploads")
     proxy.cut()
     try:
         time.sleep(ctx.hold(20, 8))
@@ -437,10 +429,10 @@ def uploads_lost_in_flight(ctx: Context) -> None:
     rather than send a second."""
     ctx.system.graph_faults(latency_s=2.0)
     ctx.work.publish_all(ctx.albums())
-    wait_for(lambda: ctx.count(UPLOADING) >= 2, 60, what="uploads in flight")
+    wait_for(lambda: ctx.count(ImageState.UPLOADING) >= 2, 60, what="uploads in flight")
     time.sleep(1.0)  # their photos reach Facebook while the uploader dies
     ctx.system.kill_service("uploader")
-    stuck = ctx.count(UPLOADING)
+    stuck = ctx.count(ImageState.UPLOADING)
     dropped = _drop_all(ctx, topology.IMAGE_UPLOADS.name)
     ctx.system.graph_faults()
     ctx.system.start_service("uploader")
@@ -472,7 +464,7 @@ def store_blips(ctx: Context) -> None:
         return
     ctx.system.graph_faults(latency_s=0.3)
     publishing = ctx.work.publish_in_background(ctx.albums(), gap_s=0.5)
-    wait_for(lambda: ctx.count(UPLOADED) >= 1, 60, what="a first upload")
+    wait_for(lambda: ctx.count(ImageState.UPLOADED) >= 1, 60, what="a first upload")
     for _ in range(6 if ctx.quick else 12):
         proxy.cut()
         time.sleep(ctx.rng.uniform(0.05, 0.3))
@@ -494,7 +486,7 @@ def unroutable(ctx: Context) -> None:
         queued = [a.album_id[:8] for a in ctx.work.answers if a.queued]
         if queued:
             ctx.row.problems.append(f"API said queued for unroutable albums {queued}")
-        if any(image.state != "queued" for _, image in ctx.images()):
+        if any(image.state != ImageState.QUEUED for _, image in ctx.images()):
             ctx.row.problems.append("an image was processed while its queue was unbound")
     finally:
         node.bind(vhost, topology.WORK_EXCHANGE, queue.name, queue.routing_key)
@@ -596,15 +588,59 @@ def token_revoked(ctx: Context) -> None:
         store.dispose()
     pages.connect(ctx.system, victim["token"], _FB_USERS[0])  # the dialog hands a new token
     page = pages.page_of(ctx.system, victim["token"])
-    if page is None or page["state"] != "connected":
+    if page is None or page["state"] != PageState.CONNECTED:
         ctx.row.problems.append(f"the Page after reconnecting: {page}")
     ctx.row.notes.append(f"token revoked with {paused} of {len(plan.keys)} photos paused")
+
+
+def token_revoked_at_post(ctx: Context) -> None:
+    """Issue 10's 190 met by the multi-photo post itself: a connected Page's album has every
+    photo up, and its Page token is revoked while the post's request is on its way (held 2 s
+    by the simulator, then answered 190). The post must pause (not fail for good), its owner
+    get one email asking to reconnect, and the reconnect send the post at once; the ledger
+    then checks one post attaching each photo once and one settle email."""
+    ctx.expect.posts = True
+    ctx.expect.reconnect_mails = 1
+    victim = ctx.work.user
+    pages.add_page(ctx.system, _PAGE_IDS[0], _FB_USERS[0])
+    pages.connect(ctx.system, victim["token"], _FB_USERS[0])
+    (plan,) = ctx.work.make_albums((1, 1), (4, 8), user=victim)
+    # Every post is held, then refused as a revoked token's would be: the revoke below lands
+    # while it is held, whichever moment the row reaches it.
+    ctx.system.graph_faults(latency_s=2.0, error_rates={"190": 1.0}, endpoints=["feed"],
+                            seed=ctx.rng.randrange(1000))
+    album_id = ctx.work.publish(plan)
+    if album_id is None:
+        raise RuntimeError("the API never accepted the album")
+    store = Store(ctx.system.db.url())
+    try:
+        wait_for(lambda: _post_state(store, album_id) == "pending", 120,
+                 what="the album's post requested")
+        pages.revoke(ctx.system, _PAGE_IDS[0])
+        state = wait_for(lambda: _post_state(store, album_id) not in ("pending", None) and
+                         _post_state(store, album_id), 60, what="the post to end or pause")
+    finally:
+        store.dispose()
+    if state != "paused":
+        ctx.row.problems.append(f"the post met the revoked token and ended {state}, "
+                                "not paused")
+    _asked_once(ctx, victim["email"])
+    ctx.system.graph_faults()
+    pages.connect(ctx.system, victim["token"], _FB_USERS[0])  # the dialog hands a new token
+    ctx.row.notes.append(f"token revoked while the post of {len(plan.keys)} photos was held; "
+                         f"the post {state}, then reconnected")
+
+
+def _post_state(store: Store, album_id: str) -> str | None:
+    album = store.album(album_id)
+    return album.post_state if album else None
 
 
 def _mid_album(store: Store, album_id: str) -> bool:
     album = store.album(album_id)
     states = [i.state for i in album.images] if album else []
-    return states.count(UPLOADED) >= 2 and sum(s in (QUEUED, RETRYING) for s in states) >= 3
+    waiting = (ImageState.QUEUED, ImageState.RETRYING)
+    return states.count(ImageState.UPLOADED) >= 2 and sum(s in waiting for s in states) >= 3
 
 
 def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
@@ -617,9 +653,9 @@ def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
         return None if moving else album
 
     album = wait_for(still, 90, what="the album's images to stop", every=0.2)
-    paused = [i for i in album.images if i.state == PAUSED]
-    failed = [i for i in album.images if i.state == FAILED]
-    if any(i.attempts for i in album.images if i.state == QUEUED):
+    paused = [i for i in album.images if i.state == ImageState.PAUSED]
+    failed = [i for i in album.images if i.state == ImageState.FAILED]
+    if any(i.attempts for i in album.images if i.state == ImageState.QUEUED):
         ctx.row.problems.append("an image waiting for its turn spent an attempt")
     if failed:
         ctx.row.problems.append(f"{len(failed)} images failed instead of pausing: "
@@ -629,10 +665,10 @@ def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
     if any(i.attempts for i in paused):
         ctx.row.problems.append("a paused image spent an attempt: "
                                 f"{[(i.id, i.attempts) for i in paused if i.attempts]}")
-    if album.state != PUBLISHING:
+    if album.state != AlbumState.PUBLISHING:
         ctx.row.problems.append(f"the paused album settled ({album.state})")
     page = pages.page_of(ctx.system, ctx.work.user["token"])
-    if page is None or page["state"] != "needs_reconnect":
+    if page is None or page["state"] != PageState.NEEDS_RECONNECT:
         ctx.row.problems.append(f"the Page while paused: {page}")
     return len(paused)
 
@@ -643,7 +679,8 @@ def _on_their_way(store: Store, album_id: str) -> bool:
     with store.engine.connect() as connection:
         rows = connection.execute(select(Image.state, Image.unreleased)
                                   .where(Image.album_id == album_id)).all()
-    return any(state in (RETRYING, UPLOADING) or (state == QUEUED and not unreleased)
+    return any(state in (ImageState.RETRYING, ImageState.UPLOADING)
+               or (state == ImageState.QUEUED and not unreleased)
                for state, unreleased in rows)
 
 
@@ -662,13 +699,13 @@ def _others_settle_meanwhile(ctx: Context, store: Store, album_id: str) -> None:
     waits (the album itself must not)."""
     others = [a for a in ctx.work.accepted if a != album_id]
     try:
-        wait_for(lambda: all((a := store.album(o)) is not None and a.state != PUBLISHING
+        wait_for(lambda: all((a := store.album(o)) is not None and a.state != AlbumState.PUBLISHING
                              for o in others), 120, what="the other albums to settle")
     except TimeoutError:
         ctx.row.problems.append("the other users' albums did not settle while a Page waited")
     album = store.album(album_id)
-    if album is None or album.state != PUBLISHING or not any(
-            i.state == PAUSED for i in album.images):
+    if album is None or album.state != AlbumState.PUBLISHING or not any(
+            i.state == ImageState.PAUSED for i in album.images):
         ctx.row.problems.append("the paused album moved on before its Page was reconnected")
     asked = pages.reconnect_mails(ctx.system.mails())
     if len(asked) != 1:
@@ -745,7 +782,7 @@ def _cluster(ctx: Context) -> Cluster:
 def _wait_mid_album(ctx: Context) -> None:
     """Until uploads are under way with images still waiting; then the work queue must have a
     member online on every node (it survives the loss of one only then)."""
-    wait_for(lambda: ctx.count(UPLOADED) >= 3 and len(_waiting(ctx)) >= 8, 90,
+    wait_for(lambda: ctx.count(ImageState.UPLOADED) >= 3 and len(_waiting(ctx)) >= 8, 90,
              what="uploads under way with images still waiting")
     cluster = _cluster(ctx)
     online = cluster.online(ctx.system.vhost, topology.IMAGE_UPLOADS.name)
@@ -757,7 +794,7 @@ def _wait_mid_album(ctx: Context) -> None:
 def _waiting(ctx: Context) -> set[tuple[str, int]]:
     """Images whose message waits in a queue (none of the uploader's workers holds it)."""
     return {(album_id, image.id) for album_id, image in ctx.images()
-            if image.state in (QUEUED, RETRYING)}
+            if image.state in (ImageState.QUEUED, ImageState.RETRYING)}
 
 
 def _resumed(ctx: Context, fault_at: float) -> tuple[set[tuple[str, int]], float]:
@@ -774,7 +811,7 @@ def _resumed(ctx: Context, fault_at: float) -> tuple[set[tuple[str, int]], float
     if not waiting:
         ctx.row.problems.append("no image waiting after the fault: nothing measured")
         return waiting, 0.0
-    wait_for(lambda: any((album_id, image.id) in waiting and image.state == UPLOADED
+    wait_for(lambda: any((album_id, image.id) in waiting and image.state == ImageState.UPLOADED
                          for album_id, image in ctx.images()),
              RESUME_LIMIT_S + 60, what="a waiting image to be uploaded", every=0.1)
     resumed = time.monotonic() - fault_at
@@ -846,4 +883,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("token-revoked",
              "a connected Page's token revoked mid-album (190), then reconnected",
              token_revoked),
+    Scenario("token-revoked-at-post",
+             "a connected Page's token revoked while the album's post is in flight (190), "
+             "then reconnected",
+             token_revoked_at_post),
 ]

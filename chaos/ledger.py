@@ -15,7 +15,7 @@ from chaos.workload import Workload
 from shared import topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.dead_letters import DeadLetter
-from shared.store import FAILED, PUBLISHING, TERMINAL, UPLOADED, AlbumView, Store
+from shared.store import TERMINAL, AlbumState, AlbumView, ImageState, PostState, Store
 
 UPLOADER_DEAD = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
 NOTIFIER_DEAD = topology.dead_letter_queue_name(topology.ALBUM_SETTLED)
@@ -95,7 +95,7 @@ def _quietly(check: Any, timeout: float, what: str) -> None:
 
 def _all_settled(store: Store, work: Workload) -> bool:
     albums = [store.album(album_id) for album_id in work.accepted]
-    return all(album is not None and album.state != PUBLISHING for album in albums)
+    return all(album is not None and album.state != AlbumState.PUBLISHING for album in albums)
 
 
 def _drained_for(system: System, quiet_s: float) -> bool:
@@ -123,8 +123,8 @@ def check(row: Row, system: System, work: Workload, expect: Expect) -> Row:
     row.images = sum(len(plan.keys) for plan in work.accepted.values())
     images = {(a.id, i.id): i for a in albums.values() for i in a.images}
     keys = {(a.id, i.id): i.key for a in albums.values() for i in a.images}
-    row.uploaded = sum(1 for i in images.values() if i.state == UPLOADED)
-    row.failed = sum(1 for i in images.values() if i.state == FAILED)
+    row.uploaded = sum(1 for i in images.values() if i.state == ImageState.UPLOADED)
+    row.failed = sum(1 for i in images.values() if i.state == ImageState.FAILED)
     _check_albums(row, work, albums, expect)
     _check_photos(row, system, work, images, keys)
     _check_emails(row, system, albums, expect)
@@ -156,7 +156,7 @@ def _check_albums(row: Row, work: Workload, albums: dict[str, AlbumView],
             states = Counter(i.state for i in stuck)
             row.problems.append(f"album {album_id[:8]}: {len(stuck)} images never ended "
                                 f"({dict(states)})")
-        elif album.state == PUBLISHING:
+        elif album.state == AlbumState.PUBLISHING:
             row.lost += 1
             row.problems.append(f"album {album_id[:8]}: every image ended, album never settled")
         elif album.settle_seq != expect.settles:
@@ -202,10 +202,10 @@ def _check_photos(row: Row, system: System, work: Workload, images: dict[tuple[s
         twice = [str(ref[1]) for ref, n in per_image.items() if n > 1]
         row.problems.append(f"duplicate photos for images {', '.join(twice)}")
     for ref, image in images.items():
-        if image.state == UPLOADED and per_image[ref] == 0:
+        if image.state == ImageState.UPLOADED and per_image[ref] == 0:
             row.lost += 1
             row.problems.append(f"image {ref[1]} recorded uploaded but not on Facebook")
-        if image.state == FAILED and per_image[ref]:
+        if image.state == ImageState.FAILED and per_image[ref]:
             row.problems.append(f"image {ref[1]} recorded failed but is on Facebook")
 
 
@@ -239,7 +239,7 @@ def _check_emails(row: Row, system: System, albums: dict[str, AlbumView],
     row.emails = sum(per_album.values())
     for album in albums.values():
         # One email per settle: the notifier's claim is per (album, settle_seq).
-        expected = 0 if album.state == PUBLISHING else album.settle_seq
+        expected = 0 if album.state == AlbumState.PUBLISHING else album.settle_seq
         if per_album[album.id] != expected:
             row.problems.append(f"album {album.id[:8]} ({album.state}): "
                                 f"{per_album[album.id]} emails, expected {expected}")
@@ -268,11 +268,11 @@ def _check_posts(row: Row, system: System, albums: dict[str, AlbumView],
                 row.problems.append(f"album {album.id[:8]} went to {album.destination}, "
                                     "not a post")
             continue
-        uploaded = [i.photo_id for i in album.images if i.state == UPLOADED]
+        uploaded = [i.photo_id for i in album.images if i.state == ImageState.UPLOADED]
         if uploaded and per_album[album.id] != 1:
             row.problems.append(f"album {album.id[:8]}: {per_album[album.id]} posts, "
                                 "expected 1")
-        if uploaded and album.post_state != "posted":
+        if uploaded and album.post_state != PostState.POSTED:
             row.problems.append(f"album {album.id[:8]}: post {album.post_state} "
                                 f"({album.post_error})")
         twice = [p for p in uploaded if attached[p or ""] != 1]
@@ -327,10 +327,10 @@ def _check_dead_letters(row: Row, system: System, images: dict[tuple[str, int], 
     for letter in poison:
         if not letter.headers.get("dead-reason"):
             row.problems.append(f"poison dead letter without a reason: {letter.reason}")
-    failed = {ref for ref, image in images.items() if image.state == FAILED}
+    failed = {ref for ref, image in images.items() if image.state == ImageState.FAILED}
     stale = 0
     for ref in set(per_image) - failed:
-        if expect.settles > 1 and images[ref].state == UPLOADED:
+        if expect.settles > 1 and images[ref].state == ImageState.UPLOADED:
             stale += 1  # the album page retried it: its letter stays, stale, until purged
         else:
             row.problems.append(f"image {ref[1]} dead-lettered but {images[ref].state} in "
@@ -351,8 +351,8 @@ def _ref(letter: DeadLetter) -> tuple[str, int] | None:
 
 def _check_failures(row: Row, images: dict[tuple[str, int], Any], expect: Expect) -> None:
     for ref, image in images.items():
-        if image.state != FAILED:
-            if image.key in expect.refused_keys and image.state == UPLOADED:
+        if image.state != ImageState.FAILED:
+            if image.key in expect.refused_keys and image.state == ImageState.UPLOADED:
                 row.problems.append(f"refused image {ref[1]} was uploaded")
             continue
         allowed = {

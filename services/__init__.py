@@ -1,0 +1,1 @@
+"""The three services: the API (`api/`), the uploader (`uploader/`), the notifier (`notifier/`)."""

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from shared import messages
-from shared.store.tables import DONE, DONE_WITH_FAILURES, FAILED, PUBLISHING, TERMINAL, UPLOADED
+from shared.store.tables import TERMINAL, AlbumState, ImageState
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,13 @@ class ImageEnd:
 def has_ended(album_state: str, image_states: Iterable[str]) -> bool:
     """An album still publishing ends once every one of its images has ended (uploaded or
     failed); one that already settled does not end again until it is re-opened."""
-    return album_state == PUBLISHING and all(state in TERMINAL for state in image_states)
+    return album_state == AlbumState.PUBLISHING and all(state in TERMINAL for state in image_states)
 
 
 def settled_state(images: Sequence[ImageEnd]) -> str:
     """`done` when every image made it, `done_with_failures` when any failed."""
-    return DONE_WITH_FAILURES if any(i.state == FAILED for i in images) else DONE
+    failed = any(i.state == ImageState.FAILED for i in images)
+    return AlbumState.DONE_WITH_FAILURES if failed else AlbumState.DONE
 
 
 def settled_event(album_id: str, settle_seq: int,
@@ -42,7 +43,7 @@ def settled_event(album_id: str, settle_seq: int,
         album_id=album_id, settle_seq=settle_seq,
         uploaded=[messages.UploadedImage(image_id=i.image_id, key=i.key,
                                          photo_id=i.photo_id or "")
-                  for i in images if i.state == UPLOADED],
+                  for i in images if i.state == ImageState.UPLOADED],
         failed=[messages.FailedImage(image_id=i.image_id, key=i.key,
                                      reason=i.error or "failed")
-                for i in images if i.state == FAILED])
+                for i in images if i.state == ImageState.FAILED])

@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-from shared.store.tables import DESTINATIONS, EXISTING_ALBUM, NEW_ALBUM, POST
+from shared.store.tables import DESTINATIONS, Destination
 
-__all__ = ["DESTINATIONS", "EXISTING_ALBUM", "NEW_ALBUM", "POST", "post_url"]
+__all__ = ["DESTINATIONS", "Destination", "post_url"]
 
 
 def post_url(post_id: str) -> str:

@@ -75,11 +75,11 @@ class Route(Generic[M]):
 
 @dataclass(frozen=True)
 class Fate:
-    """Publish these with confirms, then ack; `kind` says why (for logs, tests and the
+    """Publish `outgoing` with confirms, then ack; `kind` says why (for logs, tests and the
     metrics), `code` the third party's error code that decided it, if any."""
 
     kind: str = "ack"
-    publish: tuple[Outgoing, ...] = ()
+    outgoing: tuple[Outgoing, ...] = ()
     code: int | None = None
     #: A retry because Facebook throttled (counted apart from other retries).
     throttled: bool = False

@@ -1,6 +1,6 @@
 """The outbox relay: what a transaction recorded reaches the broker, now or once it is back.
 
-A service publishes its freshly committed rows at once (`publish`); the relay thread picks up
+A service publishes its freshly committed rows at once (`send_rows`); the relay thread picks up
 whatever that missed (the broker was down, the process died between commit and publish).
 
 Each row's outcome is its own: a row the broker confirmed is marked published even when another
@@ -92,7 +92,7 @@ class Outbox:
         """Whether the publisher holds a broker connection (waiting up to `wait_s`)."""
         return self._publisher.connected(wait_s)
 
-    def publish(self, rows: Sequence[OutboxMessage]) -> bool:
+    def send_rows(self, rows: Sequence[OutboxMessage]) -> bool:
         """Publish committed rows with confirms and mark the confirmed ones published; True if
         all were, False if the relay must finish the job (refused rows after their backoff)."""
         if not rows:
@@ -101,8 +101,8 @@ class Outbox:
         return len(outcomes.confirmed) == len(rows)
 
     def _send(self, rows: Sequence[OutboxMessage]) -> Outcomes:
-        results = self._publisher.publish_each([row.outgoing() for row in rows],
-                                               timeout=self._timeout_s)
+        results = self._publisher.publish_outcomes([row.outgoing() for row in rows],
+                                                   timeout=self._timeout_s)
         outcomes = sort_outcomes(rows, results)
         self._store.mark_published(outcomes.confirmed)
         _log_milestones(rows, outcomes.confirmed)
@@ -116,19 +116,19 @@ class Outbox:
                         next(iter(outcomes.unsent.values())))
         return outcomes
 
-    def publish_committed(self, rows: Sequence[OutboxMessage]) -> bool:
-        """`publish` for a caller whose change is committed, so can no longer fail: it never
+    def send_committed(self, rows: Sequence[OutboxMessage]) -> bool:
+        """`send_rows` for a caller whose change is committed, so can no longer fail: it never
         raises. False if the relay must finish the job: not confirmed, or confirmed but not
         marked published (the relay then sends the rows again; consumers are idempotent)."""
         try:
-            return self.publish(rows)
+            return self.send_rows(rows)
         except Exception:  # the store failed after the broker confirmed: the relay finishes
             log.warning("outbox: %d messages left for the relay", len(rows), exc_info=True)
             return False
 
-    def publish_now(self, messages: Sequence[Outgoing]) -> None:
+    def send_unrecorded(self, messages: Sequence[Outgoing]) -> None:
         """Publish messages that need no record (raises BrokerError if not confirmed)."""
-        self._publisher.publish(messages, timeout=self._timeout_s)
+        self._publisher.publish_confirmed(messages, timeout=self._timeout_s)
 
     def relay_once(self) -> int:
         """One round: publish the rows due; returns how many were confirmed."""

@@ -25,7 +25,7 @@ from shared.dead_letters import DeadLetter, requeue_message
 from shared.outbox import Outbox
 from shared.stale_letters import stale_letters
 from shared.store import Store
-from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
+from shared.store.tables import LetterState
 from shared.store.views import LetterView
 
 #: Who the audit names for what the command line replays or purges.
@@ -63,7 +63,7 @@ class Replayer:
         re-opened while the album's window is full wait for their turn, and count."""
         reopened = self._store.retry_failed(album_id)
         # Re-opened is committed: the relay finishes what is not confirmed now.
-        self._outbox.publish_committed(reopened.rows)
+        self._outbox.send_committed(reopened.rows)
         return reopened.images
 
     def stale(self, letters: list[DeadLetter], queue: str = "uploader") -> dict[int, str]:
@@ -82,25 +82,25 @@ class Replayer:
                             [letter for letter in letters if letter.position not in stale])
 
         taken = dlq.take(_each(chosen), before_ack=send_back)
-        self._record(taken, LETTER_REPLAYED, dlq.name)
+        self._record(taken, LetterState.REPLAYED, dlq.name)
         return Replayed(len(taken), len(stale))
 
     def purge(self, chosen: Callable[[DeadLetter], bool], queue: str = "uploader") -> int:
         dlq = self.queue(queue)
-        return self._record(dlq.take(_each(chosen)), LETTER_PURGED, dlq.name)
+        return self._record(dlq.take(_each(chosen)), LetterState.PURGED, dlq.name)
 
     def purge_stale(self, queue: str = "uploader") -> int:
         """Remove the letters that are stale (they would send nothing if replayed)."""
         dlq = self.queue(queue)
         return self._record(dlq.take(lambda letters: self.stale(letters, queue)),
-                            LETTER_PURGED, dlq.name)
+                            LetterState.PURGED, dlq.name)
 
     def _record(self, taken: list[DeadLetter], state: str, queue: str) -> int:
         """Mark what the command line took from the queue in the desk's index (and audit it),
         so that the desk does not offer those letters again."""
         ids = [letter.message_id for letter in taken if letter.message_id]
         if ids:
-            action = "replay" if state == LETTER_REPLAYED else "purge"
+            action = "replay" if state == LetterState.REPLAYED else "purge"
             self._store.settle_letters(ids, state, CLI_OPERATOR, action, f"queue {queue}")
             self._store.mark_drained(ids)
         return len(taken)
@@ -135,12 +135,12 @@ class Replayer:
             # Unfinished ones first: those re-opened next are unfinished too, and sent once.
             rows = [*self._store.resend_unfinished(album_id, image_ids),
                     *self._store.reopen_failed(album_id, image_ids)]
-            if not self._outbox.publish(rows):
+            if not self._outbox.send_rows(rows):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         for album_id in posts:
-            if not self._outbox.publish(self._store.reopen_post(album_id)):
+            if not self._outbox.send_rows(self._store.reopen_post(album_id)):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
-        self._outbox.publish_now(raw)
+        self._outbox.send_unrecorded(raw)
 
 
 

@@ -17,19 +17,19 @@ from collections.abc import Iterable
 
 from shared import fencing
 from shared.dead_letters import DeadLetter
-from shared.store import FAILED, UPLOADED, UPLOADING, ImageView, Store
+from shared.store import ImageState, ImageView, Store
 
 
 def why_stale(letter: DeadLetter, image: ImageView | None) -> str | None:
     """Why `letter` (an image's) is stale given its image as the store has it, or None."""
     if image is None:
         return "its image is no longer in the store"
-    if image.state == FAILED:
+    if image.state == ImageState.FAILED:
         return None
-    if image.state == UPLOADED:
+    if image.state == ImageState.UPLOADED:
         return "its image was uploaded since"
     if fencing.superseded(fencing.fence_of(letter.headers), image.attempts,
-                          image.state == UPLOADING, image.attempt_fence):
+                          image.state == ImageState.UPLOADING, image.attempt_fence):
         return f"its image was queued again since (now {image.state})"
     return None
 

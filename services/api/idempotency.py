@@ -7,6 +7,8 @@ import hashlib
 import json
 import re
 
+from shared.store import Destination
+
 from .validation import AlbumRequest
 
 HEADER = "Idempotency-Key"
@@ -43,7 +45,7 @@ def fingerprint(album: AlbumRequest) -> str:
         asked["captions"] = album.captions
     if album.description:
         asked["description"] = album.description
-    if album.destination.kind != "new_album":  # the default keeps the fingerprints it had
+    if album.destination.kind != Destination.NEW_ALBUM:  # the default keeps the fingerprints it had
         asked["destination"] = album.destination.model_dump()
     canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -18,7 +18,6 @@ from typing import Any
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     g,
     redirect,
@@ -26,28 +25,19 @@ from flask import (
     request,
     url_for,
 )
-from werkzeug.exceptions import HTTPException
 
-from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
+from shared.store.tables import LetterState
 from shared.store.views import LetterView
 
-from .app import Services
-from .web import _check_csrf, _error_page, _security_headers, _template_globals, signed_in
+from .page_guards import guard, signed_in
+from .services import current_services
 
 desk = Blueprint("desk", __name__, template_folder="templates")
 # The same guards as the other web pages: CSRF on every POST, their headers, HTML errors.
-desk.before_request(_check_csrf)
-desk.after_request(_security_headers)
-desk.register_error_handler(HTTPException, _error_page)
-desk.context_processor(_template_globals)
+guard(desk)
 
 PAGE_SIZE = 50
-ACTIONS = {"replay": LETTER_REPLAYED, "purge": LETTER_PURGED}
-
-
-def _services() -> Services:
-    services: Services = current_app.extensions["services"]
-    return services
+ACTIONS = {"replay": LetterState.REPLAYED, "purge": LetterState.PURGED}
 
 
 def operator_only(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,7 +70,7 @@ def _act(action: str, letters: list[LetterView], target: str) -> int:
     """Replay or purge `letters` (waiting ones), audit it; returns how many were acted on."""
     if action not in ACTIONS:
         abort(404)
-    services = _services()
+    services = current_services()
     if action == "replay" and letters:
         # Sent first, marked after: a crash between leaves them waiting, and a second replay
         # of an image's letter is stale then (it sends nothing again).
@@ -100,7 +90,7 @@ def _done(action: str, count: int, back: str) -> Any:
 @operator_only
 def dead_letters() -> Any:
     page = _page()
-    store = _services().store
+    store = current_services().store
     groups = store.letter_groups((page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     return render_template("desk_groups.html", groups=groups[:PAGE_SIZE], page=page,
                            more=len(groups) > PAGE_SIZE, audit=store.audit_log(0, 20))
@@ -110,7 +100,8 @@ def dead_letters() -> Any:
 @operator_only
 def group(kind: str) -> Any:
     page, code = _page(), _code(request.args.get("code"))
-    letters = _services().store.group_letters(kind, code, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    letters = current_services().store.group_letters(kind, code, (page - 1) * PAGE_SIZE,
+                                                     PAGE_SIZE + 1)
     if not letters and page == 1:
         abort(404, "No waiting dead letters in that group.")
     return render_template("desk_group.html", kind=kind, code=code, letters=letters[:PAGE_SIZE],
@@ -122,8 +113,8 @@ def group(kind: str) -> Any:
 @operator_only
 def group_action(kind: str, action: str) -> Any:
     code = _code(request.form.get("code"))
-    letters = _services().store.waiting_letters(
-        kind=kind, code=code, limit=_services().settings.desk_action_limit)
+    letters = current_services().store.waiting_letters(
+        kind=kind, code=code, limit=current_services().settings.desk_action_limit)
     count = _act(action, letters, f"group {kind}: code {code}" if code is not None
                  else f"group {kind}")
     return _done(action, count, url_for("desk.dead_letters"))
@@ -132,7 +123,7 @@ def group_action(kind: str, action: str) -> Any:
 @desk.get("/operator/dead-letters/<message_id>")
 @operator_only
 def letter(message_id: str) -> Any:
-    found = _services().store.dead_letter(message_id)
+    found = current_services().store.dead_letter(message_id)
     if found is None:
         abort(404, "No such dead letter.")
     return render_template("desk_letter.html", letter=found, body=_readable(found.body),
@@ -143,9 +134,9 @@ def letter(message_id: str) -> Any:
 @desk.post("/operator/dead-letters/<message_id>/<action>")
 @operator_only
 def letter_action(message_id: str, action: str) -> Any:
-    if _services().store.dead_letter(message_id) is None:
+    if current_services().store.dead_letter(message_id) is None:
         abort(404, "No such dead letter.")
-    letters = _services().store.waiting_letters([message_id])
+    letters = current_services().store.waiting_letters([message_id])
     count = _act(action, letters, f"letter {message_id}")
     return _done(action, count, url_for("desk.letter", message_id=message_id))
 
@@ -153,8 +144,8 @@ def letter_action(message_id: str, action: str) -> Any:
 @desk.post("/operator/albums/<album_id>/<action>")
 @operator_only
 def album_action(album_id: str, action: str) -> Any:
-    letters = _services().store.waiting_letters(
-        album_id=album_id, limit=_services().settings.desk_action_limit)
+    letters = current_services().store.waiting_letters(
+        album_id=album_id, limit=current_services().settings.desk_action_limit)
     count = _act(action, letters, f"album {album_id}")
     return _done(action, count, url_for("desk.dead_letters"))
 
@@ -163,8 +154,8 @@ def album_action(album_id: str, action: str) -> Any:
 @operator_only
 def stuck() -> Any:
     page = _page()
-    grace = timedelta(seconds=_services().settings.desk_stuck_grace_s)
-    albums = _services().store.stuck_albums(grace, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
+    grace = timedelta(seconds=current_services().settings.desk_stuck_grace_s)
+    albums = current_services().store.stuck_albums(grace, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
     return render_template("desk_stuck.html", albums=albums[:PAGE_SIZE], page=page,
                            more=len(albums) > PAGE_SIZE)
 

@@ -27,20 +27,16 @@ from flask import (
     url_for,
 )
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from werkzeug.exceptions import HTTPException
 
-from .app import Services
 from .facebook_login import FacebookLogin, LoginFailed, ManagedPage
+from .page_guards import guard, signed_in
 from .rate_limits import per_user
-from .web import _check_csrf, _error_page, _security_headers, _template_globals, signed_in
+from .services import current_services
 
 log = logging.getLogger(__name__)
 connect = Blueprint("connect", __name__, template_folder="templates")
 # The same guards as the other web pages: CSRF on every POST, their headers, HTML errors.
-connect.before_request(_check_csrf)
-connect.after_request(_security_headers)
-connect.register_error_handler(HTTPException, _error_page)
-connect.context_processor(_template_globals)
+guard(connect)
 
 #: How long the dialog may take before its state is refused.
 STATE_MAX_AGE_S = 600
@@ -49,13 +45,8 @@ limit_connect = per_user("connect", lambda s: s.connect_rate_limit,
                          "Facebook Page connection steps")
 
 
-def _services() -> Services:
-    services: Services = current_app.extensions["services"]
-    return services
-
-
 def _login() -> FacebookLogin:
-    settings = _services().settings
+    settings = current_services().settings
     return FacebookLogin(settings.facebook_dialog_url, settings.graph_api_url,
                          settings.graph_api_version, settings.facebook_app_id,
                          settings.facebook_app_secret.get_secret_value())
@@ -73,7 +64,7 @@ def _callback_url() -> str:
 def _page_globals() -> dict[str, Any]:
     """Every page shows which Page is connected, or asks to connect or reconnect one."""
     user = g.get("user")
-    return {"fb_page": _services().store.page(user.id) if user else None}
+    return {"fb_page": current_services().store.page(user.id) if user else None}
 
 
 @connect.get("/connect/facebook")
@@ -107,7 +98,7 @@ def callback() -> Any:
     if len(pages) == 1:
         return _connected(pages[0])
     # Sealed: the session cookie is signed, not encrypted.
-    sealed = _services().cipher.encrypt(json.dumps(
+    sealed = current_services().cipher.encrypt(json.dumps(
         [{"id": p.id, "name": p.name, "token": p.token} for p in pages]))
     session["fb_pages"] = sealed.decode()
     return render_template("pick_page.html", pages=pages)
@@ -120,7 +111,7 @@ def pick() -> Any:
     sealed = session.pop("fb_pages", None)
     if not sealed:
         abort(400, "The list of Pages expired; start again from Connect a Page.")
-    offered = json.loads(_services().cipher.decrypt(sealed.encode()))
+    offered = json.loads(current_services().cipher.decrypt(sealed.encode()))
     chosen = [p for p in offered if p["id"] == request.form.get("page_id")]
     if not chosen:
         abort(422, "Pick one of the Pages listed.")
@@ -131,7 +122,7 @@ def pick() -> Any:
 @signed_in
 @limit_connect
 def disconnect() -> Any:
-    if _services().store.disconnect_page(g.user.id):
+    if current_services().store.disconnect_page(g.user.id):
         flash("Your Facebook Page was disconnected; its token was deleted.")
     return redirect(url_for("web.home"), code=303)
 
@@ -152,10 +143,10 @@ def _check_state(state: str) -> None:
 
 
 def _connected(page: ManagedPage) -> Any:
-    services = _services()
+    services = current_services()
     resumed = services.store.connect_page(g.user.id, page.id, page.name,
                                           services.cipher.encrypt(page.token))
-    services.outbox.publish_committed(resumed)
+    services.outbox.send_committed(resumed)
     log.info("user %s connected Facebook Page %s (%d paused images resumed)", g.user.id,
              page.id, len(resumed))
     note = f" {len(resumed)} paused photos are on their way again." if resumed else ""

@@ -2,7 +2,7 @@
 framing, HSTS over https, and the way to authenticate on a 401 of the JSON API.
 
 Set with `setdefault`, so a view (thumbnails: a private cache) or a blueprint (the pages'
-Content-Security-Policy, services/api/web.py) that said otherwise keeps its own.
+Content-Security-Policy, services/api/page_guards.py) that said otherwise keeps its own.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The notifier: mails the user once an album settled (`handler.py`)."""

@@ -19,6 +19,7 @@ from shared import messages, metrics, outcomes, store, topology
 from shared.destinations import post_url
 from shared.fate import Route
 from shared.retry_policy import RetryPolicy
+from shared.store import Destination
 
 from .claim_timing import backoff, mark_deadline
 from .email_message import AlbumEmail, compose
@@ -69,10 +70,10 @@ class AlbumNotifier:
         asked_at = self._clock()
         claim = self._store.claim_notification(event.album_id, event.settle_seq,
                                               self._claim_lease)
-        if claim.state == store.SENT:
+        if claim.state == store.ClaimVerdict.SENT:
             log.info("album %s settle %d already mailed", event.album_id, event.settle_seq)
             return
-        if claim.state == store.BUSY:
+        if claim.state == store.ClaimVerdict.BUSY:
             raise outcomes.Busy(None, "another notifier is sending this email")
         assert claim.claim_id is not None  # SEND always comes with its claim
         try:
@@ -131,7 +132,7 @@ class AlbumNotifier:
         if album is None or user is None:
             raise messages.PoisonMessage(f"album {event.album_id} is not in the store")
         to = album.notify_email or user.email
-        post = album.destination == "post"
+        post = album.destination == Destination.POST
         return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}",
                           stored_settle(event, album),
                           post_url(album.fb_post_id) if post and album.fb_post_id else None,

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from shared.periodic import start_periodic
-from shared.store import BLOCKED, Store
+from shared.store import PageState, Store
 from shared.store.views import ReconnectMail
 
 from .handler import Mailer
@@ -30,7 +30,7 @@ def compose(mail: ReconnectMail, sender: str, connect_url: str) -> EmailMessage:
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(idstring=f"reconnect.{mail.user_id}")
     why = ("Facebook blocked your Page for policy reasons, so the album being published "
-           "stopped and your other albums are paused." if mail.state == BLOCKED else
+           "stopped and your other albums are paused." if mail.state == PageState.BLOCKED else
            "Facebook no longer accepts our access to your Page (the permission was removed, "
            "your password changed, or the access expired), so your photos are paused.")
     message.set_content(

@@ -1,3 +1,7 @@
+"""The notifier's settings (on top of those every service reads, shared/settings.py): the SMTP
+relay it mails through and how, the sender, the links in the mail, and how long it holds its
+claim on a settle's email."""
+
 from __future__ import annotations
 
 from datetime import timedelta

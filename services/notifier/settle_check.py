@@ -11,7 +11,7 @@ nothing; what the email shows (names, photo links, reasons) is read from the sto
 from __future__ import annotations
 
 from shared.messages import AlbumSettled, FailedImage, MessageMismatch, UploadedImage
-from shared.store import FAILED, UPLOADED, AlbumView, ImageView
+from shared.store import AlbumView, ImageState, ImageView
 
 #: A failed image re-opened since its settle: its reason then is no longer in the store.
 RETRIED_SINCE = "it failed, and has been sent again since"
@@ -30,7 +30,8 @@ def stored_settle(event: AlbumSettled, album: AlbumView) -> AlbumSettled:
     if any(images[image_id].key != key for image_id, key in keys):
         raise MessageMismatch("album", "key differs")
     # An upload is final: a photo the store does not hold for that image is not ours.
-    if any(images[i.image_id].state != UPLOADED or images[i.image_id].photo_id != i.photo_id
+    if any(images[i.image_id].state != ImageState.UPLOADED
+           or images[i.image_id].photo_id != i.photo_id
            for i in event.uploaded):
         raise MessageMismatch("album", "photo differs")
     return event.model_copy(update={
@@ -42,6 +43,6 @@ def stored_settle(event: AlbumSettled, album: AlbumView) -> AlbumSettled:
 
 
 def _reason(image: ImageView) -> str:
-    if image.state == FAILED:
+    if image.state == ImageState.FAILED:
         return image.error or "failed"
     return RETRIED_SINCE

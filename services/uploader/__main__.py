@@ -55,7 +55,7 @@ def consume(settings: UploaderSettings) -> None:
                        in_flight_window(settings.graph_timeout_s)
                        ).start(stop, settings.lost_message_sweep_s)
     DeadLetterDrain(store, [DeadLetterQueue(settings.amqp_url, q) for q in topology.WORK_QUEUES],
-                    publisher.publish, settings.dead_letter_drain_batch,
+                    publisher.publish_confirmed, settings.dead_letter_drain_batch,
                     ).start(stop, settings.dead_letter_drain_s)
     fallback = settings.single_tenant_page
     gate = ThrottleGate(store, fallback[0] if fallback else "", settings.usage_threshold_pct,
@@ -83,7 +83,7 @@ def consume(settings: UploaderSettings) -> None:
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,
     # one post at a time (a post is one request, albums settle far apart).
-    poster = FeedPoster(store, outbox, lambda album_id: pages.client_for(album_id).client,
+    poster = FeedPoster(store, outbox, pages.client_for,
                         handler.policy)
     posts = Consumer(settings.amqp_url, poster.route(), 1,
                      on_connect=TopologyDeclarer.from_settings(settings),

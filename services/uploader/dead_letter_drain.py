@@ -27,11 +27,11 @@ from shared.dead_letters import QUEUE_HEADER, REASON_HEADER, DeadLetter, own_hea
 from shared.outgoing import Outgoing
 from shared.periodic import start_periodic
 from shared.store import Store
-from shared.store.tables import LETTER_PURGED, LETTER_REPLAYED
+from shared.store.tables import LetterState
 
 log = logging.getLogger(__name__)
 
-_HANDLED = frozenset({LETTER_REPLAYED, LETTER_PURGED})
+_HANDLED = frozenset({LetterState.REPLAYED, LetterState.PURGED})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ id recorded with the album's settled event (the email) before the message is ack
 whose answer was lost may have landed: the claim is kept until a post sent under it can no
 longer land, and the next attempt reads the Page's recent posts for one attaching the album's
 photos before it posts. Facts and sources: docs/facebook-destinations.md.
+
+Page-wide stops (issue 10) pause the post rather than fail it: a Page found waiting for its
+owner, a 190 (token refused) or a 368 (the Page blocked) answered to the post itself. The
+post is recorded paused (`Store.pause_post`), its message acked, and the reconnect requests
+it again (`Store.connect_page`).
 """
 
 from __future__ import annotations
@@ -22,12 +27,12 @@ from shared.fate import Route
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryPolicy
-from shared.store import Store
+from shared.store import PageState, Store
 
 from .failures import classify, graph_text, may_have_landed
 from .graph_client import GraphError
 from .handler import Policy
-from .pages import PagePaused
+from .pages import BLOCKED_REASON, RECONNECT_REASON, PageClient, PagePaused
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,10 @@ QUEUE = topology.FEED_POSTS
 #: How many of the Page's newest posts are read to find an unrecorded one: an uncertain post
 #: is looked for minutes after it was sent, not days.
 _POSTS_LOOKED_AT = 100
-#: How long a post waits, without spending an attempt, while its Page waits for a reconnect.
-_PAUSED_WAIT_S = 60.0
+#: Graph's codes that stop the whole Page: its token refused, the Page blocked.
+_TOKEN_REFUSED, _PAGE_BLOCKED = 190, 368
+#: A post whose Page was reconnected under it goes again this soon (no attempt spent).
+_RECONNECTED_WAIT_S = 1.0
 
 
 class PostingGraph(Protocol):
@@ -46,8 +53,9 @@ class PostingGraph(Protocol):
 
 class FeedPoster:
     def __init__(self, store: Store, outbox: Outbox,
-                 graph_for: Callable[[str], PostingGraph], policy: Policy) -> None:
-        """`graph_for(album_id)`: the client of the album's Page, with its token."""
+                 graph_for: Callable[[str], PageClient], policy: Policy) -> None:
+        """`graph_for(album_id)`: the album's Page and its client, with its token (raises
+        PagePaused while the Page waits for its owner)."""
         self._store = store
         self._outbox = outbox
         self._graph_for = graph_for
@@ -72,22 +80,61 @@ class FeedPoster:
                      message.settle_seq, job.state or "superseded")
             return
         try:
-            graph = self._graph_for(message.album_id)
+            page = self._graph_for(message.album_id)
         except PagePaused as exc:
-            self._store.release_post_claim(message.album_id)
-            raise outcomes.Busy(_PAUSED_WAIT_S, exc.reason) from None
-        if attempt > 1 or job.taken_over:
-            found = self._look_for_post(graph, message.album_id, job.photo_ids)
+            self._pause(message, exc.reason, None)
+            return
+        try:
+            self._publish(page.client, message, job.title, job.photo_ids,
+                          attempt > 1 or job.taken_over)
+        except outcomes.Outcome as outcome:
+            # Either Graph call may meet the Page's stop: the look with the token too.
+            if not self._page_wide(message, outcome.__cause__, page.sealed):
+                raise
+
+    def _publish(self, graph: PostingGraph, message: messages.FeedPostRequested, title: str,
+                 photo_ids: Sequence[str], look_first: bool) -> None:
+        """Post the album (unless an earlier attempt's post is found) and record the post."""
+        if look_first:
+            found = self._look_for_post(graph, message.album_id, photo_ids)
             if found is not None:
                 log.info("album %s was already posted as %s", message.album_id, found)
-                self._outbox.publish(self._store.record_posted(
+                self._outbox.send_rows(self._store.record_posted(
                     message.album_id, message.settle_seq, found))
                 return
-        post_id = self._post(graph, message.album_id, job.title, job.photo_ids)
-        self._outbox.publish(self._store.record_posted(message.album_id, message.settle_seq,
-                                                       post_id))
+        post_id = self._post(graph, message.album_id, title, photo_ids)
+        self._outbox.send_rows(self._store.record_posted(message.album_id, message.settle_seq,
+                                                         post_id))
         log.info("album %s posted as %s with %d photos", message.album_id, post_id,
-                 len(job.photo_ids))
+                 len(photo_ids))
+
+    def _page_wide(self, message: messages.FeedPostRequested, exc: BaseException | None,
+                   sealed: bytes | None) -> bool:
+        """A 190 or 368 answered to the post is its Page's, not the post's: the post pauses
+        (a 368 marks the Page blocked first, as for a photo). False (the failure stands) for
+        other failures and for the single-tenant Page, which only its operator can fix."""
+        code = exc.code if isinstance(exc, GraphError) else None
+        if code not in (_TOKEN_REFUSED, _PAGE_BLOCKED):
+            return False
+        owner = self._store.album_page(message.album_id)
+        if owner is None or owner[1] is None:
+            return False
+        if code == _PAGE_BLOCKED:
+            self._store.set_page_state(owner[0], owner[1], PageState.BLOCKED)
+            self._pause(message, BLOCKED_REASON, None)
+        else:
+            self._pause(message, RECONNECT_REASON, sealed)
+        log.warning("album %s: its post paused: the Page answered %s", message.album_id, code)
+        return True
+
+    def _pause(self, message: messages.FeedPostRequested, reason: str,
+               refused: bytes | None) -> None:
+        """Pause the post till its Page is reconnected, or, if the owner reconnected since
+        (the store tells), try again shortly with the new token, no attempt spent."""
+        if not self._store.pause_post(message.album_id, message.settle_seq, reason, refused):
+            raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page was reconnected "
+                                "meanwhile")
+        log.info("album %s: its post paused: %s", message.album_id, reason)
 
     def _post(self, graph: PostingGraph, album_id: str, title: str,
               photo_ids: Sequence[str]) -> str:
@@ -128,7 +175,7 @@ class FeedPoster:
         """The route's `on_give_up`: the failure, its dead letter and the album's settle (its
         email says the post failed, and why) in one transaction."""
         log.warning("album %s: the post failed for good: %s", message.album_id, failure.reason)
-        self._outbox.publish(self._store.record_post_failed(
+        self._outbox.send_rows(self._store.record_post_failed(
             message.album_id, message.settle_seq, failure.reason, letter))
 
 

@@ -277,8 +277,8 @@ class ImageUploader:
                 raise outcomes.of(failure).copy_with(
                     {fencing.FENCE_HEADER: start.attempt}) from exc
         self._breaker.record(ok=True)
-        self._outbox.publish(self._store.record_uploaded(message.image_id, photo_id,
-                                                         attempt=start.attempt))
+        self._outbox.send_rows(self._store.record_uploaded(message.image_id, photo_id,
+                                                           attempt=start.attempt))
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
@@ -508,7 +508,7 @@ class ImageUploader:
         """The route's `on_give_up`: the failure, its dead letter and the album's settle (if it
         ended the album) in one transaction; the outbox sends the letter and the settle."""
         log.warning("image %s failed for good: %s", message.image_id, failure.reason)
-        self._outbox.publish(self._store.record_failed(
+        self._outbox.send_rows(self._store.record_failed(
             message.image_id, failure.reason, failure.code, letter,
             stop_album=failure.kind is FailureKind.AUTH or failure.code == _PAGE_BLOCKED,
             attempt=getattr(self._running, "attempt", None)))

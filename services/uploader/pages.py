@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from shared.store import BLOCKED, CONNECTED, NEEDS_RECONNECT, Store
+from shared.store import PageState, Store
 from shared.token_cipher import TokenCipher
 
 #: Builds a Graph client for (page id, page token).
@@ -64,11 +64,11 @@ class Pages:
                 raise PagePaused(RECONNECT_REASON)
             return (*self._single_tenant, None)
         credentials = self._store.page_credentials(user_id, page_id)
-        if credentials is None or credentials.state == NEEDS_RECONNECT:
+        if credentials is None or credentials.state == PageState.NEEDS_RECONNECT:
             raise PagePaused(RECONNECT_REASON)
-        if credentials.state == BLOCKED:
+        if credentials.state == PageState.BLOCKED:
             raise PagePaused(BLOCKED_REASON)
-        assert credentials.state == CONNECTED
+        assert credentials.state == PageState.CONNECTED
         sealed = credentials.token_sealed
         return page_id, self._cipher.decrypt(sealed), sealed
 
@@ -95,7 +95,7 @@ class Pages:
         owner = self._store.album_page(album_id)
         if owner is None or owner[1] is None:  # the single-tenant Page: ops must act
             return False
-        return self._store.set_page_state(owner[0], owner[1], BLOCKED)
+        return self._store.set_page_state(owner[0], owner[1], PageState.BLOCKED)
 
     def close(self) -> None:
         with self._lock:

@@ -1,3 +1,7 @@
+"""The uploader's settings (on top of those every service reads, shared/settings.py): how many
+uploads run at once and in how many processes, its ports, its sweeper and dead-letter drain,
+and how it backs off from Facebook (circuit breaker, throttles, usage headers)."""
+
 from __future__ import annotations
 
 from pydantic import Field

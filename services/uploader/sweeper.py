@@ -64,7 +64,7 @@ class LostMessageSweeper:
                                         queue_empty=self._queue_empty())
         if rows:
             log.warning("%d images had no message left in the broker; sent again", len(rows))
-            self._outbox.publish(rows)
+            self._outbox.send_rows(rows)
             metrics.SWEEPER_RESENDS.inc(len(rows))
         return len(rows)
 

@@ -258,13 +258,13 @@ class Consumer:
         """Publish the fate's messages with confirms; False if they were not all confirmed in
         time (the delivery then goes back to its queue, and the copies that did get through
         are duplicates the handlers absorb)."""
-        if not fate.publish:
+        if not fate.outgoing:
             return True
         publisher = self._publisher
         if publisher is None:
             return False
         try:
-            publisher.publish(fate.publish, timeout=self._publish_timeout_s)
+            publisher.publish_confirmed(fate.outgoing, timeout=self._publish_timeout_s)
             return True
         except BrokerError as exc:
             log.error("%s: could not publish the message's %s (%s); it goes back",

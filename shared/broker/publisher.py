@@ -65,8 +65,8 @@ class Publisher:
         """Whether a connection takes publishes now (waiting up to `wait_s` for one)."""
         return self._ready.wait(wait_s)
 
-    def publish(self, messages: Sequence[Outgoing], timeout: float = 10.0,
-                connect_wait: float = 2.0) -> None:
+    def publish_confirmed(self, messages: Sequence[Outgoing], timeout: float = 10.0,
+                          connect_wait: float = 2.0) -> None:
         """Publish all messages and return once the broker has confirmed every one of them.
 
         Waits at most `connect_wait` for a connection (a request must not hang while the broker
@@ -86,12 +86,12 @@ class Publisher:
         if not_done:
             raise BrokerError(f"no confirm within {timeout} s")
 
-    def publish_each(self, messages: Sequence[Outgoing], timeout: float = 10.0,
-                     connect_wait: float = 2.0) -> list[BaseException | None]:
-        """`publish`, but each message's own outcome, in order: None once the broker confirmed
-        it, else why not (`Refused`/`Unroutable`: the broker said no to that message; another
-        BrokerError: no connection, or no confirm within `timeout` for the whole batch).
-        Never raises for a message that failed: one refusal must not hide the confirmed."""
+    def publish_outcomes(self, messages: Sequence[Outgoing], timeout: float = 10.0,
+                         connect_wait: float = 2.0) -> list[BaseException | None]:
+        """`publish_confirmed`, but each message's own outcome, in order: None once the broker
+        confirmed it, else why not (`Refused`/`Unroutable`: the broker said no to that message;
+        another BrokerError: no connection, or no confirm within `timeout` for the whole
+        batch). Never raises for a message that failed: one refusal must not hide the confirmed."""
         if not messages:
             return []
         try:

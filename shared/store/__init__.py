@@ -9,23 +9,16 @@ from shared.store.daily_quota import QuotaExceeded
 from shared.store.engine import PG_CONNECT_ARGS, make_engine
 from shared.store.repository import KeyReused, Store, hash_token
 from shared.store.tables import (
-    BLOCKED,
-    BUSY,
-    CONNECTED,
-    DONE,
-    DONE_WITH_FAILURES,
-    FAILED,
-    NEEDS_RECONNECT,
-    PAUSED,
-    PUBLISHING,
-    QUEUED,
-    RETRYING,
-    SEND,
-    SENT,
+    DESTINATIONS,
     TERMINAL,
-    UPLOADED,
-    UPLOADING,
+    AlbumState,
+    ClaimVerdict,
+    Destination,
+    ImageState,
+    LetterState,
     OutboxMessage,
+    PageState,
+    PostState,
 )
 from shared.store.views import (
     AlbumView,
@@ -41,11 +34,9 @@ from shared.store.views import (
 )
 
 __all__ = [
-    "BLOCKED", "CONNECTED", "NEEDS_RECONNECT", "PAUSED", "PageCredentials", "PageView",
-    "BUSY", "DONE", "DONE_WITH_FAILURES", "FAILED", "PG_CONNECT_ARGS", "PUBLISHING", "QUEUED",
-    "RETRYING", "SEND", "SENT", "TERMINAL", "UPLOADED", "UPLOADING", "AlbumCursor",
-    "AlbumSummary", "AlbumView", "Created",
-    "FbAlbumClaim", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage",
-    "QuotaExceeded", "Reopened", "Start",
-    "Store", "UserView", "hash_token", "make_engine",
+    "DESTINATIONS", "PG_CONNECT_ARGS", "TERMINAL", "AlbumState", "Destination", "LetterState",
+    "PostState", "AlbumCursor", "AlbumSummary", "AlbumView", "ClaimVerdict", "Created",
+    "FbAlbumClaim", "ImageState", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage",
+    "PageCredentials", "PageState", "PageView", "QuotaExceeded", "Reopened", "Start", "Store",
+    "UserView", "hash_token", "make_engine",
 ]

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from shared import messages, topology
 from shared.dead_letters import CODE_HEADER, QUEUE_HEADER, DeadLetter
 from shared.outgoing import Outgoing
-from shared.store.tables import LETTER_WAITING, AuditEntry, DeadLetterRecord
+from shared.store.tables import AuditEntry, DeadLetterRecord, LetterState
 from shared.store.views import AuditView, LetterGroup, LetterView
 
 #: The kinds of end a dead letter is grouped by (with its Graph code).
@@ -62,7 +62,7 @@ def record(message: Outgoing, poison: bool = False) -> DeadLetterRecord:
         # A body over the messages' limit is poison that never decodes: the index keeps its
         # head, enough to read; the queue keeps it whole.
         headers=dict(message.headers), body=message.body[:messages.MAX_BODY_BYTES],
-        state=LETTER_WAITING)
+        state=LetterState.WAITING)
 
 
 def groups(s: Session, offset: int, limit: int) -> list[LetterGroup]:
@@ -70,7 +70,7 @@ def groups(s: Session, offset: int, limit: int) -> list[LetterGroup]:
     rows = s.execute(
         select(DeadLetterRecord.kind, DeadLetterRecord.code, func.count(),
                func.min(DeadLetterRecord.dead_at), func.max(DeadLetterRecord.dead_at))
-        .where(DeadLetterRecord.state == LETTER_WAITING)
+        .where(DeadLetterRecord.state == LetterState.WAITING)
         .group_by(DeadLetterRecord.kind, DeadLetterRecord.code)
         .order_by(func.count().desc(), DeadLetterRecord.kind, DeadLetterRecord.code)
         .offset(offset).limit(limit))
@@ -81,7 +81,7 @@ def groups(s: Session, offset: int, limit: int) -> list[LetterGroup]:
 def waiting_ids(s: Session, kind: str | None, code: int | None, album_id: str | None,
                 limit: int) -> list[str]:
     """Up to `limit` waiting letters' ids, oldest first: of a group, or of an album."""
-    query = select(DeadLetterRecord.message_id).where(DeadLetterRecord.state == LETTER_WAITING)
+    query = select(DeadLetterRecord.message_id).where(DeadLetterRecord.state == LetterState.WAITING)
     if album_id is not None:
         query = query.where(DeadLetterRecord.album_id == album_id)
     if kind is not None:
@@ -94,7 +94,7 @@ def letters(s: Session, kind: str, code: int | None, offset: int,
             limit: int) -> list[LetterView]:
     """A page of a group's waiting letters, oldest first."""
     query = (select(DeadLetterRecord)
-             .where(DeadLetterRecord.state == LETTER_WAITING, DeadLetterRecord.kind == kind,
+             .where(DeadLetterRecord.state == LetterState.WAITING, DeadLetterRecord.kind == kind,
                     DeadLetterRecord.code.is_(None) if code is None
                     else DeadLetterRecord.code == code)
              .order_by(DeadLetterRecord.dead_at, DeadLetterRecord.message_id)
@@ -113,7 +113,7 @@ def mark(s: Session, message_ids: Sequence[str], state: str, who: str,
     """Mark the waiting ones of `message_ids` `state` (replayed, purged); returns them."""
     rows = list(s.scalars(select(DeadLetterRecord)
                           .where(DeadLetterRecord.message_id.in_(message_ids),
-                                 DeadLetterRecord.state == LETTER_WAITING)
+                                 DeadLetterRecord.state == LetterState.WAITING)
                           .with_for_update()))
     for row in rows:
         row.state, row.handled_by, row.handled_at = state, who, now

@@ -43,37 +43,23 @@ from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
 from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
-    BLOCKED,
-    BUSY,
-    CONNECTED,
-    DONE_WITH_FAILURES,
-    EXISTING_ALBUM,
-    FAILED,
-    LETTER_WAITING,
-    NEEDS_RECONNECT,
-    NEW_ALBUM,
-    PAUSED,
-    POST,
-    POST_FAILED,
-    POST_PENDING,
-    POSTED,
-    PUBLISHING,
-    QUEUED,
-    RETRYING,
-    SEND,
-    SENT,
     TERMINAL,
-    UPLOADED,
-    UPLOADING,
     Album,
+    AlbumState,
     Base,
+    ClaimVerdict,
     DeadLetterRecord,
+    Destination,
     GraphHold,
     IdempotencyKey,
     Image,
+    ImageState,
+    LetterState,
     Notification,
     OutboxMessage,
     PageConnection,
+    PageState,
+    PostState,
     User,
     utcnow,
 )
@@ -145,9 +131,9 @@ class Store:
             now = s.scalar(select(utc_now()))
             publishing, oldest = s.execute(
                 select(func.count(), func.min(Album.created_at))
-                .where(Album.state == PUBLISHING)).one()
+                .where(Album.state == AlbumState.PUBLISHING)).one()
             past_lease = s.scalar(select(func.count()).select_from(Image).where(
-                Image.state == UPLOADING, Image.lease_until < utc_now())) or 0
+                Image.state == ImageState.UPLOADING, Image.lease_until < utc_now())) or 0
             backlog, oldest_row = s.execute(
                 select(func.count(), func.min(OutboxMessage.created_at))
                 .where(OutboxMessage.published_at.is_(None))).one()
@@ -233,7 +219,7 @@ class Store:
     def create_album(self, user_id: int, title: str, notify_email: str | None,
                      keys: Sequence[str], captions: Sequence[str | None] = (),
                      description: str | None = None, page_id: str | None = None,
-                     destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                     destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
                      window: int | None = None, images_per_day: int | None = None,
                      ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and the outbox messages of the first `window` images
@@ -252,7 +238,7 @@ class Store:
                           captions: Sequence[str | None] = (),
                           description: str | None = None,
                           page_id: str | None = None,
-                          destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                          destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
                           window: int | None = None,
                           images_per_day: int | None = None) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
@@ -281,7 +267,7 @@ class Store:
                       keys: Sequence[str], idempotency: tuple[str, str] | None = None,
                       captions: Sequence[str | None] = (), description: str | None = None,
                       page_id: str | None = None,
-                      destination: tuple[str, str | None] = (NEW_ALBUM, None),
+                      destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
                       window: int | None = None, images_per_day: int | None = None,
                       ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
@@ -295,7 +281,7 @@ class Store:
             # claim finds it there and creates nothing.
             s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
                         description=description or None, page_id=page_id, destination=kind,
-                        fb_album_id=existing if kind == EXISTING_ALBUM else None,
+                        fb_album_id=existing if kind == Destination.EXISTING_ALBUM else None,
                         release_window=window))
             s.flush()
             if idempotency is not None:
@@ -407,7 +393,7 @@ class Store:
             busy_until = _busy_until(image, now, in_flight_window)
             if busy_until > now:
                 return Start(None, (busy_until - now).total_seconds())
-            image.state, image.next_attempt_at, image.in_doubt = UPLOADING, None, False
+            image.state, image.next_attempt_at, image.in_doubt = ImageState.UPLOADING, None, False
             # A copy of a message from before the image was re-opened: it holds a slot now.
             image.unreleased = None
             image.attempts += 1
@@ -434,8 +420,8 @@ class Store:
     def release_attempt(self, image_id: int) -> None:
         """The attempt ends having sent nothing (it waits to reconcile): not in flight."""
         with self._tx() as s:
-            s.execute(update(Image).where(Image.id == image_id, Image.state == UPLOADING)
-                      .values(state=RETRYING, lease_until=None, attempt_started_at=None,
+            s.execute(update(Image).where(Image.id == image_id, Image.state == ImageState.UPLOADING)
+                      .values(state=ImageState.RETRYING, lease_until=None, attempt_started_at=None,
                               in_doubt=False))
 
     def album_photo_ledger(self, album_id: str,
@@ -476,8 +462,8 @@ class Store:
                 select(Image).where(_lost(s, now, quiet_for, in_flight_window, queue_empty))
                 .order_by(Image.id).limit(limit).with_for_update(skip_locked=True)))
             for image in images:
-                if image.state == UPLOADING:  # its attempt died and can no longer land
-                    image.state, image.lease_until, image.in_doubt = QUEUED, None, False
+                if image.state == ImageState.UPLOADING:  # its attempt died and can no longer land
+                    image.state, image.lease_until, image.in_doubt = ImageState.QUEUED, None, False
                 _resend(image, now)
             rows = [_upload_row(i) for i in images]
             s.add_all(rows)
@@ -489,7 +475,8 @@ class Store:
             with self._tx() as s:
                 now = _db_time(s)
                 for image_id, attempt in attempts.items():
-                    s.execute(update(Image).where(Image.id == image_id, Image.state == UPLOADING,
+                    s.execute(update(Image).where(Image.id == image_id,
+                                                  Image.state == ImageState.UPLOADING,
                                                   Image.attempts == attempt)
                               .values(lease_until=now + lease))
 
@@ -501,12 +488,12 @@ class Store:
         reach Facebook, so the attempt keeps its in-flight window (see `start_attempt`). With
         `attempt`, only if the image is still in that attempt; with `waiting_only` (a wait
         before any attempt was taken), only if no attempt is uploading it."""
-        waiting = (Image.state != UPLOADING,) if waiting_only else ()
+        waiting = (Image.state != ImageState.UPLOADING,) if waiting_only else ()
         with self._tx() as s:
             at = retry_in if isinstance(retry_in, datetime) else _db_time(s) + retry_in
             s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL),
                                           *_in_attempt(attempt), *waiting)
-                      .values(state=RETRYING, error=error, error_code=code,
+                      .values(state=ImageState.RETRYING, error=error, error_code=code,
                               next_attempt_at=at, queued_at=at,
                               lease_until=None, in_doubt=in_doubt))
 
@@ -518,8 +505,8 @@ class Store:
         image's): the photo is on Facebook, losing its id would lose it. A second photo for
         an image that already has one is logged loudly: it is a duplicate on Facebook.
         """
-        ended, rows = self._end_image(image_id, state=UPLOADED, photo_id=photo_id, error=None,
-                                      error_code=None)
+        ended, rows = self._end_image(image_id, state=ImageState.UPLOADED, photo_id=photo_id,
+                                      error=None, error_code=None)
         if not ended:
             image = self.image(image_id)
             if image is not None and image.photo_id != photo_id:
@@ -538,8 +525,9 @@ class Store:
         With `attempt`, only if the image is still in that attempt (a stalled one is not).
         """
         extra = [dead_letter] if dead_letter is not None else []
-        return self._end_image(image_id, extra, stop_album, _in_attempt(attempt), state=FAILED,
-                               photo_id=None, error=reason, error_code=code)[1]
+        return self._end_image(image_id, extra, stop_album, _in_attempt(attempt),
+                               state=ImageState.FAILED, photo_id=None, error=reason,
+                               error_code=code)[1]
 
     def _end_image(self, image_id: int, extra: Sequence[Outgoing] = (), stop_album: bool = False,
                    only: Sequence[ColumnElement[bool]] = (),
@@ -559,8 +547,10 @@ class Store:
                 return False, []
             if stop_album:
                 s.execute(update(Image).where(Image.album_id == album_id,
-                                              Image.state.in_((QUEUED, RETRYING, PAUSED)))
-                          .values(state=FAILED, next_attempt_at=None,
+                                              Image.state.in_((ImageState.QUEUED,
+                                                               ImageState.RETRYING,
+                                                               ImageState.PAUSED)))
+                          .values(state=ImageState.FAILED, next_attempt_at=None,
                                   error=f"not sent: {values['error']}",
                                   error_code=values["error_code"]))
             rows = [_row(message) for message in extra]
@@ -585,14 +575,14 @@ class Store:
             if album is None:
                 return Reopened(0, [])
             now = _db_time(s)
-            images = [i for i in _images(s, album_id) if i.state == FAILED
+            images = [i for i in _images(s, album_id) if i.state == ImageState.FAILED
                       and (image_ids is None or i.id in image_ids)]
             for image in images:
-                image.state, image.error, image.error_code = QUEUED, None, None
+                image.state, image.error, image.error_code = ImageState.QUEUED, None, None
                 image.queued_at = now
                 image.unreleased = True if album.release_window is not None else None
             if images:
-                album.state, album.settled_at = PUBLISHING, None
+                album.state, album.settled_at = AlbumState.PUBLISHING, None
             s.flush()
             rows = [_upload_row(i) for i in images if not i.unreleased]
             s.add_all(rows)
@@ -643,9 +633,9 @@ class Store:
         photo was sent before (they all wait for the album), so none is sent twice."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
-            if album is None or album.fb_album_id or album.destination == POST:
+            if album is None or album.fb_album_id or album.destination == Destination.POST:
                 return
-            album.destination, album.destination_note = POST, note
+            album.destination, album.destination_note = Destination.POST, note
             album.fb_album_claimed_at = album.fb_album_create_uncertain = None
 
     def start_post(self, album_id: str, settle_seq: int, stale_after: timedelta) -> PostJob:
@@ -655,13 +645,13 @@ class Store:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None:
                 raise LookupError(f"album {album_id} is not in the store")
-            if album.settle_seq != settle_seq or album.post_state != POST_PENDING:
+            if album.settle_seq != settle_seq or album.post_state != PostState.PENDING:
                 return PostJob(False, state=album.post_state)
             now = s.scalar(select(utc_now()))
             assert now is not None
             claimed = album.post_claimed_at
             if claimed is not None and now - claimed < stale_after:
-                return PostJob(False, state=POST_PENDING,
+                return PostJob(False, state=PostState.PENDING,
                                busy_for=(claimed + stale_after - now).total_seconds())
             album.post_claimed_at = now
             return PostJob(True, album.title, tuple(_to_post(s, album)),
@@ -672,11 +662,12 @@ class Store:
         post request goes out through the outbox; its email follows the post."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
-            if album is None or album.post_state != POST_FAILED or not _to_post(s, album):
+            if album is None or album.post_state != PostState.FAILED or not _to_post(s, album):
                 return []
             album.settle_seq += 1
-            album.post_state, album.post_error, album.post_claimed_at = POST_PENDING, None, None
-            album.state, album.settled_at = PUBLISHING, None
+            album.post_state, album.post_error = PostState.PENDING, None
+            album.post_claimed_at = None
+            album.state, album.settled_at = AlbumState.PUBLISHING, None
             row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
                                                          settle_seq=album.settle_seq),
                               topology.FEED_POSTS)
@@ -688,33 +679,37 @@ class Store:
         """The post surely did not land (Facebook refused it, or nothing was sent): the next
         attempt need not wait for the claim to lapse."""
         with self._tx() as s:
-            s.execute(update(Album).where(Album.id == album_id, Album.post_state == POST_PENDING)
+            s.execute(update(Album).where(Album.id == album_id,
+                                          Album.post_state == PostState.PENDING)
                       .values(post_claimed_at=None))
 
     def record_posted(self, album_id: str, settle_seq: int,
                       post_id: str) -> list[OutboxMessage]:
         """The post is on Facebook: its id, and the album's settled event (its email)."""
-        return self._end_post(album_id, settle_seq, POSTED, fb_post_id=post_id, post_error=None)
+        return self._end_post(album_id, settle_seq, PostState.POSTED, fb_post_id=post_id,
+                              post_error=None)
 
     def record_post_failed(self, album_id: str, settle_seq: int, reason: str,
                            dead_letter: Outgoing | None = None) -> list[OutboxMessage]:
         """The post failed for good: why, its dead letter and the album's settled event."""
-        return self._end_post(album_id, settle_seq, POST_FAILED, dead_letter, post_error=reason)
+        return self._end_post(album_id, settle_seq, PostState.FAILED, dead_letter,
+                              post_error=reason)
 
     def _end_post(self, album_id: str, settle_seq: int, state: str,
                   dead_letter: Outgoing | None = None, **values: Any) -> list[OutboxMessage]:
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
-            if album is None or album.settle_seq != settle_seq or album.post_state != POST_PENDING:
+            if (album is None or album.settle_seq != settle_seq
+                    or album.post_state != PostState.PENDING):
                 return []
-            if state == POSTED:
+            if state == PostState.POSTED:
                 album.posted_photos = [*(album.posted_photos or []), *_to_post(s, album)]
             album.post_state, album.post_claimed_at = state, None
             album.state = album_rules.settled_state(
                 [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
                  for i in _images(s, album.id)])
-            if state == POST_FAILED:  # its photos are on Facebook, but shown nowhere
-                album.state = DONE_WITH_FAILURES
+            if state == PostState.FAILED:  # its photos are on Facebook, but shown nowhere
+                album.state = AlbumState.DONE_WITH_FAILURES
             album.settled_at = utcnow()
             for name, value in values.items():
                 setattr(album, name, value)
@@ -821,13 +816,13 @@ class Store:
             if row is None:
                 s.add(Notification(album_id=album_id, settle_seq=settle_seq, claimed_at=now,
                                    claim_id=claim_id))
-                return NotificationClaim(SEND, claim_id)
+                return NotificationClaim(ClaimVerdict.SEND, claim_id)
             if row.sent_at is not None:
-                return NotificationClaim(SENT)
+                return NotificationClaim(ClaimVerdict.SENT)
             if row.claimed_at > now - lease:
-                return NotificationClaim(BUSY)
+                return NotificationClaim(ClaimVerdict.BUSY)
             row.claimed_at, row.claim_id = now, claim_id
-            return NotificationClaim(SEND, claim_id)
+            return NotificationClaim(ClaimVerdict.SEND, claim_id)
 
     def mark_notification_sent(self, album_id: str, settle_seq: int, claim_id: str) -> bool:
         """Record the mail sent under `claim_id`; False (nothing recorded) if that claim is no
@@ -856,23 +851,25 @@ class Store:
                      token_sealed: bytes) -> list[OutboxMessage]:
         """Connect the user's Page (replacing any other), and queue again the images of the
         user's albums for that Page that were paused waiting for it: one upload message each,
-        in the same transaction."""
+        and a post request for each of their multi-photo posts paused so, in the same
+        transaction."""
         with self._tx() as s:
             connection = s.get(PageConnection, user_id, with_for_update=True)
             if connection is None:
                 connection = PageConnection(user_id=user_id)
                 s.add(connection)
             connection.page_id, connection.page_name = page_id, page_name
-            connection.token_sealed, connection.state = token_sealed, CONNECTED
+            connection.token_sealed, connection.state = token_sealed, PageState.CONNECTED
             connection.connected_at, connection.reconnect_asked_at = utcnow(), None
             connection.reconnect_mailed_at = None
             paused = list(s.scalars(
                 select(Image).join(Album, Album.id == Image.album_id)
                 .where(Album.user_id == user_id, Album.page_id == page_id,
-                       Image.state == PAUSED).order_by(Image.id).with_for_update()))
+                       Image.state == ImageState.PAUSED).order_by(Image.id).with_for_update()))
             for image in paused:
-                image.state, image.error, image.error_code = QUEUED, None, None
+                image.state, image.error, image.error_code = ImageState.QUEUED, None, None
             rows = [_upload_row(i) for i in paused]
+            rows += _resume_posts(s, user_id, page_id)
             s.add_all(rows)
             return rows
 
@@ -920,7 +917,7 @@ class Store:
         with self._tx() as s:
             rows = list(s.execute(
                 select(PageConnection, User.email).join(User, User.id == PageConnection.user_id)
-                .where(PageConnection.state.in_((NEEDS_RECONNECT, BLOCKED)),
+                .where(PageConnection.state.in_((PageState.NEEDS_RECONNECT, PageState.BLOCKED)),
                        (PageConnection.reconnect_mailed_at.is_(None))
                        | (PageConnection.reconnect_mailed_at < PageConnection.reconnect_asked_at))
                 .with_for_update(skip_locked=True)))
@@ -961,6 +958,31 @@ class Store:
             image = s.get(Image, image_id, with_for_update=True)
             if image is not None:
                 _pause(image, reason, code, give_back_attempt)
+            return True
+
+    def pause_post(self, album_id: str, settle_seq: int, reason: str,
+                   refused: bytes | None = None) -> bool:
+        """The album's multi-photo post waits for its Page to be reconnected, its claim
+        released (it surely did not land), `reason` shown as its error; `connect_page`
+        requests it again. As `pause_for_page`: decided with the Page connection locked
+        (before the album, in `connect_page`'s order), False and nothing paused if the Page is
+        connected by now with a token other than `refused`; with `refused` still the Page's
+        token, the connection is marked `needs_reconnect` (its owner is mailed once). True
+        too if the post is no longer this settle's to pause (nothing to do)."""
+        owner = self.album_page(album_id)
+        if owner is None:
+            return True
+        with self._tx() as s:
+            if not _owner_page_waits(s, owner[0], owner[1], refused):
+                s.execute(update(Album).where(Album.id == album_id,
+                                              Album.post_state == PostState.PENDING)
+                          .values(post_claimed_at=None))
+                return False
+            album = s.get(Album, album_id, with_for_update=True)
+            if (album is not None and album.settle_seq == settle_seq
+                    and album.post_state == PostState.PENDING):
+                album.post_state, album.post_claimed_at, album.post_error = (
+                    PostState.PAUSED, None, reason)
             return True
 
     # -- Graph holds (throttling shared by every uploader process) -----------------------------
@@ -1020,7 +1042,7 @@ class Store:
             ids = list(message_ids) or letter_index.waiting_ids(s, kind, code, album_id, limit)
             rows = s.scalars(select(DeadLetterRecord)
                              .where(DeadLetterRecord.message_id.in_(ids[:limit]),
-                                    DeadLetterRecord.state == LETTER_WAITING)
+                                    DeadLetterRecord.state == LetterState.WAITING)
                              .order_by(DeadLetterRecord.dead_at))
             return [letter_index.view(r) for r in rows]
 
@@ -1049,7 +1071,7 @@ class Store:
         """Whether a replayed or purged letter's queue copy is still to be removed."""
         with self._read() as s:
             return s.scalar(select(DeadLetterRecord.message_id)
-                            .where(DeadLetterRecord.state != LETTER_WAITING,
+                            .where(DeadLetterRecord.state != LetterState.WAITING,
                                    DeadLetterRecord.drained_at.is_(None)).limit(1)) is not None
 
     def mark_drained(self, message_ids: Collection[str]) -> None:
@@ -1063,13 +1085,14 @@ class Store:
         """Albums publishing past their expected end: the latest time one of their unfinished
         images was due (its lease for one uploading, else when its message was queued or its
         retry was set for), plus `grace`. Paused images wait for their owner: not counted."""
-        due = case((Image.state == UPLOADING, Image.lease_until), else_=Image.queued_at)
+        due = case((Image.state == ImageState.UPLOADING, Image.lease_until), else_=Image.queued_at)
         with self._read() as s:
             now = _db_time(s)
             late = list(s.execute(
                 select(Image.album_id, func.max(due))
                 .join(Album, Album.id == Image.album_id)
-                .where(Album.state == PUBLISHING, Image.state.not_in((*TERMINAL, PAUSED)))
+                .where(Album.state == AlbumState.PUBLISHING,
+                       Image.state.not_in((*TERMINAL, ImageState.PAUSED)))
                 .group_by(Image.album_id).having(func.max(due) < now - grace)
                 .order_by(func.max(due)).offset(offset).limit(limit)))
             return [_stuck(s, album_id, latest + grace) for album_id, latest in late]
@@ -1125,7 +1148,7 @@ def _pause(image: Image, reason: str, code: int | None, give_back_attempt: bool)
         return
     if give_back_attempt and image.attempts:
         image.attempts -= 1
-    image.state, image.error, image.error_code = PAUSED, reason, code
+    image.state, image.error, image.error_code = ImageState.PAUSED, reason, code
     image.next_attempt_at = image.lease_until = None
 
 
@@ -1135,25 +1158,46 @@ def _page_waits(s: Session, image_id: int, refused: bytes | None) -> bool:
     the token Facebook `refused` is marked `needs_reconnect` now."""
     owner = s.execute(select(Album.user_id, Album.page_id).join(Image, Image.album_id == Album.id)
                       .where(Image.id == image_id)).first()
-    if owner is None or owner.page_id is None:
+    if owner is None:
         return True
-    connection = s.get(PageConnection, owner.user_id, with_for_update=True)
-    if connection is None or connection.page_id != owner.page_id:
+    return _owner_page_waits(s, owner.user_id, owner.page_id, refused)
+
+
+def _owner_page_waits(s: Session, user_id: int, page_id: str | None,
+                      refused: bytes | None) -> bool:
+    """`_page_waits` for the album of `user_id` publishing to `page_id`."""
+    if page_id is None:
+        return True
+    connection = s.get(PageConnection, user_id, with_for_update=True)
+    if connection is None or connection.page_id != page_id:
         return True
     if refused is not None and connection.token_sealed == refused:
-        if connection.state != NEEDS_RECONNECT:
-            connection.state, connection.reconnect_asked_at = NEEDS_RECONNECT, utcnow()
+        if connection.state != PageState.NEEDS_RECONNECT:
+            connection.state, connection.reconnect_asked_at = PageState.NEEDS_RECONNECT, utcnow()
         return True
-    return connection.state != CONNECTED
+    return connection.state != PageState.CONNECTED
+
+
+def _resume_posts(s: Session, user_id: int, page_id: str) -> list[OutboxMessage]:
+    """The user's multi-photo posts to this Page paused for it (`Store.pause_post`): pending
+    again, each requested for its settle now (the caller holds the Page connection's lock)."""
+    albums = list(s.scalars(select(Album).where(
+        Album.user_id == user_id, Album.page_id == page_id, Album.post_state == PostState.PAUSED)
+        .order_by(Album.id).with_for_update()))
+    for album in albums:
+        album.post_state, album.post_error, album.post_claimed_at = PostState.PENDING, None, None
+    return [_outbox_row(messages.FeedPostRequested(album_id=album.id,
+                                                   settle_seq=album.settle_seq),
+                        topology.FEED_POSTS) for album in albums]
 
 
 def _hand_back(image: Image | None) -> None:
     """An attempt refused for its Page's sake, not the image's, and surely not on Facebook:
     it ends as not sent and is not counted."""
-    if image is None or image.state != UPLOADING:
+    if image is None or image.state != ImageState.UPLOADING:
         return
     image.attempts = max(0, image.attempts - 1)
-    image.state, image.lease_until, image.attempt_started_at = RETRYING, None, None
+    image.state, image.lease_until, image.attempt_started_at = ImageState.RETRYING, None, None
     image.in_doubt = False
 
 
@@ -1162,16 +1206,17 @@ def _stale(image: Image, fence: int | None) -> bool:
     (`fencing.superseded`). The copy that started a latest attempt with no outcome yet is the
     only one left: the broker redelivered it, or the runtime delayed it after a store outage, or
     it waited out that attempt's window (a duplicate of it meets the lease or the window)."""
-    return fencing.superseded(fence, image.attempts, image.state == UPLOADING,
+    return fencing.superseded(fence, image.attempts, image.state == ImageState.UPLOADING,
                               image.attempt_fence)
 
 
 def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:
     """Until when the image's latest attempt may still be running or reach Facebook."""
-    if image.attempt_started_at is None or not (image.state == UPLOADING or image.in_doubt):
+    running = image.state == ImageState.UPLOADING or image.in_doubt
+    if image.attempt_started_at is None or not running:
         return now
     until = image.attempt_started_at + in_flight_window
-    if image.state == UPLOADING and image.lease_until is not None:
+    if image.state == ImageState.UPLOADING and image.lease_until is not None:
         until = max(until, image.lease_until)
     return until
 
@@ -1185,7 +1230,8 @@ def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: tim
           queue_empty: bool) -> ColumnElement[bool]:
     """Images whose message is gone; the rule is explained in services/uploader/sweeper.py."""
     entered = func.coalesce(Image.queued_at, Image.updated_at)
-    waited = (Image.state.in_((QUEUED, RETRYING))) & (entered < now - quiet_for)
+    waited = ((Image.state.in_((ImageState.QUEUED, ImageState.RETRYING)))
+              & (entered < now - quiet_for))
     # An attempt in doubt sends its copies round the wait tiers (busy) until its window ends.
     waited &= or_(Image.in_doubt.is_not(True),
                   Image.attempt_started_at < now - in_flight_window - quiet_for)
@@ -1199,7 +1245,7 @@ def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: tim
         behind = waited if queue_empty else false()
     else:  # a message that entered `quiet_for` after theirs was taken: theirs are gone
         behind = waited & (entered < passed - quiet_for)
-    stuck = ((Image.state == UPLOADING)
+    stuck = ((Image.state == ImageState.UPLOADING)
              & or_(Image.lease_until.is_(None), Image.lease_until < now)
              & (Image.attempt_started_at < now - in_flight_window - quiet_for))
     return or_(behind, stuck) & Image.unreleased.is_not(True)
@@ -1208,7 +1254,7 @@ def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: tim
 def _resend(image: Image, now: datetime) -> None:
     """The image gets a new message now: it re-enters the queue, quiet again from now."""
     image.queued_at = now
-    if image.state == RETRYING:
+    if image.state == ImageState.RETRYING:
         image.next_attempt_at = now
     image.updated_at = now
 
@@ -1229,7 +1275,7 @@ def _in_flight_s(image: Image, now: datetime, window: timedelta) -> float:
     runs, or its uploader died, or it ended in doubt), unless that attempt has not sent yet
     (it is reconciling: nothing of it can land)."""
     started = image.attempt_started_at
-    if image.state == UPLOADING and started is not None and (
+    if image.state == ImageState.UPLOADING and started is not None and (
             image.sent_at is None or image.sent_at < started):
         return 0.0
     return max(0.0, (_busy_until(image, now, window) - now).total_seconds())
@@ -1242,7 +1288,7 @@ def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
     assert session is not None, "the album must be loaded in the caller's transaction"
     now = session.scalar(select(utc_now()))
     assert now is not None
-    if album.destination == POST:
+    if album.destination == Destination.POST:
         return FbAlbumClaim(None, False, False, post=True)
     claim = decide_claim(album.fb_album_id, album.fb_album_claimed_at,
                          bool(album.fb_album_create_uncertain), now, stale_after)
@@ -1283,7 +1329,8 @@ def _release_stalled_turns(s: Session, limit: int) -> list[OutboxMessage]:
     waiting = (select(Image.album_id).where(Image.unreleased.is_(True),
                                             Image.state.not_in(TERMINAL))
                .distinct().limit(limit))
-    albums = s.scalars(select(Album).where(Album.id.in_(waiting), Album.state == PUBLISHING)
+    albums = s.scalars(select(Album).where(Album.id.in_(waiting),
+                                           Album.state == AlbumState.PUBLISHING)
                        .order_by(Album.id).with_for_update(skip_locked=True)).all()
     rows = [row for album in albums for row in _release_turns(s, album)]
     if rows:
@@ -1294,7 +1341,7 @@ def _release_stalled_turns(s: Session, limit: int) -> list[OutboxMessage]:
 def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
     """Settle the album once every image ended (`album_rules`); the caller holds the album's
     row lock."""
-    if album.state != PUBLISHING:
+    if album.state != AlbumState.PUBLISHING:
         return []
     # The states alone first: of an album's twenty images ending, only the last needs them all
     # loaded.
@@ -1304,10 +1351,10 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
     images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
               for i in _images(s, album.id)]
     album.settle_seq += 1
-    if album.destination == POST and _to_post(s, album):
+    if album.destination == Destination.POST and _to_post(s, album):
         # The post is the album's second job: the album is publishing until it ended, and its
         # settled event (the email) follows it.
-        album.post_state, album.post_claimed_at, album.post_error = POST_PENDING, None, None
+        album.post_state, album.post_claimed_at, album.post_error = PostState.PENDING, None, None
         row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
                                                      settle_seq=album.settle_seq),
                           topology.FEED_POSTS)
@@ -1330,7 +1377,7 @@ def _to_post(s: Session, album: Album) -> list[str]:
     """The uploaded photo ids no earlier post of the album attached, in the album's order."""
     posted = set(album.posted_photos or [])
     return [i.photo_id for i in _images(s, album.id)
-            if i.state == UPLOADED and i.photo_id and i.photo_id not in posted]
+            if i.state == ImageState.UPLOADED and i.photo_id and i.photo_id not in posted]
 
 
 def _stuck(s: Session, album_id: str, expected_end: datetime) -> StuckAlbum:
@@ -1343,11 +1390,11 @@ def _stuck(s: Session, album_id: str, expected_end: datetime) -> StuckAlbum:
 
 def _waiting_for(image: Image) -> tuple[str, datetime | None]:
     """What an unfinished image waits for, and since when it was due."""
-    if image.state == UPLOADING:
+    if image.state == ImageState.UPLOADING:
         return "its attempt to end (lease)", image.lease_until
-    if image.state == RETRYING:
+    if image.state == ImageState.RETRYING:
         return "its retry time", image.next_attempt_at
-    if image.state == PAUSED:
+    if image.state == ImageState.PAUSED:
         return "its Page to be reconnected", None
     if image.unreleased:
         return "its album's turn", image.queued_at

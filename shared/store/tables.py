@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
@@ -11,23 +12,66 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.outgoing import Outgoing
 from shared.store.db_clock import utc_now
 
-PUBLISHING, DONE, DONE_WITH_FAILURES = "publishing", "done", "done_with_failures"
-QUEUED, UPLOADING, RETRYING, UPLOADED, FAILED = (
-    "queued", "uploading", "retrying", "uploaded", "failed")
-#: Waiting for its Page: the token was revoked (190) or the Page blocked (368); a reconnect
-#: queues it again. Not terminal: its album does not settle meanwhile.
-PAUSED = "paused"
-TERMINAL = frozenset({UPLOADED, FAILED})
-#: A Page connection's states: usable, its token refused (190), or blocked by Facebook (368).
-CONNECTED, NEEDS_RECONNECT, BLOCKED = "connected", "needs_reconnect", "blocked"
-SEND, SENT, BUSY = "send", "sent", "busy"
-#: Where an album goes on Facebook: a Facebook album made for it, an album of the Page the user
-#: picked, or one multi-photo post (docs/facebook-destinations.md).
-NEW_ALBUM, EXISTING_ALBUM, POST = "new_album", "album", "post"
-DESTINATIONS = (NEW_ALBUM, EXISTING_ALBUM, POST)
-#: The multi-photo post's states: waiting for the album to settle, posted, failed for good.
-POST_PENDING, POSTED, POST_FAILED = "pending", "posted", "failed"
 
+class AlbumState(StrEnum):
+    PUBLISHING = "publishing"
+    DONE = "done"
+    DONE_WITH_FAILURES = "done_with_failures"
+
+
+class ImageState(StrEnum):
+    QUEUED = "queued"
+    UPLOADING = "uploading"
+    RETRYING = "retrying"
+    UPLOADED = "uploaded"
+    FAILED = "failed"
+    #: Waiting for its Page: the token was revoked (190) or the Page blocked (368); a reconnect
+    #: queues it again. Not terminal: its album does not settle meanwhile.
+    PAUSED = "paused"
+
+
+TERMINAL = frozenset({ImageState.UPLOADED, ImageState.FAILED})
+
+
+class PageState(StrEnum):
+    """A Page connection's states: usable, its token refused (190), or blocked by Facebook
+    (368)."""
+
+    CONNECTED = "connected"
+    NEEDS_RECONNECT = "needs_reconnect"
+    BLOCKED = "blocked"
+
+
+class ClaimVerdict(StrEnum):
+    """What a notifier may do about a settle's email (`Store.claim_notification`): send it,
+    nothing (sent already), or wait for another sender (busy)."""
+
+    SEND = "send"
+    SENT = "sent"
+    BUSY = "busy"
+
+
+class Destination(StrEnum):
+    """Where an album goes on Facebook: a Facebook album made for it, an album of the Page the
+    user picked, or one multi-photo post (docs/facebook-destinations.md)."""
+
+    NEW_ALBUM = "new_album"
+    EXISTING_ALBUM = "album"
+    POST = "post"
+
+
+DESTINATIONS = tuple(Destination)
+
+
+class PostState(StrEnum):
+    """The multi-photo post's states: waiting for the album to settle, posted, failed for
+    good, or waiting for its Page to be reconnected (190, 368: `Store.connect_page` requests
+    it again)."""
+
+    PENDING = "pending"
+    POSTED = "posted"
+    FAILED = "failed"
+    PAUSED = "paused"
 
 def utcnow() -> datetime:
     # Naive UTC throughout: SQLite keeps no zone, and both stores must compare alike.
@@ -62,7 +106,7 @@ class Album(Base):
     #: The user's description of the album (public on Facebook), if any.
     description: Mapped[str | None] = mapped_column(Text)
     notify_email: Mapped[str | None] = mapped_column(String(320))
-    state: Mapped[str] = mapped_column(String(32), default=PUBLISHING)
+    state: Mapped[str] = mapped_column(String(32), default=AlbumState.PUBLISHING)
     fb_album_id: Mapped[str | None] = mapped_column(String(64))
     #: The Facebook Page it publishes to, recorded when it was posted: a later reconnect to
     #: another Page does not move an album in flight. NULL: the single-tenant Page.
@@ -77,7 +121,7 @@ class Album(Base):
     #: process must agree on what the last 24 hours hold.
     created_at: Mapped[datetime] = mapped_column(default=utc_now(), index=True)
     settled_at: Mapped[datetime | None]
-    #: NEW_ALBUM, EXISTING_ALBUM or POST (NULL: a row from before destinations, a new album).
+    #: A Destination (NULL: a row from before destinations, a new album).
     destination: Mapped[str | None] = mapped_column(String(16))
     #: Why the destination changed by itself (Facebook refused to create the album), for the
     #: page and the email.
@@ -136,7 +180,7 @@ class Image(Base):
     #: When an attempt last began sending to Facebook: until the Graph timeout after it, a
     #: photo of this image may still land (an attempt still reconciling has sent nothing).
     sent_at: Mapped[datetime | None]
-    state: Mapped[str] = mapped_column(String(32), default=QUEUED)
+    state: Mapped[str] = mapped_column(String(32), default=ImageState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     photo_id: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
@@ -229,7 +273,7 @@ class PageConnection(Base):
     page_id: Mapped[str] = mapped_column(String(64))
     page_name: Mapped[str] = mapped_column(String(300))
     token_sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    state: Mapped[str] = mapped_column(String(32), default=CONNECTED)
+    state: Mapped[str] = mapped_column(String(32), default=PageState.CONNECTED)
     connected_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: When the connection last stopped (190 or 368), and when its owner was mailed about it:
     #: one email per stop (services/notifier/reconnect_mail.py).
@@ -238,7 +282,14 @@ class PageConnection(Base):
 
 
 #: A dead letter's state in the desk's index: still to deal with, replayed, or purged.
-LETTER_WAITING, LETTER_REPLAYED, LETTER_PURGED = "waiting", "replayed", "purged"
+class LetterState(StrEnum):
+    """A dead letter's states on the operator's desk."""
+
+    WAITING = "waiting"
+    REPLAYED = "replayed"
+    PURGED = "purged"
+
+
 OPERATOR = "operator"
 
 
@@ -261,7 +312,7 @@ class DeadLetterRecord(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     dead_at: Mapped[datetime] = mapped_column(default=utcnow)
-    state: Mapped[str] = mapped_column(String(16), default=LETTER_WAITING)
+    state: Mapped[str] = mapped_column(String(16), default=LetterState.WAITING)
     handled_by: Mapped[str | None] = mapped_column(String(320))
     handled_at: Mapped[datetime | None]
     #: When the uploader's drain removed its copy from the queue (NULL: not yet).

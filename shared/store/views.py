@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.store.tables import Album, Image, OutboxMessage
+from shared.store.tables import Album, Destination, Image, OutboxMessage
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class AlbumView:
     settle_seq: int
     created_at: datetime
     images: tuple[ImageView, ...]
-    destination: str = "new_album"
+    destination: str = Destination.NEW_ALBUM
     destination_note: str | None = None
     post_state: str | None = None
     fb_post_id: str | None = None
@@ -193,7 +193,8 @@ def image_view(image: Image) -> ImageView:
 def album_view(album: Album, images: Sequence[Image]) -> AlbumView:
     return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
                      album.fb_album_id, album.settle_seq, album.created_at,
-                     tuple(image_view(i) for i in images), album.destination or "new_album",
+                     tuple(image_view(i) for i in images),
+                     album.destination or Destination.NEW_ALBUM,
                      album.destination_note, album.post_state, album.fb_post_id,
                      album.post_error)
 

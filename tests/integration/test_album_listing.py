@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text, update
 
-from shared.store import UPLOADED, Store
+from shared.store import ImageState, Store
 from shared.store.album_listing import newest_albums_query
 from shared.store.tables import Album, Image
 
@@ -60,7 +60,8 @@ def test_a_page_holds_counts_and_the_cover_not_the_images(store: Store) -> None:
     store.record_uploaded(first.images[0].id, "p1")
     (summary,), after = store.album_summaries(user_id, 10)
     assert after is None and summary.album.images == ()
-    assert summary.counts == {UPLOADED: 1, "queued": 2} and summary.total == 3
+    assert summary.counts == {ImageState.UPLOADED: 1, ImageState.QUEUED: 2}
+    assert summary.total == 3
     assert summary.cover_key == first.images[0].key
 
 

@@ -15,7 +15,8 @@ import pytest
 from flask import Flask
 from pydantic import SecretStr
 
-from services.api.app import Services, create_app
+from services.api.app import create_app
+from services.api.services import Services
 from services.api.settings import ApiSettings
 from shared import messages
 from shared.store import Store, UserView

@@ -110,13 +110,13 @@ def _consume(url: str, route: Route, until) -> None:
 
 
 def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
-    # The API publishes an album's messages (its outbox, as app.py builds it).
+    # The API publishes an album's messages (its outbox, as services/api/services.py builds it).
     user, _ = sqlite_store.create_user("owner@example.com")
     album_id, rows = sqlite_store.create_album(user.id, "Users", None,
                                                [f"{user.prefix}a.png", f"{user.prefix}b.png"])
     api_publisher = Publisher(declared["api"])
     try:
-        assert Outbox(sqlite_store, api_publisher, relays=(topology.WORK_EXCHANGE,)).publish(rows)
+        assert Outbox(sqlite_store, api_publisher, relays=(topology.WORK_EXCHANGE,)).send_rows(rows)
     finally:
         api_publisher.close()
 
@@ -148,7 +148,7 @@ def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
     settle = sqlite_store.record_failed(second, "refused for good", None)
     uploader_publisher = Publisher(declared["uploader"])
     try:
-        assert Outbox(sqlite_store, uploader_publisher).publish(settle)
+        assert Outbox(sqlite_store, uploader_publisher).send_rows(settle)
     finally:
         uploader_publisher.close()
     mailer = FakeMailer()

@@ -15,9 +15,11 @@ from cryptography.fernet import Fernet
 
 from dev.images import png
 from services.api.facebook_login import FacebookLogin, LoginFailed
+from services.uploader.feed_poster import FeedPoster
 from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader, Policy
 from services.uploader.pages import Pages
+from shared import messages, topology
 from shared.broker.fake_publisher import FakePublisher
 from shared.fate import Delivery, decide
 from shared.outbox import Outbox
@@ -127,3 +129,63 @@ def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim):
     assert (revoked.value.code, revoked.value.subcode) == (190, 460)
     (fresh,) = login(sim, "dora")  # logging in again hands out a new Page token
     assert fresh.token != tokens["6101"]
+
+
+@pytest.mark.parametrize("stop", ["revoke", "block"])
+def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(sim, store, s3_client,
+                                                                           stop):
+    """Issue 10 on the multi-photo post, on each backend: the Page's token revoked (190) or
+    the Page blocked (368) after the photos went up; the post pauses and its owner is asked
+    once; the reconnect requests it at once, and one post and one settle follow."""
+    if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
+        s3_client.create_bucket(Bucket=BUCKET)
+    cipher = TokenCipher(Fernet.generate_key().decode())
+    requests.post(f"{sim}/_sim/pages", json={"id": "6301", "owner": "fay"},
+                  timeout=5).raise_for_status()
+    (page,) = login(sim, "fay")
+    user, _ = store.create_user(f"fay-{uuid.uuid4().hex[:6]}@example.com")
+    store.connect_page(user.id, page.id, page.name, cipher.encrypt(page.token))
+    keys = [f"{user.prefix}post-{n}.png" for n in range(3)]
+    for n, key in enumerate(keys):
+        s3_client.put_object(Bucket=BUCKET, Key=key, Body=png(32, 24, seed=n),
+                             ContentType="image/png")
+    album_id, rows = store.create_album(user.id, "Fay's", None, keys, page_id=page.id,
+                                        destination=("post", None))
+    publisher = FakePublisher()
+    outbox = Outbox(store, publisher, grace=timedelta(0))  # type: ignore[arg-type]
+    pages = Pages(store, cipher, lambda page_id, token: GraphClient(
+        sim, VERSION, page_id, token, timeout=(5.0, 30.0)))
+    uploader = ImageUploader(store, outbox, None, s3_client, BUCKET, Policy((1, 3), 3),
+                             pages=pages)
+    poster = FeedPoster(store, outbox, pages.client_for, Policy((1, 3), 3))
+    for row in rows:
+        assert decide(uploader.route(), Delivery(row.body, {})).kind == "ack"
+    requests.post(f"{sim}/_sim/pages/6301/{stop}", timeout=5).raise_for_status()
+
+    def requests_sent() -> list[messages.FeedPostRequested]:
+        return [m for m in (messages.decode(o.body) for o in publisher.to(topology.WORK_EXCHANGE))
+                if isinstance(m, messages.FeedPostRequested)]
+
+    [request] = requests_sent()
+    assert decide(poster.route(), Delivery(messages.encode(request), {})).kind == "ack"
+    album = store.album(album_id)
+    assert album.post_state == "paused" and album.state == "publishing"
+    assert store.page(user.id).state == ("needs_reconnect" if stop == "revoke" else "blocked")
+    assert [m.user_id for m in store.claim_reconnect_mails()] == [user.id]
+    assert store.claim_reconnect_mails() == []
+
+    if stop == "block":
+        requests.post(f"{sim}/_sim/pages/6301/unblock", timeout=5).raise_for_status()
+    (fresh,) = login(sim, "fay")
+    outbox.send_rows(store.connect_page(user.id, fresh.id, fresh.name, cipher.encrypt(fresh.token)))
+    again = requests_sent()[1:]
+    assert [(m.album_id, m.settle_seq) for m in again] == [(album_id, request.settle_seq)]
+    assert decide(poster.route(), Delivery(messages.encode(again[0]), {})).kind == "ack"
+    assert decide(poster.route(), Delivery(messages.encode(request), {})).kind == "ack"
+    [post] = requests.get(f"{sim}/_sim/posts", timeout=5).json()["posts"]
+    album = store.album(album_id)
+    assert album.post_state == "posted" and album.fb_post_id == post["id"]
+    assert album.state == "done"
+    settled = [m for m in (messages.decode(o.body) for o in publisher.to(topology.WORK_EXCHANGE))
+               if isinstance(m, messages.AlbumSettled)]
+    assert len(settled) == 1 and len(settled[0].uploaded) == 3

@@ -88,8 +88,8 @@ def run_consumer(amqp_url, clean_queues):
 def publish(amqp_url, *bodies):
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body)
-                           for body in bodies])
+        publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body)
+                                     for body in bodies])
     finally:
         publisher.close()
 

@@ -34,7 +34,8 @@ def publisher(amqp_url: str) -> Iterator[Publisher]:
 
 
 def _drain(store: Store, amqp_url: str, publisher: Publisher, batch: int) -> DeadLetterDrain:
-    return DeadLetterDrain(store, [DeadLetterQueue(amqp_url, UPLOADS)], publisher.publish, batch)
+    return DeadLetterDrain(store, [DeadLetterQueue(amqp_url, UPLOADS)],
+                           publisher.publish_confirmed, batch)
 
 
 def test_handled_letters_leave_the_queue_and_waiting_ones_stay(
@@ -74,7 +75,7 @@ def test_letters_the_index_lacks_get_indexed(sqlite_store: Store, amqp_url: str,
     """Poison the runtime dead-lettered with no store at hand: the drain indexes it. With no
     replayed or purged letter to remove, a pass only looks: nothing moves."""
     letter = dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "undecodable body", None, 1)
-    publisher.publish([letter])
+    publisher.publish_confirmed([letter])
     drained = _drain(sqlite_store, amqp_url, publisher, 100).drain_once()
     assert (drained.indexed, drained.moved, drained.removed) == (1, 0, 0)
     assert [x.message_id for x in DeadLetterQueue(amqp_url, UPLOADS).browse()] == [

@@ -58,8 +58,8 @@ def retried_and_failed(sqlite_store: Store, amqp_url: str) -> tuple[str, str]:
     try:
         assert Replayer(sqlite_store, Outbox(sqlite_store, publisher),
                         amqp_url).retry_album(retried) == 2
-        publisher.publish([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison", None,
-                                                    1)])
+        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison",
+                                                              None, 1)])
     finally:
         publisher.close()
     get_all(amqp_url, UPLOADS.name)  # the retried images' messages reached the uploader

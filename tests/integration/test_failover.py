@@ -47,7 +47,8 @@ def test_the_publisher_skips_a_dead_node(dead_first, queue, caplog):
     caplog.set_level(logging.INFO, logger="shared.broker.publisher")
     publisher = Publisher(nodes)
     try:
-        publisher.publish([Outgoing("", queue, b"through the live node")], connect_wait=10)
+        publisher.publish_confirmed([Outgoing("", queue, b"through the live node")],
+                                    connect_wait=10)
     finally:
         publisher.close()
     assert [body for _, body in get_all(live, queue)] == [b"through the live node"]

@@ -54,12 +54,12 @@ class FakePublisher:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    def publish(self, messages: Sequence[Any], timeout: float | None = None) -> None:
+    def publish_confirmed(self, messages: Sequence[Any], timeout: float | None = None) -> None:
         self.sent.extend(messages)
 
-    def publish_each(self, messages: Sequence[Any],
-                     timeout: float | None = None) -> list[BaseException | None]:
-        self.publish(messages, timeout)
+    def publish_outcomes(self, messages: Sequence[Any],
+                         timeout: float | None = None) -> list[BaseException | None]:
+        self.publish_confirmed(messages, timeout)
         return [None] * len(messages)
 
 
@@ -82,7 +82,7 @@ def new_album(store: Store, count: int) -> tuple[str, list[Delivery]]:
 
 def retried(delivery: Delivery, outcome: Fate) -> Delivery:
     """The delivery of the retry copy `outcome` published (as the delay tier hands it back)."""
-    (copy,) = outcome.publish
+    (copy,) = outcome.outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] >= 1
     return Delivery(delivery.body, copy.headers, False, None, "image.upload")
 
@@ -123,9 +123,9 @@ def test_a_create_that_timed_out_is_looked_for_not_made_a_second_time(store):
     album_id, (first, second) = new_album(store, 2)
     # Facebook made the album; the answer never came back.
     graph.plan("create_album", Fault(TIMED_OUT, land=True))
-    assert run(worker(store, graph), first).publish  # retried later
+    assert run(worker(store, graph), first).outgoing  # retried later
 
-    assert run(worker(store, graph), second).publish == ()  # another worker, the next image
+    assert run(worker(store, graph), second).outgoing == ()  # another worker, the next image
     assert len(graph.albums) == 1, f"created {graph.calls['create_album']} albums"
     assert_one_album_holds_every_photo(store, graph, album_id)
 
@@ -137,14 +137,14 @@ def test_an_uncertain_create_is_made_again_only_once_it_could_no_longer_land(sto
     album_id, (first, second) = new_album(store, 2)
     # A proxy answered 502: Facebook may or may not have made the album.
     graph.plan("create_album", Fault(BAD_GATEWAY))
-    assert run(worker(store, graph), first).publish
+    assert run(worker(store, graph), first).outgoing
 
     waiting = run(worker(store, graph), second)
     assert graph.calls["create_album"] == 1, "created again while the first might still land"
     assert graph.calls["list_albums"] >= 1  # looked for it by its mark
     # Past the Graph timeout and the margin, the first request can no longer land.
     age_claim(store, album_id, timedelta(seconds=POLICY.album_claim_stale_s + 1))
-    assert run(worker(store, graph), retried(second, waiting)).publish == ()
+    assert run(worker(store, graph), retried(second, waiting)).outgoing == ()
     assert len(graph.albums) == 1
     assert_one_album_holds_every_photo(store, graph, album_id)
 
@@ -167,7 +167,7 @@ def test_a_slow_create_is_not_taken_over_while_it_may_still_land(store):
     slow.set()
     creator.join(10)
     other.join(10)
-    assert [o.publish for o in outcomes] == [(), ()]
+    assert [o.outgoing for o in outcomes] == [(), ()]
     assert graph.calls["create_album"] == 1 and len(graph.albums) == 1
     assert_one_album_holds_every_photo(store, graph, album_id)
 
@@ -183,12 +183,12 @@ def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(store, ca
     assert graph.entered["create_album"].wait(5)
     # Past the Graph timeout and the margin: another worker takes over, finds nothing, creates.
     age_claim(store, album_id, timedelta(seconds=POLICY.album_claim_stale_s + 60))
-    assert run(worker(store, graph), second).publish == ()
+    assert run(worker(store, graph), second).outgoing == ()
     taker_album = store.album(album_id).fb_album_id
     with caplog.at_level(logging.WARNING, logger=handler_module.__name__):
         slow.set()  # the first create lands at last
         creator.join(10)
-    assert outcomes[0].publish == ()
+    assert outcomes[0].outgoing == ()
     assert len(graph.albums) == 2
     assert assert_one_album_holds_every_photo(store, graph, album_id) == taker_album
     (stray,) = set(graph.albums) - {taker_album}
@@ -204,7 +204,7 @@ def test_a_duplicate_after_an_empty_read_back_records_the_photo_facebook_has(sto
     graph.plan("upload_photo", Fault(TIMED_OUT, land=True, unlisted=1))
     again = retried(delivery, run(worker(store, graph), delivery))
     past_in_flight_windows(store, album_id)
-    assert run(worker(store, graph), again).publish == ()
+    assert run(worker(store, graph), again).outgoing == ()
     (photo,) = graph.photos
     image = store.album(album_id).images[0]
     assert (image.state, image.photo_id) == ("uploaded", photo["id"])
@@ -236,7 +236,7 @@ def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store):
     past_in_flight_windows(store, album_id)
     before = graph.calls["list_album_photos"]
     for delivery in retries:
-        assert run(uploader, delivery).publish == ()
+        assert run(uploader, delivery).outgoing == ()
     listed = graph.calls["list_album_photos"] - before
     assert listed <= 2, f"the album was listed {listed} times for 20 retries"
     album = store.album(album_id)
@@ -270,7 +270,7 @@ def test_look_alike_photos_that_both_landed_are_paired_once_nothing_is_in_flight
     # Both answers were lost, both photos landed: neither retry waits on the other (both
     # attempts ended), each adopts one photo, and nothing is sent again.
     for delivery in retries:
-        assert decide(uploader.route(), delivery).publish == ()
+        assert decide(uploader.route(), delivery).outgoing == ()
     recorded = sorted(i.photo_id for i in store.album(album_id).images)
     assert recorded == sorted(p["id"] for p in graph.photos) and len(set(recorded)) == 2
     assert graph.calls["upload_photo"] == 2

@@ -74,8 +74,8 @@ def mails_to(catcher: MailCatcher, address: str) -> list[tuple[int, str | None]]
 def test_a_settle_delivered_twice_is_mailed_once(notifier, sqlite_store, catcher):
     _, email, delivery = settled_album(sqlite_store)
     handler = notifier()
-    assert deliver(handler, delivery).publish == ()
-    assert deliver(handler, dataclasses.replace(delivery, redelivered=True)).publish == ()
+    assert deliver(handler, delivery).outgoing == ()
+    assert deliver(handler, dataclasses.replace(delivery, redelivered=True)).outgoing == ()
     ((_, subject),) = mails_to(catcher, email)
     assert subject is not None and "Notifier test" in subject
 
@@ -94,7 +94,7 @@ def test_a_store_error_after_the_mail_went_out_sends_no_second_email(notifier, s
     age_notifications(sqlite_store)
     again = deliver(notifier(), dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
-    assert first.publish == () and again.publish == ()
+    assert first.outgoing == () and again.outgoing == ()
 
 
 def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(notifier, store,
@@ -111,7 +111,7 @@ def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(notifi
     age_notifications(store)
     again = deliver(notifier(store=store, **SHORT), dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
-    assert first.publish == () and again.publish == ()
+    assert first.outgoing == () and again.outgoing == ()
 
 
 class DropAtQuit(CatchingHandler):
@@ -148,7 +148,7 @@ def test_a_mail_the_relay_accepted_is_sent_whatever_quit_brings(notifier, sqlite
     # Whatever came back (a retry copy, or nothing), the same settle again mails nobody.
     again = deliver(handler, dataclasses.replace(delivery, redelivered=True))
     assert len(mails_to(catcher, email)) == 1
-    assert first.publish == () and again.publish == ()
+    assert first.outgoing == () and again.outgoing == ()
 
 
 @pytest.fixture
@@ -174,8 +174,9 @@ def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
         wait_for(consumer.consuming.is_set, what="the consumer to start")
         publisher = Publisher(own_vhost)
         try:
-            publisher.publish([Outgoing(topology.WORK_EXCHANGE,
-                                        topology.ALBUM_SETTLED.routing_key, delivery.body)])
+            publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE,
+                                                  topology.ALBUM_SETTLED.routing_key,
+                                                  delivery.body)])
         finally:
             publisher.close()
         dead_letters = topology.dead_letter_queue_name(topology.ALBUM_SETTLED)

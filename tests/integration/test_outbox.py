@@ -27,7 +27,7 @@ def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_
     try:
         keys = [user.prefix + "a", user.prefix + "b"]
         _, rows = sqlite_store.create_album(user.id, "t", None, keys)
-        assert Outbox(sqlite_store, away, timeout_s=0.5).publish(rows) is False
+        assert Outbox(sqlite_store, away, timeout_s=0.5).send_rows(rows) is False
     finally:
         away.close()
     assert sqlite_store.unpublished_count() == 2
@@ -159,7 +159,7 @@ def test_publish_after_commit_marks_the_confirmed_rows_and_holds_back_the_refuse
     publisher = Publisher(refusing_url)
     try:
         outbox = Outbox(sqlite_store, publisher, timeout_s=5, grace=timedelta(0))
-        assert outbox.publish([good_1, refused, good_2]) is False  # not all of them went out
+        assert outbox.send_rows([good_1, refused, good_2]) is False  # not all of them went out
         assert outbox.relay_once() == 0  # the confirmed are done, the refused one waits
     finally:
         publisher.close()
@@ -172,7 +172,7 @@ def test_publish_after_commit_marks_the_confirmed_rows_and_holds_back_the_refuse
 def test_the_publisher_tells_each_messages_own_outcome(refusing_url):
     publisher = Publisher(refusing_url)
     try:
-        results = publisher.publish_each(
+        results = publisher.publish_outcomes(
             [Outgoing(EXCHANGE, key, b"x") for key in (GOOD, NOWHERE, FULL, GOOD)], timeout=5)
     finally:
         publisher.close()
@@ -185,8 +185,8 @@ def test_the_publisher_tells_each_messages_own_outcome(refusing_url):
 def test_without_a_broker_every_message_says_so_and_none_is_a_refusal():
     away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
-        results = away.publish_each([Outgoing(EXCHANGE, GOOD, b"x")] * 2, timeout=0.5,
-                                    connect_wait=0.5)
+        results = away.publish_outcomes([Outgoing(EXCHANGE, GOOD, b"x")] * 2, timeout=0.5,
+                                        connect_wait=0.5)
     finally:
         away.close()
     assert len(results) == 2

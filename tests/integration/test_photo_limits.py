@@ -71,7 +71,7 @@ def test_a_12_mb_jpeg_and_a_webp_fail_at_once_and_the_rest_publishes(
     for row in rows:  # attempt 1 each: a refusal is final, not a retry copy
         fate = decide(uploader.route(), Delivery(row.body, {}, False, row.message_id,
                                                  "image.upload"))
-        assert fate.publish == ()
+        assert fate.outgoing == ()
 
     album = sqlite_store.album(album_id)
     by_key = {image.key: image for image in album.images}

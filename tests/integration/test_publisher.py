@@ -34,8 +34,8 @@ def publisher(amqp_url):
 
 
 def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(publisher, amqp_url, queue):
-    publisher.publish([Outgoing("", queue, f"m{i}".encode(), headers={"n": i})
-                       for i in range(20)])
+    publisher.publish_confirmed([Outgoing("", queue, f"m{i}".encode(), headers={"n": i})
+                                 for i in range(20)])
     taken = get_all(amqp_url, queue)
     assert sorted(body for _, body in taken) == sorted(f"m{i}".encode() for i in range(20))
     assert {props.delivery_mode for props, _ in taken} == {2}
@@ -43,13 +43,13 @@ def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(publisher, amqp_ur
 
 def test_an_unroutable_message_never_counts_as_sent(publisher):
     with pytest.raises(Unroutable):
-        publisher.publish([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")])
+        publisher.publish_confirmed([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")])
 
 
 def test_one_unroutable_message_fails_its_batch(publisher, amqp_url, queue):
     batch = [Outgoing("", queue, b"ok"), Outgoing("", "no-such-queue-x", b"lost?")]
     with pytest.raises(Unroutable):
-        publisher.publish(batch)
+        publisher.publish_confirmed(batch)
     assert [body for _, body in get_all(amqp_url, queue)] == [b"ok"]
 
 
@@ -57,19 +57,19 @@ def test_no_broker_is_an_error_not_a_hang():
     publisher = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
         with pytest.raises(BrokerError, match="unavailable"):
-            publisher.publish([Outgoing("", "q", b"x")], timeout=1.0)
+            publisher.publish_confirmed([Outgoing("", "q", b"x")], timeout=1.0)
     finally:
         publisher.close()
 
 
 def test_the_publisher_keeps_working_after_its_connection_is_closed(broker, vhost, publisher,
                                                                     amqp_url, queue):
-    publisher.publish([Outgoing("", queue, b"before")])
+    publisher.publish_confirmed([Outgoing("", queue, b"before")])
     assert close_connections(broker, vhost) >= 1
 
     def publish_after() -> bool:
         try:
-            publisher.publish([Outgoing("", queue, b"after")], timeout=2.0)
+            publisher.publish_confirmed([Outgoing("", queue, b"after")], timeout=2.0)
             return True
         except BrokerError:
             return False
@@ -83,10 +83,11 @@ def test_a_message_pika_cannot_encode_fails_alone_and_the_next_confirms_stay_mat
     """pika refuses it before a byte is written, so the broker never numbers it: counting it
     would hand every later ack of the channel to the publish before it."""
     with pytest.raises(BrokerError, match="pika refused it"):
-        publisher.publish([Outgoing("", queue, b"bad", headers={"x": object()})], timeout=3.0)
-    publisher.publish([Outgoing("", queue, b"good")], timeout=3.0)
+        publisher.publish_confirmed([Outgoing("", queue, b"bad", headers={"x": object()})],
+                                    timeout=3.0)
+    publisher.publish_confirmed([Outgoing("", queue, b"good")], timeout=3.0)
     with pytest.raises(Unroutable):
-        publisher.publish([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")],
-                          timeout=3.0)
-    publisher.publish([Outgoing("", queue, b"after")], timeout=3.0)
+        publisher.publish_confirmed([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")],
+                                    timeout=3.0)
+    publisher.publish_confirmed([Outgoing("", queue, b"after")], timeout=3.0)
     assert sorted(body for _, body in get_all(amqp_url, queue)) == [b"after", b"good"]

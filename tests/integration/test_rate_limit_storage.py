@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from services.api.app import Services, create_app
+from services.api.app import create_app
+from services.api.services import Services
 from services.api.settings import ApiSettings
 from shared.store import Store
 

@@ -21,7 +21,8 @@ from pydantic import SecretStr
 from chaos.proxy import Proxy
 from dev.ports import free_port
 from dev.waiting import wait_for
-from services.api.app import Services, create_app
+from services.api.app import create_app
+from services.api.services import Services
 from services.api.settings import ApiSettings
 from shared.store import Store
 

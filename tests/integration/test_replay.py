@@ -52,7 +52,7 @@ def failed_album(store, publisher_url, count=2):
             letter = dead_letters.dead_letter(UPLOADS, row.body, row.headers, "refused", 324, 1)
             for row in store.record_failed(image_id, "refused", 324, letter):
                 if row.exchange == topology.DEAD_EXCHANGE:
-                    publisher.publish([row.outgoing()])
+                    publisher.publish_confirmed([row.outgoing()])
     finally:
         publisher.close()
     return album_id
@@ -93,7 +93,7 @@ def test_the_retry_button_reads_no_dead_letters(replayer, sqlite_store, amqp_url
         others = [dead_letters.dead_letter(UPLOADS, messages.encode(
             messages.ImageUploadRequested(album_id=uuid.uuid4().hex, image_id=n + 1, key=f"k{n}")),
             {}, "refused", 324, 1) for n in range(3000)]
-        publisher.publish(others, timeout=60)
+        publisher.publish_confirmed(others, timeout=60)
     finally:
         publisher.close()
     assert message_count(amqp_url, DLQ) == 3002
@@ -156,8 +156,8 @@ def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothi
 def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison", None,
-                                                    1)])
+        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison",
+                                                              None, 1)])
     finally:
         publisher.close()
     (letter,) = replayer.queue().browse()
@@ -168,7 +168,7 @@ def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
 
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish([Outgoing(topology.DEAD_EXCHANGE, UPLOADS.routing_key, b"x")])
+        publisher.publish_confirmed([Outgoing(topology.DEAD_EXCHANGE, UPLOADS.routing_key, b"x")])
     finally:
         publisher.close()
     assert replayer.purge(lambda _: True) == 1
@@ -184,8 +184,8 @@ def stuck_album(store, publisher_url):
     store.start_attempt(image_id, fence=row.headers["album-fence"])
     publisher = Publisher(publisher_url)
     try:
-        publisher.publish([dead_letters.dead_letter(UPLOADS, row.body, row.headers,
-                                                    "delivery limit", None, 1)])
+        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, row.body, row.headers,
+                                                              "delivery limit", None, 1)])
     finally:
         publisher.close()
     return album_id, image_id

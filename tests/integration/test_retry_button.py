@@ -64,8 +64,8 @@ def crowded_dead_letters(amqp_url: str) -> Iterator[None]:
     connection.close()
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish([_letter(uuid.uuid4().hex, n + 1, n) for n in range(OTHER_LETTERS)],
-                          timeout=120)
+        publisher.publish_confirmed([_letter(uuid.uuid4().hex, n + 1, n)
+                                     for n in range(OTHER_LETTERS)], timeout=120)
     finally:
         publisher.close()
     yield
@@ -98,7 +98,7 @@ def failed_album(api: Api, amqp_url: str, count: int) -> str:
             letter = dead_letters.dead_letter(UPLOADS, row.body, {}, "refused", 324, 1)
             for out in api.store.record_failed(image_id, "refused", 324, letter):
                 if out.exchange == topology.DEAD_EXCHANGE:
-                    publisher.publish([out.outgoing()])
+                    publisher.publish_confirmed([out.outgoing()])
     finally:
         publisher.close()
     return album_id

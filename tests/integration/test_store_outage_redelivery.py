@@ -69,7 +69,7 @@ def test_a_long_store_outage_does_not_dead_letter_the_message(small_limit_url):
         wait_for(consumer.consuming.is_set, what="the consumer to start")
         publisher = Publisher(small_limit_url)
         try:
-            publisher.publish([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, encode(
+            publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, encode(
                 ImageUploadRequested(album_id="a", image_id=1, key="k1")))])
         finally:
             publisher.close()

@@ -66,7 +66,7 @@ def test_under_a_steady_backlog_only_what_the_queue_went_past_is_sent_again(
     _, rows = sqlite_store.create_album(user.id, "Backlog", None,
                                         [f"{user.prefix}{n}.png" for n in range(5)])
     publisher = Publisher(amqp_url)
-    publisher.publish([row.outgoing() for row in rows[2:]])
+    publisher.publish_confirmed([row.outgoing() for row in rows[2:]])
     publisher.close()
     sqlite_store.mark_published([row.id for row in rows])
     taken, later, *later_ones = [messages.decode(row.body).image_id for row in rows]

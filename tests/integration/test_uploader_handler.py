@@ -82,7 +82,7 @@ def album_of(store, s3_client, count, broken=()):
 def test_an_image_is_uploaded_recorded_and_settles_its_album(world, sqlite_store, s3_client,
                                                               sim, amqp_url):
     album_id, (delivery,), hashes = album_of(sqlite_store, s3_client, 1)
-    assert run(world(), delivery).publish == ()
+    assert run(world(), delivery).outgoing == ()
     album = sqlite_store.album(album_id)
     (photo,) = sim_photos(sim)
     assert album.state == "done" and album.images[0].photo_id == photo["id"]
@@ -96,7 +96,7 @@ def test_a_redelivered_uploaded_image_is_acked_without_uploading_again(world, sq
     _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     uploader = world()
     run(uploader, delivery)
-    assert run(uploader, delivery).publish == ()
+    assert run(uploader, delivery).outgoing == ()
     assert len(sim_photos(sim)) == 1
 
 
@@ -105,7 +105,7 @@ def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_sto
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"latency_s": 1.5})
     outcome = run(world(timeout=(5.0, 0.5)), delivery)
-    (retry,) = outcome.publish
+    (retry,) = outcome.outgoing
     assert retry.exchange == topology.RETRY_EXCHANGE
     assert sqlite_store.album(album_id).images[0].state == "retrying"
     set_faults(sim, {})
@@ -114,7 +114,7 @@ def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_sto
     wait_for(lambda: sim_photos(sim), what="the slow upload to land")
     # Only once the first request can no longer land may the next attempt read the album.
     age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)
-    assert run(world(), again).publish == ()
+    assert run(world(), again).outgoing == ()
     (photo,) = sim_photos(sim)
     image = sqlite_store.album(album_id).images[0]
     assert image.state == "uploaded" and image.photo_id == photo["id"] and image.attempts == 2
@@ -137,7 +137,7 @@ def test_one_facebook_album_however_many_images_race(world, sqlite_store, s3_cli
 def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(world, sqlite_store,
                                                                   s3_client, amqp_url):
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1, broken={0})
-    assert run(world(), delivery).publish == ()
+    assert run(world(), delivery).outgoing == ()
     image = sqlite_store.album(album_id).images[0]
     assert (image.state, image.error) == ("failed", "not found in the bucket")
     (dead,) = get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
@@ -148,7 +148,7 @@ def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(world, sqlite
 def test_poison_gets_a_dead_letter_and_touches_nothing(world):
     outcome = run(world(), Delivery(b'{"type": "album.settled"}', {}, False, None,
                                     "image.upload"))
-    (letter,) = outcome.publish
+    (letter,) = outcome.outgoing
     assert letter.exchange == topology.DEAD_EXCHANGE
     assert "invalid message" in letter.headers[dead_letters.REASON_HEADER]
 
@@ -157,7 +157,7 @@ def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(world,
                                                                           s3_client, sim):
     _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
-    (retry,) = run(world(), delivery).publish
+    (retry,) = run(world(), delivery).outgoing
     assert retry.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert retry.routing_key in {topology.retry_queue_name(topology.IMAGE_UPLOADS, tier)
                                  for tier in topology.jittered(POLICY.retry_delays[0])}
@@ -168,7 +168,7 @@ def test_a_lost_authorisation_stops_the_albums_waiting_images(world, sqlite_stor
     album_id, deliveries, _ = album_of(sqlite_store, s3_client, 3)
     uploader = world()
     set_faults(sim, {"error_rates": {"190": 1.0}})
-    assert run(uploader, deliveries[0]).publish == ()
+    assert run(uploader, deliveries[0]).outgoing == ()
     album = sqlite_store.album(album_id)
     assert album.state == "done_with_failures"
     first, *others = album.images
@@ -177,7 +177,7 @@ def test_a_lost_authorisation_stops_the_albums_waiting_images(world, sqlite_stor
                for i in others)
     set_faults(sim, {})
     for delivery in deliveries[1:]:
-        assert run(uploader, delivery).publish == ()
+        assert run(uploader, delivery).outgoing == ()
     assert sim_photos(sim) == []
     settled = get_all(amqp_url, topology.ALBUM_SETTLED.name)
     assert len(settled) == 1
@@ -223,11 +223,11 @@ def test_an_album_create_that_timed_out_is_found_by_the_next_attempt_not_made_ag
     album_id, (first, second), _ = album_of(sqlite_store, s3_client, 2)
     # The create takes longer than the client waits: it times out, and Facebook makes it.
     set_faults(sim, {"latency_s": 1.0, "endpoints": ["albums"]})
-    assert run(world(timeout=(5.0, 0.3)), first).publish
+    assert run(world(timeout=(5.0, 0.3)), first).outgoing
     wait_for(lambda: _sim_albums(sim), what="the timed-out create to land")
     set_faults(sim, {})
 
-    assert run(world(), second).publish == ()
+    assert run(world(), second).outgoing == ()
     (fb_album,) = _sim_albums(sim)
     assert sqlite_store.album(album_id).fb_album_id == fb_album["id"]
     assert {p["album_id"] for p in sim_photos(sim)} == {fb_album["id"]}
@@ -245,9 +245,9 @@ def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_cl
     for thread in threads:
         thread.join()
     assert len(sim_photos(sim)) == 1
-    retried = [o for o in outcomes if o.publish]
-    assert len(retried) == 1 and retried[0].publish[0].exchange == topology.RETRY_EXCHANGE
-    assert retried[0].publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
+    retried = [o for o in outcomes if o.outgoing]
+    assert len(retried) == 1 and retried[0].outgoing[0].exchange == topology.RETRY_EXCHANGE
+    assert retried[0].outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert sqlite_store.album(album_id).images[0].attempts == 1
 
 
@@ -266,7 +266,7 @@ def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
     # Not the image's fault: it waits out the outage, its attempt unspent.
     fate = run(world(store=blipping), delivery)
     assert fate.kind == "outage"
-    assert fate.publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
+    assert fate.outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert blipping.blips == 1
     image = sqlite_store.album(album_id).images[0]
     assert image.state != "failed" and image.error is None
@@ -276,7 +276,7 @@ def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
     # The runtime puts the message back; it comes round once the attempt's lease lapsed.
     age_image(sqlite_store, image.id)
     again = dataclasses.replace(delivery, redelivered=True)
-    assert run(world(store=blipping), again).publish == ()
+    assert run(world(store=blipping), again).outgoing == ()
     (fb_album,) = _sim_albums(sim)  # the one the first attempt made, adopted by its mark
     (photo,) = sim_photos(sim)
     album = sqlite_store.album(album_id)
@@ -295,7 +295,7 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
     # Not the image's fault: it waits out the outage, its attempt unspent.
     fate = run(world(store=blipping), delivery)
     assert fate.kind == "outage"
-    assert fate.publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
+    assert fate.outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert blipping.blips == 1
     (sent,) = sim_photos(sim)
     image = sqlite_store.album(album_id).images[0]
@@ -304,7 +304,7 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
 
     age_image(sqlite_store, image.id)
     again = dataclasses.replace(delivery, redelivered=True)
-    assert run(world(store=blipping), again).publish == ()
+    assert run(world(store=blipping), again).outgoing == ()
     assert sim_photos(sim) == [sent]  # found by its caption mark, not sent a second time
     album = sqlite_store.album(album_id)
     assert album.state == "done"
@@ -327,14 +327,14 @@ def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout
                       for row in rows]
     # The first photo lands after its client gave up: the retry must find it, with no mark.
     set_faults(sim, {"latency_s": 1.5})
-    (retry,) = run(world(timeout=(5.0, 0.5)), first).publish
+    (retry,) = run(world(timeout=(5.0, 0.5)), first).outgoing
     set_faults(sim, {})
     wait_for(lambda: sim_photos(sim), what="the timed-out photo to land")
     age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)  # its window is over
     assert run(world(), Delivery(first.body, retry.headers, False, None, "image.upload")
-               ).publish == ()
+               ).outgoing == ()
     for delivery in others:
-        assert run(world(), delivery).publish == ()
+        assert run(world(), delivery).outgoing == ()
 
     photos, (album,) = sim_photos(sim), _sim_albums(sim)
     assert sorted(p["caption"] for p in photos) == ["", "Beach", "Dunes"]
@@ -351,7 +351,7 @@ def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(
         world, sqlite_store, s3_client, sim):
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"latency_s": 1.5})
-    (retry,) = run(world(timeout=(5.0, 0.5)), delivery).publish  # read timeout: sent, or not?
+    (retry,) = run(world(timeout=(5.0, 0.5)), delivery).outgoing  # read timeout: sent, or not?
     set_faults(sim, {})
     again = Delivery(delivery.body, retry.headers, False, retry.message_id, "image.upload")
     # Its copy comes back before Facebook is done with the first request: reading the album
@@ -359,7 +359,7 @@ def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(
     outcome = run(world(), again)
     time.sleep(2.0)  # the first request lands 1.5 s after it started
     assert len(sim_photos(sim)) == 1
-    (wait,) = outcome.publish
+    (wait,) = outcome.outgoing
     assert wait.exchange == topology.RETRY_EXCHANGE
     assert sqlite_store.album(album_id).images[0].attempts == 1
 
@@ -369,18 +369,18 @@ def test_a_duplicate_retry_copy_starts_no_second_retry_chain(world, sqlite_store
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
     uploader = world()
-    (copy,) = run(uploader, delivery).publish
+    (copy,) = run(uploader, delivery).outgoing
     as_delivered = Delivery(delivery.body, copy.headers, False, copy.message_id, "image.upload")
     _wait_out(copy)  # the tier hands it back once its wait is over
-    (next_copy,) = run(uploader, as_delivered).publish  # attempt 2, its own copy
+    (next_copy,) = run(uploader, as_delivered).outgoing  # attempt 2, its own copy
     # The broker delivers the first copy twice: the duplicate follows attempt 1, not 2.
-    assert run(uploader, dataclasses.replace(as_delivered, redelivered=True)).publish == ()
+    assert run(uploader, dataclasses.replace(as_delivered, redelivered=True)).outgoing == ()
     assert sqlite_store.album(album_id).images[0].attempts == 2
     set_faults(sim, {})
     after = Delivery(delivery.body, next_copy.headers, False, next_copy.message_id,
                      "image.upload")
     _wait_out(next_copy)
-    assert run(uploader, after).publish == ()
+    assert run(uploader, after).outgoing == ()
     assert len(sim_photos(sim)) == 1
 
 
@@ -403,12 +403,12 @@ def test_a_forged_message_naming_another_object_is_dead_lettered_through_the_bro
     forged = messages.encode(real.model_copy(update={"key": other_key}))
     get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
     get_all(amqp_url, topology.IMAGE_UPLOADS.name)
-    publisher.publish([Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key,
-                                forged)])
+    publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE,
+                                          topology.IMAGE_UPLOADS.routing_key, forged)])
     (props, body), = get_all(amqp_url, topology.IMAGE_UPLOADS.name)
     fate = run(world(), Delivery(body, props.headers or {}, False, props.message_id,
                                  topology.IMAGE_UPLOADS.routing_key))
-    publisher.publish(list(fate.publish))  # as the runtime does, before it acks
+    publisher.publish_confirmed(list(fate.outgoing))  # as the runtime does, before it acks
 
     uploaded = [p["sha256"] for p in sim_photos(sim)]
     assert set(uploaded).isdisjoint(their_hashes.values()), "their object was posted"

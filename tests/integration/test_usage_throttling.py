@@ -42,7 +42,7 @@ def run(uploader: ImageUploader, delivery: Delivery) -> Fate:
 
 
 def held_for(fate: Fate) -> float:
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert copy.exchange == topology.RETRY_EXCHANGE
     return float(copy.headers[retry_policy.NOT_BEFORE_HEADER])
 
@@ -52,7 +52,7 @@ def test_a_page_at_95_percent_makes_the_next_images_wait_instead_of_being_sent(
     album_id, deliveries, _ = album_of(sqlite_store, s3_client, 3)
     set_faults(sim, {"page_usage_pct": 95})
     uploader = uploaders()
-    assert run(uploader, deliveries[0]).publish == ()  # sent; the answer says 95 %
+    assert run(uploader, deliveries[0]).outgoing == ()  # sent; the answer says 95 %
     for delivery in deliveries[1:]:
         fate = run(uploader, delivery)
         assert fate.kind == "retry"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from services.api import web
+from services.api import album_pages as web
 from tests.unit.test_web import Env, events_of, make_env, sign_in
 
 

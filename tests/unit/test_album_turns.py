@@ -195,7 +195,7 @@ class CommittedOutbox:
     def __init__(self) -> None:
         self.rows: list[Any] = []
 
-    def publish_committed(self, rows: list[Any]) -> bool:
+    def send_committed(self, rows: list[Any]) -> bool:
         self.rows.extend(rows)
         return True
 

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from shared import messages, topology
 from shared.dead_letters import dead_letter
 from shared.outgoing import Outgoing
-from shared.store import FAILED, QUEUED, UPLOADING
+from shared.store import ImageState
 from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
 
 
@@ -98,7 +98,7 @@ def test_an_operator_opens_a_letter_and_replays_it_once(env: Env) -> None:
                          data={"csrf_token": token})
     assert answer.status_code == 303
     album = env.store.album(album_id)
-    assert album is not None and album.images[0].state == QUEUED
+    assert album is not None and album.images[0].state == ImageState.QUEUED
     sent = env.services.fake_outbox.published
     assert [row.routing_key for row in sent] == [topology.IMAGE_UPLOADS.routing_key]
     replayed = env.store.dead_letter(letter.message_id)
@@ -153,7 +153,7 @@ def test_an_albums_letters_replay_together(env: Env) -> None:
     client = _operator(env)
     client.post(f"/operator/albums/{album_id}/replay", data={"csrf_token": csrf(client)})
     album = env.store.album(album_id)
-    assert album is not None and {i.state for i in album.images} == {QUEUED}
+    assert album is not None and {i.state for i in album.images} == {ImageState.QUEUED}
     assert env.store.letter_groups() == []
 
 
@@ -183,12 +183,12 @@ def test_stuck_albums_show_what_each_image_waits_for(env: Env) -> None:
     (album,) = env.store.stuck_albums(timedelta(seconds=300))
     assert album.album_id == stuck_id
     assert [(i.state, i.waiting_for) for i in album.images] == [
-        (UPLOADING, "its attempt to end (lease)")]
+        (ImageState.UPLOADING, "its attempt to end (lease)")]
     page = _operator(env).get("/operator/stuck").get_data(as_text=True)
     assert "Stuck trip" in page and "Fine trip" not in page
     assert re.search(r"its attempt to end \(lease\)", page)
     assert env.store.stuck_albums(timedelta(seconds=3600)) == []
-    assert FAILED in {i.state for i in env.store.album(stuck_id).images}  # type: ignore[union-attr]
+    assert ImageState.FAILED in {i.state for i in env.store.album(stuck_id).images}  # type: ignore[union-attr]
 
 
 def test_make_operator_gives_an_existing_user_the_role(tmp_path: Any,

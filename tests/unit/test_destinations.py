@@ -21,6 +21,7 @@ from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.feed_poster import FeedPoster, attached_photos
 from services.uploader.graph_client import GraphError, GraphNetworkError
 from services.uploader.handler import ImageUploader, Policy
+from services.uploader.pages import PageClient
 from shared import messages, topology
 from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
@@ -46,7 +47,8 @@ class World:
                         album_claim_margin_s=0.0)
         self.uploader = ImageUploader(self.store, outbox, self.graph,  # type: ignore[arg-type]
                                       self.s3, BUCKET, policy)
-        self.poster = FeedPoster(self.store, outbox, lambda _album: self.graph, policy)
+        self.poster = FeedPoster(self.store, outbox,
+                                 lambda _album: PageClient("page", self.graph, None), policy)
 
     def album(self, count: int, destination: tuple[str, str | None] = ("new_album", None),
               ) -> tuple[str, list[Delivery]]:
@@ -279,7 +281,7 @@ def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks(tmp_path: A
     world.graph.plan("list_posts", Fault(GraphError("(#32) Page request limit reached",
                                                      http_status=400, code=32)))
     second = world.post(request, attempt=2)
-    (copy,) = second.publish
+    (copy,) = second.outgoing
     assert second.kind == "retry" and copy.headers["album-attempt"] == 2  # no attempt spent
     assert world.graph.calls["create_post"] == 1
 

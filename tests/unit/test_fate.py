@@ -68,7 +68,7 @@ def test_a_handler_that_returns_is_acked_with_nothing_to_publish():
 def test_poison_is_dead_lettered_once_by_the_runtime_and_never_handled(body, why):
     handler = Recorder()
     fate = deliver(handler, body=body, give_up_hook=True)
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert fate.kind == "poison" and letter.exchange == topology.DEAD_EXCHANGE
     assert why in letter.headers[dead_letters.REASON_HEADER]
     assert letter.body == body
@@ -77,7 +77,7 @@ def test_poison_is_dead_lettered_once_by_the_runtime_and_never_handled(body, why
 
 def test_a_handler_that_finds_the_message_can_never_be_processed_makes_it_poison():
     fate = deliver(Recorder(PoisonMessage("image 1 is not in the store")))
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert fate.kind == "poison"
     assert letter.headers[dead_letters.REASON_HEADER] == "image 1 is not in the store"
 
@@ -85,7 +85,7 @@ def test_a_handler_that_finds_the_message_can_never_be_processed_makes_it_poison
 def test_transient_goes_to_the_attempts_tier_and_spends_one_attempt():
     handler = Recorder(outcomes.Transient("Graph 503", 503))
     fate = deliver(handler, attempt=2)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.exchange == topology.RETRY_EXCHANGE
     assert tier_of(copy) in topology.jittered(DELAYS[1])
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 3
@@ -94,13 +94,13 @@ def test_transient_goes_to_the_attempts_tier_and_spends_one_attempt():
 
 
 def test_a_transient_failure_that_says_how_long_waits_at_least_that():
-    (copy,) = deliver(Recorder(outcomes.Transient("busy", wait_s=100))).publish
+    (copy,) = deliver(Recorder(outcomes.Transient("busy", wait_s=100))).outgoing
     assert tier_of(copy) >= 100
 
 
 def test_spent_attempts_are_dead_lettered_with_the_reason_by_the_runtime():
     fate = deliver(Recorder(outcomes.Transient("Graph 503", 503)), attempt=3)
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert fate.kind == "dead" and letter.exchange == topology.DEAD_EXCHANGE
     assert letter.headers[dead_letters.REASON_HEADER] == "gave up after 3 attempts: Graph 503"
     assert letter.headers[dead_letters.CODE_HEADER] == 503
@@ -126,7 +126,7 @@ def test_a_lost_authorisation_reaches_the_hook_as_such():
 
 def test_throttled_waits_as_long_as_asked_without_spending_the_budget():
     handler = Recorder(outcomes.Throttled("slow down", wait_s=60))
-    (copy,) = deliver(handler, attempt=3).publish  # the last attempt: still not given up
+    (copy,) = deliver(handler, attempt=3).outgoing  # the last attempt: still not given up
     # held over hops: the copy may not run before 60 s from now, nor is it meant to after 75 s
     now = time.time()
     # The header keeps milliseconds: rounding may add half of one.
@@ -139,7 +139,7 @@ def test_throttled_waits_as_long_as_asked_without_spending_the_budget():
 def test_busy_looks_again_later_without_budget_or_record():
     handler = Recorder(outcomes.Busy(40))
     fate = deliver(handler, attempt=3)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "retry"
     assert float(copy.headers[retry_policy.NOT_BEFORE_HEADER]) >= time.time() + 35
     assert retry_policy.THROTTLES_HEADER not in copy.headers  # Busy never gives up
@@ -153,7 +153,7 @@ OUTAGE = OperationalError("SELECT 1", {}, Exception("connection refused"))
 def test_a_store_outage_waits_in_a_tier_without_spending_the_budget():
     outage = OUTAGE
     fate = deliver(Recorder(outage), attempt=3)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "outage" and copy.exchange == topology.RETRY_EXCHANGE
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 3
     assert copy.headers[retry_policy.OUTAGE_HEADER] == 1
@@ -163,7 +163,7 @@ def test_outages_in_a_row_wait_longer_up_to_a_cap():
     waits = []
     headers: dict[str, Any] = {}
     for _ in range(10):
-        (copy,) = decide(Recorder(OUTAGE).route(), Delivery(BODY, headers)).publish
+        (copy,) = decide(Recorder(OUTAGE).route(), Delivery(BODY, headers)).outgoing
         waits.append(tier_of(copy))
         headers = dict(copy.headers)
     assert waits == sorted(waits) and waits[0] == DELAYS[0]
@@ -172,7 +172,7 @@ def test_outages_in_a_row_wait_longer_up_to_a_cap():
 
 def test_a_failure_after_an_outage_forgets_the_outage():
     fate = deliver(Recorder(outcomes.Transient("503")), **{retry_policy.OUTAGE_HEADER: 4})
-    assert retry_policy.OUTAGE_HEADER not in fate.publish[0].headers
+    assert retry_policy.OUTAGE_HEADER not in fate.outgoing[0].headers
 
 
 def test_a_hook_that_meets_the_outage_makes_it_an_outage_not_a_lost_message():
@@ -182,7 +182,7 @@ def test_a_hook_that_meets_the_outage_makes_it_an_outage_not_a_lost_message():
     handler = Recorder(outcomes.Permanent("refused"))
     route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, 3), on_give_up=hook)
     fate = decide(route, Delivery(BODY, {}))
-    assert fate.kind == "outage" and fate.publish[0].exchange == topology.RETRY_EXCHANGE
+    assert fate.kind == "outage" and fate.outgoing[0].exchange == topology.RETRY_EXCHANGE
 
 
 def test_the_consumer_sends_a_delivery_back_when_its_copy_is_not_confirmed():
@@ -192,7 +192,7 @@ def test_the_consumer_sends_a_delivery_back_when_its_copy_is_not_confirmed():
     consumer = Consumer("amqp://guest:guest@127.0.0.1:1/%2F", Recorder().route(), 1,
                         publisher=publisher)  # type: ignore[arg-type]
     fate = deliver(Recorder(outcomes.Transient("503")))
-    assert consumer._publish(fate) is True and publisher.published == list(fate.publish)
+    assert consumer._publish(fate) is True and publisher.published == list(fate.outgoing)
     publisher.failure = BrokerError("no confirm within 10 s")
     assert consumer._publish(fate) is False  # nack, requeue: the message is not lost
     assert consumer._publish(Fate()) is True  # a plain ack needs no broker round trip
@@ -202,10 +202,10 @@ def test_a_bug_spends_the_budget_and_ends_as_a_dead_letter_with_its_reason():
     """Unlike an outage, an unexpected exception is no reason to circle the tiers for ever."""
     first = deliver(Recorder(RuntimeError("bug")))
     assert first.kind == "retry"
-    (copy,) = first.publish
+    (copy,) = first.outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 2
     last = deliver(Recorder(RuntimeError("bug")), attempt=3)
-    (letter,) = last.publish
+    (letter,) = last.outgoing
     assert last.kind == "dead"
     assert "something went wrong on our side (error id " in letter.headers["dead-reason"]
 
@@ -220,7 +220,7 @@ def test_a_hook_that_fails_on_its_own_dead_letters_the_message_instead_of_circli
     route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3),
                   on_retry=broken_hook)
     fate = decide(route, Delivery(BODY, {}))
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert fate.kind == "dead" and letter.exchange == topology.DEAD_EXCHANGE
     assert "and recording it failed (error id " in letter.headers["dead-reason"]
 

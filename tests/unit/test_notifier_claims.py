@@ -43,7 +43,7 @@ class ScriptedStore:
     """Answers like the store; `fail` maps a method to the errors its next calls raise."""
 
     fail: dict[str, list[Exception]] = field(default_factory=dict)
-    claim: NotificationClaim = NotificationClaim(store.SEND, "c1")
+    claim: NotificationClaim = NotificationClaim(store.ClaimVerdict.SEND, "c1")
     still_ours: bool = True
     calls: list[str] = field(default_factory=list)
 
@@ -95,7 +95,7 @@ def run(handler: AlbumNotifier) -> Fate:
 
 
 def retried_without_spending_attempts(fate: Fate) -> bool:
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     return copy.exchange == topology.RETRY_EXCHANGE and \
         copy.headers[retry_policy.ATTEMPT_HEADER] == 1
 
@@ -138,12 +138,12 @@ def test_a_store_bug_is_not_taken_for_an_outage():
     """A bug spends an attempt (so it ends as a dead letter); an outage would not."""
     ledger = ScriptedStore(fail={"claim": [ProgrammingError("claim", None, Exception("bug"))]})
     fate = run(notifier(ledger, Outbox(), FakeClock()))
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
 
 
 def test_a_failed_send_whose_claim_cannot_be_released_is_retried_as_the_relay_says():
     ledger = ScriptedStore(fail={"release": [away("release")]})
     mailer = Outbox(error=ConnectionRefusedError(111, "refused"))
-    (copy,) = run(notifier(ledger, mailer, FakeClock())).publish
+    (copy,) = run(notifier(ledger, mailer, FakeClock())).outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 2  # a transient failure: attempt 2

@@ -55,8 +55,8 @@ def test_a_temporary_smtp_refusal_retries_and_frees_the_claim(world):
     _, delivery = world.settled()
     world.mailer.failures.append(smtplib.SMTPResponseException(421, b"try later"))
     fate = world.deliver(delivery)
-    assert fate.kind == "retry" and fate.publish[0].headers[retry_policy.ATTEMPT_HEADER] == 2
-    assert world.deliver(Delivery(delivery.body, dict(fate.publish[0].headers))) == Fate()
+    assert fate.kind == "retry" and fate.outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 2
+    assert world.deliver(Delivery(delivery.body, dict(fate.outgoing[0].headers))) == Fate()
     assert len(world.mailer.sent) == 1
 
 
@@ -64,7 +64,7 @@ def test_a_permanent_smtp_refusal_is_dead_lettered_by_the_runtime(world):
     _, delivery = world.settled()
     world.mailer.failures.append(smtplib.SMTPResponseException(550, b"no such user"))
     fate = world.deliver(delivery)
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert fate.kind == "dead" and letter.exchange == topology.DEAD_EXCHANGE
     assert letter.routing_key == topology.ALBUM_SETTLED.routing_key
     assert "550" in letter.headers[dead_letters.REASON_HEADER]
@@ -74,7 +74,7 @@ def test_a_settle_another_notifier_is_sending_is_looked_at_later(world):
     event, delivery = world.settled()
     world.store.claim_notification(event.album_id, event.settle_seq, timedelta(minutes=2))
     fate = world.deliver(delivery)
-    assert fate.kind == "retry" and fate.publish[0].headers[retry_policy.ATTEMPT_HEADER] == 1
+    assert fate.kind == "retry" and fate.outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert world.mailer.sent == []
 
 
@@ -82,7 +82,7 @@ def test_a_settle_of_an_album_the_store_does_not_know_is_poison(world):
     body = messages.encode(messages.AlbumSettled(album_id="gone", settle_seq=1, uploaded=[],
                                                  failed=[]))
     fate = world.deliver(Delivery(body, {}))
-    assert fate.kind == "poison" and "not in the store" in fate.publish[0].headers[
+    assert fate.kind == "poison" and "not in the store" in fate.outgoing[0].headers[
         dead_letters.REASON_HEADER]
 
 
@@ -98,7 +98,7 @@ def test_a_settle_that_never_happened_is_dead_lettered_and_mails_nothing(world):
     event, _ = world.settled()
     fate = world.deliver(_forged(event, settle_seq=event.settle_seq + 1))
     assert world.mailer.sent == []
-    assert (fate.kind, fate.publish[0].headers[dead_letters.REASON_HEADER]) == (
+    assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
         "poison", "message does not match the stored album: settle differs")
 
 
@@ -108,7 +108,7 @@ def test_a_settle_naming_another_photo_is_dead_lettered_and_the_real_one_mailed(
     forged = uploaded.model_copy(update={"photo_id": "someone-elses-photo"})
     fate = world.deliver(_forged(event, uploaded=[forged]))
     assert world.mailer.sent == []
-    assert (fate.kind, fate.publish[0].headers[dead_letters.REASON_HEADER]) == (
+    assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
         "poison", "message does not match the stored album: photo differs")
     assert world.deliver(delivery) == Fate()
     (mail,) = world.mailer.sent
@@ -120,7 +120,7 @@ def test_a_settle_naming_an_image_of_another_album_is_dead_lettered(world):
     other, _ = world.settled()
     fate = world.deliver(_forged(event, uploaded=other.uploaded))
     assert world.mailer.sent == []
-    assert fate.publish[0].headers[dead_letters.REASON_HEADER] == (
+    assert fate.outgoing[0].headers[dead_letters.REASON_HEADER] == (
         "message does not match the stored album: images differ")
 
 

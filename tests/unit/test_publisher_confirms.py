@@ -52,7 +52,7 @@ def message(body: bytes = b"x", **headers: object) -> Outgoing:
 
 def publishing(pool: ThreadPoolExecutor, publisher: Publisher, messages: Sequence[Outgoing],
                timeout: float = 5.0, connect_wait: float = 5.0) -> Future[None]:
-    return pool.submit(publisher.publish, messages, timeout, connect_wait)
+    return pool.submit(publisher.publish_confirmed, messages, timeout, connect_wait)
 
 
 def published(channel: FakeChannel, count: int) -> None:
@@ -125,7 +125,7 @@ def test_a_message_pika_cannot_encode_fails_at_once_and_shifts_no_later_confirm(
     bad = message(b"bad", unencodable=object())
     started = time.monotonic()
     with pytest.raises(BrokerError, match="pika refused it"):
-        publisher.publish([bad], timeout=3.0, connect_wait=5.0)
+        publisher.publish_confirmed([bad], timeout=3.0, connect_wait=5.0)
     assert time.monotonic() - started < 1.0
     good = message(b"good")
     future = publishing(pool, publisher, [good])
@@ -213,7 +213,7 @@ def test_a_publish_racing_a_lost_connection_fails_at_once(monkeypatch, publisher
     publisher._ready = hook
     started = time.monotonic()
     with pytest.raises(BrokerError):
-        publisher.publish([message()], timeout=3.0)
+        publisher.publish_confirmed([message()], timeout=3.0)
     assert time.monotonic() - started < 1.0
 
 
@@ -223,7 +223,7 @@ def test_no_connection_is_an_error_within_the_connect_wait(broker, monkeypatch):
     try:
         started = time.monotonic()
         with pytest.raises(BrokerError, match="unavailable"):
-            publisher.publish([message()], timeout=5.0, connect_wait=0.05)
+            publisher.publish_confirmed([message()], timeout=5.0, connect_wait=0.05)
         assert time.monotonic() - started < 1.0
     finally:
         publisher.close()

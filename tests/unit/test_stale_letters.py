@@ -9,7 +9,7 @@ from shared import dead_letters, messages, topology
 from shared.dead_letters import DeadLetter
 from shared.fencing import FENCE_HEADER
 from shared.stale_letters import why_stale
-from shared.store import FAILED, QUEUED, RETRYING, UPLOADED, UPLOADING, ImageView
+from shared.store import ImageState, ImageView
 
 
 def letter(fence: int | None) -> DeadLetter:
@@ -26,11 +26,11 @@ def image(state: str, attempts: int, attempt_fence: int | None) -> ImageView:
 
 def test_the_letter_of_a_failed_image_is_not_stale() -> None:
     # Attempt 1 (started by the message with fence 0) failed for good.
-    assert why_stale(letter(0), image(FAILED, 1, 0)) is None
+    assert why_stale(letter(0), image(ImageState.FAILED, 1, 0)) is None
 
 
 def test_the_letter_of_an_image_uploaded_since_is_stale() -> None:
-    assert why_stale(letter(0), image(UPLOADED, 2, 1)) == "its image was uploaded since"
+    assert why_stale(letter(0), image(ImageState.UPLOADED, 2, 1)) == "its image was uploaded since"
 
 
 def test_the_letter_of_an_image_no_longer_in_the_store_is_stale() -> None:
@@ -38,9 +38,9 @@ def test_the_letter_of_an_image_no_longer_in_the_store_is_stale() -> None:
 
 
 @pytest.mark.parametrize("state, attempts, attempt_fence", [
-    (QUEUED, 1, 0),      # re-opened: its fresh message (fence 1) waits in the work queue
-    (UPLOADING, 2, 1),   # that message started attempt 2
-    (RETRYING, 2, 1),    # attempt 2's copy waits in a retry tier
+    (ImageState.QUEUED, 1, 0),      # re-opened: its fresh message (fence 1) waits in the work queue
+    (ImageState.UPLOADING, 2, 1),   # that message started attempt 2
+    (ImageState.RETRYING, 2, 1),    # attempt 2's copy waits in a retry tier
 ])
 def test_the_letter_of_an_image_queued_again_is_stale(state: str, attempts: int,
                                                       attempt_fence: int) -> None:
@@ -49,10 +49,10 @@ def test_the_letter_of_an_image_queued_again_is_stale(state: str, attempts: int,
 
 
 @pytest.mark.parametrize("fence, state, attempts, attempt_fence", [
-    (0, UPLOADING, 1, 0),  # the delivery limit dead-lettered the message of attempt 1
-    (0, QUEUED, 0, None),  # ... of a message that never started an attempt
-    (1, RETRYING, 1, 0),   # ... of attempt 1's retry copy
-    (None, UPLOADING, 1, None),  # a letter written before fencing: never judged by it
+    (0, ImageState.UPLOADING, 1, 0),  # the delivery limit dead-lettered the message of attempt 1
+    (0, ImageState.QUEUED, 0, None),  # ... of a message that never started an attempt
+    (1, ImageState.RETRYING, 1, 0),   # ... of attempt 1's retry copy
+    (None, ImageState.UPLOADING, 1, None),  # a letter written before fencing: never judged by it
 ])
 def test_the_only_message_of_an_unfinished_image_is_not_stale(
         fence: int | None, state: str, attempts: int, attempt_fence: int | None) -> None:

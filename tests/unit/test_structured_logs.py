@@ -101,8 +101,8 @@ def test_a_retry_copy_and_a_dead_letter_keep_the_trace() -> None:
     retry = decide(route, upload("alb1", 1, attempt=1))
     dead = decide(route, upload("alb1", 1, attempt=3))
     assert (retry.kind, dead.kind) == ("retry", "dead")
-    assert retry.publish[0].headers[log_context.TRACE_HEADER] == TRACE
-    assert dead.publish[0].headers[log_context.TRACE_HEADER] == TRACE
+    assert retry.outgoing[0].headers[log_context.TRACE_HEADER] == TRACE
+    assert dead.outgoing[0].headers[log_context.TRACE_HEADER] == TRACE
 
 
 def test_the_posts_trace_id_travels_in_its_outbox_rows_headers(tmp_path: Any) -> None:

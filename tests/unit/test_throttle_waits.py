@@ -63,7 +63,7 @@ def journey(handler: Handler, clock: Clock, give_up_s: float = 4 * 3600,
         fate = decide(route, Delivery(BODY, headers), clock=clock, rng=rng)
         if fate.kind not in ("retry", "early"):
             return fate, clock.now - start
-        (copy,) = fate.publish
+        (copy,) = fate.outgoing
         assert tier_of(copy) in topology.retry_tiers(TIERS)
         clock.now += tier_of(copy)
         headers = dict(copy.headers)
@@ -88,7 +88,7 @@ def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts(
     route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
                                                RetryPolicy(TIERS, max_attempts=3))
     fate = decide(route, Delivery(BODY, {retry_policy.ATTEMPT_HEADER: 3}), clock=clock)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 3
     assert float(copy.headers[retry_policy.NOT_BEFORE_HEADER]) == pytest.approx(clock.now + 5400)
 
@@ -101,7 +101,7 @@ def test_a_copy_that_arrives_early_goes_back_without_running_the_handler():
     headers = {retry_policy.NOT_BEFORE_HEADER: clock.now + 100, retry_policy.ATTEMPT_HEADER: 2}
     fate = decide(route, Delivery(BODY, headers), clock=clock)
     assert fate.kind == "early" and handler.ran_at == []
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert tier_of(copy) <= 125 and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
 
 
@@ -111,7 +111,7 @@ def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason()
                                                 code=32))
     fate, spent = journey(handler, clock, give_up_s=4 * 3600)
     assert fate.kind == "dead"
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     reason = letter.headers[dead_letters.REASON_HEADER]
     assert "kept throttling" in reason and "4 h" in reason
     assert 4 * 3600 <= spent <= 1.25 * 4 * 3600
@@ -139,7 +139,7 @@ def test_a_transient_failure_after_a_throttle_drops_its_not_before():
     route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
                                                RetryPolicy(TIERS, max_attempts=3))
     headers = {retry_policy.NOT_BEFORE_HEADER: clock.now - 1}
-    (copy,) = decide(route, Delivery(BODY, headers), clock=clock).publish
+    (copy,) = decide(route, Delivery(BODY, headers), clock=clock).outgoing
     assert retry_policy.NOT_BEFORE_HEADER not in copy.headers
 
 

@@ -78,7 +78,7 @@ def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world):
     album_id, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
     fate = world.deliver(delivery)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
     image = world.store.album(album_id).images[0]
     assert image.state == "retrying" and image.next_attempt_at is not None
@@ -87,7 +87,7 @@ def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world):
 def test_throttling_spends_no_attempt(world):
     _, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("slow down", http_status=400, code=613))
-    (copy,) = world.deliver(delivery).publish
+    (copy,) = world.deliver(delivery).outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1
 
 
@@ -130,7 +130,7 @@ def test_an_image_another_attempt_holds_is_looked_at_again_without_budget(world)
     image_id = world.store.album(album_id).images[0].id
     assert world.store.start_attempt(image_id).attempt == 1  # a duplicate is in flight
     fate = world.deliver(delivery)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert world.store.album(album_id).images[0].state == "uploading"  # nothing recorded
     assert world.graph.photos == []
@@ -139,7 +139,7 @@ def test_an_image_another_attempt_holds_is_looked_at_again_without_budget(world)
 def test_an_image_the_store_does_not_know_is_poison(world):
     body = messages.encode(messages.ImageUploadRequested(album_id="x", image_id=999, key="k"))
     fate = world.deliver(Delivery(body, {}))
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert fate.kind == "poison" and "not in the store" in letter.headers[
         dead_letters.REASON_HEADER]
 
@@ -152,7 +152,7 @@ def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_im
 
     world.store.record_uploaded = down  # type: ignore[method-assign]
     fate = world.deliver(delivery)
-    (copy,) = fate.publish
+    (copy,) = fate.outgoing
     assert fate.kind == "outage" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
     assert world.store.album(album_id).images[0].state != "failed"
     assert world.publisher.to(topology.DEAD_EXCHANGE) == []
@@ -207,7 +207,7 @@ def test_a_message_naming_another_object_is_dead_lettered_and_uploads_nothing(wo
     fate = world.deliver(_forged(mine, key=other_key))
     assert [p["filename"] for p in world.graph.photos] == []
     assert fate.kind == "poison"
-    (letter,) = fate.publish
+    (letter,) = fate.outgoing
     assert letter.headers[dead_letters.REASON_HEADER] == (
         "message does not match the stored image: key differs")
     # The forged message failed nothing: the image still waits, and its real message uploads.
@@ -221,7 +221,7 @@ def test_a_message_naming_another_album_is_dead_lettered_and_touches_neither(wor
     their_album, _ = world.album()
     album_id, (mine,) = world.album()
     fate = world.deliver(_forged(mine, album_id=their_album))
-    assert (fate.kind, fate.publish[0].headers[dead_letters.REASON_HEADER]) == (
+    assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
         "poison", "message does not match the stored image: album differs")
     assert world.graph.photos == [] and world.graph.albums == []
     assert world.store.album(album_id).images[0].state == "queued"

@@ -22,10 +22,11 @@ from PIL import Image
 from pydantic import SecretStr
 
 from dev.images import png
-from services.api import web
-from services.api.app import Services, create_app
+from services.api import album_events
+from services.api.album_model import plain_reason
+from services.api.app import create_app
+from services.api.services import Services
 from services.api.settings import ApiSettings
-from services.api.web import plain_reason
 from shared.fake_s3 import FakeS3
 from shared.replay import Replayer
 from shared.store import Store, UserView
@@ -38,14 +39,14 @@ class FakeOutbox:
     def __init__(self) -> None:
         self.published: list[Any] = []
 
-    def publish(self, rows: list[Any]) -> bool:
+    def send_rows(self, rows: list[Any]) -> bool:
         self.published.extend(rows)
         return True
 
-    def publish_committed(self, rows: list[Any]) -> bool:
-        return self.publish(rows)
+    def send_committed(self, rows: list[Any]) -> bool:
+        return self.send_rows(rows)
 
-    def publish_now(self, messages: list[Any]) -> None:
+    def send_unrecorded(self, messages: list[Any]) -> None:
         self.published.extend(messages)
 
     def broker_connected(self, wait_s: float) -> bool:
@@ -423,7 +424,7 @@ def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient,
     # The whole album, then the one image that changed (tests/unit/test_album_pages.py).
     states = [album["images"][0]["state"] for _, album in events]
     assert states == ["queued", "uploading"]  # then API_SSE_MAX_S (1 s) ended it
-    assert 1.0 < env.clock.now <= 1.0 + web.POLL_S
+    assert 1.0 < env.clock.now <= 1.0 + album_events.POLL_S
 
 
 def test_streams_past_the_limit_get_a_snapshot_and_reconnect(tmp_path: Any, aws: Any) -> None:

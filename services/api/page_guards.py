@@ -1,0 +1,100 @@
+"""What every web page blueprint shares (the album pages, Page connection, the operator desk):
+the signed-in user, CSRF on every POST, the pages' security headers, HTML error pages."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from shared.store import UserView
+
+from . import rate_limits, sessions
+from .services import current_services
+
+
+def guard(blueprint: Blueprint) -> None:
+    """Give a blueprint of web pages the guards below."""
+    blueprint.before_request(check_csrf)
+    blueprint.after_request(security_headers)
+    blueprint.register_error_handler(HTTPException, error_page)
+    blueprint.context_processor(template_globals)
+
+
+def current_user() -> UserView | None:
+    return sessions.current_user(current_services().store, current_services().settings)
+
+
+def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Pages send a stranger to the sign-in page (and back afterwards); the rest say 401."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        user = current_user()
+        if user is None:
+            # HEAD answers as GET does (RFC 9110, 9.3.2).
+            if request.method in ("GET", "HEAD") and request.accept_mimetypes.accept_html:
+                return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+            abort(401, "Sign in first.")
+        g.user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+def check_csrf() -> None:
+    # SameSite=Lax already keeps other sites' POSTs cookie-less; the token also stops a
+    # same-site page (another app on this host) from posting in the user's name.
+    if request.method != "POST":
+        return
+    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+    expected = session.get("csrf")
+    if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
+        abort(400, "This form has expired. Reload the page and try again.")
+
+
+def template_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "user": g.get("user")}
+
+
+def security_headers(response: Response) -> Response:
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if "Cache-Control" not in response.headers:
+        # Pages show one user's data: never from a shared cache, never stale after sign-out.
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def error_page(exc: HTTPException) -> Any:
+    status = exc.code or 500
+    message, headers = rate_limits.refusal(exc)
+    if request.accept_mimetypes.best == "application/json":
+        return {"error": message}, status, headers
+    return render_template("error.html", status=status, title=exc.name,
+                           message=message + ("." if headers else "")), status, headers
