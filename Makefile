@@ -10,7 +10,14 @@ SECURITY_STAMP := $(VENV)/.security-installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: screenshots security run test test-unit test-integration test-e2e lint typecheck broker clean bench
-.PHONY: venv lock audit
+.PHONY: venv lock audit fmt
+
+# One list of what is type-checked and one lint, for `make typecheck`, `make lint` and `make test`.
+TYPED := shared services dev bench chaos tests
+MYPY := $(BIN)/mypy $(TYPED)
+RUFF_CHECK := $(BIN)/ruff check .
+# An unformatted file fails lint and test: `make fmt` formats it.
+FORMAT_CHECK := $(BIN)/ruff format --check .
 
 $(BIN)/python:
 	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])') || { \
@@ -80,8 +87,9 @@ test: $(DEV_STAMP) broker
 	@# promtool checks and tests the alert rules (deploy/prometheus/alerts.yml).
 	command -v promtool >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
-	$(BIN)/ruff check .
-	$(BIN)/mypy shared services dev bench chaos
+	$(RUFF_CHECK)
+	$(FORMAT_CHECK)
+	$(MYPY)
 	$(BIN)/pytest -q
 
 test-unit: $(DEV_STAMP)
@@ -108,10 +116,16 @@ screenshots: $(DEV_STAMP) $(BENCH_STAMP) broker
 	  tests/e2e/test_metrics.py::test_the_dashboard_picture
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check .
+	$(RUFF_CHECK)
+	$(FORMAT_CHECK)
 
 typecheck: $(DEV_STAMP)
-	$(BIN)/mypy shared services dev
+	$(MYPY)
+
+# Formats the tree, then applies ruff's safe fixes (import order and the like).
+fmt: $(DEV_STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: $(BENCH_STAMP) broker
 	$(BIN)/python -m bench

@@ -16,9 +16,11 @@ from typing import IO, Any, TypeVar
 
 import pika
 
-from dev.ports import answers, free_port  # noqa: F401 - the bench modules take them from here
-from dev.rabbit_admin import Broker  # noqa: F401 - the bench modules take it from here
-from dev.waiting import wait_for  # noqa: F401 - the bench modules take it from here
+# Re-exported (`as`): the bench modules take them from here.
+from dev.ports import answers as answers
+from dev.ports import free_port as free_port
+from dev.rabbit_admin import Broker as Broker
+from dev.waiting import wait_for as wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Scratch output (logs, databases, the second node's data): gitignored, never committed.

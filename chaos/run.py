@@ -6,6 +6,7 @@ import random
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pika
@@ -70,7 +71,8 @@ def heal(system: System) -> None:
     for proxy in system.proxies.values():
         proxy.restore()
     _ensure_node(system.node)
-    for undo in (system.graph_faults, lambda: system.smtp_reply(None)):
+    undos: tuple[Callable[[], None], ...] = (system.graph_faults, lambda: system.smtp_reply(None))
+    for undo in undos:
         try:
             undo()
         except requests.RequestException:

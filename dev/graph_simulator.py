@@ -1104,7 +1104,7 @@ def main(argv: list[str] | None = None) -> None:
         "Graph simulator for page %s on http://%s:%s (control API under /_sim/)",
         page_id,
         args.host,
-        server.effective_port,  # type: ignore[union-attr]
+        server.effective_port,
     )
     try:
         server.run()

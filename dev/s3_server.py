@@ -20,7 +20,12 @@ import logging
 from typing import Any
 
 import waitress
-from moto.server import DomainDispatcherApplication, create_backend_app
+
+# moto.server imports these without re-exporting them; it is still the module to take them from.
+from moto.server import (  # type: ignore[attr-defined]
+    DomainDispatcherApplication,
+    create_backend_app,
+)
 
 #: Threads serving requests: enough for every upload thread of a busy uploader at once.
 THREADS = 64

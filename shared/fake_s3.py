@@ -26,8 +26,11 @@ def _etag(body: bytes) -> str:
 
 
 def _missing(code: str, message: str, operation: str) -> ClientError:
+    # With the metadata S3 sends in every answer (botocore's types ask for all of it).
     return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": 404}}, operation)
+                        "ResponseMetadata": {"HTTPStatusCode": 404, "RequestId": "", "HostId": "",
+                                             "HTTPHeaders": {}, "RetryAttempts": 0}},
+                       operation)
 
 
 class FakeS3:

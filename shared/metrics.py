@@ -31,7 +31,7 @@ from prometheus_client.registry import REGISTRY, Collector
 log = logging.getLogger(__name__)
 
 # A `_created` series beside each counter and histogram doubles what is scraped for no panel.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
 
 #: The environment variable prometheus-client's multiprocess mode reads.
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -76,7 +76,7 @@ def forget_process(pid: int) -> None:
     """In a multiprocess parent: a child exited, so its live gauges (the breaker) stop counting;
     its counters stay in the sum."""
     if figures := os.environ.get(MULTIPROC_DIR):
-        mark_process_dead(pid, figures)
+        mark_process_dead(pid, figures)  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
 
 
 def serve(port: int, addr: str = "127.0.0.1", *extra: Collector) -> Any:
@@ -86,7 +86,7 @@ def serve(port: int, addr: str = "127.0.0.1", *extra: Collector) -> Any:
         return None
     if os.environ.get(MULTIPROC_DIR):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
     else:
         registry = REGISTRY
     for collector in extra:

@@ -82,7 +82,7 @@ def check_destination(services: Services, user_id: int,
                       album: AlbumRequest) -> tuple[Any, int] | None:
     """An existing album must be one of the Page's: refused before anything is recorded."""
     destination = album.destination
-    if destination.kind != Destination.EXISTING_ALBUM or destination.id is None:
+    if destination.kind != Destination.EXISTING_ALBUM.value or destination.id is None:
         return None
     page = user_page(services, user_id)
     if page is None:

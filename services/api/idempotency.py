@@ -45,7 +45,8 @@ def fingerprint(album: AlbumRequest) -> str:
         asked["captions"] = album.captions
     if album.description:
         asked["description"] = album.description
-    if album.destination.kind != Destination.NEW_ALBUM:  # the default keeps the fingerprints it had
+    # The default keeps the fingerprints it had.
+    if album.destination.kind != Destination.NEW_ALBUM.value:
         asked["destination"] = album.destination.model_dump()
     canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.store import AlbumState, ImageState, PostState
+
 _error = {"type": "object", "required": ["error"],
           "properties": {"error": {"type": "string"},
                          "details": {"type": "array", "items": {"type": "string"}},
@@ -12,21 +14,22 @@ _error = {"type": "object", "required": ["error"],
                              "quote it to support")}}}
 _image = {"type": "object", "properties": {
     "key": {"type": "string"},
-    "state": {"enum": ["queued", "uploading", "retrying", "uploaded", "failed"]},
+    "state": {"enum": [state.value for state in ImageState]},
     "attempts": {"type": "integer"},
     "photo_id": {"type": ["string", "null"]},
     "error": {"type": ["string", "null"]},
     "next_attempt_at": {"type": ["string", "null"], "format": "date-time"}}}
 _album: dict[str, Any] = {"type": "object", "properties": {
     "id": {"type": "string"}, "title": {"type": "string"},
-    "state": {"enum": ["publishing", "done", "done_with_failures"]},
+    "state": {"enum": [state.value for state in AlbumState]},
     "created_at": {"type": "string"}, "total": {"type": "integer"},
     "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
     "destination": {"type": "object", "properties": {
         "kind": {"enum": ["new_album", "album", "post"]},
         "note": {"type": ["string", "null"]}, "album_id": {"type": ["string", "null"]},
         "post": {"type": "object", "properties": {
-            "state": {"enum": ["pending", "posted", "failed", None]},
+            # The states the API can answer, from the store's own lists, so a new one is described.
+            "state": {"enum": [*(state.value for state in PostState), None]},
             "id": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"]}}}}},
     "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}}}

@@ -45,9 +45,9 @@ class Destination(BaseModel):
 
     @model_validator(mode="after")
     def _id_only_for_an_album(self) -> Self:
-        if self.kind == store.Destination.EXISTING_ALBUM and self.id is None:
+        if self.kind == store.Destination.EXISTING_ALBUM.value and self.id is None:
             raise ValueError('an existing album needs its "id" (GET /api/page/albums lists them)')
-        if self.kind != store.Destination.EXISTING_ALBUM and self.id is not None:
+        if self.kind != store.Destination.EXISTING_ALBUM.value and self.id is not None:
             raise ValueError(f'"id" goes only with kind "album", not "{self.kind}"')
         return self
 

@@ -35,14 +35,16 @@ class ManagementApi:
 
     def policy(self, name: str) -> dict[str, Any] | None:
         """The policy as the broker holds it, or None."""
-        return self._json("GET", f"policies/{self._v()}/{quote(name, '')}")
+        policy: dict[str, Any] | None = self._json("GET", f"policies/{self._v()}/{quote(name, '')}")
+        return policy
 
     def put_policy(self, name: str, body: dict[str, Any]) -> None:
         self._call("PUT", f"policies/{self._v()}/{quote(name, '')}", json=body)
 
     def queue(self, name: str) -> dict[str, Any] | None:
         """The queue as the management API lists it (arguments, policy...), or None."""
-        return self._json("GET", f"queues/{self._v()}/{quote(name, '')}")
+        queue: dict[str, Any] | None = self._json("GET", f"queues/{self._v()}/{quote(name, '')}")
+        return queue
 
     def queue_names(self) -> list[str]:
         queues = self._json("GET", f"queues/{self._v()}?columns=name") or []

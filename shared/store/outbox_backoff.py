@@ -23,4 +23,5 @@ def refusal_backoff(attempts: int) -> timedelta:
         raise ValueError(f"attempts counts refusals from 1, not {attempts}")
     # Capped before doubling further: the exponent of a long-refused row stays small.
     doublings = min(attempts - 1, 16)
-    return min(FIRST_WAIT * 2 ** doublings, MAX_WAIT)
+    # int(): typeshed types `int ** int` as Any (a negative exponent would give a float).
+    return min(FIRST_WAIT * int(2 ** doublings), MAX_WAIT)

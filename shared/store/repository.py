@@ -1138,7 +1138,7 @@ def _upload_row(image: Image) -> OutboxMessage:
 def _db_time(s: Session) -> datetime:
     """The database's clock (naive UTC, `db_clock.utc_now`), read once for the comparisons
     of a ledger transaction: leases, in-flight windows, quiet times, the relay's claims."""
-    now = s.scalar(select(utc_now()))
+    now: datetime | None = s.scalar(select(utc_now()))
     assert now is not None
     return now
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ class System:
         self.start("mail", py, "-m", "dev.mail_catcher", "--smtp-port", str(self.ports["smtp"]),
                    "--http-port", str(self.ports["mail"]))
         for name in ("s3", "graph", "smtp", "mail"):
-            wait_for(lambda n=name: answers(self.ports[n]), timeout=30, what=f"{name} to listen")
+            wait_for(partial(answers, self.ports[name]), timeout=30, what=f"{name} to listen")
         self.s3().create_bucket(Bucket=self.bucket)
         self.start("api", py, "-m", "services.api")
         self.start("uploader", py, "-m", "services.uploader")

@@ -3,31 +3,35 @@
 import hashlib
 import time
 import uuid
+from typing import Any
 
 import pytest
 import requests
 
 from dev.images import png
 from shared import topology
+from tests.e2e.conftest import System
 from tests.integration.helpers import message_count, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture()
-def user(system):
+def user(system: System) -> dict[str, Any]:
     return system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
 
 
-def seed_images(system, user, count, folder="trip"):
-    hashes = {}
+def seed_images(system: System, user: dict[str, Any], count: int,
+                folder: str = "trip") -> dict[str, str]:
+    hashes: dict[str, str] = {}
     for n in range(count):
         key = f"{user['prefix']}{folder}/photo-{n:02d}.png"
         hashes[key] = system.put(key, png(320, 240, seed=n + hash(folder) % 1000))
     return hashes
 
 
-def settled_mail_quiet(system, e2e_amqp_url, address, count=1):
+def settled_mail_quiet(system: System, e2e_amqp_url: str, address: str,
+                       count: int = 1) -> list[dict[str, Any]]:
     """The emails to `address`, read once they arrived and the notifier's queue is empty."""
     wait_for(lambda: len(system.mails_to(address)) >= count, timeout=30,
              what=f"{count} email(s) to {address}")
@@ -36,7 +40,9 @@ def settled_mail_quiet(system, e2e_amqp_url, address, count=1):
     return system.mails_to(address)
 
 
-def test_a_twenty_image_album_reaches_facebook_and_one_email(system, user, e2e_amqp_url):
+def test_a_twenty_image_album_reaches_facebook_and_one_email(
+    system: System, user: dict[str, Any], e2e_amqp_url: str
+) -> None:
     hashes = seed_images(system, user, 20)
     started = time.monotonic()
     response = system.publish(user["token"], title="Summer", images=list(hashes))
@@ -62,7 +68,9 @@ def test_a_twenty_image_album_reaches_facebook_and_one_email(system, user, e2e_a
           f"{len(mails)} email")
 
 
-def test_refused_images_fail_alone_and_the_email_names_them(system, user, e2e_amqp_url):
+def test_refused_images_fail_alone_and_the_email_names_them(
+    system: System, user: dict[str, Any], e2e_amqp_url: str
+) -> None:
     hashes = seed_images(system, user, 18, folder="mixed")
     # Named and typed as PNGs, so they pass our own check of Facebook's limits: Facebook
     # itself refuses their bytes (code 324).
@@ -87,7 +95,7 @@ def test_refused_images_fail_alone_and_the_email_names_them(system, user, e2e_am
     assert failed[refused[0]]["error"] in mail["text"]
 
 
-def test_a_missing_object_fails_that_image_alone(system, user):
+def test_a_missing_object_fails_that_image_alone(system: System, user: dict[str, Any]) -> None:
     hashes = seed_images(system, user, 2, folder="gone")
     missing = f"{user['prefix']}gone/never-uploaded.png"
     # Mail goes only to the user's own address (issue 11): another one is refused unpublished.
@@ -103,7 +111,9 @@ def test_a_missing_object_fails_that_image_alone(system, user):
     wait_for(lambda: system.mails_to(user["email"]), what="the email to notify_email")
 
 
-def test_transient_facebook_errors_are_retried_until_the_album_is_done(system, user):
+def test_transient_facebook_errors_are_retried_until_the_album_is_done(
+    system: System, user: dict[str, Any]
+) -> None:
     hashes = seed_images(system, user, 10, folder="flaky")
     # 30% of uploads fail; six attempts make a give-up a 1-in-1,400 event per image.
     system.set_faults(error_rates={"503": 0.2, "2": 0.1}, seed=7)
@@ -116,7 +126,9 @@ def test_transient_facebook_errors_are_retried_until_the_album_is_done(system, u
     assert sorted(p["sha256"] for p in mine) == sorted(hashes.values())
 
 
-def test_bad_requests_get_a_reason_and_publish_nothing(system, user, e2e_amqp_url):
+def test_bad_requests_get_a_reason_and_publish_nothing(
+    system: System, user: dict[str, Any], e2e_amqp_url: str
+) -> None:
     before = message_count(e2e_amqp_url, topology.IMAGE_UPLOADS.name)
     cases = [
         ({"title": "x", "images": ["users/999999/a.png"]}, 422, "not under your prefix"),
@@ -131,7 +143,7 @@ def test_bad_requests_get_a_reason_and_publish_nothing(system, user, e2e_amqp_ur
     assert message_count(e2e_amqp_url, topology.IMAGE_UPLOADS.name) == before
 
 
-def test_another_users_album_is_not_found(system, user):
+def test_another_users_album_is_not_found(system: System, user: dict[str, Any]) -> None:
     other = system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     hashes = seed_images(system, user, 1, folder="private")
     album_id = system.publish(user["token"], title="Mine", images=list(hashes)).json()["id"]
@@ -140,7 +152,7 @@ def test_another_users_album_is_not_found(system, user):
     assert response.status_code == 404
 
 
-def test_the_photos_on_facebook_are_the_objects_in_s3(system, user):
+def test_the_photos_on_facebook_are_the_objects_in_s3(system: System, user: dict[str, Any]) -> None:
     body = png(64, 64, seed=4242)
     key = f"{user['prefix']}exact/one.png"
     system.put(key, body)
@@ -150,7 +162,9 @@ def test_the_photos_on_facebook_are_the_objects_in_s3(system, user):
     assert photo["sha256"] == hashlib.sha256(body).hexdigest() and photo["size"] == len(body)
 
 
-def test_the_caller_lists_their_images_and_albums_newest_first(system, user):
+def test_the_caller_lists_their_images_and_albums_newest_first(
+    system: System, user: dict[str, Any]
+) -> None:
     hashes = seed_images(system, user, 3, folder="listing")
     headers = {"Authorization": f"Bearer {user['token']}"}
     images = requests.get(f"{system.api_url}/api/images", headers=headers, timeout=5).json()

@@ -70,7 +70,9 @@ def put_images(system: System, prefix: str, count: int) -> list[str]:
     return keys
 
 
-def test_two_users_with_two_pages_publish_at_once_each_album_on_its_owners_page(system):
+def test_two_users_with_two_pages_publish_at_once_each_album_on_its_owners_page(
+    system: System,
+) -> None:
     suffix = str(uuid.uuid4().int)[:9]
     users = [new_user_with_page(system, f"71{suffix}"), new_user_with_page(system, f"72{suffix}")]
     system.set_faults(latency_s=0.2)  # so the two albums' uploads overlap
@@ -95,7 +97,9 @@ def test_two_users_with_two_pages_publish_at_once_each_album_on_its_owners_page(
 
 
 @pytest.mark.usefixtures("album_creation_allowed")  # photos counted in the album they went to
-def test_a_token_revoked_mid_album_pauses_and_reconnecting_resumes_each_photo_once(system):
+def test_a_token_revoked_mid_album_pauses_and_reconnecting_resumes_each_photo_once(
+    system: System,
+) -> None:
     user = new_user_with_page(system, f"73{str(uuid.uuid4().int)[:9]}")
     # Four go out at once: with eight, the second four were on their way (past the token
     # check) when the first photo showed, and nothing was left to pause.
@@ -217,7 +221,9 @@ def assert_posted_once(system: System, user: dict[str, Any], album: dict[str, An
     return post
 
 
-def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_photo_once(system):
+def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_photo_once(
+    system: System,
+) -> None:
     user = new_user_with_page(system, f"74{str(uuid.uuid4().int)[:9]}")
     # Four go out at once: the revoke comes with the second four in flight, the rest waiting.
     hashes = put_hashed(system, user["prefix"], "revoked-post", 14)
@@ -256,7 +262,7 @@ def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_pho
 
 
 def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_reconnect_resumes(
-        system):
+        system: System) -> None:
     user = new_user_with_page(system, f"75{str(uuid.uuid4().int)[:9]}")
     other = new_user_with_page(system, f"76{str(uuid.uuid4().int)[:9]}")
     stopped_hashes = put_hashed(system, user["prefix"], "blocked-post", 8)

@@ -27,7 +27,9 @@ def _sign_in(page: Any, system: System, token: str) -> None:
 
 
 def test_an_operator_replays_a_refused_photo_and_an_end_user_gets_403(
-        system: System, browser: Any) -> None:  # noqa: F811 - the imported fixture
+    system: System,
+    browser: Any,  # noqa: F811 - the imported fixture
+) -> None:
     from playwright.sync_api import expect
 
     user = system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")

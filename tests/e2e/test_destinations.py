@@ -4,6 +4,8 @@ Facebook), 20 images become one multi-photo post and one email with its link; al
 album; an existing album picked, its 20 photos in it."""
 
 import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -11,28 +13,29 @@ import requests
 from dev.images import png
 from shared import topology
 from shared.destinations import post_url
+from tests.e2e.conftest import System
 from tests.integration.helpers import message_count, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture()
-def user(system):
+def user(system: System) -> dict[str, Any]:
     return system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
 
 
 @pytest.fixture()
-def page(system):
+def page(system: System) -> Iterator[Callable[..., None]]:
     """The simulated Page's settings, put back to refusing album creation after the test."""
-    def set_page(**settings):
+    def set_page(**settings: Any) -> None:
         requests.put(f"{system.graph_url}/_sim/page", json=settings,
                      timeout=5).raise_for_status()
     yield set_page
     set_page(refuse_album_creation=True)
 
 
-def seed(system, user, count, folder):
-    keys = []
+def seed(system: System, user: dict[str, Any], count: int, folder: str) -> list[str]:
+    keys: list[str] = []
     for n in range(count):
         key = f"{user['prefix']}{folder}/photo-{n:02d}.png"
         system.put(key, png(64, 48, seed=n + 7 * len(folder)))
@@ -40,19 +43,22 @@ def seed(system, user, count, folder):
     return keys
 
 
-def posts(system):
-    return requests.get(f"{system.graph_url}/_sim/posts", timeout=5).json()["posts"]
+def posts(system: System) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = requests.get(f"{system.graph_url}/_sim/posts",
+                                                timeout=5).json()["posts"]
+    return listed
 
 
-def one_mail(system, e2e_amqp_url, address):
+def one_mail(system: System, e2e_amqp_url: str, address: str) -> list[dict[str, Any]]:
     wait_for(lambda: len(system.mails_to(address)) >= 1, timeout=60, what=f"a mail to {address}")
     wait_for(lambda: message_count(e2e_amqp_url, topology.ALBUM_SETTLED.name) == 0,
              what="the notifier's queue to drain")
     return system.mails_to(address)
 
 
-def test_refused_album_creation_gives_one_post_of_twenty_and_one_email(system, user,
-                                                                      e2e_amqp_url):
+def test_refused_album_creation_gives_one_post_of_twenty_and_one_email(
+    system: System, user: dict[str, Any], e2e_amqp_url: str
+) -> None:
     keys = seed(system, user, 20, "refused")
     response = system.publish(user["token"], title="Harbour", images=keys)
     assert response.status_code == 202, response.text
@@ -76,7 +82,9 @@ def test_refused_album_creation_gives_one_post_of_twenty_and_one_email(system, u
     assert destination["post"]["url"] == post_url(post["id"])
 
 
-def test_allowed_album_creation_gives_one_album_of_twenty(system, user, page, e2e_amqp_url):
+def test_allowed_album_creation_gives_one_album_of_twenty(
+    system: System, user: dict[str, Any], page: Callable[..., None], e2e_amqp_url: str
+) -> None:
     page(refuse_album_creation=False)
     keys = seed(system, user, 20, "allowed")
     album = system.wait_settled(user["token"], system.publish(
@@ -91,7 +99,9 @@ def test_allowed_album_creation_gives_one_album_of_twenty(system, user, page, e2
     assert len(one_mail(system, e2e_amqp_url, user["email"])) == 1
 
 
-def test_an_existing_album_picked_gets_the_twenty_photos(system, user, e2e_amqp_url):
+def test_an_existing_album_picked_gets_the_twenty_photos(
+    system: System, user: dict[str, Any], e2e_amqp_url: str
+) -> None:
     existing = requests.post(f"{system.graph_url}/_sim/albums", json={"name": "By hand"},
                              timeout=5).json()["id"]
     listed = requests.get(f"{system.api_url}/api/page/albums", timeout=10,
@@ -109,7 +119,9 @@ def test_an_existing_album_picked_gets_the_twenty_photos(system, user, e2e_amqp_
     assert len(one_mail(system, e2e_amqp_url, user["email"])) == 1
 
 
-def test_an_album_that_is_not_the_pages_is_refused_and_nothing_published(system, user):
+def test_an_album_that_is_not_the_pages_is_refused_and_nothing_published(
+    system: System, user: dict[str, Any]
+) -> None:
     keys = seed(system, user, 1, "unknown")
     response = system.publish(user["token"], title="Nowhere", images=keys,
                               destination={"kind": "album", "id": "999"})

@@ -3,10 +3,12 @@
 import math
 import time
 import uuid
+from typing import Any
 
 import pytest
 
 from dev.images import png
+from tests.e2e.conftest import System
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -16,25 +18,29 @@ pytestmark = pytest.mark.e2e
 LATENCY_S = 0.5
 
 
-def seed(system, user, count, folder):
+def seed(system: System, user: dict[str, Any], count: int, folder: str) -> list[str]:
     keys = [f"{user['prefix']}{folder}/photo-{n:03d}.png" for n in range(count)]
     for n, key in enumerate(keys):
         system.put(key, png(8, 8, seed=n))
     return keys
 
 
-def settle_time(system, user, keys, title):
+def settle_time(system: System, user: dict[str, Any], keys: list[str],
+                title: str) -> tuple[float, dict[str, Any]]:
     """Seconds from the POST until the album reads settled, and the album then."""
     started = time.monotonic()
     response = system.publish(user["token"], title=title, images=keys)
     assert response.status_code == 202, response.text
-    album = wait_for(lambda: (a := system.album(user["token"], response.json()["id"]))
-                     ["state"] != "publishing" and a, timeout=120, every=0.05,
-                     what=f"album {title} to settle")
+
+    def settled() -> dict[str, Any] | None:
+        album = system.album(user["token"], response.json()["id"])
+        return album if album["state"] != "publishing" else None
+
+    album = wait_for(settled, timeout=120, every=0.05, what=f"album {title} to settle")
     return time.monotonic() - started, album
 
 
-def test_a_small_album_published_behind_a_big_one_settles_first(system):
+def test_a_small_album_published_behind_a_big_one_settles_first(system: System) -> None:
     big_user = system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     small_user = system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     big_keys = seed(system, big_user, 200, "big")

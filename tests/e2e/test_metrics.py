@@ -43,8 +43,9 @@ def metered(tmp_path_factory: pytest.TempPathFactory, broker: Any,
     url = str(broker.url(make_vhost(for_session=True)))
     system = System(tmp_path_factory.mktemp("metrics"), url)
     system.metrics_ports = {name: free_port() for name in SERVICES}  # type: ignore[attr-defined]
-    system.env.update({f"{name.upper()}_METRICS_PORT": str(port)
-                       for name, port in system.metrics_ports.items()})  # type: ignore[attr-defined]
+    system.env.update(
+        {f"{name.upper()}_METRICS_PORT": str(port) for name, port in system.metrics_ports.items()}  # type: ignore[attr-defined]
+    )
     system.env["UPLOADER_PROCESSES"] = "2"
     try:
         system.start_all()
@@ -159,8 +160,7 @@ def test_the_dashboard_picture(metered: System, tmp_path: Path) -> None:
     if not out_dir:
         pytest.skip("draws the README's picture only under `make screenshots`")
     pytest.importorskip("matplotlib")
-    targets = {name: f"127.0.0.1:{port}"
-               for name, port in metered.metrics_ports.items()}  # type: ignore[attr-defined]
+    targets = {name: f"127.0.0.1:{port}" for name, port in metered.metrics_ports.items()}  # type: ignore[attr-defined]
     if answers(15692):  # the broker's own plugin, where it is on (`make run` enables it)
         targets["rabbitmq"] = "127.0.0.1:15692"
     # Slower uploads and a few refusals: a run long enough to draw, with retries in it.

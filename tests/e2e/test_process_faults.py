@@ -6,43 +6,48 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from dev.images import png
-from tests.e2e.conftest import ROOT
+from tests.e2e.conftest import ROOT, System
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture()
-def user(system):
+def user(system: System) -> dict[str, Any]:
     return system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
 
 
-def image_state(system, user, album_id):
-    return system.album(user["token"], album_id)["images"][0]["state"]
+def image_state(system: System, user: dict[str, Any], album_id: str) -> str:
+    state: str = system.album(user["token"], album_id)["images"][0]["state"]
+    return state
 
 
-def restart_uploader(system):
+def restart_uploader(system: System) -> None:
     system.start("uploader", sys.executable, "-m", "services.uploader")
 
 
-def slow_album(system, user, title):
+def slow_album(system: System, user: dict[str, Any], title: str) -> str:
     key = f"{user['prefix']}{title}/slow.png"
     system.put(key, png(64, 64, seed=99))
     system.set_faults(latency_s=3.0)
     response = system.publish(user["token"], title=title, images=[key])
-    album_id = response.json()["id"]
+    album_id: str = response.json()["id"]
     wait_for(lambda: image_state(system, user, album_id) == "uploading", timeout=30,
              what="the upload to start")
     return album_id
 
 
-def test_sigterm_finishes_the_upload_in_flight_and_exits_0(system, user):
+def test_sigterm_finishes_the_upload_in_flight_and_exits_0(
+    system: System, user: dict[str, Any]
+) -> None:
     album_id = slow_album(system, user, "term")
     uploader = system.processes["uploader"]
     uploader.send_signal(signal.SIGTERM)
@@ -56,7 +61,9 @@ def test_sigterm_finishes_the_upload_in_flight_and_exits_0(system, user):
 
 
 @pytest.mark.usefixtures("album_creation_allowed")  # the album's listing finds the photo
-def test_an_uploader_killed_mid_upload_three_times_sends_the_photo_once(system, user):
+def test_an_uploader_killed_mid_upload_three_times_sends_the_photo_once(
+    system: System, user: dict[str, Any]
+) -> None:
     album_id = slow_album(system, user, "kill")
     try:
         for _ in range(3):
@@ -78,7 +85,9 @@ def test_an_uploader_killed_mid_upload_three_times_sends_the_photo_once(system, 
     assert [p["id"] for p in mine] == [album["images"][0]["photo_id"]]
 
 
-def test_retrying_refused_images_reopens_the_album_and_mails_again(system, user):
+def test_retrying_refused_images_reopens_the_album_and_mails_again(
+    system: System, user: dict[str, Any]
+) -> None:
     keys = [f"{user['prefix']}again/ok-{n}.png" for n in range(2)]
     keys.append(f"{user['prefix']}again/refuse-me.png")
     for n, key in enumerate(keys):
@@ -95,19 +104,28 @@ def test_retrying_refused_images_reopens_the_album_and_mails_again(system, user)
     assert response.status_code == 202 and response.json()["reopened"] == 1
     album = system.wait_settled(user["token"], album_id)
     assert album["state"] == "done"
-    mails = wait_for(lambda: (m := system.mails_to(user["email"])) and len(m) == 2 and m,
-                     what="the second email")
+    def both_mails() -> list[dict[str, Any]] | None:
+        mails = system.mails_to(user["email"])
+        return mails if len(mails) == 2 else None
+
+    mails = wait_for(both_mails, what="the second email")
     assert sorted(m["subject"] for m in mails) == [
         "Your album 'Again' is on Facebook: 2 of 3 photos",
         "Your album 'Again' is on Facebook: all 3 photos"]
 
 
-def children(pid):
+def children(pid: int) -> set[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return set(map(int, path.read_text().split())) if path.exists() else set()
 
 
-def alive(pid):
+def two_children(pid: int, gone: int | None = None) -> set[int] | None:
+    """The process's children once there are two and `gone` is not one of them, else None."""
+    kids = children(pid)
+    return kids if len(kids) == 2 and gone not in kids else None
+
+
+def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
@@ -116,7 +134,7 @@ def alive(pid):
 
 
 @pytest.fixture()
-def pool(system):
+def pool(system: System) -> Iterator[subprocess.Popen[bytes]]:
     """A second uploader of two processes beside the system's own, stopped after the test."""
     parent = subprocess.Popen([sys.executable, "-m", "services.uploader"], cwd=ROOT,
                               env={**system.env, "UPLOADER_PROCESSES": "2"})
@@ -126,22 +144,24 @@ def pool(system):
         parent.wait()
 
 
-def test_a_pool_of_uploader_processes_restarts_a_dead_one_and_dies_with_its_parent(pool):
-    first = wait_for(lambda: len(children(pool.pid)) == 2 and children(pool.pid), timeout=30,
-                     what="two uploader processes")
+def test_a_pool_of_uploader_processes_restarts_a_dead_one_and_dies_with_its_parent(
+    pool: subprocess.Popen[bytes],
+) -> None:
+    first = wait_for(lambda: two_children(pool.pid), timeout=30, what="two uploader processes")
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
-    again = wait_for(lambda: (kids := children(pool.pid)) and len(kids) == 2 and victim not in kids
-                     and kids, timeout=30, what="the dead process to be started again")
+    again = wait_for(lambda: two_children(pool.pid, victim), timeout=30,
+                     what="the dead process to be started again")
     pool.kill()
     pool.wait()
     wait_for(lambda: not any(alive(pid) for pid in again), timeout=10,
              what="the processes to die with their parent")
 
 
-def test_sigterm_stops_a_pool_of_uploader_processes_with_exit_0(pool):
-    kids = wait_for(lambda: len(children(pool.pid)) == 2 and children(pool.pid), timeout=30,
-                    what="two uploader processes")
+def test_sigterm_stops_a_pool_of_uploader_processes_with_exit_0(
+    pool: subprocess.Popen[bytes],
+) -> None:
+    kids = wait_for(lambda: two_children(pool.pid), timeout=30, what="two uploader processes")
     pool.send_signal(signal.SIGTERM)
     assert pool.wait(60) == 0
     assert not any(alive(pid) for pid in kids)

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 import pika
 import requests
 
-from dev.waiting import wait_for  # noqa: F401 - the tests take it from here
+from dev.waiting import wait_for as wait_for  # re-exported: the tests take it from here
+from shared.messages import AlbumSettled, ImageUploadRequested, decode
 
 T = TypeVar("T")
 
@@ -22,7 +23,7 @@ def get_all(url: str, queue: str) -> list[tuple[Any, bytes]]:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        taken = []
+        taken: list[tuple[Any, bytes]] = []
         while True:
             method, props, body = channel.basic_get(queue, auto_ack=True)
             if method is None:
@@ -35,7 +36,8 @@ def get_all(url: str, queue: str) -> list[tuple[Any, bytes]]:
 def message_count(url: str, queue: str) -> int:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
+        count: int = connection.channel().queue_declare(queue, passive=True).method.message_count
+        return count
     finally:
         connection.close()
 
@@ -62,3 +64,17 @@ def close_connections(broker: Any, vhost: str, named: str | None = None) -> int:
     for connection in connections:
         broker.api("DELETE", f"connections/{connection['name']}")
     return len(connections)
+
+
+def upload_of(body: bytes) -> ImageUploadRequested:
+    """The upload request a work-queue body holds (failing the test if it holds another)."""
+    message = decode(body)
+    assert isinstance(message, ImageUploadRequested), message
+    return message
+
+
+def settled_of(body: bytes) -> AlbumSettled:
+    """The album's settled event a body holds (failing the test if it holds another)."""
+    message = decode(body)
+    assert isinstance(message, AlbumSettled), message
+    return message

@@ -16,7 +16,8 @@ from tests.unit.test_album_turns import publish, uploads
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
+# Overrides the star-imported fixture of the same name: the same tests, on PostgreSQL.
+@pytest.fixture  # type: ignore[no-redef]
 def store(postgres_url: str) -> Iterator[Store]:
     store = Store(postgres_url)
     store.create_schema()
@@ -24,7 +25,7 @@ def store(postgres_url: str) -> Iterator[Store]:
     store.dispose()
 
 
-def test_images_ending_at_once_release_one_next_image_each(postgres_url):
+def test_images_ending_at_once_release_one_next_image_each(postgres_url: str) -> None:
     store = Store(postgres_url)
     try:
         album_id, ids, rows = publish(store, 30, window=10)

@@ -20,6 +20,7 @@ from services.api.services import Services
 from services.api.settings import ApiSettings
 from shared import messages
 from shared.store import Store, UserView
+from tests.integration.helpers import upload_of
 
 from .helpers import get_all
 from .store_blips import BlippingStore
@@ -113,7 +114,7 @@ def test_a_retry_committed_is_accepted_although_marking_it_published_failed(
     with api_on(blipping, amqp_url) as api:
         album_id, rows = sqlite_store.create_album(api.user.id, "t", None,
                                                    [f"{api.user.prefix}a.png"])
-        image_id = messages.decode(rows[0].body).image_id
+        image_id = upload_of(rows[0].body).image_id
         sqlite_store.start_attempt(image_id)
         sqlite_store.record_failed(image_id, "refused", 324)
         response = api.app.test_client().post(

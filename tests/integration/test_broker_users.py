@@ -8,16 +8,19 @@ import json
 import smtplib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 import pika
 import pika.exceptions
 import pytest
 import requests
+from pika.adapters.blocking_connection import BlockingChannel
 from pydantic import SecretStr
 
+from dev.rabbit_admin import Broker
 from services.notifier.fake_mailer import FakeMailer
 from services.notifier.handler import AlbumNotifier
 from shared import dead_letters, messages, outcomes, topology
@@ -31,6 +34,9 @@ from shared.fate import Route
 from shared.outbox import Outbox
 from shared.retry_policy import RetryPolicy
 from shared.settings import CommonSettings
+from shared.store import Store
+from tests.conftest import VhostMaker
+from tests.present import present
 
 from .helpers import get_all, wait_for
 
@@ -41,12 +47,15 @@ DELAYS = (1,)
 
 
 @pytest.fixture(scope="module")
-def accounts(broker, make_vhost) -> Iterator[dict[str, str]]:
+def accounts(broker: Broker, make_vhost: VhostMaker) -> Iterator[dict[str, str]]:
     """Each role's AMQP URL: the file imported as the broker's definitions (users renamed to
     the test's own, passwords left blank as shipped), then given passwords by `users.create`."""
     vhost = make_vhost(for_session=True)
     suffix = uuid.uuid4().hex[:8]
-    rename = lambda name: f"{name}-test-{suffix}"  # noqa: E731
+
+    def rename(name: str) -> str:
+        return f"{name}-test-{suffix}"
+
     shipped = json.loads(users.DEFINITIONS.read_text())
     shipped["vhosts"] = [{"name": vhost}]
     for user in shipped["users"]:
@@ -73,7 +82,7 @@ def accounts(broker, make_vhost) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def declared(accounts) -> dict[str, str]:
+def declared(accounts: dict[str, str]) -> dict[str, str]:
     """The uploader, the topology's owner, declares it and applies the policies as itself."""
     settings = CommonSettings(amqp_url=accounts["uploader"], retry_delays=DELAYS)
     apply_policies(settings)  # raises if its user may not
@@ -81,20 +90,20 @@ def declared(accounts) -> dict[str, str]:
     return accounts
 
 
-def _refused(call) -> None:
+def _refused(call: Callable[[], object]) -> None:
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
         call()
     assert refused.value.reply_code == ACCESS_REFUSED, refused.value
 
 
-def _channel(url: str):
+def _channel(url: str) -> tuple[pika.BlockingConnection, BlockingChannel]:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.confirm_delivery()
     return connection, channel
 
 
-def _consume(url: str, route: Route, until) -> None:
+def _consume(url: str, route: Route[Any], until: Callable[[], object]) -> None:
     """Run the consumer runtime with `url`'s user until `until()` holds."""
     stop = threading.Event()
     publisher = Publisher(url)
@@ -109,7 +118,9 @@ def _consume(url: str, route: Route, until) -> None:
         publisher.close()
 
 
-def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
+def test_each_service_works_with_its_own_user(
+    declared: dict[str, str], sqlite_store: Store, broker: Broker
+) -> None:
     # The API publishes an album's messages (its outbox, as services/api/services.py builds it).
     user, _ = sqlite_store.create_user("owner@example.com")
     album_id, rows = sqlite_store.create_album(user.id, "Users", None,
@@ -122,7 +133,7 @@ def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
 
     # The uploader consumes them: the first image retries once (a copy through albums.retry),
     # the second dies (a letter in albums.dead).
-    first, second = (i.id for i in sqlite_store.album(album_id).images)
+    first, second = (i.id for i in present(sqlite_store.album(album_id)).images)
     seen: list[int] = []
 
     def upload(message: messages.ImageUploadRequested, attempt: int) -> None:
@@ -141,7 +152,7 @@ def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
 
     # The uploader publishes the settle; the notifier consumes it, retries the mail once (a
     # copy through albums.retry) and sends it.
-    image_id = sqlite_store.album(album_id).images[0].id
+    image_id = present(sqlite_store.album(album_id)).images[0].id
     sqlite_store.start_attempt(image_id)
     sqlite_store.record_uploaded(image_id, "photo-1")
     sqlite_store.start_attempt(second)
@@ -160,10 +171,11 @@ def test_each_service_works_with_its_own_user(declared, sqlite_store, broker):
 
 
 def _vhost(accounts: dict[str, str]) -> str:
-    return pika.URLParameters(accounts["api"]).virtual_host
+    vhost: str = pika.URLParameters(accounts["api"]).virtual_host
+    return vhost
 
 
-def test_the_api_may_only_publish_to_the_work_exchange(declared):
+def test_the_api_may_only_publish_to_the_work_exchange(declared: dict[str, str]) -> None:
     connection, channel = _channel(declared["api"])
     try:
         _refused(lambda: channel.basic_get(topology.IMAGE_UPLOADS.name, auto_ack=False))
@@ -176,7 +188,9 @@ def test_the_api_may_only_publish_to_the_work_exchange(declared):
         connection.close()
 
 
-def test_the_notifier_may_not_publish_work_nor_declare_nor_read_the_uploads(declared):
+def test_the_notifier_may_not_publish_work_nor_declare_nor_read_the_uploads(
+    declared: dict[str, str],
+) -> None:
     connection, channel = _channel(declared["notifier"])
     try:
         _refused(lambda: channel.basic_publish(
@@ -197,7 +211,9 @@ def test_the_notifier_may_not_publish_work_nor_declare_nor_read_the_uploads(decl
         connection.close()
 
 
-def test_the_monitoring_user_sees_the_queues_and_may_not_publish_or_declare(declared, broker):
+def test_the_monitoring_user_sees_the_queues_and_may_not_publish_or_declare(
+    declared: dict[str, str], broker: Broker
+) -> None:
     url = declared["monitoring"]
     parts = pika.URLParameters(url)
     queues = requests.get(f"{broker.management_url}/api/queues/{quote(parts.virtual_host, '')}",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,7 +15,7 @@ import requests
 from cryptography.fernet import Fernet
 
 from dev.images import png
-from services.api.facebook_login import FacebookLogin, LoginFailed
+from services.api.facebook_login import FacebookLogin, LoginFailed, ManagedPage
 from services.uploader.feed_poster import FeedPoster
 from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader, Policy
@@ -23,7 +24,9 @@ from shared import messages, topology
 from shared.broker.fake_publisher import FakePublisher
 from shared.fate import Delivery, decide
 from shared.outbox import Outbox
+from shared.store import Store
 from shared.token_cipher import TokenCipher
+from tests.present import present
 
 from .helpers import VERSION
 
@@ -33,7 +36,7 @@ BUCKET = "pages-test"
 REDIRECT = "http://127.0.0.1:1/connect/facebook/callback"
 
 
-def login(sim: str, user: str) -> list:
+def login(sim: str, user: str) -> list[ManagedPage]:
     """Connect as the simulator's Facebook `user`, as the API's callback does."""
     requests.put(f"{sim}/_sim/login", json={"user": user}, timeout=5).raise_for_status()
     fb = FacebookLogin(sim, sim, VERSION, "sim-app", "sim-app-secret")
@@ -44,7 +47,7 @@ def login(sim: str, user: str) -> list:
     return fb.pages_for_code(query["code"][0], REDIRECT)
 
 
-def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim):
+def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim: str) -> None:
     requests.post(f"{sim}/_sim/pages", json={"id": "5001", "name": "Cafe", "owner": "carol"},
                   timeout=5).raise_for_status()
     (page,) = login(sim, "carol")
@@ -52,7 +55,7 @@ def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim):
     assert page.token not in repr(page)
 
 
-def test_a_code_is_used_once_and_a_wrong_redirect_is_refused(sim):
+def test_a_code_is_used_once_and_a_wrong_redirect_is_refused(sim: str) -> None:
     fb = FacebookLogin(sim, sim, VERSION, "sim-app", "sim-app-secret")
     dialog = requests.get(fb.dialog(REDIRECT, "s"), allow_redirects=False, timeout=5)
     code = parse_qs(urlsplit(dialog.headers["Location"]).query)["code"][0]
@@ -62,8 +65,9 @@ def test_a_code_is_used_once_and_a_wrong_redirect_is_refused(sim):
         fb.pages_for_code(code, REDIRECT)
 
 
-def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(sim, sqlite_store,
-                                                                           s3_client):
+def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(
+    sim: str, sqlite_store: Store, s3_client: Any
+) -> None:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
     cipher = TokenCipher(Fernet.generate_key().decode())
@@ -95,14 +99,14 @@ def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(sim, s
     for thread in threads:
         thread.join(30)
     for page_id, (album_id, _) in albums.items():
-        assert sqlite_store.album(album_id).state == "done"
+        assert present(sqlite_store.album(album_id)).state == "done"
         photos = requests.get(f"{sim}/_sim/photos", timeout=5).json()["photos"]
-        fb_album = sqlite_store.album(album_id).fb_album_id
+        fb_album = present(sqlite_store.album(album_id)).fb_album_id
         mine = [p for p in photos if p["album_id"] == fb_album]
         assert len(mine) == 4 and {p["page"] for p in mine} == {page_id}
 
 
-def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim):
+def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim: str) -> None:
     import io
 
     from services.uploader.graph_client import GraphError
@@ -132,8 +136,9 @@ def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim):
 
 
 @pytest.mark.parametrize("stop", ["revoke", "block"])
-def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(sim, store, s3_client,
-                                                                           stop):
+def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(
+    sim: str, store: Store, s3_client: Any, stop: str
+) -> None:
     """Issue 10 on the multi-photo post, on each backend: the Page's token revoked (190) or
     the Page blocked (368) after the photos went up; the post pauses and its owner is asked
     once; the reconnect requests it at once, and one post and one settle follow."""
@@ -168,9 +173,11 @@ def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(sim, 
 
     [request] = requests_sent()
     assert decide(poster.route(), Delivery(messages.encode(request), {})).kind == "ack"
-    album = store.album(album_id)
+    album = present(store.album(album_id))
     assert album.post_state == "paused" and album.state == "publishing"
-    assert store.page(user.id).state == ("needs_reconnect" if stop == "revoke" else "blocked")
+    assert present(store.page(user.id)).state == (
+        "needs_reconnect" if stop == "revoke" else "blocked"
+    )
     assert [m.user_id for m in store.claim_reconnect_mails()] == [user.id]
     assert store.claim_reconnect_mails() == []
 
@@ -183,7 +190,7 @@ def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(sim, 
     assert decide(poster.route(), Delivery(messages.encode(again[0]), {})).kind == "ack"
     assert decide(poster.route(), Delivery(messages.encode(request), {})).kind == "ack"
     [post] = requests.get(f"{sim}/_sim/posts", timeout=5).json()["posts"]
-    album = store.album(album_id)
+    album = present(store.album(album_id))
     assert album.post_state == "posted" and album.fb_post_id == post["id"]
     assert album.state == "done"
     settled = [m for m in (messages.decode(o.body) for o in publisher.to(topology.WORK_EXCHANGE))

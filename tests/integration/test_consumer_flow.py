@@ -4,12 +4,14 @@ after its tier's delay, a permanent one is dead-lettered with its reason, poison
 import functools
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import closing
 
 import pika
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from dev.rabbit_admin import Broker
 from shared import dead_letters, outcomes, topology
 from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
@@ -29,7 +31,7 @@ QUEUE = topology.IMAGE_UPLOADS
 
 
 @pytest.fixture()
-def clean_queues(amqp_url):
+def clean_queues(amqp_url: str) -> Iterator[None]:
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
         topology.declare(connection.channel(), DELAYS)
     yield
@@ -42,7 +44,7 @@ def clean_queues(amqp_url):
 class Script:
     """A handler whose answer per image id is scripted; it records every delivery."""
 
-    def __init__(self, plan):
+    def __init__(self, plan: dict[int, Callable[[int], object]]) -> None:
         self.plan = plan
         self.seen: list[tuple[float, int, int]] = []
         self.lock = threading.Lock()
@@ -60,15 +62,20 @@ class Script:
         raise outcomes.Permanent(f"scripted {action}", 503)
 
 
-def route(handler):
+def route(handler: Callable[[ImageUploadRequested, int], None]) -> Route[ImageUploadRequested]:
     return Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3))
 
 
-@pytest.fixture()
-def run_consumer(amqp_url, clean_queues):
-    stops = []
+#: run_consumer's answer: start a consumer of QUEUE with this handler (and concurrency).
+StartConsumer = Callable[..., Consumer]
 
-    def start(handler, concurrency=4):
+
+@pytest.fixture()
+def run_consumer(amqp_url: str, clean_queues: None) -> Iterator[StartConsumer]:
+    stops: list[tuple[threading.Event, threading.Thread]] = []
+
+    def start(handler: Callable[[ImageUploadRequested, int], None],
+              concurrency: int = 4) -> Consumer:
         stop = threading.Event()
         consumer = Consumer(amqp_url, route(handler), concurrency,
                             on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
@@ -85,7 +92,7 @@ def run_consumer(amqp_url, clean_queues):
         thread.join(10)
 
 
-def publish(amqp_url, *bodies):
+def publish(amqp_url: str, *bodies: bytes) -> None:
     publisher = Publisher(amqp_url)
     try:
         publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body)
@@ -94,11 +101,13 @@ def publish(amqp_url, *bodies):
         publisher.close()
 
 
-def upload(image_id):
+def upload(image_id: int) -> bytes:
     return encode(ImageUploadRequested(album_id="a", image_id=image_id, key=f"k{image_id}"))
 
 
-def test_a_transient_failure_comes_back_after_its_delay(amqp_url, run_consumer):
+def test_a_transient_failure_comes_back_after_its_delay(
+    amqp_url: str, run_consumer: StartConsumer
+) -> None:
     script = Script({1: lambda attempt: "ok" if attempt == 2 else FailureKind.TRANSIENT})
     run_consumer(script)
     publish(amqp_url, upload(1))
@@ -110,7 +119,9 @@ def test_a_transient_failure_comes_back_after_its_delay(amqp_url, run_consumer):
     assert get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)) == []
 
 
-def test_exhausted_retries_are_dead_lettered_with_their_reason(amqp_url, run_consumer):
+def test_exhausted_retries_are_dead_lettered_with_their_reason(
+    amqp_url: str, run_consumer: StartConsumer
+) -> None:
     script = Script({2: lambda attempt: FailureKind.TRANSIENT})
     run_consumer(script)
     publish(amqp_url, upload(2))
@@ -125,7 +136,9 @@ def test_exhausted_retries_are_dead_lettered_with_their_reason(amqp_url, run_con
     assert props.headers[dead_letters.CODE_HEADER] == 503
 
 
-def test_a_permanent_failure_is_dead_lettered_at_once_and_others_go_on(amqp_url, run_consumer):
+def test_a_permanent_failure_is_dead_lettered_at_once_and_others_go_on(
+    amqp_url: str, run_consumer: StartConsumer
+) -> None:
     script = Script({3: lambda a: FailureKind.PERMANENT, 4: lambda a: "ok", 5: lambda a: "ok"})
     run_consumer(script)
     publish(amqp_url, upload(3), upload(4), upload(5))
@@ -136,7 +149,9 @@ def test_a_permanent_failure_is_dead_lettered_at_once_and_others_go_on(amqp_url,
     assert sorted(image for _, image, _ in script.seen) == [3, 4, 5]
 
 
-def test_poison_is_dead_lettered_and_the_consumer_keeps_going(amqp_url, run_consumer):
+def test_poison_is_dead_lettered_and_the_consumer_keeps_going(
+    amqp_url: str, run_consumer: StartConsumer
+) -> None:
     script = Script({6: lambda a: "ok"})
     run_consumer(script)
     publish(amqp_url, b"{not json", b'{"type": "image.upload_requested", "version": 9}', upload(6))
@@ -149,9 +164,14 @@ def test_poison_is_dead_lettered_and_the_consumer_keeps_going(amqp_url, run_cons
 
 
 def test_a_handler_that_raises_comes_back_after_a_delay_with_its_attempt_unspent(
-        amqp_url, run_consumer):
-    calls = []
-    script = Script({7: lambda a: calls.append(a) or ("raise" if len(calls) == 1 else "ok")})
+        amqp_url: str, run_consumer: StartConsumer) -> None:
+    calls: list[int] = []
+
+    def raise_once(attempt: int) -> str:
+        calls.append(attempt)
+        return "raise" if len(calls) == 1 else "ok"
+
+    script = Script({7: raise_once})
     run_consumer(script)
     publish(amqp_url, upload(7))
     wait_for(lambda: len(script.seen) == 2, timeout=20, what="the delivery after the delay")
@@ -161,8 +181,9 @@ def test_a_handler_that_raises_comes_back_after_a_delay_with_its_attempt_unspent
     assert get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)) == []
 
 
-def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, amqp_url,
-                                                               run_consumer):
+def test_the_consumer_reconnects_after_its_connection_is_closed(
+    broker: Broker, vhost: str, amqp_url: str, run_consumer: StartConsumer
+) -> None:
     script = Script({8: lambda a: "ok", 9: lambda a: "ok"})
     consumer = run_consumer(script)
     publish(amqp_url, upload(8))
@@ -173,7 +194,7 @@ def test_the_consumer_reconnects_after_its_connection_is_closed(broker, vhost, a
     wait_for(lambda: len(script.seen) == 2, what="a message after the reconnect")
 
 
-def test_stop_ends_an_idle_consumer_promptly(amqp_url, clean_queues):
+def test_stop_ends_an_idle_consumer_promptly(amqp_url: str, clean_queues: None) -> None:
     # The I/O thread blocks until the socket or a timer wakes it: stop must still be seen soon.
     stop = threading.Event()
     consumer = Consumer(amqp_url, route(Script({})), 4, grace_s=5)
@@ -187,7 +208,9 @@ def test_stop_ends_an_idle_consumer_promptly(amqp_url, clean_queues):
     assert time.monotonic() - stopped_at < 2
 
 
-def test_stop_lets_the_message_in_hand_finish_and_be_acked(amqp_url, clean_queues):
+def test_stop_lets_the_message_in_hand_finish_and_be_acked(
+    amqp_url: str, clean_queues: None
+) -> None:
     started, finished = threading.Event(), threading.Event()
 
     def slow(message: ImageUploadRequested, attempt: int) -> None:
@@ -209,7 +232,9 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(amqp_url, clean_queue
     assert message_count(amqp_url, QUEUE.name) == 0  # acked, not back in the queue
 
 
-def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url, run_consumer):
+def test_later_acks_never_cover_a_message_still_in_hand(
+    broker: Broker, vhost: str, amqp_url: str, run_consumer: StartConsumer
+) -> None:
     # The slow message has the lowest tag; the fast ones after it finish first. Their acks must
     # not be a `multiple` ack reaching down to it: when the connection dies, it comes back.
     release = threading.Event()
@@ -236,7 +261,7 @@ def test_later_acks_never_cover_a_message_still_in_hand(broker, vhost, amqp_url,
 
 
 def test_a_message_finished_as_its_connection_dies_does_not_stall_the_next(
-        broker, vhost, amqp_url, run_consumer):
+        broker: Broker, vhost: str, amqp_url: str, run_consumer: StartConsumer) -> None:
     # Found by make chaos (broker-kill-uploads): a worker finished as the broker went away and
     # woke the dying connection; the wake never ran, and on the next connection every finished
     # message waited for it: four handled, none acked, nothing more delivered. A race: without

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from shared import messages, topology
+from shared import topology
 from shared.dead_letters import dead_letter
 from shared.store import Store
+from tests.integration.helpers import upload_of
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,7 @@ def test_index_groups_marks_and_stuck_albums(store: Store) -> None:
     user, _ = store.create_user("ops-index@example.com")
     album_id, rows = store.create_album(user.id, "t", None, [f"{user.prefix}{n}.png"
                                                             for n in range(3)])
-    ids = [messages.decode(row.body).image_id for row in rows]
+    ids = [upload_of(row.body).image_id for row in rows]
     letters = []
     for image_id, row in zip(ids[:2], rows, strict=False):
         store.start_attempt(image_id)

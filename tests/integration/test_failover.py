@@ -5,12 +5,14 @@ import logging
 import random
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import closing
 
 import pika
 import pytest
 
 from dev.ports import free_port
+from dev.rabbit_admin import Broker
 from shared import topology
 from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def dead_first(monkeypatch, amqp_url):
+def dead_first(monkeypatch: pytest.MonkeyPatch, amqp_url: str) -> tuple[str, str]:
     """`dead node, live node` as AMQP_URL, and every connection starting at the dead one."""
     # parameters() starts at a random node: here always at the first, the dead one.
     monkeypatch.setattr(random, "randrange", lambda _n: 0)
@@ -32,7 +34,7 @@ def dead_first(monkeypatch, amqp_url):
 
 
 @pytest.fixture()
-def queue(amqp_url):
+def queue(amqp_url: str) -> Iterator[str]:
     name = f"test.failover.{uuid.uuid4().hex[:8]}"
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
         connection.channel().queue_declare(name, durable=True,
@@ -42,7 +44,9 @@ def queue(amqp_url):
         connection.channel().queue_delete(name)
 
 
-def test_the_publisher_skips_a_dead_node(dead_first, queue, caplog):
+def test_the_publisher_skips_a_dead_node(
+    dead_first: tuple[str, str], queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
     nodes, live = dead_first
     caplog.set_level(logging.INFO, logger="shared.broker.publisher")
     publisher = Publisher(nodes)
@@ -56,7 +60,9 @@ def test_the_publisher_skips_a_dead_node(dead_first, queue, caplog):
     assert f"publisher connected to 127.0.0.1:{live_port}" in caplog.text
 
 
-def test_the_consumer_skips_a_dead_node(dead_first, queue, caplog):
+def test_the_consumer_skips_a_dead_node(
+    dead_first: tuple[str, str], queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
     nodes, live = dead_first
     caplog.set_level(logging.INFO, logger="shared.broker.consumer")
     taken: list[int] = []
@@ -85,7 +91,13 @@ def test_the_consumer_skips_a_dead_node(dead_first, queue, caplog):
 
 
 def test_after_losing_its_node_the_consumer_and_its_publisher_try_the_next_one_first(
-        monkeypatch, broker, vhost, amqp_url, queue, caplog):
+    monkeypatch: pytest.MonkeyPatch,
+    broker: Broker,
+    vhost: str,
+    amqp_url: str,
+    queue: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Two names of the one broker stand for two nodes: once the broker closes the connections
     on `127.0.0.1`, the next ones open on `localhost` (the lost node is tried last)."""
     monkeypatch.setattr(random, "randrange", lambda _n: 0)

@@ -28,6 +28,7 @@ from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
 from shared.store import Store
 from shared.store.tables import Album
+from tests.present import present
 
 from .store_blips import age_image
 
@@ -58,7 +59,7 @@ class FakePublisher:
         self.sent.extend(messages)
 
     def publish_outcomes(self, messages: Sequence[Any],
-                         timeout: float | None = None) -> list[BaseException | None]:
+                     timeout: float | None = None) -> list[BaseException | None]:
         self.publish_confirmed(messages, timeout)
         return [None] * len(messages)
 
@@ -68,8 +69,15 @@ def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUplo
     # A breaker that never opens: these tests fail Graph calls on purpose, and do not wait.
     breaker = CircuitBreaker(min_calls=10**6)
     outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
-    return ImageUploader(store, outbox, graph, FakeS3(), "bucket", policy,  # type: ignore[arg-type]
-                         breaker)
+    return ImageUploader(
+        store,
+        outbox,
+        graph,  # type: ignore[arg-type]
+        FakeS3(),
+        "bucket",
+        policy,
+        breaker,
+    )
 
 
 def new_album(store: Store, count: int) -> tuple[str, list[Delivery]]:
@@ -90,7 +98,7 @@ def retried(delivery: Delivery, outcome: Fate) -> Delivery:
 def past_in_flight_windows(store: Store, album_id: str) -> None:
     """As if the album's attempts started long ago: a request whose outcome was in doubt (a
     timeout) can no longer land, so the next attempt may read the album back."""
-    for image in store.album(album_id).images:
+    for image in present(store.album(album_id)).images:
         age_image(store, image.id)
 
 
@@ -110,7 +118,7 @@ def age_claim(store: Store, album_id: str, by: timedelta) -> None:
 
 
 def assert_one_album_holds_every_photo(store: Store, graph: FakeGraph, album_id: str) -> str:
-    recorded = store.album(album_id).fb_album_id
+    recorded = present(store.album(album_id)).fb_album_id
     assert recorded is not None
     assert {p["album_id"] for p in graph.photos} == {recorded}, "the photos split"
     return recorded
@@ -118,7 +126,7 @@ def assert_one_album_holds_every_photo(store: Store, graph: FakeGraph, album_id:
 
 # -- case 3: a create whose outcome is unknown ------------------------------------------------
 
-def test_a_create_that_timed_out_is_looked_for_not_made_a_second_time(store):
+def test_a_create_that_timed_out_is_looked_for_not_made_a_second_time(store: Store) -> None:
     graph = FakeGraph()
     album_id, (first, second) = new_album(store, 2)
     # Facebook made the album; the answer never came back.
@@ -130,8 +138,9 @@ def test_a_create_that_timed_out_is_looked_for_not_made_a_second_time(store):
     assert_one_album_holds_every_photo(store, graph, album_id)
 
 
-def test_an_uncertain_create_is_made_again_only_once_it_could_no_longer_land(store,
-                                                                              monkeypatch):
+def test_an_uncertain_create_is_made_again_only_once_it_could_no_longer_land(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(handler_module, "_ALBUM_WAIT_S", 0.2)
     graph = FakeGraph()
     album_id, (first, second) = new_album(store, 2)
@@ -149,7 +158,7 @@ def test_an_uncertain_create_is_made_again_only_once_it_could_no_longer_land(sto
     assert_one_album_holds_every_photo(store, graph, album_id)
 
 
-def test_a_slow_create_is_not_taken_over_while_it_may_still_land(store):
+def test_a_slow_create_is_not_taken_over_while_it_may_still_land(store: Store) -> None:
     graph = FakeGraph()
     album_id, (first, second) = new_album(store, 2)
     slow = threading.Event()
@@ -172,7 +181,9 @@ def test_a_slow_create_is_not_taken_over_while_it_may_still_land(store):
     assert_one_album_holds_every_photo(store, graph, album_id)
 
 
-def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(store, caplog):
+def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     graph = FakeGraph()
     album_id, (first, second) = new_album(store, 2)
     slow = threading.Event()
@@ -184,7 +195,7 @@ def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(store, ca
     # Past the Graph timeout and the margin: another worker takes over, finds nothing, creates.
     age_claim(store, album_id, timedelta(seconds=POLICY.album_claim_stale_s + 60))
     assert run(worker(store, graph), second).outgoing == ()
-    taker_album = store.album(album_id).fb_album_id
+    taker_album = present(store.album(album_id)).fb_album_id
     with caplog.at_level(logging.WARNING, logger=handler_module.__name__):
         slow.set()  # the first create lands at last
         creator.join(10)
@@ -197,7 +208,7 @@ def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(store, ca
 
 # -- 506: a duplicate means Facebook has the photo ---------------------------------------------
 
-def test_a_duplicate_after_an_empty_read_back_records_the_photo_facebook_has(store):
+def test_a_duplicate_after_an_empty_read_back_records_the_photo_facebook_has(store: Store) -> None:
     graph = FakeGraph(refuse_duplicates=True)
     album_id, (delivery,) = new_album(store, 1)
     # The photo landed, its answer was lost, and the next read-back does not list it yet.
@@ -206,18 +217,18 @@ def test_a_duplicate_after_an_empty_read_back_records_the_photo_facebook_has(sto
     past_in_flight_windows(store, album_id)
     assert run(worker(store, graph), again).outgoing == ()
     (photo,) = graph.photos
-    image = store.album(album_id).images[0]
+    image = present(store.album(album_id)).images[0]
     assert (image.state, image.photo_id) == ("uploaded", photo["id"])
 
 
-def test_a_duplicate_not_found_says_so_rather_than_refused(store):
+def test_a_duplicate_not_found_says_so_rather_than_refused(store: Store) -> None:
     graph = FakeGraph(refuse_duplicates=True)
     album_id, (delivery,) = new_album(store, 1)
     graph.plan("upload_photo", Fault(TIMED_OUT, land=True, unlisted=10))
     again = retried(delivery, run(worker(store, graph), delivery))
     past_in_flight_windows(store, album_id)
     run(worker(store, graph), again)
-    image = store.album(album_id).images[0]
+    image = present(store.album(album_id)).images[0]
     assert image.photo_id is None and image.error is not None
     assert "refused" not in image.error
     assert "506" in image.error and "not in the album" in image.error
@@ -226,7 +237,7 @@ def test_a_duplicate_not_found_says_so_rather_than_refused(store):
 
 # -- reconciliation cost -----------------------------------------------------------------------
 
-def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store):
+def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store: Store) -> None:
     graph = FakeGraph()
     album_id, deliveries = new_album(store, 20)
     # Every first attempt fails: half the photos landed with their answers lost, half did not.
@@ -239,7 +250,7 @@ def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store):
         assert run(uploader, delivery).outgoing == ()
     listed = graph.calls["list_album_photos"] - before
     assert listed <= 2, f"the album was listed {listed} times for 20 retries"
-    album = store.album(album_id)
+    album = present(store.album(album_id))
     assert album.state == "done" and len(graph.photos) == 20  # none sent twice
     assert_one_album_holds_every_photo(store, graph, album_id)
 
@@ -256,11 +267,20 @@ class SameSizeS3(FakeS3):
 
 def same_size_worker(store: Store, graph: FakeGraph) -> ImageUploader:
     outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
-    return ImageUploader(store, outbox, graph, SameSizeS3(), "bucket",  # type: ignore[arg-type]
-                         POLICY, CircuitBreaker(min_calls=10**6))
+    return ImageUploader(
+        store,
+        outbox,
+        graph,  # type: ignore[arg-type]
+        SameSizeS3(),
+        "bucket",
+        POLICY,
+        CircuitBreaker(min_calls=10**6),
+    )
 
 
-def test_look_alike_photos_that_both_landed_are_paired_once_nothing_is_in_flight(store):
+def test_look_alike_photos_that_both_landed_are_paired_once_nothing_is_in_flight(
+    store: Store,
+) -> None:
     graph = FakeGraph()
     uploader = same_size_worker(store, graph)
     album_id, deliveries = new_album(store, 2)
@@ -271,12 +291,12 @@ def test_look_alike_photos_that_both_landed_are_paired_once_nothing_is_in_flight
     # attempts ended), each adopts one photo, and nothing is sent again.
     for delivery in retries:
         assert decide(uploader.route(), delivery).outgoing == ()
-    recorded = sorted(i.photo_id for i in store.album(album_id).images)
+    recorded = sorted(present(i.photo_id) for i in present(store.album(album_id)).images)
     assert recorded == sorted(p["id"] for p in graph.photos) and len(set(recorded)) == 2
     assert graph.calls["upload_photo"] == 2
 
 
-def test_look_alike_photos_one_of_which_landed_fail_rather_than_guess(store):
+def test_look_alike_photos_one_of_which_landed_fail_rather_than_guess(store: Store) -> None:
     graph = FakeGraph()
     uploader = same_size_worker(store, graph)
     album_id, deliveries = new_album(store, 2)
@@ -285,6 +305,6 @@ def test_look_alike_photos_one_of_which_landed_fail_rather_than_guess(store):
     past_in_flight_windows(store, album_id)
     assert [decide(uploader.route(), d).kind for d in retries] == ["dead", "dead"]
     assert graph.calls["upload_photo"] == 2  # no duplicate sent
-    failed = store.album(album_id).images
+    failed = present(store.album(album_id)).images
     assert {i.state for i in failed} == {"failed"}
-    assert all(i.error.startswith("cannot tell which of 1 photos") for i in failed)
+    assert all(present(i.error).startswith("cannot tell which of 1 photos") for i in failed)

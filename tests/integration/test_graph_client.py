@@ -21,13 +21,14 @@ import requests
 from botocore.exceptions import IncompleteReadError
 from moto.server import ThreadedMotoServer
 
-from services.uploader.failures import FailureKind, classify, may_have_landed
+from services.uploader.failures import classify, may_have_landed
 from services.uploader.graph_client import (
     GraphClient,
     GraphError,
     GraphNetworkError,
     SourceTruncatedError,
 )
+from shared.retry_policy import FailureKind
 
 from .helpers import PAGE_ID, TOKEN, VERSION, set_faults, sim_photos, wait_for
 
@@ -238,8 +239,14 @@ def test_boto3_streaming_body_uploads(sim: str, client: GraphClient, album_id: s
         s3.put_object(Bucket="albums", Key="trip/pier.png", Body=image, ContentType="image/png")
         obj = s3.get_object(Bucket="albums", Key="trip/pier.png")
 
+        # S3's StreamingBody is read like a binary file (read(n)), as the uploader reads it.
         client.upload_photo(
-            album_id, obj["Body"], obj["ContentLength"], "pier.png", obj["ContentType"], "Pier"
+            album_id,
+            obj["Body"],  # type: ignore[arg-type]
+            obj["ContentLength"],
+            "pier.png",
+            obj["ContentType"],
+            "Pier",
         )
     finally:
         moto.stop()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from shared.store import Store
+
 pytestmark = pytest.mark.integration
 
 
-def test_a_hold_lasts_its_time_and_only_grows(store):
+def test_a_hold_lasts_its_time_and_only_grows(store: Store) -> None:
     assert store.graph_held_for(("page-1", "app")) == 0
     store.hold_graph("page-1", 5400)
     store.hold_graph("page-1", 60)  # a shorter pause later does not cut the regain time

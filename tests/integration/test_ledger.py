@@ -13,10 +13,12 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import update
 
-from shared import fencing, messages
-from shared.store import Store
+from shared import fencing
+from shared.store import OutboxMessage, Store
 from shared.store import repository as repository_module
 from shared.store.tables import Image, utcnow
+from tests.integration.helpers import upload_of
+from tests.present import present
 
 from .store_blips import age_image
 
@@ -25,22 +27,23 @@ pytestmark = pytest.mark.integration
 WINDOW = timedelta(seconds=60)
 
 
-def new_album(store, n):
+def new_album(store: Store, n: int) -> tuple[str, list[int]]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, rows = store.create_album(user.id, "Trip", None,
                                         [f"{user.prefix}{i}.png" for i in range(n)])
-    return album_id, [image.id for image in store.album(album_id).images]
+    return album_id, [image.id for image in present(store.album(album_id)).images]
 
 
-def mine(rows, album_id):
-    return sorted(m.image_id for m in (messages.decode(row.body) for row in rows)
+def mine(rows: list[OutboxMessage], album_id: str) -> list[int]:
+    return sorted(m.image_id for m in (upload_of(row.body) for row in rows)
                   if m.album_id == album_id)
 
 
 # -- case 9: the database's clock, and a fencing number per attempt ----------------------------
 
-def test_a_host_whose_clock_runs_ahead_does_not_take_an_image_still_in_flight(store,
-                                                                              monkeypatch):
+def test_a_host_whose_clock_runs_ahead_does_not_take_an_image_still_in_flight(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, (image,) = new_album(store, 1)
     assert store.start_attempt(image, timedelta(seconds=30), WINDOW).attempt == 1
     ahead = utcnow() + timedelta(minutes=3)
@@ -49,7 +52,7 @@ def test_a_host_whose_clock_runs_ahead_does_not_take_an_image_still_in_flight(st
     assert busy.attempt is None and 50 < busy.busy_for <= 60
 
 
-def test_a_stalled_attempt_cannot_clear_a_newer_attempts_lease_or_state(store):
+def test_a_stalled_attempt_cannot_clear_a_newer_attempts_lease_or_state(store: Store) -> None:
     _, (image,) = new_album(store, 1)
     store.start_attempt(image, timedelta(seconds=30))
     age_image(store, image)
@@ -59,39 +62,48 @@ def test_a_stalled_attempt_cannot_clear_a_newer_attempts_lease_or_state(store):
     assert store.start_attempt(image, timedelta(seconds=30)).attempt is None
     store.record_retrying(image, "5xx", 500, timedelta(seconds=5), attempt=1)
     assert store.record_failed(image, "refused", 324, attempt=1) == []
-    assert store.image(image).state == "uploading"
+    assert present(store.image(image)).state == "uploading"
     store.record_retrying(image, "5xx", 500, timedelta(seconds=5), attempt=2)
-    assert store.image(image).state == "retrying"
+    assert present(store.image(image)).state == "retrying"
 
 
-def test_a_wait_before_any_attempt_shows_on_a_waiting_image_never_on_an_uploading_one(store):
+def test_a_wait_before_any_attempt_shows_on_a_waiting_image_never_on_an_uploading_one(
+    store: Store,
+) -> None:
     """A copy held back for the Page's usage took no attempt: its wait is shown on an image
     that waits, but must not clear the lease of an attempt uploading it meanwhile."""
     _, (waiting, taken) = new_album(store, 2)
     store.record_retrying(waiting, "usage 95%", None, timedelta(seconds=60), waiting_only=True)
-    assert store.image(waiting).state == "retrying"
+    assert present(store.image(waiting)).state == "retrying"
     assert store.start_attempt(taken, timedelta(seconds=30)).attempt == 1
     store.record_retrying(taken, "usage 95%", None, timedelta(seconds=60), waiting_only=True)
-    assert store.image(taken).state == "uploading"
+    assert present(store.image(taken)).state == "uploading"
     assert store.start_attempt(taken, timedelta(seconds=30)).attempt is None  # lease kept
 
 
-def test_a_stale_attempts_photo_is_recorded_and_a_second_photo_logged(store, caplog):
+def test_a_stale_attempts_photo_is_recorded_and_a_second_photo_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     album_id, (image, other) = new_album(store, 2)
     store.start_attempt(image)
     age_image(store, image)
     store.start_attempt(image)
     # The stalled attempt 1 did send its photo: that is the image's photo, whoever is on it.
     store.record_uploaded(image, "p1", attempt=1)
-    assert (store.image(image).state, store.image(image).photo_id) == ("uploaded", "p1")
+    assert (present(store.image(image)).state, present(store.image(image)).photo_id) == (
+        "uploaded",
+        "p1",
+    )
     with caplog.at_level(logging.ERROR):
         assert store.record_uploaded(image, "p2", attempt=2) == []
-    assert store.image(image).photo_id == "p1"
+    assert present(store.image(image)).photo_id == "p1"
     assert any("p2" in r.getMessage() and "p1" in r.getMessage() for r in caplog.records
                if r.levelno >= logging.ERROR)
 
 
-def test_a_stale_attempts_photo_for_an_image_that_failed_meanwhile_is_logged(store, caplog):
+def test_a_stale_attempts_photo_for_an_image_that_failed_meanwhile_is_logged(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     _, (image,) = new_album(store, 1)
     store.start_attempt(image)
     age_image(store, image)
@@ -102,7 +114,9 @@ def test_a_stale_attempts_photo_for_an_image_that_failed_meanwhile_is_logged(sto
     assert any("p1" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
 
-def test_the_relay_takes_rows_by_the_databases_clock(store, monkeypatch):
+def test_the_relay_takes_rows_by_the_databases_clock(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     album_id, _ = new_album(store, 1)
     ahead = utcnow() + timedelta(minutes=3)
     monkeypatch.setattr(repository_module, "utcnow", lambda: ahead)
@@ -113,7 +127,7 @@ def test_the_relay_takes_rows_by_the_databases_clock(store, monkeypatch):
 
 # -- case 10: a stale duplicate starts no second retry chain -----------------------------------
 
-def test_a_copy_from_an_older_attempt_is_a_stale_duplicate(store):
+def test_a_copy_from_an_older_attempt_is_a_stale_duplicate(store: Store) -> None:
     _, (image,) = new_album(store, 1)
     assert store.start_attempt(image, fence=0).attempt == 1
     store.record_retrying(image, "5xx", 500, timedelta(0), attempt=1)
@@ -126,7 +140,7 @@ def test_a_copy_from_an_older_attempt_is_a_stale_duplicate(store):
     assert store.start_attempt(image, fence=2).attempt == 3
 
 
-def test_a_copy_of_an_attempt_that_recorded_no_outcome_is_not_stale(store):
+def test_a_copy_of_an_attempt_that_recorded_no_outcome_is_not_stale(store: Store) -> None:
     _, (image,) = new_album(store, 1)
     assert store.start_attempt(image, fence=0).attempt == 1
     # The store went away mid-attempt: the runtime sent the message again through a delay
@@ -143,7 +157,7 @@ def test_a_copy_of_an_attempt_that_recorded_no_outcome_is_not_stale(store):
 
 # -- case 2: an attempt in doubt keeps its in-flight window ------------------------------------
 
-def test_an_attempt_in_doubt_keeps_its_in_flight_window(store):
+def test_an_attempt_in_doubt_keeps_its_in_flight_window(store: Store) -> None:
     _, (doubtful, refused) = new_album(store, 2)
     for image in (doubtful, refused):
         store.start_attempt(image, timedelta(seconds=30), WINDOW)
@@ -157,7 +171,7 @@ def test_an_attempt_in_doubt_keeps_its_in_flight_window(store):
 
 # -- case 1 and 10: lost and stuck images, from the store alone --------------------------------
 
-def test_a_stuck_uploading_image_is_sent_again_once_its_window_passed(store):
+def test_a_stuck_uploading_image_is_sent_again_once_its_window_passed(store: Store) -> None:
     album_id, (stuck, alive) = new_album(store, 2)
     for image in (stuck, alive):
         store.start_attempt(image, timedelta(seconds=30), WINDOW)
@@ -168,7 +182,7 @@ def test_a_stuck_uploading_image_is_sent_again_once_its_window_passed(store):
     assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == []
 
 
-def test_an_attempt_in_doubt_is_not_lost_before_its_window_passed(store):
+def test_an_attempt_in_doubt_is_not_lost_before_its_window_passed(store: Store) -> None:
     album_id, (image,) = new_album(store, 1)
     store.start_attempt(image, timedelta(seconds=30), WINDOW)
     store.record_retrying(image, "read timeout", None, timedelta(0), attempt=1, in_doubt=True)
@@ -179,7 +193,7 @@ def test_an_attempt_in_doubt_is_not_lost_before_its_window_passed(store):
     assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == [image]
 
 
-def test_a_steady_backlog_is_not_sent_again_but_what_it_passed_is(store):
+def test_a_steady_backlog_is_not_sent_again_but_what_it_passed_is(store: Store) -> None:
     album_id, (lost, *backlog) = new_album(store, 6)
     long_ago = utcnow() - timedelta(minutes=30)
     with store.engine.begin() as connection:
@@ -206,7 +220,7 @@ def test_a_steady_backlog_is_not_sent_again_but_what_it_passed_is(store):
 
 # -- case 8: the settle under REPEATABLE READ --------------------------------------------------
 
-def test_the_last_two_images_settle_the_album_once_under_repeatable_read(postgres_url):
+def test_the_last_two_images_settle_the_album_once_under_repeatable_read(postgres_url: str) -> None:
     options = quote("-c default_transaction_isolation=repeatable\\ read")
     store = Store(f"{postgres_url}?options={options}")
     store.create_schema()
@@ -224,16 +238,17 @@ def test_the_last_two_images_settle_the_album_once_under_repeatable_read(postgre
                 thread.start()
             for thread in threads:
                 thread.join()
-            assert len(settled) == 1 and store.album(album_id).state == "done"
+            assert len(settled) == 1 and present(store.album(album_id)).state == "done"
     finally:
         store.dispose()
 
 
-def _end_together(store, image, barrier, settled):
+def _end_together(store: Store, image: int, barrier: threading.Barrier,
+                  settled: list[OutboxMessage]) -> None:
     barrier.wait()
     settled.extend(store.record_uploaded(image, f"p{image}"))
 
 
-def test_the_fence_travels_in_a_header():
+def test_the_fence_travels_in_a_header() -> None:
     assert fencing.fence_of({fencing.FENCE_HEADER: 3}) == 3
     assert fencing.fence_of({}) is None and fencing.fence_of({fencing.FENCE_HEADER: "x"}) is None

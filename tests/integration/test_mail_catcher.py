@@ -6,6 +6,7 @@ import smtplib
 import threading
 import time
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 import requests
@@ -41,10 +42,11 @@ def send(catcher: MailCatcher, *messages: EmailMessage) -> None:
             smtp.send_message(msg)
 
 
-def listed(api: str) -> list[dict]:
+def listed(api: str) -> list[dict[str, Any]]:
     response = requests.get(f"{api}/messages", timeout=5)
     response.raise_for_status()
-    return response.json()["messages"]
+    listing: list[dict[str, Any]] = response.json()["messages"]
+    return listing
 
 
 def set_fault(api: str, reply: str | None, stage: str = "data") -> None:
@@ -183,7 +185,7 @@ def test_quit_fault_answers_quit_after_keeping_the_mail(catcher: MailCatcher, ap
         {"nothing": True},
     ],
 )
-def test_invalid_faults_are_rejected(api: str, body: dict) -> None:
+def test_invalid_faults_are_rejected(api: str, body: dict[str, Any]) -> None:
     response = requests.put(f"{api}/faults", json=body, timeout=5)
     assert response.status_code == 400
     assert requests.get(f"{api}/faults", timeout=5).json()["reply"] is None

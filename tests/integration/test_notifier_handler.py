@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -15,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from dev.mail_catcher import GOODBYE, CatchingHandler, Fault, MailCatcher
 from dev.ports import free_port
+from dev.rabbit_admin import Broker
 from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
 from shared import messages, topology
@@ -25,6 +27,9 @@ from shared.broker.publisher import Publisher
 from shared.fate import Delivery, Fate, decide
 from shared.outgoing import Outgoing
 from shared.settings import CommonSettings
+from shared.store import Store
+from tests.conftest import VhostMaker
+from tests.present import present
 
 from .helpers import message_count, wait_for
 from .store_blips import BlippingStore, StoreOutage, age_notifications
@@ -37,8 +42,9 @@ SHORT = {"claim_lease": timedelta(seconds=4), "mark_pause_s": (0.1, 0.4)}
 
 
 @pytest.fixture
-def notifier(catcher, sqlite_store):
-    def make(store=None, smtp_port=None, **timing):
+def notifier(catcher: MailCatcher, sqlite_store: Store) -> Callable[..., AlbumNotifier]:
+    def make(store: Store | None = None, smtp_port: int | None = None,
+             **timing: Any) -> AlbumNotifier:
         return AlbumNotifier(store or sqlite_store,
                              SmtpMailer("127.0.0.1", smtp_port or catcher.smtp_port, 5.0),
                              "albums@localhost", "http://albums.test", POLICY, **timing)
@@ -46,12 +52,12 @@ def notifier(catcher, sqlite_store):
     return make
 
 
-def settled_album(store) -> tuple[str, str, Delivery]:
+def settled_album(store: Store) -> tuple[str, str, Delivery]:
     """A one-image album that settled: (its id, its owner's address, the settle's delivery)."""
     email = f"{uuid.uuid4().hex[:8]}@example.com"
     user, _ = store.create_user(email)
     album_id, _ = store.create_album(user.id, "Notifier test", None, [f"{user.prefix}a.png"])
-    image_id = store.album(album_id).images[0].id
+    image_id = present(store.album(album_id)).images[0].id
     assert store.start_attempt(image_id).attempt == 1
     (settled_row,) = store.record_uploaded(image_id, "photo-1")
     event = messages.decode(settled_row.body)
@@ -71,7 +77,9 @@ def mails_to(catcher: MailCatcher, address: str) -> list[tuple[int, str | None]]
     return [(m.id, m.subject) for m in catcher.messages if address in m.rcpt_tos]
 
 
-def test_a_settle_delivered_twice_is_mailed_once(notifier, sqlite_store, catcher):
+def test_a_settle_delivered_twice_is_mailed_once(
+    notifier: Callable[..., AlbumNotifier], sqlite_store: Store, catcher: MailCatcher
+) -> None:
     _, email, delivery = settled_album(sqlite_store)
     handler = notifier()
     assert deliver(handler, delivery).outgoing == ()
@@ -80,8 +88,9 @@ def test_a_settle_delivered_twice_is_mailed_once(notifier, sqlite_store, catcher
     assert subject is not None and "Notifier test" in subject
 
 
-def test_a_store_error_after_the_mail_went_out_sends_no_second_email(notifier, sqlite_store,
-                                                                     catcher):
+def test_a_store_error_after_the_mail_went_out_sends_no_second_email(
+    notifier: Callable[..., AlbumNotifier], sqlite_store: Store, catcher: MailCatcher
+) -> None:
     _, email, delivery = settled_album(sqlite_store)
     # The mail is out; the store fails as it is recorded sent.
     blipping = BlippingStore(sqlite_store, "mark_notification_sent")
@@ -97,8 +106,9 @@ def test_a_store_error_after_the_mail_went_out_sends_no_second_email(notifier, s
     assert first.outgoing == () and again.outgoing == ()
 
 
-def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(notifier, store,
-                                                                         catcher):
+def test_a_store_outage_after_the_mail_was_accepted_sends_no_second_email(
+    notifier: Callable[..., AlbumNotifier], store: Store, catcher: MailCatcher
+) -> None:
     """The store goes away as the mail is recorded sent, for longer than the mark used to be
     retried but within the claim's lease: the mark must outlast the outage."""
     _, email, delivery = settled_album(store)
@@ -124,7 +134,7 @@ class DropAtQuit(CatchingHandler):
 
 
 @pytest.fixture
-def dropping_relay(catcher) -> Iterator[int]:
+def dropping_relay(catcher: MailCatcher) -> Iterator[int]:
     """An SMTP port that stores into `catcher` and drops the connection at QUIT."""
     port = free_port()
     controller = Controller(DropAtQuit(catcher.store, catcher.faults), hostname="127.0.0.1",
@@ -135,8 +145,13 @@ def dropping_relay(catcher) -> Iterator[int]:
 
 
 @pytest.mark.parametrize("goodbye", ["421 4.4.2 closing", "drop"])
-def test_a_mail_the_relay_accepted_is_sent_whatever_quit_brings(notifier, sqlite_store, catcher,
-                                                                goodbye, request):
+def test_a_mail_the_relay_accepted_is_sent_whatever_quit_brings(
+    notifier: Callable[..., AlbumNotifier],
+    sqlite_store: Store,
+    catcher: MailCatcher,
+    goodbye: str,
+    request: pytest.FixtureRequest,
+) -> None:
     _, email, delivery = settled_album(sqlite_store)
     if goodbye == "drop":
         handler = notifier(smtp_port=request.getfixturevalue("dropping_relay"))
@@ -152,13 +167,17 @@ def test_a_mail_the_relay_accepted_is_sent_whatever_quit_brings(notifier, sqlite
 
 
 @pytest.fixture
-def own_vhost(broker, make_vhost) -> str:
+def own_vhost(broker: Broker, make_vhost: VhostMaker) -> str:
     """A vhost of this test's own: its queues may have a delivery limit the others do not."""
     return broker.url(make_vhost())
 
 
 def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
-        notifier, sqlite_store, catcher, own_vhost):
+    notifier: Callable[..., AlbumNotifier],
+    sqlite_store: Store,
+    catcher: MailCatcher,
+    own_vhost: str,
+) -> None:
     """The store is away for longer than the queue's delivery limit lets a message bounce
     back: the settle must wait in the delay tiers, not end in the dead-letter queue."""
     _, email, delivery = settled_album(sqlite_store)

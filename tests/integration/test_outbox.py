@@ -1,6 +1,7 @@
 """The outbox: an album accepted while the broker is away is published once it is back."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pika
@@ -8,20 +9,23 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared import messages
+from dev.rabbit_admin import Broker
 from shared.broker.errors import BrokerError, Refused, Unroutable
 from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
-from shared.store import OutboxMessage
+from shared.store import OutboxMessage, Store
+from tests.conftest import VhostMaker
+from tests.integration.helpers import upload_of
+from tests.present import present
 
 from .helpers import get_all, message_count
 
 pytestmark = pytest.mark.integration
 
 
-def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_url,
-                                                             work_queue):
+def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store: Store, amqp_url: str,
+                                                             work_queue: str) -> None:
     user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
@@ -40,12 +44,12 @@ def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store, amqp_
     finally:
         back.close()
     assert sqlite_store.unpublished_count() == 0
-    bodies = [messages.decode(body) for _, body in get_all(amqp_url, work_queue)]
+    bodies = [upload_of(body) for _, body in get_all(amqp_url, work_queue)]
     assert sorted(b.key for b in bodies) == [user.prefix + "a", user.prefix + "b"]
 
 
-def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(store, amqp_url,
-                                                                       work_queue):
+def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(store: Store, amqp_url: str,
+                                                                       work_queue: str) -> None:
     # The session's PostgreSQL database keeps other tests' rows: publish those out of the way.
     lease = timedelta(seconds=30)
     store.mark_published([row.id for row in store.claim_unpublished(timedelta(0), lease)])
@@ -64,7 +68,7 @@ def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(store, amqp
     finally:
         back.close()
     assert store.unpublished_count() == 0
-    bodies = [messages.decode(body) for _, body in get_all(amqp_url, work_queue)]
+    bodies = [upload_of(body) for _, body in get_all(amqp_url, work_queue)]
     assert sorted(b.key for b in bodies) == [user.prefix + "a", user.prefix + "b"]
 
 
@@ -75,7 +79,7 @@ GOOD, FULL, NOWHERE = "good", "full", "nowhere"
 
 
 @pytest.fixture()
-def refusing_url(broker, make_vhost):
+def refusing_url(broker: Broker, make_vhost: VhostMaker) -> str:
     """A vhost of its own with an exchange that routes GOOD to a queue that takes everything,
     FULL to a queue that refuses everything (max length 0, reject-publish: the broker nacks),
     and NOWHERE to no queue (the message comes back unroutable)."""
@@ -94,7 +98,7 @@ def refusing_url(broker, make_vhost):
     return url
 
 
-def add_rows(store, routing_keys):
+def add_rows(store: Store, routing_keys: Sequence[str]) -> list[OutboxMessage]:
     """Outbox rows for EXCHANGE, one per routing key, as a transaction would have left them."""
     rows = [OutboxMessage(exchange=EXCHANGE, routing_key=key, message_id=uuid.uuid4().hex,
                           body=f"{n}:{key}".encode(), headers={})
@@ -104,14 +108,15 @@ def add_rows(store, routing_keys):
     return rows
 
 
-def outbox_row(store, row_id):
+def outbox_row(store: Store, row_id: int) -> OutboxMessage:
     with Session(store.engine) as session:
         return session.scalars(select(OutboxMessage).where(OutboxMessage.id == row_id)).one()
 
 
 @pytest.mark.parametrize("refused_key", [NOWHERE, FULL], ids=["unroutable", "nacked"])
-def test_one_refused_row_does_not_send_the_rest_of_its_batch_again(sqlite_store, refusing_url,
-                                                                     refused_key):
+def test_one_refused_row_does_not_send_the_rest_of_its_batch_again(
+    sqlite_store: Store, refusing_url: str, refused_key: str
+) -> None:
     good_1, refused, good_2 = add_rows(sqlite_store, [GOOD, refused_key, GOOD])
     publisher = Publisher(refusing_url)
     try:
@@ -133,8 +138,8 @@ def test_one_refused_row_does_not_send_the_rest_of_its_batch_again(sqlite_store,
     assert refused.message_id in (waiting.last_error or "")
 
 
-def test_a_refused_row_is_tried_again_once_due_and_backs_off_further(sqlite_store,
-                                                                     refusing_url):
+def test_a_refused_row_is_tried_again_once_due_and_backs_off_further(sqlite_store: Store,
+                                                                     refusing_url: str) -> None:
     (refused,) = add_rows(sqlite_store, [NOWHERE])
     publisher = Publisher(refusing_url)
     try:
@@ -144,17 +149,18 @@ def test_a_refused_row_is_tried_again_once_due_and_backs_off_further(sqlite_stor
         # Its time comes (moved back rather than waited for): the next round takes it again.
         with Session(sqlite_store.engine) as session, session.begin():
             session.execute(update(OutboxMessage).where(OutboxMessage.id == refused.id)
-                            .values(next_attempt_at=first.next_attempt_at - timedelta(hours=1)))
+                            .values(next_attempt_at=present(first.next_attempt_at)
+                                    - timedelta(hours=1)))
         assert relay.relay_once() == 0
     finally:
         publisher.close()
     second = outbox_row(sqlite_store, refused.id)
     assert second.attempts == 2 and second.published_at is None
-    assert second.next_attempt_at > first.next_attempt_at
+    assert present(second.next_attempt_at) > present(first.next_attempt_at)
 
 
 def test_publish_after_commit_marks_the_confirmed_rows_and_holds_back_the_refused(
-        sqlite_store, refusing_url):
+        sqlite_store: Store, refusing_url: str) -> None:
     good_1, refused, good_2 = add_rows(sqlite_store, [GOOD, FULL, GOOD])
     publisher = Publisher(refusing_url)
     try:
@@ -169,7 +175,7 @@ def test_publish_after_commit_marks_the_confirmed_rows_and_holds_back_the_refuse
     assert waiting.attempts == 1 and waiting.last_error
 
 
-def test_the_publisher_tells_each_messages_own_outcome(refusing_url):
+def test_the_publisher_tells_each_messages_own_outcome(refusing_url: str) -> None:
     publisher = Publisher(refusing_url)
     try:
         results = publisher.publish_outcomes(
@@ -182,7 +188,7 @@ def test_the_publisher_tells_each_messages_own_outcome(refusing_url):
     assert message_count(refusing_url, GOOD) == 2
 
 
-def test_without_a_broker_every_message_says_so_and_none_is_a_refusal():
+def test_without_a_broker_every_message_says_so_and_none_is_a_refusal() -> None:
     away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
         results = away.publish_outcomes([Outgoing(EXCHANGE, GOOD, b"x")] * 2, timeout=0.5,

@@ -3,15 +3,17 @@ backoff, all timed by the database's clock (the relays' hosts may disagree with 
 
 import time
 import uuid
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta, tzinfo
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.store import OutboxMessage, tables
+from shared.store import OutboxMessage, Store, tables
 from shared.store.db_clock import utc_now
 from shared.store.outbox_backoff import refusal_backoff
+from tests.present import present
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +21,7 @@ LEASE = timedelta(seconds=30)
 
 
 @pytest.fixture(autouse=True)
-def published_afterwards(store):
+def published_afterwards(store: Store) -> Iterator[None]:
     """The session's PostgreSQL database outlives the test: leave no row waiting or leased for
     the tests after this one (the relay tests count what is unpublished)."""
     yield
@@ -28,33 +30,35 @@ def published_afterwards(store):
                         .values(published_at=datetime(2000, 1, 1)))
 
 
-def new_rows(store, n=2):
+def new_rows(store: Store, n: int = 2) -> list[int]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     _, rows = store.create_album(user.id, "t", None, [f"{user.prefix}{i}" for i in range(n)])
     return [row.id for row in rows]
 
 
-def claimed(store, grace=timedelta(0), lease=LEASE):
+def claimed(store: Store, grace: timedelta = timedelta(0), lease: timedelta = LEASE) -> set[int]:
     return {row.id for row in store.claim_unpublished(grace, lease)}
 
 
-def database_now(store):
+def database_now(store: Store) -> datetime:
     with Session(store.engine) as session:
-        return session.scalar(select(utc_now()))
+        now: datetime | None = session.scalar(select(utc_now()))
+        return present(now)
 
 
-def host_clock_off_by(monkeypatch, offset):
+def host_clock_off_by(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
     """This host's clock runs `offset` away from the database's (and from other hosts')."""
 
     class Skewed(datetime):
         @classmethod
-        def now(cls, tz=None):
+        # A plain datetime, as the real now() gives its callers (typeshed says Self).
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
             return datetime.now(tz) + offset
 
     monkeypatch.setattr(tables, "datetime", Skewed)
 
 
-def test_a_refused_row_waits_out_its_backoff_then_is_claimed_again(store):
+def test_a_refused_row_waits_out_its_backoff_then_is_claimed_again(store: Store) -> None:
     refused, other = new_rows(store)
     assert {refused, other} <= claimed(store)
     retries = store.record_refused({refused: "message m reached no queue"})
@@ -68,7 +72,7 @@ def test_a_refused_row_waits_out_its_backoff_then_is_claimed_again(store):
     assert refused in claimed(store)
 
 
-def test_each_refusal_counts_keeps_its_error_and_doubles_the_wait(store):
+def test_each_refusal_counts_keeps_its_error_and_doubles_the_wait(store: Store) -> None:
     (row_id,) = new_rows(store, 1)
     waits = []
     for attempt in (1, 2, 3):
@@ -84,7 +88,9 @@ def test_each_refusal_counts_keeps_its_error_and_doubles_the_wait(store):
     assert store.unpublished_count() >= 1  # never dropped
 
 
-def test_a_lease_taken_on_a_host_whose_clock_runs_ahead_ends_on_time(store, monkeypatch):
+def test_a_lease_taken_on_a_host_whose_clock_runs_ahead_ends_on_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = set(new_rows(store))
     with monkeypatch.context() as patch:
         host_clock_off_by(patch, timedelta(hours=1))
@@ -94,8 +100,9 @@ def test_a_lease_taken_on_a_host_whose_clock_runs_ahead_ends_on_time(store, monk
     assert ids <= claimed(store)
 
 
-def test_rows_written_on_a_host_whose_clock_runs_behind_still_get_their_grace(store,
-                                                                              monkeypatch):
+def test_rows_written_on_a_host_whose_clock_runs_behind_still_get_their_grace(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with monkeypatch.context() as patch:
         host_clock_off_by(patch, -timedelta(hours=1))
         ids = set(new_rows(store))

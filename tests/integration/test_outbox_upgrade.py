@@ -1,29 +1,33 @@
 """A store made by a version before the outbox counted refusals is upgraded in place."""
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from shared import messages
 from shared.store import Store
+from tests.integration.helpers import upload_of
+from tests.present import present
 
 pytestmark = pytest.mark.integration
 
 
-def new_rows(store):
+def new_rows(store: Store) -> list[int]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     _, rows = store.create_album(user.id, "t", None, [user.prefix + "a", user.prefix + "b"])
     return [row.id for row in rows]
 
 
-def claimed(store):
+def claimed(store: Store) -> set[int]:
     return {row.id for row in store.claim_unpublished(timedelta(0), timedelta(seconds=30))}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_store_url(request, tmp_path):
+def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL with no tables yet (on PostgreSQL, a schema of its own)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/old.db"
@@ -39,7 +43,9 @@ def empty_store_url(request, tmp_path):
     admin.dispose()
 
 
-def test_a_store_made_before_refusals_were_counted_is_upgraded_in_place(empty_store_url):
+def test_a_store_made_before_refusals_were_counted_is_upgraded_in_place(
+    empty_store_url: str,
+) -> None:
     old = Store(empty_store_url)
     old.create_schema()
     ids = new_rows(old)
@@ -59,7 +65,7 @@ def test_a_store_made_before_refusals_were_counted_is_upgraded_in_place(empty_st
 
 
 def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
-        empty_store_url):
+        empty_store_url: str) -> None:
     old = Store(empty_store_url)
     old.create_schema()
     user, _ = old.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
@@ -75,15 +81,15 @@ def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
         store.create_schema()
         assert "ix_images_waiting_turn" in {
             index["name"] for index in inspect(store.engine).get_indexes("images")}
-        ids = [image.id for image in store.album(album_id).images]
+        ids = [image.id for image in present(store.album(album_id)).images]
         # Its images all had their messages: none is held back, and none is sent twice.
         requeued = store.requeue_lost(timedelta(0), queue_empty=True)
-        assert sorted(messages.decode(row.body).image_id
+        assert sorted(upload_of(row.body).image_id
                       for row in requeued) == ids
         for image_id in ids:
             store.start_attempt(image_id)
             assert not [r for r in store.record_uploaded(image_id, f"p{image_id}")
                         if isinstance(messages.decode(r.body), messages.ImageUploadRequested)]
-        assert store.album(album_id).state == "done"
+        assert present(store.album(album_id)).state == "done"
     finally:
         store.dispose()

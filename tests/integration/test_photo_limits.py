@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pika
 import pytest
@@ -20,6 +22,8 @@ from shared import dead_letters, topology
 from shared.broker.publisher import Publisher
 from shared.fate import Delivery, decide
 from shared.outbox import Outbox
+from shared.store import Store
+from tests.present import present
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all, sim_photos
 
@@ -33,7 +37,7 @@ WEBP = ("WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or 
 
 
 @pytest.fixture()
-def publisher(amqp_url):
+def publisher(amqp_url: str) -> Iterator[Publisher]:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     topology.declare(connection.channel(), POLICY.retry_delays)
     connection.close()
@@ -48,7 +52,7 @@ def _uploads(sim: str) -> dict[str, int]:
 
 
 def test_a_12_mb_jpeg_and_a_webp_fail_at_once_and_the_rest_publishes(
-        sqlite_store, sim, s3_client, publisher, amqp_url):
+        sqlite_store: Store, sim: str, s3_client: Any, publisher: Publisher, amqp_url: str) -> None:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
     dead_queue = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
@@ -73,7 +77,7 @@ def test_a_12_mb_jpeg_and_a_webp_fail_at_once_and_the_rest_publishes(
                                                  "image.upload"))
         assert fate.outgoing == ()
 
-    album = sqlite_store.album(album_id)
+    album = present(sqlite_store.album(album_id))
     by_key = {image.key: image for image in album.images}
     assert (by_key[f"{user.prefix}big.jpg"].state, by_key[f"{user.prefix}big.jpg"].error) == (
         "failed", TOO_BIG)
@@ -92,7 +96,7 @@ def test_a_12_mb_jpeg_and_a_webp_fail_at_once_and_the_rest_publishes(
     assert all(props.headers[dead_letters.ATTEMPTS_HEADER] == 1 for props, _ in letters)
 
 
-def test_the_simulator_refuses_a_webp_sent_past_our_check(sim):
+def test_the_simulator_refuses_a_webp_sent_past_our_check(sim: str) -> None:
     """Sent under a JPEG's name and type, a WebP is still refused by its bytes, as Facebook
     does: a test that skips our check sees the refusal, and the request is counted."""
     graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=(5.0, 30.0))

@@ -1,11 +1,13 @@
 """Publishing with confirms on a real broker: counted, persistent, unroutable refused."""
 
 import uuid
+from collections.abc import Iterator
 from contextlib import closing
 
 import pika
 import pytest
 
+from dev.rabbit_admin import Broker
 from shared.broker.errors import BrokerError, Unroutable
 from shared.broker.publisher import Publisher
 from shared.outgoing import Outgoing
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def queue(amqp_url):
+def queue(amqp_url: str) -> Iterator[str]:
     name = f"test.publisher.{uuid.uuid4().hex[:8]}"
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
         connection.channel().queue_declare(name, durable=True,
@@ -27,33 +29,37 @@ def queue(amqp_url):
 
 
 @pytest.fixture()
-def publisher(amqp_url):
+def publisher(amqp_url: str) -> Iterator[Publisher]:
     publisher = Publisher(amqp_url)
     yield publisher
     publisher.close()
 
 
-def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(publisher, amqp_url, queue):
+def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(
+    publisher: Publisher, amqp_url: str, queue: str
+) -> None:
     publisher.publish_confirmed([Outgoing("", queue, f"m{i}".encode(), headers={"n": i})
-                                 for i in range(20)])
+                       for i in range(20)])
     taken = get_all(amqp_url, queue)
     assert sorted(body for _, body in taken) == sorted(f"m{i}".encode() for i in range(20))
     assert {props.delivery_mode for props, _ in taken} == {2}
 
 
-def test_an_unroutable_message_never_counts_as_sent(publisher):
+def test_an_unroutable_message_never_counts_as_sent(publisher: Publisher) -> None:
     with pytest.raises(Unroutable):
         publisher.publish_confirmed([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")])
 
 
-def test_one_unroutable_message_fails_its_batch(publisher, amqp_url, queue):
+def test_one_unroutable_message_fails_its_batch(
+    publisher: Publisher, amqp_url: str, queue: str
+) -> None:
     batch = [Outgoing("", queue, b"ok"), Outgoing("", "no-such-queue-x", b"lost?")]
     with pytest.raises(Unroutable):
         publisher.publish_confirmed(batch)
     assert [body for _, body in get_all(amqp_url, queue)] == [b"ok"]
 
 
-def test_no_broker_is_an_error_not_a_hang():
+def test_no_broker_is_an_error_not_a_hang() -> None:
     publisher = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
         with pytest.raises(BrokerError, match="unavailable"):
@@ -62,8 +68,9 @@ def test_no_broker_is_an_error_not_a_hang():
         publisher.close()
 
 
-def test_the_publisher_keeps_working_after_its_connection_is_closed(broker, vhost, publisher,
-                                                                    amqp_url, queue):
+def test_the_publisher_keeps_working_after_its_connection_is_closed(
+    broker: Broker, vhost: str, publisher: Publisher, amqp_url: str, queue: str
+) -> None:
     publisher.publish_confirmed([Outgoing("", queue, b"before")])
     assert close_connections(broker, vhost) >= 1
 
@@ -79,15 +86,16 @@ def test_the_publisher_keeps_working_after_its_connection_is_closed(broker, vhos
 
 
 def test_a_message_pika_cannot_encode_fails_alone_and_the_next_confirms_stay_matched(
-        publisher, amqp_url, queue):
+        publisher: Publisher, amqp_url: str, queue: str) -> None:
     """pika refuses it before a byte is written, so the broker never numbers it: counting it
     would hand every later ack of the channel to the publish before it."""
     with pytest.raises(BrokerError, match="pika refused it"):
-        publisher.publish_confirmed([Outgoing("", queue, b"bad", headers={"x": object()})],
-                                    timeout=3.0)
+        publisher.publish_confirmed(
+            [Outgoing("", queue, b"bad", headers={"x": object()})], timeout=3.0
+        )
     publisher.publish_confirmed([Outgoing("", queue, b"good")], timeout=3.0)
     with pytest.raises(Unroutable):
         publisher.publish_confirmed([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")],
-                                    timeout=3.0)
+                          timeout=3.0)
     publisher.publish_confirmed([Outgoing("", queue, b"after")], timeout=3.0)
     assert sorted(body for _, body in get_all(amqp_url, queue)) == [b"after", b"good"]

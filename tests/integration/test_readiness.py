@@ -49,6 +49,11 @@ def proxies(amqp_url: str, postgres_url: str) -> Iterator[dict[str, Proxy]]:
         proxy.cut()
 
 
+def _not_ready(get: Any) -> tuple[int, dict[str, Any]] | None:
+    answer = _readyz(get)
+    return answer if answer and answer[0] == 503 else None
+
+
 def _readyz(get: Any) -> tuple[int, dict[str, Any]] | None:
     try:
         status, body = get("/readyz")
@@ -65,7 +70,7 @@ def _check_each_dependency(get: Any, proxies: dict[str, Proxy]) -> None:
     for name, proxy in proxies.items():
         proxy.cut()
         try:
-            answer = wait_for(lambda: (r := _readyz(get)) and r[0] == 503 and r, timeout=60,
+            answer = wait_for(lambda: _not_ready(get), timeout=60,
                               what=f"not ready with the {name} away")
             status, body = answer
             assert body["status"] == "not ready"
@@ -78,7 +83,9 @@ def _check_each_dependency(get: Any, proxies: dict[str, Proxy]) -> None:
                  timeout=60, what=f"ready again with the {name} back")
 
 
-def test_the_api_readyz_checks_the_store_and_the_broker(proxies, amqp_url, postgres_url):
+def test_the_api_readyz_checks_the_store_and_the_broker(
+    proxies: dict[str, Proxy], amqp_url: str, postgres_url: str
+) -> None:
     settings = ApiSettings(_env_file=None,  # type: ignore[call-arg]
                            amqp_url=_via(amqp_url, proxies["broker"].port),
                            database_url="sqlite:///unused.db", s3_endpoint_url=None,
@@ -126,13 +133,17 @@ def _env(amqp_url: str, postgres_url: str, proxies: dict[str, Proxy]) -> dict[st
             "RETRY_DELAYS": "1", "LOG_LEVEL": "WARNING"}
 
 
-def test_the_uploader_serves_healthz_and_readyz(proxies, amqp_url, postgres_url, tmp_path):
+def test_the_uploader_serves_healthz_and_readyz(
+    proxies: dict[str, Proxy], amqp_url: str, postgres_url: str, tmp_path: Path
+) -> None:
     with _service("services.uploader", "UPLOADER_HEALTH_PORT",
                   _env(amqp_url, postgres_url, proxies), tmp_path) as get:
         _check_each_dependency(get, proxies)
 
 
-def test_the_notifier_serves_healthz_and_readyz(proxies, amqp_url, postgres_url, tmp_path):
+def test_the_notifier_serves_healthz_and_readyz(
+    proxies: dict[str, Proxy], amqp_url: str, postgres_url: str, tmp_path: Path
+) -> None:
     # The notifier declares nothing: its queue is the uploader's to declare.
     from shared.broker.connection import declare_topology
     from shared.settings import CommonSettings
@@ -145,7 +156,9 @@ def test_the_notifier_serves_healthz_and_readyz(proxies, amqp_url, postgres_url,
         _check_each_dependency(get, proxies)
 
 
-def test_a_taken_health_port_is_logged_and_the_service_runs_on(caplog):
+def test_a_taken_health_port_is_logged_and_the_service_runs_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from shared import health_server
 
     first = health_server.serve("127.0.0.1", 0, {})

@@ -4,7 +4,9 @@ message goes out, the dead letter is gone; poison goes back as it was; purge rem
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pika
 import pytest
@@ -15,6 +17,9 @@ from shared.broker.publisher import Publisher
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
 from shared.replay import Replayed, Replayer
+from shared.store import Store
+from tests.integration.helpers import upload_of
+from tests.present import present
 
 from .helpers import get_all, message_count
 
@@ -25,7 +30,7 @@ DLQ = topology.dead_letter_queue_name(UPLOADS)
 
 
 @pytest.fixture()
-def replayer(sqlite_store, amqp_url):
+def replayer(sqlite_store: Store, amqp_url: str) -> Iterator[Replayer]:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     topology.declare(connection.channel(), (1,))
     connection.close()
@@ -38,7 +43,7 @@ def replayer(sqlite_store, amqp_url):
         get_all(amqp_url, queue)
 
 
-def failed_album(store, publisher_url, count=2):
+def failed_album(store: Store, publisher_url: str, count: int = 2) -> str:
     """An album whose images all failed, with their dead letters in the queue."""
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, rows = store.create_album(user.id, "t", None,
@@ -46,7 +51,7 @@ def failed_album(store, publisher_url, count=2):
     publisher = Publisher(publisher_url)
     try:
         for row in rows:
-            image_id = messages.decode(row.body).image_id
+            image_id = upload_of(row.body).image_id
             store.start_attempt(image_id)
             # The letter keeps the headers of the delivery that died (its fencing number).
             letter = dead_letters.dead_letter(UPLOADS, row.body, row.headers, "refused", 324, 1)
@@ -58,23 +63,26 @@ def failed_album(store, publisher_url, count=2):
     return album_id
 
 
-def test_replaying_an_album_reopens_it_and_empties_its_dead_letters(replayer, sqlite_store,
-                                                                   amqp_url):
+def test_replaying_an_album_reopens_it_and_empties_its_dead_letters(
+    replayer: Replayer, sqlite_store: Store, amqp_url: str
+) -> None:
     album_id = failed_album(sqlite_store, amqp_url)
     other = failed_album(sqlite_store, amqp_url, count=1)
-    assert sqlite_store.album(album_id).state == "done_with_failures"
+    assert present(sqlite_store.album(album_id)).state == "done_with_failures"
     assert [letter.album_id for letter in replayer.queue().browse()].count(album_id) == 2
 
     assert replayer.replay(lambda letter: letter.album_id == album_id).taken == 2
-    album = sqlite_store.album(album_id)
+    album = present(sqlite_store.album(album_id))
     assert album.state == "publishing"
     assert {i.state for i in album.images} == {"queued"}
-    sent = [messages.decode(body) for _, body in get_all(amqp_url, UPLOADS.name)]
+    sent = [upload_of(body) for _, body in get_all(amqp_url, UPLOADS.name)]
     assert sorted(m.image_id for m in sent) == sorted(i.id for i in album.images)
     assert [letter.album_id for letter in replayer.queue().browse()] == [other]
 
 
-def test_the_albums_retry_button_reopens_only_failed_images(replayer, sqlite_store, amqp_url):
+def test_the_albums_retry_button_reopens_only_failed_images(
+    replayer: Replayer, sqlite_store: Store, amqp_url: str
+) -> None:
     album_id = failed_album(sqlite_store, amqp_url)
     assert replayer.retry_album(album_id) == 2
     assert replayer.retry_album(album_id) == 0
@@ -84,7 +92,9 @@ def test_the_albums_retry_button_reopens_only_failed_images(replayer, sqlite_sto
     assert message_count(amqp_url, DLQ) == 2
 
 
-def test_the_retry_button_reads_no_dead_letters(replayer, sqlite_store, amqp_url, monkeypatch):
+def test_the_retry_button_reads_no_dead_letters(
+    replayer: Replayer, sqlite_store: Store, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The page's retry does work proportional to its album, not to the dead-letter queue:
     with thousands of other albums' letters queued it takes none of them off the broker."""
     album_id = failed_album(sqlite_store, amqp_url)
@@ -97,48 +107,53 @@ def test_the_retry_button_reads_no_dead_letters(replayer, sqlite_store, amqp_url
     finally:
         publisher.close()
     assert message_count(amqp_url, DLQ) == 3002
-    gets = []
+    gets: list[int] = []
     real_get = BlockingChannel.basic_get
-    monkeypatch.setattr(BlockingChannel, "basic_get",
-                        lambda self, *a, **kw: gets.append(1) or real_get(self, *a, **kw))
+
+    def counted_get(self: BlockingChannel, *args: Any, **kwargs: Any) -> Any:
+        gets.append(1)
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(BlockingChannel, "basic_get", counted_get)
 
     assert replayer.retry_album(album_id) == 2
     monkeypatch.undo()
     assert len(gets) == 0, f"the retry read {len(gets)} dead letters"
-    assert sqlite_store.album(album_id).state == "publishing"
+    assert present(sqlite_store.album(album_id)).state == "publishing"
 
 
-def test_a_letter_of_a_retried_image_replays_as_stale_and_sends_nothing(replayer, sqlite_store,
-                                                                       amqp_url):
+def test_a_letter_of_a_retried_image_replays_as_stale_and_sends_nothing(
+    replayer: Replayer, sqlite_store: Store, amqp_url: str
+) -> None:
     album_id = failed_album(sqlite_store, amqp_url, count=1)
     assert replayer.retry_album(album_id) == 1
     ((_, body),) = get_all(amqp_url, UPLOADS.name)
-    image_id = messages.decode(body).image_id
+    image_id = upload_of(body).image_id
     sqlite_store.start_attempt(image_id)
     sqlite_store.record_uploaded(image_id, "photo-1")
 
-    settled = sqlite_store.album(album_id)
+    settled = present(sqlite_store.album(album_id))
     assert settled.state == "done"
 
     # The operator replays every letter later: the retried image's is stale.
     assert replayer.replay(lambda letter: True) == Replayed(taken=1, stale=1)
     assert get_all(amqp_url, UPLOADS.name) == []
     assert message_count(amqp_url, DLQ) == 0
-    album = sqlite_store.album(album_id)
+    album = present(sqlite_store.album(album_id))
     assert album.images[0].state == "uploaded" and album.images[0].photo_id == "photo-1"
     assert (album.state, album.settle_seq) == ("done", settled.settle_seq)  # not re-opened
 
 
 @pytest.mark.parametrize("since", ["queued", "uploading", "retrying"])
 def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothing(
-        since, replayer, sqlite_store, amqp_url):
+        since: str, replayer: Replayer, sqlite_store: Store, amqp_url: str) -> None:
     """The album page retried the image and its fresh message is on its way (still queued,
     being uploaded, or waiting out a retry tier): the operator's replay of its old letter must
     not send the image a second message."""
     album_id = failed_album(sqlite_store, amqp_url, count=1)
     assert replayer.retry_album(album_id) == 1
     ((props, body),) = get_all(amqp_url, UPLOADS.name)  # the uploader has it
-    image_id = messages.decode(body).image_id
+    image_id = upload_of(body).image_id
     if since != "queued":
         assert sqlite_store.start_attempt(image_id, fence=props.headers["album-fence"]).attempt
     if since == "retrying":
@@ -153,7 +168,7 @@ def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothi
     assert sqlite_store.image(image_id) == before
 
 
-def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
+def test_poison_replays_as_it_was_and_purge_removes(replayer: Replayer, amqp_url: str) -> None:
     publisher = Publisher(amqp_url)
     try:
         publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison",
@@ -175,12 +190,12 @@ def test_poison_replays_as_it_was_and_purge_removes(replayer, amqp_url):
     assert replayer.queue().browse() == []
 
 
-def stuck_album(store, publisher_url):
+def stuck_album(store: Store, publisher_url: str) -> tuple[str, int]:
     """An album whose one image stays `uploading`: its message met a store outage at every
     delivery, and the broker dead-lettered it at the delivery limit."""
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, (row,) = store.create_album(user.id, "t", None, [f"{user.prefix}0.png"])
-    image_id = messages.decode(row.body).image_id
+    image_id = upload_of(row.body).image_id
     store.start_attempt(image_id, fence=row.headers["album-fence"])
     publisher = Publisher(publisher_url)
     try:
@@ -191,14 +206,15 @@ def stuck_album(store, publisher_url):
     return album_id, image_id
 
 
-def test_a_dead_letter_of_an_image_stuck_uploading_sends_it_again(replayer, sqlite_store,
-                                                                  amqp_url):
+def test_a_dead_letter_of_an_image_stuck_uploading_sends_it_again(
+    replayer: Replayer, sqlite_store: Store, amqp_url: str
+) -> None:
     album_id, image_id = stuck_album(sqlite_store, amqp_url)
     assert replayer.retry_album(album_id) == 0  # nothing failed: the letter stays
     assert len(replayer.queue().browse()) == 1
     assert replayer.replay(lambda letter: letter.album_id == album_id) == Replayed(1, stale=0)
     # Removing the letter without a new message would leave the image uploading for ever.
-    sent = [messages.decode(body) for _, body in get_all(amqp_url, UPLOADS.name)]
+    sent = [upload_of(body) for _, body in get_all(amqp_url, UPLOADS.name)]
     assert [m.image_id for m in sent] == [image_id]
     assert replayer.queue().browse() == []
-    assert sqlite_store.album(album_id).state == "publishing"
+    assert present(sqlite_store.album(album_id)).state == "publishing"

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from shared import dead_letters, messages, topology
 from shared.broker.publisher import Publisher
 from shared.store import Store
+from tests.integration.helpers import upload_of
 
 from .helpers import get_all, message_count
 from .test_api_publish import Api, api_on
@@ -93,7 +94,7 @@ def failed_album(api: Api, amqp_url: str, count: int) -> str:
     publisher = Publisher(amqp_url)
     try:
         for row in rows:
-            image_id = messages.decode(row.body).image_id
+            image_id = upload_of(row.body).image_id
             api.store.start_attempt(image_id)
             letter = dead_letters.dead_letter(UPLOADS, row.body, {}, "refused", 324, 1)
             for out in api.store.record_failed(image_id, "refused", 324, letter):
@@ -107,7 +108,7 @@ def failed_album(api: Api, amqp_url: str, count: int) -> str:
 def uploaded_album(api: Api) -> str:
     """An album whose one image is on Facebook: nothing to retry."""
     album_id, (row,) = api.store.create_album(api.user.id, "t", None, [f"{api.user.prefix}0.png"])
-    image_id = messages.decode(row.body).image_id
+    image_id = upload_of(row.body).image_id
     api.store.start_attempt(image_id)
     api.store.record_uploaded(image_id, "photo-1")
     return album_id
@@ -175,7 +176,7 @@ def test_a_retry_of_two_failed_images_queues_them_without_reading_the_dead_lette
     album = api.store.album(album_id)
     assert album is not None and album.state == "publishing"
     assert {image.state for image in album.images} == {"queued"}
-    sent = [messages.decode(body) for _, body in get_all(amqp_url, UPLOADS.name)]
+    sent = [upload_of(body) for _, body in get_all(amqp_url, UPLOADS.name)]
     assert sorted(m.image_id for m in sent) == sorted(image.id for image in album.images)
     # The album's two letters stay (stale from now on: the CLI lists and purges them).
     assert message_count(amqp_url, DLQ) == letters + 2

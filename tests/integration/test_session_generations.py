@@ -5,22 +5,25 @@ import pytest
 from sqlalchemy import text
 
 from shared.store import Store
+from tests.present import present
 
 from .test_outbox_upgrade import empty_store_url  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
 
-def test_sign_out_and_a_new_token_move_the_generation_on(empty_store_url):  # noqa: F811
+def test_sign_out_and_a_new_token_move_the_generation_on(empty_store_url: str) -> None:  # noqa: F811
     store = Store(empty_store_url)
     try:
         store.create_schema()
         user, token = store.create_user("gen@example.com")
-        assert store.user_by_token(token).session_generation == user.session_generation == 0
+        assert (
+            present(store.user_by_token(token)).session_generation == user.session_generation == 0
+        )
         store.end_sessions(user.id)
-        assert store.user(user.id).session_generation == 1
-        rotated, new_token = store.rotate_token("gen@example.com")
-        assert rotated.session_generation == store.user(user.id).session_generation == 2
+        assert present(store.user(user.id)).session_generation == 1
+        rotated, new_token = present(store.rotate_token("gen@example.com"))
+        assert rotated.session_generation == present(store.user(user.id)).session_generation == 2
         assert store.user_by_token(token) is None and store.user_by_token(new_token) is not None
         assert store.rotate_token("nobody@example.com") is None
     finally:
@@ -28,7 +31,7 @@ def test_sign_out_and_a_new_token_move_the_generation_on(empty_store_url):  # no
 
 
 def test_a_store_made_before_session_generations_is_upgraded_in_place(
-        empty_store_url):  # noqa: F811
+        empty_store_url: str) -> None:  # noqa: F811
     old = Store(empty_store_url)
     old.create_schema()
     user, token = old.create_user("old@example.com")
@@ -39,8 +42,8 @@ def test_a_store_made_before_session_generations_is_upgraded_in_place(
     store = Store(empty_store_url)
     try:
         store.create_schema()
-        assert store.user_by_token(token).session_generation == 0
+        assert present(store.user_by_token(token)).session_generation == 0
         store.end_sessions(user.id)
-        assert store.user(user.id).session_generation == 1
+        assert present(store.user(user.id)).session_generation == 1
     finally:
         store.dispose()

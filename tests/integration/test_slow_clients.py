@@ -18,8 +18,10 @@ import pytest
 import requests
 
 from dev.ports import free_port
+from dev.rabbit_admin import Broker
 from services.api.file_limits import RESERVED
 from shared.store import Store
+from tests.conftest import VhostMaker
 from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -54,11 +56,11 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, broker: object,
-        make_vhost: object) -> Iterator[Api]:
+def api(tmp_path_factory: pytest.TempPathFactory, broker: Broker,
+        make_vhost: VhostMaker) -> Iterator[Api]:
     workdir = tmp_path_factory.mktemp("slow-clients")
     port = free_port()
-    url = broker.url(make_vhost(for_session=True))  # type: ignore[attr-defined]
+    url = broker.url(make_vhost(for_session=True))
     env = {**os.environ, "AMQP_URL": url,
            "DATABASE_URL": f"sqlite:///{workdir}/albums.db", "API_PORT": str(port),
            "API_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),

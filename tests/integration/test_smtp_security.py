@@ -170,9 +170,9 @@ def test_a_relay_whose_certificate_is_not_trusted_never_gets_the_password(
 def test_a_password_over_plain_smtp_is_refused_at_start() -> None:
     with pytest.raises(ValidationError, match="SMTP_SECURITY"):
         NotifierSettings(_env_file=None, smtp_user=USER,  # type: ignore[call-arg]
-                         smtp_password=PASSWORD)
+                         smtp_password=SecretStr(PASSWORD))
     settings = NotifierSettings(_env_file=None, smtp_user=USER,  # type: ignore[call-arg]
-                                smtp_password=PASSWORD, smtp_security="starttls")
+                                smtp_password=SecretStr(PASSWORD), smtp_security="starttls")
     assert isinstance(settings.smtp_password, SecretStr)
     assert PASSWORD not in repr(settings) and PASSWORD not in str(settings)
 

@@ -9,11 +9,13 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import update
 
+from shared.store import Store
 from shared.store.tables import Album, OutboxMessage, utcnow
 from shared.store_metrics import StoreCollector
+from tests.present import present
 
 
-def test_the_figures_follow_the_rows(store):
+def test_the_figures_follow_the_rows(store: Store) -> None:
     before = store.figures()
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, rows = store.create_album(user.id, "Old", None, [f"{user.prefix}{n}.png"
@@ -23,7 +25,7 @@ def test_the_figures_follow_the_rows(store):
             created_at=utcnow() - timedelta(hours=6)))
         db.execute(update(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
                    .values(created_at=utcnow() - timedelta(minutes=20)))
-    image = store.album(album_id).images[0]
+    image = present(store.album(album_id)).images[0]
     store.start_attempt(image.id, lease=timedelta(seconds=-30))  # its lease already ran out
     store.hold_graph("page-figures", 120)
 
@@ -36,7 +38,7 @@ def test_the_figures_follow_the_rows(store):
     assert 100 < after.holds["page-figures"] <= 120
 
 
-def test_the_collector_serves_them_as_gauges(store):
+def test_the_collector_serves_them_as_gauges(store: Store) -> None:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     store.create_album(user.id, "Now", None, [f"{user.prefix}a.png"])
     store.hold_graph("page-served", 60)
@@ -52,9 +54,9 @@ def test_the_collector_serves_them_as_gauges(store):
         assert f"\n{name} " in text
 
 
-def test_a_store_away_leaves_the_scrape_answering():
+def test_a_store_away_leaves_the_scrape_answering() -> None:
     class Away:
-        def figures(self):
+        def figures(self) -> None:
             raise ConnectionError("the store is away")
 
     registry = CollectorRegistry()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from dev.rabbit_admin import Broker
 from shared import topology
 from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer, Route
@@ -20,6 +21,7 @@ from shared.messages import ImageUploadRequested, encode
 from shared.outgoing import Outgoing
 from shared.retry_policy import RetryPolicy
 from shared.settings import CommonSettings
+from tests.conftest import VhostMaker
 
 from .helpers import message_count, wait_for
 
@@ -33,7 +35,7 @@ OUTAGE_S = 8.0
 
 
 @pytest.fixture()
-def small_limit_url(broker, make_vhost) -> Iterator[str]:
+def small_limit_url(broker: Broker, make_vhost: VhostMaker) -> Iterator[str]:
     """A vhost of its own, whose policy gives the work queue a small delivery limit."""
     url = broker.url(make_vhost())
     declare_topology(CommonSettings(amqp_url=url, retry_delays=DELAYS,
@@ -47,7 +49,7 @@ class StoreOutage:
     def __init__(self) -> None:
         self.back_at = time.monotonic() + OUTAGE_S
         self.failures = 0
-        self.handled: list[int] = []
+        self.handled: list[tuple[int, int]] = []
 
     def __call__(self, message: ImageUploadRequested, attempt: int) -> None:
         if time.monotonic() < self.back_at:
@@ -56,7 +58,7 @@ class StoreOutage:
         self.handled.append((message.image_id, attempt))
 
 
-def test_a_long_store_outage_does_not_dead_letter_the_message(small_limit_url):
+def test_a_long_store_outage_does_not_dead_letter_the_message(small_limit_url: str) -> None:
     handler = StoreOutage()
     stop = threading.Event()
     route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3))

@@ -6,14 +6,16 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from chaos.proxy import Proxy
 from shared.store import Store
+from tests.present import present
 
 from .helpers import wait_for
 
@@ -23,16 +25,16 @@ TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux's number; Py
 
 
 @pytest.fixture()
-def pg_store(postgres_url):
+def pg_store(postgres_url: str) -> Iterator[Store]:
     store = Store(postgres_url)
     store.create_schema()
     yield store
     store.dispose()
 
 
-def tcp_options(connection):
+def tcp_options(connection: Connection) -> dict[str, int]:
     """What the kernel was told about the connection's socket."""
-    fd = connection.connection.dbapi_connection.fileno()
+    fd = present(connection.connection.dbapi_connection).fileno()
     with socket.socket(fileno=os.dup(fd)) as sock:
         return {
             "keepalive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
@@ -43,8 +45,9 @@ def tcp_options(connection):
         }
 
 
-def test_a_postgres_connection_gets_the_timeouts_unless_the_url_sets_them(pg_store,
-                                                                          postgres_url):
+def test_a_postgres_connection_gets_the_timeouts_unless_the_url_sets_them(
+    pg_store: Store, postgres_url: str
+) -> None:
     with pg_store.engine.connect() as connection:
         assert connection.scalar(text("SHOW statement_timeout")) == "30s"
         assert connection.scalar(text("SHOW idle_in_transaction_session_timeout")) == "30s"
@@ -61,7 +64,7 @@ def test_a_postgres_connection_gets_the_timeouts_unless_the_url_sets_them(pg_sto
         tuned.dispose()
 
 
-def lockable(store, album_id):
+def lockable(store: Store, album_id: str) -> bool:
     """Whether the album row can be locked now (False while another transaction holds it)."""
     try:
         with store.engine.connect() as connection, connection.begin():
@@ -72,8 +75,9 @@ def lockable(store, album_id):
         return False
 
 
-def test_a_partition_ends_in_errors_within_the_timeouts_and_the_store_recovers(pg_store,
-                                                                               postgres_url):
+def test_a_partition_ends_in_errors_within_the_timeouts_and_the_store_recovers(
+    pg_store: Store, postgres_url: str
+) -> None:
     user, _ = pg_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, _ = pg_store.create_album(user.id, "t", None, [user.prefix + "a"])
     parts = urlsplit(postgres_url)

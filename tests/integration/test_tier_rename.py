@@ -4,34 +4,39 @@ tier only once it is empty."""
 
 import argparse
 from contextlib import closing
+from typing import Any
 from urllib.parse import quote
 
 import pika
 import pytest
+from pika.adapters.blocking_connection import BlockingChannel
 
+from dev.rabbit_admin import Broker
 from dev.waiting import wait_for
 from services.uploader import topology_cli
 from shared import topology
 from shared.settings import CommonSettings
+from tests.conftest import VhostMaker
 
 pytestmark = pytest.mark.integration
 
 OLD_TIER = "uploader.image-uploads.retry.2s"  # as versions before the five digits named it
 
 
-def _declare_old_tier(channel):
+def _declare_old_tier(channel: BlockingChannel) -> None:
     channel.exchange_declare(topology.RETRY_EXCHANGE, "direct", durable=True)
     channel.queue_declare(OLD_TIER, durable=True,
                           arguments=topology.retry_queue_arguments(topology.IMAGE_UPLOADS, 2))
     channel.queue_bind(OLD_TIER, topology.RETRY_EXCHANGE, OLD_TIER)
 
 
-def _queues(broker, vhost):
+def _queues(broker: Broker, vhost: str) -> dict[str, dict[str, Any]]:
     return {q["name"]: q for q in broker.api("GET", f"queues/{quote(vhost, '')}").json()}
 
 
-def test_an_old_tier_drains_into_its_work_queue_then_prune_deletes_it(broker, make_vhost,
-                                                                      capsys):
+def test_an_old_tier_drains_into_its_work_queue_then_prune_deletes_it(
+    broker: Broker, make_vhost: VhostMaker, capsys: pytest.CaptureFixture[str]
+) -> None:
     vhost = make_vhost()
     url = broker.url(vhost)
     settings = CommonSettings(amqp_url=url, retry_delays=(2,))

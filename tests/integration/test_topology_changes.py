@@ -7,13 +7,16 @@ then starts again as the next one.
 import logging
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
+from typing import Any
 from urllib.parse import quote
 
 import pika
 import pytest
 
 from dev.ports import free_port
+from dev.rabbit_admin import Broker
 from shared import topology
 from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer, Route
@@ -22,6 +25,7 @@ from shared.broker.errors import BrokerError
 from shared.messages import ImageUploadRequested
 from shared.retry_policy import RetryPolicy
 from shared.settings import CommonSettings
+from tests.conftest import VhostMaker
 
 from .helpers import get_all, message_count, wait_for
 
@@ -46,16 +50,18 @@ OLD_DEAD_LETTER_ARGUMENTS = {
 
 
 @pytest.fixture()
-def fresh(broker, make_vhost):
+def fresh(broker: Broker, make_vhost: VhostMaker) -> tuple[str, str]:
     name = make_vhost()
     return name, broker.url(name)
 
 
-def settings(url, **values):
+def settings(url: str, **values: Any) -> CommonSettings:
     return CommonSettings(amqp_url=url, **{"retry_delays": (1, 3), **values})
 
 
-def consumer_starts(settings_, handler=lambda _message, _attempt: None):
+def consumer_starts(settings_: CommonSettings,
+                    handler: Callable[[ImageUploadRequested, int], None] = lambda _m, _a: None,
+                    ) -> bool:
     """Run the service's consumer (its on_connect as the services build it) until it consumes;
     whether it did within 10 s."""
     stop = threading.Event()
@@ -71,20 +77,24 @@ def consumer_starts(settings_, handler=lambda _message, _attempt: None):
         thread.join(10)
 
 
-def test_a_service_restarted_with_another_delivery_limit_declares_without_conflict(fresh):
+def test_a_service_restarted_with_another_delivery_limit_declares_without_conflict(
+    fresh: tuple[str, str],
+) -> None:
     _, url = fresh
     declare_topology(settings(url, delivery_limit=20))
     declare_topology(settings(url, delivery_limit=5))
 
 
-def test_a_consumer_restarted_with_other_tunables_starts_consuming(fresh):
+def test_a_consumer_restarted_with_other_tunables_starts_consuming(fresh: tuple[str, str]) -> None:
     _, url = fresh
     declare_topology(settings(url, delivery_limit=20, dead_letter_max_length=1000))
     assert consumer_starts(settings(url, retry_delays=(1, 3, 10), delivery_limit=7,
                                     dead_letter_max_length=50))
 
 
-def test_the_policies_are_applied_and_follow_the_settings(broker, fresh):
+def test_the_policies_are_applied_and_follow_the_settings(
+    broker: Broker, fresh: tuple[str, str]
+) -> None:
     vhost, url = fresh
     declare_topology(settings(url, delivery_limit=20))
     declare_topology(settings(url, delivery_limit=5, dead_letter_max_length=300))
@@ -93,14 +103,16 @@ def test_the_policies_are_applied_and_follow_the_settings(broker, fresh):
     assert policies["albums.dead-letters"]["definition"] == {"max-length": 300}
 
 
-def test_the_policys_delivery_limit_dead_letters_a_message_that_keeps_coming_back(fresh):
+def test_the_policys_delivery_limit_dead_letters_a_message_that_keeps_coming_back(
+    fresh: tuple[str, str],
+) -> None:
     _, url = fresh
     declare_topology(settings(url, delivery_limit=20))
     declare_topology(settings(url, delivery_limit=2))  # as a restart with DELIVERY_LIMIT=2
     assert deliveries_until_dead_lettered(url) == 3  # the first delivery and 2 redeliveries
 
 
-def deliveries_until_dead_lettered(url):
+def deliveries_until_dead_lettered(url: str) -> int:
     """Publish one message to the work queue and requeue it until the broker dead-letters it."""
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         channel = connection.channel()
@@ -119,7 +131,7 @@ def deliveries_until_dead_lettered(url):
     raise AssertionError(f"not dead-lettered after {deliveries} deliveries")
 
 
-def declare_as_the_old_version(url):
+def declare_as_the_old_version(url: str) -> None:
     """The queues an existing deployment has: the old arguments, written out."""
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         channel = connection.channel()
@@ -128,7 +140,9 @@ def declare_as_the_old_version(url):
                               arguments=OLD_DEAD_LETTER_ARGUMENTS)
 
 
-def test_an_old_versions_queues_are_taken_as_they_are_and_the_consumer_starts(fresh, caplog):
+def test_an_old_versions_queues_are_taken_as_they_are_and_the_consumer_starts(
+    fresh: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     _, url = fresh
     declare_as_the_old_version(url)
     caplog.set_level(logging.WARNING)
@@ -138,14 +152,16 @@ def test_an_old_versions_queues_are_taken_as_they_are_and_the_consumer_starts(fr
     assert "x-max-length=1000000 from an older version" in caplog.text
 
 
-def test_on_an_old_queue_the_lower_of_argument_and_policy_counts(fresh):
+def test_on_an_old_queue_the_lower_of_argument_and_policy_counts(fresh: tuple[str, str]) -> None:
     _, url = fresh
     declare_as_the_old_version(url)  # x-delivery-limit 20
     declare_topology(settings(url, delivery_limit=2))
     assert deliveries_until_dead_lettered(url) == 3
 
 
-def test_a_queue_that_differs_in_more_than_policies_is_still_refused(fresh, caplog):
+def test_a_queue_that_differs_in_more_than_policies_is_still_refused(
+    fresh: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     _, url = fresh
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         connection.channel().queue_declare(UPLOADS.name, durable=True,
@@ -155,7 +171,9 @@ def test_a_queue_that_differs_in_more_than_policies_is_still_refused(fresh, capl
     assert f"queue {UPLOADS.name} exists with arguments" in caplog.text
 
 
-def test_without_the_management_api_the_services_still_declare_and_consume(fresh, caplog):
+def test_without_the_management_api_the_services_still_declare_and_consume(
+    fresh: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     _, url = fresh
     away = settings(url, rabbitmq_management_url=f"http://127.0.0.1:{free_port()}")
     declare_topology(away)
@@ -164,7 +182,9 @@ def test_without_the_management_api_the_services_still_declare_and_consume(fresh
     assert "does not answer at http://127.0.0.1:" in caplog.text
 
 
-def test_a_tier_no_longer_configured_returns_what_it_holds_to_the_work_queue(fresh):
+def test_a_tier_no_longer_configured_returns_what_it_holds_to_the_work_queue(
+    fresh: tuple[str, str],
+) -> None:
     _, url = fresh
     declare_topology(settings(url, retry_delays=(1, 3)))  # tiers 1, 2, 3 and 4 s
     tier = topology.retry_queue_name(UPLOADS, 4)

@@ -8,24 +8,28 @@ import pika
 import pytest
 
 from dev.ports import free_port
+from dev.rabbit_admin import Broker
 from services.uploader import topology_cli
 from shared import topology
 from shared.settings import CommonSettings
+from tests.conftest import VhostMaker
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def fresh(broker, make_vhost):
+def fresh(broker: Broker, make_vhost: VhostMaker) -> tuple[str, str]:
     name = make_vhost()
     return name, broker.url(name)
 
 
-def run(action, settings):
+def run(action: str, settings: CommonSettings) -> int:
     return topology_cli.run(argparse.Namespace(action=action), settings)
 
 
-def test_apply_puts_the_policies_and_declares_the_queues(broker, fresh, capsys):
+def test_apply_puts_the_policies_and_declares_the_queues(
+    broker: Broker, fresh: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     vhost, url = fresh
     assert run("apply", CommonSettings(amqp_url=url, retry_delays=(1,), delivery_limit=9)) == 0
     out = capsys.readouterr().out
@@ -38,15 +42,18 @@ def test_apply_puts_the_policies_and_declares_the_queues(broker, fresh, capsys):
     assert "policy albums.work-queues already in place" in capsys.readouterr().out
 
 
-def test_apply_fails_clearly_without_the_management_api(fresh, capsys):
+def test_apply_fails_clearly_without_the_management_api(
+    fresh: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, url = fresh
     away = CommonSettings(amqp_url=url, rabbitmq_management_url=f"http://127.0.0.1:{free_port()}")
     assert run("apply", away) == 1
     assert "management API does not answer" in capsys.readouterr().err
 
 
-def test_prune_deletes_empty_tiers_no_longer_configured_and_keeps_full_ones(broker, fresh,
-                                                                             capsys):
+def test_prune_deletes_empty_tiers_no_longer_configured_and_keeps_full_ones(
+    broker: Broker, fresh: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     vhost, url = fresh
     assert run("apply", CommonSettings(amqp_url=url, retry_delays=(10, 20))) == 0
     full = topology.retry_queue_name(topology.IMAGE_UPLOADS, 20)

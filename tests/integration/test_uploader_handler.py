@@ -8,7 +8,9 @@ import hashlib
 import threading
 import time
 import uuid
+from collections.abc import Callable, Collection, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pika
 import pytest
@@ -23,6 +25,8 @@ from shared.broker.publisher import Publisher
 from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
+from shared.store import Store
+from tests.present import present
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all, set_faults, sim_photos, wait_for
 from .store_blips import BlippingStore, age_image
@@ -34,7 +38,7 @@ POLICY = Policy(retry_delays=(1, 3), max_attempts=3)
 
 
 @pytest.fixture()
-def publisher(amqp_url):
+def publisher(amqp_url: str) -> Iterator[Publisher]:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     topology.declare(connection.channel(), POLICY.retry_delays)
     connection.close()
@@ -46,11 +50,13 @@ def publisher(amqp_url):
 
 
 @pytest.fixture()
-def world(sqlite_store, sim, s3_client, publisher):
+def world(sqlite_store: Store, sim: str, s3_client: Any,
+          publisher: Publisher) -> Callable[..., ImageUploader]:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
 
-    def make(timeout=(5.0, 30.0), breaker=None, policy=POLICY, store=None):
+    def make(timeout: tuple[float, float] = (5.0, 30.0), breaker: CircuitBreaker | None = None,
+             policy: Policy = POLICY, store: Store | None = None) -> ImageUploader:
         graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=timeout)
         return ImageUploader(store or sqlite_store,
                              Outbox(sqlite_store, publisher, grace=timedelta(0)),
@@ -64,9 +70,11 @@ def run(uploader: ImageUploader, delivery: Delivery) -> Fate:
     return decide(uploader.route(), delivery)
 
 
-def album_of(store, s3_client, count, broken=()):
+def album_of(store: Store, s3_client: Any, count: int,
+             broken: Collection[int] = ()) -> tuple[str, list[Delivery], dict[str, str]]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    keys, hashes = [], {}
+    keys: list[str] = []
+    hashes: dict[str, str] = {}
     for n in range(count):
         key = f"{user.prefix}{uuid.uuid4().hex[:6]}-{n}.png"
         if n not in broken:
@@ -79,11 +87,16 @@ def album_of(store, s3_client, count, broken=()):
                       for row in rows], hashes
 
 
-def test_an_image_is_uploaded_recorded_and_settles_its_album(world, sqlite_store, s3_client,
-                                                              sim, amqp_url):
+def test_an_image_is_uploaded_recorded_and_settles_its_album(
+    world: Callable[..., ImageUploader],
+    sqlite_store: Store,
+    s3_client: Any,
+    sim: str,
+    amqp_url: str,
+) -> None:
     album_id, (delivery,), hashes = album_of(sqlite_store, s3_client, 1)
     assert run(world(), delivery).outgoing == ()
-    album = sqlite_store.album(album_id)
+    album = present(sqlite_store.album(album_id))
     (photo,) = sim_photos(sim)
     assert album.state == "done" and album.images[0].photo_id == photo["id"]
     assert photo["sha256"] == next(iter(hashes.values()))
@@ -91,8 +104,9 @@ def test_an_image_is_uploaded_recorded_and_settles_its_album(world, sqlite_store
     assert [e.album_id for e in settled] == [album_id]
 
 
-def test_a_redelivered_uploaded_image_is_acked_without_uploading_again(world, sqlite_store,
-                                                                       s3_client, sim):
+def test_a_redelivered_uploaded_image_is_acked_without_uploading_again(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     uploader = world()
     run(uploader, delivery)
@@ -100,27 +114,30 @@ def test_a_redelivered_uploaded_image_is_acked_without_uploading_again(world, sq
     assert len(sim_photos(sim)) == 1
 
 
-def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(world, sqlite_store, s3_client,
-                                                               sim):
+def test_a_photo_sent_before_a_timeout_is_found_not_sent_again(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"latency_s": 1.5})
     outcome = run(world(timeout=(5.0, 0.5)), delivery)
     (retry,) = outcome.outgoing
     assert retry.exchange == topology.RETRY_EXCHANGE
-    assert sqlite_store.album(album_id).images[0].state == "retrying"
+    assert present(sqlite_store.album(album_id)).images[0].state == "retrying"
     set_faults(sim, {})
     again = Delivery(delivery.body, retry.headers, False, None, "image.upload")
 
     wait_for(lambda: sim_photos(sim), what="the slow upload to land")
     # Only once the first request can no longer land may the next attempt read the album.
-    age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)
+    age_image(sqlite_store, present(sqlite_store.album(album_id)).images[0].id)
     assert run(world(), again).outgoing == ()
     (photo,) = sim_photos(sim)
-    image = sqlite_store.album(album_id).images[0]
+    image = present(sqlite_store.album(album_id)).images[0]
     assert image.state == "uploaded" and image.photo_id == photo["id"] and image.attempts == 2
 
 
-def test_one_facebook_album_however_many_images_race(world, sqlite_store, s3_client, sim):
+def test_one_facebook_album_however_many_images_race(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, deliveries, _ = album_of(sqlite_store, s3_client, 8)
     uploader = world()
     threads = [threading.Thread(target=run, args=(uploader, d)) for d in deliveries]
@@ -131,21 +148,22 @@ def test_one_facebook_album_however_many_images_race(world, sqlite_store, s3_cli
     albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
     assert len(albums) == 1
     assert {p["album_id"] for p in sim_photos(sim)} == {albums[0]["id"]}
-    assert sqlite_store.album(album_id).state == "done"
+    assert present(sqlite_store.album(album_id)).state == "done"
 
 
-def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(world, sqlite_store,
-                                                                  s3_client, amqp_url):
+def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, amqp_url: str
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1, broken={0})
     assert run(world(), delivery).outgoing == ()
-    image = sqlite_store.album(album_id).images[0]
+    image = present(sqlite_store.album(album_id)).images[0]
     assert (image.state, image.error) == ("failed", "not found in the bucket")
     (dead,) = get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
     assert dead[0].headers[dead_letters.REASON_HEADER] == "not found in the bucket"
     assert dead[1] == delivery.body
 
 
-def test_poison_gets_a_dead_letter_and_touches_nothing(world):
+def test_poison_gets_a_dead_letter_and_touches_nothing(world: Callable[..., ImageUploader]) -> None:
     outcome = run(world(), Delivery(b'{"type": "album.settled"}', {}, False, None,
                                     "image.upload"))
     (letter,) = outcome.outgoing
@@ -153,8 +171,9 @@ def test_poison_gets_a_dead_letter_and_touches_nothing(world):
     assert "invalid message" in letter.headers[dead_letters.REASON_HEADER]
 
 
-def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(world, sqlite_store,
-                                                                          s3_client, sim):
+def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     _, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
     (retry,) = run(world(), delivery).outgoing
@@ -163,17 +182,22 @@ def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(world,
                                  for tier in topology.jittered(POLICY.retry_delays[0])}
 
 
-def test_a_lost_authorisation_stops_the_albums_waiting_images(world, sqlite_store, s3_client,
-                                                              sim, amqp_url):
+def test_a_lost_authorisation_stops_the_albums_waiting_images(
+    world: Callable[..., ImageUploader],
+    sqlite_store: Store,
+    s3_client: Any,
+    sim: str,
+    amqp_url: str,
+) -> None:
     album_id, deliveries, _ = album_of(sqlite_store, s3_client, 3)
     uploader = world()
     set_faults(sim, {"error_rates": {"190": 1.0}})
     assert run(uploader, deliveries[0]).outgoing == ()
-    album = sqlite_store.album(album_id)
+    album = present(sqlite_store.album(album_id))
     assert album.state == "done_with_failures"
     first, *others = album.images
-    assert "reconnect your Facebook page" in first.error and first.attempts == 1
-    assert all(i.state == "failed" and i.error.startswith("not sent: ") and i.attempts == 0
+    assert "reconnect your Facebook page" in present(first.error) and first.attempts == 1
+    assert all(i.state == "failed" and present(i.error).startswith("not sent: ") and i.attempts == 0
                for i in others)
     set_faults(sim, {})
     for delivery in deliveries[1:]:
@@ -183,7 +207,9 @@ def test_a_lost_authorisation_stops_the_albums_waiting_images(world, sqlite_stor
     assert len(settled) == 1
 
 
-def test_broad_graph_failures_open_the_breaker(world, sqlite_store, s3_client, sim):
+def test_broad_graph_failures_open_the_breaker(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     _, deliveries, _ = album_of(sqlite_store, s3_client, 2)
     breaker = CircuitBreaker(min_calls=2, failure_ratio=0.5, cooldown_s=60)
     uploader = world(breaker=breaker)
@@ -193,7 +219,9 @@ def test_broad_graph_failures_open_the_breaker(world, sqlite_store, s3_client, s
     assert breaker.open_for() > 0
 
 
-def test_refused_images_do_not_open_the_breaker(world, sqlite_store, s3_client, sim):
+def test_refused_images_do_not_open_the_breaker(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     _, deliveries, _ = album_of(sqlite_store, s3_client, 3)
     breaker = CircuitBreaker(min_calls=2, failure_ratio=0.5, cooldown_s=60)
     set_faults(sim, {"reject_filenames": [".png"]})
@@ -203,7 +231,7 @@ def test_refused_images_do_not_open_the_breaker(world, sqlite_store, s3_client, 
 
 
 def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
-        world, sqlite_store, s3_client, sim):
+        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     # A worker created the album on Facebook, then died before recording it.
     requests.post(f"{sim}/{VERSION}/{PAGE_ID}/albums", timeout=5,
@@ -211,15 +239,15 @@ def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
                   headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
     assert sqlite_store.claim_fb_album(album_id, timedelta(seconds=60)).mine
     # Long enough ago that the claim lapsed: its create can no longer land.
-    age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)
+    age_image(sqlite_store, present(sqlite_store.album(album_id)).images[0].id)
     run(world(), delivery)
     albums = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
     assert len(albums) == 1
-    assert sqlite_store.album(album_id).fb_album_id == albums[0]["id"]
+    assert present(sqlite_store.album(album_id)).fb_album_id == albums[0]["id"]
 
 
 def test_an_album_create_that_timed_out_is_found_by_the_next_attempt_not_made_again(
-        world, sqlite_store, s3_client, sim):
+        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
     album_id, (first, second), _ = album_of(sqlite_store, s3_client, 2)
     # The create takes longer than the client waits: it times out, and Facebook makes it.
     set_faults(sim, {"latency_s": 1.0, "endpoints": ["albums"]})
@@ -229,11 +257,13 @@ def test_an_album_create_that_timed_out_is_found_by_the_next_attempt_not_made_ag
 
     assert run(world(), second).outgoing == ()
     (fb_album,) = _sim_albums(sim)
-    assert sqlite_store.album(album_id).fb_album_id == fb_album["id"]
+    assert present(sqlite_store.album(album_id)).fb_album_id == fb_album["id"]
     assert {p["album_id"] for p in sim_photos(sim)} == {fb_album["id"]}
 
 
-def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_client, sim):
+def test_duplicates_taken_side_by_side_send_one_photo(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"latency_s": 1.0})
     uploader = world()
@@ -248,15 +278,21 @@ def test_duplicates_taken_side_by_side_send_one_photo(world, sqlite_store, s3_cl
     retried = [o for o in outcomes if o.outgoing]
     assert len(retried) == 1 and retried[0].outgoing[0].exchange == topology.RETRY_EXCHANGE
     assert retried[0].outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 1
-    assert sqlite_store.album(album_id).images[0].attempts == 1
+    assert present(sqlite_store.album(album_id)).images[0].attempts == 1
 
 
-def _sim_albums(sim):
-    return requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
+def _sim_albums(sim: str) -> list[dict[str, Any]]:
+    albums: list[dict[str, Any]] = requests.get(f"{sim}/_sim/albums", timeout=5).json()["albums"]
+    return albums
 
 
 def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
-        world, sqlite_store, s3_client, sim, amqp_url):
+    world: Callable[..., ImageUploader],
+    sqlite_store: Store,
+    s3_client: Any,
+    sim: str,
+    amqp_url: str,
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     dead_letter_queue = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
     get_all(amqp_url, dead_letter_queue)
@@ -268,7 +304,7 @@ def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
     assert fate.kind == "outage"
     assert fate.outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert blipping.blips == 1
-    image = sqlite_store.album(album_id).images[0]
+    image = present(sqlite_store.album(album_id)).images[0]
     assert image.state != "failed" and image.error is None
     assert get_all(amqp_url, dead_letter_queue) == []
     assert sim_photos(sim) == []
@@ -279,14 +315,19 @@ def test_a_store_error_mid_upload_is_raised_for_a_requeue_not_a_failed_image(
     assert run(world(store=blipping), again).outgoing == ()
     (fb_album,) = _sim_albums(sim)  # the one the first attempt made, adopted by its mark
     (photo,) = sim_photos(sim)
-    album = sqlite_store.album(album_id)
+    album = present(sqlite_store.album(album_id))
     assert album.state == "done" and album.fb_album_id == fb_album["id"]
     assert album.images[0].state == "uploaded" and album.images[0].photo_id == photo["id"]
     assert get_all(amqp_url, dead_letter_queue) == []
 
 
 def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_sent_again(
-        world, sqlite_store, s3_client, sim, amqp_url):
+    world: Callable[..., ImageUploader],
+    sqlite_store: Store,
+    s3_client: Any,
+    sim: str,
+    amqp_url: str,
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     dead_letter_queue = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
     get_all(amqp_url, dead_letter_queue)
@@ -298,7 +339,7 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
     assert fate.outgoing[0].headers[retry_policy.ATTEMPT_HEADER] == 1
     assert blipping.blips == 1
     (sent,) = sim_photos(sim)
-    image = sqlite_store.album(album_id).images[0]
+    image = present(sqlite_store.album(album_id)).images[0]
     assert image.state != "failed" and image.photo_id is None
     assert get_all(amqp_url, dead_letter_queue) == []
 
@@ -306,7 +347,7 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
     again = dataclasses.replace(delivery, redelivered=True)
     assert run(world(store=blipping), again).outgoing == ()
     assert sim_photos(sim) == [sent]  # found by its caption mark, not sent a second time
-    album = sqlite_store.album(album_id)
+    album = present(sqlite_store.album(album_id))
     assert album.state == "done"
     assert album.images[0].state == "uploaded" and album.images[0].photo_id == sent["id"]
     assert album.images[0].attempts == 2
@@ -315,7 +356,7 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
 
 
 def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout(
-        world, sqlite_store, s3_client, sim):
+        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
     user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     keys = [f"{user.prefix}{n}.png" for n in range(3)]
     for n, key in enumerate(keys):
@@ -330,7 +371,9 @@ def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout
     (retry,) = run(world(timeout=(5.0, 0.5)), first).outgoing
     set_faults(sim, {})
     wait_for(lambda: sim_photos(sim), what="the timed-out photo to land")
-    age_image(sqlite_store, sqlite_store.album(album_id).images[0].id)  # its window is over
+    age_image(
+        sqlite_store, present(sqlite_store.album(album_id)).images[0].id
+    )  # its window is over
     assert run(world(), Delivery(first.body, retry.headers, False, None, "image.upload")
                ).outgoing == ()
     for delivery in others:
@@ -339,16 +382,17 @@ def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout
     photos, (album,) = sim_photos(sim), _sim_albums(sim)
     assert sorted(p["caption"] for p in photos) == ["", "Beach", "Dunes"]
     assert (album["name"], album["message"]) == ("Summer", "Two weeks by the sea")
-    image_ids = {str(i.id) for i in sqlite_store.album(album_id).images}
+    image_ids = {str(i.id) for i in present(sqlite_store.album(album_id)).images}
     public = [p["caption"] for p in photos] + [album["name"], album["message"]]
     assert [t for t in public if "ref:" in t or album_id in t
             or image_ids & set(t.replace(":", " ").split())] == []
-    assert sorted(i.photo_id for i in sqlite_store.album(album_id).images) == sorted(
-        p["id"] for p in photos)
+    assert sorted(
+        present(i.photo_id) for i in present(sqlite_store.album(album_id)).images
+    ) == sorted(p["id"] for p in photos)
 
 
 def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(
-        world, sqlite_store, s3_client, sim):
+        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"latency_s": 1.5})
     (retry,) = run(world(timeout=(5.0, 0.5)), delivery).outgoing  # read timeout: sent, or not?
@@ -361,11 +405,12 @@ def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(
     assert len(sim_photos(sim)) == 1
     (wait,) = outcome.outgoing
     assert wait.exchange == topology.RETRY_EXCHANGE
-    assert sqlite_store.album(album_id).images[0].attempts == 1
+    assert present(sqlite_store.album(album_id)).images[0].attempts == 1
 
 
-def test_a_duplicate_retry_copy_starts_no_second_retry_chain(world, sqlite_store, s3_client,
-                                                             sim):
+def test_a_duplicate_retry_copy_starts_no_second_retry_chain(
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
     uploader = world()
@@ -375,7 +420,7 @@ def test_a_duplicate_retry_copy_starts_no_second_retry_chain(world, sqlite_store
     (next_copy,) = run(uploader, as_delivered).outgoing  # attempt 2, its own copy
     # The broker delivers the first copy twice: the duplicate follows attempt 1, not 2.
     assert run(uploader, dataclasses.replace(as_delivered, redelivered=True)).outgoing == ()
-    assert sqlite_store.album(album_id).images[0].attempts == 2
+    assert present(sqlite_store.album(album_id)).images[0].attempts == 2
     set_faults(sim, {})
     after = Delivery(delivery.body, next_copy.headers, False, next_copy.message_id,
                      "image.upload")
@@ -384,7 +429,7 @@ def test_a_duplicate_retry_copy_starts_no_second_retry_chain(world, sqlite_store
     assert len(sim_photos(sim)) == 1
 
 
-def _wait_out(copy):
+def _wait_out(copy: Outgoing) -> None:
     """Sleep until a throttled copy may be taken (its not-before header)."""
     not_before = copy.headers.get(retry_policy.NOT_BEFORE_HEADER)
     if not_before is not None:
@@ -392,7 +437,13 @@ def _wait_out(copy):
 
 
 def test_a_forged_message_naming_another_object_is_dead_lettered_through_the_broker(
-        world, sqlite_store, s3_client, sim, amqp_url, publisher):
+    world: Callable[..., ImageUploader],
+    sqlite_store: Store,
+    s3_client: Any,
+    sim: str,
+    amqp_url: str,
+    publisher: Publisher,
+) -> None:
     """Anyone who may publish to the work exchange names another user's object in an image's
     message: the stored key decides, so nothing is uploaded; the letter says why."""
     _, (theirs,), their_hashes = album_of(sqlite_store, s3_client, 1)
@@ -403,8 +454,9 @@ def test_a_forged_message_naming_another_object_is_dead_lettered_through_the_bro
     forged = messages.encode(real.model_copy(update={"key": other_key}))
     get_all(amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
     get_all(amqp_url, topology.IMAGE_UPLOADS.name)
-    publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE,
-                                          topology.IMAGE_UPLOADS.routing_key, forged)])
+    publisher.publish_confirmed(
+        [Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, forged)]
+    )
     (props, body), = get_all(amqp_url, topology.IMAGE_UPLOADS.name)
     fate = run(world(), Delivery(body, props.headers or {}, False, props.message_id,
                                  topology.IMAGE_UPLOADS.routing_key))
@@ -418,4 +470,4 @@ def test_a_forged_message_naming_another_object_is_dead_lettered_through_the_bro
     assert letter_body == forged
     assert letter_props.headers[dead_letters.REASON_HEADER] == (
         "message does not match the stored image: key differs")
-    assert sqlite_store.album(album_id).images[0].state == "queued"
+    assert present(sqlite_store.album(album_id)).images[0].state == "queued"

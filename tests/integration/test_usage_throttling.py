@@ -5,7 +5,9 @@ store (issue 10, item 5)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -13,8 +15,11 @@ from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader
 from services.uploader.throttle_gate import ThrottleGate
 from shared import retry_policy, topology
+from shared.broker.publisher import Publisher
 from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
+from shared.store import Store
+from tests.present import present
 
 from .helpers import PAGE_ID, TOKEN, VERSION, set_faults, sim_photos
 from .test_uploader_handler import BUCKET, POLICY, album_of, publisher  # noqa: F401
@@ -23,7 +28,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def uploaders(sqlite_store, sim, s3_client, publisher):  # noqa: F811 - the shared fixture
+def uploaders(
+    sqlite_store: Store, sim: str, s3_client: Any,
+    publisher: Publisher,  # noqa: F811 - the shared fixture
+) -> Iterator[Callable[[], ImageUploader]]:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
 
@@ -48,7 +56,8 @@ def held_for(fate: Fate) -> float:
 
 
 def test_a_page_at_95_percent_makes_the_next_images_wait_instead_of_being_sent(
-        uploaders, sqlite_store, s3_client, sim):
+    uploaders: Callable[[], ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, deliveries, _ = album_of(sqlite_store, s3_client, 3)
     set_faults(sim, {"page_usage_pct": 95})
     uploader = uploaders()
@@ -58,13 +67,14 @@ def test_a_page_at_95_percent_makes_the_next_images_wait_instead_of_being_sent(
         assert fate.kind == "retry"
         assert held_for(fate) > 0
     assert len(sim_photos(sim)) == 1  # the next images were not sent
-    images = sqlite_store.album(album_id).images
+    images = present(sqlite_store.album(album_id)).images
     assert [image.state for image in images].count("retrying") == 2
     assert images[0].attempts + images[1].attempts + images[2].attempts <= 3  # none spent
 
 
-def test_a_regain_time_is_honoured_across_two_uploader_instances(uploaders, sqlite_store,
-                                                                  s3_client, sim):
+def test_a_regain_time_is_honoured_across_two_uploader_instances(
+    uploaders: Callable[[], ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     _, deliveries, _ = album_of(sqlite_store, s3_client, 2)
     first, second = uploaders(), uploaders()
     set_faults(sim, {"error_rates": {"80001": 1.0}, "throttle_minutes": 90})

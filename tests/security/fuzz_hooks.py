@@ -29,7 +29,8 @@ def _under_prefix(body: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {**body, "images": images}
 
 
-@schemathesis.hook
+# schemathesis is untyped to mypy in the dev venv, where mypy runs (the `security` extra has it).
+@schemathesis.hook  # type: ignore[untyped-decorator]
 def flatmap_body(context: schemathesis.HookContext, body: Any) -> Any:
     prefix = os.environ.get("FUZZ_IMAGE_PREFIX", "")
     operation = context.operation

@@ -151,7 +151,8 @@ class FakeBroker:
 
     def channel(self, n: int = -1, timeout: float = 5.0) -> FakeChannel:
         """The publisher's channel on its n-th connection, once it is open."""
-        return wait_until(lambda: self._channel(n), timeout)
+        channel: FakeChannel = wait_until(lambda: self._channel(n), timeout)
+        return channel
 
     def _channel(self, n: int) -> FakeChannel | None:
         with self._lock:

@@ -26,9 +26,18 @@ def test_a_refused_album_create_sends_every_photo_once_unpublished(tmp_path: Any
     graph, s3 = FakeGraph(), FakeS3()
     graph.plan("create_album", Fault(GraphError(
         "(#200) This endpoint is deprecated", http_status=403, code=200, is_transient=False)))
-    uploader = ImageUploader(store, Outbox(store, FakePublisher(),  # type: ignore[arg-type]
-                                           grace=timedelta(0)),
-                             graph, s3, BUCKET, Policy((5, 30), max_attempts=3))  # type: ignore[arg-type]
+    uploader = ImageUploader(
+        store,
+        Outbox(
+            store,
+            FakePublisher(),  # type: ignore[arg-type]
+            grace=timedelta(0),
+        ),
+        graph,  # type: ignore[arg-type]
+        s3,
+        BUCKET,
+        Policy((5, 30), max_attempts=3),
+    )
     user, _ = store.create_user("u@example.com")
     keys = [f"{user.prefix}p{n}.png" for n in range(6)]
     for key in keys:

@@ -45,7 +45,7 @@ def photos() -> tuple[AlbumPhotos, Lister, Clock]:
     return AlbumPhotos(lister, ttl_s=2.5, clock=clock), lister, clock
 
 
-def test_one_listing_answers_every_retry_within_its_time():
+def test_one_listing_answers_every_retry_within_its_time() -> None:
     album, lister, clock = photos()
     assert find(album, "a1", "Caption 1") == "p1"
     clock.now += 2.4
@@ -54,7 +54,7 @@ def test_one_listing_answers_every_retry_within_its_time():
     assert lister.calls == ["a1"]
 
 
-def test_a_listing_keeps_what_graph_says_of_each_photo():
+def test_a_listing_keeps_what_graph_says_of_each_photo() -> None:
     lister = Lister({"a1": [{"id": "p1", "name": "Beach",
                              "created_time": "2026-11-27T21:10:00+0000",
                              "images": [{"width": 720, "height": 480},
@@ -65,7 +65,7 @@ def test_a_listing_keeps_what_graph_says_of_each_photo():
     assert held["p2"] == Photo("p2", "", None, (600, 400))
 
 
-def test_an_old_listing_is_taken_again():
+def test_an_old_listing_is_taken_again() -> None:
     album, lister, clock = photos()
     find(album, "a1", "Caption 2")
     lister.photos["a1"].append({"id": "p2", "name": "Caption 2"})
@@ -74,7 +74,7 @@ def test_an_old_listing_is_taken_again():
     assert lister.calls == ["a1", "a1"]
 
 
-def test_fresh_lists_again_whatever_is_held():
+def test_fresh_lists_again_whatever_is_held() -> None:
     album, lister, _ = photos()
     find(album, "a1", "Caption 2")
     lister.photos["a1"].append({"id": "p2", "name": "Caption 2"})
@@ -82,7 +82,7 @@ def test_fresh_lists_again_whatever_is_held():
     assert len(lister.calls) == 2
 
 
-def test_own_uploads_join_the_listing_held():
+def test_own_uploads_join_the_listing_held() -> None:
     album, lister, _ = photos()
     find(album, "a1", "Caption 1")
     album.add("a1", Photo("p3", "Caption 3", None, None))
@@ -91,14 +91,14 @@ def test_own_uploads_join_the_listing_held():
     assert lister.calls == ["a1"]
 
 
-def test_albums_are_listed_apart():
+def test_albums_are_listed_apart() -> None:
     album, lister, _ = photos()
     find(album, "a1", "Caption 1")
     assert find(album, "a2", "Caption 1") is None
     assert lister.calls == ["a1", "a2"]
 
 
-def test_concurrent_retries_of_an_album_wait_for_one_listing():
+def test_concurrent_retries_of_an_album_wait_for_one_listing() -> None:
     album, lister, _ = photos()
     lister.gate = threading.Event()
     found: list[str | None] = []
@@ -113,7 +113,7 @@ def test_concurrent_retries_of_an_album_wait_for_one_listing():
     assert lister.calls == ["a1"]
 
 
-def test_retries_waiting_for_a_listing_that_fails_fail_with_it():
+def test_retries_waiting_for_a_listing_that_fails_fail_with_it() -> None:
     album, lister, clock = photos()
     lister.gate = threading.Event()
     lister.error = TimeoutError("Graph did not answer")

@@ -20,6 +20,7 @@ from shared.outbox import Outbox
 from shared.replay import Replayer
 from shared.store import Store
 from shared.store.tables import Image
+from tests.present import present
 
 
 @pytest.fixture
@@ -65,25 +66,25 @@ def states(store: Store, album_id: str) -> list[str]:
     return [image.state for image in view.images]
 
 
-def test_only_the_first_window_of_images_gets_messages_the_others_show_queued(store):
+def test_only_the_first_window_of_images_gets_messages_the_others_show_queued(store: Store) -> None:
     album_id, ids, rows = publish(store, 7, window=3)
     assert uploads(rows) == ids[:3]
     assert states(store, album_id) == ["queued"] * 7  # waiting for a turn is still queued
 
 
-def test_without_a_window_every_image_gets_its_message_at_once(store):
+def test_without_a_window_every_image_gets_its_message_at_once(store: Store) -> None:
     _, ids, rows = publish(store, 5, window=None)
     assert uploads(rows) == ids
 
 
-def test_an_image_that_ends_releases_the_next_in_the_albums_order(store):
+def test_an_image_that_ends_releases_the_next_in_the_albums_order(store: Store) -> None:
     _, ids, _ = publish(store, 6, window=2)
     assert uploads(upload(store, ids[1])) == [ids[2]]
     failed = store.record_failed(ids[0], "refused", 324)  # failing ends it too
     assert uploads(failed) == [ids[3]]
 
 
-def test_a_retrying_or_paused_image_keeps_its_slot(store):
+def test_a_retrying_or_paused_image_keeps_its_slot(store: Store) -> None:
     album_id, ids, _ = publish(store, 4, window=2)
     store.start_attempt(ids[0])
     store.record_retrying(ids[0], "500", 500, timedelta(seconds=5))
@@ -92,12 +93,14 @@ def test_a_retrying_or_paused_image_keeps_its_slot(store):
     assert states(store, album_id) == ["retrying", "paused", "queued", "queued"]
 
 
-def test_a_reconnected_page_resumes_its_paused_images_but_not_those_waiting_their_turn(store):
+def test_a_reconnected_page_resumes_its_paused_images_but_not_those_waiting_their_turn(
+    store: Store,
+) -> None:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     album_id, rows = store.create_album(user.id, "Trip", None,
                                         [f"{user.prefix}{i}.png" for i in range(5)],
                                         page_id="p1", window=2)
-    ids = [image.id for image in store.album(album_id).images]
+    ids = [image.id for image in present(store.album(album_id)).images]
     for image_id in ids[:2]:
         store.pause_image(image_id, "token revoked", 190, give_back_attempt=False)
     resumed = store.connect_page(user.id, "p1", "Page", b"sealed")
@@ -105,18 +108,18 @@ def test_a_reconnected_page_resumes_its_paused_images_but_not_those_waiting_thei
     assert uploads(upload(store, ids[0])) == [ids[2]]
 
 
-def test_the_album_settles_only_once_every_image_had_its_turn_and_ended(store):
+def test_the_album_settles_only_once_every_image_had_its_turn_and_ended(store: Store) -> None:
     album_id, ids, _ = publish(store, 5, window=2)
     settled = []
     for image_id in ids:
         rows = upload(store, image_id)
         settled += [r for r in rows if isinstance(messages.decode(r.body), messages.AlbumSettled)]
         if image_id != ids[-1]:
-            assert store.album(album_id).state == "publishing"
-    assert len(settled) == 1 and store.album(album_id).state == "done"
+            assert present(store.album(album_id)).state == "publishing"
+    assert len(settled) == 1 and present(store.album(album_id)).state == "done"
 
 
-def test_a_post_album_asks_for_its_post_only_after_its_last_turn(store):
+def test_a_post_album_asks_for_its_post_only_after_its_last_turn(store: Store) -> None:
     album_id, ids, _ = publish(store, 3, window=1, destination=("post", None))
     kinds = []
     for image_id in ids:
@@ -124,12 +127,14 @@ def test_a_post_album_asks_for_its_post_only_after_its_last_turn(store):
     assert kinds == [["ImageUploadRequested"], ["ImageUploadRequested"], ["FeedPostRequested"]]
 
 
-def test_a_stopped_album_fails_its_waiting_images_and_a_retry_gives_them_turns(store):
+def test_a_stopped_album_fails_its_waiting_images_and_a_retry_gives_them_turns(
+    store: Store,
+) -> None:
     album_id, ids, _ = publish(store, 6, window=2)
     store.start_attempt(ids[0])
     stopped = store.record_failed(ids[0], "token revoked", 190, stop_album=True)
     assert uploads(stopped) == []  # every waiting image failed with it: nothing to release
-    assert store.album(album_id).state == "done_with_failures"
+    assert present(store.album(album_id)).state == "done_with_failures"
 
     reopened = store.reopen_failed(album_id)
     assert uploads(reopened) == ids[:2]
@@ -137,17 +142,17 @@ def test_a_stopped_album_fails_its_waiting_images_and_a_retry_gives_them_turns(s
     assert uploads(upload(store, ids[0])) == [ids[2]]
 
 
-def test_a_replay_sends_no_message_for_an_image_waiting_its_turn(store):
+def test_a_replay_sends_no_message_for_an_image_waiting_its_turn(store: Store) -> None:
     album_id, ids, _ = publish(store, 4, window=2)
     assert uploads(store.resend_unfinished(album_id, ids)) == ids[:2]
 
 
-def test_the_sweeper_never_sends_an_image_waiting_its_turn(store):
+def test_the_sweeper_never_sends_an_image_waiting_its_turn(store: Store) -> None:
     _, ids, _ = publish(store, 5, window=2)
     assert swept(store, ids, quiet_for=timedelta(0), queue_empty=True) == ids[:2]
 
 
-def test_the_sweeper_releases_the_turns_of_an_album_left_with_room(store):
+def test_the_sweeper_releases_the_turns_of_an_album_left_with_room(store: Store) -> None:
     album_id, ids, _ = publish(store, 5, window=2)
     with store.engine.begin() as connection:  # what only a defect could leave: room, unused
         connection.execute(update(Image).where(Image.id.in_(ids[:2]))
@@ -156,7 +161,7 @@ def test_the_sweeper_releases_the_turns_of_an_album_left_with_room(store):
     assert swept(store, ids, quiet_for=timedelta(hours=1), queue_empty=False) == []
 
 
-def test_a_copy_of_an_earlier_message_that_takes_a_waiting_image_takes_a_slot(store):
+def test_a_copy_of_an_earlier_message_that_takes_a_waiting_image_takes_a_slot(store: Store) -> None:
     album_id, ids, _ = publish(store, 3, window=1)
     store.start_attempt(ids[0])
     store.record_failed(ids[0], "token revoked", 190, stop_album=True)
@@ -166,7 +171,7 @@ def test_a_copy_of_an_earlier_message_that_takes_a_waiting_image_takes_a_slot(st
     assert uploads(store.record_uploaded(ids[2], "photo", 1)) == [ids[1]]
 
 
-def test_albums_take_turns_in_a_first_in_first_out_queue(store):
+def test_albums_take_turns_in_a_first_in_first_out_queue(store: Store) -> None:
     """Four uploads at once from one FIFO queue, a window of four: an album of five published
     after one of forty gets its photos in the next rounds, not after the forty."""
     queue: collections.deque[int] = collections.deque()
@@ -181,7 +186,7 @@ def test_albums_take_turns_in_a_first_in_first_out_queue(store):
         for image_id in taken:
             queue.extend(uploads(upload(store, image_id)))
             ended[image_id] = rounds
-    assert store.album(small).state == "done" and store.album(big).state == "done"
+    assert present(store.album(small)).state == "done" and present(store.album(big)).state == "done"
     # Its ideal is 2 rounds; it waits one (the big album's first four, ahead of it in the
     # queue), and its fifth photo, released when its first ends, one more behind the big
     # album's next four. Without turns it waited for all forty: round 12.
@@ -200,7 +205,7 @@ class CommittedOutbox:
         return True
 
 
-def test_a_retry_while_the_albums_window_is_full_answers_how_many_it_reopened(store):
+def test_a_retry_while_the_albums_window_is_full_answers_how_many_it_reopened(store: Store) -> None:
     """The page's retry while the album still publishes: its failed image is re-opened and
     waits for a slot. The answer counts the images re-opened, not the messages sent now (none:
     both slots are taken), which would say there was nothing to retry."""
@@ -213,7 +218,7 @@ def test_a_retry_while_the_albums_window_is_full_answers_how_many_it_reopened(st
     assert uploads(upload(store, ids[1])) == [ids[0]]  # its turn comes in the album's order
 
 
-def test_a_retry_of_a_stopped_album_counts_every_image_it_reopened(store):
+def test_a_retry_of_a_stopped_album_counts_every_image_it_reopened(store: Store) -> None:
     album_id, ids, _ = publish(store, 6, window=2)
     store.start_attempt(ids[0])
     store.record_failed(ids[0], "token revoked", 190, stop_album=True)

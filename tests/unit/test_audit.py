@@ -17,9 +17,11 @@ LOCK = "requirements/dev.lock"
 DNS_FAILURE = Outcome(1, "", (
     "Traceback (most recent call last):\n"
     "  ...\n"
-    "requests.exceptions.ConnectionError: HTTPSConnectionPool(host='api.osv.dev', port=443): "
+    "requests.exceptions.ConnectionError: "
+    "HTTPSConnectionPool(host='api.osv.dev', port=443): "
     "Max retries exceeded with url: /v1/query (Caused by NameResolutionError(\"HTTPSConnection("
-    "host='api.osv.dev', port=443): Failed to resolve 'api.osv.dev' ([Errno -2] Name or service "
+    "host='api.osv.dev', port=443): Failed to resolve 'api.osv.dev' "
+    "([Errno -2] Name or service "
     "not known)\"))\n"))
 REFUSED = Outcome(1, "", "requests.exceptions.ConnectionError: HTTPSConnectionPool(host="
                          "'api.osv.dev', port=443): Max retries exceeded with url: /v1/query "

@@ -2,22 +2,22 @@ from services.uploader.circuit_breaker import CircuitBreaker
 
 
 class Clock:
-    def __init__(self):
+    def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self):
+    def __call__(self) -> float:
         return self.now
 
-    def sleep(self, seconds):
+    def sleep(self, seconds: float) -> None:
         self.now += seconds
 
 
-def breaker(clock):
+def breaker(clock: Clock) -> CircuitBreaker:
     return CircuitBreaker(window_s=60, min_calls=10, failure_ratio=0.5, cooldown_s=30,
                           clock=clock)
 
 
-def test_it_stays_closed_while_most_calls_succeed():
+def test_it_stays_closed_while_most_calls_succeed() -> None:
     clock = Clock()
     b = breaker(clock)
     for n in range(40):
@@ -25,7 +25,7 @@ def test_it_stays_closed_while_most_calls_succeed():
     assert b.open_for() == 0
 
 
-def test_it_opens_when_most_calls_of_the_last_minute_failed_and_closes_by_itself():
+def test_it_opens_when_most_calls_of_the_last_minute_failed_and_closes_by_itself() -> None:
     clock = Clock()
     b = breaker(clock)
     for _ in range(10):
@@ -35,7 +35,7 @@ def test_it_opens_when_most_calls_of_the_last_minute_failed_and_closes_by_itself
     assert b.open_for() == 0
 
 
-def test_too_few_calls_never_open_it():
+def test_too_few_calls_never_open_it() -> None:
     clock = Clock()
     b = breaker(clock)
     for _ in range(9):
@@ -43,7 +43,7 @@ def test_too_few_calls_never_open_it():
     assert b.open_for() == 0
 
 
-def test_failures_older_than_the_window_are_forgotten():
+def test_failures_older_than_the_window_are_forgotten() -> None:
     clock = Clock()
     b = breaker(clock)
     for _ in range(9):
@@ -55,7 +55,7 @@ def test_failures_older_than_the_window_are_forgotten():
     assert b.open_for() == 0
 
 
-def test_after_the_pause_it_judges_fresh_calls_only():
+def test_after_the_pause_it_judges_fresh_calls_only() -> None:
     clock = Clock()
     b = breaker(clock)
     for _ in range(10):

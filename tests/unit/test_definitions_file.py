@@ -10,7 +10,7 @@ from shared.settings import CommonSettings
 DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
 
 
-def test_the_file_holds_the_policies_the_code_applies_with_the_default_settings():
+def test_the_file_holds_the_policies_the_code_applies_with_the_default_settings() -> None:
     settings = CommonSettings()
     vhost = json.loads(DEFINITIONS.read_text())["vhosts"][0]["name"]
     wanted = [{"vhost": vhost, "name": spec.name, **spec.body()}

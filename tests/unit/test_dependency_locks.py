@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -48,7 +49,7 @@ NOT_FOR_RUN = ("playwright", "mypy", "ruff", "pytest", "dramatiq", "celery", "ma
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)(\[[^\]]*\])?==([^\s;\\]+)")
 
 
-def _pyproject() -> dict:
+def _pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -129,7 +130,7 @@ def _below_floors(reqs: list[Requirement], floors: dict[str, str]) -> list[str]:
     declared = {canonicalize_name(r.name): r for r in reqs}
     below = []
     for name, floor in floors.items():
-        req = declared.get(name)
+        req = declared.get(canonicalize_name(name))
         low = _minimum(req) if req else None
         if low is None or low < Version(floor):
             below.append(f"{name}: minimum {low}, needs >= {floor}")
@@ -162,8 +163,9 @@ def test_every_floor_is_explained_in_the_docs() -> None:
 def test_ruff_and_mypy_are_pinned_exactly() -> None:
     dev = {canonicalize_name(r.name): r for r in _requirements("dev")}
     for tool in ("ruff", "mypy"):
-        operators = [s.operator for s in dev[tool].specifier]
-        assert operators == ["=="], f"{tool}: {dev[tool]}"
+        pinned = dev[canonicalize_name(tool)]
+        operators = [s.operator for s in pinned.specifier]
+        assert operators == ["=="], f"{tool}: {pinned}"
 
 
 def test_make_run_needs_no_test_tools() -> None:

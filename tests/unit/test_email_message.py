@@ -3,9 +3,10 @@ import email.policy
 
 from services.notifier.email_message import AlbumEmail, compose, subject
 from shared.messages import AlbumSettled, FailedImage, UploadedImage
+from tests.present import present
 
 
-def mixed_event():
+def mixed_event() -> AlbumSettled:
     return AlbumSettled(
         album_id="a1", settle_seq=1,
         uploaded=[UploadedImage(image_id=i, key=f"users/1/p{i}.png", photo_id=f"9{i}")
@@ -15,13 +16,13 @@ def mixed_event():
                 FailedImage(image_id=20, key="users/1/huge.png", reason="too large")])
 
 
-def test_the_subject_names_the_title_and_the_outcome():
+def test_the_subject_names_the_title_and_the_outcome() -> None:
     assert subject("Summer", 18, 20) == "Your album 'Summer' is on Facebook: 18 of 20 photos"
     assert subject("Summer", 20, 20) == "Your album 'Summer' is on Facebook: all 20 photos"
     assert "could not be published" in subject("Summer", 0, 3)
 
 
-def test_a_title_cannot_inject_a_header():
+def test_a_title_cannot_inject_a_header() -> None:
     message = compose(AlbumEmail("me@example.com", "Album =?UTF-8?Q?=0A?=Bcc: x@evil.example\r\n"
                                  "Cc: y@evil.example", "http://x/albums/a1", mixed_event()),
                       "albums@localhost")
@@ -30,11 +31,11 @@ def test_a_title_cannot_inject_a_header():
     assert "Bcc" in parsed["Subject"]
 
 
-def test_a_mixed_outcome_names_the_failures_in_both_parts():
+def test_a_mixed_outcome_names_the_failures_in_both_parts() -> None:
     message = compose(AlbumEmail("me@example.com", "Summer <b>", "http://x/albums/a1",
                                  mixed_event()), "albums@localhost")
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    text = present(message.get_body(("plain",))).get_content()
+    html = present(message.get_body(("html",))).get_content()
     for part in (text, html):
         assert "notes.txt" in part and "unsupported format (code 324)" in part
         assert "huge.png" in part and "p1.png" in part

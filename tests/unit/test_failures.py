@@ -20,12 +20,11 @@ from botocore.exceptions import (
 
 from services.uploader.failures import (
     DuplicateNotFound,
-    Failure,
-    FailureKind,
     classify,
     may_have_landed,
 )
 from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
+from shared.retry_policy import Failure, FailureKind
 
 TRANSIENT = FailureKind.TRANSIENT
 THROTTLED = FailureKind.THROTTLED
@@ -47,6 +46,7 @@ def s3_error(code: str, status: int, operation: str = "GetObject") -> ClientErro
         "Error": {"Code": code, "Message": f"{code} happened"},
         "ResponseMetadata": {"HTTPStatusCode": status},
     }
+    # Only what classify() reads; botocore's types ask for every metadata key.
     return ClientError(response, operation)  # type: ignore[arg-type]
 
 

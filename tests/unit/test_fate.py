@@ -53,7 +53,7 @@ def tier_of(message: Outgoing) -> int:
     return int(message.routing_key.rsplit(".", 1)[1].rstrip("s"))
 
 
-def test_a_handler_that_returns_is_acked_with_nothing_to_publish():
+def test_a_handler_that_returns_is_acked_with_nothing_to_publish() -> None:
     handler = Recorder()
     assert deliver(handler) == Fate("ack", ())
     assert handler.calls == [(1, 1)]
@@ -65,7 +65,8 @@ def test_a_handler_that_returns_is_acked_with_nothing_to_publish():
     (encode(AlbumSettled(album_id="a", settle_seq=1, uploaded=[], failed=[])),
      "does not belong on uploader.image-uploads"),
 ])
-def test_poison_is_dead_lettered_once_by_the_runtime_and_never_handled(body, why):
+def test_poison_is_dead_lettered_once_by_the_runtime_and_never_handled(body: bytes,
+                                                                        why: str) -> None:
     handler = Recorder()
     fate = deliver(handler, body=body, give_up_hook=True)
     (letter,) = fate.outgoing
@@ -75,14 +76,14 @@ def test_poison_is_dead_lettered_once_by_the_runtime_and_never_handled(body, why
     assert handler.calls == [] and handler.given_up == []
 
 
-def test_a_handler_that_finds_the_message_can_never_be_processed_makes_it_poison():
+def test_a_handler_that_finds_the_message_can_never_be_processed_makes_it_poison() -> None:
     fate = deliver(Recorder(PoisonMessage("image 1 is not in the store")))
     (letter,) = fate.outgoing
     assert fate.kind == "poison"
     assert letter.headers[dead_letters.REASON_HEADER] == "image 1 is not in the store"
 
 
-def test_transient_goes_to_the_attempts_tier_and_spends_one_attempt():
+def test_transient_goes_to_the_attempts_tier_and_spends_one_attempt() -> None:
     handler = Recorder(outcomes.Transient("Graph 503", 503))
     fate = deliver(handler, attempt=2)
     (copy,) = fate.outgoing
@@ -93,12 +94,12 @@ def test_transient_goes_to_the_attempts_tier_and_spends_one_attempt():
     assert failure.code == 503 and step.delay_s == tier_of(copy)
 
 
-def test_a_transient_failure_that_says_how_long_waits_at_least_that():
+def test_a_transient_failure_that_says_how_long_waits_at_least_that() -> None:
     (copy,) = deliver(Recorder(outcomes.Transient("busy", wait_s=100))).outgoing
     assert tier_of(copy) >= 100
 
 
-def test_spent_attempts_are_dead_lettered_with_the_reason_by_the_runtime():
+def test_spent_attempts_are_dead_lettered_with_the_reason_by_the_runtime() -> None:
     fate = deliver(Recorder(outcomes.Transient("Graph 503", 503)), attempt=3)
     (letter,) = fate.outgoing
     assert fate.kind == "dead" and letter.exchange == topology.DEAD_EXCHANGE
@@ -107,7 +108,7 @@ def test_spent_attempts_are_dead_lettered_with_the_reason_by_the_runtime():
     assert letter.headers[dead_letters.ATTEMPTS_HEADER] == 3
 
 
-def test_a_give_up_hook_owns_the_dead_letter_and_the_runtime_publishes_nothing():
+def test_a_give_up_hook_owns_the_dead_letter_and_the_runtime_publishes_nothing() -> None:
     handler = Recorder(outcomes.Permanent("refused", 324))
     fate = deliver(handler, give_up_hook=True)
     assert fate == Fate("dead", (), 324)  # the code goes on to the metrics
@@ -117,14 +118,14 @@ def test_a_give_up_hook_owns_the_dead_letter_and_the_runtime_publishes_nothing()
     assert handler.retries == []
 
 
-def test_a_lost_authorisation_reaches_the_hook_as_such():
+def test_a_lost_authorisation_reaches_the_hook_as_such() -> None:
     handler = Recorder(outcomes.Permanent("reconnect your page", 190, auth=True))
     deliver(handler, give_up_hook=True)
     ((failure, _),) = handler.given_up
     assert failure.kind is retry_policy.FailureKind.AUTH
 
 
-def test_throttled_waits_as_long_as_asked_without_spending_the_budget():
+def test_throttled_waits_as_long_as_asked_without_spending_the_budget() -> None:
     handler = Recorder(outcomes.Throttled("slow down", wait_s=60))
     (copy,) = deliver(handler, attempt=3).outgoing  # the last attempt: still not given up
     # held over hops: the copy may not run before 60 s from now, nor is it meant to after 75 s
@@ -136,7 +137,7 @@ def test_throttled_waits_as_long_as_asked_without_spending_the_budget():
     assert len(handler.retries) == 1
 
 
-def test_busy_looks_again_later_without_budget_or_record():
+def test_busy_looks_again_later_without_budget_or_record() -> None:
     handler = Recorder(outcomes.Busy(40))
     fate = deliver(handler, attempt=3)
     (copy,) = fate.outgoing
@@ -150,7 +151,7 @@ def test_busy_looks_again_later_without_budget_or_record():
 OUTAGE = OperationalError("SELECT 1", {}, Exception("connection refused"))
 
 
-def test_a_store_outage_waits_in_a_tier_without_spending_the_budget():
+def test_a_store_outage_waits_in_a_tier_without_spending_the_budget() -> None:
     outage = OUTAGE
     fate = deliver(Recorder(outage), attempt=3)
     (copy,) = fate.outgoing
@@ -159,7 +160,7 @@ def test_a_store_outage_waits_in_a_tier_without_spending_the_budget():
     assert copy.headers[retry_policy.OUTAGE_HEADER] == 1
 
 
-def test_outages_in_a_row_wait_longer_up_to_a_cap():
+def test_outages_in_a_row_wait_longer_up_to_a_cap() -> None:
     waits = []
     headers: dict[str, Any] = {}
     for _ in range(10):
@@ -170,12 +171,13 @@ def test_outages_in_a_row_wait_longer_up_to_a_cap():
     assert max(waits) == 30 and waits[-1] == 30
 
 
-def test_a_failure_after_an_outage_forgets_the_outage():
-    fate = deliver(Recorder(outcomes.Transient("503")), **{retry_policy.OUTAGE_HEADER: 4})
+def test_a_failure_after_an_outage_forgets_the_outage() -> None:
+    headers: dict[str, Any] = {retry_policy.OUTAGE_HEADER: 4}
+    fate = deliver(Recorder(outcomes.Transient("503")), **headers)
     assert retry_policy.OUTAGE_HEADER not in fate.outgoing[0].headers
 
 
-def test_a_hook_that_meets_the_outage_makes_it_an_outage_not_a_lost_message():
+def test_a_hook_that_meets_the_outage_makes_it_an_outage_not_a_lost_message() -> None:
     def hook(*_args: Any) -> None:
         raise OperationalError("UPDATE", {}, Exception("store down"))
 
@@ -185,12 +187,13 @@ def test_a_hook_that_meets_the_outage_makes_it_an_outage_not_a_lost_message():
     assert fate.kind == "outage" and fate.outgoing[0].exchange == topology.RETRY_EXCHANGE
 
 
-def test_the_consumer_sends_a_delivery_back_when_its_copy_is_not_confirmed():
+def test_the_consumer_sends_a_delivery_back_when_its_copy_is_not_confirmed() -> None:
     from shared.broker.consumer import Consumer
 
     publisher = FakePublisher()
-    consumer = Consumer("amqp://guest:guest@127.0.0.1:1/%2F", Recorder().route(), 1,
-                        publisher=publisher)  # type: ignore[arg-type]
+    consumer = Consumer(
+        "amqp://guest:guest@127.0.0.1:1/%2F", Recorder().route(), 1, publisher=publisher  # type: ignore[arg-type]
+    )
     fate = deliver(Recorder(outcomes.Transient("503")))
     assert consumer._publish(fate) is True and publisher.published == list(fate.outgoing)
     publisher.failure = BrokerError("no confirm within 10 s")
@@ -198,7 +201,7 @@ def test_the_consumer_sends_a_delivery_back_when_its_copy_is_not_confirmed():
     assert consumer._publish(Fate()) is True  # a plain ack needs no broker round trip
 
 
-def test_a_bug_spends_the_budget_and_ends_as_a_dead_letter_with_its_reason():
+def test_a_bug_spends_the_budget_and_ends_as_a_dead_letter_with_its_reason() -> None:
     """Unlike an outage, an unexpected exception is no reason to circle the tiers for ever."""
     first = deliver(Recorder(RuntimeError("bug")))
     assert first.kind == "retry"
@@ -210,7 +213,7 @@ def test_a_bug_spends_the_budget_and_ends_as_a_dead_letter_with_its_reason():
     assert "something went wrong on our side (error id " in letter.headers["dead-reason"]
 
 
-def test_a_hook_that_fails_on_its_own_dead_letters_the_message_instead_of_circling():
+def test_a_hook_that_fails_on_its_own_dead_letters_the_message_instead_of_circling() -> None:
     """A bug in the service's retry hook must not make the message wait for ever as if the
     store were away: it ends as a dead letter naming both failures."""
     def broken_hook(message: Any, failure: Any, step: Any) -> None:
@@ -225,7 +228,7 @@ def test_a_hook_that_fails_on_its_own_dead_letters_the_message_instead_of_circli
     assert "and recording it failed (error id " in letter.headers["dead-reason"]
 
 
-def test_a_hook_that_meets_an_outage_still_waits_it_out():
+def test_a_hook_that_meets_an_outage_still_waits_it_out() -> None:
     def away(message: Any, failure: Any, step: Any) -> None:
         raise OUTAGE
 
@@ -241,11 +244,13 @@ def test_a_hook_that_meets_an_outage_still_waits_it_out():
     (outcomes.Transient("server error", code=2), False, "retried", 2),
     (outcomes.Throttled("slow down", wait_s=60, code=32), False, "throttled", 32),
 ])
-def test_the_fate_names_its_metrics_outcome_and_code(raises, hook, outcome, code):
+def test_the_fate_names_its_metrics_outcome_and_code(
+    raises: Exception | None, hook: bool, outcome: str, code: int | None
+) -> None:
     fate = deliver(Recorder(raises), give_up_hook=hook)
     assert (fate.outcome, fate.code) == (outcome, code)
 
 
-def test_poison_counts_as_a_dead_letter_without_a_code():
+def test_poison_counts_as_a_dead_letter_without_a_code() -> None:
     fate = deliver(Recorder(), body=b"{not json")
     assert (fate.outcome, fate.code) == ("dead_lettered", None)

@@ -84,9 +84,17 @@ class Outbox:
 
 
 def notifier(ledger: ScriptedStore, mailer: Outbox, clock: FakeClock) -> AlbumNotifier:
-    return AlbumNotifier(ledger, mailer, "albums@localhost", "http://x",  # type: ignore[arg-type]
-                         ((5, 30), 3), claim_lease=LEASE, mark_pause_s=(1.0, 8.0),
-                         clock=clock, sleep=clock.sleep)
+    return AlbumNotifier(
+        ledger,  # type: ignore[arg-type]
+        mailer,
+        "albums@localhost",
+        "http://x",
+        ((5, 30), 3),
+        claim_lease=LEASE,
+        mark_pause_s=(1.0, 8.0),
+        clock=clock,
+        sleep=clock.sleep,
+    )
 
 
 def run(handler: AlbumNotifier) -> Fate:
@@ -100,7 +108,7 @@ def retried_without_spending_attempts(fate: Fate) -> bool:
         copy.headers[retry_policy.ATTEMPT_HEADER] == 1
 
 
-def test_the_mark_is_retried_through_an_outage_shorter_than_the_claim():
+def test_the_mark_is_retried_through_an_outage_shorter_than_the_claim() -> None:
     ledger = ScriptedStore(fail={"mark": [away("mark")] * 12})
     mailer, clock = Outbox(), FakeClock()
     assert run(notifier(ledger, mailer, clock)) == ACK
@@ -109,7 +117,7 @@ def test_the_mark_is_retried_through_an_outage_shorter_than_the_claim():
     assert clock.now < LEASE.total_seconds() * 0.9
 
 
-def test_the_mark_gives_up_before_the_claim_lapses_and_acks_the_mailed_settle():
+def test_the_mark_gives_up_before_the_claim_lapses_and_acks_the_mailed_settle() -> None:
     ledger = ScriptedStore(fail={"mark": [away("mark")] * 1000})
     mailer, clock = Outbox(), FakeClock()
     assert run(notifier(ledger, mailer, clock)) == ACK  # not raised: not redelivered
@@ -118,7 +126,7 @@ def test_the_mark_gives_up_before_the_claim_lapses_and_acks_the_mailed_settle():
     assert clock.now + 8 > LEASE.total_seconds() * 0.9  # it tried until the last pause
 
 
-def test_a_mark_refused_because_the_claim_lapsed_is_not_retried():
+def test_a_mark_refused_because_the_claim_lapsed_is_not_retried() -> None:
     ledger = ScriptedStore(still_ours=False)
     mailer, clock = Outbox(), FakeClock()
     assert run(notifier(ledger, mailer, clock)) == ACK
@@ -126,7 +134,7 @@ def test_a_mark_refused_because_the_claim_lapsed_is_not_retried():
 
 
 @pytest.mark.parametrize("where", ["album", "claim"])
-def test_a_store_away_before_the_mail_waits_in_a_delay_tier(where):
+def test_a_store_away_before_the_mail_waits_in_a_delay_tier(where: str) -> None:
     ledger = ScriptedStore(fail={where: [away(where)]})
     mailer = Outbox()
     outcome = run(notifier(ledger, mailer, FakeClock()))
@@ -134,7 +142,7 @@ def test_a_store_away_before_the_mail_waits_in_a_delay_tier(where):
     assert mailer.sent == []
 
 
-def test_a_store_bug_is_not_taken_for_an_outage():
+def test_a_store_bug_is_not_taken_for_an_outage() -> None:
     """A bug spends an attempt (so it ends as a dead letter); an outage would not."""
     ledger = ScriptedStore(fail={"claim": [ProgrammingError("claim", None, Exception("bug"))]})
     fate = run(notifier(ledger, Outbox(), FakeClock()))
@@ -142,7 +150,7 @@ def test_a_store_bug_is_not_taken_for_an_outage():
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
 
 
-def test_a_failed_send_whose_claim_cannot_be_released_is_retried_as_the_relay_says():
+def test_a_failed_send_whose_claim_cannot_be_released_is_retried_as_the_relay_says() -> None:
     ledger = ScriptedStore(fail={"release": [away("release")]})
     mailer = Outbox(error=ConnectionRefusedError(111, "refused"))
     (copy,) = run(notifier(ledger, mailer, FakeClock())).outgoing

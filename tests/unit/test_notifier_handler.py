@@ -14,6 +14,7 @@ from services.notifier.handler import AlbumNotifier
 from shared import dead_letters, messages, retry_policy, topology
 from shared.fate import Delivery, Fate, decide
 from shared.store import Store
+from tests.present import present
 
 
 class World:
@@ -27,7 +28,7 @@ class World:
     def settled(self) -> tuple[messages.AlbumSettled, Delivery]:
         user, _ = self.store.create_user("owner@example.com")
         album_id, _ = self.store.create_album(user.id, "Holiday", None, [f"{user.prefix}a.png"])
-        image_id = self.store.album(album_id).images[0].id
+        image_id = present(self.store.album(album_id)).images[0].id
         self.store.start_attempt(image_id)
         (row,) = self.store.record_uploaded(image_id, "photo-1")
         event = messages.decode(row.body)
@@ -43,7 +44,7 @@ def world(tmp_path: Any) -> World:
     return World(tmp_path)
 
 
-def test_a_settle_delivered_twice_is_mailed_once(world):
+def test_a_settle_delivered_twice_is_mailed_once(world: World) -> None:
     _, delivery = world.settled()
     assert world.deliver(delivery) == Fate()
     assert world.deliver(delivery) == Fate()
@@ -51,7 +52,7 @@ def test_a_settle_delivered_twice_is_mailed_once(world):
     assert mail["To"] == "owner@example.com" and "Holiday" in mail["Subject"]
 
 
-def test_a_temporary_smtp_refusal_retries_and_frees_the_claim(world):
+def test_a_temporary_smtp_refusal_retries_and_frees_the_claim(world: World) -> None:
     _, delivery = world.settled()
     world.mailer.failures.append(smtplib.SMTPResponseException(421, b"try later"))
     fate = world.deliver(delivery)
@@ -60,7 +61,7 @@ def test_a_temporary_smtp_refusal_retries_and_frees_the_claim(world):
     assert len(world.mailer.sent) == 1
 
 
-def test_a_permanent_smtp_refusal_is_dead_lettered_by_the_runtime(world):
+def test_a_permanent_smtp_refusal_is_dead_lettered_by_the_runtime(world: World) -> None:
     _, delivery = world.settled()
     world.mailer.failures.append(smtplib.SMTPResponseException(550, b"no such user"))
     fate = world.deliver(delivery)
@@ -70,7 +71,7 @@ def test_a_permanent_smtp_refusal_is_dead_lettered_by_the_runtime(world):
     assert "550" in letter.headers[dead_letters.REASON_HEADER]
 
 
-def test_a_settle_another_notifier_is_sending_is_looked_at_later(world):
+def test_a_settle_another_notifier_is_sending_is_looked_at_later(world: World) -> None:
     event, delivery = world.settled()
     world.store.claim_notification(event.album_id, event.settle_seq, timedelta(minutes=2))
     fate = world.deliver(delivery)
@@ -78,7 +79,7 @@ def test_a_settle_another_notifier_is_sending_is_looked_at_later(world):
     assert world.mailer.sent == []
 
 
-def test_a_settle_of_an_album_the_store_does_not_know_is_poison(world):
+def test_a_settle_of_an_album_the_store_does_not_know_is_poison(world: World) -> None:
     body = messages.encode(messages.AlbumSettled(album_id="gone", settle_seq=1, uploaded=[],
                                                  failed=[]))
     fate = world.deliver(Delivery(body, {}))
@@ -94,7 +95,7 @@ def _body(mail: Any) -> str:
     return "".join(part.get_content() for part in mail.iter_parts())
 
 
-def test_a_settle_that_never_happened_is_dead_lettered_and_mails_nothing(world):
+def test_a_settle_that_never_happened_is_dead_lettered_and_mails_nothing(world: World) -> None:
     event, _ = world.settled()
     fate = world.deliver(_forged(event, settle_seq=event.settle_seq + 1))
     assert world.mailer.sent == []
@@ -102,7 +103,9 @@ def test_a_settle_that_never_happened_is_dead_lettered_and_mails_nothing(world):
         "poison", "message does not match the stored album: settle differs")
 
 
-def test_a_settle_naming_another_photo_is_dead_lettered_and_the_real_one_mailed(world):
+def test_a_settle_naming_another_photo_is_dead_lettered_and_the_real_one_mailed(
+    world: World,
+) -> None:
     event, delivery = world.settled()
     (uploaded,) = event.uploaded
     forged = uploaded.model_copy(update={"photo_id": "someone-elses-photo"})
@@ -115,7 +118,7 @@ def test_a_settle_naming_another_photo_is_dead_lettered_and_the_real_one_mailed(
     assert "fbid=photo-1" in _body(mail)
 
 
-def test_a_settle_naming_an_image_of_another_album_is_dead_lettered(world):
+def test_a_settle_naming_an_image_of_another_album_is_dead_lettered(world: World) -> None:
     event, _ = world.settled()
     other, _ = world.settled()
     fate = world.deliver(_forged(event, uploaded=other.uploaded))
@@ -124,10 +127,12 @@ def test_a_settle_naming_an_image_of_another_album_is_dead_lettered(world):
         "message does not match the stored album: images differ")
 
 
-def test_the_email_says_why_a_photo_failed_in_the_stores_words_not_the_messages(world):
+def test_the_email_says_why_a_photo_failed_in_the_stores_words_not_the_messages(
+    world: World,
+) -> None:
     user, _ = world.store.create_user("owner2@example.com")
     album_id, _ = world.store.create_album(user.id, "Trip", None, [f"{user.prefix}b.png"])
-    image_id = world.store.album(album_id).images[0].id
+    image_id = present(world.store.album(album_id)).images[0].id
     world.store.start_attempt(image_id)
     (row,) = world.store.record_failed(image_id, "Facebook refused the file", 324)
     event = messages.decode(row.body)

@@ -11,6 +11,7 @@ import pytest
 
 from services.api.openapi import SPEC
 from services.api.validation import InvalidAlbum, parse_album
+from shared.store import AlbumState, ImageState, PostState
 
 PREFIX = "users/1/"
 
@@ -36,3 +37,15 @@ def test_the_description_and_the_validation_agree_on_destinations(
     except InvalidAlbum:
         accepted = False
     assert described == accepted, f"description says {described}, the API {accepted}"
+
+
+def test_every_state_the_api_answers_is_described() -> None:
+    """A paused image or post (its Page must be reconnected) is answered by the API: a client
+    validating answers against the description must not refuse it."""
+    schemas = SPEC["components"]["schemas"]
+    album = schemas["Album"]["properties"]
+    post_states = album["destination"]["properties"]["post"]["properties"]["state"]["enum"]
+    assert set(schemas["Image"]["properties"]["state"]["enum"]) == set(ImageState)
+    assert set(album["state"]["enum"]) == set(AlbumState)
+    assert set(post_states) == {*PostState, None}
+    assert "paused" in post_states

@@ -12,7 +12,7 @@ import uuid
 from bench import p6_restart
 
 
-def test_lines_from_four_threads_at_once_all_parse():
+def test_lines_from_four_threads_at_once_all_parse() -> None:
     read_end, write_end = os.pipe()
     ids = [[uuid.uuid4().hex for _ in range(300)] for _ in range(4)]
     start = threading.Barrier(4)

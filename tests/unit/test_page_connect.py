@@ -14,6 +14,7 @@ from sqlalchemy import text
 from services.api import page_connect
 from services.api.facebook_login import ManagedPage
 from shared import messages
+from tests.present import present
 
 from .test_web import Env, csrf, make_env, sign_in
 
@@ -58,14 +59,20 @@ def dialog_state(client: FlaskClient) -> str:
     return parse_qs(urlsplit(answer.headers["Location"]).query)["state"][0]
 
 
-def test_connecting_a_page_stores_its_token_encrypted_and_shows_it(no_fallback, fb, caplog):
+def test_connecting_a_page_stores_its_token_encrypted_and_shows_it(
+    no_fallback: Env, fb: FakeLogin, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     client = signed_in(no_fallback)
     state = dialog_state(client)
     answer = client.get(f"/connect/facebook/callback?code=c1&state={state}")
     assert answer.status_code == 303 and fb.codes == ["c1"]
-    page = no_fallback.store.page(no_fallback.user.id)
-    assert (page.page_id, page.page_name, page.state) == ("777", "Ann's Bakery", "connected")
+    page = present(no_fallback.store.page(no_fallback.user.id))
+    assert (page.page_id, page.page_name, page.state) == (
+        "777",
+        "Ann's Bakery",
+        "connected",
+    )
     with no_fallback.store.engine.connect() as connection:
         (raw,) = connection.execute(text("SELECT token_sealed FROM page_connections")).one()
     assert SECRET.encode() not in bytes(raw)
@@ -77,7 +84,9 @@ def test_connecting_a_page_stores_its_token_encrypted_and_shows_it(no_fallback, 
 
 
 @pytest.mark.parametrize("state", ["", "forged", "STATE-OF-ANOTHER-SESSION"])
-def test_the_callback_refuses_a_state_it_did_not_sign_for_this_session(no_fallback, fb, state):
+def test_the_callback_refuses_a_state_it_did_not_sign_for_this_session(
+    no_fallback: Env, fb: FakeLogin, state: str
+) -> None:
     client = signed_in(no_fallback)
     if state == "STATE-OF-ANOTHER-SESSION":
         other = signed_in(no_fallback)
@@ -89,14 +98,16 @@ def test_the_callback_refuses_a_state_it_did_not_sign_for_this_session(no_fallba
     assert fb.codes == [] and no_fallback.store.page(no_fallback.user.id) is None
 
 
-def test_a_state_is_used_once(no_fallback, fb):
+def test_a_state_is_used_once(no_fallback: Env, fb: FakeLogin) -> None:
     client = signed_in(no_fallback)
     state = dialog_state(client)
     assert client.get(f"/connect/facebook/callback?code=c1&state={state}").status_code == 303
     assert client.get(f"/connect/facebook/callback?code=c2&state={state}").status_code == 400
 
 
-def test_several_pages_are_offered_to_pick_and_their_tokens_stay_sealed(no_fallback, fb):
+def test_several_pages_are_offered_to_pick_and_their_tokens_stay_sealed(
+    no_fallback: Env, fb: FakeLogin
+) -> None:
     fb.pages = [ManagedPage("1", "One", "tok-one-SECRET"), ManagedPage("2", "Two", SECRET)]
     client = signed_in(no_fallback)
     state = dialog_state(client)
@@ -108,10 +119,12 @@ def test_several_pages_are_offered_to_pick_and_their_tokens_stay_sealed(no_fallb
     answer = client.post("/connect/facebook/pick", data={"page_id": "2",
                                                           "csrf_token": csrf(client)})
     assert answer.status_code == 303
-    assert no_fallback.store.page(no_fallback.user.id).page_id == "2"
+    assert present(no_fallback.store.page(no_fallback.user.id)).page_id == "2"
 
 
-def test_publishing_without_a_page_is_a_clear_409_and_with_one_records_the_page(no_fallback, fb):
+def test_publishing_without_a_page_is_a_clear_409_and_with_one_records_the_page(
+    no_fallback: Env, fb: FakeLogin
+) -> None:
     headers = {"Authorization": f"Bearer {no_fallback.token}"}
     body = {"title": "Trip", "images": [f"{no_fallback.user.prefix}a.png"]}
     client = no_fallback.app.test_client()
@@ -128,8 +141,9 @@ def test_publishing_without_a_page_is_a_clear_409_and_with_one_records_the_page(
     assert sent and all(SECRET.encode() not in row.body for row in sent)
 
 
-def test_a_page_waiting_for_a_reconnect_refuses_new_albums_and_a_reconnect_resumes(no_fallback,
-                                                                                    fb):
+def test_a_page_waiting_for_a_reconnect_refuses_new_albums_and_a_reconnect_resumes(
+    no_fallback: Env, fb: FakeLogin
+) -> None:
     web = signed_in(no_fallback)
     web.get(f"/connect/facebook/callback?code=c&state={dialog_state(web)}")
     user = no_fallback.user
@@ -146,11 +160,12 @@ def test_a_page_waiting_for_a_reconnect_refuses_new_albums_and_a_reconnect_resum
     fb.pages = [ManagedPage("777", "Ann's Bakery", "a-new-token")]
     web.get(f"/connect/facebook/callback?code=c2&state={dialog_state(web)}")
     (row,) = no_fallback.services.fake_outbox.published
-    assert messages.decode(row.body).image_id == image_id
-    assert no_fallback.store.album(album_id).images[0].state == "queued"
+    requeued = messages.decode(row.body)
+    assert isinstance(requeued, messages.ImageUploadRequested) and requeued.image_id == image_id
+    assert present(no_fallback.store.album(album_id)).images[0].state == "queued"
 
 
-def test_disconnecting_deletes_the_token(no_fallback, fb):
+def test_disconnecting_deletes_the_token(no_fallback: Env, fb: FakeLogin) -> None:
     web = signed_in(no_fallback)
     web.get(f"/connect/facebook/callback?code=c&state={dialog_state(web)}")
     assert web.post("/connect/facebook/disconnect",

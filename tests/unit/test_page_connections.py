@@ -23,6 +23,7 @@ from shared.fate import Delivery, decide
 from shared.outbox import Outbox
 from shared.store import Store
 from shared.token_cipher import TokenCipher, TokenCipherError
+from tests.present import present
 
 BUCKET = "unit"
 KEY = Fernet.generate_key().decode()
@@ -79,7 +80,7 @@ def world(tmp_path: Any) -> World:
     return World(tmp_path)
 
 
-def test_two_users_with_two_pages_each_publish_only_to_their_own(world):
+def test_two_users_with_two_pages_each_publish_only_to_their_own(world: World) -> None:
     ann = world.user_with_page("ann@example.com", "111", "token-ann")
     bob = world.user_with_page("bob@example.com", "222", "token-bob")
     ann_album, ann_deliveries = world.album(ann, "111", 3)
@@ -90,10 +91,16 @@ def test_two_users_with_two_pages_each_publish_only_to_their_own(world):
         world.deliver(delivery)
     # Each Page holds exactly its owner's photos (captions carry no album mark to tell).
     assert len(world.photos("111")) == 3 and len(world.photos("222")) == 2
-    assert world.store.album(ann_album).state == world.store.album(bob_album).state == "done"
+    assert (
+        present(world.store.album(ann_album)).state
+        == present(world.store.album(bob_album)).state
+        == "done"
+    )
 
 
-def test_a_token_revoked_mid_album_pauses_then_resumes_on_reconnect_each_image_once(world):
+def test_a_token_revoked_mid_album_pauses_then_resumes_on_reconnect_each_image_once(
+    world: World,
+) -> None:
     ann = world.user_with_page("ann@example.com", "111", "token-ann")
     album_id, (first, second, third) = world.album(ann, "111", 3)
     world.deliver(first)
@@ -101,11 +108,14 @@ def test_a_token_revoked_mid_album_pauses_then_resumes_on_reconnect_each_image_o
         GraphError("Error validating access token", http_status=400, code=190, subcode=460))
     assert world.deliver(second).kind == "ack"
     assert world.deliver(third).kind == "ack"  # not sent: the Page waits for its owner
-    album = world.store.album(album_id)
+    album = present(world.store.album(album_id))
     assert [(i.state, i.attempts) for i in album.images] == [
-        ("uploaded", 1), ("paused", 0), ("paused", 0)]
+        ("uploaded", 1),
+        ("paused", 0),
+        ("paused", 0),
+    ]
     assert album.state == "publishing"
-    assert world.store.page(ann).state == "needs_reconnect"
+    assert present(world.store.page(ann)).state == "needs_reconnect"
     assert len(world.photos("111")) == 1
 
     world.facebook.tokens["token-ann-2"] = "111"
@@ -113,36 +123,38 @@ def test_a_token_revoked_mid_album_pauses_then_resumes_on_reconnect_each_image_o
     assert len(rows) == 2  # the paused images go out again through the outbox
     for row in rows:
         world.deliver(Delivery(row.body, {}))
-    album = world.store.album(album_id)
+    album = present(world.store.album(album_id))
     assert album.state == "done" and {i.state for i in album.images} == {"uploaded"}
     assert len(world.photos("111")) == 3  # each image once, none twice
 
 
-def test_a_policy_block_stops_the_album_and_pauses_the_pages_other_albums(world):
+def test_a_policy_block_stops_the_album_and_pauses_the_pages_other_albums(world: World) -> None:
     ann = world.user_with_page("ann@example.com", "111", "token-ann")
     album_id, (first, _second, _third) = world.album(ann, "111", 3)
     other_id, (other,) = world.album(ann, "111", 1)
     world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.append(
         GraphError("blocked", http_status=400, code=368))
     assert world.deliver(first).kind == "dead"
-    album = world.store.album(album_id)
+    album = present(world.store.album(album_id))
     assert album.state == "done_with_failures"
     assert {i.state for i in album.images} == {"failed"}
-    assert album.images[1].error.startswith("not sent: Facebook temporarily blocked")
-    assert world.store.page(ann).state == "blocked"
+    assert present(album.images[1].error).startswith("not sent: Facebook temporarily blocked")
+    assert present(world.store.page(ann)).state == "blocked"
     assert world.deliver(other).kind == "ack"
-    assert world.store.album(other_id).images[0].state == "paused"
+    assert present(world.store.album(other_id)).images[0].state == "paused"
     assert world.photos("111") == []
 
 
-def test_an_album_without_a_connected_page_waits_rather_than_fails(world):
+def test_an_album_without_a_connected_page_waits_rather_than_fails(world: World) -> None:
     user, _ = world.store.create_user("nobody@example.com")
     album_id, (delivery,) = world.album(user.id, "333", 1)
     assert world.deliver(delivery).kind == "ack"
-    assert world.store.album(album_id).images[0].state == "paused"
+    assert present(world.store.album(album_id)).images[0].state == "paused"
 
 
-def test_page_tokens_are_encrypted_at_rest_and_never_logged_or_sent(world, caplog):
+def test_page_tokens_are_encrypted_at_rest_and_never_logged_or_sent(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     ann = world.user_with_page("ann@example.com", "111", "token-ann-SECRET")
     _, deliveries = world.album(ann, "111", 2)
@@ -160,7 +172,7 @@ def test_page_tokens_are_encrypted_at_rest_and_never_logged_or_sent(world, caplo
     assert "SECRET" not in repr(world.pages)
 
 
-def test_a_rotated_key_still_opens_old_tokens_and_a_removed_key_is_a_clear_error():
+def test_a_rotated_key_still_opens_old_tokens_and_a_removed_key_is_a_clear_error() -> None:
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     sealed = TokenCipher(old).encrypt("t")
     rotated = TokenCipher(f"{new},{old}")
@@ -173,7 +185,7 @@ def test_a_rotated_key_still_opens_old_tokens_and_a_removed_key_is_a_clear_error
     assert "not-a-key" not in str(info.value)
 
 
-def test_the_single_tenant_page_serves_albums_posted_without_a_connection(world):
+def test_the_single_tenant_page_serves_albums_posted_without_a_connection(world: World) -> None:
     world.pages = Pages(world.store, world.cipher, world.facebook.client, ("999", "ops-token"))
     world.facebook.tokens["ops-token"] = "999"
     world.uploader = ImageUploader(
@@ -182,7 +194,7 @@ def test_the_single_tenant_page_serves_albums_posted_without_a_connection(world)
     user, _ = world.store.create_user("solo@example.com")
     album_id, (delivery,) = world.album(user.id, None, 1)  # type: ignore[arg-type]
     world.deliver(delivery)
-    assert world.store.album(album_id).state == "done" and len(world.photos("999")) == 1
+    assert present(world.store.album(album_id)).state == "done" and len(world.photos("999")) == 1
     assert topology.IMAGE_UPLOADS.name  # the route the handler serves
 
 
@@ -199,7 +211,7 @@ class Mailbox:
         self.sent.append(message)
 
 
-def test_a_revoked_token_mails_its_owner_once_asking_to_reconnect(world):
+def test_a_revoked_token_mails_its_owner_once_asking_to_reconnect(world: World) -> None:
     from services.notifier.reconnect_mail import ReconnectMailer
 
     ann = world.user_with_page("ann@example.com", "111", "token-ann-SECRET")
@@ -227,7 +239,7 @@ def test_a_revoked_token_mails_its_owner_once_asking_to_reconnect(world):
     assert notifier.run_once() == 1
 
 
-def test_a_usage_hold_on_one_page_does_not_hold_another_users_page(world):
+def test_a_usage_hold_on_one_page_does_not_hold_another_users_page(world: World) -> None:
     from services.uploader.throttle_gate import ThrottleGate
 
     world.uploader = ImageUploader(
@@ -259,7 +271,9 @@ class ReconnectedMidUpload(FakeGraphClient):
         return super().upload_photo(*args, **kwargs)
 
 
-def test_a_refusal_of_the_old_token_after_a_reconnect_neither_pauses_nor_asks_again(world):
+def test_a_refusal_of_the_old_token_after_a_reconnect_neither_pauses_nor_asks_again(
+    world: World,
+) -> None:
     ann = world.user_with_page("ann@example.com", "111", "token-ann")
     album_id, (first, second) = world.album(ann, "111", 2)
     world.facebook.tokens["token-ann-2"] = "111"
@@ -267,21 +281,23 @@ def test_a_refusal_of_the_old_token_after_a_reconnect_neither_pauses_nor_asks_ag
     world.facebook.pages["111"] = ReconnectedMidUpload(lambda: resumed.extend(
         world.store.connect_page(ann, "111", "Page 111", world.cipher.encrypt("token-ann-2"))))
     outcome = world.deliver(first)
-    assert world.store.page(ann).state == "connected"  # the new token was never refused
+    assert present(world.store.page(ann)).state == "connected"  # the new token was never refused
     assert world.store.claim_reconnect_mails() == []  # so nobody is asked to reconnect again
     # The image goes again with the new token: a retry copy, or a message queued anew.
     again = [Delivery(row.body, {}) for row in resumed]
     if outcome.kind == "retry":
         again.append(first)
-    assert world.store.album(album_id).images[0].state != "paused"
+    assert present(world.store.album(album_id)).images[0].state != "paused"
     for delivery in [*again, second]:
         world.deliver(delivery)
-    album = world.store.album(album_id)
+    album = present(world.store.album(album_id))
     assert album.state == "done" and {i.state for i in album.images} == {"uploaded"}
     assert len(world.photos("111")) == 2
 
 
-def test_an_image_that_saw_its_page_waiting_just_before_a_reconnect_is_not_left_paused(world):
+def test_an_image_that_saw_its_page_waiting_just_before_a_reconnect_is_not_left_paused(
+    world: World,
+) -> None:
     ann = world.user_with_page("ann@example.com", "111", "token-ann")
     album_id, (first,) = world.album(ann, "111", 1)
     world.store.set_page_state(ann, "111", "needs_reconnect")
@@ -297,11 +313,11 @@ def test_an_image_that_saw_its_page_waiting_just_before_a_reconnect_is_not_left_
                                                     world.cipher.encrypt("token-ann-2")))
         return seen
 
-    world.store.page_credentials = then_reconnected
+    world.store.page_credentials = then_reconnected  # type: ignore[method-assign]
     outcome = world.deliver(first)
-    world.store.page_credentials = read
+    world.store.page_credentials = read  # type: ignore[method-assign]
     # The reconnect found nothing paused to queue again: the image must not pause now.
-    assert resumed == [] and world.store.album(album_id).images[0].state != "paused"
+    assert resumed == [] and present(world.store.album(album_id)).images[0].state != "paused"
     if outcome.kind == "retry":
         world.deliver(first)
-    assert world.store.album(album_id).state == "done" and len(world.photos("111")) == 1
+    assert present(world.store.album(album_id)).state == "done" and len(world.photos("111")) == 1

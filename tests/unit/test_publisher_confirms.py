@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import pika
 import pytest
 
 from shared.broker import publisher as publisher_module
@@ -28,7 +29,7 @@ URL = "amqp://guest:guest@fake:5672/%2F"
 @pytest.fixture()
 def broker(monkeypatch: pytest.MonkeyPatch) -> FakeBroker:
     fake = FakeBroker()
-    monkeypatch.setattr(publisher_module.pika, "SelectConnection", fake)
+    monkeypatch.setattr(pika, "SelectConnection", fake)
     monkeypatch.setattr(publisher_module, "_RECONNECT_DELAYS_S", (0.01,))
     return fake
 
@@ -59,7 +60,9 @@ def published(channel: FakeChannel, count: int) -> None:
     wait_until(lambda: len(channel.published) >= count)
 
 
-def test_a_confirm_settles_only_its_own_publish(publisher, broker, pool):
+def test_a_confirm_settles_only_its_own_publish(
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     one, two = message(b"1"), message(b"2")
     first = publishing(pool, publisher, [one])
     channel = broker.channel(0)
@@ -74,7 +77,7 @@ def test_a_confirm_settles_only_its_own_publish(publisher, broker, pool):
 
 
 def test_pending_confirms_fail_with_their_channel_and_never_match_the_next_ones_acks(
-        publisher, broker, pool):
+        publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor) -> None:
     old, new = message(b"old"), message(b"new")
     before = publishing(pool, publisher, [old])
     published(broker.channel(0), 1)
@@ -89,8 +92,9 @@ def test_pending_confirms_fail_with_their_channel_and_never_match_the_next_ones_
     assert after.result(2) is None
 
 
-def test_a_publish_made_while_the_channel_reopens_goes_out_on_the_new_one(publisher, broker,
-                                                                        pool):
+def test_a_publish_made_while_the_channel_reopens_goes_out_on_the_new_one(
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     first = broker.channel(0)
     broker.connections[0].drop()
     wait_until(lambda: not first.is_open)
@@ -102,8 +106,9 @@ def test_a_publish_made_while_the_channel_reopens_goes_out_on_the_new_one(publis
     assert future.result(2) is None
 
 
-def test_acks_and_nacks_with_multiple_settle_exactly_the_tags_up_to_theirs(publisher, broker,
-                                                                           pool):
+def test_acks_and_nacks_with_multiple_settle_exactly_the_tags_up_to_theirs(
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     batch = [message(bytes([i])) for i in range(4)]
     future = publishing(pool, publisher, batch)
     channel = broker.channel(0)
@@ -121,7 +126,7 @@ def test_acks_and_nacks_with_multiple_settle_exactly_the_tags_up_to_theirs(publi
 
 
 def test_a_message_pika_cannot_encode_fails_at_once_and_shifts_no_later_confirm(
-        publisher, broker, pool):
+        publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor) -> None:
     bad = message(b"bad", unencodable=object())
     started = time.monotonic()
     with pytest.raises(BrokerError, match="pika refused it"):
@@ -135,7 +140,9 @@ def test_a_message_pika_cannot_encode_fails_at_once_and_shifts_no_later_confirm(
     assert future.result(2) is None
 
 
-def test_two_returned_copies_of_one_message_both_fail_as_unroutable(publisher, broker, pool):
+def test_two_returned_copies_of_one_message_both_fail_as_unroutable(
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     copy = message(b"twice")
     futures = [publishing(pool, publisher, [copy])]
     channel = broker.channel(0)
@@ -150,7 +157,9 @@ def test_two_returned_copies_of_one_message_both_fail_as_unroutable(publisher, b
             future.result(2)
 
 
-def test_a_return_settles_its_own_copy_and_not_an_earlier_routed_one(publisher, broker, pool):
+def test_a_return_settles_its_own_copy_and_not_an_earlier_routed_one(
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     copy = message(b"twice")
     routed = publishing(pool, publisher, [copy])
     channel = broker.channel(0)
@@ -166,7 +175,9 @@ def test_a_return_settles_its_own_copy_and_not_an_earlier_routed_one(publisher, 
 
 
 @pytest.mark.real_time  # the deadline under test is the publisher's own, on real time
-def test_a_batch_never_waits_longer_than_its_timeout_in_all(publisher, broker, pool):
+def test_a_batch_never_waits_longer_than_its_timeout_in_all(
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     batch = [message(bytes([i])) for i in range(3)]
     started = time.monotonic()
     future = publishing(pool, publisher, batch, timeout=1.0)
@@ -180,7 +191,9 @@ def test_a_batch_never_waits_longer_than_its_timeout_in_all(publisher, broker, p
     assert time.monotonic() - started < 1.4
 
 
-def test_a_connection_lost_while_waiting_fails_the_publish_at_once(publisher, broker, pool):
+def test_a_connection_lost_while_waiting_fails_the_publish_at_once(
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     future = publishing(pool, publisher, [message()], timeout=10.0)
     published(broker.channel(0), 1)
     started = time.monotonic()
@@ -190,7 +203,12 @@ def test_a_connection_lost_while_waiting_fails_the_publish_at_once(publisher, br
     assert time.monotonic() - started < 1.0
 
 
-def test_a_publish_racing_a_lost_connection_fails_at_once(monkeypatch, publisher, broker, pool):
+def test_a_publish_racing_a_lost_connection_fails_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+    publisher: Publisher,
+    broker: FakeBroker,
+    pool: ThreadPoolExecutor,
+) -> None:
     """The connection dies between the publish's wait for it and its hand-over to the I/O
     thread: the batch must fail now, not wait out its timeout on a loop that has stopped."""
     # Long enough that no new connection is up before the publish looks; short for teardown.
@@ -217,7 +235,9 @@ def test_a_publish_racing_a_lost_connection_fails_at_once(monkeypatch, publisher
     assert time.monotonic() - started < 1.0
 
 
-def test_no_connection_is_an_error_within_the_connect_wait(broker, monkeypatch):
+def test_no_connection_is_an_error_within_the_connect_wait(
+    broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(FakeBroker, "__call__", _never_opens)
     publisher = Publisher(URL)
     try:

@@ -14,7 +14,7 @@ def encodable(headers: dict[str, object]) -> bool:
     return True
 
 
-def test_a_throttled_copy_with_a_named_wait_can_be_published():
+def test_a_throttled_copy_with_a_named_wait_can_be_published() -> None:
     policy = RetryPolicy((5, 30, 120), max_attempts=6)
     failure = Failure(FailureKind.THROTTLED, "page limit (code 32)", 32, wait_s=90 * 60)
     step = retry_policy.next_step(failure, 1, policy.delays, policy.max_attempts)
@@ -22,10 +22,11 @@ def test_a_throttled_copy_with_a_named_wait_can_be_published():
     marks = retry_policy.throttle_marks(step, {}, now=1_700_000_000.25)
     assert marks and encodable(marks)
     start, end = retry_policy.not_before(marks) or (0.0, 0.0)
+    assert step.hold_s is not None
     assert start == 1_700_000_000.25 + step.hold_s and end >= start
 
 
-def test_a_hintless_throttle_copy_can_be_published():
+def test_a_hintless_throttle_copy_can_be_published() -> None:
     policy = RetryPolicy((5, 30, 120), max_attempts=6)
     failure = Failure(FailureKind.THROTTLED, "app limit (code 4)", 4)
     step = retry_policy.next_step(failure, 1, policy.delays, policy.max_attempts)

@@ -35,7 +35,7 @@ def test_every_secret_setting_is_a_secret_str(settings_class: type[CommonSetting
                                             NotifierSettings])
 def test_printing_the_settings_shows_no_password(settings_class: type[CommonSettings],
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    settings = settings_class(_env_file=None, **URLS)  # type: ignore[call-arg]
+    settings = settings_class(_env_file=None, **URLS)  # type: ignore[call-arg, arg-type]
     logging.getLogger("test").warning("settings: %s / %r", settings, settings)
     for shown in (repr(settings), str(settings), caplog.text):
         assert PASSWORD not in shown

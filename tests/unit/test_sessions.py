@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from services.api.settings import ApiSettings
 from services.uploader.settings import UploaderSettings
+from tests.present import present
 
 from .test_web import TOKEN_KEY, Env, csrf, csrf_of, make_env, sign_in
 
@@ -35,7 +36,7 @@ def flask_cookie_serializer(secret: str) -> URLSafeTimedSerializer:
 
 def cookie_of(client: FlaskClient) -> tuple[str, str]:
     """The name and value of the one session cookie the client holds."""
-    cookies = [(c.key, c.value) for c in client._cookies.values()]  # noqa: SLF001
+    cookies = [(c.key, c.value) for c in present(client._cookies).values()]  # noqa: SLF001
     assert len(cookies) == 1, cookies
     return cookies[0]
 
@@ -138,14 +139,14 @@ PRODUCTION = {"app_env": "production", "api_secret_key": SecretStr("k" * 48),
 def test_production_refuses_to_start_without_its_secrets(missing: dict[str, Any],
                                                          named: str) -> None:
     with pytest.raises(ValidationError) as refused:
-        ApiSettings(_env_file=None, **{**PRODUCTION, **missing})  # type: ignore[arg-type]
+        ApiSettings(_env_file=None, **{**PRODUCTION, **missing})  # type: ignore[call-arg]
     assert named in str(refused.value) and "APP_ENV=production" in str(refused.value)
     with pytest.raises(ValidationError, match="TOKEN_ENCRYPTION_KEYS"):
         UploaderSettings(_env_file=None, app_env="production")  # type: ignore[call-arg]
 
 
 def test_production_starts_with_its_secrets_and_local_needs_none() -> None:
-    settings = ApiSettings(_env_file=None, **PRODUCTION)  # type: ignore[arg-type]
+    settings = ApiSettings(_env_file=None, **PRODUCTION)  # type: ignore[call-arg, arg-type]
     assert settings.session_secret() == "k" * 48
     assert ApiSettings(_env_file=None).app_env == "local"  # type: ignore[call-arg]
 

@@ -15,5 +15,5 @@ from shared.retry_policy import FailureKind
     (smtplib.SMTPServerDisconnected("gone"), FailureKind.TRANSIENT),
     (ValueError("bug"), FailureKind.PERMANENT),
 ])
-def test_smtp_failures_follow_rfc_5321(exc, kind):
+def test_smtp_failures_follow_rfc_5321(exc: Exception, kind: FailureKind) -> None:
     assert classify(exc).kind is kind

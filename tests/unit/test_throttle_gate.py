@@ -33,14 +33,14 @@ def gate(store: FakeHolds) -> ThrottleGate:
     return ThrottleGate(store, PAGE, threshold_pct=90, pause_s=60)  # type: ignore[arg-type]
 
 
-def test_usage_over_the_threshold_holds_the_page_and_the_app():
+def test_usage_over_the_threshold_holds_the_page_and_the_app() -> None:
     store = FakeHolds()
     gate(store).record({"X-Page-Usage": json.dumps({"call_count": 95}),
                         "X-App-Usage": json.dumps({"call_count": 91})})
     assert store.holds == {PAGE: 60, APP: 60}
 
 
-def test_a_held_page_raises_throttled_with_the_time_left():
+def test_a_held_page_raises_throttled_with_the_time_left() -> None:
     store = FakeHolds()
     store.holds[PAGE] = 5400
     with pytest.raises(Throttled) as raised:
@@ -48,9 +48,9 @@ def test_a_held_page_raises_throttled_with_the_time_left():
     assert raised.value.failure.wait_s == 5400
 
 
-def test_nothing_held_lets_the_upload_through():
+def test_nothing_held_lets_the_upload_through() -> None:
     gate(FakeHolds()).check()
 
 
-def test_a_store_that_cannot_record_never_fails_the_answer():
+def test_a_store_that_cannot_record_never_fails_the_answer() -> None:
     gate(FakeHolds(fail=True)).record({"X-Page-Usage": json.dumps({"call_count": 99})})

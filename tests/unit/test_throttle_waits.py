@@ -71,7 +71,7 @@ def journey(handler: Handler, clock: Clock, give_up_s: float = 4 * 3600,
 
 
 @pytest.mark.parametrize("asked_s", [60, 90 * 60, 7, 45, 200, 3 * 3600])
-def test_a_named_wait_is_honoured_in_full_and_ends_within_a_quarter_more(asked_s):
+def test_a_named_wait_is_honoured_in_full_and_ends_within_a_quarter_more(asked_s: int) -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Throttled("slow down", wait_s=asked_s, code=80001), None)
     fate, _ = journey(handler, clock)
@@ -81,7 +81,7 @@ def test_a_named_wait_is_honoured_in_full_and_ends_within_a_quarter_more(asked_s
     assert asked_s <= waited <= max(1.25 * asked_s, asked_s + min(TIERS)), waited
 
 
-def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts():
+def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts() -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Throttled("regain in 90 min", wait_s=5400, code=80001),
                       None)
@@ -93,7 +93,7 @@ def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts(
     assert float(copy.headers[retry_policy.NOT_BEFORE_HEADER]) == pytest.approx(clock.now + 5400)
 
 
-def test_a_copy_that_arrives_early_goes_back_without_running_the_handler():
+def test_a_copy_that_arrives_early_goes_back_without_running_the_handler() -> None:
     clock = Clock()
     handler = Handler(clock, None)
     route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
@@ -105,7 +105,7 @@ def test_a_copy_that_arrives_early_goes_back_without_running_the_handler():
     assert tier_of(copy) <= 125 and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
 
 
-def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason():
+def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason() -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Throttled("Facebook is throttling this page (code 32)",
                                                 code=32))
@@ -121,7 +121,7 @@ def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason()
     assert len(handler.ran_at) < 30
 
 
-def test_hintless_backoff_is_jittered():
+def test_hintless_backoff_is_jittered() -> None:
     waits = set()
     for seed in range(5):
         clock = Clock()
@@ -133,7 +133,7 @@ def test_hintless_backoff_is_jittered():
     assert len(waits) > 1
 
 
-def test_a_transient_failure_after_a_throttle_drops_its_not_before():
+def test_a_transient_failure_after_a_throttle_drops_its_not_before() -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Transient("boom"))
     route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
@@ -144,7 +144,7 @@ def test_a_transient_failure_after_a_throttle_drops_its_not_before():
 
 
 @pytest.mark.parametrize("asked_s", [60, 5400])
-def test_next_step_holds_a_named_wait_in_full(asked_s):
+def test_next_step_holds_a_named_wait_in_full(asked_s: int) -> None:
     step = retry_policy.next_step(
         retry_policy.Failure(retry_policy.FailureKind.THROTTLED, "x", 80001, wait_s=asked_s),
         1, TIERS, 3)

@@ -1,7 +1,9 @@
+from typing import Any
+
 from shared import topology
 
 
-def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters():
+def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters() -> None:
     specs = {spec.name: spec for spec in topology.queue_specs((30, 5, 5))}
     assert set(specs) == {
         f"{queue}{suffix}"
@@ -11,13 +13,13 @@ def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters():
     }
 
 
-def test_jitter_twins_never_wait_less_than_the_delay():
+def test_jitter_twins_never_wait_less_than_the_delay() -> None:
     assert topology.jittered(1) == (1, 2)
     assert topology.jittered(120) == (120, 150)
     assert topology.retry_tiers((5, 1)) == [1, 2, 5, 7]
 
 
-def test_a_tier_dead_letters_back_to_its_work_queue_after_its_ttl():
+def test_a_tier_dead_letters_back_to_its_work_queue_after_its_ttl() -> None:
     spec = {s.name: s for s in topology.queue_specs((5,))}["uploader.image-uploads.retry.00005s"]
     assert spec.arguments["x-message-ttl"] == 5000
     assert spec.arguments["x-dead-letter-exchange"] == topology.WORK_EXCHANGE
@@ -25,7 +27,7 @@ def test_a_tier_dead_letters_back_to_its_work_queue_after_its_ttl():
     assert (spec.exchange, spec.routing_key) == (topology.RETRY_EXCHANGE, spec.name)
 
 
-def test_work_queues_dead_letter_at_least_once_past_the_delivery_limit():
+def test_work_queues_dead_letter_at_least_once_past_the_delivery_limit() -> None:
     arguments = topology.work_queue_arguments()
     assert arguments["x-queue-type"] == "quorum"
     assert "x-delivery-limit" not in arguments  # a policy: it may change
@@ -34,7 +36,7 @@ def test_work_queues_dead_letter_at_least_once_past_the_delivery_limit():
     assert arguments["x-overflow"] == "reject-publish"
 
 
-def test_dead_letters_never_expire_and_refuse_when_full():
+def test_dead_letters_never_expire_and_refuse_when_full() -> None:
     arguments = topology.dead_letter_queue_arguments()
     assert "x-message-ttl" not in arguments and "x-expires" not in arguments
     assert arguments["x-overflow"] == "reject-publish"
@@ -42,20 +44,20 @@ def test_dead_letters_never_expire_and_refuse_when_full():
 
 
 class RecordingChannel:
-    def __init__(self):
-        self.calls = []
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
 
-    def exchange_declare(self, exchange, exchange_type, durable):
+    def exchange_declare(self, exchange: str, exchange_type: str, durable: bool) -> None:
         self.calls.append(("exchange", exchange, exchange_type, durable))
 
-    def queue_declare(self, queue, durable, arguments):
+    def queue_declare(self, queue: str, durable: bool, arguments: dict[str, Any]) -> None:
         self.calls.append(("queue", queue, durable))
 
-    def queue_bind(self, queue, exchange, routing_key):
+    def queue_bind(self, queue: str, exchange: str, routing_key: str) -> None:
         self.calls.append(("bind", queue, exchange, routing_key))
 
 
-def test_declare_makes_durable_exchanges_and_binds_every_queue():
+def test_declare_makes_durable_exchanges_and_binds_every_queue() -> None:
     channel = RecordingChannel()
     topology.declare(channel, (5,))
     exchanges = [c for c in channel.calls if c[0] == "exchange"]
@@ -65,12 +67,12 @@ def test_declare_makes_durable_exchanges_and_binds_every_queue():
     assert queues == bound and len(queues) == 12  # 3 work queues, 2 tiers and a dead each
 
 
-def test_no_queue_argument_is_one_a_policy_carries():
+def test_no_queue_argument_is_one_a_policy_carries() -> None:
     for spec in topology.queue_specs((5, 30)):
         assert not set(spec.arguments) & topology.POLICY_CARRIED_ARGUMENTS, spec.name
 
 
-def test_the_work_queue_policy_matches_exactly_the_work_queues():
+def test_the_work_queue_policy_matches_exactly_the_work_queues() -> None:
     import re
 
     work, dead = topology.policy_specs(delivery_limit=7, dead_letter_max_length=50)
@@ -83,7 +85,7 @@ def test_the_work_queue_policy_matches_exactly_the_work_queues():
     assert work.body()["apply-to"] == "queues" and work.body()["priority"] == 1
 
 
-def test_an_old_queue_serves_when_it_differs_only_in_what_policies_carry():
+def test_an_old_queue_serves_when_it_differs_only_in_what_policies_carry() -> None:
     wanted = topology.work_queue_arguments()
     assert topology.differs_only_in_policy_keys(wanted, {**wanted, "x-delivery-limit": 20})
     assert not topology.differs_only_in_policy_keys(wanted, {**wanted, "x-queue-type": "classic"})
@@ -92,7 +94,7 @@ def test_an_old_queue_serves_when_it_differs_only_in_what_policies_carry():
         "x-delivery-limit": 20}
 
 
-def test_tiers_no_longer_configured_are_found_and_only_ours():
+def test_tiers_no_longer_configured_are_found_and_only_ours() -> None:
     existing = ["uploader.image-uploads.retry.00005s", "uploader.image-uploads.retry.00007s",
                 "uploader.image-uploads.retry.00030s", "notifier.album-settled.retry.00038s",
                 "someone.elses.retry.00030s", "uploader.image-uploads",

@@ -19,6 +19,7 @@ from shared.fate import Delivery, Fate, decide
 from shared.outbox import Outbox
 from shared.store import Store
 from tests.integration.store_blips import age_image
+from tests.present import present
 
 BUCKET = "unit"
 
@@ -31,8 +32,13 @@ class World:
         self.graph = FakeGraphClient()
         self.s3 = FakeS3()
         self.uploader = ImageUploader(
-            self.store, Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
-            self.graph, self.s3, BUCKET, Policy((5, 30), max_attempts=3))  # type: ignore[arg-type]
+            self.store,
+            Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+            self.graph,  # type: ignore[arg-type]
+            self.s3,
+            BUCKET,
+            Policy((5, 30), max_attempts=3),
+        )
 
     def album(self, count: int = 1, missing: tuple[int, ...] = ()) -> tuple[str, list[Delivery]]:
         user, _ = self.store.create_user(f"u{len(self.s3.objects)}@example.com")
@@ -58,44 +64,46 @@ def world(tmp_path: Any) -> World:
     return World(tmp_path)
 
 
-def test_an_image_is_uploaded_and_its_album_settles(world):
+def test_an_image_is_uploaded_and_its_album_settles(world: World) -> None:
     album_id, (delivery,) = world.album()
     assert world.deliver(delivery) == Fate()
     (photo,) = world.graph.photos
-    album = world.store.album(album_id)
+    album = present(world.store.album(album_id))
     assert album.state == "done" and album.images[0].photo_id == photo["id"]
     assert [e.album_id for e in world.settled()] == [album_id]
 
 
-def test_a_duplicate_of_an_uploaded_image_is_acked_without_a_second_photo(world):
+def test_a_duplicate_of_an_uploaded_image_is_acked_without_a_second_photo(world: World) -> None:
     _, (delivery,) = world.album()
     world.deliver(delivery)
     assert world.deliver(delivery) == Fate()
     assert len(world.graph.photos) == 1
 
 
-def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world):
+def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world: World) -> None:
     album_id, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
     fate = world.deliver(delivery)
     (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
-    image = world.store.album(album_id).images[0]
+    image = present(world.store.album(album_id)).images[0]
     assert image.state == "retrying" and image.next_attempt_at is not None
 
 
-def test_throttling_spends_no_attempt(world):
+def test_throttling_spends_no_attempt(world: World) -> None:
     _, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("slow down", http_status=400, code=613))
     (copy,) = world.deliver(delivery).outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1
 
 
-def test_a_missing_object_fails_with_its_dead_letter_and_settle_through_the_outbox(world):
+def test_a_missing_object_fails_with_its_dead_letter_and_settle_through_the_outbox(
+    world: World,
+) -> None:
     album_id, (delivery,) = world.album(missing=(0,))
     # The outbox sent the letter with the failure, not the runtime.
     assert world.deliver(delivery) == Fate("dead", (), 404)  # S3's status, for the metrics
-    image = world.store.album(album_id).images[0]
+    image = present(world.store.album(album_id)).images[0]
     assert (image.state, image.error) == ("failed", "not found in the bucket")
     (letter,) = world.publisher.to(topology.DEAD_EXCHANGE)
     assert letter.headers[dead_letters.REASON_HEADER] == "not found in the bucket"
@@ -103,40 +111,42 @@ def test_a_missing_object_fails_with_its_dead_letter_and_settle_through_the_outb
     assert world.settled()[0].failed[0].reason == "not found in the bucket"
 
 
-def test_the_last_attempt_gives_up_with_the_attempts_in_its_reason(world):
+def test_the_last_attempt_gives_up_with_the_attempts_in_its_reason(world: World) -> None:
     album_id, (delivery,) = world.album()
     world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
     world.deliver(delivery)  # attempt 1 taken and failed: the image is retrying
     # A 500 leaves attempt 1 in doubt: the next may start once it can no longer land.
-    age_image(world.store, world.store.album(album_id).images[0].id)
+    age_image(world.store, present(world.store.album(album_id)).images[0].id)
     last = Delivery(delivery.body, {retry_policy.ATTEMPT_HEADER: 3})
     world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
     assert world.deliver(last).kind == "dead"
-    image = world.store.album(album_id).images[0]
-    assert image.state == "failed" and image.error.startswith("gave up after 3 attempts")
+    image = present(world.store.album(album_id)).images[0]
+    assert image.state == "failed" and present(image.error).startswith("gave up after 3 attempts")
 
 
-def test_a_lost_authorisation_fails_the_albums_waiting_images_too(world):
+def test_a_lost_authorisation_fails_the_albums_waiting_images_too(world: World) -> None:
     album_id, (first, _second) = world.album(count=2)
     world.graph.upload_failures.append(GraphError("token expired", http_status=400, code=190))
     world.deliver(first)
-    album = world.store.album(album_id)
+    album = present(world.store.album(album_id))
     assert album.state == "done_with_failures"
-    assert album.images[1].state == "failed" and album.images[1].error.startswith("not sent")
+    assert album.images[1].state == "failed" and present(album.images[1].error).startswith(
+        "not sent"
+    )
 
 
-def test_an_image_another_attempt_holds_is_looked_at_again_without_budget(world):
+def test_an_image_another_attempt_holds_is_looked_at_again_without_budget(world: World) -> None:
     album_id, (delivery,) = world.album()
-    image_id = world.store.album(album_id).images[0].id
+    image_id = present(world.store.album(album_id)).images[0].id
     assert world.store.start_attempt(image_id).attempt == 1  # a duplicate is in flight
     fate = world.deliver(delivery)
     (copy,) = fate.outgoing
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
-    assert world.store.album(album_id).images[0].state == "uploading"  # nothing recorded
+    assert present(world.store.album(album_id)).images[0].state == "uploading"  # nothing recorded
     assert world.graph.photos == []
 
 
-def test_an_image_the_store_does_not_know_is_poison(world):
+def test_an_image_the_store_does_not_know_is_poison(world: World) -> None:
     body = messages.encode(messages.ImageUploadRequested(album_id="x", image_id=999, key="k"))
     fate = world.deliver(Delivery(body, {}))
     (letter,) = fate.outgoing
@@ -144,17 +154,19 @@ def test_an_image_the_store_does_not_know_is_poison(world):
         dead_letters.REASON_HEADER]
 
 
-def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_image(world):
+def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_image(
+    world: World,
+) -> None:
     album_id, (delivery,) = world.album()
 
     def down(*_args: Any, **_kwargs: Any) -> None:
         raise OperationalError("UPDATE images", {}, ConnectionResetError("reset"))
 
-    world.store.record_uploaded = down  # type: ignore[method-assign]
+    world.store.record_uploaded = down  # type: ignore[method-assign, assignment]
     fate = world.deliver(delivery)
     (copy,) = fate.outgoing
     assert fate.kind == "outage" and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
-    assert world.store.album(album_id).images[0].state != "failed"
+    assert present(world.store.album(album_id)).images[0].state != "failed"
     assert world.publisher.to(topology.DEAD_EXCHANGE) == []
 
 
@@ -165,26 +177,27 @@ def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_im
      "WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
      "convert it and retry"),
 ])
-def test_what_facebook_refuses_fails_at_once_and_sends_nothing(world, name, body, content_type,
-                                                                reason):
+def test_what_facebook_refuses_fails_at_once_and_sends_nothing(
+    world: World, name: str, body: bytes, content_type: str, reason: str
+) -> None:
     user, _ = world.store.create_user("limits@example.com")
     key = f"{user.prefix}{name}"
     world.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)
     album_id, (row,) = world.store.create_album(user.id, "Limits", None, [key])
     assert world.deliver(Delivery(row.body, {})) == Fate("dead", ())
     assert world.graph.photos == []
-    image = world.store.album(album_id).images[0]
+    image = present(world.store.album(album_id)).images[0]
     assert (image.state, image.error, image.attempts) == ("failed", reason, 1)
     (letter,) = world.publisher.to(topology.DEAD_EXCHANGE)
     assert letter.headers[dead_letters.REASON_HEADER] == reason
 
 
-def test_no_internal_mark_reaches_a_public_field_on_facebook(world):
+def test_no_internal_mark_reaches_a_public_field_on_facebook(world: World) -> None:
     """Captions and descriptions are public: they carry what the user wrote, never our ids."""
     album_id, deliveries = world.album(count=3)
     for delivery in deliveries:
         assert world.deliver(delivery) == Fate()
-    image_ids = [str(i.id) for i in world.store.album(album_id).images]
+    image_ids = [str(i.id) for i in present(world.store.album(album_id)).images]
     public = ([p["name"] or "" for p in world.graph.photos]
               + [a["name"] or "" for a in world.graph.albums]
               + [a["description"] or "" for a in world.graph.albums])
@@ -200,7 +213,7 @@ def _forged(delivery: Delivery, **fields: Any) -> Delivery:
     return Delivery(messages.encode(message.model_copy(update=fields)), {})
 
 
-def test_a_message_naming_another_object_is_dead_lettered_and_uploads_nothing(world):
+def test_a_message_naming_another_object_is_dead_lettered_and_uploads_nothing(world: World) -> None:
     _, (theirs,) = world.album()
     album_id, (mine,) = world.album()
     other_key = messages.decode(theirs.body).key  # type: ignore[union-attr]
@@ -211,18 +224,18 @@ def test_a_message_naming_another_object_is_dead_lettered_and_uploads_nothing(wo
     assert letter.headers[dead_letters.REASON_HEADER] == (
         "message does not match the stored image: key differs")
     # The forged message failed nothing: the image still waits, and its real message uploads.
-    assert world.store.album(album_id).images[0].state == "queued"
+    assert present(world.store.album(album_id)).images[0].state == "queued"
     assert world.deliver(mine) == Fate()
     (photo,) = world.graph.photos
-    assert world.store.album(album_id).images[0].photo_id == photo["id"]
+    assert present(world.store.album(album_id)).images[0].photo_id == photo["id"]
 
 
-def test_a_message_naming_another_album_is_dead_lettered_and_touches_neither(world):
+def test_a_message_naming_another_album_is_dead_lettered_and_touches_neither(world: World) -> None:
     their_album, _ = world.album()
     album_id, (mine,) = world.album()
     fate = world.deliver(_forged(mine, album_id=their_album))
     assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
         "poison", "message does not match the stored image: album differs")
     assert world.graph.photos == [] and world.graph.albums == []
-    assert world.store.album(album_id).images[0].state == "queued"
-    assert world.store.album(their_album).images[0].state == "queued"
+    assert present(world.store.album(album_id)).images[0].state == "queued"
+    assert present(world.store.album(their_album)).images[0].state == "queued"

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from services.api.idempotency import InvalidKey, fingerprint, parse_key
@@ -6,7 +8,7 @@ from services.api.validation import InvalidAlbum, key_is_callers, parse_album
 PREFIX = "users/7/"
 
 
-def test_a_valid_album_parses():
+def test_a_valid_album_parses() -> None:
     album = parse_album({"title": " Summer ", "images": [PREFIX + "a.png"],
                          "notify_email": "me@example.com"}, PREFIX, 200)
     assert album.title == "Summer"
@@ -24,7 +26,7 @@ def test_a_valid_album_parses():
     ({"title": "t", "images": ["users/8/a.png"]}, "not under your prefix"),
     ({"title": "t", "images": [f"{PREFIX}{n}.png" for n in range(201)]}, "at most 200"),
 ])
-def test_bad_albums_are_refused_with_a_reason(payload, reason):
+def test_bad_albums_are_refused_with_a_reason(payload: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidAlbum, match=reason):
         parse_album(payload, PREFIX, 200)
 
@@ -33,18 +35,18 @@ def test_bad_albums_are_refused_with_a_reason(payload, reason):
     "users/7/../8/a.png", "users/7//a.png", "users/7/./a.png", "users/7/a\\b.png",
     "users/7/a\nb.png", "users/7/", "users/70/a.png", "x" * 2000,
 ])
-def test_keys_that_could_escape_the_prefix_are_not_the_callers(key):
+def test_keys_that_could_escape_the_prefix_are_not_the_callers(key: str) -> None:
     assert not key_is_callers(key, PREFIX)
 
 
-def test_a_nested_key_under_the_prefix_is_the_callers():
+def test_a_nested_key_under_the_prefix_is_the_callers() -> None:
     assert key_is_callers("users/7/trips/2026/a.png", PREFIX)
 
 
 # -- Idempotency-Key -----------------------------------------------------------------------------
 
 
-def test_a_key_of_printable_characters_up_to_200_is_kept_as_sent():
+def test_a_key_of_printable_characters_up_to_200_is_kept_as_sent() -> None:
     assert parse_key(None) is None
     assert parse_key("3f1c-Ab_9 ~!") == "3f1c-Ab_9 ~!"
     assert parse_key("k" * 200) == "k" * 200
@@ -57,14 +59,14 @@ def test_a_key_of_printable_characters_up_to_200_is_kept_as_sent():
     ("caf\u00e9", "printable"),
     ("nul\x00", "printable"),
 ])
-def test_an_unusable_key_is_refused_with_a_reason(key, reason):
+def test_an_unusable_key_is_refused_with_a_reason(key: str, reason: str) -> None:
     with pytest.raises(InvalidKey, match=reason) as refused:
         parse_key(key)
     assert "Idempotency-Key" in refused.value.reason
 
 
-def test_the_same_album_has_the_same_fingerprint_and_another_album_another():
-    def album(**changes):
+def test_the_same_album_has_the_same_fingerprint_and_another_album_another() -> None:
+    def album(**changes: Any) -> str:
         payload = {"title": "Summer", "images": [PREFIX + "a.png", PREFIX + "b.png"], **changes}
         return fingerprint(parse_album(payload, PREFIX, 200))
 
@@ -74,7 +76,7 @@ def test_the_same_album_has_the_same_fingerprint_and_another_album_another():
                 album(notify_email="me@example.com")}) == 5
 
 
-def test_images_may_carry_a_caption_and_the_album_a_description():
+def test_images_may_carry_a_caption_and_the_album_a_description() -> None:
     album = parse_album({"title": "Summer", "description": " By the sea ", "images": [
         PREFIX + "a.png", {"key": PREFIX + "b.png", "caption": " Beach\nat dusk "},
         {"key": PREFIX + "c.png"}, {"key": PREFIX + "d.png", "caption": ""}]}, PREFIX, 200)
@@ -90,20 +92,20 @@ def test_images_may_carry_a_caption_and_the_album_a_description():
     ({"key": PREFIX + "a.png", "title": "x"}, "images.0.title: Extra inputs"),
     ({"caption": "x"}, "images.0.key: Field required"),
 ])
-def test_a_bad_image_object_is_refused_naming_its_place(image, where):
+def test_a_bad_image_object_is_refused_naming_its_place(image: dict[str, Any], where: str) -> None:
     with pytest.raises(InvalidAlbum) as refused:
         parse_album({"title": "t", "images": [image]}, PREFIX, 200)
     assert any(where in detail for detail in refused.value.details), refused.value.details
 
 
-def test_a_description_with_control_characters_is_refused():
+def test_a_description_with_control_characters_is_refused() -> None:
     with pytest.raises(InvalidAlbum) as refused:
         parse_album({"title": "t", "description": "a\x1bb", "images": [PREFIX + "a"]}, PREFIX,
                     200)
     assert "description" in refused.value.details[0]
 
 
-def test_captions_change_the_fingerprint_and_plain_keys_keep_theirs():
+def test_captions_change_the_fingerprint_and_plain_keys_keep_theirs() -> None:
     plain = {"title": "Summer", "images": [PREFIX + "a.png"]}
     objects = {"title": "Summer", "images": [{"key": PREFIX + "a.png"}]}
     captioned = {"title": "Summer", "images": [{"key": PREFIX + "a.png", "caption": "Beach"}]}
