@@ -80,10 +80,10 @@ def _plan(store: Store, statement: Any) -> str:
             # A test table is small enough for a scan to win; what matters is that an index
             # serves the read at all (with many albums the planner takes it).
             connection.execute(text("SET enable_seqscan = off"))
-            rows = connection.execute(text(f"EXPLAIN {sql}")).scalars()
+            rows = list(connection.execute(text(f"EXPLAIN {sql}")).scalars())
         else:
-            rows = (row[-1] for row in connection.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
-        return "\n".join(rows)
+            rows = [row[-1] for row in connection.execute(text(f"EXPLAIN QUERY PLAN {sql}"))]
+        return "\n".join(str(row) for row in rows)
 
 
 def test_a_page_of_albums_is_read_by_its_index_without_a_sort(store: Store) -> None:
