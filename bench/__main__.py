@@ -27,6 +27,9 @@ MEASUREMENTS = {
     "P5": "bench.p5_retry",
     "P6": "bench.p6_restart",
     "P7": "bench.p7_backlog",
+    "P8": "bench.p8_bytes",
+    "P9": "bench.p9_busy",
+    "P10": "bench.p10_history",
 }
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -16,6 +16,8 @@ import math
 import time
 from typing import Any
 
+import pika.exceptions
+
 from bench.common import (
     Broker,
     Options,
@@ -43,9 +45,17 @@ SETUPS = ((4, 1), (10, 1), (20, 1), (20, 2))
 def uploader_ready(system: System, url: str, concurrency: int, processes: int = 1) -> None:
     """Start a fresh uploader and wait until it consumes (its queue shows every consumer)."""
     system.start_uploader(concurrency, processes)
+    wait_for(lambda: _consumers(url) >= processes, 60, what="the uploader to consume")
+
+
+def _consumers(url: str) -> int:
+    """The work queue's consumers; 0 while no process has declared the queue yet (a fresh
+    vhost: the passive declare closes its channel, so each look opens its own)."""
     watch = QueueWatch(url, topology.IMAGE_UPLOADS.name)
     try:
-        wait_for(lambda: watch.consumers() >= processes, 60, what="the uploader to consume")
+        return watch.consumers()
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
     finally:
         watch.close()
 

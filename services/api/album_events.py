@@ -1,9 +1,9 @@
 """An album page's live progress: a server-sent event stream that polls the store (there is no
-per-album broadcast to subscribe to), sending the album whenever it changed."""
+per-album broadcast to subscribe to), sending the album once and then what changed in it
+(services/api/album_changes.py)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +13,8 @@ from flask import Response, current_app, g, stream_with_context
 from shared.store import AlbumState
 
 from . import rate_limits
-from .album_model import album_model
+from .album_changes import AlbumChanges
+from .album_model import album_fields_model, image_model
 from .album_pages import owned_album
 from .live_streams import LiveStreams
 from .page_guards import signed_in
@@ -39,12 +40,9 @@ def _stream_slots() -> threading.BoundedSemaphore:
         return slots
 
 
-def _event(album: dict[str, Any]) -> str:
-    return f"event: album\ndata: {json.dumps(album, separators=(',', ':'))}\n\n"
-
-
 def _album_events(album_id: str, user_id: int) -> Iterator[str]:
-    """Send the album now and on every change; end once it settled, or after API_SSE_MAX_S.
+    """Send the album now, then what changed in it on every change; end once it settled, or
+    after API_SSE_MAX_S.
 
     Each open stream holds one of the API_THREADS threads, so it never outlives its use: the browser
     closes it when the album settles and reconnects on its own after a timeout. Past the
@@ -55,7 +53,7 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
     holding = slots.acquire(blocking=False)
     store, clock = current_services().store, current_services().clock
     deadline = clock.monotonic() + current_services().settings.api_sse_max_s
-    last, quiet_since = "", clock.monotonic()
+    changes, quiet_since = AlbumChanges(album_fields_model, image_model), clock.monotonic()
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
         while True:
@@ -63,10 +61,10 @@ def _album_events(album_id: str, user_id: int) -> Iterator[str]:
             if album is None:
                 yield "event: gone\ndata: {}\n\n"
                 return
-            current = _event(album_model(album))
-            if current != last:
-                last, quiet_since = current, clock.monotonic()
-                yield current
+            event = changes.event(album)
+            if event is not None:
+                quiet_since = clock.monotonic()
+                yield event
             if album.state != AlbumState.PUBLISHING or not holding or clock.monotonic() > deadline:
                 return
             if clock.monotonic() - quiet_since > KEEPALIVE_S:

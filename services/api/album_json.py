@@ -6,26 +6,35 @@ from __future__ import annotations
 from typing import Any
 
 from shared.destinations import post_url
-from shared.store import AlbumView, Destination
+from shared.store import AlbumSummary, AlbumView, Destination, ImageView
 
 
 def album_json(album: AlbumView, with_images: bool = True) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for image in album.images:
         counts[image.state] = counts.get(image.state, 0) + 1
-    body: dict[str, Any] = {
-        "id": album.id, "title": album.title, "state": album.state,
-        "created_at": album.created_at.isoformat() + "Z", "counts": counts,
-        "total": len(album.images), "destination": destination_json(album),
-    }
+    body = album_fields(album, counts, len(album.images))
     if with_images:
-        body["images"] = [{
-            "key": image.key, "state": image.state, "attempts": image.attempts,
+        body["images"] = [image_json(image) for image in album.images]
+    return body
+
+
+def summary_json(summary: AlbumSummary) -> dict[str, Any]:
+    """An album of a list: what album_json gives without images, from the store's counts."""
+    return album_fields(summary.album, summary.counts, summary.total)
+
+
+def album_fields(album: AlbumView, counts: dict[str, int], total: int) -> dict[str, Any]:
+    return {"id": album.id, "title": album.title, "state": album.state,
+            "created_at": album.created_at.isoformat() + "Z", "counts": counts,
+            "total": total, "destination": destination_json(album)}
+
+
+def image_json(image: ImageView) -> dict[str, Any]:
+    return {"key": image.key, "state": image.state, "attempts": image.attempts,
             "photo_id": image.photo_id, "error": image.error,
             "next_attempt_at": image.next_attempt_at.isoformat() + "Z"
-            if image.next_attempt_at else None,
-        } for image in album.images]
-    return body
+            if image.next_attempt_at else None}
 
 
 def destination_json(album: AlbumView) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 from flask import url_for
 
-from shared.store import AlbumState, AlbumView, Destination, ImageState, PostState
+from shared.store import AlbumState, AlbumSummary, AlbumView, Destination, ImageState, PostState
 
-from .album_json import album_json
+from .album_json import album_json, image_json, summary_json
 
 FACEBOOK_PHOTO_URL = "https://www.facebook.com/photo.php?fbid={}"
 IMAGE_LABELS: dict[str, str] = {
@@ -63,12 +63,15 @@ def _image_detail(state: str, attempts: int) -> str:
     return ""
 
 
-def image_model(image: dict[str, Any]) -> dict[str, Any]:
+def image_model(image: dict[str, Any], index: int) -> dict[str, Any]:
+    """An image as the page shows it; `index`: its position in the album, which the live
+    stream's changes name it by."""
     reason, code = plain_reason(image["error"])
     state = image["state"]
     photo_id = image["photo_id"]
     return {
         **image,
+        "index": index,
         "name": posixpath.basename(image["key"]),
         "label": IMAGE_LABELS.get(state, state),
         "detail": reason if state in _EXPLAINED else _image_detail(state, image["attempts"]),
@@ -102,9 +105,25 @@ def where_text(destination: dict[str, Any]) -> str:
     return f"{note}. {text}" if note else text
 
 
-def album_model(album: AlbumView) -> dict[str, Any]:
-    """The album as the page and its stream show it (the API's JSON, so they never disagree)."""
-    body = album_json(album)
+def album_fields_model(album: AlbumView) -> dict[str, Any]:
+    """The album as the page and its stream show it (the API's JSON, so they never disagree),
+    its images still as the API's JSON: the stream models only those it sends
+    (services/api/album_changes.py)."""
+    return _with_words(album_json(album), album)
+
+
+def summary_model(summary: AlbumSummary) -> dict[str, Any]:
+    """A list's album, or an album page's slice of photos: from the store's counts."""
+    album = summary.album
+    body = _with_words(summary_json(summary), album)
+    body["images"] = [image_model(image_json(image), summary.first + i)
+                      for i, image in enumerate(album.images)]
+    body["cover_url"] = (url_for("web.thumbnail", key=summary.cover_key)
+                         if summary.cover_key else None)
+    return body
+
+
+def _with_words(body: dict[str, Any], album: AlbumView) -> dict[str, Any]:
     total, counts = body["total"], body["counts"]
     uploaded, failed = counts.get(ImageState.UPLOADED, 0), counts.get(ImageState.FAILED, 0)
     body.update({
@@ -120,8 +139,6 @@ def album_model(album: AlbumView) -> dict[str, Any]:
         "where": where_text(body["destination"]),
         "post_url": (body["destination"].get("post") or {}).get("url"),
     })
-    body["images"] = [image_model(image) for image in body["images"]]
-    body["cover_url"] = body["images"][0]["thumb_url"] if body["images"] else None
     return body
 
 

@@ -14,7 +14,7 @@ from shared import s3
 from shared.readiness import readiness_body, store_reachable
 from shared.store import AlbumState, KeyReused, QuotaExceeded, UserView
 
-from . import json_body
+from . import album_paging, json_body
 from .album_intake import (
     NoPage,
     check_album_for,
@@ -25,7 +25,7 @@ from .album_intake import (
     record_and_send,
     user_page,
 )
-from .album_json import album_json
+from .album_json import album_json, summary_json
 from .api_errors import error_response
 from .idempotency import HEADER, InvalidKey, parse_key
 from .openapi import SPEC
@@ -134,8 +134,15 @@ def retry_album(album_id: str) -> Any:
 @api.get("/api/albums")
 @authenticated
 def list_albums() -> Any:
-    albums = current_services().store.albums(g.user.id)
-    return jsonify({"albums": [album_json(album, with_images=False) for album in albums]})
+    """A page of the caller's albums, newest first; `next` is the cursor of the page after."""
+    try:
+        limit = album_paging.parse_limit(request.args.get("limit"))
+        after = album_paging.decode(request.args.get("cursor"))
+    except album_paging.InvalidPaging as exc:
+        return error_response(400, exc.reason)
+    summaries, following = current_services().store.album_summaries(g.user.id, limit, after)
+    return jsonify({"albums": [summary_json(summary) for summary in summaries],
+                    "next": album_paging.encode(following) if following else None})
 
 
 @api.get("/api/images")

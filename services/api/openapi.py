@@ -19,7 +19,7 @@ _image = {"type": "object", "properties": {
     "photo_id": {"type": ["string", "null"]},
     "error": {"type": ["string", "null"]},
     "next_attempt_at": {"type": ["string", "null"], "format": "date-time"}}}
-_album = {"type": "object", "properties": {
+_album: dict[str, Any] = {"type": "object", "properties": {
     "id": {"type": "string"}, "title": {"type": "string"},
     "state": {"enum": [state.value for state in AlbumState]},
     "created_at": {"type": "string"}, "total": {"type": "integer"},
@@ -33,6 +33,9 @@ _album = {"type": "object", "properties": {
             "id": {"type": ["string", "null"]}, "url": {"type": ["string", "null"]},
             "error": {"type": ["string", "null"]}}}}},
     "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}}}}
+#: An album in a list: the album without its images.
+_album_listed = {"type": "object", "properties": {
+    name: schema for name, schema in _album["properties"].items() if name != "images"}}
 _album_id = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[0-9A-Za-z_-]+$"}
 # An existing album needs its id; the other kinds take none.
 _destination = {"oneOf": [
@@ -138,9 +141,30 @@ SPEC: dict[str, Any] = {
                                           "(PUBLISH_RATE_LIMIT) or images of the last 24 hours "
                                           "(IMAGES_PER_DAY: the whole album is refused)")},
             },
-            "get": {"summary": "The caller's albums, newest first",
-                    "responses": {"200": _json({"type": "object"}, "albums"), **_errors(401),
-                                  **_too_many(_SIGN_IN)}},
+            "get": {"summary": "The caller's albums, newest first, a page at a time",
+                    "description": (
+                        "Each album as `GET /api/albums/{album_id}` gives it, without "
+                        "`images` (`counts` and `total` say how they stand). `limit` albums "
+                        "per page (default 100, as the list held before it had pages; at most "
+                        "500); `next` is the cursor of the following page, null on the last: "
+                        "pass it back as `cursor`. A cursor stays valid as new albums are "
+                        "published (they come before it), so pages never skip or repeat one."),
+                    "parameters": [
+                        {"name": "limit", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                        {"name": "cursor", "in": "query", "required": False,
+                         "description": "a `next` from an earlier page, as it came",
+                         "schema": {"type": "string", "maxLength": 200,
+                                    "pattern": "^[A-Za-z0-9_-]*$"}}],
+                    "responses": {"200": _json({"type": "object", "required": ["albums", "next"],
+                                                "properties": {
+                                                    "albums": {"type": "array",
+                                                               "items": _album_listed},
+                                                    "next": {"type": ["string", "null"]}}},
+                                               "a page of albums"),
+                                  **_error_as(400, "`limit` is not a whole number from 1 to "
+                                              "500, or `cursor` is not one this API gave"),
+                                  **_errors(401), **_too_many(_SIGN_IN)}},
         },
         "/api/albums/{album_id}": {
             "parameters": [{"name": "album_id", "in": "path", "required": True,

@@ -4,6 +4,7 @@
 read models handed out, `engine` how SQLite and PostgreSQL are set up.
 """
 
+from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.daily_quota import QuotaExceeded
 from shared.store.engine import PG_CONNECT_ARGS, make_engine
 from shared.store.repository import KeyReused, Store, hash_token
@@ -34,7 +35,7 @@ from shared.store.views import (
 
 __all__ = [
     "DESTINATIONS", "PG_CONNECT_ARGS", "TERMINAL", "AlbumState", "Destination", "LetterState",
-    "PostState", "AlbumView", "ClaimVerdict", "Created",
+    "PostState", "AlbumCursor", "AlbumSummary", "AlbumView", "ClaimVerdict", "Created",
     "FbAlbumClaim", "ImageState", "ImageView", "KeyReused", "NotificationClaim", "OutboxMessage",
     "PageCredentials", "PageState", "PageView", "QuotaExceeded", "Reopened", "Start", "Store",
     "UserView", "hash_token", "make_engine",

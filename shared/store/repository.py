@@ -35,8 +35,9 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from shared import album_rules, fencing, log_context, messages, topology
 from shared.outgoing import Outgoing
-from shared.store import daily_quota
+from shared.store import album_listing, daily_quota
 from shared.store import dead_letter_index as letter_index
+from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
@@ -313,10 +314,26 @@ class Store:
             return album_view(album, _images(s, album_id))
 
     def albums(self, user_id: int, limit: int = 100) -> list[AlbumView]:
+        """The user's newest albums with all their images (tests and the chaos ledger)."""
         with self._read() as s:
             rows = s.scalars(select(Album).where(Album.user_id == user_id)
                              .order_by(Album.created_at.desc()).limit(limit)).all()
             return [album_view(album, _images(s, album.id)) for album in rows]
+
+    def album_summaries(self, user_id: int, limit: int, after: AlbumCursor | None = None,
+                        ) -> tuple[list[AlbumSummary], AlbumCursor | None]:
+        """A page of the user's albums, newest first, without their images (counts instead),
+        after `after`; and the next page's cursor (None: no more)."""
+        with self._read() as s:
+            return album_listing.newest_albums(s, user_id, limit, after)
+
+    def album_slice(self, album_id: str, user_id: int | None, first: int,
+                    count: int) -> AlbumSummary | None:
+        """The album with `count` of its images from position `first`, and its counts."""
+        if "\x00" in album_id:  # as in album(): an id from a URL is caller input
+            return None
+        with self._read() as s:
+            return album_listing.album_slice(s, album_id, user_id, first, count)
 
     # -- the uploader's ledger -----------------------------------------------------------------
 

@@ -140,6 +140,10 @@ class Album(Base):
     #: from before turns, or a store used without them).
     release_window: Mapped[int | None]
 
+    # A user's albums page by page, newest first, by keyset (shared/store/album_listing.py):
+    # each page is one range of this index however many albums the user has.
+    __table_args__ = (Index("ix_albums_user_newest", "user_id", "created_at", "id"),)
+
 
 class IdempotencyKey(Base):
     """The album a user's POST with an Idempotency-Key created. The primary key makes the key
@@ -201,9 +205,12 @@ class Image(Base):
 
     # The sweeper looks for albums with images waiting for their turn every round: a partial
     # index keeps that look as small as the waiting images, not the whole table.
+    # An album page's photos are a slice by position, and the albums list reads each album's
+    # first photo (its cover): both a range of the second index, not a scan of the album.
     __table_args__ = (Index("ix_images_waiting_turn", "album_id",
                             postgresql_where=text("unreleased IS TRUE"),
-                            sqlite_where=text("unreleased IS 1")),)
+                            sqlite_where=text("unreleased IS 1")),
+                      Index("ix_images_album_position", "album_id", "position"))
 
 
 class OutboxMessage(Base):

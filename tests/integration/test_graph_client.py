@@ -212,6 +212,16 @@ def test_ten_megabyte_stream_is_read_in_bounded_chunks(
     assert stream.reads > 10  # many small reads, never one big one
 
 
+def test_a_big_photo_is_sent_in_large_blocks(sim: str, client: GraphClient,
+                                             album_id: str) -> None:
+    # Each block is one trip through the encoder, our reader, botocore and the socket: at
+    # urllib3's 16 KiB a 10 MB photo takes 640 of them, the uploader's CPU per byte (P8).
+    total = 10 * MIB - 1024
+    stream = GeneratedImageStream(total)
+    client.upload_photo(album_id, stream, total, "big.png", "image/png", "big one")  # type: ignore[arg-type]
+    assert stream.reads <= total // (64 * 1024), stream.reads
+
+
 def test_boto3_streaming_body_uploads(sim: str, client: GraphClient, album_id: str) -> None:
     image = png_bytes(300, 200, seed=3, level=0)  # ~180 KB, several reads
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -115,7 +115,7 @@ def test_an_unexpected_api_error_is_a_500_with_an_error_id(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(SECRET_DETAIL)
 
-    monkeypatch.setattr(env.store, "albums", broken)
+    monkeypatch.setattr(env.store, "album_summaries", broken)
     response = env.app.test_client().get(
         "/api/albums", headers={"Authorization": f"Bearer {env.token}"})
     assert response.status_code == 500
@@ -133,7 +133,7 @@ def test_an_unexpected_page_error_shows_the_error_id(
 
     client = env.app.test_client()
     assert sign_in(client, env.token).status_code == 303
-    monkeypatch.setattr(env.store, "albums", broken)
+    monkeypatch.setattr(env.store, "album_summaries", broken)
     response = client.get("/albums")
     assert response.status_code == 500
     page = response.get_data(as_text=True)

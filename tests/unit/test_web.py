@@ -454,6 +454,7 @@ def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient,
     first, _ = env.image_ids(album_id)
     env.clock.at(0.3, lambda: env.store.start_attempt(first))
     events = events_of(client.get(f"/albums/{album_id}/events").get_data(as_text=True))
+    # The whole album, then the one image that changed (tests/unit/test_album_pages.py).
     states = [album["images"][0]["state"] for _, album in events]
     assert states == ["queued", "uploading"]  # then API_SSE_MAX_S (1 s) ended it
     assert 1.0 < env.clock.now <= 1.0 + album_events.POLL_S

@@ -51,8 +51,12 @@
   // -- the album page ---------------------------------------------------------------------
   function albumPage(section) {
     const find = (role, root = section) => root.querySelector(`[data-role="${role}"]`);
-    const items = [...section.querySelectorAll(".photo")];
-    const shown = [];
+    // The photos this page shows (a page of the album's), by their index in the album: the
+    // stream names a changed image by it.
+    const items = new Map([...section.querySelectorAll(".photo")].map(
+      (item) => [Number(item.dataset.index), item]));
+    const shown = new Map();
+    let current = null;  // the album as last sent in full, with the changes since applied
     const live = find("live");
     let source = null;
     let retried = false;
@@ -108,7 +112,7 @@
       setText(find("count-failed"), String(album.failed));
     }
 
-    function render(album) {
+    function render(album, images) {
       badge(find("album-state"), album.state, album.state_label);
       setText(find("summary"), album.summary);
       setText(find("destination"), album.where);
@@ -118,32 +122,44 @@
       progress(album);
       find("retry").hidden = album.failed === 0;
       setText(find("retry-text"), album.retry_text);
-      album.images.forEach((image, i) => {
-        const item = items[i];
+      for (const image of images) {
+        const item = items.get(image.index);
         const signature = JSON.stringify(image);
-        if (!item || shown[i] === signature) return;
-        shown[i] = signature;
+        if (!item || shown.get(image.index) === signature) continue;
+        shown.set(image.index, signature);
         item.dataset.state = image.state;
         badge(find("badge", item), image.state, image.label);
         detail(find("detail", item), image);
-      });
+      }
       live.hidden = album.settled;
+    }
+
+    function received(album, images) {
+      setLive("live", "Live");
+      render(album, images);
+      if (album.settled) {  // nothing changes any more until someone retries
+        source.close();
+        source = null;
+        if (retried) retryStatus.textContent = "";  // the summary tells how the retry went
+        retried = false;
+      }
     }
 
     function connect() {
       source?.close();
       source = new EventSource(section.dataset.eventsUrl);
       live.hidden = false;
+      // The whole album first (and again after each reconnect), then only what changed.
       source.addEventListener("album", (event) => {
-        const album = JSON.parse(event.data);
-        setLive("live", "Live");
-        render(album);
-        if (album.settled) {  // nothing changes any more until someone retries
-          source.close();
-          source = null;
-          if (retried) retryStatus.textContent = "";  // the summary tells how the retry went
-          retried = false;
-        }
+        current = JSON.parse(event.data);
+        received(current, current.images);
+      });
+      source.addEventListener("changes", (event) => {
+        if (!current) return;
+        const changes = JSON.parse(event.data);
+        Object.assign(current, changes.album);
+        for (const image of changes.images) current.images[image.index] = image;
+        received(current, changes.images);
       });
       source.addEventListener("gone", () => { source.close(); source = null; live.hidden = true; });
       source.addEventListener("error", () => {
