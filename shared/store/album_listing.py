@@ -51,7 +51,7 @@ def newest_albums(s: Session, user_id: int, limit: int,
     """Up to `limit` of the user's albums, newest first, after `after`; and the cursor of the
     next page (None: this is the last)."""
     sqlite = s.get_bind().dialect.name == "sqlite"
-    found = list(s.execute(newest_albums_query(sqlite, user_id, limit + 1, after)).tuples())
+    found = list(s.execute(newest_albums_query(sqlite, user_id, limit + 1, after)))
     more = len(found) > limit
     rows = [album for album, _ in found[:limit]]
     counts = _counts(s, [album.id for album in rows])
@@ -116,4 +116,5 @@ def _covers(s: Session, album_ids: Sequence[str]) -> dict[str, str]:
         return {}
     rows = s.execute(select(Image.album_id, Image.key)
                      .where(Image.album_id.in_(album_ids), Image.position == 0))
-    return dict(rows.tuples().all())
+    # A Row unpacks as a tuple (Result.tuples() is deprecated in SQLAlchemy 2.1).
+    return {album_id: key for album_id, key in rows}
