@@ -117,4 +117,4 @@ def _covers(s: Session, album_ids: Sequence[str]) -> dict[str, str]:
     rows = s.execute(select(Image.album_id, Image.key)
                      .where(Image.album_id.in_(album_ids), Image.position == 0))
     # A Row unpacks as a tuple (Result.tuples() is deprecated in SQLAlchemy 2.1).
-    return {album_id: key for album_id, key in rows}
+    return dict(rows.all())
