@@ -92,6 +92,8 @@ test: $(DEV_STAMP) broker browser
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 	$(RUFF_CHECK)
 	$(FORMAT_CHECK)
+	@# The layers' import rules (pyproject.toml's [tool.importlinter]; README: Layout).
+	$(BIN)/lint-imports
 	$(MYPY)
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m "not slow"
 
@@ -137,6 +139,7 @@ screenshots: $(DEV_STAMP) $(BENCH_STAMP) broker browser
 lint: $(DEV_STAMP)
 	$(RUFF_CHECK)
 	$(FORMAT_CHECK)
+	$(BIN)/lint-imports
 
 typecheck: $(DEV_STAMP)
 	$(MYPY)
@@ -161,4 +164,4 @@ chaos: $(DEV_STAMP)
 	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

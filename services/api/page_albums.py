@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from services.uploader.failures import graph_text
-from services.uploader.graph_client import GraphClient, GraphError, GraphNetworkError
 from shared import error_ids
+from shared.graph_client import GraphClient, GraphError, GraphNetworkError, graph_text
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
+from shared.graph_client import GraphClient
 from shared.outbox import Outbox
 from shared.readiness import service_checks
 from shared.runtime import setup_logging, stop_on_signals
@@ -32,7 +33,6 @@ from . import broker_users_cli, dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
 from .dead_letter_drain import DeadLetterDrain
 from .feed_poster import FeedPoster
-from .graph_client import GraphClient
 from .handler import ImageUploader, Policy, in_flight_window
 from .pages import Pages
 from .settings import UploaderSettings

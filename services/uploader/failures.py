@@ -17,9 +17,9 @@ import urllib3.exceptions
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
 from services.uploader.photo_limits import OverPhotoLimit
 from shared import error_ids
+from shared.graph_client import GraphError, GraphNetworkError, SourceTruncatedError, graph_text
 from shared.retry_policy import Failure, FailureKind
 
 log = logging.getLogger(__name__)
@@ -260,14 +260,3 @@ def _classify_s3(exc: ClientError) -> Failure:
     if s3_code == "AccessDenied" or status == 403:
         return Failure(FailureKind.PERMANENT, "access to the bucket was denied", status)
     return Failure(FailureKind.PERMANENT, f"the bucket refused the request ({s3_code})", status)
-
-
-def graph_text(exc: GraphError) -> str:
-    """Graph's message without the "(#code) " prefix, cut short, with the code appended:
-    Facebook's own reason, fit to show (no trace id, no address of ours)."""
-    text = exc.message
-    if text.startswith("(#"):
-        text = text.partition(") ")[2] or text
-    text = text if len(text) <= 120 else text[:117] + "..."
-    return f"{text} (code {exc.code})"
-

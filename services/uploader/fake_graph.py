@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from shared.graph_client import LIST_PAGE_SIZE, GraphError
+
 from .fake_graph_client import graph_now, pixels
-from .graph_client import LIST_PAGE_SIZE, GraphError
 
 #: What a listing shows of a photo, as Graph does (its caption is `name`).
 _LISTED = frozenset({"id", "name", "created_time", "width", "height"})

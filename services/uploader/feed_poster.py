@@ -24,13 +24,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shared import messages, outcomes, topology
 from shared.fate import Route
+from shared.graph_client import GraphError, graph_text
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryPolicy
 from shared.store import PageState, Store
 
-from .failures import classify, graph_text, may_have_landed
-from .graph_client import GraphError
+from .failures import classify, may_have_landed
 from .handler import Policy
 from .pages import BLOCKED_REASON, RECONNECT_REASON, PageClient, PagePaused
 

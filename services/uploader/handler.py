@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.uploader.throttle_gate import ThrottleGate
 from shared import fate, fencing, messages, outcomes, retry_policy, topology
 from shared.fate import Route
+from shared.graph_client import GraphClient, GraphError
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
 from shared.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
@@ -40,7 +41,6 @@ from .failures import (
     classify,
     may_have_landed,
 )
-from .graph_client import GraphClient, GraphError
 from .pages import RECONNECT_REASON, PagePaused, Pages
 from .photo_match import Photo
 

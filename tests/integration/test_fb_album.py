@@ -21,10 +21,10 @@ from dev import images
 from services.uploader import handler as handler_module
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.fake_graph import FakeGraph, Fault
-from services.uploader.graph_client import GraphError, GraphNetworkError
 from services.uploader.handler import ImageUploader, Policy
 from shared import retry_policy
 from shared.fate import Delivery, Fate, decide
+from shared.graph_client import GraphError, GraphNetworkError
 from shared.outbox import Outbox
 from shared.store import Store
 from shared.store.tables import Album

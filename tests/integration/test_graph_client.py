@@ -22,7 +22,7 @@ from botocore.exceptions import IncompleteReadError
 from moto.server import ThreadedMotoServer
 
 from services.uploader.failures import classify, may_have_landed
-from services.uploader.graph_client import (
+from shared.graph_client import (
     GraphClient,
     GraphError,
     GraphNetworkError,

@@ -16,11 +16,11 @@ import pytest
 import requests
 
 from dev.images import png
-from services.uploader.graph_client import GraphClient, GraphError
 from services.uploader.handler import ImageUploader, Policy
 from shared import dead_letters, topology
 from shared.broker.publisher import Publisher
 from shared.fate import Delivery, decide
+from shared.graph_client import GraphClient, GraphError
 from shared.outbox import Outbox
 from shared.store import Store
 from tests.present import present

@@ -18,11 +18,11 @@ import requests
 
 from dev.images import png
 from services.uploader.circuit_breaker import CircuitBreaker
-from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader, Policy
 from shared import dead_letters, messages, retry_policy, topology
 from shared.broker.publisher import Publisher
 from shared.fate import Delivery, Fate, decide
+from shared.graph_client import GraphClient
 from shared.outbox import Outbox
 from shared.outgoing import Outgoing
 from shared.store import Store

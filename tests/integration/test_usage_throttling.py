@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from services.uploader.graph_client import GraphClient
 from services.uploader.handler import ImageUploader
 from services.uploader.throttle_gate import ThrottleGate
 from shared import retry_policy, topology
 from shared.broker.publisher import Publisher
 from shared.fate import Delivery, Fate, decide
+from shared.graph_client import GraphClient
 from shared.outbox import Outbox
 from shared.store import Store
 from tests.present import present

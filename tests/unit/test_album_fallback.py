@@ -9,11 +9,11 @@ from datetime import timedelta
 from typing import Any
 
 from services.uploader.fake_graph import FakeGraph, Fault
-from services.uploader.graph_client import GraphError
 from services.uploader.handler import ImageUploader, Policy
 from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, decide
+from shared.graph_client import GraphError
 from shared.outbox import Outbox
 from tests.unit.stores import new_store
 

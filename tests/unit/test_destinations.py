@@ -19,13 +19,13 @@ import pytest
 
 from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.feed_poster import FeedPoster, attached_photos
-from services.uploader.graph_client import GraphError, GraphNetworkError
 from services.uploader.handler import ImageUploader, Policy
 from services.uploader.pages import PageClient
 from shared import messages, topology
 from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, Fate, decide
+from shared.graph_client import GraphError, GraphNetworkError
 from shared.outbox import Outbox
 from tests.unit.stores import new_store
 

@@ -23,7 +23,7 @@ from services.uploader.failures import (
     classify,
     may_have_landed,
 )
-from services.uploader.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
+from shared.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
 from shared.retry_policy import Failure, FailureKind
 
 TRANSIENT = FailureKind.TRANSIENT

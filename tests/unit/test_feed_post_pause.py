@@ -12,12 +12,12 @@ import pytest
 
 from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.feed_poster import FeedPoster
-from services.uploader.graph_client import GraphError
 from services.uploader.handler import Policy
 from services.uploader.pages import PageClient, PagePaused
 from shared import messages, topology
 from shared.broker.fake_publisher import FakePublisher
 from shared.fate import Delivery, Fate, decide
+from shared.graph_client import GraphError
 from shared.outbox import Outbox
 from shared.store import Store
 

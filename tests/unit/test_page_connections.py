@@ -13,13 +13,13 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from services.uploader.fake_graph_client import FakeGraphClient
-from services.uploader.graph_client import GraphError
 from services.uploader.handler import ImageUploader, Policy
 from services.uploader.pages import Pages
 from shared import topology
 from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, decide
+from shared.graph_client import GraphError
 from shared.outbox import Outbox
 from shared.token_cipher import TokenCipher, TokenCipherError
 from tests.present import present

@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from services.uploader.fake_graph_client import FakeGraphClient
-from services.uploader.graph_client import GraphError
 from services.uploader.handler import ImageUploader, Policy
 from shared import dead_letters, messages, retry_policy, topology
 from shared.broker.fake_publisher import FakePublisher
 from shared.fake_s3 import FakeS3
 from shared.fate import Delivery, Fate, decide
+from shared.graph_client import GraphError
 from shared.outbox import Outbox
 from tests.integration.store_blips import age_image
 from tests.present import present

@@ -443,3 +443,13 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
         linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
         linked.extend(current.args)
         stack.extend(item for item in linked if isinstance(item, BaseException))
+
+
+def graph_text(exc: GraphError) -> str:
+    """Graph's message without the "(#code) " prefix, cut short, with the code appended:
+    Facebook's own reason, fit to show (no trace id, no address of ours)."""
+    text = exc.message
+    if text.startswith("(#"):
+        text = text.partition(") ")[2] or text
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"{text} (code {exc.code})"
