@@ -33,11 +33,11 @@ import pika.exceptions
 
 from bench.common import VAR
 from dev.rabbit_node import Node
-from shared import messages, topology
 from shared.broker import publisher as publisher_module
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
-from shared.outgoing import Outgoing
+from shared.contracts import messages, topology
+from shared.contracts.outgoing import Outgoing
 
 #: The uploader's work queue (a quorum queue), as P6 uses it; a probe is an upload request whose
 #: album id is the probe's id (the consumer's handler sees the message, not its properties).
@@ -146,7 +146,7 @@ def _body(probe_id: str) -> bytes:
 
 def _consume(url: str, tally: Tally, stop: threading.Event) -> None:
     from shared.broker.consumer import Consumer, Route
-    from shared.retry_policy import RetryPolicy
+    from shared.policies.retry_policy import RetryPolicy
 
     def handle(message: messages.ImageUploadRequested, _attempt: int) -> None:
         tally.consumed(message.album_id)

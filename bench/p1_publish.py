@@ -16,9 +16,9 @@ import pika
 from bench.common import Broker, Options, Row, log, ms, percentile, py_spy, stop_profiler
 from bench.peers import celery_app, dramatiq_broker
 from bench.system import System, database
-from shared import messages, topology
 from shared.broker.connection import properties
-from shared.outgoing import Outgoing
+from shared.contracts import messages, topology
+from shared.contracts.outgoing import Outgoing
 
 IMAGES = 20
 DRAMATIQ_QUEUE = "bench.p1.dramatiq"

@@ -43,7 +43,7 @@ from bench.common import (
 )
 from bench.gate import Gate, wait_for_go
 from bench.peers import QUORUM, dramatiq_broker
-from shared import messages, topology
+from shared.contracts import messages, topology
 
 QUEUE = "bench.drain"
 PROCESSES = 2
@@ -302,8 +302,8 @@ def _raw_worker(url: str, queue: str, prefetch: int) -> None:
 
 def _ours_worker(url: str, queue: str, prefetch: int) -> None:
     from shared.broker.consumer import Consumer, Route
-    from shared.retry_policy import RetryPolicy
-    from shared.runtime import stop_on_signals
+    from shared.policies.retry_policy import RetryPolicy
+    from shared.process.runtime import stop_on_signals
 
     def no_op(_message: messages.ImageUploadRequested, _attempt: int) -> None:
         return None

@@ -30,7 +30,7 @@ from bench.common import (
 )
 from bench.system import System, database, settle_seconds
 from dev.images import png_of_size
-from shared import topology
+from shared.contracts import topology
 from shared.store import AlbumState
 
 IMAGES = 20

@@ -16,9 +16,9 @@ import uuid
 import pika
 
 from bench.common import Broker, Options, Row, blocking, log
-from shared import messages, topology
 from shared.broker.connection import properties
-from shared.outgoing import Outgoing
+from shared.contracts import messages, topology
+from shared.contracts.outgoing import Outgoing
 
 DELAYS = (1, 2, 5)
 QUEUE = topology.IMAGE_UPLOADS

@@ -38,10 +38,10 @@ import pika
 
 from bench.common import PY, VAR, Broker, Options, Proc, Row, base_env, log
 from dev.rabbit_node import Node
-from shared import messages, topology
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
-from shared.outgoing import Outgoing
+from shared.contracts import messages, topology
+from shared.contracts.outgoing import Outgoing
 
 DELAYS = (1, 2, 5)
 #: A probe is published this often until one is handled.
@@ -268,8 +268,8 @@ def report_handled(stream: TextIO, probe_id: str) -> None:
 
 def _consumer() -> None:
     from shared.broker.consumer import Consumer, Route
-    from shared.retry_policy import RetryPolicy
-    from shared.runtime import stop_on_signals
+    from shared.policies.retry_policy import RetryPolicy
+    from shared.process.runtime import stop_on_signals
 
     def handle(message: messages.ImageUploadRequested, _attempt: int) -> None:
         report_handled(sys.stdout, message.album_id)

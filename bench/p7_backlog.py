@@ -24,9 +24,9 @@ from sqlalchemy import text
 from bench.common import Broker, Options, QueueWatch, Row, blocking, log, wait_for
 from bench.p2_consume import cpu_seconds
 from bench.system import System, database
-from shared import messages, topology
 from shared.broker.connection import properties
-from shared.outgoing import Outgoing
+from shared.contracts import messages, topology
+from shared.contracts.outgoing import Outgoing
 from shared.store import OutboxMessage, Store
 
 DELAYS = (1, 2, 5)

@@ -23,7 +23,7 @@ from bench.p2_consume import cpu_seconds
 from bench.p3_concurrency import time_album, uploader_ready
 from bench.system import BUCKET, PAGE_ID, PAGE_TOKEN, System, database
 from dev.images import png_of_size
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 IMAGES = 20
 SIZE = 10_000_000

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from bench.common import VAR, Options, blocking
 from dev import harness
-from shared import topology
+from shared.contracts import topology
 
 PAGE_ID = "1000000000000001"
 PAGE_TOKEN = "bench-page-token"

@@ -23,8 +23,8 @@ from chaos.ledger import Expect, Row
 from chaos.system import System, wait_for
 from chaos.workload import Workload
 from dev.rabbit_node import Cluster
-from shared import messages, topology
 from shared.broker.connection import parameters, ready_count
+from shared.contracts import messages, topology
 from shared.store import TERMINAL, AlbumState, ImageState, PageState, PostState, Store
 from shared.store.tables import Image
 

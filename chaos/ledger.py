@@ -12,9 +12,9 @@ from typing import Any
 from chaos.pages import reconnect_mails
 from chaos.system import ALBUM_LINK, System, wait_for
 from chaos.workload import Workload
-from shared import topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
-from shared.dead_letters import DeadLetter
+from shared.contracts import topology
+from shared.contracts.dead_letters import DeadLetter
 from shared.store import TERMINAL, AlbumState, AlbumView, ImageState, PostState, Store
 
 UPLOADER_DEAD = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)

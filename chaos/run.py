@@ -17,8 +17,8 @@ from chaos.ledger import Row, check, settle
 from chaos.system import System
 from chaos.workload import Workload
 from dev.rabbit_node import Broker
-from shared import topology
 from shared.broker.connection import parameters
+from shared.contracts import topology
 
 
 def run_row(node: Broker, scenario: Scenario, seed: int, quick: bool, workdir: Path) -> Row:

@@ -21,7 +21,7 @@ from dev import harness, waiting
 from dev.harness import PAGE_ID, ROOT
 from dev.ports import answers, release
 from dev.rabbit_node import Broker
-from shared import topology
+from shared.contracts import topology
 
 __all__ = ["PAGE_ID", "ROOT", "System", "wait_for"]
 PAGE_TOKEN = "chaos-page-token"

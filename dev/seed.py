@@ -24,9 +24,9 @@ from dev.graph_simulator import DEFAULT_PAGE_ID, DEFAULT_PAGE_TOKEN
 from dev.images import png
 from dev.waiting import wait_for
 from services.api.settings import ApiSettings
-from shared import s3
+from shared.adapters import s3
+from shared.config.token_cipher import cipher_from_setting
 from shared.store import Store
-from shared.token_cipher import cipher_from_setting
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_IMAGES = 20

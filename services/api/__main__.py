@@ -8,11 +8,11 @@ import json
 
 from pydantic import ValidationError
 
-from shared import metrics
-from shared.runtime import setup_logging
+from shared.observability import metrics
+from shared.observability.store_metrics import StoreCollector
+from shared.process.runtime import setup_logging
 from shared.store import Store
 from shared.store.tables import OPERATOR
-from shared.store_metrics import StoreCollector
 
 from . import server
 from .app import create_app

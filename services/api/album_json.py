@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.destinations import post_url
+from shared.contracts.destinations import post_url
 from shared.store import AlbumSummary, AlbumView, Destination, ImageView
 
 

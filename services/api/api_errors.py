@@ -10,7 +10,7 @@ from flask import Flask, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from shared import error_ids
+from shared.observability import error_ids
 
 from . import rate_limits
 from .idempotency import HEADER

@@ -10,8 +10,8 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, request, url_for
 
-from shared import s3
-from shared.readiness import readiness_body, store_reachable
+from shared.adapters import s3
+from shared.observability.readiness import readiness_body, store_reachable
 from shared.store import AlbumState, KeyReused, QuotaExceeded, UserView
 
 from . import album_paging, json_body

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import abort, g, redirect, render_template, request, url_for
 
-from shared import s3
+from shared.adapters import s3
 from shared.store import Destination, KeyReused, QuotaExceeded, UserView
 
 from .album_intake import (

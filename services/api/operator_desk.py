@@ -4,7 +4,7 @@ albums that are stuck. Every action is audited (who, when, what, how many).
 
 The desk reads only the store's index of letters (shared/store/dead_letter_index.py), paged: a
 request never reads the dead-letter queue. A replay sends the work again through the outbox
-(shared/replay.py, as the CLI's replay does); the queue's copy is drained by the uploader.
+(shared/delivery/replay.py, as the CLI's replay does); the queue's copy is drained by the uploader.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared import error_ids
-from shared.graph_client import GraphClient, GraphError, GraphNetworkError, graph_text
-from shared.settings import CommonSettings
+from shared.adapters.graph_client import GraphClient, GraphError, GraphNetworkError, graph_text
+from shared.config.settings import CommonSettings
+from shared.observability import error_ids
 
 log = logging.getLogger(__name__)
 

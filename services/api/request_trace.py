@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from shared import log_context
+from shared.observability import log_context
 
 RESPONSE_HEADER = "X-Trace-Id"
 

@@ -10,13 +10,14 @@ from typing import Any
 
 from flask import current_app
 
-from shared import s3, topology
+from shared.adapters import s3
 from shared.broker.publisher import Publisher
-from shared.clock import Clock, SystemClock
-from shared.outbox import Outbox
-from shared.replay import Replayer
+from shared.config.token_cipher import TokenCipher, cipher_from_setting
+from shared.contracts import topology
+from shared.delivery.outbox import Outbox
+from shared.delivery.replay import Replayer
+from shared.process.clock import Clock, SystemClock
 from shared.store import Store
-from shared.token_cipher import TokenCipher, cipher_from_setting
 
 from .page_albums import PageAlbums
 from .settings import ApiSettings

@@ -1,5 +1,5 @@
-"""The API's settings (on top of those every service reads, shared/settings.py): how it serves
-and bounds its clients (rate limits, the daily image quota), its pages, its thumbnails."""
+"""The API's settings (on top of those every service reads, shared/config/settings.py): how it
+serves and bounds its clients (rate limits, the daily image quota), its pages, its thumbnails."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 
-from shared.local_secrets import LOCAL_DIR, local_secret
-from shared.settings import CommonSettings
+from shared.config.local_secrets import LOCAL_DIR, local_secret
+from shared.config.settings import CommonSettings
 
 #: Where a local run keeps the session key it made when API_SECRET_KEY is empty.
 LOCAL_SESSION_KEY_FILE = LOCAL_DIR / "session-secret.key"

@@ -35,7 +35,7 @@ class ImageItem(BaseModel):
 
 
 class Destination(BaseModel):
-    """Where the album goes (shared/destinations.py): `{"kind": "new_album"}`,
+    """Where the album goes (shared/contracts/destinations.py): `{"kind": "new_album"}`,
     `{"kind": "album", "id": "<an album of the Page>"}` or `{"kind": "post"}`."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from shared import health_server, metrics, topology
 from shared.broker.consumer import Consumer
 from shared.broker.publisher import Publisher
-from shared.readiness import service_checks
-from shared.runtime import setup_logging, stop_on_signals
+from shared.contracts import topology
+from shared.observability import health_server, metrics
+from shared.observability.readiness import service_checks
+from shared.observability.store_metrics import StoreCollector
+from shared.process.runtime import setup_logging, stop_on_signals
 from shared.store import Store
-from shared.store_metrics import StoreCollector
 
 from .handler import AlbumNotifier
 from .mailer import SmtpMailer

@@ -10,8 +10,8 @@ from email.utils import formatdate, make_msgid
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from shared import log_context
-from shared.messages import AlbumSettled
+from shared.contracts.messages import AlbumSettled
+from shared.observability import log_context
 
 _env = Environment(loader=PackageLoader("services.notifier", "templates"),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)

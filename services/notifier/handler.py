@@ -1,7 +1,8 @@
 """Mail the album's owner once per settle: the notifier's handler.
 
-It returns (ack) or raises an outcome (`shared.outcomes`); the consumer runtime (`shared.fate`)
-turns that into a retry copy or a dead letter for the email that could not be sent.
+It returns (ack) or raises an outcome (`shared.contracts.outcomes`); the consumer runtime
+(`shared.policies.fate`) turns that into a retry copy or a dead letter for the email that could not
+be sent.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, metrics, outcomes, store, topology
-from shared.destinations import post_url
-from shared.fate import Route
-from shared.retry_policy import RetryPolicy
+from shared import store
+from shared.contracts import messages, outcomes, topology
+from shared.contracts.destinations import post_url
+from shared.observability import metrics
+from shared.policies.fate import Route
+from shared.policies.retry_policy import RetryPolicy
 from shared.store import Destination
 
 from .claim_timing import backoff, mark_deadline

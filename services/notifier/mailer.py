@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
-from shared import error_ids
-from shared.retry_policy import Failure, FailureKind
+from shared.observability import error_ids
+from shared.policies.retry_policy import Failure, FailureKind
 
 if TYPE_CHECKING:
     from .settings import NotifierSettings

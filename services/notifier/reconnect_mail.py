@@ -13,7 +13,7 @@ import threading
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from shared.periodic import start_periodic
+from shared.process.periodic import start_periodic
 from shared.store import PageState, Store
 from shared.store.views import ReconnectMail
 

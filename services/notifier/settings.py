@@ -1,5 +1,5 @@
-"""The notifier's settings (on top of those every service reads, shared/settings.py): the SMTP
-relay it mails through and how, the sender, the links in the mail, and how long it holds its
+"""The notifier's settings (on top of those every service reads, shared/config/settings.py): the
+SMTP relay it mails through and how, the sender, the links in the mail, and how long it holds its
 claim on a settle's email."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 from .claim_timing import check_lease
 
@@ -32,7 +32,7 @@ class NotifierSettings(CommonSettings):
     mail_from: str = "Album Publisher <albums@localhost>"
     #: Where the email's links point: the API's public address.
     app_base_url: str = "http://127.0.0.1:8000"
-    #: /healthz and /readyz (shared/health_server.py); 0: not served.
+    #: /healthz and /readyz (shared/observability/health_server.py); 0: not served.
     notifier_health_port: int = Field(default=8002, ge=0, le=65535)
     notifier_concurrency: int = Field(default=2, ge=1, le=32)
     #: /metrics (on METRICS_HOST); 0: off.

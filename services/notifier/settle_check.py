@@ -10,7 +10,7 @@ nothing; what the email shows (names, photo links, reasons) is read from the sto
 
 from __future__ import annotations
 
-from shared.messages import AlbumSettled, FailedImage, MessageMismatch, UploadedImage
+from shared.contracts.messages import AlbumSettled, FailedImage, MessageMismatch, UploadedImage
 from shared.store import AlbumView, ImageState, ImageView
 
 #: A failed image re-opened since its settle: its reason then is no longer in the store.

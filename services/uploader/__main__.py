@@ -14,20 +14,23 @@ import tempfile
 import threading
 from datetime import timedelta
 
-from shared import health_server, metrics, process_pool, s3, topology
+from shared.adapters import s3
+from shared.adapters.graph_client import GraphClient
 from shared.broker import connection as broker
 from shared.broker.consumer import Consumer
 from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
-from shared.graph_client import GraphClient
-from shared.outbox import Outbox
-from shared.readiness import service_checks
-from shared.runtime import setup_logging, stop_on_signals
+from shared.config.token_cipher import cipher_from_setting
+from shared.contracts import topology
+from shared.delivery.outbox import Outbox
+from shared.observability import health_server, metrics
+from shared.observability.readiness import service_checks
+from shared.observability.store_metrics import StoreCollector
+from shared.process import process_pool
+from shared.process.runtime import setup_logging, stop_on_signals
 from shared.store import Store
-from shared.store_metrics import StoreCollector
-from shared.token_cipher import cipher_from_setting
 
 from . import broker_users_cli, dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker

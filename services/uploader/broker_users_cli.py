@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from shared.broker import users
 from shared.broker.errors import BrokerError
 from shared.broker.management import ManagementApi
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

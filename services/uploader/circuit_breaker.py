@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from shared import metrics
+from shared.observability import metrics
 
 
 class CircuitBreaker:

@@ -3,7 +3,7 @@ the ones the desk has not seen, a bounded batch per queue per pass.
 
 The desk acts on the store's index of letters and never reads a queue in a request, so the
 queue still holds a letter after its replay or purge (a replayed image's letter is stale then:
-`shared/stale_letters.py`). Each pass looks at up to `batch` letters from each dead-letter
+`shared/policies/stale_letters.py`). Each pass looks at up to `batch` letters from each dead-letter
 queue's head: a letter whose index row is replayed or purged is removed (and its row marked
 drained); one the index lacks (dead-lettered by the broker at the delivery limit, or poison
 the consumer dead-lettered without the store) is indexed; the waiting ones are moved to the
@@ -21,11 +21,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared import topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
-from shared.dead_letters import QUEUE_HEADER, REASON_HEADER, DeadLetter, own_headers
-from shared.outgoing import Outgoing
-from shared.periodic import start_periodic
+from shared.contracts import topology
+from shared.contracts.dead_letters import QUEUE_HEADER, REASON_HEADER, DeadLetter, own_headers
+from shared.contracts.outgoing import Outgoing
+from shared.process.periodic import start_periodic
 from shared.store import Store
 from shared.store.tables import LetterState
 

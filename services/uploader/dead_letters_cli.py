@@ -1,7 +1,7 @@
 """python -m services.uploader dead-letters list|show|replay|purge: the operator's tools.
 
-`list` marks the stale letters (`shared/stale_letters.py`: the album page retried their images)
-and `purge --stale` removes them; replaying one sends nothing."""
+`list` marks the stale letters (`shared/policies/stale_letters.py`: the album page retried their
+images) and `purge --stale` removes them; replaying one sends nothing."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import sys
 from collections.abc import Callable
 
 from shared.broker.publisher import Publisher
-from shared.dead_letters import DeadLetter
-from shared.outbox import Outbox
-from shared.replay import QUEUES, Replayer
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts.dead_letters import DeadLetter
+from shared.delivery.outbox import Outbox
+from shared.delivery.replay import QUEUES, Replayer
 from shared.store import Store
 
 

@@ -18,9 +18,14 @@ from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadErro
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from services.uploader.photo_limits import OverPhotoLimit
-from shared import error_ids
-from shared.graph_client import GraphError, GraphNetworkError, SourceTruncatedError, graph_text
-from shared.retry_policy import Failure, FailureKind
+from shared.adapters.graph_client import (
+    GraphError,
+    GraphNetworkError,
+    SourceTruncatedError,
+    graph_text,
+)
+from shared.observability import error_ids
+from shared.policies.retry_policy import Failure, FailureKind
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from shared.graph_client import LIST_PAGE_SIZE, GraphError
+from shared.adapters.graph_client import LIST_PAGE_SIZE, GraphError
 
 from .fake_graph_client import graph_now, pixels
 

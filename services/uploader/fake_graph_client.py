@@ -1,6 +1,6 @@
 """A Graph client for unit tests: albums and photos in memory, failures on demand.
 
-Same calls as `shared.graph_client.GraphClient`, no HTTP.
+Same calls as `shared.adapters.graph_client.GraphClient`, no HTTP.
 """
 
 from __future__ import annotations

@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import messages, outcomes, topology
-from shared.fate import Route
-from shared.graph_client import GraphError, graph_text
-from shared.outbox import Outbox
-from shared.outgoing import Outgoing
-from shared.retry_policy import Failure, FailureKind, RetryPolicy
+from shared.adapters.graph_client import GraphError, graph_text
+from shared.contracts import messages, outcomes, topology
+from shared.contracts.outgoing import Outgoing
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Route
+from shared.policies.retry_policy import Failure, FailureKind, RetryPolicy
 from shared.store import PageState, Store
 
 from .failures import classify, may_have_landed

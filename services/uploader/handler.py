@@ -1,9 +1,9 @@
 """Upload one image: the uploader's handler, from a typed message to an outcome.
 
 Decides nothing about transport: it records each step in the store and returns (ack) or raises
-an outcome (`shared.outcomes`); the consumer runtime (`shared.fate`) turns that into a retry
-copy or a dead letter. Its route's hooks record a retry, and an image that failed for good with
-its dead letter and the album's settled event in one transaction (the outbox sends them).
+an outcome (`shared.contracts.outcomes`); the consumer runtime (`shared.policies.fate`) turns that
+into a retry copy or a dead letter. Its route's hooks record a retry, and an image that failed for
+good with its dead letter and the album's settled event in one transaction (the outbox sends them).
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.uploader.throttle_gate import ThrottleGate
-from shared import fate, fencing, messages, outcomes, retry_policy, topology
-from shared.fate import Route
-from shared.graph_client import GraphClient, GraphError
-from shared.outbox import Outbox
-from shared.outgoing import Outgoing
-from shared.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
+from shared.adapters.graph_client import GraphClient, GraphError
+from shared.contracts import fencing, messages, outcomes, topology
+from shared.contracts.outgoing import Outgoing
+from shared.delivery.outbox import Outbox
+from shared.policies import fate, retry_policy
+from shared.policies.fate import Route
+from shared.policies.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
 from shared.store import FbAlbumClaim, Start, Store
 from shared.store.tables import utcnow
 

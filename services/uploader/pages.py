@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from shared.config.token_cipher import TokenCipher
 from shared.store import PageState, Store
-from shared.token_cipher import TokenCipher
 
 #: Builds a Graph client for (page id, page token).
 ClientFactory = Callable[[str, str], Any]

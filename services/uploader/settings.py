@@ -1,21 +1,21 @@
-"""The uploader's settings (on top of those every service reads, shared/settings.py): how many
-uploads run at once and in how many processes, its ports, its sweeper and dead-letter drain,
+"""The uploader's settings (on top of those every service reads, shared/config/settings.py): how
+many uploads run at once and in how many processes, its ports, its sweeper and dead-letter drain,
 and how it backs off from Facebook (circuit breaker, throttles, usage headers)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 
 class UploaderSettings(CommonSettings):
     #: Uploads one process runs at once (and its prefetch).
-    #: /healthz and /readyz (shared/health_server.py); 0: not served.
+    #: /healthz and /readyz (shared/observability/health_server.py); 0: not served.
     uploader_health_port: int = Field(default=8001, ge=0, le=65535)
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
     #: Processes, each running UPLOADER_CONCURRENCY uploads: more than one uses more than one
-    #: core (one parent starts them, see shared/process_pool.py).
+    #: core (one parent starts them, see shared/process/process_pool.py).
     uploader_processes: int = Field(default=1, ge=1, le=32)
     #: /metrics (on METRICS_HOST), one port for all UPLOADER_PROCESSES; 0: off.
     uploader_metrics_port: int = Field(default=0, ge=0, le=65535)

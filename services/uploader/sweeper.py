@@ -30,7 +30,7 @@ an empty queue (`LOST_MESSAGE_AFTER_S` is `lost_after` below):
 
 All times are the database's (`shared/store/db_clock.py`). A message that was not lost
 after all costs one ack: the two copies carry the same fencing number, the first starts the
-next attempt and the second is then older than it (`shared/fencing.py`). Each image sent
+next attempt and the second is then older than it (`shared/contracts/fencing.py`). Each image sent
 again is touched, so it is not sent again before it has been quiet for `lost_after` again.
 """
 
@@ -41,9 +41,9 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 
-from shared import metrics
-from shared.outbox import Outbox
-from shared.periodic import start_periodic
+from shared.delivery.outbox import Outbox
+from shared.observability import metrics
+from shared.process.periodic import start_periodic
 from shared.store import Store
 
 log = logging.getLogger(__name__)

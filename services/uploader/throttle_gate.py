@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 
 from services.uploader import usage
-from shared.outcomes import Throttled
+from shared.contracts.outcomes import Throttled
 from shared.store import Store
 
 log = logging.getLogger(__name__)

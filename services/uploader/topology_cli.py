@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared import topology
 from shared.broker.connection import declare_topology, delete_if_empty
 from shared.broker.errors import BrokerError
 from shared.broker.management import ManagementApi
 from shared.broker.policies import apply_policies, warn_leftovers
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -8,12 +8,12 @@ import random
 import pika
 import pika.exceptions
 
-from shared.amqp_urls import split_urls
+from shared.broker.amqp_urls import split_urls
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.errors import BrokerError
 from shared.broker.policies import try_apply_policies
-from shared.outgoing import Outgoing
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 

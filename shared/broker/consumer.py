@@ -1,13 +1,13 @@
 """The consumer runtime every service shares: threads for the work, one thread for the socket.
 
-Each work queue has a `Route` (`shared.fate`): its message type, its handler and retry policy.
-A worker thread decodes each delivery and runs the handler through `shared.fate.decide`, which
-says the message's fate: ack, a retry copy to a delay tier, or a dead letter. The worker
-publishes those copies itself through the process's `Publisher` (confirms with a timeout), off
-pika's I/O thread, and hands the I/O thread only the ack: a quorum queue without a leader can
-stall a confirm, never the I/O thread. A copy that was not confirmed in time (or was refused)
-sends the delivery back to its queue (nack, requeue); a connection that died before the ack
-has the broker redeliver it.
+Each work queue has a `Route` (`shared.policies.fate`): its message type, its handler and retry
+policy. A worker thread decodes each delivery and runs the handler through
+`shared.policies.fate.decide`, which says the message's fate: ack, a retry copy to a delay tier, or
+a dead letter. The worker publishes those copies itself through the process's `Publisher` (confirms
+with a timeout), off pika's I/O thread, and hands the I/O thread only the ack: a quorum queue
+without a leader can stall a confirm, never the I/O thread. A copy that was not confirmed in time
+(or was refused) sends the delivery back to its queue (nack, requeue); a connection that died before
+the ack has the broker redeliver it.
 
 Handlers run off pika's I/O thread so heartbeats keep flowing during long uploads. The I/O
 thread puts each delivery on one queue that `concurrency` worker threads take from (a bare
@@ -33,11 +33,11 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic
 
-from shared import log_context, metrics
 from shared.broker.connection import after, label, node_of, parameters
 from shared.broker.errors import BrokerError
 from shared.broker.publisher import Publisher
-from shared.fate import Delivery, Fate, Route, decide
+from shared.observability import log_context, metrics
+from shared.policies.fate import Delivery, Fate, Route, decide
 
 __all__ = ["Consumer", "Delivery", "Route"]
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Collection, Iterator
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared import topology
 from shared.broker.connection import parameters
-from shared.dead_letters import DeadLetter
+from shared.contracts import topology
+from shared.contracts.dead_letters import DeadLetter
 
 
 class DeadLetterQueue:

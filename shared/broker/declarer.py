@@ -16,10 +16,10 @@ from collections.abc import Iterable
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared import topology
 from shared.broker.management import ManagementApi, ManagementUnavailable
 from shared.broker.policies import MIGRATION_DOC, leftover_line
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 
 log = logging.getLogger(__name__)
 

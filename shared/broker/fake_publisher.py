@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 
 from shared.broker.errors import BrokerError
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
 
 
 class FakePublisher:

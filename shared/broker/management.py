@@ -11,7 +11,7 @@ import requests
 from pydantic import SecretStr
 
 from shared.broker.errors import BrokerError
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 #: An answer takes milliseconds; a silent management API must not hold a service's start.
 TIMEOUT_S = 5

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from shared import topology
 from shared.broker.management import ManagementApi, ManagementUnavailable
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pika.spec import Basic
 from shared.broker.confirms import Confirms
 from shared.broker.connection import label, parameters, properties
 from shared.broker.errors import BrokerError, Refused
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import messages, topology
-from shared.dead_letters import CODE_HEADER, QUEUE_HEADER, DeadLetter
-from shared.outgoing import Outgoing
+from shared.contracts import messages, topology
+from shared.contracts.dead_letters import CODE_HEADER, QUEUE_HEADER, DeadLetter
+from shared.contracts.outgoing import Outgoing
 from shared.store.tables import AuditEntry, DeadLetterRecord, LetterState
 from shared.store.views import AuditView, LetterGroup, LetterView
 

@@ -33,8 +33,10 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
-from shared import album_rules, fencing, log_context, messages, topology
-from shared.outgoing import Outgoing
+from shared.contracts import fencing, messages, topology
+from shared.contracts.outgoing import Outgoing
+from shared.observability import log_context
+from shared.policies import album_rules
 from shared.store import album_listing, daily_quota
 from shared.store import dead_letter_index as letter_index
 from shared.store.album_listing import AlbumCursor, AlbumSummary
@@ -845,7 +847,7 @@ class Store:
                 Notification.claim_id == claim_id, Notification.sent_at.is_(None)))
             return cast(CursorResult[Any], result).rowcount == 1
 
-    # -- Facebook Pages (shared/token_cipher.py seals the tokens) ------------------------------
+    # -- Facebook Pages (shared/config/token_cipher.py seals the tokens) ---------------------------
 
     def connect_page(self, user_id: int, page_id: str, page_name: str,
                      token_sealed: bytes) -> list[OutboxMessage]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
 from shared.store.db_clock import utc_now
 
 
@@ -192,8 +192,9 @@ class Image(Base):
     #: The latest attempt's outcome is unknown (a read timeout, a reset after sending, a 5xx):
     #: its photo may still reach Facebook until its request would have timed out.
     in_doubt: Mapped[bool | None]
-    #: The fencing number of the message that started the latest attempt (shared/fencing.py):
-    #: a copy of that message is not stale while the attempt recorded no outcome.
+    #: The fencing number of the message that started the latest attempt
+    #: (shared/contracts/fencing.py): a copy of that message is not stale while the attempt recorded
+    #: no outcome.
     attempt_fence: Mapped[int | None]
     #: When the image's current upload message entered the work queue (written, or back from
     #: its retry tier): where it stands in the queue, for the sweeper.
@@ -265,8 +266,9 @@ class GraphHold(Base):
 
 
 class PageConnection(Base):
-    """The Facebook Page a user connected, with its Page token sealed by `shared.token_cipher`
-    (never stored in the clear, never logged, never in a message). One per user."""
+    """The Facebook Page a user connected, with its Page token sealed by
+    `shared.config.token_cipher` (never stored in the clear, never logged, never in a message). One
+    per user."""
 
     __tablename__ = "page_connections"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)

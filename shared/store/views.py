@@ -64,7 +64,8 @@ class ImageView:
     photo_id: str | None
     error: str | None
     next_attempt_at: datetime | None
-    #: The fencing number of the message that started its latest attempt (`shared/fencing.py`).
+    #: The fencing number of the message that started its latest attempt
+    #: (`shared/contracts/fencing.py`).
     attempt_fence: int | None = None
 
 
@@ -223,8 +224,8 @@ class OutboxRetry:
 
 @dataclass(frozen=True)
 class StoreFigures:
-    """What the store says at one moment, for the metrics (shared/store_metrics.py). Ages are
-    seconds by the database's clock; 0 when there is nothing to age."""
+    """What the store says at one moment, for the metrics (shared/observability/store_metrics.py).
+    Ages are seconds by the database's clock; 0 when there is nothing to age."""
 
     albums_publishing: int
     oldest_publishing_age_s: float

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from dev.images import png
-from shared import topology
+from shared.contracts import topology
 from tests.e2e.conftest import System
 from tests.integration.helpers import message_count, wait_for
 

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from dev.images import png
-from shared import topology
-from shared.destinations import post_url
+from shared.contracts import topology
+from shared.contracts.destinations import post_url
 from tests.e2e.conftest import System
 from tests.integration.helpers import message_count, wait_for
 

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from dev import dashboard_picture, prometheus_server
 from dev.images import png
 from dev.ports import answers, free_port
-from shared import topology
+from shared.contracts import topology
 from shared.store import Store
 from shared.store.tables import Album, utcnow
 from tests.alert_rules import evaluate, fired, silent, summary_of

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 from dev.graph_simulator import PageSettings, create_app
 from dev.mail_catcher import MailCatcher
 from dev.ports import free_port
-from shared import topology
+from shared.contracts import topology
 
 from .helpers import PAGE_ID, TOKEN
 

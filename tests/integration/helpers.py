@@ -8,7 +8,7 @@ import pika
 import requests
 
 from dev.waiting import wait_for as wait_for  # re-exported: the tests take it from here
-from shared.messages import AlbumSettled, ImageUploadRequested, decode
+from shared.contracts.messages import AlbumSettled, ImageUploadRequested, decode
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from services.api.app import create_app
 from services.api.services import Services
 from services.api.settings import ApiSettings
-from shared import messages
+from shared.contracts import messages
 from shared.store import Store, UserView
 from tests.integration.helpers import upload_of
 

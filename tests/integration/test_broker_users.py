@@ -23,17 +23,17 @@ from pydantic import SecretStr
 from dev.rabbit_admin import Broker
 from services.notifier.fake_mailer import FakeMailer
 from services.notifier.handler import AlbumNotifier
-from shared import dead_letters, messages, outcomes, topology
 from shared.broker import users
 from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer
 from shared.broker.management import ManagementApi
 from shared.broker.policies import apply_policies
 from shared.broker.publisher import Publisher
-from shared.fate import Route
-from shared.outbox import Outbox
-from shared.retry_policy import RetryPolicy
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import dead_letters, messages, outcomes, topology
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Route
+from shared.policies.retry_policy import RetryPolicy
 from shared.store import Store
 from tests.conftest import VhostMaker
 from tests.present import present

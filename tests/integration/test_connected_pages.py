@@ -19,13 +19,13 @@ from services.api.facebook_login import FacebookLogin, LoginFailed, ManagedPage
 from services.uploader.feed_poster import FeedPoster
 from services.uploader.handler import ImageUploader, Policy
 from services.uploader.pages import Pages
-from shared import messages, topology
+from shared.adapters.graph_client import GraphClient
 from shared.broker.fake_publisher import FakePublisher
-from shared.fate import Delivery, decide
-from shared.graph_client import GraphClient
-from shared.outbox import Outbox
+from shared.config.token_cipher import TokenCipher
+from shared.contracts import messages, topology
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Delivery, decide
 from shared.store import Store
-from shared.token_cipher import TokenCipher
 from tests.present import present
 
 from .helpers import VERSION
@@ -109,7 +109,7 @@ def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(
 def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim: str) -> None:
     import io
 
-    from shared.graph_client import GraphError
+    from shared.adapters.graph_client import GraphError
 
     tokens = {}
     for page_id, owner in (("6101", "dora"), ("6102", "eve")):

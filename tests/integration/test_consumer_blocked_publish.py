@@ -22,10 +22,10 @@ import pika
 import pytest
 
 from dev.rabbit_node import Node
-from shared import outcomes, topology
 from shared.broker.consumer import Consumer, Route
-from shared.messages import ImageUploadRequested, encode
-from shared.retry_policy import RetryPolicy
+from shared.contracts import outcomes, topology
+from shared.contracts.messages import ImageUploadRequested, encode
+from shared.policies.retry_policy import RetryPolicy
 
 from .helpers import wait_for
 

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from dev.rabbit_admin import Broker
-from shared import dead_letters, outcomes, topology
 from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
-from shared.messages import ImageUploadRequested, encode
-from shared.outgoing import Outgoing
-from shared.retry_policy import FailureKind, RetryPolicy
+from shared.contracts import dead_letters, outcomes, topology
+from shared.contracts.messages import ImageUploadRequested, encode
+from shared.contracts.outgoing import Outgoing
+from shared.policies.retry_policy import FailureKind, RetryPolicy
 
 from .helpers import close_connections, get_all, message_count, wait_for
 

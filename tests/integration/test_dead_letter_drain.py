@@ -10,9 +10,9 @@ import pika
 import pytest
 
 from services.uploader.dead_letter_drain import DeadLetterDrain
-from shared import dead_letters, topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.broker.publisher import Publisher
+from shared.contracts import dead_letters, topology
 from shared.store import Store
 
 from .helpers import get_all, message_count

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared import topology
-from shared.dead_letters import dead_letter
+from shared.contracts import topology
+from shared.contracts.dead_letters import dead_letter
 from shared.store import Store
 from tests.integration.helpers import upload_of
 

@@ -13,11 +13,11 @@ import pika
 import pytest
 
 from services.uploader import dead_letters_cli
-from shared import dead_letters, topology
 from shared.broker.publisher import Publisher
-from shared.outbox import Outbox
-from shared.replay import Replayer
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import dead_letters, topology
+from shared.delivery.outbox import Outbox
+from shared.delivery.replay import Replayer
 from shared.store import Store
 
 from .helpers import get_all

@@ -13,12 +13,12 @@ import pytest
 
 from dev.ports import free_port
 from dev.rabbit_admin import Broker
-from shared import topology
 from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
-from shared.messages import ImageUploadRequested, encode
-from shared.outgoing import Outgoing
-from shared.retry_policy import RetryPolicy
+from shared.contracts import topology
+from shared.contracts.messages import ImageUploadRequested, encode
+from shared.contracts.outgoing import Outgoing
+from shared.policies.retry_policy import RetryPolicy
 
 from .helpers import close_connections, get_all, wait_for
 

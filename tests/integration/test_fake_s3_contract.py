@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 
 from dev.images import png
 from services.uploader import image_size
-from shared import s3
-from shared.fake_s3 import FakeS3
+from shared.adapters import s3
+from shared.adapters.fake_s3 import FakeS3
 
 
 @pytest.fixture(params=["fake", "moto"])

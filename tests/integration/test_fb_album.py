@@ -22,10 +22,10 @@ from services.uploader import handler as handler_module
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.handler import ImageUploader, Policy
-from shared import retry_policy
-from shared.fate import Delivery, Fate, decide
-from shared.graph_client import GraphError, GraphNetworkError
-from shared.outbox import Outbox
+from shared.adapters.graph_client import GraphError, GraphNetworkError
+from shared.delivery.outbox import Outbox
+from shared.policies import retry_policy
+from shared.policies.fate import Delivery, Fate, decide
 from shared.store import Store
 from shared.store.tables import Album
 from tests.present import present

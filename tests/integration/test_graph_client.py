@@ -22,13 +22,13 @@ from botocore.exceptions import IncompleteReadError
 from moto.server import ThreadedMotoServer
 
 from services.uploader.failures import classify, may_have_landed
-from shared.graph_client import (
+from shared.adapters.graph_client import (
     GraphClient,
     GraphError,
     GraphNetworkError,
     SourceTruncatedError,
 )
-from shared.retry_policy import FailureKind
+from shared.policies.retry_policy import FailureKind
 
 from .helpers import PAGE_ID, TOKEN, VERSION, set_faults, sim_photos, wait_for
 

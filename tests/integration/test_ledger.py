@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import update
 
-from shared import fencing
+from shared.contracts import fencing
 from shared.store import OutboxMessage, Store
 from shared.store import repository as repository_module
 from shared.store.tables import Image, utcnow

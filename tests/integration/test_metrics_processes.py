@@ -1,5 +1,5 @@
 """Several processes of a service, one /metrics: the parent serves the sum of what each child
-counted (prometheus-client's multiprocess mode, shared/metrics.py)."""
+counted (prometheus-client's multiprocess mode, shared/observability/metrics.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from dev.ports import free_port
-from shared import metrics
+from shared.observability import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
 import sys
-from shared import metrics
+from shared.observability import metrics
 for _ in range(int(sys.argv[1])):
     metrics.count_fate("uploader.image-uploads", "done", None, 0.2)
 metrics.count_fate("uploader.image-uploads", "dead_lettered", 324, 0.1)
@@ -65,7 +65,7 @@ def test_a_port_taken_leaves_the_process_running() -> None:
 
 BREAKER = """
 import os
-from shared import metrics
+from shared.observability import metrics
 metrics.BREAKER_OPEN.set(1)
 metrics.count_fate("uploader.image-uploads", "done", None, 0.2)
 print(os.getpid())

@@ -19,14 +19,14 @@ from dev.ports import free_port
 from dev.rabbit_admin import Broker
 from services.notifier.handler import AlbumNotifier
 from services.notifier.mailer import SmtpMailer
-from shared import messages, topology
 from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.publisher import Publisher
-from shared.fate import Delivery, Fate, decide
-from shared.outgoing import Outgoing
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import messages, topology
+from shared.contracts.outgoing import Outgoing
+from shared.policies.fate import Delivery, Fate, decide
 from shared.store import Store
 from tests.conftest import VhostMaker
 from tests.present import present

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from dev.rabbit_admin import Broker
 from shared.broker.errors import BrokerError, Refused, Unroutable
 from shared.broker.publisher import Publisher
-from shared.outbox import Outbox
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
+from shared.delivery.outbox import Outbox
 from shared.store import OutboxMessage, Store
 from tests.conftest import VhostMaker
 from tests.integration.helpers import upload_of

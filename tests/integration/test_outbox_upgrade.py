@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from shared import messages
+from shared.contracts import messages
 from shared.store import Store
 from tests.integration.helpers import upload_of
 from tests.present import present

@@ -17,11 +17,11 @@ import requests
 
 from dev.images import png
 from services.uploader.handler import ImageUploader, Policy
-from shared import dead_letters, topology
+from shared.adapters.graph_client import GraphClient, GraphError
 from shared.broker.publisher import Publisher
-from shared.fate import Delivery, decide
-from shared.graph_client import GraphClient, GraphError
-from shared.outbox import Outbox
+from shared.contracts import dead_letters, topology
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Delivery, decide
 from shared.store import Store
 from tests.present import present
 

@@ -10,7 +10,7 @@ import pytest
 from dev.rabbit_admin import Broker
 from shared.broker.errors import BrokerError, Unroutable
 from shared.broker.publisher import Publisher
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
 
 from .helpers import close_connections, get_all, wait_for
 

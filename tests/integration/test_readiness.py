@@ -148,7 +148,7 @@ def test_the_notifier_serves_healthz_and_readyz(
 ) -> None:
     # The notifier declares nothing: its queue is the uploader's to declare.
     from shared.broker.connection import declare_topology
-    from shared.settings import CommonSettings
+    from shared.config.settings import CommonSettings
 
     declare_topology(CommonSettings(_env_file=None, amqp_url=amqp_url,  # type: ignore[call-arg]
                                     retry_delays=(1,)), policies=False)
@@ -161,7 +161,7 @@ def test_the_notifier_serves_healthz_and_readyz(
 def test_a_taken_health_port_is_logged_and_the_service_runs_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from shared import health_server
+    from shared.observability import health_server
 
     first = health_server.serve("127.0.0.1", 0, {})
     assert first is not None

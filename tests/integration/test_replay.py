@@ -12,11 +12,11 @@ import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared import dead_letters, messages, topology
 from shared.broker.publisher import Publisher
-from shared.outbox import Outbox
-from shared.outgoing import Outgoing
-from shared.replay import Replayed, Replayer
+from shared.contracts import dead_letters, messages, topology
+from shared.contracts.outgoing import Outgoing
+from shared.delivery.outbox import Outbox
+from shared.delivery.replay import Replayed, Replayer
 from shared.store import Store
 from tests.integration.helpers import upload_of
 from tests.present import present

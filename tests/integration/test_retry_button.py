@@ -16,8 +16,8 @@ import pika.channel
 import pytest
 from flask.testing import FlaskClient
 
-from shared import dead_letters, messages, topology
 from shared.broker.publisher import Publisher
+from shared.contracts import dead_letters, messages, topology
 from shared.store import Store
 from tests.integration.helpers import upload_of
 

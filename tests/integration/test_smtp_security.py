@@ -25,7 +25,7 @@ from pydantic import SecretStr, ValidationError
 from dev.ports import free_port
 from services.notifier.mailer import SmtpMailer, classify
 from services.notifier.settings import NotifierSettings
-from shared.retry_policy import FailureKind
+from shared.policies.retry_policy import FailureKind
 
 # The plain relays below are meant to be unsafe: aiosmtpd's warning about them is expected.
 pytestmark = [pytest.mark.integration,

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from shared import store as store_module
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
 from shared.store import ImageView, OutboxMessage, Store, UserView, repository, tables
 from tests.integration.helpers import settled_of, upload_of
 from tests.present import present

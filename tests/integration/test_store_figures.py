@@ -1,4 +1,4 @@
-"""The store's gauges (shared/store_metrics.py) read what the rows say, on SQLite and
+"""The store's gauges (shared/observability/store_metrics.py) read what the rows say, on SQLite and
 PostgreSQL: albums publishing and the oldest's age, leases run out, the outbox, holds."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import update
 
+from shared.observability.store_metrics import StoreCollector
 from shared.store import Store
 from shared.store.tables import Album, OutboxMessage, utcnow
-from shared.store_metrics import StoreCollector
 from tests.present import present
 
 

@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from dev.rabbit_admin import Broker
-from shared import topology
 from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
-from shared.messages import ImageUploadRequested, encode
-from shared.outgoing import Outgoing
-from shared.retry_policy import RetryPolicy
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
+from shared.contracts.messages import ImageUploadRequested, encode
+from shared.contracts.outgoing import Outgoing
+from shared.policies.retry_policy import RetryPolicy
 from tests.conftest import VhostMaker
 
 from .helpers import message_count, wait_for

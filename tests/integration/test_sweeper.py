@@ -14,10 +14,10 @@ import pika
 import pytest
 
 from services.uploader.sweeper import LostMessageSweeper
-from shared import topology
 from shared.broker import connection as broker
 from shared.broker.publisher import Publisher
-from shared.outbox import Outbox
+from shared.contracts import topology
+from shared.delivery.outbox import Outbox
 from shared.store import Store
 from tests.integration.helpers import upload_of
 from tests.present import present

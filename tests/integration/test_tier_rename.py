@@ -14,8 +14,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from dev.rabbit_admin import Broker
 from dev.waiting import wait_for
 from services.uploader import topology_cli
-from shared import topology
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 from tests.conftest import VhostMaker
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import pika
 import pytest
 
 from dev.rabbit_admin import Broker
-from shared import topology
 from shared.broker.connection import declare_topology
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 
 pytestmark = pytest.mark.integration
 

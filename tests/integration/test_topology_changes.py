@@ -17,14 +17,14 @@ import pytest
 
 from dev.ports import free_port
 from dev.rabbit_admin import Broker
-from shared import topology
 from shared.broker.connection import declare_topology
 from shared.broker.consumer import Consumer, Route
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.errors import BrokerError
-from shared.messages import ImageUploadRequested
-from shared.retry_policy import RetryPolicy
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
+from shared.contracts.messages import ImageUploadRequested
+from shared.policies.retry_policy import RetryPolicy
 from tests.conftest import VhostMaker
 
 from .helpers import get_all, message_count, wait_for

@@ -10,8 +10,8 @@ import pytest
 from dev.ports import free_port
 from dev.rabbit_admin import Broker
 from services.uploader import topology_cli
-from shared import topology
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 from tests.conftest import VhostMaker
 
 pytestmark = pytest.mark.integration

@@ -19,12 +19,13 @@ import requests
 from dev.images import png
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.handler import ImageUploader, Policy
-from shared import dead_letters, messages, retry_policy, topology
+from shared.adapters.graph_client import GraphClient
 from shared.broker.publisher import Publisher
-from shared.fate import Delivery, Fate, decide
-from shared.graph_client import GraphClient
-from shared.outbox import Outbox
-from shared.outgoing import Outgoing
+from shared.contracts import dead_letters, messages, topology
+from shared.contracts.outgoing import Outgoing
+from shared.delivery.outbox import Outbox
+from shared.policies import retry_policy
+from shared.policies.fate import Delivery, Fate, decide
 from shared.store import Store
 from tests.present import present
 

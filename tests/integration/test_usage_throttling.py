@@ -13,11 +13,12 @@ import pytest
 
 from services.uploader.handler import ImageUploader
 from services.uploader.throttle_gate import ThrottleGate
-from shared import retry_policy, topology
+from shared.adapters.graph_client import GraphClient
 from shared.broker.publisher import Publisher
-from shared.fate import Delivery, Fate, decide
-from shared.graph_client import GraphClient
-from shared.outbox import Outbox
+from shared.contracts import topology
+from shared.delivery.outbox import Outbox
+from shared.policies import retry_policy
+from shared.policies.fate import Delivery, Fate, decide
 from shared.store import Store
 from tests.present import present
 

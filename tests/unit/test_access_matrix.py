@@ -20,8 +20,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from dev.images import png
-from shared import messages, topology
-from shared.dead_letters import dead_letter
+from shared.contracts import messages, topology
+from shared.contracts.dead_letters import dead_letter
 from shared.store import UserView
 from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
 

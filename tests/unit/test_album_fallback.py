@@ -10,11 +10,11 @@ from typing import Any
 
 from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.handler import ImageUploader, Policy
+from shared.adapters.fake_s3 import FakeS3
+from shared.adapters.graph_client import GraphError
 from shared.broker.fake_publisher import FakePublisher
-from shared.fake_s3 import FakeS3
-from shared.fate import Delivery, decide
-from shared.graph_client import GraphError
-from shared.outbox import Outbox
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Delivery, decide
 from tests.unit.stores import new_store
 
 BUCKET = "unit"

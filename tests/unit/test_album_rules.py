@@ -1,6 +1,6 @@
 """The album's rules: when it has ended, and what its settle says."""
 
-from shared.album_rules import ImageEnd, has_ended, settled_event, settled_state
+from shared.policies.album_rules import ImageEnd, has_ended, settled_event, settled_state
 
 
 def test_an_album_ends_once_every_image_is_uploaded_or_failed() -> None:

@@ -15,9 +15,9 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import update
 
-from shared import messages
-from shared.outbox import Outbox
-from shared.replay import Replayer
+from shared.contracts import messages
+from shared.delivery.outbox import Outbox
+from shared.delivery.replay import Replayer
 from shared.store import Store
 from shared.store.tables import Image
 from tests.present import present

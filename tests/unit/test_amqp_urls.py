@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.amqp_urls import BadAmqpUrl, node_label, split_urls
+from shared.broker.amqp_urls import BadAmqpUrl, node_label, split_urls
 from shared.broker.connection import after, parameters
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 
 def test_one_url_is_one_node() -> None:

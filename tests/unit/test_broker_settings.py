@@ -2,7 +2,7 @@
 
 from pydantic import SecretStr
 
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 
 def test_the_management_api_is_derived_from_the_amqp_url() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from shared import metrics
+from shared.observability import metrics
+from shared.observability.store_metrics import StoreCollector
 from shared.store.views import StoreFigures
-from shared.store_metrics import StoreCollector
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "album-publisher.json"
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from shared import messages, topology
-from shared.dead_letters import dead_letter
-from shared.outgoing import Outgoing
+from shared.contracts import messages, topology
+from shared.contracts.dead_letters import dead_letter
+from shared.contracts.outgoing import Outgoing
 from shared.store import ImageState
 from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
 

@@ -4,8 +4,8 @@ importing the file and a service starting agree (they cannot drift apart unnotic
 import json
 from pathlib import Path
 
-from shared import topology
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 
 DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "definitions.json"
 

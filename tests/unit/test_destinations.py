@@ -21,12 +21,12 @@ from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.feed_poster import FeedPoster, attached_photos
 from services.uploader.handler import ImageUploader, Policy
 from services.uploader.pages import PageClient
-from shared import messages, topology
+from shared.adapters.fake_s3 import FakeS3
+from shared.adapters.graph_client import GraphError, GraphNetworkError
 from shared.broker.fake_publisher import FakePublisher
-from shared.fake_s3 import FakeS3
-from shared.fate import Delivery, Fate, decide
-from shared.graph_client import GraphError, GraphNetworkError
-from shared.outbox import Outbox
+from shared.contracts import messages, topology
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Delivery, Fate, decide
 from tests.unit.stores import new_store
 
 BUCKET = "unit"
@@ -230,7 +230,7 @@ def test_a_failed_post_reopens_as_a_new_settle_and_posts(world: World) -> None:
 
 def test_the_email_of_a_post_links_it_or_says_why_it_failed() -> None:
     from services.notifier.email_message import AlbumEmail, compose
-    from shared.destinations import post_url
+    from shared.contracts.destinations import post_url
 
     event = messages.AlbumSettled(album_id="a", settle_seq=1, uploaded=[
         messages.UploadedImage(image_id=1, key="u/p.png", photo_id="3")], failed=[])

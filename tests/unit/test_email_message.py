@@ -2,7 +2,7 @@ import email
 import email.policy
 
 from services.notifier.email_message import AlbumEmail, compose, subject
-from shared.messages import AlbumSettled, FailedImage, UploadedImage
+from shared.contracts.messages import AlbumSettled, FailedImage, UploadedImage
 from tests.present import present
 
 

@@ -16,9 +16,9 @@ from services.api.page_albums import PageAlbums, PageUnavailable
 from services.notifier import mailer
 from services.uploader import failures
 from services.uploader.feed_poster import post_failure
-from shared.fate import Delivery, decide
-from shared.graph_client import GraphError, GraphNetworkError
-from shared.settings import CommonSettings
+from shared.adapters.graph_client import GraphError, GraphNetworkError
+from shared.config.settings import CommonSettings
+from shared.policies.fate import Delivery, decide
 from tests.unit.test_fate import BODY, Recorder
 from tests.unit.test_web import Env, make_env, sign_in
 
@@ -97,7 +97,7 @@ def test_a_page_that_cannot_be_listed_says_why_in_plain_words(
     def broken(self: Any) -> Any:
         raise KeyError(SECRET_DETAIL)
 
-    monkeypatch.setattr("shared.graph_client.GraphClient.list_albums", broken)
+    monkeypatch.setattr("shared.adapters.graph_client.GraphClient.list_albums", broken)
     albums = PageAlbums(CommonSettings(_env_file=None))  # type: ignore[call-arg]
     with pytest.raises(PageUnavailable) as unavailable:
         albums.albums("1", "token")

@@ -23,8 +23,8 @@ from services.uploader.failures import (
     classify,
     may_have_landed,
 )
-from shared.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
-from shared.retry_policy import Failure, FailureKind
+from shared.adapters.graph_client import GraphError, GraphNetworkError, SourceTruncatedError
+from shared.policies.retry_policy import Failure, FailureKind
 
 TRANSIENT = FailureKind.TRANSIENT
 THROTTLED = FailureKind.THROTTLED

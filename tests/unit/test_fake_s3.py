@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import fake_s3, s3
-from shared.fake_s3 import FakeS3
+from shared.adapters import fake_s3, s3
+from shared.adapters.fake_s3 import FakeS3
 
 
 def test_a_long_listing_comes_in_pages(monkeypatch: pytest.MonkeyPatch) -> None:

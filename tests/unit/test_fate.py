@@ -1,4 +1,4 @@
-"""The consumer runtime's decision for each delivery (shared.fate): no broker, no store."""
+"""The consumer runtime's decision for each delivery (shared.policies.fate): no broker, no store."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from shared import dead_letters, outcomes, retry_policy, topology
 from shared.broker.errors import BrokerError
 from shared.broker.fake_publisher import FakePublisher
-from shared.fate import Delivery, Fate, Route, decide
-from shared.messages import AlbumSettled, ImageUploadRequested, PoisonMessage, encode
-from shared.outgoing import Outgoing
-from shared.retry_policy import Failure, RetryLater, RetryPolicy
+from shared.contracts import dead_letters, outcomes, topology
+from shared.contracts.messages import AlbumSettled, ImageUploadRequested, PoisonMessage, encode
+from shared.contracts.outgoing import Outgoing
+from shared.policies import retry_policy
+from shared.policies.fate import Delivery, Fate, Route, decide
+from shared.policies.retry_policy import Failure, RetryLater, RetryPolicy
 
 QUEUE = topology.IMAGE_UPLOADS
 DELAYS = (5, 30, 120)

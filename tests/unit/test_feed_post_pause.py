@@ -14,11 +14,11 @@ from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.feed_poster import FeedPoster
 from services.uploader.handler import Policy
 from services.uploader.pages import PageClient, PagePaused
-from shared import messages, topology
+from shared.adapters.graph_client import GraphError
 from shared.broker.fake_publisher import FakePublisher
-from shared.fate import Delivery, Fate, decide
-from shared.graph_client import GraphError
-from shared.outbox import Outbox
+from shared.contracts import messages, topology
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Delivery, Fate, decide
 from shared.store import Store
 
 PAGE = "7001"

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.messages import (
+from shared.contracts.messages import (
     MAX_BODY_BYTES,
     AlbumSettled,
     FailedImage,

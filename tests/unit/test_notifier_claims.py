@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from services.notifier.handler import AlbumNotifier
-from shared import messages, retry_policy, store, topology
-from shared.fate import ACK, Delivery, Fate, decide
+from shared import store
+from shared.contracts import messages, topology
+from shared.policies import retry_policy
+from shared.policies.fate import ACK, Delivery, Fate, decide
 from shared.store import AlbumView, NotificationClaim, UserView
 
 LEASE = timedelta(seconds=100)

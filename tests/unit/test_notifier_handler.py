@@ -11,8 +11,9 @@ import pytest
 
 from services.notifier.fake_mailer import FakeMailer
 from services.notifier.handler import AlbumNotifier
-from shared import dead_letters, messages, retry_policy, topology
-from shared.fate import Delivery, Fate, decide
+from shared.contracts import dead_letters, messages, topology
+from shared.policies import retry_policy
+from shared.policies.fate import Delivery, Fate, decide
 from tests.present import present
 from tests.unit.stores import new_store
 

@@ -1,7 +1,7 @@
 """Each row of a published batch is judged by its own publish's result."""
 
 from shared.broker.errors import BrokerError, Refused, Unroutable
-from shared.outbox import sort_outcomes
+from shared.delivery.outbox import sort_outcomes
 from shared.store import OutboxMessage
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from services.api import page_connect
 from services.api.facebook_login import ManagedPage
-from shared import messages
+from shared.contracts import messages
 from tests.present import present
 
 from .test_web import Env, csrf, make_env, sign_in

@@ -15,13 +15,13 @@ from sqlalchemy import text
 from services.uploader.fake_graph_client import FakeGraphClient
 from services.uploader.handler import ImageUploader, Policy
 from services.uploader.pages import Pages
-from shared import topology
+from shared.adapters.fake_s3 import FakeS3
+from shared.adapters.graph_client import GraphError
 from shared.broker.fake_publisher import FakePublisher
-from shared.fake_s3 import FakeS3
-from shared.fate import Delivery, decide
-from shared.graph_client import GraphError
-from shared.outbox import Outbox
-from shared.token_cipher import TokenCipher, TokenCipherError
+from shared.config.token_cipher import TokenCipher, TokenCipherError
+from shared.contracts import topology
+from shared.delivery.outbox import Outbox
+from shared.policies.fate import Delivery, decide
 from tests.present import present
 from tests.unit.stores import new_store
 

@@ -6,7 +6,7 @@ import pytest
 
 from services.uploader import failures
 from services.uploader.photo_limits import MAX_PHOTO_BYTES, OverPhotoLimit, check, refusal
-from shared.retry_policy import FailureKind
+from shared.policies.retry_policy import FailureKind
 from tests.present import present
 
 MB = 1024 * 1024

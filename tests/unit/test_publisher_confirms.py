@@ -19,7 +19,7 @@ import pytest
 from shared.broker import publisher as publisher_module
 from shared.broker.errors import BrokerError, Unroutable
 from shared.broker.publisher import Publisher
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
 
 from .fake_pika import FakeBroker, FakeChannel, wait_until
 

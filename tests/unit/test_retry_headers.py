@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pika
 
-from shared import retry_policy, topology
-from shared.retry_policy import Failure, FailureKind, RetryPolicy
+from shared.contracts import topology
+from shared.policies import retry_policy
+from shared.policies.retry_policy import Failure, FailureKind, RetryPolicy
 
 
 def encodable(headers: dict[str, object]) -> bool:

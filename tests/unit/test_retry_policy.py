@@ -3,8 +3,8 @@ from typing import Any
 
 import pytest
 
-from shared import topology
-from shared.retry_policy import (
+from shared.contracts import topology
+from shared.policies.retry_policy import (
     ATTEMPT_HEADER,
     Failure,
     FailureKind,
@@ -80,7 +80,7 @@ def test_a_retry_copy_goes_to_its_tier_with_the_next_attempt() -> None:
 def test_copies_drop_the_brokers_x_headers_which_hold_timestamps() -> None:
     import datetime
 
-    from shared.dead_letters import dead_letter
+    from shared.contracts.dead_letters import dead_letter
 
     headers = {"x-death": [{"time": datetime.datetime(2026, 1, 1), "count": 1}], "mine": 1}
     retry = retry_message(topology.IMAGE_UPLOADS, b"{}", headers, RetryLater(5, 2))

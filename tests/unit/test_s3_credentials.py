@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from services.api.settings import ApiSettings
 from services.uploader.settings import UploaderSettings
-from shared import s3
-from shared.settings import CommonSettings
+from shared.adapters import s3
+from shared.config.settings import CommonSettings
 
 SECRET = "dotenv-secret-0123456789"
 

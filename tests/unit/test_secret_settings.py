@@ -12,8 +12,8 @@ from pydantic import SecretStr, ValidationError
 from services.api.settings import ApiSettings
 from services.notifier.settings import NotifierSettings
 from services.uploader.settings import UploaderSettings
-from shared.redaction import redact_url
-from shared.settings import CommonSettings
+from shared.config.redaction import redact_url
+from shared.config.settings import CommonSettings
 
 PASSWORD = "s3cret-pw"
 URLS = {"amqp_url": f"amqp://albums:{PASSWORD}@rabbit1:5672/%2F,rabbit2,"

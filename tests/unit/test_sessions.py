@@ -104,7 +104,7 @@ def test_the_local_session_key_is_random_kept_under_var_and_shared(
 
 
 def test_workers_starting_together_agree_on_one_local_secret(tmp_path: Path) -> None:
-    from shared.local_secrets import local_secret
+    from shared.config.local_secrets import local_secret
 
     path = tmp_path / "var" / "shared.key"
     seen: list[str] = []

@@ -3,7 +3,7 @@ import smtplib
 import pytest
 
 from services.notifier.mailer import classify
-from shared.retry_policy import FailureKind
+from shared.policies.retry_policy import FailureKind
 
 
 @pytest.mark.parametrize(("exc", "kind"), [

@@ -1,14 +1,14 @@
-"""When an image's dead letter is stale (shared/stale_letters.py), decided from the letter's
-fencing number and its image as the store has it."""
+"""When an image's dead letter is stale (shared/policies/stale_letters.py), decided from the
+letter's fencing number and its image as the store has it."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared import dead_letters, messages, topology
-from shared.dead_letters import DeadLetter
-from shared.fencing import FENCE_HEADER
-from shared.stale_letters import why_stale
+from shared.contracts import dead_letters, messages, topology
+from shared.contracts.dead_letters import DeadLetter
+from shared.contracts.fencing import FENCE_HEADER
+from shared.policies.stale_letters import why_stale
 from shared.store import ImageState, ImageView
 
 

@@ -14,11 +14,12 @@ import pytest
 
 from dev.images import png
 from services.notifier.email_message import TRACE_MAIL_HEADER, AlbumEmail, compose
-from shared import log_context, log_format, messages, topology
 from shared.broker.consumer import Consumer
-from shared.fate import Delivery, Route, decide
-from shared.outcomes import Transient
-from shared.retry_policy import ATTEMPT_HEADER, RetryPolicy
+from shared.contracts import messages, topology
+from shared.contracts.outcomes import Transient
+from shared.observability import log_context, log_format
+from shared.policies.fate import Delivery, Route, decide
+from shared.policies.retry_policy import ATTEMPT_HEADER, RetryPolicy
 from tests.unit.test_web import make_env
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

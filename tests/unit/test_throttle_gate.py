@@ -10,7 +10,7 @@ import pytest
 
 from services.uploader.throttle_gate import ThrottleGate
 from services.uploader.usage import APP
-from shared.outcomes import Throttled
+from shared.contracts.outcomes import Throttled
 
 PAGE = "p1"
 

@@ -1,8 +1,8 @@
 """Throttling waits (issue 10, item 5): every named wait honoured in full and not much longer,
 without spending attempts; a throttle without a hint backs off and gives up after a bound.
 
-The message's journey is simulated hop by hop through `shared.fate.decide` on a fake clock: each
-retry copy's tier is the time it spends in the broker before it comes back.
+The message's journey is simulated hop by hop through `shared.policies.fate.decide` on a fake clock:
+each retry copy's tier is the time it spends in the broker before it comes back.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from shared import dead_letters, outcomes, retry_policy, topology
-from shared.fate import Delivery, Fate, Route, decide
-from shared.messages import ImageUploadRequested, encode
-from shared.outgoing import Outgoing
-from shared.retry_policy import RetryPolicy
+from shared.contracts import dead_letters, outcomes, topology
+from shared.contracts.messages import ImageUploadRequested, encode
+from shared.contracts.outgoing import Outgoing
+from shared.policies import retry_policy
+from shared.policies.fate import Delivery, Fate, Route, decide
+from shared.policies.retry_policy import RetryPolicy
 
 QUEUE = topology.IMAGE_UPLOADS
 TIERS = (5, 30, 120, 600, 3600)

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from PIL import Image, ImageFile
 
 from dev.images import bomb_png, png
-from shared.fake_s3 import FakeS3
+from shared.adapters.fake_s3 import FakeS3
 from tests.unit.test_web import Env, make_env, sign_in
 
 #: Pillow warns of the bomb when it opens it; refusing it is the app's part.

@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from shared import topology
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
+from shared.contracts import topology
 
 
 def test_tier_names_sort_by_their_delay() -> None:

@@ -1,6 +1,6 @@
 from typing import Any
 
-from shared import topology
+from shared.contracts import topology
 
 
 def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters() -> None:

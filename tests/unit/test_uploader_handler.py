@@ -11,12 +11,13 @@ from sqlalchemy.exc import OperationalError
 
 from services.uploader.fake_graph_client import FakeGraphClient
 from services.uploader.handler import ImageUploader, Policy
-from shared import dead_letters, messages, retry_policy, topology
+from shared.adapters.fake_s3 import FakeS3
+from shared.adapters.graph_client import GraphError
 from shared.broker.fake_publisher import FakePublisher
-from shared.fake_s3 import FakeS3
-from shared.fate import Delivery, Fate, decide
-from shared.graph_client import GraphError
-from shared.outbox import Outbox
+from shared.contracts import dead_letters, messages, topology
+from shared.delivery.outbox import Outbox
+from shared.policies import retry_policy
+from shared.policies.fate import Delivery, Fate, decide
 from tests.integration.store_blips import age_image
 from tests.present import present
 from tests.unit.stores import new_store

@@ -27,8 +27,8 @@ from services.api.album_model import plain_reason
 from services.api.app import create_app
 from services.api.services import Services
 from services.api.settings import ApiSettings
-from shared.fake_s3 import FakeS3
-from shared.replay import Replayer
+from shared.adapters.fake_s3 import FakeS3
+from shared.delivery.replay import Replayer
 from shared.store import Store, UserView
 from tests.unit.shared_templates import SharedTemplates
 from tests.unit.stores import store_url

@@ -2,8 +2,8 @@
 
 The first key encrypts; every key decrypts (MultiFernet), so a new key goes first, the old one
 stays until `rotate` has re-encrypted what it sealed, then leaves. A local run with no key set
-gets one generated under `var/` (shared/local_secrets.py): fine for a demo; production refuses
-to start without TOKEN_ENCRYPTION_KEYS (APP_ENV).
+gets one generated under `var/` (shared/config/local_secrets.py): fine for a demo; production
+refuses to start without TOKEN_ENCRYPTION_KEYS (APP_ENV).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from shared.local_secrets import LOCAL_DIR, local_secret
+from shared.config.local_secrets import LOCAL_DIR, local_secret
 
 #: Where a local run keeps the key it generated when TOKEN_ENCRYPTION_KEYS is empty.
 LOCAL_KEY_FILE = LOCAL_DIR / "token-encryption.key"

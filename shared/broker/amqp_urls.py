@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from shared.redaction import redact_url
+from shared.config.redaction import redact_url
 
 _SCHEMES = ("amqp", "amqps")
 

@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 
-from shared import log_format
+from shared.observability import log_format
 
 log = logging.getLogger(__name__)
 

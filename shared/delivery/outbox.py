@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from shared import log_context, topology
 from shared.broker.errors import Refused
-from shared.outgoing import Outgoing
+from shared.contracts import topology
+from shared.contracts.outgoing import Outgoing
+from shared.observability import log_context
 from shared.store import OutboxMessage, Store
 
 if TYPE_CHECKING:  # the adapter loads pika; the outbox itself needs none of it

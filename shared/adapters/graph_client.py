@@ -21,7 +21,7 @@ import requests.adapters
 import urllib3.exceptions
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
-from shared import metrics
+from shared.observability import metrics
 
 #: What recognises a photo an uncertain attempt sent (`photo_match`): no mark of ours.
 LIST_FIELDS = "id,name,created_time,width,height,images"

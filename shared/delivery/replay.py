@@ -6,10 +6,10 @@ follow); a multi-photo post's re-opens the post (a new settle: the post, then it
 An image that has not ended (left `uploading`, `queued` or `retrying` when the
 delivery limit dead-lettered its message) has nothing to re-open: it gets a fresh upload
 message, or it would wait for ever once its letter is gone (should its message exist after
-all, the copy that comes second is a stale duplicate: `shared/fencing.py`). Anything else (a
-settled event whose email died, poison) goes back to its work queue as a first attempt. Dead
-letters are removed only after that succeeded. A stale letter (`shared/stale_letters.py`: the
-album page retried its image, which was uploaded since or has a newer message on its way) is
+all, the copy that comes second is a stale duplicate: `shared/contracts/fencing.py`). Anything else
+(a settled event whose email died, poison) goes back to its work queue as a first attempt. Dead
+letters are removed only after that succeeded. A stale letter (`shared/policies/stale_letters.py`:
+the album page retried its image, which was uploaded since or has a newer message on its way) is
 removed and sends nothing.
 """
 
@@ -19,11 +19,11 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from shared import topology
 from shared.broker.dead_letter_queue import DeadLetterQueue
-from shared.dead_letters import DeadLetter, requeue_message
-from shared.outbox import Outbox
-from shared.stale_letters import stale_letters
+from shared.contracts import topology
+from shared.contracts.dead_letters import DeadLetter, requeue_message
+from shared.delivery.outbox import Outbox
+from shared.policies.stale_letters import stale_letters
 from shared.store import Store
 from shared.store.tables import LetterState
 from shared.store.views import LetterView
@@ -59,7 +59,7 @@ class Replayer:
 
         The store knows which images failed, so this reads no dead letters: a request must not
         walk a queue of every album's letters. The album's letters stay until the CLI purges
-        them or replays them, and then they are stale: `shared/stale_letters.py`. Images
+        them or replays them, and then they are stale: `shared/policies/stale_letters.py`. Images
         re-opened while the album's window is full wait for their turn, and count."""
         reopened = self._store.retry_failed(album_id)
         # Re-opened is committed: the relay finishes what is not confirmed now.

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from shared.settings import CommonSettings
+from shared.config.settings import CommonSettings
 
 
 def make_client(settings: CommonSettings) -> Any:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared import fencing
-from shared.dead_letters import DeadLetter
+from shared.contracts import fencing
+from shared.contracts.dead_letters import DeadLetter
 from shared.store import ImageState, ImageView, Store
 
 

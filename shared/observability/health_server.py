@@ -1,6 +1,6 @@
 """A small HTTP server for the consumers (uploader, notifier): GET /healthz (liveness: the
-process answers) and GET /readyz (its readiness checks, `shared.readiness`), on a port of its own
-(UPLOADER_HEALTH_PORT, NOTIFIER_HEALTH_PORT) in a daemon thread."""
+process answers) and GET /readyz (its readiness checks, `shared.observability.readiness`), on a port
+of its own (UPLOADER_HEALTH_PORT, NOTIFIER_HEALTH_PORT) in a daemon thread."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from shared.readiness import Check, readiness_body
+from shared.observability.readiness import Check, readiness_body
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The runtime binds them (contextvars, so each worker thread and each request has its own):
 the API a trace id per request, the consumer runtime the delivery's album_id, image_id,
 message_id, attempt and trace id for the handler's duration. Handlers log as they always did
-and `shared.log_format` adds the bound ids to every line.
+and `shared.observability.log_format` adds the bound ids to every line.
 
 The trace id travels in the `album-trace-id` header: the store stamps the bound one on every
 outbox row it writes (`stamp`), and retry copies and dead letters keep the headers they came
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
 
-from shared.retry_policy import attempt_of
+from shared.policies.retry_policy import attempt_of
 
 TRACE_HEADER = "album-trace-id"
 #: The fields a log line may carry besides its own, in the order a JSON line shows them.

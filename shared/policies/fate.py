@@ -7,15 +7,15 @@ decision is unit-tested without a broker (`tests/unit/test_fate.py`).
 - A body that does not decode into the route's message type is poison: one dead letter, with
   its reason, on its first delivery. A handler that finds the message can never be processed
   (it names an image the store does not know) raises `PoisonMessage` to the same effect.
-- The handler returns: ack. It raises a typed outcome (`shared.outcomes`): the retry policy
-  turns it into a retry copy in a delay tier or, once given up, a dead letter.
-- It raises an outage (`shared.outages`: the store or the broker is away): not the message's
-  fault, so the message waits in a delay tier without spending its attempt budget, longer with
-  each outage in a row. Nack-requeueing it instead would spend the work queue's delivery limit,
+- The handler returns: ack. It raises a typed outcome (`shared.contracts.outcomes`): the retry
+  policy turns it into a retry copy in a delay tier or, once given up, a dead letter.
+- It raises an outage (`shared.policies.outages`: the store or the broker is away): not the
+  message's fault, so the message waits in a delay tier without spending its attempt budget, longer
+  with each outage in a row. Nack-requeueing it instead would spend the work queue's delivery limit,
   and the broker would dead-letter it once a long outage had used it up.
 - A copy held for a throttle (`album-not-before`) that arrives before its time goes on to its
   next hop without running the handler: a wait longer than the longest tier, or between two
-  tiers, is honoured in full (`shared.retry_policy.hop`).
+  tiers, is honoured in full (`shared.policies.retry_policy.hop`).
 - It raises anything else (a bug): a transient failure that spends an attempt, so a message
   that always trips the bug ends as a dead letter with its reason, not circling for ever.
 """
@@ -30,12 +30,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from shared import error_ids, messages, retry_policy, topology
-from shared.dead_letters import dead_letter
-from shared.outages import is_outage
-from shared.outcomes import Busy, Outcome, Transient
-from shared.outgoing import Outgoing
-from shared.retry_policy import Failure, GiveUp, RetryLater, RetryPolicy
+from shared.contracts import messages, topology
+from shared.contracts.dead_letters import dead_letter
+from shared.contracts.outcomes import Busy, Outcome, Transient
+from shared.contracts.outgoing import Outgoing
+from shared.observability import error_ids
+from shared.policies import retry_policy
+from shared.policies.outages import is_outage
+from shared.policies.retry_policy import Failure, GiveUp, RetryLater, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +195,7 @@ def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int
         marks.pop(retry_policy.THROTTLED_SINCE_HEADER, None)
     copy = retry_policy.retry_message(route.queue, delivery.body, delivery.headers, step,
                                       throttle=marks)
-    if outcome.copy_headers:  # e.g. the uploader's fencing number (shared/fencing.py)
+    if outcome.copy_headers:  # e.g. the uploader's fencing number (shared/contracts/fencing.py)
         copy = replace(copy, headers={**copy.headers, **outcome.copy_headers})
     return Fate("retry", (copy,), failure.code,
                 throttled=failure.kind == retry_policy.FailureKind.THROTTLED)

@@ -1,8 +1,8 @@
 """How log lines look: one JSON object per line, or the plain text a person reads.
 
 LOG_FORMAT picks (`CommonSettings.log_format`); unset, a terminal gets text and anything else
-(a file, a pipe, a log collector) JSON. Both show the ids `shared.log_context` bound, so
-`grep album_id=<id>` works on the text and `jq 'select(.album_id=="<id>")'` on the JSON.
+(a file, a pipe, a log collector) JSON. Both show the ids `shared.observability.log_context` bound,
+so `grep album_id=<id>` works on the text and `jq 'select(.album_id=="<id>")'` on the JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from shared import log_context
+from shared.observability import log_context
 
 Format = Literal["json", "text"]
 

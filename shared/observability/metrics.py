@@ -3,7 +3,7 @@
 Counters and histograms live in the process that did the work: the consumer runtime counts
 each message's fate once (`count_fate`), the uploader the bytes it sent, the notifier its
 emails. What the store knows (albums waiting, the outbox, leases, throttle holds) is read at
-scrape time by `shared.store_metrics`, so every process reports the same figures.
+scrape time by `shared.observability.store_metrics`, so every process reports the same figures.
 
 Several uploader processes (UPLOADER_PROCESSES > 1) share one port: the parent makes a
 directory for prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set in the

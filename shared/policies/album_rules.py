@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shared import messages
+from shared.contracts import messages
 from shared.store.tables import TERMINAL, AlbumState, ImageState
 
 

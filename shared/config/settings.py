@@ -12,9 +12,9 @@ from urllib.parse import unquote, urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared import topology
-from shared.amqp_urls import split_urls
-from shared.redaction import redact_url
+from shared.broker.amqp_urls import split_urls
+from shared.config.redaction import redact_url
+from shared.contracts import topology
 
 #: Settings whose value is a URL that may carry a password: printed with it redacted. They
 #: stay plain strings (not SecretStr) because pika and SQLAlchemy take them as they are, in
@@ -31,7 +31,8 @@ class CommonSettings(BaseSettings):
     #: `production_problems`); `local` (`make run`, the tests) makes them up under var/.
     app_env: Literal["local", "production"] = "local"
 
-    #: One broker node, or several separated by commas (a cluster): see `shared/amqp_urls.py`.
+    #: One broker node, or several separated by commas (a cluster): see
+    #: `shared/broker/amqp_urls.py`.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     database_url: str = "sqlite:///var/albums.db"
     #: Where the uploader's and the notifier's /healthz and /readyz listen (their ports are
@@ -39,8 +40,8 @@ class CommonSettings(BaseSettings):
     health_host: str = "127.0.0.1"
     s3_endpoint_url: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "albums"
-    #: The bucket's keys and region, handed to boto3 from here (shared/s3.py): boto3 reads only
-    #: the process environment, and these come from `.env` too. Both keys or neither; none
+    #: The bucket's keys and region, handed to boto3 from here (shared/adapters/s3.py): boto3 reads
+    #: only the process environment, and these come from `.env` too. Both keys or neither; none
     #: (and no region) leaves boto3 its own chain, as an instance or task role needs.
     aws_access_key_id: str = ""
     aws_secret_access_key: SecretStr = SecretStr("")

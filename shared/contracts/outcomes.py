@@ -1,7 +1,8 @@
 """What a handler raises to say how a message went, when it did not simply go through.
 
 A handler returns normally to have its message acked. Otherwise it raises one of these and the
-consumer runtime (`shared.fate`) decides the message's fate through `shared.retry_policy`:
+consumer runtime (`shared.policies.fate`) decides the message's fate through
+`shared.policies.retry_policy`:
 
 - `Transient`: try again later, spending one attempt of the budget;
 - `Throttled`: the third party asked us to slow down: wait at least that long, no budget spent;
@@ -9,7 +10,7 @@ consumer runtime (`shared.fate`) decides the message's fate through `shared.retr
 - `Busy`: another attempt holds the work: look again later, no budget spent.
 
 Anything else a handler raises (the store is down, a bug) is not the message's fault: the
-runtime delays the message without spending its budget (see `shared.fate`).
+runtime delays the message without spending its budget (see `shared.policies.fate`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shared.retry_policy import Failure, FailureKind
+from shared.policies.retry_policy import Failure, FailureKind
 
 
 class Outcome(Exception):  # noqa: N818 - an outcome, not an error
     """How a message went; `failure` says it in the retry policy's terms. `copy_headers` go
-    on its retry copy (the uploader's fencing number: `shared/fencing.py`)."""
+    on its retry copy (the uploader's fencing number: `shared/contracts/fencing.py`)."""
 
     failure: Failure
 

@@ -1,6 +1,6 @@
 """Which exceptions mean a dependency is away (an outage), not that the message or the code is
-wrong. The consumer runtime (`shared.fate`) lets a message wait out an outage without spending
-its attempts; any other unexpected exception is a bug and spends them, so it ends as a dead
+wrong. The consumer runtime (`shared.policies.fate`) lets a message wait out an outage without
+spending its attempts; any other unexpected exception is a bug and spends them, so it ends as a dead
 letter with its reason instead of circling the delay tiers for ever.
 """
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from shared import topology
-from shared.dead_letters import own_headers
-from shared.outgoing import Outgoing
+from shared.contracts import topology
+from shared.contracts.dead_letters import own_headers
+from shared.contracts.outgoing import Outgoing
 
 ATTEMPT_HEADER = "album-attempt"
 #: How many outages in a row the message met (absent: none); only the wait grows with it.

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from shared.outgoing import Outgoing
+from shared.contracts.outgoing import Outgoing
 
 FENCE_HEADER = "album-fence"
 
