@@ -39,11 +39,18 @@ def _options(argv: list[str] | None) -> tuple[Options, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default="", help="comma-separated ids, e.g. P1,P3")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite",
-                        help="the services' store: a SQLite file under var/bench (the default, "
-                             "as `make run`), or PostgreSQL at POSTGRES_ADMIN_URL")
-    parser.add_argument("--profile", action="store_true",
-                        help="record py-spy profiles of our processes under var/bench/")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the services' store: a SQLite file under var/bench (the default, "
+        "as `make run`), or PostgreSQL at POSTGRES_ADMIN_URL",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record py-spy profiles of our processes under var/bench/",
+    )
     args = parser.parse_args(argv)
     only = [part.strip().upper() for part in args.only.split(",") if part.strip()]
     unknown = set(only) - set(MEASUREMENTS)
@@ -52,7 +59,8 @@ def _options(argv: list[str] | None) -> tuple[Options, list[str]]:
     amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
     host = amqp_url.split("@")[-1].split("/")[0].split(":")[0] or "127.0.0.1"
     opts = Options(
-        quick=args.quick, amqp_url=amqp_url,
+        quick=args.quick,
+        amqp_url=amqp_url,
         management_url=os.environ.get("RABBITMQ_MANAGEMENT_URL", f"http://{host}:15672"),
         store=args.store,
         postgres_url=os.environ.get("POSTGRES_ADMIN_URL", DEFAULT_PG_URL),
@@ -62,15 +70,26 @@ def _options(argv: list[str] | None) -> tuple[Options, list[str]]:
 
 
 def _failed(key: str, exc: BaseException) -> Row:
-    return Row(id=key, what=MEASUREMENTS[key], ours="error", reference="-", goal="-", met=False,
-               ratio=None, note=f"the measurement failed: {type(exc).__name__}: {exc}")
+    return Row(
+        id=key,
+        what=MEASUREMENTS[key],
+        ours="error",
+        reference="-",
+        goal="-",
+        met=False,
+        ratio=None,
+        note=f"the measurement failed: {type(exc).__name__}: {exc}",
+    )
 
 
 def _meta(opts: Options, broker: Broker, duration_s: float) -> dict[str, object]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "duration_s": round(duration_s, 1), "quick": opts.quick, "store": opts.store,
-        "cores": os.cpu_count(), "python": platform.python_version(),
+        "duration_s": round(duration_s, 1),
+        "quick": opts.quick,
+        "store": opts.store,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
         "rabbitmq": broker.version(),
         "versions": {name: version(name) for name in ("pika", "dramatiq", "celery", "kombu")},
     }

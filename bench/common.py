@@ -123,16 +123,25 @@ class QueueWatch:
 class Proc:
     """A child process with its output in var/bench/<name>.log; stopped by pid, never by name."""
 
-    def __init__(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None,
-                 stdout_pipe: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        stdout_pipe: bool = False,
+    ) -> None:
         VAR.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = VAR / f"{name}.log"
         self._log: IO[bytes] = open(self.log_path, "ab")  # noqa: SIM115 - the child's output
         self.process = subprocess.Popen(
-            list(args), cwd=ROOT, env=dict(env) if env is not None else None,
-            stdout=subprocess.PIPE if stdout_pipe else self._log, stderr=self._log,
-            text=False)
+            list(args),
+            cwd=ROOT,
+            env=dict(env) if env is not None else None,
+            stdout=subprocess.PIPE if stdout_pipe else self._log,
+            stderr=self._log,
+            text=False,
+        )
 
     @property
     def pid(self) -> int:
@@ -158,8 +167,21 @@ class Proc:
 def py_spy(pid: int, name: str, subprocesses: bool = False) -> subprocess.Popen[bytes]:
     """Record `pid` (and its children) with py-spy until it exits or is stopped: collapsed
     stacks of every thread, idle ones too, in var/bench/<name>.pyspy.txt (for --profile)."""
-    args = [str(BIN / "py-spy"), "record", "-p", str(pid), "-r", "250", "--threads", "--idle",
-            "--nonblocking", "-f", "raw", "-o", str(VAR / f"{name}.pyspy.txt")]
+    args = [
+        str(BIN / "py-spy"),
+        "record",
+        "-p",
+        str(pid),
+        "-r",
+        "250",
+        "--threads",
+        "--idle",
+        "--nonblocking",
+        "-f",
+        "raw",
+        "-o",
+        str(VAR / f"{name}.pyspy.txt"),
+    ]
     if subprocesses:
         args.append("--subprocesses")
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

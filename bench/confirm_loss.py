@@ -90,9 +90,12 @@ class RawClient:
                 self._channel = pika.BlockingConnection(_params(self._url)).channel()
                 self._channel.confirm_delivery()
             self._channel.basic_publish(
-                topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, _body(probe_id),
+                topology.WORK_EXCHANGE,
+                topology.IMAGE_UPLOADS.routing_key,
+                _body(probe_id),
                 mandatory=True,
-                properties=pika.BasicProperties(delivery_mode=2, message_id=probe_id))
+                properties=pika.BasicProperties(delivery_mode=2, message_id=probe_id),
+            )
             return True
         except (pika.exceptions.AMQPError, OSError):
             self._drop()
@@ -120,9 +123,17 @@ class OurClient:
     def publish(self, probe_id: str) -> bool:
         try:
             self._publisher.publish_confirmed(
-                [Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key,
-                          _body(probe_id), message_id=probe_id)],
-                timeout=5.0, connect_wait=0.5)
+                [
+                    Outgoing(
+                        topology.WORK_EXCHANGE,
+                        topology.IMAGE_UPLOADS.routing_key,
+                        _body(probe_id),
+                        message_id=probe_id,
+                    )
+                ],
+                timeout=5.0,
+                connect_wait=0.5,
+            )
             return True
         except BrokerError:
             return False
@@ -131,8 +142,9 @@ class OurClient:
         self._publisher.close()
 
 
-def _publish_until(client: RawClient | OurClient, tally: Tally, stop: threading.Event,
-                   rng: random.Random) -> None:
+def _publish_until(
+    client: RawClient | OurClient, tally: Tally, stop: threading.Event, rng: random.Random
+) -> None:
     while not stop.is_set():
         probe_id = uuid.uuid4().hex
         tally.record(probe_id, client.publish(probe_id))
@@ -140,8 +152,9 @@ def _publish_until(client: RawClient | OurClient, tally: Tally, stop: threading.
 
 
 def _body(probe_id: str) -> bytes:
-    return messages.encode(messages.ImageUploadRequested(album_id=probe_id, image_id=1,
-                                                         key="users/1/probe.png"))
+    return messages.encode(
+        messages.ImageUploadRequested(album_id=probe_id, image_id=1, key="users/1/probe.png")
+    )
 
 
 def _consume(url: str, tally: Tally, stop: threading.Event) -> None:
@@ -151,8 +164,12 @@ def _consume(url: str, tally: Tally, stop: threading.Event) -> None:
     def handle(message: messages.ImageUploadRequested, _attempt: int) -> None:
         tally.consumed(message.album_id)
 
-    route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handle,
-                  RetryPolicy(DELAYS, max_attempts=6))
+    route = Route(
+        topology.IMAGE_UPLOADS,
+        messages.ImageUploadRequested,
+        handle,
+        RetryPolicy(DELAYS, max_attempts=6),
+    )
     declare = functools.partial(topology.declare, retry_delays=DELAYS)
     Consumer(url, route, concurrency=4, on_connect=declare, grace_s=2).run(stop)
 
@@ -218,23 +235,37 @@ def run(client_kind: str, kills: int, seed: int, consumer: bool) -> dict[str, ob
         node.destroy()
     lost = [p for p in tally.confirmed if p not in held]
     recovered = [p for p in tally.unknown if p in held]
-    late = [tally.consumed_at[p] - tally.confirmed_at[p] for p in tally.confirmed
-            if p in tally.consumed_at]
-    return {"client": client_kind, "consumer": consumer, "seed": seed, "kills": kills,
-            "confirmed": len(tally.confirmed), "unknown": len(tally.unknown),
-            "recovered": len(recovered), "lost": len(lost), "lost_ids": lost,
-            "consumed": len(tally.consumed_at),
-            "latest_after_confirm_s": round(max(late, default=0.0), 2),
-            "later_than_1s": sum(1 for d in late if d > 1.0),
-            "overtaken_by_1s": _overtaken(tally),
-            "leader_not_known_in_log": in_election}
+    late = [
+        tally.consumed_at[p] - tally.confirmed_at[p]
+        for p in tally.confirmed
+        if p in tally.consumed_at
+    ]
+    return {
+        "client": client_kind,
+        "consumer": consumer,
+        "seed": seed,
+        "kills": kills,
+        "confirmed": len(tally.confirmed),
+        "unknown": len(tally.unknown),
+        "recovered": len(recovered),
+        "lost": len(lost),
+        "lost_ids": lost,
+        "consumed": len(tally.consumed_at),
+        "latest_after_confirm_s": round(max(late, default=0.0), 2),
+        "later_than_1s": sum(1 for d in late if d > 1.0),
+        "overtaken_by_1s": _overtaken(tally),
+        "leader_not_known_in_log": in_election,
+    }
 
 
 def _log_lines(node: Node, text: str) -> int:
     """How many lines of the node's logs contain `text` (RabbitMQ logs "leader not known.
     Command will be forwarded once leader is known" for a publish made during the election)."""
-    return sum(line.count(text) for path in (node.folder / "log").glob("*.log")
-               for line in path.read_text(errors="replace").splitlines())
+    return sum(
+        line.count(text)
+        for path in (node.folder / "log").glob("*.log")
+        for line in path.read_text(errors="replace").splitlines()
+    )
 
 
 def _overtaken(tally: Tally) -> int:
@@ -257,8 +288,11 @@ def main() -> None:
     parser.add_argument("--client", choices=("raw", "ours"), required=True)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--consumer", action="store_true",
-                        help="consume the queue throughout with the services' runtime (as P6)")
+    parser.add_argument(
+        "--consumer",
+        action="store_true",
+        help="consume the queue throughout with the services' runtime (as P6)",
+    )
     args = parser.parse_args()
     print(json.dumps(run(args.client, args.kills, args.seed, args.consumer)), flush=True)
 

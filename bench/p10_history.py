@@ -44,32 +44,51 @@ def run(opts: Options, broker: Broker) -> list[Row]:
         system = System("p10", url, db_url, API_SSE_MAX_S="900")
         try:
             system.start_api()
-            users = {size: system.create_user(f"bench-p10-{size}@example.com")
-                     for size in HISTORY}
+            users = {size: system.create_user(f"bench-p10-{size}@example.com") for size in HISTORY}
             store = Store(db_url)
             try:
                 for size, count in HISTORY.items():
                     _seed_history(store, users[size]["id"], users[size]["prefix"], count)
-                albums = {size: _album(store, users["small"], count)
-                          for size, count in PHOTOS.items()}
-                log(f"P10: {rounds} rounds (+{warmup} warm-up) of each request, "
-                    f"{changes} stream changes each")
-                lists = _alternate({size: _api_list(system, users[size]["token"])
-                                    for size in HISTORY}, rounds, warmup)
+                albums = {
+                    size: _album(store, users["small"], count) for size, count in PHOTOS.items()
+                }
+                log(
+                    f"P10: {rounds} rounds (+{warmup} warm-up) of each request, "
+                    f"{changes} stream changes each"
+                )
+                lists = _alternate(
+                    {size: _api_list(system, users[size]["token"]) for size in HISTORY},
+                    rounds,
+                    warmup,
+                )
                 browser = _signed_in(system, users["small"]["token"])
-                pages = _alternate({size: _get(browser, f"{system.api_url}/albums/{album}")
-                                    for size, album in albums.items()}, rounds, warmup)
-                streams = {size: _stream_delays(system, browser, store, album, changes)
-                           for size, album in albums.items()}
+                pages = _alternate(
+                    {
+                        size: _get(browser, f"{system.api_url}/albums/{album}")
+                        for size, album in albums.items()
+                    },
+                    rounds,
+                    warmup,
+                )
+                streams = {
+                    size: _stream_delays(system, browser, store, album, changes)
+                    for size, album in albums.items()
+                }
                 browser.close()
             finally:
                 store.dispose()
         finally:
             system.stop_all()
-    return [_row("GET /api/albums, first page: 10,000 albums vs 100", lists,
-                 "100 albums", "P10 /api/albums 10k / 100"),
-            _row("album page: 200 photos vs 20", pages, "20 photos", "P10 album page 200 / 20"),
-            _stream_row(streams)]
+    return [
+        _row(
+            "GET /api/albums, first page: 10,000 albums vs 100",
+            lists,
+            "100 albums",
+            "P10 /api/albums 10k / 100",
+        ),
+        _row("album page: 200 photos vs 20", pages, "20 photos", "P10 album page 200 / 20"),
+        _stream_row(streams),
+    ]
 
 
 # -- the data -----------------------------------------------------------------------------------
@@ -78,12 +97,29 @@ def run(opts: Options, broker: Broker) -> list[Row]:
 def _seed_history(store: Store, user_id: int, prefix: str, count: int) -> None:
     """`count` settled albums of two photos each, a minute apart, in two bulk inserts."""
     start = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=count)
-    albums = [{"id": uuid.uuid4().hex, "user_id": user_id, "title": f"p10 {n}",
-               "state": "done", "settle_seq": 1, "created_at": start + timedelta(minutes=n)}
-              for n in range(count)]
-    images = [{"album_id": album["id"], "position": i, "key": f"{prefix}p10/{n}-{i}.png",
-               "state": "uploaded", "attempts": 1, "photo_id": f"p10-{n}-{i}"}
-              for n, album in enumerate(albums) for i in range(2)]
+    albums = [
+        {
+            "id": uuid.uuid4().hex,
+            "user_id": user_id,
+            "title": f"p10 {n}",
+            "state": "done",
+            "settle_seq": 1,
+            "created_at": start + timedelta(minutes=n),
+        }
+        for n in range(count)
+    ]
+    images = [
+        {
+            "album_id": album["id"],
+            "position": i,
+            "key": f"{prefix}p10/{n}-{i}.png",
+            "state": "uploaded",
+            "attempts": 1,
+            "photo_id": f"p10-{n}-{i}",
+        }
+        for n, album in enumerate(albums)
+        for i in range(2)
+    ]
     with store.engine.begin() as connection:
         connection.execute(insert(Album), albums)
         connection.execute(insert(Image), images)
@@ -122,15 +158,20 @@ def _signed_in(system: System, token: str) -> requests.Session:
     match = re.search(r'name="csrf_token" value="([^"]+)"', form)
     if match is None:
         raise RuntimeError("the sign-in page has no CSRF token")
-    response = session.post(f"{system.api_url}/login", timeout=10, allow_redirects=False,
-                            data={"token": token, "csrf_token": match.group(1)})
+    response = session.post(
+        f"{system.api_url}/login",
+        timeout=10,
+        allow_redirects=False,
+        data={"token": token, "csrf_token": match.group(1)},
+    )
     if response.status_code != 303:
         raise RuntimeError(f"signing in answered {response.status_code}")
     return session
 
 
-def _alternate(calls: dict[str, Callable[[], None]], rounds: int,
-               warmup: int) -> dict[str, list[float]]:
+def _alternate(
+    calls: dict[str, Callable[[], None]], rounds: int, warmup: int
+) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
     for n in range(warmup + rounds):
@@ -142,8 +183,9 @@ def _alternate(calls: dict[str, Callable[[], None]], rounds: int,
     return samples
 
 
-def _stream_delays(system: System, session: requests.Session, store: Store, album_id: str,
-                   changes: int) -> dict[str, Any]:
+def _stream_delays(
+    system: System, session: requests.Session, store: Store, album_id: str, changes: int
+) -> dict[str, Any]:
     """Change one photo `changes` times (its attempts) and time each until its event."""
     url = f"{system.api_url}/albums/{album_id}/events"
     delays: list[float] = []
@@ -155,9 +197,13 @@ def _stream_delays(system: System, session: requests.Session, store: Store, albu
             raise RuntimeError(f"the stream began with {first[0]}")
         for n in range(changes):
             with store.engine.begin() as connection:
-                connection.execute(text("UPDATE images SET attempts = attempts + 1 "
-                                        "WHERE album_id = :album AND position = :position"),
-                                   {"album": album_id, "position": n % 5})
+                connection.execute(
+                    text(
+                        "UPDATE images SET attempts = attempts + 1 "
+                        "WHERE album_id = :album AND position = :position"
+                    ),
+                    {"album": album_id, "position": n % 5},
+                )
             changed = time.perf_counter()
             kind, data = _next_event(lines)
             delays.append(time.perf_counter() - changed)
@@ -191,10 +237,16 @@ def _row(what: str, samples: dict[str, list[float]], reference: str, label: str)
     def cell(size: str) -> str:
         return f"p50 {ms(stats[size]['p50_s'])}, p99 {ms(stats[size]['p99_s'])}"
 
-    return Row(id="P10", what=f"{what} ({stats['large']['n']} requests each)",
-               ours=cell("large"), reference=f"{reference}: {cell('small')}", ratio=ratio,
-               goal=f"p99 / small p99 <= {GOAL}", met=ratio <= GOAL,
-               figures={"latency": stats, "goal_ratio": GOAL, "label": label})
+    return Row(
+        id="P10",
+        what=f"{what} ({stats['large']['n']} requests each)",
+        ours=cell("large"),
+        reference=f"{reference}: {cell('small')}",
+        ratio=ratio,
+        goal=f"p99 / small p99 <= {GOAL}",
+        met=ratio <= GOAL,
+        figures={"latency": stats, "goal_ratio": GOAL, "label": label},
+    )
 
 
 def _stream_row(streams: dict[str, dict[str, Any]]) -> Row:
@@ -203,14 +255,27 @@ def _stream_row(streams: dict[str, dict[str, Any]]) -> Row:
 
     def cell(size: str) -> str:
         found = streams[size]
-        return (f"p99 {ms(stats[size]['p99_s'])}; event {found['change_bytes']} B "
-                f"(first, whole album: {found['first_bytes']} B)")
+        return (
+            f"p99 {ms(stats[size]['p99_s'])}; event {found['change_bytes']} B "
+            f"(first, whole album: {found['first_bytes']} B)"
+        )
 
-    return Row(id="P10", what=f"live stream, one photo changed to its event: 200 photos vs 20 "
-                              f"({stats['large']['n']} changes each; polled every 0.5 s)",
-               ours=cell("large"), reference=f"20 photos: {cell('small')}", ratio=ratio,
-               goal=f"p99 / small p99 <= {GOAL}", met=ratio <= GOAL,
-               figures={"latency": stats, "goal_ratio": GOAL, "label": "P10 live stream 200 / 20",
-                        "bytes": {size: {"change": found["change_bytes"],
-                                         "first": found["first_bytes"]}
-                                  for size, found in streams.items()}})
+    return Row(
+        id="P10",
+        what=f"live stream, one photo changed to its event: 200 photos vs 20 "
+        f"({stats['large']['n']} changes each; polled every 0.5 s)",
+        ours=cell("large"),
+        reference=f"20 photos: {cell('small')}",
+        ratio=ratio,
+        goal=f"p99 / small p99 <= {GOAL}",
+        met=ratio <= GOAL,
+        figures={
+            "latency": stats,
+            "goal_ratio": GOAL,
+            "label": "P10 live stream 200 / 20",
+            "bytes": {
+                size: {"change": found["change_bytes"], "first": found["first_bytes"]}
+                for size, found in streams.items()
+            },
+        },
+    )

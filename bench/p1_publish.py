@@ -40,9 +40,12 @@ class ApiPost:
         self._keys = _keys(prefix)
 
     def __call__(self, n: int) -> None:
-        response = self._system.http.post(f"{self._system.api_url}/api/albums", timeout=30,
-                                          json={"title": f"bench {n}", "images": self._keys},
-                                          headers=self._headers)
+        response = self._system.http.post(
+            f"{self._system.api_url}/api/albums",
+            timeout=30,
+            json={"title": f"bench {n}", "images": self._keys},
+            headers=self._headers,
+        )
         if response.status_code != 202:
             raise RuntimeError(f"POST /api/albums answered {response.status_code}")
 
@@ -60,11 +63,15 @@ class RawPika:
     def __call__(self, n: int) -> None:
         album_id = f"{n:032x}"
         for i, key in enumerate(self._keys):
-            body = messages.encode(messages.ImageUploadRequested(
-                album_id=album_id, image_id=n * IMAGES + i + 1, key=key))
+            body = messages.encode(
+                messages.ImageUploadRequested(
+                    album_id=album_id, image_id=n * IMAGES + i + 1, key=key
+                )
+            )
             out = Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, body)
-            self._channel.basic_publish(out.exchange, out.routing_key, out.body,
-                                        properties(out), mandatory=True)
+            self._channel.basic_publish(
+                out.exchange, out.routing_key, out.body, properties(out), mandatory=True
+            )
 
     def close(self) -> None:
         self._connection.close()
@@ -75,8 +82,9 @@ class DramatiqSend:
         import dramatiq
 
         self._broker = dramatiq_broker(url, confirm_delivery=True)
-        self._actor = dramatiq.actor(broker=self._broker, actor_name="noop",
-                                     queue_name=DRAMATIQ_QUEUE)(_noop)
+        self._actor = dramatiq.actor(
+            broker=self._broker, actor_name="noop", queue_name=DRAMATIQ_QUEUE
+        )(_noop)
         self._keys = _keys(prefix)
 
     def __call__(self, n: int) -> None:
@@ -127,10 +135,12 @@ def run(opts: Options, broker: Broker) -> list[Row]:
         try:
             system.start_api()  # API_THREADS=16: the default
             user = system.create_user("bench-p1@example.com")
-            contenders: dict[str, Sample] = {"ours": ApiPost(system, user["token"],
-                                                              user["prefix"])}
-            for name, kind in (("raw pika", RawPika), ("dramatiq", DramatiqSend),
-                               ("celery", CelerySend)):
+            contenders: dict[str, Sample] = {"ours": ApiPost(system, user["token"], user["prefix"])}
+            for name, kind in (
+                ("raw pika", RawPika),
+                ("dramatiq", DramatiqSend),
+                ("celery", CelerySend),
+            ):
                 contender = kind(url, user["prefix"])
                 closers.append(contender)
                 contenders[name] = contender
@@ -148,19 +158,35 @@ def run(opts: Options, broker: Broker) -> list[Row]:
 
 
 def _row(opts: Options, samples: dict[str, list[float]]) -> Row:
-    stats = {name: {"p50_s": percentile(v, 50), "p99_s": percentile(v, 99),
-                    "mean_s": sum(v) / len(v), "n": len(v)} for name, v in samples.items()}
+    stats = {
+        name: {
+            "p50_s": percentile(v, 50),
+            "p99_s": percentile(v, 99),
+            "mean_s": sum(v) / len(v),
+            "n": len(v),
+        }
+        for name, v in samples.items()
+    }
 
     def cell(name: str) -> str:
         return f"p50 {ms(stats[name]['p50_s'])}, p99 {ms(stats[name]['p99_s'])}"
 
     ratio = stats["ours"]["p99_s"] / stats["raw pika"]["p99_s"]
     return Row(
-        id="P1", what=f"POST /api/albums, 20 images ({stats['ours']['n']} requests, "
-                      f"store: {opts.store})",
-        ours=cell("ours"), reference=f"raw pika: {cell('raw pika')}",
-        dramatiq=cell("dramatiq"), celery=cell("celery"),
-        ratio=ratio, goal="p99 / raw pika p99 <= 1.0", met=ratio <= 1.0,
-        figures={"latency": stats, "images": IMAGES, "api_threads": 16,
-                 "goal_ratio": 1.0, "label": "P1 p99 / raw pika"},
+        id="P1",
+        what=f"POST /api/albums, 20 images ({stats['ours']['n']} requests, store: {opts.store})",
+        ours=cell("ours"),
+        reference=f"raw pika: {cell('raw pika')}",
+        dramatiq=cell("dramatiq"),
+        celery=cell("celery"),
+        ratio=ratio,
+        goal="p99 / raw pika p99 <= 1.0",
+        met=ratio <= 1.0,
+        figures={
+            "latency": stats,
+            "images": IMAGES,
+            "api_threads": 16,
+            "goal_ratio": 1.0,
+            "label": "P1 p99 / raw pika",
+        },
     )

@@ -10,8 +10,11 @@ from celery import signals
 from bench.gate import wait_for_go
 from bench.peers import celery_app
 
-app = celery_app(os.environ.get("BENCH_AMQP_URL", "amqp://127.0.0.1"),
-                 os.environ.get("BENCH_QUEUE", "bench.drain"), confirm_publish=False)
+app = celery_app(
+    os.environ.get("BENCH_AMQP_URL", "amqp://127.0.0.1"),
+    os.environ.get("BENCH_QUEUE", "bench.drain"),
+    confirm_publish=False,
+)
 
 
 # celery is untyped to mypy (the dev venv, where mypy runs, does not install it).

@@ -66,10 +66,14 @@ class Contender:
 
 
 def _ours_body(n: int) -> Body:
-    body = messages.encode(messages.ImageUploadRequested(
-        album_id=uuid.uuid4().hex, image_id=n + 1, key=f"users/1/bench/{n:05d}.png"))
-    return body, pika.BasicProperties(delivery_mode=2, content_type="application/json",
-                                      message_id=uuid.uuid4().hex, headers={})
+    body = messages.encode(
+        messages.ImageUploadRequested(
+            album_id=uuid.uuid4().hex, image_id=n + 1, key=f"users/1/bench/{n:05d}.png"
+        )
+    )
+    return body, pika.BasicProperties(
+        delivery_mode=2, content_type="application/json", message_id=uuid.uuid4().hex, headers={}
+    )
 
 
 def _declare_work_queue(url: str) -> None:
@@ -85,8 +89,13 @@ def _declare_work_queue(url: str) -> None:
 def _dramatiq_body(n: int) -> Body:
     from dramatiq import Message
 
-    message: Any = Message(queue_name=QUEUE, actor_name="noop", options={}, kwargs={},
-                      args=(uuid.uuid4().hex, n + 1, f"users/1/bench/{n:05d}.png"))
+    message: Any = Message(
+        queue_name=QUEUE,
+        actor_name="noop",
+        options={},
+        kwargs={},
+        args=(uuid.uuid4().hex, n + 1, f"users/1/bench/{n:05d}.png"),
+    )
     return message.encode(), pika.BasicProperties(delivery_mode=2)
 
 
@@ -104,18 +113,37 @@ def _celery_body(n: int) -> Body:
     task_id = str(uuid.uuid4())
     args = [uuid.uuid4().hex, n + 1, f"users/1/bench/{n:05d}.png"]
     headers: dict[str, Any] = {
-        "lang": "py", "task": "bench.noop", "id": task_id, "shadow": None, "eta": None,
-        "expires": None, "group": None, "group_index": None, "retries": 0,
-        "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-        "argsrepr": repr(tuple(args)), "kwargsrepr": "{}", "origin": "bench",
-        "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
+        "lang": "py",
+        "task": "bench.noop",
+        "id": task_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": task_id,
+        "parent_id": None,
+        "argsrepr": repr(tuple(args)),
+        "kwargsrepr": "{}",
+        "origin": "bench",
+        "ignore_result": True,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
         "stamps": {},
     }
-    body = json.dumps([args, {}, {"callbacks": None, "errbacks": None, "chain": None,
-                                  "chord": None}]).encode()
-    return body, pika.BasicProperties(delivery_mode=2, content_type="application/json",
-                                      content_encoding="utf-8", correlation_id=task_id,
-                                      reply_to="", headers=headers)
+    body = json.dumps(
+        [args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    ).encode()
+    return body, pika.BasicProperties(
+        delivery_mode=2,
+        content_type="application/json",
+        content_encoding="utf-8",
+        correlation_id=task_id,
+        reply_to="",
+        headers=headers,
+    )
 
 
 def _celery_declare(url: str) -> None:
@@ -132,17 +160,48 @@ def _celery_declare(url: str) -> None:
 def contenders(prefetch: int) -> list[Contender]:
     ours = [[PY, "-m", "bench.p2_consume", "ours"] for _ in range(PROCESSES)]
     raw = [[PY, "-m", "bench.p2_consume", "raw"] for _ in range(PROCESSES)]
-    dramatiq = [[str(BIN / "dramatiq"), "bench.p2_dramatiq", "--processes", str(PROCESSES),
-                 "--threads", str(prefetch)]]
-    celery = [[str(BIN / "celery"), "-A", "bench.p2_celery", "worker", "-P", "threads",
-               "-c", str(prefetch), "-Q", QUEUE, "-n", f"bench{i}@%h", "-l", "WARNING",
-               "--without-mingle", "--without-gossip", "--without-heartbeat"]
-              for i in range(PROCESSES)]
+    dramatiq = [
+        [
+            str(BIN / "dramatiq"),
+            "bench.p2_dramatiq",
+            "--processes",
+            str(PROCESSES),
+            "--threads",
+            str(prefetch),
+        ]
+    ]
+    celery = [
+        [
+            str(BIN / "celery"),
+            "-A",
+            "bench.p2_celery",
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            str(prefetch),
+            "-Q",
+            QUEUE,
+            "-n",
+            f"bench{i}@%h",
+            "-l",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ]
+        for i in range(PROCESSES)
+    ]
     return [
         Contender("raw pika", _declare_work_queue, _ours_body, raw, {}),
         Contender("ours", _declare_work_queue, _ours_body, ours, {}),
-        Contender("dramatiq", _dramatiq_declare, _dramatiq_body, dramatiq,
-                  {"dramatiq_queue_prefetch": str(prefetch)}),
+        Contender(
+            "dramatiq",
+            _dramatiq_declare,
+            _dramatiq_body,
+            dramatiq,
+            {"dramatiq_queue_prefetch": str(prefetch)},
+        ),
         Contender("celery", _celery_declare, _celery_body, celery, {}),
     ]
 
@@ -186,8 +245,9 @@ def _with_descendants(pids: list[int]) -> set[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parents[int(entry.name)] = int((entry / "stat").read_text()
-                                               .rsplit(")", 1)[1].split()[1])
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
             except OSError:
                 continue
     found = set(pids)
@@ -199,25 +259,37 @@ def _with_descendants(pids: list[int]) -> set[int]:
     return found
 
 
-def drain(opts: Options, broker: Broker, contender: Contender, total: int,
-          prefetch: int) -> dict[str, Any]:
+def drain(
+    opts: Options, broker: Broker, contender: Contender, total: int, prefetch: int
+) -> dict[str, Any]:
     slug = contender.name.replace(" ", "-")
     with broker.vhost(f"p2-{slug}") as url:
         contender.declare(url)
         fill(url, contender.body, total)
         gate = Gate(VAR / f"p2-gate-{slug}")
-        env = base_env(BENCH_AMQP_URL=url, BENCH_QUEUE=QUEUE, BENCH_PREFETCH=str(prefetch),
-                       **gate.env(), **contender.env)
-        procs = [Proc(f"p2-{slug}-{i}", command, env)
-                 for i, command in enumerate(contender.commands)]
+        env = base_env(
+            BENCH_AMQP_URL=url,
+            BENCH_QUEUE=QUEUE,
+            BENCH_PREFETCH=str(prefetch),
+            **gate.env(),
+            **contender.env,
+        )
+        procs = [
+            Proc(f"p2-{slug}-{i}", command, env) for i, command in enumerate(contender.commands)
+        ]
         profilers: list[subprocess.Popen[bytes]] = []
         watch = QueueWatch(url, QUEUE)
         try:
-            wait_for(lambda: gate.armed_count() >= PROCESSES, 60,
-                     what=f"{contender.name} workers at the start line")
+            wait_for(
+                lambda: gate.armed_count() >= PROCESSES,
+                60,
+                what=f"{contender.name} workers at the start line",
+            )
             if opts.profile and contender.name == "ours":
-                profilers = [py_spy(int(mark.name), f"p2-{slug}-{mark.name}")
-                             for mark in gate.armed.iterdir()]
+                profilers = [
+                    py_spy(int(mark.name), f"p2-{slug}-{mark.name}")
+                    for mark in gate.armed.iterdir()
+                ]
             pids = [proc.pid for proc in procs]
             cpu_before = cpu_seconds(pids)
             gate.open()
@@ -230,8 +302,13 @@ def drain(opts: Options, broker: Broker, contender: Contender, total: int,
             for profiler in profilers:
                 stop_profiler(profiler)
     seconds = empty - first
-    return {"seconds": seconds, "rate": total / seconds, "cpu_s": cpu,
-            "cpu_us_per_msg": cpu / total * 1e6, "rates_by_depth": watch.rates_by_depth(total)}
+    return {
+        "seconds": seconds,
+        "rate": total / seconds,
+        "cpu_s": cpu,
+        "cpu_us_per_msg": cpu / total * 1e6,
+        "rates_by_depth": watch.rates_by_depth(total),
+    }
 
 
 def run(opts: Options, broker: Broker) -> list[Row]:
@@ -241,13 +318,17 @@ def run(opts: Options, broker: Broker) -> list[Row]:
     entrants = contenders(PREFETCH)
     for n in range(rounds):
         # Rotating the order spreads whatever else the machine does over all four.
-        for contender in entrants[n % len(entrants):] + entrants[:n % len(entrants)]:
-            log(f"P2 round {n + 1}/{rounds}: {contender.name} drains {total} messages, "
-                f"{PROCESSES} processes, prefetch {PREFETCH}")
+        for contender in entrants[n % len(entrants) :] + entrants[: n % len(entrants)]:
+            log(
+                f"P2 round {n + 1}/{rounds}: {contender.name} drains {total} messages, "
+                f"{PROCESSES} processes, prefetch {PREFETCH}"
+            )
             result = drain(opts, broker, contender, total, PREFETCH)
             runs.setdefault(contender.name, []).append(result)
-            log(f"P2: {contender.name}: {result['rate']:.0f} msg/s, "
-                f"{result['cpu_us_per_msg']:.0f} µs CPU per message")
+            log(
+                f"P2: {contender.name}: {result['rate']:.0f} msg/s, "
+                f"{result['cpu_us_per_msg']:.0f} µs CPU per message"
+            )
     return _rows(runs, total)
 
 
@@ -265,22 +346,47 @@ def _rows(runs: dict[str, list[dict[str, Any]]], total: int) -> list[Row]:
         spread = ", ".join(f"{r['rate']:.0f}" for r in runs[name])
         return f"{rates[name]:.0f} msg/s [{spread}]; {cpu[name]:.0f} µs CPU/msg"
 
-    what = (f"no-op drain of {total:,} msgs, quorum queue, {PROCESSES} processes x prefetch "
-            f"{PREFETCH}: median of {len(runs['ours'])} runs [each run]")
-    figures = {"rates": rates, "cpu_us_per_msg": cpu, "runs": runs, "messages": total,
-               "processes": PROCESSES, "prefetch": PREFETCH}
+    what = (
+        f"no-op drain of {total:,} msgs, quorum queue, {PROCESSES} processes x prefetch "
+        f"{PREFETCH}: median of {len(runs['ours'])} runs [each run]"
+    )
+    figures = {
+        "rates": rates,
+        "cpu_us_per_msg": cpu,
+        "runs": runs,
+        "messages": total,
+        "processes": PROCESSES,
+        "prefetch": PREFETCH,
+    }
     vs_raw = rates["ours"] / rates["raw pika"]
     vs_dramatiq = rates["ours"] / rates["dramatiq"]
-    common = {"what": what, "ours": cell("ours"), "reference": f"raw pika: {cell('raw pika')}",
-              "dramatiq": cell("dramatiq"), "celery": cell("celery")}
+    common = {
+        "what": what,
+        "ours": cell("ours"),
+        "reference": f"raw pika: {cell('raw pika')}",
+        "dramatiq": cell("dramatiq"),
+        "celery": cell("celery"),
+    }
     return [
-        Row(id="P2", ratio=vs_raw, goal=">= 0.9 x raw pika", met=vs_raw >= 0.9,
+        Row(
+            id="P2",
+            ratio=vs_raw,
+            goal=">= 0.9 x raw pika",
+            met=vs_raw >= 0.9,
             figures={**figures, "goal_ratio": 0.9, "goal_kind": "min", "label": "P2 / raw pika"},
-            **common),
-        Row(id="P2", what="the same drains, against Dramatiq", ours=f"{rates['ours']:.0f} msg/s",
-            reference="-", dramatiq=f"{rates['dramatiq']:.0f} msg/s", ratio=vs_dramatiq,
-            goal=">= 2 x Dramatiq", met=vs_dramatiq >= 2.0,
-            figures={"goal_ratio": 2.0, "goal_kind": "min", "label": "P2 / Dramatiq"}),
+            **common,
+        ),
+        Row(
+            id="P2",
+            what="the same drains, against Dramatiq",
+            ours=f"{rates['ours']:.0f} msg/s",
+            reference="-",
+            dramatiq=f"{rates['dramatiq']:.0f} msg/s",
+            ratio=vs_dramatiq,
+            goal=">= 2 x Dramatiq",
+            met=vs_dramatiq >= 2.0,
+            figures={"goal_ratio": 2.0, "goal_kind": "min", "label": "P2 / Dramatiq"},
+        ),
     ]
 
 
@@ -311,8 +417,12 @@ def _ours_worker(url: str, queue: str, prefetch: int) -> None:
     stop = stop_on_signals()
     wait_for_go()
     # The runtime decodes each body into the route's type before the (no-op) handler runs.
-    route = Route(topology.WorkQueue(queue, queue), messages.ImageUploadRequested, no_op,
-                  RetryPolicy((1,), max_attempts=1))
+    route = Route(
+        topology.WorkQueue(queue, queue),
+        messages.ImageUploadRequested,
+        no_op,
+        RetryPolicy((1,), max_attempts=1),
+    )
     Consumer(url, route, concurrency=prefetch).run(stop)
 
 

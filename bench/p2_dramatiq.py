@@ -19,14 +19,16 @@ class WaitForGo(Middleware):  # type: ignore[misc]
         wait_for_go()
 
 
-broker = dramatiq_broker(os.environ.get("BENCH_AMQP_URL", "amqp://127.0.0.1"),
-                         confirm_delivery=False)
+broker = dramatiq_broker(
+    os.environ.get("BENCH_AMQP_URL", "amqp://127.0.0.1"), confirm_delivery=False
+)
 broker.add_middleware(WaitForGo())
 dramatiq.set_broker(broker)
 
 
 # dramatiq is untyped to mypy (the dev venv, where mypy runs, does not install it).
 @dramatiq.actor(  # type: ignore[untyped-decorator]
-    actor_name="noop", queue_name=os.environ.get("BENCH_QUEUE", "bench.drain"))
+    actor_name="noop", queue_name=os.environ.get("BENCH_QUEUE", "bench.drain")
+)
 def noop(*_args: Any) -> None:
     return None

@@ -60,8 +60,9 @@ def _consumers(url: str) -> int:
         watch.close()
 
 
-def time_album(system: System, token: str, keys: list[str],
-               title: str) -> tuple[float, dict[str, Any]]:
+def time_album(
+    system: System, token: str, keys: list[str], title: str
+) -> tuple[float, dict[str, Any]]:
     started = time.time()
     album_id = system.post_album(token, title, keys)
     album = system.wait_settled(token, album_id, timeout=300)
@@ -87,12 +88,20 @@ def run(opts: Options, broker: Broker) -> list[Row]:
     return [_row(*setup, w) for setup, w in walls.items()]
 
 
-def time_setup(opts: Options, system: System, url: str, token: str, keys: list[str],
-               concurrency: int, processes: int) -> list[float]:
+def time_setup(
+    opts: Options,
+    system: System,
+    url: str,
+    token: str,
+    keys: list[str],
+    concurrency: int,
+    processes: int,
+) -> list[float]:
     uploader_ready(system, url, concurrency, processes)
     name = f"p3-uploader-c{concurrency}-p{processes}"
-    profiler = (py_spy(system.procs["uploader"].pid, name, subprocesses=True)
-                if opts.profile else None)
+    profiler = (
+        py_spy(system.procs["uploader"].pid, name, subprocesses=True) if opts.profile else None
+    )
     walls = []
     for n in range(ALBUMS_PER_C):
         wall, album = time_album(system, token, keys, f"p3 {_label(concurrency, processes)} {n}")
@@ -113,10 +122,19 @@ def _row(concurrency: int, processes: int, walls: list[float]) -> Row:
     ratio = worst / ideal
     label = _label(concurrency, processes)
     return Row(
-        id="P3", what=f"album of {IMAGES}, 1 s per photo, {label}",
+        id="P3",
+        what=f"album of {IMAGES}, 1 s per photo, {label}",
         ours=f"{worst:.2f} s (worst of {len(walls)}: {', '.join(f'{w:.2f}' for w in walls)})",
         reference=f"ideal ceil(20/{concurrency}) = {ideal:.0f} s",
-        ratio=ratio, goal="<= 1.15 x ideal", met=ratio <= 1.15,
-        figures={"walls_s": walls, "ideal_s": ideal, "concurrency": concurrency,
-                 "processes": processes, "goal_ratio": 1.15, "label": f"P3 {label}"},
+        ratio=ratio,
+        goal="<= 1.15 x ideal",
+        met=ratio <= 1.15,
+        figures={
+            "walls_s": walls,
+            "ideal_s": ideal,
+            "concurrency": concurrency,
+            "processes": processes,
+            "goal_ratio": 1.15,
+            "label": f"P3 {label}",
+        },
     )

@@ -32,8 +32,9 @@ def run(opts: Options, broker: Broker) -> list[Row]:
                 uploader_ready(system, url, 4)
                 wall, album = time_album(system, user["token"], keys, f"p4 {label}")
                 if album["state"] != AlbumState.DONE:
-                    raise RuntimeError(f"album of {label} ended {album['state']}: "
-                                       f"{album['counts']}")
+                    raise RuntimeError(
+                        f"album of {label} ended {album['state']}: {album['counts']}"
+                    )
                 peaks[label] = rss_peak_kb(system.procs["uploader"].pid)
                 _check_received(system, len(body))
                 walls[label] = wall
@@ -49,16 +50,21 @@ def _check_received(system: System, size: int) -> None:
     photos = system.http.get(f"{system.graph_url}/_sim/photos", timeout=10).json()["photos"]
     whole = sum(1 for photo in photos if photo.get("size") == size)
     if whole < IMAGES:
-        raise RuntimeError(f"the Graph simulator holds {whole} photos of {size} bytes, "
-                           f"not {IMAGES}")
+        raise RuntimeError(
+            f"the Graph simulator holds {whole} photos of {size} bytes, not {IMAGES}"
+        )
 
 
 def _row(peaks: dict[str, int], walls: dict[str, float]) -> Row:
     big, small = peaks["10 MB"], peaks["100 KB"]
     ratio = big / small
     return Row(
-        id="P4", what=f"uploader peak RSS (VmHWM), {IMAGES} x 10 MB vs {IMAGES} x 100 KB",
-        ours=f"{big / 1024:.1f} MiB", reference=f"100 KB images: {small / 1024:.1f} MiB",
-        ratio=ratio, goal="<= 1.25", met=ratio <= 1.25,
+        id="P4",
+        what=f"uploader peak RSS (VmHWM), {IMAGES} x 10 MB vs {IMAGES} x 100 KB",
+        ours=f"{big / 1024:.1f} MiB",
+        reference=f"100 KB images: {small / 1024:.1f} MiB",
+        ratio=ratio,
+        goal="<= 1.25",
+        met=ratio <= 1.25,
         figures={"peak_kb": peaks, "album_s": walls, "goal_ratio": 1.25, "label": "P4 RSS"},
     )

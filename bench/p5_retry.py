@@ -46,8 +46,9 @@ class Arrivals:
         self._thread = threading.Thread(target=self._run, name="p5-arrivals", daemon=True)
         self._thread.start()
 
-    def _on_message(self, _ch: object, _method: object, props: pika.BasicProperties,
-                    _body: bytes) -> None:
+    def _on_message(
+        self, _ch: object, _method: object, props: pika.BasicProperties, _body: bytes
+    ) -> None:
         self.seen[str(props.message_id)] = time.monotonic()
 
     def _run(self) -> None:
@@ -68,13 +69,16 @@ def publish_rounds(url: str, rounds: int, gap_s: float) -> dict[str, tuple[int, 
     channel.confirm_delivery()
     for n in range(rounds):
         for delay, routing_key in sorted(tiers().items(), reverse=True):
-            body = messages.encode(messages.ImageUploadRequested(
-                album_id=uuid.uuid4().hex, image_id=n + 1, key=f"users/1/p5/{n}.png"))
-            out = Outgoing(topology.RETRY_EXCHANGE, routing_key, body,
-                           headers={"album-attempt": 2})
+            body = messages.encode(
+                messages.ImageUploadRequested(
+                    album_id=uuid.uuid4().hex, image_id=n + 1, key=f"users/1/p5/{n}.png"
+                )
+            )
+            out = Outgoing(topology.RETRY_EXCHANGE, routing_key, body, headers={"album-attempt": 2})
             started = time.monotonic()
-            channel.basic_publish(out.exchange, out.routing_key, out.body, properties(out),
-                                  mandatory=True)
+            channel.basic_publish(
+                out.exchange, out.routing_key, out.body, properties(out), mandatory=True
+            )
             sent[out.message_id] = (delay, started)
         time.sleep(gap_s)
     connection.close()
@@ -115,19 +119,25 @@ def run(opts: Options, broker: Broker) -> list[Row]:
     return [_row(delay, sent, arrivals.seen, stuck) for delay in tiers()]
 
 
-def _row(delay: int, sent: dict[str, tuple[int, float]], seen: dict[str, float],
-         stuck: int) -> Row:
+def _row(delay: int, sent: dict[str, tuple[int, float]], seen: dict[str, float], stuck: int) -> Row:
     actual = sorted(seen[mid] - start for mid, (d, start) in sent.items() if d == delay)
     upper = 1.1 * delay + 0.1
     within = actual[0] >= delay and actual[-1] <= upper
     return Row(
-        id="P5", what=f"retry tier {delay} s (RETRY_DELAYS=1,2,5), {len(actual)} msgs",
-        ours=f"{actual[0]:.3f}-{actual[-1]:.3f} s", reference=f"d = {delay} s",
-        ratio=actual[-1] / delay, goal=f"d <= actual <= 1.1 d + 0.1 s ({upper:.2f} s); "
-                                       "none behind a longer one",
+        id="P5",
+        what=f"retry tier {delay} s (RETRY_DELAYS=1,2,5), {len(actual)} msgs",
+        ours=f"{actual[0]:.3f}-{actual[-1]:.3f} s",
+        reference=f"d = {delay} s",
+        ratio=actual[-1] / delay,
+        goal=f"d <= actual <= 1.1 d + 0.1 s ({upper:.2f} s); none behind a longer one",
         met=within and stuck == 0,
-        figures={"actual_s": actual, "delay_s": delay, "upper_s": upper,
-                 "overtaken_pairs": stuck, "goal_ratio": upper / delay,
-                 "label": f"P5 tier {delay} s"},
+        figures={
+            "actual_s": actual,
+            "delay_s": delay,
+            "upper_s": upper,
+            "overtaken_pairs": stuck,
+            "goal_ratio": upper / delay,
+            "label": f"P5 tier {delay} s",
+        },
         note="" if stuck == 0 else f"{stuck} pairs came back behind a message due later",
     )

@@ -116,10 +116,12 @@ def _probe(publisher: Publisher, timeout: float = 60) -> str:
     queue is not back yet (a quorum queue elects its leader after the node boots)."""
     # The probe's id is its album id too: the handler sees the message, not its properties.
     probe_id = uuid.uuid4().hex
-    body = messages.encode(messages.ImageUploadRequested(album_id=probe_id, image_id=1,
-                                                         key="users/1/p6/probe.png"))
-    out = Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, body,
-                   message_id=probe_id)
+    body = messages.encode(
+        messages.ImageUploadRequested(album_id=probe_id, image_id=1, key="users/1/p6/probe.png")
+    )
+    out = Outgoing(
+        topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, body, message_id=probe_id
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -161,8 +163,13 @@ def restart_once(node: Node, consumed: Consumed, probes: Probes, kill: bool) -> 
         publisher.close()
 
 
-def _first_handled(publisher: Publisher, consumed: Consumed, probes: Probes,
-                   accepted_at: float, timeout: float = 60) -> float:
+def _first_handled(
+    publisher: Publisher,
+    consumed: Consumed,
+    probes: Probes,
+    accepted_at: float,
+    timeout: float = 60,
+) -> float:
     sent: list[str] = []
     while time.monotonic() < accepted_at + timeout:
         sent.append(_probe(publisher))
@@ -173,7 +180,7 @@ def _first_handled(publisher: Publisher, consumed: Consumed, probes: Probes,
             # Four workers may handle two probes in either order: an earlier probe handled
             # within a second more is in time; later than that it is late (lost only if it
             # never comes: see `Probes.settle`).
-            earlier = set(sent[:sent.index(probe_id)])
+            earlier = set(sent[: sent.index(probe_id)])
             probes.late += len(earlier - consumed.all_of(earlier, timeout=1.0))
             return when - accepted_at
     raise TimeoutError(f"none of {len(sent)} probes consumed within {timeout} s")
@@ -208,8 +215,12 @@ def run(opts: Options, broker: Broker) -> list[Row]:
         topology.declare(connection.channel(), DELAYS)
         connection.close()
         time.sleep(SETTLE_S)
-        proc = Proc("p6-consumer", [PY, "-m", "bench.p6_restart", "consumer"],
-                    base_env(BENCH_AMQP_URL=node.url()), stdout_pipe=True)
+        proc = Proc(
+            "p6-consumer",
+            [PY, "-m", "bench.p6_restart", "consumer"],
+            base_env(BENCH_AMQP_URL=node.url()),
+            stdout_pipe=True,
+        )
         try:
             consumed = Consumed(proc)
             publisher = Publisher(node.url())
@@ -221,8 +232,10 @@ def run(opts: Options, broker: Broker) -> list[Row]:
                 how = "SIGKILL" if kill else "clean stop"
                 seconds = restart_once(node, consumed, probes, kill)
                 results.append((how, seconds))
-                log(f"P6: after a {how}: consuming again {seconds:.2f} s after the node "
-                    "accepted connections")
+                log(
+                    f"P6: after a {how}: consuming again {seconds:.2f} s after the node "
+                    "accepted connections"
+                )
             consumed.all_of(set(probes.confirmed), timeout=LATE_S)
         finally:
             proc.stop()
@@ -238,14 +251,22 @@ def _row(results: list[tuple[str, float]], probes: Probes, lost: int) -> Row:
     worst = max(seconds for _, seconds in results)
     each = ", ".join(f"{how} {s:.2f}" for how, s in results)
     return Row(
-        id="P6", what=f"broker restart to consumption resumed ({len(results)} restarts)",
+        id="P6",
+        what=f"broker restart to consumption resumed ({len(results)} restarts)",
         ours=f"{worst:.2f} s worst ({each}); confirmed probes lost: {lost} of "
-             f"{len(probes.confirmed)} (late: {probes.late})",
-        reference="goal 5 s", ratio=worst / 5.0, goal="<= 5 s; no confirmed probe lost",
+        f"{len(probes.confirmed)} (late: {probes.late})",
+        reference="goal 5 s",
+        ratio=worst / 5.0,
+        goal="<= 5 s; no confirmed probe lost",
         met=worst <= 5.0 and lost == 0,
-        figures={"restarts": [{"how": how, "seconds": s} for how, s in results],
-                 "probes_confirmed": len(probes.confirmed), "probes_lost": lost,
-                 "probes_late": probes.late, "goal_ratio": 1.0, "label": "P6 restart"},
+        figures={
+            "restarts": [{"how": how, "seconds": s} for how, s in results],
+            "probes_confirmed": len(probes.confirmed),
+            "probes_lost": lost,
+            "probes_late": probes.late,
+            "goal_ratio": 1.0,
+            "label": "P6 restart",
+        },
     )
 
 
@@ -275,10 +296,15 @@ def _consumer() -> None:
         report_handled(sys.stdout, message.album_id)
 
     declare = functools.partial(topology.declare, retry_delays=DELAYS)
-    route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handle,
-                  RetryPolicy(DELAYS, max_attempts=6))
-    consumer = Consumer(os.environ["BENCH_AMQP_URL"], route, concurrency=4, on_connect=declare,
-                        grace_s=2)
+    route = Route(
+        topology.IMAGE_UPLOADS,
+        messages.ImageUploadRequested,
+        handle,
+        RetryPolicy(DELAYS, max_attempts=6),
+    )
+    consumer = Consumer(
+        os.environ["BENCH_AMQP_URL"], route, concurrency=4, on_connect=declare, grace_s=2
+    )
     consumer.run(stop_on_signals())
 
 

@@ -40,9 +40,14 @@ class _Sized:
 
 def main() -> int:
     job = json.load(sys.stdin)
-    s3 = boto3.client("s3", endpoint_url=job["s3"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing",
-                      config=Config(max_pool_connections=job["concurrency"]))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=job["s3"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(max_pool_connections=job["concurrency"]),
+    )
     url = f"{job['graph']}/{job['version']}/{job['page_id']}/photos"
     local = threading.local()
 
@@ -51,19 +56,32 @@ def main() -> int:
             local.session = requests.Session()
         obj = s3.get_object(Bucket=job["bucket"], Key=key)
         length = int(obj["ContentLength"])
-        encoder = MultipartEncoder(fields=[
-            ("published", "false"),
-            ("source", (key.rsplit("/", 1)[-1], _Sized(obj["Body"], length), "image/png"))])
-        response = local.session.post(url, data=encoder, timeout=120, headers={
-            "Content-Type": encoder.content_type, "Authorization": f"Bearer {job['token']}"})
+        encoder = MultipartEncoder(
+            fields=[
+                ("published", "false"),
+                ("source", (key.rsplit("/", 1)[-1], _Sized(obj["Body"], length), "image/png")),
+            ]
+        )
+        response = local.session.post(
+            url,
+            data=encoder,
+            timeout=120,
+            headers={
+                "Content-Type": encoder.content_type,
+                "Authorization": f"Bearer {job['token']}",
+            },
+        )
         response.raise_for_status()
         return length
 
     started, cpu = time.perf_counter(), _cpu()
     with ThreadPoolExecutor(job["concurrency"]) as pool:
         moved = sum(pool.map(copy, job["keys"]))
-    print(json.dumps({"elapsed_s": time.perf_counter() - started, "cpu_s": _cpu() - cpu,
-                      "bytes": moved}))
+    print(
+        json.dumps(
+            {"elapsed_s": time.perf_counter() - started, "cpu_s": _cpu() - cpu, "bytes": moved}
+        )
+    )
     return 0
 
 

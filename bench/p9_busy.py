@@ -51,23 +51,30 @@ def run(opts: Options, broker: Broker) -> list[Row]:
             system.start_stand_ins()
             system.start_api()
             users = _users(system, db_url)
-            keys = [system.put_images(user["prefix"], png_of_size(100_000), IMAGES, "p9")
-                    for user in users]
+            keys = [
+                system.put_images(user["prefix"], png_of_size(100_000), IMAGES, "p9")
+                for user in users
+            ]
             big = system.put_images(users[0]["prefix"], png_of_size(100_000), BIG, "p9-big")
             system.set_faults(latency_s=LATENCY_S)
             uploader_ready(system, url, C, PROCESSES)
             log(f"P9: {albums} albums of {IMAGES} from {USERS} users at once, C={C}")
             cpu = _cpu(system)
-            profiler = (py_spy(system.procs["uploader"].pid, "p9-uploader", True)
-                        if opts.profile else None)
+            profiler = (
+                py_spy(system.procs["uploader"].pid, "p9-uploader", True) if opts.profile else None
+            )
             try:
                 span = _busy(system, db_url, users, keys, albums)
             finally:
                 stop_profiler(profiler)
-            cpu = {name: (after - cpu[name]) / (albums * IMAGES)
-                   for name, after in _cpu(system).items()}
-            log(f"P9: {albums * IMAGES} images in {span:.2f} s; now {SMALL} alone, then "
-                f"behind {BIG}")
+            cpu = {
+                name: (after - cpu[name]) / (albums * IMAGES)
+                for name, after in _cpu(system).items()
+            }
+            log(
+                f"P9: {albums * IMAGES} images in {span:.2f} s; now {SMALL} alone, then "
+                f"behind {BIG}"
+            )
             alone = _alone(system, db_url, users[1]["token"], keys[1][:SMALL])
             fair = _behind(system, db_url, users, big, keys[1][:SMALL])
             log(f"P9: the {SMALL}-image album settled in {fair:.2f} s")
@@ -85,8 +92,9 @@ def _users(system: System, db_url: str) -> list[dict[str, Any]]:
     return [{"prefix": user.prefix, "token": token} for user, token in made]
 
 
-def _busy(system: System, db_url: str, users: list[dict[str, Any]], keys: list[list[str]],
-          albums: int) -> float:
+def _busy(
+    system: System, db_url: str, users: list[dict[str, Any]], keys: list[list[str]], albums: int
+) -> float:
     """Post `albums` albums spread over the users, all at once; seconds to the last settle."""
     jobs = [(users[n % USERS]["token"], keys[n % USERS], f"p9 {n}") for n in range(albums)]
     started = time.time()
@@ -98,20 +106,26 @@ def _busy(system: System, db_url: str, users: list[dict[str, Any]], keys: list[l
 
 def _post(system: System, token: str, keys: list[str], title: str) -> str:
     """POST the album on a session of the thread's own; a refusal says why."""
-    response = requests.post(f"{system.api_url}/api/albums", timeout=60,
-                             json={"title": title, "images": keys},
-                             headers={"Authorization": f"Bearer {token}"})
+    response = requests.post(
+        f"{system.api_url}/api/albums",
+        timeout=60,
+        json={"title": title, "images": keys},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     if response.status_code != 202:
-        raise RuntimeError(f"POST /api/albums answered {response.status_code}: "
-                           f"{response.text[:300]}")
+        raise RuntimeError(
+            f"POST /api/albums answered {response.status_code}: {response.text[:300]}"
+        )
     return str(response.json()["id"])
 
 
 def _cpu(system: System) -> dict[str, float]:
     """CPU seconds so far: ours (the uploaders and the API) and the stand-ins (S3, Graph)."""
     pids = {name: proc.pid for name, proc in system.procs.items()}
-    return {"ours": cpu_seconds([pids["uploader"], pids["api"]]),
-            "stand-ins": cpu_seconds([pids["s3"], pids["graph"]])}
+    return {
+        "ours": cpu_seconds([pids["uploader"], pids["api"]]),
+        "stand-ins": cpu_seconds([pids["s3"], pids["graph"]]),
+    }
 
 
 def _alone(system: System, db_url: str, token: str, small: list[str]) -> float:
@@ -121,8 +135,9 @@ def _alone(system: System, db_url: str, token: str, small: list[str]) -> float:
     return _wait_settled(db_url, [album_id], timeout=120) - started
 
 
-def _behind(system: System, db_url: str, users: list[dict[str, Any]], big: list[str],
-            small: list[str]) -> float:
+def _behind(
+    system: System, db_url: str, users: list[dict[str, Any]], big: list[str], small: list[str]
+) -> float:
     """The big album, then at once the small one (another user's); the small one's seconds."""
     _post(system, users[0]["token"], big, "p9 big")
     started = time.time()
@@ -133,8 +148,9 @@ def _behind(system: System, db_url: str, users: list[dict[str, Any]], big: list[
 def _wait_settled(db_url: str, ids: list[str], timeout: float) -> float:
     """The latest `settled_at` of the albums (epoch seconds), once all have settled."""
     engine = create_engine(db_url)
-    query = text("SELECT count(*) - count(settled_at), max(settled_at) FROM albums "
-                 "WHERE id IN :ids").bindparams(bindparam("ids", expanding=True))
+    query = text(
+        "SELECT count(*) - count(settled_at), max(settled_at) FROM albums WHERE id IN :ids"
+    ).bindparams(bindparam("ids", expanding=True))
 
     def latest() -> datetime | None:
         with engine.connect() as connection:
@@ -148,29 +164,48 @@ def _wait_settled(db_url: str, ids: list[str], timeout: float) -> float:
     return float(last.replace(tzinfo=UTC).timestamp())
 
 
-def _rows(images: int, span: float, small: tuple[float, float],
-          cpu: dict[str, float]) -> list[Row]:
+def _rows(images: int, span: float, small: tuple[float, float], cpu: dict[str, float]) -> list[Row]:
     bound = C / LATENCY_S
     rate = images / span
     ideal = math.ceil(SMALL / C) * LATENCY_S
     fair, alone = small
     return [
-        Row(id="P9", what=f"busy hour: {USERS} users, {images // IMAGES} albums of {IMAGES} at "
-                          f"once, PostgreSQL, {PROCESSES} uploader processes (C={C}), Graph "
-                          f"{LATENCY_S} s",
+        Row(
+            id="P9",
+            what=f"busy hour: {USERS} users, {images // IMAGES} albums of {IMAGES} at "
+            f"once, PostgreSQL, {PROCESSES} uploader processes (C={C}), Graph "
+            f"{LATENCY_S} s",
             ours=f"{rate:.1f} images/s ({images} in {span:.1f} s; CPU per image: ours "
-                 f"{cpu['ours'] * 1000:.0f} ms, stand-ins {cpu['stand-ins'] * 1000:.0f} ms)",
-            reference=f"bound C / latency = {bound:.0f} images/s", ratio=rate / bound,
-            goal=f">= {RATE_GOAL} x the bound", met=rate / bound >= RATE_GOAL,
-            figures={"images": images, "span_s": span, "bound": bound,
-                     "cpu_s_per_image": cpu,
-                     "goal_ratio": RATE_GOAL, "goal_kind": "min", "label": "P9 rate / bound"}),
-        Row(id="P9", what=f"fair turns: a {SMALL}-image album right behind a {BIG}-image one "
-                          f"(C={C}, Graph {LATENCY_S} s)",
+            f"{cpu['ours'] * 1000:.0f} ms, stand-ins {cpu['stand-ins'] * 1000:.0f} ms)",
+            reference=f"bound C / latency = {bound:.0f} images/s",
+            ratio=rate / bound,
+            goal=f">= {RATE_GOAL} x the bound",
+            met=rate / bound >= RATE_GOAL,
+            figures={
+                "images": images,
+                "span_s": span,
+                "bound": bound,
+                "cpu_s_per_image": cpu,
+                "goal_ratio": RATE_GOAL,
+                "goal_kind": "min",
+                "label": "P9 rate / bound",
+            },
+        ),
+        Row(
+            id="P9",
+            what=f"fair turns: a {SMALL}-image album right behind a {BIG}-image one "
+            f"(C={C}, Graph {LATENCY_S} s)",
             ours=f"{fair:.2f} s (alone: {alone:.2f} s)",
             reference=f"its ideal ceil({SMALL}/{C}) x {LATENCY_S} s = {ideal:.1f} s",
-            ratio=fair / ideal, goal=f"<= {FAIR_GOAL} x its ideal",
+            ratio=fair / ideal,
+            goal=f"<= {FAIR_GOAL} x its ideal",
             met=fair / ideal <= FAIR_GOAL,
-            figures={"settled_s": fair, "alone_s": alone, "ideal_s": ideal, "goal_ratio": FAIR_GOAL,
-                     "label": "P9 small behind big / ideal"}),
+            figures={
+                "settled_s": fair,
+                "alone_s": alone,
+                "ideal_s": ideal,
+                "goal_ratio": FAIR_GOAL,
+                "label": "P9 small behind big / ideal",
+            },
+        ),
     ]

@@ -24,22 +24,36 @@ def _ratio(row: Row) -> str:
 def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
-        cells = (row.id, row.what, row.ours, row.reference, row.dramatiq, row.celery,
-                 _ratio(row), row.goal, "yes" if row.met else "**no**")
+        cells = (
+            row.id,
+            row.what,
+            row.ours,
+            row.reference,
+            row.dramatiq,
+            row.celery,
+            _ratio(row),
+            row.goal,
+            "yes" if row.met else "**no**",
+        )
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
 def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     notes = [f"- **{row.id}**: {row.note}" for row in rows if row.note]
-    head = (f"# `make bench` results\n\n{meta['date']}, {meta['cores']} cores, RabbitMQ "
-            f"{meta['rabbitmq']}, Python {meta['python']}, store {meta['store']}; "
-            f"the run took {meta['duration_s']:.0f} s"
-            + (" (--quick: a smoke run, not the figures)" if meta["quick"] else "") + ".\n\n")
+    head = (
+        f"# `make bench` results\n\n{meta['date']}, {meta['cores']} cores, RabbitMQ "
+        f"{meta['rabbitmq']}, Python {meta['python']}, store {meta['store']}; "
+        f"the run took {meta['duration_s']:.0f} s"
+        + (" (--quick: a smoke run, not the figures)" if meta["quick"] else "")
+        + ".\n\n"
+    )
     body = table(rows) + "\n"
-    body += ("\nHow each figure is taken: the docstring of its module, `bench/p<N>_*.py`. "
-             "Ratios under a `>=` goal are ours / theirs; under a `<=` goal, ours / the "
-             "reference. `make bench` reruns it all (logs in `var/bench/`).\n")
+    body += (
+        "\nHow each figure is taken: the docstring of its module, `bench/p<N>_*.py`. "
+        "Ratios under a `>=` goal are ours / theirs; under a `<=` goal, ours / the "
+        "reference. `make bench` reruns it all (logs in `var/bench/`).\n"
+    )
     if notes:
         body += "\n" + "\n".join(notes) + "\n"
     return head + body
@@ -73,8 +87,9 @@ def chart(rows: list[Row], path: Path) -> None:
     _latency(axes[0], next((r for r in rows if r.id == "P1"), None))
     _throughput(axes[1], next((r for r in rows if r.id == "P2"), None))
     _ratios(axes[2], rows)
-    fig.suptitle("make bench: ours against raw pika, Dramatiq and Celery on one RabbitMQ",
-                 fontsize=11)
+    fig.suptitle(
+        "make bench: ours against raw pika, Dramatiq and Celery on one RabbitMQ", fontsize=11
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

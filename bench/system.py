@@ -54,17 +54,27 @@ class System(harness.System):
 
     def __init__(self, label: str, amqp_url: str, database_url: str, **env: str) -> None:
         settings = {
-            "RETRY_DELAYS": "1,2,5", "MAX_ATTEMPTS": "4", "SHUTDOWN_GRACE_S": "5",
+            "RETRY_DELAYS": "1,2,5",
+            "MAX_ATTEMPTS": "4",
+            "SHUTDOWN_GRACE_S": "5",
             # The bench publishes hundreds of albums from one user in seconds (P1: 300 x 20
             # images): far past the per-user defaults, which it does not measure.
-            "PUBLISH_RATE_LIMIT": "100000 per minute", "IMAGES_PER_DAY": "10000000",
+            "PUBLISH_RATE_LIMIT": "100000 per minute",
+            "IMAGES_PER_DAY": "10000000",
             # At least the largest total concurrency a row runs (P3: 20), so that a lone album
             # uses every upload; a row about turns between albums sets its own.
             "ALBUM_WINDOW": "20",
             **env,
         }
-        super().__init__(VAR / label, amqp_url, database_url, settings, bucket=BUCKET,
-                         page_token=PAGE_TOKEN, stand_ins=("s3", "graph"))
+        super().__init__(
+            VAR / label,
+            amqp_url,
+            database_url,
+            settings,
+            bucket=BUCKET,
+            page_token=PAGE_TOKEN,
+            stand_ins=("s3", "graph"),
+        )
         self.label = label
         self.database_url = database_url
         self.http = requests.Session()
@@ -91,8 +101,11 @@ class System(harness.System):
     def start_uploader(self, concurrency: int = 4, processes: int = 1) -> subprocess.Popen[bytes]:
         """`concurrency` uploads in all, spread over `processes` processes."""
         self.stop("uploader")
-        return self.start_service("uploader", UPLOADER_CONCURRENCY=str(concurrency // processes),
-                                  UPLOADER_PROCESSES=str(processes))
+        return self.start_service(
+            "uploader",
+            UPLOADER_CONCURRENCY=str(concurrency // processes),
+            UPLOADER_PROCESSES=str(processes),
+        )
 
     def stop_all(self, grace: float = 15) -> None:
         super().stop_all(grace)
@@ -113,20 +126,27 @@ class System(harness.System):
         return keys
 
     def post_album(self, token: str, title: str, keys: list[str]) -> str:
-        response = self.http.post(f"{self.api_url}/api/albums", timeout=30,
-                                  json={"title": title, "images": keys},
-                                  headers={"Authorization": f"Bearer {token}"})
+        response = self.http.post(
+            f"{self.api_url}/api/albums",
+            timeout=30,
+            json={"title": title, "images": keys},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         response.raise_for_status()
         return str(response.json()["id"])
 
     def album(self, token: str, album_id: str) -> dict[str, Any]:
-        response = self.http.get(f"{self.api_url}/api/albums/{album_id}", timeout=10,
-                                 headers={"Authorization": f"Bearer {token}"})
+        response = self.http.get(
+            f"{self.api_url}/api/albums/{album_id}",
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         response.raise_for_status()
         return dict(response.json())
 
-    def wait_settled(self, token: str, album_id: str, timeout: float = 120,
-                     every: float = 0.25) -> dict[str, Any]:
+    def wait_settled(
+        self, token: str, album_id: str, timeout: float = 120, every: float = 0.25
+    ) -> dict[str, Any]:
         # The time is read from the store's settled_at, so the poll rate does not change it; a
         # slow poll keeps the API's work from taking the CPU the measured uploads need.
         return super().wait_settled(token, album_id, timeout, every)
@@ -146,12 +166,11 @@ def settle_seconds(database_url: str, album_id: str, started_utc: float) -> floa
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            settled = connection.execute(text("SELECT settled_at FROM albums WHERE id = :id"),
-                                         {"id": album_id}).scalar_one()
+            settled = connection.execute(
+                text("SELECT settled_at FROM albums WHERE id = :id"), {"id": album_id}
+            ).scalar_one()
     finally:
         engine.dispose()
     if isinstance(settled, str):  # SQLite hands back text
         settled = datetime.fromisoformat(settled)
     return float(settled.replace(tzinfo=UTC).timestamp() - started_utc)
-
-

@@ -16,8 +16,19 @@ from chaos.run import run_row
 from chaos.system import ROOT
 from dev.rabbit_node import Broker, Cluster, Node
 
-COLUMNS = ("fault", "albums", "images", "uploaded", "failed", "lost", "duplicate photos",
-           "emails", "drained", "dead letters", "result")
+COLUMNS = (
+    "fault",
+    "albums",
+    "images",
+    "uploaded",
+    "failed",
+    "lost",
+    "duplicate photos",
+    "emails",
+    "drained",
+    "dead letters",
+    "result",
+)
 
 
 def choose(only: str | None, quick: bool) -> list[Scenario]:
@@ -34,9 +45,19 @@ def choose(only: str | None, quick: bool) -> list[Scenario]:
 def table(rows: list[Row], scenarios: dict[str, Scenario]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        cells = (f"{r.name}: {scenarios[r.name].what}", r.albums, r.images, r.uploaded, r.failed,
-                 r.lost, r.duplicates, r.emails, "yes" if r.drained else "NO", r.dead,
-                 "PASS" if r.passed else "FAIL")
+        cells = (
+            f"{r.name}: {scenarios[r.name].what}",
+            r.albums,
+            r.images,
+            r.uploaded,
+            r.failed,
+            r.lost,
+            r.duplicates,
+            r.emails,
+            "yes" if r.drained else "NO",
+            r.dead,
+            "PASS" if r.passed else "FAIL",
+        )
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -54,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
     parser.add_argument("--only", help="comma-separated row names")
     parser.add_argument("--quick", action="store_true", help="a short subset, smaller albums")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="logs and report (default var/chaos/<time>)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="logs and report (default var/chaos/<time>)"
+    )
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     scenarios = choose(args.only, args.quick)
@@ -83,8 +105,9 @@ def run_all(scenarios: list[Scenario], seed: int, quick: bool, workdir: Path) ->
     try:
         for scenario in scenarios:
             if scenario.cluster not in brokers:
-                broker = Cluster(workdir / "cluster") if scenario.cluster else Node(
-                    workdir / "node")
+                broker = (
+                    Cluster(workdir / "cluster") if scenario.cluster else Node(workdir / "node")
+                )
                 brokers[scenario.cluster] = broker
                 broker.start()
             row = run_row(brokers[scenario.cluster], scenario, seed, quick, workdir)

@@ -53,8 +53,12 @@ class Context:
         """(album id, image view) of every accepted album, straight from the database."""
         store = Store(self.system.db.url())
         try:
-            return [(album_id, image) for album_id in list(self.work.accepted)
-                    if (album := store.album(album_id)) is not None for image in album.images]
+            return [
+                (album_id, image)
+                for album_id in list(self.work.accepted)
+                if (album := store.album(album_id)) is not None
+                for image in album.images
+            ]
         finally:
             store.dispose()
 
@@ -87,18 +91,28 @@ def publish_raw(system: System, items: list[tuple[str, bytes]]) -> None:
         channel = connection.channel()
         channel.confirm_delivery()
         for routing_key, body in items:
-            channel.basic_publish(topology.WORK_EXCHANGE, routing_key, body,
-                                  pika.BasicProperties(delivery_mode=2,
-                                                       content_type="application/json"),
-                                  mandatory=True)
+            channel.basic_publish(
+                topology.WORK_EXCHANGE,
+                routing_key,
+                body,
+                pika.BasicProperties(delivery_mode=2, content_type="application/json"),
+                mandatory=True,
+            )
     finally:
         connection.close()
 
 
 def upload_copies(ctx: Context, album_ids: list[str]) -> list[tuple[str, bytes]]:
-    return [(topology.IMAGE_UPLOADS.routing_key, messages.encode(messages.ImageUploadRequested(
-        album_id=album_id, image_id=image.id, key=image.key)))
-        for album_id, image in ctx.images() if album_id in album_ids]
+    return [
+        (
+            topology.IMAGE_UPLOADS.routing_key,
+            messages.encode(
+                messages.ImageUploadRequested(album_id=album_id, image_id=image.id, key=image.key)
+            ),
+        )
+        for album_id, image in ctx.images()
+        if album_id in album_ids
+    ]
 
 
 def settled_copies(ctx: Context) -> list[tuple[str, bytes]]:
@@ -108,19 +122,38 @@ def settled_copies(ctx: Context) -> list[tuple[str, bytes]]:
         albums = [store.album(album_id) for album_id in ctx.work.accepted]
     finally:
         store.dispose()
-    return [(topology.ALBUM_SETTLED.routing_key, messages.encode(messages.AlbumSettled(
-        album_id=album.id, settle_seq=album.settle_seq,
-        uploaded=[messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
-                  for i in album.images if i.state == ImageState.UPLOADED],
-        failed=[messages.FailedImage(image_id=i.id, key=i.key, reason=i.error or "")
-                for i in album.images if i.state != ImageState.UPLOADED])))
-        for album in albums if album is not None and album.state != AlbumState.PUBLISHING]
+    return [
+        (
+            topology.ALBUM_SETTLED.routing_key,
+            messages.encode(
+                messages.AlbumSettled(
+                    album_id=album.id,
+                    settle_seq=album.settle_seq,
+                    uploaded=[
+                        messages.UploadedImage(image_id=i.id, key=i.key, photo_id=i.photo_id or "")
+                        for i in album.images
+                        if i.state == ImageState.UPLOADED
+                    ],
+                    failed=[
+                        messages.FailedImage(image_id=i.id, key=i.key, reason=i.error or "")
+                        for i in album.images
+                        if i.state != ImageState.UPLOADED
+                    ],
+                )
+            ),
+        )
+        for album in albums
+        if album is not None and album.state != AlbumState.PUBLISHING
+    ]
 
 
 def wait_settled(ctx: Context, timeout: float = 120) -> None:
-    wait_for(lambda: ctx.images() and all(i.state in TERMINAL
-                                          for _, i in ctx.images()),
-             timeout, what="the albums to settle", every=0.5)
+    wait_for(
+        lambda: ctx.images() and all(i.state in TERMINAL for _, i in ctx.images()),
+        timeout,
+        what="the albums to settle",
+        every=0.5,
+    )
 
 
 def since_start(ctx: Context, seconds: float) -> None:
@@ -153,9 +186,11 @@ def broker_kill_while_uploading(ctx: Context) -> None:
     since_start(ctx, 8)
     ctx.system.graph_faults(latency_s=0.3)
     ctx.work.publish_all(plans)
-    wait_for(lambda: ctx.count(ImageState.UPLOADED) >= 2
-             and ctx.count(ImageState.UPLOADING) >= 1, 60,
-             what="uploads in flight")
+    wait_for(
+        lambda: ctx.count(ImageState.UPLOADED) >= 2 and ctx.count(ImageState.UPLOADING) >= 1,
+        60,
+        what="uploads in flight",
+    )
     time.sleep(ctx.rng.uniform(0.0, 0.3))
     ctx.system.node.kill()
     time.sleep(2)
@@ -197,14 +232,19 @@ def uploader_killed_mid_stream(ctx: Context) -> None:
         ctx.system.start_service("uploader")
         seen.append(f"{target.attempts}{'' if held else ' (not held)'}")
         if k + 1 < kills:
-            again = wait_for(functools.partial(_taken_again, ctx, key, target.attempts), 90,
-                             what=f"image {target.id} to be taken again")
+            again = wait_for(
+                functools.partial(_taken_again, ctx, key, target.attempts),
+                90,
+                what=f"image {target.id} to be taken again",
+            )
             if again is True:  # it ended without another attempt: the ledger says how
                 break
             target = again
     bucket.slow(None)
-    ctx.row.notes.append(f"uploader SIGKILLed {len(seen)}x streaming image {target.id}, "
-                         f"at attempts {', '.join(seen)}")
+    ctx.row.notes.append(
+        f"uploader SIGKILLed {len(seen)}x streaming image {target.id}, "
+        f"at attempts {', '.join(seen)}"
+    )
 
 
 def uploader_killed_while_graph_holds(ctx: Context) -> None:
@@ -214,16 +254,18 @@ def uploader_killed_while_graph_holds(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.work.publish_all(plans)
     key = plans[0].keys[0]
-    target = wait_for(lambda: _uploading(ctx, key), 60,
-                      what="the first image being uploaded")
+    target = wait_for(lambda: _uploading(ctx, key), 60, what="the first image being uploaded")
     time.sleep(ctx.rng.uniform(1.0, 2.0))  # small bodies: sent by now, Facebook is on it
     ctx.system.kill_service("uploader")
     ctx.system.start_service("uploader")
     # Its retry goes to the back of the queue: behind every other image, each held 8 s.
     workers = int(ctx.system.env["UPLOADER_CONCURRENCY"])
     behind = sum(len(plan.keys) for plan in plans) * 8.0 / workers
-    wait_for(lambda: _uploading(ctx, key, target.attempts) or _ended(ctx, key), 90 + behind,
-             what="the image to be taken again")
+    wait_for(
+        lambda: _uploading(ctx, key, target.attempts) or _ended(ctx, key),
+        90 + behind,
+        what="the image to be taken again",
+    )
     time.sleep(10)  # every request of the dead process has completed by now
     ctx.system.graph_faults()
     ctx.row.notes.append(f"uploader SIGKILLed while Facebook held image {target.id}")
@@ -278,8 +320,11 @@ def graph_5xx(ctx: Context) -> None:
     plans = ctx.albums()
     hold = ctx.hold(60, 15)
     # Two draws in turn: 25 % 500, then a third of the rest 503; half of all calls fail.
-    ctx.system.graph_faults(error_rates={"500": 0.25, "503": 1 / 3}, seed=ctx.rng.randrange(1000),
-                            endpoints=["photos", "albums", "list"])
+    ctx.system.graph_faults(
+        error_rates={"500": 0.25, "503": 1 / 3},
+        seed=ctx.rng.randrange(1000),
+        endpoints=["photos", "albums", "list"],
+    )
     started = time.monotonic()
     ctx.work.publish_all(plans, gap_s=hold / 2 / len(plans))
     time.sleep(max(0.0, hold - (time.monotonic() - started)))
@@ -292,8 +337,9 @@ def graph_throttle(ctx: Context) -> None:
     # Throttling must not spend the budget, nor loop faster than the longest tier.
     ctx.expect.max_attempts = math.ceil(hold / longest_tier) + 3
     plans = ctx.albums()
-    ctx.system.graph_faults(error_rates={"613": 1.0}, throttle_minutes=1,
-                            endpoints=["photos", "albums"])
+    ctx.system.graph_faults(
+        error_rates={"613": 1.0}, throttle_minutes=1, endpoints=["photos", "albums"]
+    )
     ctx.work.publish_all(plans)
     time.sleep(hold)
     ctx.system.graph_faults()
@@ -344,8 +390,7 @@ def smtp_down(ctx: Context) -> None:
 def _any_settled(ctx: Context) -> bool:
     images = ctx.images()
     albums = {album_id for album_id, _ in images}
-    return any(all(i.state in TERMINAL for a, i in images if a == album_id)
-               for album_id in albums)
+    return any(all(i.state in TERMINAL for a, i in images if a == album_id) for album_id in albums)
 
 
 def duplicates(ctx: Context) -> None:
@@ -358,8 +403,7 @@ def duplicates(ctx: Context) -> None:
             publish_raw(ctx.system, upload_copies(ctx, [album_id]))
     ctx.system.graph_faults()
     wait_settled(ctx)
-    wait_for(lambda: len(ctx.system.mails()) >= len(ctx.work.accepted), 60,
-             what="the emails")
+    wait_for(lambda: len(ctx.system.mails()) >= len(ctx.work.accepted), 60, what="the emails")
     copies = upload_copies(ctx, list(ctx.work.accepted)) + settled_copies(ctx) * 2
     publish_raw(ctx.system, copies)
     ctx.row.notes.append(f"{len(copies)} duplicates after settling")
@@ -382,14 +426,34 @@ POISON: list[tuple[str, bytes]] = [
     ("bad json", b'{"type": "image.upload_requested", '),
     ("empty body", b""),
     ("binary", bytes(range(256))),
-    ("unknown version", json.dumps({"type": "image.upload_requested", "version": 2,
-                                    "album_id": "a" * 32, "image_id": 1, "key": "k"}).encode()),
+    (
+        "unknown version",
+        json.dumps(
+            {
+                "type": "image.upload_requested",
+                "version": 2,
+                "album_id": "a" * 32,
+                "image_id": 1,
+                "key": "k",
+            }
+        ).encode(),
+    ),
     ("missing fields", json.dumps({"type": "image.upload_requested", "version": 1}).encode()),
     ("unknown type", json.dumps({"type": "album.deleted", "version": 1}).encode()),
-    ("wrong queue", messages.encode(messages.AlbumSettled(album_id="f" * 32, settle_seq=1,
-                                                         uploaded=[], failed=[]))),
-    ("unknown image", messages.encode(messages.ImageUploadRequested(
-        album_id="e" * 32, image_id=2_000_000_000, key="users/1/nope.png"))),
+    (
+        "wrong queue",
+        messages.encode(
+            messages.AlbumSettled(album_id="f" * 32, settle_seq=1, uploaded=[], failed=[])
+        ),
+    ),
+    (
+        "unknown image",
+        messages.encode(
+            messages.ImageUploadRequested(
+                album_id="e" * 32, image_id=2_000_000_000, key="users/1/nope.png"
+            )
+        ),
+    ),
     ("oversized", b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'),
 ]
 
@@ -437,8 +501,10 @@ def uploads_lost_in_flight(ctx: Context) -> None:
     ctx.system.graph_faults()
     ctx.system.start_service("uploader")
     wait_settled(ctx, timeout=180)
-    ctx.row.notes.append(f"{stuck} images left uploading, {dropped} messages lost with them; "
-                         "all sent again by the sweeper")
+    ctx.row.notes.append(
+        f"{stuck} images left uploading, {dropped} messages lost with them; "
+        "all sent again by the sweeper"
+    )
 
 
 def _drop_all(ctx: Context, queue: str) -> int:
@@ -502,8 +568,11 @@ def lost_messages(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.work.publish_all(plans)
     images = sum(len(plan.keys) for plan in ctx.work.accepted.values())
-    wait_for(lambda: ready_count(ctx.system.amqp_url, topology.IMAGE_UPLOADS.name) >= images,
-             30, what="the upload messages in the queue")
+    wait_for(
+        lambda: ready_count(ctx.system.amqp_url, topology.IMAGE_UPLOADS.name) >= images,
+        30,
+        what="the upload messages in the queue",
+    )
     dropped = _drop_some(ctx, topology.IMAGE_UPLOADS.name)
     ctx.system.start_service("uploader")
     wait_settled(ctx)
@@ -562,8 +631,10 @@ def token_revoked(ctx: Context) -> None:
     then checks one post per album with each of its photos once, and one settle email each."""
     ctx.expect.posts = True
     ctx.expect.reconnect_mails = 1
-    owners = [ctx.work.user, *(ctx.work.add_user(f"chaos-{ctx.row.name}-{n}@example.com")
-                               for n in (1, 2))]
+    owners = [
+        ctx.work.user,
+        *(ctx.work.add_user(f"chaos-{ctx.row.name}-{n}@example.com") for n in (1, 2)),
+    ]
     for user, fb_user, page_id in zip(owners, _FB_USERS, _PAGE_IDS, strict=True):
         pages.add_page(ctx.system, page_id, fb_user)
         pages.connect(ctx.system, user["token"], fb_user)
@@ -577,8 +648,12 @@ def token_revoked(ctx: Context) -> None:
     publishing = ctx.work.publish_in_background(others)
     store = Store(ctx.system.db.url())
     try:
-        wait_for(lambda: _mid_album(store, album_id), 60, every=0.05,
-                 what="the album mid-way (photos sent, photos waiting)")
+        wait_for(
+            lambda: _mid_album(store, album_id),
+            60,
+            every=0.05,
+            what="the album mid-way (photos sent, photos waiting)",
+        )
         pages.revoke(ctx.system, _PAGE_IDS[0])
         paused = _paused_album(ctx, store, album_id)
         _asked_once(ctx, victim["email"])
@@ -607,28 +682,39 @@ def token_revoked_at_post(ctx: Context) -> None:
     (plan,) = ctx.work.make_albums((1, 1), (4, 8), user=victim)
     # Every post is held, then refused as a revoked token's would be: the revoke below lands
     # while it is held, whichever moment the row reaches it.
-    ctx.system.graph_faults(latency_s=2.0, error_rates={"190": 1.0}, endpoints=["feed"],
-                            seed=ctx.rng.randrange(1000))
+    ctx.system.graph_faults(
+        latency_s=2.0, error_rates={"190": 1.0}, endpoints=["feed"], seed=ctx.rng.randrange(1000)
+    )
     album_id = ctx.work.publish(plan)
     if album_id is None:
         raise RuntimeError("the API never accepted the album")
     store = Store(ctx.system.db.url())
     try:
-        wait_for(lambda: _post_state(store, album_id) == "pending", 120,
-                 what="the album's post requested")
+        wait_for(
+            lambda: _post_state(store, album_id) == "pending",
+            120,
+            what="the album's post requested",
+        )
         pages.revoke(ctx.system, _PAGE_IDS[0])
-        state = wait_for(lambda: _post_state(store, album_id) not in ("pending", None) and
-                         _post_state(store, album_id), 60, what="the post to end or pause")
+        state = wait_for(
+            lambda: (
+                _post_state(store, album_id) not in ("pending", None)
+                and _post_state(store, album_id)
+            ),
+            60,
+            what="the post to end or pause",
+        )
     finally:
         store.dispose()
     if state != "paused":
-        ctx.row.problems.append(f"the post met the revoked token and ended {state}, "
-                                "not paused")
+        ctx.row.problems.append(f"the post met the revoked token and ended {state}, not paused")
     _asked_once(ctx, victim["email"])
     ctx.system.graph_faults()
     pages.connect(ctx.system, victim["token"], _FB_USERS[0])  # the dialog hands a new token
-    ctx.row.notes.append(f"token revoked while the post of {len(plan.keys)} photos was held; "
-                         f"the post {state}, then reconnected")
+    ctx.row.notes.append(
+        f"token revoked while the post of {len(plan.keys)} photos was held; "
+        f"the post {state}, then reconnected"
+    )
 
 
 def _post_state(store: Store, album_id: str) -> str | None:
@@ -647,6 +733,7 @@ def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
     """Wait until none of the album's images is on its way; each not sent must be paused
     (or still wait for its turn, `queued` with no message yet: docs/fair-turns.md) with no
     attempt spent, and the album still publishing. How many are paused."""
+
     def still() -> Any:
         album = store.album(album_id)
         moving = album is None or _on_their_way(store, album_id)
@@ -658,13 +745,15 @@ def _paused_album(ctx: Context, store: Store, album_id: str) -> int:
     if any(i.attempts for i in album.images if i.state == ImageState.QUEUED):
         ctx.row.problems.append("an image waiting for its turn spent an attempt")
     if failed:
-        ctx.row.problems.append(f"{len(failed)} images failed instead of pausing: "
-                                f"{failed[0].error}")
+        ctx.row.problems.append(
+            f"{len(failed)} images failed instead of pausing: {failed[0].error}"
+        )
     if not paused:
         ctx.row.problems.append("no image paused: the token was revoked too late")
     if any(i.attempts for i in paused):
-        ctx.row.problems.append("a paused image spent an attempt: "
-                                f"{[(i.id, i.attempts) for i in paused if i.attempts]}")
+        ctx.row.problems.append(
+            f"a paused image spent an attempt: {[(i.id, i.attempts) for i in paused if i.attempts]}"
+        )
     if album.state != AlbumState.PUBLISHING:
         ctx.row.problems.append(f"the paused album settled ({album.state})")
     page = pages.page_of(ctx.system, ctx.work.user["token"])
@@ -677,19 +766,26 @@ def _on_their_way(store: Store, album_id: str) -> bool:
     """Whether any of the album's images is being uploaded, retrying, or queued with its
     upload message out (not one waiting for its turn)."""
     with store.engine.connect() as connection:
-        rows = connection.execute(select(Image.state, Image.unreleased)
-                                  .where(Image.album_id == album_id)).all()
-    return any(state in (ImageState.RETRYING, ImageState.UPLOADING)
-               or (state == ImageState.QUEUED and not unreleased)
-               for state, unreleased in rows)
+        rows = connection.execute(
+            select(Image.state, Image.unreleased).where(Image.album_id == album_id)
+        ).all()
+    return any(
+        state in (ImageState.RETRYING, ImageState.UPLOADING)
+        or (state == ImageState.QUEUED and not unreleased)
+        for state, unreleased in rows
+    )
 
 
 def _asked_once(ctx: Context, address: str) -> None:
     """One email asks the owner to reconnect (not one per image): it comes within seconds (the
     notifier polls), and a second would come as soon."""
     try:
-        wait_for(lambda: pages.reconnect_mails(ctx.system.mails(), address), 60,
-                 what="the email asking to reconnect", every=0.5)
+        wait_for(
+            lambda: pages.reconnect_mails(ctx.system.mails(), address),
+            60,
+            what="the email asking to reconnect",
+            every=0.5,
+        )
     except TimeoutError:
         ctx.row.problems.append(f"no email asked {address} to reconnect")
 
@@ -699,13 +795,22 @@ def _others_settle_meanwhile(ctx: Context, store: Store, album_id: str) -> None:
     waits (the album itself must not)."""
     others = [a for a in ctx.work.accepted if a != album_id]
     try:
-        wait_for(lambda: all((a := store.album(o)) is not None and a.state != AlbumState.PUBLISHING
-                             for o in others), 120, what="the other albums to settle")
+        wait_for(
+            lambda: all(
+                (a := store.album(o)) is not None and a.state != AlbumState.PUBLISHING
+                for o in others
+            ),
+            120,
+            what="the other albums to settle",
+        )
     except TimeoutError:
         ctx.row.problems.append("the other users' albums did not settle while a Page waited")
     album = store.album(album_id)
-    if album is None or album.state != AlbumState.PUBLISHING or not any(
-            i.state == ImageState.PAUSED for i in album.images):
+    if (
+        album is None
+        or album.state != AlbumState.PUBLISHING
+        or not any(i.state == ImageState.PAUSED for i in album.images)
+    ):
         ctx.row.problems.append("the paused album moved on before its Page was reconnected")
     asked = pages.reconnect_mails(ctx.system.mails())
     if len(asked) != 1:
@@ -737,9 +842,11 @@ def cluster_leader_kill(ctx: Context) -> None:
     fault_at = time.monotonic()
     leader.kill()
     waiting, resumed = _resumed(ctx, fault_at)
-    ctx.row.notes.append(f"work queue leader {leader.name} ({clients}) SIGKILLed with "
-                         f"{len(waiting)} images waiting; the next one uploaded {resumed:.1f} s "
-                         "later")
+    ctx.row.notes.append(
+        f"work queue leader {leader.name} ({clients}) SIGKILLed with "
+        f"{len(waiting)} images waiting; the next one uploaded {resumed:.1f} s "
+        "later"
+    )
     leader.start()
     cluster.wait_whole()
     ctx.system.graph_faults()
@@ -765,10 +872,12 @@ def cluster_partition(ctx: Context) -> None:
         time.sleep(max(0.0, ctx.hold(20, 10) - (time.monotonic() - fault_at)))
     healed_at = time.monotonic()
     rejoined = "" if cluster.rejoin(cut) else " (the cut node hung rejoining: restarted)"
-    ctx.row.notes.append(f"work queue leader {cut.name} ({clients}) cut off with "
-                         f"{len(waiting)} images waiting; the next one uploaded {resumed:.1f} s "
-                         f"later; whole again {time.monotonic() - healed_at:.1f} s after the "
-                         f"rules went{rejoined}")
+    ctx.row.notes.append(
+        f"work queue leader {cut.name} ({clients}) cut off with "
+        f"{len(waiting)} images waiting; the next one uploaded {resumed:.1f} s "
+        f"later; whole again {time.monotonic() - healed_at:.1f} s after the "
+        f"rules went{rejoined}"
+    )
     publishing.join(300)
     ctx.system.graph_faults()
 
@@ -782,19 +891,26 @@ def _cluster(ctx: Context) -> Cluster:
 def _wait_mid_album(ctx: Context) -> None:
     """Until uploads are under way with images still waiting; then the work queue must have a
     member online on every node (it survives the loss of one only then)."""
-    wait_for(lambda: ctx.count(ImageState.UPLOADED) >= 3 and len(_waiting(ctx)) >= 8, 90,
-             what="uploads under way with images still waiting")
+    wait_for(
+        lambda: ctx.count(ImageState.UPLOADED) >= 3 and len(_waiting(ctx)) >= 8,
+        90,
+        what="uploads under way with images still waiting",
+    )
     cluster = _cluster(ctx)
     online = cluster.online(ctx.system.vhost, topology.IMAGE_UPLOADS.name)
     if len(online) != len(cluster.members):
-        ctx.row.problems.append(f"the work queue has {len(online)} members online, not "
-                                f"{len(cluster.members)}: {online}")
+        ctx.row.problems.append(
+            f"the work queue has {len(online)} members online, not {len(cluster.members)}: {online}"
+        )
 
 
 def _waiting(ctx: Context) -> set[tuple[str, int]]:
     """Images whose message waits in a queue (none of the uploader's workers holds it)."""
-    return {(album_id, image.id) for album_id, image in ctx.images()
-            if image.state in (ImageState.QUEUED, ImageState.RETRYING)}
+    return {
+        (album_id, image.id)
+        for album_id, image in ctx.images()
+        if image.state in (ImageState.QUEUED, ImageState.RETRYING)
+    }
 
 
 def _resumed(ctx: Context, fault_at: float) -> tuple[set[tuple[str, int]], float]:
@@ -811,80 +927,139 @@ def _resumed(ctx: Context, fault_at: float) -> tuple[set[tuple[str, int]], float
     if not waiting:
         ctx.row.problems.append("no image waiting after the fault: nothing measured")
         return waiting, 0.0
-    wait_for(lambda: any((album_id, image.id) in waiting and image.state == ImageState.UPLOADED
-                         for album_id, image in ctx.images()),
-             RESUME_LIMIT_S + 60, what="a waiting image to be uploaded", every=0.1)
+    wait_for(
+        lambda: any(
+            (album_id, image.id) in waiting and image.state == ImageState.UPLOADED
+            for album_id, image in ctx.images()
+        ),
+        RESUME_LIMIT_S + 60,
+        what="a waiting image to be uploaded",
+        every=0.1,
+    )
     resumed = time.monotonic() - fault_at
     if resumed > RESUME_LIMIT_S:
-        ctx.row.problems.append(f"consumption resumed only after {resumed:.1f} s "
-                                f"(limit {RESUME_LIMIT_S:.0f} s)")
+        ctx.row.problems.append(
+            f"consumption resumed only after {resumed:.1f} s (limit {RESUME_LIMIT_S:.0f} s)"
+        )
     return waiting, resumed
 
 
 def _clients_on(ctx: Context, node: Any) -> str:
     """Which of the row's clients are on `node`: how many connections, and which service's
     consumer (from the node each one's last "consuming ... on host:port" line names)."""
-    connections = [c for c in _cluster(ctx).api("GET", "connections").json()
-                   if c.get("vhost") == ctx.system.vhost]
+    connections = [
+        c
+        for c in _cluster(ctx).api("GET", "connections").json()
+        if c.get("vhost") == ctx.system.vhost
+    ]
     here = sum(1 for c in connections if c.get("node") == node.name)
-    consumers = [name for name in ("uploader", "notifier")
-                 if re.findall(r"(?:image-uploads|album-settled): consuming with concurrency "
-                               r"\d+ on (\S+)",
-                               ctx.system.logs(name))[-1:] == [f"127.0.0.1:{node.amqp_port}"]]
-    return (f"{here} of {len(connections)} connections, consumers: "
-            f"{', '.join(consumers) or 'none'}")
+    consumers = [
+        name
+        for name in ("uploader", "notifier")
+        if re.findall(
+            r"(?:image-uploads|album-settled): consuming with concurrency "
+            r"\d+ on (\S+)",
+            ctx.system.logs(name),
+        )[-1:]
+        == [f"127.0.0.1:{node.amqp_port}"]
+    ]
+    return f"{here} of {len(connections)} connections, consumers: {', '.join(consumers) or 'none'}"
 
 
 SCENARIOS: list[Scenario] = [
     Scenario("baseline", "no fault", baseline, quick=True),
-    Scenario("broker-kill-publish", "broker SIGKILL while the API publishes",
-             broker_kill_while_publishing),
-    Scenario("broker-kill-uploads", "broker SIGKILL while uploads are in flight",
-             broker_kill_while_uploading),
+    Scenario(
+        "broker-kill-publish",
+        "broker SIGKILL while the API publishes",
+        broker_kill_while_publishing,
+    ),
+    Scenario(
+        "broker-kill-uploads",
+        "broker SIGKILL while uploads are in flight",
+        broker_kill_while_uploading,
+    ),
     Scenario("broker-sigstop", "broker SIGSTOP for 20 s", broker_sigstop),
-    Scenario("uploader-kill", "uploader SIGKILLed 3x mid-stream on the same image",
-             uploader_killed_mid_stream, quick=True),
+    Scenario(
+        "uploader-kill",
+        "uploader SIGKILLed 3x mid-stream on the same image",
+        uploader_killed_mid_stream,
+        quick=True,
+    ),
     # Album creation allowed: the reconcile by the album's listing is what this row tests. A
     # photo sent unpublished (the post) cannot be looked for: see chaos/ledger.py.
-    Scenario("uploader-kill-graph", "uploader SIGKILLed while Facebook holds the photo",
-             uploader_killed_while_graph_holds, settings={"REFUSE_ALBUM_CREATION": "false"}),
-    Scenario("kill-before-feed-post",
-             "uploader SIGKILLed between the photos and the album's post",
-             uploader_killed_before_feed_post, settings={"GRAPH_TIMEOUT_S": "5"}, quick=True),
-    Scenario("graph-5xx", "Graph 50% 5xx for a minute (MAX_ATTEMPTS=6)", graph_5xx,
-             settings={"MAX_ATTEMPTS": "6"}, quick=True),
+    Scenario(
+        "uploader-kill-graph",
+        "uploader SIGKILLed while Facebook holds the photo",
+        uploader_killed_while_graph_holds,
+        settings={"REFUSE_ALBUM_CREATION": "false"},
+    ),
+    Scenario(
+        "kill-before-feed-post",
+        "uploader SIGKILLed between the photos and the album's post",
+        uploader_killed_before_feed_post,
+        settings={"GRAPH_TIMEOUT_S": "5"},
+        quick=True,
+    ),
+    Scenario(
+        "graph-5xx",
+        "Graph 50% 5xx for a minute (MAX_ATTEMPTS=6)",
+        graph_5xx,
+        settings={"MAX_ATTEMPTS": "6"},
+        quick=True,
+    ),
     Scenario("graph-throttle", "Graph throttling (613 + usage header)", graph_throttle),
     Scenario("graph-refused", "permanently refused images", graph_refuses),
     Scenario("s3-down", "S3 down for 30 s", s3_down),
     Scenario("smtp-down", "SMTP 421, then down, then back", smtp_down),
     Scenario("duplicates", "duplicated deliveries", duplicates, quick=True),
-    Scenario("duplicates-in-flight", "duplicated deliveries taken side by side",
-             duplicates_in_flight),
+    Scenario(
+        "duplicates-in-flight", "duplicated deliveries taken side by side", duplicates_in_flight
+    ),
     Scenario("poison", "poison messages", poison, quick=True),
     Scenario("store-down", "the store unavailable for 20 s", store_down),
     Scenario("store-blips", "the store's connections reset 12x, briefly", store_blips),
     Scenario("unroutable", "unroutable publish (binding deleted)", unroutable),
-    Scenario("lost-messages", "the broker loses a third of the confirmed upload messages",
-             lost_messages, settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
+    Scenario(
+        "lost-messages",
+        "the broker loses a third of the confirmed upload messages",
+        lost_messages,
+        settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"},
+    ),
     # Album creation allowed: the regression is in the reconcile by the album's listing (with a
     # post, the retried image would go out in a second post, which is right but not the point).
-    Scenario("retry-after-refusal", "regression: retried image 1 vs image 10's photo",
-             retry_after_refusal, settings={"REFUSE_ALBUM_CREATION": "false"}),
-    Scenario("cluster-leader-kill",
-             "3-node cluster: the work queue's leader SIGKILLed mid-album",
-             cluster_leader_kill, cluster=True),
-    Scenario("cluster-partition",
-             "3-node cluster: the work queue's leader cut off (iptables) for 20 s",
-             cluster_partition, cluster=True),
-    Scenario("uploads-lost-in-flight",
-             "uploader SIGKILLed mid-upload and the broker loses the messages",
-             uploads_lost_in_flight,
-             settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"}),
-    Scenario("token-revoked",
-             "a connected Page's token revoked mid-album (190), then reconnected",
-             token_revoked),
-    Scenario("token-revoked-at-post",
-             "a connected Page's token revoked while the album's post is in flight (190), "
-             "then reconnected",
-             token_revoked_at_post),
+    Scenario(
+        "retry-after-refusal",
+        "regression: retried image 1 vs image 10's photo",
+        retry_after_refusal,
+        settings={"REFUSE_ALBUM_CREATION": "false"},
+    ),
+    Scenario(
+        "cluster-leader-kill",
+        "3-node cluster: the work queue's leader SIGKILLed mid-album",
+        cluster_leader_kill,
+        cluster=True,
+    ),
+    Scenario(
+        "cluster-partition",
+        "3-node cluster: the work queue's leader cut off (iptables) for 20 s",
+        cluster_partition,
+        cluster=True,
+    ),
+    Scenario(
+        "uploads-lost-in-flight",
+        "uploader SIGKILLed mid-upload and the broker loses the messages",
+        uploads_lost_in_flight,
+        settings={"LOST_MESSAGE_AFTER_S": "5", "LOST_MESSAGE_SWEEP_S": "1"},
+    ),
+    Scenario(
+        "token-revoked",
+        "a connected Page's token revoked mid-album (190), then reconnected",
+        token_revoked,
+    ),
+    Scenario(
+        "token-revoked-at-post",
+        "a connected Page's token revoked while the album's post is in flight (190), "
+        "then reconnected",
+        token_revoked_at_post,
+    ),
 ]

@@ -81,8 +81,11 @@ def settle(system: System, work: Workload, timeout: float, expect_settles: int =
         _quietly(lambda: store.unpublished_count() == 0, 90, "the outbox to empty")
     finally:
         store.dispose()
-    _quietly(lambda: len(_album_mails(system.mails())) >= len(work.accepted) * expect_settles,
-             60, "emails")
+    _quietly(
+        lambda: len(_album_mails(system.mails())) >= len(work.accepted) * expect_settles,
+        60,
+        "emails",
+    )
     _quietly(lambda: _drained_for(system, 3.0), 90, "queues to drain")
 
 
@@ -108,8 +111,11 @@ def _drained_for(system: System, quiet_s: float) -> bool:
 
 def _busy_queues(system: System) -> dict[str, int]:
     queues = system.node.queues(system.vhost)
-    return {name: q["ready"] + q["unacked"] for name, q in queues.items()
-            if not name.endswith(".dead") and q["ready"] + q["unacked"]}
+    return {
+        name: q["ready"] + q["unacked"]
+        for name, q in queues.items()
+        if not name.endswith(".dead") and q["ready"] + q["unacked"]
+    }
 
 
 def check(row: Row, system: System, work: Workload, expect: Expect) -> Row:
@@ -138,12 +144,12 @@ def check(row: Row, system: System, work: Workload, expect: Expect) -> Row:
 
 
 def _albums(store: Store, work: Workload) -> dict[str, AlbumView]:
-    return {album.id: album for user_id in work.users
-            for album in store.albums(user_id, limit=10_000)}
+    return {
+        album.id: album for user_id in work.users for album in store.albums(user_id, limit=10_000)
+    }
 
 
-def _check_albums(row: Row, work: Workload, albums: dict[str, AlbumView],
-                  expect: Expect) -> None:
+def _check_albums(row: Row, work: Workload, albums: dict[str, AlbumView], expect: Expect) -> None:
     for album_id, plan in work.accepted.items():
         album = albums.get(album_id)
         if album is None:
@@ -154,24 +160,33 @@ def _check_albums(row: Row, work: Workload, albums: dict[str, AlbumView],
         row.lost += len(stuck)
         if stuck:
             states = Counter(i.state for i in stuck)
-            row.problems.append(f"album {album_id[:8]}: {len(stuck)} images never ended "
-                                f"({dict(states)})")
+            row.problems.append(
+                f"album {album_id[:8]}: {len(stuck)} images never ended ({dict(states)})"
+            )
         elif album.state == AlbumState.PUBLISHING:
             row.lost += 1
             row.problems.append(f"album {album_id[:8]}: every image ended, album never settled")
         elif album.settle_seq != expect.settles:
-            row.problems.append(f"album {album_id[:8]} settled {album.settle_seq} times, "
-                                f"expected {expect.settles}")
+            row.problems.append(
+                f"album {album_id[:8]} settled {album.settle_seq} times, expected {expect.settles}"
+            )
     # An album the client was answered an error for, yet in the store: the client published it
     # again, and the user got its photos and email twice.
     extra = set(albums) - set(work.accepted)
     if extra:
-        row.problems.append(f"{len(extra)} albums in the store the client saw refused "
-                            f"({', '.join(sorted(a[:8] for a in extra))})")
+        row.problems.append(
+            f"{len(extra)} albums in the store the client saw refused "
+            f"({', '.join(sorted(a[:8] for a in extra))})"
+        )
 
 
-def _check_photos(row: Row, system: System, work: Workload, images: dict[tuple[str, int], Any],
-                  keys: dict[tuple[str, int], str]) -> None:
+def _check_photos(
+    row: Row,
+    system: System,
+    work: Workload,
+    images: dict[tuple[str, int], Any],
+    keys: dict[tuple[str, int], str],
+) -> None:
     # A photo is counted for the image whose bytes it carries (every image's are seeded
     # random, so unique): captions are the user's words, with no mark of ours to go by.
     hashes = {k: h for plan in work.plans for k, h in plan.hashes.items()}
@@ -195,8 +210,10 @@ def _check_photos(row: Row, system: System, work: Workload, images: dict[tuple[s
         if "ref:" in (photo.get("caption") or ""):
             row.problems.append(f"photo {photo['id']} shows an internal mark in its caption")
     if stray:
-        row.notes.append(f"{stray} unpublished uploads never attached (invisible, dropped by "
-                         "Facebook within a day)")
+        row.notes.append(
+            f"{stray} unpublished uploads never attached (invisible, dropped by "
+            "Facebook within a day)"
+        )
     row.duplicates = sum(n - 1 for n in per_image.values() if n > 1)
     if row.duplicates:
         twice = [str(ref[1]) for ref, n in per_image.items() if n > 1]
@@ -219,14 +236,15 @@ def _album_mails(mails: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in mails if not reconnect_mails([m])]
 
 
-def _check_emails(row: Row, system: System, albums: dict[str, AlbumView],
-                  expect: Expect) -> None:
+def _check_emails(row: Row, system: System, albums: dict[str, AlbumView], expect: Expect) -> None:
     mails = system.mails()
     asked = Counter(to for mail in reconnect_mails(mails) for to in mail.get("to") or [])
     row.reconnect_mails = sum(asked.values())
     if row.reconnect_mails != expect.reconnect_mails:
-        row.problems.append(f"{row.reconnect_mails} emails asking to reconnect a Page "
-                            f"({dict(asked)}), expected {expect.reconnect_mails}")
+        row.problems.append(
+            f"{row.reconnect_mails} emails asking to reconnect a Page "
+            f"({dict(asked)}), expected {expect.reconnect_mails}"
+        )
     elif row.reconnect_mails:
         row.notes.append(f"{row.reconnect_mails} emails asking to reconnect a Page")
     per_album: Counter[str] = Counter()
@@ -241,23 +259,24 @@ def _check_emails(row: Row, system: System, albums: dict[str, AlbumView],
         # One email per settle: the notifier's claim is per (album, settle_seq).
         expected = 0 if album.state == AlbumState.PUBLISHING else album.settle_seq
         if per_album[album.id] != expected:
-            row.problems.append(f"album {album.id[:8]} ({album.state}): "
-                                f"{per_album[album.id]} emails, expected {expected}")
+            row.problems.append(
+                f"album {album.id[:8]} ({album.state}): "
+                f"{per_album[album.id]} emails, expected {expected}"
+            )
 
 
-def _check_posts(row: Row, system: System, albums: dict[str, AlbumView],
-                 expect: Expect) -> None:
+def _check_posts(row: Row, system: System, albums: dict[str, AlbumView], expect: Expect) -> None:
     """An album sent as a post: one post on the Page attaching each of its photos once, its
     id recorded, and its email after it (checked with the emails)."""
-    owner = {i.photo_id: album.id for album in albums.values() for i in album.images
-             if i.photo_id}
+    owner = {i.photo_id: album.id for album in albums.values() for i in album.images if i.photo_id}
     per_album: Counter[str] = Counter()
     attached: Counter[str] = Counter()
     for post in system.posts():
         mine = {owner.get(str(fbid)) for fbid in post["attached_media"]}
         if None in mine or len(mine) != 1:
-            row.problems.append(f"post {post['id']} attaches photos of {len(mine)} albums "
-                                "or of none")
+            row.problems.append(
+                f"post {post['id']} attaches photos of {len(mine)} albums or of none"
+            )
             continue
         per_album[mine.pop() or ""] += 1
         attached.update(str(fbid) for fbid in post["attached_media"])
@@ -265,16 +284,15 @@ def _check_posts(row: Row, system: System, albums: dict[str, AlbumView],
     for album in albums.values():
         if album.destination != "post":
             if expect.posts:
-                row.problems.append(f"album {album.id[:8]} went to {album.destination}, "
-                                    "not a post")
+                row.problems.append(f"album {album.id[:8]} went to {album.destination}, not a post")
             continue
         uploaded = [i.photo_id for i in album.images if i.state == ImageState.UPLOADED]
         if uploaded and per_album[album.id] != 1:
-            row.problems.append(f"album {album.id[:8]}: {per_album[album.id]} posts, "
-                                "expected 1")
+            row.problems.append(f"album {album.id[:8]}: {per_album[album.id]} posts, expected 1")
         if uploaded and album.post_state != PostState.POSTED:
-            row.problems.append(f"album {album.id[:8]}: post {album.post_state} "
-                                f"({album.post_error})")
+            row.problems.append(
+                f"album {album.id[:8]}: post {album.post_state} ({album.post_error})"
+            )
         twice = [p for p in uploaded if attached[p or ""] != 1]
         if twice:
             row.problems.append(f"album {album.id[:8]}: {len(twice)} photos not posted once")
@@ -286,11 +304,14 @@ def _check_client_view(row: Row, work: Workload, expect: Expect) -> None:
     """What the user sees: one photo or failure per image and one email per settle of the
     albums the client was told were accepted, and nothing more."""
     if row.uploaded + row.failed != row.images:
-        row.problems.append(f"{row.uploaded} photos and {row.failed} failures for the "
-                            f"{row.images} images the client published")
+        row.problems.append(
+            f"{row.uploaded} photos and {row.failed} failures for the "
+            f"{row.images} images the client published"
+        )
     if row.emails != len(work.accepted) * expect.settles:
-        row.problems.append(f"{row.emails} emails for the {len(work.accepted)} albums the "
-                            f"client published")
+        row.problems.append(
+            f"{row.emails} emails for the {len(work.accepted)} albums the client published"
+        )
 
 
 def _check_queues(row: Row, system: System, outbox_left: int) -> None:
@@ -302,8 +323,9 @@ def _check_queues(row: Row, system: System, outbox_left: int) -> None:
         row.problems.append(f"{outbox_left} outbox messages never published")
 
 
-def _check_dead_letters(row: Row, system: System, images: dict[tuple[str, int], Any],
-                        expect: Expect) -> None:
+def _check_dead_letters(
+    row: Row, system: System, images: dict[tuple[str, int], Any], expect: Expect
+) -> None:
     letters = DeadLetterQueue(system.amqp_url, topology.IMAGE_UPLOADS).browse()
     mail_letters = DeadLetterQueue(system.amqp_url, topology.ALBUM_SETTLED).browse()
     post_letters = DeadLetterQueue(system.amqp_url, topology.FEED_POSTS).browse()
@@ -322,8 +344,9 @@ def _check_dead_letters(row: Row, system: System, images: dict[tuple[str, int], 
             poison.append(letter)
     if len(poison) != expect.poison:
         reasons = Counter(letter.reason[:60] for letter in poison)
-        row.problems.append(f"{len(poison)} poison dead letters, expected {expect.poison}: "
-                            f"{dict(reasons)}")
+        row.problems.append(
+            f"{len(poison)} poison dead letters, expected {expect.poison}: {dict(reasons)}"
+        )
     for letter in poison:
         if not letter.headers.get("dead-reason"):
             row.problems.append(f"poison dead letter without a reason: {letter.reason}")
@@ -333,8 +356,9 @@ def _check_dead_letters(row: Row, system: System, images: dict[tuple[str, int], 
         if expect.settles > 1 and images[ref].state == ImageState.UPLOADED:
             stale += 1  # the album page retried it: its letter stays, stale, until purged
         else:
-            row.problems.append(f"image {ref[1]} dead-lettered but {images[ref].state} in "
-                                "the store")
+            row.problems.append(
+                f"image {ref[1]} dead-lettered but {images[ref].state} in the store"
+            )
     if stale:
         row.notes.append(f"{stale} stale dead letters of images retried and uploaded")
     for ref in failed - set(per_image):
@@ -365,8 +389,10 @@ def _check_failures(row: Row, images: dict[tuple[str, int], Any], expect: Expect
     if expect.max_attempts is not None:
         worst = max((i.attempts for i in images.values()), default=0)
         if worst > expect.max_attempts:
-            row.problems.append(f"an image took {worst} attempts (tight loop?), "
-                                f"at most {expect.max_attempts} expected")
+            row.problems.append(
+                f"an image took {worst} attempts (tight loop?), "
+                f"at most {expect.max_attempts} expected"
+            )
 
 
 def _check_processes(row: Row, system: System) -> None:

@@ -81,8 +81,9 @@ class Proxy:
         listener.listen(64)
         with self._lock:
             self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True,
-                         name=f"proxy-{self.name}").start()
+        threading.Thread(
+            target=self._accept, args=(listener,), daemon=True, name=f"proxy-{self.name}"
+        ).start()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -104,11 +105,13 @@ class Proxy:
                 self._open.update((client, upstream))
             done = threading.Barrier(2, action=functools.partial(self._close, client, upstream))
             for src, dst, limited in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(target=self._pump, args=(src, dst, done, limited),
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._pump, args=(src, dst, done, limited), daemon=True
+                ).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, done: threading.Barrier,
-              limited: bool) -> None:
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, done: threading.Barrier, limited: bool
+    ) -> None:
         try:
             while data := src.recv(_SLOW_CHUNK if limited and self.rate else _CHUNK):
                 self._flowing.wait()

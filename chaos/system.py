@@ -25,15 +25,22 @@ from shared.contracts import topology
 
 __all__ = ["PAGE_ID", "ROOT", "System", "wait_for"]
 PAGE_TOKEN = "chaos-page-token"
-PG_ADMIN_URL = os.environ.get("CHAOS_PG_ADMIN_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "CHAOS_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 _MAIN_QUEUES = {"uploader": topology.IMAGE_UPLOADS.name, "notifier": topology.ALBUM_SETTLED.name}
 
 #: What every row runs with; a row overrides some (MAX_ATTEMPTS where it needs exhaustion).
 BASE_SETTINGS = {
-    "RETRY_DELAYS": "1,2,4", "MAX_ATTEMPTS": "12", "DELIVERY_LIMIT": "20",
-    "UPLOADER_CONCURRENCY": "4", "NOTIFIER_CONCURRENCY": "2", "SHUTDOWN_GRACE_S": "2",
-    "API_THREADS": "16", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+    "RETRY_DELAYS": "1,2,4",
+    "MAX_ATTEMPTS": "12",
+    "DELIVERY_LIMIT": "20",
+    "UPLOADER_CONCURRENCY": "4",
+    "NOTIFIER_CONCURRENCY": "2",
+    "SHUTDOWN_GRACE_S": "2",
+    "API_THREADS": "16",
+    "LOG_LEVEL": "INFO",
+    "PYTHONUNBUFFERED": "1",
     # Text lines: the rows read the consumers' "consuming ... on host:port" lines by pattern.
     "LOG_FORMAT": "text",
     # Graph calls end within 15 s here (the slowest row holds a photo 8 s), so an attempt of a
@@ -44,8 +51,9 @@ BASE_SETTINGS = {
 
 #: How the harness polls: a service or stand-in may be down or restarting meanwhile, which is
 #: "not yet" rather than an error, and a few times a second is often enough for processes.
-wait_for = functools.partial(waiting.wait_for, every=0.2,
-                             tolerate=(requests.RequestException, OSError))
+wait_for = functools.partial(
+    waiting.wait_for, every=0.2, tolerate=(requests.RequestException, OSError)
+)
 
 
 class Database:
@@ -92,11 +100,19 @@ class System(harness.System):
             self.proxies["store"] = Proxy(5432, "store")
         store_port = self.proxies["store"].port if "store" in self.proxies else 5432
         self.amqp_url = node.url(self.vhost)
-        super().__init__(workdir, self.amqp_url, self.db.url(store_port), {
-            **BASE_SETTINGS, **settings,
-            # The node's own management port: the policies go to it, not to a shared broker.
-            "RABBITMQ_MANAGEMENT_URL": f"http://127.0.0.1:{node.management_port}",
-        }, bucket="albums-chaos", page_token=PAGE_TOKEN)
+        super().__init__(
+            workdir,
+            self.amqp_url,
+            self.db.url(store_port),
+            {
+                **BASE_SETTINGS,
+                **settings,
+                # The node's own management port: the policies go to it, not to a shared broker.
+                "RABBITMQ_MANAGEMENT_URL": f"http://127.0.0.1:{node.management_port}",
+            },
+            bucket="albums-chaos",
+            page_token=PAGE_TOKEN,
+        )
 
     def route(self, name: str, port: int) -> int:
         """S3 and SMTP through a proxy the row can cut."""

@@ -55,9 +55,14 @@ class Workload:
         self.users[int(user["id"])] = user
         return user
 
-    def make_albums(self, albums: tuple[int, int], images: tuple[int, int],
-                    refused: float = 0.0, big_first: int = 0,
-                    user: dict[str, Any] | None = None) -> list[AlbumPlan]:
+    def make_albums(
+        self,
+        albums: tuple[int, int],
+        images: tuple[int, int],
+        refused: float = 0.0,
+        big_first: int = 0,
+        user: dict[str, Any] | None = None,
+    ) -> list[AlbumPlan]:
         """Put seeded random PNGs in the bucket; a `refused` share carry the refused mark, and
         with `big_first` the first image is an incompressible one of about that many bytes.
         Published by `user` (default: the row's user)."""
@@ -69,16 +74,23 @@ class Workload:
             for n in range(self.rng.randint(*images)):
                 mark = "-refused-" if self.rng.random() < refused else ""
                 key = f"{user['prefix']}chaos/{len(self.plans) + a}/img-{n:02d}{mark}.png"
-                body = png(self.rng.randint(16, 96), self.rng.randint(16, 96),
-                           seed=self.rng.randrange(1 << 30))
+                body = png(
+                    self.rng.randint(16, 96),
+                    self.rng.randint(16, 96),
+                    seed=self.rng.randrange(1 << 30),
+                )
                 if big_first and a == 0 and n == 0:
                     body = png_of_size(big_first, seed=self.rng.randrange(1 << 30))
-                s3.put_object(Bucket=self.system.bucket, Key=key, Body=body,
-                              ContentType="image/png")
+                s3.put_object(
+                    Bucket=self.system.bucket, Key=key, Body=body, ContentType="image/png"
+                )
                 keys.append(key)
                 hashes[key] = hashlib.sha256(body).hexdigest()
-            plans.append(AlbumPlan(f"chaos album {len(self.plans) + a}", tuple(keys), hashes,
-                                   int(user["id"])))
+            plans.append(
+                AlbumPlan(
+                    f"chaos album {len(self.plans) + a}", tuple(keys), hashes, int(user["id"])
+                )
+            )
         self.plans.extend(plans)
         return plans
 
@@ -106,16 +118,18 @@ class Workload:
                 return self._accepted(plan, response.json())
             with self._lock:
                 self.refusals += 1
-            if response is not None and response.status_code < 500 \
-                    and response.status_code != 429:
+            if response is not None and response.status_code < 500 and response.status_code != 429:
                 return None
             time.sleep(1)
         return None
 
     def retry(self, album_id: str) -> requests.Response:
         """The user's "try the failed photos again" (POST /api/albums/<id>/retry)."""
-        return requests.post(f"{self.system.api_url}/api/albums/{album_id}/retry", timeout=60,
-                             headers={"Authorization": f"Bearer {self.user['token']}"})
+        return requests.post(
+            f"{self.system.api_url}/api/albums/{album_id}/retry",
+            timeout=60,
+            headers={"Authorization": f"Bearer {self.user['token']}"},
+        )
 
     def _accepted(self, plan: AlbumPlan, body: dict[str, Any]) -> str:
         with self._lock:
@@ -129,8 +143,9 @@ class Workload:
             time.sleep(gap_s)
 
     def publish_in_background(self, plans: list[AlbumPlan], gap_s: float = 0.0) -> threading.Thread:
-        thread = threading.Thread(target=self.publish_all, args=(plans, gap_s), daemon=True,
-                                  name="workload")
+        thread = threading.Thread(
+            target=self.publish_all, args=(plans, gap_s), daemon=True, name="workload"
+        )
         thread.start()
         return thread
 

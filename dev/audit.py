@@ -29,11 +29,20 @@ TIMEOUT_S = 15
 DEFAULT_LOCK = Path("requirements/dev.lock")
 
 #: What requests/urllib3 say when the service cannot be reached at all, the most telling first.
-_UNREACHABLE = [re.compile(p) for p in (
-    r"Failed to resolve '[^']+'", r"Connection refused", r"Network is unreachable",
-    r"No route to host", r"Read timed out", r"Connection to \S+ timed out",
-    r"Temporary failure in name resolution", r"Name or service not known",
-    r"Max retries exceeded with url")]
+_UNREACHABLE = [
+    re.compile(p)
+    for p in (
+        r"Failed to resolve '[^']+'",
+        r"Connection refused",
+        r"Network is unreachable",
+        r"No route to host",
+        r"Read timed out",
+        r"Connection to \S+ timed out",
+        r"Temporary failure in name resolution",
+        r"Name or service not known",
+        r"Max retries exceeded with url",
+    )
+]
 
 Kind = Literal["clean", "vulnerable", "unreachable", "broken"]
 
@@ -63,9 +72,21 @@ Runner = Callable[[Path], Outcome]
 
 def run_pip_audit(lock: Path) -> Outcome:
     """pip-audit over the pins of `lock` as written: nothing is installed or resolved."""
-    command = [str(Path(sys.executable).with_name("pip-audit")), "--requirement", str(lock),
-               "--require-hashes", "--disable-pip", "--vulnerability-service", SERVICE,
-               "--format", "json", "--progress-spinner", "off", "--timeout", str(TIMEOUT_S)]
+    command = [
+        str(Path(sys.executable).with_name("pip-audit")),
+        "--requirement",
+        str(lock),
+        "--require-hashes",
+        "--disable-pip",
+        "--vulnerability-service",
+        SERVICE,
+        "--format",
+        "json",
+        "--progress-spinner",
+        "off",
+        "--timeout",
+        str(TIMEOUT_S),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     return Outcome(done.returncode, done.stdout, done.stderr)
 
@@ -83,13 +104,16 @@ def judge(outcome: Outcome) -> Verdict:
     vulnerable = [d for d in deps if d.get("vulns")]
     if vulnerable:
         lines = "\n".join(_describe(d) for d in vulnerable)
-        return Verdict("vulnerable", f"pip-audit: known advisories in {len(vulnerable)} "
-                                     f"package(s):\n{lines}")
+        return Verdict(
+            "vulnerable", f"pip-audit: known advisories in {len(vulnerable)} package(s):\n{lines}"
+        )
     audited = [d for d in deps if "skip_reason" not in d]
     if not audited:
         reason = deps[0]["skip_reason"] if deps else "no package in the lock"
-        return Verdict("unreachable", f"pip-audit: vulnerability service unreachable "
-                                      f"({_shorten(reason)}); not audited")
+        return Verdict(
+            "unreachable",
+            f"pip-audit: vulnerability service unreachable ({_shorten(reason)}); not audited",
+        )
     skipped = len(deps) - len(audited)
     note = f" ({skipped} skipped)" if skipped else ""
     return Verdict("clean", f"pip-audit: no known advisory in {len(audited)} packages{note}")
@@ -107,15 +131,18 @@ def _without_report(outcome: Outcome) -> Verdict:
     for pattern in _UNREACHABLE:
         found = pattern.search(outcome.stderr)
         if found:
-            return Verdict("unreachable", f"pip-audit: vulnerability service unreachable "
-                                          f"({found.group(0)}); not audited")
+            return Verdict(
+                "unreachable",
+                f"pip-audit: vulnerability service unreachable ({found.group(0)}); not audited",
+            )
     tail = "\n".join(outcome.stderr.strip().splitlines()[-5:]) or "(nothing on stderr)"
     return Verdict("broken", f"pip-audit failed (exit {outcome.returncode}):\n{tail}")
 
 
 def _describe(dep: dict[str, Any]) -> str:
-    ids = ", ".join(f"{v['id']} (fixed in {', '.join(v.get('fix_versions') or ['-'])})"
-                    for v in dep["vulns"])
+    ids = ", ".join(
+        f"{v['id']} (fixed in {', '.join(v.get('fix_versions') or ['-'])})" for v in dep["vulns"]
+    )
     return f"  {dep['name']} {dep.get('version', '?')}: {ids}"
 
 
@@ -126,8 +153,11 @@ def _shorten(text: str) -> str:
 def main(argv: list[str] | None = None, runner: Runner = run_pip_audit) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lock", nargs="?", type=Path, default=DEFAULT_LOCK)
-    parser.add_argument("--allow-unreachable", action="store_true",
-                        help="exit 0 when the vulnerability service cannot be reached")
+    parser.add_argument(
+        "--allow-unreachable",
+        action="store_true",
+        help="exit 0 when the vulnerability service cannot be reached",
+    )
     args = parser.parse_args(argv)
     verdict = judge(runner(args.lock))
     print(verdict.message, file=sys.stdout if verdict.kind == "clean" else sys.stderr)

@@ -49,10 +49,13 @@ def draw(prometheus: str, start: float, end: float, out: Path) -> None:
         ax.set_xlabel("seconds into the run", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    figure.suptitle("Album publisher: the dashboard's queries over a test run "
-                    "(drawn with matplotlib, not Grafana)", fontsize=12)
+    figure.suptitle(
+        "Album publisher: the dashboard's queries over a test run "
+        "(drawn with matplotlib, not Grafana)",
+        fontsize=12,
+    )
     figure.tight_layout()
     figure.savefig(out, dpi=80)
     plt.close(figure)

@@ -87,8 +87,16 @@ VERSION_RE = re.compile(r"v\d+\.\d+")
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 FAULT_ENDPOINTS = ("photos", "albums", "list", "feed")
 FAULT_KEYS = frozenset(
-    {"latency_s", "error_rates", "throttle_minutes", "reject_filenames", "endpoints", "seed",
-     "page_usage_pct", "app_usage_pct"}
+    {
+        "latency_s",
+        "error_rates",
+        "throttle_minutes",
+        "reject_filenames",
+        "endpoints",
+        "seed",
+        "page_usage_pct",
+        "app_usage_pct",
+    }
 )
 
 # Graph code -> (HTTP status Meta uses, message after "(#code) ", is_transient or None when Meta
@@ -253,7 +261,8 @@ def _endpoints(value: Any) -> list[str]:
 #: The refusal of `POST /{page-id}/albums`: the answer Facebook gives for an album write it no
 #: longer allows (docs/facebook-destinations.md); permanent, like every code-200 answer.
 ALBUM_CREATION_REFUSED = (
-    "This endpoint is deprecated: Page albums can no longer be created through the Graph API")
+    "This endpoint is deprecated: Page albums can no longer be created through the Graph API"
+)
 #: As today's Facebook: the uploader falls back to one multi-photo post by itself.
 REFUSED_BY_DEFAULT = True
 #: How long Facebook keeps a photo uploaded with published=false that no post attached.
@@ -286,13 +295,16 @@ class PageSettings:
         refuse = data.get("refuse_album_creation", self.refuse_album_creation)
         if not isinstance(refuse, bool):
             raise ValueError("refuse_album_creation must be true or false")
-        ttl = _non_negative(data.get("unpublished_ttl_s", self.unpublished_ttl_s),
-                            "unpublished_ttl_s")
+        ttl = _non_negative(
+            data.get("unpublished_ttl_s", self.unpublished_ttl_s), "unpublished_ttl_s"
+        )
         return PageSettings(refuse, ttl)
 
     def to_json(self) -> dict[str, Any]:
-        return {"refuse_album_creation": self.refuse_album_creation,
-                "unpublished_ttl_s": self.unpublished_ttl_s}
+        return {
+            "refuse_album_creation": self.refuse_album_creation,
+            "unpublished_ttl_s": self.unpublished_ttl_s,
+        }
 
 
 class SimState:
@@ -340,8 +352,11 @@ class SimState:
 
     def albums(self, page_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(album) for album in self._albums.values()
-                    if page_id is None or album["page_id"] == page_id]
+            return [
+                dict(album)
+                for album in self._albums.values()
+                if page_id is None or album["page_id"] == page_id
+            ]
 
     def album_page(self, album_id: str) -> str | None:
         """The Page that owns the album (None: no such album)."""
@@ -374,25 +389,41 @@ class SimState:
             by_id = {photo["id"]: photo for photo in self._photos}
             for fbid in media:
                 photo = by_id.get(fbid)
-                if (photo is None or photo.get("published", True) or photo.get("attached_to")
-                        or photo["album_id"] != page_id):
-                    raise GraphFault(100, f"Invalid parameter: attached_media {fbid} is not an "
-                                     "unpublished photo of this Page")
+                if (
+                    photo is None
+                    or photo.get("published", True)
+                    or photo.get("attached_to")
+                    or photo["album_id"] != page_id
+                ):
+                    raise GraphFault(
+                        100,
+                        f"Invalid parameter: attached_media {fbid} is not an "
+                        "unpublished photo of this Page",
+                    )
                 if now - photo["received_mono"] > ttl:
-                    raise GraphFault(100, f"Invalid parameter: unpublished photo {fbid} has "
-                                     "expired (Facebook keeps them about 24 hours)")
+                    raise GraphFault(
+                        100,
+                        f"Invalid parameter: unpublished photo {fbid} has "
+                        "expired (Facebook keeps them about 24 hours)",
+                    )
             post_id = f"{page_id}_{5_000_000_000_000_000 + next(self._ids)}"
             for fbid in media:
                 by_id[fbid]["attached_to"] = post_id
-            post = {"id": post_id, "page": page_id, "message": message,
-                    "attached_media": list(media), "created_at": _now().isoformat()}
+            post = {
+                "id": post_id,
+                "page": page_id,
+                "message": message,
+                "attached_media": list(media),
+                "created_at": _now().isoformat(),
+            }
             self._posts.append(post)
             return dict(post)
 
     def posts(self, page_id: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(post) for post in self._posts
-                    if page_id is None or post["page"] == page_id]
+            return [
+                dict(post) for post in self._posts if page_id is None or post["page"] == page_id
+            ]
 
     def note_upload(self, declared_bytes: int) -> None:
         """One photo upload request arrived, whatever its answer."""
@@ -586,8 +617,13 @@ def _page_html(state: SimState) -> str:
     )
 
 
-def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
-               app_secret: str = DEFAULT_APP_SECRET, page: PageSettings | None = None) -> Flask:
+def create_app(
+    page_id: str,
+    page_token: str,
+    app_id: str = DEFAULT_APP_ID,
+    app_secret: str = DEFAULT_APP_SECRET,
+    page: PageSettings | None = None,
+) -> Flask:
     """A Flask app simulating Graph: the Page `page_id` (token `page_token`) of the fake
     user the login dialog approves by default, more Pages and users added through /_sim/pages,
     and Facebook Login for the app `app_id`. `page`: how the Pages behave (album creation,
@@ -719,8 +755,11 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
             # The Page itself: an unpublished photo, for a multi-photo post. A published
             # Page photo would be a post of its own: not simulated.
             if published:
-                raise GraphFault(100, "Invalid parameter: this simulator takes only "
-                                 "published=false photos on the Page itself")
+                raise GraphFault(
+                    100,
+                    "Invalid parameter: this simulator takes only "
+                    "published=false photos on the Page itself",
+                )
         elif not state.has_album(node):
             raise GraphFault(120)
         album_page = node if pages.page(node) is not None else state.album_page(node)
@@ -753,8 +792,12 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
     def create_post(version: str, node: str) -> Response:
         _check_version(version)
         if pages.page(node) is None:
-            raise GraphFault(100, f"Unsupported post request. Object with ID '{node}' does "
-                             "not exist", subcode=33, error_type="GraphMethodException")
+            raise GraphFault(
+                100,
+                f"Unsupported post request. Object with ID '{node}' does not exist",
+                subcode=33,
+                error_type="GraphMethodException",
+            )
         require_token(node, write=True)
         apply_faults("feed")
         media = _attached_media()
@@ -765,8 +808,12 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
     def list_posts(version: str, node: str) -> Response:
         _check_version(version)
         if pages.page(node) is None:
-            raise GraphFault(100, f"Unsupported get request. Object with ID '{node}' does "
-                             "not exist", subcode=33, error_type="GraphMethodException")
+            raise GraphFault(
+                100,
+                f"Unsupported get request. Object with ID '{node}' does not exist",
+                subcode=33,
+                error_type="GraphMethodException",
+            )
         require_token(node)
         apply_faults("list")
         # Newest first, as a Page's feed reads.
@@ -791,8 +838,12 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
     def list_albums(version: str, node: str) -> Response:
         _check_version(version)
         if pages.page(node) is None:
-            raise GraphFault(100, f"Unsupported get request. Object with ID '{node}' does "
-                             "not exist", subcode=33, error_type="GraphMethodException")
+            raise GraphFault(
+                100,
+                f"Unsupported get request. Object with ID '{node}' does not exist",
+                subcode=33,
+                error_type="GraphMethodException",
+            )
         require_token(node)
         apply_faults("list")
         return jsonify(_album_page(state.albums(node)))
@@ -819,13 +870,18 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
         args = request.args
         try:
             if args.get("grant_type") == "fb_exchange_token":
-                body = pages.exchange_long_lived(args.get("client_id", ""),
-                                                 args.get("client_secret", ""),
-                                                 args.get("fb_exchange_token", ""))
+                body = pages.exchange_long_lived(
+                    args.get("client_id", ""),
+                    args.get("client_secret", ""),
+                    args.get("fb_exchange_token", ""),
+                )
             else:
-                body = pages.exchange_code(args.get("client_id", ""),
-                                           args.get("client_secret", ""),
-                                           args.get("redirect_uri", ""), args.get("code", ""))
+                body = pages.exchange_code(
+                    args.get("client_id", ""),
+                    args.get("client_secret", ""),
+                    args.get("redirect_uri", ""),
+                    args.get("code", ""),
+                )
         except PageAccessError as exc:
             raise GraphFault(exc.code, exc.detail, subcode=exc.subcode) from None
         return jsonify(body)
@@ -841,9 +897,15 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
 
     @app.get("/_sim/pages")
     def sim_pages() -> Response:
-        return jsonify({"login_user": pages.login_user, "pages": [
-            {"id": p.id, "name": p.name, "owner": p.owner, "blocked": p.blocked}
-            for p in pages.pages()]})
+        return jsonify(
+            {
+                "login_user": pages.login_user,
+                "pages": [
+                    {"id": p.id, "name": p.name, "owner": p.owner, "blocked": p.blocked}
+                    for p in pages.pages()
+                ],
+            }
+        )
 
     @app.post("/_sim/pages")
     def sim_add_page() -> tuple[Response, int]:
@@ -851,8 +913,9 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
         page_id, owner = str(body.get("id") or ""), str(body.get("owner") or "")
         if not page_id.isdigit() or not owner:
             return jsonify({"error": "id (digits) and owner are required"}), 400
-        page = pages.add_page(page_id, str(body.get("name") or f"Page {page_id}"), owner,
-                              body.get("token"))
+        page = pages.add_page(
+            page_id, str(body.get("name") or f"Page {page_id}"), owner, body.get("token")
+        )
         return jsonify({"id": page.id, "name": page.name, "owner": page.owner}), 201
 
     @app.put("/_sim/login")
@@ -898,8 +961,9 @@ def create_app(page_id: str, page_token: str, app_id: str = DEFAULT_APP_ID,
         name = str(body.get("name") or "").strip()
         if not name:
             return jsonify({"error": "name is required"}), 400
-        return jsonify(state.add_album(name, body.get("message"),
-                                       str(body.get("page_id") or page_id))), 201
+        return jsonify(
+            state.add_album(name, body.get("message"), str(body.get("page_id") or page_id))
+        ), 201
 
     @app.get("/_sim/posts")
     def sim_posts() -> Response:
@@ -957,12 +1021,14 @@ def _add_usage_headers(response: Response, page_id: str, faults: Faults) -> None
     # Facebook sends them "once enough calls have been made"; here: once usage is set.
     if faults.app_usage_pct:
         response.headers["X-App-Usage"] = json.dumps(
-            {"call_count": faults.app_usage_pct, "total_cputime": 1, "total_time": 1})
+            {"call_count": faults.app_usage_pct, "total_cputime": 1, "total_time": 1}
+        )
     if faults.page_usage_pct:
         page = {"call_count": faults.page_usage_pct, "total_cputime": 1, "total_time": 1}
         response.headers["X-Page-Usage"] = json.dumps(page)
         response.headers["X-Business-Use-Case-Usage"] = json.dumps(
-            {page_id: [{"type": "pages", **page, "estimated_time_to_regain_access": 0}]})
+            {page_id: [{"type": "pages", **page, "estimated_time_to_regain_access": 0}]}
+        )
 
 
 def _photo_page(photos: list[dict[str, Any]]) -> dict[str, Any]:
@@ -979,9 +1045,12 @@ def _post_page(posts: list[dict[str, Any]]) -> dict[str, Any]:
 def _post_fields(post: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     # Graph shows a multi-photo post's photos as subattachments whose target is the photo.
     photos = [{"type": "photo", "target": {"id": fbid}} for fbid in post["attached_media"]]
-    values = {"id": post["id"], "message": post["message"] or None,
-              "created_time": _graph_time(post["created_at"]),
-              "attachments": {"data": [{"type": "album", "subattachments": {"data": photos}}]}}
+    values = {
+        "id": post["id"],
+        "message": post["message"] or None,
+        "created_time": _graph_time(post["created_at"]),
+        "attachments": {"data": [{"type": "album", "subattachments": {"data": photos}}]},
+    }
     return {name: values[name] for name in fields if values[name] is not None}
 
 
@@ -995,7 +1064,7 @@ def _attached_media() -> list[str]:
         try:
             fbid = json.loads(raw)["media_fbid"]
         except (ValueError, TypeError, KeyError):
-            detail = f"Invalid parameter: {key} must be {{\"media_fbid\": id}}"
+            detail = f'Invalid parameter: {key} must be {{"media_fbid": id}}'
             raise GraphFault(100, detail) from None
         items.append((int(match.group(1)), str(fbid)))
     if not items:
@@ -1009,8 +1078,9 @@ def _album_page(albums: list[dict[str, Any]]) -> dict[str, Any]:
     return _paged(albums, lambda album: _album_fields(album, fields))
 
 
-def _paged(items: list[dict[str, Any]],
-           shape: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+def _paged(
+    items: list[dict[str, Any]], shape: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
     limit = _requested_limit()
     start = 0
     after = request.args.get("after")
@@ -1059,8 +1129,9 @@ def _photo_fields(photo: dict[str, Any], fields: list[str]) -> dict[str, Any]:
         "created_time": _graph_time(photo["received_at"]),
         "width": photo.get("width"),
         "height": photo.get("height"),
-        "images": ([{"width": photo["width"], "height": photo["height"]}]
-                   if photo.get("width") else None),
+        "images": (
+            [{"width": photo["width"], "height": photo["height"]}] if photo.get("width") else None
+        ),
     }
     return {name: values[name] for name in fields if values[name] is not None}
 
@@ -1091,15 +1162,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     page_id = os.environ.get("FACEBOOK_PAGE_ID") or DEFAULT_PAGE_ID
-    app = create_app(page_id, os.environ.get("FACEBOOK_PAGE_TOKEN") or DEFAULT_PAGE_TOKEN,
-                     os.environ.get("FACEBOOK_APP_ID") or DEFAULT_APP_ID,
-                     os.environ.get("FACEBOOK_APP_SECRET") or DEFAULT_APP_SECRET,
-                     PageSettings.from_env())
+    app = create_app(
+        page_id,
+        os.environ.get("FACEBOOK_PAGE_TOKEN") or DEFAULT_PAGE_TOKEN,
+        os.environ.get("FACEBOOK_APP_ID") or DEFAULT_APP_ID,
+        os.environ.get("FACEBOOK_APP_SECRET") or DEFAULT_APP_SECRET,
+        PageSettings.from_env(),
+    )
     # waitress keeps connections alive as the Graph API does (Werkzeug's development server
     # closes each one, a cost the real API never charges); its threads cover a busy
     # uploader's concurrent uploads, each held for the configured latency.
-    server = waitress.create_server(app, host=args.host, port=args.port, threads=64,
-                                    ident="graph-simulator", inbuf_overflow=64 * 1024 * 1024)
+    server = waitress.create_server(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=64,
+        ident="graph-simulator",
+        inbuf_overflow=64 * 1024 * 1024,
+    )
     log.info(
         "Graph simulator for page %s on http://%s:%s (control API under /_sim/)",
         page_id,

@@ -36,8 +36,9 @@ SERVICES = ("api", "uploader", "notifier")
 _LISTENS = {"s3": ("s3",), "graph": ("graph",), "mail": ("smtp", "mail"), "api": ("api",)}
 
 #: A service or stand-in still starting (or restarting) refuses the probe: "not yet".
-wait_for = functools.partial(waiting.wait_for, every=0.1,
-                             tolerate=(requests.RequestException, OSError))
+wait_for = functools.partial(
+    waiting.wait_for, every=0.1, tolerate=(requests.RequestException, OSError)
+)
 
 
 class ProcessDied(RuntimeError):
@@ -45,10 +46,17 @@ class ProcessDied(RuntimeError):
 
 
 class System:
-    def __init__(self, workdir: Path, amqp_url: str, database_url: str,
-                 settings: Mapping[str, str] | None = None, *, bucket: str = "albums-test",
-                 page_token: str = "test-page-token",
-                 stand_ins: Sequence[str] = STAND_INS) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        amqp_url: str,
+        database_url: str,
+        settings: Mapping[str, str] | None = None,
+        *,
+        bucket: str = "albums-test",
+        page_token: str = "test-page-token",
+        stand_ins: Sequence[str] = STAND_INS,
+    ) -> None:
         self.workdir = workdir
         self.bucket = bucket
         self.stand_ins = tuple(stand_ins)
@@ -64,29 +72,38 @@ class System:
         between (chaos cuts S3 and SMTP that way)."""
         return port
 
-    def _environment(self, amqp_url: str, database_url: str, page_token: str,
-                     settings: Mapping[str, str]) -> dict[str, str]:
+    def _environment(
+        self, amqp_url: str, database_url: str, page_token: str, settings: Mapping[str, str]
+    ) -> dict[str, str]:
         return {
-            **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT),
-            "AMQP_URL": amqp_url, "DATABASE_URL": database_url,
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT),
+            "AMQP_URL": amqp_url,
+            "DATABASE_URL": database_url,
             "S3_ENDPOINT_URL": f"http://127.0.0.1:{self.route('s3', self.ports['s3'])}",
             "S3_BUCKET": self.bucket,
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
             "GRAPH_API_URL": self.graph_url,
-            "FACEBOOK_PAGE_ID": PAGE_ID, "FACEBOOK_PAGE_TOKEN": page_token,
+            "FACEBOOK_PAGE_ID": PAGE_ID,
+            "FACEBOOK_PAGE_TOKEN": page_token,
             # Facebook Login's dialog is the simulator's too; Page tokens sealed and session
             # cookies signed with keys of the run's own (none written under var/).
             "FACEBOOK_DIALOG_URL": self.graph_url,
             "TOKEN_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "API_SECRET_KEY": secrets.token_urlsafe(32),
-            "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.route("smtp", self.ports["smtp"])),
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.route("smtp", self.ports["smtp"])),
             "MAIL_UI_PORT": str(self.ports["mail"]),
-            "API_HOST": "127.0.0.1", "API_PORT": str(self.ports["api"]),
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(self.ports["api"]),
             "APP_BASE_URL": self.api_url,
             # No health ports: a restarted or second uploader would find its port taken, and
             # tests/integration/test_readiness.py covers them.
-            "UPLOADER_HEALTH_PORT": "0", "NOTIFIER_HEALTH_PORT": "0",
+            "UPLOADER_HEALTH_PORT": "0",
+            "NOTIFIER_HEALTH_PORT": "0",
             "LOG_LEVEL": "INFO",
             **settings,
         }
@@ -97,8 +114,9 @@ class System:
         """Start `args` as `name`, its output appended to `name`.log in the work folder."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.workdir / f"{name}.log", "ab") as log:  # the child keeps its own copy
-            process = subprocess.Popen(args, cwd=ROOT, env={**self.env, **env}, stdout=log,
-                                       stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                args, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
         self.processes[name] = process
         return process
 
@@ -115,8 +133,14 @@ class System:
         commands = {
             "s3": ("-m", "dev.s3_server", "--port", str(self.ports["s3"])),
             "graph": ("-m", "dev.graph_simulator", "--port", str(self.ports["graph"])),
-            "mail": ("-m", "dev.mail_catcher", "--smtp-port", str(self.ports["smtp"]),
-                     "--http-port", str(self.ports["mail"])),
+            "mail": (
+                "-m",
+                "dev.mail_catcher",
+                "--smtp-port",
+                str(self.ports["smtp"]),
+                "--http-port",
+                str(self.ports["mail"]),
+            ),
         }
         for name in self.stand_ins:
             self.spawn(name, py, *commands[name])
@@ -135,15 +159,19 @@ class System:
         """Until each port of process `name` answers; ProcessDied at once if it exited."""
         for port_name in _LISTENS[name]:
             port = self.ports[port_name]
-            wait_for(functools.partial(self._listens, name, port), timeout,
-                     what=f"{name} to listen on {port}")
+            wait_for(
+                functools.partial(self._listens, name, port),
+                timeout,
+                what=f"{name} to listen on {port}",
+            )
 
     def _listens(self, name: str, port: int) -> bool:
         return self._alive_or_raise(name) and answers(port)
 
     def wait_api(self, timeout: float = 60) -> None:
-        wait_for(lambda: self._alive_or_raise("api") and self._api_healthy(), timeout,
-                 what="the API")
+        wait_for(
+            lambda: self._alive_or_raise("api") and self._api_healthy(), timeout, what="the API"
+        )
 
     def _api_healthy(self) -> bool:
         return requests.get(f"{self.api_url}/healthz", timeout=2).ok
@@ -180,9 +208,13 @@ class System:
     # -- the stand-ins -------------------------------------------------------------------------
 
     def s3(self) -> Any:
-        return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{self.ports['s3']}",
-                            region_name="us-east-1", aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.ports['s3']}",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def put(self, key: str, body: bytes, content_type: str = "image/png") -> str:
         """Store an object in the bucket; its SHA-256."""
@@ -199,14 +231,18 @@ class System:
         return list(requests.get(f"{self.graph_url}/_sim/posts", timeout=30).json()["posts"])
 
     def smtp_reply(self, reply: str | None) -> None:
-        requests.put(f"{self.mail_url}/api/faults", json={"reply": reply},
-                     timeout=10).raise_for_status()
+        requests.put(
+            f"{self.mail_url}/api/faults", json={"reply": reply}, timeout=10
+        ).raise_for_status()
 
     def mails(self, to: str | None = None) -> list[dict[str, Any]]:
         """The caught mails (those to `to`), each whole."""
         listing = requests.get(f"{self.mail_url}/api/messages", timeout=30).json()["messages"]
-        return [requests.get(f"{self.mail_url}/api/messages/{m['id']}", timeout=30).json()
-                for m in listing if to is None or to in m["to"]]
+        return [
+            requests.get(f"{self.mail_url}/api/messages/{m['id']}", timeout=30).json()
+            for m in listing
+            if to is None or to in m["to"]
+        ]
 
     def mails_to(self, address: str) -> list[dict[str, Any]]:
         return self.mails(address)
@@ -215,34 +251,52 @@ class System:
 
     def create_user(self, email: str, operator: bool = False) -> dict[str, Any]:
         flag = ["--operator"] if operator else []
-        out = subprocess.run([sys.executable, "-m", "services.api", "create-user", email, *flag],
-                             cwd=ROOT, env=self.env, capture_output=True, check=True, text=True,
-                             timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "services.api", "create-user", email, *flag],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            check=True,
+            text=True,
+            timeout=60,
+        )
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    def publish(self, token: str, album: Mapping[str, Any] | None = None,
-                idempotency_key: str | None = None, **fields: Any) -> requests.Response:
+    def publish(
+        self,
+        token: str,
+        album: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> requests.Response:
         """POST /api/albums with `album` (or the fields given by name)."""
         headers = {"Authorization": f"Bearer {token}"}
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        return requests.post(f"{self.api_url}/api/albums", json={**(album or {}), **fields},
-                             timeout=60, headers=headers)
+        return requests.post(
+            f"{self.api_url}/api/albums",
+            json={**(album or {}), **fields},
+            timeout=60,
+            headers=headers,
+        )
 
     def album(self, token: str, album_id: str) -> dict[str, Any]:
-        response = requests.get(f"{self.api_url}/api/albums/{album_id}", timeout=10,
-                                headers={"Authorization": f"Bearer {token}"})
+        response = requests.get(
+            f"{self.api_url}/api/albums/{album_id}",
+            timeout=10,
+            headers={"Authorization": f"Bearer {token}"},
+        )
         response.raise_for_status()
         return dict(response.json())
 
-    def wait_settled(self, token: str, album_id: str, timeout: float = 90,
-                     every: float = 0.2) -> dict[str, Any]:
+    def wait_settled(
+        self, token: str, album_id: str, timeout: float = 90, every: float = 0.2
+    ) -> dict[str, Any]:
         def settled() -> dict[str, Any] | None:
             album = self.album(token, album_id)
             return album if album["state"] != "publishing" else None
 
-        return waiting.wait_for(settled, timeout, every=every,
-                                what=f"album {album_id} to settle")
+        return waiting.wait_for(settled, timeout, every=every, what=f"album {album_id} to settle")
 
 
 def _stop(processes: list[subprocess.Popen[bytes]], grace: float) -> None:

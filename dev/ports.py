@@ -42,8 +42,10 @@ def ephemeral_range() -> range:
 def pool() -> range:
     pool = range(POOL_START, ephemeral_range().start)
     if len(pool) < 100:
-        raise RuntimeError(f"ip_local_port_range starts at {pool.stop}: too few ports below it"
-                           f" from {POOL_START} for the servers (raise its low end)")
+        raise RuntimeError(
+            f"ip_local_port_range starts at {pool.stop}: too few ports below it"
+            f" from {POOL_START} for the servers (raise its low end)"
+        )
     return pool
 
 

@@ -22,16 +22,26 @@ def running(workdir: Path, targets: Mapping[str, str]) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
         raise RuntimeError("prometheus is not installed (apt-get install prometheus)")
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}
-                                 for job, target in targets.items()]}
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            for job, target in targets.items()
+        ],
+    }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - the child's, closed below
     process = subprocess.Popen(
-        [binary, f"--config.file={workdir / 'prometheus.yml'}",
-         f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(lambda: answers(port), timeout=30, what="prometheus to listen")
         yield f"http://127.0.0.1:{port}"

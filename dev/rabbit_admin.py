@@ -25,8 +25,13 @@ class Broker:
         return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/{quote(vhost, '')}"
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        response = requests.request(method, f"{self.management_url}/api/{path}",
-                                    auth=(self.user, self.password), timeout=30, **kwargs)
+        response = requests.request(
+            method,
+            f"{self.management_url}/api/{path}",
+            auth=(self.user, self.password),
+            timeout=30,
+            **kwargs,
+        )
         response.raise_for_status()
         return response
 
@@ -37,8 +42,11 @@ class Broker:
         """A new vhost named `<prefix>-<random>`, with full permissions for our user."""
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
         self.api("PUT", f"vhosts/{quote(name, '')}")
-        self.api("PUT", f"permissions/{quote(name, '')}/{self.user}",
-                 json={"configure": ".*", "write": ".*", "read": ".*"})
+        self.api(
+            "PUT",
+            f"permissions/{quote(name, '')}/{self.user}",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        )
         return name
 
     def delete_vhost(self, name: str) -> None:

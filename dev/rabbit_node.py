@@ -54,8 +54,11 @@ class _Management:
 
     def add_vhost(self, name: str) -> None:
         self.api("PUT", f"vhosts/{quote(name, '')}").raise_for_status()
-        self.api("PUT", f"permissions/{quote(name, '')}/guest",
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        self.api(
+            "PUT",
+            f"permissions/{quote(name, '')}/guest",
+            json={"configure": ".*", "write": ".*", "read": ".*"},
+        ).raise_for_status()
 
     def delete_vhost(self, name: str) -> None:
         self.api("DELETE", f"vhosts/{quote(name, '')}")
@@ -64,14 +67,20 @@ class _Management:
         """Each queue's depth: {name: {"ready": n, "unacked": n, "consumers": n}}."""
         response = self.api("GET", f"queues/{quote(vhost, '')}")
         response.raise_for_status()
-        return {q["name"]: {"ready": q.get("messages_ready", 0) or 0,
-                            "unacked": q.get("messages_unacknowledged", 0) or 0,
-                            "consumers": q.get("consumers", 0) or 0}
-                for q in response.json()}
+        return {
+            q["name"]: {
+                "ready": q.get("messages_ready", 0) or 0,
+                "unacked": q.get("messages_unacknowledged", 0) or 0,
+                "consumers": q.get("consumers", 0) or 0,
+            }
+            for q in response.json()
+        }
 
     def unbind(self, vhost: str, exchange: str, queue: str, routing_key: str) -> None:
-        path = (f"bindings/{quote(vhost, '')}/e/{quote(exchange, '')}/q/{quote(queue, '')}/"
-                f"{quote(routing_key, '')}")
+        path = (
+            f"bindings/{quote(vhost, '')}/e/{quote(exchange, '')}/q/{quote(queue, '')}/"
+            f"{quote(routing_key, '')}"
+        )
         self.api("DELETE", path).raise_for_status()
 
     def bind(self, vhost: str, exchange: str, queue: str, routing_key: str) -> None:
@@ -86,9 +95,15 @@ class Node(_Management):
     management plugin (what the run reads queues and sets policies through) by default; none
     boots faster (the bench's restarts)."""
 
-    def __init__(self, folder: Path, cookie: str | None = None, gid: int | None = None,
-                 config: str = "", advanced: str = "",
-                 plugins: tuple[str, ...] = (MANAGEMENT,)) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        cookie: str | None = None,
+        gid: int | None = None,
+        config: str = "",
+        advanced: str = "",
+        plugins: tuple[str, ...] = (MANAGEMENT,),
+    ) -> None:
         self.folder = folder
         self.name = f"node{uuid.uuid4().hex[:6]}@localhost"
         self.sbin = _sbin()
@@ -108,8 +123,7 @@ class Node(_Management):
         self.prometheus_port = free_port() if PROMETHEUS in self.plugins else 0
 
     def _release_ports(self) -> None:
-        for port in (self.amqp_port, self.dist_port, self.management_port,
-                     self.prometheus_port):
+        for port in (self.amqp_port, self.dist_port, self.management_port, self.prometheus_port):
             release(port)
 
     # -- configuration -------------------------------------------------------------------------
@@ -118,14 +132,17 @@ class Node(_Management):
         self.folder.mkdir(parents=True, exist_ok=True)
         config = f"listeners.tcp.default = 127.0.0.1:{self.amqp_port}\n"
         if self.management_port:
-            config += (f"management.tcp.ip = 127.0.0.1\n"
-                       f"management.tcp.port = {self.management_port}\n"
-                       # Queue depths are read through the management API: every second.
-                       "collect_statistics_interval = 1000\n"
-                       "management.rates_mode = none\n")
+            config += (
+                f"management.tcp.ip = 127.0.0.1\n"
+                f"management.tcp.port = {self.management_port}\n"
+                # Queue depths are read through the management API: every second.
+                "collect_statistics_interval = 1000\n"
+                "management.rates_mode = none\n"
+            )
         if self.prometheus_port:
-            config += (f"prometheus.tcp.ip = 127.0.0.1\n"
-                       f"prometheus.tcp.port = {self.prometheus_port}\n")
+            config += (
+                f"prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {self.prometheus_port}\n"
+            )
         (self.folder / "rabbitmq.conf").write_text(config + self._config)
         if self._advanced:
             (self.folder / "advanced.config").write_text(self._advanced)
@@ -187,13 +204,18 @@ class Node(_Management):
 
     def _launch(self) -> None:
         self._write_config()
-        subprocess.run([str(self.sbin / "rabbitmq-server"), "-detached"], env=self.env(),
-                       check=True, capture_output=True, timeout=60, group=self.gid)
+        subprocess.run(
+            [str(self.sbin / "rabbitmq-server"), "-detached"],
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+            group=self.gid,
+        )
 
     def wait_booted(self) -> None:
         """Until the node has booted (`rabbitmqctl wait`): an error if it stopped instead."""
-        self.ctl("wait", str(self.folder / "pid"), "--timeout", str(_WAIT_S),
-                 timeout=_WAIT_S + 10)
+        self.ctl("wait", str(self.folder / "pid"), "--timeout", str(_WAIT_S), timeout=_WAIT_S + 10)
         self.pid = int((self.folder / "pid").read_text().strip())
         self._booted = True
 
@@ -259,8 +281,13 @@ class Node(_Management):
             time.sleep(0.1)
 
     def ctl(self, *args: str, timeout: float) -> None:
-        subprocess.run([str(self.sbin / "rabbitmqctl"), "-n", self.name, *args],
-                       env=self.env(), check=True, capture_output=True, timeout=timeout)
+        subprocess.run(
+            [str(self.sbin / "rabbitmqctl"), "-n", self.name, *args],
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
 
     def _wait_management(self) -> None:
         deadline = time.monotonic() + _WAIT_S
@@ -289,8 +316,13 @@ class Node(_Management):
             return None
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, f"http://127.0.0.1:{self.management_port}/api/{path}",
-                                auth=("guest", "guest"), timeout=10, **kwargs)
+        return requests.request(
+            method,
+            f"http://127.0.0.1:{self.management_port}/api/{path}",
+            auth=("guest", "guest"),
+            timeout=10,
+            **kwargs,
+        )
 
 
 #: A member cut off from the others pauses (stops serving clients, which then move to the
@@ -312,9 +344,16 @@ class Cluster(_Management):
 
     def __init__(self, folder: Path, size: int = 3) -> None:
         cookie = uuid.uuid4().hex
-        self.members = [Node(folder / f"n{i + 1}", cookie=cookie, gid=_GID_BASE + i,
-                             config=CLUSTER_CONFIG, advanced=CLUSTER_ADVANCED)
-                        for i in range(size)]
+        self.members = [
+            Node(
+                folder / f"n{i + 1}",
+                cookie=cookie,
+                gid=_GID_BASE + i,
+                config=CLUSTER_CONFIG,
+                advanced=CLUSTER_ADVANCED,
+            )
+            for i in range(size)
+        ]
         self._formed = False
         #: The member cut off now, if any (asked last).
         self.cut: Node | None = None
@@ -459,8 +498,18 @@ class Cluster(_Management):
             ["-p", "tcp", "--dport", str(node.dist_port)],
             ["-p", "tcp", "--sport", str(node.dist_port)],
             # connections it opens to the others (told apart by its group)
-            ["-p", "tcp", "-m", "owner", "--gid-owner", str(node.gid),
-             "-m", "multiport", "--dports", others],
+            [
+                "-p",
+                "tcp",
+                "-m",
+                "owner",
+                "--gid-owner",
+                str(node.gid),
+                "-m",
+                "multiport",
+                "--dports",
+                others,
+            ],
         ]
         added: list[list[str]] = []
         self.cut = node
@@ -478,9 +527,27 @@ class Cluster(_Management):
 def _iptables(action: str, rule: list[str]) -> None:
     if shutil.which("iptables") is None:
         raise RuntimeError("the partition needs iptables, as root (apt-get install iptables)")
-    subprocess.run(["iptables", "-w", "5", action, "OUTPUT", "-o", "lo", *rule,
-                    "-m", "comment", "--comment", _RULE_COMMENT, "-j", "DROP"],
-                   check=True, capture_output=True, timeout=30)
+    subprocess.run(
+        [
+            "iptables",
+            "-w",
+            "5",
+            action,
+            "OUTPUT",
+            "-o",
+            "lo",
+            *rule,
+            "-m",
+            "comment",
+            "--comment",
+            _RULE_COMMENT,
+            "-j",
+            "DROP",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
 
 
 #: What a row's system runs on: one node, or a cluster.

@@ -42,9 +42,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", "-p", type=int, default=9000)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    waitress.serve(application(), host=args.host, port=args.port, threads=THREADS, ident="moto",
-                   # An image of 10 MB or more stays in memory rather than a spool file.
-                   inbuf_overflow=64 * 1024 * 1024)
+    waitress.serve(
+        application(),
+        host=args.host,
+        port=args.port,
+        threads=THREADS,
+        ident="moto",
+        # An image of 10 MB or more stays in memory rather than a spool file.
+        inbuf_overflow=64 * 1024 * 1024,
+    )
 
 
 if __name__ == "__main__":

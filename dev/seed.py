@@ -60,8 +60,9 @@ def seed(settings: ApiSettings) -> dict[str, Any]:
     keys = []
     for n in range(1, DEMO_IMAGES + 1):
         key = f"{user.prefix}demo/photo-{n:02d}.png"
-        client.put_object(Bucket=settings.s3_bucket, Key=key, Body=png(640, 480, seed=n),
-                          ContentType="image/png")
+        client.put_object(
+            Bucket=settings.s3_bucket, Key=key, Body=png(640, 480, seed=n), ContentType="image/png"
+        )
         keys.append(key)
     return {"user": user, "token": token, "keys": keys}
 
@@ -73,14 +74,17 @@ def connect_demo_page(store: Store, settings: ApiSettings, user_id: int) -> None
         return
     cipher = cipher_from_setting(settings.token_encryption_keys.get_secret_value())
     token = settings.facebook_page_token.get_secret_value() or DEFAULT_PAGE_TOKEN
-    store.connect_page(user_id, settings.facebook_page_id or DEFAULT_PAGE_ID, "Demo Page",
-                       cipher.encrypt(token))
+    store.connect_page(
+        user_id, settings.facebook_page_id or DEFAULT_PAGE_ID, "Demo Page", cipher.encrypt(token)
+    )
 
 
 def curl_line(api_url: str, token: str, keys: list[str]) -> str:
     body = json.dumps({"title": "Demo album", "images": keys})
-    return (f"curl -sS -X POST {api_url}/api/albums -H 'Authorization: Bearer {token}' "
-            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+    return (
+        f"curl -sS -X POST {api_url}/api/albums -H 'Authorization: Bearer {token}' "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)}"
+    )
 
 
 def health_ports() -> dict[str, int]:
@@ -88,8 +92,10 @@ def health_ports() -> dict[str, int]:
     from services.notifier.settings import NotifierSettings
     from services.uploader.settings import UploaderSettings
 
-    return {"uploader": UploaderSettings().uploader_health_port,
-            "notifier": NotifierSettings().notifier_health_port}
+    return {
+        "uploader": UploaderSettings().uploader_health_port,
+        "notifier": NotifierSettings().notifier_health_port,
+    }
 
 
 def metrics_ports(settings: ApiSettings) -> dict[str, int]:
@@ -97,9 +103,11 @@ def metrics_ports(settings: ApiSettings) -> dict[str, int]:
     from services.notifier.settings import NotifierSettings
     from services.uploader.settings import UploaderSettings
 
-    return {"api": settings.api_metrics_port,
-            "uploader": UploaderSettings().uploader_metrics_port,
-            "notifier": NotifierSettings().notifier_metrics_port}
+    return {
+        "api": settings.api_metrics_port,
+        "uploader": UploaderSettings().uploader_metrics_port,
+        "notifier": NotifierSettings().notifier_metrics_port,
+    }
 
 
 def api_url(settings: ApiSettings) -> str:
@@ -108,8 +116,9 @@ def api_url(settings: ApiSettings) -> str:
 
 def readyz_urls(settings: ApiSettings, ports: dict[str, int]) -> list[str]:
     """The API's /readyz and each consumer's (a port of 0 serves none)."""
-    hosts = [api_url(settings)] + [f"http://{settings.health_host}:{port}"
-                                   for port in ports.values() if port]
+    hosts = [api_url(settings)] + [
+        f"http://{settings.health_host}:{port}" for port in ports.values() if port
+    ]
     return [f"{host}/readyz" for host in hosts]
 
 
@@ -123,29 +132,44 @@ def _ready(url: str) -> bool:
         return bool(reply.status == 200)
 
 
-def wait_until_ready(urls: list[str], timeout: float = READY_WAIT_S,
-                     every: float = 0.1) -> list[str]:
+def wait_until_ready(
+    urls: list[str], timeout: float = READY_WAIT_S, every: float = 0.1
+) -> list[str]:
     """Wait for each URL to answer 200, all within one `timeout`; the ones that did not."""
     deadline = time.monotonic() + timeout
     late = []
     for url in urls:
         try:
             # Refused or 503 (an HTTPError is an OSError): still starting.
-            wait_for(functools.partial(_ready, url), max(0.0, deadline - time.monotonic()),
-                     every, what=url, tolerate=(OSError,))
+            wait_for(
+                functools.partial(_ready, url),
+                max(0.0, deadline - time.monotonic()),
+                every,
+                what=url,
+                tolerate=(OSError,),
+            )
         except TimeoutError:
             late.append(url)
     return late
 
 
-def banner(settings: ApiSettings, ports: dict[str, int], email: str, token: str,
-           keys: list[str], metrics: dict[str, int] | None = None) -> str:
+def banner(
+    settings: ApiSettings,
+    ports: dict[str, int],
+    email: str,
+    token: str,
+    keys: list[str],
+    metrics: dict[str, int] | None = None,
+) -> str:
     """What `make run` prints once the demo is seeded: every address an operator opens."""
     api = api_url(settings)
     ui_user = settings.rabbitmq_management_user
     # Each service's /metrics has a port of its own, and RabbitMQ's plugin serves the broker's.
-    scrapes = [f"http://{settings.metrics_host}:{port}/metrics"
-               for port in [*(metrics or {}).values(), 15692] if port]
+    scrapes = [
+        f"http://{settings.metrics_host}:{port}/metrics"
+        for port in [*(metrics or {}).values(), 15692]
+        if port
+    ]
     return f"""
 ==> Album publisher is running.
     Browser:        {api}/   (sign in with the demo user's token)
@@ -166,8 +190,11 @@ def banner(settings: ApiSettings, ports: dict[str, int], email: str, token: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m dev.seed")
-    parser.add_argument("--wait-ready", action="store_true",
-                        help="print the banner once every service's /readyz answers")
+    parser.add_argument(
+        "--wait-ready",
+        action="store_true",
+        help="print the banner once every service's /readyz answers",
+    )
     parser.add_argument("--stay", action="store_true", help="wait for a signal after seeding")
     args = parser.parse_args()
     if args.stay:
@@ -179,10 +206,21 @@ def main() -> None:
     ports = health_ports()
     late = wait_until_ready(readyz_urls(settings, ports)) if args.wait_ready else []
     if late:
-        print(f"==> Not ready after {READY_WAIT_S:g} s: {'  '.join(late)} (their logs say why)",
-              flush=True)
-    print(banner(settings, ports, result["user"].email, result["token"],
-                 result["keys"], metrics_ports(settings)), flush=True)
+        print(
+            f"==> Not ready after {READY_WAIT_S:g} s: {'  '.join(late)} (their logs say why)",
+            flush=True,
+        )
+    print(
+        banner(
+            settings,
+            ports,
+            result["user"].email,
+            result["token"],
+            result["keys"],
+            metrics_ports(settings),
+        ),
+        flush=True,
+    )
     if args.stay:
         signal.pause()
 

@@ -77,20 +77,31 @@ class SimPages:
         a write, the Page is not blocked)."""
         with self._lock:
             if not token:
-                raise PageAccessError(190, "An active access token must be used to query this "
-                                           "resource.")
+                raise PageAccessError(
+                    190, "An active access token must be used to query this resource."
+                )
             page = self._pages.get(page_id)
             if page is not None and token in page.revoked:
-                raise PageAccessError(190, "Error validating access token: The session has "
-                                           "been invalidated", REVOKED_SUBCODE)
-            owner = next((p for p in self._pages.values() if secrets.compare_digest(
-                p.token.encode(), token.encode())), None)
+                raise PageAccessError(
+                    190,
+                    "Error validating access token: The session has been invalidated",
+                    REVOKED_SUBCODE,
+                )
+            owner = next(
+                (
+                    p
+                    for p in self._pages.values()
+                    if secrets.compare_digest(p.token.encode(), token.encode())
+                ),
+                None,
+            )
             if owner is None:
                 raise PageAccessError(190)
             if page is None or owner.id != page_id:
                 # Another Page's token: Facebook answers that the object cannot be reached.
-                raise PageAccessError(200, "Permissions error: this token is not for the Page "
-                                           "that owns this object")
+                raise PageAccessError(
+                    200, "Permissions error: this token is not for the Page that owns this object"
+                )
             if write and page.blocked:
                 raise PageAccessError(368)
 
@@ -123,22 +134,29 @@ class SimPages:
             self._codes[code] = _Grant(self.login_user, client_id, redirect_uri)
         return code
 
-    def exchange_code(self, client_id: str, client_secret: str, redirect_uri: str,
-                      code: str) -> dict[str, object]:
+    def exchange_code(
+        self, client_id: str, client_secret: str, redirect_uri: str, code: str
+    ) -> dict[str, object]:
         self._check_app(client_id, client_secret)
         with self._lock:
             grant = self._codes.pop(code, None)
         if grant is None:
-            raise PageAccessError(100, "This authorization code has been used or is invalid.",
-                                  36009)
+            raise PageAccessError(
+                100, "This authorization code has been used or is invalid.", 36009
+            )
         if grant.redirect_uri != redirect_uri:
-            raise PageAccessError(100, "Error validating verification code. Please make sure "
-                                       "your redirect_uri is identical to the one you used in "
-                                       "the OAuth dialog request", 36008)
+            raise PageAccessError(
+                100,
+                "Error validating verification code. Please make sure "
+                "your redirect_uri is identical to the one you used in "
+                "the OAuth dialog request",
+                36008,
+            )
         return self._user_token(grant.user, SHORT_LIVED_S)
 
-    def exchange_long_lived(self, client_id: str, client_secret: str,
-                            short_token: str) -> dict[str, object]:
+    def exchange_long_lived(
+        self, client_id: str, client_secret: str, short_token: str
+    ) -> dict[str, object]:
         self._check_app(client_id, client_secret)
         with self._lock:
             user = self._user_tokens.get(short_token)
@@ -155,10 +173,16 @@ class SimPages:
             mine = [p for p in self._pages.values() if p.owner == user]
             for page in mine:
                 page.token = page.token or f"page-{secrets.token_urlsafe(16)}"
-            return [{"id": p.id, "name": p.name, "access_token": p.token,
-                     "category": "Personal blog",
-                     "tasks": ["ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE"]}
-                    for p in mine]
+            return [
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "access_token": p.token,
+                    "category": "Personal blog",
+                    "tasks": ["ANALYZE", "ADVERTISE", "MODERATE", "CREATE_CONTENT", "MANAGE"],
+                }
+                for p in mine
+            ]
 
     def _user_token(self, user: str, expires_in: int) -> dict[str, object]:
         token = f"user-{secrets.token_urlsafe(16)}"
@@ -168,5 +192,6 @@ class SimPages:
 
     def _check_app(self, client_id: str, client_secret: str) -> None:
         if client_id != self.app_id or not secrets.compare_digest(
-                client_secret.encode(), self._app_secret.encode()):
+            client_secret.encode(), self._app_secret.encode()
+        ):
             raise PageAccessError(1, "Error validating client secret.")

@@ -10,8 +10,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], timeout: float = 30.0, every: float = 0.05,
-             what: str = "condition", tolerate: tuple[type[BaseException], ...] = ()) -> T:
+def wait_for(
+    check: Callable[[], T | None],
+    timeout: float = 30.0,
+    every: float = 0.05,
+    what: str = "condition",
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> T:
     """Poll until `check` returns something truthy and return it; TimeoutError after `timeout`.
 
     An exception of a `tolerate` type counts as "not yet" (a process still starting or

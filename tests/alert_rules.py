@@ -25,8 +25,9 @@ def promtool() -> str:
 
 
 def check_rules() -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+    )
 
 
 def evaluate(tmp_path: Path, cases: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
@@ -34,15 +35,20 @@ def evaluate(tmp_path: Path, cases: list[dict[str, Any]]) -> subprocess.Complete
     spec = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": cases}
     path = tmp_path / "alert-tests.yml"
     path.write_text(yaml.safe_dump(spec))
-    return subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
 
 
 def fired(name: str, at: str, summary: str, severity: str) -> dict[str, Any]:
     """The expectation that alert `name` fires (once) at `at`."""
-    return {"eval_time": at, "alertname": name,
-            "exp_alerts": [{"exp_labels": {"severity": severity},
-                            "exp_annotations": {"summary": summary}}]}
+    return {
+        "eval_time": at,
+        "alertname": name,
+        "exp_alerts": [
+            {"exp_labels": {"severity": severity}, "exp_annotations": {"summary": summary}}
+        ],
+    }
 
 
 def silent(name: str, at: str) -> dict[str, Any]:

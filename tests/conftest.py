@@ -39,14 +39,15 @@ def broker() -> Iterator[Broker]:
     amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
     parts = urlsplit(amqp_url)
     if _answers(parts.hostname or "127.0.0.1", parts.port or 5672):
-        management = os.environ.get("RABBITMQ_MANAGEMENT_URL",
-                                    f"http://{parts.hostname}:15672")
+        management = os.environ.get("RABBITMQ_MANAGEMENT_URL", f"http://{parts.hostname}:15672")
         found = Broker(amqp_url, management)
         _check_file_descriptors(found)
         yield found
         return
-    if shutil.which("docker") is None or subprocess.run(
-            ["docker", "info"], capture_output=True).returncode != 0:
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "info"], capture_output=True).returncode != 0
+    ):
         message = f"no RabbitMQ answers at {parts.hostname}:{parts.port} and no Docker runs"
         if os.environ.get("CI"):
             pytest.fail(message)
@@ -73,19 +74,25 @@ def _check_file_descriptors(broker: Broker) -> None:
     ctl = shutil.which("rabbitmqctl")
     if ctl is None or broker.host not in ("127.0.0.1", "localhost"):
         return
-    done = subprocess.run([ctl, "status", "--formatter", "json"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [ctl, "status", "--formatter", "json"], capture_output=True, text=True, timeout=60
+    )
     if done.returncode != 0:
         return
     handles = json.loads(done.stdout).get("file_descriptors", {})
     left = int(handles.get("total_limit", 0)) - int(handles.get("total_used", 0))
     if handles.get("total_limit") and left < _FDS_NEEDED:
-        leftovers = [v["name"] for v in broker.api("GET", "vhosts").json()
-                     if v["name"].startswith("albums-test-")]
-        pytest.fail(f"RabbitMQ has {left} file handles left (of {handles['total_limit']}); a "
-                    f"test session needs about {_FDS_NEEDED}. Vhosts left by earlier test "
-                    f"runs: {leftovers or 'none'}. Delete them once no test run is going "
-                    "(rabbitmqctl delete_vhost NAME), or raise the broker's open-file limit.")
+        leftovers = [
+            v["name"]
+            for v in broker.api("GET", "vhosts").json()
+            if v["name"].startswith("albums-test-")
+        ]
+        pytest.fail(
+            f"RabbitMQ has {left} file handles left (of {handles['total_limit']}); a "
+            f"test session needs about {_FDS_NEEDED}. Vhosts left by earlier test "
+            f"runs: {leftovers or 'none'}. Delete them once no test run is going "
+            "(rabbitmqctl delete_vhost NAME), or raise the broker's open-file limit."
+        )
 
 
 class VhostMaker:

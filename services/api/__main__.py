@@ -36,8 +36,17 @@ def create_user(settings: ApiSettings, email: str, operator: bool = False) -> No
     user, token = store.create_user(email)
     if operator:
         user = store.set_role(email, OPERATOR) or user
-    print(json.dumps({"id": user.id, "email": user.email, "token": token,
-                      "prefix": user.prefix, "role": user.role or "user"}))
+    print(
+        json.dumps(
+            {
+                "id": user.id,
+                "email": user.email,
+                "token": token,
+                "prefix": user.prefix,
+                "role": user.role or "user",
+            }
+        )
+    )
 
 
 def make_operator(settings: ApiSettings, email: str) -> None:
@@ -58,8 +67,7 @@ def rotate_token(settings: ApiSettings, email: str) -> None:
     if rotated is None:
         raise SystemExit(f"no user {email}: create it with create-user")
     user, token = rotated
-    print(json.dumps({"id": user.id, "email": user.email, "token": token,
-                      "prefix": user.prefix}))
+    print(json.dumps({"id": user.id, "email": user.email, "token": token, "prefix": user.prefix}))
 
 
 def main() -> None:
@@ -68,10 +76,12 @@ def main() -> None:
     commands.add_parser("serve", help="serve HTTP on API_PORT (the default)")
     create = commands.add_parser("create-user", help="create a user; prints its token")
     create.add_argument("email")
-    create.add_argument("--operator", action="store_true",
-                        help="with the operator role: the dead-letter desk")
-    make_op = commands.add_parser("make-operator",
-                                  help="give a user the operator role (the dead-letter desk)")
+    create.add_argument(
+        "--operator", action="store_true", help="with the operator role: the dead-letter desk"
+    )
+    make_op = commands.add_parser(
+        "make-operator", help="give a user the operator role (the dead-letter desk)"
+    )
     make_op.add_argument("email")
     rotate = commands.add_parser("rotate-token", help="a new token for a user; signs them out")
     rotate.add_argument("email")

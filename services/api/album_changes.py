@@ -36,15 +36,21 @@ class AlbumChanges:
         fields = self._fields_model(album)
         images = fields.pop("images")
         if self._fields is None:
-            full = {**fields, "images": [self._image_model(image, i)
-                                         for i, image in enumerate(images)]}
+            full = {
+                **fields,
+                "images": [self._image_model(image, i) for i, image in enumerate(images)],
+            }
             full["cover_url"] = full["images"][0]["thumb_url"] if images else None
             self._remember(fields, images)
             return _event("album", full)
-        changed_fields = {name: value for name, value in fields.items()
-                          if self._fields.get(name) != value}
-        changed_images = [self._image_model(image, i) for i, image in enumerate(images)
-                          if i >= len(self._images) or self._images[i] != image]
+        changed_fields = {
+            name: value for name, value in fields.items() if self._fields.get(name) != value
+        }
+        changed_images = [
+            self._image_model(image, i)
+            for i, image in enumerate(images)
+            if i >= len(self._images) or self._images[i] != image
+        ]
         if not changed_fields and not changed_images:
             return None
         self._remember(fields, images)

@@ -92,10 +92,15 @@ def album_events(album_id: str) -> Any:
     if not streams.take(user_id):
         raise rate_limits.Refused(
             f"Too many live album pages open (at most {streams.per_user} for each user): close "
-            "one; this page shows the album as it was and tries again", USER_STREAMS_RETRY_S)
+            "one; this page shows the album as it was and tries again",
+            USER_STREAMS_RETRY_S,
+        )
     stream = stream_with_context(_album_events(album_id, user_id))
-    response = Response(stream, mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    response = Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
     # The server closes every response it started (PEP 3333), even one never iterated: the
     # user's stream is given back there, not in the generator, which may never have run.
     response.call_on_close(lambda: streams.give_back(user_id))

@@ -35,9 +35,11 @@ def target_page(services: Services, user_id: int) -> str | None:
     page = services.store.page(user_id)
     if page is not None:
         if page.state != PageState.CONNECTED:
-            raise NoPage(f"your Facebook Page {page.page_name} must be reconnected before "
-                         "publishing (Facebook no longer accepts its token, or blocked it): "
-                         "open /connect/facebook")
+            raise NoPage(
+                f"your Facebook Page {page.page_name} must be reconnected before "
+                "publishing (Facebook no longer accepts its token, or blocked it): "
+                "open /connect/facebook"
+            )
         return page.page_id
     if services.settings.single_tenant_page is not None:
         return None
@@ -60,26 +62,34 @@ def check_album_for(services: Services, user: UserView, album: AlbumRequest) -> 
     """What the user may not ask for, whatever the album: mail to an address that is not
     theirs, or more images than their daily quota ever allows. None: nothing."""
     if album.notify_email and album.notify_email.casefold() != user.email.casefold():
-        return (f"notify_email must be your own address ({user.email}): mail goes only to "
-                "an address that is proven to be yours (leave it out to be mailed there)")
+        return (
+            f"notify_email must be your own address ({user.email}): mail goes only to "
+            "an address that is proven to be yours (leave it out to be mailed there)"
+        )
     quota = services.settings.images_per_day
     if len(album.images) > quota:
-        return (f"this album has {len(album.images)} images and your quota is {quota} images "
-                "a day: split it into albums of at most that many")
+        return (
+            f"this album has {len(album.images)} images and your quota is {quota} images "
+            "a day: split it into albums of at most that many"
+        )
     return None
 
 
 def quota_refusal(exc: QuotaExceeded) -> Refused:
     """The 429 of an album over the images-per-day quota: the quota, what is used, when the
     album fits."""
-    return Refused(f"Your quota is {exc.quota} images a day and your albums of the last 24 "
-                   f"hours hold {exc.used} of them: this album's {exc.requested} images do not "
-                   f"fit, so nothing was published. The quota resets as albums pass 24 hours: "
-                   f"this album fits from {exc.fits_at:%Y-%m-%d %H:%M:%S} UTC", exc.wait_s)
+    return Refused(
+        f"Your quota is {exc.quota} images a day and your albums of the last 24 "
+        f"hours hold {exc.used} of them: this album's {exc.requested} images do not "
+        f"fit, so nothing was published. The quota resets as albums pass 24 hours: "
+        f"this album fits from {exc.fits_at:%Y-%m-%d %H:%M:%S} UTC",
+        exc.wait_s,
+    )
 
 
-def check_destination(services: Services, user_id: int,
-                      album: AlbumRequest) -> tuple[Any, int] | None:
+def check_destination(
+    services: Services, user_id: int, album: AlbumRequest
+) -> tuple[Any, int] | None:
     """An existing album must be one of the Page's: refused before anything is recorded."""
     destination = album.destination
     if destination.kind != Destination.EXISTING_ALBUM.value or destination.id is None:
@@ -92,13 +102,17 @@ def check_destination(services: Services, user_id: int,
     except PageUnavailable as exc:
         return error_response(503, f"{exc}; try again (nothing was published)")
     if not known:
-        return error_response(422, f"album {destination.id} is not an album of your Page "
-                           "(GET /api/page/albums lists them)")
+        return error_response(
+            422,
+            f"album {destination.id} is not an album of your Page "
+            "(GET /api/page/albums lists them)",
+        )
     return None
 
 
-def record_and_send(services: Services, user_id: int, album: AlbumRequest,
-                    key: str | None) -> tuple[Created, bool]:
+def record_and_send(
+    services: Services, user_id: int, album: AlbumRequest, key: str | None
+) -> tuple[Created, bool]:
     """Commit the album with its outbox rows (once per idempotency key), then publish them.
 
     Nothing after the commit may fail the request: the album is accepted then, and whatever
@@ -111,16 +125,32 @@ def record_and_send(services: Services, user_id: int, album: AlbumRequest,
     window = services.settings.album_window
     quota = services.settings.images_per_day
     if key is None:
-        album_id, rows = services.store.create_album(user_id, album.title, album.notify_email,
-                                                     album.images, album.captions,
-                                                     album.description, page_id=page_id,
-                                                     destination=destination, window=window,
-                                                     images_per_day=quota)
+        album_id, rows = services.store.create_album(
+            user_id,
+            album.title,
+            album.notify_email,
+            album.images,
+            album.captions,
+            album.description,
+            page_id=page_id,
+            destination=destination,
+            window=window,
+            images_per_day=quota,
+        )
         created = Created(album_id, rows, replayed=False)
     else:
-        created = services.store.create_album_once(user_id, key, fingerprint(album), album.title,
-                                                   album.notify_email, album.images,
-                                                   album.captions, album.description,
-                                                   page_id=page_id, destination=destination,
-                                                   window=window, images_per_day=quota)
+        created = services.store.create_album_once(
+            user_id,
+            key,
+            fingerprint(album),
+            album.title,
+            album.notify_email,
+            album.images,
+            album.captions,
+            album.description,
+            page_id=page_id,
+            destination=destination,
+            window=window,
+            images_per_day=quota,
+        )
     return created, outbox.send_committed(created.rows)

@@ -25,26 +25,42 @@ def summary_json(summary: AlbumSummary) -> dict[str, Any]:
 
 
 def album_fields(album: AlbumView, counts: dict[str, int], total: int) -> dict[str, Any]:
-    return {"id": album.id, "title": album.title, "state": album.state,
-            "created_at": album.created_at.isoformat() + "Z", "counts": counts,
-            "total": total, "destination": destination_json(album)}
+    return {
+        "id": album.id,
+        "title": album.title,
+        "state": album.state,
+        "created_at": album.created_at.isoformat() + "Z",
+        "counts": counts,
+        "total": total,
+        "destination": destination_json(album),
+    }
 
 
 def image_json(image: ImageView) -> dict[str, Any]:
-    return {"key": image.key, "state": image.state, "attempts": image.attempts,
-            "photo_id": image.photo_id, "error": image.error,
-            "next_attempt_at": image.next_attempt_at.isoformat() + "Z"
-            if image.next_attempt_at else None}
+    return {
+        "key": image.key,
+        "state": image.state,
+        "attempts": image.attempts,
+        "photo_id": image.photo_id,
+        "error": image.error,
+        "next_attempt_at": image.next_attempt_at.isoformat() + "Z"
+        if image.next_attempt_at
+        else None,
+    }
 
 
 def destination_json(album: AlbumView) -> dict[str, Any]:
     """Where the album goes; for a multi-photo post, how the post went and its link."""
     body: dict[str, Any] = {"kind": album.destination, "note": album.destination_note}
     if album.destination == Destination.EXISTING_ALBUM or (
-            album.destination == Destination.NEW_ALBUM and album.fb_album_id):
+        album.destination == Destination.NEW_ALBUM and album.fb_album_id
+    ):
         body["album_id"] = album.fb_album_id
     if album.destination == Destination.POST:
-        body["post"] = {"state": album.post_state, "id": album.fb_post_id,
-                        "url": post_url(album.fb_post_id) if album.fb_post_id else None,
-                        "error": album.post_error}
+        body["post"] = {
+            "state": album.post_state,
+            "id": album.fb_post_id,
+            "url": post_url(album.fb_post_id) if album.fb_post_id else None,
+            "error": album.post_error,
+        }
     return body

@@ -17,11 +17,17 @@ from .album_json import album_json, image_json, summary_json
 
 FACEBOOK_PHOTO_URL = "https://www.facebook.com/photo.php?fbid={}"
 IMAGE_LABELS: dict[str, str] = {
-    ImageState.QUEUED: "Queued", ImageState.UPLOADING: "Uploading",
-    ImageState.RETRYING: "Retrying", ImageState.UPLOADED: "Uploaded", ImageState.FAILED: "Failed"}
+    ImageState.QUEUED: "Queued",
+    ImageState.UPLOADING: "Uploading",
+    ImageState.RETRYING: "Retrying",
+    ImageState.UPLOADED: "Uploaded",
+    ImageState.FAILED: "Failed",
+}
 ALBUM_LABELS: dict[str, str] = {
-    AlbumState.PUBLISHING: "Publishing", AlbumState.DONE: "Done",
-    AlbumState.DONE_WITH_FAILURES: "Done with failures"}
+    AlbumState.PUBLISHING: "Publishing",
+    AlbumState.DONE: "Done",
+    AlbumState.DONE_WITH_FAILURES: "Done with failures",
+}
 #: The image states whose stored error the page shows.
 _EXPLAINED = (ImageState.RETRYING, ImageState.FAILED)
 _CODE_SUFFIX = re.compile(r"\s*\(((?:code|HTTP) \d+)\)\s*$")
@@ -48,8 +54,9 @@ def _summary(state: str, total: int, uploaded: int, failed: int) -> str:
     if state == AlbumState.DONE:
         return "The photo is on Facebook" if total == 1 else f"All {total} photos are on Facebook"
     if state == AlbumState.DONE_WITH_FAILURES:
-        return (f"{uploaded} of {plural(total, 'photo')} on Facebook, "
-                f"{failed} could not be published")
+        return (
+            f"{uploaded} of {plural(total, 'photo')} on Facebook, {failed} could not be published"
+        )
     pending = total - uploaded - failed
     text = f"{uploaded} of {plural(total, 'photo')} on Facebook"
     return text + (f", {failed} failed" if failed else "") + f", {pending} to go"
@@ -77,7 +84,8 @@ def image_model(image: dict[str, Any], index: int) -> dict[str, Any]:
         "detail": reason if state in _EXPLAINED else _image_detail(state, image["attempts"]),
         "code": code if state in _EXPLAINED else None,
         "fb_url": FACEBOOK_PHOTO_URL.format(quote(photo_id, safe=""))
-        if state == ImageState.UPLOADED and photo_id else None,
+        if state == ImageState.UPLOADED and photo_id
+        else None,
         "thumb_url": url_for("web.thumbnail", key=image["key"]),
     }
 
@@ -116,29 +124,35 @@ def summary_model(summary: AlbumSummary) -> dict[str, Any]:
     """A list's album, or an album page's slice of photos: from the store's counts."""
     album = summary.album
     body = _with_words(summary_json(summary), album)
-    body["images"] = [image_model(image_json(image), summary.first + i)
-                      for i, image in enumerate(album.images)]
-    body["cover_url"] = (url_for("web.thumbnail", key=summary.cover_key)
-                         if summary.cover_key else None)
+    body["images"] = [
+        image_model(image_json(image), summary.first + i) for i, image in enumerate(album.images)
+    ]
+    body["cover_url"] = (
+        url_for("web.thumbnail", key=summary.cover_key) if summary.cover_key else None
+    )
     return body
 
 
 def _with_words(body: dict[str, Any], album: AlbumView) -> dict[str, Any]:
     total, counts = body["total"], body["counts"]
     uploaded, failed = counts.get(ImageState.UPLOADED, 0), counts.get(ImageState.FAILED, 0)
-    body.update({
-        "state_label": ALBUM_LABELS.get(album.state, album.state),
-        "settled": album.state != AlbumState.PUBLISHING,
-        "uploaded": uploaded, "failed": failed, "pending": total - uploaded - failed,
-        "percent_uploaded": round(100 * uploaded / total, 2) if total else 0,
-        "percent_failed": round(100 * failed / total, 2) if total else 0,
-        "summary": _summary(album.state, total, uploaded, failed),
-        "retry_text": f"{plural(failed, 'photo')} could not be published. Once the cause "
-                      "is fixed, retry: only the failed photos are sent again.",
-        "url": url_for("web.album_page", album_id=album.id),
-        "where": where_text(body["destination"]),
-        "post_url": (body["destination"].get("post") or {}).get("url"),
-    })
+    body.update(
+        {
+            "state_label": ALBUM_LABELS.get(album.state, album.state),
+            "settled": album.state != AlbumState.PUBLISHING,
+            "uploaded": uploaded,
+            "failed": failed,
+            "pending": total - uploaded - failed,
+            "percent_uploaded": round(100 * uploaded / total, 2) if total else 0,
+            "percent_failed": round(100 * failed / total, 2) if total else 0,
+            "summary": _summary(album.state, total, uploaded, failed),
+            "retry_text": f"{plural(failed, 'photo')} could not be published. Once the cause "
+            "is fixed, retry: only the failed photos are sent again.",
+            "url": url_for("web.album_page", album_id=album.id),
+            "where": where_text(body["destination"]),
+            "post_url": (body["destination"].get("post") or {}).get("url"),
+        }
+    )
     return body
 
 

@@ -37,11 +37,15 @@ def albums() -> Any:
     except album_paging.InvalidPaging:
         abort(400, "That link to older albums is not valid. Start from your newest albums")
     summaries, following = current_services().store.album_summaries(
-        g.user.id, ALBUMS_PER_PAGE, after)
-    older = (url_for("web.albums", cursor=album_paging.encode(following))
-             if following else None)
-    return render_template("albums.html", albums=[summary_model(s) for s in summaries],
-                           older_url=older, newest_url=url_for("web.albums") if after else None)
+        g.user.id, ALBUMS_PER_PAGE, after
+    )
+    older = url_for("web.albums", cursor=album_paging.encode(following)) if following else None
+    return render_template(
+        "albums.html",
+        albums=[summary_model(s) for s in summaries],
+        older_url=older,
+        newest_url=url_for("web.albums") if after else None,
+    )
 
 
 @signed_in
@@ -50,8 +54,7 @@ def album_page(album_id: str) -> Any:
     page = request.args.get("photos", "1")
     number = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 10**6 else 1
     first = (number - 1) * PHOTOS_PER_PAGE
-    summary = current_services().store.album_slice(album_id, g.user.id, first,
-                                                   PHOTOS_PER_PAGE)
+    summary = current_services().store.album_slice(album_id, g.user.id, first, PHOTOS_PER_PAGE)
     if summary is None:
         abort(404, "There is no such album in your account.")
     album = summary_model(summary)
@@ -62,10 +65,13 @@ def _photo_pages(album: dict[str, Any], number: int) -> dict[str, Any]:
     """Where this page of photos stands among the album's, and the links to its neighbours."""
     first = (number - 1) * PHOTOS_PER_PAGE
     link = functools.partial(url_for, "web.album_page", album_id=album["id"])
-    return {"first": first + 1, "last": first + len(album["images"]), "total": album["total"],
-            "previous": link(photos=number - 1) if number > 1 else None,
-            "next": link(photos=number + 1) if first + PHOTOS_PER_PAGE < album["total"]
-            else None}
+    return {
+        "first": first + 1,
+        "last": first + len(album["images"]),
+        "total": album["total"],
+        "previous": link(photos=number - 1) if number > 1 else None,
+        "next": link(photos=number + 1) if first + PHOTOS_PER_PAGE < album["total"] else None,
+    }
 
 
 @signed_in
@@ -74,8 +80,11 @@ def retry(album_id: str) -> Any:
     """Re-open the album's failed images from the store (their dead letters stay, stale)."""
     owned_album(album_id)
     reopened = current_services().replayer.retry_album(album_id)
-    message = (f"Trying {plural(reopened, 'photo')} again." if reopened
-               else "There are no failed photos to retry.")
+    message = (
+        f"Trying {plural(reopened, 'photo')} again."
+        if reopened
+        else "There are no failed photos to retry."
+    )
     if request.accept_mimetypes.best == "application/json":  # the page's script
         return {"reopened": reopened, "message": message}, 202 if reopened else 409
     flash(message)

@@ -46,8 +46,13 @@ def decode(text: str | None) -> AlbumCursor | None:
         created_at = datetime.fromisoformat(when)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidPaging(_NOT_OURS) from None
-    if (not album_id or len(album_id) > 64 or not (album_id.isascii() and album_id.isalnum())
-            or created_at.tzinfo or len(when) > 32):
+    if (
+        not album_id
+        or len(album_id) > 64
+        or not (album_id.isascii() and album_id.isalnum())
+        or created_at.tzinfo
+        or len(when) > 32
+    ):
         raise InvalidPaging(_NOT_OURS)
     return AlbumCursor(when, album_id)
 

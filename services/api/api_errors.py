@@ -45,13 +45,18 @@ def _http_error(exc: HTTPException) -> Any:
 
 def _internal_error(exc: InternalServerError) -> tuple[Any, int]:
     """A bug of ours: the detail goes to the log under an error id, the caller gets the id."""
-    error_id = error_ids.logged(log, f"{request.method} {request.path} failed",
-                                exc.original_exception or exc, logging.ERROR)
+    error_id = error_ids.logged(
+        log, f"{request.method} {request.path} failed", exc.original_exception or exc, logging.ERROR
+    )
     reason = f"{error_ids.INTERNAL} (error id {error_id}); try again, or quote the id to support"
     if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
         return jsonify({"error": reason, "error_id": error_id}), 500
-    return render_template("error.html", status=500, title="Something went wrong",
-                           message=reason[:1].upper() + reason[1:] + "."), 500
+    return render_template(
+        "error.html",
+        status=500,
+        title="Something went wrong",
+        message=reason[:1].upper() + reason[1:] + ".",
+    ), 500
 
 
 def _store_unavailable(exc: DBAPIError) -> tuple[Any, int]:
@@ -59,5 +64,8 @@ def _store_unavailable(exc: DBAPIError) -> tuple[Any, int]:
     # connection broke in may still have happened, so this does not say "nothing was
     # accepted": a client repeats a POST with the same Idempotency-Key to find out.
     log.error("store unavailable: %s", exc.__class__.__name__)
-    return error_response(503, "the store is unavailable; try again shortly (a POST sent with an "
-                       f"{HEADER} header is safe to repeat with the same key)")
+    return error_response(
+        503,
+        "the store is unavailable; try again shortly (a POST sent with an "
+        f"{HEADER} header is safe to repeat with the same key)",
+    )

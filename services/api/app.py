@@ -32,8 +32,11 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     # named, flagged and checked in services/api/sessions.py.
     app.secret_key = settings.session_secret()
     app.session_interface = SessionCookies(settings)
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      PERMANENT_SESSION_LIFETIME=lifetime(settings))
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=lifetime(settings),
+    )
     request_trace.install(app)
     security_headers.install(app, settings)
     rate_limits.init_app(app, settings)

@@ -31,8 +31,15 @@ class ManagedPage:
 
 
 class FacebookLogin:
-    def __init__(self, dialog_url: str, graph_url: str, version: str, app_id: str,
-                 app_secret: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        dialog_url: str,
+        graph_url: str,
+        version: str,
+        app_id: str,
+        app_secret: str,
+        timeout: float = 10.0,
+    ) -> None:
         self._dialog_url = dialog_url.rstrip("/")
         self._graph_url = graph_url.rstrip("/")
         self._version = version
@@ -45,37 +52,72 @@ class FacebookLogin:
 
     def dialog(self, redirect_uri: str, state: str) -> str:
         """Where to send the browser: Facebook's login dialog for our app."""
-        query = urlencode({"client_id": self._app_id, "redirect_uri": redirect_uri,
-                           "state": state, "response_type": "code", "scope": ",".join(SCOPES)})
+        query = urlencode(
+            {
+                "client_id": self._app_id,
+                "redirect_uri": redirect_uri,
+                "state": state,
+                "response_type": "code",
+                "scope": ",".join(SCOPES),
+            }
+        )
         return f"{self._dialog_url}/{self._version}/dialog/oauth?{query}"
 
     def pages_for_code(self, code: str, redirect_uri: str) -> list[ManagedPage]:
         """The code from the dialog -> a user token -> a long-lived one -> the user's Pages,
         each with a Page token (long-lived too when asked for with a long-lived user token)."""
-        short = self._get("oauth/access_token", "exchange the login code", {
-            "client_id": self._app_id, "client_secret": self._app_secret,
-            "redirect_uri": redirect_uri, "code": code})
-        long = self._get("oauth/access_token", "get a long-lived token", {
-            "grant_type": "fb_exchange_token", "client_id": self._app_id,
-            "client_secret": self._app_secret, "fb_exchange_token": _token(short)})
-        accounts = self._get("me/accounts", "list your Pages", {"fields": "id,name,access_token"},
-                             bearer=_token(long))
-        return [ManagedPage(str(p["id"]), str(p.get("name") or p["id"]), str(p["access_token"]))
-                for p in accounts.get("data", []) if p.get("access_token")]
+        short = self._get(
+            "oauth/access_token",
+            "exchange the login code",
+            {
+                "client_id": self._app_id,
+                "client_secret": self._app_secret,
+                "redirect_uri": redirect_uri,
+                "code": code,
+            },
+        )
+        long = self._get(
+            "oauth/access_token",
+            "get a long-lived token",
+            {
+                "grant_type": "fb_exchange_token",
+                "client_id": self._app_id,
+                "client_secret": self._app_secret,
+                "fb_exchange_token": _token(short),
+            },
+        )
+        accounts = self._get(
+            "me/accounts",
+            "list your Pages",
+            {"fields": "id,name,access_token"},
+            bearer=_token(long),
+        )
+        return [
+            ManagedPage(str(p["id"]), str(p.get("name") or p["id"]), str(p["access_token"]))
+            for p in accounts.get("data", [])
+            if p.get("access_token")
+        ]
 
-    def _get(self, path: str, step: str, params: dict[str, str],
-             bearer: str | None = None) -> dict[str, Any]:
+    def _get(
+        self, path: str, step: str, params: dict[str, str], bearer: str | None = None
+    ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         try:
-            response = requests.get(f"{self._graph_url}/{self._version}/{path}", params=params,
-                                    headers=headers, timeout=self._timeout)
+            response = requests.get(
+                f"{self._graph_url}/{self._version}/{path}",
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+            )
         except requests.RequestException:
             raise LoginFailed(f"could not reach Facebook to {step}; try again") from None
         body = _json(response)
         if response.status_code != 200 or "error" in body:
             error = body.get("error") or {}
-            raise LoginFailed(f"Facebook refused to {step}: "
-                              f"{error.get('message') or f'HTTP {response.status_code}'}")
+            raise LoginFailed(
+                f"Facebook refused to {step}: "
+                f"{error.get('message') or f'HTTP {response.status_code}'}"
+            )
         return body
 
 

@@ -31,15 +31,19 @@ def parse_key(value: str | None) -> str | None:
     if len(value) > MAX_LENGTH:
         raise InvalidKey(f"{HEADER} is {len(value)} characters long; at most {MAX_LENGTH}")
     if _PRINTABLE.fullmatch(value) is None:
-        raise InvalidKey(f"{HEADER} may hold only printable ASCII characters "
-                         "(space to '~'), such as a UUID")
+        raise InvalidKey(
+            f"{HEADER} may hold only printable ASCII characters (space to '~'), such as a UUID"
+        )
     return value
 
 
 def fingerprint(album: AlbumRequest) -> str:
     """The album asked for, as validated: a retry that differs only in spacing is the same."""
-    asked: dict[str, object] = {"title": album.title, "images": album.images,
-                                "notify_email": album.notify_email}
+    asked: dict[str, object] = {
+        "title": album.title,
+        "images": album.images,
+        "notify_email": album.notify_email,
+    }
     # Only when given: an album of plain keys keeps the fingerprint it had before captions.
     if any(album.captions):
         asked["captions"] = album.captions

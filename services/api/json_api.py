@@ -86,19 +86,33 @@ def publish_album() -> Any:
     try:
         created, queued = record_and_send(services, user.id, album, key)
     except KeyReused as exc:
-        return error_response(422, f"this {HEADER} was already used for another album "
-                           f"({exc.album_id}); send a new key for a new album")
+        return error_response(
+            422,
+            f"this {HEADER} was already used for another album "
+            f"({exc.album_id}); send a new key for a new album",
+        )
     except NoPage as exc:
         return error_response(409, exc.reason)
     except QuotaExceeded as exc:
         raise quota_refusal(exc) from None
-    log.info("album %s accepted: %d images, %s", created.album_id, len(album.images),
-             "a replay of its first request" if created.replayed else
-             ("queued" if queued else "left to the outbox relay"),
-             extra={"album_id": created.album_id})
+    log.info(
+        "album %s accepted: %d images, %s",
+        created.album_id,
+        len(album.images),
+        "a replay of its first request"
+        if created.replayed
+        else ("queued" if queued else "left to the outbox relay"),
+        extra={"album_id": created.album_id},
+    )
     location = url_for("api.get_album", album_id=created.album_id)
-    body = {"id": created.album_id, "title": album.title, "state": AlbumState.PUBLISHING,
-            "images": len(album.images), "queued": queued, "status_url": location}
+    body = {
+        "id": created.album_id,
+        "title": album.title,
+        "state": AlbumState.PUBLISHING,
+        "images": len(album.images),
+        "queued": queued,
+        "status_url": location,
+    }
     headers = {"Location": location}
     if created.replayed:
         # The first answer's album: its messages went out with the first request.
@@ -141,8 +155,12 @@ def list_albums() -> Any:
     except album_paging.InvalidPaging as exc:
         return error_response(400, exc.reason)
     summaries, following = current_services().store.album_summaries(g.user.id, limit, after)
-    return jsonify({"albums": [summary_json(summary) for summary in summaries],
-                    "next": album_paging.encode(following) if following else None})
+    return jsonify(
+        {
+            "albums": [summary_json(summary) for summary in summaries],
+            "next": album_paging.encode(following) if following else None,
+        }
+    )
 
 
 @api.get("/api/images")
@@ -160,11 +178,23 @@ def get_page() -> Any:
     users without one."""
     services = current_services()
     page = services.store.page(g.user.id)
-    body = None if page is None else {
-        "id": page.page_id, "name": page.page_name, "state": page.state,
-        "connected_at": page.connected_at.isoformat() + "Z"}
-    return jsonify({"page": body, "single_tenant": services.settings.single_tenant_page
-                    is not None, "connect_url": url_for("connect.start", _external=True)})
+    body = (
+        None
+        if page is None
+        else {
+            "id": page.page_id,
+            "name": page.page_name,
+            "state": page.state,
+            "connected_at": page.connected_at.isoformat() + "Z",
+        }
+    )
+    return jsonify(
+        {
+            "page": body,
+            "single_tenant": services.settings.single_tenant_page is not None,
+            "connect_url": url_for("connect.start", _external=True),
+        }
+    )
 
 
 @api.get("/api/page/albums")

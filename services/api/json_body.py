@@ -32,8 +32,9 @@ def parse(raw: bytes) -> object:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UnreadableBody(f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, "
-                             f"column {exc.colno})") from None
+        raise UnreadableBody(
+            f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
     except RecursionError:  # deeper than the parser goes: far too deep
         raise _too_deep() from None
     if not within_depth(value):
@@ -45,7 +46,8 @@ def within_depth(value: object, limit: int = MAX_DEPTH) -> bool:
     """Whether no array or object in `value` nests deeper than `limit`: a walk level by level
     (no recursion) over the containers only, that stops at the first level too deep."""
     level: list[dict[str, object] | list[object]] = (
-        [value] if isinstance(value, dict | list) else [])
+        [value] if isinstance(value, dict | list) else []
+    )
     for _ in range(limit):
         deeper: list[dict[str, object] | list[object]] = []
         for item in level:
@@ -58,5 +60,6 @@ def within_depth(value: object, limit: int = MAX_DEPTH) -> bool:
 
 
 def _too_deep() -> UnreadableBody:
-    return UnreadableBody(f"the body is nested too deeply: at most {MAX_DEPTH} levels of "
-                          "arrays and objects")
+    return UnreadableBody(
+        f"the body is nested too deeply: at most {MAX_DEPTH} levels of arrays and objects"
+    )

@@ -30,8 +30,14 @@ from .validation import InvalidAlbum, parse_album
 def _bucket_images(user: UserView) -> list[dict[str, Any]]:
     services = current_services()
     found = s3.list_keys(services.s3, services.settings.s3_bucket, user.prefix)
-    return [{"key": item["key"], "name": item["key"][len(user.prefix):],
-             "thumb_url": url_for("web.thumbnail", key=item["key"])} for item in found]
+    return [
+        {
+            "key": item["key"],
+            "name": item["key"][len(user.prefix) :],
+            "thumb_url": url_for("web.thumbnail", key=item["key"]),
+        }
+        for item in found
+    ]
 
 
 def _page_albums() -> tuple[list[dict[str, Any]], str | None]:
@@ -45,17 +51,33 @@ def _page_albums() -> tuple[list[dict[str, Any]], str | None]:
         return [], "Your Page's albums could not be listed just now."
 
 
-def _publish_form(status: int = 200, error: str | None = None, details: list[str] | None = None,
-                  form: dict[str, Any] | None = None) -> tuple[str, int]:
+def _publish_form(
+    status: int = 200,
+    error: str | None = None,
+    details: list[str] | None = None,
+    form: dict[str, Any] | None = None,
+) -> tuple[str, int]:
     """The publish page, with the form as the user filled it and why it was refused."""
-    form = form or {"title": "", "notify_email": "", "images": [],
-                    "destination": Destination.NEW_ALBUM, "destination_album": ""}
+    form = form or {
+        "title": "",
+        "notify_email": "",
+        "images": [],
+        "destination": Destination.NEW_ALBUM,
+        "destination_album": "",
+    }
     page_albums, page_albums_error = _page_albums()
-    page = render_template("new_album.html", images=_bucket_images(g.user), form=form,
-                           page_albums=page_albums, page_albums_error=page_albums_error,
-                           selected=set(form["images"]), error=error, details=details or [],
-                           max_images=current_services().settings.max_album_images,
-                           form_key=secrets.token_urlsafe(18))
+    page = render_template(
+        "new_album.html",
+        images=_bucket_images(g.user),
+        form=form,
+        page_albums=page_albums,
+        page_albums_error=page_albums_error,
+        selected=set(form["images"]),
+        error=error,
+        details=details or [],
+        max_images=current_services().settings.max_album_images,
+        form_key=secrets.token_urlsafe(18),
+    )
     return page, status
 
 
@@ -68,11 +90,13 @@ def new_album() -> Any:
 @limit_publish
 def publish_album() -> Any:
     services = current_services()
-    form = {"title": request.form.get("title", "").strip(),
-            "notify_email": request.form.get("notify_email", "").strip(),
-            "images": request.form.getlist("images"),
-            "destination": request.form.get("destination", Destination.NEW_ALBUM),
-            "destination_album": request.form.get("destination_album", "")}
+    form = {
+        "title": request.form.get("title", "").strip(),
+        "notify_email": request.form.get("notify_email", "").strip(),
+        "images": request.form.getlist("images"),
+        "destination": request.form.get("destination", Destination.NEW_ALBUM),
+        "destination_album": request.form.get("destination_album", ""),
+    }
     if not form["images"]:
         return _publish_form(422, "Pick at least one photo.", form=form)
     if not form["title"]:
@@ -80,13 +104,16 @@ def publish_album() -> Any:
     destination: dict[str, Any] = {"kind": form["destination"]}
     if form["destination"] == Destination.EXISTING_ALBUM:
         destination["id"] = form["destination_album"] or None
-    payload = {"title": form["title"], "images": form["images"],
-               "notify_email": form["notify_email"] or None, "destination": destination}
+    payload = {
+        "title": form["title"],
+        "images": form["images"],
+        "notify_email": form["notify_email"] or None,
+        "destination": destination,
+    }
     try:
         album = parse_album(payload, g.user.prefix, services.settings.max_album_images)
     except InvalidAlbum as exc:
-        return _publish_form(422, exc.reason[:1].upper() + exc.reason[1:] + ".", exc.details,
-                             form)
+        return _publish_form(422, exc.reason[:1].upper() + exc.reason[1:] + ".", exc.details, form)
     unfit = check_album_for(services, g.user, album)
     if unfit is not None:
         return _publish_form(422, unfit[:1].upper() + unfit[1:] + ".", form=form)
@@ -100,9 +127,12 @@ def publish_album() -> Any:
     try:
         created, _queued = record_and_send(services, g.user.id, album, key)
     except KeyReused as exc:
-        return _publish_form(422, "This form already published another album "
-                             f"({exc.album_id}). Check your albums, or publish this one now.",
-                             form=form)
+        return _publish_form(
+            422,
+            "This form already published another album "
+            f"({exc.album_id}). Check your albums, or publish this one now.",
+            form=form,
+        )
     except NoPage as exc:
         return _publish_form(409, exc.reason[:1].upper() + exc.reason[1:] + ".", form=form)
     except QuotaExceeded as exc:

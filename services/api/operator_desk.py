@@ -75,14 +75,18 @@ def _act(action: str, letters: list[LetterView], target: str) -> int:
         # Sent first, marked after: a crash between leaves them waiting, and a second replay
         # of an image's letter is stale then (it sends nothing again).
         services.replayer.replay_indexed(letters)
-    return services.store.settle_letters([letter.message_id for letter in letters],
-                                         ACTIONS[action], g.user.email, action, target)
+    return services.store.settle_letters(
+        [letter.message_id for letter in letters], ACTIONS[action], g.user.email, action, target
+    )
 
 
 def _done(action: str, count: int, back: str) -> Any:
     word = "Replayed" if action == "replay" else "Purged"
-    flash(f"{word} {count} dead letter{'s' if count != 1 else ''}." if count
-          else "No waiting dead letters there: nothing done.")
+    flash(
+        f"{word} {count} dead letter{'s' if count != 1 else ''}."
+        if count
+        else "No waiting dead letters there: nothing done."
+    )
     return redirect(back, code=303)
 
 
@@ -92,21 +96,33 @@ def dead_letters() -> Any:
     page = _page()
     store = current_services().store
     groups = store.letter_groups((page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
-    return render_template("desk_groups.html", groups=groups[:PAGE_SIZE], page=page,
-                           more=len(groups) > PAGE_SIZE, audit=store.audit_log(0, 20))
+    return render_template(
+        "desk_groups.html",
+        groups=groups[:PAGE_SIZE],
+        page=page,
+        more=len(groups) > PAGE_SIZE,
+        audit=store.audit_log(0, 20),
+    )
 
 
 @desk.get("/operator/dead-letters/groups/<kind>")
 @operator_only
 def group(kind: str) -> Any:
     page, code = _page(), _code(request.args.get("code"))
-    letters = current_services().store.group_letters(kind, code, (page - 1) * PAGE_SIZE,
-                                                     PAGE_SIZE + 1)
+    letters = current_services().store.group_letters(
+        kind, code, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1
+    )
     if not letters and page == 1:
         abort(404, "No waiting dead letters in that group.")
-    return render_template("desk_group.html", kind=kind, code=code, letters=letters[:PAGE_SIZE],
-                           name=letters[0].group if letters else kind, page=page,
-                           more=len(letters) > PAGE_SIZE)
+    return render_template(
+        "desk_group.html",
+        kind=kind,
+        code=code,
+        letters=letters[:PAGE_SIZE],
+        name=letters[0].group if letters else kind,
+        page=page,
+        more=len(letters) > PAGE_SIZE,
+    )
 
 
 @desk.post("/operator/dead-letters/groups/<kind>/<action>")
@@ -114,9 +130,11 @@ def group(kind: str) -> Any:
 def group_action(kind: str, action: str) -> Any:
     code = _code(request.form.get("code"))
     letters = current_services().store.waiting_letters(
-        kind=kind, code=code, limit=current_services().settings.desk_action_limit)
-    count = _act(action, letters, f"group {kind}: code {code}" if code is not None
-                 else f"group {kind}")
+        kind=kind, code=code, limit=current_services().settings.desk_action_limit
+    )
+    count = _act(
+        action, letters, f"group {kind}: code {code}" if code is not None else f"group {kind}"
+    )
     return _done(action, count, url_for("desk.dead_letters"))
 
 
@@ -126,9 +144,12 @@ def letter(message_id: str) -> Any:
     found = current_services().store.dead_letter(message_id)
     if found is None:
         abort(404, "No such dead letter.")
-    return render_template("desk_letter.html", letter=found, body=_readable(found.body),
-                           headers=json.dumps(found.headers, indent=2, sort_keys=True,
-                                              default=str))
+    return render_template(
+        "desk_letter.html",
+        letter=found,
+        body=_readable(found.body),
+        headers=json.dumps(found.headers, indent=2, sort_keys=True, default=str),
+    )
 
 
 @desk.post("/operator/dead-letters/<message_id>/<action>")
@@ -145,7 +166,8 @@ def letter_action(message_id: str, action: str) -> Any:
 @operator_only
 def album_action(album_id: str, action: str) -> Any:
     letters = current_services().store.waiting_letters(
-        album_id=album_id, limit=current_services().settings.desk_action_limit)
+        album_id=album_id, limit=current_services().settings.desk_action_limit
+    )
     count = _act(action, letters, f"album {album_id}")
     return _done(action, count, url_for("desk.dead_letters"))
 
@@ -156,8 +178,9 @@ def stuck() -> Any:
     page = _page()
     grace = timedelta(seconds=current_services().settings.desk_stuck_grace_s)
     albums = current_services().store.stuck_albums(grace, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1)
-    return render_template("desk_stuck.html", albums=albums[:PAGE_SIZE], page=page,
-                           more=len(albums) > PAGE_SIZE)
+    return render_template(
+        "desk_stuck.html", albums=albums[:PAGE_SIZE], page=page, more=len(albums) > PAGE_SIZE
+    )
 
 
 def _readable(body: bytes) -> str:

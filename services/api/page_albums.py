@@ -30,8 +30,9 @@ class PageAlbums:
 
     def albums(self, page_id: str, token: str) -> list[dict[str, Any]]:
         """`{"id", "name"}` of each of the Page's albums, as Facebook lists them."""
-        graph = GraphClient(self._url, self._version, page_id, token, timeout=(5.0, 15.0),
-                            pool_size=1)
+        graph = GraphClient(
+            self._url, self._version, page_id, token, timeout=(5.0, 15.0), pool_size=1
+        )
         try:
             found = []
             for album in graph.list_albums():
@@ -40,8 +41,7 @@ class PageAlbums:
                     break
             return found
         except Exception as exc:  # whatever went wrong, the caller answers 503 with why
-            raise PageUnavailable(f"Facebook did not list the Page's albums: {_why(exc)}"
-                                  ) from exc
+            raise PageUnavailable(f"Facebook did not list the Page's albums: {_why(exc)}") from exc
         finally:
             graph.close()
 

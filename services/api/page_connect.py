@@ -41,15 +41,20 @@ guard(connect)
 #: How long the dialog may take before its state is refused.
 STATE_MAX_AGE_S = 600
 #: Per user, every step spends one: each callback costs Graph calls in the app's name.
-limit_connect = per_user("connect", lambda s: s.connect_rate_limit,
-                         "Facebook Page connection steps")
+limit_connect = per_user(
+    "connect", lambda s: s.connect_rate_limit, "Facebook Page connection steps"
+)
 
 
 def _login() -> FacebookLogin:
     settings = current_services().settings
-    return FacebookLogin(settings.facebook_dialog_url, settings.graph_api_url,
-                         settings.graph_api_version, settings.facebook_app_id,
-                         settings.facebook_app_secret.get_secret_value())
+    return FacebookLogin(
+        settings.facebook_dialog_url,
+        settings.graph_api_url,
+        settings.graph_api_version,
+        settings.facebook_app_id,
+        settings.facebook_app_secret.get_secret_value(),
+    )
 
 
 def _signer() -> URLSafeTimedSerializer:
@@ -93,13 +98,17 @@ def callback() -> Any:
     except LoginFailed as exc:
         abort(502, f"{exc}.")
     if not pages:
-        abort(422, "Your Facebook account manages no Page this app may post to. Create a "
-                   "Page, or grant access to one in the dialog, and start again.")
+        abort(
+            422,
+            "Your Facebook account manages no Page this app may post to. Create a "
+            "Page, or grant access to one in the dialog, and start again.",
+        )
     if len(pages) == 1:
         return _connected(pages[0])
     # Sealed: the session cookie is signed, not encrypted.
-    sealed = current_services().cipher.encrypt(json.dumps(
-        [{"id": p.id, "name": p.name, "token": p.token} for p in pages]))
+    sealed = current_services().cipher.encrypt(
+        json.dumps([{"id": p.id, "name": p.name, "token": p.token} for p in pages])
+    )
     session["fb_pages"] = sealed.decode()
     return render_template("pick_page.html", pages=pages)
 
@@ -135,20 +144,32 @@ def _check_state(state: str) -> None:
         data = _signer().loads(state, max_age=STATE_MAX_AGE_S)
     except BadSignature:
         data = None
-    if not (isinstance(data, dict) and nonce and data.get("u") == g.user.id
-            and secrets.compare_digest(str(data.get("n")), nonce)):
+    if not (
+        isinstance(data, dict)
+        and nonce
+        and data.get("u") == g.user.id
+        and secrets.compare_digest(str(data.get("n")), nonce)
+    ):
         log.warning("user %s: Facebook Login callback with a bad state refused", g.user.id)
-        abort(400, "This Facebook Login answer is not one we asked for, or it expired. Start "
-                   "again from Connect a Page.")
+        abort(
+            400,
+            "This Facebook Login answer is not one we asked for, or it expired. Start "
+            "again from Connect a Page.",
+        )
 
 
 def _connected(page: ManagedPage) -> Any:
     services = current_services()
-    resumed = services.store.connect_page(g.user.id, page.id, page.name,
-                                          services.cipher.encrypt(page.token))
+    resumed = services.store.connect_page(
+        g.user.id, page.id, page.name, services.cipher.encrypt(page.token)
+    )
     services.outbox.send_committed(resumed)
-    log.info("user %s connected Facebook Page %s (%d paused images resumed)", g.user.id,
-             page.id, len(resumed))
+    log.info(
+        "user %s connected Facebook Page %s (%d paused images resumed)",
+        g.user.id,
+        page.id,
+        len(resumed),
+    )
     note = f" {len(resumed)} paused photos are on their way again." if resumed else ""
     flash(f"Connected your Facebook Page {page.name}.{note}")
     return redirect(url_for("web.home"), code=303)

@@ -82,7 +82,8 @@ def security_headers(response: Response) -> Response:
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if "Cache-Control" not in response.headers:
@@ -96,5 +97,10 @@ def error_page(exc: HTTPException) -> Any:
     message, headers = rate_limits.refusal(exc)
     if request.accept_mimetypes.best == "application/json":
         return {"error": message}, status, headers
-    return render_template("error.html", status=status, title=exc.name,
-                           message=message + ("." if headers else "")), status, headers
+    return (
+        render_template(
+            "error.html", status=status, title=exc.name, message=message + ("." if headers else "")
+        ),
+        status,
+        headers,
+    )

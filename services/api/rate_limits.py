@@ -46,8 +46,9 @@ def _user_key() -> str:
     return f"user:{g.user.id}"
 
 
-limiter = Limiter(key_func=client_address, strategy=STRATEGY, swallow_errors=True,
-                  in_memory_fallback_enabled=True)
+limiter = Limiter(
+    key_func=client_address, strategy=STRATEGY, swallow_errors=True, in_memory_fallback_enabled=True
+)
 
 
 def init_app(app: Flask, settings: ApiSettings) -> None:
@@ -66,16 +67,18 @@ def _settings() -> ApiSettings:
     return settings
 
 
-def per_user(scope: str, setting: Callable[[ApiSettings], str],
-             what: str) -> Callable[[View], View]:
+def per_user(
+    scope: str, setting: Callable[[ApiSettings], str], what: str
+) -> Callable[[View], View]:
     """Limit the decorated view per signed-in user (apply it inside `authenticated` or
     `signed_in`); every view with the same `scope` spends the same allowance."""
 
     def message() -> str:
         return f"Too many {what} (at most {describe(setting(_settings()))} for each user)"
 
-    decorate = limiter.shared_limit(lambda: setting(_settings()), scope=scope,
-                                    key_func=_user_key, error_message=message)
+    decorate = limiter.shared_limit(
+        lambda: setting(_settings()), scope=scope, key_func=_user_key, error_message=message
+    )
     return decorate  # type: ignore[return-value]
 
 
@@ -97,8 +100,10 @@ class SignInGuard:
         for item in self.items:
             if not self._call("test", item, address):
                 reset, _remaining = self._call("get_window_stats", item, address)
-                raise Refused(f"Too many sign-in attempts from your address (at most "
-                              f"{describe(self.limit)})", reset - time.time())
+                raise Refused(
+                    f"Too many sign-in attempts from your address (at most {describe(self.limit)})",
+                    reset - time.time(),
+                )
 
     def spend(self) -> None:
         """Count one attempt (a form post, or a token that matched no user)."""
@@ -109,8 +114,10 @@ class SignInGuard:
         try:
             return getattr(limiter.limiter, method)(item, "sign-in", address)
         except Exception as exc:  # the storage away: count here rather than let guesses in
-            log.warning("rate limit storage unavailable (%s); counting sign-ins in memory",
-                        exc.__class__.__name__)
+            log.warning(
+                "rate limit storage unavailable (%s); counting sign-ins in memory",
+                exc.__class__.__name__,
+            )
             return getattr(self._fallback, method)(item, "sign-in", address)
 
 

@@ -33,7 +33,8 @@ class LimitedParser(HTTPRequestParser):  # type: ignore[misc]
             # waitress refuses a body of its limit or more: the limit it was given is ours + 1.
             largest = self.adj.max_request_body_size - 1
             self.error = RequestEntityTooLarge(
-                f"a request body may have at most {largest} bytes (API_MAX_BODY_BYTES)")
+                f"a request body may have at most {largest} bytes (API_MAX_BODY_BYTES)"
+            )
         return consumed
 
 

@@ -17,8 +17,9 @@ RESPONSE_HEADER = "X-Trace-Id"
 def install(app: Flask) -> None:
     @app.before_request
     def _bind() -> None:
-        trace = log_context.incoming_trace_id(request.headers.get("traceparent"),
-                                              request.headers.get("X-Request-Id"))
+        trace = log_context.incoming_trace_id(
+            request.headers.get("traceparent"), request.headers.get("X-Request-Id")
+        )
         g.log_token = log_context.bind(trace_id=trace)
 
     @app.after_request

@@ -31,7 +31,9 @@ GRACE_S = 10
 
 def adjustments(settings: ApiSettings, connections: int) -> Adjustments:
     return Adjustments(
-        host=settings.api_host, port=settings.api_port, threads=settings.api_threads,
+        host=settings.api_host,
+        port=settings.api_port,
+        threads=settings.api_threads,
         connection_limit=connections,
         # waitress takes a Content-Length equal to its limit as too large: one over ours.
         max_request_body_size=settings.api_max_body_bytes + 1,
@@ -51,10 +53,18 @@ def build(app: Any, settings: ApiSettings, connections: int) -> DeadlineServer:
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     socket_map: dict[int, Any] = {}
-    servers = [DeadlineServer(app, socket_map, dispatcher=dispatcher, adj=adj, sockinfo=info,
-                              header_s=settings.api_header_timeout_s,
-                              body_s=settings.api_body_timeout_s)
-               for info in adj.listen]
+    servers = [
+        DeadlineServer(
+            app,
+            socket_map,
+            dispatcher=dispatcher,
+            adj=adj,
+            sockinfo=info,
+            header_s=settings.api_header_timeout_s,
+            body_s=settings.api_body_timeout_s,
+        )
+        for info in adj.listen
+    ]
     for server in servers:
         log.info("serving on http://%s:%s", server.effective_host, server.effective_port)
     return servers[0]  # its loop serves the map they share
@@ -63,15 +73,26 @@ def build(app: Any, settings: ApiSettings, connections: int) -> DeadlineServer:
 def serve(app: Any, settings: ApiSettings) -> None:
     open_files, connections = fit_connections(settings.api_max_connections)
     if connections < settings.api_max_connections:
-        log.warning("the open-file limit (%d) allows %d connections, not API_MAX_CONNECTIONS=%d",
-                    open_files, connections, settings.api_max_connections)
-    log.info("up to %d connections (open-file limit %d), %d threads", connections, open_files,
-             settings.api_threads)
+        log.warning(
+            "the open-file limit (%d) allows %d connections, not API_MAX_CONNECTIONS=%d",
+            open_files,
+            connections,
+            settings.api_max_connections,
+        )
+    log.info(
+        "up to %d connections (open-file limit %d), %d threads",
+        connections,
+        open_files,
+        settings.api_threads,
+    )
     server = build(app, settings, connections)
     signal.signal(signal.SIGTERM, _exit)
     try:
-        wasyncore.loop(timeout=server.adj.asyncore_loop_timeout, map=server._map,
-                       use_poll=server.adj.asyncore_use_poll)
+        wasyncore.loop(
+            timeout=server.adj.asyncore_loop_timeout,
+            map=server._map,
+            use_poll=server.adj.asyncore_use_poll,
+        )
     except (SystemExit, KeyboardInterrupt):
         # No new requests are read from here on; those running get GRACE_S to finish.
         log.info("stopping: waiting up to %d s for requests in flight", GRACE_S)

@@ -45,8 +45,9 @@ class Services:
         with self._lock:
             if self._outbox is None:
                 # The API's broker user writes to the work exchange only (docs/broker-users.md).
-                self._outbox = Outbox(self.store, Publisher(self.settings.amqp_url),
-                                      relays=(topology.WORK_EXCHANGE,))
+                self._outbox = Outbox(
+                    self.store, Publisher(self.settings.amqp_url), relays=(topology.WORK_EXCHANGE,)
+                )
                 self._outbox.start_relay(self._stop)
             return self._outbox
 
@@ -75,9 +76,11 @@ class Services:
         with self._lock:
             if self._thumbnails is None:
                 s = self.settings
-                self._thumbnails = Thumbnails(renders=s.api_thumbnail_renders,
-                                              wait_s=s.api_thumbnail_wait_s,
-                                              max_pixels=s.api_thumbnail_max_pixels)
+                self._thumbnails = Thumbnails(
+                    renders=s.api_thumbnail_renders,
+                    wait_s=s.api_thumbnail_wait_s,
+                    max_pixels=s.api_thumbnail_max_pixels,
+                )
             return self._thumbnails
 
     @property

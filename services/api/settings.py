@@ -101,8 +101,9 @@ class ApiSettings(CommonSettings):
     #: simulator serves it locally.
     facebook_dialog_url: str = "http://127.0.0.1:8010"
 
-    @field_validator("signin_rate_limit", "publish_rate_limit", "retry_rate_limit",
-                     "connect_rate_limit")
+    @field_validator(
+        "signin_rate_limit", "publish_rate_limit", "retry_rate_limit", "connect_rate_limit"
+    )
     @classmethod
     def _readable_limit(cls, value: str) -> str:
         # A typo fails at start with its reason, not on the first request it would limit.
@@ -115,11 +116,14 @@ class ApiSettings(CommonSettings):
     def production_problems(self) -> list[str]:
         problems = [*super().production_problems(), *self.token_keys_problems()]
         if not self._secret_key():
-            problems.append("API_SECRET_KEY must be set (a long random string, the same in "
-                            "every API process)")
+            problems.append(
+                "API_SECRET_KEY must be set (a long random string, the same in every API process)"
+            )
         if self.facebook_app_secret.get_secret_value() in ("", SIMULATOR_APP_SECRET):
-            problems.append("FACEBOOK_APP_SECRET must be your Facebook app's secret, not the "
-                            "simulator's default")
+            problems.append(
+                "FACEBOOK_APP_SECRET must be your Facebook app's secret, not the "
+                "simulator's default"
+            )
         return problems
 
     @property

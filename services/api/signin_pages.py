@@ -30,8 +30,11 @@ def login() -> Any:
     guard.spend()  # every attempt on the form, not only the failed ones
     user = current_services().store.user_by_token(request.form.get("token", "").strip())
     if user is None:
-        return render_template("login.html", next_url=next_url,
-                               error="That token is not valid. Check it and try again."), 401
+        return render_template(
+            "login.html",
+            next_url=next_url,
+            error="That token is not valid. Check it and try again.",
+        ), 401
     sessions.begin(user)
     return redirect(_safe_next(next_url), code=303)
 

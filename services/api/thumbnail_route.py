@@ -33,8 +33,11 @@ def thumbnail(key: str) -> Any:
     except MissingObject:
         abort(404)
     except Busy:
-        return ({"error": "too many thumbnails are being made right now; try again shortly"},
-                503, {"Retry-After": str(THUMBNAIL_RETRY_S)})
+        return (
+            {"error": "too many thumbnails are being made right now; try again shortly"},
+            503,
+            {"Retry-After": str(THUMBNAIL_RETRY_S)},
+        )
     response.set_etag(etag)
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response

@@ -38,7 +38,7 @@ def _placeholder(words: str) -> bytes:
         b'<path d="M38 62l14-18 10 12 7-8 13 14z" fill="#9ca3af"/>'
         b'<circle cx="76" cy="34" r="6" fill="#9ca3af"/>'
         b'<text x="60" y="80" font-family="sans-serif" font-size="8" fill="#4b5563" '
-        b'text-anchor="middle">' + words.encode() + b'</text></svg>'
+        b'text-anchor="middle">' + words.encode() + b"</text></svg>"
     )
 
 
@@ -66,8 +66,13 @@ class Busy(RuntimeError):
 class Thumbnails:
     """Previews of one bucket's objects, cached per process by key and the object's ETag."""
 
-    def __init__(self, capacity: int = 512, renders: int = 2, wait_s: float = 5.0,
-                 max_pixels: int = 25_000_000) -> None:
+    def __init__(
+        self,
+        capacity: int = 512,
+        renders: int = 2,
+        wait_s: float = 5.0,
+        max_pixels: int = 25_000_000,
+    ) -> None:
         self._capacity = capacity
         self._cache: OrderedDict[tuple[str, str], Thumbnail] = OrderedDict()
         self._lock = threading.Lock()

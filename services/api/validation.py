@@ -71,12 +71,15 @@ class AlbumRequest(BaseModel):
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
             return data
         if "captions" in data:
-            raise ValueError("give each image's caption with it: {\"key\", \"caption\"}")
-        items = [_image_item(n, i) if isinstance(i, dict) else i
-                 for n, i in enumerate(data["images"])]
-        return {**data, "images": [i.key if isinstance(i, ImageItem) else i for i in items],
-                "captions": [i.caption or None if isinstance(i, ImageItem) else None
-                             for i in items]}
+            raise ValueError('give each image\'s caption with it: {"key", "caption"}')
+        items = [
+            _image_item(n, i) if isinstance(i, dict) else i for n, i in enumerate(data["images"])
+        ]
+        return {
+            **data,
+            "images": [i.key if isinstance(i, ImageItem) else i for i in items],
+            "captions": [i.caption or None if isinstance(i, ImageItem) else None for i in items],
+        }
 
     @field_validator("title")
     @classmethod
@@ -131,21 +134,25 @@ def parse_album(payload: object, prefix: str, max_images: int) -> AlbumRequest:
     except ValidationError as exc:
         raise InvalidAlbum("invalid album", [_where(e) for e in exc.errors()]) from None
     if len(album.images) > max_images:
-        raise InvalidAlbum(f"an album holds at most {max_images} images, "
-                           f"this one has {len(album.images)}")
+        raise InvalidAlbum(
+            f"an album holds at most {max_images} images, this one has {len(album.images)}"
+        )
     if len(set(album.images)) != len(album.images):
         raise InvalidAlbum("an image is listed twice")
     bad = [key for key in album.images if not key_is_callers(key, prefix)]
     if bad:
-        raise InvalidAlbum(f"{len(bad)} image keys are not under your prefix {prefix!r}",
-                           bad[:10])
+        raise InvalidAlbum(f"{len(bad)} image keys are not under your prefix {prefix!r}", bad[:10])
     return album
 
 
 def key_is_callers(key: str, prefix: str) -> bool:
     """A full object key under the caller's prefix, with nothing that could escape it."""
-    return (key.startswith(prefix) and len(key) > len(prefix) and len(key) <= 1024
-            and _UNSAFE_KEY.search(key) is None)
+    return (
+        key.startswith(prefix)
+        and len(key) > len(prefix)
+        and len(key) <= 1024
+        and _UNSAFE_KEY.search(key) is None
+    )
 
 
 def _where(error: ErrorDetails) -> str:

@@ -24,8 +24,6 @@ web.add_url_rule("/albums/new", view_func=new_album_page.publish_album, methods=
 web.add_url_rule("/albums", view_func=album_pages.albums, methods=["GET"])
 web.add_url_rule("/albums/<album_id>", view_func=album_pages.album_page, methods=["GET"])
 web.add_url_rule("/albums/<album_id>/retry", view_func=album_pages.retry, methods=["POST"])
-web.add_url_rule("/albums/<album_id>/events", view_func=album_events.album_events,
-                 methods=["GET"])
-web.add_url_rule("/thumbnails/<path:key>", view_func=thumbnail_route.thumbnail,
-                 methods=["GET"])
+web.add_url_rule("/albums/<album_id>/events", view_func=album_events.album_events, methods=["GET"])
+web.add_url_rule("/thumbnails/<path:key>", view_func=thumbnail_route.thumbnail, methods=["GET"])
 web.add_app_template_filter(format_utc, "utc")

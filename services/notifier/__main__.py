@@ -25,9 +25,14 @@ def main() -> None:
     store.create_schema()
     metrics.serve(settings.notifier_metrics_port, settings.metrics_host, StoreCollector(store))
     mailer = SmtpMailer.from_settings(settings)
-    handler = AlbumNotifier(store, mailer, settings.mail_from, settings.app_base_url,
-                            (settings.retry_delays, settings.max_attempts),
-                            claim_lease=settings.claim_lease)
+    handler = AlbumNotifier(
+        store,
+        mailer,
+        settings.mail_from,
+        settings.app_base_url,
+        (settings.retry_delays, settings.max_attempts),
+        claim_lease=settings.claim_lease,
+    )
     # Owners whose Page Facebook stopped accepting (190) or blocked (368) are asked, once, to
     # reconnect it.
     ReconnectMailer(store, mailer, settings.mail_from, settings.app_base_url).start(stop)
@@ -37,11 +42,15 @@ def main() -> None:
     # tries again.
     # One publisher per process: the runtime sends retry copies and dead letters through it.
     publisher = Publisher(settings.amqp_url)
-    consumer = Consumer(settings.amqp_url, handler.route(), settings.notifier_concurrency,
-                        publisher=publisher)
+    consumer = Consumer(
+        settings.amqp_url, handler.route(), settings.notifier_concurrency, publisher=publisher
+    )
     if settings.notifier_health_port:
-        health_server.serve(settings.health_host, settings.notifier_health_port,
-                            service_checks(store, [(topology.ALBUM_SETTLED.name, consumer)]))
+        health_server.serve(
+            settings.health_host,
+            settings.notifier_health_port,
+            service_checks(store, [(topology.ALBUM_SETTLED.name, consumer)]),
+        )
     try:
         consumer.run(stop)
     finally:

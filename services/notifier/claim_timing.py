@@ -51,4 +51,5 @@ def check_lease(lease: timedelta, smtp_timeout_s: float) -> None:
         raise ValueError(
             f"a notifier's claim lease of {lease.total_seconds():g} s is too short for "
             f"SMTP_TIMEOUT_S={smtp_timeout_s:g}: a send may take {longest_send_s:g} s, and the "
-            f"lease must hold at least {math.ceil(2 * longest_send_s / (1 - MARGIN))} s")
+            f"lease must hold at least {math.ceil(2 * longest_send_s / (1 - MARGIN))} s"
+        )

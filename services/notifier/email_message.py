@@ -13,8 +13,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from shared.contracts.messages import AlbumSettled
 from shared.observability import log_context
 
-_env = Environment(loader=PackageLoader("services.notifier", "templates"),
-                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=PackageLoader("services.notifier", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 # Control characters and encoded-word markers never reach a header: a title such as
 # 'x =?UTF-8?Q?=0A?=Bcc: y' must stay inside the Subject (CVE-2024-6923).
 #: The album's trace id (docs: README "Logs"), to find its story from the email it ended in.
@@ -53,16 +57,23 @@ def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
     event = mail.event
     total = len(event.uploaded) + len(event.failed)
     context = {
-        "title": mail.title, "album_url": mail.album_url, "total": total,
-        "uploaded": [{"name": posixpath.basename(i.key), "photo_id": i.photo_id}
-                     for i in event.uploaded],
+        "title": mail.title,
+        "album_url": mail.album_url,
+        "total": total,
+        "uploaded": [
+            {"name": posixpath.basename(i.key), "photo_id": i.photo_id} for i in event.uploaded
+        ],
         "failed": [{"name": posixpath.basename(i.key), "reason": i.reason} for i in event.failed],
-        "post_url": mail.post_url, "post_error": mail.post_error,
+        "post_url": mail.post_url,
+        "post_error": mail.post_error,
         "destination_note": mail.destination_note,
     }
     message = EmailMessage()
-    message["Subject"] = (post_failed_subject(mail.title) if mail.post_error else
-                          subject(mail.title, len(event.uploaded), total))
+    message["Subject"] = (
+        post_failed_subject(mail.title)
+        if mail.post_error
+        else subject(mail.title, len(event.uploaded), total)
+    )
     message["From"] = sender
     message["To"] = mail.to
     message["Date"] = formatdate(localtime=False)
@@ -70,6 +81,5 @@ def compose(mail: AlbumEmail, sender: str) -> EmailMessage:
     if (trace := log_context.trace_id()) is not None:  # the album's story, from its POST
         message[TRACE_MAIL_HEADER] = trace
     message.set_content(_env.get_template("album_settled.txt").render(context))
-    message.add_alternative(_env.get_template("album_settled.html").render(context),
-                            subtype="html")
+    message.add_alternative(_env.get_template("album_settled.html").render(context), subtype="html")
     return message

@@ -46,11 +46,19 @@ class Mailer(Protocol):
 
 
 class AlbumNotifier:
-    def __init__(self, ledger: store.Store, mailer: Mailer, sender: str, app_base_url: str,
-                 policy: tuple[tuple[int, ...], int], *, claim_lease: timedelta = CLAIM_LEASE,
-                 mark_pause_s: tuple[float, float] = _MARK_PAUSE_S,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        ledger: store.Store,
+        mailer: Mailer,
+        sender: str,
+        app_base_url: str,
+        policy: tuple[tuple[int, ...], int],
+        *,
+        claim_lease: timedelta = CLAIM_LEASE,
+        mark_pause_s: tuple[float, float] = _MARK_PAUSE_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._store = ledger
         self._claim_lease = claim_lease
         self._mark_pause_s = mark_pause_s
@@ -65,14 +73,14 @@ class AlbumNotifier:
         """The notifier's work queue, as the consumer runtime runs it: an email given up on is
         dead-lettered by the runtime (nothing to record with it). A store outage raised from
         here is the runtime's to ride out: it delays the event without spending attempts."""
-        return Route(QUEUE, messages.AlbumSettled, self,
-                     RetryPolicy(self._delays, self._max_attempts))
+        return Route(
+            QUEUE, messages.AlbumSettled, self, RetryPolicy(self._delays, self._max_attempts)
+        )
 
     def __call__(self, event: messages.AlbumSettled, attempt: int) -> None:
         mail, published_at = self._prepare(event)
         asked_at = self._clock()
-        claim = self._store.claim_notification(event.album_id, event.settle_seq,
-                                              self._claim_lease)
+        claim = self._store.claim_notification(event.album_id, event.settle_seq, self._claim_lease)
         if claim.state == store.ClaimVerdict.SENT:
             log.info("album %s settle %d already mailed", event.album_id, event.settle_seq)
             return
@@ -88,7 +96,8 @@ class AlbumNotifier:
         metrics.EMAILS.labels("sent").inc()
         if published_at is not None:  # stored times are naive UTC
             metrics.PUBLISH_TO_SETTLE.observe(
-                (datetime.now(UTC).replace(tzinfo=None) - published_at).total_seconds())
+                (datetime.now(UTC).replace(tzinfo=None) - published_at).total_seconds()
+            )
         self._mark_sent(event, claim.claim_id, mark_deadline(asked_at, self._claim_lease))
 
     def _release(self, event: messages.AlbumSettled, claim_id: str) -> None:
@@ -97,8 +106,13 @@ class AlbumNotifier:
         try:
             self._store.release_notification(event.album_id, event.settle_seq, claim_id)
         except SQLAlchemyError as exc:
-            log.warning("album %s settle %d: claim not released (%s); it lapses in %s",
-                        event.album_id, event.settle_seq, type(exc).__name__, self._claim_lease)
+            log.warning(
+                "album %s settle %d: claim not released (%s); it lapses in %s",
+                event.album_id,
+                event.settle_seq,
+                type(exc).__name__,
+                self._claim_lease,
+            )
 
     def _mark_sent(self, event: messages.AlbumSettled, claim_id: str, deadline: float) -> None:
         """The mail is out: record it, retrying through a store outage as long as the claim is
@@ -106,26 +120,38 @@ class AlbumNotifier:
         pauses = backoff(*self._mark_pause_s)
         while True:
             try:
-                ours = self._store.mark_notification_sent(event.album_id, event.settle_seq,
-                                                          claim_id)
+                ours = self._store.mark_notification_sent(
+                    event.album_id, event.settle_seq, claim_id
+                )
             except SQLAlchemyError as exc:
                 pause = next(pauses)
                 if self._clock() + pause > deadline:
-                    log.error("album %s settle %d mailed, but the store stayed away (%s) until "
-                              "the claim's lease was nearly over: not recorded, so a duplicate "
-                              "of this settle would be mailed again", event.album_id,
-                              event.settle_seq, type(exc).__name__)
+                    log.error(
+                        "album %s settle %d mailed, but the store stayed away (%s) until "
+                        "the claim's lease was nearly over: not recorded, so a duplicate "
+                        "of this settle would be mailed again",
+                        event.album_id,
+                        event.settle_seq,
+                        type(exc).__name__,
+                    )
                     return
-                log.warning("album %s mailed, not yet recorded (%s); again in %s s",
-                            event.album_id, type(exc).__name__, pause)
+                log.warning(
+                    "album %s mailed, not yet recorded (%s); again in %s s",
+                    event.album_id,
+                    type(exc).__name__,
+                    pause,
+                )
                 self._sleep(pause)
                 continue
             if ours:
                 log.info("album %s settle %d mailed", event.album_id, event.settle_seq)
             else:
-                log.error("album %s settle %d mailed, but its claim had lapsed and another "
-                          "notifier took it over: the user may get this email twice",
-                          event.album_id, event.settle_seq)
+                log.error(
+                    "album %s settle %d mailed, but its claim had lapsed and another "
+                    "notifier took it over: the user may get this email twice",
+                    event.album_id,
+                    event.settle_seq,
+                )
             return
 
     def _prepare(self, event: messages.AlbumSettled) -> tuple[AlbumEmail, datetime | None]:
@@ -136,8 +162,12 @@ class AlbumNotifier:
             raise messages.PoisonMessage(f"album {event.album_id} is not in the store")
         to = album.notify_email or user.email
         post = album.destination == Destination.POST
-        return AlbumEmail(to, album.title, f"{self._base_url}/albums/{album.id}",
-                          stored_settle(event, album),
-                          post_url(album.fb_post_id) if post and album.fb_post_id else None,
-                          album.post_error if post else None,
-                          album.destination_note), album.created_at
+        return AlbumEmail(
+            to,
+            album.title,
+            f"{self._base_url}/albums/{album.id}",
+            stored_settle(event, album),
+            post_url(album.fb_post_id) if post and album.fb_post_id else None,
+            album.post_error if post else None,
+            album.destination_note,
+        ), album.created_at

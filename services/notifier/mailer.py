@@ -35,8 +35,9 @@ class Security:
 
 
 class SmtpMailer:
-    def __init__(self, host: str, port: int, timeout_s: float,
-                 security: Security | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, timeout_s: float, security: Security | None = None
+    ) -> None:
         self._host = host
         self._port = port
         self._timeout_s = timeout_s
@@ -49,9 +50,12 @@ class SmtpMailer:
             context = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
         password = settings.smtp_password.get_secret_value()
         login = (settings.smtp_user, password) if settings.smtp_user else None
-        return cls(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_s,
-                   Security(settings.smtp_security, context, login,
-                            settings.smtp_allow_plaintext_login))
+        return cls(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_timeout_s,
+            Security(settings.smtp_security, context, login, settings.smtp_allow_plaintext_login),
+        )
 
     def send(self, message: EmailMessage) -> None:
         """Return once the relay has accepted the message; raise only if it has not.
@@ -72,8 +76,9 @@ class SmtpMailer:
 
     def _connect(self) -> smtplib.SMTP:
         if self._security.mode == "tls":
-            return smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout_s,
-                                    context=self._security.context)
+            return smtplib.SMTP_SSL(
+                self._host, self._port, timeout=self._timeout_s, context=self._security.context
+            )
         return smtplib.SMTP(self._host, self._port, timeout=self._timeout_s)
 
     def _secure_and_log_in(self, smtp: smtplib.SMTP) -> None:
@@ -81,16 +86,18 @@ class SmtpMailer:
         if security.mode == "starttls":
             smtp.ehlo()
             if not smtp.has_extn("starttls"):
-                raise InsecureRelay("the mail relay offers no STARTTLS (SMTP_SECURITY=starttls):"
-                                    " nothing was sent")
+                raise InsecureRelay(
+                    "the mail relay offers no STARTTLS (SMTP_SECURITY=starttls): nothing was sent"
+                )
             smtp.starttls(context=security.context)
             smtp.ehlo()
         if security.login is None:
             return
         # Checked again here, not only in the settings: the password never leaves unencrypted.
         if not _encrypted(smtp) and not security.allow_plaintext_login:
-            raise InsecureRelay("the connection to the mail relay is not encrypted: the "
-                                "password was not sent")
+            raise InsecureRelay(
+                "the connection to the mail relay is not encrypted: the password was not sent"
+            )
         smtp.login(*security.login)
 
 
@@ -103,8 +110,11 @@ def _say_goodbye(smtp: smtplib.SMTP) -> None:
     try:
         code, reply = smtp.docmd("QUIT")
         if code != 221:
-            log.info("the mail relay answered QUIT with %d %s after taking the mail", code,
-                     reply.decode(errors="replace"))
+            log.info(
+                "the mail relay answered QUIT with %d %s after taking the mail",
+                code,
+                reply.decode(errors="replace"),
+            )
     except (OSError, smtplib.SMTPException) as exc:
         log.info("the mail relay went away at QUIT after taking the mail: %s", exc)
     finally:
@@ -124,8 +134,11 @@ def classify(exc: BaseException) -> Failure:
         return Failure(kind, f"the mail relay refused the recipient ({codes[0]})", codes[0])
     if isinstance(exc, smtplib.SMTPResponseException):
         kind = _kind(exc.smtp_code)
-        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
+        text = (
+            exc.smtp_error.decode(errors="replace")
+            if isinstance(exc.smtp_error, bytes)
             else str(exc.smtp_error)
+        )
         return Failure(kind, f"the mail relay answered {exc.smtp_code} {text}", exc.smtp_code)
     if isinstance(exc, InsecureRelay):
         # The relay's setup, not the message: the email waits in the tiers for it to be fixed.
@@ -133,8 +146,9 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, OSError | smtplib.SMTPException):
         reason = error_ids.plain("the mail relay is unreachable", log, exc)
         return Failure(FailureKind.TRANSIENT, reason)
-    return Failure(FailureKind.PERMANENT, error_ids.plain(error_ids.INTERNAL, log, exc,
-                                                         logging.ERROR))
+    return Failure(
+        FailureKind.PERMANENT, error_ids.plain(error_ids.INTERNAL, log, exc, logging.ERROR)
+    )
 
 
 def _kind(smtp_code: int) -> FailureKind:

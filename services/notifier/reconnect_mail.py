@@ -29,13 +29,17 @@ def compose(mail: ReconnectMail, sender: str, connect_url: str) -> EmailMessage:
     message["To"] = mail.email
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(idstring=f"reconnect.{mail.user_id}")
-    why = ("Facebook blocked your Page for policy reasons, so the album being published "
-           "stopped and your other albums are paused." if mail.state == PageState.BLOCKED else
-           "Facebook no longer accepts our access to your Page (the permission was removed, "
-           "your password changed, or the access expired), so your photos are paused.")
+    why = (
+        "Facebook blocked your Page for policy reasons, so the album being published "
+        "stopped and your other albums are paused."
+        if mail.state == PageState.BLOCKED
+        else "Facebook no longer accepts our access to your Page (the permission was removed, "
+        "your password changed, or the access expired), so your photos are paused."
+    )
     message.set_content(
-        f"{why}\n\nNo photo is lost. Reconnect your Page \"{mail.page_name}\" and the paused "
-        f"photos go on where they stopped:\n\n    {connect_url}\n")
+        f'{why}\n\nNo photo is lost. Reconnect your Page "{mail.page_name}" and the paused '
+        f"photos go on where they stopped:\n\n    {connect_url}\n"
+    )
     return message
 
 
@@ -53,8 +57,11 @@ class ReconnectMailer:
             try:
                 self._mailer.send(compose(mail, self._sender, self._connect_url))
             except Exception:  # SMTP away: the claim is released, the next round retries
-                log.warning("could not mail user %s about their Page; will retry",
-                            mail.user_id, exc_info=True)
+                log.warning(
+                    "could not mail user %s about their Page; will retry",
+                    mail.user_id,
+                    exc_info=True,
+                )
                 self._store.release_reconnect_mail(mail.user_id)
                 continue
             sent += 1

@@ -52,11 +52,12 @@ class NotifierSettings(CommonSettings):
         has_password = bool(self.smtp_password.get_secret_value())
         if has_password != bool(self.smtp_user):
             raise ValueError("set SMTP_USER and SMTP_PASSWORD together, or neither")
-        if (has_password and self.smtp_security == "none"
-                and not self.smtp_allow_plaintext_login):
-            raise ValueError("SMTP_PASSWORD would go to the relay unencrypted: set "
-                             "SMTP_SECURITY=starttls or tls (or, for a relay on this machine "
-                             "only, SMTP_ALLOW_PLAINTEXT_LOGIN=true)")
+        if has_password and self.smtp_security == "none" and not self.smtp_allow_plaintext_login:
+            raise ValueError(
+                "SMTP_PASSWORD would go to the relay unencrypted: set "
+                "SMTP_SECURITY=starttls or tls (or, for a relay on this machine "
+                "only, SMTP_ALLOW_PLAINTEXT_LOGIN=true)"
+            )
         return self
 
     @property

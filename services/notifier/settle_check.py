@@ -25,21 +25,37 @@ def stored_settle(event: AlbumSettled, album: AlbumView) -> AlbumSettled:
     listed = [i.image_id for i in event.uploaded] + [i.image_id for i in event.failed]
     if sorted(listed) != sorted(images):
         raise MessageMismatch("album", "images differ")
-    keys = [(i.image_id, i.key) for i in event.uploaded] + [(i.image_id, i.key)
-                                                           for i in event.failed]
+    keys = [(i.image_id, i.key) for i in event.uploaded] + [
+        (i.image_id, i.key) for i in event.failed
+    ]
     if any(images[image_id].key != key for image_id, key in keys):
         raise MessageMismatch("album", "key differs")
     # An upload is final: a photo the store does not hold for that image is not ours.
-    if any(images[i.image_id].state != ImageState.UPLOADED
-           or images[i.image_id].photo_id != i.photo_id
-           for i in event.uploaded):
+    if any(
+        images[i.image_id].state != ImageState.UPLOADED or images[i.image_id].photo_id != i.photo_id
+        for i in event.uploaded
+    ):
         raise MessageMismatch("album", "photo differs")
-    return event.model_copy(update={
-        "uploaded": [UploadedImage(image_id=i.image_id, key=images[i.image_id].key,
-                                   photo_id=images[i.image_id].photo_id or "")
-                     for i in event.uploaded],
-        "failed": [FailedImage(image_id=i.image_id, key=images[i.image_id].key,
-                               reason=_reason(images[i.image_id])) for i in event.failed]})
+    return event.model_copy(
+        update={
+            "uploaded": [
+                UploadedImage(
+                    image_id=i.image_id,
+                    key=images[i.image_id].key,
+                    photo_id=images[i.image_id].photo_id or "",
+                )
+                for i in event.uploaded
+            ],
+            "failed": [
+                FailedImage(
+                    image_id=i.image_id,
+                    key=images[i.image_id].key,
+                    reason=_reason(images[i.image_id]),
+                )
+                for i in event.failed
+            ],
+        }
+    )
 
 
 def _reason(image: ImageView) -> str:

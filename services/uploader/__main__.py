@@ -54,52 +54,100 @@ def consume(settings: UploaderSettings) -> None:
     outbox = Outbox(store, publisher)
     outbox.start_relay(stop)
     ready = functools.partial(broker.ready_count, settings.amqp_url, topology.IMAGE_UPLOADS.name)
-    LostMessageSweeper(store, outbox, ready, timedelta(seconds=settings.lost_message_after_s),
-                       in_flight_window(settings.graph_timeout_s)
-                       ).start(stop, settings.lost_message_sweep_s)
-    DeadLetterDrain(store, [DeadLetterQueue(settings.amqp_url, q) for q in topology.WORK_QUEUES],
-                    publisher.publish_confirmed, settings.dead_letter_drain_batch,
-                    ).start(stop, settings.dead_letter_drain_s)
+    LostMessageSweeper(
+        store,
+        outbox,
+        ready,
+        timedelta(seconds=settings.lost_message_after_s),
+        in_flight_window(settings.graph_timeout_s),
+    ).start(stop, settings.lost_message_sweep_s)
+    DeadLetterDrain(
+        store,
+        [DeadLetterQueue(settings.amqp_url, q) for q in topology.WORK_QUEUES],
+        publisher.publish_confirmed,
+        settings.dead_letter_drain_batch,
+    ).start(stop, settings.dead_letter_drain_s)
     fallback = settings.single_tenant_page
-    gate = ThrottleGate(store, fallback[0] if fallback else "", settings.usage_threshold_pct,
-                        settings.usage_pause_s)
+    gate = ThrottleGate(
+        store, fallback[0] if fallback else "", settings.usage_threshold_pct, settings.usage_pause_s
+    )
 
     def page_client(page_id: str, token: str) -> GraphClient:
         # Each Page's usage headers hold that Page (and the app), as its own gate records them.
-        page_gate = ThrottleGate(store, page_id, settings.usage_threshold_pct,
-                                 settings.usage_pause_s)
-        return GraphClient(settings.graph_api_url, settings.graph_api_version, page_id, token,
-                           timeout=(5.0, settings.graph_timeout_s),
-                           pool_size=settings.uploader_concurrency, on_usage=page_gate.record)
+        page_gate = ThrottleGate(
+            store, page_id, settings.usage_threshold_pct, settings.usage_pause_s
+        )
+        return GraphClient(
+            settings.graph_api_url,
+            settings.graph_api_version,
+            page_id,
+            token,
+            timeout=(5.0, settings.graph_timeout_s),
+            pool_size=settings.uploader_concurrency,
+            on_usage=page_gate.record,
+        )
 
     # Each album publishes to the Page it recorded, with that Page's token (services/uploader/
     # pages.py); FACEBOOK_PAGE_ID/TOKEN serve albums posted without a connection.
-    pages = Pages(store, cipher_from_setting(settings.token_encryption_keys.get_secret_value()),
-                  page_client, fallback)
-    breaker = CircuitBreaker(settings.breaker_window_s, settings.breaker_min_calls,
-                             settings.breaker_failure_ratio, settings.breaker_cooldown_s)
-    handler = ImageUploader(store, outbox, None, s3.make_client(settings), settings.s3_bucket,
-                            Policy(settings.retry_delays, settings.max_attempts,
-                                   settings.graph_timeout_s,
-                                   throttle_give_up_s=settings.throttle_give_up_s), breaker, gate,
-                            pages)
+    pages = Pages(
+        store,
+        cipher_from_setting(settings.token_encryption_keys.get_secret_value()),
+        page_client,
+        fallback,
+    )
+    breaker = CircuitBreaker(
+        settings.breaker_window_s,
+        settings.breaker_min_calls,
+        settings.breaker_failure_ratio,
+        settings.breaker_cooldown_s,
+    )
+    handler = ImageUploader(
+        store,
+        outbox,
+        None,
+        s3.make_client(settings),
+        settings.s3_bucket,
+        Policy(
+            settings.retry_delays,
+            settings.max_attempts,
+            settings.graph_timeout_s,
+            throttle_give_up_s=settings.throttle_give_up_s,
+        ),
+        breaker,
+        gate,
+        pages,
+    )
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,
     # one post at a time (a post is one request, albums settle far apart).
-    poster = FeedPoster(store, outbox, pages.client_for,
-                        handler.policy)
-    posts = Consumer(settings.amqp_url, poster.route(), 1,
-                     on_connect=TopologyDeclarer.from_settings(settings),
-                     grace_s=settings.shutdown_grace_s, publisher=publisher)
+    poster = FeedPoster(store, outbox, pages.client_for, handler.policy)
+    posts = Consumer(
+        settings.amqp_url,
+        poster.route(),
+        1,
+        on_connect=TopologyDeclarer.from_settings(settings),
+        grace_s=settings.shutdown_grace_s,
+        publisher=publisher,
+    )
     posting = threading.Thread(target=posts.run, args=(stop,), name="feed-posts")
     posting.start()
     # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
-    consumer = Consumer(settings.amqp_url, handler.route(), settings.uploader_concurrency,
-                        on_connect=TopologyDeclarer.from_settings(settings),
-                        grace_s=settings.shutdown_grace_s, publisher=publisher)
+    consumer = Consumer(
+        settings.amqp_url,
+        handler.route(),
+        settings.uploader_concurrency,
+        on_connect=TopologyDeclarer.from_settings(settings),
+        grace_s=settings.shutdown_grace_s,
+        publisher=publisher,
+    )
     if settings.uploader_health_port:
-        health_server.serve(settings.health_host, settings.uploader_health_port, service_checks(
-            store, [(topology.IMAGE_UPLOADS.name, consumer), (topology.FEED_POSTS.name, posts)]))
+        health_server.serve(
+            settings.health_host,
+            settings.uploader_health_port,
+            service_checks(
+                store, [(topology.IMAGE_UPLOADS.name, consumer), (topology.FEED_POSTS.name, posts)]
+            ),
+        )
     consumer.run(stop)
     posting.join()
     publisher.close()
@@ -110,14 +158,21 @@ def supervise(settings: UploaderSettings, stop: threading.Event) -> int:
     with tempfile.TemporaryDirectory(prefix="uploader-metrics-") as figures:
         os.environ[metrics.MULTIPROC_DIR] = figures
         store = Store(settings.database_url)
-        metrics.serve(settings.uploader_metrics_port, settings.metrics_host,
-                      StoreCollector(store))
+        metrics.serve(settings.uploader_metrics_port, settings.metrics_host, StoreCollector(store))
         return process_pool.supervise(
-            settings.uploader_processes, "services.uploader",
+            settings.uploader_processes,
+            "services.uploader",
             # Each child would bind the same ports: the children serve none (README).
-            {"UPLOADER_PROCESSES": "1", "UPLOADER_METRICS_PORT": "0", "UPLOADER_HEALTH_PORT": "0",
-             metrics.MULTIPROC_DIR: figures}, stop, settings.shutdown_grace_s,
-            on_exit=metrics.forget_process)
+            {
+                "UPLOADER_PROCESSES": "1",
+                "UPLOADER_METRICS_PORT": "0",
+                "UPLOADER_HEALTH_PORT": "0",
+                metrics.MULTIPROC_DIR: figures,
+            },
+            stop,
+            settings.shutdown_grace_s,
+            on_exit=metrics.forget_process,
+        )
 
 
 def main() -> None:

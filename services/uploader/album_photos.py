@@ -37,8 +37,12 @@ class _Listing:
 
 
 class AlbumPhotos:
-    def __init__(self, list_photos: Callable[[str], Iterable[dict[str, Any]]], ttl_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        list_photos: Callable[[str], Iterable[dict[str, Any]]],
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._list_photos = list_photos
         self._ttl_s = ttl_s
         self._clock = clock

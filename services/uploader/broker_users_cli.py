@@ -18,8 +18,12 @@ from shared.config.settings import CommonSettings
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("broker-users", help="create the services' broker users")
-    parser.add_argument("--definitions", type=Path, default=users.DEFINITIONS,
-                        help="the definitions file (default: deploy/rabbitmq/definitions.json)")
+    parser.add_argument(
+        "--definitions",
+        type=Path,
+        default=users.DEFINITIONS,
+        help="the definitions file (default: deploy/rabbitmq/definitions.json)",
+    )
     parser.add_argument("--vhost", help="the vhost to grant them (default: the file's)")
 
 
@@ -32,15 +36,21 @@ def run(args: argparse.Namespace, settings: CommonSettings) -> int:
         return 1
     definitions = users.load(args.definitions)
     vhost = args.vhost or definitions.vhost
-    admin = ManagementApi(settings.rabbitmq_management_url, settings.rabbitmq_management_user,
-                          settings.rabbitmq_management_password, vhost)
+    admin = ManagementApi(
+        settings.rabbitmq_management_url,
+        settings.rabbitmq_management_user,
+        settings.rabbitmq_management_password,
+        vhost,
+    )
     try:
         made = users.create(admin, definitions.users, passwords)
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for user in definitions.users:
-        print(f"{user.name} on vhost {vhost}: tags {user.tags or '-'}; configure "
-              f"{user.configure} write {user.write} read {user.read}")
+        print(
+            f"{user.name} on vhost {vhost}: tags {user.tags or '-'}; configure "
+            f"{user.configure} write {user.write} read {user.read}"
+        )
     print(f"{len(made)} users created or updated")
     return 0

@@ -12,8 +12,14 @@ from shared.observability import metrics
 
 
 class CircuitBreaker:
-    def __init__(self, window_s: float = 60.0, min_calls: int = 10, failure_ratio: float = 0.5,
-                 cooldown_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        min_calls: int = 10,
+        failure_ratio: float = 0.5,
+        cooldown_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._window_s = window_s
         self._min_calls = min_calls
         self._failure_ratio = failure_ratio
@@ -31,7 +37,8 @@ class CircuitBreaker:
                 self._calls.popleft()
             failures = sum(1 for _, good in self._calls if not good)
             if len(self._calls) >= self._min_calls and failures >= self._failure_ratio * len(
-                    self._calls):
+                self._calls
+            ):
                 self._open_until = now + self._cooldown_s
                 metrics.BREAKER_OPEN.set(1)
                 # After the pause the breaker judges fresh calls only.

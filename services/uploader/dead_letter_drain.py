@@ -42,8 +42,13 @@ class Drained:
 
 
 class DeadLetterDrain:
-    def __init__(self, store: Store, queues: Sequence[DeadLetterQueue],
-                 publish: Callable[[Sequence[Outgoing]], None], batch: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        queues: Sequence[DeadLetterQueue],
+        publish: Callable[[Sequence[Outgoing]], None],
+        batch: int,
+    ) -> None:
         self._store = store
         self._queues = queues
         self._publish = publish  # confirmed, or raises: then nothing of the batch is acked
@@ -56,22 +61,30 @@ class DeadLetterDrain:
         rotate = self._store.has_undrained_letters()
         for dlq in self._queues:
             found: list[int] = []
-            gone, kept = dlq.sweep(self._batch, functools.partial(self._drop, dlq, found),
-                                   functools.partial(self._move, dlq) if rotate else None)
+            gone, kept = dlq.sweep(
+                self._batch,
+                functools.partial(self._drop, dlq, found),
+                functools.partial(self._move, dlq) if rotate else None,
+            )
             removed, moved, indexed = removed + gone, moved + kept, indexed + sum(found)
         if removed or indexed:
-            log.info("dead-letter drain: removed %d replayed or purged letters, indexed %d",
-                     removed, indexed)
+            log.info(
+                "dead-letter drain: removed %d replayed or purged letters, indexed %d",
+                removed,
+                indexed,
+            )
         return Drained(removed, moved, indexed)
 
     def _move(self, dlq: DeadLetterQueue, letters: list[DeadLetter]) -> None:
         self._publish([_copy(dlq.queue, letter) for letter in letters])
 
-    def _drop(self, dlq: DeadLetterQueue, indexed: list[int],
-              letters: list[DeadLetter]) -> set[int]:
+    def _drop(
+        self, dlq: DeadLetterQueue, indexed: list[int], letters: list[DeadLetter]
+    ) -> set[int]:
         states = self._store.letter_states([x.message_id for x in letters if x.message_id])
-        unknown = [_copy(dlq.queue, x) for x in letters
-                   if x.message_id and x.message_id not in states]
+        unknown = [
+            _copy(dlq.queue, x) for x in letters if x.message_id and x.message_id not in states
+        ]
         if unknown:
             self._store.index_dead_letters(unknown)
             indexed.append(len(unknown))
@@ -87,7 +100,15 @@ class DeadLetterDrain:
 def _copy(queue: topology.WorkQueue, letter: DeadLetter) -> Outgoing:
     """The letter as it goes back to its dead-letter queue's tail: its own headers, with the
     reason and queue the broker's x-death said (RabbitMQ ignores x-death from clients)."""
-    headers = {QUEUE_HEADER: queue.name, **own_headers(letter.headers),
-               REASON_HEADER: letter.reason}
-    return Outgoing(topology.DEAD_EXCHANGE, queue.routing_key, letter.body, headers=headers,
-                    **({"message_id": letter.message_id} if letter.message_id else {}))
+    headers = {
+        QUEUE_HEADER: queue.name,
+        **own_headers(letter.headers),
+        REASON_HEADER: letter.reason,
+    }
+    return Outgoing(
+        topology.DEAD_EXCHANGE,
+        queue.routing_key,
+        letter.body,
+        headers=headers,
+        **({"message_id": letter.message_id} if letter.message_id else {}),
+    )

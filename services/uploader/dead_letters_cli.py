@@ -20,8 +20,12 @@ from shared.store import Store
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("dead-letters", help="list, show, replay or purge dead letters")
-    parser.add_argument("--queue", choices=sorted(QUEUES), default="uploader",
-                        help="whose dead letters (default: uploader)")
+    parser.add_argument(
+        "--queue",
+        choices=sorted(QUEUES),
+        default="uploader",
+        help="whose dead letters (default: uploader)",
+    )
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="one line per dead letter, oldest first")
     listing.add_argument("--json", action="store_true")
@@ -31,13 +35,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action = actions.add_parser(name, help=f"{name} one, an album's, or all dead letters")
         which = action.add_mutually_exclusive_group(required=True)
         which.add_argument("--position", type=int)
-        which.add_argument("--id", help="the letter's message id (as list --json and the "
-                                        "desk show it): stays right while the queue moves")
+        which.add_argument(
+            "--id",
+            help="the letter's message id (as list --json and the "
+            "desk show it): stays right while the queue moves",
+        )
         which.add_argument("--album")
         which.add_argument("--all", action="store_true")
         if name == "purge":
-            which.add_argument("--stale", action="store_true",
-                               help="the letters whose images are no longer failed")
+            which.add_argument(
+                "--stale", action="store_true", help="the letters whose images are no longer failed"
+            )
 
 
 def run(args: argparse.Namespace, settings: CommonSettings) -> int:
@@ -55,20 +63,34 @@ def _list(replayer: Replayer, args: argparse.Namespace) -> int:
     letters = replayer.queue(args.queue).browse()
     stale = replayer.stale(letters, args.queue)
     if args.json:
-        print(json.dumps([{**letter.summary(), "stale": letter.position in stale,
-                           "stale_reason": stale.get(letter.position)} for letter in letters],
-                         indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        **letter.summary(),
+                        "stale": letter.position in stale,
+                        "stale_reason": stale.get(letter.position),
+                    }
+                    for letter in letters
+                ],
+                indent=2,
+            )
+        )
         return 0
     for letter in letters:
         s = letter.summary()
         mark = f"  [stale: {stale[letter.position]}]" if letter.position in stale else ""
-        print(f"{s['position']:>5}  {s['at'] or '-':25}  album={s['album_id'] or '-'}  "
-              f"image={s['image_id'] or '-'}  attempts={s['attempts'] or '-'}  {s['reason']}"
-              f"{mark}")
+        print(
+            f"{s['position']:>5}  {s['at'] or '-':25}  album={s['album_id'] or '-'}  "
+            f"image={s['image_id'] or '-'}  attempts={s['attempts'] or '-'}  {s['reason']}"
+            f"{mark}"
+        )
     summary = f"{len(letters)} dead letters in {replayer.queue(args.queue).name}"
     if stale:
-        summary += (f", {len(stale)} of them stale (replaying them sends nothing): remove them "
-                    f"with `dead-letters{_queue_option(args)} purge --stale`")
+        summary += (
+            f", {len(stale)} of them stale (replaying them sends nothing): remove them "
+            f"with `dead-letters{_queue_option(args)} purge --stale`"
+        )
     print(summary)
     return 0
 
@@ -76,8 +98,16 @@ def _list(replayer: Replayer, args: argparse.Namespace) -> int:
 def _show(replayer: Replayer, args: argparse.Namespace) -> int:
     for letter in replayer.queue(args.queue).browse():
         if letter.position == args.position:
-            print(json.dumps({**letter.summary(), "headers": _printable(letter.headers),
-                              "body": letter.body.decode(errors="replace")}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        **letter.summary(),
+                        "headers": _printable(letter.headers),
+                        "body": letter.body.decode(errors="replace"),
+                    },
+                    indent=2,
+                )
+            )
             return 0
     print(f"no dead letter at position {args.position}", file=sys.stderr)
     return 1

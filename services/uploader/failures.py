@@ -100,8 +100,10 @@ def album_creation_refused(exc: BaseException) -> str | None:
         return None
     if exc.is_transient:
         return None
-    return (f"Facebook refused to create an album ({graph_text(exc)}), so the photos go out as one "
-            "multi-photo post instead")
+    return (
+        f"Facebook refused to create an album ({graph_text(exc)}), so the photos go out as one "
+        "multi-photo post instead"
+    )
 
 
 #: What a Graph answer of these kinds says: the request was refused, nothing was made.
@@ -137,9 +139,11 @@ def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, AlbumBeingCreated):
         return Failure(FailureKind.TRANSIENT, "the album is being created on Facebook", None)
     if isinstance(exc, DuplicateNotFound):
-        return Failure(FailureKind.TRANSIENT,
-                       "Facebook says this photo is already posted (code 506), "
-                       "but it is not in the album yet", 506)
+        return Failure(
+            FailureKind.TRANSIENT,
+            "Facebook says this photo is already posted (code 506), but it is not in the album yet",
+            506,
+        )
     if isinstance(exc, OverPhotoLimit):
         return Failure(FailureKind.PERMANENT, exc.reason, None)
     if isinstance(exc, GraphNetworkError):

@@ -79,33 +79,54 @@ class FakeGraph:
         fault = self._enter("create_album")
         with self._lock:
             album_id = f"album-{next(self._ids)}"
-            self.albums[album_id] = {"id": album_id, "name": name, "description": message,
-                                     "created_time": graph_now()}
+            self.albums[album_id] = {
+                "id": album_id,
+                "name": name,
+                "description": message,
+                "created_time": graph_now(),
+            }
         self._answer(fault)
         return album_id
 
-    def upload_photo(self, album_id: str, source: BinaryIO, length: int, filename: str,
-                     content_type: str, caption: str, published: bool = True) -> str:
+    def upload_photo(
+        self,
+        album_id: str,
+        source: BinaryIO,
+        length: int,
+        filename: str,
+        content_type: str,
+        caption: str,
+        published: bool = True,
+    ) -> str:
         fault = self._enter("upload_photo")
         data = source.read(length)
         digest = hashlib.sha256(data).hexdigest()
         with self._lock:
             if album_id == self.page_id and not published:
                 photo_id = f"photo-{next(self._ids)}"
-                self.photos.append({"id": photo_id, "album_id": album_id, "name": caption,
-                                    "published": False})
+                self.photos.append(
+                    {"id": photo_id, "album_id": album_id, "name": caption, "published": False}
+                )
                 self._answer(fault)
                 return photo_id
             if album_id not in self.albums:
                 raise GraphError("(#120) Invalid album id", http_status=400, code=120)
             if self.refuse_duplicates and any(
-                    p["album_id"] == album_id and p["name"] == caption and p["sha256"] == digest
-                    for p in self.photos):
+                p["album_id"] == album_id and p["name"] == caption and p["sha256"] == digest
+                for p in self.photos
+            ):
                 raise GraphError("(#506) Duplicate status message", http_status=400, code=506)
             photo_id = f"photo-{next(self._ids)}"
-            self.photos.append({"id": photo_id, "album_id": album_id, "name": caption,
-                                "created_time": graph_now(), "sha256": digest,
-                                **pixels(data)})
+            self.photos.append(
+                {
+                    "id": photo_id,
+                    "album_id": album_id,
+                    "name": caption,
+                    "created_time": graph_now(),
+                    "sha256": digest,
+                    **pixels(data),
+                }
+            )
             if fault is not None and fault.unlisted:
                 self._unlisted[photo_id] = fault.unlisted
         self._answer(fault)
@@ -114,8 +135,11 @@ class FakeGraph:
     def list_album_photos(self, album_id: str) -> Iterator[dict[str, Any]]:
         with self._lock:
             held = [p for p in self.photos if p["album_id"] == album_id]
-            listed = [{k: v for k, v in p.items() if k in _LISTED}
-                      for p in held if not self._unlisted.get(p["id"])]
+            listed = [
+                {k: v for k, v in p.items() if k in _LISTED}
+                for p in held
+                if not self._unlisted.get(p["id"])
+            ]
             for photo in held:
                 if self._unlisted.get(photo["id"]):
                     self._unlisted[photo["id"]] -= 1
@@ -136,9 +160,22 @@ class FakeGraph:
 
     def list_posts(self) -> Iterator[dict[str, Any]]:
         with self._lock:
-            listed = [{"id": p["id"], "message": p["message"], "attachments": {"data": [
-                {"subattachments": {"data": [{"target": {"id": m}} for m in p["media"]]}}]}}
-                for p in reversed(self.posts)]
+            listed = [
+                {
+                    "id": p["id"],
+                    "message": p["message"],
+                    "attachments": {
+                        "data": [
+                            {
+                                "subattachments": {
+                                    "data": [{"target": {"id": m}} for m in p["media"]]
+                                }
+                            }
+                        ]
+                    },
+                }
+                for p in reversed(self.posts)
+            ]
         return self._pages("list_posts", listed)
 
     def photos_in(self, album_id: str) -> list[dict[str, Any]]:
@@ -150,7 +187,7 @@ class FakeGraph:
         for start in range(0, max(len(items), 1), self.page_size):
             fault = self._enter(method)
             self._answer(fault)
-            yield from items[start:start + self.page_size]
+            yield from items[start : start + self.page_size]
 
     def _enter(self, method: str) -> Fault | None:
         with self._lock:

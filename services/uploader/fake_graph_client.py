@@ -27,21 +27,41 @@ class FakeGraphClient:
 
     def create_album(self, name: str, message: str | None = None) -> str:
         with self._lock:
-            album = {"id": f"album-{next(self._ids)}", "name": name, "description": message,
-                     "created_time": graph_now()}
+            album = {
+                "id": f"album-{next(self._ids)}",
+                "name": name,
+                "description": message,
+                "created_time": graph_now(),
+            }
             self.albums.append(album)
             return str(album["id"])
 
-    def upload_photo(self, album_id: str, source: BinaryIO, length: int, filename: str,
-                     content_type: str, caption: str, published: bool = True) -> str:
+    def upload_photo(
+        self,
+        album_id: str,
+        source: BinaryIO,
+        length: int,
+        filename: str,
+        content_type: str,
+        caption: str,
+        published: bool = True,
+    ) -> str:
         with self._lock:
             if self.upload_failures:
                 raise self.upload_failures.pop(0)
         data = source.read(length)
         with self._lock:
-            photo = {"id": f"photo-{next(self._ids)}", "album_id": album_id, "name": caption,
-                     "filename": filename, "content_type": content_type, "size": len(data),
-                     "created_time": graph_now(), **pixels(data), "published": published}
+            photo = {
+                "id": f"photo-{next(self._ids)}",
+                "album_id": album_id,
+                "name": caption,
+                "filename": filename,
+                "content_type": content_type,
+                "size": len(data),
+                "created_time": graph_now(),
+                **pixels(data),
+                "published": published,
+            }
             self.photos.append(photo)
             return str(photo["id"])
 

@@ -52,8 +52,9 @@ class PostingGraph(Protocol):
 
 
 class FeedPoster:
-    def __init__(self, store: Store, outbox: Outbox,
-                 graph_for: Callable[[str], PageClient], policy: Policy) -> None:
+    def __init__(
+        self, store: Store, outbox: Outbox, graph_for: Callable[[str], PageClient], policy: Policy
+    ) -> None:
         """`graph_for(album_id)`: the album's Page and its client, with its token (raises
         PagePaused while the Page waits for its owner)."""
         self._store = store
@@ -63,9 +64,17 @@ class FeedPoster:
 
     def route(self) -> Route[messages.FeedPostRequested]:
         """The feed-post queue: the same retry tiers, dead letters and give-up as the photos."""
-        return Route(QUEUE, messages.FeedPostRequested, self, RetryPolicy(
-            self._policy.retry_delays, self._policy.max_attempts,
-            self._policy.throttle_give_up_s), on_give_up=self.give_up)
+        return Route(
+            QUEUE,
+            messages.FeedPostRequested,
+            self,
+            RetryPolicy(
+                self._policy.retry_delays,
+                self._policy.max_attempts,
+                self._policy.throttle_give_up_s,
+            ),
+            on_give_up=self.give_up,
+        )
 
     def __call__(self, message: messages.FeedPostRequested, attempt: int) -> None:
         stale = timedelta(seconds=self._policy.album_claim_stale_s)
@@ -76,8 +85,12 @@ class FeedPoster:
         if not job.taken:
             if job.busy_for:
                 raise outcomes.Busy(job.busy_for, "another attempt may be posting")
-            log.info("album %s: post of settle %s already %s; acking", message.album_id,
-                     message.settle_seq, job.state or "superseded")
+            log.info(
+                "album %s: post of settle %s already %s; acking",
+                message.album_id,
+                message.settle_seq,
+                job.state or "superseded",
+            )
             return
         try:
             page = self._graph_for(message.album_id)
@@ -85,31 +98,40 @@ class FeedPoster:
             self._pause(message, exc.reason, None)
             return
         try:
-            self._publish(page.client, message, job.title, job.photo_ids,
-                          attempt > 1 or job.taken_over)
+            self._publish(
+                page.client, message, job.title, job.photo_ids, attempt > 1 or job.taken_over
+            )
         except outcomes.Outcome as outcome:
             # Either Graph call may meet the Page's stop: the look with the token too.
             if not self._page_wide(message, outcome.__cause__, page.sealed):
                 raise
 
-    def _publish(self, graph: PostingGraph, message: messages.FeedPostRequested, title: str,
-                 photo_ids: Sequence[str], look_first: bool) -> None:
+    def _publish(
+        self,
+        graph: PostingGraph,
+        message: messages.FeedPostRequested,
+        title: str,
+        photo_ids: Sequence[str],
+        look_first: bool,
+    ) -> None:
         """Post the album (unless an earlier attempt's post is found) and record the post."""
         if look_first:
             found = self._look_for_post(graph, message.album_id, photo_ids)
             if found is not None:
                 log.info("album %s was already posted as %s", message.album_id, found)
-                self._outbox.send_rows(self._store.record_posted(
-                    message.album_id, message.settle_seq, found))
+                self._outbox.send_rows(
+                    self._store.record_posted(message.album_id, message.settle_seq, found)
+                )
                 return
         post_id = self._post(graph, message.album_id, title, photo_ids)
-        self._outbox.send_rows(self._store.record_posted(message.album_id, message.settle_seq,
-                                                         post_id))
-        log.info("album %s posted as %s with %d photos", message.album_id, post_id,
-                 len(photo_ids))
+        self._outbox.send_rows(
+            self._store.record_posted(message.album_id, message.settle_seq, post_id)
+        )
+        log.info("album %s posted as %s with %d photos", message.album_id, post_id, len(photo_ids))
 
-    def _page_wide(self, message: messages.FeedPostRequested, exc: BaseException | None,
-                   sealed: bytes | None) -> bool:
+    def _page_wide(
+        self, message: messages.FeedPostRequested, exc: BaseException | None, sealed: bytes | None
+    ) -> bool:
         """A 190 or 368 answered to the post is its Page's, not the post's: the post pauses
         (a 368 marks the Page blocked first, as for a photo). False (the failure stands) for
         other failures and for the single-tenant Page, which only its operator can fix."""
@@ -127,17 +149,18 @@ class FeedPoster:
         log.warning("album %s: its post paused: the Page answered %s", message.album_id, code)
         return True
 
-    def _pause(self, message: messages.FeedPostRequested, reason: str,
-               refused: bytes | None) -> None:
+    def _pause(
+        self, message: messages.FeedPostRequested, reason: str, refused: bytes | None
+    ) -> None:
         """Pause the post till its Page is reconnected, or, if the owner reconnected since
         (the store tells), try again shortly with the new token, no attempt spent."""
         if not self._store.pause_post(message.album_id, message.settle_seq, reason, refused):
-            raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page was reconnected "
-                                "meanwhile")
+            raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page was reconnected meanwhile")
         log.info("album %s: its post paused: %s", message.album_id, reason)
 
-    def _post(self, graph: PostingGraph, album_id: str, title: str,
-              photo_ids: Sequence[str]) -> str:
+    def _post(
+        self, graph: PostingGraph, album_id: str, title: str, photo_ids: Sequence[str]
+    ) -> str:
         try:
             return graph.create_post(title, photo_ids)
         except SQLAlchemyError:
@@ -147,8 +170,9 @@ class FeedPoster:
                 self._store.release_post_claim(album_id)
             raise outcomes.of(post_failure(exc)) from exc
 
-    def _look_for_post(self, graph: PostingGraph, album_id: str,
-                       photo_ids: Sequence[str]) -> str | None:
+    def _look_for_post(
+        self, graph: PostingGraph, album_id: str, photo_ids: Sequence[str]
+    ) -> str | None:
         """`_find_post`, its failure classified like any Graph call's (a throttle waits as
         Facebook asks); nothing was posted by this attempt, so its claim is handed back."""
         try:
@@ -170,13 +194,17 @@ class FeedPoster:
                 return str(post["id"])
         return None
 
-    def give_up(self, message: messages.FeedPostRequested, failure: Failure,
-                letter: Outgoing) -> None:
+    def give_up(
+        self, message: messages.FeedPostRequested, failure: Failure, letter: Outgoing
+    ) -> None:
         """The route's `on_give_up`: the failure, its dead letter and the album's settle (its
         email says the post failed, and why) in one transaction."""
         log.warning("album %s: the post failed for good: %s", message.album_id, failure.reason)
-        self._outbox.send_rows(self._store.record_post_failed(
-            message.album_id, message.settle_seq, failure.reason, letter))
+        self._outbox.send_rows(
+            self._store.record_post_failed(
+                message.album_id, message.settle_seq, failure.reason, letter
+            )
+        )
 
 
 def post_failure(exc: BaseException) -> Failure:
@@ -184,10 +212,13 @@ def post_failure(exc: BaseException) -> Failure:
     usual cause is that Facebook dropped the unpublished photos (it keeps them about a day)."""
     failure = classify(exc)
     if isinstance(exc, GraphError) and exc.code == 100:
-        return Failure(FailureKind.PERMANENT,
-                       f"Facebook refused the post ({graph_text(exc)}): its unpublished "
-                       "photos have probably expired (Facebook keeps them about 24 hours); "
-                       "publish the album again", 100)
+        return Failure(
+            FailureKind.PERMANENT,
+            f"Facebook refused the post ({graph_text(exc)}): its unpublished "
+            "photos have probably expired (Facebook keeps them about 24 hours); "
+            "publish the album again",
+            100,
+        )
     return failure
 
 

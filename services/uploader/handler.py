@@ -108,9 +108,18 @@ class _Created:
 
 
 class ImageUploader:
-    def __init__(self, store: Store, outbox: Outbox, graph: GraphClient | None, s3: Any,
-                 bucket: str, policy: Policy, breaker: CircuitBreaker | None = None,
-                 gate: ThrottleGate | None = None, pages: Pages | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        graph: GraphClient | None,
+        s3: Any,
+        bucket: str,
+        policy: Policy,
+        breaker: CircuitBreaker | None = None,
+        gate: ThrottleGate | None = None,
+        pages: Pages | None = None,
+    ) -> None:
         """`pages` gives each album its own Page's client (a connected Page); without it,
         every album goes through `graph`."""
         if graph is None and pages is None:
@@ -133,8 +142,9 @@ class ImageUploader:
         self._s3 = s3
         self._bucket = bucket
         self._policy = policy
-        self._album_photos = AlbumPhotos(lambda album: self._graph.list_album_photos(album),
-                                         policy.read_back_ttl_s)
+        self._album_photos = AlbumPhotos(
+            lambda album: self._graph.list_album_photos(album), policy.read_back_ttl_s
+        )
 
     @property
     def _graph(self) -> GraphClient:
@@ -148,10 +158,18 @@ class ImageUploader:
 
     def route(self) -> Route[messages.ImageUploadRequested]:
         """The uploader's work queue, as the consumer runtime runs it."""
-        return Route(QUEUE, messages.ImageUploadRequested, self, RetryPolicy(
-            self._policy.retry_delays, self._policy.max_attempts,
-            self._policy.throttle_give_up_s),
-            on_retry=self.record_retry, on_give_up=self.give_up)
+        return Route(
+            QUEUE,
+            messages.ImageUploadRequested,
+            self,
+            RetryPolicy(
+                self._policy.retry_delays,
+                self._policy.max_attempts,
+                self._policy.throttle_give_up_s,
+            ),
+            on_retry=self.record_retry,
+            on_give_up=self.give_up,
+        )
 
     def __call__(self, message: messages.ImageUploadRequested, attempt: int) -> None:
         # This thread's attempt, for the route's hooks: none until one is taken (a hook run
@@ -171,9 +189,12 @@ class ImageUploader:
         delivery = fate.current_delivery()
         try:
             start = self._store.start_attempt(
-                message.image_id, _LEASE, in_flight_window(self._policy.graph_timeout_s),
+                message.image_id,
+                _LEASE,
+                in_flight_window(self._policy.graph_timeout_s),
                 timedelta(seconds=self._policy.album_claim_stale_s),
-                fencing.fence_of(delivery.headers) if delivery else None)
+                fencing.fence_of(delivery.headers) if delivery else None,
+            )
         except LookupError as exc:
             raise messages.PoisonMessage(str(exc)) from None
         self._running.attempt = start.attempt
@@ -190,8 +211,14 @@ class ImageUploader:
         stored = self._store.stored_image(message.image_id)
         if stored is None:
             raise messages.PoisonMessage(f"image {message.image_id} is not in the store")
-        differs = [name for name, same in (("album", stored.album_id == message.album_id),
-                                           ("key", stored.key == message.key)) if not same]
+        differs = [
+            name
+            for name, same in (
+                ("album", stored.album_id == message.album_id),
+                ("key", stored.key == message.key),
+            )
+            if not same
+        ]
         if differs:
             verb = "differs" if len(differs) == 1 else "differ"
             raise messages.MessageMismatch("image", f"{' and '.join(differs)} {verb}")
@@ -204,8 +231,9 @@ class ImageUploader:
             try:
                 page = self._pages.client_for(message.album_id)
             except PagePaused as exc:
-                if self._store.pause_for_page(message.image_id, exc.reason, None,
-                                              give_back_attempt=False):
+                if self._store.pause_for_page(
+                    message.image_id, exc.reason, None, give_back_attempt=False
+                ):
                     log.info("image %s paused: %s", message.image_id, exc.reason)
                     return None
                 continue  # reconnected since it looked (nothing to resume it): look again
@@ -215,23 +243,30 @@ class ImageUploader:
             return str(page.page_id)
         raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page is being reconnected")
 
-    def _page_wide(self, message: messages.ImageUploadRequested, failure: Failure,
-                   attempt: int) -> bool:
+    def _page_wide(
+        self, message: messages.ImageUploadRequested, failure: Failure, attempt: int
+    ) -> bool:
         """A failure that is the Page's, not the image's: 190 pauses the image (its attempt
         given back) until the owner reconnects; 368 pauses the Page's other albums and lets
         this album stop (give_up). True if the image was paused."""
         if self._pages is None or not self._pages.is_connected(message.album_id):
             return False  # the single-tenant Page: only its operator can fix it
         if failure.code == _TOKEN_REFUSED:
-            if not self._store.pause_for_page(message.image_id, RECONNECT_REASON, failure.code,
-                                              give_back_attempt=True,
-                                              refused=getattr(self._local, "sealed", None)):
+            if not self._store.pause_for_page(
+                message.image_id,
+                RECONNECT_REASON,
+                failure.code,
+                give_back_attempt=True,
+                refused=getattr(self._local, "sealed", None),
+            ):
                 # The owner reconnected while the request with the old token was on its way:
                 # the image goes again with the new one (the attempt was handed back).
-                raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page was reconnected "
-                                    "meanwhile").copy_with({fencing.FENCE_HEADER: attempt})
-            log.warning("image %s paused: the Page's token was refused (code 190)",
-                        message.image_id)
+                raise outcomes.Busy(
+                    _RECONNECTED_WAIT_S, "its Facebook Page was reconnected meanwhile"
+                ).copy_with({fencing.FENCE_HEADER: attempt})
+            log.warning(
+                "image %s paused: the Page's token was refused (code 190)", message.image_id
+            )
             return True
         if failure.code == _PAGE_BLOCKED:
             self._pages.blocked(message.album_id)
@@ -241,8 +276,7 @@ class ImageUploader:
         """The image was not taken: it ended already, a newer attempt took over from this
         copy (a stale duplicate), or another attempt may be in flight."""
         if start.stale:
-            log.info("image %s: a stale duplicate of an older attempt; acking it",
-                     message.image_id)
+            log.info("image %s: a stale duplicate of an older attempt; acking it", message.image_id)
             return
         if not start.busy_for:
             log.info("image %s already ended; acking the duplicate", message.image_id)
@@ -275,11 +309,11 @@ class ImageUploader:
                 if self._page_wide(message, failure, start.attempt):
                     return
                 # The copy follows this attempt: an older copy is then a stale duplicate.
-                raise outcomes.of(failure).copy_with(
-                    {fencing.FENCE_HEADER: start.attempt}) from exc
+                raise outcomes.of(failure).copy_with({fencing.FENCE_HEADER: start.attempt}) from exc
         self._breaker.record(ok=True)
-        self._outbox.send_rows(self._store.record_uploaded(message.image_id, photo_id,
-                                                           attempt=start.attempt))
+        self._outbox.send_rows(
+            self._store.record_uploaded(message.image_id, photo_id, attempt=start.attempt)
+        )
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
@@ -319,14 +353,24 @@ class ImageUploader:
             # From the GET's headers, before a byte of the body is read or sent.
             photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), start.key)
             return self._graph.upload_photo(
-                fb_album or self._graph.page_id, obj["Body"], int(obj["ContentLength"]),
-                filename, content_type or "application/octet-stream", caption=start.caption,
-                published=fb_album is not None)
+                fb_album or self._graph.page_id,
+                obj["Body"],
+                int(obj["ContentLength"]),
+                filename,
+                content_type or "application/octet-stream",
+                caption=start.caption,
+                published=fb_album is not None,
+            )
         finally:
             obj["Body"].close()
 
-    def _existing_duplicate(self, fb_album: str, message: messages.ImageUploadRequested,
-                            start: Start, size: tuple[int, int] | None) -> str:
+    def _existing_duplicate(
+        self,
+        fb_album: str,
+        message: messages.ImageUploadRequested,
+        start: Start,
+        size: tuple[int, int] | None,
+    ) -> str:
         """Facebook refused the photo as a duplicate post: it has it already (an earlier
         attempt's, listed late), so read the album back once more."""
         sent = self._find_sent(fb_album, message, start, size, fresh=True)
@@ -335,19 +379,32 @@ class ImageUploader:
         log.info("image %s was a duplicate on Facebook, found as %s", message.image_id, sent)
         return sent
 
-    def _find_sent(self, fb_album: str, message: messages.ImageUploadRequested, start: Start,
-                   size: tuple[int, int] | None, fresh: bool = False) -> str | None:
+    def _find_sent(
+        self,
+        fb_album: str,
+        message: messages.ImageUploadRequested,
+        start: Start,
+        size: tuple[int, int] | None,
+        fresh: bool = False,
+    ) -> str | None:
         """The photo an earlier attempt sent, told by caption, size and time
         (`photo_match`); waits (Busy) or fails the image when that cannot be told."""
         ledger = self._store.album_photo_ledger(
-            message.album_id, in_flight_window(self._policy.graph_timeout_s))
+            message.album_id, in_flight_window(self._policy.graph_timeout_s)
+        )
         me = photo_match.Sent(message.image_id, start.caption, size, start.first_attempt_at)
-        rivals = [photo_match.Sent(u.image_id, u.caption, u.size, u.first_attempt_at)
-                  for u in ledger.unrecorded if u.image_id != message.image_id]
-        in_flight_s = max((u.in_flight_s for u in ledger.unrecorded
-                           if u.image_id != message.image_id), default=0.0)
-        found = photo_match.match(me, self._album_photos.photos(fb_album, fresh),
-                                  ledger.claimed, rivals, in_flight_s)
+        rivals = [
+            photo_match.Sent(u.image_id, u.caption, u.size, u.first_attempt_at)
+            for u in ledger.unrecorded
+            if u.image_id != message.image_id
+        ]
+        in_flight_s = max(
+            (u.in_flight_s for u in ledger.unrecorded if u.image_id != message.image_id),
+            default=0.0,
+        )
+        found = photo_match.match(
+            me, self._album_photos.photos(fb_album, fresh), ledger.claimed, rivals, in_flight_s
+        )
         if isinstance(found, photo_match.Found):
             return found.photo_id
         if isinstance(found, photo_match.Wait):
@@ -358,8 +415,9 @@ class ImageUploader:
             raise outcomes.Permanent(found.reason)
         return None
 
-    def _fb_album(self, album_id: str, facts: _AlbumFacts,
-                  claim: FbAlbumClaim | None) -> str | None:
+    def _fb_album(
+        self, album_id: str, facts: _AlbumFacts, claim: FbAlbumClaim | None
+    ) -> str | None:
         """The album's Facebook album, created once however many images ask at the same time;
         None when the album goes out as one multi-photo post.
 
@@ -392,8 +450,7 @@ class ImageUploader:
                 return created.fb_album_id
             claim = None
 
-    def _create_fb_album(self, album_id: str, facts: _AlbumFacts,
-                         look_first: bool) -> str | None:
+    def _create_fb_album(self, album_id: str, facts: _AlbumFacts, look_first: bool) -> str | None:
         try:
             # A worker that died between creating the album and recording it, or whose
             # create got no answer, may have left it behind, recognisable by its name and
@@ -419,8 +476,12 @@ class ImageUploader:
             uncertain = may_have_landed(exc)
             self._store.release_fb_album_claim(album_id, uncertain=uncertain)
             if uncertain:
-                log.warning("album %s: the Facebook album may have been created (%s); it "
-                            "will be looked for before another is made", album_id, exc)
+                log.warning(
+                    "album %s: the Facebook album may have been created (%s); it "
+                    "will be looked for before another is made",
+                    album_id,
+                    exc,
+                )
             raise
         log.info("album %s created on Facebook as %s", album_id, fb_album)
         return self._album_created(album_id, fb_album)
@@ -440,8 +501,13 @@ class ImageUploader:
         process's threads waiting for it."""
         recorded = self._store.set_fb_album(album_id, fb_album)
         if recorded != fb_album:
-            log.warning("album %s: Facebook album %s was recorded first; %s stays empty "
-                        "(a stray: delete it on Facebook)", album_id, recorded, fb_album)
+            log.warning(
+                "album %s: Facebook album %s was recorded first; %s stays empty "
+                "(a stray: delete it on Facebook)",
+                album_id,
+                recorded,
+                fb_album,
+            )
         created = self._created_event(album_id)
         created.fb_album_id = recorded
         created.event.set()
@@ -458,8 +524,11 @@ class ImageUploader:
         was (less the clock margin), recorded for none of our albums. Two such: raises
         AlbumBeingCreated (the other's owner records it soon); none: None."""
         since = (facts.created_at - photo_match.CLOCK_SKEW) if facts.created_at else None
-        named = [str(a["id"]) for a in self._graph.list_albums()
-                 if a.get("name") == facts.title and (since is None or _created_since(a, since))]
+        named = [
+            str(a["id"])
+            for a in self._graph.list_albums()
+            if a.get("name") == facts.title and (since is None or _created_since(a, since))
+        ]
         free = [a for a in named if a not in self._store.fb_albums_recorded(named)]
         if len(free) > 1:
             raise AlbumBeingCreated(facts.title)
@@ -471,8 +540,9 @@ class ImageUploader:
         with self._leases_lock:
             self._leases[image_id] = attempt
             if self._renewer is None:
-                self._renewer = threading.Thread(target=self._renew, daemon=True,
-                                                 name="lease-renewer")
+                self._renewer = threading.Thread(
+                    target=self._renew, daemon=True, name="lease-renewer"
+                )
                 self._renewer.start()
         try:
             yield
@@ -490,8 +560,9 @@ class ImageUploader:
             except Exception:  # the store may be down a moment; the next round tries again
                 log.exception("could not renew upload leases")
 
-    def record_retry(self, message: messages.ImageUploadRequested, failure: Failure,
-                     step: RetryLater) -> None:
+    def record_retry(
+        self, message: messages.ImageUploadRequested, failure: Failure, step: RetryLater
+    ) -> None:
         """The route's `on_retry`: the album page shows when the image is tried next (by the
         database's clock); only if the image is still in this thread's attempt. An attempt in
         doubt keeps its in-flight window."""
@@ -500,19 +571,32 @@ class ImageUploader:
         attempt = getattr(self._running, "attempt", None)
         # No attempt taken (held before it, for the Page's usage): the wait is shown only on
         # an image that is waiting, never on one another attempt is uploading.
-        self._store.record_retrying(message.image_id, failure.reason, failure.code,
-                                    timedelta(seconds=wait_s), attempt=attempt,
-                                    in_doubt=failure.in_doubt, waiting_only=attempt is None)
+        self._store.record_retrying(
+            message.image_id,
+            failure.reason,
+            failure.code,
+            timedelta(seconds=wait_s),
+            attempt=attempt,
+            in_doubt=failure.in_doubt,
+            waiting_only=attempt is None,
+        )
 
-    def give_up(self, message: messages.ImageUploadRequested, failure: Failure,
-                letter: Outgoing) -> None:
+    def give_up(
+        self, message: messages.ImageUploadRequested, failure: Failure, letter: Outgoing
+    ) -> None:
         """The route's `on_give_up`: the failure, its dead letter and the album's settle (if it
         ended the album) in one transaction; the outbox sends the letter and the settle."""
         log.warning("image %s failed for good: %s", message.image_id, failure.reason)
-        self._outbox.send_rows(self._store.record_failed(
-            message.image_id, failure.reason, failure.code, letter,
-            stop_album=failure.kind is FailureKind.AUTH or failure.code == _PAGE_BLOCKED,
-            attempt=getattr(self._running, "attempt", None)))
+        self._outbox.send_rows(
+            self._store.record_failed(
+                message.image_id,
+                failure.reason,
+                failure.code,
+                letter,
+                stop_album=failure.kind is FailureKind.AUTH or failure.code == _PAGE_BLOCKED,
+                attempt=getattr(self._running, "attempt", None),
+            )
+        )
 
 
 def in_flight_window(graph_timeout_s: float) -> timedelta:

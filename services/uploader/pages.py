@@ -20,8 +20,9 @@ from shared.store import PageState, Store
 ClientFactory = Callable[[str, str], Any]
 
 RECONNECT_REASON = "waiting for you to reconnect your Facebook Page (its token was refused)"
-BLOCKED_REASON = ("waiting: Facebook blocked your Page for policy reasons; reconnect it "
-                  "once the block is lifted")
+BLOCKED_REASON = (
+    "waiting: Facebook blocked your Page for policy reasons; reconnect it once the block is lifted"
+)
 
 
 class PagePaused(Exception):
@@ -41,8 +42,13 @@ class PageClient(NamedTuple):
 
 
 class Pages:
-    def __init__(self, store: Store, cipher: TokenCipher, make_client: ClientFactory,
-                 single_tenant: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cipher: TokenCipher,
+        make_client: ClientFactory,
+        single_tenant: tuple[str, str] | None = None,
+    ) -> None:
         self._store = store
         self._cipher = cipher
         self._make_client = make_client

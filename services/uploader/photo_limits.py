@@ -16,25 +16,57 @@ _MB = 1024 * 1024
 
 #: The formats Facebook takes, by content type and by file extension.
 _ACCEPTED_TYPES = {
-    "image/jpeg": "JPEG", "image/jpg": "JPEG", "image/pjpeg": "JPEG",
+    "image/jpeg": "JPEG",
+    "image/jpg": "JPEG",
+    "image/pjpeg": "JPEG",
     "image/png": "PNG",
     "image/gif": "GIF",
-    "image/bmp": "BMP", "image/x-bmp": "BMP", "image/x-ms-bmp": "BMP",
-    "image/tiff": "TIFF", "image/tiff-fx": "TIFF",
+    "image/bmp": "BMP",
+    "image/x-bmp": "BMP",
+    "image/x-ms-bmp": "BMP",
+    "image/tiff": "TIFF",
+    "image/tiff-fx": "TIFF",
 }
 _ACCEPTED_EXTENSIONS = {
-    ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
-    ".png": "PNG", ".gif": "GIF", ".bmp": "BMP", ".dib": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".jpe": "JPEG",
+    ".jfif": "JPEG",
+    ".png": "PNG",
+    ".gif": "GIF",
+    ".bmp": "BMP",
+    ".dib": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
 }
 #: Content types that say nothing about the file (S3's default is binary/octet-stream): the
 #: key's extension decides instead.
-_GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream",
-                            "application/x-download", "application/unknown"})
+_GENERIC_TYPES = frozenset(
+    {
+        "",
+        "application/octet-stream",
+        "binary/octet-stream",
+        "application/x-download",
+        "application/unknown",
+    }
+)
 #: How the reason names formats people meet; others are named by their subtype or extension.
 _FORMAT_NAMES = {
-    "webp": "WebP", "heic": "HEIC", "heif": "HEIF", "avif": "AVIF", "svg+xml": "SVG",
-    "svg": "SVG", "jxl": "JPEG XL", "x-icon": "ICO", "vnd.microsoft.icon": "ICO", "ico": "ICO",
-    "x-adobe-dng": "DNG", "dng": "DNG", "pdf": "PDF", "mp4": "MP4", "quicktime": "QuickTime",
+    "webp": "WebP",
+    "heic": "HEIC",
+    "heif": "HEIF",
+    "avif": "AVIF",
+    "svg+xml": "SVG",
+    "svg": "SVG",
+    "jxl": "JPEG XL",
+    "x-icon": "ICO",
+    "vnd.microsoft.icon": "ICO",
+    "ico": "ICO",
+    "x-adobe-dng": "DNG",
+    "dng": "DNG",
+    "pdf": "PDF",
+    "mp4": "MP4",
+    "quicktime": "QuickTime",
     "mov": "QuickTime",
 }
 _ACCEPTED_LIST = "JPEG, PNG, GIF, BMP or TIFF"
@@ -56,12 +88,15 @@ def refusal(size: int | None, content_type: str | None, key: str) -> str | None:
     extension does. An object neither names (no extension, a generic type) is let through:
     Facebook (and the simulator) judge its bytes."""
     if size is not None and size > MAX_PHOTO_BYTES:
-        return (f"{size / _MB:.1f} MB is over Facebook's 10 MB limit for a photo: "
-                "resize it and retry")
+        return (
+            f"{size / _MB:.1f} MB is over Facebook's 10 MB limit for a photo: resize it and retry"
+        )
     unaccepted = _unaccepted_format(content_type, key)
     if unaccepted is not None:
-        return (f"{unaccepted} is not a format Facebook takes for photos ({_ACCEPTED_LIST}): "
-                "convert it and retry")
+        return (
+            f"{unaccepted} is not a format Facebook takes for photos ({_ACCEPTED_LIST}): "
+            "convert it and retry"
+        )
     return None
 
 

@@ -83,8 +83,12 @@ Match = Found | NotSent | Wait | Unsure
 
 def parse_photo(raw: Mapping[str, Any]) -> Photo:
     """A photo from a Graph listing: `width`/`height`, else the largest `images[]` entry."""
-    return Photo(str(raw["id"]), str(raw.get("name") or ""),
-                 parse_graph_time(raw.get("created_time")), _size_of(raw))
+    return Photo(
+        str(raw["id"]),
+        str(raw.get("name") or ""),
+        parse_graph_time(raw.get("created_time")),
+        _size_of(raw),
+    )
 
 
 def parse_graph_time(value: Any) -> datetime | None:
@@ -117,11 +121,17 @@ def same_picture_size(photo: tuple[int, int] | None, source: tuple[int, int] | N
     if max(photo) > max(source) + 1:
         return False  # Facebook scales down, never up
     return abs(photo[0] / photo[1] - source[0] / source[1]) <= _RATIO_TOLERANCE * (
-        source[0] / source[1])
+        source[0] / source[1]
+    )
 
 
-def match(image: Sent, photos: Iterable[Photo], claimed: Iterable[str],
-          rivals: Sequence[Sent], rivals_in_flight_s: float) -> Match:
+def match(
+    image: Sent,
+    photos: Iterable[Photo],
+    claimed: Iterable[str],
+    rivals: Sequence[Sent],
+    rivals_in_flight_s: float,
+) -> Match:
     """The photo `image` sent earlier, if it can be told.
 
     `claimed`: photo ids recorded for the album's images. `rivals`: the album's other
@@ -132,13 +142,16 @@ def match(image: Sent, photos: Iterable[Photo], claimed: Iterable[str],
     mine = [p for p in free if looks_like(p, image)]
     if not mine:
         return NotSent()
-    alike = [r for r in rivals if r.image_id != image.image_id
-             and any(looks_like(p, r) for p in mine)]
+    alike = [
+        r for r in rivals if r.image_id != image.image_id and any(looks_like(p, r) for p in mine)
+    ]
     if len(mine) == 1 and not alike:
         return Found(mine[0].id)
     if rivals_in_flight_s > 0:
-        return Wait(rivals_in_flight_s, "another image of the album with the same caption and "
-                    "size may still reach Facebook")
+        return Wait(
+            rivals_in_flight_s,
+            "another image of the album with the same caption and size may still reach Facebook",
+        )
     return _pair(image, alike, free)
 
 
@@ -146,12 +159,15 @@ def _pair(image: Sent, alike: Sequence[Sent], free: Sequence[Photo]) -> Match:
     """Nothing more can land: pair uncertain images and candidates in a stable order, only
     when they are as many (each image then adopts the same photo whoever decides first)."""
     group = sorted([image, *alike], key=_image_order)
-    candidates = sorted({p.id: p for p in free if any(looks_like(p, g) for g in group)}.values(),
-                        key=_photo_order)
+    candidates = sorted(
+        {p.id: p for p in free if any(looks_like(p, g) for g in group)}.values(), key=_photo_order
+    )
     if len(candidates) != len(group):
-        return Unsure(f"cannot tell which of {len(candidates)} photos on Facebook is this image: "
-                      f"{len(group)} images of the album have the same caption and size and "
-                      "their uploads' outcome is unknown; check the album on Facebook")
+        return Unsure(
+            f"cannot tell which of {len(candidates)} photos on Facebook is this image: "
+            f"{len(group)} images of the album have the same caption and size and "
+            "their uploads' outcome is unknown; check the album on Facebook"
+        )
     return Found(candidates[group.index(image)].id)
 
 
@@ -167,7 +183,8 @@ def _size_of(raw: Mapping[str, Any]) -> tuple[int, int] | None:
     width, height = raw.get("width"), raw.get("height")
     if isinstance(width, int) and isinstance(height, int):
         return width, height
-    sizes = [(i.get("width"), i.get("height")) for i in raw.get("images") or []
-             if isinstance(i, Mapping)]
+    sizes = [
+        (i.get("width"), i.get("height")) for i in raw.get("images") or [] if isinstance(i, Mapping)
+    ]
     sized = [(w, h) for w, h in sizes if isinstance(w, int) and isinstance(h, int)]
     return max(sized, key=lambda s: s[0] * s[1]) if sized else None

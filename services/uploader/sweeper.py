@@ -50,8 +50,14 @@ log = logging.getLogger(__name__)
 
 
 class LostMessageSweeper:
-    def __init__(self, store: Store, outbox: Outbox, ready_count: Callable[[], int],
-                 lost_after: timedelta, in_flight_window: timedelta) -> None:
+    def __init__(
+        self,
+        store: Store,
+        outbox: Outbox,
+        ready_count: Callable[[], int],
+        lost_after: timedelta,
+        in_flight_window: timedelta,
+    ) -> None:
         self._store = store
         self._outbox = outbox
         self._ready_count = ready_count
@@ -60,8 +66,9 @@ class LostMessageSweeper:
 
     def sweep_once(self) -> int:
         """Send again the messages of images found lost; how many were sent."""
-        rows = self._store.requeue_lost(self._lost_after, self._in_flight_window,
-                                        queue_empty=self._queue_empty())
+        rows = self._store.requeue_lost(
+            self._lost_after, self._in_flight_window, queue_empty=self._queue_empty()
+        )
         if rows:
             log.warning("%d images had no message left in the broker; sent again", len(rows))
             self._outbox.send_rows(rows)

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 
 class ThrottleGate:
-    def __init__(self, store: Store, page_id: str, threshold_pct: float = 90.0,
-                 pause_s: float = 60.0) -> None:
+    def __init__(
+        self, store: Store, page_id: str, threshold_pct: float = 90.0, pause_s: float = 60.0
+    ) -> None:
         self._store = store
         self._page_id = page_id
         self._threshold_pct = threshold_pct
@@ -30,14 +31,14 @@ class ThrottleGate:
     def record(self, headers: Mapping[str, str]) -> None:
         """The Graph client's hook on every answer. Never raises: an answer Facebook gave must
         not turn into a failed upload because the store is away."""
-        wanted = usage.holds(usage.read_usage(headers), self._page_id, self._threshold_pct,
-                             self._pause_s)
+        wanted = usage.holds(
+            usage.read_usage(headers), self._page_id, self._threshold_pct, self._pause_s
+        )
         for scope, seconds in wanted.items():
             try:
                 self._store.hold_graph(scope, seconds)
             except Exception:  # noqa: BLE001 - logged; the next answer says it again
-                log.warning("could not record a %.0f s hold on %s", seconds, scope,
-                            exc_info=True)
+                log.warning("could not record a %.0f s hold on %s", seconds, scope, exc_info=True)
             else:
                 log.info("Facebook usage: holding uploads to %s for %.0f s", scope, seconds)
 
@@ -46,5 +47,8 @@ class ThrottleGate:
         held."""
         held = self._store.graph_held_for((page_id or self._page_id, usage.APP))
         if held > 0:
-            raise Throttled(f"Facebook's usage limit for this Page is near or reached; "
-                            f"uploads wait {held:.0f} s", wait_s=held)
+            raise Throttled(
+                f"Facebook's usage limit for this Page is near or reached; "
+                f"uploads wait {held:.0f} s",
+                wait_s=held,
+            )

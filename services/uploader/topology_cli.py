@@ -17,8 +17,11 @@ from shared.contracts import topology
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("topology", help="apply the broker policies, prune old tiers")
     actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("apply", help="apply the policies (DELIVERY_LIMIT, DEAD_LETTER_MAX_LENGTH)"
-                                     " and declare the queues; report what older versions left")
+    actions.add_parser(
+        "apply",
+        help="apply the policies (DELIVERY_LIMIT, DEAD_LETTER_MAX_LENGTH)"
+        " and declare the queues; report what older versions left",
+    )
     actions.add_parser("prune", help="delete the empty retry tiers RETRY_DELAYS no longer names")
 
 

@@ -30,10 +30,15 @@ class Usage:
 def read_usage(headers: Mapping[str, str]) -> Usage:
     """The usage an answer reports; a header that is missing or malformed reports nothing."""
     page_entries = _buc_entries(headers.get("X-Business-Use-Case-Usage"))
-    page_pcts = [_highest(_json_object(headers.get("X-Page-Usage"))),
-                 *(_highest(entry) for entry in page_entries)]
-    regains = [float(entry["estimated_time_to_regain_access"]) * 60 for entry in page_entries
-               if _is_number(entry.get("estimated_time_to_regain_access"))]
+    page_pcts = [
+        _highest(_json_object(headers.get("X-Page-Usage"))),
+        *(_highest(entry) for entry in page_entries),
+    ]
+    regains = [
+        float(entry["estimated_time_to_regain_access"]) * 60
+        for entry in page_entries
+        if _is_number(entry.get("estimated_time_to_regain_access"))
+    ]
     return Usage(
         app_pct=_highest(_json_object(headers.get("X-App-Usage"))),
         page_pct=max((p for p in page_pcts if p is not None), default=None),
@@ -41,8 +46,7 @@ def read_usage(headers: Mapping[str, str]) -> Usage:
     )
 
 
-def holds(usage: Usage, page_id: str, threshold_pct: float, pause_s: float
-          ) -> dict[str, float]:
+def holds(usage: Usage, page_id: str, threshold_pct: float, pause_s: float) -> dict[str, float]:
     """Seconds each scope (the Page id, `APP`) must not be sent to: the regain time Facebook
     named, in full, or `pause_s` for a scope at or above `threshold_pct` (slow down before
     Facebook throttles)."""
@@ -68,13 +72,21 @@ def _json_object(raw: str | None) -> dict[str, Any] | None:
 
 def _buc_entries(raw: str | None) -> list[dict[str, Any]]:
     usage = _json_object(raw) or {}
-    return [entry for entries in usage.values() if isinstance(entries, list)
-            for entry in entries if isinstance(entry, dict)]
+    return [
+        entry
+        for entries in usage.values()
+        if isinstance(entries, list)
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
 
 
 def _highest(fields: Mapping[str, Any] | None) -> float | None:
-    values = [float(fields[name]) for name in _PERCENTAGES
-              if fields is not None and _is_number(fields.get(name))]
+    values = [
+        float(fields[name])
+        for name in _PERCENTAGES
+        if fields is not None and _is_number(fields.get(name))
+    ]
     return max(values, default=None)
 
 

@@ -27,10 +27,19 @@ def _etag(body: bytes) -> str:
 
 def _missing(code: str, message: str, operation: str) -> ClientError:
     # With the metadata S3 sends in every answer (botocore's types ask for all of it).
-    return ClientError({"Error": {"Code": code, "Message": message},
-                        "ResponseMetadata": {"HTTPStatusCode": 404, "RequestId": "", "HostId": "",
-                                             "HTTPHeaders": {}, "RetryAttempts": 0}},
-                       operation)
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {
+                "HTTPStatusCode": 404,
+                "RequestId": "",
+                "HostId": "",
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
+        operation,
+    )
 
 
 class FakeS3:
@@ -43,19 +52,28 @@ class FakeS3:
         # Buckets are implied by their objects; creating one only answers as S3 does.
         return {"Location": f"/{Bucket}"}
 
-    def put_object(self, Bucket: str, Key: str, Body: bytes,  # noqa: N803
-                   ContentType: str = "binary/octet-stream") -> dict[str, Any]:
+    def put_object(
+        self,
+        Bucket: str,
+        Key: str,
+        Body: bytes,  # noqa: N803
+        ContentType: str = "binary/octet-stream",
+    ) -> dict[str, Any]:
         self.objects[(Bucket, Key)] = (Body, ContentType)
         self._modified[(Bucket, Key)] = _now()
         return {"ETag": _etag(Body)}
 
-    def get_object(self, Bucket: str, Key: str,  # noqa: N803
-                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+    def get_object(
+        self,
+        Bucket: str,
+        Key: str,  # noqa: N803
+        Range: str | None = None,
+    ) -> dict[str, Any]:  # noqa: N803
         body, content_type = self._find(Bucket, Key, "GetObject")
         described = self._described(Bucket, Key, body, content_type)
         if Range is not None:  # bytes=FIRST-LAST, as the uploader asks for an image's head
             first, last = (int(n) for n in Range.removeprefix("bytes=").split("-"))
-            body = body[first:last + 1]
+            body = body[first : last + 1]
             described["ContentLength"] = len(body)
         return {"Body": io.BytesIO(body), **described}
 
@@ -74,21 +92,31 @@ class FakeS3:
         except KeyError:
             if operation == "HeadObject":  # a HEAD has no body to name the error in
                 raise _missing("404", "Not Found", operation) from None
-            raise _missing("NoSuchKey", "The specified key does not exist.",
-                           operation) from None
+            raise _missing("NoSuchKey", "The specified key does not exist.", operation) from None
 
-    def _described(self, bucket: str, key: str, body: bytes,
-                   content_type: str) -> dict[str, Any]:
-        return {"ContentLength": len(body), "ContentType": content_type, "ETag": _etag(body),
-                "LastModified": self._modified.setdefault((bucket, key), _now())}
+    def _described(self, bucket: str, key: str, body: bytes, content_type: str) -> dict[str, Any]:
+        return {
+            "ContentLength": len(body),
+            "ContentType": content_type,
+            "ETag": _etag(body),
+            "LastModified": self._modified.setdefault((bucket, key), _now()),
+        }
 
     def _listing(self, bucket: str, prefix: str) -> list[dict[str, Any]]:
-        keys = sorted(key for (in_bucket, key) in self.objects
-                      if in_bucket == bucket and key.startswith(prefix))
-        return [{"Key": key, "Size": len(self.objects[(bucket, key)][0]),
-                 "ETag": _etag(self.objects[(bucket, key)][0]),
-                 "LastModified": self._modified.setdefault((bucket, key), _now())}
-                for key in keys]
+        keys = sorted(
+            key
+            for (in_bucket, key) in self.objects
+            if in_bucket == bucket and key.startswith(prefix)
+        )
+        return [
+            {
+                "Key": key,
+                "Size": len(self.objects[(bucket, key)][0]),
+                "ETag": _etag(self.objects[(bucket, key)][0]),
+                "LastModified": self._modified.setdefault((bucket, key), _now()),
+            }
+            for key in keys
+        ]
 
 
 def _now() -> datetime:
@@ -102,9 +130,12 @@ class _ListPaginator:
     def paginate(self, Bucket: str, Prefix: str = "") -> Iterator[dict[str, Any]]:  # noqa: N803
         listing = self._s3._listing(Bucket, Prefix)
         for start in range(0, max(len(listing), 1), PAGE_SIZE):
-            page = listing[start:start + PAGE_SIZE]
-            answer: dict[str, Any] = {"KeyCount": len(page), "Prefix": Prefix,
-                                      "IsTruncated": start + PAGE_SIZE < len(listing)}
+            page = listing[start : start + PAGE_SIZE]
+            answer: dict[str, Any] = {
+                "KeyCount": len(page),
+                "Prefix": Prefix,
+                "IsTruncated": start + PAGE_SIZE < len(listing),
+            }
             if page:  # S3 leaves Contents out of an empty page
                 answer["Contents"] = page
             yield answer

@@ -80,8 +80,9 @@ class GraphNetworkError(GraphError):
     connect timeout): then Graph surely did nothing. Otherwise it may have done the work and
     lost only its answer."""
 
-    def __init__(self, message: str, *, request_sent: bool = True,
-                 cause: str = "the connection failed") -> None:
+    def __init__(
+        self, message: str, *, request_sent: bool = True, cause: str = "the connection failed"
+    ) -> None:
         super().__init__(message)
         self.request_sent = request_sent
         #: Why, in a few plain words (no address): what the user may be shown.
@@ -133,10 +134,12 @@ SEND_BLOCK_BYTES = 256 * 1024
 class _BlockAdapter(requests.adapters.HTTPAdapter):
     """requests' adapter, its connections sending bodies SEND_BLOCK_BYTES at a time."""
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
-                         **pool_kwargs: Any) -> None:
-        super().init_poolmanager(connections, maxsize, block, blocksize=SEND_BLOCK_BYTES,
-                                 **pool_kwargs)
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(
+            connections, maxsize, block, blocksize=SEND_BLOCK_BYTES, **pool_kwargs
+        )
 
 
 def _session(pool_size: int) -> requests.Session:
@@ -238,8 +241,7 @@ class GraphClient:
 
     def list_posts(self) -> Iterator[dict[str, Any]]:
         """The Page's posts, newest first, each with the photos it attaches."""
-        return self._list(self._url(self._page_id, "posts"),
-                          "id,message,created_time,attachments")
+        return self._list(self._url(self._page_id, "posts"), "id,message,created_time,attachments")
 
     def list_albums(self) -> Iterator[dict[str, Any]]:
         """Every album of the page (id, name, description, created_time), following Graph's
@@ -288,7 +290,8 @@ class GraphClient:
             cause = _network_cause(exc)
             raise GraphNetworkError(
                 f"could not complete the Graph API call to {_origin(url)}: {cause}",
-                request_sent=not _never_connected(exc), cause=cause,
+                request_sent=not _never_connected(exc),
+                cause=cause,
             ) from exc
         if self._on_usage is not None:
             self._on_usage(response.headers)
@@ -425,9 +428,18 @@ def _network_cause(exc: BaseException) -> str:
 
 def _never_connected(exc: BaseException) -> bool:
     """The request never left: the connection itself failed (refused, lookup, connect timeout)."""
-    return any(isinstance(cause, (requests.ConnectTimeout, ConnectionRefusedError,
-                                  socket.gaierror, urllib3.exceptions.NewConnectionError))
-               for cause in _exception_chain(exc))
+    return any(
+        isinstance(
+            cause,
+            (
+                requests.ConnectTimeout,
+                ConnectionRefusedError,
+                socket.gaierror,
+                urllib3.exceptions.NewConnectionError,
+            ),
+        )
+        for cause in _exception_chain(exc)
+    )
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:

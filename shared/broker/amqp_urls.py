@@ -25,8 +25,10 @@ def split_urls(value: str) -> list[str]:
     if not entries:
         raise BadAmqpUrl("AMQP_URL is empty: give at least one amqp:// URL")
     first = _checked(entries[0], position=1)
-    return [first] + [_checked(_with_first(entry, first), position)
-                      for position, entry in enumerate(entries[1:], start=2)]
+    return [first] + [
+        _checked(_with_first(entry, first), position)
+        for position, entry in enumerate(entries[1:], start=2)
+    ]
 
 
 def _with_first(entry: str, first: str) -> str:
@@ -34,8 +36,10 @@ def _with_first(entry: str, first: str) -> str:
     if "://" in entry:
         return entry
     if "/" in entry or "@" in entry or "?" in entry:
-        raise BadAmqpUrl(f"AMQP_URL entry {entry!r}: a bare entry is only host[:port]; "
-                         "write a full amqp:// URL for other credentials or another vhost")
+        raise BadAmqpUrl(
+            f"AMQP_URL entry {entry!r}: a bare entry is only host[:port]; "
+            "write a full amqp:// URL for other credentials or another vhost"
+        )
     parts = urlsplit(first)
     credentials = parts.netloc.rpartition("@")[0]
     netloc = f"{credentials}@{entry}" if credentials else entry

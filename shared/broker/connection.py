@@ -32,8 +32,9 @@ def properties(message: Outgoing) -> pika.BasicProperties:
     )
 
 
-def parameters(url: str, start: int | None = None,
-               name: str | None = None) -> list[pika.URLParameters]:
+def parameters(
+    url: str, start: int | None = None, name: str | None = None
+) -> list[pika.URLParameters]:
     """One set of parameters per node of `url` (AMQP_URL: one URL or several, comma-separated),
     starting at node `start` and going round; a random start by default, so that processes
     spread over a cluster's nodes. A connection tries each in turn, once. `name` is the

@@ -68,11 +68,17 @@ class Consumer:
     """Consume `route.queue`. `publisher` is the process's one publisher (the outbox's too);
     without one the consumer opens its own while it runs."""
 
-    def __init__(self, url: str, route: Route[Any], concurrency: int,
-                 on_connect: Callable[[BlockingChannel], None] | None = None,
-                 grace_s: float = 30.0, prefetch: int | None = None,
-                 publisher: Publisher | None = None,
-                 publish_timeout_s: float = _PUBLISH_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        route: Route[Any],
+        concurrency: int,
+        on_connect: Callable[[BlockingChannel], None] | None = None,
+        grace_s: float = 30.0,
+        prefetch: int | None = None,
+        publisher: Publisher | None = None,
+        publish_timeout_s: float = _PUBLISH_TIMEOUT_S,
+    ) -> None:
         self._url = url
         #: The broker's nodes in the order the next connection tries them.
         self._nodes = parameters(url, name=f"consumer {route.queue.name}")
@@ -140,16 +146,18 @@ class Consumer:
                     self._nodes = after(self._nodes, self._node)
                 delay = _RECONNECT_DELAYS_S[min(failures, len(_RECONNECT_DELAYS_S) - 1)]
                 failures = 0 if self._had_consumed else failures + 1
-                log.warning("%s: broker connection lost (%r); reconnecting in %s s",
-                            self._queue, exc, delay)
+                log.warning(
+                    "%s: broker connection lost (%r); reconnecting in %s s", self._queue, exc, delay
+                )
                 stop.wait(delay)
 
     def _start_workers(self) -> list[threading.Thread]:
         # Daemons: `run` joins them on its way out, and a consumer that was never stopped
         # must not keep the interpreter from exiting.
-        workers = [threading.Thread(target=self._serve, name=f"{self._queue}-worker-{n}",
-                                    daemon=True)
-                   for n in range(self._concurrency)]
+        workers = [
+            threading.Thread(target=self._serve, name=f"{self._queue}-worker-{n}", daemon=True)
+            for n in range(self._concurrency)
+        ]
         for worker in workers:
             worker.start()
         return workers
@@ -178,8 +186,12 @@ class Consumer:
             self.consuming.set()
             self.connects += 1
             self._had_consumed = True
-            log.info("%s: consuming with concurrency %d on %s", self._queue, self._concurrency,
-                     label(self._node))
+            log.info(
+                "%s: consuming with concurrency %d on %s",
+                self._queue,
+                self._concurrency,
+                label(self._node),
+            )
             self._tick(connection)
             # No time limit: a time-limited call arms and cancels a timer each time it returns
             # (each delivery, each batch of acks), some 5% of this thread's time in P2's
@@ -205,21 +217,37 @@ class Consumer:
         """A timer that fires every `_STOP_CHECK_S` (its call ends a `process_data_events`)."""
         connection.call_later(_STOP_CHECK_S, functools.partial(self._tick, connection))
 
-    def _drain(self, connection: pika.BlockingConnection, channel: BlockingChannel,
-               tag: str) -> None:
+    def _drain(
+        self, connection: pika.BlockingConnection, channel: BlockingChannel, tag: str
+    ) -> None:
         """Stop taking messages, then let in-flight ones finish and be acked, within the grace."""
         channel.basic_cancel(tag)
         deadline = time.monotonic() + self._grace_s
         while self._in_flight and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.1)
         if self._in_flight:
-            log.warning("%s: %d messages still in flight after %s s; they will be redelivered",
-                        self._queue, self._in_flight, self._grace_s)
+            log.warning(
+                "%s: %d messages still in flight after %s s; they will be redelivered",
+                self._queue,
+                self._in_flight,
+                self._grace_s,
+            )
 
-    def _on_message(self, link: _Link, _channel: BlockingChannel, method: Basic.Deliver,
-                    props: pika.BasicProperties, body: bytes) -> None:
-        delivery = Delivery(body, props.headers or {}, bool(method.redelivered), props.message_id,
-                            method.routing_key or "")
+    def _on_message(
+        self,
+        link: _Link,
+        _channel: BlockingChannel,
+        method: Basic.Deliver,
+        props: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        delivery = Delivery(
+            body,
+            props.headers or {},
+            bool(method.redelivered),
+            props.message_id,
+            method.routing_key or "",
+        )
         with self._lock:
             self._in_flight += 1
         self._unsettled.add(method.delivery_tag)
@@ -235,8 +263,7 @@ class Consumer:
             fate = decide(self._route, delivery)
             ack = self._publish(fate)
             if ack:  # a fate that goes back to the queue is decided again later
-                metrics.count_fate(self._queue, fate.outcome, fate.code,
-                                   time.monotonic() - started)
+                metrics.count_fate(self._queue, fate.outcome, fate.code, time.monotonic() - started)
         except Exception:  # decide handles the handler's errors; this is a bug of ours
             log.exception("%s: could not decide a message's fate; it goes back", self._queue)
             ack = False
@@ -267,8 +294,12 @@ class Consumer:
             publisher.publish_confirmed(fate.outgoing, timeout=self._publish_timeout_s)
             return True
         except BrokerError as exc:
-            log.error("%s: could not publish the message's %s (%s); it goes back",
-                      self._queue, fate.kind, exc)
+            log.error(
+                "%s: could not publish the message's %s (%s); it goes back",
+                self._queue,
+                fate.kind,
+                exc,
+            )
             return False
 
     def _finish_batch(self) -> None:

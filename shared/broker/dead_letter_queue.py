@@ -25,8 +25,11 @@ class DeadLetterQueue:
         with self._session() as (_, letters):
             return [letter for letter, _ in letters]
 
-    def take(self, choose: Callable[[list[DeadLetter]], Collection[int]],
-             before_ack: Callable[[list[DeadLetter]], None] | None = None) -> list[DeadLetter]:
+    def take(
+        self,
+        choose: Callable[[list[DeadLetter]], Collection[int]],
+        before_ack: Callable[[list[DeadLetter]], None] | None = None,
+    ) -> list[DeadLetter]:
         """Remove the dead letters whose positions `choose` picks from them all (at once: it may
         ask the store about every letter in one read), after `before_ack` (a replay) has run
         without error; the others stay, in their order."""
@@ -39,8 +42,12 @@ class DeadLetterQueue:
                 channel.basic_ack(tag)
             return [letter for letter, _ in picked]
 
-    def sweep(self, limit: int, drop: Callable[[list[DeadLetter]], Collection[int]],
-              move: Callable[[list[DeadLetter]], None] | None) -> tuple[int, int]:
+    def sweep(
+        self,
+        limit: int,
+        drop: Callable[[list[DeadLetter]], Collection[int]],
+        move: Callable[[list[DeadLetter]], None] | None,
+    ) -> tuple[int, int]:
         """Look at up to `limit` letters from the head: remove those `drop` picks, and move the
         others to the tail (`move` publishes their copies, confirmed, before any letter is
         acked), so that the next sweep looks at the next ones. Returns (removed, moved).
@@ -57,8 +64,10 @@ class DeadLetterQueue:
             return len(letters) - len(kept), len(kept)
 
     @contextlib.contextmanager
-    def _session(self, limit: int | None = None,
-                 ) -> Iterator[tuple[BlockingChannel, list[tuple[DeadLetter, int]]]]:
+    def _session(
+        self,
+        limit: int | None = None,
+    ) -> Iterator[tuple[BlockingChannel, list[tuple[DeadLetter, int]]]]:
         connection = pika.BlockingConnection(self._params)
         try:
             channel = connection.channel()
@@ -70,8 +79,12 @@ class DeadLetterQueue:
                 method, props, body = channel.basic_get(self.name, auto_ack=False)
                 if method is None:
                     break
-                letters.append((DeadLetter(position, body, props.headers or {},
-                                           props.message_id), method.delivery_tag))
+                letters.append(
+                    (
+                        DeadLetter(position, body, props.headers or {}, props.message_id),
+                        method.delivery_tag,
+                    )
+                )
             yield channel, letters
         finally:
             if connection.is_open:

@@ -55,19 +55,30 @@ class TopologyDeclarer:
             own.queue_bind(queue=spec.name, exchange=spec.exchange, routing_key=spec.routing_key)
         own.close()
 
-    def _take_as_it_is(self, spec: topology.QueueSpec,
-                       refused: pika.exceptions.ChannelClosedByBroker) -> None:
+    def _take_as_it_is(
+        self, spec: topology.QueueSpec, refused: pika.exceptions.ChannelClosedByBroker
+    ) -> None:
         """Return if the existing queue can serve; else log why not and raise the refusal."""
         try:
             queue = self._management.queue(spec.name)
         except ManagementUnavailable as exc:
-            log.error("queue %s exists with other arguments (%s) and they cannot be read to see"
-                      " whether it can serve as it is: %s", spec.name, refused.reply_text, exc)
+            log.error(
+                "queue %s exists with other arguments (%s) and they cannot be read to see"
+                " whether it can serve as it is: %s",
+                spec.name,
+                refused.reply_text,
+                exc,
+            )
             raise refused from exc
         existing = (queue or {}).get("arguments") or {}
         if queue is None or not topology.differs_only_in_policy_keys(spec.arguments, existing):
-            log.error("queue %s exists with arguments %s that differ from %s in more than what"
-                      " policies carry: it cannot be used as it is; see %s", spec.name, existing,
-                      spec.arguments, MIGRATION_DOC)
+            log.error(
+                "queue %s exists with arguments %s that differ from %s in more than what"
+                " policies carry: it cannot be used as it is; see %s",
+                spec.name,
+                existing,
+                spec.arguments,
+                MIGRATION_DOC,
+            )
             raise refused
         log.warning("%s", leftover_line(spec.name, topology.leftover_arguments(existing)))

@@ -19,8 +19,9 @@ class FakePublisher:
         self.failure: BrokerError | None = None
         self._lock = threading.Lock()
 
-    def publish_confirmed(self, messages: Sequence[Outgoing], timeout: float = 10.0,
-                          connect_wait: float = 2.0) -> None:
+    def publish_confirmed(
+        self, messages: Sequence[Outgoing], timeout: float = 10.0, connect_wait: float = 2.0
+    ) -> None:
         if not messages:
             return
         if self.failure is not None:
@@ -28,8 +29,9 @@ class FakePublisher:
         with self._lock:
             self.published.extend(messages)
 
-    def publish_outcomes(self, messages: Sequence[Outgoing], timeout: float = 10.0,
-                         connect_wait: float = 2.0) -> list[BaseException | None]:
+    def publish_outcomes(
+        self, messages: Sequence[Outgoing], timeout: float = 10.0, connect_wait: float = 2.0
+    ) -> list[BaseException | None]:
         """Each message's outcome: all kept, or all failed with `failure` while it is set."""
         if self.failure is not None:
             return [self.failure] * len(messages)

@@ -30,8 +30,12 @@ class ManagementApi:
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> ManagementApi:
-        return cls(settings.rabbitmq_management_url, settings.rabbitmq_management_user,
-                   settings.rabbitmq_management_password, settings.amqp_vhost)
+        return cls(
+            settings.rabbitmq_management_url,
+            settings.rabbitmq_management_user,
+            settings.rabbitmq_management_password,
+            settings.amqp_vhost,
+        )
 
     def policy(self, name: str) -> dict[str, Any] | None:
         """The policy as the broker holds it, or None."""
@@ -55,12 +59,18 @@ class ManagementApi:
 
     def put_user(self, name: str, password: SecretStr, tags: str) -> None:
         """Create the user, or set its password and tags (an administrator's call)."""
-        self._call("PUT", f"users/{quote(name, '')}",
-                   json={"password": password.get_secret_value(), "tags": tags})
+        self._call(
+            "PUT",
+            f"users/{quote(name, '')}",
+            json={"password": password.get_secret_value(), "tags": tags},
+        )
 
     def put_permissions(self, user: str, configure: str, write: str, read: str) -> None:
-        self._call("PUT", f"permissions/{self._v()}/{quote(user, '')}",
-                   json={"configure": configure, "write": write, "read": read})
+        self._call(
+            "PUT",
+            f"permissions/{self._v()}/{quote(user, '')}",
+            json={"configure": configure, "write": write, "read": read},
+        )
 
     def _v(self) -> str:
         return quote(self.vhost, "")
@@ -69,25 +79,31 @@ class ManagementApi:
         response = self._call(method, path, missing_ok=True)
         return None if response.status_code == 404 else response.json()
 
-    def _call(self, method: str, path: str, missing_ok: bool = False,
-              **kwargs: Any) -> requests.Response:
+    def _call(
+        self, method: str, path: str, missing_ok: bool = False, **kwargs: Any
+    ) -> requests.Response:
         where = f"{self.url}/api/{path.split('?')[0]}"
         try:
-            response = requests.request(method, f"{self.url}/api/{path}", auth=self._auth,
-                                        timeout=TIMEOUT_S, **kwargs)
+            response = requests.request(
+                method, f"{self.url}/api/{path}", auth=self._auth, timeout=TIMEOUT_S, **kwargs
+            )
         except requests.RequestException as exc:
             raise ManagementUnavailable(
                 f"RabbitMQ's management API does not answer at {self.url}"
                 f" ({exc.__class__.__name__}); is the rabbitmq_management plugin enabled,"
-                " and RABBITMQ_MANAGEMENT_URL right?") from exc
+                " and RABBITMQ_MANAGEMENT_URL right?"
+            ) from exc
         if response.status_code in (401, 403):
             raise ManagementUnavailable(
                 f"RabbitMQ's management API refused user {self._user!r} ({response.status_code}"
                 f" on {method} {where}): it needs the policymaker or administrator tag and"
-                f" permissions on vhost {self.vhost!r} (RABBITMQ_MANAGEMENT_USER/_PASSWORD)")
+                f" permissions on vhost {self.vhost!r} (RABBITMQ_MANAGEMENT_USER/_PASSWORD)"
+            )
         if response.status_code == 404 and missing_ok:
             return response
         if not response.ok:
-            raise ManagementUnavailable(f"RabbitMQ's management API answered {response.status_code}"
-                                        f" to {method} {where}: {response.text[:200]}")
+            raise ManagementUnavailable(
+                f"RabbitMQ's management API answered {response.status_code}"
+                f" to {method} {where}: {response.text[:200]}"
+            )
         return response

@@ -23,13 +23,22 @@ def apply_policies(settings: CommonSettings) -> list[str]:
     for spec in topology.policy_specs(settings.delivery_limit, settings.dead_letter_max_length):
         current = api.policy(spec.name)
         if current is not None and _same(current, spec):
-            log.info("broker policy %s already in place on vhost %r: %s", spec.name, api.vhost,
-                     spec.definition)
+            log.info(
+                "broker policy %s already in place on vhost %r: %s",
+                spec.name,
+                api.vhost,
+                spec.definition,
+            )
             continue
         api.put_policy(spec.name, spec.body())
         changed.append(spec.name)
-        log.info("broker policy %s applied on vhost %r: %s (was %s)", spec.name, api.vhost,
-                 spec.definition, current["definition"] if current else "none")
+        log.info(
+            "broker policy %s applied on vhost %r: %s (was %s)",
+            spec.name,
+            api.vhost,
+            spec.definition,
+            current["definition"] if current else "none",
+        )
     return changed
 
 
@@ -41,9 +50,12 @@ def try_apply_policies(settings: CommonSettings) -> bool:
         warn_leftovers(settings)
         return True
     except ManagementUnavailable as exc:
-        log.error("broker policies NOT applied (DELIVERY_LIMIT, DEAD_LETTER_MAX_LENGTH): %s. The"
-                  " service runs on; a work queue that never had them has no delivery limit. Apply"
-                  " them with `python -m services.uploader topology apply` once it answers.", exc)
+        log.error(
+            "broker policies NOT applied (DELIVERY_LIMIT, DEAD_LETTER_MAX_LENGTH): %s. The"
+            " service runs on; a work queue that never had them has no delivery limit. Apply"
+            " them with `python -m services.uploader topology apply` once it answers.",
+            exc,
+        )
         return False
 
 
@@ -53,9 +65,11 @@ def warn_leftovers(settings: CommonSettings) -> list[str]:
     api = ManagementApi.from_settings(settings)
     lines = [leftover_line(name, arguments) for name, arguments in _leftovers(api)]
     stale = topology.stale_retry_queues(api.queue_names(), settings.retry_delays)
-    lines += [f"retry tier {name} is no longer in RETRY_DELAYS: what it holds still returns to"
-              f" its work queue after its TTL; `topology prune` deletes it once empty"
-              for name in stale]
+    lines += [
+        f"retry tier {name} is no longer in RETRY_DELAYS: what it holds still returns to"
+        f" its work queue after its TTL; `topology prune` deletes it once empty"
+        for name in stale
+    ]
     for line in lines:
         log.warning("%s", line)
     return lines
@@ -63,9 +77,11 @@ def warn_leftovers(settings: CommonSettings) -> list[str]:
 
 def leftover_line(queue: str, arguments: dict[str, object]) -> str:
     listed = ", ".join(f"{k}={v}" for k, v in sorted(arguments.items()))
-    return (f"queue {queue} keeps {listed} from an older version: the broker applies the lower of"
-            f" it and the policy, so the policy can lower the value but not raise it; see"
-            f" {MIGRATION_DOC} to move the queue over")
+    return (
+        f"queue {queue} keeps {listed} from an older version: the broker applies the lower of"
+        f" it and the policy, so the policy can lower the value but not raise it; see"
+        f" {MIGRATION_DOC} to move the queue over"
+    )
 
 
 def _leftovers(api: ManagementApi) -> list[tuple[str, dict[str, object]]]:
@@ -81,5 +97,9 @@ def _leftovers(api: ManagementApi) -> list[tuple[str, dict[str, object]]]:
 
 
 def _same(current: dict[str, object], spec: topology.PolicySpec) -> bool:
-    return current.get("pattern") == spec.pattern and current.get("definition") == spec.definition \
-        and current.get("priority") == spec.priority and current.get("apply-to") == spec.apply_to
+    return (
+        current.get("pattern") == spec.pattern
+        and current.get("definition") == spec.definition
+        and current.get("priority") == spec.priority
+        and current.get("apply-to") == spec.apply_to
+    )

@@ -65,8 +65,9 @@ class Publisher:
         """Whether a connection takes publishes now (waiting up to `wait_s` for one)."""
         return self._ready.wait(wait_s)
 
-    def publish_confirmed(self, messages: Sequence[Outgoing], timeout: float = 10.0,
-                          connect_wait: float = 2.0) -> None:
+    def publish_confirmed(
+        self, messages: Sequence[Outgoing], timeout: float = 10.0, connect_wait: float = 2.0
+    ) -> None:
         """Publish all messages and return once the broker has confirmed every one of them.
 
         Waits at most `connect_wait` for a connection (a request must not hang while the broker
@@ -86,8 +87,9 @@ class Publisher:
         if not_done:
             raise BrokerError(f"no confirm within {timeout} s")
 
-    def publish_outcomes(self, messages: Sequence[Outgoing], timeout: float = 10.0,
-                         connect_wait: float = 2.0) -> list[BaseException | None]:
+    def publish_outcomes(
+        self, messages: Sequence[Outgoing], timeout: float = 10.0, connect_wait: float = 2.0
+    ) -> list[BaseException | None]:
         """`publish_confirmed`, but each message's own outcome, in order: None once the broker
         confirmed it, else why not (`Refused`/`Unroutable`: the broker said no to that message;
         another BrokerError: no connection, or no confirm within `timeout` for the whole
@@ -99,8 +101,10 @@ class Publisher:
         except BrokerError as exc:
             return [exc] * len(messages)
         wait(futures, timeout)
-        return [future.exception() if future.done()
-                else BrokerError(f"no confirm within {timeout} s") for future in futures]
+        return [
+            future.exception() if future.done() else BrokerError(f"no confirm within {timeout} s")
+            for future in futures
+        ]
 
     def _hand_over(self, messages: Sequence[Outgoing], connect_wait: float) -> list[Future[None]]:
         """Give the batch to the I/O thread; one future per message. Raises BrokerError when
@@ -159,8 +163,10 @@ class Publisher:
         self._channel = channel
         channel.add_on_return_callback(functools.partial(self._on_return, confirms))
         channel.add_on_close_callback(self._on_channel_closed)
-        channel.confirm_delivery(functools.partial(self._on_confirm, confirms),
-                                 callback=lambda _frame: self._on_confirming(channel))
+        channel.confirm_delivery(
+            functools.partial(self._on_confirm, confirms),
+            callback=lambda _frame: self._on_confirming(channel),
+        )
 
     def _on_confirming(self, channel: Channel) -> None:
         self._failures = 0
@@ -216,22 +222,33 @@ class Publisher:
         for message, future in zip(messages, futures, strict=True):
             try:
                 channel.basic_publish(
-                    message.exchange, message.routing_key, message.body,
-                    properties=properties(message), mandatory=True,
+                    message.exchange,
+                    message.routing_key,
+                    message.body,
+                    properties=properties(message),
+                    mandatory=True,
                 )
             except Exception as exc:  # noqa: BLE001 - pika encodes before it writes a byte
                 # Not counted: the broker never saw it, so it takes no delivery tag.
                 # Refused: sent again, it would meet the same answer.
-                future.set_exception(Refused(
-                    f"message {message.message_id} not sent, pika refused it: {exc!r}"))
+                future.set_exception(
+                    Refused(f"message {message.message_id} not sent, pika refused it: {exc!r}")
+                )
                 continue
             self._confirms.sent(message.message_id, future)
 
-    def _on_return(self, confirms: Confirms, _ch: Channel, _method: Basic.Return,
-                   props: pika.BasicProperties, _body: bytes) -> None:
+    def _on_return(
+        self,
+        confirms: Confirms,
+        _ch: Channel,
+        _method: Basic.Return,
+        props: pika.BasicProperties,
+        _body: bytes,
+    ) -> None:
         confirms.returned(props.message_id)
 
     def _on_confirm(self, confirms: Confirms, frame: pika.frame.Method) -> None:
         method = frame.method
-        confirms.confirmed(method.delivery_tag, bool(method.multiple),
-                           acked=isinstance(method, Basic.Ack))
+        confirms.confirmed(
+            method.delivery_tag, bool(method.multiple), acked=isinstance(method, Basic.Ack)
+        )

@@ -28,8 +28,9 @@ PREFIX = "albums-"
 class BrokerPasswords(BaseSettings):
     """One password per user; none has a default, so a missing one stops the command."""
 
-    model_config = SettingsConfigDict(env_prefix="BROKER_PASSWORD_", env_file=".env",
-                                      extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="BROKER_PASSWORD_", env_file=".env", extra="ignore"
+    )
     api: SecretStr
     uploader: SecretStr
     notifier: SecretStr
@@ -64,23 +65,38 @@ def load(path: Path = DEFINITIONS) -> Definitions:
     data: dict[str, Any] = json.loads(path.read_text())
     (vhost,) = [v["name"] for v in data["vhosts"]]
     rights = {p["user"]: p for p in data["permissions"] if p["vhost"] == vhost}
-    return Definitions(vhost, tuple(
-        BrokerUser(u["name"], u.get("tags", ""), rights[u["name"]]["configure"],
-                   rights[u["name"]]["write"], rights[u["name"]]["read"])
-        for u in data["users"]))
+    return Definitions(
+        vhost,
+        tuple(
+            BrokerUser(
+                u["name"],
+                u.get("tags", ""),
+                rights[u["name"]]["configure"],
+                rights[u["name"]]["write"],
+                rights[u["name"]]["read"],
+            )
+            for u in data["users"]
+        ),
+    )
 
 
-def create(admin: ManagementApi, users: tuple[BrokerUser, ...],
-           passwords: Mapping[str, SecretStr] | BrokerPasswords,
-           name: Callable[[str], str] = lambda n: n) -> list[str]:
+def create(
+    admin: ManagementApi,
+    users: tuple[BrokerUser, ...],
+    passwords: Mapping[str, SecretStr] | BrokerPasswords,
+    name: Callable[[str], str] = lambda n: n,
+) -> list[str]:
     """Create the vhost `admin` is for, and each user with its password and rights (again:
     the password and rights are set anew). `name` renames the users (a test's own). Returns
     the names created."""
     admin.put_vhost()
     made = []
     for user in users:
-        password = (passwords.of(user.role) if isinstance(passwords, BrokerPasswords)
-                    else passwords[user.role])
+        password = (
+            passwords.of(user.role)
+            if isinstance(passwords, BrokerPasswords)
+            else passwords[user.role]
+        )
         admin.put_user(name(user.name), password, user.tags)
         admin.put_permissions(name(user.name), user.configure, user.write, user.read)
         made.append(name(user.name))

@@ -48,8 +48,9 @@ class CommonSettings(BaseSettings):
     #: Temporary (STS) credentials' third part, beside the two keys.
     aws_session_token: SecretStr = SecretStr("")
     #: AWS_REGION, else AWS_DEFAULT_REGION (boto3's name for it).
-    aws_region: str = Field(default="", validation_alias=AliasChoices("aws_region",
-                                                                      "aws_default_region"))
+    aws_region: str = Field(
+        default="", validation_alias=AliasChoices("aws_region", "aws_default_region")
+    )
     log_level: str = "INFO"
     #: `json` (one object per line) or `text`; unset: text on a terminal, JSON otherwise.
     log_format: Literal["json", "text"] | None = None
@@ -108,8 +109,10 @@ class CommonSettings(BaseSettings):
             raise ValueError("RETRY_DELAYS needs at least one positive number of seconds")
         if max(value) > topology.MAX_RETRY_DELAY_S:
             # Tier names hold five digits (they sort), and the longest twin is x1.25.
-            raise ValueError(f"RETRY_DELAYS: each delay is at most {topology.MAX_RETRY_DELAY_S}"
-                             f" seconds (got {max(value)})")
+            raise ValueError(
+                f"RETRY_DELAYS: each delay is at most {topology.MAX_RETRY_DELAY_S}"
+                f" seconds (got {max(value)})"
+            )
         return value
 
     @model_validator(mode="after")
@@ -149,8 +152,9 @@ class CommonSettings(BaseSettings):
         """For the services that seal or open Page tokens: a key must be set, not made up."""
         if self.token_encryption_keys.get_secret_value().strip():
             return []
-        return ["TOKEN_ENCRYPTION_KEYS must be set (the local key under var/ is for local "
-                "runs only)"]
+        return [
+            "TOKEN_ENCRYPTION_KEYS must be set (the local key under var/ is for local runs only)"
+        ]
 
     @model_validator(mode="after")
     def _safe_for_production(self) -> Self:
@@ -176,4 +180,3 @@ class CommonSettings(BaseSettings):
         """The vhost AMQP_URL names (pika's reading: no path or an empty one is "/")."""
         path = urlsplit(self.first_amqp_url).path
         return unquote(path[1:]) if len(path) > 1 else "/"
-

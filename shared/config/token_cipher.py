@@ -31,8 +31,10 @@ class TokenCipher:
             self._fernet = MultiFernet([Fernet(part.encode()) for part in parts])
         except ValueError:
             # The message names no key: it would put the secret in a log.
-            raise TokenCipherError("TOKEN_ENCRYPTION_KEYS: each key must be a Fernet key "
-                                   "(32 url-safe base64-encoded bytes)") from None
+            raise TokenCipherError(
+                "TOKEN_ENCRYPTION_KEYS: each key must be a Fernet key "
+                "(32 url-safe base64-encoded bytes)"
+            ) from None
 
     def __repr__(self) -> str:
         return "TokenCipher(<keys hidden>)"
@@ -44,8 +46,10 @@ class TokenCipher:
         try:
             return self._fernet.decrypt(sealed).decode()
         except InvalidToken:
-            raise TokenCipherError("no key in TOKEN_ENCRYPTION_KEYS opens this token "
-                                   "(was the key that sealed it removed?)") from None
+            raise TokenCipherError(
+                "no key in TOKEN_ENCRYPTION_KEYS opens this token "
+                "(was the key that sealed it removed?)"
+            ) from None
 
     def rotate(self, sealed: bytes) -> bytes:
         """The token sealed again under the first key."""

@@ -22,17 +22,28 @@ AT_HEADER = "dead-at"
 QUEUE_HEADER = "dead-queue"
 
 
-def dead_letter(queue: topology.WorkQueue, body: bytes, headers: Mapping[str, Any],
-                reason: str, code: int | None, attempts: int) -> Outgoing:
+def dead_letter(
+    queue: topology.WorkQueue,
+    body: bytes,
+    headers: Mapping[str, Any],
+    reason: str,
+    code: int | None,
+    attempts: int,
+) -> Outgoing:
     """The message as it arrived, plus why, when, and after how many attempts it died."""
-    return Outgoing(topology.DEAD_EXCHANGE, queue.routing_key, body, headers={
-        **own_headers(headers),
-        REASON_HEADER: reason[:1000],
-        CODE_HEADER: code,
-        ATTEMPTS_HEADER: attempts,
-        AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
-        QUEUE_HEADER: queue.name,
-    })
+    return Outgoing(
+        topology.DEAD_EXCHANGE,
+        queue.routing_key,
+        body,
+        headers={
+            **own_headers(headers),
+            REASON_HEADER: reason[:1000],
+            CODE_HEADER: code,
+            ATTEMPTS_HEADER: attempts,
+            AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
+            QUEUE_HEADER: queue.name,
+        },
+    )
 
 
 def own_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,15 +84,24 @@ class DeadLetter:
         return message.image_id if isinstance(message, messages.ImageUploadRequested) else None
 
     def summary(self) -> dict[str, Any]:
-        return {"position": self.position, "id": self.message_id, "album_id": self.album_id,
-                "image_id": self.image_id,
-                "reason": self.reason, "code": self.headers.get(CODE_HEADER),
-                "attempts": self.headers.get(ATTEMPTS_HEADER),
-                "at": self.headers.get(AT_HEADER), "bytes": len(self.body)}
+        return {
+            "position": self.position,
+            "id": self.message_id,
+            "album_id": self.album_id,
+            "image_id": self.image_id,
+            "reason": self.reason,
+            "code": self.headers.get(CODE_HEADER),
+            "attempts": self.headers.get(ATTEMPTS_HEADER),
+            "at": self.headers.get(AT_HEADER),
+            "bytes": len(self.body),
+        }
 
 
 def requeue_message(letter: DeadLetter, queue: topology.WorkQueue) -> Outgoing:
     """A dead letter sent back to its work queue as a first attempt, without its dead-* marks."""
-    headers = {k: v for k, v in own_headers(letter.headers).items()
-               if not k.startswith("dead-") and k != "album-attempt"}
+    headers = {
+        k: v
+        for k, v in own_headers(letter.headers).items()
+        if not k.startswith("dead-") and k != "album-attempt"
+    }
     return Outgoing(topology.WORK_EXCHANGE, queue.routing_key, letter.body, headers=headers)

@@ -27,8 +27,9 @@ def fence_of(headers: Mapping[str, Any]) -> int | None:
     return value
 
 
-def superseded(fence: int | None, attempts: int, uploading: bool,
-               attempt_fence: int | None) -> bool:
+def superseded(
+    fence: int | None, attempts: int, uploading: bool, attempt_fence: int | None
+) -> bool:
     """Whether a message carrying `fence` follows an older attempt than its image's latest
     (`attempts`): another copy took over. A copy of the message that started the latest attempt
     is not, while that attempt is `uploading` with no outcome: the broker redelivered it, or it

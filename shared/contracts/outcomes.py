@@ -51,13 +51,13 @@ class Permanent(Outcome):
     """`auth` marks a lost authorisation: the service may stop the rest of the work too."""
 
     def __init__(self, reason: str, code: int | None = None, auth: bool = False) -> None:
-        super().__init__(Failure(FailureKind.AUTH if auth else FailureKind.PERMANENT, reason,
-                                 code))
+        super().__init__(Failure(FailureKind.AUTH if auth else FailureKind.PERMANENT, reason, code))
 
 
 class Busy(Outcome):
-    def __init__(self, wait_s: float | None, reason: str = "another attempt holds the work"
-                 ) -> None:
+    def __init__(
+        self, wait_s: float | None, reason: str = "another attempt holds the work"
+    ) -> None:
         # No budget spent, as for throttling: the policy treats them alike.
         super().__init__(Failure(FailureKind.THROTTLED, reason, None, wait_s))
 

@@ -145,8 +145,12 @@ class PolicySpec:
     apply_to: str = "queues"
 
     def body(self) -> dict[str, Any]:
-        return {"pattern": self.pattern, "definition": self.definition,
-                "priority": self.priority, "apply-to": self.apply_to}
+        return {
+            "pattern": self.pattern,
+            "definition": self.definition,
+            "priority": self.priority,
+            "apply-to": self.apply_to,
+        }
 
 
 def _exactly(names: Iterable[str]) -> str:
@@ -156,10 +160,16 @@ def _exactly(names: Iterable[str]) -> str:
 def policy_specs(delivery_limit: int, dead_letter_max_length: int) -> list[PolicySpec]:
     """What an operator may tune, as policies matching exactly our queues' names."""
     return [
-        PolicySpec("albums.work-queues", _exactly(q.name for q in WORK_QUEUES),
-                   {"delivery-limit": delivery_limit}),
-        PolicySpec("albums.dead-letters", _exactly(dead_letter_queue_name(q) for q in WORK_QUEUES),
-                   {"max-length": dead_letter_max_length}),
+        PolicySpec(
+            "albums.work-queues",
+            _exactly(q.name for q in WORK_QUEUES),
+            {"delivery-limit": delivery_limit},
+        ),
+        PolicySpec(
+            "albums.dead-letters",
+            _exactly(dead_letter_queue_name(q) for q in WORK_QUEUES),
+            {"max-length": dead_letter_max_length},
+        ),
     ]
 
 
@@ -171,8 +181,11 @@ def stale_retry_queues(existing: Iterable[str], retry_delays: Iterable[int]) -> 
     work queue after their TTL; once empty they can go (`topology prune`)."""
     wanted = {retry_queue_name(q, d) for q in WORK_QUEUES for d in retry_tiers(retry_delays)}
     ours = {q.name for q in WORK_QUEUES}
-    return sorted(name for name in existing
-                  if (m := _TIER.match(name)) and m["queue"] in ours and name not in wanted)
+    return sorted(
+        name
+        for name in existing
+        if (m := _TIER.match(name)) and m["queue"] in ours and name not in wanted
+    )
 
 
 class Declarer(Protocol):
@@ -197,14 +210,19 @@ def queue_specs(retry_delays: Iterable[int]) -> list[QueueSpec]:
     """Every queue with its arguments and its one binding."""
     specs: list[QueueSpec] = []
     for queue in WORK_QUEUES:
-        specs.append(QueueSpec(queue.name, work_queue_arguments(), WORK_EXCHANGE,
-                               queue.routing_key))
+        specs.append(
+            QueueSpec(queue.name, work_queue_arguments(), WORK_EXCHANGE, queue.routing_key)
+        )
         for delay in retry_tiers(retry_delays):
             name = retry_queue_name(queue, delay)
             specs.append(QueueSpec(name, retry_queue_arguments(queue, delay), RETRY_EXCHANGE, name))
         specs.append(
-            QueueSpec(dead_letter_queue_name(queue), dead_letter_queue_arguments(), DEAD_EXCHANGE,
-                      queue.routing_key)
+            QueueSpec(
+                dead_letter_queue_name(queue),
+                dead_letter_queue_arguments(),
+                DEAD_EXCHANGE,
+                queue.routing_key,
+            )
         )
     return specs
 

@@ -47,8 +47,9 @@ class Outcomes:
     unsent: dict[int, str] = field(default_factory=dict)
 
 
-def sort_outcomes(rows: Sequence[OutboxMessage],
-                  results: Sequence[BaseException | None]) -> Outcomes:
+def sort_outcomes(
+    rows: Sequence[OutboxMessage], results: Sequence[BaseException | None]
+) -> Outcomes:
     """Pair each row with its publish's result (None: confirmed)."""
     outcomes = Outcomes()
     for row, result in zip(rows, results, strict=True):
@@ -68,8 +69,10 @@ def _log_milestones(rows: Sequence[OutboxMessage], confirmed: Collection[int]) -
     each followed by its own lines, are left out."""
     sent = set(confirmed)
     for row in rows:
-        if row.id not in sent or (row.exchange == topology.WORK_EXCHANGE
-                                  and row.routing_key == topology.IMAGE_UPLOADS.routing_key):
+        if row.id not in sent or (
+            row.exchange == topology.WORK_EXCHANGE
+            and row.routing_key == topology.IMAGE_UPLOADS.routing_key
+        ):
             continue
         what = "dead letter" if row.exchange == topology.DEAD_EXCHANGE else row.routing_key
         with log_context.bound_to_message(row.body, row.headers, row.message_id):
@@ -77,9 +80,14 @@ def _log_milestones(rows: Sequence[OutboxMessage], confirmed: Collection[int]) -
 
 
 class Outbox:
-    def __init__(self, store: Store, publisher: Publisher, timeout_s: float = 10.0,
-                 grace: timedelta = DEFAULT_GRACE,
-                 relays: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        timeout_s: float = 10.0,
+        grace: timedelta = DEFAULT_GRACE,
+        relays: Collection[str] | None = None,
+    ) -> None:
         """`relays`: the exchanges whose rows this process's relay sends (None: all). The
         API's broker user may write to the work exchange only, so it leaves the uploader's
         dead letters to the uploader's relay rather than have the broker refuse them."""
@@ -102,19 +110,29 @@ class Outbox:
         return len(outcomes.confirmed) == len(rows)
 
     def _send(self, rows: Sequence[OutboxMessage]) -> Outcomes:
-        results = self._publisher.publish_outcomes([row.outgoing() for row in rows],
-                                                   timeout=self._timeout_s)
+        results = self._publisher.publish_outcomes(
+            [row.outgoing() for row in rows], timeout=self._timeout_s
+        )
         outcomes = sort_outcomes(rows, results)
         self._store.mark_published(outcomes.confirmed)
         _log_milestones(rows, outcomes.confirmed)
         for retry in self._store.record_refused(outcomes.refused):
-            log.warning("outbox: the broker refused message %s (exchange %r, routing key %r), "
-                        "%d time(s); next try at %s UTC: %s", retry.message_id, retry.exchange,
-                        retry.routing_key, retry.attempts,
-                        retry.next_attempt_at.isoformat(timespec="seconds"), retry.last_error)
+            log.warning(
+                "outbox: the broker refused message %s (exchange %r, routing key %r), "
+                "%d time(s); next try at %s UTC: %s",
+                retry.message_id,
+                retry.exchange,
+                retry.routing_key,
+                retry.attempts,
+                retry.next_attempt_at.isoformat(timespec="seconds"),
+                retry.last_error,
+            )
         if outcomes.unsent:
-            log.warning("outbox: %d messages wait for the relay: %s", len(outcomes.unsent),
-                        next(iter(outcomes.unsent.values())))
+            log.warning(
+                "outbox: %d messages wait for the relay: %s",
+                len(outcomes.unsent),
+                next(iter(outcomes.unsent.values())),
+            )
         return outcomes
 
     def send_committed(self, rows: Sequence[OutboxMessage]) -> bool:
@@ -153,7 +171,8 @@ class Outbox:
                 log.exception("outbox relay round failed")
 
     def start_relay(self, stop: threading.Event) -> threading.Thread:
-        thread = threading.Thread(target=self.run_relay, args=(stop,), name="outbox-relay",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self.run_relay, args=(stop,), name="outbox-relay", daemon=True
+        )
         thread.start()
         return thread

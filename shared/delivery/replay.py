@@ -33,8 +33,11 @@ CLI_OPERATOR = "command line"
 
 #: A letter's work queue by the name its dead-queue header carries.
 _WORK_QUEUES = {queue.name: queue for queue in topology.WORK_QUEUES}
-QUEUES = {"uploader": topology.IMAGE_UPLOADS, "notifier": topology.ALBUM_SETTLED,
-          "feed-posts": topology.FEED_POSTS}
+QUEUES = {
+    "uploader": topology.IMAGE_UPLOADS,
+    "notifier": topology.ALBUM_SETTLED,
+    "feed-posts": topology.FEED_POSTS,
+}
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ class Replayer:
 
         def send_back(letters: list[DeadLetter]) -> None:
             stale.update(self.stale(letters, queue))
-            self._send_back(dlq.queue,
-                            [letter for letter in letters if letter.position not in stale])
+            self._send_back(
+                dlq.queue, [letter for letter in letters if letter.position not in stale]
+            )
 
         taken = dlq.take(_each(chosen), before_ack=send_back)
         self._record(taken, LetterState.REPLAYED, dlq.name)
@@ -92,8 +96,9 @@ class Replayer:
     def purge_stale(self, queue: str = "uploader") -> int:
         """Remove the letters that are stale (they would send nothing if replayed)."""
         dlq = self.queue(queue)
-        return self._record(dlq.take(lambda letters: self.stale(letters, queue)),
-                            LetterState.PURGED, dlq.name)
+        return self._record(
+            dlq.take(lambda letters: self.stale(letters, queue)), LetterState.PURGED, dlq.name
+        )
 
     def _record(self, taken: list[DeadLetter], state: str, queue: str) -> int:
         """Mark what the command line took from the queue in the desk's index (and audit it),
@@ -133,15 +138,16 @@ class Replayer:
                 raw.append(requeue_message(letter, queue))
         for album_id, image_ids in by_album.items():
             # Unfinished ones first: those re-opened next are unfinished too, and sent once.
-            rows = [*self._store.resend_unfinished(album_id, image_ids),
-                    *self._store.reopen_failed(album_id, image_ids)]
+            rows = [
+                *self._store.resend_unfinished(album_id, image_ids),
+                *self._store.reopen_failed(album_id, image_ids),
+            ]
             if not self._outbox.send_rows(rows):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         for album_id in posts:
             if not self._outbox.send_rows(self._store.reopen_post(album_id)):
                 raise RuntimeError("the broker did not confirm the replay; nothing was removed")
         self._outbox.send_unrecorded(raw)
-
 
 
 def _each(chosen: Callable[[DeadLetter], bool]) -> Callable[[list[DeadLetter]], Collection[int]]:

@@ -16,17 +16,18 @@ def new() -> str:
     return secrets.token_hex(4)
 
 
-def logged(log: logging.Logger, what: str, exc: BaseException,
-           level: int = logging.WARNING) -> str:
+def logged(log: logging.Logger, what: str, exc: BaseException, level: int = logging.WARNING) -> str:
     """Log `what` with `exc` in full (its traceback too) under a new error id; the id."""
     error_id = new()
-    log.log(level, "%s [error id %s]: %s: %s", what, error_id, type(exc).__name__, exc,
-            exc_info=exc)
+    log.log(
+        level, "%s [error id %s]: %s: %s", what, error_id, type(exc).__name__, exc, exc_info=exc
+    )
     return error_id
 
 
-def plain(reason: str, log: logging.Logger, exc: BaseException,
-          level: int = logging.WARNING) -> str:
+def plain(
+    reason: str, log: logging.Logger, exc: BaseException, level: int = logging.WARNING
+) -> str:
     """`reason` for the user with the error id under which `exc` was logged."""
     return f"{reason} (error id {logged(log, reason, exc, level)})"
 

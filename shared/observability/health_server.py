@@ -45,8 +45,12 @@ def serve(host: str, port: int, checks: Mapping[str, Check]) -> ThreadingHTTPSer
     try:
         server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        log.error("health NOT served on %s:%d (%s); the service runs on without /healthz and"
-                  " /readyz", host, port, exc)
+        log.error(
+            "health NOT served on %s:%d (%s); the service runs on without /healthz and /readyz",
+            host,
+            port,
+            exc,
+        )
         return None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()

@@ -77,15 +77,17 @@ def bound(**fields: Any) -> Iterator[None]:
         unbind(token)
 
 
-def bind_message(body: bytes, headers: Mapping[str, Any],
-                 message_id: str | None) -> Token[tuple[_Layer, ...]]:
+def bind_message(
+    body: bytes, headers: Mapping[str, Any], message_id: str | None
+) -> Token[tuple[_Layer, ...]]:
     """Bind the message's ids (`of_message`), read only if a line or a row asks for them."""
     return bind_lazily(functools.partial(of_message, body, headers, message_id))
 
 
 @contextmanager
-def bound_to_message(body: bytes, headers: Mapping[str, Any],
-                     message_id: str | None) -> Iterator[None]:
+def bound_to_message(
+    body: bytes, headers: Mapping[str, Any], message_id: str | None
+) -> Iterator[None]:
     """`bind_message` for the duration of a block."""
     token = bind_message(body, headers, message_id)
     try:
@@ -109,8 +111,9 @@ def incoming_trace_id(traceparent: str | None, request_id: str | None) -> str:
     return new_trace_id()
 
 
-def of_message(body: bytes, headers: Mapping[str, Any],
-               message_id: str | None = None) -> dict[str, Any]:
+def of_message(
+    body: bytes, headers: Mapping[str, Any], message_id: str | None = None
+) -> dict[str, Any]:
     """The fields a message gives its handler's log lines: read leniently, since a poison
     body must still be logged (with what can be read of it)."""
     fields: dict[str, Any] = {"message_id": message_id}
@@ -133,8 +136,10 @@ def _ids_in(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         return {}
     album_id, image_id = parsed.get("album_id"), parsed.get("image_id")
-    return {"album_id": album_id if isinstance(album_id, str) else None,
-            "image_id": image_id if isinstance(image_id, int) else None}
+    return {
+        "album_id": album_id if isinstance(album_id, str) else None,
+        "image_id": image_id if isinstance(image_id, int) else None,
+    }
 
 
 def stamp(headers: Mapping[str, Any]) -> dict[str, Any]:

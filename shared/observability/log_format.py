@@ -44,8 +44,12 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name,
-            "service": self._service, "msg": record.getMessage(), **fields_of(record)}
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "service": self._service,
+            "msg": record.getMessage(),
+            **fields_of(record),
+        }
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

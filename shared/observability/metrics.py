@@ -36,22 +36,34 @@ disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client 
 #: The environment variable prometheus-client's multiprocess mode reads.
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
-JOBS = Counter("albums_jobs", "Messages a consumer finished, by queue and outcome "
-               "(done, retried, throttled, dead_lettered, outage, held) and the Graph or "
-               "SMTP error code", ["queue", "outcome", "code"])
-JOB_SECONDS = Histogram("albums_job_duration_seconds", "Time from taking a message to its fate",
-                        ["queue"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+JOBS = Counter(
+    "albums_jobs",
+    "Messages a consumer finished, by queue and outcome "
+    "(done, retried, throttled, dead_lettered, outage, held) and the Graph or "
+    "SMTP error code",
+    ["queue", "outcome", "code"],
+)
+JOB_SECONDS = Histogram(
+    "albums_job_duration_seconds",
+    "Time from taking a message to its fate",
+    ["queue"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 BYTES_SENT = Counter("albums_upload_bytes", "Photo bytes streamed to Facebook")
-PUBLISH_TO_SETTLE = Histogram("albums_publish_to_settle_seconds",
-                              "Time from an album's publish to its settle (at its email)",
-                              buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 14400))
+PUBLISH_TO_SETTLE = Histogram(
+    "albums_publish_to_settle_seconds",
+    "Time from an album's publish to its settle (at its email)",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 14400),
+)
 SWEEPER_RESENDS = Counter("albums_sweeper_resends", "Upload messages the sweeper sent again")
 EMAILS = Counter("albums_emails", "Album emails, by outcome (sent, failed)", ["outcome"])
 for _outcome in ("sent", "failed"):
     EMAILS.labels(_outcome)
-BREAKER_OPEN = Gauge("albums_circuit_breaker_open",
-                     "1 while an uploader process's Graph circuit breaker is open",
-                     multiprocess_mode="livemax")
+BREAKER_OPEN = Gauge(
+    "albums_circuit_breaker_open",
+    "1 while an uploader process's Graph circuit breaker is open",
+    multiprocess_mode="livemax",
+)
 
 
 #: Outcomes whose series exist from a consumer's start, at 0: a rate needs the zero before

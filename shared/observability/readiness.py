@@ -62,5 +62,4 @@ def evaluate(checks: Mapping[str, Check]) -> tuple[bool, dict[str, str]]:
 def readiness_body(checks: Mapping[str, Check]) -> tuple[int, dict[str, Any]]:
     """The status and JSON body of /readyz: 200 when every check passes, else 503."""
     ready, results = evaluate(checks)
-    return (200 if ready else 503), {"status": "ready" if ready else "not ready",
-                                     "checks": results}
+    return (200 if ready else 503), {"status": "ready" if ready else "not ready", "checks": results}

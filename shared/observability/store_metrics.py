@@ -24,18 +24,32 @@ class StoreCollector(Collector):
         except Exception:  # the store is away: the scrape still answers, without these
             log.warning("could not read the store's figures for /metrics", exc_info=True)
             return
-        yield _gauge("albums_publishing", "Albums publishing (not settled yet)",
-                     figures.albums_publishing)
-        yield _gauge("albums_oldest_publishing_age_seconds",
-                     "Age of the oldest album still publishing", figures.oldest_publishing_age_s)
-        yield _gauge("albums_images_uploading_past_lease",
-                     "Images in `uploading` whose lease ran out", figures.uploading_past_lease)
-        yield _gauge("albums_outbox_backlog", "Outbox rows not yet published",
-                     figures.outbox_backlog)
-        yield _gauge("albums_outbox_oldest_age_seconds", "Age of the oldest unpublished "
-                     "outbox row", figures.outbox_oldest_age_s)
-        holds = GaugeMetricFamily("albums_throttle_hold_seconds", "Seconds a Page (or the "
-                                  "app) is still held for Facebook's throttling", labels=["scope"])
+        yield _gauge(
+            "albums_publishing", "Albums publishing (not settled yet)", figures.albums_publishing
+        )
+        yield _gauge(
+            "albums_oldest_publishing_age_seconds",
+            "Age of the oldest album still publishing",
+            figures.oldest_publishing_age_s,
+        )
+        yield _gauge(
+            "albums_images_uploading_past_lease",
+            "Images in `uploading` whose lease ran out",
+            figures.uploading_past_lease,
+        )
+        yield _gauge(
+            "albums_outbox_backlog", "Outbox rows not yet published", figures.outbox_backlog
+        )
+        yield _gauge(
+            "albums_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row",
+            figures.outbox_oldest_age_s,
+        )
+        holds = GaugeMetricFamily(
+            "albums_throttle_hold_seconds",
+            "Seconds a Page (or the app) is still held for Facebook's throttling",
+            labels=["scope"],
+        )
         for scope, seconds in sorted(figures.holds.items()):
             holds.add_metric([scope], seconds)
         yield holds

@@ -36,14 +36,21 @@ def settled_state(images: Sequence[ImageEnd]) -> str:
     return AlbumState.DONE_WITH_FAILURES if failed else AlbumState.DONE
 
 
-def settled_event(album_id: str, settle_seq: int,
-                  images: Sequence[ImageEnd]) -> messages.AlbumSettled:
+def settled_event(
+    album_id: str, settle_seq: int, images: Sequence[ImageEnd]
+) -> messages.AlbumSettled:
     """What the settle says: each uploaded image with its photo, each failed one with why."""
     return messages.AlbumSettled(
-        album_id=album_id, settle_seq=settle_seq,
-        uploaded=[messages.UploadedImage(image_id=i.image_id, key=i.key,
-                                         photo_id=i.photo_id or "")
-                  for i in images if i.state == ImageState.UPLOADED],
-        failed=[messages.FailedImage(image_id=i.image_id, key=i.key,
-                                     reason=i.error or "failed")
-                for i in images if i.state == ImageState.FAILED])
+        album_id=album_id,
+        settle_seq=settle_seq,
+        uploaded=[
+            messages.UploadedImage(image_id=i.image_id, key=i.key, photo_id=i.photo_id or "")
+            for i in images
+            if i.state == ImageState.UPLOADED
+        ],
+        failed=[
+            messages.FailedImage(image_id=i.image_id, key=i.key, reason=i.error or "failed")
+            for i in images
+            if i.state == ImageState.FAILED
+        ],
+    )

@@ -41,8 +41,7 @@ from shared.policies.retry_policy import Failure, GiveUp, RetryLater, RetryPolic
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", messages.ImageUploadRequested, messages.AlbumSettled,
-            messages.FeedPostRequested)
+M = TypeVar("M", messages.ImageUploadRequested, messages.AlbumSettled, messages.FeedPostRequested)
 
 
 @dataclass(frozen=True)
@@ -93,15 +92,24 @@ class Fate:
 
 
 #: Fate kinds as the metrics name them: a poison message is a dead letter too.
-_OUTCOMES = {"ack": "done", "retry": "retried",
-             "dead": "dead_lettered", "poison": "dead_lettered", "early": "held"}
+_OUTCOMES = {
+    "ack": "done",
+    "retry": "retried",
+    "dead": "dead_lettered",
+    "poison": "dead_lettered",
+    "early": "held",
+}
 
 
 ACK = Fate()
 
 
-def decide(route: Route[M], delivery: Delivery, clock: Callable[[], float] = time.time,
-           rng: random.Random | None = None) -> Fate:
+def decide(
+    route: Route[M],
+    delivery: Delivery,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+) -> Fate:
     """Run the route's handler on the delivery and say what becomes of the message.
     `clock` gives epoch seconds (throttle waits are held across processes by the header)."""
     attempt = retry_policy.attempt_of(delivery.headers)
@@ -130,17 +138,33 @@ def decode(route: Route[M], body: bytes) -> M:
     return message
 
 
-def _early(route: Route[M], delivery: Delivery, attempt: int, now: float,
-           held: tuple[float, float]) -> Fate:
+def _early(
+    route: Route[M], delivery: Delivery, attempt: int, now: float, held: tuple[float, float]
+) -> Fate:
     start, end = held
-    step = RetryLater(retry_policy.hop(route.policy.delays, start - now, max(0.0, end - start)),
-                      attempt)
+    step = RetryLater(
+        retry_policy.hop(route.policy.delays, start - now, max(0.0, end - start)), attempt
+    )
     kept = {k: v for k, v in delivery.headers.items() if k in retry_policy.THROTTLE_HEADERS}
-    log.debug("%s: a held message came back %.0f s early; next hop %s s", route.queue.name,
-              start - now, step.delay_s)
-    return Fate("early", (retry_policy.retry_message(
-        route.queue, delivery.body, delivery.headers, step,
-        retry_policy.outages_of(delivery.headers), kept),))
+    log.debug(
+        "%s: a held message came back %.0f s early; next hop %s s",
+        route.queue.name,
+        start - now,
+        step.delay_s,
+    )
+    return Fate(
+        "early",
+        (
+            retry_policy.retry_message(
+                route.queue,
+                delivery.body,
+                delivery.headers,
+                step,
+                retry_policy.outages_of(delivery.headers),
+                kept,
+            ),
+        ),
+    )
 
 
 #: The delivery a handler runs for (its headers: the uploader's fencing number).
@@ -152,8 +176,14 @@ def current_delivery() -> Delivery | None:
     return _delivery.get()
 
 
-def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int, now: float,
-            rng: random.Random | None) -> Fate:
+def _handle(
+    route: Route[M],
+    delivery: Delivery,
+    message: M,
+    attempt: int,
+    now: float,
+    rng: random.Random | None,
+) -> Fate:
     token = _delivery.set(delivery)
     try:
         route.handler(message, attempt)
@@ -164,53 +194,81 @@ def _handle(route: Route[M], delivery: Delivery, message: M, attempt: int, now: 
     return ACK
 
 
-def _after_failure(route: Route[M], delivery: Delivery, message: M, attempt: int,
-                   outcome: Outcome, now: float | None = None,
-                   rng: random.Random | None = None) -> Fate:
+def _after_failure(
+    route: Route[M],
+    delivery: Delivery,
+    message: M,
+    attempt: int,
+    outcome: Outcome,
+    now: float | None = None,
+    rng: random.Random | None = None,
+) -> Fate:
     failure = outcome.failure
     policy = route.policy
     now = time.time() if now is None else now
     # Busy is another attempt holding the work, not Facebook: it never gives up.
     busy = isinstance(outcome, Busy)
-    history = (retry_policy.ThrottleHistory() if busy
-               else retry_policy.throttle_history(delivery.headers, now))
-    step = retry_policy.next_step(failure, attempt, policy.delays, policy.max_attempts, rng,
-                                  history, None if busy else policy.throttle_give_up_s)
+    history = (
+        retry_policy.ThrottleHistory()
+        if busy
+        else retry_policy.throttle_history(delivery.headers, now)
+    )
+    step = retry_policy.next_step(
+        failure,
+        attempt,
+        policy.delays,
+        policy.max_attempts,
+        rng,
+        history,
+        None if busy else policy.throttle_give_up_s,
+    )
     if isinstance(step, GiveUp):
         log.warning("%s: giving up on a message: %s", route.queue.name, step.reason)
-        letter = dead_letter(route.queue, delivery.body, delivery.headers, step.reason,
-                             failure.code, attempt)
+        letter = dead_letter(
+            route.queue, delivery.body, delivery.headers, step.reason, failure.code, attempt
+        )
         if route.on_give_up is None:
             return Fate("dead", (letter,), failure.code)
         route.on_give_up(message, replace(failure, reason=step.reason), letter)
         return Fate("dead", code=failure.code)
-    log.info("%s: a message retries in %.0f s (first hop %s s): %s", route.queue.name,
-             step.hold_s if step.hold_s is not None else step.delay_s, step.delay_s,
-             failure.reason)
+    log.info(
+        "%s: a message retries in %.0f s (first hop %s s): %s",
+        route.queue.name,
+        step.hold_s if step.hold_s is not None else step.delay_s,
+        step.delay_s,
+        failure.reason,
+    )
     if route.on_retry is not None and not isinstance(outcome, Busy):
         route.on_retry(message, failure, step)
     marks = retry_policy.throttle_marks(step, delivery.headers, now)
     if busy:
         marks.pop(retry_policy.THROTTLES_HEADER, None)
         marks.pop(retry_policy.THROTTLED_SINCE_HEADER, None)
-    copy = retry_policy.retry_message(route.queue, delivery.body, delivery.headers, step,
-                                      throttle=marks)
+    copy = retry_policy.retry_message(
+        route.queue, delivery.body, delivery.headers, step, throttle=marks
+    )
     if outcome.copy_headers:  # e.g. the uploader's fencing number (shared/contracts/fencing.py)
         copy = replace(copy, headers={**copy.headers, **outcome.copy_headers})
-    return Fate("retry", (copy,), failure.code,
-                throttled=failure.kind == retry_policy.FailureKind.THROTTLED)
+    return Fate(
+        "retry", (copy,), failure.code, throttled=failure.kind == retry_policy.FailureKind.THROTTLED
+    )
 
 
 def _poison(route: Route[M], delivery: Delivery, reason: str, attempt: int) -> Fate:
     log.warning("%s: dead-lettering a poison message: %s", route.queue.name, reason)
-    return Fate("poison", (dead_letter(route.queue, delivery.body, delivery.headers, reason,
-                                       None, attempt),))
+    return Fate(
+        "poison",
+        (dead_letter(route.queue, delivery.body, delivery.headers, reason, None, attempt),),
+    )
 
 
-def _bug(route: Route[M], delivery: Delivery, message: M, attempt: int,
-         exc: Exception) -> Fate:
-    error_id = error_ids.logged(log, f"{route.queue.name}: the handler failed unexpectedly; "
-                                     "the attempt counts", exc, logging.ERROR)
+def _bug(route: Route[M], delivery: Delivery, message: M, attempt: int, exc: Exception) -> Fate:
+    error_id = error_ids.logged(
+        log,
+        f"{route.queue.name}: the handler failed unexpectedly; the attempt counts",
+        exc,
+        logging.ERROR,
+    )
     failure = Transient(f"{error_ids.INTERNAL} (error id {error_id})")
     try:
         return _after_failure(route, delivery, message, attempt, failure)
@@ -219,18 +277,33 @@ def _bug(route: Route[M], delivery: Delivery, message: M, attempt: int,
             return _outage(route, delivery, attempt, hook_exc)
         # A hook that fails on its own would circle the tiers for ever: dead-letter the
         # message here, with both reasons, for an operator to replay once it is fixed.
-        hook_id = error_ids.logged(log, f"{route.queue.name}: the service's hook failed too; "
-                                   "dead-lettering the message", hook_exc, logging.ERROR)
-        reason = (f"{error_ids.INTERNAL} (error id {error_id}), and recording it failed "
-                  f"(error id {hook_id})")
-        return Fate("dead", (dead_letter(route.queue, delivery.body, delivery.headers, reason,
-                                         None, attempt),))
+        hook_id = error_ids.logged(
+            log,
+            f"{route.queue.name}: the service's hook failed too; dead-lettering the message",
+            hook_exc,
+            logging.ERROR,
+        )
+        reason = (
+            f"{error_ids.INTERNAL} (error id {error_id}), and recording it failed "
+            f"(error id {hook_id})"
+        )
+        return Fate(
+            "dead",
+            (dead_letter(route.queue, delivery.body, delivery.headers, reason, None, attempt),),
+        )
 
 
 def _outage(route: Route[M], delivery: Delivery, attempt: int, exc: Exception) -> Fate:
     outages = retry_policy.outages_of(delivery.headers) + 1
     step = retry_policy.after_outage(outages, attempt, route.policy.delays)
-    log.error("%s: the handler failed (%s outage in a row); the message waits %s s, its "
-              "attempts unspent", route.queue.name, outages, step.delay_s, exc_info=exc)
-    return Fate("outage", (retry_policy.retry_message(route.queue, delivery.body,
-                                                      delivery.headers, step, outages),))
+    log.error(
+        "%s: the handler failed (%s outage in a row); the message waits %s s, its attempts unspent",
+        route.queue.name,
+        outages,
+        step.delay_s,
+        exc_info=exc,
+    )
+    return Fate(
+        "outage",
+        (retry_policy.retry_message(route.queue, delivery.body, delivery.headers, step, outages),),
+    )

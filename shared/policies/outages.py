@@ -15,8 +15,13 @@ from shared.broker.errors import BrokerError
 #: server shutdowns and statement timeouts), its pool exhausted, the broker away, a socket
 #: error on the way to either.
 _OUTAGES: tuple[type[BaseException], ...] = (
-    OperationalError, InterfaceError, DisconnectionError, PoolTimeout, BrokerError,
-    ConnectionError, TimeoutError,
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    PoolTimeout,
+    BrokerError,
+    ConnectionError,
+    TimeoutError,
 )
 
 

@@ -42,8 +42,7 @@ NOT_AFTER_HEADER = "album-not-after"
 #: Throttles without a hint in a row, and since when (epoch seconds).
 THROTTLES_HEADER = "album-throttles"
 THROTTLED_SINCE_HEADER = "album-throttled-since"
-THROTTLE_HEADERS = (NOT_BEFORE_HEADER, NOT_AFTER_HEADER, THROTTLES_HEADER,
-                     THROTTLED_SINCE_HEADER)
+THROTTLE_HEADERS = (NOT_BEFORE_HEADER, NOT_AFTER_HEADER, THROTTLES_HEADER, THROTTLED_SINCE_HEADER)
 #: A named wait may end this much later than asked (0.25: within 1.25x).
 THROTTLE_SLACK = 0.25
 #: How long a throttle without a hint may last before the message is given up on.
@@ -112,15 +111,22 @@ def attempt_of(headers: Mapping[str, Any]) -> int:
         return 1
 
 
-def next_step(failure: Failure, attempt: int, delays: Sequence[int], max_attempts: int,
-              rng: random.Random | None = None, history: ThrottleHistory | None = None,
-              give_up_s: float | None = None) -> RetryLater | GiveUp:
+def next_step(
+    failure: Failure,
+    attempt: int,
+    delays: Sequence[int],
+    max_attempts: int,
+    rng: random.Random | None = None,
+    history: ThrottleHistory | None = None,
+    give_up_s: float | None = None,
+) -> RetryLater | GiveUp:
     """What to do after `failure` on attempt number `attempt` (1 for the first try)."""
     if failure.kind in (FailureKind.PERMANENT, FailureKind.AUTH):
         return GiveUp(failure.reason)
     if failure.kind is FailureKind.THROTTLED:
-        return after_throttle(failure, attempt, delays, history or ThrottleHistory(),
-                              give_up_s, rng)
+        return after_throttle(
+            failure, attempt, delays, history or ThrottleHistory(), give_up_s, rng
+        )
     if attempt >= max_attempts:
         return GiveUp(f"gave up after {attempt} attempts: {failure.reason}")
     tier = _tier_for_attempt(delays, attempt, rng)
@@ -129,22 +135,28 @@ def next_step(failure: Failure, attempt: int, delays: Sequence[int], max_attempt
     return RetryLater(tier, attempt + 1)
 
 
-def after_throttle(failure: Failure, attempt: int, delays: Sequence[int],
-                   history: ThrottleHistory, give_up_s: float | None,
-                   rng: random.Random | None = None) -> RetryLater | GiveUp:
+def after_throttle(
+    failure: Failure,
+    attempt: int,
+    delays: Sequence[int],
+    history: ThrottleHistory,
+    give_up_s: float | None,
+    rng: random.Random | None = None,
+) -> RetryLater | GiveUp:
     """A named wait is held in full; without one, back off exponentially with jitter from the
     shortest tier up to the longest, until the throttling has lasted `give_up_s`."""
     if failure.wait_s is not None:
         hold = max(float(failure.wait_s), 0.0)
         return RetryLater(hop(delays, hold, THROTTLE_SLACK * hold), attempt, hold_s=hold)
     if give_up_s is not None and history.lasted_s >= give_up_s:
-        return GiveUp(f"Facebook kept throttling for {give_up_s / 3600:g} h without saying "
-                      f"for how long: {failure.reason}")
+        return GiveUp(
+            f"Facebook kept throttling for {give_up_s / 3600:g} h without saying "
+            f"for how long: {failure.reason}"
+        )
     wait = backoff_s(delays, history.count, rng)
     if give_up_s is not None:  # the last wait ends when the bound does
         wait = max(min(delays), min(wait, give_up_s - history.lasted_s))
-    return RetryLater(hop(delays, wait, THROTTLE_SLACK * wait), attempt, hold_s=wait,
-                      hintless=True)
+    return RetryLater(hop(delays, wait, THROTTLE_SLACK * wait), attempt, hold_s=wait, hintless=True)
 
 
 def backoff_s(delays: Sequence[int], throttles: int, rng: random.Random | None = None) -> float:
@@ -192,8 +204,10 @@ def throttle_marks(step: RetryLater, headers: Mapping[str, Any], now: float) -> 
     throttle the count in a row and since when."""
     if step.hold_s is None:
         return {}
-    marks: dict[str, Any] = {NOT_BEFORE_HEADER: _epoch(now + step.hold_s),
-                             NOT_AFTER_HEADER: _epoch(now + step.hold_s * (1 + THROTTLE_SLACK))}
+    marks: dict[str, Any] = {
+        NOT_BEFORE_HEADER: _epoch(now + step.hold_s),
+        NOT_AFTER_HEADER: _epoch(now + step.hold_s * (1 + THROTTLE_SLACK)),
+    }
     if step.hintless:
         history = throttle_history(headers, now)
         marks[THROTTLES_HEADER] = history.count + 1
@@ -228,8 +242,9 @@ def _tier_for_attempt(delays: Sequence[int], attempt: int, rng: random.Random | 
     return (rng or random).choice(choices)
 
 
-def _tier_at_least(delays: Sequence[int], wait_s: float | None, attempt: int,
-                   rng: random.Random | None) -> int:
+def _tier_at_least(
+    delays: Sequence[int], wait_s: float | None, attempt: int, rng: random.Random | None
+) -> int:
     """The shortest tier that waits at least `wait_s` (the longest if none does)."""
     if wait_s is None:
         return _tier_for_attempt(delays, attempt, rng)
@@ -238,15 +253,23 @@ def _tier_at_least(delays: Sequence[int], wait_s: float | None, attempt: int,
     return tiers[min(index, len(tiers) - 1)]
 
 
-def retry_message(queue: topology.WorkQueue, body: bytes, headers: Mapping[str, Any],
-                  step: RetryLater, outages: int = 0,
-                  throttle: Mapping[str, Any] | None = None) -> Outgoing:
+def retry_message(
+    queue: topology.WorkQueue,
+    body: bytes,
+    headers: Mapping[str, Any],
+    step: RetryLater,
+    outages: int = 0,
+    throttle: Mapping[str, Any] | None = None,
+) -> Outgoing:
     """The copy that waits in the step's delay tier, then returns to the work queue; it
     carries the outages in a row it met (none once it was handled without one) and the
     throttle marks given (`throttle_marks`; none once it was handled without a throttle)."""
     name = topology.retry_queue_name(queue, step.delay_s)
     dropped = (OUTAGE_HEADER, *THROTTLE_HEADERS)
     kept = {k: v for k, v in own_headers(headers).items() if k not in dropped}
-    marks = {ATTEMPT_HEADER: step.next_attempt, **({OUTAGE_HEADER: outages} if outages else {}),
-             **(throttle or {})}
+    marks = {
+        ATTEMPT_HEADER: step.next_attempt,
+        **({OUTAGE_HEADER: outages} if outages else {}),
+        **(throttle or {}),
+    }
     return Outgoing(topology.RETRY_EXCHANGE, name, body, headers={**kept, **marks})

@@ -28,8 +28,12 @@ def why_stale(letter: DeadLetter, image: ImageView | None) -> str | None:
         return None
     if image.state == ImageState.UPLOADED:
         return "its image was uploaded since"
-    if fencing.superseded(fencing.fence_of(letter.headers), image.attempts,
-                          image.state == ImageState.UPLOADING, image.attempt_fence):
+    if fencing.superseded(
+        fencing.fence_of(letter.headers),
+        image.attempts,
+        image.state == ImageState.UPLOADING,
+        image.attempt_fence,
+    ):
         return f"its image was queued again since (now {image.state})"
     return None
 
@@ -37,8 +41,8 @@ def why_stale(letter: DeadLetter, image: ImageView | None) -> str | None:
 def stale_letters(store: Store, letters: Iterable[DeadLetter]) -> dict[int, str]:
     """The stale ones among image letters, by position, with why (one read of the store)."""
     of_images = [letter for letter in letters if letter.image_id is not None]
-    images = store.images([letter.image_id for letter in of_images
-                           if letter.image_id is not None])
-    reasons = {letter.position: why_stale(letter, images.get(letter.image_id or 0))
-               for letter in of_images}
+    images = store.images([letter.image_id for letter in of_images if letter.image_id is not None])
+    reasons = {
+        letter.position: why_stale(letter, images.get(letter.image_id or 0)) for letter in of_images
+    }
     return {position: reason for position, reason in reasons.items() if reason is not None}

@@ -10,11 +10,13 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 
-def start_periodic(name: str, job: Callable[[], object], stop: threading.Event,
-                   every_s: float) -> threading.Thread:
+def start_periodic(
+    name: str, job: Callable[[], object], stop: threading.Event, every_s: float
+) -> threading.Thread:
     """Run `job` every `every_s` seconds on a thread called `name`. A round that fails is
     logged and the next one runs as usual: the broker or the store may be away a moment, and
     each job picks up where the last finished round left off."""
+
     def loop() -> None:
         while not stop.wait(every_s):
             try:

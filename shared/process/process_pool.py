@@ -25,8 +25,14 @@ _PR_SET_PDEATHSIG = 1
 _RESTART_PAUSE_S = 1.0
 
 
-def supervise(count: int, module: str, env: Mapping[str, str], stop: threading.Event,
-              grace_s: float, on_exit: Callable[[int], None] | None = None) -> int:
+def supervise(
+    count: int,
+    module: str,
+    env: Mapping[str, str],
+    stop: threading.Event,
+    grace_s: float,
+    on_exit: Callable[[int], None] | None = None,
+) -> int:
     """Run `count` copies of `python -m module` with `env` added, until `stop`; 0 on a clean
     stop, 1 if a copy did not end within `grace_s` after SIGTERM (it is killed). `on_exit`
     is told the pid of each copy that exited and is started again."""
@@ -35,8 +41,12 @@ def supervise(count: int, module: str, env: Mapping[str, str], stop: threading.E
     while not stop.wait(_RESTART_PAUSE_S):
         for n, child in enumerate(children):
             if child.poll() is not None:
-                log.warning("%s: process %d exited with %s; starting it again", module,
-                            child.pid, child.returncode)
+                log.warning(
+                    "%s: process %d exited with %s; starting it again",
+                    module,
+                    child.pid,
+                    child.returncode,
+                )
                 if on_exit is not None:
                     on_exit(child.pid)
                 children[n] = _spawn(module, env)
@@ -44,8 +54,9 @@ def supervise(count: int, module: str, env: Mapping[str, str], stop: threading.E
 
 
 def _spawn(module: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env},
-                            preexec_fn=_die_with_parent)
+    return subprocess.Popen(
+        [sys.executable, "-m", module], env={**os.environ, **env}, preexec_fn=_die_with_parent
+    )
 
 
 def _die_with_parent() -> None:

@@ -46,8 +46,9 @@ class AlbumSummary:
     first: int = 0
 
 
-def newest_albums(s: Session, user_id: int, limit: int,
-                  after: AlbumCursor | None) -> tuple[list[AlbumSummary], AlbumCursor | None]:
+def newest_albums(
+    s: Session, user_id: int, limit: int, after: AlbumCursor | None
+) -> tuple[list[AlbumSummary], AlbumCursor | None]:
     """Up to `limit` of the user's albums, newest first, after `after`; and the cursor of the
     next page (None: this is the last)."""
     sqlite = s.get_bind().dialect.name == "sqlite"
@@ -56,48 +57,58 @@ def newest_albums(s: Session, user_id: int, limit: int,
     rows = [album for album, _ in found[:limit]]
     counts = _counts(s, [album.id for album in rows])
     covers = _covers(s, [album.id for album in rows])
-    summaries = [_summary(album, (), counts.get(album.id, {}), covers.get(album.id))
-                 for album in rows]
+    summaries = [
+        _summary(album, (), counts.get(album.id, {}), covers.get(album.id)) for album in rows
+    ]
     if not more:
         return summaries, None
     last, created = found[limit - 1]
     return summaries, AlbumCursor(created if sqlite else created.isoformat(), last.id)
 
 
-def newest_albums_query(sqlite: bool, user_id: int, limit: int,
-                        after: AlbumCursor | None) -> Select[tuple[Album, Any]]:
+def newest_albums_query(
+    sqlite: bool, user_id: int, limit: int, after: AlbumCursor | None
+) -> Select[tuple[Album, Any]]:
     """The read of a page of albums and each one's creation time as stored (apart, for tests
     to see which index it uses)."""
     # Read and compared as stored: a type change, not a function, so the index still serves.
     created: Any = type_coerce(Album.created_at, String) if sqlite else Album.created_at
     query = select(Album, created.label("stored_created_at")).where(Album.user_id == user_id)
     if after is not None:
-        since: Any = (after.created_at if sqlite
-                      else datetime.fromisoformat(after.created_at))
+        since: Any = after.created_at if sqlite else datetime.fromisoformat(after.created_at)
         # Ties on created_at are ordered by id, so no album falls between two pages.
-        query = query.where(or_(created < since,
-                                and_(created == since, Album.id < after.album_id)))
+        query = query.where(or_(created < since, and_(created == since, Album.id < after.album_id)))
     return query.order_by(Album.created_at.desc(), Album.id.desc()).limit(limit)
 
 
-def album_slice(s: Session, album_id: str, user_id: int | None, first: int,
-                count: int) -> AlbumSummary | None:
+def album_slice(
+    s: Session, album_id: str, user_id: int | None, first: int, count: int
+) -> AlbumSummary | None:
     """The album with `count` of its images from position `first` on, its counts by state and
     its total; None if it does not exist or belongs to another user."""
     album = s.get(Album, album_id)
     if album is None or (user_id is not None and album.user_id != user_id):
         return None
-    images = list(s.scalars(select(Image).where(Image.album_id == album_id,
-                                                Image.position >= first)
-                            .order_by(Image.position).limit(count)))
+    images = list(
+        s.scalars(
+            select(Image)
+            .where(Image.album_id == album_id, Image.position >= first)
+            .order_by(Image.position)
+            .limit(count)
+        )
+    )
     counts = _counts(s, [album_id]).get(album_id, {})
     return _summary(album, images, counts, None, first)
 
 
-def _summary(album: Album, images: Sequence[Image], counts: dict[str, int],
-             cover_key: str | None, first: int = 0) -> AlbumSummary:
-    return AlbumSummary(album_view(album, images), counts, sum(counts.values()), cover_key,
-                        first)
+def _summary(
+    album: Album,
+    images: Sequence[Image],
+    counts: dict[str, int],
+    cover_key: str | None,
+    first: int = 0,
+) -> AlbumSummary:
+    return AlbumSummary(album_view(album, images), counts, sum(counts.values()), cover_key, first)
 
 
 def _counts(s: Session, album_ids: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -105,8 +116,10 @@ def _counts(s: Session, album_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     if not album_ids:
         return found
     for album_id, state, count in s.execute(
-            select(Image.album_id, Image.state, func.count())
-            .where(Image.album_id.in_(album_ids)).group_by(Image.album_id, Image.state)):
+        select(Image.album_id, Image.state, func.count())
+        .where(Image.album_id.in_(album_ids))
+        .group_by(Image.album_id, Image.state)
+    ):
         found.setdefault(album_id, {})[state] = count
     return found
 
@@ -114,7 +127,8 @@ def _counts(s: Session, album_ids: Sequence[str]) -> dict[str, dict[str, int]]:
 def _covers(s: Session, album_ids: Sequence[str]) -> dict[str, str]:
     if not album_ids:
         return {}
-    rows = s.execute(select(Image.album_id, Image.key)
-                     .where(Image.album_id.in_(album_ids), Image.position == 0))
+    rows = s.execute(
+        select(Image.album_id, Image.key).where(Image.album_id.in_(album_ids), Image.position == 0)
+    )
     # A Row unpacks as a tuple (Result.tuples() is deprecated in SQLAlchemy 2.1).
     return dict(rows.all())

@@ -17,8 +17,9 @@ WINDOW = timedelta(hours=24)
 class QuotaExceeded(Exception):
     """The album does not fit in the user's images of the last 24 hours."""
 
-    def __init__(self, quota: int, used: int, requested: int, fits_at: datetime,
-                 now: datetime) -> None:
+    def __init__(
+        self, quota: int, used: int, requested: int, fits_at: datetime, now: datetime
+    ) -> None:
         super().__init__(f"{used} of {quota} images used; {requested} more asked for")
         self.quota = quota
         self.used = used

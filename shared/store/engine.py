@@ -20,7 +20,10 @@ from shared.store.tables import Base
 #: client cut off mid-way (holding its row locks), after 30 s.
 PG_CONNECT_ARGS: dict[str, str | int] = {
     "connect_timeout": 5,
-    "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 5, "keepalives_count": 3,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
     "tcp_user_timeout": 20_000,
     "options": "-c statement_timeout=30s -c idle_in_transaction_session_timeout=30s",
 }
@@ -39,10 +42,15 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
         # row's lock and must then count the images others ended meanwhile. Under REPEATABLE
         # READ its snapshot predates them, and the last two images ending together would both
         # miss the settle.
-        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20,
-                             pool_timeout=30, isolation_level="READ COMMITTED", connect_args={
-                                 key: value for key, value in PG_CONNECT_ARGS.items()
-                                 if key not in given})
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=20,
+            max_overflow=20,
+            pool_timeout=30,
+            isolation_level="READ COMMITTED",
+            connect_args={key: value for key, value in PG_CONNECT_ARGS.items() if key not in given},
+        )
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
@@ -77,9 +85,8 @@ def add_missing_columns(connection: Any) -> None:
         for column in table.columns:
             if column.name not in have and column.nullable:
                 kind = column.type.compile(connection.dialect)
-                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" '
-                                        f"{kind}"))
+                connection.execute(
+                    text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                )
         for index in table.indexes:  # an index made for a column added just now
             index.create(connection, checkfirst=True)
-
-

@@ -14,8 +14,13 @@ from datetime import datetime, timedelta
 from shared.store.views import FbAlbumClaim
 
 
-def decide_claim(recorded: str | None, claimed_at: datetime | None, uncertain: bool,
-                 now: datetime, stale_after: timedelta) -> FbAlbumClaim:
+def decide_claim(
+    recorded: str | None,
+    claimed_at: datetime | None,
+    uncertain: bool,
+    now: datetime,
+    stale_after: timedelta,
+) -> FbAlbumClaim:
     """The caller's claim; when it is `mine`, the store records `now` as the claim's time."""
     if recorded:
         return FbAlbumClaim(recorded, False, False)

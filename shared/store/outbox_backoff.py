@@ -24,4 +24,4 @@ def refusal_backoff(attempts: int) -> timedelta:
     # Capped before doubling further: the exponent of a long-refused row stays small.
     doublings = min(attempts - 1, 16)
     # int(): typeshed types `int ** int` as Any (a negative exponent would give a float).
-    return min(FIRST_WAIT * int(2 ** doublings), MAX_WAIT)
+    return min(FIRST_WAIT * int(2**doublings), MAX_WAIT)

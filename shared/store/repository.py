@@ -115,11 +115,13 @@ class Store:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         sqlite = self.engine.dialect.name == "sqlite"
-        self._read_engine = (make_engine(url, read_only=True)
-                             if sqlite and ":memory:" not in url else self.engine)
+        self._read_engine = (
+            make_engine(url, read_only=True) if sqlite and ":memory:" not in url else self.engine
+        )
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if sqlite else contextlib.nullcontext())
+            threading.Lock() if sqlite else contextlib.nullcontext()
+        )
 
     def dispose(self) -> None:
         """Close the pooled connections (a process that forks, or one done with the store)."""
@@ -132,17 +134,32 @@ class Store:
         with self._read_sessions() as s:
             now = s.scalar(select(utc_now()))
             publishing, oldest = s.execute(
-                select(func.count(), func.min(Album.created_at))
-                .where(Album.state == AlbumState.PUBLISHING)).one()
-            past_lease = s.scalar(select(func.count()).select_from(Image).where(
-                Image.state == ImageState.UPLOADING, Image.lease_until < utc_now())) or 0
+                select(func.count(), func.min(Album.created_at)).where(
+                    Album.state == AlbumState.PUBLISHING
+                )
+            ).one()
+            past_lease = (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Image)
+                    .where(Image.state == ImageState.UPLOADING, Image.lease_until < utc_now())
+                )
+                or 0
+            )
             backlog, oldest_row = s.execute(
-                select(func.count(), func.min(OutboxMessage.created_at))
-                .where(OutboxMessage.published_at.is_(None))).one()
-            holds = {scope: _age(until, now) for scope, until in s.execute(
-                select(GraphHold.scope, GraphHold.until).where(GraphHold.until > utc_now()))}
-        return StoreFigures(publishing, _age(now, oldest), past_lease, backlog,
-                            _age(now, oldest_row), holds)
+                select(func.count(), func.min(OutboxMessage.created_at)).where(
+                    OutboxMessage.published_at.is_(None)
+                )
+            ).one()
+            holds = {
+                scope: _age(until, now)
+                for scope, until in s.execute(
+                    select(GraphHold.scope, GraphHold.until).where(GraphHold.until > utc_now())
+                )
+            }
+        return StoreFigures(
+            publishing, _age(now, oldest), past_lease, backlog, _age(now, oldest_row), holds
+        )
 
     def create_schema(self) -> None:
         """Create missing tables; services starting together on PostgreSQL take turns."""
@@ -218,31 +235,53 @@ class Store:
 
     # -- albums --------------------------------------------------------------------------------
 
-    def create_album(self, user_id: int, title: str, notify_email: str | None,
-                     keys: Sequence[str], captions: Sequence[str | None] = (),
-                     description: str | None = None, page_id: str | None = None,
-                     destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
-                     window: int | None = None, images_per_day: int | None = None,
-                     ) -> tuple[str, list[OutboxMessage]]:
+    def create_album(
+        self,
+        user_id: int,
+        title: str,
+        notify_email: str | None,
+        keys: Sequence[str],
+        captions: Sequence[str | None] = (),
+        description: str | None = None,
+        page_id: str | None = None,
+        destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
+        window: int | None = None,
+        images_per_day: int | None = None,
+    ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and the outbox messages of the first `window` images
         (None: of all), all or nothing; the others wait for their turn (`_release_turns`).
         `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
         Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
         and, for an existing album of the Page, that album's id. With `images_per_day`, raises
         daily_quota.QuotaExceeded (and records nothing) if the album does not fit in it."""
-        return self._insert_album(user_id, title, notify_email, keys, captions=captions,
-                                  description=description, page_id=page_id,
-                                  destination=destination, window=window,
-                                  images_per_day=images_per_day)
+        return self._insert_album(
+            user_id,
+            title,
+            notify_email,
+            keys,
+            captions=captions,
+            description=description,
+            page_id=page_id,
+            destination=destination,
+            window=window,
+            images_per_day=images_per_day,
+        )
 
-    def create_album_once(self, user_id: int, key: str, fingerprint: str, title: str,
-                          notify_email: str | None, keys: Sequence[str],
-                          captions: Sequence[str | None] = (),
-                          description: str | None = None,
-                          page_id: str | None = None,
-                          destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
-                          window: int | None = None,
-                          images_per_day: int | None = None) -> Created:
+    def create_album_once(
+        self,
+        user_id: int,
+        key: str,
+        fingerprint: str,
+        title: str,
+        notify_email: str | None,
+        keys: Sequence[str],
+        captions: Sequence[str | None] = (),
+        description: str | None = None,
+        page_id: str | None = None,
+        destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
+        window: int | None = None,
+        images_per_day: int | None = None,
+    ) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
         for; raises KeyReused if the key created another one.
@@ -251,10 +290,19 @@ class Store:
         moment, or much later) breaks the key's uniqueness, rolls back, and reads the first:
         before the quota is counted, so a repeat is answered even once the quota is spent."""
         try:
-            album_id, rows = self._insert_album(user_id, title, notify_email, keys,
-                                                (key, fingerprint), captions, description,
-                                                page_id, destination, window,
-                                                images_per_day)
+            album_id, rows = self._insert_album(
+                user_id,
+                title,
+                notify_email,
+                keys,
+                (key, fingerprint),
+                captions,
+                description,
+                page_id,
+                destination,
+                window,
+                images_per_day,
+            )
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
             with self._read() as s:
@@ -265,13 +313,20 @@ class Store:
             raise KeyReused(taken.album_id)
         return Created(taken.album_id, [], replayed=True)
 
-    def _insert_album(self, user_id: int, title: str, notify_email: str | None,
-                      keys: Sequence[str], idempotency: tuple[str, str] | None = None,
-                      captions: Sequence[str | None] = (), description: str | None = None,
-                      page_id: str | None = None,
-                      destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
-                      window: int | None = None, images_per_day: int | None = None,
-                      ) -> tuple[str, list[OutboxMessage]]:
+    def _insert_album(
+        self,
+        user_id: int,
+        title: str,
+        notify_email: str | None,
+        keys: Sequence[str],
+        idempotency: tuple[str, str] | None = None,
+        captions: Sequence[str | None] = (),
+        description: str | None = None,
+        page_id: str | None = None,
+        destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
+        window: int | None = None,
+        images_per_day: int | None = None,
+    ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         kind, existing = destination
         with self._tx() as s:
@@ -281,22 +336,43 @@ class Store:
                 _lock_user(s, user_id)
             # An existing album is recorded as the album's Facebook album: the uploader's
             # claim finds it there and creates nothing.
-            s.add(Album(id=album_id, user_id=user_id, title=title, notify_email=notify_email,
-                        description=description or None, page_id=page_id, destination=kind,
-                        fb_album_id=existing if kind == Destination.EXISTING_ALBUM else None,
-                        release_window=window))
+            s.add(
+                Album(
+                    id=album_id,
+                    user_id=user_id,
+                    title=title,
+                    notify_email=notify_email,
+                    description=description or None,
+                    page_id=page_id,
+                    destination=kind,
+                    fb_album_id=existing if kind == Destination.EXISTING_ALBUM else None,
+                    release_window=window,
+                )
+            )
             s.flush()
             if idempotency is not None:
                 # Flushed before the images: a repeated key fails before any more work.
-                s.add(IdempotencyKey(user_id=user_id, key=idempotency[0], album_id=album_id,
-                                     fingerprint=idempotency[1]))
+                s.add(
+                    IdempotencyKey(
+                        user_id=user_id,
+                        key=idempotency[0],
+                        album_id=album_id,
+                        fingerprint=idempotency[1],
+                    )
+                )
                 s.flush()
             if images_per_day is not None:
                 _check_daily_quota(s, user_id, images_per_day, len(keys))
-            images = [Image(album_id=album_id, position=i, key=key,
-                            caption=(captions[i] if i < len(captions) else None) or None,
-                            unreleased=True if window is not None and i >= window else None)
-                      for i, key in enumerate(keys)]
+            images = [
+                Image(
+                    album_id=album_id,
+                    position=i,
+                    key=key,
+                    caption=(captions[i] if i < len(captions) else None) or None,
+                    unreleased=True if window is not None and i >= window else None,
+                )
+                for i, key in enumerate(keys)
+            ]
             s.add_all(images)
             s.flush()
             rows = [_upload_row(image) for image in images if not image.unreleased]
@@ -318,19 +394,28 @@ class Store:
     def albums(self, user_id: int, limit: int = 100) -> list[AlbumView]:
         """The user's newest albums with all their images (tests and the chaos ledger)."""
         with self._read() as s:
-            rows = s.scalars(select(Album).where(Album.user_id == user_id)
-                             .order_by(Album.created_at.desc()).limit(limit)).all()
+            rows = s.scalars(
+                select(Album)
+                .where(Album.user_id == user_id)
+                .order_by(Album.created_at.desc())
+                .limit(limit)
+            ).all()
             return [album_view(album, _images(s, album.id)) for album in rows]
 
-    def album_summaries(self, user_id: int, limit: int, after: AlbumCursor | None = None,
-                        ) -> tuple[list[AlbumSummary], AlbumCursor | None]:
+    def album_summaries(
+        self,
+        user_id: int,
+        limit: int,
+        after: AlbumCursor | None = None,
+    ) -> tuple[list[AlbumSummary], AlbumCursor | None]:
         """A page of the user's albums, newest first, without their images (counts instead),
         after `after`; and the next page's cursor (None: no more)."""
         with self._read() as s:
             return album_listing.newest_albums(s, user_id, limit, after)
 
-    def album_slice(self, album_id: str, user_id: int | None, first: int,
-                    count: int) -> AlbumSummary | None:
+    def album_slice(
+        self, album_id: str, user_id: int | None, first: int, count: int
+    ) -> AlbumSummary | None:
         """The album with `count` of its images from position `first`, and its counts."""
         if "\x00" in album_id:  # as in album(): an id from a URL is caller input
             return None
@@ -351,9 +436,11 @@ class Store:
         found: dict[int, ImageView] = {}
         with self._read() as s:
             for start in range(0, len(wanted), _IN_CHUNK):
-                chunk = wanted[start:start + _IN_CHUNK]
-                found.update((i.id, image_view(i))
-                             for i in s.scalars(select(Image).where(Image.id.in_(chunk))))
+                chunk = wanted[start : start + _IN_CHUNK]
+                found.update(
+                    (i.id, image_view(i))
+                    for i in s.scalars(select(Image).where(Image.id.in_(chunk)))
+                )
         return found
 
     def stored_image(self, image_id: int) -> StoredImage | None:
@@ -362,10 +449,14 @@ class Store:
             row = s.execute(select(Image.album_id, Image.key).where(Image.id == image_id)).first()
             return StoredImage(row.album_id, row.key) if row else None
 
-    def start_attempt(self, image_id: int, lease: timedelta = timedelta(seconds=30),
-                      in_flight_window: timedelta = timedelta(0),
-                      claim_stale: timedelta = timedelta(seconds=60),
-                      fence: int | None = None) -> Start:
+    def start_attempt(
+        self,
+        image_id: int,
+        lease: timedelta = timedelta(seconds=30),
+        in_flight_window: timedelta = timedelta(0),
+        claim_stale: timedelta = timedelta(seconds=60),
+        fence: int | None = None,
+    ) -> Start:
         """Take the image for an upload attempt, unless it ended or may still be in flight.
 
         Another attempt is in flight while its lease is renewed (a duplicate delivery taken
@@ -405,10 +496,18 @@ class Store:
                 image.first_attempt_at = now
             claim = _claim_fb_album(album, claim_stale)
             size = (image.width, image.height) if image.width and image.height else None
-            return Start(image.attempts, 0.0, album.title, claim,
-                         caption=image.caption or "", album_description=album.description or "",
-                         album_created_at=album.created_at,
-                         first_attempt_at=image.first_attempt_at, size=size, key=image.key)
+            return Start(
+                image.attempts,
+                0.0,
+                album.title,
+                claim,
+                caption=image.caption or "",
+                album_description=album.description or "",
+                album_created_at=album.created_at,
+                first_attempt_at=image.first_attempt_at,
+                size=size,
+                key=image.key,
+            )
 
     def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
         """The attempt is about to send (its photo may land from now on), with the source's
@@ -422,12 +521,18 @@ class Store:
     def release_attempt(self, image_id: int) -> None:
         """The attempt ends having sent nothing (it waits to reconcile): not in flight."""
         with self._tx() as s:
-            s.execute(update(Image).where(Image.id == image_id, Image.state == ImageState.UPLOADING)
-                      .values(state=ImageState.RETRYING, lease_until=None, attempt_started_at=None,
-                              in_doubt=False))
+            s.execute(
+                update(Image)
+                .where(Image.id == image_id, Image.state == ImageState.UPLOADING)
+                .values(
+                    state=ImageState.RETRYING,
+                    lease_until=None,
+                    attempt_started_at=None,
+                    in_doubt=False,
+                )
+            )
 
-    def album_photo_ledger(self, album_id: str,
-                           in_flight_window: timedelta) -> AlbumPhotoLedger:
+    def album_photo_ledger(self, album_id: str, in_flight_window: timedelta) -> AlbumPhotoLedger:
         """The album's recorded photo ids, and its images attempted without one (with how long
         each one's attempt may still land: `in_flight_window` after it started)."""
         with self._read() as s:
@@ -435,10 +540,16 @@ class Store:
             images = _images(s, album_id)
         claimed = [i.photo_id for i in images if i.photo_id]
         unrecorded = [
-            Unrecorded(i.id, i.caption or "",
-                       (i.width, i.height) if i.width and i.height else None,
-                       i.first_attempt_at, _in_flight_s(i, now, in_flight_window))
-            for i in images if not i.photo_id and i.first_attempt_at is not None]
+            Unrecorded(
+                i.id,
+                i.caption or "",
+                (i.width, i.height) if i.width and i.height else None,
+                i.first_attempt_at,
+                _in_flight_s(i, now, in_flight_window),
+            )
+            for i in images
+            if not i.photo_id and i.first_attempt_at is not None
+        ]
         return AlbumPhotoLedger(claimed, unrecorded)
 
     def fb_albums_recorded(self, fb_album_ids: Collection[str]) -> set[str]:
@@ -446,12 +557,18 @@ class Store:
         if not fb_album_ids:
             return set()
         with self._read() as s:
-            recorded = s.scalars(select(Album.fb_album_id)
-                                 .where(Album.fb_album_id.in_(list(fb_album_ids)))).all()
+            recorded = s.scalars(
+                select(Album.fb_album_id).where(Album.fb_album_id.in_(list(fb_album_ids)))
+            ).all()
         return {fb_album_id for fb_album_id in recorded if fb_album_id}
 
-    def requeue_lost(self, quiet_for: timedelta, in_flight_window: timedelta = timedelta(0),
-                     limit: int = 500, queue_empty: bool = True) -> list[OutboxMessage]:
+    def requeue_lost(
+        self,
+        quiet_for: timedelta,
+        in_flight_window: timedelta = timedelta(0),
+        limit: int = 500,
+        queue_empty: bool = True,
+    ) -> list[OutboxMessage]:
         """A new upload message for each image whose message is gone (see
         `services/uploader/sweeper.py` for the rule). `queue_empty`: the work queue holds
         nothing ready, which counts only while no attempt starts at all. Each one found is
@@ -460,9 +577,15 @@ class Store:
         images wait (nothing should leave it so) has them released here."""
         with self._tx() as s:
             now = _db_time(s)
-            images = list(s.scalars(
-                select(Image).where(_lost(s, now, quiet_for, in_flight_window, queue_empty))
-                .order_by(Image.id).limit(limit).with_for_update(skip_locked=True)))
+            images = list(
+                s.scalars(
+                    select(Image)
+                    .where(_lost(s, now, quiet_for, in_flight_window, queue_empty))
+                    .order_by(Image.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
             for image in images:
                 if image.state == ImageState.UPLOADING:  # its attempt died and can no longer land
                     image.state, image.lease_until, image.in_doubt = ImageState.QUEUED, None, False
@@ -477,14 +600,26 @@ class Store:
             with self._tx() as s:
                 now = _db_time(s)
                 for image_id, attempt in attempts.items():
-                    s.execute(update(Image).where(Image.id == image_id,
-                                                  Image.state == ImageState.UPLOADING,
-                                                  Image.attempts == attempt)
-                              .values(lease_until=now + lease))
+                    s.execute(
+                        update(Image)
+                        .where(
+                            Image.id == image_id,
+                            Image.state == ImageState.UPLOADING,
+                            Image.attempts == attempt,
+                        )
+                        .values(lease_until=now + lease)
+                    )
 
-    def record_retrying(self, image_id: int, error: str, code: int | None,
-                        retry_in: timedelta | datetime, attempt: int | None = None,
-                        in_doubt: bool = False, waiting_only: bool = False) -> None:
+    def record_retrying(
+        self,
+        image_id: int,
+        error: str,
+        code: int | None,
+        retry_in: timedelta | datetime,
+        attempt: int | None = None,
+        in_doubt: bool = False,
+        waiting_only: bool = False,
+    ) -> None:
         """The attempt failed and its copy waits `retry_in` (a delay from the database's clock,
         which the uploader passes; or a time, naive UTC). `in_doubt`: its request may still
         reach Facebook, so the attempt keeps its in-flight window (see `start_attempt`). With
@@ -493,33 +628,60 @@ class Store:
         waiting = (Image.state != ImageState.UPLOADING,) if waiting_only else ()
         with self._tx() as s:
             at = retry_in if isinstance(retry_in, datetime) else _db_time(s) + retry_in
-            s.execute(update(Image).where(Image.id == image_id, Image.state.not_in(TERMINAL),
-                                          *_in_attempt(attempt), *waiting)
-                      .values(state=ImageState.RETRYING, error=error, error_code=code,
-                              next_attempt_at=at, queued_at=at,
-                              lease_until=None, in_doubt=in_doubt))
+            s.execute(
+                update(Image)
+                .where(
+                    Image.id == image_id,
+                    Image.state.not_in(TERMINAL),
+                    *_in_attempt(attempt),
+                    *waiting,
+                )
+                .values(
+                    state=ImageState.RETRYING,
+                    error=error,
+                    error_code=code,
+                    next_attempt_at=at,
+                    queued_at=at,
+                    lease_until=None,
+                    in_doubt=in_doubt,
+                )
+            )
 
-    def record_uploaded(self, image_id: int, photo_id: str,
-                        attempt: int | None = None) -> list[OutboxMessage]:
+    def record_uploaded(
+        self, image_id: int, photo_id: str, attempt: int | None = None
+    ) -> list[OutboxMessage]:
         """Record the photo id; returns the album's settled event if this image ended it.
 
         Any attempt's photo is recorded, a stalled one's too (`attempt` older than the
         image's): the photo is on Facebook, losing its id would lose it. A second photo for
         an image that already has one is logged loudly: it is a duplicate on Facebook.
         """
-        ended, rows = self._end_image(image_id, state=ImageState.UPLOADED, photo_id=photo_id,
-                                      error=None, error_code=None)
+        ended, rows = self._end_image(
+            image_id, state=ImageState.UPLOADED, photo_id=photo_id, error=None, error_code=None
+        )
         if not ended:
             image = self.image(image_id)
             if image is not None and image.photo_id != photo_id:
-                log.error("image %s: attempt %s sent photo %s, but the image is already %s "
-                          "(photo %s): a duplicate photo on Facebook, to remove by hand",
-                          image_id, attempt, photo_id, image.state, image.photo_id)
+                log.error(
+                    "image %s: attempt %s sent photo %s, but the image is already %s "
+                    "(photo %s): a duplicate photo on Facebook, to remove by hand",
+                    image_id,
+                    attempt,
+                    photo_id,
+                    image.state,
+                    image.photo_id,
+                )
         return rows
 
-    def record_failed(self, image_id: int, reason: str, code: int | None,
-                      dead_letter: Outgoing | None = None,
-                      stop_album: bool = False, attempt: int | None = None) -> list[OutboxMessage]:
+    def record_failed(
+        self,
+        image_id: int,
+        reason: str,
+        code: int | None,
+        dead_letter: Outgoing | None = None,
+        stop_album: bool = False,
+        attempt: int | None = None,
+    ) -> list[OutboxMessage]:
         """Record the failure and, in the same transaction, its dead letter in the outbox.
 
         With `stop_album` (the page's authorisation is gone), the album's images that wait to
@@ -527,49 +689,70 @@ class Store:
         With `attempt`, only if the image is still in that attempt (a stalled one is not).
         """
         extra = [dead_letter] if dead_letter is not None else []
-        return self._end_image(image_id, extra, stop_album, _in_attempt(attempt),
-                               state=ImageState.FAILED, photo_id=None, error=reason,
-                               error_code=code)[1]
+        return self._end_image(
+            image_id,
+            extra,
+            stop_album,
+            _in_attempt(attempt),
+            state=ImageState.FAILED,
+            photo_id=None,
+            error=reason,
+            error_code=code,
+        )[1]
 
-    def _end_image(self, image_id: int, extra: Sequence[Outgoing] = (), stop_album: bool = False,
-                   only: Sequence[ColumnElement[bool]] = (),
-                   **values: Any) -> tuple[bool, list[OutboxMessage]]:
+    def _end_image(
+        self,
+        image_id: int,
+        extra: Sequence[Outgoing] = (),
+        stop_album: bool = False,
+        only: Sequence[ColumnElement[bool]] = (),
+        **values: Any,
+    ) -> tuple[bool, list[OutboxMessage]]:
         """Whether the image ended now, and the outbox rows written with it."""
         with self._tx() as s:
             album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
             if album_id is None:
                 return False, []
             album = s.get(Album, album_id, with_for_update=True)
-            result = s.execute(update(Image)
-                               .where(Image.id == image_id, Image.state.not_in(TERMINAL), *only)
-                               .values(next_attempt_at=None, lease_until=None, in_doubt=False,
-                                       **values))
+            result = s.execute(
+                update(Image)
+                .where(Image.id == image_id, Image.state.not_in(TERMINAL), *only)
+                .values(next_attempt_at=None, lease_until=None, in_doubt=False, **values)
+            )
             ended = cast(CursorResult[Any], result).rowcount
             if not ended or album is None:
                 return False, []
             if stop_album:
-                s.execute(update(Image).where(Image.album_id == album_id,
-                                              Image.state.in_((ImageState.QUEUED,
-                                                               ImageState.RETRYING,
-                                                               ImageState.PAUSED)))
-                          .values(state=ImageState.FAILED, next_attempt_at=None,
-                                  error=f"not sent: {values['error']}",
-                                  error_code=values["error_code"]))
+                s.execute(
+                    update(Image)
+                    .where(
+                        Image.album_id == album_id,
+                        Image.state.in_(
+                            (ImageState.QUEUED, ImageState.RETRYING, ImageState.PAUSED)
+                        ),
+                    )
+                    .values(
+                        state=ImageState.FAILED,
+                        next_attempt_at=None,
+                        error=f"not sent: {values['error']}",
+                        error_code=values["error_code"],
+                    )
+                )
             rows = [_row(message) for message in extra]
             s.add_all(rows)
             s.add_all(letter_index.records(extra))  # the desk's index, with the letter
             rows += _release_turns(s, album)
             return True, rows + _settle_if_ended(s, album)
 
-    def reopen_failed(self, album_id: str,
-                      image_ids: Collection[int] | None = None) -> list[OutboxMessage]:
+    def reopen_failed(
+        self, album_id: str, image_ids: Collection[int] | None = None
+    ) -> list[OutboxMessage]:
         """Queue the album's failed images (or those of `image_ids`) again: the album goes back
         to publishing, and one new upload message per image goes to the outbox, as its window
         lets them: the others wait for their turn, in the album's order."""
         return self.retry_failed(album_id, image_ids).rows
 
-    def retry_failed(self, album_id: str,
-                     image_ids: Collection[int] | None = None) -> Reopened:
+    def retry_failed(self, album_id: str, image_ids: Collection[int] | None = None) -> Reopened:
         """`reopen_failed`, saying also how many images it re-opened (a retry's answer: some
         may wait for their turn, so the messages written are fewer)."""
         with self._tx() as s:
@@ -577,8 +760,11 @@ class Store:
             if album is None:
                 return Reopened(0, [])
             now = _db_time(s)
-            images = [i for i in _images(s, album_id) if i.state == ImageState.FAILED
-                      and (image_ids is None or i.id in image_ids)]
+            images = [
+                i
+                for i in _images(s, album_id)
+                if i.state == ImageState.FAILED and (image_ids is None or i.id in image_ids)
+            ]
             for image in images:
                 image.state, image.error, image.error_code = ImageState.QUEUED, None, None
                 image.queued_at = now
@@ -590,8 +776,7 @@ class Store:
             s.add_all(rows)
             return Reopened(len(images), rows + _release_turns(s, album))
 
-    def resend_unfinished(self, album_id: str,
-                          image_ids: Collection[int]) -> list[OutboxMessage]:
+    def resend_unfinished(self, album_id: str, image_ids: Collection[int]) -> list[OutboxMessage]:
         """A new upload message for each of `image_ids` that has not ended (queued, retrying,
         or stuck uploading after its message was dead-lettered): what a replay of its dead
         letter sends, since there is nothing to re-open. The attempt starts as any other: an
@@ -599,11 +784,19 @@ class Store:
         waiting for its album's turn gets its message when its turn comes."""
         with self._tx() as s:
             now = _db_time(s)
-            images = list(s.scalars(
-                select(Image).where(Image.album_id == album_id, Image.id.in_(image_ids),
-                                    Image.state.not_in(TERMINAL),
-                                    Image.unreleased.is_not(True))
-                .order_by(Image.id).with_for_update()))
+            images = list(
+                s.scalars(
+                    select(Image)
+                    .where(
+                        Image.album_id == album_id,
+                        Image.id.in_(image_ids),
+                        Image.state.not_in(TERMINAL),
+                        Image.unreleased.is_not(True),
+                    )
+                    .order_by(Image.id)
+                    .with_for_update()
+                )
+            )
             for image in images:
                 _resend(image, now)
             rows = [_upload_row(i) for i in images]
@@ -614,20 +807,26 @@ class Store:
         """Who creates the album on Facebook: the caller, unless it exists or another is on it."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
-            return _claim_fb_album(album, stale_after) if album else FbAlbumClaim(None, False,
-                                                                                   False)
+            return (
+                _claim_fb_album(album, stale_after) if album else FbAlbumClaim(None, False, False)
+            )
 
     def release_fb_album_claim(self, album_id: str, uncertain: bool = False) -> None:
         """The claimer's create failed. Surely not made: the next claimer creates at once.
         `uncertain` (no answer: it may have been made): the claim is kept, with its time, so
         that the album is looked for before another is created, and created only once the
         claim lapsed (`fb_album_claim.decide_claim`)."""
-        values: dict[str, Any] = ({"fb_album_create_uncertain": True} if uncertain else
-                                  {"fb_album_claimed_at": None,
-                                   "fb_album_create_uncertain": None})
+        values: dict[str, Any] = (
+            {"fb_album_create_uncertain": True}
+            if uncertain
+            else {"fb_album_claimed_at": None, "fb_album_create_uncertain": None}
+        )
         with self._tx() as s:
-            s.execute(update(Album).where(Album.id == album_id, Album.fb_album_id.is_(None))
-                      .values(**values))
+            s.execute(
+                update(Album)
+                .where(Album.id == album_id, Album.fb_album_id.is_(None))
+                .values(**values)
+            )
 
     def switch_to_post(self, album_id: str, note: str) -> None:
         """Facebook refused for good to create the album's album: it goes out as one
@@ -653,11 +852,15 @@ class Store:
             assert now is not None
             claimed = album.post_claimed_at
             if claimed is not None and now - claimed < stale_after:
-                return PostJob(False, state=PostState.PENDING,
-                               busy_for=(claimed + stale_after - now).total_seconds())
+                return PostJob(
+                    False,
+                    state=PostState.PENDING,
+                    busy_for=(claimed + stale_after - now).total_seconds(),
+                )
             album.post_claimed_at = now
-            return PostJob(True, album.title, tuple(_to_post(s, album)),
-                           taken_over=claimed is not None)
+            return PostJob(
+                True, album.title, tuple(_to_post(s, album)), taken_over=claimed is not None
+            )
 
     def reopen_post(self, album_id: str) -> list[OutboxMessage]:
         """Try a failed multi-photo post again (its dead letter replayed): a new settle, whose
@@ -670,9 +873,10 @@ class Store:
             album.post_state, album.post_error = PostState.PENDING, None
             album.post_claimed_at = None
             album.state, album.settled_at = AlbumState.PUBLISHING, None
-            row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
-                                                         settle_seq=album.settle_seq),
-                              topology.FEED_POSTS)
+            row = _outbox_row(
+                messages.FeedPostRequested(album_id=album.id, settle_seq=album.settle_seq),
+                topology.FEED_POSTS,
+            )
             s.add(row)
             s.flush()
             return [row]
@@ -681,35 +885,51 @@ class Store:
         """The post surely did not land (Facebook refused it, or nothing was sent): the next
         attempt need not wait for the claim to lapse."""
         with self._tx() as s:
-            s.execute(update(Album).where(Album.id == album_id,
-                                          Album.post_state == PostState.PENDING)
-                      .values(post_claimed_at=None))
+            s.execute(
+                update(Album)
+                .where(Album.id == album_id, Album.post_state == PostState.PENDING)
+                .values(post_claimed_at=None)
+            )
 
-    def record_posted(self, album_id: str, settle_seq: int,
-                      post_id: str) -> list[OutboxMessage]:
+    def record_posted(self, album_id: str, settle_seq: int, post_id: str) -> list[OutboxMessage]:
         """The post is on Facebook: its id, and the album's settled event (its email)."""
-        return self._end_post(album_id, settle_seq, PostState.POSTED, fb_post_id=post_id,
-                              post_error=None)
+        return self._end_post(
+            album_id, settle_seq, PostState.POSTED, fb_post_id=post_id, post_error=None
+        )
 
-    def record_post_failed(self, album_id: str, settle_seq: int, reason: str,
-                           dead_letter: Outgoing | None = None) -> list[OutboxMessage]:
+    def record_post_failed(
+        self, album_id: str, settle_seq: int, reason: str, dead_letter: Outgoing | None = None
+    ) -> list[OutboxMessage]:
         """The post failed for good: why, its dead letter and the album's settled event."""
-        return self._end_post(album_id, settle_seq, PostState.FAILED, dead_letter,
-                              post_error=reason)
+        return self._end_post(
+            album_id, settle_seq, PostState.FAILED, dead_letter, post_error=reason
+        )
 
-    def _end_post(self, album_id: str, settle_seq: int, state: str,
-                  dead_letter: Outgoing | None = None, **values: Any) -> list[OutboxMessage]:
+    def _end_post(
+        self,
+        album_id: str,
+        settle_seq: int,
+        state: str,
+        dead_letter: Outgoing | None = None,
+        **values: Any,
+    ) -> list[OutboxMessage]:
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
-            if (album is None or album.settle_seq != settle_seq
-                    or album.post_state != PostState.PENDING):
+            if (
+                album is None
+                or album.settle_seq != settle_seq
+                or album.post_state != PostState.PENDING
+            ):
                 return []
             if state == PostState.POSTED:
                 album.posted_photos = [*(album.posted_photos or []), *_to_post(s, album)]
             album.post_state, album.post_claimed_at = state, None
             album.state = album_rules.settled_state(
-                [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
-                 for i in _images(s, album.id)])
+                [
+                    album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+                    for i in _images(s, album.id)
+                ]
+            )
             if state == PostState.FAILED:  # its photos are on Facebook, but shown nowhere
                 album.state = AlbumState.DONE_WITH_FAILURES
             album.settled_at = utcnow()
@@ -741,26 +961,41 @@ class Store:
     def mark_published(self, ids: Sequence[int]) -> None:
         if ids:
             with self._tx() as s:
-                s.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-                          .values(published_at=utc_now()))
+                s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids))
+                    .values(published_at=utc_now())
+                )
 
-    def claim_unpublished(self, older_than: timedelta, lease: timedelta, limit: int = 500,
-                          exchanges: Collection[str] | None = None) -> list[OutboxMessage]:
+    def claim_unpublished(
+        self,
+        older_than: timedelta,
+        lease: timedelta,
+        limit: int = 500,
+        exchanges: Collection[str] | None = None,
+    ) -> list[OutboxMessage]:
         """Lease unpublished messages nobody published in time, for the relay to publish:
         older than `older_than`, not leased, and not waiting out a refusal's backoff. Timed by
         the database's clock: a lease taken on one host ends on time for the others."""
         with self._tx() as s:
             now = self._now(s)
-            rows = list(s.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.published_at.is_(None),
-                       OutboxMessage.created_at < now - older_than,
-                       (OutboxMessage.claimed_until.is_(None))
-                       | (OutboxMessage.claimed_until < now),
-                       (OutboxMessage.next_attempt_at.is_(None))
-                       | (OutboxMessage.next_attempt_at <= now),
-                       OutboxMessage.exchange.in_(exchanges) if exchanges is not None else true())
-                .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)))
+            rows = list(
+                s.scalars(
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.published_at.is_(None),
+                        OutboxMessage.created_at < now - older_than,
+                        (OutboxMessage.claimed_until.is_(None))
+                        | (OutboxMessage.claimed_until < now),
+                        (OutboxMessage.next_attempt_at.is_(None))
+                        | (OutboxMessage.next_attempt_at <= now),
+                        OutboxMessage.exchange.in_(exchanges) if exchanges is not None else true(),
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
             for row in rows:
                 row.claimed_until = now + lease
             return rows
@@ -769,9 +1004,11 @@ class Store:
         """Hand claimed messages the relay could not publish back now, not when the lease ends."""
         if ids:
             with self._tx() as s:
-                s.execute(update(OutboxMessage)
-                          .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
-                          .values(claimed_until=None))
+                s.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id.in_(ids), OutboxMessage.published_at.is_(None))
+                    .values(claimed_until=None)
+                )
 
     def record_refused(self, errors: Mapping[int, str]) -> list[OutboxRetry]:
         """Count a refusal of each row (id: what the broker said), keep the error and set when
@@ -781,30 +1018,47 @@ class Store:
             return []
         with self._tx() as s:
             now = self._now(s)
-            rows = s.scalars(select(OutboxMessage)
-                             .where(OutboxMessage.id.in_(list(errors)),
-                                    OutboxMessage.published_at.is_(None))
-                             .order_by(OutboxMessage.id).with_for_update())
+            rows = s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.id.in_(list(errors)), OutboxMessage.published_at.is_(None))
+                .order_by(OutboxMessage.id)
+                .with_for_update()
+            )
             retries = []
             for row in rows:
                 row.attempts = (row.attempts or 0) + 1
                 row.next_attempt_at = now + refusal_backoff(row.attempts)
                 row.last_error = errors[row.id]
                 row.claimed_until = None
-                retries.append(OutboxRetry(row.id, row.message_id, row.exchange,
-                                           row.routing_key, row.attempts, row.next_attempt_at,
-                                           row.last_error))
+                retries.append(
+                    OutboxRetry(
+                        row.id,
+                        row.message_id,
+                        row.exchange,
+                        row.routing_key,
+                        row.attempts,
+                        row.next_attempt_at,
+                        row.last_error,
+                    )
+                )
             return retries
 
     def unpublished_count(self) -> int:
         with self._read() as s:
-            return s.scalar(select(func.count()).select_from(OutboxMessage)
-                            .where(OutboxMessage.published_at.is_(None))) or 0
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.published_at.is_(None))
+                )
+                or 0
+            )
 
     # -- the notifier's ledger -----------------------------------------------------------------
 
-    def claim_notification(self, album_id: str, settle_seq: int,
-                           lease: timedelta) -> NotificationClaim:
+    def claim_notification(
+        self, album_id: str, settle_seq: int, lease: timedelta
+    ) -> NotificationClaim:
         """SEND (with a new claim id) if the caller should mail this settle now; SENT; or BUSY
         while another sender's claim, taken less than `lease` ago, holds.
 
@@ -816,8 +1070,11 @@ class Store:
             row = s.get(Notification, (album_id, settle_seq), with_for_update=True)
             claim_id = uuid.uuid4().hex
             if row is None:
-                s.add(Notification(album_id=album_id, settle_seq=settle_seq, claimed_at=now,
-                                   claim_id=claim_id))
+                s.add(
+                    Notification(
+                        album_id=album_id, settle_seq=settle_seq, claimed_at=now, claim_id=claim_id
+                    )
+                )
                 return NotificationClaim(ClaimVerdict.SEND, claim_id)
             if row.sent_at is not None:
                 return NotificationClaim(ClaimVerdict.SENT)
@@ -842,15 +1099,21 @@ class Store:
         """Give up claim `claim_id` (its mail was not sent), so the next attempt need not wait
         for it to lapse; False if that claim is no longer the current one."""
         with self._tx() as s:
-            result = s.execute(delete(Notification).where(
-                Notification.album_id == album_id, Notification.settle_seq == settle_seq,
-                Notification.claim_id == claim_id, Notification.sent_at.is_(None)))
+            result = s.execute(
+                delete(Notification).where(
+                    Notification.album_id == album_id,
+                    Notification.settle_seq == settle_seq,
+                    Notification.claim_id == claim_id,
+                    Notification.sent_at.is_(None),
+                )
+            )
             return cast(CursorResult[Any], result).rowcount == 1
 
     # -- Facebook Pages (shared/config/token_cipher.py seals the tokens) ---------------------------
 
-    def connect_page(self, user_id: int, page_id: str, page_name: str,
-                     token_sealed: bytes) -> list[OutboxMessage]:
+    def connect_page(
+        self, user_id: int, page_id: str, page_name: str, token_sealed: bytes
+    ) -> list[OutboxMessage]:
         """Connect the user's Page (replacing any other), and queue again the images of the
         user's albums for that Page that were paused waiting for it: one upload message each,
         and a post request for each of their multi-photo posts paused so, in the same
@@ -864,10 +1127,19 @@ class Store:
             connection.token_sealed, connection.state = token_sealed, PageState.CONNECTED
             connection.connected_at, connection.reconnect_asked_at = utcnow(), None
             connection.reconnect_mailed_at = None
-            paused = list(s.scalars(
-                select(Image).join(Album, Album.id == Image.album_id)
-                .where(Album.user_id == user_id, Album.page_id == page_id,
-                       Image.state == ImageState.PAUSED).order_by(Image.id).with_for_update()))
+            paused = list(
+                s.scalars(
+                    select(Image)
+                    .join(Album, Album.id == Image.album_id)
+                    .where(
+                        Album.user_id == user_id,
+                        Album.page_id == page_id,
+                        Image.state == ImageState.PAUSED,
+                    )
+                    .order_by(Image.id)
+                    .with_for_update()
+                )
+            )
             for image in paused:
                 image.state, image.error, image.error_code = ImageState.QUEUED, None, None
             rows = [_upload_row(i) for i in paused]
@@ -889,8 +1161,9 @@ class Store:
     def album_page(self, album_id: str) -> tuple[int, str | None] | None:
         """The album's owner and the Page it publishes to (None: the single-tenant Page)."""
         with self._read() as s:
-            row = s.execute(select(Album.user_id, Album.page_id)
-                            .where(Album.id == album_id)).first()
+            row = s.execute(
+                select(Album.user_id, Album.page_id).where(Album.id == album_id)
+            ).first()
             return (row[0], row[1]) if row else None
 
     def page_credentials(self, user_id: int, page_id: str) -> PageCredentials | None:
@@ -906,23 +1179,33 @@ class Store:
         """Mark the user's connection to this Page; True the first time it enters `state`
         (the owner is asked to reconnect once, not once per image)."""
         with self._tx() as s:
-            result = s.execute(update(PageConnection)
-                               .where(PageConnection.user_id == user_id,
-                                      PageConnection.page_id == page_id,
-                                      PageConnection.state != state)
-                               .values(state=state, reconnect_asked_at=utcnow()))
+            result = s.execute(
+                update(PageConnection)
+                .where(
+                    PageConnection.user_id == user_id,
+                    PageConnection.page_id == page_id,
+                    PageConnection.state != state,
+                )
+                .values(state=state, reconnect_asked_at=utcnow())
+            )
             return bool(cast(CursorResult[Any], result).rowcount)
 
     def claim_reconnect_mails(self) -> list[ReconnectMail]:
         """The owners of Pages that stopped (190, 368) and were not mailed since: each is
         marked mailed as it is handed out, so one notifier mails them once."""
         with self._tx() as s:
-            rows = list(s.execute(
-                select(PageConnection, User.email).join(User, User.id == PageConnection.user_id)
-                .where(PageConnection.state.in_((PageState.NEEDS_RECONNECT, PageState.BLOCKED)),
-                       (PageConnection.reconnect_mailed_at.is_(None))
-                       | (PageConnection.reconnect_mailed_at < PageConnection.reconnect_asked_at))
-                .with_for_update(skip_locked=True)))
+            rows = list(
+                s.execute(
+                    select(PageConnection, User.email)
+                    .join(User, User.id == PageConnection.user_id)
+                    .where(
+                        PageConnection.state.in_((PageState.NEEDS_RECONNECT, PageState.BLOCKED)),
+                        (PageConnection.reconnect_mailed_at.is_(None))
+                        | (PageConnection.reconnect_mailed_at < PageConnection.reconnect_asked_at),
+                    )
+                    .with_for_update(skip_locked=True)
+                )
+            )
             now = utcnow()
             for connection, _ in rows:
                 connection.reconnect_mailed_at = now
@@ -931,11 +1214,15 @@ class Store:
     def release_reconnect_mail(self, user_id: int) -> None:
         """The mail could not be sent: the next round tries again."""
         with self._tx() as s:
-            s.execute(update(PageConnection).where(PageConnection.user_id == user_id)
-                      .values(reconnect_mailed_at=None))
+            s.execute(
+                update(PageConnection)
+                .where(PageConnection.user_id == user_id)
+                .values(reconnect_mailed_at=None)
+            )
 
-    def pause_image(self, image_id: int, reason: str, code: int | None,
-                    give_back_attempt: bool) -> None:
+    def pause_image(
+        self, image_id: int, reason: str, code: int | None, give_back_attempt: bool
+    ) -> None:
         """The image waits for its Page to be reconnected; an attempt that was taken and
         refused for the Page's sake (not the image's) is given back."""
         with self._tx() as s:
@@ -943,8 +1230,14 @@ class Store:
             if image is not None:
                 _pause(image, reason, code, give_back_attempt)
 
-    def pause_for_page(self, image_id: int, reason: str, code: int | None,
-                       give_back_attempt: bool, refused: bytes | None = None) -> bool:
+    def pause_for_page(
+        self,
+        image_id: int,
+        reason: str,
+        code: int | None,
+        give_back_attempt: bool,
+        refused: bytes | None = None,
+    ) -> bool:
         """`pause_image`, decided with the album's Page connection locked, as `connect_page`
         locks it before it queues the paused images again: False, and the image not paused,
         if the Page is connected by now with a token other than `refused` (the owner
@@ -962,8 +1255,9 @@ class Store:
                 _pause(image, reason, code, give_back_attempt)
             return True
 
-    def pause_post(self, album_id: str, settle_seq: int, reason: str,
-                   refused: bytes | None = None) -> bool:
+    def pause_post(
+        self, album_id: str, settle_seq: int, reason: str, refused: bytes | None = None
+    ) -> bool:
         """The album's multi-photo post waits for its Page to be reconnected, its claim
         released (it surely did not land), `reason` shown as its error; `connect_page`
         requests it again. As `pause_for_page`: decided with the Page connection locked
@@ -976,15 +1270,23 @@ class Store:
             return True
         with self._tx() as s:
             if not _owner_page_waits(s, owner[0], owner[1], refused):
-                s.execute(update(Album).where(Album.id == album_id,
-                                              Album.post_state == PostState.PENDING)
-                          .values(post_claimed_at=None))
+                s.execute(
+                    update(Album)
+                    .where(Album.id == album_id, Album.post_state == PostState.PENDING)
+                    .values(post_claimed_at=None)
+                )
                 return False
             album = s.get(Album, album_id, with_for_update=True)
-            if (album is not None and album.settle_seq == settle_seq
-                    and album.post_state == PostState.PENDING):
+            if (
+                album is not None
+                and album.settle_seq == settle_seq
+                and album.post_state == PostState.PENDING
+            ):
                 album.post_state, album.post_claimed_at, album.post_error = (
-                    PostState.PAUSED, None, reason)
+                    PostState.PAUSED,
+                    None,
+                    reason,
+                )
             return True
 
     # -- Graph holds (throttling shared by every uploader process) -----------------------------
@@ -1026,8 +1328,9 @@ class Store:
         with self._read() as s:
             return letter_index.groups(s, offset, limit)
 
-    def group_letters(self, kind: str, code: int | None, offset: int = 0,
-                      limit: int = 50) -> list[LetterView]:
+    def group_letters(
+        self, kind: str, code: int | None, offset: int = 0, limit: int = 50
+    ) -> list[LetterView]:
         with self._read() as s:
             return letter_index.letters(s, kind, code, offset, limit)
 
@@ -1036,20 +1339,30 @@ class Store:
             row = s.get(DeadLetterRecord, message_id)
             return letter_index.view(row) if row is not None else None
 
-    def waiting_letters(self, message_ids: Collection[str] = (), kind: str | None = None,
-                        code: int | None = None, album_id: str | None = None,
-                        limit: int = 500) -> list[LetterView]:
+    def waiting_letters(
+        self,
+        message_ids: Collection[str] = (),
+        kind: str | None = None,
+        code: int | None = None,
+        album_id: str | None = None,
+        limit: int = 500,
+    ) -> list[LetterView]:
         """Waiting letters by id, or (without ids) up to `limit` of a group or an album."""
         with self._read() as s:
             ids = list(message_ids) or letter_index.waiting_ids(s, kind, code, album_id, limit)
-            rows = s.scalars(select(DeadLetterRecord)
-                             .where(DeadLetterRecord.message_id.in_(ids[:limit]),
-                                    DeadLetterRecord.state == LetterState.WAITING)
-                             .order_by(DeadLetterRecord.dead_at))
+            rows = s.scalars(
+                select(DeadLetterRecord)
+                .where(
+                    DeadLetterRecord.message_id.in_(ids[:limit]),
+                    DeadLetterRecord.state == LetterState.WAITING,
+                )
+                .order_by(DeadLetterRecord.dead_at)
+            )
             return [letter_index.view(r) for r in rows]
 
-    def settle_letters(self, message_ids: Sequence[str], state: str, operator: str,
-                       action: str, target: str) -> int:
+    def settle_letters(
+        self, message_ids: Sequence[str], state: str, operator: str, action: str, target: str
+    ) -> int:
         """Mark the waiting ones of `message_ids` replayed or purged by `operator`, and audit
         the action, in one transaction; returns how many were marked."""
         with self._tx() as s:
@@ -1065,38 +1378,58 @@ class Store:
     def letter_states(self, message_ids: Collection[str]) -> dict[str, str]:
         """The index's state of each of `message_ids` it holds (waiting, replayed, purged)."""
         with self._read() as s:
-            rows = s.execute(select(DeadLetterRecord.message_id, DeadLetterRecord.state)
-                             .where(DeadLetterRecord.message_id.in_(list(message_ids))))
+            rows = s.execute(
+                select(DeadLetterRecord.message_id, DeadLetterRecord.state).where(
+                    DeadLetterRecord.message_id.in_(list(message_ids))
+                )
+            )
             return {row[0]: row[1] for row in rows}
 
     def has_undrained_letters(self) -> bool:
         """Whether a replayed or purged letter's queue copy is still to be removed."""
         with self._read() as s:
-            return s.scalar(select(DeadLetterRecord.message_id)
-                            .where(DeadLetterRecord.state != LetterState.WAITING,
-                                   DeadLetterRecord.drained_at.is_(None)).limit(1)) is not None
+            return (
+                s.scalar(
+                    select(DeadLetterRecord.message_id)
+                    .where(
+                        DeadLetterRecord.state != LetterState.WAITING,
+                        DeadLetterRecord.drained_at.is_(None),
+                    )
+                    .limit(1)
+                )
+                is not None
+            )
 
     def mark_drained(self, message_ids: Collection[str]) -> None:
         with self._tx() as s:
-            s.execute(update(DeadLetterRecord)
-                      .where(DeadLetterRecord.message_id.in_(list(message_ids)))
-                      .values(drained_at=_db_time(s)))
+            s.execute(
+                update(DeadLetterRecord)
+                .where(DeadLetterRecord.message_id.in_(list(message_ids)))
+                .values(drained_at=_db_time(s))
+            )
 
-    def stuck_albums(self, grace: timedelta, offset: int = 0,
-                     limit: int = 50) -> list[StuckAlbum]:
+    def stuck_albums(self, grace: timedelta, offset: int = 0, limit: int = 50) -> list[StuckAlbum]:
         """Albums publishing past their expected end: the latest time one of their unfinished
         images was due (its lease for one uploading, else when its message was queued or its
         retry was set for), plus `grace`. Paused images wait for their owner: not counted."""
         due = case((Image.state == ImageState.UPLOADING, Image.lease_until), else_=Image.queued_at)
         with self._read() as s:
             now = _db_time(s)
-            late = list(s.execute(
-                select(Image.album_id, func.max(due))
-                .join(Album, Album.id == Image.album_id)
-                .where(Album.state == AlbumState.PUBLISHING,
-                       Image.state.not_in((*TERMINAL, ImageState.PAUSED)))
-                .group_by(Image.album_id).having(func.max(due) < now - grace)
-                .order_by(func.max(due)).offset(offset).limit(limit)))
+            late = list(
+                s.execute(
+                    select(Image.album_id, func.max(due))
+                    .join(Album, Album.id == Image.album_id)
+                    .where(
+                        Album.state == AlbumState.PUBLISHING,
+                        Image.state.not_in((*TERMINAL, ImageState.PAUSED)),
+                    )
+                    .group_by(Image.album_id)
+                    .having(func.max(due) < now - grace)
+                    .order_by(func.max(due))
+                    .offset(offset)
+                    .limit(limit)
+                )
+            )
             return [_stuck(s, album_id, latest + grace) for album_id, latest in late]
 
     def _now(self, s: Session) -> datetime:
@@ -1119,20 +1452,27 @@ def _check_daily_quota(s: Session, user_id: int, quota: int, requested: int) -> 
         select(Album.created_at, func.count(Image.id))
         .join(Image, Image.album_id == Album.id)
         .where(Album.user_id == user_id, Album.created_at > now - daily_quota.WINDOW)
-        .group_by(Album.id, Album.created_at).order_by(Album.created_at)).all()
-    daily_quota.check([daily_quota.Recent(created_at, count) for created_at, count in recent],
-                      quota, requested, now)
+        .group_by(Album.id, Album.created_at)
+        .order_by(Album.created_at)
+    ).all()
+    daily_quota.check(
+        [daily_quota.Recent(created_at, count) for created_at, count in recent],
+        quota,
+        requested,
+        now,
+    )
 
 
-def _outbox_row(message: messages.AnyMessage,
-                queue: topology.WorkQueue) -> OutboxMessage:
+def _outbox_row(message: messages.AnyMessage, queue: topology.WorkQueue) -> OutboxMessage:
     return _row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
 
 
 def _upload_row(image: Image) -> OutboxMessage:
     """The message that asks for an image to be uploaded, after its latest attempt."""
-    row = _outbox_row(messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id,
-                                                    key=image.key), topology.IMAGE_UPLOADS)
+    row = _outbox_row(
+        messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id, key=image.key),
+        topology.IMAGE_UPLOADS,
+    )
     row.headers = {**row.headers, fencing.FENCE_HEADER: image.attempts}
     return row
 
@@ -1158,15 +1498,17 @@ def _page_waits(s: Session, image_id: int, refused: bytes | None) -> bool:
     """Whether the image's Page waits for its owner, its connection locked (the single-tenant
     Page, or a connection to another Page, waits as before); a connection that still holds
     the token Facebook `refused` is marked `needs_reconnect` now."""
-    owner = s.execute(select(Album.user_id, Album.page_id).join(Image, Image.album_id == Album.id)
-                      .where(Image.id == image_id)).first()
+    owner = s.execute(
+        select(Album.user_id, Album.page_id)
+        .join(Image, Image.album_id == Album.id)
+        .where(Image.id == image_id)
+    ).first()
     if owner is None:
         return True
     return _owner_page_waits(s, owner.user_id, owner.page_id, refused)
 
 
-def _owner_page_waits(s: Session, user_id: int, page_id: str | None,
-                      refused: bytes | None) -> bool:
+def _owner_page_waits(s: Session, user_id: int, page_id: str | None, refused: bytes | None) -> bool:
     """`_page_waits` for the album of `user_id` publishing to `page_id`."""
     if page_id is None:
         return True
@@ -1183,14 +1525,27 @@ def _owner_page_waits(s: Session, user_id: int, page_id: str | None,
 def _resume_posts(s: Session, user_id: int, page_id: str) -> list[OutboxMessage]:
     """The user's multi-photo posts to this Page paused for it (`Store.pause_post`): pending
     again, each requested for its settle now (the caller holds the Page connection's lock)."""
-    albums = list(s.scalars(select(Album).where(
-        Album.user_id == user_id, Album.page_id == page_id, Album.post_state == PostState.PAUSED)
-        .order_by(Album.id).with_for_update()))
+    albums = list(
+        s.scalars(
+            select(Album)
+            .where(
+                Album.user_id == user_id,
+                Album.page_id == page_id,
+                Album.post_state == PostState.PAUSED,
+            )
+            .order_by(Album.id)
+            .with_for_update()
+        )
+    )
     for album in albums:
         album.post_state, album.post_error, album.post_claimed_at = PostState.PENDING, None, None
-    return [_outbox_row(messages.FeedPostRequested(album_id=album.id,
-                                                   settle_seq=album.settle_seq),
-                        topology.FEED_POSTS) for album in albums]
+    return [
+        _outbox_row(
+            messages.FeedPostRequested(album_id=album.id, settle_seq=album.settle_seq),
+            topology.FEED_POSTS,
+        )
+        for album in albums
+    ]
 
 
 def _hand_back(image: Image | None) -> None:
@@ -1208,8 +1563,9 @@ def _stale(image: Image, fence: int | None) -> bool:
     (`fencing.superseded`). The copy that started a latest attempt with no outcome yet is the
     only one left: the broker redelivered it, or the runtime delayed it after a store outage, or
     it waited out that attempt's window (a duplicate of it meets the lease or the window)."""
-    return fencing.superseded(fence, image.attempts, image.state == ImageState.UPLOADING,
-                              image.attempt_fence)
+    return fencing.superseded(
+        fence, image.attempts, image.state == ImageState.UPLOADING, image.attempt_fence
+    )
 
 
 def _busy_until(image: Image, now: datetime, in_flight_window: timedelta) -> datetime:
@@ -1228,18 +1584,24 @@ def _in_attempt(attempt: int | None) -> tuple[ColumnElement[bool], ...]:
     return () if attempt is None else (Image.attempts == attempt,)
 
 
-def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: timedelta,
-          queue_empty: bool) -> ColumnElement[bool]:
+def _lost(
+    s: Session, now: datetime, quiet_for: timedelta, in_flight_window: timedelta, queue_empty: bool
+) -> ColumnElement[bool]:
     """Images whose message is gone; the rule is explained in services/uploader/sweeper.py."""
     entered = func.coalesce(Image.queued_at, Image.updated_at)
-    waited = ((Image.state.in_((ImageState.QUEUED, ImageState.RETRYING)))
-              & (entered < now - quiet_for))
+    waited = (Image.state.in_((ImageState.QUEUED, ImageState.RETRYING))) & (
+        entered < now - quiet_for
+    )
     # An attempt in doubt sends its copies round the wait tiers (busy) until its window ends.
-    waited &= or_(Image.in_doubt.is_not(True),
-                  Image.attempt_started_at < now - in_flight_window - quiet_for)
+    waited &= or_(
+        Image.in_doubt.is_not(True), Image.attempt_started_at < now - in_flight_window - quiet_for
+    )
     # The newest queue entry already taken, among attempts started within `quiet_for`.
-    passed = s.scalar(select(func.max(entered)).where(
-        Image.attempt_started_at > now - quiet_for, entered <= Image.attempt_started_at))
+    passed = s.scalar(
+        select(func.max(entered)).where(
+            Image.attempt_started_at > now - quiet_for, entered <= Image.attempt_started_at
+        )
+    )
     if passed is None:
         # Nothing taken for that long. An empty queue has none of their messages left; one
         # that holds messages waits for a stalled consumer (a store outage's pauses, an open
@@ -1247,9 +1609,11 @@ def _lost(s: Session, now: datetime, quiet_for: timedelta, in_flight_window: tim
         behind = waited if queue_empty else false()
     else:  # a message that entered `quiet_for` after theirs was taken: theirs are gone
         behind = waited & (entered < passed - quiet_for)
-    stuck = ((Image.state == ImageState.UPLOADING)
-             & or_(Image.lease_until.is_(None), Image.lease_until < now)
-             & (Image.attempt_started_at < now - in_flight_window - quiet_for))
+    stuck = (
+        (Image.state == ImageState.UPLOADING)
+        & or_(Image.lease_until.is_(None), Image.lease_until < now)
+        & (Image.attempt_started_at < now - in_flight_window - quiet_for)
+    )
     return or_(behind, stuck) & Image.unreleased.is_not(True)
 
 
@@ -1262,14 +1626,17 @@ def _resend(image: Image, now: datetime) -> None:
 
 
 def _row(message: Outgoing) -> OutboxMessage:
-    return OutboxMessage(exchange=message.exchange, routing_key=message.routing_key,
-                         message_id=message.message_id, body=message.body,
-                         headers=log_context.stamp(message.headers))
+    return OutboxMessage(
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        message_id=message.message_id,
+        body=message.body,
+        headers=log_context.stamp(message.headers),
+    )
 
 
 def _images(s: Session, album_id: str) -> list[Image]:
-    return list(s.scalars(select(Image).where(Image.album_id == album_id)
-                          .order_by(Image.position)))
+    return list(s.scalars(select(Image).where(Image.album_id == album_id).order_by(Image.position)))
 
 
 def _in_flight_s(image: Image, now: datetime, window: timedelta) -> float:
@@ -1277,8 +1644,11 @@ def _in_flight_s(image: Image, now: datetime, window: timedelta) -> float:
     runs, or its uploader died, or it ended in doubt), unless that attempt has not sent yet
     (it is reconciling: nothing of it can land)."""
     started = image.attempt_started_at
-    if image.state == ImageState.UPLOADING and started is not None and (
-            image.sent_at is None or image.sent_at < started):
+    if (
+        image.state == ImageState.UPLOADING
+        and started is not None
+        and (image.sent_at is None or image.sent_at < started)
+    ):
         return 0.0
     return max(0.0, (_busy_until(image, now, window) - now).total_seconds())
 
@@ -1292,8 +1662,13 @@ def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
     assert now is not None
     if album.destination == Destination.POST:
         return FbAlbumClaim(None, False, False, post=True)
-    claim = decide_claim(album.fb_album_id, album.fb_album_claimed_at,
-                         bool(album.fb_album_create_uncertain), now, stale_after)
+    claim = decide_claim(
+        album.fb_album_id,
+        album.fb_album_claimed_at,
+        bool(album.fb_album_create_uncertain),
+        now,
+        stale_after,
+    )
     if claim.mine:
         album.fb_album_claimed_at, album.fb_album_create_uncertain = now, None
     return claim
@@ -1306,15 +1681,31 @@ def _release_turns(s: Session, album: Album) -> list[OutboxMessage]:
     lock, so two images ending at once cannot both fill the same room."""
     if album.release_window is None:
         return []
-    in_use = s.scalar(select(func.count()).select_from(Image).where(
-        Image.album_id == album.id, Image.unreleased.is_not(True),
-        Image.state.not_in(TERMINAL))) or 0
+    in_use = (
+        s.scalar(
+            select(func.count())
+            .select_from(Image)
+            .where(
+                Image.album_id == album.id,
+                Image.unreleased.is_not(True),
+                Image.state.not_in(TERMINAL),
+            )
+        )
+        or 0
+    )
     room = album.release_window - in_use
     if room <= 0:
         return []
-    images = list(s.scalars(select(Image).where(
-        Image.album_id == album.id, Image.unreleased.is_(True), Image.state.not_in(TERMINAL))
-        .order_by(Image.position).limit(room)))
+    images = list(
+        s.scalars(
+            select(Image)
+            .where(
+                Image.album_id == album.id, Image.unreleased.is_(True), Image.state.not_in(TERMINAL)
+            )
+            .order_by(Image.position)
+            .limit(room)
+        )
+    )
     now = _db_time(s)
     for image in images:
         image.unreleased, image.queued_at = None, now
@@ -1328,12 +1719,18 @@ def _release_stalled_turns(s: Session, limit: int) -> list[OutboxMessage]:
     """Release waiting images of albums whose window has room: the same transaction that ends
     an image releases the next, so only a defect can leave an album so, and this repairs it.
     An album another transaction holds is left to that one."""
-    waiting = (select(Image.album_id).where(Image.unreleased.is_(True),
-                                            Image.state.not_in(TERMINAL))
-               .distinct().limit(limit))
-    albums = s.scalars(select(Album).where(Album.id.in_(waiting),
-                                           Album.state == AlbumState.PUBLISHING)
-                       .order_by(Album.id).with_for_update(skip_locked=True)).all()
+    waiting = (
+        select(Image.album_id)
+        .where(Image.unreleased.is_(True), Image.state.not_in(TERMINAL))
+        .distinct()
+        .limit(limit)
+    )
+    albums = s.scalars(
+        select(Album)
+        .where(Album.id.in_(waiting), Album.state == AlbumState.PUBLISHING)
+        .order_by(Album.id)
+        .with_for_update(skip_locked=True)
+    ).all()
     rows = [row for album in albums for row in _release_turns(s, album)]
     if rows:
         log.warning("%d images waited for a turn that had room; released", len(rows))
@@ -1350,16 +1747,19 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
     states = s.scalars(select(Image.state).where(Image.album_id == album.id)).all()
     if not album_rules.has_ended(album.state, states):
         return []
-    images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
-              for i in _images(s, album.id)]
+    images = [
+        album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+        for i in _images(s, album.id)
+    ]
     album.settle_seq += 1
     if album.destination == Destination.POST and _to_post(s, album):
         # The post is the album's second job: the album is publishing until it ended, and its
         # settled event (the email) follows it.
         album.post_state, album.post_claimed_at, album.post_error = PostState.PENDING, None, None
-        row = _outbox_row(messages.FeedPostRequested(album_id=album.id,
-                                                     settle_seq=album.settle_seq),
-                          topology.FEED_POSTS)
+        row = _outbox_row(
+            messages.FeedPostRequested(album_id=album.id, settle_seq=album.settle_seq),
+            topology.FEED_POSTS,
+        )
     else:
         album.state, album.settled_at = album_rules.settled_state(images), utcnow()
         row = _settled_row(s, album)
@@ -1369,24 +1769,33 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
 
 
 def _settled_row(s: Session, album: Album) -> OutboxMessage:
-    images = [album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
-              for i in _images(s, album.id)]
-    return _outbox_row(album_rules.settled_event(album.id, album.settle_seq, images),
-                       topology.ALBUM_SETTLED)
+    images = [
+        album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+        for i in _images(s, album.id)
+    ]
+    return _outbox_row(
+        album_rules.settled_event(album.id, album.settle_seq, images), topology.ALBUM_SETTLED
+    )
 
 
 def _to_post(s: Session, album: Album) -> list[str]:
     """The uploaded photo ids no earlier post of the album attached, in the album's order."""
     posted = set(album.posted_photos or [])
-    return [i.photo_id for i in _images(s, album.id)
-            if i.state == ImageState.UPLOADED and i.photo_id and i.photo_id not in posted]
+    return [
+        i.photo_id
+        for i in _images(s, album.id)
+        if i.state == ImageState.UPLOADED and i.photo_id and i.photo_id not in posted
+    ]
 
 
 def _stuck(s: Session, album_id: str, expected_end: datetime) -> StuckAlbum:
     album = s.get(Album, album_id)
     assert album is not None  # joined just now; albums are never deleted
-    images = tuple(StuckImage(i.id, i.key, i.state, *_waiting_for(i))
-                   for i in _images(s, album_id) if i.state not in TERMINAL)
+    images = tuple(
+        StuckImage(i.id, i.key, i.state, *_waiting_for(i))
+        for i in _images(s, album_id)
+        if i.state not in TERMINAL
+    )
     return StuckAlbum(album.id, album.title, album.user_id, expected_end, images)
 
 

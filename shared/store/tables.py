@@ -73,6 +73,7 @@ class PostState(StrEnum):
     FAILED = "failed"
     PAUSED = "paused"
 
+
 def utcnow() -> datetime:
     # Naive UTC throughout: SQLite keeps no zone, and both stores must compare alike.
     return datetime.now(UTC).replace(tzinfo=None)
@@ -208,10 +209,15 @@ class Image(Base):
     # index keeps that look as small as the waiting images, not the whole table.
     # An album page's photos are a slice by position, and the albums list reads each album's
     # first photo (its cover): both a range of the second index, not a scan of the album.
-    __table_args__ = (Index("ix_images_waiting_turn", "album_id",
-                            postgresql_where=text("unreleased IS TRUE"),
-                            sqlite_where=text("unreleased IS 1")),
-                      Index("ix_images_album_position", "album_id", "position"))
+    __table_args__ = (
+        Index(
+            "ix_images_waiting_turn",
+            "album_id",
+            postgresql_where=text("unreleased IS TRUE"),
+            sqlite_where=text("unreleased IS 1"),
+        ),
+        Index("ix_images_album_position", "album_id", "position"),
+    )
 
 
 class OutboxMessage(Base):
@@ -235,8 +241,13 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     def outgoing(self) -> Outgoing:
-        return Outgoing(self.exchange, self.routing_key, self.body, headers=self.headers,
-                        message_id=self.message_id)
+        return Outgoing(
+            self.exchange,
+            self.routing_key,
+            self.body,
+            headers=self.headers,
+            message_id=self.message_id,
+        )
 
 
 class Notification(Base):
@@ -320,8 +331,10 @@ class DeadLetterRecord(Base):
     #: When the uploader's drain removed its copy from the queue (NULL: not yet).
     drained_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_dead_letters_group", "state", "kind", "code", "dead_at"),
-                      Index("ix_dead_letters_undrained", "state", "drained_at"))
+    __table_args__ = (
+        Index("ix_dead_letters_group", "state", "kind", "code", "dead_at"),
+        Index("ix_dead_letters_undrained", "state", "drained_at"),
+    )
 
 
 class AuditEntry(Base):

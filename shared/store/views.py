@@ -187,17 +187,35 @@ class AlbumPhotoLedger:
 
 
 def image_view(image: Image) -> ImageView:
-    return ImageView(image.id, image.key, image.state, image.attempts, image.photo_id,
-                     image.error, image.next_attempt_at, image.attempt_fence)
+    return ImageView(
+        image.id,
+        image.key,
+        image.state,
+        image.attempts,
+        image.photo_id,
+        image.error,
+        image.next_attempt_at,
+        image.attempt_fence,
+    )
 
 
 def album_view(album: Album, images: Sequence[Image]) -> AlbumView:
-    return AlbumView(album.id, album.user_id, album.title, album.notify_email, album.state,
-                     album.fb_album_id, album.settle_seq, album.created_at,
-                     tuple(image_view(i) for i in images),
-                     album.destination or Destination.NEW_ALBUM,
-                     album.destination_note, album.post_state, album.fb_post_id,
-                     album.post_error)
+    return AlbumView(
+        album.id,
+        album.user_id,
+        album.title,
+        album.notify_email,
+        album.state,
+        album.fb_album_id,
+        album.settle_seq,
+        album.created_at,
+        tuple(image_view(i) for i in images),
+        album.destination or Destination.NEW_ALBUM,
+        album.destination_note,
+        album.post_state,
+        album.fb_post_id,
+        album.post_error,
+    )
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,24 @@ PAGE_TOKEN = "e2e-page-token"
 #: The e2e settings: short retries, and the uploader's concurrency as the album window (as the
 #: README advises: albums take even turns).
 SETTINGS = {
-    "RETRY_DELAYS": "1,2", "MAX_ATTEMPTS": "6", "UPLOADER_CONCURRENCY": "4", "ALBUM_WINDOW": "4",
-    "SHUTDOWN_GRACE_S": "5", "GRAPH_TIMEOUT_S": "5",
+    "RETRY_DELAYS": "1,2",
+    "MAX_ATTEMPTS": "6",
+    "UPLOADER_CONCURRENCY": "4",
+    "ALBUM_WINDOW": "4",
+    "SHUTDOWN_GRACE_S": "5",
+    "GRAPH_TIMEOUT_S": "5",
 }
 
 
 def e2e_system(workdir: Path, amqp_url: str) -> System:
-    return System(workdir, amqp_url, f"sqlite:///{workdir}/albums.db", SETTINGS,
-                  bucket="albums-e2e", page_token=PAGE_TOKEN)
+    return System(
+        workdir,
+        amqp_url,
+        f"sqlite:///{workdir}/albums.db",
+        SETTINGS,
+        bucket="albums-e2e",
+        page_token=PAGE_TOKEN,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +68,11 @@ def no_faults(system: System) -> Iterator[None]:
 def album_creation_allowed(system: System) -> Iterator[None]:
     """The simulated Page accepts `POST /{page-id}/albums` for this test (today's Facebook, and
     the simulator by default, refuse it): for tests of the album path itself."""
+
     def refuse(value: bool) -> None:
-        requests.put(f"{system.graph_url}/_sim/page", json={"refuse_album_creation": value},
-                     timeout=5).raise_for_status()
+        requests.put(
+            f"{system.graph_url}/_sim/page", json={"refuse_album_creation": value}, timeout=5
+        ).raise_for_status()
 
     refuse(False)
     yield

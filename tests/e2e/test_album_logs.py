@@ -37,10 +37,14 @@ def story(system: System, album_id: str) -> list[dict[str, Any]]:
 
 
 def first(lines: list[dict[str, Any]], service: str, *words: str) -> dict[str, Any]:
-    found = [line for line in lines
-             if line["service"] == service and all(w in line["msg"] for w in words)]
+    found = [
+        line
+        for line in lines
+        if line["service"] == service and all(w in line["msg"] for w in words)
+    ]
     assert found, f"no {service} line with {words} in:\n" + "\n".join(
-        f"{line['service']}: {line['msg']}" for line in lines)
+        f"{line['service']}: {line['msg']}" for line in lines
+    )
     return found[0]
 
 
@@ -63,24 +67,32 @@ def test_one_albums_json_lines_tell_its_whole_story_under_one_trace(system: Syst
     album_id = response.json()["id"]
     album = system.wait_settled(user["token"], album_id)
     assert album["state"] == "done_with_failures"
-    wait_for(lambda: any("mailed" in line["msg"] for line in story(system, album_id)),
-             timeout=30, what="the notifier's line for the email")
+    wait_for(
+        lambda: any("mailed" in line["msg"] for line in story(system, album_id)),
+        timeout=30,
+        what="the notifier's line for the email",
+    )
 
     lines = story(system, album_id)
     accepted = first(lines, "api", "accepted")
     trace = accepted["trace_id"]
     assert trace == response.headers["X-Trace-Id"]
     assert {line.get("trace_id") for line in lines} == {trace}, [
-        (line["service"], line["msg"], line.get("trace_id")) for line in lines
-        if line.get("trace_id") != trace]
+        (line["service"], line["msg"], line.get("trace_id"))
+        for line in lines
+        if line.get("trace_id") != trace
+    ]
     image_ids = {line["image_id"] for line in lines if "upload started" in line["msg"]}
     assert len(image_ids) == 4
     endings = []
     for image_id in image_ids:
         of_image = [line for line in lines if line.get("image_id") == image_id]
         started = first(of_image, "uploader", "upload started")
-        ended = next(line for line in of_image if "uploaded as photo" in line["msg"]
-                     or "failed for good" in line["msg"])
+        ended = next(
+            line
+            for line in of_image
+            if "uploaded as photo" in line["msg"] or "failed for good" in line["msg"]
+        )
         assert before(accepted, started) and before(started, ended)
         assert started["attempt"] == 1 and started["message_id"]
         endings.append(ended)
@@ -98,6 +110,11 @@ def test_one_albums_json_lines_tell_its_whole_story_under_one_trace(system: Syst
         print(f"  {line['ts']} {line['service']:8} {line['msg']}")
 
     everything = "\n".join(system.logs(name) for name in SERVICES)
-    for secret in (user["token"], PAGE_TOKEN, system.env["API_SECRET_KEY"],
-                   system.env["TOKEN_ENCRYPTION_KEYS"], ":guest@"):
+    for secret in (
+        user["token"],
+        PAGE_TOKEN,
+        system.env["API_SECRET_KEY"],
+        system.env["TOKEN_ENCRYPTION_KEYS"],
+        ":guest@",
+    ):
         assert secret not in everything

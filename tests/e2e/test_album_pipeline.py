@@ -21,8 +21,9 @@ def user(system: System) -> dict[str, Any]:
     return system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
 
 
-def seed_images(system: System, user: dict[str, Any], count: int,
-                folder: str = "trip") -> dict[str, str]:
+def seed_images(
+    system: System, user: dict[str, Any], count: int, folder: str = "trip"
+) -> dict[str, str]:
     hashes: dict[str, str] = {}
     for n in range(count):
         key = f"{user['prefix']}{folder}/photo-{n:02d}.png"
@@ -30,13 +31,19 @@ def seed_images(system: System, user: dict[str, Any], count: int,
     return hashes
 
 
-def settled_mail_quiet(system: System, e2e_amqp_url: str, address: str,
-                       count: int = 1) -> list[dict[str, Any]]:
+def settled_mail_quiet(
+    system: System, e2e_amqp_url: str, address: str, count: int = 1
+) -> list[dict[str, Any]]:
     """The emails to `address`, read once they arrived and the notifier's queue is empty."""
-    wait_for(lambda: len(system.mails_to(address)) >= count, timeout=30,
-             what=f"{count} email(s) to {address}")
-    wait_for(lambda: message_count(e2e_amqp_url, topology.ALBUM_SETTLED.name) == 0,
-             what="the notifier's queue to drain")
+    wait_for(
+        lambda: len(system.mails_to(address)) >= count,
+        timeout=30,
+        what=f"{count} email(s) to {address}",
+    )
+    wait_for(
+        lambda: message_count(e2e_amqp_url, topology.ALBUM_SETTLED.name) == 0,
+        what="the notifier's queue to drain",
+    )
     return system.mails_to(address)
 
 
@@ -64,8 +71,7 @@ def test_a_twenty_image_album_reaches_facebook_and_one_email(
     assert mails[0]["subject"] == "Your album 'Summer' is on Facebook: all 20 photos"
     for key in hashes:
         assert key.rsplit("/", 1)[1] in mails[0]["text"]
-    print(f"\n20-image album: settled in {elapsed:.2f} s, {len(mine)} photos, "
-          f"{len(mails)} email")
+    print(f"\n20-image album: settled in {elapsed:.2f} s, {len(mine)} photos, {len(mails)} email")
 
 
 def test_refused_images_fail_alone_and_the_email_names_them(
@@ -99,11 +105,13 @@ def test_a_missing_object_fails_that_image_alone(system: System, user: dict[str,
     hashes = seed_images(system, user, 2, folder="gone")
     missing = f"{user['prefix']}gone/never-uploaded.png"
     # Mail goes only to the user's own address (issue 11): another one is refused unpublished.
-    stranger = system.publish(user["token"], title="Gone", images=[*hashes, missing],
-                              notify_email="friend@example.com")
+    stranger = system.publish(
+        user["token"], title="Gone", images=[*hashes, missing], notify_email="friend@example.com"
+    )
     assert stranger.status_code == 422 and "your own address" in stranger.json()["error"]
-    response = system.publish(user["token"], title="Gone", images=[*hashes, missing],
-                              notify_email=user["email"])
+    response = system.publish(
+        user["token"], title="Gone", images=[*hashes, missing], notify_email=user["email"]
+    )
     album = system.wait_settled(user["token"], response.json()["id"])
     states = {i["key"]: (i["state"], i["error"]) for i in album["images"]}
     assert states[missing] == ("failed", "not found in the bucket")
@@ -134,8 +142,11 @@ def test_bad_requests_get_a_reason_and_publish_nothing(
     cases = [
         ({"title": "x", "images": ["users/999999/a.png"]}, 422, "not under your prefix"),
         ({"title": "x", "images": []}, 422, "invalid album"),
-        ({"title": "x", "images": [user["prefix"] + "a.png"], "notify_email": "nope"}, 422,
-         "invalid album"),
+        (
+            {"title": "x", "images": [user["prefix"] + "a.png"], "notify_email": "nope"},
+            422,
+            "invalid album",
+        ),
     ]
     for body, status, reason in cases:
         response = system.publish(user["token"], body)
@@ -148,8 +159,11 @@ def test_another_users_album_is_not_found(system: System, user: dict[str, Any]) 
     other = system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     hashes = seed_images(system, user, 1, folder="private")
     album_id = system.publish(user["token"], title="Mine", images=list(hashes)).json()["id"]
-    response = requests.get(f"{system.api_url}/api/albums/{album_id}", timeout=5,
-                            headers={"Authorization": f"Bearer {other['token']}"})
+    response = requests.get(
+        f"{system.api_url}/api/albums/{album_id}",
+        timeout=5,
+        headers={"Authorization": f"Bearer {other['token']}"},
+    )
     assert response.status_code == 404
 
 

@@ -29,9 +29,16 @@ pytestmark = pytest.mark.e2e
 #: Debian's Chromium, or the binary `make test` was given (CHROMIUM=...).
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 # What works on these machines: no sandbox (root), no GPU, and nothing that phones home.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DOCS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "var" / "screenshots"))
 LAPTOP: Any = {"width": 1200, "height": 900}  # Playwright's ViewportSize
 PHONE: Any = {"width": 390, "height": 844}
@@ -67,8 +74,12 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM),
-            headless=True, args=CHROMIUM_ARGS, viewport=LAPTOP)
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=LAPTOP,
+        )
         context.add_init_script(WATCH_SUMMARIES)
         try:
             yield context
@@ -96,8 +107,10 @@ def scenery(seed: int, size: tuple[int, int] = (480, 360)) -> bytes:
     for y in range(height):
         t = y / horizon if y < horizon else (y - horizon) / (height - horizon)
         start, end = (top, horizon_sky) if y < horizon else (water, tuple(c // 2 for c in water))
-        draw.line([(0, y), (width, y)], fill=tuple(int(a + (b - a) * t)
-                                                    for a, b in zip(start, end, strict=True)))
+        draw.line(
+            [(0, y), (width, y)],
+            fill=tuple(int(a + (b - a) * t) for a, b in zip(start, end, strict=True)),
+        )
     x, r = rng.randint(width // 5, 4 * width // 5), rng.randint(20, 42)
     draw.ellipse([x - r, horizon - r * 1.6, x + r, horizon + r * 0.4], fill=sun)
     hill = [(0, horizon)] + [(i * width // 6, horizon - rng.randint(8, 46)) for i in range(7)]
@@ -117,8 +130,10 @@ def test_publish_watch_live_and_retry_in_a_browser(system: System, browser: Any)
 
     user = system.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     refused = f"harbour-{uuid.uuid4().hex[:6]}.png"
-    chosen = [f"{place}.png" for place in ("beach", "dunes", "lighthouse", "pier", "sunset",
-                                           "boats", "market")] + [refused]
+    chosen = [
+        f"{place}.png"
+        for place in ("beach", "dunes", "lighthouse", "pier", "sunset", "boats", "market")
+    ] + [refused]
     seed_photos(system, user["prefix"], [*chosen, "not-this-one.png"])
     # Facebook refuses one photo; the others take a moment, so progress shows.
     system.set_faults(reject_filenames=[refused.removesuffix(".png")], latency_s=0.6)
@@ -134,8 +149,7 @@ def test_publish_watch_live_and_retry_in_a_browser(system: System, browser: Any)
     expect(summary).to_have_text("7 of 8 photos on Facebook, 1 could not be published")
     expect(failed.locator('[data-role="badge"]')).to_have_text("Failed")
     expect(failed).to_contain_text("Facebook refused the image: rejected image (code 324)")
-    expect(page.locator('[data-role="destination"]')).to_have_text(
-        "One post on your Page, posted.")
+    expect(page.locator('[data-role="destination"]')).to_have_text("One post on your Page, posted.")
     post_link = page.get_by_role("link", name="See the post on Facebook")
     expect(post_link).to_have_attribute("href", re.compile(r"facebook\.com/\d+/posts/\d+$"))
     links = page.get_by_role("link", name=re.compile("View on Facebook"))
@@ -167,10 +181,14 @@ def test_publish_watch_live_and_retry_in_a_browser(system: System, browser: Any)
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(DOCS / "album-page-phone.png"), full_page=True)
     _check_album_list(page, system)
-    wait_for(lambda: len(system.mails_to(user["email"])) >= 2, timeout=30,
-             what="the email after the retry")
+    wait_for(
+        lambda: len(system.mails_to(user["email"])) >= 2,
+        timeout=30,
+        what="the email after the retry",
+    )
     assert system.mails_to(user["email"])[0]["subject"] == (
-        "Your album 'Summer' is on Facebook: all 8 photos")
+        "Your album 'Summer' is on Facebook: all 8 photos"
+    )
 
 
 def _sign_in_and_publish(page: Any, system: System, token: str, chosen: list[str]) -> str:
@@ -202,7 +220,8 @@ def _sign_in_and_publish(page: Any, system: System, token: str, chosen: list[str
     expect(page.get_by_label("A new album")).to_be_checked()
     page.get_by_label("One post with all the photos").check()
     page.wait_for_function(  # every thumbnail arrived, through the API, as a real image
-        "() => [...document.images].every(img => img.complete && img.naturalWidth > 0)")
+        "() => [...document.images].every(img => img.complete && img.naturalWidth > 0)"
+    )
     DOCS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS / "publish-page.png"))
 

@@ -22,15 +22,34 @@ BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 #: Not fixed yet: expected to fail, strictly, so the fix makes this test fail until its entry
 #: says fixed; from then on it is a plain regression test.
 REGRESSIONS: list[tuple[str, int, str, bool]] = [
-    ("retry-after-refusal", 3, "the uploader's reconcile matches captions by substring: "
-                               "ref:A:1 finds image 10's photo, image 1 never reaches Facebook",
-     True),
-    ("uploader-kill-graph", 4, "a redelivered image uploads again while the killed process's "
-                               "request is still completing on Facebook: duplicate photos", True),
-    ("duplicates-in-flight", 4, "an image and its duplicated message are uploaded by two "
-                                "workers at once: start_attempt does not hold the image", True),
-    ("store-blips", 2, "a POST answered 503 for an album committed and queued (marking its "
-                       "outbox rows published failed): the client published it again", True),
+    (
+        "retry-after-refusal",
+        3,
+        "the uploader's reconcile matches captions by substring: "
+        "ref:A:1 finds image 10's photo, image 1 never reaches Facebook",
+        True,
+    ),
+    (
+        "uploader-kill-graph",
+        4,
+        "a redelivered image uploads again while the killed process's "
+        "request is still completing on Facebook: duplicate photos",
+        True,
+    ),
+    (
+        "duplicates-in-flight",
+        4,
+        "an image and its duplicated message are uploaded by two "
+        "workers at once: start_attempt does not hold the image",
+        True,
+    ),
+    (
+        "store-blips",
+        2,
+        "a POST answered 503 for an album committed and queued (marking its "
+        "outbox rows published failed): the client published it again",
+        True,
+    ),
 ]
 
 
@@ -50,8 +69,9 @@ def _row(node: Node, name: str, seed: int, workdir: Path) -> Row:
 
 
 def _explain(row: Row, workdir: Path) -> str:
-    return (f"{row.name} (seed {row.seed}), logs in {workdir / row.name}:\n  "
-            + "\n  ".join(row.problems[:8]))
+    return f"{row.name} (seed {row.seed}), logs in {workdir / row.name}:\n  " + "\n  ".join(
+        row.problems[:8]
+    )
 
 
 QUICK = [s.name for s in SCENARIOS if s.quick and s.name not in {r[0] for r in REGRESSIONS}]
@@ -63,10 +83,19 @@ def test_quick_row_passes(node: Node, name: str, tmp_path: Path) -> None:
     assert row.passed, _explain(row, tmp_path)
 
 
-@pytest.mark.parametrize(("name", "seed", "found"), [
-    pytest.param(name, seed, found, id=f"{name}-seed{seed}",
-                 marks=() if fixed else pytest.mark.xfail(strict=True, reason=found))
-    for name, seed, found, fixed in REGRESSIONS])
+@pytest.mark.parametrize(
+    ("name", "seed", "found"),
+    [
+        pytest.param(
+            name,
+            seed,
+            found,
+            id=f"{name}-seed{seed}",
+            marks=() if fixed else pytest.mark.xfail(strict=True, reason=found),
+        )
+        for name, seed, found, fixed in REGRESSIONS
+    ],
+)
 def test_regression(node: Node, name: str, seed: int, found: str, tmp_path: Path) -> None:
     row = _row(node, name, seed, tmp_path)
     assert row.passed, f"{found}\n{_explain(row, tmp_path)}"

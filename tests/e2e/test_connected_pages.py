@@ -26,14 +26,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def connect_page(system: System, token: str, fb_user: str) -> requests.Session:
     """Sign in to the pages and connect the Page of the simulator's Facebook user `fb_user`."""
-    requests.put(f"{system.graph_url}/_sim/login", json={"user": fb_user},
-                 timeout=5).raise_for_status()
+    requests.put(
+        f"{system.graph_url}/_sim/login", json={"user": fb_user}, timeout=5
+    ).raise_for_status()
     browser = requests.Session()
     login = browser.get(f"{system.api_url}/login", timeout=10).text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
     assert csrf
-    browser.post(f"{system.api_url}/login", data={"token": token, "csrf_token": csrf[1]},
-                 timeout=10).raise_for_status()
+    browser.post(
+        f"{system.api_url}/login", data={"token": token, "csrf_token": csrf[1]}, timeout=10
+    ).raise_for_status()
     # Our redirect to the dialog, the dialog's back to the callback, the callback's home.
     landed = browser.get(f"{system.api_url}/connect/facebook", timeout=10)
     assert landed.status_code == 200 and "Connected your Facebook Page" in landed.text
@@ -42,12 +44,16 @@ def connect_page(system: System, token: str, fb_user: str) -> requests.Session:
 
 def new_user_with_page(system: System, page_id: str) -> dict[str, Any]:
     fb_user = f"fb-{uuid.uuid4().hex[:6]}"
-    requests.post(f"{system.graph_url}/_sim/pages", json={"id": page_id, "owner": fb_user},
-                  timeout=5).raise_for_status()
+    requests.post(
+        f"{system.graph_url}/_sim/pages", json={"id": page_id, "owner": fb_user}, timeout=5
+    ).raise_for_status()
     user = system.create_user(f"{fb_user}@example.com")
     connect_page(system, user["token"], fb_user)
-    page = requests.get(f"{system.api_url}/api/page", timeout=10,
-                        headers={"Authorization": f"Bearer {user['token']}"}).json()["page"]
+    page = requests.get(
+        f"{system.api_url}/api/page",
+        timeout=10,
+        headers={"Authorization": f"Bearer {user['token']}"},
+    ).json()["page"]
     assert (page["id"], page["state"]) == (page_id, "connected")
     return {**user, "fb_user": fb_user, "page_id": page_id}
 
@@ -107,27 +113,45 @@ def test_a_token_revoked_mid_album_pauses_and_reconnecting_resumes_each_photo_on
     system.set_faults(latency_s=0.4)
     answer = system.publish(user["token"], title="Interrupted", images=keys)
     album_id = answer.json()["id"]
-    wait_for(lambda: photos_of(system, user["token"], album_id), timeout=30, every=0.05,
-             what="a first photo")
-    requests.post(f"{system.graph_url}/_sim/pages/{user['page_id']}/revoke",
-                  timeout=5).raise_for_status()
+    wait_for(
+        lambda: photos_of(system, user["token"], album_id),
+        timeout=30,
+        every=0.05,
+        what="a first photo",
+    )
+    requests.post(
+        f"{system.graph_url}/_sim/pages/{user['page_id']}/revoke", timeout=5
+    ).raise_for_status()
 
     def paused() -> dict[str, Any] | None:
         album = system.album(user["token"], album_id)
         states = [i["state"] for i in album["images"]]
         # Queued: waiting for their turn behind the paused ones (docs/fair-turns.md).
-        return album if "paused" in states and set(states) <= {"uploaded", "paused", "queued"} \
+        return (
+            album
+            if "paused" in states and set(states) <= {"uploaded", "paused", "queued"}
             else None
+        )
 
     album = wait_for(paused, timeout=60, every=0.2, what="the album's images to pause")
     assert album["state"] == "publishing"
     assert all(i["attempts"] == 0 for i in album["images"] if i["state"] == "paused")
-    page = requests.get(f"{system.api_url}/api/page", timeout=10,
-                        headers={"Authorization": f"Bearer {user['token']}"}).json()["page"]
+    page = requests.get(
+        f"{system.api_url}/api/page",
+        timeout=10,
+        headers={"Authorization": f"Bearer {user['token']}"},
+    ).json()["page"]
     assert page["state"] == "needs_reconnect"
-    (mail,) = wait_for(lambda: [m for m in system.mails_to(user["email"])
-                                if m["subject"].startswith("Reconnect your Facebook Page")],
-                       timeout=30, every=0.5, what="the email asking to reconnect")
+    (mail,) = wait_for(
+        lambda: [
+            m
+            for m in system.mails_to(user["email"])
+            if m["subject"].startswith("Reconnect your Facebook Page")
+        ],
+        timeout=30,
+        every=0.5,
+        what="the email asking to reconnect",
+    )
     assert "/connect/facebook" in mail["text"]
 
     browser = connect_page(system, user["token"], user["fb_user"])  # a new Page token
@@ -141,8 +165,11 @@ def test_a_token_revoked_mid_album_pauses_and_reconnecting_resumes_each_photo_on
 
 
 def api_page(system: System, token: str) -> dict[str, Any]:
-    return dict(requests.get(f"{system.api_url}/api/page", timeout=10,
-                             headers={"Authorization": f"Bearer {token}"}).json()["page"])
+    return dict(
+        requests.get(
+            f"{system.api_url}/api/page", timeout=10, headers={"Authorization": f"Bearer {token}"}
+        ).json()["page"]
+    )
 
 
 def page_posts(system: System, page_id: str) -> list[dict[str, Any]]:
@@ -151,8 +178,11 @@ def page_posts(system: System, page_id: str) -> list[dict[str, Any]]:
 
 
 def reconnect_mails(system: System, address: str) -> list[dict[str, Any]]:
-    return [m for m in system.mails_to(address)
-            if m["subject"].startswith("Reconnect your Facebook Page")]
+    return [
+        m
+        for m in system.mails_to(address)
+        if m["subject"].startswith("Reconnect your Facebook Page")
+    ]
 
 
 def settle_mails(system: System, address: str, album_id: str) -> list[dict[str, Any]]:
@@ -165,8 +195,12 @@ def image_rows(system: System, album_id: str) -> list[tuple[str, bool | None]]:
     store = Store(system.env["DATABASE_URL"])
     try:
         with store.engine.connect() as connection:
-            return [(state, unreleased) for state, unreleased in connection.execute(
-                select(Image.state, Image.unreleased).where(Image.album_id == album_id))]
+            return [
+                (state, unreleased)
+                for state, unreleased in connection.execute(
+                    select(Image.state, Image.unreleased).where(Image.album_id == album_id)
+                )
+            ]
     finally:
         store.dispose()
 
@@ -184,8 +218,10 @@ def all_released_and_sent(system: System, album_id: str) -> bool:
 def images_stopped(system: System, token: str, album_id: str) -> dict[str, Any] | None:
     """The album once none of its images is on its way: uploading, retrying, or queued with
     its message out (not waiting for the album's turn)."""
-    if any(state in ("uploading", "retrying") or (state == "queued" and not unreleased)
-           for state, unreleased in image_rows(system, album_id)):
+    if any(
+        state in ("uploading", "retrying") or (state == "queued" and not unreleased)
+        for state, unreleased in image_rows(system, album_id)
+    ):
         return None
     return system.album(token, album_id)
 
@@ -194,23 +230,28 @@ def put_hashed(system: System, prefix: str, name: str, count: int) -> dict[str, 
     """`count` distinct PNGs under the user's prefix: key -> sha256 of its bytes."""
     from dev.images import png
 
-    return {key: system.put(key, png(40, 30, seed=zlib.crc32(key.encode())))
-            for key in (f"{prefix}{name}/{n}.png" for n in range(count))}
+    return {
+        key: system.put(key, png(40, 30, seed=zlib.crc32(key.encode())))
+        for key in (f"{prefix}{name}/{n}.png" for n in range(count))
+    }
 
 
-def assert_posted_once(system: System, user: dict[str, Any], album: dict[str, Any],
-                       hashes: dict[str, str]) -> dict[str, Any]:
+def assert_posted_once(
+    system: System, user: dict[str, Any], album: dict[str, Any], hashes: dict[str, str]
+) -> dict[str, Any]:
     """One post on the user's Page attaching each uploaded image's photo once, each photo
     carrying its image's bytes, and no mark of ours in anything Facebook shows."""
     uploaded = {i["photo_id"]: i["key"] for i in album["images"] if i["state"] == "uploaded"}
-    posts = [p for p in page_posts(system, user["page_id"])
-             if set(p["attached_media"]) & set(uploaded)]
+    posts = [
+        p for p in page_posts(system, user["page_id"]) if set(p["attached_media"]) & set(uploaded)
+    ]
     assert len(posts) == 1, posts
     (post,) = posts
     assert sorted(post["attached_media"]) == sorted(uploaded)
     photos = {p["id"]: p for p in system.photos() if p["page"] == user["page_id"]}
     assert {fbid: photos[fbid]["sha256"] for fbid in uploaded} == {
-        fbid: hashes[key] for fbid, key in uploaded.items()}
+        fbid: hashes[key] for fbid, key in uploaded.items()
+    }
     mine = [p for p in photos.values() if p["sha256"] in set(hashes.values())]
     assert len(mine) == len({p["sha256"] for p in mine})  # no image sent twice
     public = [post["message"], *(p.get("caption") or "" for p in mine)]
@@ -231,14 +272,24 @@ def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_pho
     answer = system.publish(user["token"], title="Interrupted post", images=list(hashes))
     assert answer.status_code == 202, answer.text
     album_id = answer.json()["id"]
-    wait_for(lambda: any(i["state"] == "uploaded"
-                         for i in system.album(user["token"], album_id)["images"]),
-             timeout=30, every=0.05, what="a first photo")
-    requests.post(f"{system.graph_url}/_sim/pages/{user['page_id']}/revoke",
-                  timeout=5).raise_for_status()
+    wait_for(
+        lambda: any(
+            i["state"] == "uploaded" for i in system.album(user["token"], album_id)["images"]
+        ),
+        timeout=30,
+        every=0.05,
+        what="a first photo",
+    )
+    requests.post(
+        f"{system.graph_url}/_sim/pages/{user['page_id']}/revoke", timeout=5
+    ).raise_for_status()
 
-    album = wait_for(lambda: images_stopped(system, user["token"], album_id), timeout=60,
-                     every=0.2, what="the album's images to stop moving")
+    album = wait_for(
+        lambda: images_stopped(system, user["token"], album_id),
+        timeout=60,
+        every=0.2,
+        what="the album's images to stop moving",
+    )
     states = [i["state"] for i in album["images"]]
     # Queued: waiting for their turn, behind the paused ones (which keep their places).
     assert "paused" in states and set(states) <= {"uploaded", "paused", "queued"}, states
@@ -246,8 +297,12 @@ def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_pho
     assert album["state"] == "publishing"
     assert album["destination"]["post"]["state"] not in ("posted", "failed")
     assert api_page(system, user["token"])["state"] == "needs_reconnect"
-    (mail,) = wait_for(lambda: reconnect_mails(system, user["email"]), timeout=30, every=0.5,
-                       what="the email asking to reconnect")
+    (mail,) = wait_for(
+        lambda: reconnect_mails(system, user["email"]),
+        timeout=30,
+        every=0.5,
+        what="the email asking to reconnect",
+    )
     assert "/connect/facebook" in mail["text"]
     assert page_posts(system, user["page_id"]) == []  # nothing posted while paused
 
@@ -256,13 +311,23 @@ def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_pho
     assert album["state"] == "done"
     assert {i["state"] for i in album["images"]} == {"uploaded"}
     assert_posted_once(system, user, album, hashes)
-    assert len(wait_for(lambda: settle_mails(system, user["email"], album_id), timeout=30,
-                        every=0.5, what="the settle email")) == 1
+    assert (
+        len(
+            wait_for(
+                lambda: settle_mails(system, user["email"], album_id),
+                timeout=30,
+                every=0.5,
+                what="the settle email",
+            )
+        )
+        == 1
+    )
     assert len(reconnect_mails(system, user["email"])) == 1
 
 
 def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_reconnect_resumes(
-        system: System) -> None:
+    system: System,
+) -> None:
     user = new_user_with_page(system, f"75{str(uuid.uuid4().int)[:9]}")
     other = new_user_with_page(system, f"76{str(uuid.uuid4().int)[:9]}")
     stopped_hashes = put_hashed(system, user["prefix"], "blocked-post", 8)
@@ -275,36 +340,57 @@ def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_rec
     # blocked Page queues behind them. The block comes while the other user's four are on
     # their way, so the first album's last four meet it first: that album stops, and the
     # Page is marked blocked before a worker takes the next album's images.
-    stopped_id = system.publish(user["token"], title="Blocked", images=list(stopped_hashes)
-                                ).json()["id"]
-    other_id = system.publish(other["token"], title="Elsewhere", images=list(other_hashes)
-                              ).json()["id"]
-    wait_for(lambda: all_released_and_sent(system, stopped_id), timeout=30, every=0.05,
-             what="the first album's first four sent and its last four queued")
-    waiting_id = system.publish(user["token"], title="After the block",
-                                images=list(next_hashes)).json()["id"]
-    requests.post(f"{system.graph_url}/_sim/pages/{user['page_id']}/block",
-                  timeout=5).raise_for_status()
+    stopped_id = system.publish(user["token"], title="Blocked", images=list(stopped_hashes)).json()[
+        "id"
+    ]
+    other_id = system.publish(other["token"], title="Elsewhere", images=list(other_hashes)).json()[
+        "id"
+    ]
+    wait_for(
+        lambda: all_released_and_sent(system, stopped_id),
+        timeout=30,
+        every=0.05,
+        what="the first album's first four sent and its last four queued",
+    )
+    waiting_id = system.publish(
+        user["token"], title="After the block", images=list(next_hashes)
+    ).json()["id"]
+    requests.post(
+        f"{system.graph_url}/_sim/pages/{user['page_id']}/block", timeout=5
+    ).raise_for_status()
     assert system.wait_settled(other["token"], other_id)["state"] == "done"  # another Page
-    stopped = wait_for(lambda: images_stopped(system, user["token"], stopped_id), timeout=60,
-                       every=0.2, what="the blocked album's images to stop moving")
+    stopped = wait_for(
+        lambda: images_stopped(system, user["token"], stopped_id),
+        timeout=60,
+        every=0.2,
+        what="the blocked album's images to stop moving",
+    )
     assert {i["state"] for i in stopped["images"]} == {"uploaded", "failed"}
     assert all("blocked" in i["error"] for i in stopped["images"] if i["state"] == "failed")
     # Its photos already sent wait for the Page too: their post is not refused for good.
     assert stopped["destination"]["post"]["state"] == "pending"
-    waiting = wait_for(lambda: images_stopped(system, user["token"], waiting_id), timeout=60,
-                       every=0.2, what="the next album's images to pause")
+    waiting = wait_for(
+        lambda: images_stopped(system, user["token"], waiting_id),
+        timeout=60,
+        every=0.2,
+        what="the next album's images to pause",
+    )
     assert [(i["state"], i["attempts"]) for i in waiting["images"]] == [("paused", 0)] * 3
     assert waiting["state"] == "publishing"
     assert api_page(system, user["token"])["state"] == "blocked"
     refused = system.publish(user["token"], title="Meanwhile", images=list(next_hashes)[:1])
     assert refused.status_code == 409 and "reconnect" in refused.json()["error"]
-    (mail,) = wait_for(lambda: reconnect_mails(system, user["email"]), timeout=30, every=0.5,
-                       what="the email asking to reconnect")
+    (mail,) = wait_for(
+        lambda: reconnect_mails(system, user["email"]),
+        timeout=30,
+        every=0.5,
+        what="the email asking to reconnect",
+    )
     assert "blocked" in mail["text"] and "/connect/facebook" in mail["text"]
 
-    requests.post(f"{system.graph_url}/_sim/pages/{user['page_id']}/unblock",
-                  timeout=5).raise_for_status()
+    requests.post(
+        f"{system.graph_url}/_sim/pages/{user['page_id']}/unblock", timeout=5
+    ).raise_for_status()
     connect_page(system, user["token"], user["fb_user"])
     resumed = system.wait_settled(user["token"], waiting_id)
     assert resumed["state"] == "done"
@@ -315,6 +401,15 @@ def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_rec
     assert stopped["state"] == "done_with_failures"
     assert_posted_once(system, user, stopped, stopped_hashes)
     for album_id in (stopped_id, waiting_id):
-        assert len(wait_for(functools.partial(settle_mails, system, user["email"], album_id),
-                            timeout=30, every=0.5, what="the settle email")) == 1
+        assert (
+            len(
+                wait_for(
+                    functools.partial(settle_mails, system, user["email"], album_id),
+                    timeout=30,
+                    every=0.5,
+                    what="the settle email",
+                )
+            )
+            == 1
+        )
     assert len(reconnect_mails(system, user["email"])) == 1

@@ -39,8 +39,9 @@ def test_an_operator_replays_a_refused_photo_and_an_end_user_gets_403(
     names = ["beach.png", f"{refused}.png"]
     seed_photos(system, user["prefix"], names)
     system.set_faults(reject_filenames=[refused])
-    published = system.publish(user["token"], title="Desk",
-                               images=[f"{user['prefix']}summer/{name}" for name in names])
+    published = system.publish(
+        user["token"], title="Desk", images=[f"{user['prefix']}summer/{name}" for name in names]
+    )
     assert published.status_code == 202, published.text
     album_id = published.json()["id"]
     assert system.wait_settled(user["token"], album_id)["state"] == "done_with_failures"
@@ -63,9 +64,14 @@ def test_an_operator_replays_a_refused_photo_and_an_end_user_gets_403(
     page.get_by_role("button", name="Replay", exact=True).click()
     expect(page.get_by_text("Replayed 1 dead letter.")).to_be_visible()
     expect(page.locator('[data-role="letter-state"]')).to_contain_text(
-        re.compile(rf"replayed by {re.escape(operator['email'])}"))
-    album = wait_for(lambda: (a := system.album(user["token"], album_id))["state"] == "done"
-                     and a, timeout=LIVE_S / 1000, every=0.2, what="the album to settle again")
+        re.compile(rf"replayed by {re.escape(operator['email'])}")
+    )
+    album = wait_for(
+        lambda: (a := system.album(user["token"], album_id))["state"] == "done" and a,
+        timeout=LIVE_S / 1000,
+        every=0.2,
+        what="the album to settle again",
+    )
     assert {image["state"] for image in album["images"]} == {"uploaded"}
     page.goto(f"{system.api_url}/operator/dead-letters")
     expect(page.locator('[data-role="audit"]')).to_contain_text(operator["email"])

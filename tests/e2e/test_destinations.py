@@ -27,9 +27,10 @@ def user(system: System) -> dict[str, Any]:
 @pytest.fixture()
 def page(system: System) -> Iterator[Callable[..., None]]:
     """The simulated Page's settings, put back to refusing album creation after the test."""
+
     def set_page(**settings: Any) -> None:
-        requests.put(f"{system.graph_url}/_sim/page", json=settings,
-                     timeout=5).raise_for_status()
+        requests.put(f"{system.graph_url}/_sim/page", json=settings, timeout=5).raise_for_status()
+
     yield set_page
     set_page(refuse_album_creation=True)
 
@@ -44,15 +45,18 @@ def seed(system: System, user: dict[str, Any], count: int, folder: str) -> list[
 
 
 def posts(system: System) -> list[dict[str, Any]]:
-    listed: list[dict[str, Any]] = requests.get(f"{system.graph_url}/_sim/posts",
-                                                timeout=5).json()["posts"]
+    listed: list[dict[str, Any]] = requests.get(f"{system.graph_url}/_sim/posts", timeout=5).json()[
+        "posts"
+    ]
     return listed
 
 
 def one_mail(system: System, e2e_amqp_url: str, address: str) -> list[dict[str, Any]]:
     wait_for(lambda: len(system.mails_to(address)) >= 1, timeout=60, what=f"a mail to {address}")
-    wait_for(lambda: message_count(e2e_amqp_url, topology.ALBUM_SETTLED.name) == 0,
-             what="the notifier's queue to drain")
+    wait_for(
+        lambda: message_count(e2e_amqp_url, topology.ALBUM_SETTLED.name) == 0,
+        what="the notifier's queue to drain",
+    )
     return system.mails_to(address)
 
 
@@ -87,8 +91,9 @@ def test_allowed_album_creation_gives_one_album_of_twenty(
 ) -> None:
     page(refuse_album_creation=False)
     keys = seed(system, user, 20, "allowed")
-    album = system.wait_settled(user["token"], system.publish(
-        user["token"], title="Allowed", images=keys).json()["id"])
+    album = system.wait_settled(
+        user["token"], system.publish(user["token"], title="Allowed", images=keys).json()["id"]
+    )
 
     assert album["state"] == "done" and album["destination"]["kind"] == "new_album"
     photo_ids = {image["photo_id"] for image in album["images"]}
@@ -102,19 +107,30 @@ def test_allowed_album_creation_gives_one_album_of_twenty(
 def test_an_existing_album_picked_gets_the_twenty_photos(
     system: System, user: dict[str, Any], e2e_amqp_url: str
 ) -> None:
-    existing = requests.post(f"{system.graph_url}/_sim/albums", json={"name": "By hand"},
-                             timeout=5).json()["id"]
-    listed = requests.get(f"{system.api_url}/api/page/albums", timeout=10,
-                          headers={"Authorization": f"Bearer {user['token']}"}).json()
+    existing = requests.post(
+        f"{system.graph_url}/_sim/albums", json={"name": "By hand"}, timeout=5
+    ).json()["id"]
+    listed = requests.get(
+        f"{system.api_url}/api/page/albums",
+        timeout=10,
+        headers={"Authorization": f"Bearer {user['token']}"},
+    ).json()
     assert {"id": existing, "name": "By hand"} in listed["albums"]
     keys = seed(system, user, 20, "existing")
-    album = system.wait_settled(user["token"], system.publish(
-        user["token"], title="Into it", images=keys,
-        destination={"kind": "album", "id": existing}).json()["id"])
+    album = system.wait_settled(
+        user["token"],
+        system.publish(
+            user["token"],
+            title="Into it",
+            images=keys,
+            destination={"kind": "album", "id": existing},
+        ).json()["id"],
+    )
 
     assert album["destination"] == {"kind": "album", "album_id": existing, "note": None}
-    photos = requests.get(f"{system.graph_url}/_sim/photos", params={"album_id": existing},
-                          timeout=5).json()["photos"]
+    photos = requests.get(
+        f"{system.graph_url}/_sim/photos", params={"album_id": existing}, timeout=5
+    ).json()["photos"]
     assert len(photos) == 20
     assert len(one_mail(system, e2e_amqp_url, user["email"])) == 1
 
@@ -123,8 +139,9 @@ def test_an_album_that_is_not_the_pages_is_refused_and_nothing_published(
     system: System, user: dict[str, Any]
 ) -> None:
     keys = seed(system, user, 1, "unknown")
-    response = system.publish(user["token"], title="Nowhere", images=keys,
-                              destination={"kind": "album", "id": "999"})
+    response = system.publish(
+        user["token"], title="Nowhere", images=keys, destination={"kind": "album", "id": "999"}
+    )
     assert response.status_code == 422 and "not an album of your Page" in response.text
     bad = system.publish(user["token"], title="Bad", images=keys, destination={"kind": "wall"})
     assert bad.status_code == 422

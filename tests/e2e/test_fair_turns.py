@@ -25,8 +25,9 @@ def seed(system: System, user: dict[str, Any], count: int, folder: str) -> list[
     return keys
 
 
-def settle_time(system: System, user: dict[str, Any], keys: list[str],
-                title: str) -> tuple[float, dict[str, Any]]:
+def settle_time(
+    system: System, user: dict[str, Any], keys: list[str], title: str
+) -> tuple[float, dict[str, Any]]:
     """Seconds from the POST until the album reads settled, and the album then."""
     started = time.monotonic()
     response = system.publish(user["token"], title=title, images=keys)
@@ -53,15 +54,23 @@ def test_a_small_album_published_behind_a_big_one_settles_first(system: System) 
 
     big = system.publish(big_user["token"], title="Big", images=big_keys)
     assert big.status_code == 202, big.text
-    wait_for(lambda: system.album(big_user["token"], big.json()["id"])["counts"]
-             .get("uploaded", 0) >= concurrency, timeout=30, every=0.05,
-             what="the big album to be under way")
+    wait_for(
+        lambda: (
+            system.album(big_user["token"], big.json()["id"])["counts"].get("uploaded", 0)
+            >= concurrency
+        ),
+        timeout=30,
+        every=0.05,
+        what="the big album to be under way",
+    )
     behind, small_album = settle_time(system, small_user, small_keys, "Small")
     big_then = system.album(big_user["token"], big.json()["id"])
 
-    print(f"\nsmall album: ideal {ideal:.2f} s, alone {alone:.2f} s, behind the big one "
-          f"{behind:.2f} s ({behind / ideal:.1f} x ideal, {behind / alone:.1f} x alone); the "
-          f"big one then at {big_then['counts']}")
+    print(
+        f"\nsmall album: ideal {ideal:.2f} s, alone {alone:.2f} s, behind the big one "
+        f"{behind:.2f} s ({behind / ideal:.1f} x ideal, {behind / alone:.1f} x alone); the "
+        f"big one then at {big_then['counts']}"
+    )
     assert small_album["state"] == "done", small_album
     assert big_then["state"] == "publishing", big_then["counts"]
     # Each album has as many messages in the queue as there are uploads at once: the small

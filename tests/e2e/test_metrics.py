@@ -36,8 +36,9 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 @pytest.fixture(scope="module")
-def metered(tmp_path_factory: pytest.TempPathFactory, broker: Any,
-            make_vhost: Any) -> Iterator[System]:
+def metered(
+    tmp_path_factory: pytest.TempPathFactory, broker: Any, make_vhost: Any
+) -> Iterator[System]:
     """The whole system on a vhost of its own, each service serving /metrics, and two
     uploader processes behind the uploader's one port."""
     url = str(broker.url(make_vhost(for_session=True)))
@@ -62,8 +63,11 @@ def no_faults() -> None:
 def scrape(system: System, service: str) -> Samples:
     port = system.metrics_ports[service]  # type: ignore[attr-defined]
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -74,8 +78,9 @@ def jobs(samples: Samples, queue: str, outcome: str, code: str = "") -> float:
     return value(samples, "albums_jobs_total", queue=queue, outcome=outcome, code=code)
 
 
-def test_the_scrapes_count_what_happened_and_the_alerts_fire(metered: System,
-                                                              tmp_path: Path) -> None:
+def test_the_scrapes_count_what_happened_and_the_alerts_fire(
+    metered: System, tmp_path: Path
+) -> None:
     user = metered.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     keys = []
     for n in range(18):
@@ -91,10 +96,15 @@ def test_the_scrapes_count_what_happened_and_the_alerts_fire(metered: System,
     album = metered.wait_settled(user["token"], response.json()["id"])
     assert album["state"] == "done_with_failures"
     wait_for(lambda: len(metered.mails_to(user["email"])) == 1, timeout=30, what="the email")
-    wait_for(lambda: message_count(metered.env["AMQP_URL"], SETTLED) == 0,
-             what="the notifier's queue to drain")
-    wait_for(lambda: jobs(scrape(metered, "notifier"), SETTLED, "done") == 1, timeout=10,
-             what="the notifier to count its job")
+    wait_for(
+        lambda: message_count(metered.env["AMQP_URL"], SETTLED) == 0,
+        what="the notifier's queue to drain",
+    )
+    wait_for(
+        lambda: jobs(scrape(metered, "notifier"), SETTLED, "done") == 1,
+        timeout=10,
+        what="the notifier to count its job",
+    )
     after = {service: scrape(metered, service) for service in SERVICES}
 
     uploader, notifier, api = after["uploader"], after["notifier"], after["api"]
@@ -114,27 +124,48 @@ def test_the_scrapes_count_what_happened_and_the_alerts_fire(metered: System,
 
     # The dead-letter counter as scraped before and after the album, a minute apart.
     dead = f'albums_jobs_total{{queue="{UPLOADS}",outcome="dead_lettered",code="324"}}'
-    dead_values = (f"{jobs(before['uploader'], UPLOADS, 'dead_lettered', '324'):g} "
-                   f"{jobs(uploader, UPLOADS, 'dead_lettered', '324'):g}x20")
+    dead_values = (
+        f"{jobs(before['uploader'], UPLOADS, 'dead_lettered', '324'):g} "
+        f"{jobs(uploader, UPLOADS, 'dead_lettered', '324'):g}x20"
+    )
     # A stuck album: one whose publish the store dates six hours back, as the API scrapes it.
     _stuck_album(metered)
     age = value(scrape(metered, "api"), "albums_oldest_publishing_age_seconds")
     assert age >= 6 * 3600
-    result = evaluate(tmp_path, [
-        {"interval": "1m",
-         "input_series": [{"series": dead, "values": dead_values}],
-         "alert_rule_test": [
-             fired("DeadLettersGrowing", "6m", summary_of("DeadLettersGrowing"), "ticket")]},
-        {"interval": "1m",
-         "input_series": [{"series": "albums_oldest_publishing_age_seconds",
-                           "values": f"{age:.0f}+60x20"},
-                          {"series": "albums_circuit_breaker_open",
-                           "values": f"{value(uploader, 'albums_circuit_breaker_open'):g}x20"}],
-         "alert_rule_test": [
-             fired("AlbumPublishingTooLong", "11m", summary_of("AlbumPublishingTooLong"),
-                   "page"),
-             silent("CircuitBreakerOpen", "11m")]},
-    ])
+    result = evaluate(
+        tmp_path,
+        [
+            {
+                "interval": "1m",
+                "input_series": [{"series": dead, "values": dead_values}],
+                "alert_rule_test": [
+                    fired("DeadLettersGrowing", "6m", summary_of("DeadLettersGrowing"), "ticket")
+                ],
+            },
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": "albums_oldest_publishing_age_seconds",
+                        "values": f"{age:.0f}+60x20",
+                    },
+                    {
+                        "series": "albums_circuit_breaker_open",
+                        "values": f"{value(uploader, 'albums_circuit_breaker_open'):g}x20",
+                    },
+                ],
+                "alert_rule_test": [
+                    fired(
+                        "AlbumPublishingTooLong",
+                        "11m",
+                        summary_of("AlbumPublishingTooLong"),
+                        "page",
+                    ),
+                    silent("CircuitBreakerOpen", "11m"),
+                ],
+            },
+        ],
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -143,11 +174,13 @@ def _stuck_album(system: System) -> str:
     store = Store(system.env["DATABASE_URL"])
     try:
         user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-        album_id, _ = store.create_album(user.id, "Stuck", None, [f"{user.prefix}x.png"],
-                                         window=0)
+        album_id, _ = store.create_album(user.id, "Stuck", None, [f"{user.prefix}x.png"], window=0)
         with store.engine.begin() as db:
-            db.execute(update(Album).where(Album.id == album_id)
-                       .values(created_at=utcnow() - timedelta(hours=6)))
+            db.execute(
+                update(Album)
+                .where(Album.id == album_id)
+                .values(created_at=utcnow() - timedelta(hours=6))
+            )
         return album_id
     finally:
         store.dispose()
@@ -167,9 +200,14 @@ def test_the_dashboard_picture(metered: System, tmp_path: Path) -> None:
     metered.set_faults(latency_s=1.5, error_rates={503: 0.15}, seed=7)
     with prometheus_server.running(tmp_path, targets) as prometheus:
         start = time.time()
-        wait_for(lambda: len(dashboard_picture.query_range(prometheus, "up == 1", start,
-                                                           time.time())) == len(targets),
-                 timeout=30, what="prometheus to scrape every target")
+        wait_for(
+            lambda: (
+                len(dashboard_picture.query_range(prometheus, "up == 1", start, time.time()))
+                == len(targets)
+            ),
+            timeout=30,
+            what="prometheus to scrape every target",
+        )
         user = metered.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
         keys = [f"{user['prefix']}picture/photo-{n:02d}.png" for n in range(18)]
         for n, key in enumerate(keys):
@@ -181,14 +219,19 @@ def test_the_dashboard_picture(metered: System, tmp_path: Path) -> None:
         metered.wait_settled(user["token"], album_id, timeout=180)
         metered.set_faults()
         wait_for(lambda: len(metered.mails_to(user["email"])) == 1, timeout=30, what="mail")
-        wait_for(lambda: dashboard_picture.query_range(
-            prometheus, "sum(albums_emails_total)", start, time.time()), timeout=30,
-            what="prometheus to scrape the notifier")
+        wait_for(
+            lambda: dashboard_picture.query_range(
+                prometheus, "sum(albums_emails_total)", start, time.time()
+            ),
+            timeout=30,
+            what="prometheus to scrape the notifier",
+        )
         end = time.time() + 5
         wait_for(lambda: time.time() > end, timeout=10, what="a few more scrapes")
         out = Path(out_dir) / "dashboard.png"
         dashboard_picture.draw(prometheus, start, time.time(), out)
         jobs_now = dashboard_picture.query_range(
-            prometheus, 'sum(albums_jobs_total{outcome="done"})', start, time.time())
+            prometheus, 'sum(albums_jobs_total{outcome="done"})', start, time.time()
+        )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert float(jobs_now[0]["values"][-1][1]) >= 18

@@ -40,8 +40,11 @@ def slow_album(system: System, user: dict[str, Any], title: str) -> str:
     system.set_faults(latency_s=3.0)
     response = system.publish(user["token"], title=title, images=[key])
     album_id: str = response.json()["id"]
-    wait_for(lambda: image_state(system, user, album_id) == "uploading", timeout=30,
-             what="the upload to start")
+    wait_for(
+        lambda: image_state(system, user, album_id) == "uploading",
+        timeout=30,
+        what="the upload to start",
+    )
     return album_id
 
 
@@ -67,8 +70,11 @@ def test_an_uploader_killed_mid_upload_three_times_sends_the_photo_once(
     album_id = slow_album(system, user, "kill")
     try:
         for _ in range(3):
-            wait_for(lambda: image_state(system, user, album_id) == "uploading", timeout=30,
-                     what="the upload to be in flight")
+            wait_for(
+                lambda: image_state(system, user, album_id) == "uploading",
+                timeout=30,
+                what="the upload to be in flight",
+            )
             system.processes["uploader"].kill()
             system.processes["uploader"].wait(10)
             restart_uploader(system)
@@ -99,11 +105,15 @@ def test_retrying_refused_images_reopens_the_album_and_mails_again(
     wait_for(lambda: len(system.mails_to(user["email"])) == 1, what="the first email")
 
     system.set_faults()
-    response = requests.post(f"{system.api_url}/api/albums/{album_id}/retry", timeout=10,
-                             headers={"Authorization": f"Bearer {user['token']}"})
+    response = requests.post(
+        f"{system.api_url}/api/albums/{album_id}/retry",
+        timeout=10,
+        headers={"Authorization": f"Bearer {user['token']}"},
+    )
     assert response.status_code == 202 and response.json()["reopened"] == 1
     album = system.wait_settled(user["token"], album_id)
     assert album["state"] == "done"
+
     def both_mails() -> list[dict[str, Any]] | None:
         mails = system.mails_to(user["email"])
         return mails if len(mails) == 2 else None
@@ -111,7 +121,8 @@ def test_retrying_refused_images_reopens_the_album_and_mails_again(
     mails = wait_for(both_mails, what="the second email")
     assert sorted(m["subject"] for m in mails) == [
         "Your album 'Again' is on Facebook: 2 of 3 photos",
-        "Your album 'Again' is on Facebook: all 3 photos"]
+        "Your album 'Again' is on Facebook: all 3 photos",
+    ]
 
 
 def children(pid: int) -> set[int]:
@@ -136,8 +147,11 @@ def alive(pid: int) -> bool:
 @pytest.fixture()
 def pool(system: System) -> Iterator[subprocess.Popen[bytes]]:
     """A second uploader of two processes beside the system's own, stopped after the test."""
-    parent = subprocess.Popen([sys.executable, "-m", "services.uploader"], cwd=ROOT,
-                              env={**system.env, "UPLOADER_PROCESSES": "2"})
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "services.uploader"],
+        cwd=ROOT,
+        env={**system.env, "UPLOADER_PROCESSES": "2"},
+    )
     yield parent
     if parent.poll() is None:
         parent.kill()
@@ -150,12 +164,18 @@ def test_a_pool_of_uploader_processes_restarts_a_dead_one_and_dies_with_its_pare
     first = wait_for(lambda: two_children(pool.pid), timeout=30, what="two uploader processes")
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
-    again = wait_for(lambda: two_children(pool.pid, victim), timeout=30,
-                     what="the dead process to be started again")
+    again = wait_for(
+        lambda: two_children(pool.pid, victim),
+        timeout=30,
+        what="the dead process to be started again",
+    )
     pool.kill()
     pool.wait()
-    wait_for(lambda: not any(alive(pid) for pid in again), timeout=10,
-             what="the processes to die with their parent")
+    wait_for(
+        lambda: not any(alive(pid) for pid in again),
+        timeout=10,
+        what="the processes to die with their parent",
+    )
 
 
 def test_sigterm_stops_a_pool_of_uploader_processes_with_exit_0(

@@ -57,8 +57,12 @@ def close_connections(broker: Any, vhost: str, named: str | None = None) -> int:
     least one such (its listing lags behind new connections, the more so on a busy machine)."""
 
     def listed() -> list[dict[str, Any]]:
-        return [c for c in broker.api("GET", "connections").json() if c.get("vhost") == vhost
-                and (named is None or (c.get("user_provided_name") or "").startswith(named))]
+        return [
+            c
+            for c in broker.api("GET", "connections").json()
+            if c.get("vhost") == vhost
+            and (named is None or (c.get("user_provided_name") or "").startswith(named))
+        ]
 
     connections = wait_for(listed, timeout=20, every=0.5, what=f"connections to {vhost}")
     for connection in connections:

@@ -32,8 +32,9 @@ class BlippingStore:
 
         def blip(*_args: Any, **_kwargs: Any) -> Any:
             self.blips += 1
-            raise OperationalError(f"{name} (injected)", None,
-                                   ConnectionResetError("server closed the connection"))
+            raise OperationalError(
+                f"{name} (injected)", None, ConnectionResetError("server closed the connection")
+            )
 
         return blip
 
@@ -43,8 +44,9 @@ class StoreOutage:
     for `seconds` from the first such call, as a store that went away and came back does.
     Nothing of a failed call is recorded."""
 
-    def __init__(self, store: Store, seconds: float,
-                 methods: Collection[str] | None = None) -> None:
+    def __init__(
+        self, store: Store, seconds: float, methods: Collection[str] | None = None
+    ) -> None:
         self._store = store
         self._seconds = seconds
         self._methods = methods
@@ -59,8 +61,9 @@ class StoreOutage:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if self._down():
-                raise OperationalError(f"{name} (injected outage)", None,
-                                       ConnectionRefusedError("connection refused"))
+                raise OperationalError(
+                    f"{name} (injected outage)", None, ConnectionRefusedError("connection refused")
+                )
             return attr(*args, **kwargs)
 
         return call
@@ -79,12 +82,17 @@ def age_image(store: Store, image_id: int, by: timedelta = timedelta(minutes=10)
     and its album's claim to create the Facebook album have all lapsed."""
     past = utcnow() - by
     with store.engine.begin() as connection:
-        connection.execute(update(Image).where(Image.id == image_id)
-                           .values(attempt_started_at=past, lease_until=past))
+        connection.execute(
+            update(Image)
+            .where(Image.id == image_id)
+            .values(attempt_started_at=past, lease_until=past)
+        )
         album_id = connection.scalar(select(Image.album_id).where(Image.id == image_id))
-        connection.execute(update(Album).where(Album.id == album_id,
-                                               Album.fb_album_claimed_at.is_not(None))
-                           .values(fb_album_claimed_at=past))
+        connection.execute(
+            update(Album)
+            .where(Album.id == album_id, Album.fb_album_claimed_at.is_not(None))
+            .values(fb_album_claimed_at=past)
+        )
 
 
 def age_notifications(store: Store, by: timedelta = timedelta(minutes=10)) -> None:

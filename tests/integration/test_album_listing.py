@@ -19,9 +19,12 @@ pytestmark = pytest.mark.integration
 
 def _user_with_albums(store: Store, count: int, images: int = 2) -> tuple[int, list[str]]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    ids = [store.create_album(user.id, f"Trip {n}", None,
-                              [f"{user.prefix}{n}-{i}.png" for i in range(images)])[0]
-           for n in range(count)]
+    ids = [
+        store.create_album(
+            user.id, f"Trip {n}", None, [f"{user.prefix}{n}-{i}.png" for i in range(images)]
+        )[0]
+        for n in range(count)
+    ]
     return user.id, ids
 
 
@@ -39,15 +42,19 @@ def test_the_second_page_follows_the_first_with_no_gap_or_duplicate(store: Store
     pages = _all_pages(store, user_id, 3)
     assert [len(page) for page in pages] == [3, 3, 1]
     assert [album for page in pages for album in page] == [
-        album.id for album in store.albums(user_id)]  # newest first, as the full list
+        album.id for album in store.albums(user_id)
+    ]  # newest first, as the full list
     assert sorted(album for page in pages for album in page) == sorted(ids)
 
 
 def test_albums_made_in_the_same_instant_are_each_listed_once(store: Store) -> None:
     user_id, ids = _user_with_albums(store, 5)
     with store.engine.begin() as connection:  # one creation time for all: ids break the ties
-        connection.execute(update(Album).where(Album.user_id == user_id)
-                           .values(created_at=text("'2026-01-01 00:00:00'")))
+        connection.execute(
+            update(Album)
+            .where(Album.user_id == user_id)
+            .values(created_at=text("'2026-01-01 00:00:00'"))
+        )
     pages = _all_pages(store, user_id, 2)
     assert sorted(album for page in pages for album in page) == sorted(ids)
     assert [album for page in pages for album in page] == sorted(ids, reverse=True)
@@ -101,6 +108,11 @@ def test_an_album_pages_photos_and_covers_use_the_position_index(store: Store) -
     from sqlalchemy import select
 
     _user_with_albums(store, 1)
-    plan = _plan(store, select(Image).where(Image.album_id == "x", Image.position >= 50)
-                 .order_by(Image.position).limit(50))
+    plan = _plan(
+        store,
+        select(Image)
+        .where(Image.album_id == "x", Image.position >= 50)
+        .order_by(Image.position)
+        .limit(50),
+    )
     assert "ix_images_album_position" in plan, plan

@@ -46,4 +46,3 @@ def test_images_ending_at_once_release_one_next_image_each(postgres_url: str) ->
         assert sorted(released) == ids[10:20]
     finally:
         store.dispose()
-

@@ -72,13 +72,18 @@ def accounts(broker: Broker, make_vhost: VhostMaker) -> Iterator[dict[str, str]]
     admin = ManagementApi(broker.management_url, broker.user, SecretStr(broker.password), vhost)
     made = users.create(admin, definitions.users, passwords, rename)
     try:
-        yield {u.role: f"amqp://{rename(u.name)}:{passwords[u.role].get_secret_value()}"
-                       f"@{broker.host}:{broker.port}/{quote(vhost, '')}"
-               for u in definitions.users}
+        yield {
+            u.role: f"amqp://{rename(u.name)}:{passwords[u.role].get_secret_value()}"
+            f"@{broker.host}:{broker.port}/{quote(vhost, '')}"
+            for u in definitions.users
+        }
     finally:
         for name in made:
-            requests.delete(f"{broker.management_url}/api/users/{quote(name, '')}",
-                            auth=(broker.user, broker.password), timeout=30)
+            requests.delete(
+                f"{broker.management_url}/api/users/{quote(name, '')}",
+                auth=(broker.user, broker.password),
+                timeout=30,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +129,9 @@ def test_each_service_works_with_its_own_user(
 ) -> None:
     # The API publishes an album's messages (its outbox, as services/api/services.py builds it).
     user, _ = sqlite_store.create_user("owner@example.com")
-    album_id, rows = sqlite_store.create_album(user.id, "Users", None,
-                                               [f"{user.prefix}a.png", f"{user.prefix}b.png"])
+    album_id, rows = sqlite_store.create_album(
+        user.id, "Users", None, [f"{user.prefix}a.png", f"{user.prefix}b.png"]
+    )
     api_publisher = Publisher(declared["api"])
     try:
         assert Outbox(sqlite_store, api_publisher, relays=(topology.WORK_EXCHANGE,)).send_rows(rows)
@@ -144,11 +150,16 @@ def test_each_service_works_with_its_own_user(
         if message.image_id == second:
             raise outcomes.Permanent("refused for good")
 
-    _consume(declared["uploader"], Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested,
-                                         upload, RetryPolicy(DELAYS, 3)),
-             lambda: sorted(seen) == [first, first, second])
-    (letter,) = get_all(broker.url(_vhost(declared)),
-                        topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
+    _consume(
+        declared["uploader"],
+        Route(
+            topology.IMAGE_UPLOADS, messages.ImageUploadRequested, upload, RetryPolicy(DELAYS, 3)
+        ),
+        lambda: sorted(seen) == [first, first, second],
+    )
+    (letter,) = get_all(
+        broker.url(_vhost(declared)), topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
+    )
     assert letter[0].headers[dead_letters.REASON_HEADER] == "refused for good"
 
     # The uploader publishes the settle; the notifier consumes it, retries the mail once (a
@@ -165,8 +176,14 @@ def test_each_service_works_with_its_own_user(
         uploader_publisher.close()
     mailer = FakeMailer()
     mailer.failures.append(smtplib.SMTPResponseException(421, b"try later"))
-    notifier = AlbumNotifier(sqlite_store, mailer, "albums@localhost", "http://albums.test",
-                             (DELAYS, 3), claim_lease=timedelta(minutes=1))
+    notifier = AlbumNotifier(
+        sqlite_store,
+        mailer,
+        "albums@localhost",
+        "http://albums.test",
+        (DELAYS, 3),
+        claim_lease=timedelta(minutes=1),
+    )
     _consume(declared["notifier"], notifier.route(), lambda: len(mailer.sent) == 1)
     assert mailer.sent[0]["To"] == "owner@example.com"
 
@@ -194,18 +211,23 @@ def test_the_notifier_may_not_publish_work_nor_declare_nor_read_the_uploads(
 ) -> None:
     connection, channel = _channel(declared["notifier"])
     try:
-        _refused(lambda: channel.basic_publish(
-            topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, b"{}", mandatory=True))
+        _refused(
+            lambda: channel.basic_publish(
+                topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, b"{}", mandatory=True
+            )
+        )
         channel = connection.channel()
         _refused(lambda: channel.queue_declare("notifier.own", durable=True))
         # Nor its own retry queues: no configure right at all. It could not be given one for
         # them without the write right on albums.work, their dead-letter exchange (RabbitMQ
         # checks it at the declare), so the uploader declares the whole topology.
-        spec = next(s for s in topology.queue_specs(DELAYS)
-                    if s.name == topology.retry_queue_name(topology.ALBUM_SETTLED, DELAYS[0]))
+        spec = next(
+            s
+            for s in topology.queue_specs(DELAYS)
+            if s.name == topology.retry_queue_name(topology.ALBUM_SETTLED, DELAYS[0])
+        )
         channel = connection.channel()
-        _refused(lambda: channel.queue_declare(spec.name, durable=True,
-                                               arguments=spec.arguments))
+        _refused(lambda: channel.queue_declare(spec.name, durable=True, arguments=spec.arguments))
         channel = connection.channel()
         _refused(lambda: channel.basic_get(topology.IMAGE_UPLOADS.name, auto_ack=False))
     finally:
@@ -217,15 +239,20 @@ def test_the_monitoring_user_sees_the_queues_and_may_not_publish_or_declare(
 ) -> None:
     url = declared["monitoring"]
     parts = pika.URLParameters(url)
-    queues = requests.get(f"{broker.management_url}/api/queues/{quote(parts.virtual_host, '')}",
-                          auth=(parts.credentials.username, parts.credentials.password),
-                          timeout=30)
+    queues = requests.get(
+        f"{broker.management_url}/api/queues/{quote(parts.virtual_host, '')}",
+        auth=(parts.credentials.username, parts.credentials.password),
+        timeout=30,
+    )
     assert queues.status_code == 200
     assert topology.IMAGE_UPLOADS.name in {q["name"] for q in queues.json()}
     connection, channel = _channel(url)
     try:
-        _refused(lambda: channel.basic_publish(
-            topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, b"{}"))
+        _refused(
+            lambda: channel.basic_publish(
+                topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, b"{}"
+            )
+        )
         channel = connection.channel()
         _refused(lambda: channel.exchange_declare("albums.monitoring", "direct"))
         channel = connection.channel()

@@ -48,8 +48,9 @@ def login(sim: str, user: str) -> list[ManagedPage]:
 
 
 def test_the_login_flow_lists_the_users_pages_with_their_tokens(sim: str) -> None:
-    requests.post(f"{sim}/_sim/pages", json={"id": "5001", "name": "Cafe", "owner": "carol"},
-                  timeout=5).raise_for_status()
+    requests.post(
+        f"{sim}/_sim/pages", json={"id": "5001", "name": "Cafe", "owner": "carol"}, timeout=5
+    ).raise_for_status()
     (page,) = login(sim, "carol")
     assert (page.id, page.name) == ("5001", "Cafe") and page.token
     assert page.token not in repr(page)
@@ -73,25 +74,37 @@ def test_two_users_with_two_pages_publish_at_once_each_only_to_their_page(
     cipher = TokenCipher(Fernet.generate_key().decode())
     albums = {}
     for owner, page_id in (("ann", "6001"), ("bob", "6002")):
-        requests.post(f"{sim}/_sim/pages", json={"id": page_id, "owner": owner},
-                      timeout=5).raise_for_status()
+        requests.post(
+            f"{sim}/_sim/pages", json={"id": page_id, "owner": owner}, timeout=5
+        ).raise_for_status()
         (page,) = login(sim, owner)
         user, _ = sqlite_store.create_user(f"{owner}-{uuid.uuid4().hex[:6]}@example.com")
         sqlite_store.connect_page(user.id, page.id, page.name, cipher.encrypt(page.token))
         keys = [f"{user.prefix}{n}.png" for n in range(4)]
         for n, key in enumerate(keys):
-            s3_client.put_object(Bucket=BUCKET, Key=key, Body=png(32, 24, seed=n),
-                                 ContentType="image/png")
-        albums[page_id] = sqlite_store.create_album(user.id, f"{owner}'s", None, keys,
-                                                    page_id=page.id)
+            s3_client.put_object(
+                Bucket=BUCKET, Key=key, Body=png(32, 24, seed=n), ContentType="image/png"
+            )
+        albums[page_id] = sqlite_store.create_album(
+            user.id, f"{owner}'s", None, keys, page_id=page.id
+        )
 
     def client(page_id: str, token: str) -> GraphClient:
         return GraphClient(sim, VERSION, page_id, token, timeout=(5.0, 30.0))
 
-    uploader = ImageUploader(sqlite_store, Outbox(sqlite_store, FakePublisher(),  # type: ignore[arg-type]
-                                                  grace=timedelta(0)),
-                             None, s3_client, BUCKET, Policy((1, 3), 3),
-                             pages=Pages(sqlite_store, cipher, client))
+    uploader = ImageUploader(
+        sqlite_store,
+        Outbox(
+            sqlite_store,
+            FakePublisher(),  # type: ignore[arg-type]
+            grace=timedelta(0),
+        ),
+        None,
+        s3_client,
+        BUCKET,
+        Policy((1, 3), 3),
+        pages=Pages(sqlite_store, cipher, client),
+    )
     deliveries = [Delivery(row.body, {}) for _, rows in albums.values() for row in rows]
     threads = [threading.Thread(target=decide, args=(uploader.route(), d)) for d in deliveries]
     for thread in threads:
@@ -113,8 +126,9 @@ def test_the_simulator_checks_each_pages_token_on_its_albums_and_photos(sim: str
 
     tokens = {}
     for page_id, owner in (("6101", "dora"), ("6102", "eve")):
-        requests.post(f"{sim}/_sim/pages", json={"id": page_id, "owner": owner},
-                      timeout=5).raise_for_status()
+        requests.post(
+            f"{sim}/_sim/pages", json={"id": page_id, "owner": owner}, timeout=5
+        ).raise_for_status()
         (page,) = login(sim, owner)
         tokens[page_id] = page.token
     dora = GraphClient(sim, VERSION, "6101", tokens["6101"], timeout=(5.0, 30.0))
@@ -145,31 +159,39 @@ def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
     cipher = TokenCipher(Fernet.generate_key().decode())
-    requests.post(f"{sim}/_sim/pages", json={"id": "6301", "owner": "fay"},
-                  timeout=5).raise_for_status()
+    requests.post(
+        f"{sim}/_sim/pages", json={"id": "6301", "owner": "fay"}, timeout=5
+    ).raise_for_status()
     (page,) = login(sim, "fay")
     user, _ = store.create_user(f"fay-{uuid.uuid4().hex[:6]}@example.com")
     store.connect_page(user.id, page.id, page.name, cipher.encrypt(page.token))
     keys = [f"{user.prefix}post-{n}.png" for n in range(3)]
     for n, key in enumerate(keys):
-        s3_client.put_object(Bucket=BUCKET, Key=key, Body=png(32, 24, seed=n),
-                             ContentType="image/png")
-    album_id, rows = store.create_album(user.id, "Fay's", None, keys, page_id=page.id,
-                                        destination=("post", None))
+        s3_client.put_object(
+            Bucket=BUCKET, Key=key, Body=png(32, 24, seed=n), ContentType="image/png"
+        )
+    album_id, rows = store.create_album(
+        user.id, "Fay's", None, keys, page_id=page.id, destination=("post", None)
+    )
     publisher = FakePublisher()
     outbox = Outbox(store, publisher, grace=timedelta(0))  # type: ignore[arg-type]
-    pages = Pages(store, cipher, lambda page_id, token: GraphClient(
-        sim, VERSION, page_id, token, timeout=(5.0, 30.0)))
-    uploader = ImageUploader(store, outbox, None, s3_client, BUCKET, Policy((1, 3), 3),
-                             pages=pages)
+    pages = Pages(
+        store,
+        cipher,
+        lambda page_id, token: GraphClient(sim, VERSION, page_id, token, timeout=(5.0, 30.0)),
+    )
+    uploader = ImageUploader(store, outbox, None, s3_client, BUCKET, Policy((1, 3), 3), pages=pages)
     poster = FeedPoster(store, outbox, pages.client_for, Policy((1, 3), 3))
     for row in rows:
         assert decide(uploader.route(), Delivery(row.body, {})).kind == "ack"
     requests.post(f"{sim}/_sim/pages/6301/{stop}", timeout=5).raise_for_status()
 
     def requests_sent() -> list[messages.FeedPostRequested]:
-        return [m for m in (messages.decode(o.body) for o in publisher.to(topology.WORK_EXCHANGE))
-                if isinstance(m, messages.FeedPostRequested)]
+        return [
+            m
+            for m in (messages.decode(o.body) for o in publisher.to(topology.WORK_EXCHANGE))
+            if isinstance(m, messages.FeedPostRequested)
+        ]
 
     [request] = requests_sent()
     assert decide(poster.route(), Delivery(messages.encode(request), {})).kind == "ack"
@@ -193,6 +215,9 @@ def test_a_page_stop_on_the_post_pauses_it_and_the_reconnect_posts_it_once(
     album = present(store.album(album_id))
     assert album.post_state == "posted" and album.fb_post_id == post["id"]
     assert album.state == "done"
-    settled = [m for m in (messages.decode(o.body) for o in publisher.to(topology.WORK_EXCHANGE))
-               if isinstance(m, messages.AlbumSettled)]
+    settled = [
+        m
+        for m in (messages.decode(o.body) for o in publisher.to(topology.WORK_EXCHANGE))
+        if isinstance(m, messages.AlbumSettled)
+    ]
     assert len(settled) == 1 and len(settled[0].uploaded) == 3

@@ -50,9 +50,19 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 def memory_alarm(node: Node, on: bool) -> None:
     """Raise (or clear) the node's memory alarm: it blocks every connection that publishes."""
-    subprocess.run([str(node.sbin / "rabbitmqctl"), "-n", node.name,
-                    "set_vm_memory_high_watermark", "0.00001" if on else "0.4"],
-                   env=node.env(), check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            str(node.sbin / "rabbitmqctl"),
+            "-n",
+            node.name,
+            "set_vm_memory_high_watermark",
+            "0.00001" if on else "0.4",
+        ],
+        env=node.env(),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 class OneRefused:
@@ -82,21 +92,34 @@ def test_a_confirm_held_back_does_not_stop_other_acks(node: Node) -> None:
         topology.declare(channel, DELAYS)
         channel.confirm_delivery()
         for image_id in (1, *OTHERS):  # image 1 first: its copy is the first to be held back
-            channel.basic_publish(topology.WORK_EXCHANGE, QUEUE.routing_key, encode(
-                ImageUploadRequested(album_id="a", image_id=image_id, key=f"k{image_id}")),
-                pika.BasicProperties(delivery_mode=2))
+            channel.basic_publish(
+                topology.WORK_EXCHANGE,
+                QUEUE.routing_key,
+                encode(ImageUploadRequested(album_id="a", image_id=image_id, key=f"k{image_id}")),
+                pika.BasicProperties(delivery_mode=2),
+            )
     handler = OneRefused()
     route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=5))
-    consumer = Consumer(url, route, 2, prefetch=2, publish_timeout_s=2, grace_s=5,
-                        on_connect=functools.partial(topology.declare, retry_delays=DELAYS))
+    consumer = Consumer(
+        url,
+        route,
+        2,
+        prefetch=2,
+        publish_timeout_s=2,
+        grace_s=5,
+        on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
+    )
     stop = threading.Event()
     memory_alarm(node, on=True)
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     try:
         thread.start()
         # The other ten are delivered and acked while image 1's retry copy waits for a confirm.
-        wait_for(lambda: set(OTHERS) <= handler.images(), timeout=15,
-                 what="every other message while a confirm is held back")
+        wait_for(
+            lambda: set(OTHERS) <= handler.images(),
+            timeout=15,
+            what="every other message while a confirm is held back",
+        )
         memory_alarm(node, on=False)
         handler.refuse = False
         wait_for(lambda: 1 in handler.images(), timeout=30, what="image 1 once it may go through")
@@ -112,13 +135,17 @@ def queue_depth(url: str) -> int:
     """Messages ready in the work queue and its retry tiers."""
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         channel = connection.channel()
-        names = [QUEUE.name, *(topology.retry_queue_name(QUEUE, tier)
-                               for tier in topology.retry_tiers(DELAYS))]
-        return sum(channel.queue_declare(name, passive=True).method.message_count
-                   for name in names)
+        names = [
+            QUEUE.name,
+            *(topology.retry_queue_name(QUEUE, tier) for tier in topology.retry_tiers(DELAYS)),
+        ]
+        return sum(channel.queue_declare(name, passive=True).method.message_count for name in names)
 
 
 def dead_letters(url: str) -> int:
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
-        return int(connection.channel().queue_declare(topology.dead_letter_queue_name(QUEUE),
-                                                      passive=True).method.message_count)
+        return int(
+            connection.channel()
+            .queue_declare(topology.dead_letter_queue_name(QUEUE), passive=True)
+            .method.message_count
+        )

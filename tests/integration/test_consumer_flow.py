@@ -74,12 +74,17 @@ StartConsumer = Callable[..., Consumer]
 def run_consumer(amqp_url: str, clean_queues: None) -> Iterator[StartConsumer]:
     stops: list[tuple[threading.Event, threading.Thread]] = []
 
-    def start(handler: Callable[[ImageUploadRequested, int], None],
-              concurrency: int = 4) -> Consumer:
+    def start(
+        handler: Callable[[ImageUploadRequested, int], None], concurrency: int = 4
+    ) -> Consumer:
         stop = threading.Event()
-        consumer = Consumer(amqp_url, route(handler), concurrency,
-                            on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
-                            grace_s=5)
+        consumer = Consumer(
+            amqp_url,
+            route(handler),
+            concurrency,
+            on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
+            grace_s=5,
+        )
         thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
         thread.start()
         stops.append((stop, thread))
@@ -95,8 +100,9 @@ def run_consumer(amqp_url: str, clean_queues: None) -> Iterator[StartConsumer]:
 def publish(amqp_url: str, *bodies: bytes) -> None:
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body)
-                                     for body in bodies])
+        publisher.publish_confirmed(
+            [Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, body) for body in bodies]
+        )
     finally:
         publisher.close()
 
@@ -125,13 +131,17 @@ def test_exhausted_retries_are_dead_lettered_with_their_reason(
     script = Script({2: lambda attempt: FailureKind.TRANSIENT})
     run_consumer(script)
     publish(amqp_url, upload(2))
-    dead = wait_for(lambda: get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)),
-                    timeout=30, what="the dead letter")
+    dead = wait_for(
+        lambda: get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)),
+        timeout=30,
+        what="the dead letter",
+    )
     assert [attempt for _, _, attempt in script.seen] == [1, 2, 3]
     props, body = dead[0]
     assert body == upload(2)
-    assert props.headers[dead_letters.REASON_HEADER] == "gave up after 3 attempts: scripted " \
-                                                        "transient"
+    assert (
+        props.headers[dead_letters.REASON_HEADER] == "gave up after 3 attempts: scripted transient"
+    )
     assert props.headers[dead_letters.ATTEMPTS_HEADER] == 3
     assert props.headers[dead_letters.CODE_HEADER] == 503
 
@@ -142,8 +152,9 @@ def test_a_permanent_failure_is_dead_lettered_at_once_and_others_go_on(
     script = Script({3: lambda a: FailureKind.PERMANENT, 4: lambda a: "ok", 5: lambda a: "ok"})
     run_consumer(script)
     publish(amqp_url, upload(3), upload(4), upload(5))
-    dead = wait_for(lambda: get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)),
-                    what="the dead letter")
+    dead = wait_for(
+        lambda: get_all(amqp_url, topology.dead_letter_queue_name(QUEUE)), what="the dead letter"
+    )
     assert dead[0][0].headers[dead_letters.REASON_HEADER] == "scripted permanent"
     wait_for(lambda: len(script.seen) == 3, what="the other two images")
     assert sorted(image for _, image, _ in script.seen) == [3, 4, 5]
@@ -164,7 +175,8 @@ def test_poison_is_dead_lettered_and_the_consumer_keeps_going(
 
 
 def test_a_handler_that_raises_comes_back_after_a_delay_with_its_attempt_unspent(
-        amqp_url: str, run_consumer: StartConsumer) -> None:
+    amqp_url: str, run_consumer: StartConsumer
+) -> None:
     calls: list[int] = []
 
     def raise_once(attempt: int) -> str:
@@ -263,7 +275,8 @@ def test_later_acks_never_cover_a_message_still_in_hand(
 
 @pytest.mark.slow
 def test_a_message_finished_as_its_connection_dies_does_not_stall_the_next(
-        broker: Broker, vhost: str, amqp_url: str, run_consumer: StartConsumer) -> None:
+    broker: Broker, vhost: str, amqp_url: str, run_consumer: StartConsumer
+) -> None:
     # Found by make chaos (broker-kill-uploads): a worker finished as the broker went away and
     # woke the dying connection; the wake never ran, and on the next connection every finished
     # message waited for it: four handled, none acked, nothing more delivered. A race: without

@@ -28,8 +28,9 @@ def test_albums_posted_at_once_never_exceed_the_quota(store: Store) -> None:
         keys = [f"{user.prefix}{n}/{i}.png" for i in range(IMAGES)]
         start.wait()
         try:
-            album_id, _rows = processes[n].create_album(user.id, f"a{n}", None, keys,
-                                                        images_per_day=QUOTA)
+            album_id, _rows = processes[n].create_album(
+                user.id, f"a{n}", None, keys, images_per_day=QUOTA
+            )
             accepted.append(album_id)
         except QuotaExceeded as exc:
             refused.append(exc)

@@ -34,12 +34,14 @@ def publisher(amqp_url: str) -> Iterator[Publisher]:
 
 
 def _drain(store: Store, amqp_url: str, publisher: Publisher, batch: int) -> DeadLetterDrain:
-    return DeadLetterDrain(store, [DeadLetterQueue(amqp_url, UPLOADS)],
-                           publisher.publish_confirmed, batch)
+    return DeadLetterDrain(
+        store, [DeadLetterQueue(amqp_url, UPLOADS)], publisher.publish_confirmed, batch
+    )
 
 
 def test_handled_letters_leave_the_queue_and_waiting_ones_stay(
-        sqlite_store: Store, amqp_url: str, publisher: Publisher) -> None:
+    sqlite_store: Store, amqp_url: str, publisher: Publisher
+) -> None:
     album_id = failed_album(sqlite_store, amqp_url, count=3)
     ids = [letter.message_id for letter in sqlite_store.waiting_letters(album_id=album_id)]
     assert len(ids) == 3 and message_count(amqp_url, DLQ) == 3
@@ -57,7 +59,8 @@ def test_handled_letters_leave_the_queue_and_waiting_ones_stay(
 
 
 def test_a_pass_looks_at_its_batch_and_the_next_pass_at_the_next(
-        sqlite_store: Store, amqp_url: str, publisher: Publisher) -> None:
+    sqlite_store: Store, amqp_url: str, publisher: Publisher
+) -> None:
     album_id = failed_album(sqlite_store, amqp_url, count=4)
     ids = [letter.message_id for letter in sqlite_store.waiting_letters(album_id=album_id)]
     sqlite_store.settle_letters(ids[2:], "purged", "op@example.com", "purge", "t")
@@ -66,12 +69,14 @@ def test_a_pass_looks_at_its_batch_and_the_next_pass_at_the_next(
     assert (first.removed, first.moved) == (0, 2)
     second = drain.drain_once()  # then the two purged ones
     assert (second.removed, second.moved) == (2, 0)
-    assert sorted(x.message_id or "" for x in DeadLetterQueue(amqp_url, UPLOADS).browse()) == \
-        sorted(ids[:2])
+    assert sorted(
+        x.message_id or "" for x in DeadLetterQueue(amqp_url, UPLOADS).browse()
+    ) == sorted(ids[:2])
 
 
-def test_letters_the_index_lacks_get_indexed(sqlite_store: Store, amqp_url: str,
-                                             publisher: Publisher) -> None:
+def test_letters_the_index_lacks_get_indexed(
+    sqlite_store: Store, amqp_url: str, publisher: Publisher
+) -> None:
     """Poison the runtime dead-lettered with no store at hand: the drain indexes it. With no
     replayed or purged letter to remove, a pass only looks: nothing moves."""
     letter = dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "undecodable body", None, 1)
@@ -79,7 +84,8 @@ def test_letters_the_index_lacks_get_indexed(sqlite_store: Store, amqp_url: str,
     drained = _drain(sqlite_store, amqp_url, publisher, 100).drain_once()
     assert (drained.indexed, drained.moved, drained.removed) == (1, 0, 0)
     assert [x.message_id for x in DeadLetterQueue(amqp_url, UPLOADS).browse()] == [
-        letter.message_id]
+        letter.message_id
+    ]
     indexed = sqlite_store.dead_letter(letter.message_id)
     assert indexed is not None and indexed.group == "poison"
     assert indexed.reason == "undecodable body"

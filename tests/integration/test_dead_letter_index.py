@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 
 def test_index_groups_marks_and_stuck_albums(store: Store) -> None:
     user, _ = store.create_user("ops-index@example.com")
-    album_id, rows = store.create_album(user.id, "t", None, [f"{user.prefix}{n}.png"
-                                                            for n in range(3)])
+    album_id, rows = store.create_album(
+        user.id, "t", None, [f"{user.prefix}{n}.png" for n in range(3)]
+    )
     ids = [upload_of(row.body).image_id for row in rows]
     letters = []
     for image_id, row in zip(ids[:2], rows, strict=False):

@@ -34,8 +34,11 @@ def cli(sqlite_store: Store, amqp_url: str, capsys: pytest.CaptureFixture[str]) 
     connection.close()
     for queue in (UPLOADS.name, DLQ):
         get_all(amqp_url, queue)
-    settings = CommonSettings(_env_file=None, amqp_url=amqp_url,  # type: ignore[call-arg]
-                              database_url=str(sqlite_store.engine.url))
+    settings = CommonSettings(
+        _env_file=None,
+        amqp_url=amqp_url,  # type: ignore[call-arg]
+        database_url=str(sqlite_store.engine.url),
+    )
     parser = argparse.ArgumentParser(prog="python -m services.uploader")
     dead_letters_cli.add_parser(parser.add_subparsers(dest="command"))
 
@@ -56,22 +59,30 @@ def retried_and_failed(sqlite_store: Store, amqp_url: str) -> tuple[str, str]:
     failed = failed_album(sqlite_store, amqp_url, count=1)
     publisher = Publisher(amqp_url)
     try:
-        assert Replayer(sqlite_store, Outbox(sqlite_store, publisher),
-                        amqp_url).retry_album(retried) == 2
-        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison",
-                                                              None, 1)])
+        assert (
+            Replayer(sqlite_store, Outbox(sqlite_store, publisher), amqp_url).retry_album(retried)
+            == 2
+        )
+        publisher.publish_confirmed(
+            [dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison", None, 1)]
+        )
     finally:
         publisher.close()
     get_all(amqp_url, UPLOADS.name)  # the retried images' messages reached the uploader
     return retried, failed
 
 
-def test_list_says_which_letters_are_stale_and_how_to_purge_them(cli: Any,
-                                                                 retried_and_failed: Any) -> None:
+def test_list_says_which_letters_are_stale_and_how_to_purge_them(
+    cli: Any, retried_and_failed: Any
+) -> None:
     retried, failed = retried_and_failed
     listed = json.loads(cli("list", "--json"))
     assert [(letter["album_id"], letter["stale"]) for letter in listed] == [
-        (retried, True), (retried, True), (failed, False), (None, False)]
+        (retried, True),
+        (retried, True),
+        (failed, False),
+        (None, False),
+    ]
     assert all("queued again" in letter["stale_reason"] for letter in listed[:2])
     assert [letter["stale_reason"] for letter in listed[2:]] == [None, None]
 
@@ -80,21 +91,25 @@ def test_list_says_which_letters_are_stale_and_how_to_purge_them(cli: Any,
     assert "2 of them stale" in lines[-1] and "purge --stale" in lines[-1]
 
 
-def test_purge_stale_removes_only_the_stale_letters(cli: Any, retried_and_failed: Any,
-                                                    sqlite_store: Store, amqp_url: str) -> None:
+def test_purge_stale_removes_only_the_stale_letters(
+    cli: Any, retried_and_failed: Any, sqlite_store: Store, amqp_url: str
+) -> None:
     retried, failed = retried_and_failed
     assert cli("purge", "--stale").strip() == "purged 2 dead letters"
     listed = json.loads(cli("list", "--json"))
     assert [(letter["album_id"], letter["stale"]) for letter in listed] == [
-        (failed, False), (None, False)]
+        (failed, False),
+        (None, False),
+    ]
     assert cli("purge", "--stale").strip() == "purged 0 dead letters"
     assert get_all(amqp_url, UPLOADS.name) == []  # a purge sends nothing
     album = sqlite_store.album(retried)
     assert album is not None and {image.state for image in album.images} == {"queued"}
 
 
-def test_replaying_stale_letters_says_they_sent_nothing(cli: Any, retried_and_failed: Any,
-                                                        amqp_url: str) -> None:
+def test_replaying_stale_letters_says_they_sent_nothing(
+    cli: Any, retried_and_failed: Any, amqp_url: str
+) -> None:
     retried, failed = retried_and_failed
     out = cli("replay", "--album", retried)
     assert out.strip() == "replayed 2 dead letters (2 stale: removed, nothing sent)"
@@ -102,8 +117,7 @@ def test_replaying_stale_letters_says_they_sent_nothing(cli: Any, retried_and_fa
     assert [letter["album_id"] for letter in json.loads(cli("list", "--json"))] == [failed, None]
 
 
-def test_what_the_cli_takes_leaves_the_desk(cli: Any, sqlite_store: Store,
-                                            amqp_url: str) -> None:
+def test_what_the_cli_takes_leaves_the_desk(cli: Any, sqlite_store: Store, amqp_url: str) -> None:
     """A letter the command line purged or replayed is marked in the desk's index (audited as
     the command line's), so the desk does not offer it again; --id picks one by message id."""
     album_id = failed_album(sqlite_store, amqp_url, count=2)
@@ -116,4 +130,6 @@ def test_what_the_cli_takes_leaves_the_desk(cli: Any, sqlite_store: Store,
     assert states == {first: "replayed", second: "purged"}
     assert sqlite_store.letter_groups() == []
     assert [(a.operator, a.action, a.count) for a in sqlite_store.audit_log()] == [
-        ("command line", "replay", 1), ("command line", "purge", 1)]
+        ("command line", "replay", 1),
+        ("command line", "purge", 1),
+    ]

@@ -37,8 +37,7 @@ def dead_first(monkeypatch: pytest.MonkeyPatch, amqp_url: str) -> tuple[str, str
 def queue(amqp_url: str) -> Iterator[str]:
     name = f"test.failover.{uuid.uuid4().hex[:8]}"
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        connection.channel().queue_declare(name, durable=True,
-                                           arguments={"x-queue-type": "quorum"})
+        connection.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
     yield name
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
         connection.channel().queue_delete(name)
@@ -51,8 +50,9 @@ def test_the_publisher_skips_a_dead_node(
     caplog.set_level(logging.INFO, logger="shared.broker.publisher")
     publisher = Publisher(nodes)
     try:
-        publisher.publish_confirmed([Outgoing("", queue, b"through the live node")],
-                                    connect_wait=10)
+        publisher.publish_confirmed(
+            [Outgoing("", queue, b"through the live node")], connect_wait=10
+        )
     finally:
         publisher.close()
     assert [body for _, body in get_all(live, queue)] == [b"through the live node"]
@@ -70,8 +70,12 @@ def test_the_consumer_skips_a_dead_node(
     def handler(message: ImageUploadRequested, _attempt: int) -> None:
         taken.append(message.image_id)
 
-    route = Route(topology.WorkQueue(queue, queue), ImageUploadRequested, handler,
-                  RetryPolicy((1,), max_attempts=1))
+    route = Route(
+        topology.WorkQueue(queue, queue),
+        ImageUploadRequested,
+        handler,
+        RetryPolicy((1,), max_attempts=1),
+    )
     consumer = Consumer(nodes, route, concurrency=1, grace_s=2)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
@@ -79,8 +83,9 @@ def test_the_consumer_skips_a_dead_node(
     try:
         assert consumer.consuming.wait(15), "the consumer did not start consuming"
         with closing(pika.BlockingConnection(pika.URLParameters(live))) as connection:
-            connection.channel().basic_publish("", queue, encode(
-                ImageUploadRequested(album_id="a", image_id=7, key="k7")))
+            connection.channel().basic_publish(
+                "", queue, encode(ImageUploadRequested(album_id="a", image_id=7, key="k7"))
+            )
         wait_for(lambda: taken == [7], timeout=10, what="the delivery")
     finally:
         stop.set()
@@ -104,27 +109,43 @@ def test_after_losing_its_node_the_consumer_and_its_publisher_try_the_next_one_f
     monkeypatch.setattr(random, "randrange", lambda _n: 0)
     port = pika.URLParameters(amqp_url).port
     caplog.set_level(logging.INFO, logger="shared.broker")
-    route = Route(topology.WorkQueue(queue, queue), ImageUploadRequested,
-                  lambda _message, _attempt: None, RetryPolicy((1,), max_attempts=1))
+    route = Route(
+        topology.WorkQueue(queue, queue),
+        ImageUploadRequested,
+        lambda _message, _attempt: None,
+        RetryPolicy((1,), max_attempts=1),
+    )
     consumer = Consumer(f"{amqp_url},localhost:{port}", route, concurrency=1, grace_s=2)
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     try:
         assert consumer.consuming.wait(15), "the consumer did not start consuming"
-        wait_for(lambda: "publisher connected to" in caplog.text, timeout=10,
-                 what="the consumer's publisher")
+        wait_for(
+            lambda: "publisher connected to" in caplog.text,
+            timeout=10,
+            what="the consumer's publisher",
+        )
         close_connections(broker, vhost, named="consumer ")
         close_connections(broker, vhost, named="publisher")
         wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
-        wait_for(lambda: caplog.text.count("publisher connected to") == 2, timeout=20,
-                 what="the publisher to reconnect")
+        wait_for(
+            lambda: caplog.text.count("publisher connected to") == 2,
+            timeout=20,
+            what="the publisher to reconnect",
+        )
     finally:
         stop.set()
         thread.join(10)
-    consumed_on = [line.rsplit(" on ", 1)[1] for line in caplog.text.splitlines()
-                   if "consuming with concurrency" in line]
-    published_on = [line.rsplit(" to ", 1)[1] for line in caplog.text.splitlines()
-                    if "publisher connected to" in line]
+    consumed_on = [
+        line.rsplit(" on ", 1)[1]
+        for line in caplog.text.splitlines()
+        if "consuming with concurrency" in line
+    ]
+    published_on = [
+        line.rsplit(" to ", 1)[1]
+        for line in caplog.text.splitlines()
+        if "publisher connected to" in line
+    ]
     assert consumed_on == [f"127.0.0.1:{port}", f"localhost:{port}"]
     assert published_on == [f"127.0.0.1:{port}", f"localhost:{port}"]

@@ -54,7 +54,8 @@ def test_a_missing_key_is_a_404(bucket: tuple[Any, str], call: str, code: str) -
 
 
 def test_a_ranged_get_reads_the_first_bytes_and_an_images_size_from_them(
-        bucket: tuple[Any, str]) -> None:
+    bucket: tuple[Any, str],
+) -> None:
     client, name = bucket
     body = png(300, 200, seed=1, noise=True)
     client.put_object(Bucket=name, Key="u/big.png", Body=body, ContentType="image/png")

@@ -36,16 +36,22 @@ pytestmark = pytest.mark.integration
 
 POLICY = Policy(retry_delays=(5, 30), max_attempts=4)
 #: How a request's answer gets lost: the client's read timeout.
-TIMED_OUT = GraphNetworkError("could not complete the Graph API call to https://graph.facebook.com:"
-                              " timed out waiting for the response")
+TIMED_OUT = GraphNetworkError(
+    "could not complete the Graph API call to https://graph.facebook.com:"
+    " timed out waiting for the response"
+)
 BAD_GATEWAY = GraphError("HTTP 502 Bad Gateway from the Graph API", http_status=502)
 
 
 class FakeS3:
     """Image n of an album is a PNG (10 + n) x 10: each image's size tells its photo apart."""
 
-    def get_object(self, Bucket: str, Key: str,  # noqa: N803 - boto3's names
-                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+    def get_object(
+        self,
+        Bucket: str,
+        Key: str,  # noqa: N803 - boto3's names
+        Range: str | None = None,
+    ) -> dict[str, Any]:  # noqa: N803
         number = int(posixpath.splitext(posixpath.basename(Key))[0])
         body = images.png(10 + number, 10, seed=number)
         return {"Body": io.BytesIO(body), "ContentLength": len(body), "ContentType": "image/png"}
@@ -58,8 +64,9 @@ class FakePublisher:
     def publish_confirmed(self, messages: Sequence[Any], timeout: float | None = None) -> None:
         self.sent.extend(messages)
 
-    def publish_outcomes(self, messages: Sequence[Any],
-                     timeout: float | None = None) -> list[BaseException | None]:
+    def publish_outcomes(
+        self, messages: Sequence[Any], timeout: float | None = None
+    ) -> list[BaseException | None]:
         self.publish_confirmed(messages, timeout)
         return [None] * len(messages)
 
@@ -82,10 +89,10 @@ def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUplo
 
 def new_album(store: Store, count: int) -> tuple[str, list[Delivery]]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "Trip", None,
-                                        [f"{user.prefix}{n}.png" for n in range(count)])
-    return album_id, [Delivery(row.body, {}, False, row.message_id, "image.upload")
-                      for row in rows]
+    album_id, rows = store.create_album(
+        user.id, "Trip", None, [f"{user.prefix}{n}.png" for n in range(count)]
+    )
+    return album_id, [Delivery(row.body, {}, False, row.message_id, "image.upload") for row in rows]
 
 
 def retried(delivery: Delivery, outcome: Fate) -> Delivery:
@@ -110,11 +117,11 @@ def run(uploader: ImageUploader, delivery: Delivery) -> Fate:
 def age_claim(store: Store, album_id: str, by: timedelta) -> None:
     """As if the album's claim to create its Facebook album was made `by` earlier."""
     with store.engine.begin() as connection:
-        claimed = connection.scalar(select(Album.fb_album_claimed_at)
-                                    .where(Album.id == album_id))
+        claimed = connection.scalar(select(Album.fb_album_claimed_at).where(Album.id == album_id))
         assert claimed is not None, "the album has no claim to age"
-        connection.execute(update(Album).where(Album.id == album_id)
-                           .values(fb_album_claimed_at=claimed - by))
+        connection.execute(
+            update(Album).where(Album.id == album_id).values(fb_album_claimed_at=claimed - by)
+        )
 
 
 def assert_one_album_holds_every_photo(store: Store, graph: FakeGraph, album_id: str) -> str:
@@ -125,6 +132,7 @@ def assert_one_album_holds_every_photo(store: Store, graph: FakeGraph, album_id:
 
 
 # -- case 3: a create whose outcome is unknown ------------------------------------------------
+
 
 def test_a_create_that_timed_out_is_looked_for_not_made_a_second_time(store: Store) -> None:
     graph = FakeGraph()
@@ -208,6 +216,7 @@ def test_a_create_landing_after_a_takeover_loses_to_the_recorded_album(
 
 # -- 506: a duplicate means Facebook has the photo ---------------------------------------------
 
+
 def test_a_duplicate_after_an_empty_read_back_records_the_photo_facebook_has(store: Store) -> None:
     graph = FakeGraph(refuse_duplicates=True)
     album_id, (delivery,) = new_album(store, 1)
@@ -237,6 +246,7 @@ def test_a_duplicate_not_found_says_so_rather_than_refused(store: Store) -> None
 
 # -- reconciliation cost -----------------------------------------------------------------------
 
+
 def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store: Store) -> None:
     graph = FakeGraph()
     album_id, deliveries = new_album(store, 20)
@@ -258,8 +268,12 @@ def test_an_album_of_20_retried_once_lists_its_photos_once_not_20_times(store: S
 class SameSizeS3(FakeS3):
     """Every image the same size (one camera), so only counts and times can tell them apart."""
 
-    def get_object(self, Bucket: str, Key: str,  # noqa: N803
-                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+    def get_object(
+        self,
+        Bucket: str,
+        Key: str,  # noqa: N803
+        Range: str | None = None,
+    ) -> dict[str, Any]:  # noqa: N803
         number = int(posixpath.splitext(posixpath.basename(Key))[0])
         body = images.png(40, 30, seed=number)
         return {"Body": io.BytesIO(body), "ContentLength": len(body), "ContentType": "image/png"}

@@ -212,8 +212,7 @@ def test_ten_megabyte_stream_is_read_in_bounded_chunks(
     assert stream.reads > 10  # many small reads, never one big one
 
 
-def test_a_big_photo_is_sent_in_large_blocks(sim: str, client: GraphClient,
-                                             album_id: str) -> None:
+def test_a_big_photo_is_sent_in_large_blocks(sim: str, client: GraphClient, album_id: str) -> None:
     # Each block is one trip through the encoder, our reader, botocore and the socket: at
     # urllib3's 16 KiB a 10 MB photo takes 640 of them, the uploader's CPU per byte (P8).
     total = 10 * MIB - 1024

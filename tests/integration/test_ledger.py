@@ -29,17 +29,20 @@ WINDOW = timedelta(seconds=60)
 
 def new_album(store: Store, n: int) -> tuple[str, list[int]]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "Trip", None,
-                                        [f"{user.prefix}{i}.png" for i in range(n)])
+    album_id, rows = store.create_album(
+        user.id, "Trip", None, [f"{user.prefix}{i}.png" for i in range(n)]
+    )
     return album_id, [image.id for image in present(store.album(album_id)).images]
 
 
 def mine(rows: list[OutboxMessage], album_id: str) -> list[int]:
-    return sorted(m.image_id for m in (upload_of(row.body) for row in rows)
-                  if m.album_id == album_id)
+    return sorted(
+        m.image_id for m in (upload_of(row.body) for row in rows) if m.album_id == album_id
+    )
 
 
 # -- case 9: the database's clock, and a fencing number per attempt ----------------------------
+
 
 def test_a_host_whose_clock_runs_ahead_does_not_take_an_image_still_in_flight(
     store: Store, monkeypatch: pytest.MonkeyPatch
@@ -97,8 +100,11 @@ def test_a_stale_attempts_photo_is_recorded_and_a_second_photo_logged(
     with caplog.at_level(logging.ERROR):
         assert store.record_uploaded(image, "p2", attempt=2) == []
     assert present(store.image(image)).photo_id == "p1"
-    assert any("p2" in r.getMessage() and "p1" in r.getMessage() for r in caplog.records
-               if r.levelno >= logging.ERROR)
+    assert any(
+        "p2" in r.getMessage() and "p1" in r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR
+    )
 
 
 def test_a_stale_attempts_photo_for_an_image_that_failed_meanwhile_is_logged(
@@ -126,6 +132,7 @@ def test_the_relay_takes_rows_by_the_databases_clock(
 
 
 # -- case 10: a stale duplicate starts no second retry chain -----------------------------------
+
 
 def test_a_copy_from_an_older_attempt_is_a_stale_duplicate(store: Store) -> None:
     _, (image,) = new_album(store, 1)
@@ -157,12 +164,12 @@ def test_a_copy_of_an_attempt_that_recorded_no_outcome_is_not_stale(store: Store
 
 # -- case 2: an attempt in doubt keeps its in-flight window ------------------------------------
 
+
 def test_an_attempt_in_doubt_keeps_its_in_flight_window(store: Store) -> None:
     _, (doubtful, refused) = new_album(store, 2)
     for image in (doubtful, refused):
         store.start_attempt(image, timedelta(seconds=30), WINDOW)
-    store.record_retrying(doubtful, "read timeout", None, timedelta(0), attempt=1,
-                          in_doubt=True)
+    store.record_retrying(doubtful, "read timeout", None, timedelta(0), attempt=1, in_doubt=True)
     store.record_retrying(refused, "throttled", 613, timedelta(0), attempt=1)
     busy = store.start_attempt(doubtful, timedelta(seconds=30), WINDOW)
     assert busy.attempt is None and 55 < busy.busy_for <= 60
@@ -170,6 +177,7 @@ def test_an_attempt_in_doubt_keeps_its_in_flight_window(store: Store) -> None:
 
 
 # -- case 1 and 10: lost and stuck images, from the store alone --------------------------------
+
 
 def test_a_stuck_uploading_image_is_sent_again_once_its_window_passed(store: Store) -> None:
     album_id, (stuck, alive) = new_album(store, 2)
@@ -197,28 +205,38 @@ def test_a_steady_backlog_is_not_sent_again_but_what_it_passed_is(store: Store) 
     album_id, (lost, *backlog) = new_album(store, 6)
     long_ago = utcnow() - timedelta(minutes=30)
     with store.engine.begin() as connection:
-        connection.execute(update(Image).where(Image.album_id == album_id)
-                           .values(queued_at=long_ago, updated_at=long_ago))
-        connection.execute(update(Image).where(Image.id.in_(backlog[3:]))
-                           .values(queued_at=long_ago + timedelta(minutes=10)))
+        connection.execute(
+            update(Image)
+            .where(Image.album_id == album_id)
+            .values(queued_at=long_ago, updated_at=long_ago)
+        )
+        connection.execute(
+            update(Image)
+            .where(Image.id.in_(backlog[3:]))
+            .values(queued_at=long_ago + timedelta(minutes=10))
+        )
     quiet = timedelta(minutes=2)
     # The uploader is busy with what was queued before them; they have waited 30 min.
     other_album, (busy,) = new_album(store, 1)
     with store.engine.begin() as connection:
         # (On PostgreSQL the database is the session's: other tests' attempts are long past.)
-        connection.execute(update(Image).where(Image.album_id.not_in((album_id, other_album)))
-                           .values(attempt_started_at=long_ago - timedelta(hours=1)))
-        connection.execute(update(Image).where(Image.id == busy)
-                           .values(queued_at=long_ago - timedelta(minutes=1)))
+        connection.execute(
+            update(Image)
+            .where(Image.album_id.not_in((album_id, other_album)))
+            .values(attempt_started_at=long_ago - timedelta(hours=1))
+        )
+        connection.execute(
+            update(Image).where(Image.id == busy).values(queued_at=long_ago - timedelta(minutes=1))
+        )
     store.start_attempt(busy)
     assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == []
     # The queue reached a message written 10 min after `lost`'s: lost's message is gone.
     store.start_attempt(backlog[3])
-    assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == [
-        lost, *backlog[:3]]
+    assert mine(store.requeue_lost(quiet, WINDOW, limit=10_000), album_id) == [lost, *backlog[:3]]
 
 
 # -- case 8: the settle under REPEATABLE READ --------------------------------------------------
+
 
 def test_the_last_two_images_settle_the_album_once_under_repeatable_read(postgres_url: str) -> None:
     options = quote("-c default_transaction_isolation=repeatable\\ read")
@@ -231,9 +249,10 @@ def test_the_last_two_images_settle_the_album_once_under_repeatable_read(postgre
                 store.start_attempt(image)
             settled: list[object] = []
             barrier = threading.Barrier(2)
-            threads = [threading.Thread(target=_end_together,
-                                        args=(store, image, barrier, settled))
-                       for image in images]
+            threads = [
+                threading.Thread(target=_end_together, args=(store, image, barrier, settled))
+                for image in images
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -243,8 +262,9 @@ def test_the_last_two_images_settle_the_album_once_under_repeatable_read(postgre
         store.dispose()
 
 
-def _end_together(store: Store, image: int, barrier: threading.Barrier,
-                  settled: list[OutboxMessage]) -> None:
+def _end_together(
+    store: Store, image: int, barrier: threading.Barrier, settled: list[OutboxMessage]
+) -> None:
     barrier.wait()
     settled.extend(store.record_uploaded(image, f"p{image}"))
 

@@ -27,8 +27,10 @@ def api(store: Store, amqp_url: str) -> Iterator[Api]:
 def test_a_malformed_album_id_is_not_found(api: Api, album_id: str) -> None:
     client = api.app.test_client()
     auth = {"Authorization": f"Bearer {api.token}"}
-    for response in (client.get(f"/api/albums/{album_id}", headers=auth),
-                     client.post(f"/api/albums/{album_id}/retry", headers=auth)):
+    for response in (
+        client.get(f"/api/albums/{album_id}", headers=auth),
+        client.post(f"/api/albums/{album_id}/retry", headers=auth),
+    ):
         assert response.status_code == 404, response.get_data(as_text=True)
         assert response.get_json()["error"] == "no such album"
 

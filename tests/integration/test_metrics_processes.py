@@ -27,16 +27,21 @@ metrics.BYTES_SENT.inc(1000)
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
-def test_the_parent_serves_the_sum_of_two_processes(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_parent_serves_the_sum_of_two_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"PATH": "/usr/bin:/bin", metrics.MULTIPROC_DIR: str(tmp_path)}
     for count in (5, 7):
-        subprocess.run([sys.executable, "-c", CHILD, str(count)], cwd=ROOT, env=env,
-                       check=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", CHILD, str(count)], cwd=ROOT, env=env, check=True, timeout=60
+        )
     monkeypatch.setenv(metrics.MULTIPROC_DIR, str(tmp_path))
     port = free_port()
     server, _thread = metrics.serve(port)
@@ -47,8 +52,7 @@ def test_the_parent_serves_the_sum_of_two_processes(tmp_path: Path,
     found = samples(text)
     queue = ("queue", "uploader.image-uploads")
     assert found[("albums_jobs_total", (("code", ""), ("outcome", "done"), queue))] == 12
-    assert found[("albums_jobs_total", (("code", "324"), ("outcome", "dead_lettered"),
-                                        queue))] == 2
+    assert found[("albums_jobs_total", (("code", "324"), ("outcome", "dead_lettered"), queue))] == 2
     assert found[("albums_upload_bytes_total", ())] == 2000
     assert found[("albums_job_duration_seconds_count", (queue,))] == 14
 
@@ -73,14 +77,25 @@ print(os.getpid())
 
 
 def test_a_process_gone_stops_holding_the_breaker_open_but_its_counts_stay(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"PATH": "/usr/bin:/bin", metrics.MULTIPROC_DIR: str(tmp_path)}
-    pid = int(subprocess.run([sys.executable, "-c", BREAKER], cwd=ROOT, env=env, check=True,
-                             timeout=60, capture_output=True, text=True).stdout)
+    pid = int(
+        subprocess.run(
+            [sys.executable, "-c", BREAKER],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     monkeypatch.setenv(metrics.MULTIPROC_DIR, str(tmp_path))
     port = free_port()
     server, _thread = metrics.serve(port)
     try:
+
         def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             return samples(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
 
@@ -90,5 +105,12 @@ def test_a_process_gone_stops_holding_the_breaker_open_but_its_counts_stay(
     finally:
         server.shutdown()
     assert after.get(("albums_circuit_breaker_open", ()), 0) == 0
-    assert after[("albums_jobs_total", (("code", ""), ("outcome", "done"),
-                                        ("queue", "uploader.image-uploads")))] == 1
+    assert (
+        after[
+            (
+                "albums_jobs_total",
+                (("code", ""), ("outcome", "done"), ("queue", "uploader.image-uploads")),
+            )
+        ]
+        == 1
+    )

@@ -43,11 +43,17 @@ SHORT = {"claim_lease": timedelta(seconds=4), "mark_pause_s": (0.1, 0.4)}
 
 @pytest.fixture
 def notifier(catcher: MailCatcher, sqlite_store: Store) -> Callable[..., AlbumNotifier]:
-    def make(store: Store | None = None, smtp_port: int | None = None,
-             **timing: Any) -> AlbumNotifier:
-        return AlbumNotifier(store or sqlite_store,
-                             SmtpMailer("127.0.0.1", smtp_port or catcher.smtp_port, 5.0),
-                             "albums@localhost", "http://albums.test", POLICY, **timing)
+    def make(
+        store: Store | None = None, smtp_port: int | None = None, **timing: Any
+    ) -> AlbumNotifier:
+        return AlbumNotifier(
+            store or sqlite_store,
+            SmtpMailer("127.0.0.1", smtp_port or catcher.smtp_port, 5.0),
+            "albums@localhost",
+            "http://albums.test",
+            POLICY,
+            **timing,
+        )
 
     return make
 
@@ -62,8 +68,13 @@ def settled_album(store: Store) -> tuple[str, str, Delivery]:
     (settled_row,) = store.record_uploaded(image_id, "photo-1")
     event = messages.decode(settled_row.body)
     assert isinstance(event, messages.AlbumSettled) and event.album_id == album_id
-    return album_id, email, Delivery(settled_row.body, {}, False, settled_row.message_id,
-                                     topology.ALBUM_SETTLED.routing_key)
+    return (
+        album_id,
+        email,
+        Delivery(
+            settled_row.body, {}, False, settled_row.message_id, topology.ALBUM_SETTLED.routing_key
+        ),
+    )
 
 
 def deliver(handler: AlbumNotifier, delivery: Delivery) -> Fate:
@@ -138,8 +149,12 @@ class DropAtQuit(CatchingHandler):
 def dropping_relay(catcher: MailCatcher) -> Iterator[int]:
     """An SMTP port that stores into `catcher` and drops the connection at QUIT."""
     port = free_port()
-    controller = Controller(DropAtQuit(catcher.store, catcher.faults), hostname="127.0.0.1",
-                            port=port, server_hostname="drop-at-quit.local")
+    controller = Controller(
+        DropAtQuit(catcher.store, catcher.faults),
+        hostname="127.0.0.1",
+        port=port,
+        server_hostname="drop-at-quit.local",
+    )
     controller.start()
     yield port
     controller.stop(no_assert=True)
@@ -186,8 +201,13 @@ def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
     settings = CommonSettings(amqp_url=own_vhost, retry_delays=POLICY[0], delivery_limit=2)
     declare_topology(settings)
     handler = notifier(store=StoreOutage(sqlite_store, 8.0), **SHORT)
-    consumer = Consumer(own_vhost, handler.route(), 1,
-                        on_connect=TopologyDeclarer.from_settings(settings), grace_s=2)
+    consumer = Consumer(
+        own_vhost,
+        handler.route(),
+        1,
+        on_connect=TopologyDeclarer.from_settings(settings),
+        grace_s=2,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
@@ -195,14 +215,21 @@ def test_a_long_store_outage_while_the_settle_is_delivered_ends_in_one_email(
         wait_for(consumer.consuming.is_set, what="the consumer to start")
         publisher = Publisher(own_vhost)
         try:
-            publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE,
-                                                  topology.ALBUM_SETTLED.routing_key,
-                                                  delivery.body)])
+            publisher.publish_confirmed(
+                [
+                    Outgoing(
+                        topology.WORK_EXCHANGE, topology.ALBUM_SETTLED.routing_key, delivery.body
+                    )
+                ]
+            )
         finally:
             publisher.close()
         dead_letters = topology.dead_letter_queue_name(topology.ALBUM_SETTLED)
-        wait_for(lambda: mails_to(catcher, email) or message_count(own_vhost, dead_letters),
-                 timeout=60, what="the email or a dead letter")
+        wait_for(
+            lambda: mails_to(catcher, email) or message_count(own_vhost, dead_letters),
+            timeout=60,
+            what="the email or a dead letter",
+        )
         assert message_count(own_vhost, dead_letters) == 0
         assert len(mails_to(catcher, email)) == 1
     finally:

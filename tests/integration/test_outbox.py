@@ -25,8 +25,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.slow
-def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store: Store, amqp_url: str,
-                                                             work_queue: str) -> None:
+def test_an_album_accepted_without_a_broker_is_relayed_later(
+    sqlite_store: Store, amqp_url: str, work_queue: str
+) -> None:
     user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
@@ -50,8 +51,9 @@ def test_an_album_accepted_without_a_broker_is_relayed_later(sqlite_store: Store
 
 
 @pytest.mark.slow
-def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(store: Store, amqp_url: str,
-                                                                       work_queue: str) -> None:
+def test_a_failed_relay_round_hands_its_rows_back_for_the_next_round(
+    store: Store, amqp_url: str, work_queue: str
+) -> None:
     # The session's PostgreSQL database keeps other tests' rows: publish those out of the way.
     lease = timedelta(seconds=30)
     store.mark_published([row.id for row in store.claim_unpublished(timedelta(0), lease)])
@@ -91,8 +93,9 @@ def refusing_url(broker: Broker, make_vhost: VhostMaker) -> str:
         channel = connection.channel()
         channel.exchange_declare(EXCHANGE, "direct", durable=True)
         channel.queue_declare(GOOD, durable=True)
-        channel.queue_declare(FULL, durable=True, arguments={"x-max-length": 0,
-                                                             "x-overflow": "reject-publish"})
+        channel.queue_declare(
+            FULL, durable=True, arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+        )
         channel.queue_bind(GOOD, EXCHANGE, GOOD)
         channel.queue_bind(FULL, EXCHANGE, FULL)
     finally:
@@ -102,9 +105,16 @@ def refusing_url(broker: Broker, make_vhost: VhostMaker) -> str:
 
 def add_rows(store: Store, routing_keys: Sequence[str]) -> list[OutboxMessage]:
     """Outbox rows for EXCHANGE, one per routing key, as a transaction would have left them."""
-    rows = [OutboxMessage(exchange=EXCHANGE, routing_key=key, message_id=uuid.uuid4().hex,
-                          body=f"{n}:{key}".encode(), headers={})
-            for n, key in enumerate(routing_keys)]
+    rows = [
+        OutboxMessage(
+            exchange=EXCHANGE,
+            routing_key=key,
+            message_id=uuid.uuid4().hex,
+            body=f"{n}:{key}".encode(),
+            headers={},
+        )
+        for n, key in enumerate(routing_keys)
+    ]
     with Session(store.engine, expire_on_commit=False) as session, session.begin():
         session.add_all(rows)
     return rows
@@ -140,8 +150,9 @@ def test_one_refused_row_does_not_send_the_rest_of_its_batch_again(
     assert refused.message_id in (waiting.last_error or "")
 
 
-def test_a_refused_row_is_tried_again_once_due_and_backs_off_further(sqlite_store: Store,
-                                                                     refusing_url: str) -> None:
+def test_a_refused_row_is_tried_again_once_due_and_backs_off_further(
+    sqlite_store: Store, refusing_url: str
+) -> None:
     (refused,) = add_rows(sqlite_store, [NOWHERE])
     publisher = Publisher(refusing_url)
     try:
@@ -150,9 +161,11 @@ def test_a_refused_row_is_tried_again_once_due_and_backs_off_further(sqlite_stor
         first = outbox_row(sqlite_store, refused.id)
         # Its time comes (moved back rather than waited for): the next round takes it again.
         with Session(sqlite_store.engine) as session, session.begin():
-            session.execute(update(OutboxMessage).where(OutboxMessage.id == refused.id)
-                            .values(next_attempt_at=present(first.next_attempt_at)
-                                    - timedelta(hours=1)))
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == refused.id)
+                .values(next_attempt_at=present(first.next_attempt_at) - timedelta(hours=1))
+            )
         assert relay.relay_once() == 0
     finally:
         publisher.close()
@@ -162,7 +175,8 @@ def test_a_refused_row_is_tried_again_once_due_and_backs_off_further(sqlite_stor
 
 
 def test_publish_after_commit_marks_the_confirmed_rows_and_holds_back_the_refused(
-        sqlite_store: Store, refusing_url: str) -> None:
+    sqlite_store: Store, refusing_url: str
+) -> None:
     good_1, refused, good_2 = add_rows(sqlite_store, [GOOD, FULL, GOOD])
     publisher = Publisher(refusing_url)
     try:
@@ -181,7 +195,8 @@ def test_the_publisher_tells_each_messages_own_outcome(refusing_url: str) -> Non
     publisher = Publisher(refusing_url)
     try:
         results = publisher.publish_outcomes(
-            [Outgoing(EXCHANGE, key, b"x") for key in (GOOD, NOWHERE, FULL, GOOD)], timeout=5)
+            [Outgoing(EXCHANGE, key, b"x") for key in (GOOD, NOWHERE, FULL, GOOD)], timeout=5
+        )
     finally:
         publisher.close()
     assert results[0] is None and results[3] is None
@@ -193,8 +208,9 @@ def test_the_publisher_tells_each_messages_own_outcome(refusing_url: str) -> Non
 def test_without_a_broker_every_message_says_so_and_none_is_a_refusal() -> None:
     away = Publisher("amqp://guest:guest@127.0.0.1:1/%2F")
     try:
-        results = away.publish_outcomes([Outgoing(EXCHANGE, GOOD, b"x")] * 2, timeout=0.5,
-                                        connect_wait=0.5)
+        results = away.publish_outcomes(
+            [Outgoing(EXCHANGE, GOOD, b"x")] * 2, timeout=0.5, connect_wait=0.5
+        )
     finally:
         away.close()
     assert len(results) == 2

@@ -26,8 +26,11 @@ def published_afterwards(store: Store) -> Iterator[None]:
     the tests after this one (the relay tests count what is unpublished)."""
     yield
     with Session(store.engine) as session, session.begin():
-        session.execute(update(OutboxMessage).where(OutboxMessage.published_at.is_(None))
-                        .values(published_at=datetime(2000, 1, 1)))
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.published_at.is_(None))
+            .values(published_at=datetime(2000, 1, 1))
+        )
 
 
 def new_rows(store: Store, n: int = 2) -> list[int]:
@@ -67,8 +70,11 @@ def test_a_refused_row_waits_out_its_backoff_then_is_claimed_again(store: Store)
     mine = claimed(store) & {refused, other}
     assert mine == {other}  # handed back at once; the refused one backs off
     with Session(store.engine) as session, session.begin():
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == refused)
-                        .values(next_attempt_at=retries[0].next_attempt_at - timedelta(hours=1)))
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == refused)
+            .values(next_attempt_at=retries[0].next_attempt_at - timedelta(hours=1))
+        )
     assert refused in claimed(store)
 
 
@@ -108,4 +114,3 @@ def test_rows_written_on_a_host_whose_clock_runs_behind_still_get_their_grace(
         ids = set(new_rows(store))
     # The request that wrote them is publishing them: the relay leaves them alone for now.
     assert not ids & claimed(store, grace=timedelta(seconds=30))
-

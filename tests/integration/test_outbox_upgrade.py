@@ -65,7 +65,8 @@ def test_a_store_made_before_refusals_were_counted_is_upgraded_in_place(
 
 
 def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
-        empty_store_url: str) -> None:
+    empty_store_url: str,
+) -> None:
     old = Store(empty_store_url)
     old.create_schema()
     user, _ = old.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
@@ -80,16 +81,19 @@ def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
     try:
         store.create_schema()
         assert "ix_images_waiting_turn" in {
-            index["name"] for index in inspect(store.engine).get_indexes("images")}
+            index["name"] for index in inspect(store.engine).get_indexes("images")
+        }
         ids = [image.id for image in present(store.album(album_id)).images]
         # Its images all had their messages: none is held back, and none is sent twice.
         requeued = store.requeue_lost(timedelta(0), queue_empty=True)
-        assert sorted(upload_of(row.body).image_id
-                      for row in requeued) == ids
+        assert sorted(upload_of(row.body).image_id for row in requeued) == ids
         for image_id in ids:
             store.start_attempt(image_id)
-            assert not [r for r in store.record_uploaded(image_id, f"p{image_id}")
-                        if isinstance(messages.decode(r.body), messages.ImageUploadRequested)]
+            assert not [
+                r
+                for r in store.record_uploaded(image_id, f"p{image_id}")
+                if isinstance(messages.decode(r.body), messages.ImageUploadRequested)
+            ]
         assert present(store.album(album_id)).state == "done"
     finally:
         store.dispose()

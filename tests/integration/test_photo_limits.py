@@ -31,9 +31,11 @@ pytestmark = pytest.mark.integration
 
 BUCKET = "limits-test"
 POLICY = Policy(retry_delays=(1, 3), max_attempts=3)
-TOO_BIG = ("12.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry")
-WEBP = ("WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
-        "convert it and retry")
+TOO_BIG = "12.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry"
+WEBP = (
+    "WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
+    "convert it and retry"
+)
 
 
 @pytest.fixture()
@@ -52,7 +54,8 @@ def _uploads(sim: str) -> dict[str, int]:
 
 
 def test_a_12_mb_jpeg_and_a_webp_fail_at_once_and_the_rest_publishes(
-        sqlite_store: Store, sim: str, s3_client: Any, publisher: Publisher, amqp_url: str) -> None:
+    sqlite_store: Store, sim: str, s3_client: Any, publisher: Publisher, amqp_url: str
+) -> None:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
     dead_queue = topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
@@ -69,20 +72,31 @@ def test_a_12_mb_jpeg_and_a_webp_fail_at_once_and_the_rest_publishes(
         s3_client.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)
     album_id, rows = sqlite_store.create_album(user.id, "Limits", None, list(objects))
     graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=(5.0, 30.0))
-    uploader = ImageUploader(sqlite_store, Outbox(sqlite_store, publisher, grace=timedelta(0)),
-                             graph, s3_client, BUCKET, POLICY)
+    uploader = ImageUploader(
+        sqlite_store,
+        Outbox(sqlite_store, publisher, grace=timedelta(0)),
+        graph,
+        s3_client,
+        BUCKET,
+        POLICY,
+    )
 
     for row in rows:  # attempt 1 each: a refusal is final, not a retry copy
-        fate = decide(uploader.route(), Delivery(row.body, {}, False, row.message_id,
-                                                 "image.upload"))
+        fate = decide(
+            uploader.route(), Delivery(row.body, {}, False, row.message_id, "image.upload")
+        )
         assert fate.outgoing == ()
 
     album = present(sqlite_store.album(album_id))
     by_key = {image.key: image for image in album.images}
     assert (by_key[f"{user.prefix}big.jpg"].state, by_key[f"{user.prefix}big.jpg"].error) == (
-        "failed", TOO_BIG)
+        "failed",
+        TOO_BIG,
+    )
     assert (by_key[f"{user.prefix}pic.webp"].state, by_key[f"{user.prefix}pic.webp"].error) == (
-        "failed", WEBP)
+        "failed",
+        WEBP,
+    )
     assert all(by_key[f"{user.prefix}{n}.png"].state == "uploaded" for n in "abc")
     assert album.state == "done_with_failures"
     # Nothing of the two reached Facebook: three upload requests, the PNGs' bytes only.
@@ -91,8 +105,9 @@ def test_a_12_mb_jpeg_and_a_webp_fail_at_once_and_the_rest_publishes(
     assert uploads["declared_bytes"] < 64 * 1024, uploads
     assert len(sim_photos(sim)) == 3
     letters = get_all(amqp_url, dead_queue)
-    assert sorted(str(props.headers[dead_letters.REASON_HEADER]) for props, _ in letters) == \
-        sorted([TOO_BIG, WEBP])
+    assert sorted(str(props.headers[dead_letters.REASON_HEADER]) for props, _ in letters) == sorted(
+        [TOO_BIG, WEBP]
+    )
     assert all(props.headers[dead_letters.ATTEMPTS_HEADER] == 1 for props, _ in letters)
 
 

@@ -39,7 +39,8 @@ def take_as_the_kernel_would(port: int, listener: socket.socket) -> socket.socke
 
 
 def test_a_port_taken_by_an_outgoing_connection_does_not_stop_the_system(
-        tmp_path: Path, listener: socket.socket) -> None:
+    tmp_path: Path, listener: socket.socket
+) -> None:
     system = e2e_system(tmp_path, "amqp://guest:guest@127.0.0.1:1/%2F")
     # The worst moment: every port taken right after the harness chose it, before its server.
     taken = [take_as_the_kernel_would(port, listener) for port in system.ports.values()]
@@ -52,8 +53,7 @@ def test_a_port_taken_by_an_outgoing_connection_does_not_stop_the_system(
                 sock.close()
 
 
-def test_a_process_that_cannot_bind_fails_the_start_at_once_with_its_reason(
-        tmp_path: Path) -> None:
+def test_a_process_that_cannot_bind_fails_the_start_at_once_with_its_reason(tmp_path: Path) -> None:
     """A port bound by number outside every run (the one way left to lose one) is not a wait
     until a timeout: the harness names the process and shows its log."""
     system = e2e_system(tmp_path, "amqp://guest:guest@127.0.0.1:1/%2F")
@@ -65,8 +65,10 @@ def test_a_process_that_cannot_bind_fails_the_start_at_once_with_its_reason(
         system.stop_all()
 
 
-@pytest.mark.skipif(not list(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/sbin")),
-                    reason="RabbitMQ is not installed here")
+@pytest.mark.skipif(
+    not list(Path("/usr/lib/rabbitmq/lib").glob("rabbitmq_server-*/sbin")),
+    reason="RabbitMQ is not installed here",
+)
 def test_a_node_whose_port_is_taken_starts_on_new_ones(tmp_path: Path) -> None:
     node = Node(tmp_path / "node", plugins=())
     taken = node.amqp_port

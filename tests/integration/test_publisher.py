@@ -21,8 +21,7 @@ pytestmark = pytest.mark.integration
 def queue(amqp_url: str) -> Iterator[str]:
     name = f"test.publisher.{uuid.uuid4().hex[:8]}"
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
-        connection.channel().queue_declare(name, durable=True,
-                                           arguments={"x-queue-type": "quorum"})
+        connection.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
     yield name
     with closing(pika.BlockingConnection(pika.URLParameters(amqp_url))) as connection:
         connection.channel().queue_delete(name)
@@ -38,8 +37,9 @@ def publisher(amqp_url: str) -> Iterator[Publisher]:
 def test_a_confirmed_batch_is_all_in_the_queue_and_persistent(
     publisher: Publisher, amqp_url: str, queue: str
 ) -> None:
-    publisher.publish_confirmed([Outgoing("", queue, f"m{i}".encode(), headers={"n": i})
-                       for i in range(20)])
+    publisher.publish_confirmed(
+        [Outgoing("", queue, f"m{i}".encode(), headers={"n": i}) for i in range(20)]
+    )
     taken = get_all(amqp_url, queue)
     assert sorted(body for _, body in taken) == sorted(f"m{i}".encode() for i in range(20))
     assert {props.delivery_mode for props, _ in taken} == {2}
@@ -87,7 +87,8 @@ def test_the_publisher_keeps_working_after_its_connection_is_closed(
 
 
 def test_a_message_pika_cannot_encode_fails_alone_and_the_next_confirms_stay_matched(
-        publisher: Publisher, amqp_url: str, queue: str) -> None:
+    publisher: Publisher, amqp_url: str, queue: str
+) -> None:
     """pika refuses it before a byte is written, so the broker never numbers it: counting it
     would hand every later ack of the channel to the publish before it."""
     with pytest.raises(BrokerError, match="pika refused it"):
@@ -96,7 +97,8 @@ def test_a_message_pika_cannot_encode_fails_alone_and_the_next_confirms_stay_mat
         )
     publisher.publish_confirmed([Outgoing("", queue, b"good")], timeout=3.0)
     with pytest.raises(Unroutable):
-        publisher.publish_confirmed([Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")],
-                          timeout=3.0)
+        publisher.publish_confirmed(
+            [Outgoing("", f"no-such-queue-{uuid.uuid4().hex}", b"lost?")], timeout=3.0
+        )
     publisher.publish_confirmed([Outgoing("", queue, b"after")], timeout=3.0)
     assert sorted(body for _, body in get_all(amqp_url, queue)) == [b"after", b"good"]

@@ -60,22 +60,35 @@ def prefix() -> Iterator[str]:
 
 
 def settings_env(tmp_path: Path, prefix: str) -> dict[str, str]:
-    return {"DATABASE_URL": f"sqlite:///{tmp_path}/albums.db", "S3_ENDPOINT_URL": "",
-            "RATE_LIMIT_STORAGE_URL": REDIS_URL, "RATE_LIMIT_KEY_PREFIX": prefix,
-            "SIGNIN_RATE_LIMIT": "2 per minute", "RETRY_RATE_LIMIT": "1 per minute",
-            "FACEBOOK_PAGE_ID": "1000000000000001", "FACEBOOK_PAGE_TOKEN": "t"}
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/albums.db",
+        "S3_ENDPOINT_URL": "",
+        "RATE_LIMIT_STORAGE_URL": REDIS_URL,
+        "RATE_LIMIT_KEY_PREFIX": prefix,
+        "SIGNIN_RATE_LIMIT": "2 per minute",
+        "RETRY_RATE_LIMIT": "1 per minute",
+        "FACEBOOK_PAGE_ID": "1000000000000001",
+        "FACEBOOK_PAGE_TOKEN": "t",
+    }
 
 
 def other_process(env: dict[str, str], token: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", OTHER_PROCESS], cwd=ROOT, check=True,
-                         env={**os.environ, **env, "TOKEN": token}, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", OTHER_PROCESS],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, **env, "TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 @pytest.mark.slow
-def test_processes_share_the_limits_through_redis(tmp_path: Path, prefix: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_processes_share_the_limits_through_redis(
+    tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = settings_env(tmp_path, prefix)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -87,12 +100,13 @@ def test_processes_share_the_limits_through_redis(tmp_path: Path, prefix: str,
     try:
         # This process spends the user's one retry: another process refuses its retries.
         assert client.post("/api/albums/none/retry", headers=auth).status_code == 404
-        assert other_process(env, token) == {"get": 200, "retries": [429, 429],
-                                             "retry_after": None}
+        assert other_process(env, token) == {"get": 200, "retries": [429, 429], "retry_after": None}
         # This process spends the address's sign-in allowance: another refuses the token.
         for _ in range(2):
-            assert client.get("/api/albums", headers={"Authorization": "Bearer guess"}
-                              ).status_code == 401
+            assert (
+                client.get("/api/albums", headers={"Authorization": "Bearer guess"}).status_code
+                == 401
+            )
         seen = other_process(env, token)
         assert seen["get"] == 429 and int(seen["retry_after"]) >= 1
         # A process counting under another prefix starts afresh.

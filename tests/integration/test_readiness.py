@@ -33,15 +33,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _via(url: str, port: int) -> str:
     parts = urlsplit(url)
-    netloc = parts.netloc.rsplit(":", 1)[0] if ":" in parts.netloc.rsplit("@", 1)[-1] \
-        else parts.netloc
+    netloc = (
+        parts.netloc.rsplit(":", 1)[0] if ":" in parts.netloc.rsplit("@", 1)[-1] else parts.netloc
+    )
     return urlunsplit(parts._replace(netloc=f"{netloc}:{port}"))
 
 
 @pytest.fixture()
 def proxies(amqp_url: str, postgres_url: str) -> Iterator[dict[str, Proxy]]:
-    made = {"broker": Proxy(urlsplit(amqp_url).port or 5672, "broker"),
-            "store": Proxy(urlsplit(postgres_url).port or 5432, "store")}
+    made = {
+        "broker": Proxy(urlsplit(amqp_url).port or 5672, "broker"),
+        "store": Proxy(urlsplit(postgres_url).port or 5432, "store"),
+    }
     for proxy in made.values():
         proxy.start()
     yield made
@@ -64,14 +67,19 @@ def _readyz(get: Any) -> tuple[int, dict[str, Any]] | None:
 
 def _check_each_dependency(get: Any, proxies: dict[str, Proxy]) -> None:
     """Ready with both up; 503 naming each one while it is away; /healthz 200 all along."""
-    wait_for(lambda: _readyz(get) == (200, {"status": "ready",
-                                            "checks": {"store": "ok", "broker": "ok"}}),
-             timeout=60, what="ready with both up")
+    wait_for(
+        lambda: (
+            _readyz(get) == (200, {"status": "ready", "checks": {"store": "ok", "broker": "ok"}})
+        ),
+        timeout=60,
+        what="ready with both up",
+    )
     for name, proxy in proxies.items():
         proxy.cut()
         try:
-            answer = wait_for(lambda: _not_ready(get), timeout=60,
-                              what=f"not ready with the {name} away")
+            answer = wait_for(
+                lambda: _not_ready(get), timeout=60, what=f"not ready with the {name} away"
+            )
             status, body = answer
             assert body["status"] == "not ready"
             assert body["checks"][name] != "ok"
@@ -79,17 +87,23 @@ def _check_each_dependency(get: Any, proxies: dict[str, Proxy]) -> None:
             assert get("/healthz")[0] == 200
         finally:
             proxy.restore()
-        wait_for(lambda: _readyz(get) is not None and _readyz(get)[0] == 200,  # type: ignore[index]
-                 timeout=60, what=f"ready again with the {name} back")
+        wait_for(
+            lambda: _readyz(get) is not None and _readyz(get)[0] == 200,  # type: ignore[index]
+            timeout=60,
+            what=f"ready again with the {name} back",
+        )
 
 
 def test_the_api_readyz_checks_the_store_and_the_broker(
     proxies: dict[str, Proxy], amqp_url: str, postgres_url: str
 ) -> None:
-    settings = ApiSettings(_env_file=None,  # type: ignore[call-arg]
-                           amqp_url=_via(amqp_url, proxies["broker"].port),
-                           database_url="sqlite:///unused.db", s3_endpoint_url=None,
-                           api_secret_key=SecretStr("integration-session-key"))
+    settings = ApiSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        amqp_url=_via(amqp_url, proxies["broker"].port),
+        database_url="sqlite:///unused.db",
+        s3_endpoint_url=None,
+        api_secret_key=SecretStr("integration-session-key"),
+    )
     store = Store(_via(postgres_url, proxies["store"].port))
     app = create_app(settings, store)
     client = app.test_client()
@@ -107,13 +121,16 @@ def test_the_api_readyz_checks_the_store_and_the_broker(
 
 
 @contextmanager
-def _service(module: str, port_setting: str, env: dict[str, str],
-             tmp_path: Path) -> Iterator[Any]:
+def _service(module: str, port_setting: str, env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     port = free_port()
     log = (tmp_path / f"{module}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", module], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), port_setting: str(port), **env})
+        [sys.executable, "-m", module],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), port_setting: str(port), **env},
+    )
 
     def get(path: str) -> tuple[int, Any]:
         response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
@@ -128,17 +145,21 @@ def _service(module: str, port_setting: str, env: dict[str, str],
 
 
 def _env(amqp_url: str, postgres_url: str, proxies: dict[str, Proxy]) -> dict[str, str]:
-    return {"AMQP_URL": _via(amqp_url, proxies["broker"].port),
-            "DATABASE_URL": _via(postgres_url, proxies["store"].port),
-            "RETRY_DELAYS": "1", "LOG_LEVEL": "WARNING"}
+    return {
+        "AMQP_URL": _via(amqp_url, proxies["broker"].port),
+        "DATABASE_URL": _via(postgres_url, proxies["store"].port),
+        "RETRY_DELAYS": "1",
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 @pytest.mark.slow
 def test_the_uploader_serves_healthz_and_readyz(
     proxies: dict[str, Proxy], amqp_url: str, postgres_url: str, tmp_path: Path
 ) -> None:
-    with _service("services.uploader", "UPLOADER_HEALTH_PORT",
-                  _env(amqp_url, postgres_url, proxies), tmp_path) as get:
+    with _service(
+        "services.uploader", "UPLOADER_HEALTH_PORT", _env(amqp_url, postgres_url, proxies), tmp_path
+    ) as get:
         _check_each_dependency(get, proxies)
 
 
@@ -150,11 +171,24 @@ def test_the_notifier_serves_healthz_and_readyz(
     from shared.broker.connection import declare_topology
     from shared.config.settings import CommonSettings
 
-    declare_topology(CommonSettings(_env_file=None, amqp_url=amqp_url,  # type: ignore[call-arg]
-                                    retry_delays=(1,)), policies=False)
-    with _service("services.notifier", "NOTIFIER_HEALTH_PORT",
-                  {**_env(amqp_url, postgres_url, proxies), "SMTP_PORT": str(free_port()),
-                   "NOTIFY_ID": uuid.uuid4().hex}, tmp_path) as get:
+    declare_topology(
+        CommonSettings(
+            _env_file=None,
+            amqp_url=amqp_url,  # type: ignore[call-arg]
+            retry_delays=(1,),
+        ),
+        policies=False,
+    )
+    with _service(
+        "services.notifier",
+        "NOTIFIER_HEALTH_PORT",
+        {
+            **_env(amqp_url, postgres_url, proxies),
+            "SMTP_PORT": str(free_port()),
+            "NOTIFY_ID": uuid.uuid4().hex,
+        },
+        tmp_path,
+    ) as get:
         _check_each_dependency(get, proxies)
 
 

@@ -46,8 +46,9 @@ def replayer(sqlite_store: Store, amqp_url: str) -> Iterator[Replayer]:
 def failed_album(store: Store, publisher_url: str, count: int = 2) -> str:
     """An album whose images all failed, with their dead letters in the queue."""
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "t", None,
-                                        [f"{user.prefix}{n}.png" for n in range(count)])
+    album_id, rows = store.create_album(
+        user.id, "t", None, [f"{user.prefix}{n}.png" for n in range(count)]
+    )
     publisher = Publisher(publisher_url)
     try:
         for row in rows:
@@ -100,9 +101,21 @@ def test_the_retry_button_reads_no_dead_letters(
     album_id = failed_album(sqlite_store, amqp_url)
     publisher = Publisher(amqp_url)
     try:
-        others = [dead_letters.dead_letter(UPLOADS, messages.encode(
-            messages.ImageUploadRequested(album_id=uuid.uuid4().hex, image_id=n + 1, key=f"k{n}")),
-            {}, "refused", 324, 1) for n in range(3000)]
+        others = [
+            dead_letters.dead_letter(
+                UPLOADS,
+                messages.encode(
+                    messages.ImageUploadRequested(
+                        album_id=uuid.uuid4().hex, image_id=n + 1, key=f"k{n}"
+                    )
+                ),
+                {},
+                "refused",
+                324,
+                1,
+            )
+            for n in range(3000)
+        ]
         publisher.publish_confirmed(others, timeout=60)
     finally:
         publisher.close()
@@ -146,7 +159,8 @@ def test_a_letter_of_a_retried_image_replays_as_stale_and_sends_nothing(
 
 @pytest.mark.parametrize("since", ["queued", "uploading", "retrying"])
 def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothing(
-        since: str, replayer: Replayer, sqlite_store: Store, amqp_url: str) -> None:
+    since: str, replayer: Replayer, sqlite_store: Store, amqp_url: str
+) -> None:
     """The album page retried the image and its fresh message is on its way (still queued,
     being uploaded, or waiting out a retry tier): the operator's replay of its old letter must
     not send the image a second message."""
@@ -157,8 +171,9 @@ def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothi
     if since != "queued":
         assert sqlite_store.start_attempt(image_id, fence=props.headers["album-fence"]).attempt
     if since == "retrying":
-        sqlite_store.record_retrying(image_id, "Facebook had a temporary error (code 2)", 2,
-                                    timedelta(seconds=30))
+        sqlite_store.record_retrying(
+            image_id, "Facebook had a temporary error (code 2)", 2, timedelta(seconds=30)
+        )
     before = sqlite_store.image(image_id)
 
     assert replayer.replay(lambda letter: True) == Replayed(taken=1, stale=1)
@@ -171,8 +186,9 @@ def test_a_letter_of_a_retried_image_on_its_way_replays_as_stale_and_sends_nothi
 def test_poison_replays_as_it_was_and_purge_removes(replayer: Replayer, amqp_url: str) -> None:
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison",
-                                                              None, 1)])
+        publisher.publish_confirmed(
+            [dead_letters.dead_letter(UPLOADS, b"{bad json", {}, "poison", None, 1)]
+        )
     finally:
         publisher.close()
     (letter,) = replayer.queue().browse()
@@ -199,8 +215,9 @@ def stuck_album(store: Store, publisher_url: str) -> tuple[str, int]:
     store.start_attempt(image_id, fence=row.headers["album-fence"])
     publisher = Publisher(publisher_url)
     try:
-        publisher.publish_confirmed([dead_letters.dead_letter(UPLOADS, row.body, row.headers,
-                                                              "delivery limit", None, 1)])
+        publisher.publish_confirmed(
+            [dead_letters.dead_letter(UPLOADS, row.body, row.headers, "delivery limit", None, 1)]
+        )
     finally:
         publisher.close()
     return album_id, image_id

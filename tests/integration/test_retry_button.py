@@ -65,8 +65,9 @@ def crowded_dead_letters(amqp_url: str) -> Iterator[None]:
     connection.close()
     publisher = Publisher(amqp_url)
     try:
-        publisher.publish_confirmed([_letter(uuid.uuid4().hex, n + 1, n)
-                                     for n in range(OTHER_LETTERS)], timeout=120)
+        publisher.publish_confirmed(
+            [_letter(uuid.uuid4().hex, n + 1, n) for n in range(OTHER_LETTERS)], timeout=120
+        )
     finally:
         publisher.close()
     yield
@@ -82,15 +83,17 @@ def api(sqlite_store: Store, amqp_url: str, crowded_dead_letters: None) -> Itera
 
 
 def _letter(album_id: str, image_id: int, n: int) -> Any:
-    body = messages.encode(messages.ImageUploadRequested(album_id=album_id, image_id=image_id,
-                                                         key=f"other/{n}.png"))
+    body = messages.encode(
+        messages.ImageUploadRequested(album_id=album_id, image_id=image_id, key=f"other/{n}.png")
+    )
     return dead_letters.dead_letter(UPLOADS, body, {}, "refused", 324, 1)
 
 
 def failed_album(api: Api, amqp_url: str, count: int) -> str:
     """An album of `count` images that all failed for good, their dead letters queued."""
-    album_id, rows = api.store.create_album(api.user.id, "t", None,
-                                            [f"{api.user.prefix}{n}.png" for n in range(count)])
+    album_id, rows = api.store.create_album(
+        api.user.id, "t", None, [f"{api.user.prefix}{n}.png" for n in range(count)]
+    )
     publisher = Publisher(amqp_url)
     try:
         for row in rows:
@@ -117,8 +120,10 @@ def uploaded_album(api: Api) -> str:
 def signed_in(api: Api) -> FlaskClient:
     client = api.app.test_client()
     login = client.get("/login").get_data(as_text=True)
-    assert client.post("/login", data={"token": api.token,
-                                       "csrf_token": _csrf(login)}).status_code == 303
+    assert (
+        client.post("/login", data={"token": api.token, "csrf_token": _csrf(login)}).status_code
+        == 303
+    )
     return client
 
 
@@ -129,15 +134,19 @@ def _csrf(page: str) -> str:
 
 
 def _retry_by_api(api: Api, album_id: str) -> Any:
-    return api.app.test_client().post(f"/api/albums/{album_id}/retry",
-                                      headers={"Authorization": f"Bearer {api.token}"})
+    return api.app.test_client().post(
+        f"/api/albums/{album_id}/retry", headers={"Authorization": f"Bearer {api.token}"}
+    )
 
 
 def _retry_by_button(api: Api, album_id: str) -> Any:
     client = signed_in(api)
     token = _csrf(client.get(f"/albums/{album_id}").get_data(as_text=True))
-    return client.post(f"/albums/{album_id}/retry", data={"csrf_token": token},
-                       headers={"Accept": "application/json"})
+    return client.post(
+        f"/albums/{album_id}/retry",
+        data={"csrf_token": token},
+        headers={"Accept": "application/json"},
+    )
 
 
 RETRIES = {"api": _retry_by_api, "button": _retry_by_button}
@@ -145,7 +154,8 @@ RETRIES = {"api": _retry_by_api, "button": _retry_by_button}
 
 @pytest.mark.parametrize("retry", sorted(RETRIES))
 def test_a_retry_with_nothing_to_retry_does_not_touch_the_dead_letters(
-        retry: str, api: Api, amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    retry: str, api: Api, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     album_id = uploaded_album(api)
     letters = message_count(amqp_url, DLQ)
     assert letters >= OTHER_LETTERS
@@ -162,7 +172,8 @@ def test_a_retry_with_nothing_to_retry_does_not_touch_the_dead_letters(
 @pytest.mark.parametrize("retry", sorted(RETRIES))
 @pytest.mark.slow
 def test_a_retry_of_two_failed_images_queues_them_without_reading_the_dead_letters(
-        retry: str, api: Api, amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    retry: str, api: Api, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     letters = message_count(amqp_url, DLQ)
     album_id = failed_album(api, amqp_url, count=2)
     assert message_count(amqp_url, DLQ) == letters + 2 >= OTHER_LETTERS + 2
@@ -181,4 +192,3 @@ def test_a_retry_of_two_failed_images_queues_them_without_reading_the_dead_lette
     assert sorted(m.image_id for m in sent) == sorted(image.id for image in album.images)
     # The album's two letters stay (stale from now on: the CLI lists and purges them).
     assert message_count(amqp_url, DLQ) == letters + 2
-

@@ -22,8 +22,9 @@ GETS = 20
 
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    server: Any = waitress.create_server(s3_server.application(), host="127.0.0.1", port=0,
-                                         threads=4)
+    server: Any = waitress.create_server(
+        s3_server.application(), host="127.0.0.1", port=0, threads=4
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -34,9 +35,15 @@ def endpoint() -> Iterator[str]:
 
 
 def test_the_stand_in_answers_s3_on_one_kept_connection(
-        endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local")
+    endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
     bucket = f"keepalive-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="k.png", Body=b"x" * 1000)

@@ -30,8 +30,7 @@ def test_sign_out_and_a_new_token_move_the_generation_on(empty_store_url: str) -
         store.dispose()
 
 
-def test_a_store_made_before_session_generations_is_upgraded_in_place(
-        empty_store_url: str) -> None:  # noqa: F811
+def test_a_store_made_before_session_generations_is_upgraded_in_place(empty_store_url: str) -> None:  # noqa: F811
     old = Store(empty_store_url)
     old.create_schema()
     user, token = old.create_user("old@example.com")

@@ -56,20 +56,31 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, broker: Broker,
-        make_vhost: VhostMaker) -> Iterator[Api]:
+def api(
+    tmp_path_factory: pytest.TempPathFactory, broker: Broker, make_vhost: VhostMaker
+) -> Iterator[Api]:
     workdir = tmp_path_factory.mktemp("slow-clients")
     port = free_port()
     url = broker.url(make_vhost(for_session=True))
-    env = {**os.environ, "AMQP_URL": url,
-           "DATABASE_URL": f"sqlite:///{workdir}/albums.db", "API_PORT": str(port),
-           "API_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
-           "API_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S), "API_MAX_BODY_BYTES": str(MAX_BODY),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "AMQP_URL": url,
+        "DATABASE_URL": f"sqlite:///{workdir}/albums.db",
+        "API_PORT": str(port),
+        "API_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
+        "API_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        "API_MAX_BODY_BYTES": str(MAX_BODY),
+        "PYTHONUNBUFFERED": "1",
+    }
     with open(workdir / "api.log", "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.api"], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=_low_open_file_limit)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.api"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_low_open_file_limit,
+        )
     server = Api(port, process.pid, env["DATABASE_URL"])
     try:
         wait_for(lambda: server.healthz_status(1) == 200, timeout=30, what="the API")
@@ -170,9 +181,11 @@ def test_a_connection_that_sends_nothing_is_dropped(api: Api) -> None:
 def test_a_body_that_does_not_arrive_in_time_is_dropped(api: Api) -> None:
     with api.connect() as sock:
         # /login reads its form: the body is promised, a tenth of it sent, the rest never.
-        sock.sendall(b"POST /login HTTP/1.1\r\nHost: slow\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n"
-                     b"Content-Length: 100\r\n\r\ntoken=abcd")
+        sock.sendall(
+            b"POST /login HTTP/1.1\r\nHost: slow\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100\r\n\r\ntoken=abcd"
+        )
         answer = dropped_within(sock, BODY_TIMEOUT_S + SLACK_S)
         assert answer is not None
         assert not answer.startswith(b"HTTP/1.1 2"), answer  # the app never saw a half body
@@ -180,9 +193,11 @@ def test_a_body_that_does_not_arrive_in_time_is_dropped(api: Api) -> None:
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
     with api.connect() as sock:
-        sock.sendall(b"POST /api/albums HTTP/1.1\r\nHost: slow\r\n"
-                     b"Content-Type: application/json\r\n"
-                     b"Content-Length: " + str(MAX_BODY + 1).encode() + b"\r\n\r\n")
+        sock.sendall(
+            b"POST /api/albums HTTP/1.1\r\nHost: slow\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(MAX_BODY + 1).encode() + b"\r\n\r\n"
+        )
         answer = dropped_within(sock, SLACK_S)  # nothing of the body was sent
         assert answer is not None and answer.startswith(b"HTTP/1.1 413"), answer
         assert f"at most {MAX_BODY} bytes".encode() in answer
@@ -190,8 +205,9 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
 
 def test_a_body_at_the_limit_reaches_the_app(api: Api) -> None:
     body = b"{" + b" " * (MAX_BODY - 2) + b"}"
-    response = requests.post(f"{api.url}/api/albums", data=body, timeout=10,
-                             headers={"Content-Type": "application/json"})
+    response = requests.post(
+        f"{api.url}/api/albums", data=body, timeout=10, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 401  # the app answered: no token, not "too large"
 
 
@@ -207,8 +223,10 @@ def test_live_streams_cannot_starve_healthz(api: Api) -> None:
     try:
         for n in range(users):
             browser, album_id = _signed_in_with_an_album(api, store, f"live{n}@example.com")
-            streams += [browser.get(f"{api.url}/albums/{album_id}/events", stream=True,
-                                    timeout=10) for _ in range(2 * threads // users)]
+            streams += [
+                browser.get(f"{api.url}/albums/{album_id}/events", stream=True, timeout=10)
+                for _ in range(2 * threads // users)
+            ]
         for stream in streams:  # every browser got the album, held or not
             assert stream.status_code == 200
             assert b"event: album" in b"".join(_first_event(stream))
@@ -225,8 +243,9 @@ def _signed_in_with_an_album(api: Api, store: Store, email: str) -> tuple[reques
     login = browser.get(f"{api.url}/login", timeout=5).text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login)
     assert csrf is not None
-    browser.post(f"{api.url}/login", data={"token": token, "csrf_token": csrf.group(1)},
-                 timeout=5).raise_for_status()
+    browser.post(
+        f"{api.url}/login", data={"token": token, "csrf_token": csrf.group(1)}, timeout=5
+    ).raise_for_status()
     return browser, album_id
 
 

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 
 def new_album(store: Store, n: int) -> tuple[UserView, str, list[OutboxMessage]]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "Trip", None,
-                                        [f"{user.prefix}{i}.png" for i in range(n)])
+    album_id, rows = store.create_album(
+        user.id, "Trip", None, [f"{user.prefix}{i}.png" for i in range(n)]
+    )
     return user, album_id, rows
 
 
@@ -87,8 +88,7 @@ def test_a_failure_writes_its_dead_letter_in_the_same_transaction(store: Store) 
 def test_only_one_worker_creates_the_facebook_album(store: Store) -> None:
     _, album_id, _ = new_album(store, 1)
     claims = [store.claim_fb_album(album_id, timedelta(seconds=60)) for _ in range(3)]
-    assert [(c.fb_album_id, c.mine) for c in claims] == [(None, True), (None, False),
-                                                         (None, False)]
+    assert [(c.fb_album_id, c.mine) for c in claims] == [(None, True), (None, False), (None, False)]
     store.set_fb_album(album_id, "fb1")
     assert store.claim_fb_album(album_id, timedelta(seconds=60)).fb_album_id == "fb1"
 
@@ -101,11 +101,9 @@ def test_the_first_attempt_of_an_album_claims_its_facebook_album_in_the_same_ste
     taken = store.start_attempt(first.id)
     assert (taken.attempt, taken.album_title) == (1, "Trip")
     assert taken.fb_album == store_module.FbAlbumClaim(None, True, False)
-    assert store.start_attempt(second.id).fb_album == store_module.FbAlbumClaim(None, False,
-                                                                                 False)
+    assert store.start_attempt(second.id).fb_album == store_module.FbAlbumClaim(None, False, False)
     store.set_fb_album(album_id, "fb1")
-    assert store.start_attempt(third.id).fb_album == store_module.FbAlbumClaim("fb1", False,
-                                                                                False)
+    assert store.start_attempt(third.id).fb_album == store_module.FbAlbumClaim("fb1", False, False)
 
 
 def test_a_claim_whose_owner_died_is_taken_over_and_says_so(store: Store) -> None:
@@ -131,7 +129,8 @@ def test_an_uncertain_create_keeps_its_claim_until_it_lapses(store: Store) -> No
     waiting = store.claim_fb_album(album_id, stale)
     assert (waiting.mine, waiting.uncertain) == (False, True)
     assert store.claim_fb_album(album_id, timedelta(0)) == store_module.FbAlbumClaim(
-        None, True, True)
+        None, True, True
+    )
     # A create that surely failed frees the claim: the next claimer creates without looking.
     store.release_fb_album_claim(album_id)
     assert store.claim_fb_album(album_id, stale) == store_module.FbAlbumClaim(None, True, False)

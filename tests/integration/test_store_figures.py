@@ -18,13 +18,20 @@ from tests.present import present
 def test_the_figures_follow_the_rows(store: Store) -> None:
     before = store.figures()
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "Old", None, [f"{user.prefix}{n}.png"
-                                                               for n in range(3)])
+    album_id, rows = store.create_album(
+        user.id, "Old", None, [f"{user.prefix}{n}.png" for n in range(3)]
+    )
     with store.engine.begin() as db:  # published six hours ago, its messages never relayed
-        db.execute(update(Album).where(Album.id == album_id).values(
-            created_at=utcnow() - timedelta(hours=6)))
-        db.execute(update(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
-                   .values(created_at=utcnow() - timedelta(minutes=20)))
+        db.execute(
+            update(Album)
+            .where(Album.id == album_id)
+            .values(created_at=utcnow() - timedelta(hours=6))
+        )
+        db.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_([r.id for r in rows]))
+            .values(created_at=utcnow() - timedelta(minutes=20))
+        )
     image = present(store.album(album_id)).images[0]
     store.start_attempt(image.id, lease=timedelta(seconds=-30))  # its lease already ran out
     store.hold_graph("page-figures", 120)
@@ -49,8 +56,11 @@ def test_the_collector_serves_them_as_gauges(store: Store) -> None:
     assert f"albums_publishing {float(figures.albums_publishing)}" in text
     assert f"albums_outbox_backlog {float(figures.outbox_backlog)}" in text
     assert 'albums_throttle_hold_seconds{scope="page-served"}' in text
-    for name in ("albums_oldest_publishing_age_seconds", "albums_images_uploading_past_lease",
-                 "albums_outbox_oldest_age_seconds"):
+    for name in (
+        "albums_oldest_publishing_age_seconds",
+        "albums_images_uploading_past_lease",
+        "albums_outbox_oldest_age_seconds",
+    ):
         assert f"\n{name} " in text
 
 

@@ -38,8 +38,9 @@ OUTAGE_S = 8.0
 def small_limit_url(broker: Broker, make_vhost: VhostMaker) -> Iterator[str]:
     """A vhost of its own, whose policy gives the work queue a small delivery limit."""
     url = broker.url(make_vhost())
-    declare_topology(CommonSettings(amqp_url=url, retry_delays=DELAYS,
-                                    delivery_limit=DELIVERY_LIMIT))
+    declare_topology(
+        CommonSettings(amqp_url=url, retry_delays=DELAYS, delivery_limit=DELIVERY_LIMIT)
+    )
     yield url
 
 
@@ -63,22 +64,36 @@ def test_a_long_store_outage_does_not_dead_letter_the_message(small_limit_url: s
     handler = StoreOutage()
     stop = threading.Event()
     route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3))
-    consumer = Consumer(small_limit_url, route, 2,
-                        on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
-                        grace_s=5)
+    consumer = Consumer(
+        small_limit_url,
+        route,
+        2,
+        on_connect=functools.partial(topology.declare, retry_delays=DELAYS),
+        grace_s=5,
+    )
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     try:
         wait_for(consumer.consuming.is_set, what="the consumer to start")
         publisher = Publisher(small_limit_url)
         try:
-            publisher.publish_confirmed([Outgoing(topology.WORK_EXCHANGE, QUEUE.routing_key, encode(
-                ImageUploadRequested(album_id="a", image_id=1, key="k1")))])
+            publisher.publish_confirmed(
+                [
+                    Outgoing(
+                        topology.WORK_EXCHANGE,
+                        QUEUE.routing_key,
+                        encode(ImageUploadRequested(album_id="a", image_id=1, key="k1")),
+                    )
+                ]
+            )
         finally:
             publisher.close()
         # Handled on its first attempt: an outage spends no attempt.
-        wait_for(lambda: handler.handled == [(1, 1)], timeout=OUTAGE_S + 30,
-                 what="the message handled once the store is back")
+        wait_for(
+            lambda: handler.handled == [(1, 1)],
+            timeout=OUTAGE_S + 30,
+            what="the message handled once the store is back",
+        )
         assert handler.failures > DELIVERY_LIMIT
         dead = topology.dead_letter_queue_name(QUEUE)
         assert message_count(small_limit_url, dead) == 0

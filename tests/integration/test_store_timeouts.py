@@ -52,7 +52,12 @@ def test_a_postgres_connection_gets_the_timeouts_unless_the_url_sets_them(
         assert connection.scalar(text("SHOW statement_timeout")) == "30s"
         assert connection.scalar(text("SHOW idle_in_transaction_session_timeout")) == "30s"
         assert tcp_options(connection) == {
-            "keepalive": 1, "idle": 5, "interval": 5, "count": 3, "user_timeout_ms": 20_000}
+            "keepalive": 1,
+            "idle": 5,
+            "interval": 5,
+            "count": 3,
+            "user_timeout_ms": 20_000,
+        }
 
     tuned = Store(f"{postgres_url}?keepalives_idle=1&options={quote('-c statement_timeout=2s')}")
     try:
@@ -68,8 +73,9 @@ def lockable(store: Store, album_id: str) -> bool:
     """Whether the album row can be locked now (False while another transaction holds it)."""
     try:
         with store.engine.connect() as connection, connection.begin():
-            connection.execute(text("SELECT id FROM albums WHERE id = :id FOR UPDATE NOWAIT"),
-                               {"id": album_id})
+            connection.execute(
+                text("SELECT id FROM albums WHERE id = :id FOR UPDATE NOWAIT"), {"id": album_id}
+            )
         return True
     except OperationalError:
         return False
@@ -86,9 +92,15 @@ def test_a_partition_ends_in_errors_within_the_timeouts_and_the_store_recovers(
     proxy.start()
     # Small timeouts keep the test short: libpq's least connect timeout (2 s), and the server
     # ends a transaction left idle after 1 s.
-    through = Store(urlunsplit(parts._replace(
-        netloc=f"{parts.username}@127.0.0.1:{proxy.port}",
-        query="connect_timeout=2&options=" + quote("-c idle_in_transaction_session_timeout=1s"))))
+    through = Store(
+        urlunsplit(
+            parts._replace(
+                netloc=f"{parts.username}@127.0.0.1:{proxy.port}",
+                query="connect_timeout=2&options="
+                + quote("-c idle_in_transaction_session_timeout=1s"),
+            )
+        )
+    )
     held = through.engine.connect()
     try:
         held.begin()
@@ -97,8 +109,12 @@ def test_a_partition_ends_in_errors_within_the_timeouts_and_the_store_recovers(
         proxy.pause()
 
         # The server ends the transaction the partition cut off, and so frees its row lock...
-        wait_for(lambda: lockable(pg_store, album_id), timeout=10, every=0.2,
-                 what="the server to end the cut-off transaction")
+        wait_for(
+            lambda: lockable(pg_store, album_id),
+            timeout=10,
+            every=0.2,
+            what="the server to end the cut-off transaction",
+        )
         # ...and a call needing a connection through the partition fails, not hangs.
         started = time.monotonic()
         with pytest.raises(OperationalError):

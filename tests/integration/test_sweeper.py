@@ -42,8 +42,9 @@ def sweeper(sqlite_store: Store, amqp_url: str, work_queue: str) -> Iterator[Los
 def lost_album(store: Store, count: int) -> tuple[str, list[int]]:
     """An album whose messages the broker confirmed, then lost: published, yet in no queue."""
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "Lost", None,
-                                        [f"{user.prefix}{n}.png" for n in range(count)])
+    album_id, rows = store.create_album(
+        user.id, "Lost", None, [f"{user.prefix}{n}.png" for n in range(count)]
+    )
     store.mark_published([row.id for row in rows])
     return album_id, [image.id for image in present(store.album(album_id)).images]
 
@@ -64,13 +65,15 @@ def test_a_waiting_image_whose_message_was_lost_is_sent_again_once(
 
 
 def test_under_a_steady_backlog_only_what_the_queue_went_past_is_sent_again(
-        sqlite_store: Store, sweeper: LostMessageSweeper, amqp_url: str, work_queue: str) -> None:
+    sqlite_store: Store, sweeper: LostMessageSweeper, amqp_url: str, work_queue: str
+) -> None:
     _, (lost,) = lost_album(sqlite_store, 1)
     time.sleep(QUIET.total_seconds() + 0.1)
     # A backlog written after it: its messages wait in the queue, behind what is taken.
     user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    _, rows = sqlite_store.create_album(user.id, "Backlog", None,
-                                        [f"{user.prefix}{n}.png" for n in range(5)])
+    _, rows = sqlite_store.create_album(
+        user.id, "Backlog", None, [f"{user.prefix}{n}.png" for n in range(5)]
+    )
     publisher = Publisher(amqp_url)
     publisher.publish_confirmed([row.outgoing() for row in rows[2:]])
     publisher.close()
@@ -100,7 +103,8 @@ def test_a_stalled_consumer_with_a_backlog_has_nothing_sent_again(
 
 
 def test_an_uploading_image_whose_message_was_dead_lettered_is_sent_again(
-        sqlite_store: Store, sweeper: LostMessageSweeper, amqp_url: str, work_queue: str) -> None:
+    sqlite_store: Store, sweeper: LostMessageSweeper, amqp_url: str, work_queue: str
+) -> None:
     # Its attempt started, then every delivery met a store outage: the broker dead-lettered
     # the message at its delivery limit and the image stayed `uploading`, with no message.
     album_id, (stuck,) = lost_album(sqlite_store, 1)
@@ -109,8 +113,11 @@ def test_an_uploading_image_whose_message_was_dead_lettered_is_sent_again(
     thread = sweeper.start(stop, every_s=0.2)
     try:
         # Within the in-flight window, plus the quiet time, plus one sweep interval.
-        wait_for(lambda: message_count(amqp_url, work_queue) > 0, timeout=5,
-                 what="the stuck image's new message")
+        wait_for(
+            lambda: message_count(amqp_url, work_queue) > 0,
+            timeout=5,
+            what="the stuck image's new message",
+        )
     finally:
         stop.set()
         thread.join(timeout=5)

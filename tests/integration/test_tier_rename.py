@@ -25,8 +25,9 @@ OLD_TIER = "uploader.image-uploads.retry.2s"  # as versions before the five digi
 
 def _declare_old_tier(channel: BlockingChannel) -> None:
     channel.exchange_declare(topology.RETRY_EXCHANGE, "direct", durable=True)
-    channel.queue_declare(OLD_TIER, durable=True,
-                          arguments=topology.retry_queue_arguments(topology.IMAGE_UPLOADS, 2))
+    channel.queue_declare(
+        OLD_TIER, durable=True, arguments=topology.retry_queue_arguments(topology.IMAGE_UPLOADS, 2)
+    )
     channel.queue_bind(OLD_TIER, topology.RETRY_EXCHANGE, OLD_TIER)
 
 
@@ -54,8 +55,11 @@ def test_an_old_tier_drains_into_its_work_queue_then_prune_deletes_it(
 
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         channel = connection.channel()
-        body = wait_for(lambda: channel.basic_get(topology.IMAGE_UPLOADS.name, auto_ack=True)[2],
-                        timeout=30, what="the old tier's message back in its work queue")
+        body = wait_for(
+            lambda: channel.basic_get(topology.IMAGE_UPLOADS.name, auto_ack=True)[2],
+            timeout=30,
+            what="the old tier's message back in its work queue",
+        )
     assert body == b"waiting"
 
     assert topology_cli.run(argparse.Namespace(action="prune"), settings) == 0

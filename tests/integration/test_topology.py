@@ -34,8 +34,10 @@ def test_every_queue_is_declared_with_its_arguments(
 def test_every_queue_is_bound_as_specified(
     broker: Broker, vhost: str, declared: CommonSettings
 ) -> None:
-    bindings = {(b["source"], b["destination"], b["routing_key"])
-                for b in broker.api("GET", f"bindings/{quote(vhost, '')}").json()}
+    bindings = {
+        (b["source"], b["destination"], b["routing_key"])
+        for b in broker.api("GET", f"bindings/{quote(vhost, '')}").json()
+    }
     for spec in topology.queue_specs(declared.retry_delays):
         assert (spec.exchange, spec.name, spec.routing_key) in bindings
 
@@ -55,7 +57,9 @@ def test_a_queue_redeclared_with_other_fixed_arguments_is_refused(
     try:
         with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="PRECONDITION_FAILED"):
             connection.channel().queue_declare(
-                topology.IMAGE_UPLOADS.name, durable=True,
-                arguments={**topology.work_queue_arguments(), "x-queue-type": "classic"})
+                topology.IMAGE_UPLOADS.name,
+                durable=True,
+                arguments={**topology.work_queue_arguments(), "x-queue-type": "classic"},
+            )
     finally:
         connection.close()

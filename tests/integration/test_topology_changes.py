@@ -59,15 +59,21 @@ def settings(url: str, **values: Any) -> CommonSettings:
     return CommonSettings(amqp_url=url, **{"retry_delays": (1, 3), **values})
 
 
-def consumer_starts(settings_: CommonSettings,
-                    handler: Callable[[ImageUploadRequested, int], None] = lambda _m, _a: None,
-                    ) -> bool:
+def consumer_starts(
+    settings_: CommonSettings,
+    handler: Callable[[ImageUploadRequested, int], None] = lambda _m, _a: None,
+) -> bool:
     """Run the service's consumer (its on_connect as the services build it) until it consumes;
     whether it did within 10 s."""
     stop = threading.Event()
     route = Route(UPLOADS, ImageUploadRequested, handler, RetryPolicy((1, 3), max_attempts=3))
-    consumer = Consumer(settings_.amqp_url, route, 1,
-                        on_connect=TopologyDeclarer.from_settings(settings_), grace_s=1)
+    consumer = Consumer(
+        settings_.amqp_url,
+        route,
+        1,
+        on_connect=TopologyDeclarer.from_settings(settings_),
+        grace_s=1,
+    )
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
     try:
@@ -88,8 +94,9 @@ def test_a_service_restarted_with_another_delivery_limit_declares_without_confli
 def test_a_consumer_restarted_with_other_tunables_starts_consuming(fresh: tuple[str, str]) -> None:
     _, url = fresh
     declare_topology(settings(url, delivery_limit=20, dead_letter_max_length=1000))
-    assert consumer_starts(settings(url, retry_delays=(1, 3, 10), delivery_limit=7,
-                                    dead_letter_max_length=50))
+    assert consumer_starts(
+        settings(url, retry_delays=(1, 3, 10), delivery_limit=7, dead_letter_max_length=50)
+    )
 
 
 def test_the_policies_are_applied_and_follow_the_settings(
@@ -136,8 +143,11 @@ def declare_as_the_old_version(url: str) -> None:
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
         channel = connection.channel()
         channel.queue_declare(UPLOADS.name, durable=True, arguments=OLD_WORK_QUEUE_ARGUMENTS)
-        channel.queue_declare(topology.dead_letter_queue_name(UPLOADS), durable=True,
-                              arguments=OLD_DEAD_LETTER_ARGUMENTS)
+        channel.queue_declare(
+            topology.dead_letter_queue_name(UPLOADS),
+            durable=True,
+            arguments=OLD_DEAD_LETTER_ARGUMENTS,
+        )
 
 
 def test_an_old_versions_queues_are_taken_as_they_are_and_the_consumer_starts(
@@ -164,8 +174,9 @@ def test_a_queue_that_differs_in_more_than_policies_is_still_refused(
 ) -> None:
     _, url = fresh
     with closing(pika.BlockingConnection(pika.URLParameters(url))) as connection:
-        connection.channel().queue_declare(UPLOADS.name, durable=True,
-                                           arguments={"x-queue-type": "classic"})
+        connection.channel().queue_declare(
+            UPLOADS.name, durable=True, arguments={"x-queue-type": "classic"}
+        )
     with pytest.raises(BrokerError, match="PRECONDITION_FAILED"):
         declare_topology(settings(url))
     assert f"queue {UPLOADS.name} exists with arguments" in caplog.text

@@ -51,17 +51,28 @@ def publisher(amqp_url: str) -> Iterator[Publisher]:
 
 
 @pytest.fixture()
-def world(sqlite_store: Store, sim: str, s3_client: Any,
-          publisher: Publisher) -> Callable[..., ImageUploader]:
+def world(
+    sqlite_store: Store, sim: str, s3_client: Any, publisher: Publisher
+) -> Callable[..., ImageUploader]:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
         s3_client.create_bucket(Bucket=BUCKET)
 
-    def make(timeout: tuple[float, float] = (5.0, 30.0), breaker: CircuitBreaker | None = None,
-             policy: Policy = POLICY, store: Store | None = None) -> ImageUploader:
+    def make(
+        timeout: tuple[float, float] = (5.0, 30.0),
+        breaker: CircuitBreaker | None = None,
+        policy: Policy = POLICY,
+        store: Store | None = None,
+    ) -> ImageUploader:
         graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, timeout=timeout)
-        return ImageUploader(store or sqlite_store,
-                             Outbox(sqlite_store, publisher, grace=timedelta(0)),
-                             graph, s3_client, BUCKET, policy, breaker)
+        return ImageUploader(
+            store or sqlite_store,
+            Outbox(sqlite_store, publisher, grace=timedelta(0)),
+            graph,
+            s3_client,
+            BUCKET,
+            policy,
+            breaker,
+        )
 
     return make
 
@@ -71,8 +82,9 @@ def run(uploader: ImageUploader, delivery: Delivery) -> Fate:
     return decide(uploader.route(), delivery)
 
 
-def album_of(store: Store, s3_client: Any, count: int,
-             broken: Collection[int] = ()) -> tuple[str, list[Delivery], dict[str, str]]:
+def album_of(
+    store: Store, s3_client: Any, count: int, broken: Collection[int] = ()
+) -> tuple[str, list[Delivery], dict[str, str]]:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     keys: list[str] = []
     hashes: dict[str, str] = {}
@@ -84,8 +96,11 @@ def album_of(store: Store, s3_client: Any, count: int,
             hashes[key] = hashlib.sha256(body).hexdigest()
         keys.append(key)
     album_id, rows = store.create_album(user.id, "Handler test", None, keys)
-    return album_id, [Delivery(row.body, {}, False, row.message_id, "image.upload")
-                      for row in rows], hashes
+    return (
+        album_id,
+        [Delivery(row.body, {}, False, row.message_id, "image.upload") for row in rows],
+        hashes,
+    )
 
 
 def test_an_image_is_uploaded_recorded_and_settles_its_album(
@@ -165,8 +180,7 @@ def test_a_missing_object_fails_with_its_dead_letter_in_the_outbox(
 
 
 def test_poison_gets_a_dead_letter_and_touches_nothing(world: Callable[..., ImageUploader]) -> None:
-    outcome = run(world(), Delivery(b'{"type": "album.settled"}', {}, False, None,
-                                    "image.upload"))
+    outcome = run(world(), Delivery(b'{"type": "album.settled"}', {}, False, None, "image.upload"))
     (letter,) = outcome.outgoing
     assert letter.exchange == topology.DEAD_EXCHANGE
     assert "invalid message" in letter.headers[dead_letters.REASON_HEADER]
@@ -179,8 +193,10 @@ def test_throttling_waits_in_a_long_enough_tier_without_spending_attempts(
     set_faults(sim, {"error_rates": {"613": 1.0}, "throttle_minutes": 0})
     (retry,) = run(world(), delivery).outgoing
     assert retry.headers[retry_policy.ATTEMPT_HEADER] == 1
-    assert retry.routing_key in {topology.retry_queue_name(topology.IMAGE_UPLOADS, tier)
-                                 for tier in topology.jittered(POLICY.retry_delays[0])}
+    assert retry.routing_key in {
+        topology.retry_queue_name(topology.IMAGE_UPLOADS, tier)
+        for tier in topology.jittered(POLICY.retry_delays[0])
+    }
 
 
 def test_a_lost_authorisation_stops_the_albums_waiting_images(
@@ -198,8 +214,10 @@ def test_a_lost_authorisation_stops_the_albums_waiting_images(
     assert album.state == "done_with_failures"
     first, *others = album.images
     assert "reconnect your Facebook page" in present(first.error) and first.attempts == 1
-    assert all(i.state == "failed" and present(i.error).startswith("not sent: ") and i.attempts == 0
-               for i in others)
+    assert all(
+        i.state == "failed" and present(i.error).startswith("not sent: ") and i.attempts == 0
+        for i in others
+    )
     set_faults(sim, {})
     for delivery in deliveries[1:]:
         assert run(uploader, delivery).outgoing == ()
@@ -232,12 +250,16 @@ def test_refused_images_do_not_open_the_breaker(
 
 
 def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
-        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     # A worker created the album on Facebook, then died before recording it.
-    requests.post(f"{sim}/{VERSION}/{PAGE_ID}/albums", timeout=5,
-                  data={"name": "Handler test"},
-                  headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
+    requests.post(
+        f"{sim}/{VERSION}/{PAGE_ID}/albums",
+        timeout=5,
+        data={"name": "Handler test"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ).raise_for_status()
     assert sqlite_store.claim_fb_album(album_id, timedelta(seconds=60)).mine
     # Long enough ago that the claim lapsed: its create can no longer land.
     age_image(sqlite_store, present(sqlite_store.album(album_id)).images[0].id)
@@ -248,7 +270,8 @@ def test_an_album_created_by_a_worker_that_died_is_adopted_not_created_again(
 
 
 def test_an_album_create_that_timed_out_is_found_by_the_next_attempt_not_made_again(
-        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, (first, second), _ = album_of(sqlite_store, s3_client, 2)
     # The create takes longer than the client waits: it times out, and Facebook makes it.
     set_faults(sim, {"latency_s": 1.0, "endpoints": ["albums"]})
@@ -269,8 +292,9 @@ def test_duplicates_taken_side_by_side_send_one_photo(
     set_faults(sim, {"latency_s": 1.0})
     uploader = world()
     outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(run(uploader, delivery)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(run(uploader, delivery))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -357,16 +381,18 @@ def test_a_store_error_recording_the_upload_is_raised_and_the_photo_found_not_se
 
 
 def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout(
-        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     user, _ = sqlite_store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
     keys = [f"{user.prefix}{n}.png" for n in range(3)]
     for n, key in enumerate(keys):
-        s3_client.put_object(Bucket=BUCKET, Key=key, Body=png(48 + n * 16, 32, seed=n),
-                             ContentType="image/png")
-    album_id, rows = sqlite_store.create_album(user.id, "Summer", None, keys,
-                                               ["Beach", None, "Dunes"], "Two weeks by the sea")
-    first, *others = [Delivery(row.body, {}, False, row.message_id, "image.upload")
-                      for row in rows]
+        s3_client.put_object(
+            Bucket=BUCKET, Key=key, Body=png(48 + n * 16, 32, seed=n), ContentType="image/png"
+        )
+    album_id, rows = sqlite_store.create_album(
+        user.id, "Summer", None, keys, ["Beach", None, "Dunes"], "Two weeks by the sea"
+    )
+    first, *others = [Delivery(row.body, {}, False, row.message_id, "image.upload") for row in rows]
     # The first photo lands after its client gave up: the retry must find it, with no mark.
     set_faults(sim, {"latency_s": 1.5})
     (retry,) = run(world(timeout=(5.0, 0.5)), first).outgoing
@@ -375,8 +401,10 @@ def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout
     age_image(
         sqlite_store, present(sqlite_store.album(album_id)).images[0].id
     )  # its window is over
-    assert run(world(), Delivery(first.body, retry.headers, False, None, "image.upload")
-               ).outgoing == ()
+    assert (
+        run(world(), Delivery(first.body, retry.headers, False, None, "image.upload")).outgoing
+        == ()
+    )
     for delivery in others:
         assert run(world(), delivery).outgoing == ()
 
@@ -385,15 +413,19 @@ def test_facebook_shows_the_users_words_and_no_mark_of_ours_even_after_a_timeout
     assert (album["name"], album["message"]) == ("Summer", "Two weeks by the sea")
     image_ids = {str(i.id) for i in present(sqlite_store.album(album_id)).images}
     public = [p["caption"] for p in photos] + [album["name"], album["message"]]
-    assert [t for t in public if "ref:" in t or album_id in t
-            or image_ids & set(t.replace(":", " ").split())] == []
+    assert [
+        t
+        for t in public
+        if "ref:" in t or album_id in t or image_ids & set(t.replace(":", " ").split())
+    ] == []
     assert sorted(
         present(i.photo_id) for i in present(sqlite_store.album(album_id)).images
     ) == sorted(p["id"] for p in photos)
 
 
 def test_a_retry_after_a_read_timeout_waits_until_the_first_request_cannot_land(
-        world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str) -> None:
+    world: Callable[..., ImageUploader], sqlite_store: Store, s3_client: Any, sim: str
+) -> None:
     album_id, (delivery,), _ = album_of(sqlite_store, s3_client, 1)
     set_faults(sim, {"latency_s": 1.5})
     (retry,) = run(world(timeout=(5.0, 0.5)), delivery).outgoing  # read timeout: sent, or not?
@@ -424,8 +456,7 @@ def test_a_duplicate_retry_copy_starts_no_second_retry_chain(
     assert run(uploader, dataclasses.replace(as_delivered, redelivered=True)).outgoing == ()
     assert present(sqlite_store.album(album_id)).images[0].attempts == 2
     set_faults(sim, {})
-    after = Delivery(delivery.body, next_copy.headers, False, next_copy.message_id,
-                     "image.upload")
+    after = Delivery(delivery.body, next_copy.headers, False, next_copy.message_id, "image.upload")
     _wait_out(next_copy)
     assert run(uploader, after).outgoing == ()
     assert len(sim_photos(sim)) == 1
@@ -459,17 +490,23 @@ def test_a_forged_message_naming_another_object_is_dead_lettered_through_the_bro
     publisher.publish_confirmed(
         [Outgoing(topology.WORK_EXCHANGE, topology.IMAGE_UPLOADS.routing_key, forged)]
     )
-    (props, body), = get_all(amqp_url, topology.IMAGE_UPLOADS.name)
-    fate = run(world(), Delivery(body, props.headers or {}, False, props.message_id,
-                                 topology.IMAGE_UPLOADS.routing_key))
+    ((props, body),) = get_all(amqp_url, topology.IMAGE_UPLOADS.name)
+    fate = run(
+        world(),
+        Delivery(
+            body, props.headers or {}, False, props.message_id, topology.IMAGE_UPLOADS.routing_key
+        ),
+    )
     publisher.publish_confirmed(list(fate.outgoing))  # as the runtime does, before it acks
 
     uploaded = [p["sha256"] for p in sim_photos(sim)]
     assert set(uploaded).isdisjoint(their_hashes.values()), "their object was posted"
     assert uploaded == []
-    (letter_props, letter_body), = get_all(
-        amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS))
+    ((letter_props, letter_body),) = get_all(
+        amqp_url, topology.dead_letter_queue_name(topology.IMAGE_UPLOADS)
+    )
     assert letter_body == forged
     assert letter_props.headers[dead_letters.REASON_HEADER] == (
-        "message does not match the stored image: key differs")
+        "message does not match the stored image: key differs"
+    )
     assert present(sqlite_store.album(album_id)).images[0].state == "queued"

@@ -30,7 +30,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def uploaders(
-    sqlite_store: Store, sim: str, s3_client: Any,
+    sqlite_store: Store,
+    sim: str,
+    s3_client: Any,
     publisher: Publisher,  # noqa: F811 - the shared fixture
 ) -> Iterator[Callable[[], ImageUploader]]:
     if BUCKET not in [b["Name"] for b in s3_client.list_buckets()["Buckets"]]:
@@ -39,8 +41,15 @@ def uploaders(
     def make() -> ImageUploader:
         gate = ThrottleGate(sqlite_store, PAGE_ID, threshold_pct=90, pause_s=60)
         graph = GraphClient(sim, VERSION, PAGE_ID, TOKEN, on_usage=gate.record)
-        return ImageUploader(sqlite_store, Outbox(sqlite_store, publisher, grace=timedelta(0)),
-                             graph, s3_client, BUCKET, POLICY, gate=gate)
+        return ImageUploader(
+            sqlite_store,
+            Outbox(sqlite_store, publisher, grace=timedelta(0)),
+            graph,
+            s3_client,
+            BUCKET,
+            POLICY,
+            gate=gate,
+        )
 
     yield make
     set_faults(sim, {})

@@ -31,8 +31,11 @@ class FuzzTarget:
 
 
 @pytest.fixture(scope="session")
-def fuzz_target(tmp_path_factory: pytest.TempPathFactory, e2e_amqp_url: str,  # noqa: F811
-                postgres_url: str) -> Iterator[FuzzTarget]:
+def fuzz_target(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_amqp_url: str,  # noqa: F811
+    postgres_url: str,
+) -> Iterator[FuzzTarget]:
     system = e2e_system(tmp_path_factory.mktemp("security"), e2e_amqp_url)
     system.env.update(DATABASE_URL=postgres_url, **FUZZ_ENV)
     try:

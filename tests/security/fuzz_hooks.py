@@ -24,8 +24,10 @@ def _under_prefix(body: dict[str, Any], prefix: str) -> dict[str, Any]:
             return key  # a wrong type stays wrong: that is what the case is testing
         return f"{prefix}{position}-{_UNSAFE.sub('', key)}"
 
-    images = [{**item, "key": moved(n, item.get("key"))} if isinstance(item, dict)
-              else moved(n, item) for n, item in enumerate(body["images"])]
+    images = [
+        {**item, "key": moved(n, item.get("key"))} if isinstance(item, dict) else moved(n, item)
+        for n, item in enumerate(body["images"])
+    ]
     return {**body, "images": images}
 
 
@@ -34,7 +36,12 @@ def _under_prefix(body: dict[str, Any], prefix: str) -> dict[str, Any]:
 def flatmap_body(context: schemathesis.HookContext, body: Any) -> Any:
     prefix = os.environ.get("FUZZ_IMAGE_PREFIX", "")
     operation = context.operation
-    if (not prefix or operation is None or operation.path != "/api/albums"
-            or not isinstance(body, dict) or not isinstance(body.get("images"), list)):
+    if (
+        not prefix
+        or operation is None
+        or operation.path != "/api/albums"
+        or not isinstance(body, dict)
+        or not isinstance(body.get("images"), list)
+    ):
         return st.just(body)
     return st.sampled_from([body, _under_prefix(body, prefix)])

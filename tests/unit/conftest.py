@@ -37,8 +37,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.filterwarnings("error::ResourceWarning"))
-            item.add_marker(pytest.mark.filterwarnings(
-                "error::pytest.PytestUnraisableExceptionWarning"))
+            item.add_marker(
+                pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +52,10 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
             # Closed here: a client that catches only OSError would leave it to the garbage
             # collector, whose ResourceWarning fails some later test (filterwarnings).
             sock.close()
-            raise NetworkInUnitTest(f"a unit test connected to {address!r}: use a fake, or "
-                                    "move the test to tests/integration")
+            raise NetworkInUnitTest(
+                f"a unit test connected to {address!r}: use a fake, or "
+                "move the test to tests/integration"
+            )
 
     def connect(sock: socket.socket, address: Any) -> None:
         refuse(sock, address)
@@ -67,8 +70,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_real_waits(request: pytest.FixtureRequest,
-                  monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_real_waits(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     if request.node.get_closest_marker("real_time"):
         yield
         return

@@ -56,15 +56,25 @@ class FakeChannel:
     def add_on_close_callback(self, callback: Callable[..., None]) -> None:
         self._on_close.append(callback)
 
-    def confirm_delivery(self, ack_nack_callback: Callable[[pika.frame.Method], None],
-                         callback: Callable[[Any], None] | None = None) -> None:
+    def confirm_delivery(
+        self,
+        ack_nack_callback: Callable[[pika.frame.Method], None],
+        callback: Callable[[Any], None] | None = None,
+    ) -> None:
         self._on_confirm = ack_nack_callback
         if callback is not None:
             self.connection.ioloop.add_callback_threadsafe(
-                lambda: callback(pika.frame.Method(1, Confirm.SelectOk())))
+                lambda: callback(pika.frame.Method(1, Confirm.SelectOk()))
+            )
 
-    def basic_publish(self, exchange: str, routing_key: str, body: bytes,
-                      properties: pika.BasicProperties, mandatory: bool = False) -> None:
+    def basic_publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: pika.BasicProperties,
+        mandatory: bool = False,
+    ) -> None:
         if not self.is_open:
             raise pika.exceptions.ChannelWrongStateError("Channel is closed.")
         # What pika does before a byte is written: encode the frames (may raise).
@@ -81,15 +91,17 @@ class FakeChannel:
         assert self._on_confirm is not None
         confirm = self._on_confirm
         self.connection.ioloop.add_callback_threadsafe(
-            lambda: confirm(pika.frame.Method(1, method)))
+            lambda: confirm(pika.frame.Method(1, method))
+        )
 
     def give_back(self, tag: int) -> None:
         """A basic.return of the message published with this tag (unroutable)."""
         props = self.published[tag - 1][1]
         assert self._on_return is not None
         on_return = self._on_return
-        self.connection.ioloop.add_callback_threadsafe(lambda: on_return(
-            self, Basic.Return(312, "NO_ROUTE", "", "q"), props, b""))
+        self.connection.ioloop.add_callback_threadsafe(
+            lambda: on_return(self, Basic.Return(312, "NO_ROUTE", "", "q"), props, b"")
+        )
 
     def closed(self, reason: BaseException) -> None:
         """On the I/O thread: the channel closes, as pika reports it."""
@@ -99,8 +111,12 @@ class FakeChannel:
 
 
 class FakeConnection:
-    def __init__(self, broker: FakeBroker, on_open_callback: Callable[..., None],
-                 on_close_callback: Callable[..., None]) -> None:
+    def __init__(
+        self,
+        broker: FakeBroker,
+        on_open_callback: Callable[..., None],
+        on_close_callback: Callable[..., None],
+    ) -> None:
         self.ioloop = FakeLoop()
         self.is_open = False
         self.channels: list[FakeChannel] = []
@@ -141,9 +157,13 @@ class FakeBroker:
         self.connections: list[FakeConnection] = []
         self._lock = threading.Lock()
 
-    def __call__(self, _params: Any, on_open_callback: Callable[..., None],
-                 on_open_error_callback: Callable[..., None],
-                 on_close_callback: Callable[..., None]) -> FakeConnection:
+    def __call__(
+        self,
+        _params: Any,
+        on_open_callback: Callable[..., None],
+        on_open_error_callback: Callable[..., None],
+        on_close_callback: Callable[..., None],
+    ) -> FakeConnection:
         connection = FakeConnection(self, on_open_callback, on_close_callback)
         with self._lock:
             self.connections.append(connection)

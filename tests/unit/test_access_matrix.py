@@ -60,8 +60,16 @@ class World:
 
     def secrets(self) -> list[str]:
         """What of Ann's must never reach Bob or a stranger."""
-        return [self.album_id, ANN_TITLE, self.key, ANN_PAGE[1], "Ann&#39;s Secret Page",
-                "Ann&#39;s secret trip", "secret album", self.ann.email]
+        return [
+            self.album_id,
+            ANN_TITLE,
+            self.key,
+            ANN_PAGE[1],
+            "Ann&#39;s Secret Page",
+            "Ann&#39;s secret trip",
+            "secret album",
+            self.ann.email,
+        ]
 
 
 @pytest.fixture()
@@ -73,8 +81,16 @@ def world(tmp_path: Any) -> World:
     album_id = env.store.create_album(env.user.id, ANN_TITLE, None, [key, f"{key}.2"])[0]
     failed = env.image_ids(album_id)[1]
     env.store.start_attempt(failed)
-    letter = dead_letter(topology.IMAGE_UPLOADS, messages.encode(messages.ImageUploadRequested(
-        album_id=album_id, image_id=failed, key=f"{key}.2")), {}, REFUSED, 324, 1)
+    letter = dead_letter(
+        topology.IMAGE_UPLOADS,
+        messages.encode(
+            messages.ImageUploadRequested(album_id=album_id, image_id=failed, key=f"{key}.2")
+        ),
+        {},
+        REFUSED,
+        324,
+        1,
+    )
     env.store.record_failed(failed, REFUSED, 324, letter)
     env.store.set_role(env.user.email, "operator")
     env.store.connect_page(env.user.id, *ANN_PAGE, env.services.cipher.encrypt("ann-token"))
@@ -134,12 +150,17 @@ def _page_left(world: World) -> bool:
 
 MATRIX: dict[tuple[str, str], Call] = {
     ("api.publish_album", "POST"): Call(
-        API, lambda w: "/api/albums", lambda w: {"title": "Mine", "images": [w.key]},
-        owner=frozenset({202}), other=frozenset({422})),
+        API,
+        lambda w: "/api/albums",
+        lambda w: {"title": "Mine", "images": [w.key]},
+        owner=frozenset({202}),
+        other=frozenset({422}),
+    ),
     ("api.list_albums", "GET"): Call(API, lambda w: "/api/albums", other=OWNER_OK),
     ("api.get_album", "GET"): Call(API, lambda w: f"/api/albums/{w.album_id}"),
-    ("api.retry_album", "POST"): Call(API, lambda w: f"/api/albums/{w.album_id}/retry",
-                                      untouched=_failed_left),
+    ("api.retry_album", "POST"): Call(
+        API, lambda w: f"/api/albums/{w.album_id}/retry", untouched=_failed_left
+    ),
     ("api.list_images", "GET"): Call(API, lambda w: "/api/images", other=OWNER_OK),
     ("api.get_page", "GET"): Call(API, lambda w: "/api/page", other=OWNER_OK),
     ("api.list_page_albums", "GET"): Call(API, lambda w: "/api/page/albums", other=OWNER_OK),
@@ -149,47 +170,76 @@ MATRIX: dict[tuple[str, str], Call] = {
     ("web.home", "GET"): Call(PAGE, lambda w: "/", other=OWNER_OK),
     ("web.login", "GET"): Call(PUBLIC, lambda w: "/login"),
     # Signing in again is a success; a stranger's bad token is the form's own 401.
-    ("web.login", "POST"): Call(PUBLIC, lambda w: "/login", lambda w: {"token": w.env.token},
-                                owner=frozenset({303, 401})),
-    ("web.logout", "POST"): Call(PUBLIC, lambda w: "/logout", lambda w: {},
-                                 owner=frozenset({303})),
+    ("web.login", "POST"): Call(
+        PUBLIC, lambda w: "/login", lambda w: {"token": w.env.token}, owner=frozenset({303, 401})
+    ),
+    ("web.logout", "POST"): Call(PUBLIC, lambda w: "/logout", lambda w: {}, owner=frozenset({303})),
     ("web.new_album", "GET"): Call(PAGE, lambda w: "/albums/new", other=OWNER_OK),
-    ("web.publish_album", "POST"): Call(PAGE, lambda w: "/albums/new",
-                                        lambda w: {"title": "Mine", "images": [w.key]},
-                                        other=frozenset({422})),
+    ("web.publish_album", "POST"): Call(
+        PAGE,
+        lambda w: "/albums/new",
+        lambda w: {"title": "Mine", "images": [w.key]},
+        other=frozenset({422}),
+    ),
     ("web.albums", "GET"): Call(PAGE, lambda w: "/albums", other=OWNER_OK),
     ("web.album_page", "GET"): Call(PAGE, lambda w: f"/albums/{w.album_id}"),
-    ("web.retry", "POST"): Call(PAGE, lambda w: f"/albums/{w.album_id}/retry", lambda w: {},
-                                untouched=_failed_left),
+    ("web.retry", "POST"): Call(
+        PAGE, lambda w: f"/albums/{w.album_id}/retry", lambda w: {}, untouched=_failed_left
+    ),
     ("web.album_events", "GET"): Call(PAGE, lambda w: f"/albums/{w.album_id}/events"),
     ("web.thumbnail", "GET"): Call(PAGE, lambda w: f"/thumbnails/{w.key}"),
     ("connect.start", "GET"): Call(PAGE, lambda w: "/connect/facebook", other=OWNER_OK),
     # The state is Ann's: Bob's session did not start that login (a 400 with its reason).
     ("connect.callback", "GET"): Call(
-        PAGE, lambda w: "/connect/facebook/callback?error=access_denied&state={state}",
-        other=frozenset({400}), prepare=_ann_state),
+        PAGE,
+        lambda w: "/connect/facebook/callback?error=access_denied&state={state}",
+        other=frozenset({400}),
+        prepare=_ann_state,
+    ),
     # Nothing was offered in this session to pick from: the form's own 400.
-    ("connect.pick", "POST"): Call(PAGE, lambda w: "/connect/facebook/pick",
-                                   lambda w: {"page_id": ANN_PAGE[0]},
-                                   owner=frozenset({400}), other=frozenset({400})),
-    ("connect.disconnect", "POST"): Call(PAGE, lambda w: "/connect/facebook/disconnect",
-                                         lambda w: {}, other=frozenset({303}),
-                                         untouched=_page_left),
+    ("connect.pick", "POST"): Call(
+        PAGE,
+        lambda w: "/connect/facebook/pick",
+        lambda w: {"page_id": ANN_PAGE[0]},
+        owner=frozenset({400}),
+        other=frozenset({400}),
+    ),
+    ("connect.disconnect", "POST"): Call(
+        PAGE,
+        lambda w: "/connect/facebook/disconnect",
+        lambda w: {},
+        other=frozenset({303}),
+        untouched=_page_left,
+    ),
     # The dead-letter desk: Ann is an operator, Bob an end user (403 on every route).
     ("desk.dead_letters", "GET"): Call(PAGE, lambda w: "/operator/dead-letters", other=_END_USER),
-    ("desk.group", "GET"): Call(PAGE, lambda w: "/operator/dead-letters/groups/refused?code=324",
-                                other=_END_USER),
+    ("desk.group", "GET"): Call(
+        PAGE, lambda w: "/operator/dead-letters/groups/refused?code=324", other=_END_USER
+    ),
     ("desk.group_action", "POST"): Call(
-        PAGE, lambda w: "/operator/dead-letters/groups/refused/purge", lambda w: {"code": "324"},
-        other=_END_USER, untouched=_letter_waiting),
-    ("desk.letter", "GET"): Call(PAGE, lambda w: f"/operator/dead-letters/{w.letter_id}",
-                                 other=_END_USER),
+        PAGE,
+        lambda w: "/operator/dead-letters/groups/refused/purge",
+        lambda w: {"code": "324"},
+        other=_END_USER,
+        untouched=_letter_waiting,
+    ),
+    ("desk.letter", "GET"): Call(
+        PAGE, lambda w: f"/operator/dead-letters/{w.letter_id}", other=_END_USER
+    ),
     ("desk.letter_action", "POST"): Call(
-        PAGE, lambda w: f"/operator/dead-letters/{w.letter_id}/replay", lambda w: {},
-        other=_END_USER, untouched=_letter_waiting),
+        PAGE,
+        lambda w: f"/operator/dead-letters/{w.letter_id}/replay",
+        lambda w: {},
+        other=_END_USER,
+        untouched=_letter_waiting,
+    ),
     ("desk.album_action", "POST"): Call(
-        PAGE, lambda w: f"/operator/albums/{w.album_id}/replay", lambda w: {},
-        other=_END_USER, untouched=_letter_waiting),
+        PAGE,
+        lambda w: f"/operator/albums/{w.album_id}/replay",
+        lambda w: {},
+        other=_END_USER,
+        untouched=_letter_waiting,
+    ),
     ("desk.stuck", "GET"): Call(PAGE, lambda w: "/operator/stuck", other=_END_USER),
 }
 
@@ -197,13 +247,24 @@ MATRIX: dict[tuple[str, str], Call] = {
 def _routes(world: World) -> set[tuple[str, str]]:
     """(endpoint, method) of every route but the static files, and HEAD/OPTIONS (Flask's own,
     checked apart below)."""
-    return {(rule.endpoint, method) for rule in world.env.app.url_map.iter_rules()
-            if rule.endpoint != "static"
-            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}}
+    return {
+        (rule.endpoint, method)
+        for rule in world.env.app.url_map.iter_rules()
+        if rule.endpoint != "static"
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    }
 
 
-def _call(world: World, route: Call, method: str, client: FlaskClient, *, bearer: str | None,
-          as_owner: bool, state_from: FlaskClient | None = None) -> TestResponse:
+def _call(
+    world: World,
+    route: Call,
+    method: str,
+    client: FlaskClient,
+    *,
+    bearer: str | None,
+    as_owner: bool,
+    state_from: FlaskClient | None = None,
+) -> TestResponse:
     path = route.path(world)
     if route.prepare is not None:
         # A stranger cannot start the step (it needs a sign-in): a made-up value stands in.
@@ -263,22 +324,23 @@ def test_every_route_is_in_the_matrix(world: World) -> None:
     assert _routes(world) == set(MATRIX), (
         "add each new route to MATRIX (and drop the gone ones): "
         f"unlisted {sorted(_routes(world) - set(MATRIX))}, "
-        f"gone {sorted(set(MATRIX) - _routes(world))}")
+        f"gone {sorted(set(MATRIX) - _routes(world))}"
+    )
 
 
 @pytest.mark.parametrize(("endpoint", "method"), PROTECTED)
 def test_a_stranger_is_sent_to_sign_in(world: World, endpoint: str, method: str) -> None:
     route = MATRIX[(endpoint, method)]
     for client_token in (None, "not-a-token"):
-        response = _call(world, route, method, world.env.app.test_client(),
-                         bearer=client_token, as_owner=False)
+        response = _call(
+            world, route, method, world.env.app.test_client(), bearer=client_token, as_owner=False
+        )
         _assert_refused(world, route, method, response)
     assert route.untouched(world)
 
 
 @pytest.mark.parametrize(("endpoint", "method"), PROTECTED)
-def test_the_other_credential_alone_is_refused(world: World, endpoint: str,
-                                               method: str) -> None:
+def test_the_other_credential_alone_is_refused(world: World, endpoint: str, method: str) -> None:
     """The JSON API takes no cookie (it has no CSRF token to check); the pages take no bearer."""
     route = MATRIX[(endpoint, method)]
     if route.kind == API:
@@ -302,13 +364,21 @@ def _assert_refused(world: World, route: Call, method: str, response: TestRespon
 
 
 @pytest.mark.parametrize(("endpoint", "method"), sorted(MATRIX))
-def test_another_user_gets_none_of_the_owners_things(world: World, endpoint: str,
-                                                     method: str) -> None:
+def test_another_user_gets_none_of_the_owners_things(
+    world: World, endpoint: str, method: str
+) -> None:
     route = MATRIX[(endpoint, method)]
     bob = _signed_in(world, world.bob_token)
     ann = _signed_in(world, world.env.token)
-    response = _call(world, route, method, bob, bearer=world.bob_token if route.kind == API
-                     else None, as_owner=False, state_from=ann)
+    response = _call(
+        world,
+        route,
+        method,
+        bob,
+        bearer=world.bob_token if route.kind == API else None,
+        as_owner=False,
+        state_from=ann,
+    )
     allowed = route.owner if route.kind == PUBLIC else route.other
     assert response.status_code in allowed, response.get_data(as_text=True)[:500]
     if route.kind != PUBLIC:
@@ -320,17 +390,23 @@ def test_another_user_gets_none_of_the_owners_things(world: World, endpoint: str
 def test_the_owner_gets_an_answer(world: World, endpoint: str, method: str) -> None:
     route = MATRIX[(endpoint, method)]
     ann = _signed_in(world, world.env.token)
-    response = _call(world, route, method, ann,
-                     bearer=world.env.token if route.kind == API else None, as_owner=True)
+    response = _call(
+        world,
+        route,
+        method,
+        ann,
+        bearer=world.env.token if route.kind == API else None,
+        as_owner=True,
+    )
     assert response.status_code in route.owner, response.get_data(as_text=True)[:500]
 
 
-@pytest.mark.parametrize(("endpoint", "method"),
-                         sorted(key for key, route in MATRIX.items() if route.kind == PUBLIC))
+@pytest.mark.parametrize(
+    ("endpoint", "method"), sorted(key for key, route in MATRIX.items() if route.kind == PUBLIC)
+)
 def test_public_routes_answer_a_stranger(world: World, endpoint: str, method: str) -> None:
     route = MATRIX[(endpoint, method)]
-    response = _call(world, route, method, world.env.app.test_client(), bearer=None,
-                     as_owner=False)
+    response = _call(world, route, method, world.env.app.test_client(), bearer=None, as_owner=False)
     assert response.status_code in route.owner
     assert _leaks(world, response) == []
 
@@ -349,12 +425,17 @@ def test_the_owner_sees_their_things(world: World) -> None:
 @pytest.mark.parametrize(("endpoint", "method"), [key for key in PROTECTED if key[1] == "GET"])
 def test_head_is_checked_like_get(world: World, endpoint: str, method: str) -> None:
     route = MATRIX[(endpoint, method)]
-    stranger = _call(world, route, "HEAD", world.env.app.test_client(), bearer=None,
-                     as_owner=False)
+    stranger = _call(world, route, "HEAD", world.env.app.test_client(), bearer=None, as_owner=False)
     assert stranger.status_code == (401 if route.kind == API else 302)
     if route.prepare is None:
-        bob = _call(world, route, "HEAD", _signed_in(world, world.bob_token),
-                    bearer=world.bob_token if route.kind == API else None, as_owner=False)
+        bob = _call(
+            world,
+            route,
+            "HEAD",
+            _signed_in(world, world.bob_token),
+            bearer=world.bob_token if route.kind == API else None,
+            as_owner=False,
+        )
         assert bob.status_code in route.other
 
 
@@ -363,7 +444,10 @@ def test_options_tells_only_the_methods(world: World) -> None:
     for rule in world.env.app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = MATRIX[(rule.endpoint, sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})[0])] \
-            .path(world).format(state="x")
+        path = (
+            MATRIX[(rule.endpoint, sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})[0])]
+            .path(world)
+            .format(state="x")
+        )
         response = client.options(path)
         assert response.status_code == 200 and response.get_data() == b""

@@ -23,8 +23,14 @@ BUCKET = "unit"
 def test_a_refused_album_create_sends_every_photo_once_unpublished(tmp_path: Any) -> None:
     store = new_store(tmp_path)
     graph, s3 = FakeGraph(), FakeS3()
-    graph.plan("create_album", Fault(GraphError(
-        "(#200) This endpoint is deprecated", http_status=403, code=200, is_transient=False)))
+    graph.plan(
+        "create_album",
+        Fault(
+            GraphError(
+                "(#200) This endpoint is deprecated", http_status=403, code=200, is_transient=False
+            )
+        ),
+    )
     uploader = ImageUploader(
         store,
         Outbox(
@@ -47,8 +53,9 @@ def test_a_refused_album_create_sends_every_photo_once_unpublished(tmp_path: Any
 
     album = store.album(album_id)
     assert album is not None
-    assert [image.state for image in album.images] == ["uploaded"] * 6, \
-        [image.error for image in album.images]
+    assert [image.state for image in album.images] == ["uploaded"] * 6, [
+        image.error for image in album.images
+    ]
     assert [f.kind for f in fates] == ["ack"] * 6
     # One photo per image, each the one recorded for it.
     assert sorted(p["id"] for p in graph.photos) == sorted(i.photo_id or "" for i in album.images)

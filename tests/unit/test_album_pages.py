@@ -29,8 +29,9 @@ def client(env: Env) -> FlaskClient:
 
 
 def _api(env: Env, query: str = "") -> Any:
-    return env.app.test_client().get(f"/api/albums{query}",
-                                     headers={"Authorization": f"Bearer {env.token}"})
+    return env.app.test_client().get(
+        f"/api/albums{query}", headers={"Authorization": f"Bearer {env.token}"}
+    )
 
 
 def test_the_api_lists_albums_a_page_at_a_time(env: Env) -> None:
@@ -58,21 +59,29 @@ def test_a_page_keeps_the_fields_clients_read(env: Env) -> None:
     (album,) = body["albums"]
     assert album["id"] == album_id and album["total"] == 2
     assert album["counts"] == {"uploaded": 1, "queued": 1} and album["state"] == "publishing"
-    assert set(album) == {"id", "title", "state", "created_at", "counts", "total",
-                          "destination"}
+    assert set(album) == {"id", "title", "state", "created_at", "counts", "total", "destination"}
 
 
-@pytest.mark.parametrize("query", ["?limit=0", "?limit=501",
-                                   "?limit=x", "?limit=%C2%B2", "?cursor=nope",
-                                   "?cursor=bm90LWEtZGF0ZXxhYmM"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?limit=0",
+        "?limit=501",
+        "?limit=x",
+        "?limit=%C2%B2",
+        "?cursor=nope",
+        "?cursor=bm90LWEtZGF0ZXxhYmM",
+    ],
+)
 def test_a_bad_limit_or_cursor_is_a_400_with_the_reason(env: Env, query: str) -> None:
     response = _api(env, query)
     assert response.status_code == 400
     assert re.match(r"(limit|cursor): ", response.get_json()["error"])
 
 
-def test_the_albums_page_shows_a_page_and_links_to_older_ones(client: FlaskClient,
-                                                              env: Env) -> None:
+def test_the_albums_page_shows_a_page_and_links_to_older_ones(
+    client: FlaskClient, env: Env
+) -> None:
     made = [env.album(f"Trip {n:02d}", 1) for n in range(web.ALBUMS_PER_PAGE + 3)]
     page = client.get("/albums").get_data(as_text=True)
     assert page.count('class="card album-row"') == web.ALBUMS_PER_PAGE
@@ -94,8 +103,9 @@ def test_an_album_page_shows_a_page_of_its_photos(client: FlaskClient, env: Env)
     assert f"{web.PHOTOS_PER_PAGE + 4} to go" in second  # the counts are the album's
 
 
-def test_the_stream_sends_the_album_then_only_the_changed_images(client: FlaskClient,
-                                                                 env: Env) -> None:
+def test_the_stream_sends_the_album_then_only_the_changed_images(
+    client: FlaskClient, env: Env
+) -> None:
     album_id = env.album("Busy", 5)
     ids = env.image_ids(album_id)
     env.clock.at(0.3, lambda: env.store.start_attempt(ids[2]))

@@ -39,8 +39,15 @@ class Clock:
 
 
 def photos() -> tuple[AlbumPhotos, Lister, Clock]:
-    lister = Lister({"a1": [{"id": "p1", "name": "Caption 1"}, {"id": "p10", "name": "Caption 10"},
-                           {"id": "p0"}]})
+    lister = Lister(
+        {
+            "a1": [
+                {"id": "p1", "name": "Caption 1"},
+                {"id": "p10", "name": "Caption 10"},
+                {"id": "p0"},
+            ]
+        }
+    )
     clock = Clock()
     return AlbumPhotos(lister, ttl_s=2.5, clock=clock), lister, clock
 
@@ -55,11 +62,19 @@ def test_one_listing_answers_every_retry_within_its_time() -> None:
 
 
 def test_a_listing_keeps_what_graph_says_of_each_photo() -> None:
-    lister = Lister({"a1": [{"id": "p1", "name": "Beach",
-                             "created_time": "2026-11-27T21:10:00+0000",
-                             "images": [{"width": 720, "height": 480},
-                                        {"width": 2048, "height": 1365}]},
-                            {"id": "p2", "width": 600, "height": 400}]})
+    lister = Lister(
+        {
+            "a1": [
+                {
+                    "id": "p1",
+                    "name": "Beach",
+                    "created_time": "2026-11-27T21:10:00+0000",
+                    "images": [{"width": 720, "height": 480}, {"width": 2048, "height": 1365}],
+                },
+                {"id": "p2", "width": 600, "height": 400},
+            ]
+        }
+    )
     held = {p.id: p for p in AlbumPhotos(lister, ttl_s=2.5).photos("a1")}
     assert held["p1"] == Photo("p1", "Beach", datetime(2026, 11, 27, 21, 10), (2048, 1365))
     assert held["p2"] == Photo("p2", "", None, (600, 400))
@@ -102,8 +117,10 @@ def test_concurrent_retries_of_an_album_wait_for_one_listing() -> None:
     album, lister, _ = photos()
     lister.gate = threading.Event()
     found: list[str | None] = []
-    threads = [threading.Thread(target=lambda n=n: found.append(find(album, "a1", f"Caption {n}")))
-               for n in (1, 10, 2, 1)]
+    threads = [
+        threading.Thread(target=lambda n=n: found.append(find(album, "a1", f"Caption {n}")))
+        for n in (1, 10, 2, 1)
+    ]
     for thread in threads:
         thread.start()
     lister.gate.set()

@@ -31,13 +31,19 @@ def store(tmp_path: Any) -> Iterator[Store]:
     store.dispose()
 
 
-def publish(store: Store, n: int, window: int | None,
-            **album: Any) -> tuple[str, list[int], list[Any]]:
+def publish(
+    store: Store, n: int, window: int | None, **album: Any
+) -> tuple[str, list[int], list[Any]]:
     """An album of `n` images; its id, its image ids in the album's order, its outbox rows."""
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "Trip", None,
-                                        [f"{user.prefix}{i:03d}.png" for i in range(n)],
-                                        window=window, **album)
+    album_id, rows = store.create_album(
+        user.id,
+        "Trip",
+        None,
+        [f"{user.prefix}{i:03d}.png" for i in range(n)],
+        window=window,
+        **album,
+    )
     view = store.album(album_id)
     assert view is not None
     return album_id, [image.id for image in view.images], rows
@@ -97,9 +103,9 @@ def test_a_reconnected_page_resumes_its_paused_images_but_not_those_waiting_thei
     store: Store,
 ) -> None:
     user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
-    album_id, rows = store.create_album(user.id, "Trip", None,
-                                        [f"{user.prefix}{i}.png" for i in range(5)],
-                                        page_id="p1", window=2)
+    album_id, rows = store.create_album(
+        user.id, "Trip", None, [f"{user.prefix}{i}.png" for i in range(5)], page_id="p1", window=2
+    )
     ids = [image.id for image in present(store.album(album_id)).images]
     for image_id in ids[:2]:
         store.pause_image(image_id, "token revoked", 190, give_back_attempt=False)
@@ -155,8 +161,9 @@ def test_the_sweeper_never_sends_an_image_waiting_its_turn(store: Store) -> None
 def test_the_sweeper_releases_the_turns_of_an_album_left_with_room(store: Store) -> None:
     album_id, ids, _ = publish(store, 5, window=2)
     with store.engine.begin() as connection:  # what only a defect could leave: room, unused
-        connection.execute(update(Image).where(Image.id.in_(ids[:2]))
-                           .values(state="uploaded", photo_id="p"))
+        connection.execute(
+            update(Image).where(Image.id.in_(ids[:2])).values(state="uploaded", photo_id="p")
+        )
     assert swept(store, ids, quiet_for=timedelta(hours=1), queue_empty=False) == ids[2:4]
     assert swept(store, ids, quiet_for=timedelta(hours=1), queue_empty=False) == []
 

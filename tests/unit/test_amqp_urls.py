@@ -10,13 +10,13 @@ from shared.config.settings import CommonSettings
 
 def test_one_url_is_one_node() -> None:
     assert split_urls("amqp://guest:guest@127.0.0.1:5672/%2F") == [
-        "amqp://guest:guest@127.0.0.1:5672/%2F"]
+        "amqp://guest:guest@127.0.0.1:5672/%2F"
+    ]
 
 
 def test_several_full_urls_each_keep_their_credentials_and_vhost() -> None:
     value = "amqp://a:pa@h1:5681/one, amqps://b:pb@h2:5682/two?heartbeat=5"
-    assert split_urls(value) == ["amqp://a:pa@h1:5681/one",
-                                 "amqps://b:pb@h2:5682/two?heartbeat=5"]
+    assert split_urls(value) == ["amqp://a:pa@h1:5681/one", "amqps://b:pb@h2:5682/two?heartbeat=5"]
 
 
 def test_bare_hosts_share_the_first_urls_credentials_vhost_and_query() -> None:
@@ -33,16 +33,19 @@ def test_blank_entries_and_spaces_are_ignored() -> None:
     assert split_urls(" amqp://h1/%2F ,, h2 ,") == ["amqp://h1/%2F", "amqp://h2/%2F"]
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    ("", "empty"),
-    (" , ", "empty"),
-    ("h1:5672", "entry 1 .*amqp://"),
-    ("http://h1/", "entry 1 .*amqp://"),
-    ("amqp://h1/%2F,amqp://h2:notaport/%2F", "entry 2 .*port"),
-    ("amqp://h1/%2F,amqp:///%2F", "entry 2 .*no host"),
-    ("amqp://h1/%2F,other@h2", "bare entry is only host"),
-    ("amqp://h1/%2F,h2/vhost", "bare entry is only host"),
-])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "empty"),
+        (" , ", "empty"),
+        ("h1:5672", "entry 1 .*amqp://"),
+        ("http://h1/", "entry 1 .*amqp://"),
+        ("amqp://h1/%2F,amqp://h2:notaport/%2F", "entry 2 .*port"),
+        ("amqp://h1/%2F,amqp:///%2F", "entry 2 .*no host"),
+        ("amqp://h1/%2F,other@h2", "bare entry is only host"),
+        ("amqp://h1/%2F,h2/vhost", "bare entry is only host"),
+    ],
+)
 def test_a_bad_entry_is_named_with_its_reason(value: str, reason: str) -> None:
     with pytest.raises(BadAmqpUrl, match=reason):
         split_urls(value)
@@ -70,7 +73,8 @@ def test_parameters_go_round_from_the_start_node_with_shared_settings() -> None:
     nodes = parameters("amqp://u:p@h1:1/v,h2:2,h3:3", start=1)
     assert [(p.host, p.port) for p in nodes] == [("h2", 2), ("h3", 3), ("h1", 1)]
     assert {(p.virtual_host, p.credentials.username, p.connection_attempts) for p in nodes} == {
-        ("v", "u", 1)}
+        ("v", "u", 1)
+    }
 
 
 def test_parameters_start_at_a_random_node_and_keep_the_ring_order() -> None:

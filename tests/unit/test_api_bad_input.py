@@ -19,8 +19,11 @@ def env(tmp_path: Any) -> Env:
 
 def _post(env: Env, body: str | bytes) -> Any:
     return env.app.test_client().post(
-        "/api/albums", data=body, content_type="application/json",
-        headers={"Authorization": f"Bearer {env.token}"})
+        "/api/albums",
+        data=body,
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {env.token}"},
+    )
 
 
 def _album(env: Env, **fields: Any) -> dict[str, Any]:
@@ -60,20 +63,26 @@ def test_the_openapi_description_tells_400_from_422() -> None:
     assert "validation" in post["responses"]["422"]["description"]
 
 
-@pytest.mark.parametrize(("field", "value", "where", "point"), [
-    ("title", "evil\u202etxt.exe", "title", "U+202E"),
-    ("title", "two\nlines", "title", "U+000A"),
-    ("title", "bell\x07", "title", "U+0007"),
-    ("title", "c1\x85x", "title", "U+0085"),
-    ("description", "isolate \u2067x\u2069", "description", "U+2067"),
-    ("description", "embed \u202ax", "description", "U+202A"),
-    ("description", "nul \x00", "description", "U+0000"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "where", "point"),
+    [
+        ("title", "evil\u202etxt.exe", "title", "U+202E"),
+        ("title", "two\nlines", "title", "U+000A"),
+        ("title", "bell\x07", "title", "U+0007"),
+        ("title", "c1\x85x", "title", "U+0085"),
+        ("description", "isolate \u2067x\u2069", "description", "U+2067"),
+        ("description", "embed \u202ax", "description", "U+202A"),
+        ("description", "nul \x00", "description", "U+0000"),
+    ],
+)
 def test_control_and_bidi_characters_are_refused_naming_field_and_code_point(
-        env: Env, field: str, value: str, where: str, point: str) -> None:
+    env: Env, field: str, value: str, where: str, point: str
+) -> None:
     response = env.app.test_client().post(
-        "/api/albums", json=_album(env, **{field: value}),
-        headers={"Authorization": f"Bearer {env.token}"})
+        "/api/albums",
+        json=_album(env, **{field: value}),
+        headers={"Authorization": f"Bearer {env.token}"},
+    )
     assert response.status_code == 422, response.get_json()
     text = " ".join(response.get_json()["details"])
     assert where in text and point in text, text
@@ -81,11 +90,15 @@ def test_control_and_bidi_characters_are_refused_naming_field_and_code_point(
 
 
 def test_a_caption_with_a_bidi_override_names_its_image_and_code_point(env: Env) -> None:
-    images = [f"{env.user.prefix}a.png", {"key": f"{env.user.prefix}b.png",
-                                          "caption": "fine\u202egnp.exe"}]
+    images = [
+        f"{env.user.prefix}a.png",
+        {"key": f"{env.user.prefix}b.png", "caption": "fine\u202egnp.exe"},
+    ]
     response = env.app.test_client().post(
-        "/api/albums", json={"title": "t", "images": images},
-        headers={"Authorization": f"Bearer {env.token}"})
+        "/api/albums",
+        json={"title": "t", "images": images},
+        headers={"Authorization": f"Bearer {env.token}"},
+    )
     assert response.status_code == 422
     text = " ".join(response.get_json()["details"])
     assert "images.1.caption" in text and "U+202E" in text, text
@@ -94,7 +107,8 @@ def test_a_caption_with_a_bidi_override_names_its_image_and_code_point(env: Env)
 def test_multi_line_text_keeps_its_line_breaks_and_tabs(env: Env) -> None:
     images = [{"key": f"{env.user.prefix}b.png", "caption": "line one\nline\ttwo"}]
     response = env.app.test_client().post(
-        "/api/albums", json={"title": "t", "images": images,
-                             "description": "a\nb\tc \u05e9\u05dc\u05d5\u05dd"},
-        headers={"Authorization": f"Bearer {env.token}"})
+        "/api/albums",
+        json={"title": "t", "images": images, "description": "a\nb\tc \u05e9\u05dc\u05d5\u05dd"},
+        headers={"Authorization": f"Bearer {env.token}"},
+    )
     assert response.status_code == 202, response.get_json()

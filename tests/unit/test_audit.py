@@ -14,39 +14,93 @@ from dev.audit import Outcome, fake_pip_audit, judge, main
 LOCK = "requirements/dev.lock"
 
 #: pip-audit 2.10 with OSV out of reach: no JSON, a traceback ending in requests' error.
-DNS_FAILURE = Outcome(1, "", (
-    "Traceback (most recent call last):\n"
-    "  ...\n"
-    "requests.exceptions.ConnectionError: "
-    "HTTPSConnectionPool(host='api.osv.dev', port=443): "
-    "Max retries exceeded with url: /v1/query (Caused by NameResolutionError(\"HTTPSConnection("
-    "host='api.osv.dev', port=443): Failed to resolve 'api.osv.dev' "
-    "([Errno -2] Name or service "
-    "not known)\"))\n"))
-REFUSED = Outcome(1, "", "requests.exceptions.ConnectionError: HTTPSConnectionPool(host="
-                         "'api.osv.dev', port=443): Max retries exceeded with url: /v1/query "
-                         "(Caused by NewConnectionError('[Errno 111] Connection refused'))\n")
+DNS_FAILURE = Outcome(
+    1,
+    "",
+    (
+        "Traceback (most recent call last):\n"
+        "  ...\n"
+        "requests.exceptions.ConnectionError: "
+        "HTTPSConnectionPool(host='api.osv.dev', port=443): "
+        'Max retries exceeded with url: /v1/query (Caused by NameResolutionError("HTTPSConnection('
+        "host='api.osv.dev', port=443): Failed to resolve 'api.osv.dev' "
+        "([Errno -2] Name or service "
+        'not known)"))\n'
+    ),
+)
+REFUSED = Outcome(
+    1,
+    "",
+    "requests.exceptions.ConnectionError: HTTPSConnectionPool(host="
+    "'api.osv.dev', port=443): Max retries exceeded with url: /v1/query "
+    "(Caused by NewConnectionError('[Errno 111] Connection refused'))\n",
+)
 #: pip-audit 2.10's PyPI service where PyPI's JSON API answers 404: every package skipped, exit 0.
-ALL_SKIPPED = Outcome(0, json.dumps({"dependencies": [
-    {"name": "requests", "skip_reason": "Dependency not found on PyPI and could not be "
-                                        "audited: requests (2.31.0)"},
-    {"name": "flask", "skip_reason": "Dependency not found on PyPI and could not be audited: "
-                                     "flask (3.0.0)"}], "fixes": []}), "")
-ADVISORY = Outcome(1, json.dumps({"dependencies": [
-    {"name": "flask", "version": "3.1.3", "vulns": []},
-    {"name": "requests", "version": "2.31.0", "vulns": [
-        {"id": "GHSA-9wx4-h78v-vm56", "fix_versions": ["2.32.0"], "aliases": ["CVE-2024-35195"],
-         "description": "verify=False sticks to the session's connection"}]}],
-    "fixes": []}), "")
-CLEAN = Outcome(0, json.dumps({"dependencies": [
-    {"name": "flask", "version": "3.1.3", "vulns": []},
-    {"name": "requests", "version": "2.34.2", "vulns": []}], "fixes": []}), "")
+ALL_SKIPPED = Outcome(
+    0,
+    json.dumps(
+        {
+            "dependencies": [
+                {
+                    "name": "requests",
+                    "skip_reason": "Dependency not found on PyPI and could not be "
+                    "audited: requests (2.31.0)",
+                },
+                {
+                    "name": "flask",
+                    "skip_reason": "Dependency not found on PyPI and could not be audited: "
+                    "flask (3.0.0)",
+                },
+            ],
+            "fixes": [],
+        }
+    ),
+    "",
+)
+ADVISORY = Outcome(
+    1,
+    json.dumps(
+        {
+            "dependencies": [
+                {"name": "flask", "version": "3.1.3", "vulns": []},
+                {
+                    "name": "requests",
+                    "version": "2.31.0",
+                    "vulns": [
+                        {
+                            "id": "GHSA-9wx4-h78v-vm56",
+                            "fix_versions": ["2.32.0"],
+                            "aliases": ["CVE-2024-35195"],
+                            "description": "verify=False sticks to the session's connection",
+                        }
+                    ],
+                },
+            ],
+            "fixes": [],
+        }
+    ),
+    "",
+)
+CLEAN = Outcome(
+    0,
+    json.dumps(
+        {
+            "dependencies": [
+                {"name": "flask", "version": "3.1.3", "vulns": []},
+                {"name": "requests", "version": "2.34.2", "vulns": []},
+            ],
+            "fixes": [],
+        }
+    ),
+    "",
+)
 CRASH = Outcome(2, "", "usage: pip-audit [-h] ...\npip-audit: error: unrecognized arguments\n")
 
 
 @pytest.mark.parametrize("outcome", [DNS_FAILURE, REFUSED], ids=["dns", "refused"])
 def test_an_unreachable_service_skips_make_test_with_one_line(
-        outcome: Outcome, capsys: pytest.CaptureFixture[str]) -> None:
+    outcome: Outcome, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--allow-unreachable", LOCK], runner=fake_pip_audit(outcome)) == 0
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1

@@ -15,17 +15,23 @@ def test_the_management_api_is_derived_from_the_amqp_url() -> None:
 
 
 def test_tls_and_defaults() -> None:
-    assert CommonSettings(amqp_url="amqps://u:p@mq.example:5671/%2F"
-                          ).rabbitmq_management_url == "https://mq.example:15671"
+    assert (
+        CommonSettings(amqp_url="amqps://u:p@mq.example:5671/%2F").rabbitmq_management_url
+        == "https://mq.example:15671"
+    )
     s = CommonSettings(amqp_url="amqp://127.0.0.1")
     assert (s.rabbitmq_management_user, s.amqp_vhost) == ("guest", "/")
 
 
 def test_explicit_management_settings_win() -> None:
-    s = CommonSettings(amqp_url="amqp://app:secret@rabbitmq:5672/%2F",
-                       rabbitmq_management_url="http://admin.internal:8080",
-                       rabbitmq_management_user="ops",
-                       rabbitmq_management_password=SecretStr("ops-secret"))
+    s = CommonSettings(
+        amqp_url="amqp://app:secret@rabbitmq:5672/%2F",
+        rabbitmq_management_url="http://admin.internal:8080",
+        rabbitmq_management_user="ops",
+        rabbitmq_management_password=SecretStr("ops-secret"),
+    )
     assert (s.rabbitmq_management_url, s.rabbitmq_management_user) == (
-        "http://admin.internal:8080", "ops")
+        "http://admin.internal:8080",
+        "ops",
+    )
     assert s.rabbitmq_management_password.get_secret_value() == "ops-secret"

@@ -13,8 +13,7 @@ class Clock:
 
 
 def breaker(clock: Clock) -> CircuitBreaker:
-    return CircuitBreaker(window_s=60, min_calls=10, failure_ratio=0.5, cooldown_s=30,
-                          clock=clock)
+    return CircuitBreaker(window_s=60, min_calls=10, failure_ratio=0.5, cooldown_s=30, clock=clock)
 
 
 def test_it_stays_closed_while_most_calls_succeed() -> None:

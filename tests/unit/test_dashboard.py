@@ -26,8 +26,9 @@ def exposed() -> set[str]:
     store = CollectorRegistry()
     store.register(StoreCollector(Figures()))  # type: ignore[arg-type]
     text = generate_latest(REGISTRY).decode() + generate_latest(store).decode()
-    return {re.sub(r"_total$", "", name)
-            for name in re.findall(r"^# TYPE (albums_\w+) ", text, re.M)}
+    return {
+        re.sub(r"_total$", "", name) for name in re.findall(r"^# TYPE (albums_\w+) ", text, re.M)
+    }
 
 
 def charted() -> set[str]:

@@ -22,10 +22,12 @@ def env(tmp_path: Any) -> Env:
     return make_env(tmp_path)
 
 
-def _letter(album_id: str, image_id: int, key: str, reason: str = REFUSED,
-            code: int | None = 324) -> Outgoing:
-    body = messages.encode(messages.ImageUploadRequested(album_id=album_id, image_id=image_id,
-                                                         key=key))
+def _letter(
+    album_id: str, image_id: int, key: str, reason: str = REFUSED, code: int | None = 324
+) -> Outgoing:
+    body = messages.encode(
+        messages.ImageUploadRequested(album_id=album_id, image_id=image_id, key=key)
+    )
     return dead_letter(topology.IMAGE_UPLOADS, body, {"fence": 1}, reason, code, 1)
 
 
@@ -80,8 +82,7 @@ def test_an_end_user_gets_403_and_a_stranger_the_sign_in(env: Env) -> None:
     assert sign_in(user, env.token).status_code == 303
     assert user.get("/operator/dead-letters").status_code == 403
     assert user.get("/operator/stuck").status_code == 403
-    stranger = env.app.test_client().get("/operator/dead-letters",
-                                         headers={"Accept": "text/html"})
+    stranger = env.app.test_client().get("/operator/dead-letters", headers={"Accept": "text/html"})
     assert stranger.status_code == 302 and "/login" in stranger.location
 
 
@@ -94,8 +95,9 @@ def test_an_operator_opens_a_letter_and_replays_it_once(env: Env) -> None:
     page = client.get(f"/operator/dead-letters/{letter.message_id}").get_data(as_text=True)
     assert "dead-reason" in page and album_id in page and "image.upload_requested" in page
     token = csrf(client)
-    answer = client.post(f"/operator/dead-letters/{letter.message_id}/replay",
-                         data={"csrf_token": token})
+    answer = client.post(
+        f"/operator/dead-letters/{letter.message_id}/replay", data={"csrf_token": token}
+    )
     assert answer.status_code == 303
     album = env.store.album(album_id)
     assert album is not None and album.images[0].state == ImageState.QUEUED
@@ -105,14 +107,18 @@ def test_an_operator_opens_a_letter_and_replays_it_once(env: Env) -> None:
     assert replayed is not None and replayed.state == "replayed"
     assert replayed.handled_by == env.user.email
     assert env.store.letter_groups() == []
-    again = client.post(f"/operator/dead-letters/{letter.message_id}/replay",
-                        data={"csrf_token": token}, follow_redirects=True)
+    again = client.post(
+        f"/operator/dead-letters/{letter.message_id}/replay",
+        data={"csrf_token": token},
+        follow_redirects=True,
+    )
     assert "nothing done" in again.get_data(as_text=True)
     assert len(env.services.fake_outbox.published) == 1
     audit = env.store.audit_log()
     assert [(a.operator, a.action, a.target, a.count) for a in audit] == [
         (env.user.email, "replay", f"letter {letter.message_id}", 0),
-        (env.user.email, "replay", f"letter {letter.message_id}", 1)]
+        (env.user.email, "replay", f"letter {letter.message_id}", 1),
+    ]
 
 
 def test_a_post_without_the_csrf_token_is_refused(env: Env) -> None:
@@ -130,20 +136,26 @@ def test_a_group_purge_takes_the_groups_letters_only_and_is_audited(env: Env) ->
     _fail(env, album_id, 1)
     other = env.image_ids(album_id)[2]
     env.store.start_attempt(other)
-    env.store.record_failed(other, "gave up after 5 attempts: HTTP 500", 2,
-                            _letter(album_id, other, "k", "gave up after 5 attempts: HTTP 500", 2))
+    env.store.record_failed(
+        other,
+        "gave up after 5 attempts: HTTP 500",
+        2,
+        _letter(album_id, other, "k", "gave up after 5 attempts: HTTP 500", 2),
+    )
     client = _operator(env)
     groups = {g.name: g.count for g in env.store.letter_groups()}
     assert groups == {"refused: code 324": 2, "gave up: code 2": 1}
-    answer = client.post("/operator/dead-letters/groups/refused/purge",
-                         data={"csrf_token": csrf(client), "code": "324"}, follow_redirects=True)
+    answer = client.post(
+        "/operator/dead-letters/groups/refused/purge",
+        data={"csrf_token": csrf(client), "code": "324"},
+        follow_redirects=True,
+    )
     assert "Purged 2 dead letters." in answer.get_data(as_text=True)
     assert {g.name for g in env.store.letter_groups()} == {"gave up: code 2"}
     assert env.services.fake_outbox.published == []  # a purge sends nothing
     (entry,) = env.store.audit_log()
     assert (entry.action, entry.target, entry.count) == ("purge", "group refused: code 324", 2)
-    assert "group refused: code 324" in client.get("/operator/dead-letters").get_data(
-        as_text=True)
+    assert "group refused: code 324" in client.get("/operator/dead-letters").get_data(as_text=True)
 
 
 def test_an_albums_letters_replay_together(env: Env) -> None:
@@ -166,8 +178,9 @@ def test_a_stale_letter_replays_as_nothing(env: Env) -> None:
     env.store.start_attempt(image_id)
     env.store.record_uploaded(image_id, "photo-1")
     client = _operator(env)
-    client.post(f"/operator/dead-letters/{letter.message_id}/replay",
-                data={"csrf_token": csrf(client)})
+    client.post(
+        f"/operator/dead-letters/{letter.message_id}/replay", data={"csrf_token": csrf(client)}
+    )
     assert env.services.fake_outbox.published == []
     indexed = env.store.dead_letter(letter.message_id)
     assert indexed is not None and indexed.state == "replayed"
@@ -183,7 +196,8 @@ def test_stuck_albums_show_what_each_image_waits_for(env: Env) -> None:
     (album,) = env.store.stuck_albums(timedelta(seconds=300))
     assert album.album_id == stuck_id
     assert [(i.state, i.waiting_for) for i in album.images] == [
-        (ImageState.UPLOADING, "its attempt to end (lease)")]
+        (ImageState.UPLOADING, "its attempt to end (lease)")
+    ]
     page = _operator(env).get("/operator/stuck").get_data(as_text=True)
     assert "Stuck trip" in page and "Fine trip" not in page
     assert re.search(r"its attempt to end \(lease\)", page)
@@ -191,13 +205,16 @@ def test_stuck_albums_show_what_each_image_waits_for(env: Env) -> None:
     assert ImageState.FAILED in {i.state for i in env.store.album(stuck_id).images}  # type: ignore[union-attr]
 
 
-def test_make_operator_gives_an_existing_user_the_role(tmp_path: Any,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_operator_gives_an_existing_user_the_role(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     from services.api.__main__ import create_user, make_operator
     from services.api.settings import ApiSettings
 
-    settings = ApiSettings(_env_file=None,  # type: ignore[call-arg]
-                           database_url=f"sqlite:///{tmp_path}/cli.db")
+    settings = ApiSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{tmp_path}/cli.db",
+    )
     create_user(settings, "eve@example.com")
     assert '"role": "user"' in capsys.readouterr().out
     make_operator(settings, "eve@example.com")

@@ -13,8 +13,9 @@ DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq" / "def
 def test_the_file_holds_the_policies_the_code_applies_with_the_default_settings() -> None:
     settings = CommonSettings()
     vhost = json.loads(DEFINITIONS.read_text())["vhosts"][0]["name"]
-    wanted = [{"vhost": vhost, "name": spec.name, **spec.body()}
-              for spec in topology.policy_specs(settings.delivery_limit,
-                                                settings.dead_letter_max_length)]
+    wanted = [
+        {"vhost": vhost, "name": spec.name, **spec.body()}
+        for spec in topology.policy_specs(settings.delivery_limit, settings.dead_letter_max_length)
+    ]
     policies = json.loads(DEFINITIONS.read_text()).get("policies")
     assert policies == wanted

@@ -20,8 +20,7 @@ def test_a_gradient_png_decodes_to_its_formula_on_every_row() -> None:
     for y in range(height):
         for x in range(width):
             step = x * 255 // (width - 1)
-            expected = ((step + tint[0]) % 256, (step + tint[1]) % 256,
-                        (step + tint[2] + y) % 256)
+            expected = ((step + tint[0]) % 256, (step + tint[1]) % 256, (step + tint[2] + y) % 256)
             assert image.getpixel((x, y)) == expected, (x, y)
 
 

@@ -148,8 +148,11 @@ def test_the_stand_ins_minimums_are_past_the_known_advisories() -> None:
 @pytest.mark.parametrize("name", LOCK_EXTRAS)
 def test_no_lock_pins_a_release_below_its_floor(name: str) -> None:
     pins = _lock(name)
-    below = [f"{pkg}=={pins[pkg][0]}" for pkg, floor in {**FLOORS, **RUN_FLOORS}.items()
-             if pkg in pins and pins[pkg][0] < Version(floor)]
+    below = [
+        f"{pkg}=={pins[pkg][0]}"
+        for pkg, floor in {**FLOORS, **RUN_FLOORS}.items()
+        if pkg in pins and pins[pkg][0] < Version(floor)
+    ]
     assert below == []
 
 
@@ -189,7 +192,10 @@ def test_nothing_imports_motos_internals() -> None:
     """moto documents `moto.server` (ThreadedMotoServer, the server mode) and its decorators;
     anything under another `moto.` module may move in a minor release."""
     internal = re.compile(r"^\s*(from|import)\s+moto\.(?!server\b)", re.M)
-    found = [str(path.relative_to(ROOT)) for folder in ("shared", "services", "dev", "tests",
-                                                         "bench", "chaos")
-             for path in (ROOT / folder).rglob("*.py") if internal.search(path.read_text())]
+    found = [
+        str(path.relative_to(ROOT))
+        for folder in ("shared", "services", "dev", "tests", "bench", "chaos")
+        for path in (ROOT / folder).rglob("*.py")
+        if internal.search(path.read_text())
+    ]
     assert found == []

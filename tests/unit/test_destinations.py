@@ -31,8 +31,9 @@ from tests.unit.stores import new_store
 
 BUCKET = "unit"
 #: Facebook's answer to `POST /{page-id}/albums` today, as the simulator gives it.
-REFUSED = GraphError("(#200) This endpoint is deprecated", http_status=403, code=200,
-                     is_transient=False)
+REFUSED = GraphError(
+    "(#200) This endpoint is deprecated", http_status=403, code=200, is_transient=False
+)
 
 
 class World:
@@ -42,29 +43,44 @@ class World:
         self.graph = FakeGraph()
         self.s3 = FakeS3()
         outbox = Outbox(self.store, self.publisher, grace=timedelta(0))  # type: ignore[arg-type]
-        policy = Policy((5, 30), max_attempts=3, graph_timeout_s=claim_stale_s,
-                        album_claim_margin_s=0.0)
-        self.uploader = ImageUploader(self.store, outbox, self.graph,  # type: ignore[arg-type]
-                                      self.s3, BUCKET, policy)
-        self.poster = FeedPoster(self.store, outbox,
-                                 lambda _album: PageClient("page", self.graph, None), policy)
+        policy = Policy(
+            (5, 30), max_attempts=3, graph_timeout_s=claim_stale_s, album_claim_margin_s=0.0
+        )
+        self.uploader = ImageUploader(
+            self.store,
+            outbox,
+            self.graph,  # type: ignore[arg-type]
+            self.s3,
+            BUCKET,
+            policy,
+        )
+        self.poster = FeedPoster(
+            self.store, outbox, lambda _album: PageClient("page", self.graph, None), policy
+        )
 
-    def album(self, count: int, destination: tuple[str, str | None] = ("new_album", None),
-              ) -> tuple[str, list[Delivery]]:
+    def album(
+        self,
+        count: int,
+        destination: tuple[str, str | None] = ("new_album", None),
+    ) -> tuple[str, list[Delivery]]:
         user, _ = self.store.create_user("u@example.com")
         keys = [f"{user.prefix}p{n}.png" for n in range(count)]
         for key in keys:
             self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"png" * 10, ContentType="image/png")
-        album_id, rows = self.store.create_album(user.id, "Trip", None, keys,
-                                                 destination=destination)
+        album_id, rows = self.store.create_album(
+            user.id, "Trip", None, keys, destination=destination
+        )
         return album_id, [Delivery(row.body, {}) for row in rows]
 
     def upload(self, deliveries: list[Delivery]) -> list[Fate]:
         return [decide(self.uploader.route(), d) for d in deliveries]
 
     def sent(self, kind: type[Any]) -> list[Any]:
-        return [m for m in (messages.decode(o.body) for o in
-                            self.publisher.to(topology.WORK_EXCHANGE)) if isinstance(m, kind)]
+        return [
+            m
+            for m in (messages.decode(o.body) for o in self.publisher.to(topology.WORK_EXCHANGE))
+            if isinstance(m, kind)
+        ]
 
     def post(self, request: messages.FeedPostRequested, attempt: int = 1) -> Fate:
         headers = {"album-attempt": attempt} if attempt > 1 else {}
@@ -174,14 +190,21 @@ def test_a_chosen_post_sends_unpublished_photos_without_trying_an_album(world: W
     assert len(world.sent(messages.FeedPostRequested)) == 1
 
 
-def test_expired_photos_fail_the_post_with_what_to_do_and_the_album_settles(
-        world: World) -> None:
+def test_expired_photos_fail_the_post_with_what_to_do_and_the_album_settles(world: World) -> None:
     album_id, deliveries = world.album(2, ("post", None))
     world.upload(deliveries)
     [request] = world.sent(messages.FeedPostRequested)
-    world.graph.plan("create_post", Fault(GraphError(
-        "(#100) Invalid parameter: unpublished photo 3 has expired", http_status=400, code=100,
-        is_transient=False)))
+    world.graph.plan(
+        "create_post",
+        Fault(
+            GraphError(
+                "(#100) Invalid parameter: unpublished photo 3 has expired",
+                http_status=400,
+                code=100,
+                is_transient=False,
+            )
+        ),
+    )
 
     assert world.post(request).kind == "dead"
 
@@ -195,8 +218,10 @@ def test_expired_photos_fail_the_post_with_what_to_do_and_the_album_settles(
 
 def test_an_album_with_no_photo_on_facebook_settles_without_a_post(world: World) -> None:
     album_id, deliveries = world.album(1, ("post", None))
-    world.graph.plan("upload_photo", Fault(GraphError("(#324) bad", http_status=400, code=324,
-                                                      is_transient=False)))
+    world.graph.plan(
+        "upload_photo",
+        Fault(GraphError("(#324) bad", http_status=400, code=324, is_transient=False)),
+    )
     world.upload(deliveries)
 
     assert world.sent(messages.FeedPostRequested) == []
@@ -204,8 +229,14 @@ def test_an_album_with_no_photo_on_facebook_settles_without_a_post(world: World)
 
 
 def test_attached_photos_reads_graph_subattachments() -> None:
-    post = {"id": "p", "attachments": {"data": [{"subattachments": {"data": [
-        {"target": {"id": "1"}}, {"target": {"id": "2"}}]}}]}}
+    post = {
+        "id": "p",
+        "attachments": {
+            "data": [
+                {"subattachments": {"data": [{"target": {"id": "1"}}, {"target": {"id": "2"}}]}}
+            ]
+        },
+    }
     assert attached_photos(post) == {"1", "2"}
     assert attached_photos({"id": "q"}) == set()
 
@@ -214,8 +245,10 @@ def test_a_failed_post_reopens_as_a_new_settle_and_posts(world: World) -> None:
     album_id, deliveries = world.album(2, ("post", None))
     world.upload(deliveries)
     [request] = world.sent(messages.FeedPostRequested)
-    world.graph.plan("create_post", Fault(GraphError("(#100) expired", http_status=400,
-                                                     code=100, is_transient=False)))
+    world.graph.plan(
+        "create_post",
+        Fault(GraphError("(#100) expired", http_status=400, code=100, is_transient=False)),
+    )
     world.post(request)
 
     rows = world.store.reopen_post(album_id)
@@ -232,16 +265,39 @@ def test_the_email_of_a_post_links_it_or_says_why_it_failed() -> None:
     from services.notifier.email_message import AlbumEmail, compose
     from shared.contracts.destinations import post_url
 
-    event = messages.AlbumSettled(album_id="a", settle_seq=1, uploaded=[
-        messages.UploadedImage(image_id=1, key="u/p.png", photo_id="3")], failed=[])
+    event = messages.AlbumSettled(
+        album_id="a",
+        settle_seq=1,
+        uploaded=[messages.UploadedImage(image_id=1, key="u/p.png", photo_id="3")],
+        failed=[],
+    )
     url = post_url("1000_2000")
-    posted = compose(AlbumEmail("u@example.com", "Trip", "http://x/albums/a", event, url, None,
-                                "Facebook refused to create an album (...)"), "from@x")
+    posted = compose(
+        AlbumEmail(
+            "u@example.com",
+            "Trip",
+            "http://x/albums/a",
+            event,
+            url,
+            None,
+            "Facebook refused to create an album (...)",
+        ),
+        "from@x",
+    )
     assert url == "https://www.facebook.com/1000/posts/2000"
     text = posted.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert url in text and "refused to create an album" in text
-    failed = compose(AlbumEmail("u@example.com", "Trip", "http://x/albums/a", event, None,
-                                "photos expired; publish the album again"), "from@x")
+    failed = compose(
+        AlbumEmail(
+            "u@example.com",
+            "Trip",
+            "http://x/albums/a",
+            event,
+            None,
+            "photos expired; publish the album again",
+        ),
+        "from@x",
+    )
     assert failed["Subject"] == "Your album 'Trip' could not be posted to Facebook"
     assert "publish the album again" in failed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
@@ -254,17 +310,22 @@ def test_the_destination_is_validated_with_a_reason() -> None:
     assert parse_album(base, "u/", 10).destination.kind == "new_album"
     picked = parse_album({**base, "destination": {"kind": "album", "id": "123"}}, "u/", 10)
     assert picked.destination.id == "123"
-    for bad, why in (({"kind": "album"}, "needs its"), ({"kind": "post", "id": "1"}, "only with"),
-                     ({"kind": "wall"}, "destination.kind")):
+    for bad, why in (
+        ({"kind": "album"}, "needs its"),
+        ({"kind": "post", "id": "1"}, "only with"),
+        ({"kind": "wall"}, "destination.kind"),
+    ):
         with pytest.raises(InvalidAlbum) as refused:
             parse_album({**base, "destination": bad}, "u/", 10)
         assert why in " ".join(refused.value.details), refused.value.details
     # The default keeps the fingerprint an album had before destinations existed.
     plain = parse_album(base, "u/", 10)
-    assert fingerprint(plain) == fingerprint(parse_album(
-        {**base, "destination": {"kind": "new_album"}}, "u/", 10))
-    assert fingerprint(plain) != fingerprint(parse_album(
-        {**base, "destination": {"kind": "post"}}, "u/", 10))
+    assert fingerprint(plain) == fingerprint(
+        parse_album({**base, "destination": {"kind": "new_album"}}, "u/", 10)
+    )
+    assert fingerprint(plain) != fingerprint(
+        parse_album({**base, "destination": {"kind": "post"}}, "u/", 10)
+    )
 
 
 def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks(tmp_path: Any) -> None:
@@ -277,8 +338,10 @@ def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks(tmp_path: A
     [request] = world.sent(messages.FeedPostRequested)
     world.graph.plan("create_post", Fault(GraphNetworkError("read timed out"), land=True))
     assert world.post(request).kind == "retry"
-    world.graph.plan("list_posts", Fault(GraphError("(#32) Page request limit reached",
-                                                     http_status=400, code=32)))
+    world.graph.plan(
+        "list_posts",
+        Fault(GraphError("(#32) Page request limit reached", http_status=400, code=32)),
+    )
     second = world.post(request, attempt=2)
     (copy,) = second.outgoing
     assert second.kind == "retry" and copy.headers["album-attempt"] == 2  # no attempt spent

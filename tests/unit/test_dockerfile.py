@@ -53,8 +53,10 @@ def _instructions(keyword: str) -> list[str]:
 
 def test_the_image_installs_the_production_lock_with_hashes() -> None:
     installs = [run for run in _instructions("RUN") if "pip install" in run]
-    assert any("--require-hashes" in run and "--no-deps" in run
-               and "requirements/prod.lock" in run for run in installs), installs
+    assert any(
+        "--require-hashes" in run and "--no-deps" in run and "requirements/prod.lock" in run
+        for run in installs
+    ), installs
     for run in installs:
         for command in run.split("&&"):
             if "pip install" in command:
@@ -84,8 +86,15 @@ def test_the_base_image_can_be_pinned_by_digest() -> None:
 def test_the_product_imports_nothing_the_image_leaves_out() -> None:
     """shared/ and services/ are all the image holds: importing dev/, tests/ or a package only
     the run and dev locks bring would fail in production alone."""
-    left_out = re.compile(r"^\s*(from|import)\s+(dev|tests|moto|aiosmtpd|honcho|pytest"
-                          r"|playwright|testcontainers|jsonschema)\b", re.M)
-    found = [str(path.relative_to(ROOT)) for folder in ("shared", "services")
-             for path in (ROOT / folder).rglob("*.py") if left_out.search(path.read_text())]
+    left_out = re.compile(
+        r"^\s*(from|import)\s+(dev|tests|moto|aiosmtpd|honcho|pytest"
+        r"|playwright|testcontainers|jsonschema)\b",
+        re.M,
+    )
+    found = [
+        str(path.relative_to(ROOT))
+        for folder in ("shared", "services")
+        for path in (ROOT / folder).rglob("*.py")
+        if left_out.search(path.read_text())
+    ]
     assert found == []

@@ -8,12 +8,21 @@ from tests.present import present
 
 def mixed_event() -> AlbumSettled:
     return AlbumSettled(
-        album_id="a1", settle_seq=1,
-        uploaded=[UploadedImage(image_id=i, key=f"users/1/p{i}.png", photo_id=f"9{i}")
-                  for i in range(1, 19)],
-        failed=[FailedImage(image_id=19, key="users/1/notes.txt",
-                            reason="Facebook refused the image: unsupported format (code 324)"),
-                FailedImage(image_id=20, key="users/1/huge.png", reason="too large")])
+        album_id="a1",
+        settle_seq=1,
+        uploaded=[
+            UploadedImage(image_id=i, key=f"users/1/p{i}.png", photo_id=f"9{i}")
+            for i in range(1, 19)
+        ],
+        failed=[
+            FailedImage(
+                image_id=19,
+                key="users/1/notes.txt",
+                reason="Facebook refused the image: unsupported format (code 324)",
+            ),
+            FailedImage(image_id=20, key="users/1/huge.png", reason="too large"),
+        ],
+    )
 
 
 def test_the_subject_names_the_title_and_the_outcome() -> None:
@@ -23,17 +32,25 @@ def test_the_subject_names_the_title_and_the_outcome() -> None:
 
 
 def test_a_title_cannot_inject_a_header() -> None:
-    message = compose(AlbumEmail("me@example.com", "Album =?UTF-8?Q?=0A?=Bcc: x@evil.example\r\n"
-                                 "Cc: y@evil.example", "http://x/albums/a1", mixed_event()),
-                      "albums@localhost")
+    message = compose(
+        AlbumEmail(
+            "me@example.com",
+            "Album =?UTF-8?Q?=0A?=Bcc: x@evil.example\r\nCc: y@evil.example",
+            "http://x/albums/a1",
+            mixed_event(),
+        ),
+        "albums@localhost",
+    )
     parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     assert parsed["Bcc"] is None and parsed["Cc"] is None
     assert "Bcc" in parsed["Subject"]
 
 
 def test_a_mixed_outcome_names_the_failures_in_both_parts() -> None:
-    message = compose(AlbumEmail("me@example.com", "Summer <b>", "http://x/albums/a1",
-                                 mixed_event()), "albums@localhost")
+    message = compose(
+        AlbumEmail("me@example.com", "Summer <b>", "http://x/albums/a1", mixed_event()),
+        "albums@localhost",
+    )
     text = present(message.get_body(("plain",))).get_content()
     html = present(message.get_body(("html",))).get_content()
     for part in (text, html):

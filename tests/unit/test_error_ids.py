@@ -42,15 +42,20 @@ def _shown_id(text: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("exc", [
-    ValueError(SECRET_DETAIL),
-    KeyError(SECRET_DETAIL),
-    requests.ConnectionError(f"HTTPSConnectionPool(host='10.9.8.7'): {SECRET_DETAIL}"),
-    EndpointConnectionError(endpoint_url=f"http://10.9.8.7/{SECRET_DETAIL}"),
-    OSError(5, SECRET_DETAIL),
-], ids=lambda e: type(e).__name__)
-def test_an_exceptions_text_never_reaches_the_reason(exc: Exception,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError(SECRET_DETAIL),
+        KeyError(SECRET_DETAIL),
+        requests.ConnectionError(f"HTTPSConnectionPool(host='10.9.8.7'): {SECRET_DETAIL}"),
+        EndpointConnectionError(endpoint_url=f"http://10.9.8.7/{SECRET_DETAIL}"),
+        OSError(5, SECRET_DETAIL),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_an_exceptions_text_never_reaches_the_reason(
+    exc: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     reason = failures.classify(exc).reason
     assert "10.9.8.7" not in reason and "SELECT" not in reason and type(exc).__name__ not in reason
@@ -58,18 +63,23 @@ def test_an_exceptions_text_never_reaches_the_reason(exc: Exception,
 
 
 def test_an_unreachable_facebook_is_said_without_our_addresses() -> None:
-    exc = GraphNetworkError("could not complete the Graph API call to http://10.9.8.7:8010: "
-                            "connection refused", request_sent=False, cause="connection refused")
+    exc = GraphNetworkError(
+        "could not complete the Graph API call to http://10.9.8.7:8010: connection refused",
+        request_sent=False,
+        cause="connection refused",
+    )
     reason = failures.classify(exc).reason
     assert "10.9.8.7" not in reason and "connection refused" in reason
 
 
 def test_facebooks_refusals_keep_their_reason_without_trace_ids() -> None:
-    refused = GraphError("(#100) Invalid parameter", http_status=400, code=100,
-                         fbtrace_id="AbCdEf123")
+    refused = GraphError(
+        "(#100) Invalid parameter", http_status=400, code=100, fbtrace_id="AbCdEf123"
+    )
     assert "AbCdEf123" not in post_failure(refused).reason
     creation = failures.album_creation_refused(
-        GraphError("Permissions error", http_status=403, code=200, fbtrace_id="AbCdEf123"))
+        GraphError("Permissions error", http_status=403, code=200, fbtrace_id="AbCdEf123")
+    )
     assert creation is not None and "AbCdEf123" not in creation
     assert "Permissions error" in creation
 
@@ -77,7 +87,7 @@ def test_facebooks_refusals_keep_their_reason_without_trace_ids() -> None:
 def test_a_handlers_bug_shows_an_error_id_not_its_class(caplog: pytest.LogCaptureFixture) -> None:
     handler = Recorder(RuntimeError(SECRET_DETAIL))
     fate = decide(handler.route(), Delivery(BODY, {}))
-    (failure, _step), = handler.retries
+    ((failure, _step),) = handler.retries
     assert fate.kind == "retry" and "RuntimeError" not in failure.reason
     assert SECRET_DETAIL not in failure.reason
     _logged_with(caplog, _shown_id(failure.reason))
@@ -85,15 +95,19 @@ def test_a_handlers_bug_shows_an_error_id_not_its_class(caplog: pytest.LogCaptur
 
 def test_the_mail_relays_failures_carry_an_error_id(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    for exc in (ConnectionRefusedError(111, SECRET_DETAIL),
-                smtplib.SMTPServerDisconnected(SECRET_DETAIL), ValueError(SECRET_DETAIL)):
+    for exc in (
+        ConnectionRefusedError(111, SECRET_DETAIL),
+        smtplib.SMTPServerDisconnected(SECRET_DETAIL),
+        ValueError(SECRET_DETAIL),
+    ):
         reason = mailer.classify(exc).reason
         assert SECRET_DETAIL not in reason, reason
         _logged_with(caplog, _shown_id(reason))
 
 
 def test_a_page_that_cannot_be_listed_says_why_in_plain_words(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(self: Any) -> Any:
         raise KeyError(SECRET_DETAIL)
 
@@ -111,13 +125,15 @@ def env(tmp_path: Any) -> Env:
 
 
 def test_an_unexpected_api_error_is_a_500_with_an_error_id(
-        env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(SECRET_DETAIL)
 
     monkeypatch.setattr(env.store, "album_summaries", broken)
     response = env.app.test_client().get(
-        "/api/albums", headers={"Authorization": f"Bearer {env.token}"})
+        "/api/albums", headers={"Authorization": f"Bearer {env.token}"}
+    )
     assert response.status_code == 500
     body = response.get_json()
     assert SECRET_DETAIL not in response.get_data(as_text=True)
@@ -127,7 +143,8 @@ def test_an_unexpected_api_error_is_a_500_with_an_error_id(
 
 
 def test_an_unexpected_page_error_shows_the_error_id(
-        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(SECRET_DETAIL)
 

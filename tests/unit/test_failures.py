@@ -137,21 +137,36 @@ def test_network_and_io_errors_are_transient(exc: BaseException) -> None:
     assert failure.reason
 
 
-@pytest.mark.parametrize(("exc", "in_doubt"), [
-    (GraphNetworkError("read timed out"), True),
-    (GraphNetworkError("connection reset after sending"), True),
-    (GraphNetworkError("connect timed out", request_sent=False), False),
-    (GraphNetworkError("connection refused", request_sent=False), False),
-    (graph(None, 502), True),
-    (graph(2, 500), True),
-    (graph(None, 200), True),
-    (graph(613, 429), False),
-    (graph(324, 400), False),
-    (requests.ReadTimeout("an S3 or other call, not Facebook"), False),
-], ids=["read-timeout", "reset", "connect-timeout", "refused", "bare-502", "graph-500",
-        "unreadable-2xx", "throttled", "refused-image", "not-graph"])
+@pytest.mark.parametrize(
+    ("exc", "in_doubt"),
+    [
+        (GraphNetworkError("read timed out"), True),
+        (GraphNetworkError("connection reset after sending"), True),
+        (GraphNetworkError("connect timed out", request_sent=False), False),
+        (GraphNetworkError("connection refused", request_sent=False), False),
+        (graph(None, 502), True),
+        (graph(2, 500), True),
+        (graph(None, 200), True),
+        (graph(613, 429), False),
+        (graph(324, 400), False),
+        (requests.ReadTimeout("an S3 or other call, not Facebook"), False),
+    ],
+    ids=[
+        "read-timeout",
+        "reset",
+        "connect-timeout",
+        "refused",
+        "bare-502",
+        "graph-500",
+        "unreadable-2xx",
+        "throttled",
+        "refused-image",
+        "not-graph",
+    ],
+)
 def test_a_failure_after_the_request_may_have_reached_facebook_is_in_doubt(
-        exc: BaseException, in_doubt: bool) -> None:
+    exc: BaseException, in_doubt: bool
+) -> None:
     assert classify(exc).in_doubt is in_doubt
 
 

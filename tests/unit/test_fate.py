@@ -37,14 +37,25 @@ class Recorder:
             raise self.raises
 
     def route(self, give_up_hook: bool = False) -> Route[ImageUploadRequested]:
-        return Route(QUEUE, ImageUploadRequested, self, RetryPolicy(DELAYS, max_attempts=3),
-                     on_retry=lambda m, f, s: self.retries.append((f, s)),
-                     on_give_up=(lambda m, f, letter: self.given_up.append((f, letter)))
-                     if give_up_hook else None)
+        return Route(
+            QUEUE,
+            ImageUploadRequested,
+            self,
+            RetryPolicy(DELAYS, max_attempts=3),
+            on_retry=lambda m, f, s: self.retries.append((f, s)),
+            on_give_up=(lambda m, f, letter: self.given_up.append((f, letter)))
+            if give_up_hook
+            else None,
+        )
 
 
-def deliver(handler: Recorder, attempt: int | None = None, body: bytes = BODY,
-            give_up_hook: bool = False, **headers: Any) -> Fate:
+def deliver(
+    handler: Recorder,
+    attempt: int | None = None,
+    body: bytes = BODY,
+    give_up_hook: bool = False,
+    **headers: Any,
+) -> Fate:
     if attempt is not None:
         headers[retry_policy.ATTEMPT_HEADER] = attempt
     return decide(handler.route(give_up_hook), Delivery(body, headers))
@@ -60,14 +71,20 @@ def test_a_handler_that_returns_is_acked_with_nothing_to_publish() -> None:
     assert handler.calls == [(1, 1)]
 
 
-@pytest.mark.parametrize("body, why", [
-    (b"{not json", "Invalid JSON"),
-    (b'{"type": "image.upload_requested", "version": 9}', "version"),
-    (encode(AlbumSettled(album_id="a", settle_seq=1, uploaded=[], failed=[])),
-     "does not belong on uploader.image-uploads"),
-])
-def test_poison_is_dead_lettered_once_by_the_runtime_and_never_handled(body: bytes,
-                                                                        why: str) -> None:
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"{not json", "Invalid JSON"),
+        (b'{"type": "image.upload_requested", "version": 9}', "version"),
+        (
+            encode(AlbumSettled(album_id="a", settle_seq=1, uploaded=[], failed=[])),
+            "does not belong on uploader.image-uploads",
+        ),
+    ],
+)
+def test_poison_is_dead_lettered_once_by_the_runtime_and_never_handled(
+    body: bytes, why: str
+) -> None:
     handler = Recorder()
     fate = deliver(handler, body=body, give_up_hook=True)
     (letter,) = fate.outgoing
@@ -193,7 +210,10 @@ def test_the_consumer_sends_a_delivery_back_when_its_copy_is_not_confirmed() -> 
 
     publisher = FakePublisher()
     consumer = Consumer(
-        "amqp://guest:guest@127.0.0.1:1/%2F", Recorder().route(), 1, publisher=publisher  # type: ignore[arg-type]
+        "amqp://guest:guest@127.0.0.1:1/%2F",
+        Recorder().route(),
+        1,
+        publisher=publisher,  # type: ignore[arg-type]
     )
     fate = deliver(Recorder(outcomes.Transient("503")))
     assert consumer._publish(fate) is True and publisher.published == list(fate.outgoing)
@@ -217,12 +237,18 @@ def test_a_bug_spends_the_budget_and_ends_as_a_dead_letter_with_its_reason() -> 
 def test_a_hook_that_fails_on_its_own_dead_letters_the_message_instead_of_circling() -> None:
     """A bug in the service's retry hook must not make the message wait for ever as if the
     store were away: it ends as a dead letter naming both failures."""
+
     def broken_hook(message: Any, failure: Any, step: Any) -> None:
         raise KeyError("bug in the hook")
 
     handler = Recorder(outcomes.Transient("503", 503))
-    route = Route(QUEUE, ImageUploadRequested, handler, RetryPolicy(DELAYS, max_attempts=3),
-                  on_retry=broken_hook)
+    route = Route(
+        QUEUE,
+        ImageUploadRequested,
+        handler,
+        RetryPolicy(DELAYS, max_attempts=3),
+        on_retry=broken_hook,
+    )
     fate = decide(route, Delivery(BODY, {}))
     (letter,) = fate.outgoing
     assert fate.kind == "dead" and letter.exchange == topology.DEAD_EXCHANGE
@@ -233,18 +259,26 @@ def test_a_hook_that_meets_an_outage_still_waits_it_out() -> None:
     def away(message: Any, failure: Any, step: Any) -> None:
         raise OUTAGE
 
-    route = Route(QUEUE, ImageUploadRequested, Recorder(RuntimeError("bug")),
-                  RetryPolicy(DELAYS, max_attempts=3), on_retry=away)
+    route = Route(
+        QUEUE,
+        ImageUploadRequested,
+        Recorder(RuntimeError("bug")),
+        RetryPolicy(DELAYS, max_attempts=3),
+        on_retry=away,
+    )
     assert decide(route, Delivery(BODY, {})).kind == "outage"
 
 
-@pytest.mark.parametrize(("raises", "hook", "outcome", "code"), [
-    (None, False, "done", None),
-    (outcomes.Permanent("rejected image", code=324), True, "dead_lettered", 324),
-    (outcomes.Permanent("rejected image", code=324), False, "dead_lettered", 324),
-    (outcomes.Transient("server error", code=2), False, "retried", 2),
-    (outcomes.Throttled("slow down", wait_s=60, code=32), False, "throttled", 32),
-])
+@pytest.mark.parametrize(
+    ("raises", "hook", "outcome", "code"),
+    [
+        (None, False, "done", None),
+        (outcomes.Permanent("rejected image", code=324), True, "dead_lettered", 324),
+        (outcomes.Permanent("rejected image", code=324), False, "dead_lettered", 324),
+        (outcomes.Transient("server error", code=2), False, "retried", 2),
+        (outcomes.Throttled("slow down", wait_s=60, code=32), False, "throttled", 32),
+    ],
+)
 def test_the_fate_names_its_metrics_outcome_and_code(
     raises: Exception | None, hook: bool, outcome: str, code: int | None
 ) -> None:

@@ -33,8 +33,11 @@ class World:
         self.store = Store(f"sqlite:///{tmp_path}/albums.db")
         self.store.create_schema()
         self.publisher = FakePublisher()
-        self.outbox = Outbox(self.store, self.publisher,  # type: ignore[arg-type]
-                             grace=timedelta(0))
+        self.outbox = Outbox(
+            self.store,
+            self.publisher,  # type: ignore[arg-type]
+            grace=timedelta(0),
+        )
         self.graph = FakeGraph()
         self.sealed = b"token-1"
         self.paused_page: str | None = None
@@ -42,9 +45,14 @@ class World:
         self.user, _ = self.store.create_user("owner@example.com")
         self.store.connect_page(self.user.id, PAGE, "Cafe", self.sealed)
         keys = [f"{self.user.prefix}{n}.png" for n in range(3)]
-        self.album_id, _ = self.store.create_album(self.user.id, "Trip", "owner@example.com",
-                                                   keys, page_id=PAGE,
-                                                   destination=("post", None))
+        self.album_id, _ = self.store.create_album(
+            self.user.id,
+            "Trip",
+            "owner@example.com",
+            keys,
+            page_id=PAGE,
+            destination=("post", None),
+        )
         album = self.store.album(self.album_id)
         assert album is not None
         for n, image in enumerate(album.images):
@@ -57,8 +65,11 @@ class World:
         return PageClient(PAGE, self.graph, self.sealed)
 
     def sent(self, kind: type[Any]) -> list[Any]:
-        return [m for m in (messages.decode(o.body) for o in
-                            self.publisher.to(topology.WORK_EXCHANGE)) if isinstance(m, kind)]
+        return [
+            m
+            for m in (messages.decode(o.body) for o in self.publisher.to(topology.WORK_EXCHANGE))
+            if isinstance(m, kind)
+        ]
 
     def post(self, request: messages.FeedPostRequested) -> Fate:
         return decide(self.poster.route(), Delivery(messages.encode(request), {}))
@@ -90,8 +101,7 @@ def test_a_190_on_the_post_pauses_it_and_asks_the_owner_once(world: World) -> No
     assert world.post(request).kind == "ack" and world.graph.posts == []  # a duplicate
 
 
-def test_the_reconnect_requests_the_paused_post_at_once_and_it_goes_out_once(
-        world: World) -> None:
+def test_the_reconnect_requests_the_paused_post_at_once_and_it_goes_out_once(world: World) -> None:
     world.graph.plan("create_post", Fault(REVOKED))
     [request] = world.sent(messages.FeedPostRequested)
     world.post(request)
@@ -127,7 +137,8 @@ def test_a_368_on_the_post_blocks_the_page_and_pauses_the_post(world: World) -> 
 
 
 def test_a_post_that_finds_its_page_waiting_pauses_instead_of_waiting_a_minute(
-        world: World) -> None:
+    world: World,
+) -> None:
     world.store.set_page_state(world.user.id, PAGE, "needs_reconnect")  # a photo's 190
     world.paused_page = "waiting for you to reconnect your Facebook Page"
     [request] = world.sent(messages.FeedPostRequested)
@@ -159,8 +170,14 @@ def test_a_190_for_a_token_replaced_meanwhile_goes_again_not_paused(world: World
 def test_the_album_page_says_the_post_is_paused_and_why() -> None:
     from services.api.album_model import where_text
 
-    text = where_text({"kind": "post", "note": None, "post": {
-        "state": "paused", "error": "waiting for you to reconnect your Facebook Page"}})
+    text = where_text(
+        {
+            "kind": "post",
+            "note": None,
+            "post": {"state": "paused", "error": "waiting for you to reconnect your Facebook Page"},
+        }
+    )
 
-    assert text == ("One post on your Page, paused: waiting for you to reconnect your "
-                    "Facebook Page.")
+    assert text == (
+        "One post on your Page, paused: waiting for you to reconnect your Facebook Page."
+    )

@@ -14,7 +14,9 @@ def test_a_low_soft_limit_is_raised_for_the_connections() -> None:
 def test_a_soft_limit_already_high_enough_is_left_alone() -> None:
     assert plan(20000, 20000, 1000) == (20000, 1000)
     assert plan(resource.RLIM_INFINITY, resource.RLIM_INFINITY, 1000) == (
-        resource.RLIM_INFINITY, 1000)
+        resource.RLIM_INFINITY,
+        1000,
+    )
 
 
 def test_a_hard_limit_too_low_caps_the_connections() -> None:

@@ -24,9 +24,15 @@ def _client(**page: Any) -> FlaskClient:
 
 
 def _unpublished(client: FlaskClient, seed: int = 0) -> str:
-    answer = client.post(f"/v24.0/{PAGE}/photos", headers=AUTH, data={
-        "published": "false", "caption": "c",
-        "source": (io.BytesIO(png(4, 4, seed)), f"{seed}.png", "image/png")})
+    answer = client.post(
+        f"/v24.0/{PAGE}/photos",
+        headers=AUTH,
+        data={
+            "published": "false",
+            "caption": "c",
+            "source": (io.BytesIO(png(4, 4, seed)), f"{seed}.png", "image/png"),
+        },
+    )
     assert answer.status_code == 200, answer.get_json()
     body = answer.get_json()
     assert set(body) == {"id"}  # Facebook promises only the photo id for an unpublished one
@@ -34,8 +40,7 @@ def _unpublished(client: FlaskClient, seed: int = 0) -> str:
 
 
 def _feed(client: FlaskClient, message: str, ids: list[str]) -> Any:
-    data = {f"attached_media[{i}]": json.dumps({"media_fbid": fbid})
-            for i, fbid in enumerate(ids)}
+    data = {f"attached_media[{i}]": json.dumps({"media_fbid": fbid}) for i, fbid in enumerate(ids)}
     return client.post(f"/v24.0/{PAGE}/feed", headers=AUTH, data={"message": message, **data})
 
 
@@ -58,8 +63,7 @@ def test_album_creation_allowed_when_switched_off() -> None:
 def test_page_settings_change_at_run_time_and_reset_restores_them() -> None:
     client = _client(refuse_album_creation=False)
     assert client.put("/_sim/page", json={"refuse_album_creation": True}).status_code == 200
-    assert client.post(f"/v24.0/{PAGE}/albums", headers=AUTH,
-                       data={"name": "T"}).status_code == 403
+    assert client.post(f"/v24.0/{PAGE}/albums", headers=AUTH, data={"name": "T"}).status_code == 403
     assert client.put("/_sim/page", json={"refuse_album_creation": "yes"}).status_code == 400
     client.post("/_sim/reset")
     assert client.get("/_sim/page").get_json()["refuse_album_creation"] is False
@@ -68,14 +72,18 @@ def test_page_settings_change_at_run_time_and_reset_restores_them() -> None:
 def test_album_creation_is_refused_by_default_as_on_todays_facebook() -> None:
     assert PageSettings().refuse_album_creation is True
     assert PageSettings.from_env({}).refuse_album_creation is True
-    answer = create_app(PAGE, TOKEN).test_client().post(
-        f"/v24.0/{PAGE}/albums", headers=AUTH, data={"name": "Trip"})
+    answer = (
+        create_app(PAGE, TOKEN)
+        .test_client()
+        .post(f"/v24.0/{PAGE}/albums", headers=AUTH, data={"name": "Trip"})
+    )
     assert answer.status_code == 403
 
 
 def test_page_settings_from_the_environment() -> None:
-    settings = PageSettings.from_env({"REFUSE_ALBUM_CREATION": "true",
-                                      "UNPUBLISHED_PHOTO_TTL_S": "60"})
+    settings = PageSettings.from_env(
+        {"REFUSE_ALBUM_CREATION": "true", "UNPUBLISHED_PHOTO_TTL_S": "60"}
+    )
     assert settings == PageSettings(True, 60.0)
     with pytest.raises(ValueError, match="REFUSE_ALBUM_CREATION"):
         PageSettings.from_env({"REFUSE_ALBUM_CREATION": "maybe"})
@@ -83,8 +91,7 @@ def test_page_settings_from_the_environment() -> None:
 
 def test_unpublished_photos_become_one_post_and_are_in_no_album() -> None:
     client = _client(refuse_album_creation=False)
-    album = client.post(f"/v24.0/{PAGE}/albums", headers=AUTH,
-                        data={"name": "A"}).get_json()["id"]
+    album = client.post(f"/v24.0/{PAGE}/albums", headers=AUTH, data={"name": "A"}).get_json()["id"]
     ids = [_unpublished(client, seed) for seed in range(3)]
     assert client.get(f"/v24.0/{album}/photos", headers=AUTH).get_json()["data"] == []
 
@@ -119,6 +126,7 @@ def test_expired_unpublished_photos_cannot_be_posted() -> None:
 def test_feed_post_without_media_or_with_bad_media_is_refused() -> None:
     client = _client()
     assert _feed(client, "empty", []).status_code == 400
-    bad = client.post(f"/v24.0/{PAGE}/feed", headers=AUTH,
-                      data={"message": "m", "attached_media[0]": "not json"})
+    bad = client.post(
+        f"/v24.0/{PAGE}/feed", headers=AUTH, data={"message": "m", "attached_media[0]": "not json"}
+    )
     assert bad.status_code == 400 and "media_fbid" in bad.get_json()["error"]["message"]

@@ -27,8 +27,9 @@ def imported_modules(path: Path, known: set[str]) -> set[str]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {id(node) for block in ast.walk(tree) if _is_type_checking(block)
-               for node in ast.walk(block)}
+    skipped = {
+        id(node) for block in ast.walk(tree) if _is_type_checking(block) for node in ast.walk(block)
+    }
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -49,13 +50,16 @@ def _absolute(node: ast.ImportFrom, package: str) -> str:
     if not node.level:
         return node.module or ""
     parts = package.split(".")
-    base = ".".join(parts[:len(parts) - node.level + 1])
+    base = ".".join(parts[: len(parts) - node.level + 1])
     return f"{base}.{node.module}" if node.module else base
 
 
 def _is_type_checking(node: ast.AST) -> bool:
-    return (isinstance(node, ast.If) and isinstance(node.test, ast.Name)
-            and node.test.id == "TYPE_CHECKING")
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -89,5 +93,8 @@ def test_no_module_imports_a_circle() -> None:
 
 def test_the_check_finds_a_circle() -> None:
     graph = {"services.api.a": {"services.api.b"}, "services.api.b": {"services.api.a"}}
-    assert cycle_through(graph, "services.api.a") == ["services.api.a", "services.api.b",
-                                                      "services.api.a"]
+    assert cycle_through(graph, "services.api.a") == [
+        "services.api.a",
+        "services.api.b",
+        "services.api.a",
+    ]

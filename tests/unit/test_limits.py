@@ -21,13 +21,17 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def publish(env: Env, count: int = 1, token: str | None = None, first: int = 0,
-            **extra: Any) -> Any:
+def publish(
+    env: Env, count: int = 1, token: str | None = None, first: int = 0, **extra: Any
+) -> Any:
     user = env.user if token is None else env.store.user_by_token(token)
     assert user is not None
     keys = [f"{user.prefix}p/{n}.png" for n in range(first, first + count)]
-    return env.app.test_client().post("/api/albums", headers=bearer(token or env.token),
-                                      json={"title": "t", "images": keys, **extra})
+    return env.app.test_client().post(
+        "/api/albums",
+        headers=bearer(token or env.token),
+        json={"title": "t", "images": keys, **extra},
+    )
 
 
 def assert_refused(response: Any, *words: str) -> str:
@@ -56,8 +60,10 @@ def test_failed_token_checks_are_limited_per_ip(tmp_path: Any) -> None:
     # Past the limit even the right token is refused from that address: a guesser cannot
     # tell a hit from a miss.
     assert_refused(client.get("/api/albums", headers=bearer(env.token)), "sign-in")
-    assert client.get("/api/albums", headers=bearer(env.token),
-                      environ_base=OTHER_IP).status_code == 200
+    assert (
+        client.get("/api/albums", headers=bearer(env.token), environ_base=OTHER_IP).status_code
+        == 200
+    )
 
 
 def test_valid_tokens_spend_nothing(tmp_path: Any) -> None:
@@ -77,8 +83,12 @@ def test_the_sign_in_form_is_limited_per_ip_with_a_readable_page(tmp_path: Any) 
     assert "<html" in reason.lower() and refused.mimetype == "text/html"
     other = env.app.test_client()
     csrf_token = csrf_of(other.get("/login", environ_base=OTHER_IP).get_data(as_text=True))
-    assert other.post("/login", data={"token": env.token, "csrf_token": csrf_token},
-                      environ_base=OTHER_IP).status_code == 303
+    assert (
+        other.post(
+            "/login", data={"token": env.token, "csrf_token": csrf_token}, environ_base=OTHER_IP
+        ).status_code
+        == 303
+    )
 
 
 # -- per user: publish, retry, connect -----------------------------------------------------------
@@ -98,8 +108,10 @@ def test_the_publish_page_shares_the_users_limit_and_shows_a_page(tmp_path: Any)
     assert publish(env).status_code == 202
     client = env.app.test_client()
     sign_in(client, env.token)
-    response = client.post("/albums/new", data={
-        "title": "Web", "images": [f"{env.user.prefix}p/9.png"], "csrf_token": csrf(client)})
+    response = client.post(
+        "/albums/new",
+        data={"title": "Web", "images": [f"{env.user.prefix}p/9.png"], "csrf_token": csrf(client)},
+    )
     reason = assert_refused(response, "publish")
     assert response.mimetype == "text/html" and "<html" in reason.lower()
 
@@ -179,8 +191,11 @@ def test_the_quota_counts_only_the_last_24_hours(tmp_path: Any) -> None:
     with env.store._tx() as s:
         album = s.get(Album, old)
         assert album is not None
-        s.execute(update(Album).where(Album.id == old)
-                  .values(created_at=album.created_at - timedelta(hours=24, seconds=1)))
+        s.execute(
+            update(Album)
+            .where(Album.id == old)
+            .values(created_at=album.created_at - timedelta(hours=24, seconds=1))
+        )
     assert publish(env, 3, first=5).status_code == 202
 
 

@@ -29,8 +29,11 @@ def tree(tmp_path: Path) -> Path:
     # Only its presence and age matter to make: `make -n` runs nothing.
     (bin_dir / "python").write_text("")
     # Every stamp newer than every input (explicit times: no two writes share a clock tick).
-    for path in [tmp_path / "pyproject.toml", bin_dir / "python",
-                 *(tmp_path / "requirements").iterdir()]:
+    for path in [
+        tmp_path / "pyproject.toml",
+        bin_dir / "python",
+        *(tmp_path / "requirements").iterdir(),
+    ]:
         os.utime(path, (INPUTS_TIME, INPUTS_TIME))
     for stamp in (".run-installed", ".dev-installed"):
         (tmp_path / ".venv" / stamp).touch()
@@ -44,8 +47,9 @@ def _change(path: Path) -> None:
 
 
 def _dry_run(tree: Path, *args: str) -> str:
-    done = subprocess.run(["make", "-n", *args], cwd=tree, capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = subprocess.run(
+        ["make", "-n", *args], cwd=tree, capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -61,16 +65,18 @@ def test_an_installed_venv_is_not_reinstalled(tree: Path) -> None:
 def test_make_run_installs_the_run_lock_with_hashes_when_it_changes(tree: Path) -> None:
     _change(tree / "requirements" / "run.lock")
     installs = _installs(_dry_run(tree, "run"))
-    assert any("--require-hashes" in line and "requirements/run.lock" in line
-               for line in installs), installs
+    assert any(
+        "--require-hashes" in line and "requirements/run.lock" in line for line in installs
+    ), installs
     assert not any("dev.lock" in line for line in installs), installs
 
 
 def test_make_test_installs_the_dev_lock_with_hashes_when_it_changes(tree: Path) -> None:
     _change(tree / "requirements" / "dev.lock")
     installs = _installs(_dry_run(tree, "test"))
-    assert any("--require-hashes" in line and "requirements/dev.lock" in line
-               for line in installs), installs
+    assert any(
+        "--require-hashes" in line and "requirements/dev.lock" in line for line in installs
+    ), installs
 
 
 def test_no_install_resolves_outside_a_lock(tree: Path) -> None:
@@ -94,8 +100,14 @@ def test_a_python_older_than_3_11_is_refused_clearly(tree: Path) -> None:
     old_python = tree / "python3.10"
     old_python.write_text("#!/bin/sh\necho 3.10\n")
     old_python.chmod(0o755)
-    done = subprocess.run(["make", "venv", f"PYTHON={old_python}"], cwd=tree,
-                          capture_output=True, text=True, timeout=30, check=False)
+    done = subprocess.run(
+        ["make", "venv", f"PYTHON={old_python}"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode != 0
     assert "3.11 or newer" in done.stderr + done.stdout
     assert not (tree / ".venv").exists()
@@ -105,16 +117,24 @@ def test_a_python_older_than_3_11_is_refused_clearly(tree: Path) -> None:
 
 
 def _browser(tree: Path, chromium: Path, apt_get: Path | str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "browser", f"CHROMIUM={chromium}", f"APT_GET={apt_get}"],
-                          cwd=tree, capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(
+        ["make", "browser", f"CHROMIUM={chromium}", f"APT_GET={apt_get}"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 def _fake_apt_get(tree: Path, chromium: Path) -> Path:
     """An apt-get that logs its arguments and, on install, puts an executable at `chromium`."""
     script = tree / "apt-get"
-    script.write_text(f'#!/bin/sh\necho "$@" >> {tree}/apt.log\n'
-                      f'[ "$1" = install ] && printf "#!/bin/sh\\n" > {chromium} '
-                      f'&& chmod +x {chromium}\nexit 0\n')
+    script.write_text(
+        f'#!/bin/sh\necho "$@" >> {tree}/apt.log\n'
+        f'[ "$1" = install ] && printf "#!/bin/sh\\n" > {chromium} '
+        f"&& chmod +x {chromium}\nexit 0\n"
+    )
     script.chmod(0o755)
     return script
 

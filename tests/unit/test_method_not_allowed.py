@@ -11,15 +11,19 @@ import pytest
 from tests.unit.test_web import make_env
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("TRACE", "/api/albums", {"GET", "POST"}),
-    ("DELETE", "/api/albums/0", {"GET"}),
-    ("PUT", "/api/albums/0/retry", {"POST"}),
-    ("PATCH", "/healthz", {"GET"}),
-    ("DELETE", "/albums", {"GET"}),
-])
-def test_a_405_says_which_methods_are_allowed(tmp_path: Any, method: str, path: str,
-                                              allowed: set[str]) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("TRACE", "/api/albums", {"GET", "POST"}),
+        ("DELETE", "/api/albums/0", {"GET"}),
+        ("PUT", "/api/albums/0/retry", {"POST"}),
+        ("PATCH", "/healthz", {"GET"}),
+        ("DELETE", "/albums", {"GET"}),
+    ],
+)
+def test_a_405_says_which_methods_are_allowed(
+    tmp_path: Any, method: str, path: str, allowed: set[str]
+) -> None:
     client = make_env(tmp_path).app.test_client()
     response = client.open(path, method=method)
     assert response.status_code == 405

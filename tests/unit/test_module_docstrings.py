@@ -10,7 +10,10 @@ PACKAGES = ("shared", "services", "dev", "bench", "chaos")
 
 
 def test_every_module_says_what_it_is_for() -> None:
-    missing = [str(path.relative_to(ROOT)) for package in PACKAGES
-               for path in sorted((ROOT / package).rglob("*.py"))
-               if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))]
+    missing = [
+        str(path.relative_to(ROOT))
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    ]
     assert missing == []

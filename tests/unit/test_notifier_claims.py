@@ -106,8 +106,9 @@ def run(handler: AlbumNotifier) -> Fate:
 
 def retried_without_spending_attempts(fate: Fate) -> bool:
     (copy,) = fate.outgoing
-    return copy.exchange == topology.RETRY_EXCHANGE and \
-        copy.headers[retry_policy.ATTEMPT_HEADER] == 1
+    return (
+        copy.exchange == topology.RETRY_EXCHANGE and copy.headers[retry_policy.ATTEMPT_HEADER] == 1
+    )
 
 
 def test_the_mark_is_retried_through_an_outage_shorter_than_the_claim() -> None:

@@ -22,8 +22,9 @@ class World:
     def __init__(self, tmp_path: Any) -> None:
         self.store = new_store(tmp_path)
         self.mailer = FakeMailer()
-        self.notifier = AlbumNotifier(self.store, self.mailer, "albums@localhost",
-                                      "http://albums.test", ((5, 30), 3))
+        self.notifier = AlbumNotifier(
+            self.store, self.mailer, "albums@localhost", "http://albums.test", ((5, 30), 3)
+        )
 
     def settled(self) -> tuple[messages.AlbumSettled, Delivery]:
         user, _ = self.store.create_user("owner@example.com")
@@ -80,11 +81,14 @@ def test_a_settle_another_notifier_is_sending_is_looked_at_later(world: World) -
 
 
 def test_a_settle_of_an_album_the_store_does_not_know_is_poison(world: World) -> None:
-    body = messages.encode(messages.AlbumSettled(album_id="gone", settle_seq=1, uploaded=[],
-                                                 failed=[]))
+    body = messages.encode(
+        messages.AlbumSettled(album_id="gone", settle_seq=1, uploaded=[], failed=[])
+    )
     fate = world.deliver(Delivery(body, {}))
-    assert fate.kind == "poison" and "not in the store" in fate.outgoing[0].headers[
-        dead_letters.REASON_HEADER]
+    assert (
+        fate.kind == "poison"
+        and "not in the store" in fate.outgoing[0].headers[dead_letters.REASON_HEADER]
+    )
 
 
 def _forged(event: messages.AlbumSettled, **fields: Any) -> Delivery:
@@ -100,7 +104,9 @@ def test_a_settle_that_never_happened_is_dead_lettered_and_mails_nothing(world: 
     fate = world.deliver(_forged(event, settle_seq=event.settle_seq + 1))
     assert world.mailer.sent == []
     assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
-        "poison", "message does not match the stored album: settle differs")
+        "poison",
+        "message does not match the stored album: settle differs",
+    )
 
 
 def test_a_settle_naming_another_photo_is_dead_lettered_and_the_real_one_mailed(
@@ -112,7 +118,9 @@ def test_a_settle_naming_another_photo_is_dead_lettered_and_the_real_one_mailed(
     fate = world.deliver(_forged(event, uploaded=[forged]))
     assert world.mailer.sent == []
     assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
-        "poison", "message does not match the stored album: photo differs")
+        "poison",
+        "message does not match the stored album: photo differs",
+    )
     assert world.deliver(delivery) == Fate()
     (mail,) = world.mailer.sent
     assert "fbid=photo-1" in _body(mail)
@@ -124,7 +132,8 @@ def test_a_settle_naming_an_image_of_another_album_is_dead_lettered(world: World
     fate = world.deliver(_forged(event, uploaded=other.uploaded))
     assert world.mailer.sent == []
     assert fate.outgoing[0].headers[dead_letters.REASON_HEADER] == (
-        "message does not match the stored album: images differ")
+        "message does not match the stored album: images differ"
+    )
 
 
 def test_the_email_says_why_a_photo_failed_in_the_stores_words_not_the_messages(

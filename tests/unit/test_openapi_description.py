@@ -21,14 +21,24 @@ def _body_schema() -> dict[str, Any]:
     return {**body["schema"], "components": SPEC["components"]}
 
 
-@pytest.mark.parametrize("destination", [
-    {"kind": "new_album"}, {"kind": "post"}, {"kind": "album", "id": "314159"},
-    {"kind": "post", "id": ""}, {"kind": "post", "id": "1"}, {"kind": "new_album", "id": "1"},
-    {"kind": "album"}, {"kind": "album", "id": ""}, {"kind": "album", "id": "a b"},
-    {"kind": "album", "id": "9" * 65},
-])
+@pytest.mark.parametrize(
+    "destination",
+    [
+        {"kind": "new_album"},
+        {"kind": "post"},
+        {"kind": "album", "id": "314159"},
+        {"kind": "post", "id": ""},
+        {"kind": "post", "id": "1"},
+        {"kind": "new_album", "id": "1"},
+        {"kind": "album"},
+        {"kind": "album", "id": ""},
+        {"kind": "album", "id": "a b"},
+        {"kind": "album", "id": "9" * 65},
+    ],
+)
 def test_the_description_and_the_validation_agree_on_destinations(
-        destination: dict[str, Any]) -> None:
+    destination: dict[str, Any],
+) -> None:
     body = {"title": "Summer", "images": [f"{PREFIX}a.png"], "destination": destination}
     described = jsonschema.Draft202012Validator(_body_schema()).is_valid(body)
     try:

@@ -6,8 +6,10 @@ from shared.store import OutboxMessage
 
 
 def rows(*ids: int) -> list[OutboxMessage]:
-    return [OutboxMessage(id=i, exchange="x", routing_key="k", message_id=f"m{i}", body=b"")
-            for i in ids]
+    return [
+        OutboxMessage(id=i, exchange="x", routing_key="k", message_id=f"m{i}", body=b"")
+        for i in ids
+    ]
 
 
 def test_a_refusal_leaves_its_neighbours_confirmed() -> None:
@@ -24,7 +26,9 @@ def test_an_unroutable_message_is_a_refusal() -> None:
 
 def test_a_broker_away_is_no_refusal_of_the_message() -> None:
     # No connection, no confirm in time: nothing about the message itself, so no backoff.
-    outcomes = sort_outcomes(rows(1, 2), [BrokerError("broker unavailable: no connection"),
-                                          BrokerError("no confirm within 10 s")])
+    outcomes = sort_outcomes(
+        rows(1, 2),
+        [BrokerError("broker unavailable: no connection"), BrokerError("no confirm within 10 s")],
+    )
     assert outcomes.confirmed == [] and outcomes.refused == {}
     assert set(outcomes.unsent) == {1, 2}

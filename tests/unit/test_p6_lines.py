@@ -19,6 +19,7 @@ def test_lines_from_four_threads_at_once_all_parse() -> None:
     # As the child's stdout under PYTHONUNBUFFERED=1 (bench.common.base_env): each write is a
     # write(2) of its own.
     with io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True) as stream:
+
         def worker(mine: list[str]) -> None:
             for probe_id in mine:
                 start.wait()  # the four report together, as after a reconnect
@@ -39,5 +40,6 @@ def test_lines_from_four_threads_at_once_all_parse() -> None:
     reader.join()
     parsed = [line.split() for line in lines]
     assert all(len(p) == 3 and p[0] == "consumed" for p in parsed), [
-        line for line in lines if len(line.split()) != 3][:3]
+        line for line in lines if len(line.split()) != 3
+    ][:3]
     assert sorted(p[2] for p in parsed) == sorted(i for mine in ids for i in mine)

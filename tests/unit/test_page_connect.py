@@ -77,8 +77,9 @@ def test_connecting_a_page_stores_its_token_encrypted_and_shows_it(
         (raw,) = connection.execute(text("SELECT token_sealed FROM page_connections")).one()
     assert SECRET.encode() not in bytes(raw)
     assert "Page: Ann&#39;s Bakery" in client.get("/albums").get_data(as_text=True)
-    body = client.get("/api/page", headers={"Authorization": f"Bearer {no_fallback.token}"}
-                      ).get_json()
+    body = client.get(
+        "/api/page", headers={"Authorization": f"Bearer {no_fallback.token}"}
+    ).get_json()
     assert body["page"]["id"] == "777" and SECRET not in str(body)
     assert SECRET not in caplog.text
 
@@ -116,8 +117,9 @@ def test_several_pages_are_offered_to_pick_and_their_tokens_stay_sealed(
     cookie = client.get_cookie("albums_session")
     assert cookie is not None and "SECRET" not in cookie.value
     assert "SECRET" not in page.get_data(as_text=True)
-    answer = client.post("/connect/facebook/pick", data={"page_id": "2",
-                                                          "csrf_token": csrf(client)})
+    answer = client.post(
+        "/connect/facebook/pick", data={"page_id": "2", "csrf_token": csrf(client)}
+    )
     assert answer.status_code == 303
     assert present(no_fallback.store.page(no_fallback.user.id)).page_id == "2"
 
@@ -147,15 +149,18 @@ def test_a_page_waiting_for_a_reconnect_refuses_new_albums_and_a_reconnect_resum
     web = signed_in(no_fallback)
     web.get(f"/connect/facebook/callback?code=c&state={dialog_state(web)}")
     user = no_fallback.user
-    album_id, _ = no_fallback.store.create_album(user.id, "T", None, [f"{user.prefix}a.png"],
-                                                 page_id="777")
+    album_id, _ = no_fallback.store.create_album(
+        user.id, "T", None, [f"{user.prefix}a.png"], page_id="777"
+    )
     (image_id,) = no_fallback.image_ids(album_id)
     no_fallback.store.pause_image(image_id, "waiting", 190, give_back_attempt=False)
     no_fallback.store.set_page_state(user.id, "777", "needs_reconnect")
     assert "reconnect your Page" in web.get("/albums").get_data(as_text=True)
     refused = no_fallback.app.test_client().post(
-        "/api/albums", json={"title": "x", "images": [f"{user.prefix}a.png"]},
-        headers={"Authorization": f"Bearer {no_fallback.token}"})
+        "/api/albums",
+        json={"title": "x", "images": [f"{user.prefix}a.png"]},
+        headers={"Authorization": f"Bearer {no_fallback.token}"},
+    )
     assert refused.status_code == 409 and "reconnected" in refused.get_json()["error"]
     fb.pages = [ManagedPage("777", "Ann's Bakery", "a-new-token")]
     web.get(f"/connect/facebook/callback?code=c2&state={dialog_state(web)}")
@@ -168,8 +173,9 @@ def test_a_page_waiting_for_a_reconnect_refuses_new_albums_and_a_reconnect_resum
 def test_disconnecting_deletes_the_token(no_fallback: Env, fb: FakeLogin) -> None:
     web = signed_in(no_fallback)
     web.get(f"/connect/facebook/callback?code=c&state={dialog_state(web)}")
-    assert web.post("/connect/facebook/disconnect",
-                    data={"csrf_token": csrf(web)}).status_code == 303
+    assert (
+        web.post("/connect/facebook/disconnect", data={"csrf_token": csrf(web)}).status_code == 303
+    )
     assert no_fallback.store.page(no_fallback.user.id) is None
     with no_fallback.store.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM page_connections")).scalar() == 0

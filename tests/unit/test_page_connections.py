@@ -50,8 +50,14 @@ class World:
         self.s3 = FakeS3()
         self.pages = Pages(self.store, self.cipher, self.facebook.client)
         self.uploader = ImageUploader(
-            self.store, Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
-            None, self.s3, BUCKET, Policy((5, 30), max_attempts=3), pages=self.pages)
+            self.store,
+            Outbox(self.store, self.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+            None,
+            self.s3,
+            BUCKET,
+            Policy((5, 30), max_attempts=3),
+            pages=self.pages,
+        )
 
     def user_with_page(self, email: str, page_id: str, token: str) -> int:
         user, _ = self.store.create_user(email)
@@ -85,8 +91,13 @@ def test_two_users_with_two_pages_each_publish_only_to_their_own(world: World) -
     ann_album, ann_deliveries = world.album(ann, "111", 3)
     bob_album, bob_deliveries = world.album(bob, "222", 2)
     # Interleaved, as two uploads side by side would take them.
-    for delivery in (ann_deliveries[0], bob_deliveries[0], ann_deliveries[1], bob_deliveries[1],
-                     ann_deliveries[2]):
+    for delivery in (
+        ann_deliveries[0],
+        bob_deliveries[0],
+        ann_deliveries[1],
+        bob_deliveries[1],
+        ann_deliveries[2],
+    ):
         world.deliver(delivery)
     # Each Page holds exactly its owner's photos (captions carry no album mark to tell).
     assert len(world.photos("111")) == 3 and len(world.photos("222")) == 2
@@ -104,7 +115,8 @@ def test_a_token_revoked_mid_album_pauses_then_resumes_on_reconnect_each_image_o
     album_id, (first, second, third) = world.album(ann, "111", 3)
     world.deliver(first)
     world.facebook.pages["111"].upload_failures.append(
-        GraphError("Error validating access token", http_status=400, code=190, subcode=460))
+        GraphError("Error validating access token", http_status=400, code=190, subcode=460)
+    )
     assert world.deliver(second).kind == "ack"
     assert world.deliver(third).kind == "ack"  # not sent: the Page waits for its owner
     album = present(world.store.album(album_id))
@@ -132,7 +144,8 @@ def test_a_policy_block_stops_the_album_and_pauses_the_pages_other_albums(world:
     album_id, (first, _second, _third) = world.album(ann, "111", 3)
     other_id, (other,) = world.album(ann, "111", 1)
     world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.append(
-        GraphError("blocked", http_status=400, code=368))
+        GraphError("blocked", http_status=400, code=368)
+    )
     assert world.deliver(first).kind == "dead"
     album = present(world.store.album(album_id))
     assert album.state == "done_with_failures"
@@ -158,7 +171,8 @@ def test_page_tokens_are_encrypted_at_rest_and_never_logged_or_sent(
     ann = world.user_with_page("ann@example.com", "111", "token-ann-SECRET")
     _, deliveries = world.album(ann, "111", 2)
     world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.append(
-        GraphError("Error validating access token", http_status=400, code=190))
+        GraphError("Error validating access token", http_status=400, code=190)
+    )
     for delivery in deliveries:
         world.deliver(delivery)
     with world.store.engine.connect() as connection:
@@ -166,8 +180,10 @@ def test_page_tokens_are_encrypted_at_rest_and_never_logged_or_sent(
     assert b"token-ann-SECRET" not in bytes(raw)
     assert world.cipher.decrypt(bytes(raw)) == "token-ann-SECRET"
     assert "SECRET" not in caplog.text
-    assert all(b"SECRET" not in m.body and "SECRET" not in repr(m.headers)
-               for m in world.publisher.published)
+    assert all(
+        b"SECRET" not in m.body and "SECRET" not in repr(m.headers)
+        for m in world.publisher.published
+    )
     assert "SECRET" not in repr(world.pages)
 
 
@@ -188,8 +204,14 @@ def test_the_single_tenant_page_serves_albums_posted_without_a_connection(world:
     world.pages = Pages(world.store, world.cipher, world.facebook.client, ("999", "ops-token"))
     world.facebook.tokens["ops-token"] = "999"
     world.uploader = ImageUploader(
-        world.store, Outbox(world.store, world.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
-        None, world.s3, BUCKET, Policy((5, 30), max_attempts=3), pages=world.pages)
+        world.store,
+        Outbox(world.store, world.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+        None,
+        world.s3,
+        BUCKET,
+        Policy((5, 30), max_attempts=3),
+        pages=world.pages,
+    )
     user, _ = world.store.create_user("solo@example.com")
     album_id, (delivery,) = world.album(user.id, None, 1)  # type: ignore[arg-type]
     world.deliver(delivery)
@@ -216,7 +238,8 @@ def test_a_revoked_token_mails_its_owner_once_asking_to_reconnect(world: World) 
     ann = world.user_with_page("ann@example.com", "111", "token-ann-SECRET")
     _, deliveries = world.album(ann, "111", 3)
     world.facebook.pages.setdefault("111", FakeGraphClient()).upload_failures.extend(
-        [GraphError("Error validating access token", http_status=400, code=190)] * 3)
+        [GraphError("Error validating access token", http_status=400, code=190)] * 3
+    )
     mails = Mailbox()
     notifier = ReconnectMailer(world.store, mails, "albums@example.com", "http://app.example")
     mails.failing = True
@@ -242,9 +265,15 @@ def test_a_usage_hold_on_one_page_does_not_hold_another_users_page(world: World)
     from services.uploader.throttle_gate import ThrottleGate
 
     world.uploader = ImageUploader(
-        world.store, Outbox(world.store, world.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
-        None, world.s3, BUCKET, Policy((5, 30), max_attempts=3),
-        gate=ThrottleGate(world.store, ""), pages=world.pages)
+        world.store,
+        Outbox(world.store, world.publisher, grace=timedelta(0)),  # type: ignore[arg-type]
+        None,
+        world.s3,
+        BUCKET,
+        Policy((5, 30), max_attempts=3),
+        gate=ThrottleGate(world.store, ""),
+        pages=world.pages,
+    )
     ann = world.user_with_page("ann@example.com", "111", "token-ann")
     bob = world.user_with_page("bob@example.com", "222", "token-bob")
     (_, (ann_image,)), (_, (bob_image,)) = world.album(ann, "111", 1), world.album(bob, "222", 1)
@@ -265,8 +294,9 @@ class ReconnectedMidUpload(FakeGraphClient):
         if self._reconnect is not None:
             self._reconnect, reconnect = None, self._reconnect
             reconnect()
-            raise GraphError("Error validating access token", http_status=400, code=190,
-                             subcode=460)
+            raise GraphError(
+                "Error validating access token", http_status=400, code=190, subcode=460
+            )
         return super().upload_photo(*args, **kwargs)
 
 
@@ -277,8 +307,11 @@ def test_a_refusal_of_the_old_token_after_a_reconnect_neither_pauses_nor_asks_ag
     album_id, (first, second) = world.album(ann, "111", 2)
     world.facebook.tokens["token-ann-2"] = "111"
     resumed: list[Any] = []
-    world.facebook.pages["111"] = ReconnectedMidUpload(lambda: resumed.extend(
-        world.store.connect_page(ann, "111", "Page 111", world.cipher.encrypt("token-ann-2"))))
+    world.facebook.pages["111"] = ReconnectedMidUpload(
+        lambda: resumed.extend(
+            world.store.connect_page(ann, "111", "Page 111", world.cipher.encrypt("token-ann-2"))
+        )
+    )
     outcome = world.deliver(first)
     assert present(world.store.page(ann)).state == "connected"  # the new token was never refused
     assert world.store.claim_reconnect_mails() == []  # so nobody is asked to reconnect again
@@ -308,8 +341,11 @@ def test_an_image_that_saw_its_page_waiting_just_before_a_reconnect_is_not_left_
         # The handler read the waiting Page; the owner's reconnect commits right after.
         seen = read(user_id, page_id)
         if not resumed:
-            resumed.extend(world.store.connect_page(ann, "111", "Page 111",
-                                                    world.cipher.encrypt("token-ann-2")))
+            resumed.extend(
+                world.store.connect_page(
+                    ann, "111", "Page 111", world.cipher.encrypt("token-ann-2")
+                )
+            )
         return seen
 
     world.store.page_credentials = then_reconnected  # type: ignore[method-assign]

@@ -11,8 +11,10 @@ from tests.present import present
 
 MB = 1024 * 1024
 TOO_BIG_12 = "12.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry"
-WEBP = ("WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
-        "convert it and retry")
+WEBP = (
+    "WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
+    "convert it and retry"
+)
 
 
 def test_a_12_mb_jpeg_is_refused_naming_the_limit_and_what_to_do() -> None:
@@ -22,22 +24,33 @@ def test_a_12_mb_jpeg_is_refused_naming_the_limit_and_what_to_do() -> None:
 def test_exactly_10_mb_is_taken_one_byte_more_is_not() -> None:
     assert refusal(MAX_PHOTO_BYTES, "image/jpeg", "a.jpg") is None
     assert refusal(MAX_PHOTO_BYTES + 1, "image/jpeg", "a.jpg") == (
-        "10.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry")
+        "10.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry"
+    )
 
 
 def test_a_webp_is_refused_by_its_content_type() -> None:
     assert refusal(50_000, "image/webp", "u/1/pic.webp") == WEBP
 
 
-@pytest.mark.parametrize("content_type", [
-    "image/jpeg", "image/png", "image/gif", "image/bmp", "image/x-ms-bmp", "image/tiff",
-    "IMAGE/PNG; charset=binary"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/bmp",
+        "image/x-ms-bmp",
+        "image/tiff",
+        "IMAGE/PNG; charset=binary",
+    ],
+)
 def test_the_formats_facebook_takes_pass(content_type: str) -> None:
     assert refusal(1000, content_type, "u/1/photo") is None
 
 
-@pytest.mark.parametrize("content_type", [None, "", "binary/octet-stream",
-                                          "application/octet-stream"])
+@pytest.mark.parametrize(
+    "content_type", [None, "", "binary/octet-stream", "application/octet-stream"]
+)
 def test_a_missing_or_generic_type_falls_back_to_the_extension(content_type: str | None) -> None:
     assert refusal(1000, content_type, "u/1/pic.WEBP") == WEBP
     assert present(refusal(1000, content_type, "u/1/pic.heic")).startswith("HEIC is not a format")

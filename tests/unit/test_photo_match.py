@@ -20,13 +20,18 @@ from services.uploader.photo_match import (
 T0 = datetime(2026, 11, 30, 12, 0, 0)
 
 
-def photo(pid: str, caption: str = "", at: float = 1.0, size: tuple[int, int] | None = (4000, 3000),
-          ) -> Photo:
+def photo(
+    pid: str,
+    caption: str = "",
+    at: float = 1.0,
+    size: tuple[int, int] | None = (4000, 3000),
+) -> Photo:
     return Photo(pid, caption, T0 + timedelta(seconds=at), size)
 
 
-def image(iid: int, caption: str = "", since: float = 0.0,
-          size: tuple[int, int] | None = (4000, 3000)) -> Sent:
+def image(
+    iid: int, caption: str = "", since: float = 0.0, size: tuple[int, int] | None = (4000, 3000)
+) -> Sent:
     return Sent(iid, caption, size, T0 + timedelta(seconds=since))
 
 
@@ -35,8 +40,11 @@ def test_the_one_photo_with_its_caption_size_and_time_is_adopted() -> None:
 
 
 def test_nothing_alike_means_not_sent() -> None:
-    photos = [photo("p1", "Dunes"), photo("p2", "Beach", size=(3000, 4000)),
-              photo("p3", "Beach", at=-CLOCK_SKEW.total_seconds() - 1)]
+    photos = [
+        photo("p1", "Dunes"),
+        photo("p2", "Beach", size=(3000, 4000)),
+        photo("p3", "Beach", at=-CLOCK_SKEW.total_seconds() - 1),
+    ]
     assert match(image(1, "Beach"), photos, [], [], 0) == NotSent()
 
 

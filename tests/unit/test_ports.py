@@ -28,8 +28,9 @@ def test_a_port_is_outside_the_ephemeral_range() -> None:
 
 def test_another_process_never_gets_a_port_this_one_holds() -> None:
     mine = {ports.free_port() for _ in range(200)}
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None
         theirs = {int(port) for port in holder.stdout.readline().split()}

@@ -51,8 +51,13 @@ def message(body: bytes = b"x", **headers: object) -> Outgoing:
     return Outgoing("albums.work", "image.upload", body, headers=headers)
 
 
-def publishing(pool: ThreadPoolExecutor, publisher: Publisher, messages: Sequence[Outgoing],
-               timeout: float = 5.0, connect_wait: float = 5.0) -> Future[None]:
+def publishing(
+    pool: ThreadPoolExecutor,
+    publisher: Publisher,
+    messages: Sequence[Outgoing],
+    timeout: float = 5.0,
+    connect_wait: float = 5.0,
+) -> Future[None]:
     return pool.submit(publisher.publish_confirmed, messages, timeout, connect_wait)
 
 
@@ -77,7 +82,8 @@ def test_a_confirm_settles_only_its_own_publish(
 
 
 def test_pending_confirms_fail_with_their_channel_and_never_match_the_next_ones_acks(
-        publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor) -> None:
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     old, new = message(b"old"), message(b"new")
     before = publishing(pool, publisher, [old])
     published(broker.channel(0), 1)
@@ -126,7 +132,8 @@ def test_acks_and_nacks_with_multiple_settle_exactly_the_tags_up_to_theirs(
 
 
 def test_a_message_pika_cannot_encode_fails_at_once_and_shifts_no_later_confirm(
-        publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor) -> None:
+    publisher: Publisher, broker: FakeBroker, pool: ThreadPoolExecutor
+) -> None:
     bad = message(b"bad", unencodable=object())
     started = time.monotonic()
     with pytest.raises(BrokerError, match="pika refused it"):

@@ -16,7 +16,7 @@ def layout_entries() -> dict[str, str]:
     are indented, an entry's first line is not)."""
     text = (ROOT / "README.md").read_text()
     start = text.index("## Layout\n\n```\n") + len("## Layout\n\n```\n")
-    block = text[start:text.index("```\n", start)]
+    block = text[start : text.index("```\n", start)]
     entries: dict[str, str] = {}
     folder = ""
     for line in block.splitlines():
@@ -33,14 +33,20 @@ def test_every_folder_named_exists() -> None:
 
 
 def test_every_file_named_exists_in_its_folder() -> None:
-    missing = [f"{folder}: {name}" for folder, description in layout_entries().items()
-               for name in FILE_NAME.findall(description)
-               if not (ROOT / folder / name).exists() and not (ROOT / name).exists()]
+    missing = [
+        f"{folder}: {name}"
+        for folder, description in layout_entries().items()
+        for name in FILE_NAME.findall(description)
+        if not (ROOT / folder / name).exists() and not (ROOT / name).exists()
+    ]
     assert missing == []
 
 
 def test_every_package_has_an_entry() -> None:
     named = {folder.rstrip("/") for folder in layout_entries()}
-    packages = sorted(str(init.parent.relative_to(ROOT)) for root in ("shared", "services")
-                      for init in (ROOT / root).glob("*/**/__init__.py"))
+    packages = sorted(
+        str(init.parent.relative_to(ROOT))
+        for root in ("shared", "services")
+        for init in (ROOT / root).glob("*/**/__init__.py")
+    )
     assert [package for package in packages if package not in named] == []

@@ -28,8 +28,10 @@ def later(step: RetryLater | GiveUp) -> RetryLater:
 
 
 def test_transient_failures_climb_the_tiers() -> None:
-    steps = [later(next_step(transient(), attempt, DELAYS, 10, random.Random(1)))
-             for attempt in (1, 2, 3, 4)]
+    steps = [
+        later(next_step(transient(), attempt, DELAYS, 10, random.Random(1)))
+        for attempt in (1, 2, 3, 4)
+    ]
     assert [s.next_attempt for s in steps] == [2, 3, 4, 5]
     bases = (5, 30, 120, 120)
     assert all(s.delay_s in topology.jittered(d) for s, d in zip(steps, bases, strict=True))
@@ -63,9 +65,15 @@ def test_throttling_longer_than_every_tier_hops_through_the_longest_and_holds_it
     assert step == RetryLater(150, 1, hold_s=10_000)
 
 
-@pytest.mark.parametrize(("headers", "attempt"), [
-    ({}, 1), ({ATTEMPT_HEADER: 3}, 3), ({ATTEMPT_HEADER: "junk"}, 1), ({ATTEMPT_HEADER: -4}, 1),
-])
+@pytest.mark.parametrize(
+    ("headers", "attempt"),
+    [
+        ({}, 1),
+        ({ATTEMPT_HEADER: 3}, 3),
+        ({ATTEMPT_HEADER: "junk"}, 1),
+        ({ATTEMPT_HEADER: -4}, 1),
+    ],
+)
 def test_the_attempt_comes_from_our_own_header(headers: dict[str, Any], attempt: int) -> None:
     assert attempt_of(headers) == attempt
 

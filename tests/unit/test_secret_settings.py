@@ -16,25 +16,30 @@ from shared.config.redaction import redact_url
 from shared.config.settings import CommonSettings
 
 PASSWORD = "s3cret-pw"
-URLS = {"amqp_url": f"amqp://albums:{PASSWORD}@rabbit1:5672/%2F,rabbit2,"
-                    f"amqp://other:{PASSWORD}@rabbit3:5673/v",
-        "database_url": f"postgresql+psycopg://albums:{PASSWORD}@db:5432/albums"}
+URLS = {
+    "amqp_url": f"amqp://albums:{PASSWORD}@rabbit1:5672/%2F,rabbit2,"
+    f"amqp://other:{PASSWORD}@rabbit3:5673/v",
+    "database_url": f"postgresql+psycopg://albums:{PASSWORD}@db:5432/albums",
+}
 #: A setting whose name says it is a secret must be a SecretStr.
 SECRET_WORDS = ("password", "secret", "token", "keys")
 
 
-@pytest.mark.parametrize("settings_class", [CommonSettings, ApiSettings, UploaderSettings,
-                                            NotifierSettings])
+@pytest.mark.parametrize(
+    "settings_class", [CommonSettings, ApiSettings, UploaderSettings, NotifierSettings]
+)
 def test_every_secret_setting_is_a_secret_str(settings_class: type[CommonSettings]) -> None:
     for name, info in settings_class.model_fields.items():
         if any(word in name for word in SECRET_WORDS):
             assert info.annotation in (SecretStr, SecretStr | None), name
 
 
-@pytest.mark.parametrize("settings_class", [CommonSettings, ApiSettings, UploaderSettings,
-                                            NotifierSettings])
-def test_printing_the_settings_shows_no_password(settings_class: type[CommonSettings],
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "settings_class", [CommonSettings, ApiSettings, UploaderSettings, NotifierSettings]
+)
+def test_printing_the_settings_shows_no_password(
+    settings_class: type[CommonSettings], caplog: pytest.LogCaptureFixture
+) -> None:
     settings = settings_class(_env_file=None, **URLS)  # type: ignore[call-arg, arg-type]
     logging.getLogger("test").warning("settings: %s / %r", settings, settings)
     for shown in (repr(settings), str(settings), caplog.text):
@@ -45,12 +50,15 @@ def test_printing_the_settings_shows_no_password(settings_class: type[CommonSett
     assert settings.database_url == URLS["database_url"]
 
 
-@pytest.mark.parametrize("bad", [
-    {"amqp_url": f"amqp://albums:{PASSWORD}@rabbit1:99999999/%2F"},
-    {"amqp_url": f"http://albums:{PASSWORD}@rabbit1/%2F"},
-    {"rabbitmq_management_password": [PASSWORD]},
-    {"max_attempts": PASSWORD},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"amqp_url": f"amqp://albums:{PASSWORD}@rabbit1:99999999/%2F"},
+        {"amqp_url": f"http://albums:{PASSWORD}@rabbit1/%2F"},
+        {"rabbitmq_management_password": [PASSWORD]},
+        {"max_attempts": PASSWORD},
+    ],
+)
 def test_a_bad_setting_is_refused_without_echoing_its_value(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError) as refused:
         CommonSettings(_env_file=None, **bad)  # type: ignore[call-arg]
@@ -58,13 +66,18 @@ def test_a_bad_setting_is_refused_without_echoing_its_value(bad: dict[str, Any])
     assert next(iter(bad)) in str(refused.value)  # it still names the setting
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("amqp://u:p@h:5672/%2F", "amqp://u:***@h:5672/%2F"),
-    ("amqp://u:p@h1,h2:5673", "amqp://u:***@h1,h2:5673"),
-    ("postgresql+psycopg://u:p%40x@db/albums?sslmode=require",
-     "postgresql+psycopg://u:***@db/albums?sslmode=require"),
-    ("sqlite:///var/albums.db", "sqlite:///var/albums.db"),
-    ("amqp://h:5672/%2F", "amqp://h:5672/%2F"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("amqp://u:p@h:5672/%2F", "amqp://u:***@h:5672/%2F"),
+        ("amqp://u:p@h1,h2:5673", "amqp://u:***@h1,h2:5673"),
+        (
+            "postgresql+psycopg://u:p%40x@db/albums?sslmode=require",
+            "postgresql+psycopg://u:***@db/albums?sslmode=require",
+        ),
+        ("sqlite:///var/albums.db", "sqlite:///var/albums.db"),
+        ("amqp://h:5672/%2F", "amqp://h:5672/%2F"),
+    ],
+)
 def test_redact_url_hides_only_the_password(url: str, shown: str) -> None:
     assert redact_url(url) == shown

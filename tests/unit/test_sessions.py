@@ -29,9 +29,12 @@ HTML = {"Accept": "text/html"}
 
 def flask_cookie_serializer(secret: str) -> URLSafeTimedSerializer:
     """What Flask signs its session cookie with (flask.sessions.SecureCookieSessionInterface)."""
-    return URLSafeTimedSerializer(secret, salt="cookie-session", serializer=TaggedJSONSerializer(),
-                                  signer_kwargs={"key_derivation": "hmac",
-                                                 "digest_method": hashlib.sha1})
+    return URLSafeTimedSerializer(
+        secret,
+        salt="cookie-session",
+        serializer=TaggedJSONSerializer(),
+        signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1},
+    )
 
 
 def cookie_of(client: FlaskClient) -> tuple[str, str]:
@@ -57,7 +60,8 @@ def unset_key_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
 
 
 def test_a_cookie_forged_with_the_key_derived_from_database_url_is_refused(
-        unset_key_env: Env) -> None:
+    unset_key_env: Env,
+) -> None:
     env = unset_key_env
     bob, _ = env.store.create_user("bob@example.com")
     bobs_album = env.album("Bob's private trip", 1, user=bob)
@@ -81,15 +85,17 @@ def test_a_cookie_forged_with_the_key_derived_from_database_url_is_refused(
     assert attacker.get(f"/albums/{bobs_album}", headers=HTML).status_code == 302
     key = f"{bob.prefix}trip/photo-0.png"
     env.put(key, b"\x89PNG")
-    published = attacker.post("/albums/new", data={"title": "as Bob", "images": [key],
-                                                   "csrf_token": "attacker"})
+    published = attacker.post(
+        "/albums/new", data={"title": "as Bob", "images": [key], "csrf_token": "attacker"}
+    )
     assert published.status_code in (400, 401)
     assert env.services.fake_outbox.published == []
     assert [album.title for album in env.store.albums(bob.id)] == ["Bob's private trip"]
 
 
 def test_the_local_session_key_is_random_kept_under_var_and_shared(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     settings = ApiSettings(_env_file=None, database_url="sqlite:///x.db")  # type: ignore[call-arg]
     first = settings.session_secret()
@@ -125,19 +131,26 @@ def test_workers_starting_together_agree_on_one_local_secret(tmp_path: Path) -> 
 
 # -- production refuses to start without its secrets ---------------------------------------------
 
-PRODUCTION = {"app_env": "production", "api_secret_key": SecretStr("k" * 48),
-              "token_encryption_keys": SecretStr(TOKEN_KEY),
-              "facebook_app_secret": SecretStr("the-real-app-secret")}
+PRODUCTION = {
+    "app_env": "production",
+    "api_secret_key": SecretStr("k" * 48),
+    "token_encryption_keys": SecretStr(TOKEN_KEY),
+    "facebook_app_secret": SecretStr("the-real-app-secret"),
+}
 
 
-@pytest.mark.parametrize(("missing", "named"), [
-    ({"api_secret_key": None}, "API_SECRET_KEY"),
-    ({"api_secret_key": SecretStr("")}, "API_SECRET_KEY"),
-    ({"token_encryption_keys": SecretStr("")}, "TOKEN_ENCRYPTION_KEYS"),
-    ({"facebook_app_secret": SecretStr("sim-app-secret")}, "FACEBOOK_APP_SECRET"),
-])
-def test_production_refuses_to_start_without_its_secrets(missing: dict[str, Any],
-                                                         named: str) -> None:
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ({"api_secret_key": None}, "API_SECRET_KEY"),
+        ({"api_secret_key": SecretStr("")}, "API_SECRET_KEY"),
+        ({"token_encryption_keys": SecretStr("")}, "TOKEN_ENCRYPTION_KEYS"),
+        ({"facebook_app_secret": SecretStr("sim-app-secret")}, "FACEBOOK_APP_SECRET"),
+    ],
+)
+def test_production_refuses_to_start_without_its_secrets(
+    missing: dict[str, Any], named: str
+) -> None:
     with pytest.raises(ValidationError) as refused:
         ApiSettings(_env_file=None, **{**PRODUCTION, **missing})  # type: ignore[call-arg]
     assert named in str(refused.value) and "APP_ENV=production" in str(refused.value)
@@ -198,7 +211,8 @@ def test_rotating_an_unknown_user_says_so(env: Env) -> None:
 
 
 def test_a_session_ends_after_its_days_however_often_it_is_used(
-        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = [time.time()]
     monkeypatch.setattr(time, "time", lambda: now[0])
     client = env.app.test_client()
@@ -214,11 +228,21 @@ def test_a_session_ends_after_its_days_however_often_it_is_used(
 # -- redirects after sign-in ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", [
-    "/\t/evil.example", "/%09/evil.example", "/\n/evil.example", "/ok\r\nSet-Cookie: x=y",
-    "/\x00/evil.example", " //evil.example", "/\\/evil.example", "https:/evil.example",
-    "///evil.example", "/albums\r\nLocation: https://evil.example",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\t/evil.example",
+        "/%09/evil.example",
+        "/\n/evil.example",
+        "/ok\r\nSet-Cookie: x=y",
+        "/\x00/evil.example",
+        " //evil.example",
+        "/\\/evil.example",
+        "https:/evil.example",
+        "///evil.example",
+        "/albums\r\nLocation: https://evil.example",
+    ],
+)
 def test_sign_in_sends_only_to_paths_of_this_site(env: Env, target: str) -> None:
     response = sign_in(env.app.test_client(), env.token, target)
     assert response.status_code == 303, response.status
@@ -243,8 +267,11 @@ def test_over_https_the_cookie_is_secure_host_only_and_hsts_is_sent(env: Env) ->
     client = env.app.test_client()
     login = client.get("/login", base_url="https://albums.example")
     assert login.headers["Strict-Transport-Security"].startswith("max-age=")
-    response = client.post("/login", base_url="https://albums.example",
-                           data={"token": env.token, "csrf_token": csrf_of_login(login)})
+    response = client.post(
+        "/login",
+        base_url="https://albums.example",
+        data={"token": env.token, "csrf_token": csrf_of_login(login)},
+    )
     cookie = set_cookie_of(response)
     assert cookie.startswith("__Host-albums_session=")
     assert "; Secure" in cookie and "; Path=/" in cookie and "Domain" not in cookie
@@ -252,8 +279,7 @@ def test_over_https_the_cookie_is_secure_host_only_and_hsts_is_sent(env: Env) ->
     assert page.status_code == 200
 
 
-def test_in_production_the_cookie_is_secure_even_behind_a_plain_http_proxy(
-        tmp_path: Path) -> None:
+def test_in_production_the_cookie_is_secure_even_behind_a_plain_http_proxy(tmp_path: Path) -> None:
     env = make_env(tmp_path, **PRODUCTION)
     response = sign_in(env.app.test_client(), env.token)
     cookie = set_cookie_of(response)
@@ -275,8 +301,17 @@ def csrf_of_login(response: Any) -> str:
 # -- headers on every answer ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/api/albums", "/api/page", "/api/images", "/healthz",
-                                  "/api/openapi.json", "/api/albums/nope"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/albums",
+        "/api/page",
+        "/api/images",
+        "/healthz",
+        "/api/openapi.json",
+        "/api/albums/nope",
+    ],
+)
 def test_every_api_answer_is_private_and_not_sniffed(env: Env, path: str) -> None:
     response = env.app.test_client().get(path, headers={"Authorization": f"Bearer {env.token}"})
     assert response.headers.get("Cache-Control") == "no-store", (path, response.headers)

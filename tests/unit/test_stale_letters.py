@@ -37,23 +37,41 @@ def test_the_letter_of_an_image_no_longer_in_the_store_is_stale() -> None:
     assert why_stale(letter(0), None) == "its image is no longer in the store"
 
 
-@pytest.mark.parametrize("state, attempts, attempt_fence", [
-    (ImageState.QUEUED, 1, 0),      # re-opened: its fresh message (fence 1) waits in the work queue
-    (ImageState.UPLOADING, 2, 1),   # that message started attempt 2
-    (ImageState.RETRYING, 2, 1),    # attempt 2's copy waits in a retry tier
-])
-def test_the_letter_of_an_image_queued_again_is_stale(state: str, attempts: int,
-                                                      attempt_fence: int) -> None:
+@pytest.mark.parametrize(
+    "state, attempts, attempt_fence",
+    [
+        (ImageState.QUEUED, 1, 0),  # re-opened: its fresh message (fence 1) waits in the work queue
+        (ImageState.UPLOADING, 2, 1),  # that message started attempt 2
+        (ImageState.RETRYING, 2, 1),  # attempt 2's copy waits in a retry tier
+    ],
+)
+def test_the_letter_of_an_image_queued_again_is_stale(
+    state: str, attempts: int, attempt_fence: int
+) -> None:
     reason = why_stale(letter(0), image(state, attempts, attempt_fence))
     assert reason == f"its image was queued again since (now {state})"
 
 
-@pytest.mark.parametrize("fence, state, attempts, attempt_fence", [
-    (0, ImageState.UPLOADING, 1, 0),  # the delivery limit dead-lettered the message of attempt 1
-    (0, ImageState.QUEUED, 0, None),  # ... of a message that never started an attempt
-    (1, ImageState.RETRYING, 1, 0),   # ... of attempt 1's retry copy
-    (None, ImageState.UPLOADING, 1, None),  # a letter written before fencing: never judged by it
-])
+@pytest.mark.parametrize(
+    "fence, state, attempts, attempt_fence",
+    [
+        (
+            0,
+            ImageState.UPLOADING,
+            1,
+            0,
+        ),  # the delivery limit dead-lettered the message of attempt 1
+        (0, ImageState.QUEUED, 0, None),  # ... of a message that never started an attempt
+        (1, ImageState.RETRYING, 1, 0),  # ... of attempt 1's retry copy
+        (
+            None,
+            ImageState.UPLOADING,
+            1,
+            None,
+        ),  # a letter written before fencing: never judged by it
+    ],
+)
 def test_the_only_message_of_an_unfinished_image_is_not_stale(
-        fence: int | None, state: str, attempts: int, attempt_fence: int | None) -> None:
+    fence: int | None, state: str, attempts: int, attempt_fence: int | None
+) -> None:
     assert why_stale(letter(fence), image(state, attempts, attempt_fence)) is None

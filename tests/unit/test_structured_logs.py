@@ -45,15 +45,18 @@ def parsed(out: io.StringIO) -> list[dict[str, Any]]:
 
 
 def upload(album_id: str, image_id: int, attempt: int = 2) -> Delivery:
-    body = messages.encode(messages.ImageUploadRequested(album_id=album_id, image_id=image_id,
-                                                         key=f"u/{image_id}.png"))
-    return Delivery(body, {log_context.TRACE_HEADER: TRACE, ATTEMPT_HEADER: attempt},
-                    message_id=f"m{image_id}")
+    body = messages.encode(
+        messages.ImageUploadRequested(album_id=album_id, image_id=image_id, key=f"u/{image_id}.png")
+    )
+    return Delivery(
+        body, {log_context.TRACE_HEADER: TRACE, ATTEMPT_HEADER: attempt}, message_id=f"m{image_id}"
+    )
 
 
 def consumer_for(handler: Any) -> Consumer:
-    route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handler,
-                  RetryPolicy((1, 2), 3))
+    route = Route(
+        topology.IMAGE_UPLOADS, messages.ImageUploadRequested, handler, RetryPolicy((1, 2), 3)
+    )
     # Never run: `_work` is the worker thread's step, and no connection is opened for it.
     return Consumer("amqp://guest:guest@127.0.0.1:1/%2F", route, 2)
 
@@ -65,8 +68,13 @@ def test_a_handlers_log_line_carries_the_deliverys_ids(json_lines: io.StringIO) 
     consumer_for(handler)._work(None, 1, upload("alb1", 7))  # type: ignore[arg-type]
 
     [line] = parsed(json_lines)
-    assert (line["album_id"], line["image_id"], line["attempt"], line["trace_id"],
-            line["message_id"]) == ("alb1", 7, 2, TRACE, "m7")
+    assert (
+        line["album_id"],
+        line["image_id"],
+        line["attempt"],
+        line["trace_id"],
+        line["message_id"],
+    ) == ("alb1", 7, 2, TRACE, "m7")
     assert line["msg"] == "working on image 7"
     assert {"ts", "level", "logger", "service"} <= set(line)
 
@@ -80,8 +88,10 @@ def test_worker_threads_each_keep_their_own_deliverys_ids(json_lines: io.StringI
         both_inside.wait()
 
     consumer = consumer_for(handler)
-    threads = [threading.Thread(target=consumer._work, args=(None, n, upload(f"alb{n}", n)))
-               for n in (1, 2)]
+    threads = [
+        threading.Thread(target=consumer._work, args=(None, n, upload(f"alb{n}", n)))
+        for n in (1, 2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -89,7 +99,9 @@ def test_worker_threads_each_keep_their_own_deliverys_ids(json_lines: io.StringI
 
     lines = parsed(json_lines)
     assert sorted((line["album_id"], line["image_id"]) for line in lines) == [
-        ("alb1", 1), ("alb2", 2)]
+        ("alb1", 1),
+        ("alb2", 2),
+    ]
     assert log_context.current() == {}  # nothing leaks past the handler
 
 
@@ -97,8 +109,9 @@ def test_a_retry_copy_and_a_dead_letter_keep_the_trace() -> None:
     def failing(message: messages.ImageUploadRequested, attempt: int) -> None:
         raise Transient("Facebook hiccup")
 
-    route = Route(topology.IMAGE_UPLOADS, messages.ImageUploadRequested, failing,
-                  RetryPolicy((1, 2), 3))
+    route = Route(
+        topology.IMAGE_UPLOADS, messages.ImageUploadRequested, failing, RetryPolicy((1, 2), 3)
+    )
     retry = decide(route, upload("alb1", 1, attempt=1))
     dead = decide(route, upload("alb1", 1, attempt=3))
     assert (retry.kind, dead.kind) == ("retry", "dead")
@@ -112,9 +125,13 @@ def test_the_posts_trace_id_travels_in_its_outbox_rows_headers(tmp_path: Any) ->
     for key in keys:
         env.put(key, png(8, 8))
     answer = env.app.test_client().post(
-        "/api/albums", json={"title": "Trip", "images": keys},
-        headers={"Authorization": f"Bearer {env.token}",
-                 "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"})
+        "/api/albums",
+        json={"title": "Trip", "images": keys},
+        headers={
+            "Authorization": f"Bearer {env.token}",
+            "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01",
+        },
+    )
 
     assert answer.status_code == 202, answer.get_json()
     assert answer.headers["X-Trace-Id"] == TRACE
@@ -132,8 +149,7 @@ def test_a_post_without_a_trace_gets_a_new_one_per_request(tmp_path: Any) -> Non
     first = client.post("/api/albums", json={"title": "A", "images": [key]}, headers=auth)
     second = client.post("/api/albums", json={"title": "B", "images": [key]}, headers=auth)
 
-    traces = [row.headers[log_context.TRACE_HEADER]
-              for row in env.services.fake_outbox.published]
+    traces = [row.headers[log_context.TRACE_HEADER] for row in env.services.fake_outbox.published]
     assert traces == [first.headers["X-Trace-Id"], second.headers["X-Trace-Id"]]
     assert traces[0] != traces[1] and all(len(t) == 32 for t in traces)
     assert log_context.current() == {}  # unbound once the request ended
@@ -164,7 +180,8 @@ def test_the_text_line_names_the_ids_for_grep() -> None:
 
 
 def test_log_format_defaults_to_text_on_a_terminal_and_json_elsewhere(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     assert (log_format.choose(None), log_format.choose("json")) == ("text", "json")
     monkeypatch.setattr("sys.stderr.isatty", lambda: False)

@@ -35,8 +35,12 @@ def gate(store: FakeHolds) -> ThrottleGate:
 
 def test_usage_over_the_threshold_holds_the_page_and_the_app() -> None:
     store = FakeHolds()
-    gate(store).record({"X-Page-Usage": json.dumps({"call_count": 95}),
-                        "X-App-Usage": json.dumps({"call_count": 91})})
+    gate(store).record(
+        {
+            "X-Page-Usage": json.dumps({"call_count": 95}),
+            "X-App-Usage": json.dumps({"call_count": 91}),
+        }
+    )
     assert store.holds == {PAGE: 60, APP: 60}
 
 

@@ -51,12 +51,16 @@ def tier_of(message: Outgoing) -> int:
     return int(message.routing_key.rsplit(".", 1)[1].rstrip("s"))
 
 
-def journey(handler: Handler, clock: Clock, give_up_s: float = 4 * 3600,
-            max_hops: int = 500, seed: int = 1) -> tuple[Fate, float]:
+def journey(
+    handler: Handler, clock: Clock, give_up_s: float = 4 * 3600, max_hops: int = 500, seed: int = 1
+) -> tuple[Fate, float]:
     """Deliver until the message is acked or dead; returns the last fate and the time spent."""
     route: Route[ImageUploadRequested] = Route(
-        QUEUE, ImageUploadRequested, handler,
-        RetryPolicy(TIERS, max_attempts=3, throttle_give_up_s=give_up_s))
+        QUEUE,
+        ImageUploadRequested,
+        handler,
+        RetryPolicy(TIERS, max_attempts=3, throttle_give_up_s=give_up_s),
+    )
     start = clock.now
     headers: dict[str, Any] = {}
     rng = random.Random(seed)
@@ -84,10 +88,10 @@ def test_a_named_wait_is_honoured_in_full_and_ends_within_a_quarter_more(asked_s
 
 def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts() -> None:
     clock = Clock()
-    handler = Handler(clock, outcomes.Throttled("regain in 90 min", wait_s=5400, code=80001),
-                      None)
-    route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
-                                               RetryPolicy(TIERS, max_attempts=3))
+    handler = Handler(clock, outcomes.Throttled("regain in 90 min", wait_s=5400, code=80001), None)
+    route: Route[ImageUploadRequested] = Route(
+        QUEUE, ImageUploadRequested, handler, RetryPolicy(TIERS, max_attempts=3)
+    )
     fate = decide(route, Delivery(BODY, {retry_policy.ATTEMPT_HEADER: 3}), clock=clock)
     (copy,) = fate.outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 3
@@ -97,8 +101,9 @@ def test_ninety_minutes_regain_time_is_waited_in_full_without_spending_attempts(
 def test_a_copy_that_arrives_early_goes_back_without_running_the_handler() -> None:
     clock = Clock()
     handler = Handler(clock, None)
-    route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
-                                               RetryPolicy(TIERS, max_attempts=3))
+    route: Route[ImageUploadRequested] = Route(
+        QUEUE, ImageUploadRequested, handler, RetryPolicy(TIERS, max_attempts=3)
+    )
     headers = {retry_policy.NOT_BEFORE_HEADER: clock.now + 100, retry_policy.ATTEMPT_HEADER: 2}
     fate = decide(route, Delivery(BODY, headers), clock=clock)
     assert fate.kind == "early" and handler.ran_at == []
@@ -108,8 +113,9 @@ def test_a_copy_that_arrives_early_goes_back_without_running_the_handler() -> No
 
 def test_a_throttle_without_a_hint_backs_off_then_gives_up_with_a_clear_reason() -> None:
     clock = Clock()
-    handler = Handler(clock, outcomes.Throttled("Facebook is throttling this page (code 32)",
-                                                code=32))
+    handler = Handler(
+        clock, outcomes.Throttled("Facebook is throttling this page (code 32)", code=32)
+    )
     fate, spent = journey(handler, clock, give_up_s=4 * 3600)
     assert fate.kind == "dead"
     (letter,) = fate.outgoing
@@ -129,16 +135,18 @@ def test_hintless_backoff_is_jittered() -> None:
         handler = Handler(clock, outcomes.Throttled("x", code=4), None, None, None)
         handler.raises = [outcomes.Throttled("x", code=4)] * 4 + [None]
         journey(handler, clock, seed=seed)
-        waits.add(tuple(round(b - a) for a, b in zip(handler.ran_at, handler.ran_at[1:],
-                                                     strict=False)))
+        waits.add(
+            tuple(round(b - a) for a, b in zip(handler.ran_at, handler.ran_at[1:], strict=False))
+        )
     assert len(waits) > 1
 
 
 def test_a_transient_failure_after_a_throttle_drops_its_not_before() -> None:
     clock = Clock()
     handler = Handler(clock, outcomes.Transient("boom"))
-    route: Route[ImageUploadRequested] = Route(QUEUE, ImageUploadRequested, handler,
-                                               RetryPolicy(TIERS, max_attempts=3))
+    route: Route[ImageUploadRequested] = Route(
+        QUEUE, ImageUploadRequested, handler, RetryPolicy(TIERS, max_attempts=3)
+    )
     headers = {retry_policy.NOT_BEFORE_HEADER: clock.now - 1}
     (copy,) = decide(route, Delivery(BODY, headers), clock=clock).outgoing
     assert retry_policy.NOT_BEFORE_HEADER not in copy.headers
@@ -148,7 +156,10 @@ def test_a_transient_failure_after_a_throttle_drops_its_not_before() -> None:
 def test_next_step_holds_a_named_wait_in_full(asked_s: int) -> None:
     step = retry_policy.next_step(
         retry_policy.Failure(retry_policy.FailureKind.THROTTLED, "x", 80001, wait_s=asked_s),
-        1, TIERS, 3)
+        1,
+        TIERS,
+        3,
+    )
     assert isinstance(step, retry_policy.RetryLater)
     hold = getattr(step, "hold_s", None)  # how long the message waits, over one or more tiers
     assert hold is not None and asked_s <= hold <= 1.25 * asked_s, (step.delay_s, hold)

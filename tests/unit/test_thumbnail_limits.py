@@ -48,8 +48,9 @@ def signed_in(env: Env) -> FlaskClient:
     return client
 
 
-def test_a_decompression_bomb_is_refused_from_its_header(tmp_path: Any, bomb: bytes,
-                                                        decoded: list[tuple[int, int]]) -> None:
+def test_a_decompression_bomb_is_refused_from_its_header(
+    tmp_path: Any, bomb: bytes, decoded: list[tuple[int, int]]
+) -> None:
     env = make_env(tmp_path)
     key = f"{env.user.prefix}bomb.png"
     env.put(key, bomb)
@@ -73,8 +74,9 @@ def test_the_limit_counts_the_pixels_decoded_not_the_pixels_stored(tmp_path: Any
     assert refused.mimetype == "image/svg+xml" and b"too large to preview" in refused.data
 
 
-def test_formats_other_than_photos_are_not_decoded(tmp_path: Any,
-                                                   decoded: list[tuple[int, int]]) -> None:
+def test_formats_other_than_photos_are_not_decoded(
+    tmp_path: Any, decoded: list[tuple[int, int]]
+) -> None:
     env = make_env(tmp_path)
     key = f"{env.user.prefix}raw.ppm"
     env.put(key, b"P6 2 2 255\n" + bytes(12))  # a real (tiny) image, of a format Pillow reads
@@ -91,8 +93,12 @@ class GatedS3(FakeS3):
         self.reading = threading.Event()
         self.go_on = threading.Event()
 
-    def get_object(self, Bucket: str, Key: str,  # noqa: N803 - boto3's names
-                   Range: str | None = None) -> dict[str, Any]:  # noqa: N803
+    def get_object(
+        self,
+        Bucket: str,
+        Key: str,  # noqa: N803 - boto3's names
+        Range: str | None = None,
+    ) -> dict[str, Any]:  # noqa: N803
         if not self.reading.is_set():
             self.reading.set()
             self.go_on.wait(2)
@@ -107,7 +113,8 @@ def test_renders_beyond_the_limit_get_503_with_retry_after(tmp_path: Any) -> Non
     env.put(second, png(64, 48, seed=1))
     answers: list[Any] = []
     rendering = threading.Thread(
-        target=lambda: answers.append(signed_in(env).get(f"/thumbnails/{first}")))
+        target=lambda: answers.append(signed_in(env).get(f"/thumbnails/{first}"))
+    )
     rendering.start()
     try:
         assert s3.reading.wait(2)

@@ -14,8 +14,10 @@ def test_tier_names_sort_by_their_delay() -> None:
 
 
 def test_a_tier_name_pads_its_seconds_to_five_digits() -> None:
-    assert topology.retry_queue_name(topology.IMAGE_UPLOADS, 5) == \
-        "uploader.image-uploads.retry.00005s"
+    assert (
+        topology.retry_queue_name(topology.IMAGE_UPLOADS, 5)
+        == "uploader.image-uploads.retry.00005s"
+    )
 
 
 def test_a_delay_whose_twin_would_need_six_digits_is_refused_clearly() -> None:

@@ -8,8 +8,14 @@ def test_every_work_queue_has_its_tiers_their_jittered_twins_and_dead_letters() 
     assert set(specs) == {
         f"{queue}{suffix}"
         for queue in ("uploader.image-uploads", "notifier.album-settled", "uploader.feed-posts")
-        for suffix in ("", ".retry.00005s", ".retry.00007s", ".retry.00030s", ".retry.00038s",
-                       ".dead")
+        for suffix in (
+            "",
+            ".retry.00005s",
+            ".retry.00007s",
+            ".retry.00030s",
+            ".retry.00038s",
+            ".dead",
+        )
     }
 
 
@@ -78,9 +84,15 @@ def test_the_work_queue_policy_matches_exactly_the_work_queues() -> None:
     work, dead = topology.policy_specs(delivery_limit=7, dead_letter_max_length=50)
     names = [spec.name for spec in topology.queue_specs((5,))] + ["uploader.image-uploads2"]
     assert [n for n in names if re.match(work.pattern, n)] == [
-        "uploader.image-uploads", "notifier.album-settled", "uploader.feed-posts"]
+        "uploader.image-uploads",
+        "notifier.album-settled",
+        "uploader.feed-posts",
+    ]
     assert [n for n in names if re.match(dead.pattern, n)] == [
-        "uploader.image-uploads.dead", "notifier.album-settled.dead", "uploader.feed-posts.dead"]
+        "uploader.image-uploads.dead",
+        "notifier.album-settled.dead",
+        "uploader.feed-posts.dead",
+    ]
     assert work.definition == {"delivery-limit": 7} and dead.definition == {"max-length": 50}
     assert work.body()["apply-to"] == "queues" and work.body()["priority"] == 1
 
@@ -91,13 +103,21 @@ def test_an_old_queue_serves_when_it_differs_only_in_what_policies_carry() -> No
     assert not topology.differs_only_in_policy_keys(wanted, {**wanted, "x-queue-type": "classic"})
     assert not topology.differs_only_in_policy_keys(wanted, {"x-delivery-limit": 20})
     assert topology.leftover_arguments({**wanted, "x-delivery-limit": 20}) == {
-        "x-delivery-limit": 20}
+        "x-delivery-limit": 20
+    }
 
 
 def test_tiers_no_longer_configured_are_found_and_only_ours() -> None:
-    existing = ["uploader.image-uploads.retry.00005s", "uploader.image-uploads.retry.00007s",
-                "uploader.image-uploads.retry.00030s", "notifier.album-settled.retry.00038s",
-                "someone.elses.retry.00030s", "uploader.image-uploads",
-                "uploader.image-uploads.dead"]
+    existing = [
+        "uploader.image-uploads.retry.00005s",
+        "uploader.image-uploads.retry.00007s",
+        "uploader.image-uploads.retry.00030s",
+        "notifier.album-settled.retry.00038s",
+        "someone.elses.retry.00030s",
+        "uploader.image-uploads",
+        "uploader.image-uploads.dead",
+    ]
     assert topology.stale_retry_queues(existing, (5,)) == [
-        "notifier.album-settled.retry.00038s", "uploader.image-uploads.retry.00030s"]
+        "notifier.album-settled.retry.00038s",
+        "uploader.image-uploads.retry.00030s",
+    ]

@@ -45,8 +45,9 @@ class World:
         keys = [f"{user.prefix}p{n}.png" for n in range(count)]
         for n, key in enumerate(keys):
             if n not in missing:
-                self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"png" * 10,
-                                   ContentType="image/png")
+                self.s3.put_object(
+                    Bucket=BUCKET, Key=key, Body=b"png" * 10, ContentType="image/png"
+                )
         album_id, rows = self.store.create_album(user.id, "Unit", None, keys)
         return album_id, [Delivery(row.body, {}) for row in rows]
 
@@ -54,9 +55,11 @@ class World:
         return decide(self.uploader.route(), delivery)
 
     def settled(self) -> list[messages.AlbumSettled]:
-        return [m for m in (messages.decode(o.body) for o in
-                            self.publisher.to(topology.WORK_EXCHANGE))
-                if isinstance(m, messages.AlbumSettled)]
+        return [
+            m
+            for m in (messages.decode(o.body) for o in self.publisher.to(topology.WORK_EXCHANGE))
+            if isinstance(m, messages.AlbumSettled)
+        ]
 
 
 @pytest.fixture
@@ -150,8 +153,9 @@ def test_an_image_the_store_does_not_know_is_poison(world: World) -> None:
     body = messages.encode(messages.ImageUploadRequested(album_id="x", image_id=999, key="k"))
     fate = world.deliver(Delivery(body, {}))
     (letter,) = fate.outgoing
-    assert fate.kind == "poison" and "not in the store" in letter.headers[
-        dead_letters.REASON_HEADER]
+    assert (
+        fate.kind == "poison" and "not in the store" in letter.headers[dead_letters.REASON_HEADER]
+    )
 
 
 def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_image(
@@ -170,13 +174,24 @@ def test_the_store_failing_as_the_photo_is_recorded_is_an_outage_not_a_failed_im
     assert world.publisher.to(topology.DEAD_EXCHANGE) == []
 
 
-@pytest.mark.parametrize(("name", "body", "content_type", "reason"), [
-    ("big.jpg", b"\xff\xd8\xff" + bytes(12 * 1024 * 1024 - 3), "image/jpeg",
-     "12.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry"),
-    ("pic.webp", b"RIFF\x00\x00\x00\x00WEBPVP8 ", "binary/octet-stream",
-     "WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
-     "convert it and retry"),
-])
+@pytest.mark.parametrize(
+    ("name", "body", "content_type", "reason"),
+    [
+        (
+            "big.jpg",
+            b"\xff\xd8\xff" + bytes(12 * 1024 * 1024 - 3),
+            "image/jpeg",
+            "12.0 MB is over Facebook's 10 MB limit for a photo: resize it and retry",
+        ),
+        (
+            "pic.webp",
+            b"RIFF\x00\x00\x00\x00WEBPVP8 ",
+            "binary/octet-stream",
+            "WebP is not a format Facebook takes for photos (JPEG, PNG, GIF, BMP or TIFF): "
+            "convert it and retry",
+        ),
+    ],
+)
 def test_what_facebook_refuses_fails_at_once_and_sends_nothing(
     world: World, name: str, body: bytes, content_type: str, reason: str
 ) -> None:
@@ -198,12 +213,18 @@ def test_no_internal_mark_reaches_a_public_field_on_facebook(world: World) -> No
     for delivery in deliveries:
         assert world.deliver(delivery) == Fate()
     image_ids = [str(i.id) for i in present(world.store.album(album_id)).images]
-    public = ([p["name"] or "" for p in world.graph.photos]
-              + [a["name"] or "" for a in world.graph.albums]
-              + [a["description"] or "" for a in world.graph.albums])
-    leaked = [text for text in public
-              if "ref:" in text or album_id in text
-              or any(word in image_ids for word in text.replace(":", " ").split())]
+    public = (
+        [p["name"] or "" for p in world.graph.photos]
+        + [a["name"] or "" for a in world.graph.albums]
+        + [a["description"] or "" for a in world.graph.albums]
+    )
+    leaked = [
+        text
+        for text in public
+        if "ref:" in text
+        or album_id in text
+        or any(word in image_ids for word in text.replace(":", " ").split())
+    ]
     assert leaked == []
 
 
@@ -222,7 +243,8 @@ def test_a_message_naming_another_object_is_dead_lettered_and_uploads_nothing(wo
     assert fate.kind == "poison"
     (letter,) = fate.outgoing
     assert letter.headers[dead_letters.REASON_HEADER] == (
-        "message does not match the stored image: key differs")
+        "message does not match the stored image: key differs"
+    )
     # The forged message failed nothing: the image still waits, and its real message uploads.
     assert present(world.store.album(album_id)).images[0].state == "queued"
     assert world.deliver(mine) == Fate()
@@ -235,7 +257,9 @@ def test_a_message_naming_another_album_is_dead_lettered_and_touches_neither(wor
     album_id, (mine,) = world.album()
     fate = world.deliver(_forged(mine, album_id=their_album))
     assert (fate.kind, fate.outgoing[0].headers[dead_letters.REASON_HEADER]) == (
-        "poison", "message does not match the stored image: album differs")
+        "poison",
+        "message does not match the stored image: album differs",
+    )
     assert world.graph.photos == [] and world.graph.albums == []
     assert present(world.store.album(album_id)).images[0].state == "queued"
     assert present(world.store.album(their_album)).images[0].state == "queued"

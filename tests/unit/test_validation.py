@@ -9,32 +9,47 @@ PREFIX = "users/7/"
 
 
 def test_a_valid_album_parses() -> None:
-    album = parse_album({"title": " Summer ", "images": [PREFIX + "a.png"],
-                         "notify_email": "me@example.com"}, PREFIX, 200)
+    album = parse_album(
+        {"title": " Summer ", "images": [PREFIX + "a.png"], "notify_email": "me@example.com"},
+        PREFIX,
+        200,
+    )
     assert album.title == "Summer"
     assert album.images == [PREFIX + "a.png"]
 
 
-@pytest.mark.parametrize(("payload", "reason"), [
-    ([], "JSON object"),
-    ({"title": "t", "images": []}, "invalid album"),
-    ({"title": "", "images": [PREFIX + "a"]}, "invalid album"),
-    ({"images": [PREFIX + "a"]}, "invalid album"),
-    ({"title": "t", "images": [PREFIX + "a"], "notify_email": "not-an-email"}, "invalid album"),
-    ({"title": "t", "images": [PREFIX + "a"], "extra": 1}, "invalid album"),
-    ({"title": "t", "images": [PREFIX + "a", PREFIX + "a"]}, "twice"),
-    ({"title": "t", "images": ["users/8/a.png"]}, "not under your prefix"),
-    ({"title": "t", "images": [f"{PREFIX}{n}.png" for n in range(201)]}, "at most 200"),
-])
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ([], "JSON object"),
+        ({"title": "t", "images": []}, "invalid album"),
+        ({"title": "", "images": [PREFIX + "a"]}, "invalid album"),
+        ({"images": [PREFIX + "a"]}, "invalid album"),
+        ({"title": "t", "images": [PREFIX + "a"], "notify_email": "not-an-email"}, "invalid album"),
+        ({"title": "t", "images": [PREFIX + "a"], "extra": 1}, "invalid album"),
+        ({"title": "t", "images": [PREFIX + "a", PREFIX + "a"]}, "twice"),
+        ({"title": "t", "images": ["users/8/a.png"]}, "not under your prefix"),
+        ({"title": "t", "images": [f"{PREFIX}{n}.png" for n in range(201)]}, "at most 200"),
+    ],
+)
 def test_bad_albums_are_refused_with_a_reason(payload: dict[str, Any], reason: str) -> None:
     with pytest.raises(InvalidAlbum, match=reason):
         parse_album(payload, PREFIX, 200)
 
 
-@pytest.mark.parametrize("key", [
-    "users/7/../8/a.png", "users/7//a.png", "users/7/./a.png", "users/7/a\\b.png",
-    "users/7/a\nb.png", "users/7/", "users/70/a.png", "x" * 2000,
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "users/7/../8/a.png",
+        "users/7//a.png",
+        "users/7/./a.png",
+        "users/7/a\\b.png",
+        "users/7/a\nb.png",
+        "users/7/",
+        "users/70/a.png",
+        "x" * 2000,
+    ],
+)
 def test_keys_that_could_escape_the_prefix_are_not_the_callers(key: str) -> None:
     assert not key_is_callers(key, PREFIX)
 
@@ -52,13 +67,16 @@ def test_a_key_of_printable_characters_up_to_200_is_kept_as_sent() -> None:
     assert parse_key("k" * 200) == "k" * 200
 
 
-@pytest.mark.parametrize(("key", "reason"), [
-    ("", "empty"),
-    ("k" * 201, "201 characters long; at most 200"),
-    ("tab\there", "printable"),
-    ("caf\u00e9", "printable"),
-    ("nul\x00", "printable"),
-])
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("", "empty"),
+        ("k" * 201, "201 characters long; at most 200"),
+        ("tab\there", "printable"),
+        ("caf\u00e9", "printable"),
+        ("nul\x00", "printable"),
+    ],
+)
 def test_an_unusable_key_is_refused_with_a_reason(key: str, reason: str) -> None:
     with pytest.raises(InvalidKey, match=reason) as refused:
         parse_key(key)
@@ -71,27 +89,55 @@ def test_the_same_album_has_the_same_fingerprint_and_another_album_another() -> 
         return fingerprint(parse_album(payload, PREFIX, 200))
 
     assert album() == album(title="  Summer ")  # as validated, spacing aside
-    assert len({album(), album(title="Winter"), album(images=[PREFIX + "a.png"]),
+    assert (
+        len(
+            {
+                album(),
+                album(title="Winter"),
+                album(images=[PREFIX + "a.png"]),
                 album(images=[PREFIX + "b.png", PREFIX + "a.png"]),
-                album(notify_email="me@example.com")}) == 5
+                album(notify_email="me@example.com"),
+            }
+        )
+        == 5
+    )
 
 
 def test_images_may_carry_a_caption_and_the_album_a_description() -> None:
-    album = parse_album({"title": "Summer", "description": " By the sea ", "images": [
-        PREFIX + "a.png", {"key": PREFIX + "b.png", "caption": " Beach\nat dusk "},
-        {"key": PREFIX + "c.png"}, {"key": PREFIX + "d.png", "caption": ""}]}, PREFIX, 200)
+    album = parse_album(
+        {
+            "title": "Summer",
+            "description": " By the sea ",
+            "images": [
+                PREFIX + "a.png",
+                {"key": PREFIX + "b.png", "caption": " Beach\nat dusk "},
+                {"key": PREFIX + "c.png"},
+                {"key": PREFIX + "d.png", "caption": ""},
+            ],
+        },
+        PREFIX,
+        200,
+    )
     assert album.images == [PREFIX + n for n in ("a.png", "b.png", "c.png", "d.png")]
     assert album.captions == [None, "Beach\nat dusk", None, None]
     assert album.description == "By the sea"
 
 
-@pytest.mark.parametrize(("image", "where"), [
-    ({"key": PREFIX + "a.png", "caption": "bell\x07"},
-     "images.0.caption: must not hold U+0007, a control character"),
-    ({"key": PREFIX + "a.png", "caption": "x" * 1001}, "images.0.caption: String should have at"),
-    ({"key": PREFIX + "a.png", "title": "x"}, "images.0.title: Extra inputs"),
-    ({"caption": "x"}, "images.0.key: Field required"),
-])
+@pytest.mark.parametrize(
+    ("image", "where"),
+    [
+        (
+            {"key": PREFIX + "a.png", "caption": "bell\x07"},
+            "images.0.caption: must not hold U+0007, a control character",
+        ),
+        (
+            {"key": PREFIX + "a.png", "caption": "x" * 1001},
+            "images.0.caption: String should have at",
+        ),
+        ({"key": PREFIX + "a.png", "title": "x"}, "images.0.title: Extra inputs"),
+        ({"caption": "x"}, "images.0.key: Field required"),
+    ],
+)
 def test_a_bad_image_object_is_refused_naming_its_place(image: dict[str, Any], where: str) -> None:
     with pytest.raises(InvalidAlbum) as refused:
         parse_album({"title": "t", "images": [image]}, PREFIX, 200)
@@ -100,8 +146,7 @@ def test_a_bad_image_object_is_refused_naming_its_place(image: dict[str, Any], w
 
 def test_a_description_with_control_characters_is_refused() -> None:
     with pytest.raises(InvalidAlbum) as refused:
-        parse_album({"title": "t", "description": "a\x1bb", "images": [PREFIX + "a"]}, PREFIX,
-                    200)
+        parse_album({"title": "t", "description": "a\x1bb", "images": [PREFIX + "a"]}, PREFIX, 200)
     assert "description" in refused.value.details[0]
 
 

@@ -144,12 +144,20 @@ SESSION_KEY = "unit-session-key-not-a-secret"
 def make_env(tmp_path: Any, s3_client: Any = None, **settings: Any) -> Env:
     """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given); a
     one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise."""
-    settings = {"facebook_page_id": "1000000000000001",
-                "facebook_page_token": SecretStr("unit-page-token"),
-                "token_encryption_keys": SecretStr(TOKEN_KEY),
-                "api_secret_key": SecretStr(SESSION_KEY), **settings}
-    config = ApiSettings(_env_file=None, database_url=store_url(tmp_path, "web.db"),  # type: ignore[call-arg]
-                         s3_endpoint_url=None, s3_bucket=BUCKET, **settings)
+    settings = {
+        "facebook_page_id": "1000000000000001",
+        "facebook_page_token": SecretStr("unit-page-token"),
+        "token_encryption_keys": SecretStr(TOKEN_KEY),
+        "api_secret_key": SecretStr(SESSION_KEY),
+        **settings,
+    }
+    config = ApiSettings(
+        _env_file=None,
+        database_url=store_url(tmp_path, "web.db"),  # type: ignore[call-arg]
+        s3_endpoint_url=None,
+        s3_bucket=BUCKET,
+        **settings,
+    )
     store = Store(config.database_url)
     app = _app_for(config, store)
     services = FakeServices(config, store, s3_client or FakeS3())
@@ -183,8 +191,11 @@ def _app_for(config: ApiSettings, store: Store) -> Flask:
 
 def _settings_key(config: ApiSettings) -> str:
     """Every setting but the store's URL, secrets included (their dump hides them)."""
-    values = {name: value.get_secret_value() if isinstance(value, SecretStr) else value
-              for name, value in config if name != "database_url"}
+    values = {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for name, value in config
+        if name != "database_url"
+    }
     return repr(sorted(values.items()))
 
 
@@ -288,15 +299,22 @@ def test_the_publish_page_shows_only_the_users_photos(client: FlaskClient, env: 
     env.put(f"{other.prefix}trip/theirs.png", png(8, 8))
     page = client.get("/albums/new").get_data(as_text=True)
     assert "trip/mine.png" in page and "theirs.png" not in page
-    assert f'/thumbnails/{env.user.prefix}trip/mine.png' in page
+    assert f"/thumbnails/{env.user.prefix}trip/mine.png" in page
 
 
 def test_publishing_creates_the_album_and_its_messages(client: FlaskClient, env: Env) -> None:
     keys = [f"{env.user.prefix}trip/{n}.png" for n in range(3)]
     for key in keys:
         env.put(key, png(8, 8))
-    response = client.post("/albums/new", data={
-        "title": "Summer", "images": keys[:2], "notify_email": "", "csrf_token": csrf(client)})
+    response = client.post(
+        "/albums/new",
+        data={
+            "title": "Summer",
+            "images": keys[:2],
+            "notify_email": "",
+            "csrf_token": csrf(client),
+        },
+    )
     assert response.status_code == 303
     album_id = response.location.rsplit("/", 1)[1]
     album = env.store.album(album_id, env.user.id)
@@ -331,14 +349,18 @@ def test_a_form_sent_twice_publishes_one_album(client: FlaskClient, env: Env) ->
     assert len(env.store.albums(env.user.id)) == 1
 
 
-@pytest.mark.parametrize(("form", "reason"), [
-    ({"title": "x"}, "Pick at least one photo"),
-    ({"title": "", "images": ["users/1/a.png"]}, "Give the album a title"),
-    ({"title": "x", "images": ["users/999/a.png"]}, "not under your prefix"),
-    ({"title": "x", "images": ["users/1/a.png"], "notify_email": "nope"}, "Invalid album"),
-])
+@pytest.mark.parametrize(
+    ("form", "reason"),
+    [
+        ({"title": "x"}, "Pick at least one photo"),
+        ({"title": "", "images": ["users/1/a.png"]}, "Give the album a title"),
+        ({"title": "x", "images": ["users/999/a.png"]}, "not under your prefix"),
+        ({"title": "x", "images": ["users/1/a.png"], "notify_email": "nope"}, "Invalid album"),
+    ],
+)
 def test_a_bad_album_is_refused_with_a_reason_and_nothing_is_sent(
-        client: FlaskClient, env: Env, form: dict[str, Any], reason: str) -> None:
+    client: FlaskClient, env: Env, form: dict[str, Any], reason: str
+) -> None:
     response = client.post("/albums/new", data={**form, "csrf_token": csrf(client)})
     assert response.status_code == 422
     assert reason in response.get_data(as_text=True)
@@ -354,8 +376,12 @@ def _mixed_album(env: Env) -> str:
     queued, uploading, retrying, uploaded, failed = env.image_ids(album_id)
     env.store.start_attempt(uploading)
     env.store.start_attempt(retrying)
-    env.store.record_retrying(retrying, "Facebook had a temporary service error (code 2)", 2,
-                              datetime(2030, 1, 2, 14, 3, 5))
+    env.store.record_retrying(
+        retrying,
+        "Facebook had a temporary service error (code 2)",
+        2,
+        datetime(2030, 1, 2, 14, 3, 5),
+    )
     env.store.start_attempt(uploaded)
     env.store.record_uploaded(uploaded, "777")
     env.store.start_attempt(failed)
@@ -365,13 +391,25 @@ def _mixed_album(env: Env) -> str:
 
 def test_the_album_page_says_each_images_state_in_words(client: FlaskClient, env: Env) -> None:
     page = client.get(f"/albums/{_mixed_album(env)}").get_data(as_text=True)
-    for words in ("Queued", "Waiting to upload", "Uploading", "Sending to Facebook",
-                  "Retrying", "Facebook had a temporary service error", "Next try at",
-                  'datetime="2030-01-02T14:03:05Z"', "2030-01-02 14:03:05 UTC", "Uploaded",
-                  "https://www.facebook.com/photo.php?fbid=777", "Failed",
-                  "Facebook refused the image: rejected image", "(code 324)",
-                  "1 of 5 photos on Facebook, 1 failed, 3 to go", "Retry failed images",
-                  'aria-valuenow="1"'):
+    for words in (
+        "Queued",
+        "Waiting to upload",
+        "Uploading",
+        "Sending to Facebook",
+        "Retrying",
+        "Facebook had a temporary service error",
+        "Next try at",
+        'datetime="2030-01-02T14:03:05Z"',
+        "2030-01-02 14:03:05 UTC",
+        "Uploaded",
+        "https://www.facebook.com/photo.php?fbid=777",
+        "Failed",
+        "Facebook refused the image: rejected image",
+        "(code 324)",
+        "1 of 5 photos on Facebook, 1 failed, 3 to go",
+        "Retry failed images",
+        'aria-valuenow="1"',
+    ):
         assert words in page, words
     assert 'data-role="retry" hidden' not in page
 
@@ -396,8 +434,10 @@ def test_another_users_album_is_not_found(client: FlaskClient, env: Env) -> None
     response = client.get(f"/albums/{album_id}")
     assert response.status_code == 404 and "no such album" in response.get_data(as_text=True)
     assert client.get(f"/albums/{album_id}/events").status_code == 404
-    assert client.post(f"/albums/{album_id}/retry",
-                       data={"csrf_token": csrf(client)}).status_code == 404
+    assert (
+        client.post(f"/albums/{album_id}/retry", data={"csrf_token": csrf(client)}).status_code
+        == 404
+    )
 
 
 def test_the_album_list_shows_each_outcome(client: FlaskClient, env: Env) -> None:
@@ -427,15 +467,17 @@ def test_pages_forbid_framing_and_foreign_scripts(client: FlaskClient) -> None:
 def events_of(body: str) -> list[tuple[str, Any]]:
     found = []
     for block in body.split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line
-                     and not line.startswith(":"))
+        lines = dict(
+            line.split(": ", 1)
+            for line in block.splitlines()
+            if ": " in line and not line.startswith(":")
+        )
         if "event" in lines:
             found.append((lines["event"], json.loads(lines["data"])))
     return found
 
 
-def test_the_stream_sends_the_album_and_ends_once_it_settled(client: FlaskClient,
-                                                              env: Env) -> None:
+def test_the_stream_sends_the_album_and_ends_once_it_settled(client: FlaskClient, env: Env) -> None:
     album_id = env.album("Done", 1)
     (image,) = env.image_ids(album_id)
     env.store.record_uploaded(image, "9")
@@ -448,8 +490,7 @@ def test_the_stream_sends_the_album_and_ends_once_it_settled(client: FlaskClient
     assert album["images"][0]["fb_url"] == "https://www.facebook.com/photo.php?fbid=9"
 
 
-def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient,
-                                                          env: Env) -> None:
+def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient, env: Env) -> None:
     album_id = env.album("Busy", 2)
     first, _ = env.image_ids(album_id)
     env.clock.at(0.3, lambda: env.store.start_attempt(first))
@@ -463,8 +504,7 @@ def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient,
 def test_streams_past_the_limit_get_a_snapshot_and_reconnect(tmp_path: Any, aws: Any) -> None:
     # The user's own share (API_SSE_STREAMS_PER_USER, tests/unit/test_limits.py) set above
     # the process's: this is the process's limit.
-    env = make_env(tmp_path, aws, api_sse_streams=1, api_sse_streams_per_user=2,
-                   api_sse_max_s=5.0)
+    env = make_env(tmp_path, aws, api_sse_streams=1, api_sse_streams_per_user=2, api_sse_max_s=5.0)
     client = env.app.test_client()
     sign_in(client, env.token)
     album_id = env.album("Busy", 1)
@@ -482,10 +522,15 @@ def test_streams_past_the_limit_get_a_snapshot_and_reconnect(tmp_path: Any, aws:
 def test_retry_reopens_the_failed_images(client: FlaskClient, env: Env) -> None:
     album_id = _mixed_album(env)
     token = csrf(client)
-    response = client.post(f"/albums/{album_id}/retry", data={"csrf_token": token},
-                           headers={"Accept": "application/json"})
+    response = client.post(
+        f"/albums/{album_id}/retry",
+        data={"csrf_token": token},
+        headers={"Accept": "application/json"},
+    )
     assert response.status_code == 202 and response.json == {
-        "reopened": 1, "message": "Trying 1 photo again."}
+        "reopened": 1,
+        "message": "Trying 1 photo again.",
+    }
     album = env.store.album(album_id)
     assert album is not None and all(image.state != "failed" for image in album.images)
     again = client.post(f"/albums/{album_id}/retry", data={"csrf_token": token})
@@ -530,14 +575,19 @@ def test_a_file_that_is_no_image_gets_a_placeholder(client: FlaskClient, env: En
 # -- words ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("error", "expected"), [
-    (REFUSED, ("Facebook refused the image: rejected image", "code 324")),
-    ("Facebook is temporarily unavailable (HTTP 503)",
-     ("Facebook is temporarily unavailable", "HTTP 503")),
-    ("not found in the bucket", ("The file is no longer in your storage", None)),
-    ("internal error: KeyError: 'x'", ("Something went wrong on our side", None)),
-    (None, ("", None)),
-])
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (REFUSED, ("Facebook refused the image: rejected image", "code 324")),
+        (
+            "Facebook is temporarily unavailable (HTTP 503)",
+            ("Facebook is temporarily unavailable", "HTTP 503"),
+        ),
+        ("not found in the bucket", ("The file is no longer in your storage", None)),
+        ("internal error: KeyError: 'x'", ("Something went wrong on our side", None)),
+        (None, ("", None)),
+    ],
+)
 def test_reasons_are_plain_words(error: str | None, expected: tuple[str, str | None]) -> None:
     assert plain_reason(error) == expected
 
