@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import update
 
 from shared.contracts import fencing
+from shared.contracts.messages import ImageUploadRequested, decode
 from shared.store import OutboxMessage, Store
 from shared.store import repository as repository_module
 from shared.store.tables import Image, utcnow
-from tests.integration.helpers import upload_of
 from tests.present import present
 
 from .store_blips import age_image
@@ -36,8 +36,13 @@ def new_album(store: Store, n: int) -> tuple[str, list[int]]:
 
 
 def mine(rows: list[OutboxMessage], album_id: str) -> list[int]:
+    """The image ids of this album's upload requests among `rows` (the PostgreSQL database is
+    shared by the session's tests: another test's rows, of any kind, may be claimed too)."""
+    messages = (decode(row.body) for row in rows)
     return sorted(
-        m.image_id for m in (upload_of(row.body) for row in rows) if m.album_id == album_id
+        m.image_id
+        for m in messages
+        if isinstance(m, ImageUploadRequested) and m.album_id == album_id
     )
 
 

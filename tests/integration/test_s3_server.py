@@ -50,8 +50,13 @@ def test_the_stand_in_answers_s3_on_one_kept_connection(
     opened: list[Any] = []
     real_connect = socket.socket.connect
 
+    port = int(endpoint.rsplit(":", 1)[1])
+
     def connect(sock: socket.socket, address: Any) -> None:
-        opened.append(address)
+        # Only the client's connections to the stand-in: another test's background thread
+        # (a consumer reconnecting to its stopped node) may connect meanwhile.
+        if isinstance(address, tuple) and address[1:2] == (port,):
+            opened.append(address)
         real_connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
