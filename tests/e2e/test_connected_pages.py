@@ -325,6 +325,12 @@ def test_on_the_post_path_a_revoked_token_pauses_and_reconnecting_posts_each_pho
     assert len(reconnect_mails(system, user["email"])) == 1
 
 
+def paused_post(system: System, token: str, album_id: str) -> dict[str, Any] | None:
+    """The album's multi-photo post once it is paused (waiting for its Page), else None."""
+    post: dict[str, Any] = system.album(token, album_id)["destination"]["post"]
+    return post if post["state"] == "paused" else None
+
+
 def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_reconnect_resumes(
     system: System,
 ) -> None:
@@ -367,8 +373,14 @@ def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_rec
     )
     assert {i["state"] for i in stopped["images"]} == {"uploaded", "failed"}
     assert all("blocked" in i["error"] for i in stopped["images"] if i["state"] == "failed")
-    # Its photos already sent wait for the Page too: their post is not refused for good.
-    assert stopped["destination"]["post"]["state"] == "pending"
+    # Its photos already sent wait for the Page too: their post pauses, not refused for good.
+    post = wait_for(
+        lambda: paused_post(system, user["token"], stopped_id),
+        timeout=30,
+        every=0.2,
+        what="the blocked album's post to pause",
+    )
+    assert "reconnect" in post["error"]
     waiting = wait_for(
         lambda: images_stopped(system, user["token"], waiting_id),
         timeout=60,
@@ -395,8 +407,8 @@ def test_on_the_post_path_a_policy_block_stops_the_album_pauses_the_next_and_rec
     resumed = system.wait_settled(user["token"], waiting_id)
     assert resumed["state"] == "done"
     assert_posted_once(system, user, resumed, next_hashes)
-    # The stopped album's sent photos go out in its post once the Page is back (the post
-    # waits out its pause, up to a minute), the failed ones never.
+    # The stopped album's sent photos go out in its post once the Page is back (the reconnect
+    # requests the paused post again), the failed ones never.
     stopped = system.wait_settled(user["token"], stopped_id, timeout=120)
     assert stopped["state"] == "done_with_failures"
     assert_posted_once(system, user, stopped, stopped_hashes)
