@@ -58,7 +58,10 @@ def test_a_process_that_cannot_bind_fails_the_start_at_once_with_its_reason(tmp_
     until a timeout: the harness names the process and shows its log."""
     system = e2e_system(tmp_path, "amqp://guest:guest@127.0.0.1:1/%2F")
     try:
-        with socket.create_server(("127.0.0.1", system.ports["graph"])):
+        # Bound, not listening (as an outgoing connection's port is): a listening socket would
+        # answer the harness's look for the stand-in before the stand-in's own bind failed.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", system.ports["graph"]))
             with pytest.raises(ProcessDied, match="Address already in use"):
                 system.start_stand_ins(timeout=600)
     finally:
