@@ -58,7 +58,9 @@ def decode(text: str | None) -> AlbumCursor | None:
 
 
 def parse_limit(text: str | None, default: int = DEFAULT_LIMIT) -> int:
-    if text is None or text == "":
+    # An empty `limit=` is a limit sent without a number, refused like any other non-number
+    # (the fuzzer found it taken as the default); only a missing one means the default.
+    if text is None:
         return default
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidPaging(f"limit: a whole number from 1 to {MAX_LIMIT}")

@@ -65,6 +65,7 @@ def test_a_page_keeps_the_fields_clients_read(env: Env) -> None:
 @pytest.mark.parametrize(
     "query",
     [
+        "?limit=",
         "?limit=0",
         "?limit=501",
         "?limit=x",
