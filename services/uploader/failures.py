@@ -29,6 +29,9 @@ from shared.policies.retry_policy import Failure, FailureKind
 
 log = logging.getLogger(__name__)
 
+#: The Graph codes that stop a whole Page, not one call: its token refused (expired or revoked),
+#: or the Page blocked by Facebook for a policy breach. Photos and the post pause on them.
+TOKEN_REFUSED, PAGE_BLOCKED = 190, 368
 THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
 AUTH_CODES = frozenset({190, 102, 10, *range(200, 300)})
 TRANSIENT_CODES = frozenset({1, 2, 341})

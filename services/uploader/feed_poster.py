@@ -30,7 +30,7 @@ from shared.policies.fate import Route
 from shared.policies.retry_policy import Failure, FailureKind, RetryPolicy
 from shared.store import PageState, Store
 
-from .failures import classify, may_have_landed
+from .failures import PAGE_BLOCKED, TOKEN_REFUSED, classify, may_have_landed
 from .handler import Policy
 from .pages import BLOCKED_REASON, RECONNECT_REASON, PageClient, PagePaused
 
@@ -41,7 +41,6 @@ QUEUE = topology.FEED_POSTS
 #: is looked for minutes after it was sent, not days.
 _POSTS_LOOKED_AT = 100
 #: Graph's codes that stop the whole Page: its token refused, the Page blocked.
-_TOKEN_REFUSED, _PAGE_BLOCKED = 190, 368
 #: A post whose Page was reconnected under it goes again this soon (no attempt spent).
 _RECONNECTED_WAIT_S = 1.0
 
@@ -115,19 +114,18 @@ class FeedPoster:
         look_first: bool,
     ) -> None:
         """Post the album (unless an earlier attempt's post is found) and record the post."""
-        if look_first:
-            found = self._look_for_post(graph, message.album_id, photo_ids)
-            if found is not None:
-                log.info("album %s was already posted as %s", message.album_id, found)
-                self._outbox.send_rows(
-                    self._store.record_posted(message.album_id, message.settle_seq, found)
-                )
-                return
-        post_id = self._post(graph, message.album_id, title, photo_ids)
+        found = self._look_for_post(graph, message.album_id, photo_ids) if look_first else None
+        if found is not None:
+            log.info("album %s was already posted as %s", message.album_id, found)
+            post_id = found
+        else:
+            post_id = self._post(graph, message.album_id, title, photo_ids)
+            log.info(
+                "album %s posted as %s with %d photos", message.album_id, post_id, len(photo_ids)
+            )
         self._outbox.send_rows(
             self._store.record_posted(message.album_id, message.settle_seq, post_id)
         )
-        log.info("album %s posted as %s with %d photos", message.album_id, post_id, len(photo_ids))
 
     def _page_wide(
         self, message: messages.FeedPostRequested, exc: BaseException | None, sealed: bytes | None
@@ -136,12 +134,12 @@ class FeedPoster:
         (a 368 marks the Page blocked first, as for a photo). False (the failure stands) for
         other failures and for the single-tenant Page, which only its operator can fix."""
         code = exc.code if isinstance(exc, GraphError) else None
-        if code not in (_TOKEN_REFUSED, _PAGE_BLOCKED):
+        if code not in (TOKEN_REFUSED, PAGE_BLOCKED):
             return False
         owner = self._store.album_page(message.album_id)
         if owner is None or owner[1] is None:
             return False
-        if code == _PAGE_BLOCKED:
+        if code == PAGE_BLOCKED:
             self._store.set_page_state(owner[0], owner[1], PageState.BLOCKED)
             self._pause(message, BLOCKED_REASON, None)
         else:

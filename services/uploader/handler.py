@@ -36,6 +36,8 @@ from . import image_size, photo_limits, photo_match
 from .album_photos import AlbumPhotos
 from .circuit_breaker import CircuitBreaker
 from .failures import (
+    PAGE_BLOCKED,
+    TOKEN_REFUSED,
     AlbumBeingCreated,
     DuplicateNotFound,
     album_creation_refused,
@@ -61,7 +63,6 @@ _IN_FLIGHT_MARGIN_S = 5.0
 _DUPLICATE_POST = 506
 #: Graph's codes that stop a whole Page, not one photo: its token is no longer accepted, and
 #: Facebook blocked it for policy reasons (docs/facebook-login.md).
-_TOKEN_REFUSED, _PAGE_BLOCKED = 190, 368
 #: How often an image looks up its Page when a reconnect lands between the look and the pause.
 _PAGE_LOOKS = 3
 #: An image whose Page was reconnected under it goes again this soon (no attempt spent).
@@ -251,7 +252,7 @@ class ImageUploader:
         this album stop (give_up). True if the image was paused."""
         if self._pages is None or not self._pages.is_connected(message.album_id):
             return False  # the single-tenant Page: only its operator can fix it
-        if failure.code == _TOKEN_REFUSED:
+        if failure.code == TOKEN_REFUSED:
             if not self._store.pause_for_page(
                 message.image_id,
                 RECONNECT_REASON,
@@ -268,7 +269,7 @@ class ImageUploader:
                 "image %s paused: the Page's token was refused (code 190)", message.image_id
             )
             return True
-        if failure.code == _PAGE_BLOCKED:
+        if failure.code == PAGE_BLOCKED:
             self._pages.blocked(message.album_id)
         return False
 
@@ -593,7 +594,7 @@ class ImageUploader:
                 failure.reason,
                 failure.code,
                 letter,
-                stop_album=failure.kind is FailureKind.AUTH or failure.code == _PAGE_BLOCKED,
+                stop_album=failure.kind is FailureKind.AUTH or failure.code == PAGE_BLOCKED,
                 attempt=getattr(self._running, "attempt", None),
             )
         )
