@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from dev.images import png
+from services.api.fake_page_albums import FakePageAlbums
 from shared.contracts import messages, topology
 from shared.contracts.dead_letters import dead_letter
 from shared.store import UserView
@@ -27,18 +28,6 @@ from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
 
 ANN_PAGE = ("2000000000000002", "Ann's Secret Page")
 ANN_TITLE = "Ann's secret trip"
-
-
-class FakePageAlbums:
-    """The Page's albums without Facebook: one secret album on Ann's Page."""
-
-    def albums(self, page_id: str, token: str) -> list[dict[str, Any]]:
-        if page_id == ANN_PAGE[0]:
-            return [{"id": "314159", "name": "Ann's secret album"}]
-        return []
-
-    def has(self, page_id: str, token: str, album_id: str) -> bool:
-        return any(album["id"] == album_id for album in self.albums(page_id, token))
 
 
 @dataclass
@@ -73,9 +62,12 @@ class World:
 
 
 @pytest.fixture()
-def world(tmp_path: Any) -> World:
-    env = make_env(tmp_path, api_sse_max_s=1.0)
-    env.services._page_albums = FakePageAlbums()  # type: ignore[assignment]
+def world() -> World:
+    env = make_env(api_sse_max_s=1.0)
+    # The Page's albums without Facebook: one secret album on Ann's Page.
+    env.services._page_albums = FakePageAlbums(
+        {ANN_PAGE[0]: [{"id": "314159", "name": "Ann's secret album"}]}
+    )
     key = f"{env.user.prefix}trip/beach.png"
     env.put(key, png(16, 16))
     album_id = env.store.create_album(env.user.id, ANN_TITLE, None, [key, f"{key}.2"])[0]
