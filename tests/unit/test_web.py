@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,19 +156,44 @@ def make_env(s3_client: Any = None, **settings: Any) -> Env:
         **settings,
     }
     store = new_store()
-    config = ApiSettings(
-        _env_file=None,
-        database_url=url_of(store),  # type: ignore[call-arg]
-        s3_endpoint_url=None,
-        s3_bucket=BUCKET,
-        **settings,
-    )
+    config = _settings_for(url_of(store), settings)
     app = _app_for(config, store)
     services = FakeServices(config, store, s3_client or FakeS3())
     app.extensions["services"] = services
     services.s3.create_bucket(Bucket=BUCKET)
     user, token = store.create_user("ann@example.com")
     return Env(app, store, services, user, token)
+
+
+#: The unit apps' settings by what they are made from (the process environment included).
+_SETTINGS: dict[str, ApiSettings] = {}
+
+
+def _settings_for(database_url: str, settings: dict[str, Any]) -> ApiSettings:
+    """The settings made once: pydantic-settings reads every field's environment variable
+    (30 ms a time), and no test changes a settings object. (pytest names the running test in
+    the environment: that one variable is no setting.)"""
+    given = {"database_url": database_url, **settings}
+    environment = sorted(item for item in os.environ.items() if item[0] != "PYTEST_CURRENT_TEST")
+    key = repr((_plain(given), environment))
+    config = _SETTINGS.get(key)
+    if config is None:
+        config = _SETTINGS[key] = ApiSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            s3_endpoint_url=None,
+            s3_bucket=BUCKET,
+            **given,
+        )
+    return config
+
+
+def _plain(values: Any) -> list[tuple[str, Any]]:
+    """`values` (name, value) sorted, with the secrets in clear (their repr hides them)."""
+    items = values.items() if isinstance(values, dict) else values
+    return sorted(
+        (name, value.get_secret_value() if isinstance(value, SecretStr) else value)
+        for name, value in items
+    )
 
 
 #: The unit apps by their settings. Building one (its routes, its templates) was most of a web
@@ -194,12 +220,7 @@ def _app_for(config: ApiSettings, store: Store) -> Flask:
 
 def _settings_key(config: ApiSettings) -> str:
     """Every setting but the store's URL, secrets included (their dump hides them)."""
-    values = {
-        name: value.get_secret_value() if isinstance(value, SecretStr) else value
-        for name, value in config
-        if name != "database_url"
-    }
-    return repr(sorted(values.items()))
+    return repr(_plain([(name, value) for name, value in config if name != "database_url"]))
 
 
 @pytest.fixture()
