@@ -11,10 +11,13 @@ a test's threads must see one database.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import shutil
+import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shared.store import Store
 from shared.store.tables import Base
@@ -39,6 +42,27 @@ def new_store() -> Store:
     _pool.taken += 1
     _wipe(store, attributes)
     return store
+
+
+def snapshot(store: Store) -> sqlite3.Connection:
+    """A copy of the store's rows, in memory, for `restore` (SQLite's online backup)."""
+    copy = sqlite3.connect(":memory:", check_same_thread=False)
+    with contextlib.closing(store.engine.raw_connection()) as connection:
+        _sqlite(connection).backup(copy)
+    return copy
+
+
+def restore(store: Store, copy: sqlite3.Connection) -> None:
+    """Make the store's rows those of `copy`, as one test built them once: a fixture that
+    writes the same rows for every test copies them instead."""
+    with contextlib.closing(store.engine.raw_connection()) as connection:
+        copy.backup(_sqlite(connection))
+
+
+def _sqlite(connection: Any) -> sqlite3.Connection:
+    found = connection.driver_connection
+    assert isinstance(found, sqlite3.Connection)
+    return found
 
 
 def url_of(store: Store) -> str:

@@ -10,6 +10,7 @@ fails the test: a new route cannot escape it."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,8 @@ from dev.images import png
 from services.api.fake_page_albums import FakePageAlbums
 from shared.contracts import messages, topology
 from shared.contracts.dead_letters import dead_letter
-from shared.store import UserView
+from shared.store import Store, UserView
+from tests.unit import stores
 from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
 
 ANN_PAGE = ("2000000000000002", "Ann's Secret Page")
@@ -61,13 +63,58 @@ class World:
         ]
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """The world's rows and what the tests know of them, as the first test built them."""
+
+    rows: sqlite3.Connection
+    ann: tuple[UserView, str]
+    bob: tuple[UserView, str]
+    album_id: str
+    key: str
+    letter_id: str
+
+
+#: The world as built once (building it was most of each test's time: a dozen writes).
+_SAVED: list[_Saved] = []
+
+
 @pytest.fixture()
 def world() -> World:
-    env = make_env(api_sse_max_s=1.0)
+    if _SAVED:
+        saved = _SAVED[0]
+
+        def seed(store: Store) -> tuple[UserView, str]:
+            stores.restore(store, saved.rows)
+            return saved.ann
+
+        env = _env(seed)
+        env.put(saved.key, png(16, 16))
+        return World(env, *saved.bob, saved.album_id, saved.key, saved.letter_id)
+    world = _build_world(_env(None))
+    _SAVED.append(
+        _Saved(
+            stores.snapshot(world.env.store),
+            (world.env.user, world.env.token),
+            (world.bob, world.bob_token),
+            world.album_id,
+            world.key,
+            world.letter_id,
+        )
+    )
+    return world
+
+
+def _env(seed: Callable[[Store], tuple[UserView, str]] | None) -> Env:
+    env = make_env(seed=seed, api_sse_max_s=1.0)
     # The Page's albums without Facebook: one secret album on Ann's Page.
     env.services._page_albums = FakePageAlbums(
         {ANN_PAGE[0]: [{"id": "314159", "name": "Ann's secret album"}]}
     )
+    return env
+
+
+def _build_world(env: Env) -> World:
     key = f"{env.user.prefix}trip/beach.png"
     env.put(key, png(16, 16))
     album_id = env.store.create_album(env.user.id, ANN_TITLE, None, [key, f"{key}.2"])[0]

@@ -145,9 +145,14 @@ TOKEN_KEY = "fLjyrUJr8Ku8PZ3I6lHOxiJEeP6r6Lw3-4A1LnUqlxw="
 SESSION_KEY = "unit-session-key-not-a-secret"
 
 
-def make_env(s3_client: Any = None, **settings: Any) -> Env:
+def make_env(
+    s3_client: Any = None,
+    seed: Callable[[Store], tuple[UserView, str]] | None = None,
+    **settings: Any,
+) -> Env:
     """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given); a
-    one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise."""
+    one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise. `seed`
+    fills the empty store and gives its user and token (by default Ann, and nothing else)."""
     settings = {
         "facebook_page_id": "1000000000000001",
         "facebook_page_token": SecretStr("unit-page-token"),
@@ -161,8 +166,12 @@ def make_env(s3_client: Any = None, **settings: Any) -> Env:
     services = FakeServices(config, store, s3_client or FakeS3())
     app.extensions["services"] = services
     services.s3.create_bucket(Bucket=BUCKET)
-    user, token = store.create_user("ann@example.com")
+    user, token = (seed or _ann)(store)
     return Env(app, store, services, user, token)
+
+
+def _ann(store: Store) -> tuple[UserView, str]:
+    return store.create_user("ann@example.com")
 
 
 #: The unit apps' settings by what they are made from (the process environment included).
