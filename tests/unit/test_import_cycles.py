@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.unit.source_tree import ROOT, modules, statements
+from tests.unit.source_tree import ROOT, Module, modules
 
 
 def module_name(path: Path) -> str:
@@ -20,13 +20,13 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(path: Path, known: set[str], tree: ast.Module) -> set[str]:
+def imported_modules(path: Path, known: set[str], module: Module) -> set[str]:
     """The modules of ours `path` imports anywhere in it (top level, functions, TYPE_CHECKING
     aside: those never run)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in statements(tree, skip=_is_type_checking):
+    for node in module.imports:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -47,18 +47,12 @@ def _absolute(node: ast.ImportFrom, package: str) -> str:
     return f"{base}.{node.module}" if node.module else base
 
 
-def _is_type_checking(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.If)
-        and isinstance(node.test, ast.Name)
-        and node.test.id == "TYPE_CHECKING"
-    )
-
-
 def import_graph() -> dict[str, set[str]]:
     parsed = modules()
     known = {module_name(path) for path in parsed}
-    return {module_name(path): imported_modules(path, known, tree) for path, tree in parsed.items()}
+    return {
+        module_name(path): imported_modules(path, known, module) for path, module in parsed.items()
+    }
 
 
 def cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:

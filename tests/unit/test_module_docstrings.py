@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import ast
-
 from tests.unit.source_tree import ROOT, modules
 
 
 def test_every_module_says_what_it_is_for() -> None:
     missing = [
-        str(path.relative_to(ROOT))
-        for path, tree in modules().items()
-        if not ast.get_docstring(tree)
+        str(path.relative_to(ROOT)) for path, module in modules().items() if not module.docstring
     ]
     assert missing == []
