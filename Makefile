@@ -106,8 +106,10 @@ test: $(DEV_STAMP) broker browser
 	$(FORMAT_CHECK)
 	@# The layers' import rules (pyproject.toml's [tool.importlinter]; README: Layout).
 	$(BIN)/lint-imports
-	$(MYPY)
-	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m "not slow"
+	@# mypy beside pytest where a core is spare (dev/alongside.py): its report follows pytest's,
+	@# and either failing fails the target.
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m dev.alongside --beside "$(MYPY)" -- \
+	  $(BIN)/pytest -q -m "not slow"
 
 test-all: test
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m slow

@@ -134,6 +134,16 @@ def test_make_test_runs_the_audit(tree: Path) -> None:
     assert "dev.audit" in _dry_run(tree, "test")
 
 
+def test_make_test_type_checks_everything_beside_the_tests(tree: Path) -> None:
+    """mypy over TYPED runs beside pytest (dev/alongside.py), which reports both and fails
+    when either fails, instead of before it."""
+    commands = _dry_run(tree, "test").replace("\\\n", " ")
+    [line] = [line for line in commands.splitlines() if "dev.alongside" in line]
+    assert '--beside ".venv/bin/mypy shared services dev bench chaos tests"' in line, line
+    assert line.split(" -- ")[1].split() == [".venv/bin/pytest", "-q", "-m", '"not', 'slow"']
+    assert not [c for c in commands.splitlines() if c.startswith(".venv/bin/mypy")], commands
+
+
 def test_python_defaults_to_python3() -> None:
     assert "PYTHON ?= python3\n" in (ROOT / "Makefile").read_text()
 
