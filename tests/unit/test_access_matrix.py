@@ -26,7 +26,7 @@ from shared.contracts import messages, topology
 from shared.contracts.dead_letters import dead_letter
 from shared.store import Store, UserView
 from tests.unit import stores
-from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
+from tests.unit.test_web import REFUSED, Env, csrf, make_env, seeded_env, sign_in
 
 ANN_PAGE = ("2000000000000002", "Ann's Secret Page")
 ANN_TITLE = "Ann's secret trip"
@@ -106,7 +106,7 @@ def world() -> World:
 
 
 def _env(seed: Callable[[Store], tuple[UserView, str]] | None) -> Env:
-    env = make_env(seed=seed, api_sse_max_s=1.0)
+    env = seeded_env(seed, api_sse_max_s=1.0) if seed else make_env(api_sse_max_s=1.0)
     # The Page's albums without Facebook: one secret album on Ann's Page.
     env.services._page_albums = FakePageAlbums(
         {ANN_PAGE[0]: [{"id": "314159", "name": "Ann's secret album"}]}

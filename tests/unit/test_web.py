@@ -145,14 +145,18 @@ TOKEN_KEY = "fLjyrUJr8Ku8PZ3I6lHOxiJEeP6r6Lw3-4A1LnUqlxw="
 SESSION_KEY = "unit-session-key-not-a-secret"
 
 
-def make_env(
-    s3_client: Any = None,
-    seed: Callable[[Store], tuple[UserView, str]] | None = None,
-    **settings: Any,
-) -> Env:
+def make_env(s3_client: Any = None, **settings: Any) -> Env:
     """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given); a
-    one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise. `seed`
-    fills the empty store and gives its user and token (by default Ann, and nothing else)."""
+    one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise. Its
+    store holds one user, Ann."""
+    return seeded_env(_ann, s3_client, **settings)
+
+
+def seeded_env(
+    seed: Callable[[Store], tuple[UserView, str]], s3_client: Any = None, **settings: Any
+) -> Env:
+    """`make_env` with the rows `seed` writes into the empty store; it gives the user and
+    token the env signs in with."""
     settings = {
         "facebook_page_id": "1000000000000001",
         "facebook_page_token": SecretStr("unit-page-token"),
@@ -166,7 +170,7 @@ def make_env(
     services = FakeServices(config, store, s3_client or FakeS3())
     app.extensions["services"] = services
     services.s3.create_bucket(Bucket=BUCKET)
-    user, token = (seed or _ann)(store)
+    user, token = seed(store)
     return Env(app, store, services, user, token)
 
 
