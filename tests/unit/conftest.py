@@ -20,7 +20,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,18 +56,6 @@ class Refusals:
         """Fail the test that had anything refused."""
         if self.seen:
             pytest.fail("refused in a unit test: " + "; ".join(self.seen), pytrace=False)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A socket left unclosed fails a unit test, though pyproject.toml tolerates it in the
-    integration and e2e tests: a unit test has no client that could leave one."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.filterwarnings("error::ResourceWarning"))
-            item.add_marker(
-                pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
-            )
 
 
 @pytest.fixture(autouse=True)
