@@ -130,7 +130,8 @@ def record_and_send(
 
     Nothing after the commit may fail the request: the album is accepted then, and whatever
     this publish misses (the broker away, the store failing to mark the rows sent) the relay
-    sends. Returns the album and whether its messages were confirmed and marked now; raises
+    sends. Returns the album and whether the broker confirmed its messages now (their rows
+    are marked published just after, off the request's path: `Outbox.send_committed`); raises
     QuotaExceeded (nothing recorded) if the album does not fit in the user's daily quota."""
     pick_page = target_page(services)
     outbox = services.outbox  # built before the commit, so that cannot fail after it

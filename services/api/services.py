@@ -51,6 +51,15 @@ class Services:
                 self._outbox.start_relay(self._stop)
             return self._outbox
 
+    def finish(self) -> None:
+        """The process stops: so does the relay, and the rows requests saw confirmed are
+        marked published now rather than sent again by another process's relay."""
+        self._stop.set()
+        with self._lock:
+            outbox = self._outbox
+        if outbox is not None:
+            outbox.flush_marks()
+
     @property
     def cipher(self) -> TokenCipher:
         """Seals and opens the connected Pages' tokens (TOKEN_ENCRYPTION_KEYS)."""
