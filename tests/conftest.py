@@ -7,6 +7,7 @@ never see each other's queues on a shared broker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -156,9 +157,9 @@ def sqlite_store(tmp_path: object) -> Store:
     return store
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for the session, dropped at the end."""
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database, dropped at the end (skips the test where none answers)."""
     admin_url = os.environ.get("POSTGRES_ADMIN_URL", DEFAULT_PG_URL)
     parts = urlsplit(admin_url)
     if not _answers(parts.hostname or "127.0.0.1", parts.port or 5432):
@@ -169,10 +170,19 @@ def postgres_url() -> Iterator[str]:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session, dropped at the end."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -4,9 +4,18 @@ ask for, the Page it goes to, and the commit with its outbox rows followed by th
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from shared.store import Created, Destination, PageState, QuotaExceeded, UserView
+from shared.store import (
+    Created,
+    Destination,
+    PagePick,
+    PageState,
+    PageView,
+    QuotaExceeded,
+    UserView,
+)
 
 from .api_errors import error_response
 from .idempotency import fingerprint
@@ -29,10 +38,14 @@ class NoPage(Exception):
         self.reason = reason
 
 
-def target_page(services: Services, user_id: int) -> str | None:
-    """The Page a new album of the user's publishes to, recorded with it: the user's
-    connected Page, else None for the single-tenant Page; NoPage if there is neither."""
-    page = services.store.page(user_id)
+def target_page(services: Services) -> PagePick:
+    """What picks the Page a new album of the user's publishes to, recorded with it, from
+    their connected Page (read in the album's transaction): that Page, else None for the
+    single-tenant Page; NoPage if there is neither."""
+    return functools.partial(_pick_page, services.settings.single_tenant_page is not None)
+
+
+def _pick_page(single_tenant: bool, page: PageView | None) -> str | None:
     if page is not None:
         if page.state != PageState.CONNECTED:
             raise NoPage(
@@ -41,7 +54,7 @@ def target_page(services: Services, user_id: int) -> str | None:
                 "open /connect/facebook"
             )
         return page.page_id
-    if services.settings.single_tenant_page is not None:
+    if single_tenant:
         return None
     raise NoPage("connect a Facebook Page first: open /connect/facebook in a browser")
 
@@ -117,9 +130,10 @@ def record_and_send(
 
     Nothing after the commit may fail the request: the album is accepted then, and whatever
     this publish misses (the broker away, the store failing to mark the rows sent) the relay
-    sends. Returns the album and whether its messages were confirmed and marked now; raises
+    sends. Returns the album and whether the broker confirmed its messages now (their rows
+    are marked published just after, off the request's path: `Outbox.send_committed`); raises
     QuotaExceeded (nothing recorded) if the album does not fit in the user's daily quota."""
-    page_id = target_page(services, user_id)
+    pick_page = target_page(services)
     outbox = services.outbox  # built before the commit, so that cannot fail after it
     destination = (album.destination.kind, album.destination.id)
     window = services.settings.album_window
@@ -132,7 +146,7 @@ def record_and_send(
             album.images,
             album.captions,
             album.description,
-            page_id=page_id,
+            pick_page=pick_page,
             destination=destination,
             window=window,
             images_per_day=quota,
@@ -148,7 +162,7 @@ def record_and_send(
             album.images,
             album.captions,
             album.description,
-            page_id=page_id,
+            pick_page=pick_page,
             destination=destination,
             window=window,
             images_per_day=quota,

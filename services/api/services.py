@@ -53,15 +53,24 @@ class Services:
             return self._outbox
 
     def close(self, wait_s: float = 5.0) -> None:
-        """Stop the outbox relay and close the broker connection and the S3 client, once no
-        request uses them: left open, the publisher would hold its connection, and reconnect
-        after every loss, for as long as the process lives."""
+        """The process stops: the outbox relay stops, the rows requests saw confirmed are marked
+        published now (rather than sent again by another process's relay), and the broker
+        connection and the S3 client close, once no request uses them: left open, the publisher
+        would hold its connection, and reconnect after every loss, for as long as the process
+        lives."""
         self._stop.set()
         with self._lock:
-            relay, publisher, s3_client = self._relay, self._publisher, self._s3
+            outbox, relay, publisher, s3_client = (
+                self._outbox,
+                self._relay,
+                self._publisher,
+                self._s3,
+            )
             self._relay = self._publisher = self._s3 = None
         if relay is not None:
             relay.join(wait_s)
+        if outbox is not None:
+            outbox.flush_marks()
         if publisher is not None:
             publisher.close()
         if s3_client is not None:

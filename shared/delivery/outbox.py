@@ -1,7 +1,10 @@
 """The outbox relay: what a transaction recorded reaches the broker, now or once it is back.
 
 A service publishes its freshly committed rows at once (`send_rows`); the relay thread picks up
-whatever that missed (the broker was down, the process died between commit and publish).
+whatever that missed (the broker was down, the process died between commit and publish). A
+request that publishes after its commit (`send_committed`) leaves marking the confirmed rows
+published to a thread of its own (`published_marks.py`), so its answer waits for the broker's
+confirms and no second transaction.
 
 Each row's outcome is its own: a row the broker confirmed is marked published even when another
 row of the same batch was refused, so no consumer sees it twice for its neighbour's sake. A
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 from shared.broker.errors import Refused
 from shared.contracts import topology
 from shared.contracts.outgoing import Outgoing
+from shared.delivery.published_marks import PublishedMarks
 from shared.observability import log_context
 from shared.store import OutboxMessage, Store
 
@@ -96,6 +100,7 @@ class Outbox:
         self._grace = grace
         self._publisher = publisher
         self._timeout_s = timeout_s
+        self._marks = PublishedMarks(store)
 
     def broker_connected(self, wait_s: float) -> bool:
         """Whether the publisher holds a broker connection (waiting up to `wait_s`)."""
@@ -109,12 +114,17 @@ class Outbox:
         outcomes = self._send(rows)
         return len(outcomes.confirmed) == len(rows)
 
-    def _send(self, rows: Sequence[OutboxMessage]) -> Outcomes:
+    def _send(
+        self,
+        rows: Sequence[OutboxMessage],
+        mark: Callable[[Sequence[int]], None] | None = None,
+    ) -> Outcomes:
+        """Publish the rows; `mark` marks the confirmed ones published (the store, now)."""
         results = self._publisher.publish_outcomes(
             [row.outgoing() for row in rows], timeout=self._timeout_s
         )
         outcomes = sort_outcomes(rows, results)
-        self._store.mark_published(outcomes.confirmed)
+        (mark or self._store.mark_published)(outcomes.confirmed)
         _log_milestones(rows, outcomes.confirmed)
         for retry in self._store.record_refused(outcomes.refused):
             log.warning(
@@ -137,13 +147,22 @@ class Outbox:
 
     def send_committed(self, rows: Sequence[OutboxMessage]) -> bool:
         """`send_rows` for a caller whose change is committed, so can no longer fail: it never
-        raises. False if the relay must finish the job: not confirmed, or confirmed but not
-        marked published (the relay then sends the rows again; consumers are idempotent)."""
+        raises, and the confirmed rows are marked published just after, off the caller's path
+        (a mark that fails leaves them to the relay, which sends copies: consumers are
+        idempotent). True once the broker confirmed every row; False if the relay must send
+        some (not confirmed, or refused and waiting out its backoff)."""
+        if not rows:
+            return True
         try:
-            return self.send_rows(rows)
-        except Exception:  # the store failed after the broker confirmed: the relay finishes
+            outcomes = self._send(rows, mark=self._marks.add)
+        except Exception:  # the store failed recording a refusal: the relay finishes
             log.warning("outbox: %d messages left for the relay", len(rows), exc_info=True)
             return False
+        return len(outcomes.confirmed) == len(rows)
+
+    def flush_marks(self) -> None:
+        """Mark the confirmed rows still waiting for it now (a process about to stop)."""
+        self._marks.flush()
 
     def send_unrecorded(self, messages: Sequence[Outgoing]) -> None:
         """Publish messages that need no record (raises BrokerError if not confirmed)."""

@@ -7,7 +7,7 @@ read models handed out, `engine` how SQLite and PostgreSQL are set up.
 from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.daily_quota import QuotaExceeded
 from shared.store.engine import PG_CONNECT_ARGS, make_engine
-from shared.store.repository import KeyReused, Store, hash_token
+from shared.store.repository import KeyReused, PagePick, Store, hash_token
 from shared.store.tables import (
     DESTINATIONS,
     TERMINAL,
@@ -53,6 +53,7 @@ __all__ = [
     "NotificationClaim",
     "OutboxMessage",
     "PageCredentials",
+    "PagePick",
     "PageState",
     "PageView",
     "QuotaExceeded",

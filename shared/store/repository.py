@@ -13,7 +13,7 @@ import logging
 import secrets
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -23,6 +23,7 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    insert,
     or_,
     select,
     text,
@@ -35,10 +36,16 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from shared.contracts import fencing, messages, topology
 from shared.contracts.outgoing import Outgoing
-from shared.observability import log_context
 from shared.policies import album_rules
 from shared.store import album_listing, daily_quota
 from shared.store import dead_letter_index as letter_index
+from shared.store.album_insert import (
+    images_of_the_day,
+    insert_images,
+    insert_upload_rows,
+    outbox_row,
+    upload_message,
+)
 from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
@@ -94,6 +101,10 @@ from shared.store.views import (
 
 log = logging.getLogger(__name__)
 
+#: Picks the Page a new album publishes to from the user's connected Page (None: none), in the
+#: album's transaction: the id (None: the single-tenant Page); raises to record nothing.
+PagePick = Callable[[PageView | None], str | None]
+
 #: Ids per `IN (...)` of a bulk read: under every backend's limit on bound parameters.
 _IN_CHUNK = 500
 
@@ -114,7 +125,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        sqlite = self.engine.dialect.name == "sqlite"
+        sqlite = self._sqlite = self.engine.dialect.name == "sqlite"
         self._read_engine = (
             make_engine(url, read_only=True) if sqlite and ":memory:" not in url else self.engine
         )
@@ -247,13 +258,16 @@ class Store:
         destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
         window: int | None = None,
         images_per_day: int | None = None,
+        pick_page: PagePick | None = None,
     ) -> tuple[str, list[OutboxMessage]]:
         """Record an album, its images and the outbox messages of the first `window` images
         (None: of all), all or nothing; the others wait for their turn (`_release_turns`).
         `captions` go with `keys` by position (missing ones: no caption). `page_id`: the
-        Facebook Page it publishes to (None: the single-tenant Page); `destination`: its kind
-        and, for an existing album of the Page, that album's id. With `images_per_day`, raises
-        daily_quota.QuotaExceeded (and records nothing) if the album does not fit in it."""
+        Facebook Page it publishes to (None: the single-tenant Page), or `pick_page` picks it
+        from the user's connected Page, read in the same transaction (what it raises records
+        nothing); `destination`: its kind and, for an existing album of the Page, that album's
+        id. With `images_per_day`, raises daily_quota.QuotaExceeded (and records nothing) if
+        the album does not fit in it."""
         return self._insert_album(
             user_id,
             title,
@@ -265,6 +279,7 @@ class Store:
             destination=destination,
             window=window,
             images_per_day=images_per_day,
+            pick_page=pick_page,
         )
 
     def create_album_once(
@@ -281,6 +296,7 @@ class Store:
         destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
         window: int | None = None,
         images_per_day: int | None = None,
+        pick_page: PagePick | None = None,
     ) -> Created:
         """`create_album`, unless the user's idempotency `key` already created an album: then
         that album, with no messages (it has its own). `fingerprint` names the album asked
@@ -302,6 +318,7 @@ class Store:
                 destination,
                 window,
                 images_per_day,
+                pick_page,
             )
             return Created(album_id, rows, replayed=False)
         except IntegrityError:
@@ -326,18 +343,22 @@ class Store:
         destination: tuple[str, str | None] = (Destination.NEW_ALBUM, None),
         window: int | None = None,
         images_per_day: int | None = None,
+        pick_page: PagePick | None = None,
     ) -> tuple[str, list[OutboxMessage]]:
         album_id = uuid.uuid4().hex
         kind, existing = destination
         with self._tx() as s:
-            if images_per_day is not None:
+            if images_per_day is not None and not self._sqlite:
                 # First: the album's own row takes a share lock on the user's (its foreign
-                # key), and two of those waiting to become this lock would deadlock.
+                # key), and two of those waiting to become this lock would deadlock. (SQLite
+                # has one writer: its transaction is the lock.)
                 _lock_user(s, user_id)
+            if pick_page is not None:
+                page_id = pick_page(_page_view(s.get(PageConnection, user_id)))
             # An existing album is recorded as the album's Facebook album: the uploader's
             # claim finds it there and creates nothing.
-            s.add(
-                Album(
+            s.execute(
+                insert(Album).values(
                     id=album_id,
                     user_id=user_id,
                     title=title,
@@ -347,37 +368,23 @@ class Store:
                     destination=kind,
                     fb_album_id=existing if kind == Destination.EXISTING_ALBUM else None,
                     release_window=window,
+                    image_count=len(keys),
                 )
             )
-            s.flush()
             if idempotency is not None:
-                # Flushed before the images: a repeated key fails before any more work.
-                s.add(
-                    IdempotencyKey(
+                # Before the images: a repeated key fails before any more work.
+                s.execute(
+                    insert(IdempotencyKey).values(
                         user_id=user_id,
                         key=idempotency[0],
                         album_id=album_id,
                         fingerprint=idempotency[1],
                     )
                 )
-                s.flush()
             if images_per_day is not None:
-                _check_daily_quota(s, user_id, images_per_day, len(keys))
-            images = [
-                Image(
-                    album_id=album_id,
-                    position=i,
-                    key=key,
-                    caption=(captions[i] if i < len(captions) else None) or None,
-                    unreleased=True if window is not None and i >= window else None,
-                )
-                for i, key in enumerate(keys)
-            ]
-            s.add_all(images)
-            s.flush()
-            rows = [_upload_row(image) for image in images if not image.unreleased]
-            s.add_all(rows)
-            return album_id, rows
+                _check_daily_quota(s, user_id, album_id, images_per_day, len(keys))
+            released = insert_images(s, album_id, keys, captions, window)
+            return album_id, insert_upload_rows(s, album_id, released)
 
     def album(self, album_id: str, user_id: int | None = None) -> AlbumView | None:
         """The album, or None if it does not exist or belongs to another user."""
@@ -738,7 +745,7 @@ class Store:
                         error_code=values["error_code"],
                     )
                 )
-            rows = [_row(message) for message in extra]
+            rows = [outbox_row(message) for message in extra]
             s.add_all(rows)
             s.add_all(letter_index.records(extra))  # the desk's index, with the letter
             rows += _release_turns(s, album)
@@ -935,7 +942,7 @@ class Store:
             album.settled_at = utcnow()
             for name, value in values.items():
                 setattr(album, name, value)
-            rows = [_row(dead_letter)] if dead_letter is not None else []
+            rows = [outbox_row(dead_letter)] if dead_letter is not None else []
             if dead_letter is not None:
                 s.add_all(letter_index.records([dead_letter]))
             rows.append(_settled_row(s, album))
@@ -1155,8 +1162,7 @@ class Store:
 
     def page(self, user_id: int) -> PageView | None:
         with self._read() as s:
-            c = s.get(PageConnection, user_id)
-            return PageView(c.page_id, c.page_name, c.state, c.connected_at) if c else None
+            return _page_view(s.get(PageConnection, user_id))
 
     def album_page(self, album_id: str) -> tuple[int, str | None] | None:
         """The album's owner and the Page it publishes to (None: the single-tenant Page)."""
@@ -1444,10 +1450,13 @@ def _lock_user(s: Session, user_id: int) -> None:
     s.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
-def _check_daily_quota(s: Session, user_id: int, quota: int, requested: int) -> None:
-    """Raise QuotaExceeded unless the images fit beside those of the user's albums of the last
-    24 hours (under `_lock_user`); the album being inserted has no images yet."""
+def _check_daily_quota(s: Session, user_id: int, album_id: str, quota: int, requested: int) -> None:
+    """Raise QuotaExceeded unless album `album_id`'s images fit beside those of the user's other
+    albums of the last 24 hours (under `_lock_user`); the album being inserted has no images
+    yet. The day's albums one by one (to tell when it fits) only for an album that does not."""
     now = _db_time(s)
+    if images_of_the_day(s, user_id, now, besides=album_id) + requested <= quota:
+        return
     recent = s.execute(
         select(Album.created_at, func.count(Image.id))
         .join(Image, Image.album_id == Album.id)
@@ -1464,17 +1473,12 @@ def _check_daily_quota(s: Session, user_id: int, quota: int, requested: int) -> 
 
 
 def _outbox_row(message: messages.AnyMessage, queue: topology.WorkQueue) -> OutboxMessage:
-    return _row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
+    return outbox_row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
 
 
 def _upload_row(image: Image) -> OutboxMessage:
     """The message that asks for an image to be uploaded, after its latest attempt."""
-    row = _outbox_row(
-        messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id, key=image.key),
-        topology.IMAGE_UPLOADS,
-    )
-    row.headers = {**row.headers, fencing.FENCE_HEADER: image.attempts}
-    return row
+    return outbox_row(upload_message(image.album_id, image.id, image.key, image.attempts))
 
 
 def _db_time(s: Session) -> datetime:
@@ -1623,16 +1627,6 @@ def _resend(image: Image, now: datetime) -> None:
     if image.state == ImageState.RETRYING:
         image.next_attempt_at = now
     image.updated_at = now
-
-
-def _row(message: Outgoing) -> OutboxMessage:
-    return OutboxMessage(
-        exchange=message.exchange,
-        routing_key=message.routing_key,
-        message_id=message.message_id,
-        body=message.body,
-        headers=log_context.stamp(message.headers),
-    )
 
 
 def _images(s: Session, album_id: str) -> list[Image]:
@@ -1810,6 +1804,13 @@ def _waiting_for(image: Image) -> tuple[str, datetime | None]:
     if image.unreleased:
         return "its album's turn", image.queued_at
     return "an uploader to take its message", image.queued_at
+
+
+def _page_view(connection: PageConnection | None) -> PageView | None:
+    if connection is None:
+        return None
+    c = connection
+    return PageView(c.page_id, c.page_name, c.state, c.connected_at)
 
 
 def _user_view(user: User) -> UserView:

@@ -140,6 +140,10 @@ class Album(Base):
     #: (ALBUM_WINDOW when it was published; docs/fair-turns.md). NULL: no limit (an album
     #: from before turns, or a store used without them).
     release_window: Mapped[int | None]
+    #: How many images it holds (fixed when it is recorded): the daily quota sums these rather
+    #: than counting the day's images album by album. NULL: an album from before the count,
+    #: whose images are counted instead.
+    image_count: Mapped[int | None]
 
     # A user's albums page by page, newest first, by keyset (shared/store/album_listing.py):
     # each page is one range of this index however many albums the user has.

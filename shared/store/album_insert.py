@@ -1,0 +1,126 @@
+"""A new album's rows in a few statements, whatever its size: the work the publish request
+does in the store (issue 14's P1).
+
+The images and their upload messages go in one multi-row INSERT each. Their RETURNING rows are
+matched to what was inserted by a column of their own (an image's position, a message's id):
+a multi-row INSERT does not promise to return rows in order, and asking SQLAlchemy for that
+order (`sort_by_parameter_order`) makes it send one INSERT per row on SQLite. And the daily
+quota reads one row: the sum of the image counts the day's albums recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Table, func, insert, select
+from sqlalchemy.orm import Session
+
+from shared.contracts import fencing, messages, topology
+from shared.contracts.outgoing import Outgoing
+from shared.observability import log_context
+from shared.store import daily_quota
+from shared.store.tables import Album, Image, OutboxMessage
+
+# The tables themselves, not the ORM classes: an ORM bulk INSERT sends one statement per set
+# of columns its rows leave NULL (released images apart from waiting ones), and fills each row
+# through the mapper; Core sends the rows as they are.
+_IMAGES = cast(Table, Image.__table__)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+
+
+def upload_message(album_id: str, image_id: int, key: str, attempts: int) -> Outgoing:
+    """The message that asks for an image to be uploaded, after its attempt number
+    `attempts` (its fencing number: shared/contracts/fencing.py)."""
+    body = messages.encode(
+        messages.ImageUploadRequested(album_id=album_id, image_id=image_id, key=key)
+    )
+    return Outgoing(
+        topology.WORK_EXCHANGE,
+        topology.IMAGE_UPLOADS.routing_key,
+        body,
+        headers={fencing.FENCE_HEADER: attempts},
+    )
+
+
+def outbox_row(message: Outgoing) -> OutboxMessage:
+    """The outbox row of a message, stamped with the trace of the request or handler."""
+    return OutboxMessage(
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        message_id=message.message_id,
+        body=message.body,
+        headers=log_context.stamp(message.headers),
+    )
+
+
+def insert_images(
+    s: Session,
+    album_id: str,
+    keys: Sequence[str],
+    captions: Sequence[str | None],
+    window: int | None,
+) -> list[tuple[int, str]]:
+    """Insert the album's images in one statement: the first `window` released (None: all),
+    the others waiting for their turn. Returns the released ones' (id, key), in album order."""
+    released = len(keys) if window is None else min(window, len(keys))
+    params = [
+        {
+            "album_id": album_id,
+            "position": position,
+            "key": key,
+            "caption": (captions[position] if position < len(captions) else None) or None,
+            "unreleased": True if position >= released else None,
+        }
+        for position, key in enumerate(keys)
+    ]
+    returned = s.execute(insert(_IMAGES).returning(_IMAGES.c.position, _IMAGES.c.id), params)
+    ids: dict[int, int] = dict(returned.all())
+    return [(ids[position], keys[position]) for position in range(released)]
+
+
+def insert_upload_rows(
+    s: Session, album_id: str, images: Sequence[tuple[int, str]]
+) -> list[OutboxMessage]:
+    """Insert the upload message of each (id, key) of a new album's images in one statement;
+    returns the outbox rows, ids set, in the same order."""
+    if not images:
+        return []
+    rows = [outbox_row(upload_message(album_id, image_id, key, 0)) for image_id, key in images]
+    params = [
+        {
+            "exchange": row.exchange,
+            "routing_key": row.routing_key,
+            "message_id": row.message_id,
+            "body": row.body,
+            "headers": row.headers,
+        }
+        for row in rows
+    ]
+    returned = s.execute(insert(_OUTBOX).returning(_OUTBOX.c.message_id, _OUTBOX.c.id), params)
+    ids: dict[str, int] = dict(returned.all())
+    for row in rows:
+        row.id = ids[row.message_id]
+    return rows
+
+
+def images_of_the_day(s: Session, user_id: int, now: datetime, besides: str) -> int:
+    """How many images the user's albums of the last 24 hours hold, album `besides` left out
+    (the one being recorded), read as one row: each album's recorded count (an album from
+    before the count: its images counted)."""
+    counted = func.coalesce(
+        Album.image_count,
+        select(func.count(Image.id))
+        .where(Image.album_id == Album.id)
+        .correlate(Album)
+        .scalar_subquery(),
+    )
+    used = s.scalar(
+        select(func.coalesce(func.sum(counted), 0)).where(
+            Album.user_id == user_id,
+            Album.created_at > now - daily_quota.WINDOW,
+            Album.id != besides,
+        )
+    )
+    return int(used or 0)
