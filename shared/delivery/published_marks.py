@@ -29,6 +29,7 @@ class PublishedMarks:
         self._pending: list[int] = []
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     def add(self, ids: Sequence[int]) -> None:
         """Mark these confirmed rows published soon; returns at once."""
@@ -41,14 +42,26 @@ class PublishedMarks:
                 self._thread.start()
         self._wake.set()
 
-    def flush(self) -> None:
-        """Mark what waits now, on the caller's thread (a process about to stop)."""
+    def flush(self, wait_s: float = 5.0) -> None:
+        """Mark what waits now, on the caller's thread, and end the marking thread (a process
+        about to stop: nothing of it may be left running; a later `add` starts another)."""
+        with self._lock:
+            thread, self._stopping = self._thread, True
+        self._wake.set()
+        if thread is not None:
+            thread.join(wait_s)
         self._mark_pending()
+        with self._lock:
+            self._stopping = False
 
     def _run(self) -> None:
         while True:
             woken = self._wake.wait(_IDLE_S)
             self._wake.clear()
+            with self._lock:
+                if self._stopping:  # flush marks what is left, on its own thread
+                    self._thread = None
+                    return
             self._mark_pending()
             if not woken:
                 with self._lock:

@@ -75,3 +75,19 @@ def test_nothing_handed_over_starts_no_thread() -> None:
     marks: Any = marks_on(MarkingStore())
     marks.add([])
     assert marks._thread is None
+
+
+def test_flush_ends_the_marking_thread_and_a_later_mark_starts_another() -> None:
+    store = MarkingStore()
+    marks: Any = marks_on(store)
+    marks.add([1])
+    assert store.called.wait(5)
+    thread = marks._thread
+    assert thread is not None and thread.is_alive()
+    marks.flush()
+    assert not thread.is_alive()
+    store.called.clear()
+    marks.add([2])
+    assert store.called.wait(5)
+    assert [ids for ids, _ in store.calls] == [[1], [2]]
+    marks.flush()
