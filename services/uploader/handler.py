@@ -32,7 +32,7 @@ from shared.policies.retry_policy import Failure, FailureKind, RetryLater, Retry
 from shared.store import FbAlbumClaim, Start, Store
 from shared.store.tables import utcnow
 
-from . import image_size, photo_limits, photo_match
+from . import photo_limits, photo_match
 from .album_photos import AlbumPhotos
 from .circuit_breaker import CircuitBreaker
 from .failures import (
@@ -46,6 +46,7 @@ from .failures import (
 )
 from .pages import RECONNECT_REASON, PagePaused, Pages
 from .photo_match import Photo
+from .source import Source
 
 log = logging.getLogger(__name__)
 
@@ -374,46 +375,63 @@ class ImageUploader:
             # for: one that landed unrecorded stays unattached (Facebook drops it in a day);
             # the post attaches only the recorded id, so no photo is posted twice.
             return self._send(None, start)
-        size = start.size or image_size.read_size(self._s3, self._bucket, start.key)
-        if start.attempt != 1:
-            # An earlier attempt may have reached Facebook and died before recording the
-            # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
-            sent = self._find_sent(fb_album, message, start, size)
-            if sent is not None:
-                log.info("image %s was already on Facebook as %s", message.image_id, sent)
-                return sent
-        # Recorded before the send: from now on a photo may land (rivals wait for it), and
-        # the size recognises it later.
-        self._store.record_sending(message.image_id, None if start.size else size)
+        # The object is opened now only when its size must be read (the store does not hold
+        # it): from the first bytes the send streams, rather than a request of its own.
+        source = None if start.size else self._open(start)
         try:
-            photo_id = self._send(fb_album, start)
-        except GraphError as exc:
-            if exc.code != _DUPLICATE_POST:
-                raise
-            return self._existing_duplicate(fb_album, message, start, size)
+            size = start.size or (source.size() if source else None)
+            if start.attempt != 1:
+                # An earlier attempt may have reached Facebook and died before recording the
+                # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
+                sent = self._find_sent(fb_album, message, start, size)
+                if sent is not None:
+                    log.info("image %s was already on Facebook as %s", message.image_id, sent)
+                    return sent
+            # Recorded before the send: from now on a photo may land (rivals wait for it), and
+            # the size recognises it later.
+            self._store.record_sending(message.image_id, None if start.size else size)
+            try:
+                photo_id = self._send(fb_album, start, source)
+            except GraphError as exc:
+                if exc.code != _DUPLICATE_POST:
+                    raise
+                return self._existing_duplicate(fb_album, message, start, size)
+        finally:
+            if source is not None:
+                source.close()
         self._album_photos.add(fb_album, Photo(photo_id, start.caption, utcnow(), size))
         return photo_id
 
-    def _send(self, fb_album: str | None, start: Start) -> str:
-        """The image's stored object into `fb_album`, or (None) to the Page unpublished, for
-        the album's post."""
-        obj = self._s3.get_object(Bucket=self._bucket, Key=start.key)
-        filename = posixpath.basename(start.key) or "image"
-        content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
+    def _open(self, start: Start) -> Source:
+        """The image's stored object, its size and type checked from the GET's headers,
+        before a byte of the body is read or sent."""
+        source = Source(self._s3, self._bucket, start.key)
         try:
-            # From the GET's headers, before a byte of the body is read or sent.
-            photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), start.key)
+            photo_limits.check(source.length, source.content_type, start.key)
+        except BaseException:
+            source.close()
+            raise
+        return source
+
+    def _send(self, fb_album: str | None, start: Start, source: Source | None = None) -> str:
+        """The image's stored object (`source`, already open, else opened now) into
+        `fb_album`, or (None) to the Page unpublished, for the album's post."""
+        opened = source or self._open(start)
+        filename = posixpath.basename(start.key) or "image"
+        content_type = opened.content_type or mimetypes.guess_type(filename)[0]
+        try:
             return self._graph.upload_photo(
                 fb_album or self._graph.page_id,
-                obj["Body"],
-                int(obj["ContentLength"]),
+                opened,  # type: ignore[arg-type]  # a stream: read() is all it needs
+                opened.length,
                 filename,
                 content_type or "application/octet-stream",
                 caption=start.caption,
                 published=fb_album is not None,
             )
         finally:
-            obj["Body"].close()
+            if source is None:
+                opened.close()
 
     def _existing_duplicate(
         self,

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,7 +29,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection, CursorResult, Row
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
@@ -1532,7 +1532,20 @@ def _outbox_row(message: messages.AnyMessage, queue: topology.WorkQueue) -> Outb
     return _row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
 
 
-def _upload_row(image: Image | Row[Any]) -> OutboxMessage:
+class _Released(Protocol):
+    """What an upload message is made of: an image, or the row its release returned."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def album_id(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+
+
+def _upload_row(image: _Released) -> OutboxMessage:
     """The message that asks for an image to be uploaded, after its latest attempt."""
     row = _outbox_row(
         messages.ImageUploadRequested(album_id=image.album_id, image_id=image.id, key=image.key),

@@ -113,6 +113,19 @@ def publisher(amqp_url: str) -> Iterator[Publisher]:
         get_all(amqp_url, queue)
 
 
+class CountedS3:
+    """The S3 client, its GETs counted: an image's object is opened once, its pixel size read
+    from the bytes its send streams (`services/uploader/source.py`)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.gets = 0
+
+    def get_object(self, **kwargs: Any) -> Any:
+        self.gets += 1
+        return self._client.get_object(**kwargs)
+
+
 def _uploader(store: Store, publisher: Publisher, sim: str, s3_client: Any) -> ImageUploader:
     """The uploader as its process makes it: each album's Page (here the single-tenant one, as
     in the bench), the throttle gate, the outbox."""
@@ -145,11 +158,12 @@ def _album(store: Store, s3_client: Any) -> tuple[str, list[Delivery]]:
     return album_id, [Delivery(row.body, {}, False, row.message_id, "image.upload") for row in rows]
 
 
-def test_an_image_costs_few_round_trips_on_postgresql(
+def test_an_image_costs_few_round_trips_and_one_s3_request(
     pg_store: Store, publisher: Publisher, sim: str, s3_client: Any, amqp_url: str
 ) -> None:
     album_id, deliveries = _album(pg_store, s3_client)
-    uploader = _uploader(pg_store, publisher, sim, s3_client)
+    s3 = CountedS3(s3_client)
+    uploader = _uploader(pg_store, publisher, sim, s3)
     # The first image creates the Facebook album: not the steady state counted here.
     assert decide(uploader.route(), deliveries.pop(0)).outgoing == ()
     wire = WireCount(pg_store)
@@ -168,6 +182,7 @@ def test_an_image_costs_few_round_trips_on_postgresql(
         wire.close()
     assert present(pg_store.album(album_id)).state == "done"
     assert len(costs) == IMAGES - 1
+    assert s3.gets == IMAGES, "one S3 request per image"
     print(f"round trips and statements per image: {costs}")
     assert statistics.median(trips for trips, _ in costs) <= MAX_ROUND_TRIPS, costs
     assert max(statements for _, statements in costs) <= MAX_STATEMENTS, costs
