@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, default=None, help="logs and report (default var/chaos/<time>)"
     )
     args = parser.parse_args(argv)
+    # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the rows' processes and the
+    # node are stopped on the way out instead of left running on their ports.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     seed = args.seed if args.seed is not None else int(time.time()) % 1_000_000
     scenarios = choose(args.only, args.quick)
     workdir = args.workdir or ROOT / "var" / "chaos" / time.strftime("%Y%m%d-%H%M%S")
@@ -94,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         only = ",".join(failed)
         print(f"FAILED: {only}; again: python -m chaos --seed {seed} --only {only}")
     return 1 if failed else 0
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_all(scenarios: list[Scenario], seed: int, quick: bool, workdir: Path) -> list[Row]:
