@@ -25,11 +25,16 @@ RUN groupadd --system --gid 10001 app \
 
 WORKDIR /app
 
-# Dependencies first, in a layer of their own, so a code change doesn't reinstall them. Exactly
-# the lock's pins (--no-deps: pip resolves nothing), each file checked against its hashes; the
-# lock also upgrades the base image's pip and setuptools to locked releases.
-COPY requirements/prod.lock requirements/prod.lock
-RUN pip install --require-hashes --no-deps -r requirements/prod.lock
+# Dependencies first, in a layer of their own, so a code change doesn't reinstall them. As the
+# Makefile does: pip installs uv from requirements/uv.lock (its hashes), then uv installs exactly
+# the lock's pins (--no-deps: nothing is resolved), each file checked against its hashes; the
+# lock also upgrades the base image's pip and setuptools to locked releases. uv is installed
+# aside and removed in the same layer: the image does not carry it.
+COPY requirements/uv.lock requirements/prod.lock requirements/
+RUN pip install --require-hashes --no-deps --target /tmp/uv -r requirements/uv.lock \
+    && /tmp/uv/bin/uv pip install --system --no-cache --require-hashes --no-deps \
+       -r requirements/prod.lock \
+    && rm -rf /tmp/uv
 
 # Only the product, owned by root: the app user can read the code but not change it. It runs
 # from /app (`python -m` puts the working directory first on sys.path), so the project itself
@@ -52,7 +57,10 @@ EXPOSE 8000
 FROM production AS local
 USER root
 COPY requirements/run.lock requirements/run.lock
-RUN pip install --require-hashes --no-deps -r requirements/run.lock
+RUN pip install --require-hashes --no-deps --target /tmp/uv -r requirements/uv.lock \
+    && /tmp/uv/bin/uv pip install --system --no-cache --require-hashes --no-deps \
+       -r requirements/run.lock \
+    && rm -rf /tmp/uv
 COPY dev ./dev
 USER app
 

@@ -8,6 +8,9 @@ RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 SECURITY_STAMP := $(VENV)/.security-installed
 BENCH_STAMP := $(VENV)/.bench-installed
+UV_STAMP := $(VENV)/.uv-installed
+# uv installs into the venv, never into the Python it runs from.
+UV_PIP := $(BIN)/uv pip install -q --python $(BIN)/python
 
 .PHONY: screenshots security run test test-all test-unit test-integration test-e2e lint typecheck broker clean bench
 .PHONY: venv lock audit fmt browser
@@ -28,24 +31,30 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 
+# uv installs the locks (a venv from dev.lock in seconds, where pip took minutes). uv itself
+# comes first, by pip, from requirements/uv.lock: uv's pin and hashes alone, cut from all.lock.
+$(UV_STAMP): $(BIN)/python requirements/uv.lock
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements/uv.lock
+	touch $@
+
 # Every package from a lock, each checked against its hashes; then the project itself (editable,
-# built by the locked setuptools), which brings nothing more.
+# built by the locked setuptools), which brings nothing more. The Dockerfile installs the same way.
 define install_lock
-	$(BIN)/pip install -q --require-hashes --no-deps -r $(1)
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(UV_PIP) --require-hashes --no-deps -r $(1)
+	$(UV_PIP) --no-deps --no-build-isolation -e .
 	touch $@
 endef
 
-$(RUN_STAMP): $(BIN)/python requirements/run.lock pyproject.toml
+$(RUN_STAMP): $(UV_STAMP) requirements/run.lock pyproject.toml
 	$(call install_lock,requirements/run.lock)
 
-$(DEV_STAMP): $(BIN)/python requirements/dev.lock pyproject.toml
+$(DEV_STAMP): $(UV_STAMP) requirements/dev.lock pyproject.toml
 	$(call install_lock,requirements/dev.lock)
 
-$(SECURITY_STAMP): $(BIN)/python requirements/security.lock pyproject.toml
+$(SECURITY_STAMP): $(UV_STAMP) requirements/security.lock pyproject.toml
 	$(call install_lock,requirements/security.lock)
 
-$(BENCH_STAMP): $(BIN)/python requirements/bench.lock pyproject.toml
+$(BENCH_STAMP): $(UV_STAMP) requirements/bench.lock pyproject.toml
 	$(call install_lock,requirements/bench.lock)
 
 venv: $(DEV_STAMP)
@@ -53,9 +62,11 @@ venv: $(DEV_STAMP)
 # The locks, from pyproject.toml and requirements/build.in, by uv, with every file's hash:
 # all.lock resolves every extra at once and each lock installed is cut from it, so they all
 # agree. A pin already in a lock is kept unless pyproject.toml no longer admits it;
-# `make lock UPGRADE=1` takes the newest releases instead.
-COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
-	--custom-compile-command "make lock" pyproject.toml requirements/build.in
+# `make lock UPGRADE=1` takes the newest releases instead. uv.lock (uv alone, from uv.in) is
+# what the installs bootstrap uv from.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
+COMPILE := $(UV_COMPILE) pyproject.toml requirements/build.in
 lock: $(DEV_STAMP)
 	$(COMPILE) --all-extras $(if $(UPGRADE),--upgrade) -o requirements/all.lock
 	$(COMPILE) -c requirements/all.lock -o requirements/prod.lock
@@ -63,6 +74,7 @@ lock: $(DEV_STAMP)
 	$(COMPILE) -c requirements/all.lock --extra dev -o requirements/dev.lock
 	$(COMPILE) -c requirements/all.lock --extra security -o requirements/security.lock
 	$(COMPILE) -c requirements/all.lock --extra bench -o requirements/bench.lock
+	$(UV_COMPILE) -c requirements/all.lock requirements/uv.in -o requirements/uv.lock
 
 # pip-audit over the locked test environment: fails on an advisory, and when the vulnerability
 # service cannot be reached (nothing was audited). `make test` runs it with --allow-unreachable.
@@ -94,8 +106,10 @@ test: $(DEV_STAMP) broker browser
 	$(FORMAT_CHECK)
 	@# The layers' import rules (pyproject.toml's [tool.importlinter]; README: Layout).
 	$(BIN)/lint-imports
-	$(MYPY)
-	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m "not slow"
+	@# mypy beside pytest where a core is spare (dev/alongside.py): its report follows pytest's,
+	@# and either failing fails the target.
+	CHROMIUM=$(CHROMIUM) $(BIN)/python -m dev.alongside --beside "$(MYPY)" -- \
+	  $(BIN)/pytest -q -m "not slow"
 
 test-all: test
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m slow

@@ -66,6 +66,7 @@ class System:
         self.graph_url = f"http://127.0.0.1:{self.ports['graph']}"
         self.mail_url = f"http://127.0.0.1:{self.ports['mail']}"
         self.env = self._environment(amqp_url, database_url, page_token, settings or {})
+        self._s3: Any = None
 
     def route(self, name: str, port: int) -> int:
         """The port the services reach stand-in port `name` on; a caller may put a proxy in
@@ -201,6 +202,9 @@ class System:
         _stop(list(self.processes.values()), grace)
         for port in self.ports.values():
             release(port)
+        if self._s3 is not None:
+            self._s3.close()
+            self._s3 = None
 
     def logs(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -208,13 +212,17 @@ class System:
     # -- the stand-ins -------------------------------------------------------------------------
 
     def s3(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{self.ports['s3']}",
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        """The S3 stand-in's client: one for the run (boto3's are thread-safe), closed with
+        `stop_all`, rather than one per call left to the garbage collector."""
+        if self._s3 is None:
+            self._s3 = boto3.client(
+                "s3",
+                endpoint_url=f"http://127.0.0.1:{self.ports['s3']}",
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return self._s3
 
     def put(self, key: str, body: bytes, content_type: str = "image/png") -> str:
         """Store an object in the bucket; its SHA-256."""

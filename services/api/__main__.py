@@ -8,18 +8,23 @@ import json
 
 from pydantic import ValidationError
 
-from shared.observability import metrics
-from shared.observability.store_metrics import StoreCollector
 from shared.process.runtime import setup_logging
 from shared.store import Store
 from shared.store.tables import OPERATOR
 
-from . import server
-from .app import create_app
 from .settings import ApiSettings
 
 
 def serve(settings: ApiSettings) -> None:
+    # The web app, its server and the metrics are imported here, not above: the user commands
+    # (create-user, run by `make run`'s seed and by each e2e test's user) need only the store,
+    # and importing Flask's app took them twice the CPU.
+    from shared.observability import metrics
+    from shared.observability.store_metrics import StoreCollector
+
+    from . import server
+    from .app import create_app
+
     setup_logging(settings.log_level, "api", settings.log_format)
     store = Store(settings.database_url)
     store.create_schema()

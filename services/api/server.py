@@ -97,6 +97,7 @@ def serve(app: Any, settings: ApiSettings) -> None:
         # No new requests are read from here on; those running get GRACE_S to finish.
         log.info("stopping: waiting up to %d s for requests in flight", GRACE_S)
         server.task_dispatcher.shutdown(timeout=GRACE_S)
+        app.extensions["services"].close()
 
 
 def _exit(signum: int, frame: FrameType | None) -> None:

@@ -34,6 +34,8 @@ class Services:
         self.clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._outbox: Outbox | None = None
+        self._publisher: Publisher | None = None
+        self._relay: threading.Thread | None = None
         self._s3: Any = None
         self._page_albums: PageAlbums | None = None
         self._cipher: TokenCipher | None = None
@@ -44,12 +46,26 @@ class Services:
     def outbox(self) -> Outbox:
         with self._lock:
             if self._outbox is None:
+                self._publisher = Publisher(self.settings.amqp_url)
                 # The API's broker user writes to the work exchange only (docs/broker-users.md).
-                self._outbox = Outbox(
-                    self.store, Publisher(self.settings.amqp_url), relays=(topology.WORK_EXCHANGE,)
-                )
-                self._outbox.start_relay(self._stop)
+                self._outbox = Outbox(self.store, self._publisher, relays=(topology.WORK_EXCHANGE,))
+                self._relay = self._outbox.start_relay(self._stop)
             return self._outbox
+
+    def close(self, wait_s: float = 5.0) -> None:
+        """Stop the outbox relay and close the broker connection and the S3 client, once no
+        request uses them: left open, the publisher would hold its connection, and reconnect
+        after every loss, for as long as the process lives."""
+        self._stop.set()
+        with self._lock:
+            relay, publisher, s3_client = self._relay, self._publisher, self._s3
+            self._relay = self._publisher = self._s3 = None
+        if relay is not None:
+            relay.join(wait_s)
+        if publisher is not None:
+            publisher.close()
+        if s3_client is not None:
+            s3_client.close()
 
     @property
     def cipher(self) -> TokenCipher:

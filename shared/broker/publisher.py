@@ -141,7 +141,13 @@ class Publisher:
                 on_open_error_callback=self._on_connection_error,
                 on_close_callback=self._on_connection_closed,
             )
-            self._connection.ioloop.start()
+            try:
+                self._connection.ioloop.start()
+            finally:
+                # pika leaves a connection's I/O loop open once it stopped, and with it the
+                # loop's wake-up socket pair: two sockets per connection, every reconnect,
+                # held until the garbage collector happened to find them.
+                self._connection.ioloop.close()
             self._ready.clear()
             # Whether the node refused or a connection to it died, the next node is tried next;
             # once every node was tried in vain, the reconnect delay is waited out first.
@@ -153,6 +159,9 @@ class Publisher:
                 threading.Event().wait(delay)
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
+        if self._stopping:  # `close` came while this connection was still opening
+            connection.close()
+            return
         connection.channel(on_open_callback=self._on_channel_open)
 
     def _on_channel_open(self, channel: Channel) -> None:

@@ -65,7 +65,7 @@ def api_on(store: Any, amqp_url: str, **more: Any) -> Iterator[Api]:
         yield Api(app, cast(Store, store), user, token)
     finally:
         services: Services = app.extensions["services"]
-        services._stop.set()  # the outbox relay thread
+        services.close()
 
 
 @pytest.fixture()
@@ -90,6 +90,19 @@ def test_an_album_queues_only_its_window_of_images_and_shows_the_rest_queued(
         )
     assert queued_albums(amqp_url, work_queue) == [album_id] * 2
     assert shown.get_json()["counts"] == {"queued": 5}
+
+
+def test_closing_the_services_ends_the_publisher_and_its_relay(
+    store: Store, amqp_url: str, work_queue: str
+) -> None:
+    """The API's publisher and outbox relay are built on first use; closing the services (the
+    server does on SIGTERM, each test here after it) ends both, connection and threads."""
+    before = set(threading.enumerate())
+    with api_on(store, amqp_url) as api:
+        assert api.post(api.album_body(1)).status_code == 202
+        started = {thread.name for thread in set(threading.enumerate()) - before}
+        assert {"publisher-io", "outbox-relay"} <= started
+    assert [thread.name for thread in set(threading.enumerate()) - before] == []
 
 
 # -- an error after the commit -------------------------------------------------------------------

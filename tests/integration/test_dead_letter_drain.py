@@ -15,7 +15,7 @@ from shared.broker.publisher import Publisher
 from shared.contracts import dead_letters, topology
 from shared.store import Store
 
-from .helpers import get_all, message_count
+from .helpers import message_count, purge
 from .test_replay import DLQ, UPLOADS, failed_album
 
 pytestmark = pytest.mark.integration
@@ -26,11 +26,11 @@ def publisher(amqp_url: str) -> Iterator[Publisher]:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     topology.declare(connection.channel(), (1,))
     connection.close()
-    get_all(amqp_url, DLQ)
+    purge(amqp_url, DLQ)
     publisher = Publisher(amqp_url)
     yield publisher
     publisher.close()
-    get_all(amqp_url, DLQ)
+    purge(amqp_url, DLQ)
 
 
 def _drain(store: Store, amqp_url: str, publisher: Publisher, batch: int) -> DeadLetterDrain:

@@ -20,7 +20,7 @@ from shared.delivery.outbox import Outbox
 from shared.delivery.replay import Replayer
 from shared.store import Store
 
-from .helpers import get_all
+from .helpers import get_all, purge
 from .test_replay import DLQ, UPLOADS, failed_album
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,7 @@ def cli(sqlite_store: Store, amqp_url: str, capsys: pytest.CaptureFixture[str]) 
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     topology.declare(connection.channel(), (1,))
     connection.close()
-    for queue in (UPLOADS.name, DLQ):
-        get_all(amqp_url, queue)
+    purge(amqp_url, UPLOADS.name, DLQ)
     settings = CommonSettings(
         _env_file=None,
         amqp_url=amqp_url,  # type: ignore[call-arg]
@@ -48,8 +47,7 @@ def cli(sqlite_store: Store, amqp_url: str, capsys: pytest.CaptureFixture[str]) 
         return capsys.readouterr().out
 
     yield run
-    for queue in (UPLOADS.name, DLQ):
-        get_all(amqp_url, queue)
+    purge(amqp_url, UPLOADS.name, DLQ)
 
 
 @pytest.fixture()

@@ -49,6 +49,7 @@ def test_the_parent_serves_the_sum_of_two_processes(
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         server.shutdown()
+        server.server_close()
     found = samples(text)
     queue = ("queue", "uploader.image-uploads")
     assert found[("albums_jobs_total", (("code", ""), ("outcome", "done"), queue))] == 12
@@ -64,6 +65,7 @@ def test_a_port_taken_leaves_the_process_running() -> None:
         assert metrics.serve(port) is None  # logged, not raised
     finally:
         first[0].shutdown()
+        first[0].server_close()
     assert metrics.serve(0) is None  # 0: no /metrics at all
 
 
@@ -104,6 +106,7 @@ def test_a_process_gone_stops_holding_the_breaker_open_but_its_counts_stay(
         after = scrape()
     finally:
         server.shutdown()
+        server.server_close()
     assert after.get(("albums_circuit_breaker_open", ()), 0) == 0
     assert (
         after[

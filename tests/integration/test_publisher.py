@@ -1,8 +1,10 @@
 """Publishing with confirms on a real broker: counted, persistent, unroutable refused."""
 
+import gc
+import os
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 
 import pika
 import pytest
@@ -84,6 +86,46 @@ def test_the_publisher_keeps_working_after_its_connection_is_closed(
 
     wait_for(publish_after, timeout=20, what="the publisher to reconnect")
     assert b"after" in [body for _, body in get_all(amqp_url, queue)]
+
+
+def _open_sockets() -> int:
+    """The sockets this process holds open now."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with suppress(FileNotFoundError):  # the listing's own descriptor, closed since
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+def test_reconnects_and_close_leave_no_socket_open(
+    broker: Broker, vhost: str, amqp_url: str, queue: str
+) -> None:
+    """Each connection has an I/O loop with a socket pair of its own (its wake-up line), which
+    pika leaves open until the loop is closed: a publisher that did not close it held two more
+    sockets after every reconnect, until the garbage collector happened to find them. Held off
+    here, so only the publisher's own closing counts."""
+    gc.disable()
+    try:
+        before = _open_sockets()
+        publisher = Publisher(amqp_url)
+        try:
+            for n in range(3):
+                wait_for(lambda: _publishes(publisher, queue), timeout=20, what="the publisher")
+                assert close_connections(broker, vhost, named="publisher") >= 1, n
+            wait_for(lambda: _publishes(publisher, queue), timeout=20, what="the publisher")
+        finally:
+            publisher.close()
+        assert _open_sockets() == before
+    finally:
+        gc.enable()
+
+
+def _publishes(publisher: Publisher, queue: str) -> bool:
+    try:
+        publisher.publish_confirmed([Outgoing("", queue, b"m")], timeout=2.0)
+        return True
+    except BrokerError:
+        return False
 
 
 def test_a_message_pika_cannot_encode_fails_alone_and_the_next_confirms_stay_matched(

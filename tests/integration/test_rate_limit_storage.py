@@ -114,5 +114,5 @@ def test_processes_share_the_limits_through_redis(
         assert fresh == {"get": 200, "retries": [404, 429], "retry_after": None}
     finally:
         services: Services = app.extensions["services"]
-        services._stop.set()
+        services.close()
         store.dispose()

@@ -116,7 +116,7 @@ def test_the_api_readyz_checks_the_store_and_the_broker(
         _check_each_dependency(get, proxies)
     finally:
         services: Services = app.extensions["services"]
-        services._stop.set()
+        services.close()
         store.dispose()
 
 

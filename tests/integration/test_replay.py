@@ -21,7 +21,7 @@ from shared.store import Store
 from tests.integration.helpers import upload_of
 from tests.present import present
 
-from .helpers import get_all, message_count
+from .helpers import get_all, message_count, purge
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +34,11 @@ def replayer(sqlite_store: Store, amqp_url: str) -> Iterator[Replayer]:
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     topology.declare(connection.channel(), (1,))
     connection.close()
-    for queue in (UPLOADS.name, DLQ):
-        get_all(amqp_url, queue)
+    purge(amqp_url, UPLOADS.name, DLQ)
     publisher = Publisher(amqp_url)
     yield Replayer(sqlite_store, Outbox(sqlite_store, publisher), amqp_url)
     publisher.close()
-    for queue in (UPLOADS.name, DLQ):
-        get_all(amqp_url, queue)
+    purge(amqp_url, UPLOADS.name, DLQ)
 
 
 def failed_album(store: Store, publisher_url: str, count: int = 2) -> str:

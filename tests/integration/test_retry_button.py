@@ -21,7 +21,7 @@ from shared.contracts import dead_letters, messages, topology
 from shared.store import Store
 from tests.integration.helpers import upload_of
 
-from .helpers import get_all, message_count
+from .helpers import get_all, message_count, purge
 from .test_api_publish import Api, api_on
 
 pytestmark = pytest.mark.integration
@@ -71,15 +71,14 @@ def crowded_dead_letters(amqp_url: str) -> Iterator[None]:
     finally:
         publisher.close()
     yield
-    for queue in (UPLOADS.name, DLQ):
-        get_all(amqp_url, queue)
+    purge(amqp_url, UPLOADS.name, DLQ)
 
 
 @pytest.fixture()
 def api(sqlite_store: Store, amqp_url: str, crowded_dead_letters: None) -> Iterator[Api]:
     with api_on(sqlite_store, amqp_url) as api:
         yield api
-    get_all(amqp_url, UPLOADS.name)
+    purge(amqp_url, UPLOADS.name)
 
 
 def _letter(album_id: str, image_id: int, n: int) -> Any:

@@ -10,6 +10,7 @@ fails the test: a new route cannot escape it."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,25 +21,15 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from dev.images import png
+from services.api.fake_page_albums import FakePageAlbums
 from shared.contracts import messages, topology
 from shared.contracts.dead_letters import dead_letter
-from shared.store import UserView
-from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
+from shared.store import Store, UserView
+from tests.unit import stores
+from tests.unit.test_web import REFUSED, Env, csrf, make_env, seeded_env, sign_in
 
 ANN_PAGE = ("2000000000000002", "Ann's Secret Page")
 ANN_TITLE = "Ann's secret trip"
-
-
-class FakePageAlbums:
-    """The Page's albums without Facebook: one secret album on Ann's Page."""
-
-    def albums(self, page_id: str, token: str) -> list[dict[str, Any]]:
-        if page_id == ANN_PAGE[0]:
-            return [{"id": "314159", "name": "Ann's secret album"}]
-        return []
-
-    def has(self, page_id: str, token: str, album_id: str) -> bool:
-        return any(album["id"] == album_id for album in self.albums(page_id, token))
 
 
 @dataclass
@@ -72,10 +63,58 @@ class World:
         ]
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """The world's rows and what the tests know of them, as the first test built them."""
+
+    rows: sqlite3.Connection
+    ann: tuple[UserView, str]
+    bob: tuple[UserView, str]
+    album_id: str
+    key: str
+    letter_id: str
+
+
+#: The world as built once (building it was most of each test's time: a dozen writes).
+_SAVED: list[_Saved] = []
+
+
 @pytest.fixture()
-def world(tmp_path: Any) -> World:
-    env = make_env(tmp_path, api_sse_max_s=1.0)
-    env.services._page_albums = FakePageAlbums()  # type: ignore[assignment]
+def world() -> World:
+    if _SAVED:
+        saved = _SAVED[0]
+
+        def seed(store: Store) -> tuple[UserView, str]:
+            stores.restore(store, saved.rows)
+            return saved.ann
+
+        env = _env(seed)
+        env.put(saved.key, png(16, 16))
+        return World(env, *saved.bob, saved.album_id, saved.key, saved.letter_id)
+    world = _build_world(_env(None))
+    _SAVED.append(
+        _Saved(
+            stores.snapshot(world.env.store),
+            (world.env.user, world.env.token),
+            (world.bob, world.bob_token),
+            world.album_id,
+            world.key,
+            world.letter_id,
+        )
+    )
+    return world
+
+
+def _env(seed: Callable[[Store], tuple[UserView, str]] | None) -> Env:
+    env = seeded_env(seed, api_sse_max_s=1.0) if seed else make_env(api_sse_max_s=1.0)
+    # The Page's albums without Facebook: one secret album on Ann's Page.
+    env.services._page_albums = FakePageAlbums(
+        {ANN_PAGE[0]: [{"id": "314159", "name": "Ann's secret album"}]}
+    )
+    return env
+
+
+def _build_world(env: Env) -> World:
     key = f"{env.user.prefix}trip/beach.png"
     env.put(key, png(16, 16))
     album_id = env.store.create_album(env.user.id, ANN_TITLE, None, [key, f"{key}.2"])[0]

@@ -6,7 +6,6 @@ runs, and fails, on the code from before the fallback."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.handler import ImageUploader, Policy
@@ -20,8 +19,8 @@ from tests.unit.stores import new_store
 BUCKET = "unit"
 
 
-def test_a_refused_album_create_sends_every_photo_once_unpublished(tmp_path: Any) -> None:
-    store = new_store(tmp_path)
+def test_a_refused_album_create_sends_every_photo_once_unpublished() -> None:
+    store = new_store()
     graph, s3 = FakeGraph(), FakeS3()
     graph.plan(
         "create_album",

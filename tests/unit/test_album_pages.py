@@ -17,8 +17,8 @@ from tests.unit.test_web import Env, events_of, make_env, sign_in
 
 
 @pytest.fixture()
-def env(tmp_path: Any) -> Env:
-    return make_env(tmp_path, api_sse_max_s=1.0)
+def env() -> Env:
+    return make_env(api_sse_max_s=1.0)
 
 
 @pytest.fixture()

@@ -25,8 +25,8 @@ from tests.unit.stores import new_store
 
 
 @pytest.fixture
-def store(tmp_path: Any) -> Iterator[Store]:
-    store = new_store(tmp_path)
+def store() -> Iterator[Store]:
+    store = new_store()
     yield store
     store.dispose()
 

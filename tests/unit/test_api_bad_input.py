@@ -13,8 +13,8 @@ from tests.unit.test_web import Env, make_env
 
 
 @pytest.fixture
-def env(tmp_path: Any) -> Env:
-    return make_env(tmp_path)
+def env() -> Env:
+    return make_env()
 
 
 def _post(env: Env, body: str | bytes) -> Any:

@@ -18,8 +18,8 @@ from tests.unit.test_web import REFUSED, Env, csrf, make_env, sign_in
 
 
 @pytest.fixture()
-def env(tmp_path: Any) -> Env:
-    return make_env(tmp_path)
+def env() -> Env:
+    return make_env()
 
 
 def _letter(

@@ -119,6 +119,29 @@ def test_a_lock_holds_what_pyproject_asks_for(name: str, extras: tuple[str, ...]
     assert stale == [], f"requirements/{name} is stale, run `make lock`: {stale}"
 
 
+def _hashes(name: str, package: str) -> set[str]:
+    """The hashes a lock gives `package`."""
+    found: set[str] = set()
+    current = ""
+    for line in (LOCKS / name).read_text().splitlines():
+        match = _PIN.match(line)
+        if match:
+            current = canonicalize_name(match.group(1))
+        elif current == package and "--hash=sha256:" in line:
+            found.add(line.split("--hash=sha256:")[1].split()[0])
+    return found
+
+
+@pytest.mark.parametrize("name", ["all.lock", "dev.lock"])
+def test_uv_lock_is_uv_alone_as_the_other_locks_pin_it(name: str) -> None:
+    """The Makefile and the Dockerfile bootstrap uv from uv.lock, then install a lock with it:
+    the same release and files as all.lock resolved (and dev.lock installs again)."""
+    pins = _lock("uv.lock")
+    assert list(pins) == ["uv"], pins
+    assert pins["uv"] == _lock(name)["uv"]
+    assert _hashes("uv.lock", "uv") == _hashes(name, "uv")
+
+
 def test_the_production_lock_holds_no_stand_in_and_run_no_test_tool() -> None:
     prod = _lock("prod.lock")
     assert "moto" not in prod and "aiosmtpd" not in prod and "honcho" not in prod

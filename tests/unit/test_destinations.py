@@ -37,8 +37,8 @@ REFUSED = GraphError(
 
 
 class World:
-    def __init__(self, tmp_path: Any, claim_stale_s: float = 130.0) -> None:
-        self.store = new_store(tmp_path)
+    def __init__(self, claim_stale_s: float = 130.0) -> None:
+        self.store = new_store()
         self.publisher = FakePublisher()
         self.graph = FakeGraph()
         self.s3 = FakeS3()
@@ -88,8 +88,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Any) -> World:
-    return World(tmp_path)
+def world() -> World:
+    return World()
 
 
 def test_a_refused_album_becomes_one_post_and_no_photo_is_sent_twice(world: World) -> None:
@@ -131,8 +131,8 @@ def test_the_post_attaches_every_photo_once_then_the_album_settles(world: World)
     assert album is not None and album.post_state == "posted" and album.fb_post_id == post["id"]
 
 
-def test_a_post_whose_answer_was_lost_is_found_not_posted_again(tmp_path: Any) -> None:
-    world = World(tmp_path, claim_stale_s=0.0)  # the lost post's claim lapses at once
+def test_a_post_whose_answer_was_lost_is_found_not_posted_again() -> None:
+    world = World(claim_stale_s=0.0)  # the lost post's claim lapses at once
     world.graph.plan("create_album", Fault(REFUSED))
     album_id, deliveries = world.album(3)
     world.upload(deliveries)
@@ -328,10 +328,10 @@ def test_the_destination_is_validated_with_a_reason() -> None:
     )
 
 
-def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks(tmp_path: Any) -> None:
+def test_a_throttled_look_for_an_earlier_post_waits_as_facebook_asks() -> None:
     """Looking for the post a lost answer may have made is a Graph call like any other: a
     throttle there waits without spending an attempt (it is no internal error)."""
-    world = World(tmp_path, claim_stale_s=0.0)
+    world = World(claim_stale_s=0.0)
     world.graph.plan("create_album", Fault(REFUSED))
     _, deliveries = world.album(2)
     world.upload(deliveries)

@@ -63,6 +63,22 @@ def test_the_image_installs_the_production_lock_with_hashes() -> None:
                 assert "--require-hashes" in command or "--no-deps" in command, command
 
 
+def test_the_image_installs_as_the_makefile_does_and_keeps_no_uv() -> None:
+    """pip installs uv aside from uv.lock with its hashes, uv installs the lock into the image's
+    Python, and the same RUN removes uv again."""
+    [run] = [run for run in _instructions("RUN") if "requirements/prod.lock" in run]
+    steps = [step.strip() for step in run.split("&&")]
+    assert len(steps) == 3, steps
+    bootstrap, install, cleanup = steps
+    assert bootstrap.startswith("pip install --require-hashes --no-deps --target /tmp/uv ")
+    assert bootstrap.endswith("-r requirements/uv.lock"), bootstrap
+    assert install.startswith("/tmp/uv/bin/uv pip install --system --no-cache "), install
+    assert "--require-hashes --no-deps" in install and install.endswith("requirements/prod.lock")
+    assert cleanup == "rm -rf /tmp/uv"
+    copies = [word for c in _instructions("COPY") for word in c.split()[:-1]]
+    assert "requirements/uv.lock" in copies, copies
+
+
 def test_the_image_copies_only_the_product() -> None:
     copied = [c for c in _instructions("COPY") if not c.startswith("--from")]
     sources = [word for c in copied for word in c.split()[:-1] if not word.startswith("--")]

@@ -120,8 +120,8 @@ def test_a_page_that_cannot_be_listed_says_why_in_plain_words(
 
 
 @pytest.fixture
-def env(tmp_path: Any) -> Env:
-    return make_env(tmp_path)
+def env() -> Env:
+    return make_env()
 
 
 def test_an_unexpected_api_error_is_a_500_with_an_error_id(

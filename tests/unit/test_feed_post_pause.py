@@ -19,7 +19,7 @@ from shared.broker.fake_publisher import FakePublisher
 from shared.contracts import messages, topology
 from shared.delivery.outbox import Outbox
 from shared.policies.fate import Delivery, Fate, decide
-from shared.store import Store
+from tests.unit.stores import new_store
 
 PAGE = "7001"
 REVOKED = GraphError("Error validating access token", http_status=400, code=190)
@@ -29,9 +29,8 @@ BLOCKED = GraphError("The page is blocked", http_status=400, code=368)
 class World:
     """One user, a connected Page, and an album of three photos uploaded, its post asked for."""
 
-    def __init__(self, tmp_path: Any) -> None:
-        self.store = Store(f"sqlite:///{tmp_path}/albums.db")
-        self.store.create_schema()
+    def __init__(self) -> None:
+        self.store = new_store()
         self.publisher = FakePublisher()
         self.outbox = Outbox(
             self.store,
@@ -80,8 +79,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Any) -> World:
-    return World(tmp_path)
+def world() -> World:
+    return World()
 
 
 def test_a_190_on_the_post_pauses_it_and_asks_the_owner_once(world: World) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("shared", "services", "dev", "bench", "chaos")
+from tests.unit.source_tree import ROOT, Module, modules
 
 
 def module_name(path: Path) -> str:
@@ -21,19 +20,13 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(path: Path, known: set[str]) -> set[str]:
+def imported_modules(path: Path, known: set[str], module: Module) -> set[str]:
     """The modules of ours `path` imports anywhere in it (top level, functions, TYPE_CHECKING
     aside: those never run)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {
-        id(node) for block in ast.walk(tree) if _is_type_checking(block) for node in ast.walk(block)
-    }
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
+    for node in module.imports:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -54,18 +47,12 @@ def _absolute(node: ast.ImportFrom, package: str) -> str:
     return f"{base}.{node.module}" if node.module else base
 
 
-def _is_type_checking(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.If)
-        and isinstance(node.test, ast.Name)
-        and node.test.id == "TYPE_CHECKING"
-    )
-
-
 def import_graph() -> dict[str, set[str]]:
-    paths = [path for package in PACKAGES for path in (ROOT / package).rglob("*.py")]
-    known = {module_name(path) for path in paths}
-    return {module_name(path): imported_modules(path, known) for path in paths}
+    parsed = modules()
+    known = {module_name(path) for path in parsed}
+    return {
+        module_name(path): imported_modules(path, known, module) for path, module in parsed.items()
+    }
 
 
 def cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:

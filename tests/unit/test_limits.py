@@ -52,8 +52,8 @@ def rows(env: Env, model: Any) -> int:
 # -- sign-in: per IP -----------------------------------------------------------------------------
 
 
-def test_failed_token_checks_are_limited_per_ip(tmp_path: Any) -> None:
-    env = make_env(tmp_path, signin_rate_limit="3 per minute")
+def test_failed_token_checks_are_limited_per_ip() -> None:
+    env = make_env(signin_rate_limit="3 per minute")
     client = env.app.test_client()
     for _ in range(3):
         assert client.get("/api/albums", headers=bearer("guess")).status_code == 401
@@ -66,15 +66,15 @@ def test_failed_token_checks_are_limited_per_ip(tmp_path: Any) -> None:
     )
 
 
-def test_valid_tokens_spend_nothing(tmp_path: Any) -> None:
-    env = make_env(tmp_path, signin_rate_limit="2 per minute")
+def test_valid_tokens_spend_nothing() -> None:
+    env = make_env(signin_rate_limit="2 per minute")
     client = env.app.test_client()
     for _ in range(5):
         assert client.get("/api/albums", headers=bearer(env.token)).status_code == 200
 
 
-def test_the_sign_in_form_is_limited_per_ip_with_a_readable_page(tmp_path: Any) -> None:
-    env = make_env(tmp_path, signin_rate_limit="2 per minute")
+def test_the_sign_in_form_is_limited_per_ip_with_a_readable_page() -> None:
+    env = make_env(signin_rate_limit="2 per minute")
     client = env.app.test_client()
     for _ in range(2):
         assert sign_in(client, "guess").status_code == 401
@@ -94,8 +94,8 @@ def test_the_sign_in_form_is_limited_per_ip_with_a_readable_page(tmp_path: Any) 
 # -- per user: publish, retry, connect -----------------------------------------------------------
 
 
-def test_publishing_is_limited_per_user(tmp_path: Any) -> None:
-    env = make_env(tmp_path, publish_rate_limit="2 per minute")
+def test_publishing_is_limited_per_user() -> None:
+    env = make_env(publish_rate_limit="2 per minute")
     for n in range(2):
         assert publish(env, first=n).status_code == 202
     assert_refused(publish(env, first=5), "publish", "2 per 1 minute")
@@ -103,8 +103,8 @@ def test_publishing_is_limited_per_user(tmp_path: Any) -> None:
     assert publish(env, token=bob_token).status_code == 202
 
 
-def test_the_publish_page_shares_the_users_limit_and_shows_a_page(tmp_path: Any) -> None:
-    env = make_env(tmp_path, publish_rate_limit="1 per minute")
+def test_the_publish_page_shares_the_users_limit_and_shows_a_page() -> None:
+    env = make_env(publish_rate_limit="1 per minute")
     assert publish(env).status_code == 202
     client = env.app.test_client()
     sign_in(client, env.token)
@@ -116,8 +116,8 @@ def test_the_publish_page_shares_the_users_limit_and_shows_a_page(tmp_path: Any)
     assert response.mimetype == "text/html" and "<html" in reason.lower()
 
 
-def test_retry_is_limited_per_user(tmp_path: Any) -> None:
-    env = make_env(tmp_path, retry_rate_limit="1 per minute")
+def test_retry_is_limited_per_user() -> None:
+    env = make_env(retry_rate_limit="1 per minute")
     album_id = publish(env).get_json()["id"]
     client = env.app.test_client()
     url = f"/api/albums/{album_id}/retry"
@@ -125,8 +125,8 @@ def test_retry_is_limited_per_user(tmp_path: Any) -> None:
     assert_refused(client.post(url, headers=bearer(env.token)), "retr")
 
 
-def test_connecting_a_page_is_limited_per_user(tmp_path: Any) -> None:
-    env = make_env(tmp_path, connect_rate_limit="2 per minute")
+def test_connecting_a_page_is_limited_per_user() -> None:
+    env = make_env(connect_rate_limit="2 per minute")
     client = env.app.test_client()
     sign_in(client, env.token)
     for _ in range(2):
@@ -146,8 +146,8 @@ def open_stream(client: FlaskClient, album_id: str) -> Any:
     return response
 
 
-def test_one_user_cannot_take_every_live_stream(tmp_path: Any) -> None:
-    env = make_env(tmp_path, api_sse_streams=4, api_sse_streams_per_user=2)
+def test_one_user_cannot_take_every_live_stream() -> None:
+    env = make_env(api_sse_streams=4, api_sse_streams_per_user=2)
     album_id = env.album("Live", 2)
     client = env.app.test_client()
     sign_in(client, env.token)
@@ -173,8 +173,8 @@ def test_one_user_cannot_take_every_live_stream(tmp_path: Any) -> None:
 # -- images per day ------------------------------------------------------------------------------
 
 
-def test_the_daily_image_quota_refuses_the_whole_album(tmp_path: Any) -> None:
-    env = make_env(tmp_path, images_per_day=5)
+def test_the_daily_image_quota_refuses_the_whole_album() -> None:
+    env = make_env(images_per_day=5)
     assert publish(env, 3).status_code == 202
     albums, outbox = rows(env, Album), rows(env, OutboxMessage)
     response = publish(env, 3, first=10)
@@ -184,8 +184,8 @@ def test_the_daily_image_quota_refuses_the_whole_album(tmp_path: Any) -> None:
     assert publish(env, 2, first=20).status_code == 202  # exactly up to the quota
 
 
-def test_the_quota_counts_only_the_last_24_hours(tmp_path: Any) -> None:
-    env = make_env(tmp_path, images_per_day=3)
+def test_the_quota_counts_only_the_last_24_hours() -> None:
+    env = make_env(images_per_day=3)
     old = publish(env, 3).get_json()["id"]
     assert publish(env, 1, first=5).status_code == 429
     with env.store._tx() as s:
@@ -199,8 +199,8 @@ def test_the_quota_counts_only_the_last_24_hours(tmp_path: Any) -> None:
     assert publish(env, 3, first=5).status_code == 202
 
 
-def test_an_idempotent_repeat_is_answered_even_at_the_quota(tmp_path: Any) -> None:
-    env = make_env(tmp_path, images_per_day=2)
+def test_an_idempotent_repeat_is_answered_even_at_the_quota() -> None:
+    env = make_env(images_per_day=2)
     keys = [f"{env.user.prefix}p/{n}.png" for n in range(2)]
     client = env.app.test_client()
     headers = {**bearer(env.token), "Idempotency-Key": "k-1"}
@@ -210,8 +210,8 @@ def test_an_idempotent_repeat_is_answered_even_at_the_quota(tmp_path: Any) -> No
     assert again.headers["Idempotent-Replayed"] == "true"
 
 
-def test_an_album_larger_than_the_quota_is_unprocessable(tmp_path: Any) -> None:
-    env = make_env(tmp_path, images_per_day=2)
+def test_an_album_larger_than_the_quota_is_unprocessable() -> None:
+    env = make_env(images_per_day=2)
     response = publish(env, 3)
     assert response.status_code == 422 and "2 images a day" in response.get_json()["error"]
 
@@ -219,8 +219,8 @@ def test_an_album_larger_than_the_quota_is_unprocessable(tmp_path: Any) -> None:
 # -- notify_email --------------------------------------------------------------------------------
 
 
-def test_notify_email_only_to_the_users_own_address(tmp_path: Any) -> None:
-    env = make_env(tmp_path)
+def test_notify_email_only_to_the_users_own_address() -> None:
+    env = make_env()
     response = publish(env, notify_email="stranger@example.com")
     assert response.status_code == 422
     assert "your own address" in response.get_json()["error"]

@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.unit.test_web import make_env
@@ -21,10 +19,8 @@ from tests.unit.test_web import make_env
         ("DELETE", "/albums", {"GET"}),
     ],
 )
-def test_a_405_says_which_methods_are_allowed(
-    tmp_path: Any, method: str, path: str, allowed: set[str]
-) -> None:
-    client = make_env(tmp_path).app.test_client()
+def test_a_405_says_which_methods_are_allowed(method: str, path: str, allowed: set[str]) -> None:
+    client = make_env().app.test_client()
     response = client.open(path, method=method)
     assert response.status_code == 405
     assert allowed <= {m.strip() for m in response.headers.get("Allow", "").split(",")}

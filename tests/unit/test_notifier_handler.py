@@ -19,8 +19,8 @@ from tests.unit.stores import new_store
 
 
 class World:
-    def __init__(self, tmp_path: Any) -> None:
-        self.store = new_store(tmp_path)
+    def __init__(self) -> None:
+        self.store = new_store()
         self.mailer = FakeMailer()
         self.notifier = AlbumNotifier(
             self.store, self.mailer, "albums@localhost", "http://albums.test", ((5, 30), 3)
@@ -41,8 +41,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Any) -> World:
-    return World(tmp_path)
+def world() -> World:
+    return World()
 
 
 def test_a_settle_delivered_twice_is_mailed_once(world: World) -> None:

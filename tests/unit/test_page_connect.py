@@ -4,7 +4,6 @@ Login is a fake that hands out Pages, the outbox a fake (tests/unit/test_web.py'
 from __future__ import annotations
 
 import logging
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -35,9 +34,9 @@ class FakeLogin:
 
 
 @pytest.fixture()
-def no_fallback(tmp_path: Any) -> Env:
+def no_fallback() -> Env:
     """A multi-tenant install: no FACEBOOK_PAGE_ID/TOKEN."""
-    return make_env(tmp_path, facebook_page_id="", api_sse_max_s=1.0)
+    return make_env(facebook_page_id="", api_sse_max_s=1.0)
 
 
 @pytest.fixture()

@@ -42,8 +42,8 @@ class Facebook:
 
 
 class World:
-    def __init__(self, tmp_path: Any) -> None:
-        self.store = new_store(tmp_path)
+    def __init__(self) -> None:
+        self.store = new_store()
         self.cipher = TokenCipher(KEY)
         self.publisher = FakePublisher()
         self.facebook = Facebook()
@@ -81,8 +81,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Any) -> World:
-    return World(tmp_path)
+def world() -> World:
+    return World()
 
 
 def test_two_users_with_two_pages_each_publish_only_to_their_own(world: World) -> None:

@@ -45,15 +45,15 @@ def cookie_of(client: FlaskClient) -> tuple[str, str]:
 
 
 @pytest.fixture()
-def env(tmp_path: Path) -> Env:
-    return make_env(tmp_path)
+def env() -> Env:
+    return make_env()
 
 
 @pytest.fixture()
 def unset_key_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     """The default install: API_SECRET_KEY unset (var/ is the test's own directory)."""
     monkeypatch.chdir(tmp_path)
-    return make_env(tmp_path, api_secret_key=None)
+    return make_env(api_secret_key=None)
 
 
 # -- forged cookies ------------------------------------------------------------------------------
@@ -279,8 +279,8 @@ def test_over_https_the_cookie_is_secure_host_only_and_hsts_is_sent(env: Env) ->
     assert page.status_code == 200
 
 
-def test_in_production_the_cookie_is_secure_even_behind_a_plain_http_proxy(tmp_path: Path) -> None:
-    env = make_env(tmp_path, **PRODUCTION)
+def test_in_production_the_cookie_is_secure_even_behind_a_plain_http_proxy() -> None:
+    env = make_env(**PRODUCTION)
     response = sign_in(env.app.test_client(), env.token)
     cookie = set_cookie_of(response)
     assert cookie.startswith("__Host-albums_session=") and "; Secure" in cookie

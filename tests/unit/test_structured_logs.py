@@ -119,8 +119,8 @@ def test_a_retry_copy_and_a_dead_letter_keep_the_trace() -> None:
     assert dead.outgoing[0].headers[log_context.TRACE_HEADER] == TRACE
 
 
-def test_the_posts_trace_id_travels_in_its_outbox_rows_headers(tmp_path: Any) -> None:
-    env = make_env(tmp_path)
+def test_the_posts_trace_id_travels_in_its_outbox_rows_headers() -> None:
+    env = make_env()
     keys = [f"{env.user.prefix}trip/{n}.png" for n in range(2)]
     for key in keys:
         env.put(key, png(8, 8))
@@ -140,8 +140,8 @@ def test_the_posts_trace_id_travels_in_its_outbox_rows_headers(tmp_path: Any) ->
     assert [row.headers.get(log_context.TRACE_HEADER) for row in rows] == [TRACE, TRACE]
 
 
-def test_a_post_without_a_trace_gets_a_new_one_per_request(tmp_path: Any) -> None:
-    env = make_env(tmp_path)
+def test_a_post_without_a_trace_gets_a_new_one_per_request() -> None:
+    env = make_env()
     key = f"{env.user.prefix}trip/1.png"
     env.put(key, png(8, 8))
     client = env.app.test_client()
@@ -155,8 +155,8 @@ def test_a_post_without_a_trace_gets_a_new_one_per_request(tmp_path: Any) -> Non
     assert log_context.current() == {}  # unbound once the request ended
 
 
-def test_a_row_written_outside_any_trace_has_no_trace_header(tmp_path: Any) -> None:
-    env = make_env(tmp_path)
+def test_a_row_written_outside_any_trace_has_no_trace_header() -> None:
+    env = make_env()
     _album, rows = env.store.create_album(env.user.id, "T", None, [f"{env.user.prefix}a.png"])
     assert log_context.TRACE_HEADER not in rows[0].headers
 

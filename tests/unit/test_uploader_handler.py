@@ -26,8 +26,8 @@ BUCKET = "unit"
 
 
 class World:
-    def __init__(self, tmp_path: Any) -> None:
-        self.store = new_store(tmp_path)
+    def __init__(self) -> None:
+        self.store = new_store()
         self.publisher = FakePublisher()
         self.graph = FakeGraphClient()
         self.s3 = FakeS3()
@@ -63,8 +63,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Any) -> World:
-    return World(tmp_path)
+def world() -> World:
+    return World()
 
 
 def test_an_image_is_uploaded_and_its_album_settles(world: World) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +26,14 @@ from dev.images import png
 from services.api import album_events, rate_limits
 from services.api.album_model import plain_reason
 from services.api.app import create_app
+from services.api.fake_page_albums import FakePageAlbums
 from services.api.services import Services
 from services.api.settings import ApiSettings
 from shared.adapters.fake_s3 import FakeS3
 from shared.delivery.replay import Replayer
 from shared.store import Store, UserView
 from tests.unit.shared_templates import SharedTemplates
-from tests.unit.stores import store_url
+from tests.unit.stores import new_store, url_of
 
 BUCKET = "albums-unit"
 REFUSED = "Facebook refused the image: rejected image (code 324)"
@@ -95,6 +97,8 @@ class FakeServices(Services):
         super().__init__(settings, store, clock=ManualClock())
         self.fake_outbox = FakeOutbox()
         self._s3 = s3_client  # None: built on first use, as in production
+        # No Page has albums: the publish page would otherwise ask Facebook for them.
+        self._page_albums = FakePageAlbums()
 
     @property
     def outbox(self) -> Any:
@@ -141,9 +145,18 @@ TOKEN_KEY = "fLjyrUJr8Ku8PZ3I6lHOxiJEeP6r6Lw3-4A1LnUqlxw="
 SESSION_KEY = "unit-session-key-not-a-secret"
 
 
-def make_env(tmp_path: Any, s3_client: Any = None, **settings: Any) -> Env:
+def make_env(s3_client: Any = None, **settings: Any) -> Env:
     """An app on a store and a bucket of its own (a FakeS3 unless `s3_client` is given); a
-    one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise."""
+    one-tenant install (FACEBOOK_PAGE_ID/TOKEN set) unless `settings` say otherwise. Its
+    store holds one user, Ann."""
+    return seeded_env(_ann, s3_client, **settings)
+
+
+def seeded_env(
+    seed: Callable[[Store], tuple[UserView, str]], s3_client: Any = None, **settings: Any
+) -> Env:
+    """`make_env` with the rows `seed` writes into the empty store; it gives the user and
+    token the env signs in with."""
     settings = {
         "facebook_page_id": "1000000000000001",
         "facebook_page_token": SecretStr("unit-page-token"),
@@ -151,20 +164,49 @@ def make_env(tmp_path: Any, s3_client: Any = None, **settings: Any) -> Env:
         "api_secret_key": SecretStr(SESSION_KEY),
         **settings,
     }
-    config = ApiSettings(
-        _env_file=None,
-        database_url=store_url(tmp_path, "web.db"),  # type: ignore[call-arg]
-        s3_endpoint_url=None,
-        s3_bucket=BUCKET,
-        **settings,
-    )
-    store = Store(config.database_url)
+    store = new_store()
+    config = _settings_for(url_of(store), settings)
     app = _app_for(config, store)
     services = FakeServices(config, store, s3_client or FakeS3())
     app.extensions["services"] = services
     services.s3.create_bucket(Bucket=BUCKET)
-    user, token = store.create_user("ann@example.com")
+    user, token = seed(store)
     return Env(app, store, services, user, token)
+
+
+def _ann(store: Store) -> tuple[UserView, str]:
+    return store.create_user("ann@example.com")
+
+
+#: The unit apps' settings by what they are made from (the process environment included).
+_SETTINGS: dict[str, ApiSettings] = {}
+
+
+def _settings_for(database_url: str, settings: dict[str, Any]) -> ApiSettings:
+    """The settings made once: pydantic-settings reads every field's environment variable
+    (30 ms a time), and no test changes a settings object. (pytest names the running test in
+    the environment: that one variable is no setting.)"""
+    given = {"database_url": database_url, **settings}
+    environment = sorted(item for item in os.environ.items() if item[0] != "PYTEST_CURRENT_TEST")
+    key = repr((_plain(given), environment))
+    config = _SETTINGS.get(key)
+    if config is None:
+        config = _SETTINGS[key] = ApiSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            s3_endpoint_url=None,
+            s3_bucket=BUCKET,
+            **given,
+        )
+    return config
+
+
+def _plain(values: Any) -> list[tuple[str, Any]]:
+    """`values` (name, value) sorted, with the secrets in clear (their repr hides them)."""
+    items = values.items() if isinstance(values, dict) else values
+    return sorted(
+        (name, value.get_secret_value() if isinstance(value, SecretStr) else value)
+        for name, value in items
+    )
 
 
 #: The unit apps by their settings. Building one (its routes, its templates) was most of a web
@@ -191,12 +233,7 @@ def _app_for(config: ApiSettings, store: Store) -> Flask:
 
 def _settings_key(config: ApiSettings) -> str:
     """Every setting but the store's URL, secrets included (their dump hides them)."""
-    values = {
-        name: value.get_secret_value() if isinstance(value, SecretStr) else value
-        for name, value in config
-        if name != "database_url"
-    }
-    return repr(sorted(values.items()))
+    return repr(_plain([(name, value) for name, value in config if name != "database_url"]))
 
 
 @pytest.fixture()
@@ -206,8 +243,8 @@ def aws() -> FakeS3:
 
 
 @pytest.fixture()
-def env(tmp_path: Any, aws: Any) -> Env:
-    return make_env(tmp_path, aws, api_sse_max_s=1.0)
+def env(aws: Any) -> Env:
+    return make_env(aws, api_sse_max_s=1.0)
 
 
 def csrf_of(page: str) -> str:
@@ -247,8 +284,8 @@ def test_signing_in_with_the_token_sets_a_private_cookie(env: Env) -> None:
     assert client.get("/").location == "/albums"
 
 
-def test_the_cookie_is_secure_when_configured(tmp_path: Any, aws: Any) -> None:
-    env = make_env(tmp_path, aws, api_cookie_secure=True)
+def test_the_cookie_is_secure_when_configured(aws: Any) -> None:
+    env = make_env(aws, api_cookie_secure=True)
     assert "Secure" in sign_in(env.app.test_client(), env.token).headers["Set-Cookie"]
 
 
@@ -501,10 +538,10 @@ def test_the_stream_sends_changes_and_ends_after_its_time(client: FlaskClient, e
     assert 1.0 < env.clock.now <= 1.0 + album_events.POLL_S
 
 
-def test_streams_past_the_limit_get_a_snapshot_and_reconnect(tmp_path: Any, aws: Any) -> None:
+def test_streams_past_the_limit_get_a_snapshot_and_reconnect(aws: Any) -> None:
     # The user's own share (API_SSE_STREAMS_PER_USER, tests/unit/test_limits.py) set above
     # the process's: this is the process's limit.
-    env = make_env(tmp_path, aws, api_sse_streams=1, api_sse_streams_per_user=2, api_sse_max_s=5.0)
+    env = make_env(aws, api_sse_streams=1, api_sse_streams_per_user=2, api_sse_max_s=5.0)
     client = env.app.test_client()
     sign_in(client, env.token)
     album_id = env.album("Busy", 1)

@@ -1,7 +1,8 @@
 """How the Makefile installs (issue 13 item 2): `make run` from run.lock and `make test` from
-dev.lock, both with --require-hashes; a changed lock reinstalls; `make test` audits; PYTHON
-defaults to python3 and an older Python is refused with a clear message. Checked with
-`make -n` (print, run nothing) on a copy of the Makefile, so nothing is installed."""
+dev.lock, both with --require-hashes, by uv, which pip installs first from uv.lock with its
+hashes; a changed lock reinstalls; `make test` audits; PYTHON defaults to python3 and an older
+Python is refused with a clear message. Checked with `make -n` (print, run nothing) on a copy of
+the Makefile, so nothing is installed."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def tree(tmp_path: Path) -> Path:
         *(tmp_path / "requirements").iterdir(),
     ]:
         os.utime(path, (INPUTS_TIME, INPUTS_TIME))
-    for stamp in (".run-installed", ".dev-installed"):
+    for stamp in (".uv-installed", ".run-installed", ".dev-installed"):
         (tmp_path / ".venv" / stamp).touch()
         os.utime(tmp_path / ".venv" / stamp, (INSTALL_TIME, INSTALL_TIME))
     return tmp_path
@@ -87,8 +88,60 @@ def test_no_install_resolves_outside_a_lock(tree: Path) -> None:
         assert "--require-hashes" in line or "--no-deps" in line, line
 
 
+def test_the_locks_are_installed_by_the_venvs_uv_into_the_venv(tree: Path) -> None:
+    _change(tree / "requirements" / "dev.lock")
+    installs = _installs(_dry_run(tree, "test"))
+    assert installs, "a changed dev.lock installs nothing"
+    for line in installs:
+        assert line.startswith(".venv/bin/uv pip install "), line
+        assert "--python .venv/bin/python" in line, line
+
+
+def test_the_project_is_installed_editable_by_the_locked_setuptools(tree: Path) -> None:
+    _change(tree / "requirements" / "run.lock")
+    project = [line for line in _installs(_dry_run(tree, "run")) if line.endswith(" -e .")]
+    assert len(project) == 1, project
+    assert "--no-deps" in project[0] and "--no-build-isolation" in project[0], project
+
+
+def test_a_new_venv_gets_uv_from_its_lock_with_hashes_first(tree: Path) -> None:
+    (tree / ".venv" / ".uv-installed").unlink()
+    installs = _installs(_dry_run(tree, "venv"))
+    assert (
+        installs[0] == ".venv/bin/pip install -q --require-hashes --no-deps -r requirements/uv.lock"
+    )
+    assert any("uv pip install" in line and "requirements/dev.lock" in line for line in installs)
+
+
+def test_a_changed_uv_lock_reinstalls_uv_then_the_lock(tree: Path) -> None:
+    _change(tree / "requirements" / "uv.lock")
+    installs = _installs(_dry_run(tree, "run"))
+    assert [line.split()[-1] for line in installs] == [
+        "requirements/uv.lock",
+        "requirements/run.lock",
+        ".",
+    ], installs
+
+
+def test_make_lock_cuts_uv_lock_from_all_lock(tree: Path) -> None:
+    uv_lock = [line for line in _dry_run(tree, "lock").splitlines() if "uv.lock" in line]
+    assert uv_lock, "make lock does not write requirements/uv.lock"
+    assert "-c requirements/all.lock requirements/uv.in" in uv_lock[0], uv_lock
+    assert "--generate-hashes" in uv_lock[0], uv_lock
+
+
 def test_make_test_runs_the_audit(tree: Path) -> None:
     assert "dev.audit" in _dry_run(tree, "test")
+
+
+def test_make_test_type_checks_everything_beside_the_tests(tree: Path) -> None:
+    """mypy over TYPED runs beside pytest (dev/alongside.py), which reports both and fails
+    when either fails, instead of before it."""
+    commands = _dry_run(tree, "test").replace("\\\n", " ")
+    [line] = [line for line in commands.splitlines() if "dev.alongside" in line]
+    assert '--beside ".venv/bin/mypy shared services dev bench chaos tests"' in line, line
+    assert line.split(" -- ")[1].split() == [".venv/bin/pytest", "-q", "-m", '"not', 'slow"']
+    assert not [c for c in commands.splitlines() if c.startswith(".venv/bin/mypy")], commands
 
 
 def test_python_defaults_to_python3() -> None:
