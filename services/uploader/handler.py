@@ -14,7 +14,7 @@ import mimetypes
 import posixpath
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from shared.policies.retry_policy import Failure, FailureKind, RetryLater, Retry
 from shared.store import FbAlbumClaim, Start, Store
 from shared.store.tables import utcnow
 
-from . import image_size, photo_limits, photo_match
+from . import photo_limits, photo_match
 from .album_photos import AlbumPhotos
 from .circuit_breaker import CircuitBreaker
 from .failures import (
@@ -46,6 +46,7 @@ from .failures import (
 )
 from .pages import RECONNECT_REASON, PagePaused, Pages
 from .photo_match import Photo
+from .source import Source
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class ImageUploader:
         self._breaker = breaker or CircuitBreaker()
         self._gate = gate
         self._created: dict[str, _Created] = {}
+        #: Each album's Facebook album or post, as recorded in the store (`_learn_fb_album`).
+        self._recorded: dict[str, FbAlbumClaim] = {}
         self._leases: dict[int, int] = {}  # image id -> the attempt this process runs
         #: The attempt this worker thread runs, for the route's hooks that record its end.
         self._running = threading.local()
@@ -176,15 +179,60 @@ class ImageUploader:
         # This thread's attempt, for the route's hooks: none until one is taken (a hook run
         # for a wait before it must not act for the previous message's attempt).
         self._running.attempt = None
+        start = self._take(message) or self._start_checked(message)
+        if start is None:
+            return
+        self._running.attempt = start.attempt
+        self._attempt(message, start)
+
+    def _take(self, message: messages.ImageUploadRequested) -> Start | None:
+        """The usual start, one statement (`Store.take_image`): the image's row checked against
+        the message, its Page and the app not held, the attempt taken. None: something needs
+        a decision (a mismatch, a paused or held Page, an ended, busy or stale image, a turn
+        not yet held): `_start_checked` takes the long way, which says why."""
+        # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
+        self._breaker.wait_while_open()
+        page_id = None
+        if self._pages is not None:
+            try:
+                page = self._pages.client_for(message.album_id)
+            except (PagePaused, LookupError):
+                return None
+            self._local.graph, self._local.sealed = page.client, page.sealed
+            page_id = str(page.page_id)
+        delivery = fate.current_delivery()
+        taken = self._store.take_image(
+            message.image_id,
+            message.album_id,
+            message.key,
+            _LEASE,
+            in_flight_window(self._policy.graph_timeout_s),
+            fencing.fence_of(delivery.headers) if delivery else None,
+            self._gate.scopes(page_id) if self._gate is not None else (),
+        )
+        if taken is None:
+            return None
+        return Start(
+            taken.attempt,
+            0.0,
+            fb_album=self._known_fb_album(message.album_id),
+            caption=taken.caption,
+            first_attempt_at=taken.first_attempt_at,
+            size=taken.size,
+            key=taken.key,
+        )
+
+    def _start_checked(self, message: messages.ImageUploadRequested) -> Start | None:
+        """The long way to an attempt, each check on its own: the attempt taken, or None when
+        the image was paused for its Page or is not to be tried now (`_not_now`)."""
         # Before anything acts on the message's album or image: only the store's say.
         self._check_against_store(message)
-        # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         page_id = None
         if self._pages is not None:
             page_id = self._use_album_page(message)
             if page_id is None:
-                return
+                return None
         if self._gate is not None:  # a Page or app held for its usage: nothing is streamed
             self._gate.check(page_id)
         delivery = fate.current_delivery()
@@ -198,11 +246,10 @@ class ImageUploader:
             )
         except LookupError as exc:
             raise messages.PoisonMessage(str(exc)) from None
-        self._running.attempt = start.attempt
         if start.attempt is None:
             self._not_now(message, start)
-            return
-        self._attempt(message, start)
+            return None
+        return start
 
     def _check_against_store(self, message: messages.ImageUploadRequested) -> None:
         """A message naming another album or object than its image's stored ones is
@@ -313,57 +360,78 @@ class ImageUploader:
                 raise outcomes.of(failure).copy_with({fencing.FENCE_HEADER: start.attempt}) from exc
         self._breaker.record(ok=True)
         self._outbox.send_rows(
-            self._store.record_uploaded(message.image_id, photo_id, attempt=start.attempt)
+            self._store.record_uploaded(
+                message.image_id, photo_id, attempt=start.attempt, album_id=message.album_id
+            )
         )
         log.info("image %s uploaded as photo %s", message.image_id, photo_id)
 
     def _upload(self, message: messages.ImageUploadRequested, start: Start) -> str:
-        fb_album = self._fb_album(message.album_id, _AlbumFacts.of(start), start.fb_album)
+        fb_album = self._fb_album(
+            message.album_id, lambda: self._facts(message.album_id, start), start.fb_album
+        )
         if fb_album is None:
             # Unpublished photos are listed nowhere, so an earlier attempt's cannot be looked
             # for: one that landed unrecorded stays unattached (Facebook drops it in a day);
             # the post attaches only the recorded id, so no photo is posted twice.
             return self._send(None, start)
-        size = start.size or image_size.read_size(self._s3, self._bucket, start.key)
-        if start.attempt != 1:
-            # An earlier attempt may have reached Facebook and died before recording the
-            # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
-            sent = self._find_sent(fb_album, message, start, size)
-            if sent is not None:
-                log.info("image %s was already on Facebook as %s", message.image_id, sent)
-                return sent
-        # Recorded before the send: from now on a photo may land (rivals wait for it), and
-        # the size recognises it later.
-        self._store.record_sending(message.image_id, None if start.size else size)
+        # The object is opened now only when its size must be read (the store does not hold
+        # it): from the first bytes the send streams, rather than a request of its own.
+        source = None if start.size else self._open(start)
         try:
-            photo_id = self._send(fb_album, start)
-        except GraphError as exc:
-            if exc.code != _DUPLICATE_POST:
-                raise
-            return self._existing_duplicate(fb_album, message, start, size)
+            size = start.size or (source.size() if source else None)
+            if start.attempt != 1:
+                # An earlier attempt may have reached Facebook and died before recording the
+                # photo id (a timeout, a crash): the Graph API has no idempotency key, so look.
+                sent = self._find_sent(fb_album, message, start, size)
+                if sent is not None:
+                    log.info("image %s was already on Facebook as %s", message.image_id, sent)
+                    return sent
+            # Recorded before the send: from now on a photo may land (rivals wait for it), and
+            # the size recognises it later.
+            self._store.record_sending(message.image_id, None if start.size else size)
+            try:
+                photo_id = self._send(fb_album, start, source)
+            except GraphError as exc:
+                if exc.code != _DUPLICATE_POST:
+                    raise
+                return self._existing_duplicate(fb_album, message, start, size)
+        finally:
+            if source is not None:
+                source.close()
         self._album_photos.add(fb_album, Photo(photo_id, start.caption, utcnow(), size))
         return photo_id
 
-    def _send(self, fb_album: str | None, start: Start) -> str:
-        """The image's stored object into `fb_album`, or (None) to the Page unpublished, for
-        the album's post."""
-        obj = self._s3.get_object(Bucket=self._bucket, Key=start.key)
-        filename = posixpath.basename(start.key) or "image"
-        content_type = obj.get("ContentType") or mimetypes.guess_type(filename)[0]
+    def _open(self, start: Start) -> Source:
+        """The image's stored object, its size and type checked from the GET's headers,
+        before a byte of the body is read or sent."""
+        source = Source(self._s3, self._bucket, start.key)
         try:
-            # From the GET's headers, before a byte of the body is read or sent.
-            photo_limits.check(int(obj["ContentLength"]), obj.get("ContentType"), start.key)
+            photo_limits.check(source.length, source.content_type, start.key)
+        except BaseException:
+            source.close()
+            raise
+        return source
+
+    def _send(self, fb_album: str | None, start: Start, source: Source | None = None) -> str:
+        """The image's stored object (`source`, already open, else opened now) into
+        `fb_album`, or (None) to the Page unpublished, for the album's post."""
+        opened = source or self._open(start)
+        filename = posixpath.basename(start.key) or "image"
+        content_type = opened.content_type or mimetypes.guess_type(filename)[0]
+        try:
             return self._graph.upload_photo(
                 fb_album or self._graph.page_id,
-                obj["Body"],
-                int(obj["ContentLength"]),
+                opened,  # type: ignore[arg-type]  # a stream: read() is all it needs
+                opened.length,
                 filename,
                 content_type or "application/octet-stream",
                 caption=start.caption,
                 published=fb_album is not None,
             )
         finally:
-            obj["Body"].close()
+            if source is None:
+                opened.close()
 
     def _existing_duplicate(
         self,
@@ -416,8 +484,33 @@ class ImageUploader:
             raise outcomes.Permanent(found.reason)
         return None
 
+    def _facts(self, album_id: str, start: Start) -> _AlbumFacts:
+        """The album's facts: read with the attempt by the long way (the album's creation
+        time is never empty), else read now (only an image that must create the album or
+        look for it needs them)."""
+        if start.album_created_at is None:
+            start = self._store.album_facts(album_id)
+        return _AlbumFacts.of(start)
+
+    def _known_fb_album(self, album_id: str) -> FbAlbumClaim | None:
+        """The album's Facebook album (or its post) as the store recorded it for this process:
+        once recorded it never changes, so this process's next images need not claim. None:
+        not known here yet."""
+        with self._events_lock:
+            return self._recorded.get(album_id)
+
+    def _learn_fb_album(self, album_id: str, claim: FbAlbumClaim) -> None:
+        """Keep the store's record of the album's Facebook album or post, if it has one."""
+        if claim.post or claim.fb_album_id:
+            with self._events_lock:
+                if len(self._recorded) > 1000:  # old albums' images are done with
+                    self._recorded.clear()
+                self._recorded[album_id] = FbAlbumClaim(
+                    claim.fb_album_id, False, False, post=claim.post
+                )
+
     def _fb_album(
-        self, album_id: str, facts: _AlbumFacts, claim: FbAlbumClaim | None
+        self, album_id: str, facts_of: Callable[[], _AlbumFacts], claim: FbAlbumClaim | None
     ) -> str | None:
         """The album's Facebook album, created once however many images ask at the same time;
         None when the album goes out as one multi-photo post.
@@ -431,15 +524,16 @@ class ImageUploader:
         looked = False
         while True:
             claim = claim or self._store.claim_fb_album(album_id, stale)
+            self._learn_fb_album(album_id, claim)
             if claim.post:
                 return None
             if claim.fb_album_id:
                 return claim.fb_album_id
             if claim.mine:
-                return self._create_fb_album(album_id, facts, look_first=claim.taken_over)
+                return self._create_fb_album(album_id, facts_of(), look_first=claim.taken_over)
             if claim.uncertain and not looked:
                 looked = True
-                found = self._find_fb_album(facts)
+                found = self._find_fb_album(facts_of())
                 if found:
                     return self._album_created(album_id, found)
             if time.monotonic() > deadline:
@@ -509,6 +603,7 @@ class ImageUploader:
                 recorded,
                 fb_album,
             )
+        self._learn_fb_album(album_id, FbAlbumClaim(recorded, False, False))
         created = self._created_event(album_id)
         created.fb_album_id = recorded
         created.event.set()

@@ -1,9 +1,11 @@
-"""A source image's pixel size, from the first bytes of its S3 object (a ranged GET).
+"""A source image's pixel size, from the first bytes of its S3 object.
 
 The size is what recognises, with the caption and the time, a photo an uncertain attempt sent
-(`photo_match`): it is read before the first send. Image headers sit at the start of the file
-(a JPEG's frame header after its EXIF block, which is at most 64 KB), so the whole object is
-never fetched. An image whose size cannot be read this way is matched without it.
+(`photo_match`): it is read before the first send, from the first bytes of the send's own
+stream (`source.Source`; `read_size` reads them with a ranged GET of their own). Image headers
+sit at the start of the file (a JPEG's frame header after its EXIF block, which is at most
+64 KB), so the whole object is never held. An image whose size cannot be read this way is
+matched without it.
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ class Pages:
         self._make_client = make_client
         self._single_tenant = single_tenant
         self._clients: dict[tuple[str, str], Any] = {}
+        #: Each album's owner and Page: recorded when it was posted and never changed.
+        self._owners: dict[str, tuple[int, str | None]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -61,10 +63,7 @@ class Pages:
 
     def _token_for(self, album_id: str) -> tuple[str, str, bytes | None]:
         """The album's Page id, its token and the token sealed, or PagePaused."""
-        owner = self._store.album_page(album_id)
-        if owner is None:
-            raise LookupError(f"album {album_id} is not in the store")
-        user_id, page_id = owner
+        user_id, page_id = self._owner(album_id)
         if page_id is None:  # posted for the single-tenant Page
             if self._single_tenant is None:
                 raise PagePaused(RECONNECT_REASON)
@@ -77,6 +76,21 @@ class Pages:
         assert credentials.state == PageState.CONNECTED
         sealed = credentials.token_sealed
         return page_id, self._cipher.decrypt(sealed), sealed
+
+    def _owner(self, album_id: str) -> tuple[int, str | None]:
+        """The album's owner and Page, read once per album (LookupError: no such album)."""
+        with self._lock:
+            known = self._owners.get(album_id)
+        if known is not None:
+            return known
+        owner = self._store.album_page(album_id)
+        if owner is None:
+            raise LookupError(f"album {album_id} is not in the store")
+        with self._lock:
+            if len(self._owners) > 10_000:  # old albums' images are done with
+                self._owners.clear()
+            self._owners[album_id] = owner
+        return owner
 
     def client_for(self, album_id: str) -> PageClient:
         """The album's Page id and a Graph client for it, kept per Page and token (a

@@ -42,10 +42,15 @@ class ThrottleGate:
             else:
                 log.info("Facebook usage: holding uploads to %s for %.0f s", scope, seconds)
 
+    def scopes(self, page_id: str | None = None) -> tuple[str, str]:
+        """The scopes an upload to the Page (`page_id`, else the gate's own) waits for: the
+        Page's and the app's."""
+        return (page_id or self._page_id, usage.APP)
+
     def check(self, page_id: str | None = None) -> None:
         """Raise `Throttled` while the Page (`page_id`, else the gate's own) or the app is
         held."""
-        held = self._store.graph_held_for((page_id or self._page_id, usage.APP))
+        held = self._store.graph_held_for(self.scopes(page_id))
         if held > 0:
             raise Throttled(
                 f"Facebook's usage limit for this Page is near or reached; "

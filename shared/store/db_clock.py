@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Float, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -30,3 +30,26 @@ def _postgresql(_element: utc_now, _compiler: Any, **_kw: Any) -> str:
 def _sqlite(_element: utc_now, _compiler: Any, **_kw: Any) -> str:
     # SQLite runs in this process, so its clock is this host's; milliseconds, in UTC.
     return "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+
+class utc_now_plus(FunctionElement[datetime]):  # noqa: N801 - an SQL function, named like one
+    """`utc_now()` shifted by a number of seconds (negative: earlier), in the statement itself,
+    so that a single statement can compare against, and write, times of the database's clock."""
+
+    type = DateTime()
+    inherit_cache = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(bindparam(None, float(seconds), Float()))
+
+
+@compiles(utc_now_plus, "postgresql")
+def _postgresql_plus(element: utc_now_plus, compiler: Any, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"timezone('UTC', clock_timestamp()) + make_interval(secs => {seconds})"
+
+
+@compiles(utc_now_plus)
+def _sqlite_plus(element: utc_now_plus, compiler: Any, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', {seconds}))"

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -30,7 +30,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
@@ -50,6 +50,7 @@ from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
+from shared.store.image_take import Taken, take_statement
 from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
     TERMINAL,
@@ -133,6 +134,7 @@ class Store:
         self._write_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if sqlite else contextlib.nullcontext()
         )
+        self._write_lock_free = not sqlite
 
     def dispose(self) -> None:
         """Close the pooled connections (a process that forks, or one done with the store)."""
@@ -187,6 +189,18 @@ class Store:
         # there). PostgreSQL needs no such lock.
         with self._write_lock, self._sessions() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def _single(self) -> Iterator[Connection]:
+        """A connection for one statement that is its own transaction: on PostgreSQL in
+        autocommit (no BEGIN and COMMIT round trips around it: a statement is atomic by
+        itself); on SQLite the writers' transaction, as `_tx` takes it."""
+        if self._write_lock_free:
+            with self.engine.connect() as connection:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            with self._write_lock, self.engine.begin() as connection:
+                yield connection
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
@@ -516,14 +530,48 @@ class Store:
                 key=image.key,
             )
 
+    def take_image(
+        self,
+        image_id: int,
+        album_id: str,
+        key: str,
+        lease: timedelta,
+        in_flight_window: timedelta,
+        fence: int | None = None,
+        held_scopes: Collection[str] = (),
+    ) -> Taken | None:
+        """`start_attempt`'s usual case in one statement (`image_take`): the attempt taken, or
+        None when anything needs `start_attempt`'s decision (nothing was changed then). The
+        album's Facebook album is not claimed here."""
+        with self._single() as connection:
+            row = connection.execute(
+                take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
+            ).first()
+            return Taken.of(row) if row is not None else None
+
+    def album_facts(self, album_id: str) -> Start:
+        """What the album's Facebook album is created with, for an attempt taken by
+        `take_image` that must create it: a Start carrying only the album's fields."""
+        with self._read() as s:
+            album = s.get(Album, album_id)
+            if album is None:
+                raise LookupError(f"album {album_id} is not in the store")
+            return Start(
+                None,
+                0.0,
+                album.title,
+                album_description=album.description or "",
+                album_created_at=album.created_at,
+            )
+
     def record_sending(self, image_id: int, size: tuple[int, int] | None) -> None:
         """The attempt is about to send (its photo may land from now on), with the source's
         pixel size when it was just read (it recognises the photo later)."""
         values: dict[str, Any] = {"sent_at": utc_now()}  # the clock attempts start by
         if size is not None:
             values.update(width=size[0], height=size[1])
-        with self._tx() as s:
-            s.execute(update(Image).where(Image.id == image_id).values(**values))
+        with self._single() as connection:
+            connection.execute(update(Image).where(Image.id == image_id).values(**values))
 
     def release_attempt(self, image_id: int) -> None:
         """The attempt ends having sent nothing (it waits to reconcile): not in flight."""
@@ -655,16 +703,23 @@ class Store:
             )
 
     def record_uploaded(
-        self, image_id: int, photo_id: str, attempt: int | None = None
+        self, image_id: int, photo_id: str, attempt: int | None = None, album_id: str | None = None
     ) -> list[OutboxMessage]:
         """Record the photo id; returns the album's settled event if this image ended it.
+        `album_id`: the image's album, when the caller knows it (one read less; an image of
+        another album is left as it is).
 
         Any attempt's photo is recorded, a stalled one's too (`attempt` older than the
         image's): the photo is on Facebook, losing its id would lose it. A second photo for
         an image that already has one is logged loudly: it is a duplicate on Facebook.
         """
         ended, rows = self._end_image(
-            image_id, state=ImageState.UPLOADED, photo_id=photo_id, error=None, error_code=None
+            image_id,
+            album_id=album_id,
+            state=ImageState.UPLOADED,
+            photo_id=photo_id,
+            error=None,
+            error_code=None,
         )
         if not ended:
             image = self.image(image_id)
@@ -713,17 +768,24 @@ class Store:
         extra: Sequence[Outgoing] = (),
         stop_album: bool = False,
         only: Sequence[ColumnElement[bool]] = (),
+        album_id: str | None = None,
         **values: Any,
     ) -> tuple[bool, list[OutboxMessage]]:
         """Whether the image ended now, and the outbox rows written with it."""
         with self._tx() as s:
-            album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
             if album_id is None:
-                return False, []
+                album_id = s.scalar(select(Image.album_id).where(Image.id == image_id))
+                if album_id is None:
+                    return False, []
             album = s.get(Album, album_id, with_for_update=True)
             result = s.execute(
                 update(Image)
-                .where(Image.id == image_id, Image.state.not_in(TERMINAL), *only)
+                .where(
+                    Image.id == image_id,
+                    Image.album_id == album_id,
+                    Image.state.not_in(TERMINAL),
+                    *only,
+                )
                 .values(next_attempt_at=None, lease_until=None, in_doubt=False, **values)
             )
             ended = cast(CursorResult[Any], result).rowcount
@@ -748,8 +810,11 @@ class Store:
             rows = [outbox_row(message) for message in extra]
             s.add_all(rows)
             s.add_all(letter_index.records(extra))  # the desk's index, with the letter
-            rows += _release_turns(s, album)
-            return True, rows + _settle_if_ended(s, album)
+            # One read of the album's images serves its turns and its settle: the album's row
+            # lock keeps the states it reads (a start that takes it holds a turn already).
+            standing = _standing(s, album.id)
+            rows += _release_turns(s, album, standing)
+            return True, rows + _settle_if_ended(s, album, [state for state, _ in standing])
 
     def reopen_failed(
         self, album_id: str, image_ids: Collection[int] | None = None
@@ -967,8 +1032,8 @@ class Store:
 
     def mark_published(self, ids: Sequence[int]) -> None:
         if ids:
-            with self._tx() as s:
-                s.execute(
+            with self._single() as connection:
+                connection.execute(
                     update(OutboxMessage)
                     .where(OutboxMessage.id.in_(ids))
                     .values(published_at=utc_now())
@@ -1476,7 +1541,20 @@ def _outbox_row(message: messages.AnyMessage, queue: topology.WorkQueue) -> Outb
     return outbox_row(Outgoing(topology.WORK_EXCHANGE, queue.routing_key, messages.encode(message)))
 
 
-def _upload_row(image: Image) -> OutboxMessage:
+class _Released(Protocol):
+    """What an upload message is made of: an image, or the row its release returned."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def album_id(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+
+
+def _upload_row(image: _Released) -> OutboxMessage:
     """The message that asks for an image to be uploaded, after its latest attempt."""
     return outbox_row(upload_message(image.album_id, image.id, image.key, image.attempts))
 
@@ -1668,42 +1746,47 @@ def _claim_fb_album(album: Album, stale_after: timedelta) -> FbAlbumClaim:
     return claim
 
 
-def _release_turns(s: Session, album: Album) -> list[OutboxMessage]:
+def _standing(s: Session, album_id: str) -> list[tuple[str, bool]]:
+    """Each image of the album: its state, and whether it waits for its turn."""
+    return [
+        (state, bool(unreleased))
+        for state, unreleased in s.execute(
+            select(Image.state, Image.unreleased).where(Image.album_id == album_id)
+        )
+    ]
+
+
+def _release_turns(
+    s: Session, album: Album, standing: Sequence[tuple[str, bool]] | None = None
+) -> list[OutboxMessage]:
     """Release the album's next waiting images, in the album's order, into the room its window
     has: an upload message each, entering the work queue now. Images released and not ended
     hold the room (retrying, paused or uploading ones too). The caller holds the album's row
-    lock, so two images ending at once cannot both fill the same room."""
+    lock, so two images ending at once cannot both fill the same room. `standing`: the
+    album's images as `_standing` read them under that lock (read here when not given)."""
     if album.release_window is None:
         return []
-    in_use = (
-        s.scalar(
-            select(func.count())
-            .select_from(Image)
-            .where(
-                Image.album_id == album.id,
-                Image.unreleased.is_not(True),
-                Image.state.not_in(TERMINAL),
-            )
-        )
-        or 0
-    )
-    room = album.release_window - in_use
+    if standing is None:
+        standing = _standing(s, album.id)
+    live = [waits for state, waits in standing if state not in TERMINAL]
+    room = min(album.release_window - live.count(False), live.count(True))
     if room <= 0:
         return []
-    images = list(
-        s.scalars(
-            select(Image)
-            .where(
-                Image.album_id == album.id, Image.unreleased.is_(True), Image.state.not_in(TERMINAL)
-            )
-            .order_by(Image.position)
-            .limit(room)
-        )
+    next_ones = (
+        select(Image.id)
+        .where(Image.album_id == album.id, Image.unreleased.is_(True), Image.state.not_in(TERMINAL))
+        .order_by(Image.position)
+        .limit(room)
     )
-    now = _db_time(s)
-    for image in images:
-        image.unreleased, image.queued_at = None, now
-    rows = [_upload_row(image) for image in images]
+    # One statement releases them and says what their messages carry (the database's clock).
+    released = s.execute(
+        update(Image)
+        .where(Image.id.in_(next_ones.scalar_subquery()))
+        .values(unreleased=None, queued_at=utc_now())
+        .returning(Image.position, Image.id, Image.album_id, Image.key, Image.attempts),
+        execution_options={"synchronize_session": False},
+    ).all()
+    rows = [_upload_row(image) for image in sorted(released)]
     s.add_all(rows)
     s.flush()
     return rows
@@ -1731,14 +1814,17 @@ def _release_stalled_turns(s: Session, limit: int) -> list[OutboxMessage]:
     return rows
 
 
-def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
+def _settle_if_ended(
+    s: Session, album: Album, states: Sequence[str] | None = None
+) -> list[OutboxMessage]:
     """Settle the album once every image ended (`album_rules`); the caller holds the album's
-    row lock."""
+    row lock. `states`: its images' states read under that lock (read here when not given)."""
     if album.state != AlbumState.PUBLISHING:
         return []
     # The states alone first: of an album's twenty images ending, only the last needs them all
     # loaded.
-    states = s.scalars(select(Image.state).where(Image.album_id == album.id)).all()
+    if states is None:
+        states = s.scalars(select(Image.state).where(Image.album_id == album.id)).all()
     if not album_rules.has_ended(album.state, states):
         return []
     images = [
@@ -1756,17 +1842,21 @@ def _settle_if_ended(s: Session, album: Album) -> list[OutboxMessage]:
         )
     else:
         album.state, album.settled_at = album_rules.settled_state(images), utcnow()
-        row = _settled_row(s, album)
+        row = _settled_row(s, album, images)
     s.add(row)
     s.flush()
     return [row]
 
 
-def _settled_row(s: Session, album: Album) -> OutboxMessage:
-    images = [
-        album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
-        for i in _images(s, album.id)
-    ]
+def _settled_row(
+    s: Session, album: Album, images: Sequence[album_rules.ImageEnd] | None = None
+) -> OutboxMessage:
+    """The album's settled event; `images`: its images' ends, when the caller read them."""
+    if images is None:
+        images = [
+            album_rules.ImageEnd(i.id, i.key, i.state, i.photo_id, i.error)
+            for i in _images(s, album.id)
+        ]
     return _outbox_row(
         album_rules.settled_event(album.id, album.settle_seq, images), topology.ALBUM_SETTLED
     )

@@ -1,0 +1,104 @@
+"""An image's start in one statement: the usual case of `Store.start_attempt`, as a single
+`UPDATE ... RETURNING` on the image's row.
+
+It takes the image only when nothing needs a decision: the message names the stored album and
+object, the image has not ended, the delivery is not a stale duplicate (`fencing.superseded`),
+no attempt may be in flight (`_busy_until`), the image holds its turn already, and neither its
+Page nor the app is held for Facebook's usage. Otherwise it changes nothing and the caller
+takes the long way (`start_attempt` and the checks before it), which says why.
+
+It locks the image's row only, never the album's: the first wave of an album's images start
+side by side instead of queueing for the album row, and (holding one lock) it cannot deadlock
+with the transactions that lock the album first. The album's Facebook album is claimed apart
+(`claim_fb_album`), by the images whose process does not know it yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, Update, and_, exists, func, or_, select, update
+
+from shared.store.db_clock import utc_now, utc_now_plus
+from shared.store.tables import TERMINAL, GraphHold, Image, ImageState
+
+
+class Taken(NamedTuple):
+    """What the attempt taken needs next, as the image's row holds it."""
+
+    attempt: int
+    caption: str
+    first_attempt_at: datetime | None
+    size: tuple[int, int] | None
+    key: str
+
+    @classmethod
+    def of(cls, row: Any) -> Taken:
+        size = (row.width, row.height) if row.width and row.height else None
+        return cls(row.attempts, row.caption or "", row.first_attempt_at, size, row.key)
+
+
+def take_statement(
+    image_id: int,
+    album_id: str,
+    key: str,
+    lease: timedelta,
+    in_flight_window: timedelta,
+    fence: int | None,
+    held_scopes: Collection[str],
+) -> Update:
+    """The UPDATE that takes the image for a new attempt, returning `Taken`'s columns; it
+    matches no row when anything needs `start_attempt`'s decision."""
+    uploading = Image.state == ImageState.UPLOADING
+    conditions: list[ColumnElement[bool]] = [
+        Image.id == image_id,
+        Image.album_id == album_id,
+        Image.key == key,
+        Image.state.not_in(TERMINAL),
+        Image.unreleased.is_not(True),
+        _not_busy(uploading, in_flight_window),
+    ]
+    if fence is not None:  # fencing.superseded, in SQL
+        conditions.append(
+            or_(Image.attempts <= fence, and_(uploading, Image.attempt_fence == fence))
+        )
+    if held_scopes:
+        conditions.append(
+            ~exists(
+                select(GraphHold.scope).where(
+                    GraphHold.scope.in_(list(held_scopes)), GraphHold.until > utc_now()
+                )
+            )
+        )
+    return (
+        update(Image)
+        .where(*conditions)
+        .values(
+            state=ImageState.UPLOADING,
+            next_attempt_at=None,
+            in_doubt=False,
+            attempts=Image.attempts + 1,
+            attempt_started_at=utc_now(),
+            lease_until=utc_now_plus(lease.total_seconds()),
+            attempt_fence=fence,
+            first_attempt_at=func.coalesce(Image.first_attempt_at, utc_now()),
+        )
+        .returning(
+            Image.attempts,
+            Image.caption,
+            Image.first_attempt_at,
+            Image.width,
+            Image.height,
+            Image.key,
+        )
+    )
+
+
+def _not_busy(uploading: ColumnElement[bool], window: timedelta) -> ColumnElement[bool]:
+    """No earlier attempt may still run or reach Facebook (`repository._busy_until`)."""
+    running = or_(uploading, Image.in_doubt.is_(True))
+    lease_over = or_(~uploading, Image.lease_until.is_(None), Image.lease_until <= utc_now())
+    window_over = Image.attempt_started_at <= utc_now_plus(-window.total_seconds())
+    return or_(~running, Image.attempt_started_at.is_(None), and_(window_over, lease_over))
