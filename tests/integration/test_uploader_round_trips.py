@@ -33,6 +33,7 @@ from shared.contracts import topology
 from shared.delivery.outbox import Outbox
 from shared.policies.fate import Delivery, decide
 from shared.store import Store
+from tests.conftest import fresh_postgres_database
 from tests.present import present
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all
@@ -94,11 +95,14 @@ class WireCount:
 
 
 @pytest.fixture()
-def pg_store(postgres_url: str) -> Iterator[Store]:
-    store = Store(postgres_url)
-    store.create_schema()
-    yield store
-    store.dispose()
+def pg_store() -> Iterator[Store]:
+    """A database of its own: the session's shared one may hold another test's throttle hold
+    or blocked Page, which would send the first image to a retry tier instead."""
+    with fresh_postgres_database() as url:
+        store = Store(url)
+        store.create_schema()
+        yield store
+        store.dispose()
 
 
 @pytest.fixture()
