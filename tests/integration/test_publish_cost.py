@@ -48,54 +48,65 @@ def _engines(store: Store) -> set[Engine]:
     return {store.engine, store._read_engine}
 
 
-@contextlib.contextmanager
-def tally(store: Store) -> Iterator[Tally]:
-    """Count what the current thread makes the store do inside the block."""
-    counted = Tally()
-    me = threading.get_ident()
-    watched: list[Any] = []  # the sqlite3 connections given a progress handler
+class _Counter:
+    """The store's engines' listeners, installed once and never removed: removing a listener
+    while another thread (the marks, the relay) runs the same event raises in SQLAlchemy
+    ("deque mutated during iteration"), and that thread's transaction fails. They count for
+    `tally`'s thread while a tally is open, and do nothing otherwise."""
 
-    def on_statement(_conn: Any, _cursor: Any, statement: str, *_args: Any, **_kwargs: Any) -> None:
-        if threading.get_ident() == me:
+    def __init__(self, store: Store) -> None:
+        self.tally: Tally | None = None
+        self.thread: int | None = None
+        self.watched: list[Any] = []  # the sqlite3 connections given a progress handler
+        for engine in _engines(store):
+            event.listen(engine, "before_cursor_execute", self.on_statement)
+            event.listen(engine, "after_cursor_execute", self.after_statement)
+            event.listen(engine, "begin", self.on_begin)
+
+    def counting(self) -> Tally | None:
+        return self.tally if threading.get_ident() == self.thread else None
+
+    def on_statement(self, _conn: Any, _cursor: Any, statement: str, *_a: Any, **_k: Any) -> None:
+        if (counted := self.counting()) is not None:
             counted.statements.append(statement)
 
-    def after_statement(
-        _conn: Any, cursor: Any, statement: str, *_args: Any, **_kwargs: Any
-    ) -> None:
-        if threading.get_ident() == me and statement.lstrip().upper().startswith("SELECT"):
+    def after_statement(self, _conn: Any, cursor: Any, statement: str, *_a: Any, **_k: Any) -> None:
+        counted = self.counting()
+        if counted is not None and statement.lstrip().upper().startswith("SELECT"):
             counted.rows_read += max(0, cursor.rowcount)
 
-    def step() -> int:
-        if threading.get_ident() == me:
-            counted.vm_steps += 1
-        return 0
-
-    def on_begin(conn: Any) -> None:
-        if threading.get_ident() != me:
+    def on_begin(self, conn: Any) -> None:
+        if (counted := self.counting()) is None:
             return
         counted.transactions += 1
         dbapi = conn.connection.dbapi_connection
         if hasattr(dbapi, "set_progress_handler"):  # sqlite3
-            dbapi.set_progress_handler(step, _STEP)
-            watched.append(dbapi)
+            dbapi.set_progress_handler(self.step, _STEP)
+            self.watched.append(dbapi)
 
-    listeners = (
-        ("before_cursor_execute", on_statement),
-        ("after_cursor_execute", after_statement),
-        ("begin", on_begin),
-    )
-    engines = _engines(store)
-    for engine in engines:
-        for name, listener in listeners:
-            event.listen(engine, name, listener)
+    def step(self) -> int:
+        if (counted := self.counting()) is not None:
+            counted.vm_steps += 1
+        return 0
+
+
+_counters: dict[int, _Counter] = {}
+
+
+@contextlib.contextmanager
+def tally(store: Store) -> Iterator[Tally]:
+    """Count what the current thread makes the store do inside the block."""
+    counter = _counters.get(id(store))
+    if counter is None:
+        counter = _counters[id(store)] = _Counter(store)
+    counter.tally, counter.thread = Tally(), threading.get_ident()
     try:
-        yield counted
+        yield counter.tally
     finally:
-        for engine in engines:
-            for name, listener in listeners:
-                event.remove(engine, name, listener)
-        for dbapi in watched:
+        counter.tally = counter.thread = None
+        for dbapi in counter.watched:
             dbapi.set_progress_handler(None, 0)
+        counter.watched.clear()
 
 
 def publish(api: Api, images: int) -> Tally:
@@ -119,6 +130,7 @@ def api(
             url = stack.enter_context(fresh_postgres_database())
         store = Store(url)
         stack.callback(store.dispose)
+        stack.callback(_counters.pop, id(store), None)
         # The bench's settings (bench/system.py): a window of 20, a quota far above the history.
         api = stack.enter_context(api_on(store, amqp_url, album_window=20, images_per_day=100_000))
         publish(api, 1)  # the first request builds the publisher and the pools
