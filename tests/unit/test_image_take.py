@@ -1,0 +1,129 @@
+"""The one-statement start (`Store.take_image`, shared/store/image_take.py) against the long way
+(`Store.start_attempt`), state by state: a take must never start an attempt the long way would
+refuse (an ended, busy, in-doubt or stale image: a photo sent twice), and in the usual states it
+must take what the long way takes (else every image pays the long way). Where the take is
+stricter by design (an image still waiting for its album's turn, a message naming another
+album or object), it changes nothing and the handler takes the long way, which says why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from shared.store import ImageState, Store
+from shared.store.tables import Image
+from tests.unit.stores import new_store
+
+LEASE = timedelta(seconds=30)
+WINDOW = timedelta(seconds=60)
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+#: (name, the image's columns set before the start, the delivery's fence, the long way takes)
+STATES: list[tuple[str, dict[str, Any], int | None, bool]] = [
+    ("queued, first delivery", {}, None, True),
+    ("queued, fenced first delivery", {}, 0, True),
+    ("retrying, its retry copy", {"state": ImageState.RETRYING, "attempts": 1}, 1, True),
+    ("uploaded", {"state": ImageState.UPLOADED, "attempts": 1, "photo_id": "p"}, None, False),
+    ("failed", {"state": ImageState.FAILED, "attempts": 3}, None, False),
+    (
+        "uploading, lease held, just started",
+        {
+            "state": ImageState.UPLOADING,
+            "attempts": 1,
+            "attempt_started_at": _now(),
+            "lease_until": _now() + LEASE,
+        },
+        None,
+        False,
+    ),
+    (
+        "uploading, lease over, started long ago",
+        {
+            "state": ImageState.UPLOADING,
+            "attempts": 1,
+            "attempt_started_at": LONG_AGO,
+            "lease_until": LONG_AGO,
+        },
+        None,
+        True,
+    ),
+    (
+        "retrying in doubt, just started",
+        {
+            "state": ImageState.RETRYING,
+            "attempts": 1,
+            "in_doubt": True,
+            "attempt_started_at": _now(),
+        },
+        None,
+        False,
+    ),
+    (
+        "retrying, a stale copy of attempt 1",
+        {"state": ImageState.RETRYING, "attempts": 3},
+        1,
+        False,
+    ),
+]
+
+
+def _image(store: Store, columns: dict[str, Any]) -> tuple[int, str, str]:
+    user, _ = store.create_user("take@example.com")
+    album_id, _rows = store.create_album(user.id, "Take", None, [f"{user.prefix}a.png"], window=8)
+    album = store.album(album_id)
+    assert album is not None
+    image = album.images[0]
+    if columns:
+        with store.engine.begin() as connection:
+            connection.execute(update(Image).where(Image.id == image.id).values(**columns))
+    return image.id, album_id, image.key
+
+
+def _take(store: Store, image: tuple[int, str, str], fence: int | None) -> bool:
+    image_id, album_id, key = image
+    return store.take_image(image_id, album_id, key, LEASE, WINDOW, fence) is not None
+
+
+def _long_way(store: Store, image: tuple[int, str, str], fence: int | None) -> bool:
+    return store.start_attempt(image[0], LEASE, WINDOW, fence=fence).attempt is not None
+
+
+@pytest.mark.parametrize(("name", "columns", "fence", "takes"), STATES, ids=[s[0] for s in STATES])
+def test_the_take_and_the_long_way_agree(
+    name: str, columns: dict[str, Any], fence: int | None, takes: bool
+) -> None:
+    starts: dict[str, bool] = {}
+    way: Callable[[Store, tuple[int, str, str], int | None], bool]
+    for label, way in (("long way", _long_way), ("take", _take)):
+        store = new_store()
+        starts[label] = way(store, _image(store, columns), fence)
+    assert starts == {"long way": takes, "take": takes}, name
+
+
+def test_a_take_that_misses_changes_nothing() -> None:
+    store = new_store()
+    image = _image(store, {"state": ImageState.RETRYING, "attempts": 3})
+    before = store.album(image[1])
+    assert not _take(store, image, 1)
+    assert store.album(image[1]) == before
+
+
+def test_the_take_is_stricter_where_the_handler_must_explain() -> None:
+    """A message naming another album or object, or an image still waiting for its turn:
+    no take (the long way dead-letters the forged message, or waits for the turn)."""
+    store = new_store()
+    image_id, album_id, key = _image(store, {})
+    assert store.take_image(image_id, "another-album", key, LEASE, WINDOW) is None
+    assert store.take_image(image_id, album_id, "users/9/other.png", LEASE, WINDOW) is None
+    with store.engine.begin() as connection:
+        connection.execute(update(Image).where(Image.id == image_id).values(unreleased=True))
+    assert store.take_image(image_id, album_id, key, LEASE, WINDOW) is None
