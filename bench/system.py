@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from sqlalchemy import create_engine, text
 
 from bench.common import VAR, Options, blocking
 from dev import harness
+from dev.scratch_database import scratch_database
 from shared.contracts import topology
 
 PAGE_ID = "1000000000000001"
@@ -35,17 +35,8 @@ def database(opts: Options, label: str) -> Iterator[str]:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
-    parts = urlsplit(opts.postgres_url)
-    name = f"albums_bench_{label}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(opts.postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(opts.postgres_url, f"albums_bench_{label}_") as url:
+        yield url
 
 
 class System(harness.System):

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import create_engine, text
 
 from chaos.proxy import Proxy
 from dev import harness, waiting
 from dev.harness import PAGE_ID, ROOT
 from dev.ports import answers, release
 from dev.rabbit_node import Broker
+from dev.scratch_database import create_database, drop_database
 from shared.contracts import topology
 
 __all__ = ["PAGE_ID", "ROOT", "System", "wait_for"]
@@ -66,24 +66,16 @@ class Database:
 
     def create(self) -> None:
         if self.postgres:
-            self._admin(f'CREATE DATABASE "{self.name}"')
+            create_database(PG_ADMIN_URL, self.name)
 
     def drop(self) -> None:
         if self.postgres:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            drop_database(PG_ADMIN_URL, self.name)
 
     def url(self, port: int = 5432) -> str:
         if not self.postgres:
             return f"sqlite:///{self._sqlite}"
         return f"postgresql+psycopg://postgres@127.0.0.1:{port}/{self.name}"
-
-    def _admin(self, statement: str) -> None:
-        engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as connection:
-                connection.execute(text(statement))
-        finally:
-            engine.dispose()
 
 
 class System(harness.System):

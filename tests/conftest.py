@@ -13,14 +13,13 @@ import os
 import shutil
 import socket
 import subprocess
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from dev.rabbit_admin import Broker
+from dev.scratch_database import scratch_database
 from shared.store import Store
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -166,16 +165,8 @@ def fresh_postgres_database() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"no PostgreSQL answers at {parts.hostname}:{parts.port}")
         pytest.skip("no PostgreSQL")
-    name = f"albums_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield urlunsplit(parts._replace(path=f"/{name}"))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(admin_url, "albums_test_") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

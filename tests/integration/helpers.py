@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import pika
 import requests
 
 from dev.waiting import wait_for as wait_for  # re-exported: the tests take it from here
+from shared.broker.publisher import Publisher
+from shared.contracts import topology
 from shared.contracts.messages import AlbumSettled, ImageUploadRequested, decode
 
 T = TypeVar("T")
@@ -94,3 +98,21 @@ def settled_of(body: bytes) -> AlbumSettled:
     message = decode(body)
     assert isinstance(message, AlbumSettled), message
     return message
+
+
+@contextlib.contextmanager
+def uploader_publisher(
+    amqp_url: str, retry_delays: Sequence[int], drain: Sequence[str]
+) -> Iterator[Publisher]:
+    """A publisher on the topology declared with these retry tiers, as the uploader's; the
+    `drain` queues emptied afterwards (what the test's handler published)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    topology.declare(connection.channel(), retry_delays)
+    connection.close()
+    publisher = Publisher(amqp_url)
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+        for queue in drain:
+            get_all(amqp_url, queue)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import pika
 import pytest
 import requests
 
@@ -25,7 +24,7 @@ from shared.policies.fate import Delivery, decide
 from shared.store import Store
 from tests.present import present
 
-from .helpers import PAGE_ID, TOKEN, VERSION, get_all, sim_photos
+from .helpers import PAGE_ID, TOKEN, VERSION, get_all, sim_photos, uploader_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +39,10 @@ WEBP = (
 
 @pytest.fixture()
 def publisher(amqp_url: str) -> Iterator[Publisher]:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), POLICY.retry_delays)
-    connection.close()
-    publisher = Publisher(amqp_url)
-    yield publisher
-    publisher.close()
-    get_all(amqp_url, topology.ALBUM_SETTLED.name)
+    with uploader_publisher(
+        amqp_url, POLICY.retry_delays, (topology.ALBUM_SETTLED.name,)
+    ) as publisher:
+        yield publisher
 
 
 def _uploads(sim: str) -> dict[str, int]:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Collection, Iterator
 from datetime import timedelta
 from typing import Any
 
-import pika
 import pytest
 import requests
 
@@ -29,7 +28,16 @@ from shared.policies.fate import Delivery, Fate, decide
 from shared.store import Store
 from tests.present import present
 
-from .helpers import PAGE_ID, TOKEN, VERSION, get_all, set_faults, sim_photos, wait_for
+from .helpers import (
+    PAGE_ID,
+    TOKEN,
+    VERSION,
+    get_all,
+    set_faults,
+    sim_photos,
+    uploader_publisher,
+    wait_for,
+)
 from .store_blips import BlippingStore, age_image
 
 pytestmark = pytest.mark.integration
@@ -40,14 +48,10 @@ POLICY = Policy(retry_delays=(1, 3), max_attempts=3)
 
 @pytest.fixture()
 def publisher(amqp_url: str) -> Iterator[Publisher]:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), POLICY.retry_delays)
-    connection.close()
-    publisher = Publisher(amqp_url)
-    yield publisher
-    publisher.close()
-    for queue in (topology.ALBUM_SETTLED.name,):
-        get_all(amqp_url, queue)
+    with uploader_publisher(
+        amqp_url, POLICY.retry_delays, (topology.ALBUM_SETTLED.name,)
+    ) as publisher:
+        yield publisher
 
 
 @pytest.fixture()

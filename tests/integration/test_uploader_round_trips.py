@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import IO, Any
 
-import pika
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import event
@@ -36,7 +35,7 @@ from shared.store import Store
 from tests.conftest import fresh_postgres_database
 from tests.present import present
 
-from .helpers import PAGE_ID, TOKEN, VERSION, get_all
+from .helpers import PAGE_ID, TOKEN, VERSION, get_all, uploader_publisher
 
 pytestmark = pytest.mark.integration
 
@@ -107,14 +106,10 @@ def pg_store() -> Iterator[Store]:
 
 @pytest.fixture()
 def publisher(amqp_url: str) -> Iterator[Publisher]:
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    topology.declare(connection.channel(), POLICY.retry_delays)
-    connection.close()
-    publisher = Publisher(amqp_url)
-    yield publisher
-    publisher.close()
-    for queue in (topology.ALBUM_SETTLED.name, topology.IMAGE_UPLOADS.name):
-        get_all(amqp_url, queue)
+    with uploader_publisher(
+        amqp_url, POLICY.retry_delays, (topology.ALBUM_SETTLED.name, topology.IMAGE_UPLOADS.name)
+    ) as publisher:
+        yield publisher
 
 
 class CountedS3:
