@@ -544,11 +544,9 @@ class Store:
         """`start_attempt`'s usual case in one statement (`image_take`): the attempt taken, or
         None when anything needs `start_attempt`'s decision (nothing was changed then). The
         album's Facebook album is not claimed here."""
-        statement = take_statement(
-            image_id, album_id, key, lease, in_flight_window, fence, held_scopes
-        )
+        take = take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
         with self._single() as connection:
-            return _taken(connection, statement)
+            return _taken(connection, *take)
 
     def take_image_unless_ended(
         self,
@@ -565,11 +563,9 @@ class Store:
         is then answered by this one transaction (on SQLite the read shares the take's, on
         PostgreSQL it is a second autocommit statement, on a miss only), not the long way's
         four (P7's cost per image)."""
-        statement = take_statement(
-            image_id, album_id, key, lease, in_flight_window, fence, held_scopes
-        )
+        take = take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
         with self._single() as connection:
-            taken = _taken(connection, statement)
+            taken = _taken(connection, *take)
             if taken is not None:
                 return taken
             state = connection.execute(
@@ -1582,8 +1578,8 @@ class _Released(Protocol):
     def attempts(self) -> int: ...
 
 
-def _taken(connection: Connection, statement: Update) -> Taken | None:
-    row = connection.execute(statement).first()
+def _taken(connection: Connection, statement: Update, params: dict[str, Any]) -> Taken | None:
+    row = connection.execute(statement, params).first()
     return Taken.of(row) if row is not None else None
 
 
