@@ -16,6 +16,12 @@ UV_PIP := $(BIN)/uv pip install -q --python $(BIN)/python
 .PHONY: venv lock audit fmt browser
 
 # One list of what is type-checked and one lint, for `make typecheck`, `make lint` and `make test`.
+# Python keeps its compiled modules even where the environment says not to (CI's image sets
+# PYTHONDONTWRITEBYTECODE): without them every process the tests start compiles Flask,
+# SQLAlchemy and pika again from source, and pytest rewrites every test module again
+# (README: Tests). git ignores the __pycache__ folders.
+unexport PYTHONDONTWRITEBYTECODE
+
 TYPED := shared services dev bench chaos tests
 MYPY := $(BIN)/mypy $(TYPED)
 RUFF_CHECK := $(BIN)/ruff check .
@@ -115,8 +121,9 @@ test-all: test
 	CHROMIUM=$(CHROMIUM) $(BIN)/pytest -q -m slow
 	$(MAKE) security
 
+# On every core (pytest-xdist): the unit tests need no broker, store or port of their own.
 test-unit: $(DEV_STAMP)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -n auto tests/unit
 
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser here):
 # installed when missing, as the broker and promtool are; where it cannot be, make stops

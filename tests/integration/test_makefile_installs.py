@@ -218,3 +218,25 @@ def test_a_present_chromium_installs_nothing(tree: Path) -> None:
     done = _browser(tree, chromium, _fake_apt_get(tree, chromium))
     assert done.returncode == 0, done.stderr
     assert not (tree / "apt.log").exists()
+
+
+def test_recipes_keep_compiled_modules_where_the_environment_says_not_to(tree: Path) -> None:
+    """CI's image sets PYTHONDONTWRITEBYTECODE; under it every process a test starts compiled
+    Flask, SQLAlchemy and pika from source again. make's recipes run without it."""
+    probe = 'probe: ; @echo "[$${PYTHONDONTWRITEBYTECODE-unset}]"'
+    done = subprocess.run(
+        ["make", "--eval", probe, "probe"],
+        cwd=tree,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[unset]"
+
+
+def test_the_unit_tests_run_on_every_core(tree: Path) -> None:
+    (pytest_line,) = [line for line in _dry_run(tree, "test-unit").splitlines() if "pytest" in line]
+    assert " -n auto " in pytest_line, pytest_line
