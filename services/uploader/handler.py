@@ -29,7 +29,7 @@ from shared.delivery.outbox import Outbox
 from shared.policies import fate, retry_policy
 from shared.policies.fate import Route
 from shared.policies.retry_policy import Failure, FailureKind, RetryLater, RetryPolicy
-from shared.store import FbAlbumClaim, Start, Store
+from shared.store import Ended, FbAlbumClaim, Start, Store
 from shared.store.tables import utcnow
 
 from . import photo_limits, photo_match
@@ -179,17 +179,22 @@ class ImageUploader:
         # This thread's attempt, for the route's hooks: none until one is taken (a hook run
         # for a wait before it must not act for the previous message's attempt).
         self._running.attempt = None
-        start = self._take(message) or self._start_checked(message)
+        taken = self._take(message)
+        if isinstance(taken, Ended):
+            log.info("image %s already ended; acking the duplicate", message.image_id)
+            return
+        start = taken or self._start_checked(message)
         if start is None:
             return
         self._running.attempt = start.attempt
         self._attempt(message, start)
 
-    def _take(self, message: messages.ImageUploadRequested) -> Start | None:
+    def _take(self, message: messages.ImageUploadRequested) -> Start | Ended | None:
         """The usual start, one statement (`Store.take_image`): the image's row checked against
-        the message, its Page and the app not held, the attempt taken. None: something needs
-        a decision (a mismatch, a paused or held Page, an ended, busy or stale image, a turn
-        not yet held): `_start_checked` takes the long way, which says why."""
+        the message, its Page and the app not held, the attempt taken. `Ended`: the image
+        ended already (a redelivery or replay), nothing to decide. None: something needs a
+        decision (a mismatch, a paused or held Page, a busy or stale image, a turn not yet
+        held): `_start_checked` takes the long way, which says why."""
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         page_id = None
@@ -201,7 +206,7 @@ class ImageUploader:
             self._local.graph, self._local.sealed = page.client, page.sealed
             page_id = str(page.page_id)
         delivery = fate.current_delivery()
-        taken = self._store.take_image(
+        taken = self._store.take_image_unless_ended(
             message.image_id,
             message.album_id,
             message.key,
@@ -210,8 +215,8 @@ class ImageUploader:
             fencing.fence_of(delivery.headers) if delivery else None,
             self._gate.scopes(page_id) if self._gate is not None else (),
         )
-        if taken is None:
-            return None
+        if taken is None or isinstance(taken, Ended):
+            return taken
         return Start(
             taken.attempt,
             0.0,

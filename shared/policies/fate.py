@@ -249,9 +249,9 @@ def _after_failure(
     )
     if outcome.copy_headers:  # e.g. the uploader's fencing number (shared/contracts/fencing.py)
         copy = replace(copy, headers={**copy.headers, **outcome.copy_headers})
-    return Fate(
-        "retry", (copy,), failure.code, throttled=failure.kind == retry_policy.FailureKind.THROTTLED
-    )
+    # Busy is carried as a throttle (no budget spent) but is not Facebook's: counted as a retry.
+    throttled = failure.kind == retry_policy.FailureKind.THROTTLED and not busy
+    return Fate("retry", (copy,), failure.code, throttled=throttled)
 
 
 def _poison(route: Route[M], delivery: Delivery, reason: str, attempt: int) -> Fate:

@@ -7,6 +7,7 @@ read models handed out, `engine` how SQLite and PostgreSQL are set up.
 from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.daily_quota import QuotaExceeded
 from shared.store.engine import PG_CONNECT_ARGS, make_engine
+from shared.store.image_take import Ended
 from shared.store.repository import KeyReused, PagePick, Store, hash_token
 from shared.store.tables import (
     DESTINATIONS,
@@ -46,6 +47,7 @@ __all__ = [
     "AlbumView",
     "ClaimVerdict",
     "Created",
+    "Ended",
     "FbAlbumClaim",
     "ImageState",
     "ImageView",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, bindparam
+from sqlalchemy import BindParameter, DateTime, Float, bindparam
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -39,8 +39,12 @@ class utc_now_plus(FunctionElement[datetime]):  # noqa: N801 - an SQL function, 
     type = DateTime()
     inherit_cache = True
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(bindparam(None, float(seconds), Float()))
+    def __init__(self, seconds: float | BindParameter[float]) -> None:
+        """`seconds`: a number, or a parameter bound when the statement runs (a statement
+        built once: `image_take`)."""
+        if not isinstance(seconds, BindParameter):
+            seconds = bindparam(None, float(seconds), Float())
+        super().__init__(seconds)
 
 
 @compiles(utc_now_plus, "postgresql")

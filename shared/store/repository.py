@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Update,
     case,
     delete,
     false,
@@ -50,7 +51,7 @@ from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.db_clock import utc_now
 from shared.store.engine import add_missing_columns, make_engine
 from shared.store.fb_album_claim import decide_claim
-from shared.store.image_take import Taken, take_statement
+from shared.store.image_take import ENDED, Ended, Taken, take_statement
 from shared.store.outbox_backoff import refusal_backoff
 from shared.store.tables import (
     TERMINAL,
@@ -543,11 +544,34 @@ class Store:
         """`start_attempt`'s usual case in one statement (`image_take`): the attempt taken, or
         None when anything needs `start_attempt`'s decision (nothing was changed then). The
         album's Facebook album is not claimed here."""
+        take = take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
         with self._single() as connection:
-            row = connection.execute(
-                take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
-            ).first()
-            return Taken.of(row) if row is not None else None
+            return _taken(connection, *take)
+
+    def take_image_unless_ended(
+        self,
+        image_id: int,
+        album_id: str,
+        key: str,
+        lease: timedelta,
+        in_flight_window: timedelta,
+        fence: int | None = None,
+        held_scopes: Collection[str] = (),
+    ) -> Taken | Ended | None:
+        """`take_image`, and on a miss whether the image has ended (`Ended`: the message names
+        its stored album and object). A redelivered or replayed message of an uploaded image
+        is then answered by this one transaction (on SQLite the read shares the take's, on
+        PostgreSQL it is a second autocommit statement, on a miss only), not the long way's
+        four (P7's cost per image)."""
+        take = take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
+        with self._single() as connection:
+            taken = _taken(connection, *take)
+            if taken is not None:
+                return taken
+            state = connection.execute(
+                ENDED, {"image_id": image_id, "album_id": album_id, "key": key}
+            ).scalar()
+            return Ended(state) if state is not None else None
 
     def album_facts(self, album_id: str) -> Start:
         """What the album's Facebook album is created with, for an attempt taken by
@@ -1552,6 +1576,11 @@ class _Released(Protocol):
     def key(self) -> str: ...
     @property
     def attempts(self) -> int: ...
+
+
+def _taken(connection: Connection, statement: Update, params: dict[str, Any]) -> Taken | None:
+    row = connection.execute(statement, params).first()
+    return Taken.of(row) if row is not None else None
 
 
 def _upload_row(image: _Released) -> OutboxMessage:

@@ -164,6 +164,8 @@ def test_busy_looks_again_later_without_budget_or_record() -> None:
     assert retry_policy.THROTTLES_HEADER not in copy.headers  # Busy never gives up
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 3
     assert handler.retries == []  # another attempt holds the image: nothing to record
+    # Counted as a retry, not as Facebook throttling (albums_jobs_total's outcome label).
+    assert fate.outcome == "retried"
 
 
 OUTAGE = OperationalError("SELECT 1", {}, Exception("connection refused"))
