@@ -14,13 +14,16 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 
-from dev.rabbit_admin import Broker
-from dev.scratch_database import scratch_database
-from shared.store import Store
+# Imported where used: `make test-unit`'s pytest-xdist controller loads this file and runs no
+# test, and SQLAlchemy, the store and requests cost it 0.4 s before any worker starts.
+if TYPE_CHECKING:
+    from dev.rabbit_admin import Broker
+    from shared.store import Store
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -36,6 +39,8 @@ def _answers(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:
+    from dev.rabbit_admin import Broker
+
     amqp_url = os.environ.get("AMQP_URL", DEFAULT_AMQP_URL)
     parts = urlsplit(amqp_url)
     if _answers(parts.hostname or "127.0.0.1", parts.port or 5672):
@@ -151,6 +156,8 @@ def amqp_url(broker: Broker, vhost: str) -> str:
 
 @pytest.fixture()
 def sqlite_store(tmp_path: object) -> Store:
+    from shared.store import Store
+
     store = Store(f"sqlite:///{tmp_path}/albums.db")
     store.create_schema()
     return store
@@ -165,6 +172,8 @@ def fresh_postgres_database() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"no PostgreSQL answers at {parts.hostname}:{parts.port}")
         pytest.skip("no PostgreSQL")
+    from dev.scratch_database import scratch_database
+
     with scratch_database(admin_url, "albums_test_") as url:
         yield url
 
@@ -179,6 +188,8 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Store]:
     """The store on each backend it supports."""
+    from shared.store import Store
+
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/albums.db"
     else:

@@ -46,7 +46,8 @@ class Publisher:
         self._tried = 0
         self._lock = threading.Lock()
         self._ready = threading.Event()
-        self._stopping = False
+        # Set by `close`; it also ends a reconnect delay at once (a stop while the broker is away).
+        self._stopping = threading.Event()
         self._connection: pika.SelectConnection | None = None
         # Guarded by _lock: the connection that takes publishes (None while there is none) and
         # the batches handed to its I/O thread and not sent yet.
@@ -124,7 +125,7 @@ class Publisher:
         return futures
 
     def close(self) -> None:
-        self._stopping = True
+        self._stopping.set()
         connection = self._connection
         if connection is not None and connection.is_open:
             connection.ioloop.add_callback_threadsafe(connection.close)
@@ -133,7 +134,7 @@ class Publisher:
     # -- I/O thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stopping:
+        while not self._stopping.is_set():
             params = self._nodes[self._node]
             self._connection = pika.SelectConnection(
                 params,
@@ -153,13 +154,13 @@ class Publisher:
             # once every node was tried in vain, the reconnect delay is waited out first.
             self._node = (self._node + 1) % len(self._nodes)
             self._tried += 1
-            if not self._stopping and self._tried % len(self._nodes) == 0:
+            if not self._stopping.is_set() and self._tried % len(self._nodes) == 0:
                 delay = _RECONNECT_DELAYS_S[min(self._failures, len(_RECONNECT_DELAYS_S) - 1)]
                 self._failures += 1
-                threading.Event().wait(delay)
+                self._stopping.wait(delay)
 
     def _on_connection_open(self, connection: pika.SelectConnection) -> None:
-        if self._stopping:  # `close` came while this connection was still opening
+        if self._stopping.is_set():  # `close` came while this connection was still opening
             connection.close()
             return
         connection.channel(on_open_callback=self._on_channel_open)

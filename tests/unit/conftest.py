@@ -25,8 +25,6 @@ from typing import Any
 
 import pytest
 
-from tests.unit import stores
-
 #: The longest real sleep a unit test may take; the code under test may still yield briefly.
 LONGEST_SLEEP_S = 0.05
 
@@ -148,6 +146,9 @@ def no_real_waits(
 @pytest.fixture(autouse=True)
 def stores_handed_back() -> Iterator[None]:
     """The session's stores go back to the pool after each test (tests/unit/stores.py)."""
+    # Imported here: the pytest-xdist controller loads this file and needs no store.
+    from tests.unit import stores
+
     yield
     stores.hand_back()
 

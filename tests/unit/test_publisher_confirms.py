@@ -270,3 +270,18 @@ def _never_opens(self: FakeBroker, _params: object, **callbacks: object) -> obje
             self.ioloop.stop()
 
     return Silent()
+
+
+def test_close_during_a_reconnect_delay_returns_at_once(
+    monkeypatch: pytest.MonkeyPatch, publisher: Publisher, broker: FakeBroker
+) -> None:
+    """A process stopping while its broker is away must not wait out the reconnect delay (up
+    to 5 s): the API's SIGTERM would hang on it."""
+    monkeypatch.setattr(publisher_module, "_RECONNECT_DELAYS_S", (5.0,))
+    wait_until(lambda: publisher._ready.is_set())
+    broker.connections[0].drop()
+    wait_until(lambda: not publisher._ready.is_set())
+    started = time.monotonic()
+    publisher.close()
+    assert time.monotonic() - started < 1.0
+    assert not publisher._thread.is_alive()
