@@ -38,6 +38,11 @@ LATENCY_S = 1.0
 ALBUMS_PER_C = 2  # the worse of two: the first pays for new connections, both count
 
 
+def goal_ratio(concurrency: int) -> float:
+    """Issue 14: at C=10 and C=20 within 1.10 of the ideal; at C=4 within 1.15, as before."""
+    return 1.10 if concurrency >= 10 else 1.15
+
+
 #: (uploads at once, uploader processes) for each row.
 SETUPS = ((4, 1), (10, 1), (20, 1), (20, 2))
 
@@ -120,6 +125,7 @@ def _row(concurrency: int, processes: int, walls: list[float]) -> Row:
     ideal = math.ceil(IMAGES / concurrency) * LATENCY_S
     worst = max(walls)
     ratio = worst / ideal
+    goal = goal_ratio(concurrency)
     label = _label(concurrency, processes)
     return Row(
         id="P3",
@@ -127,14 +133,14 @@ def _row(concurrency: int, processes: int, walls: list[float]) -> Row:
         ours=f"{worst:.2f} s (worst of {len(walls)}: {', '.join(f'{w:.2f}' for w in walls)})",
         reference=f"ideal ceil(20/{concurrency}) = {ideal:.0f} s",
         ratio=ratio,
-        goal="<= 1.15 x ideal",
-        met=ratio <= 1.15,
+        goal=f"<= {goal:.2f} x ideal",
+        met=ratio <= goal,
         figures={
             "walls_s": walls,
             "ideal_s": ideal,
             "concurrency": concurrency,
             "processes": processes,
-            "goal_ratio": 1.15,
+            "goal_ratio": goal,
             "label": f"P3 {label}",
         },
     )
