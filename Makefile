@@ -15,13 +15,13 @@ UV_PIP := $(BIN)/uv pip install -q --python $(BIN)/python
 .PHONY: screenshots security run test test-all test-unit test-integration test-e2e lint typecheck broker clean bench
 .PHONY: venv lock audit fmt browser
 
-# One list of what is type-checked and one lint, for `make typecheck`, `make lint` and `make test`.
 # Python keeps its compiled modules even where the environment says not to (CI's image sets
 # PYTHONDONTWRITEBYTECODE): without them every process the tests start compiles Flask,
 # SQLAlchemy and pika again from source, and pytest rewrites every test module again
 # (README: Tests). git ignores the __pycache__ folders.
 unexport PYTHONDONTWRITEBYTECODE
 
+# One list of what is type-checked and one lint, for `make typecheck`, `make lint` and `make test`.
 TYPED := shared services dev bench chaos tests
 MYPY := $(BIN)/mypy $(TYPED)
 RUFF_CHECK := $(BIN)/ruff check .
@@ -122,8 +122,11 @@ test-all: test
 	$(MAKE) security
 
 # On every core (pytest-xdist): the unit tests need no broker, store or port of their own.
+# xdist counts the cores this process may use, not a container's CPU quota: there, set
+# UNIT_WORKERS to the quota (1: one process, as pytest alone).
+UNIT_WORKERS ?= auto
 test-unit: $(DEV_STAMP)
-	$(BIN)/pytest -q -n auto tests/unit
+	$(BIN)/pytest -q -n $(UNIT_WORKERS) tests/unit
 
 # The browser tests drive Debian's Chromium (Playwright never downloads a browser here):
 # installed when missing, as the broker and promtool are; where it cannot be, make stops

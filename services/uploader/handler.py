@@ -190,11 +190,11 @@ class ImageUploader:
         self._attempt(message, start)
 
     def _take(self, message: messages.ImageUploadRequested) -> Start | Ended | None:
-        """The usual start, one statement (`Store.take_image`): the image's row checked against
-        the message, its Page and the app not held, the attempt taken. `Ended`: the image
-        ended already (a redelivery or replay), nothing to decide. None: something needs a
-        decision (a mismatch, a paused or held Page, a busy or stale image, a turn not yet
-        held): `_start_checked` takes the long way, which says why."""
+        """The usual start, one statement (`Store.take_image_unless_ended`): the image's row
+        checked against the message, its Page and the app not held, the attempt taken.
+        `Ended`: the image ended already (a redelivery or replay), nothing to decide. None:
+        something needs a decision (a mismatch, a paused or held Page, a busy or stale image,
+        a turn not yet held): `_start_checked` takes the long way, which says why."""
         # Before taking the image: an attempt waiting for the breaker holds no lease or claim.
         self._breaker.wait_while_open()
         page_id = None

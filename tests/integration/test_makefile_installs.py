@@ -241,3 +241,10 @@ def test_the_unit_tests_run_on_every_core(tree: Path) -> None:
     commands = _dry_run(tree, "test-unit").splitlines()
     (pytest_line,) = [line for line in commands if line.startswith(".venv/bin/pytest ")]
     assert " -n auto " in pytest_line, pytest_line
+
+
+def test_the_unit_workers_can_be_set(tree: Path) -> None:
+    """A container's CPU quota is not what xdist counts: UNIT_WORKERS says how many."""
+    commands = _dry_run(tree, "test-unit", "UNIT_WORKERS=1").splitlines()
+    (pytest_line,) = [line for line in commands if line.startswith(".venv/bin/pytest ")]
+    assert " -n 1 " in pytest_line, pytest_line

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from shared.store import ImageState, Store
+from shared.store import Ended, ImageState, Store
+from shared.store.image_take import Taken
 from shared.store.tables import Image
+from tests.present import present
 from tests.unit.stores import new_store
 
 LEASE = timedelta(seconds=30)
@@ -127,3 +129,48 @@ def test_the_take_is_stricter_where_the_handler_must_explain() -> None:
     with store.engine.begin() as connection:
         connection.execute(update(Image).where(Image.id == image_id).values(unreleased=True))
     assert store.take_image(image_id, album_id, key, LEASE, WINDOW) is None
+
+
+@pytest.mark.parametrize(("name", "columns", "fence", "takes"), STATES, ids=[s[0] for s in STATES])
+def test_the_uploaders_take_tells_an_ended_image_apart(
+    name: str, columns: dict[str, Any], fence: int | None, takes: bool
+) -> None:
+    """`take_image_unless_ended`, which the uploader calls: what `take_image` takes, `Ended`
+    for an uploaded or failed image (its duplicate is acked), None for the rest (the long
+    way decides)."""
+    store = new_store()
+    image_id, album_id, key = _image(store, columns)
+    got = store.take_image_unless_ended(image_id, album_id, key, LEASE, WINDOW, fence)
+    ended = columns.get("state") in (ImageState.UPLOADED, ImageState.FAILED)
+    if takes:
+        assert isinstance(got, Taken), name
+    elif ended:
+        assert got == Ended(columns["state"]), name
+    else:
+        assert got is None, name
+
+
+def test_an_ended_image_named_with_another_album_or_object_is_left_to_the_long_way() -> None:
+    """The long way dead-letters such a message as forged: it must not be acked as a duplicate."""
+    store = new_store()
+    image_id, album_id, key = _image(store, {"state": ImageState.UPLOADED, "attempts": 1})
+    assert store.take_image_unless_ended(image_id, "another", key, LEASE, WINDOW) is None
+    assert store.take_image_unless_ended(image_id, album_id, "u/9/x.png", LEASE, WINDOW) is None
+
+
+def test_the_take_leases_the_image_for_the_lease_it_is_given() -> None:
+    """The statement is built once and its values bound when it runs: each lands in its place."""
+    store = new_store()
+    image_id, album_id, key = _image(store, {})
+    for lease in (LEASE, timedelta(seconds=90)):
+        with store.engine.begin() as connection:
+            connection.execute(
+                update(Image).where(Image.id == image_id).values(state=ImageState.QUEUED)
+            )
+        taken = store.take_image_unless_ended(image_id, album_id, key, lease, timedelta(0))
+        assert isinstance(taken, Taken)
+        with store.engine.connect() as connection:
+            started, until = connection.execute(
+                select(Image.attempt_started_at, Image.lease_until).where(Image.id == image_id)
+            ).one()
+        assert abs((present(until) - present(started)) - lease) < timedelta(seconds=1), lease
