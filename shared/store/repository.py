@@ -531,23 +531,6 @@ class Store:
                 key=image.key,
             )
 
-    def take_image(
-        self,
-        image_id: int,
-        album_id: str,
-        key: str,
-        lease: timedelta,
-        in_flight_window: timedelta,
-        fence: int | None = None,
-        held_scopes: Collection[str] = (),
-    ) -> Taken | None:
-        """`start_attempt`'s usual case in one statement (`image_take`): the attempt taken, or
-        None when anything needs `start_attempt`'s decision (nothing was changed then). The
-        album's Facebook album is not claimed here."""
-        take = take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
-        with self._single() as connection:
-            return _taken(connection, *take)
-
     def take_image_unless_ended(
         self,
         image_id: int,
@@ -558,11 +541,13 @@ class Store:
         fence: int | None = None,
         held_scopes: Collection[str] = (),
     ) -> Taken | Ended | None:
-        """`take_image`, and on a miss whether the image has ended (`Ended`: the message names
-        its stored album and object). A redelivered or replayed message of an uploaded image
-        is then answered by this one transaction (on SQLite the read shares the take's, on
-        PostgreSQL it is a second autocommit statement, on a miss only), not the long way's
-        four (P7's cost per image)."""
+        """`start_attempt`'s usual case in one statement (`image_take`): the attempt taken;
+        else whether the image has ended (`Ended`: the message names its stored album and
+        object), so that a redelivered or replayed message of an uploaded image is answered by
+        this one transaction (on SQLite the read shares the take's, on PostgreSQL it is a
+        second autocommit statement, on a miss only), not the long way's four (P7's cost per
+        image); else None: anything else needs `start_attempt`'s decision (nothing was changed
+        then). The album's Facebook album is not claimed here."""
         take = take_statement(image_id, album_id, key, lease, in_flight_window, fence, held_scopes)
         with self._single() as connection:
             taken = _taken(connection, *take)
@@ -575,7 +560,7 @@ class Store:
 
     def album_facts(self, album_id: str) -> Start:
         """What the album's Facebook album is created with, for an attempt taken by
-        `take_image` that must create it: a Start carrying only the album's fields."""
+        `take_image_unless_ended` that must create it: a Start carrying only the album's fields."""
         with self._read() as s:
             album = s.get(Album, album_id)
             if album is None:

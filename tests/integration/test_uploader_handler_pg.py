@@ -1,6 +1,6 @@
 """The uploader handler's tests of tests/integration/test_uploader_handler.py on PostgreSQL: the
-one-statement start (`Store.take_image`), the claim and the ends under its row locks and
-READ COMMITTED, not only SQLite's single writer."""
+one-statement start (`Store.take_image_unless_ended`), the claim and the ends under its row
+locks and READ COMMITTED, not only SQLite's single writer."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""The one-statement start (`Store.take_image`, shared/store/image_take.py) against the long way
-(`Store.start_attempt`), state by state: a take must never start an attempt the long way would
-refuse (an ended, busy, in-doubt or stale image: a photo sent twice), and in the usual states it
-must take what the long way takes (else every image pays the long way). Where the take is
-stricter by design (an image still waiting for its album's turn, a message naming another
-album or object), it changes nothing and the handler takes the long way, which says why."""
+"""The one-statement start (`Store.take_image_unless_ended`, shared/store/image_take.py)
+against the long way (`Store.start_attempt`), state by state: a take must never start an
+attempt the long way would refuse (an ended, busy, in-doubt or stale image: a photo sent
+twice), and in the usual states it must take what the long way takes (else every image pays the
+long way). Where the take is stricter by design (an image still waiting for its album's turn, a
+message naming another album or object), it changes nothing and the handler takes the long way,
+which says why."""
 
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def _image(store: Store, columns: dict[str, Any]) -> tuple[int, str, str]:
 
 def _take(store: Store, image: tuple[int, str, str], fence: int | None) -> bool:
     image_id, album_id, key = image
-    return store.take_image(image_id, album_id, key, LEASE, WINDOW, fence) is not None
+    taken = store.take_image_unless_ended(image_id, album_id, key, LEASE, WINDOW, fence)
+    return isinstance(taken, Taken)
 
 
 def _long_way(store: Store, image: tuple[int, str, str], fence: int | None) -> bool:
@@ -124,11 +126,14 @@ def test_the_take_is_stricter_where_the_handler_must_explain() -> None:
     no take (the long way dead-letters the forged message, or waits for the turn)."""
     store = new_store()
     image_id, album_id, key = _image(store, {})
-    assert store.take_image(image_id, "another-album", key, LEASE, WINDOW) is None
-    assert store.take_image(image_id, album_id, "users/9/other.png", LEASE, WINDOW) is None
+    assert store.take_image_unless_ended(image_id, "another-album", key, LEASE, WINDOW) is None
+    assert (
+        store.take_image_unless_ended(image_id, album_id, "users/9/other.png", LEASE, WINDOW)
+        is None
+    )
     with store.engine.begin() as connection:
         connection.execute(update(Image).where(Image.id == image_id).values(unreleased=True))
-    assert store.take_image(image_id, album_id, key, LEASE, WINDOW) is None
+    assert store.take_image_unless_ended(image_id, album_id, key, LEASE, WINDOW) is None
 
 
 @pytest.mark.parametrize(("name", "columns", "fence", "takes"), STATES, ids=[s[0] for s in STATES])
