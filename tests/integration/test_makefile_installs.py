@@ -237,14 +237,16 @@ def test_recipes_keep_compiled_modules_where_the_environment_says_not_to(tree: P
     assert done.stdout.strip() == "[unset]"
 
 
-def test_the_unit_tests_run_on_every_core(tree: Path) -> None:
-    commands = _dry_run(tree, "test-unit").splitlines()
+@pytest.mark.parametrize(
+    ("args", "workers"),
+    [((), " -n auto "), (("UNIT_WORKERS=1",), " -n 1 ")],
+    ids=["every core", "UNIT_WORKERS"],
+)
+def test_the_unit_tests_run_on_every_core_or_as_many_workers_as_set(
+    tree: Path, args: tuple[str, ...], workers: str
+) -> None:
+    """On every core by default; a container's CPU quota is not what xdist counts, so
+    UNIT_WORKERS says how many."""
+    commands = _dry_run(tree, "test-unit", *args).splitlines()
     (pytest_line,) = [line for line in commands if line.startswith(".venv/bin/pytest ")]
-    assert " -n auto " in pytest_line, pytest_line
-
-
-def test_the_unit_workers_can_be_set(tree: Path) -> None:
-    """A container's CPU quota is not what xdist counts: UNIT_WORKERS says how many."""
-    commands = _dry_run(tree, "test-unit", "UNIT_WORKERS=1").splitlines()
-    (pytest_line,) = [line for line in commands if line.startswith(".venv/bin/pytest ")]
-    assert " -n 1 " in pytest_line, pytest_line
+    assert workers in pytest_line, pytest_line

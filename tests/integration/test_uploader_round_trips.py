@@ -36,6 +36,7 @@ from tests.conftest import fresh_postgres_database
 from tests.present import present
 
 from .helpers import PAGE_ID, TOKEN, VERSION, get_all, uploader_publisher
+from .store_tally import tally
 
 pytestmark = pytest.mark.integration
 
@@ -206,7 +207,11 @@ def _uploaded_album(store: Store) -> list[Delivery]:
     store.mark_published([row.id for row in rows])
     with store.engine.begin() as connection:
         connection.execute(
-            text("UPDATE images SET state = 'uploaded', attempts = 1, photo_id = 'p-' || id"),
+            text(
+                "UPDATE images SET state = 'uploaded', attempts = 1, photo_id = 'p-' || id"
+                " WHERE album_id = :id"
+            ),
+            {"id": album_id},
         )
         connection.execute(
             text("UPDATE albums SET state = 'done', settle_seq = 1 WHERE id = :id"),
@@ -260,23 +265,12 @@ def test_a_duplicate_of_an_uploaded_image_is_one_transaction_on_sqlite(sqlite_st
     deliveries = _uploaded_album(sqlite_store)
     uploader = _duplicates_uploader(sqlite_store)
     assert decide(uploader.route(), deliveries.pop(0)).outgoing == ()
-    sent: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        sent.append(statement.split()[0])
-
-    engines = {sqlite_store.engine, sqlite_store._read_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        costs = []
-        for delivery in deliveries:
-            del sent[:]
+    costs = []
+    for delivery in deliveries:
+        with tally(sqlite_store) as counted:
             assert decide(uploader.route(), delivery).outgoing == ()
-            costs.append((sent.count("BEGIN"), len(sent) - sent.count("BEGIN")))
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
+        statements = [s for s in counted.statements if not s.startswith("BEGIN")]
+        costs.append((counted.transactions, len(statements)))
     print(f"transactions and statements per duplicate: {costs}")
     assert max(transactions for transactions, _ in costs) <= 1, costs
     assert max(statements for _, statements in costs) <= MAX_ENDED_STATEMENTS, costs
