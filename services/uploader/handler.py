@@ -15,7 +15,7 @@ import posixpath
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -55,7 +55,8 @@ QUEUE = topology.IMAGE_UPLOADS
 _ALBUM_WAIT_S = 30.0
 #: How often it looks in the store meanwhile: creating an album takes tens of milliseconds, so
 #: soon at first (another process's images start as soon as it is there), then less often.
-_ALBUM_LOOKS_S = (0.01, 0.02, 0.04, 0.08, 0.2)
+#: One thread of a process looks; the process's other images wait for what it learns.
+_ALBUM_LOOKS_S = (0.005, 0.01, 0.02, 0.04, 0.08, 0.2)
 #: An attempt holds its image this long, renewed a third of the way: a dead uploader's lapses.
 _LEASE = timedelta(seconds=30)
 #: Added to the Graph timeout before a dead attempt's photo can be assumed not to arrive.
@@ -100,15 +101,6 @@ class Policy:
         return min(self.retry_delays, default=0) / 2
 
 
-@dataclass
-class _Created:
-    """Set once a thread of this process created the album's Facebook album."""
-
-    event: threading.Event = field(default_factory=threading.Event)
-    #: None: the album goes out as one multi-photo post (its photos to the Page, unpublished).
-    fb_album_id: str | None = ""
-
-
 class ImageUploader:
     def __init__(
         self,
@@ -132,7 +124,8 @@ class ImageUploader:
         self._local = threading.local()
         self._breaker = breaker or CircuitBreaker()
         self._gate = gate
-        self._created: dict[str, _Created] = {}
+        #: Held by the one thread of this process deciding an album's Facebook album.
+        self._deciding: dict[str, threading.Lock] = {}
         #: Each album's Facebook album or post, as recorded in the store (`_learn_fb_album`).
         self._recorded: dict[str, FbAlbumClaim] = {}
         self._leases: dict[int, int] = {}  # image id -> the attempt this process runs
@@ -522,8 +515,32 @@ class ImageUploader:
 
         `claim` is the one taken with the attempt; while another worker creates the album,
         this one looks again. When that worker's create ended without an answer, the album
-        may exist unrecorded: it is looked for once (`_find_fb_album`), and adopted if there."""
+        may exist unrecorded: it is looked for once (`_find_fb_album`), and adopted if there.
+
+        One thread of this process claims and looks at a time; the process's other images of
+        the album wait for it and take what it learned, rather than each claiming in the
+        store (on SQLite every claim queues on the one writer, ahead of the decision)."""
         deadline = time.monotonic() + _ALBUM_WAIT_S
+        claim = claim or self._known_fb_album(album_id)
+        if claim is not None and (claim.mine or claim.post or claim.fb_album_id):
+            return self._decide_fb_album(album_id, facts_of, claim, deadline)
+        lock = self._deciding_lock(album_id)
+        if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise AlbumBeingCreated(album_id)
+        try:
+            return self._decide_fb_album(
+                album_id, facts_of, self._known_fb_album(album_id), deadline
+            )
+        finally:
+            lock.release()
+
+    def _decide_fb_album(
+        self,
+        album_id: str,
+        facts_of: Callable[[], _AlbumFacts],
+        claim: FbAlbumClaim | None,
+        deadline: float,
+    ) -> str | None:
         stale = timedelta(seconds=self._policy.album_claim_stale_s)
         looks = iter(_ALBUM_LOOKS_S)
         looked = False
@@ -543,11 +560,8 @@ class ImageUploader:
                     return self._album_created(album_id, found)
             if time.monotonic() > deadline:
                 raise AlbumBeingCreated(album_id)
-            # Woken at once, with the id, when a thread of this process created it; another
-            # process's creation is seen at the next look.
-            created = self._created_event(album_id)
-            if created.event.wait(next(looks, _ALBUM_LOOKS_S[-1])):
-                return created.fb_album_id
+            # Another worker is on it (another process: this process's own wait on the lock).
+            time.sleep(next(looks, _ALBUM_LOOKS_S[-1]))
             claim = None
 
     def _create_fb_album(self, album_id: str, facts: _AlbumFacts, look_first: bool) -> str | None:
@@ -591,14 +605,12 @@ class ImageUploader:
         was sent yet: every image waits for the album), and says why."""
         log.warning("album %s: %s", album_id, reason)
         self._store.switch_to_post(album_id, reason)
-        created = self._created_event(album_id)
-        created.fb_album_id = None
-        created.event.set()
+        self._learn_fb_album(album_id, FbAlbumClaim(None, False, False, post=True))
 
     def _album_created(self, album_id: str, fb_album: str) -> str:
         """Record the album's Facebook album, or adopt the one recorded first (a create that
-        landed after its claim was taken over loses: its album stays empty); wake this
-        process's threads waiting for it."""
+        landed after its claim was taken over loses: its album stays empty), for this
+        process's threads waiting for it too."""
         recorded = self._store.set_fb_album(album_id, fb_album)
         if recorded != fb_album:
             log.warning(
@@ -609,16 +621,15 @@ class ImageUploader:
                 fb_album,
             )
         self._learn_fb_album(album_id, FbAlbumClaim(recorded, False, False))
-        created = self._created_event(album_id)
-        created.fb_album_id = recorded
-        created.event.set()
         return recorded
 
-    def _created_event(self, album_id: str) -> _Created:
+    def _deciding_lock(self, album_id: str) -> threading.Lock:
         with self._events_lock:
-            if len(self._created) > 1000:  # old albums' events are no longer awaited
-                self._created.clear()
-            return self._created.setdefault(album_id, _Created())
+            # Old albums' locks are no longer waited on; one dropped while held only lets a
+            # second thread claim in the store, which decides as it always does.
+            if len(self._deciding) > 1000:
+                self._deciding.clear()
+            return self._deciding.setdefault(album_id, threading.Lock())
 
     def _find_fb_album(self, facts: _AlbumFacts) -> str | None:
         """The Facebook album an uncertain create made: named as ours, created since our album

@@ -30,6 +30,7 @@ from shared.store import Store
 from shared.store.tables import Album
 from tests.present import present
 
+from .helpers import wait_for
 from .store_blips import age_image
 
 pytestmark = pytest.mark.integration
@@ -322,3 +323,65 @@ def test_look_alike_photos_one_of_which_landed_fail_rather_than_guess(store: Sto
     failed = present(store.album(album_id)).images
     assert {i.state for i in failed} == {"failed"}
     assert all(present(i.error).startswith("cannot tell which of 1 photos") for i in failed)
+
+
+# -- the first wave: one decision per process -------------------------------------------------
+
+REFUSED = GraphError(
+    "(#200) This endpoint is deprecated", http_status=403, code=200, is_transient=False
+)
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, store: Store, method: str) -> list[str]:
+    """The album ids `store.method` was called with, in order, from any thread."""
+    calls: list[str] = []
+    real = getattr(store, method)
+
+    def spy(album_id: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(album_id)
+        return real(album_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, method, spy)
+    return calls
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["created", "refused"])
+def test_a_first_wave_in_one_process_claims_its_album_once_however_many_images_wait(
+    store: Store, monkeypatch: pytest.MonkeyPatch, refused: bool
+) -> None:
+    """20 images taken at once in one uploader wait for the one creating their Facebook album
+    (or learning that Facebook refuses it) rather than each claiming it in the store: on
+    SQLite every claim queues on the one writer, ahead of the decision they wait for."""
+    graph = FakeGraph()
+    album_id, deliveries = new_album(store, 21)
+    gate = threading.Event()
+    graph.plan("create_album", Fault(REFUSED if refused else None, gate=gate))
+    uploader = worker(store, graph)
+    claims = count_calls(monkeypatch, store, "claim_fb_album")
+    wave = deliveries[:20]
+    fates: list[Fate] = []
+    threads = [threading.Thread(target=lambda d=d: fates.append(run(uploader, d))) for d in wave]
+    for thread in threads:
+        thread.start()
+    assert graph.entered["create_album"].wait(10)
+    # Every image of the wave has taken its attempt before the decision is made.
+    wait_for(lambda: _taken(store, album_id) == 20, timeout=10, what="the wave's 20 attempts")
+    gate.set()
+    for thread in threads:
+        thread.join(30)
+    assert [f.outgoing for f in fates] == [()] * 20
+    assert claims == [album_id], f"{len(claims)} claims for one album in one process"
+    # An image taken after the decision knows it too: no claim.
+    assert run(uploader, deliveries[20]).outgoing == ()
+    assert claims == [album_id]
+    assert graph.calls["create_album"] == 1
+    album = present(store.album(album_id))
+    assert album.state == "publishing" if refused else album.state == "done"
+    if refused:
+        assert {p["album_id"] for p in graph.photos} == {graph.page_id}
+    else:
+        assert_one_album_holds_every_photo(store, graph, album_id)
+
+
+def _taken(store: Store, album_id: str) -> int:
+    return sum(1 for i in present(store.album(album_id)).images if i.attempts >= 1)
