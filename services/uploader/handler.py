@@ -459,6 +459,8 @@ class ImageUploader:
         ledger = self._store.album_photo_ledger(
             message.album_id, in_flight_window(self._policy.graph_timeout_s)
         )
+        if all(u.image_id != message.image_id for u in ledger.unrecorded):
+            return None  # no attempt of this image reached the send: nothing to look for
         me = photo_match.Sent(message.image_id, start.caption, size, start.first_attempt_at)
         rivals = [
             photo_match.Sent(u.image_id, u.caption, u.size, u.first_attempt_at)

@@ -597,8 +597,10 @@ class Store:
             )
 
     def album_photo_ledger(self, album_id: str, in_flight_window: timedelta) -> AlbumPhotoLedger:
-        """The album's recorded photo ids, and its images attempted without one (with how long
-        each one's attempt may still land: `in_flight_window` after it started)."""
+        """The album's recorded photo ids, and its images that began to send a photo and have
+        none recorded (with how long each one's attempt may still land: `in_flight_window`
+        after it started). An image attempted that never reached the send is not among them:
+        nothing of it can be on Facebook."""
         with self._read() as s:
             now = _db_time(s)
             images = _images(s, album_id)
@@ -612,7 +614,7 @@ class Store:
                 _in_flight_s(i, now, in_flight_window),
             )
             for i in images
-            if not i.photo_id and i.first_attempt_at is not None
+            if not i.photo_id and i.first_attempt_at is not None and i.sent_at is not None
         ]
         return AlbumPhotoLedger(claimed, unrecorded)
 

@@ -325,6 +325,64 @@ def test_look_alike_photos_one_of_which_landed_fail_rather_than_guess(store: Sto
     assert all(present(i.error).startswith("cannot tell which of 1 photos") for i in failed)
 
 
+class Killed(BaseException):
+    """The process died here (SIGKILL): nothing of the handler runs after it."""
+
+
+class DiesOpeningS3(SameSizeS3):
+    """The uploader dies while opening the object of `key` (once): its image was taken and
+    never sent, as one killed while it waited for an upload slot."""
+
+    def __init__(self, key: str) -> None:
+        self.key: str | None = key
+
+    def get_object(
+        self,
+        Bucket: str,
+        Key: str,  # noqa: N803
+        Range: str | None = None,
+    ) -> dict[str, Any]:  # noqa: N803
+        if Key == self.key:
+            self.key = None
+            raise Killed
+        return super().get_object(Bucket, Key, Range)
+
+
+def test_an_image_taken_but_never_sent_is_no_rival_for_a_look_alike_photo(store: Store) -> None:
+    """Image 0's photo landed with its answer lost; image 1 (the same caption and size) was
+    taken by an uploader that died before sending anything. Image 0 adopts its photo, and
+    image 1 sends its own: it cannot be on Facebook, so it neither blurs image 0's match nor
+    reads the album back as if it might be."""
+    graph = FakeGraph()
+    s3 = DiesOpeningS3("")
+    uploader = ImageUploader(
+        store,
+        Outbox(store, FakePublisher(), grace=timedelta(0)),  # type: ignore[arg-type]
+        graph,  # type: ignore[arg-type]
+        s3,
+        "bucket",
+        POLICY,
+        CircuitBreaker(min_calls=10**6),
+    )
+    album_id, (first, second) = new_album(store, 2)
+    graph.plan("upload_photo", Fault(TIMED_OUT, land=True))
+    retry = retried(first, decide(uploader.route(), first))
+    s3.key = present(store.album(album_id)).images[1].key
+    with pytest.raises(Killed):
+        decide(uploader.route(), second)
+    past_in_flight_windows(store, album_id)
+
+    assert decide(uploader.route(), retry).outgoing == ()
+    redelivered = Delivery(second.body, {}, True, second.message_id, "image.upload")
+    assert decide(uploader.route(), redelivered).outgoing == ()
+    album = present(store.album(album_id))
+    assert album.state == "done", [(i.state, i.error) for i in album.images]
+    assert sorted(present(i.photo_id) for i in album.images) == sorted(
+        p["id"] for p in graph.photos
+    )
+    assert graph.calls["upload_photo"] == 2  # one each: nothing sent twice
+
+
 # -- the first wave: one decision per process -------------------------------------------------
 
 REFUSED = GraphError(
