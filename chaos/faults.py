@@ -254,7 +254,11 @@ def uploader_killed_while_graph_holds(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.work.publish_all(plans)
     key = plans[0].keys[0]
-    target = wait_for(lambda: _uploading(ctx, key), 60, what="the first image being uploaded")
+    # Sent, not only taken: a taken image may wait for an upload slot (the uploader runs more
+    # threads than uploads), and one killed there holds nothing at Facebook.
+    wait_for(lambda: _sending(ctx, key), 60, what="the first image being sent")
+    target = _uploading(ctx, key)
+    assert target is not None, "the image ended before the kill"
     time.sleep(ctx.rng.uniform(1.0, 2.0))  # small bodies: sent by now, Facebook is on it
     ctx.system.kill_service("uploader")
     ctx.system.start_service("uploader")
@@ -278,6 +282,26 @@ def _taken_again(ctx: Context, key: str, after: int) -> Any:
 
 def _ended(ctx: Context, key: str) -> bool:
     return any(i.key == key and i.state in TERMINAL for _, i in ctx.images())
+
+
+def _sending(ctx: Context, key: str) -> bool:
+    """Whether the image with `key` is uploading and its attempt has begun to send (an album
+    photo: `Store.record_sending`; a post's unpublished photos record no such time)."""
+    store = Store(ctx.system.db.url())
+    try:
+        with store.engine.connect() as connection:
+            row = connection.execute(
+                select(Image.state, Image.sent_at, Image.attempt_started_at).where(Image.key == key)
+            ).first()
+    finally:
+        store.dispose()
+    return bool(
+        row is not None
+        and row.state == ImageState.UPLOADING
+        and row.sent_at is not None
+        and row.attempt_started_at is not None
+        and row.sent_at >= row.attempt_started_at
+    )
 
 
 def _uploading(ctx: Context, key: str, after: int = 0) -> Any:

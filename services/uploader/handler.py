@@ -69,6 +69,10 @@ _DUPLICATE_POST = 506
 _PAGE_LOOKS = 3
 #: An image whose Page was reconnected under it goes again this soon (no attempt spent).
 _RECONNECTED_WAIT_S = 1.0
+#: Handler threads per upload slot (`UPLOADER_CONCURRENCY`): while one thread's photo is on its
+#: way to Facebook, another takes its next image (the store, the album's decision) or records
+#: the one it sent, so a slot does not stand idle through that work between two photos.
+THREADS_PER_UPLOAD = 2
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
@@ -113,9 +117,12 @@ class ImageUploader:
         breaker: CircuitBreaker | None = None,
         gate: ThrottleGate | None = None,
         pages: Pages | None = None,
+        uploads_at_once: int | None = None,
     ) -> None:
         """`pages` gives each album its own Page's client (a connected Page); without it,
-        every album goes through `graph`."""
+        every album goes through `graph`. `uploads_at_once`: how many images stream from S3
+        to Facebook at once, whatever the number of threads running the handler (None: as
+        many as call it)."""
         if graph is None and pages is None:
             raise ValueError("an uploader needs a Graph client or its Pages")
         self._pages = pages
@@ -124,6 +131,11 @@ class ImageUploader:
         self._local = threading.local()
         self._breaker = breaker or CircuitBreaker()
         self._gate = gate
+        self._upload_slots: contextlib.AbstractContextManager[Any] = (
+            threading.BoundedSemaphore(uploads_at_once)
+            if uploads_at_once
+            else contextlib.nullcontext()
+        )
         #: Held by the one thread of this process deciding an album's Facebook album.
         self._deciding: dict[str, threading.Lock] = {}
         #: Each album's Facebook album or post, as recorded in the store (`_learn_fb_album`).
@@ -368,6 +380,14 @@ class ImageUploader:
         fb_album = self._fb_album(
             message.album_id, lambda: self._facts(message.album_id, start), start.fb_album
         )
+        # The album decided, the image waits for an upload slot: from the object's GET to
+        # Facebook's answer (the store's record of the photo is made after, out of the slot).
+        with self._upload_slots:
+            return self._upload_into(fb_album, message, start)
+
+    def _upload_into(
+        self, fb_album: str | None, message: messages.ImageUploadRequested, start: Start
+    ) -> str:
         if fb_album is None:
             # Unpublished photos are listed nowhere, so an earlier attempt's cannot be looked
             # for: one that landed unrecorded stays unattached (Facebook drops it in a day);

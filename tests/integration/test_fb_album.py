@@ -72,7 +72,9 @@ class FakePublisher:
         return [None] * len(messages)
 
 
-def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUploader:
+def worker(
+    store: Store, graph: FakeGraph, policy: Policy = POLICY, uploads_at_once: int | None = None
+) -> ImageUploader:
     """One uploader process (each test's workers share the store and Facebook)."""
     # A breaker that never opens: these tests fail Graph calls on purpose, and do not wait.
     breaker = CircuitBreaker(min_calls=10**6)
@@ -85,6 +87,7 @@ def worker(store: Store, graph: FakeGraph, policy: Policy = POLICY) -> ImageUplo
         "bucket",
         policy,
         breaker,
+        uploads_at_once=uploads_at_once,
     )
 
 
@@ -443,3 +446,45 @@ def test_a_first_wave_in_one_process_claims_its_album_once_however_many_images_w
 
 def _taken(store: Store, album_id: str) -> int:
     return sum(1 for i in present(store.album(album_id)).images if i.attempts >= 1)
+
+
+# -- upload slots: more threads than uploads ----------------------------------------------------
+
+
+def test_images_beyond_the_upload_slots_are_taken_and_wait_for_a_slot(store: Store) -> None:
+    """Two slots, four threads: two photos on their way to Facebook at most, while the other
+    two images are taken and their album decided, ready the moment a slot frees."""
+    graph = FakeGraph()
+    album_id, deliveries = new_album(store, 4)
+    gate = threading.Event()
+    graph.plan("upload_photo", Fault(gate=gate), Fault(gate=gate))
+    uploader = worker(store, graph, uploads_at_once=2)
+    fates: list[Fate] = []
+    threads = [
+        threading.Thread(target=lambda d=d: fates.append(run(uploader, d))) for d in deliveries
+    ]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: _taken(store, album_id) == 4, timeout=10, what="four attempts taken")
+    wait_for(lambda: graph.calls["upload_photo"] == 2, timeout=10, what="two uploads")
+    # Nothing else reaches Facebook while both slots are held (the next two calls would not
+    # wait: only two are gated).
+    time.sleep(0.3)
+    assert graph.calls["upload_photo"] == 2
+    assert present(store.album(album_id)).fb_album_id is not None  # decided meanwhile
+    gate.set()
+    for thread in threads:
+        thread.join(30)
+    assert [f.outgoing for f in fates] == [()] * 4
+    assert graph.calls["upload_photo"] == 4
+    assert present(store.album(album_id)).state == "done"
+
+
+def test_a_failed_upload_gives_its_slot_back(store: Store) -> None:
+    graph = FakeGraph()
+    album_id, (first, second) = new_album(store, 2)
+    graph.plan("upload_photo", Fault(BAD_GATEWAY))
+    uploader = worker(store, graph, uploads_at_once=1)
+    assert run(uploader, first).outgoing  # a retry copy: the 502 is transient
+    assert run(uploader, second).outgoing == ()  # the one slot was free again
+    assert graph.calls["upload_photo"] == 2
