@@ -118,6 +118,7 @@ def consume(settings: UploaderSettings) -> None:
         gate,
         pages,
         uploads_at_once=settings.uploader_concurrency,
+        stopping=stop,
     )
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,

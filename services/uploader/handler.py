@@ -118,11 +118,13 @@ class ImageUploader:
         gate: ThrottleGate | None = None,
         pages: Pages | None = None,
         uploads_at_once: int | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         """`pages` gives each album its own Page's client (a connected Page); without it,
         every album goes through `graph`. `uploads_at_once`: how many images stream from S3
         to Facebook at once, whatever the number of threads running the handler (None: as
-        many as call it)."""
+        many as call it). `stopping`: set when the process stops; an image still waiting for
+        a slot then gives its attempt back rather than start an upload the stop may cut."""
         if graph is None and pages is None:
             raise ValueError("an uploader needs a Graph client or its Pages")
         self._pages = pages
@@ -131,11 +133,8 @@ class ImageUploader:
         self._local = threading.local()
         self._breaker = breaker or CircuitBreaker()
         self._gate = gate
-        self._upload_slots: contextlib.AbstractContextManager[Any] = (
-            threading.BoundedSemaphore(uploads_at_once)
-            if uploads_at_once
-            else contextlib.nullcontext()
-        )
+        self._slots = threading.BoundedSemaphore(uploads_at_once) if uploads_at_once else None
+        self._stopping = stopping or threading.Event()
         #: Held by the one thread of this process deciding an album's Facebook album.
         self._deciding: dict[str, threading.Lock] = {}
         #: Each album's Facebook album or post, as recorded in the store (`_learn_fb_album`).
@@ -382,8 +381,40 @@ class ImageUploader:
         )
         # The album decided, the image waits for an upload slot: from the object's GET to
         # Facebook's answer (the store's record of the photo is made after, out of the slot).
-        with self._upload_slots:
+        with self._upload_slot(message):
             return self._upload_into(fb_album, message, start)
+
+    @contextlib.contextmanager
+    def _upload_slot(self, message: messages.ImageUploadRequested) -> Iterator[None]:
+        """One of the process's upload slots. An image that had to wait for one checks again
+        what its take checked: the breaker, and its Page's throttle hold (a hold recorded
+        meanwhile gives the attempt back, unsent, and is waited out as any other); and whether
+        the process is stopping (the attempt goes back too, for another process)."""
+        if self._slots is None:
+            yield
+            return
+        waited = not self._slots.acquire(blocking=False)
+        if waited:
+            self._slots.acquire()
+        try:
+            if waited:
+                self._clear_to_send(message)
+            yield
+        finally:
+            self._slots.release()
+
+    def _clear_to_send(self, message: messages.ImageUploadRequested) -> None:
+        if self._stopping.is_set():
+            self._store.release_attempt(message.image_id)
+            raise outcomes.Busy(1.0, "the uploader is stopping; another takes the image")
+        self._breaker.wait_while_open()
+        if self._gate is None:
+            return
+        try:
+            self._gate.check(self._graph.page_id)
+        except outcomes.Throttled:
+            self._store.release_attempt(message.image_id)
+            raise
 
     def _upload_into(
         self, fb_album: str | None, message: messages.ImageUploadRequested, start: Start
@@ -476,11 +507,16 @@ class ImageUploader:
     ) -> str | None:
         """The photo an earlier attempt sent, told by caption, size and time
         (`photo_match`); waits (Busy) or fails the image when that cannot be told."""
-        ledger = self._store.album_photo_ledger(
-            message.album_id, in_flight_window(self._policy.graph_timeout_s)
-        )
-        if all(u.image_id != message.image_id for u in ledger.unrecorded):
+        window = in_flight_window(self._policy.graph_timeout_s)
+        if not self._store.album_photo_ledger(message.album_id, window).began_sending(
+            message.image_id
+        ):
             return None  # no attempt of this image reached the send: nothing to look for
+        photos = self._album_photos.photos(fb_album, fresh)
+        # The ledger read after the listing: an image whose photo the listing shows recorded
+        # its send before the photo landed, so it is in this ledger (a rival, or claimed).
+        # Read before, an image sending meanwhile would be missing, and its photo adopted.
+        ledger = self._store.album_photo_ledger(message.album_id, window)
         me = photo_match.Sent(message.image_id, start.caption, size, start.first_attempt_at)
         rivals = [
             photo_match.Sent(u.image_id, u.caption, u.size, u.first_attempt_at)
@@ -491,9 +527,7 @@ class ImageUploader:
             (u.in_flight_s for u in ledger.unrecorded if u.image_id != message.image_id),
             default=0.0,
         )
-        found = photo_match.match(
-            me, self._album_photos.photos(fb_album, fresh), ledger.claimed, rivals, in_flight_s
-        )
+        found = photo_match.match(me, photos, ledger.claimed, rivals, in_flight_s)
         if isinstance(found, photo_match.Found):
             return found.photo_id
         if isinstance(found, photo_match.Wait):
@@ -607,8 +641,7 @@ class ImageUploader:
         except Exception as exc:
             refused = album_creation_refused(exc)
             if refused is not None:
-                self._fall_back_to_post(album_id, refused)
-                return None
+                return self._fall_back_to_post(album_id, refused)
             uncertain = may_have_landed(exc)
             self._store.release_fb_album_claim(album_id, uncertain=uncertain)
             if uncertain:
@@ -622,12 +655,14 @@ class ImageUploader:
         log.info("album %s created on Facebook as %s", album_id, fb_album)
         return self._album_created(album_id, fb_album)
 
-    def _fall_back_to_post(self, album_id: str, reason: str) -> None:
+    def _fall_back_to_post(self, album_id: str, reason: str) -> str | None:
         """Facebook will not create albums: the album becomes one multi-photo post (no photo
-        was sent yet: every image waits for the album), and says why."""
+        was sent yet: every image waits for the album), and says why; None. Unless another
+        worker's create was recorded first (a claim taken over): then that album, kept."""
         log.warning("album %s: %s", album_id, reason)
-        self._store.switch_to_post(album_id, reason)
-        self._learn_fb_album(album_id, FbAlbumClaim(None, False, False, post=True))
+        recorded = self._store.switch_to_post(album_id, reason)
+        self._learn_fb_album(album_id, FbAlbumClaim(recorded, False, False, post=not recorded))
+        return recorded
 
     def _album_created(self, album_id: str, fb_album: str) -> str:
         """Record the album's Facebook album, or adopt the one recorded first (a create that

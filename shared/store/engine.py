@@ -76,10 +76,11 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     return engine
 
 
-def add_missing_columns(connection: Any) -> None:
+def add_missing_columns(connection: Any) -> set[tuple[str, str]]:
     """Upgrade a store made by an older version: add the nullable columns it lacks, and the
-    indexes."""
+    indexes. Returns the (table, column) pairs added, for data that must follow them."""
     inspector = inspect(connection)
+    added: set[tuple[str, str]] = set()
     for table in Base.metadata.sorted_tables:
         have = {column["name"] for column in inspector.get_columns(table.name)}
         for column in table.columns:
@@ -88,5 +89,7 @@ def add_missing_columns(connection: Any) -> None:
                 connection.execute(
                     text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
                 )
+                added.add((table.name, column.name))
         for index in table.indexes:  # an index made for a column added just now
             index.create(connection, checkfirst=True)
+    return added

@@ -181,7 +181,8 @@ class Store:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_xact_lock(742001)"))
             Base.metadata.create_all(connection)
-            add_missing_columns(connection)
+            if ("images", "sent_at") in add_missing_columns(connection):
+                _assume_attempts_sent(connection)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[Session]:
@@ -911,16 +912,18 @@ class Store:
                 .values(**values)
             )
 
-    def switch_to_post(self, album_id: str, note: str) -> None:
+    def switch_to_post(self, album_id: str, note: str) -> str | None:
         """Facebook refused for good to create the album's album: it goes out as one
         multi-photo post instead, and `note` says why (the page and the email show it). No
-        photo was sent before (they all wait for the album), so none is sent twice."""
+        photo was sent before (they all wait for the album), so none is sent twice. Returns
+        the Facebook album another worker recorded first, if one did: the album keeps it."""
         with self._tx() as s:
             album = s.get(Album, album_id, with_for_update=True)
             if album is None or album.fb_album_id or album.destination == Destination.POST:
-                return
+                return album.fb_album_id if album is not None else None
             album.destination, album.destination_note = Destination.POST, note
             album.fb_album_claimed_at = album.fb_album_create_uncertain = None
+            return None
 
     def start_post(self, album_id: str, settle_seq: int, stale_after: timedelta) -> PostJob:
         """Take the album's multi-photo post for the settle `settle_seq`, unless it is done,
@@ -1725,6 +1728,17 @@ def _resend(image: Image, now: datetime) -> None:
 
 def _images(s: Session, album_id: str) -> list[Image]:
     return list(s.scalars(select(Image).where(Image.album_id == album_id).order_by(Image.position)))
+
+
+def _assume_attempts_sent(connection: Connection) -> None:
+    """A store from before `images.sent_at`: whether an attempt sent was never written, so
+    every image attempted without a recorded photo may have sent one (its retry reads the
+    album back, and it is a rival of its look-alikes), as that version took them."""
+    connection.execute(
+        update(Image)
+        .where(Image.photo_id.is_(None), Image.first_attempt_at.is_not(None))
+        .values(sent_at=func.coalesce(Image.attempt_started_at, Image.first_attempt_at))
+    )
 
 
 def _in_flight_s(image: Image, now: datetime, window: timedelta) -> float:

@@ -186,6 +186,10 @@ class AlbumPhotoLedger:
     claimed: list[str]
     unrecorded: list[Unrecorded]
 
+    def began_sending(self, image_id: int) -> bool:
+        """Whether an attempt of the image began to send a photo not recorded yet."""
+        return any(u.image_id == image_id for u in self.unrecorded)
+
 
 def image_view(image: Image) -> ImageView:
     return ImageView(

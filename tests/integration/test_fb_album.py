@@ -22,6 +22,7 @@ from services.uploader import handler as handler_module
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.handler import ImageUploader, Policy
+from services.uploader.throttle_gate import ThrottleGate
 from shared.adapters.graph_client import GraphError, GraphNetworkError
 from shared.delivery.outbox import Outbox
 from shared.policies import retry_policy
@@ -386,6 +387,36 @@ def test_an_image_taken_but_never_sent_is_no_rival_for_a_look_alike_photo(store:
     assert graph.calls["upload_photo"] == 2  # one each: nothing sent twice
 
 
+def test_a_look_alike_sent_after_the_ledger_is_read_is_not_adopted(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Image 1's first attempt sent nothing that landed; its retry reads the album's ledger,
+    and just after that image 0 (the same caption and size) uploads its photo, which the
+    album's listing then shows. That photo is image 0's: image 1 sends its own rather than
+    adopt it (the ledger it matches with is read after the listing, so image 0 is in it)."""
+    graph = FakeGraph()
+    uploader = same_size_worker(store, graph)
+    album_id, (first, second) = new_album(store, 2)
+    graph.plan("upload_photo", Fault(TIMED_OUT))  # image 1's send: its answer lost, no photo
+    retry = retried(second, decide(uploader.route(), second))
+    past_in_flight_windows(store, album_id)
+    real = store.album_photo_ledger
+    outcomes: list[Fate] = []
+
+    def ledger_then_image_0_sends(*args: Any) -> Any:
+        read = real(*args)
+        if not outcomes:
+            outcomes.append(decide(uploader.route(), first))  # image 0 sends and records
+        return read
+
+    monkeypatch.setattr(store, "album_photo_ledger", ledger_then_image_0_sends)
+    assert decide(uploader.route(), retry).outgoing == ()
+    assert [o.outgoing for o in outcomes] == [()]
+    images = present(store.album(album_id)).images
+    assert len({i.photo_id for i in images}) == 2, "one photo recorded for both images"
+    assert graph.calls["upload_photo"] == 3  # image 1 sent again: its first never landed
+
+
 # -- the first wave: one decision per process -------------------------------------------------
 
 REFUSED = GraphError(
@@ -451,7 +482,9 @@ def _taken(store: Store, album_id: str) -> int:
 # -- upload slots: more threads than uploads ----------------------------------------------------
 
 
-def test_images_beyond_the_upload_slots_are_taken_and_wait_for_a_slot(store: Store) -> None:
+def test_images_beyond_the_upload_slots_are_taken_and_wait_for_a_slot(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two slots, four threads: two photos on their way to Facebook at most, while the other
     two images are taken and their album decided, ready the moment a slot frees."""
     graph = FakeGraph()
@@ -459,6 +492,14 @@ def test_images_beyond_the_upload_slots_are_taken_and_wait_for_a_slot(store: Sto
     gate = threading.Event()
     graph.plan("upload_photo", Fault(gate=gate), Fault(gate=gate))
     uploader = worker(store, graph, uploads_at_once=2)
+    decided: list[str | None] = []
+    real_fb_album = uploader._fb_album
+
+    def fb_album(*args: Any) -> str | None:
+        decided.append(real_fb_album(*args))
+        return decided[-1]
+
+    monkeypatch.setattr(uploader, "_fb_album", fb_album)
     fates: list[Fate] = []
     threads = [
         threading.Thread(target=lambda d=d: fates.append(run(uploader, d))) for d in deliveries
@@ -471,7 +512,7 @@ def test_images_beyond_the_upload_slots_are_taken_and_wait_for_a_slot(store: Sto
     # wait: only two are gated).
     time.sleep(0.3)
     assert graph.calls["upload_photo"] == 2
-    assert present(store.album(album_id)).fb_album_id is not None  # decided meanwhile
+    assert len(decided) == 4 and None not in decided  # the waiting two decided meanwhile
     gate.set()
     for thread in threads:
         thread.join(30)
@@ -486,5 +527,107 @@ def test_a_failed_upload_gives_its_slot_back(store: Store) -> None:
     graph.plan("upload_photo", Fault(BAD_GATEWAY))
     uploader = worker(store, graph, uploads_at_once=1)
     assert run(uploader, first).outgoing  # a retry copy: the 502 is transient
-    assert run(uploader, second).outgoing == ()  # the one slot was free again
+    # The one slot is free again: the next image does not wait (a leak would hang it).
+    fates: list[Fate] = []
+    second_image = threading.Thread(target=lambda: fates.append(run(uploader, second)))
+    second_image.start()
+    second_image.join(10)
+    assert [f.outgoing for f in fates] == [()], "the next image waits for a slot never given back"
     assert graph.calls["upload_photo"] == 2
+
+
+def test_an_image_that_waited_for_a_slot_heeds_a_throttle_hold_recorded_meanwhile(
+    store: Store,
+) -> None:
+    """One slot: image 0 uploads, image 1 waits. Facebook's usage says hold the Page before
+    image 1 gets the slot: it sends nothing, gives its attempt back and waits the hold out."""
+    graph = FakeGraph()
+    album_id, (first, second) = new_album(store, 2)
+    gate = threading.Event()
+    graph.plan("upload_photo", Fault(gate=gate))
+    uploader = ImageUploader(
+        store,
+        Outbox(store, FakePublisher(), grace=timedelta(0)),  # type: ignore[arg-type]
+        graph,  # type: ignore[arg-type]
+        FakeS3(),
+        "bucket",
+        POLICY,
+        CircuitBreaker(min_calls=10**6),
+        ThrottleGate(store, graph.page_id),
+        uploads_at_once=1,
+    )
+    fates: dict[str, Fate] = {}
+    threads = [
+        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)))
+        for n, d in (("first", first), ("second", second))
+    ]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: _taken(store, album_id) == 2, timeout=10, what="both attempts taken")
+    store.hold_graph(graph.page_id, 60)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert fates["first"].outgoing == ()
+    assert graph.calls["upload_photo"] == 1, "sent while its Page was held"
+    (copy,) = fates["second"].outgoing  # waits out the hold in a delay tier
+    assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1  # still its first: none spent
+    waiting = present(store.album(album_id)).images[1]
+    assert waiting.state == "retrying"  # given back: not in flight, nothing sent
+
+
+def test_an_image_waiting_for_a_slot_when_the_process_stops_gives_its_attempt_back(
+    store: Store,
+) -> None:
+    """One slot: image 0 uploads, image 1 waits; the process is told to stop. Image 1 starts
+    no upload the stop could cut: its attempt goes back, unsent, for another process."""
+    graph = FakeGraph()
+    album_id, (first, second) = new_album(store, 2)
+    gate = threading.Event()
+    graph.plan("upload_photo", Fault(gate=gate))
+    stopping = threading.Event()
+    uploader = ImageUploader(
+        store,
+        Outbox(store, FakePublisher(), grace=timedelta(0)),  # type: ignore[arg-type]
+        graph,  # type: ignore[arg-type]
+        FakeS3(),
+        "bucket",
+        POLICY,
+        CircuitBreaker(min_calls=10**6),
+        uploads_at_once=1,
+        stopping=stopping,
+    )
+    fates: dict[str, Fate] = {}
+    threads = [
+        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)))
+        for n, d in (("first", first), ("second", second))
+    ]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: _taken(store, album_id) == 2, timeout=10, what="both attempts taken")
+    stopping.set()
+    gate.set()  # the upload under way finishes: the stop waits for it (SHUTDOWN_GRACE_S)
+    for thread in threads:
+        thread.join(10)
+    assert fates["first"].outgoing == ()
+    assert graph.calls["upload_photo"] == 1
+    (copy,) = fates["second"].outgoing
+    assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1  # still its first: none spent
+    assert present(store.album(album_id)).images[1].state == "retrying"
+
+
+def test_a_refusal_after_another_worker_recorded_the_album_keeps_that_album(
+    store: Store,
+) -> None:
+    """A create refused after another worker's create was recorded (a claim taken over): the
+    store's switch to a post keeps the recorded Facebook album and says so (the refusing
+    worker then uploads into it, as the image here does)."""
+    graph = FakeGraph()
+    album_id, (delivery,) = new_album(store, 1)
+    recorded = store.set_fb_album(album_id, "album-recorded")
+    assert store.switch_to_post(album_id, "refused") == recorded
+    assert present(store.album(album_id)).destination == "new_album"
+    graph.albums[recorded] = {"id": recorded, "name": "Trip", "created_time": "now"}
+    uploader = worker(store, graph)
+    assert run(uploader, delivery).outgoing == ()
+    assert [p["album_id"] for p in graph.photos] == [recorded]

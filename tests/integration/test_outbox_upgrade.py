@@ -97,3 +97,33 @@ def test_a_store_made_before_turns_is_upgraded_and_its_images_count_as_released(
         assert present(store.album(album_id)).state == "done"
     finally:
         store.dispose()
+
+
+def test_a_store_made_before_sends_were_recorded_takes_every_attempt_as_maybe_sent(
+    empty_store_url: str,
+) -> None:
+    """Its attempts may have sent a photo, unrecorded: each is in the album's ledger (its retry
+    reads the album back, and its look-alikes see it as a rival), not one taken as unsent."""
+    old = Store(empty_store_url)
+    old.create_schema()
+    user, _ = old.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+    album_id, _ = old.create_album(user.id, "t", None, [user.prefix + k for k in "abc"])
+    attempted, recorded, untried = (i.id for i in present(old.album(album_id)).images)
+    for image_id in (attempted, recorded):
+        old.start_attempt(image_id)
+    old.record_uploaded(recorded, "photo-1")
+    with old.engine.begin() as connection:  # the images as the older version made them
+        connection.execute(text("ALTER TABLE images DROP COLUMN sent_at"))
+    old.dispose()
+
+    store = Store(empty_store_url)
+    try:
+        store.create_schema()
+        ledger = store.album_photo_ledger(album_id, timedelta(minutes=2))
+        assert [u.image_id for u in ledger.unrecorded] == [attempted]
+        assert ledger.claimed == ["photo-1"] and not ledger.began_sending(untried)
+        store.create_schema()  # a later start assumes nothing more
+        store.start_attempt(untried)
+        assert not store.album_photo_ledger(album_id, timedelta(minutes=2)).began_sending(untried)
+    finally:
+        store.dispose()
