@@ -205,6 +205,18 @@ class Store:
                 yield connection
 
     @contextlib.contextmanager
+    def _read_one(self) -> Iterator[Connection]:
+        """A connection for one read statement: on PostgreSQL in autocommit (a statement reads
+        one snapshot by itself, with no BEGIN and COMMIT round trips around it); on SQLite a
+        reader's transaction, which never waits for the writer."""
+        if self._write_lock_free:
+            with self._read_engine.connect() as connection:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            with self._read_engine.begin() as connection:
+                yield connection
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
         """A consistent snapshot to read from: pages polling an album never hold up a writer."""
         with self._read_sessions() as session, session.begin():
@@ -251,9 +263,18 @@ class Store:
             return _user_view(user)
 
     def user_by_token(self, token: str) -> UserView | None:
-        with self._read() as s:
-            user = s.scalar(select(User).where(User.token_hash == hash_token(token)))
-            return _user_view(user) if user else None
+        """Who sends this bearer token (every API request asks): one statement."""
+        with self._read_one() as connection:
+            row = connection.execute(
+                select(User.id, User.email, User.prefix, User.session_generation, User.role).where(
+                    User.token_hash == hash_token(token)
+                )
+            ).first()
+        return (
+            UserView(row.id, row.email, row.prefix, row.session_generation or 0, row.role)
+            if row
+            else None
+        )
 
     def user(self, user_id: int) -> UserView | None:
         with self._read() as s:
