@@ -20,6 +20,9 @@ from shared.adapters.graph_client import LIST_PAGE_SIZE, GraphError
 
 from .fake_graph_client import graph_now, pixels
 
+#: Ids for albums, photos and posts, unique across every fake of the process as Facebook's are:
+#: tests that share a store must not find one test's album or photo under another's id.
+_IDS = itertools.count(1)
 #: What a listing shows of a photo, as Graph does (its caption is `name`).
 _LISTED = frozenset({"id", "name", "created_time", "width", "height"})
 
@@ -47,7 +50,7 @@ class FakeGraph:
 
     def __init__(self, page_size: int = LIST_PAGE_SIZE, refuse_duplicates: bool = False) -> None:
         self._lock = threading.Lock()
-        self._ids = itertools.count(1)
+        self._ids = _IDS
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._unlisted: dict[str, int] = {}
         self.page_size = page_size

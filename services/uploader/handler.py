@@ -73,6 +73,8 @@ _RECONNECTED_WAIT_S = 1.0
 #: way to Facebook, another takes its next image (the store, the album's decision) or records
 #: the one it sent, so a slot does not stand idle through that work between two photos.
 THREADS_PER_UPLOAD = 2
+#: How often an image waiting for an upload slot looks whether its process is stopping.
+_SLOT_LOOK_S = 1.0
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
@@ -394,8 +396,10 @@ class ImageUploader:
             yield
             return
         waited = not self._slots.acquire(blocking=False)
-        if waited:
-            self._slots.acquire()
+        # Looked at every second while it waits: a stop gives the attempt back at once, not
+        # only once a running upload frees the slot.
+        while waited and not self._slots.acquire(timeout=_SLOT_LOOK_S):
+            self._give_back_if_stopping(message)
         try:
             if waited:
                 self._clear_to_send(message)
@@ -404,10 +408,8 @@ class ImageUploader:
             self._slots.release()
 
     def _clear_to_send(self, message: messages.ImageUploadRequested) -> None:
-        if self._stopping.is_set():
-            self._store.release_attempt(message.image_id)
-            raise outcomes.Busy(1.0, "the uploader is stopping; another takes the image")
         self._breaker.wait_while_open()
+        self._give_back_if_stopping(message)  # the breaker's wait may have been long
         if self._gate is None:
             return
         try:
@@ -415,6 +417,11 @@ class ImageUploader:
         except outcomes.Throttled:
             self._store.release_attempt(message.image_id)
             raise
+
+    def _give_back_if_stopping(self, message: messages.ImageUploadRequested) -> None:
+        if self._stopping.is_set():
+            self._store.release_attempt(message.image_id)
+            raise outcomes.Busy(1.0, "the uploader is stopping; another takes the image")
 
     def _upload_into(
         self, fb_album: str | None, message: messages.ImageUploadRequested, start: Start

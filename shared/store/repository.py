@@ -619,13 +619,23 @@ class Store:
             )
 
     def album_photo_ledger(self, album_id: str, in_flight_window: timedelta) -> AlbumPhotoLedger:
-        """The album's recorded photo ids, and its images that began to send a photo and have
-        none recorded (with how long each one's attempt may still land: `in_flight_window`
-        after it started). An image attempted that never reached the send is not among them:
-        nothing of it can be on Facebook."""
+        """The photo ids recorded in the album's Facebook album, and the images that began to
+        send a photo there and have none recorded (with how long each one's attempt may still
+        land: `in_flight_window` after it started). An image attempted that never reached the
+        send is not among them: nothing of it can be on Facebook. The images are those of
+        every album of ours that publishes to the same Facebook album (several may pick one
+        existing album of the Page): another album's photo there is never this one's."""
         with self._read() as s:
             now = _db_time(s)
-            images = _images(s, album_id)
+            fb_album_id = s.scalar(select(Album.fb_album_id).where(Album.id == album_id))
+            ours = (
+                Image.album_id.in_(select(Album.id).where(Album.fb_album_id == fb_album_id))
+                if fb_album_id
+                else Image.album_id == album_id
+            )
+            images = list(
+                s.scalars(select(Image).where(ours).order_by(Image.album_id, Image.position))
+            )
         claimed = [i.photo_id for i in images if i.photo_id]
         unrecorded = [
             Unrecorded(

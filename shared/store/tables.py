@@ -108,7 +108,8 @@ class Album(Base):
     description: Mapped[str | None] = mapped_column(Text)
     notify_email: Mapped[str | None] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(32), default=AlbumState.PUBLISHING)
-    fb_album_id: Mapped[str | None] = mapped_column(String(64))
+    # Indexed: a read-back gathers every album of ours publishing to one Facebook album.
+    fb_album_id: Mapped[str | None] = mapped_column(String(64), index=True)
     #: The Facebook Page it publishes to, recorded when it was posted: a later reconnect to
     #: another Page does not move an album in flight. NULL: the single-tenant Page.
     page_id: Mapped[str | None] = mapped_column(String(64))

@@ -417,6 +417,36 @@ def test_a_look_alike_sent_after_the_ledger_is_read_is_not_adopted(
     assert graph.calls["upload_photo"] == 3  # image 1 sent again: its first never landed
 
 
+def test_a_photo_of_another_album_in_the_same_facebook_album_is_not_adopted(
+    store: Store,
+) -> None:
+    """Two of our albums publish to one existing album of the Page. Album Y's image sent
+    nothing that landed; album X's image (the same caption and size) uploaded its photo there.
+    Y's retry finds that photo in the Facebook album: it is X's (claimed in X's ledger), so Y
+    sends its own rather than adopt it."""
+    graph = FakeGraph()
+    graph.albums["existing"] = {"id": "existing", "name": "Holidays", "created_time": "now"}
+    uploader = same_size_worker(store, graph)
+    user, _ = store.create_user(f"{uuid.uuid4().hex[:8]}@example.com")
+
+    def album(title: str) -> tuple[str, Delivery]:
+        album_id, (row,) = store.create_album(
+            user.id, title, None, [f"{user.prefix}0.png"], destination=("album", "existing")
+        )
+        return album_id, Delivery(row.body, {}, False, row.message_id, "image.upload")
+
+    _, x = album("X")
+    y_id, y = album("Y")
+    graph.plan("upload_photo", Fault(TIMED_OUT))  # Y's send: its answer lost, no photo
+    retry = retried(y, decide(uploader.route(), y))
+    past_in_flight_windows(store, y_id)
+    assert decide(uploader.route(), x).outgoing == ()  # X's photo lands and is recorded
+    assert decide(uploader.route(), retry).outgoing == ()
+    (y_image,) = present(store.album(y_id)).images
+    assert y_image.photo_id != graph.photos[0]["id"], "Y recorded X's photo"
+    assert graph.calls["upload_photo"] == 3  # Y sent again: its first never landed
+
+
 # -- the first wave: one decision per process -------------------------------------------------
 
 REFUSED = GraphError(
@@ -529,11 +559,33 @@ def test_a_failed_upload_gives_its_slot_back(store: Store) -> None:
     assert run(uploader, first).outgoing  # a retry copy: the 502 is transient
     # The one slot is free again: the next image does not wait (a leak would hang it).
     fates: list[Fate] = []
-    second_image = threading.Thread(target=lambda: fates.append(run(uploader, second)))
+    second_image = threading.Thread(target=lambda: fates.append(run(uploader, second)), daemon=True)
     second_image.start()
     second_image.join(10)
     assert [f.outgoing for f in fates] == [()], "the next image waits for a slot never given back"
     assert graph.calls["upload_photo"] == 2
+
+
+def one_uploading_one_waiting(
+    uploader: ImageUploader,
+    store: Store,
+    graph: FakeGraph,
+    album_id: str,
+    first: Delivery,
+    second: Delivery,
+) -> tuple[dict[str, Fate], list[threading.Thread]]:
+    """`first` holds the one upload slot (its upload gated), then `second` is taken and waits
+    for the slot."""
+    fates: dict[str, Fate] = {}
+    threads = [
+        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)))
+        for n, d in (("first", first), ("second", second))
+    ]
+    threads[0].start()
+    assert graph.entered["upload_photo"].wait(10), "the first upload never started"
+    threads[1].start()
+    wait_for(lambda: _taken(store, album_id) == 2, timeout=10, what="both attempts taken")
+    return fates, threads
 
 
 def test_an_image_that_waited_for_a_slot_heeds_a_throttle_hold_recorded_meanwhile(
@@ -556,14 +608,7 @@ def test_an_image_that_waited_for_a_slot_heeds_a_throttle_hold_recorded_meanwhil
         ThrottleGate(store, graph.page_id),
         uploads_at_once=1,
     )
-    fates: dict[str, Fate] = {}
-    threads = [
-        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)))
-        for n, d in (("first", first), ("second", second))
-    ]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: _taken(store, album_id) == 2, timeout=10, what="both attempts taken")
+    fates, threads = one_uploading_one_waiting(uploader, store, graph, album_id, first, second)
     store.hold_graph(graph.page_id, 60)
     gate.set()
     for thread in threads:
@@ -597,14 +642,7 @@ def test_an_image_waiting_for_a_slot_when_the_process_stops_gives_its_attempt_ba
         uploads_at_once=1,
         stopping=stopping,
     )
-    fates: dict[str, Fate] = {}
-    threads = [
-        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)))
-        for n, d in (("first", first), ("second", second))
-    ]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: _taken(store, album_id) == 2, timeout=10, what="both attempts taken")
+    fates, threads = one_uploading_one_waiting(uploader, store, graph, album_id, first, second)
     stopping.set()
     gate.set()  # the upload under way finishes: the stop waits for it (SHUTDOWN_GRACE_S)
     for thread in threads:

@@ -122,8 +122,8 @@ def test_a_store_made_before_sends_were_recorded_takes_every_attempt_as_maybe_se
         ledger = store.album_photo_ledger(album_id, timedelta(minutes=2))
         assert [u.image_id for u in ledger.unrecorded] == [attempted]
         assert ledger.claimed == ["photo-1"] and not ledger.began_sending(untried)
+        store.start_attempt(untried)  # attempted, not sent
         store.create_schema()  # a later start assumes nothing more
-        store.start_attempt(untried)
         assert not store.album_photo_ledger(album_id, timedelta(minutes=2)).began_sending(untried)
     finally:
         store.dispose()
