@@ -74,9 +74,14 @@ class FakePublisher:
 
 
 def worker(
-    store: Store, graph: FakeGraph, policy: Policy = POLICY, uploads_at_once: int | None = None
+    store: Store,
+    graph: FakeGraph,
+    policy: Policy = POLICY,
+    s3: Any = None,
+    **options: Any,
 ) -> ImageUploader:
-    """One uploader process (each test's workers share the store and Facebook)."""
+    """One uploader process (each test's workers share the store and Facebook); `options`:
+    ImageUploader's own (the throttle gate, upload slots, the stop event)."""
     # A breaker that never opens: these tests fail Graph calls on purpose, and do not wait.
     breaker = CircuitBreaker(min_calls=10**6)
     outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
@@ -84,11 +89,11 @@ def worker(
         store,
         outbox,
         graph,  # type: ignore[arg-type]
-        FakeS3(),
+        s3 or FakeS3(),
         "bucket",
         policy,
         breaker,
-        uploads_at_once=uploads_at_once,
+        **options,
     )
 
 
@@ -285,16 +290,7 @@ class SameSizeS3(FakeS3):
 
 
 def same_size_worker(store: Store, graph: FakeGraph) -> ImageUploader:
-    outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
-    return ImageUploader(
-        store,
-        outbox,
-        graph,  # type: ignore[arg-type]
-        SameSizeS3(),
-        "bucket",
-        POLICY,
-        CircuitBreaker(min_calls=10**6),
-    )
+    return worker(store, graph, s3=SameSizeS3())
 
 
 def test_look_alike_photos_that_both_landed_are_paired_once_nothing_is_in_flight(
@@ -359,15 +355,7 @@ def test_an_image_taken_but_never_sent_is_no_rival_for_a_look_alike_photo(store:
     reads the album back as if it might be."""
     graph = FakeGraph()
     s3 = DiesOpeningS3("")
-    uploader = ImageUploader(
-        store,
-        Outbox(store, FakePublisher(), grace=timedelta(0)),  # type: ignore[arg-type]
-        graph,  # type: ignore[arg-type]
-        s3,
-        "bucket",
-        POLICY,
-        CircuitBreaker(min_calls=10**6),
-    )
+    uploader = worker(store, graph, s3=s3)
     album_id, (first, second) = new_album(store, 2)
     graph.plan("upload_photo", Fault(TIMED_OUT, land=True))
     retry = retried(first, decide(uploader.route(), first))
@@ -597,17 +585,7 @@ def test_an_image_that_waited_for_a_slot_heeds_a_throttle_hold_recorded_meanwhil
     album_id, (first, second) = new_album(store, 2)
     gate = threading.Event()
     graph.plan("upload_photo", Fault(gate=gate))
-    uploader = ImageUploader(
-        store,
-        Outbox(store, FakePublisher(), grace=timedelta(0)),  # type: ignore[arg-type]
-        graph,  # type: ignore[arg-type]
-        FakeS3(),
-        "bucket",
-        POLICY,
-        CircuitBreaker(min_calls=10**6),
-        ThrottleGate(store, graph.page_id),
-        uploads_at_once=1,
-    )
+    uploader = worker(store, graph, gate=ThrottleGate(store, graph.page_id), uploads_at_once=1)
     fates, threads = one_uploading_one_waiting(uploader, store, graph, album_id, first, second)
     store.hold_graph(graph.page_id, 60)
     gate.set()
@@ -631,17 +609,7 @@ def test_an_image_waiting_for_a_slot_when_the_process_stops_gives_its_attempt_ba
     gate = threading.Event()
     graph.plan("upload_photo", Fault(gate=gate))
     stopping = threading.Event()
-    uploader = ImageUploader(
-        store,
-        Outbox(store, FakePublisher(), grace=timedelta(0)),  # type: ignore[arg-type]
-        graph,  # type: ignore[arg-type]
-        FakeS3(),
-        "bucket",
-        POLICY,
-        CircuitBreaker(min_calls=10**6),
-        uploads_at_once=1,
-        stopping=stopping,
-    )
+    uploader = worker(store, graph, uploads_at_once=1, stopping=stopping)
     fates, threads = one_uploading_one_waiting(uploader, store, graph, album_id, first, second)
     stopping.set()
     gate.set()  # the upload under way finishes: the stop waits for it (SHUTDOWN_GRACE_S)
