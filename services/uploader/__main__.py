@@ -135,8 +135,8 @@ def consume(settings: UploaderSettings) -> None:
     posting = threading.Thread(target=posts.run, args=(stop,), name="feed-posts")
     posting.start()
     # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
-    # UPLOADER_CONCURRENCY uploads at once, and as many threads again preparing the next
-    # images or recording the last (`THREADS_PER_UPLOAD`); the prefetch follows the threads.
+    # UPLOADER_CONCURRENCY uploads at once, and as many threads again recording the photos
+    # Facebook answered (`THREADS_PER_UPLOAD`); the prefetch follows the threads.
     consumer = Consumer(
         settings.amqp_url,
         handler.route(),

@@ -500,43 +500,39 @@ def _taken(store: Store, album_id: str) -> int:
 # -- upload slots: more threads than uploads ----------------------------------------------------
 
 
-def test_images_beyond_the_upload_slots_are_taken_and_wait_for_a_slot(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+def test_images_beyond_the_upload_slots_wait_untaken_and_the_answer_frees_the_slot(
+    store: Store,
 ) -> None:
-    """Two slots, four threads: two photos on their way to Facebook at most, while the other
-    two images are taken and their album decided, ready the moment a slot frees."""
+    """Two slots, four threads: two photos on their way at most; the other two images wait
+    for a slot before they are taken (their Page and holds are checked when they go). A slot
+    frees when Facebook answers, before the photo is recorded."""
     graph = FakeGraph()
     album_id, deliveries = new_album(store, 4)
     gate = threading.Event()
     graph.plan("upload_photo", Fault(gate=gate), Fault(gate=gate))
     uploader = worker(store, graph, uploads_at_once=2)
-    decided: list[str | None] = []
-    real_fb_album = uploader._fb_album
-
-    def fb_album(*args: Any) -> str | None:
-        decided.append(real_fb_album(*args))
-        return decided[-1]
-
-    monkeypatch.setattr(uploader, "_fb_album", fb_album)
     fates: list[Fate] = []
     threads = [
-        threading.Thread(target=lambda d=d: fates.append(run(uploader, d))) for d in deliveries
+        threading.Thread(target=lambda d=d: fates.append(run(uploader, d)), daemon=True)
+        for d in deliveries
     ]
     for thread in threads:
         thread.start()
-    wait_for(lambda: _taken(store, album_id) == 4, timeout=10, what="four attempts taken")
     wait_for(lambda: graph.calls["upload_photo"] == 2, timeout=10, what="two uploads")
-    # Nothing else reaches Facebook while both slots are held (the next two calls would not
-    # wait: only two are gated).
-    time.sleep(0.3)
-    assert graph.calls["upload_photo"] == 2
-    assert len(decided) == 4 and None not in decided  # the waiting two decided meanwhile
+    wait_for(lambda: waiting_for_a_slot(uploader) == 2, timeout=10, what="two waiting")
+    assert _taken(store, album_id) == 2  # the waiting two are not taken
     gate.set()
     for thread in threads:
         thread.join(30)
     assert [f.outgoing for f in fates] == [()] * 4
     assert graph.calls["upload_photo"] == 4
     assert present(store.album(album_id)).state == "done"
+
+
+def waiting_for_a_slot(uploader: ImageUploader) -> int:
+    slots = uploader._slots  # noqa: SLF001 - what the test waits for: the line's length
+    assert slots is not None
+    return slots.waiting
 
 
 def test_a_failed_upload_gives_its_slot_back(store: Store) -> None:
@@ -555,24 +551,18 @@ def test_a_failed_upload_gives_its_slot_back(store: Store) -> None:
 
 
 def one_uploading_one_waiting(
-    uploader: ImageUploader,
-    store: Store,
-    graph: FakeGraph,
-    album_id: str,
-    first: Delivery,
-    second: Delivery,
+    uploader: ImageUploader, graph: FakeGraph, first: Delivery, second: Delivery
 ) -> tuple[dict[str, Fate], list[threading.Thread]]:
-    """`first` holds the one upload slot (its upload gated), then `second` is taken and waits
-    for the slot."""
+    """`first` holds the one upload slot (its upload gated), then `second` waits for it."""
     fates: dict[str, Fate] = {}
     threads = [
-        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)))
+        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)), daemon=True)
         for n, d in (("first", first), ("second", second))
     ]
     threads[0].start()
     assert graph.entered["upload_photo"].wait(10), "the first upload never started"
     threads[1].start()
-    wait_for(lambda: _taken(store, album_id) == 2, timeout=10, what="both attempts taken")
+    wait_for(lambda: waiting_for_a_slot(uploader) == 1, timeout=10, what="the second waiting")
     return fates, threads
 
 
@@ -580,13 +570,13 @@ def test_an_image_that_waited_for_a_slot_heeds_a_throttle_hold_recorded_meanwhil
     store: Store,
 ) -> None:
     """One slot: image 0 uploads, image 1 waits. Facebook's usage says hold the Page before
-    image 1 gets the slot: it sends nothing, gives its attempt back and waits the hold out."""
+    image 1 gets the slot: its take sees the hold, nothing is sent, no attempt is spent."""
     graph = FakeGraph()
     album_id, (first, second) = new_album(store, 2)
     gate = threading.Event()
     graph.plan("upload_photo", Fault(gate=gate))
     uploader = worker(store, graph, gate=ThrottleGate(store, graph.page_id), uploads_at_once=1)
-    fates, threads = one_uploading_one_waiting(uploader, store, graph, album_id, first, second)
+    fates, threads = one_uploading_one_waiting(uploader, graph, first, second)
     store.hold_graph(graph.page_id, 60)
     gate.set()
     for thread in threads:
@@ -595,31 +585,31 @@ def test_an_image_that_waited_for_a_slot_heeds_a_throttle_hold_recorded_meanwhil
     assert graph.calls["upload_photo"] == 1, "sent while its Page was held"
     (copy,) = fates["second"].outgoing  # waits out the hold in a delay tier
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1  # still its first: none spent
-    waiting = present(store.album(album_id)).images[1]
-    assert waiting.state == "retrying"  # given back: not in flight, nothing sent
+    assert present(store.album(album_id)).images[1].attempts == 0
 
 
-def test_an_image_waiting_for_a_slot_when_the_process_stops_gives_its_attempt_back(
+def test_an_image_waiting_for_a_slot_when_the_process_stops_goes_back_untaken(
     store: Store,
 ) -> None:
-    """One slot: image 0 uploads, image 1 waits; the process is told to stop. Image 1 starts
-    no upload the stop could cut: its attempt goes back, unsent, for another process."""
+    """One slot: image 0 uploads, image 1 waits; the process is told to stop. Image 1 is not
+    taken nor sent: its message goes back (a retry copy, no attempt spent) for another process."""
     graph = FakeGraph()
     album_id, (first, second) = new_album(store, 2)
     gate = threading.Event()
     graph.plan("upload_photo", Fault(gate=gate))
     stopping = threading.Event()
     uploader = worker(store, graph, uploads_at_once=1, stopping=stopping)
-    fates, threads = one_uploading_one_waiting(uploader, store, graph, album_id, first, second)
+    fates, threads = one_uploading_one_waiting(uploader, graph, first, second)
     stopping.set()
-    gate.set()  # the upload under way finishes: the stop waits for it (SHUTDOWN_GRACE_S)
-    for thread in threads:
-        thread.join(10)
+    threads[1].join(10)  # back within a look (1 s), not after the upload under way
+    assert not threads[1].is_alive()
+    gate.set()
+    threads[0].join(10)
     assert fates["first"].outgoing == ()
     assert graph.calls["upload_photo"] == 1
     (copy,) = fates["second"].outgoing
     assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1  # still its first: none spent
-    assert present(store.album(album_id)).images[1].state == "retrying"
+    assert present(store.album(album_id)).images[1].attempts == 0
 
 
 def test_a_refusal_after_another_worker_recorded_the_album_keeps_that_album(
