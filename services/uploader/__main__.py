@@ -36,7 +36,7 @@ from . import broker_users_cli, dead_letters_cli, topology_cli
 from .circuit_breaker import CircuitBreaker
 from .dead_letter_drain import DeadLetterDrain
 from .feed_poster import FeedPoster
-from .handler import THREADS_PER_UPLOAD, ImageUploader, Policy, in_flight_window
+from .handler import ImageUploader, Policy, in_flight_window
 from .pages import Pages
 from .settings import UploaderSettings
 from .sweeper import LostMessageSweeper
@@ -83,8 +83,7 @@ def consume(settings: UploaderSettings) -> None:
             page_id,
             token,
             timeout=(5.0, settings.graph_timeout_s),
-            # The uploads, and the other threads' album creates and read-backs beside them.
-            pool_size=settings.uploader_concurrency * THREADS_PER_UPLOAD,
+            pool_size=settings.uploader_concurrency,
             on_usage=page_gate.record,
         )
 
@@ -117,8 +116,6 @@ def consume(settings: UploaderSettings) -> None:
         breaker,
         gate,
         pages,
-        uploads_at_once=settings.uploader_concurrency,
-        stopping=stop,
     )
     try_apply_policies(settings)
     # The album's second job, the multi-photo post: a route of its own on the same runtime,
@@ -135,12 +132,10 @@ def consume(settings: UploaderSettings) -> None:
     posting = threading.Thread(target=posts.run, args=(stop,), name="feed-posts")
     posting.start()
     # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
-    # UPLOADER_CONCURRENCY uploads at once, and as many threads again recording the photos
-    # Facebook answered (`THREADS_PER_UPLOAD`); the prefetch follows the threads.
     consumer = Consumer(
         settings.amqp_url,
         handler.route(),
-        settings.uploader_concurrency * THREADS_PER_UPLOAD,
+        settings.uploader_concurrency,
         on_connect=TopologyDeclarer.from_settings(settings),
         grace_s=settings.shutdown_grace_s,
         publisher=publisher,

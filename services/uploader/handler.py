@@ -47,7 +47,6 @@ from .failures import (
 from .pages import RECONNECT_REASON, PagePaused, Pages
 from .photo_match import Photo
 from .source import Source
-from .upload_slots import UploadSlots
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +69,6 @@ _DUPLICATE_POST = 506
 _PAGE_LOOKS = 3
 #: An image whose Page was reconnected under it goes again this soon (no attempt spent).
 _RECONNECTED_WAIT_S = 1.0
-#: Handler threads per upload slot (`UPLOADER_CONCURRENCY`): a thread takes a slot before it
-#: takes its image and gives it back once Facebook answered the photo, so the next image starts
-#: while this one's photo is recorded and its events published.
-THREADS_PER_UPLOAD = 2
-#: How often a message waiting for an upload slot looks whether its process is stopping.
-_SLOT_LOOK_S = 1.0
 #: Graph failures that say the API itself is unwell (not this request): they trip the breaker.
 _BROAD_FAILURES = (FailureKind.TRANSIENT, FailureKind.THROTTLED)
 
@@ -120,14 +113,9 @@ class ImageUploader:
         breaker: CircuitBreaker | None = None,
         gate: ThrottleGate | None = None,
         pages: Pages | None = None,
-        uploads_at_once: int | None = None,
-        stopping: threading.Event | None = None,
     ) -> None:
         """`pages` gives each album its own Page's client (a connected Page); without it,
-        every album goes through `graph`. `uploads_at_once`: how many images stream from S3
-        to Facebook at once, whatever the number of threads running the handler (None: as
-        many as call it). `stopping`: set when the process stops; a message still waiting for
-        a slot then goes back to the queue (a retry copy, no attempt spent) untouched."""
+        every album goes through `graph`."""
         if graph is None and pages is None:
             raise ValueError("an uploader needs a Graph client or its Pages")
         self._pages = pages
@@ -136,8 +124,6 @@ class ImageUploader:
         self._local = threading.local()
         self._breaker = breaker or CircuitBreaker()
         self._gate = gate
-        self._slots = UploadSlots(uploads_at_once) if uploads_at_once else None
-        self._stopping = stopping or threading.Event()
         #: Held by the one thread of this process deciding an album's Facebook album.
         self._deciding: dict[str, threading.Lock] = {}
         #: Each album's Facebook album or post, as recorded in the store (`_learn_fb_album`).
@@ -186,19 +172,15 @@ class ImageUploader:
         # This thread's attempt, for the route's hooks: none until one is taken (a hook run
         # for a wait before it must not act for the previous message's attempt).
         self._running.attempt = None
-        # The slot before the take: an image is taken, and its Page and holds checked, only
-        # when it is about to be sent, as with one thread per upload; a failure is handled
-        # (a blocked Page marked, say) before the next image may start.
-        with self._upload_slot():
-            taken = self._take(message)
-            if isinstance(taken, Ended):
-                log.info("image %s already ended; acking the duplicate", message.image_id)
-                return
-            start = taken or self._start_checked(message)
-            if start is None:
-                return
-            self._running.attempt = start.attempt
-            self._attempt(message, start)
+        taken = self._take(message)
+        if isinstance(taken, Ended):
+            log.info("image %s already ended; acking the duplicate", message.image_id)
+            return
+        start = taken or self._start_checked(message)
+        if start is None:
+            return
+        self._running.attempt = start.attempt
+        self._attempt(message, start)
 
     def _take(self, message: messages.ImageUploadRequested) -> Start | Ended | None:
         """The usual start, one statement (`Store.take_image_unless_ended`): the image's row
@@ -375,7 +357,6 @@ class ImageUploader:
                 # The copy follows this attempt: an older copy is then a stale duplicate.
                 raise outcomes.of(failure).copy_with({fencing.FENCE_HEADER: start.attempt}) from exc
         self._breaker.record(ok=True)
-        self._give_slot_back()  # Facebook answered: the next image may start
         self._outbox.send_rows(
             self._store.record_uploaded(
                 message.image_id, photo_id, attempt=start.attempt, album_id=message.album_id
@@ -387,36 +368,6 @@ class ImageUploader:
         fb_album = self._fb_album(
             message.album_id, lambda: self._facts(message.album_id, start), start.fb_album
         )
-        return self._upload_into(fb_album, message, start)
-
-    @contextlib.contextmanager
-    def _upload_slot(self) -> Iterator[None]:
-        """One of the process's upload slots, first come first served, held from before the
-        image is taken until Facebook answers its photo (`_give_slot_back`) or the handler
-        ends. A stop while the message waits sends it back untouched (a retry copy)."""
-        if self._slots is None:
-            yield
-            return
-        ticket = self._slots.acquire(0.0)
-        while ticket is not None:  # looked at every second, keeping its place in line
-            if self._stopping.is_set():
-                self._slots.leave(ticket)
-                raise outcomes.Busy(1.0, "the uploader is stopping; another takes the image")
-            ticket = self._slots.acquire(_SLOT_LOOK_S, ticket)
-        self._running.slot = True
-        try:
-            yield
-        finally:
-            self._give_slot_back()
-
-    def _give_slot_back(self) -> None:
-        if self._slots is not None and getattr(self._running, "slot", False):
-            self._running.slot = False
-            self._slots.release()
-
-    def _upload_into(
-        self, fb_album: str | None, message: messages.ImageUploadRequested, start: Start
-    ) -> str:
         if fb_album is None:
             # Unpublished photos are listed nowhere, so an earlier attempt's cannot be looked
             # for: one that landed unrecorded stays unattached (Facebook drops it in a day);

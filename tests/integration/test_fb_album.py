@@ -22,7 +22,6 @@ from services.uploader import handler as handler_module
 from services.uploader.circuit_breaker import CircuitBreaker
 from services.uploader.fake_graph import FakeGraph, Fault
 from services.uploader.handler import ImageUploader, Policy
-from services.uploader.throttle_gate import ThrottleGate
 from shared.adapters.graph_client import GraphError, GraphNetworkError
 from shared.delivery.outbox import Outbox
 from shared.policies import retry_policy
@@ -81,7 +80,7 @@ def worker(
     **options: Any,
 ) -> ImageUploader:
     """One uploader process (each test's workers share the store and Facebook); `options`:
-    ImageUploader's own (the throttle gate, upload slots, the stop event)."""
+    ImageUploader's own."""
     # A breaker that never opens: these tests fail Graph calls on purpose, and do not wait.
     breaker = CircuitBreaker(min_calls=10**6)
     outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
@@ -498,118 +497,6 @@ def _taken(store: Store, album_id: str) -> int:
 
 
 # -- upload slots: more threads than uploads ----------------------------------------------------
-
-
-def test_images_beyond_the_upload_slots_wait_untaken_and_the_answer_frees_the_slot(
-    store: Store,
-) -> None:
-    """Two slots, four threads: two photos on their way at most; the other two images wait
-    for a slot before they are taken (their Page and holds are checked when they go). A slot
-    frees when Facebook answers, before the photo is recorded."""
-    graph = FakeGraph()
-    album_id, deliveries = new_album(store, 4)
-    gate = threading.Event()
-    graph.plan("upload_photo", Fault(gate=gate), Fault(gate=gate))
-    uploader = worker(store, graph, uploads_at_once=2)
-    fates: list[Fate] = []
-    threads = [
-        threading.Thread(target=lambda d=d: fates.append(run(uploader, d)), daemon=True)
-        for d in deliveries
-    ]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: graph.calls["upload_photo"] == 2, timeout=10, what="two uploads")
-    wait_for(lambda: waiting_for_a_slot(uploader) == 2, timeout=10, what="two waiting")
-    assert _taken(store, album_id) == 2  # the waiting two are not taken
-    gate.set()
-    for thread in threads:
-        thread.join(30)
-    assert [f.outgoing for f in fates] == [()] * 4
-    assert graph.calls["upload_photo"] == 4
-    assert present(store.album(album_id)).state == "done"
-
-
-def waiting_for_a_slot(uploader: ImageUploader) -> int:
-    slots = uploader._slots  # noqa: SLF001 - what the test waits for: the line's length
-    assert slots is not None
-    return slots.waiting
-
-
-def test_a_failed_upload_gives_its_slot_back(store: Store) -> None:
-    graph = FakeGraph()
-    album_id, (first, second) = new_album(store, 2)
-    graph.plan("upload_photo", Fault(BAD_GATEWAY))
-    uploader = worker(store, graph, uploads_at_once=1)
-    assert run(uploader, first).outgoing  # a retry copy: the 502 is transient
-    # The one slot is free again: the next image does not wait (a leak would hang it).
-    fates: list[Fate] = []
-    second_image = threading.Thread(target=lambda: fates.append(run(uploader, second)), daemon=True)
-    second_image.start()
-    second_image.join(10)
-    assert [f.outgoing for f in fates] == [()], "the next image waits for a slot never given back"
-    assert graph.calls["upload_photo"] == 2
-
-
-def one_uploading_one_waiting(
-    uploader: ImageUploader, graph: FakeGraph, first: Delivery, second: Delivery
-) -> tuple[dict[str, Fate], list[threading.Thread]]:
-    """`first` holds the one upload slot (its upload gated), then `second` waits for it."""
-    fates: dict[str, Fate] = {}
-    threads = [
-        threading.Thread(target=lambda n=n, d=d: fates.setdefault(n, run(uploader, d)), daemon=True)
-        for n, d in (("first", first), ("second", second))
-    ]
-    threads[0].start()
-    assert graph.entered["upload_photo"].wait(10), "the first upload never started"
-    threads[1].start()
-    wait_for(lambda: waiting_for_a_slot(uploader) == 1, timeout=10, what="the second waiting")
-    return fates, threads
-
-
-def test_an_image_that_waited_for_a_slot_heeds_a_throttle_hold_recorded_meanwhile(
-    store: Store,
-) -> None:
-    """One slot: image 0 uploads, image 1 waits. Facebook's usage says hold the Page before
-    image 1 gets the slot: its take sees the hold, nothing is sent, no attempt is spent."""
-    graph = FakeGraph()
-    album_id, (first, second) = new_album(store, 2)
-    gate = threading.Event()
-    graph.plan("upload_photo", Fault(gate=gate))
-    uploader = worker(store, graph, gate=ThrottleGate(store, graph.page_id), uploads_at_once=1)
-    fates, threads = one_uploading_one_waiting(uploader, graph, first, second)
-    store.hold_graph(graph.page_id, 60)
-    gate.set()
-    for thread in threads:
-        thread.join(10)
-    assert fates["first"].outgoing == ()
-    assert graph.calls["upload_photo"] == 1, "sent while its Page was held"
-    (copy,) = fates["second"].outgoing  # waits out the hold in a delay tier
-    assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1  # still its first: none spent
-    assert present(store.album(album_id)).images[1].attempts == 0
-
-
-def test_an_image_waiting_for_a_slot_when_the_process_stops_goes_back_untaken(
-    store: Store,
-) -> None:
-    """One slot: image 0 uploads, image 1 waits; the process is told to stop. Image 1 is not
-    taken nor sent: its message goes back (a retry copy, no attempt spent) for another process."""
-    graph = FakeGraph()
-    album_id, (first, second) = new_album(store, 2)
-    gate = threading.Event()
-    graph.plan("upload_photo", Fault(gate=gate))
-    stopping = threading.Event()
-    uploader = worker(store, graph, uploads_at_once=1, stopping=stopping)
-    fates, threads = one_uploading_one_waiting(uploader, graph, first, second)
-    stopping.set()
-    threads[1].join(10)  # back within a look (1 s), not after the upload under way
-    assert not threads[1].is_alive()
-    gate.set()
-    threads[0].join(10)
-    assert fates["first"].outgoing == ()
-    assert graph.calls["upload_photo"] == 1
-    (copy,) = fates["second"].outgoing
-    assert copy.headers[retry_policy.ATTEMPT_HEADER] == 1  # still its first: none spent
-    assert present(store.album(album_id)).images[1].attempts == 0
 
 
 def test_a_refusal_after_another_worker_recorded_the_album_keeps_that_album(
