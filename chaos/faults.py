@@ -254,8 +254,8 @@ def uploader_killed_while_graph_holds(ctx: Context) -> None:
     plans = ctx.albums()
     ctx.work.publish_all(plans)
     key = plans[0].keys[0]
-    # Sent, not only taken: a taken image may wait for an upload slot (the uploader runs more
-    # threads than uploads), and one killed there holds nothing at Facebook.
+    # Sent, not only taken: a kill between the take and the send (the album's decision, the
+    # S3 GET) leaves nothing at Facebook, and the row is about a photo Facebook holds.
     wait_for(lambda: _sending(ctx, key), 60, what="the first image being sent")
     target = _uploading(ctx, key)
     assert target is not None, "the image ended before the kill"
