@@ -169,7 +169,8 @@ class StoredImage:
 @dataclass(frozen=True)
 class Unrecorded:
     """An image of the album without a recorded photo that began to send one (an attempt that
-    never reached the send, killed waiting for an upload slot say, cannot be on Facebook)."""
+    never reached the send, killed during its album decision or S3 GET say, cannot be on
+    Facebook)."""
 
     image_id: int
     caption: str

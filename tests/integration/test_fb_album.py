@@ -330,7 +330,7 @@ class Killed(BaseException):
 
 class DiesOpeningS3(SameSizeS3):
     """The uploader dies while opening the object of `key` (once): its image was taken and
-    never sent, as one killed while it waited for an upload slot."""
+    never sent, as one killed during its album decision or S3 GET."""
 
     def __init__(self, key: str) -> None:
         self.key: str | None = key
@@ -496,7 +496,7 @@ def _taken(store: Store, album_id: str) -> int:
     return sum(1 for i in present(store.album(album_id)).images if i.attempts >= 1)
 
 
-# -- upload slots: more threads than uploads ----------------------------------------------------
+# -- a refused create after another worker's was recorded ----------------------------------------
 
 
 def test_a_refusal_after_another_worker_recorded_the_album_keeps_that_album(
