@@ -56,7 +56,7 @@ _ALBUM_WAIT_S = 30.0
 #: How often it looks in the store meanwhile: creating an album takes tens of milliseconds, so
 #: soon at first (another process's images start as soon as it is there), then less often.
 #: One thread of a process looks; the process's other images wait for what it learns.
-_ALBUM_LOOKS_S = (0.005, 0.01, 0.02, 0.04, 0.08, 0.2)
+_ALBUM_LOOKS_S = (0.01, 0.02, 0.04, 0.08, 0.2)
 #: An attempt holds its image this long, renewed a third of the way: a dead uploader's lapses.
 _LEASE = timedelta(seconds=30)
 #: Added to the Graph timeout before a dead attempt's photo can be assumed not to arrive.
@@ -456,16 +456,15 @@ class ImageUploader:
     ) -> str | None:
         """The photo an earlier attempt sent, told by caption, size and time
         (`photo_match`); waits (Busy) or fails the image when that cannot be told."""
-        window = in_flight_window(self._policy.graph_timeout_s)
-        if not self._store.album_photo_ledger(message.album_id, window).began_sending(
-            message.image_id
-        ):
-            return None  # no attempt of this image reached the send: nothing to look for
         photos = self._album_photos.photos(fb_album, fresh)
         # The ledger read after the listing: an image whose photo the listing shows recorded
         # its send before the photo landed, so it is in this ledger (a rival, or claimed).
         # Read before, an image sending meanwhile would be missing, and its photo adopted.
-        ledger = self._store.album_photo_ledger(message.album_id, window)
+        ledger = self._store.album_photo_ledger(
+            message.album_id, in_flight_window(self._policy.graph_timeout_s)
+        )
+        if not ledger.began_sending(message.image_id):
+            return None  # no attempt of this image reached the send: nothing to look for
         me = photo_match.Sent(message.image_id, start.caption, size, start.first_attempt_at)
         rivals = [
             photo_match.Sent(u.image_id, u.caption, u.size, u.first_attempt_at)

@@ -131,10 +131,14 @@ def _insert_rows(
 @functools.cache
 def _unnest_insert(table: Table, columns: tuple[str, ...], returning: tuple[str, ...]) -> Insert:
     """INSERT ... SELECT * FROM unnest(one array per column): built once per shape."""
-    arrays = [bindparam(f"rows_{c}", type_=ARRAY(_item_type(table, c))) for c in columns]
+    # JSON goes as its text (an array of json is no type psycopg adapts from dicts), cast back.
+    arrays = [
+        bindparam(f"rows_{c}", type_=ARRAY(Text() if _is_json(table, c) else table.c[c].type))
+        for c in columns
+    ]
     rows = func.unnest(*arrays).table_valued(*columns).render_derived()
     selected: list[ColumnElement[Any]] = [
-        rows.c[c].cast(JSON) if isinstance(table.c[c].type, JSON) else rows.c[c] for c in columns
+        rows.c[c].cast(JSON) if _is_json(table, c) else rows.c[c] for c in columns
     ]
     return (
         insert(table)
@@ -143,16 +147,12 @@ def _unnest_insert(table: Table, columns: tuple[str, ...], returning: tuple[str,
     )
 
 
-def _item_type(table: Table, column: str) -> Any:
-    # JSON goes as its text (an array of json is no type psycopg adapts from dicts).
-    kind = table.c[column].type
-    return Text() if isinstance(kind, JSON) else kind
+def _is_json(table: Table, column: str) -> bool:
+    return isinstance(table.c[column].type, JSON)
 
 
 def _array_item(table: Table, column: str, value: Any) -> Any:
-    if isinstance(table.c[column].type, JSON) and value is not None:
-        return json.dumps(value)
-    return value
+    return json.dumps(value) if value is not None and _is_json(table, column) else value
 
 
 def images_of_the_day(s: Session, user_id: int, now: datetime, besides: str) -> int:

@@ -31,7 +31,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import Connection, CursorResult, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
@@ -270,11 +270,7 @@ class Store:
                     User.token_hash == hash_token(token)
                 )
             ).first()
-        return (
-            UserView(row.id, row.email, row.prefix, row.session_generation or 0, row.role)
-            if row
-            else None
-        )
+        return _user_view(row) if row else None
 
     def user(self, user_id: int) -> UserView | None:
         with self._read() as s:
@@ -627,12 +623,11 @@ class Store:
         existing album of the Page): another album's photo there is never this one's."""
         with self._read() as s:
             now = _db_time(s)
-            fb_album_id = s.scalar(select(Album.fb_album_id).where(Album.id == album_id))
-            ours = (
-                Image.album_id.in_(select(Album.id).where(Album.fb_album_id == fb_album_id))
-                if fb_album_id
-                else Image.album_id == album_id
-            )
+            # One statement: the album's images, and those of the albums sharing its Facebook
+            # album (none while it has none: NULL equals nothing).
+            its_fb_album = select(Album.fb_album_id).where(Album.id == album_id).scalar_subquery()
+            sharing = select(Album.id).where(Album.fb_album_id == its_fb_album)
+            ours = or_(Image.album_id == album_id, Image.album_id.in_(sharing))
             images = list(
                 s.scalars(select(Image).where(ours).order_by(Image.album_id, Image.position))
             )
@@ -1964,7 +1959,8 @@ def _page_view(connection: PageConnection | None) -> PageView | None:
     return PageView(c.page_id, c.page_name, c.state, c.connected_at)
 
 
-def _user_view(user: User) -> UserView:
+def _user_view(user: User | Row[int, str, str, int | None, str | None]) -> UserView:
+    """From the ORM object or a row of its columns (`user_by_token`'s one statement)."""
     return UserView(user.id, user.email, user.prefix, user.session_generation or 0, user.role)
 
 
