@@ -73,14 +73,9 @@ class FakePublisher:
 
 
 def worker(
-    store: Store,
-    graph: FakeGraph,
-    policy: Policy = POLICY,
-    s3: Any = None,
-    **options: Any,
+    store: Store, graph: FakeGraph, policy: Policy = POLICY, s3: Any = None
 ) -> ImageUploader:
-    """One uploader process (each test's workers share the store and Facebook); `options`:
-    ImageUploader's own."""
+    """One uploader process (each test's workers share the store and Facebook)."""
     # A breaker that never opens: these tests fail Graph calls on purpose, and do not wait.
     breaker = CircuitBreaker(min_calls=10**6)
     outbox = Outbox(store, FakePublisher(), grace=timedelta(0))  # type: ignore[arg-type]
@@ -92,7 +87,6 @@ def worker(
         "bucket",
         policy,
         breaker,
-        **options,
     )
 
 
@@ -328,39 +322,27 @@ class Killed(BaseException):
     """The process died here (SIGKILL): nothing of the handler runs after it."""
 
 
-class DiesOpeningS3(SameSizeS3):
-    """The uploader dies while opening the object of `key` (once): its image was taken and
-    never sent, as one killed during its album decision or S3 GET."""
-
-    def __init__(self, key: str) -> None:
-        self.key: str | None = key
-
-    def get_object(
-        self,
-        Bucket: str,
-        Key: str,  # noqa: N803
-        Range: str | None = None,
-    ) -> dict[str, Any]:  # noqa: N803
-        if Key == self.key:
-            self.key = None
-            raise Killed
-        return super().get_object(Bucket, Key, Range)
-
-
-def test_an_image_taken_but_never_sent_is_no_rival_for_a_look_alike_photo(store: Store) -> None:
+def test_an_image_taken_but_never_sent_is_no_rival_for_a_look_alike_photo(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Image 0's photo landed with its answer lost; image 1 (the same caption and size) was
     taken by an uploader that died before sending anything. Image 0 adopts its photo, and
     image 1 sends its own: it cannot be on Facebook, so it neither blurs image 0's match nor
     reads the album back as if it might be."""
     graph = FakeGraph()
-    s3 = DiesOpeningS3("")
+    s3 = SameSizeS3()
     uploader = worker(store, graph, s3=s3)
     album_id, (first, second) = new_album(store, 2)
     graph.plan("upload_photo", Fault(TIMED_OUT, land=True))
     retry = retried(first, decide(uploader.route(), first))
-    s3.key = present(store.album(album_id)).images[1].key
-    with pytest.raises(Killed):
-        decide(uploader.route(), second)
+
+    def dies_opening(**request: Any) -> Any:
+        raise Killed  # the uploader dies opening image 1's object: taken, never sent
+
+    with monkeypatch.context() as dying:
+        dying.setattr(s3, "get_object", dies_opening)
+        with pytest.raises(Killed):
+            decide(uploader.route(), second)
     past_in_flight_windows(store, album_id)
 
     assert decide(uploader.route(), retry).outgoing == ()
@@ -485,7 +467,7 @@ def test_a_first_wave_in_one_process_claims_its_album_once_however_many_images_w
     assert claims == [album_id]
     assert graph.calls["create_album"] == 1
     album = present(store.album(album_id))
-    assert album.state == "publishing" if refused else album.state == "done"
+    assert album.state == ("publishing" if refused else "done")
     if refused:
         assert {p["album_id"] for p in graph.photos} == {graph.page_id}
     else:
@@ -502,15 +484,22 @@ def _taken(store: Store, album_id: str) -> int:
 def test_a_refusal_after_another_worker_recorded_the_album_keeps_that_album(
     store: Store,
 ) -> None:
-    """A create refused after another worker's create was recorded (a claim taken over): the
-    store's switch to a post keeps the recorded Facebook album and says so (the refusing
-    worker then uploads into it, as the image here does)."""
+    """A worker's create is refused after another worker (its claim taken over) recorded the
+    Facebook album: the album keeps that album, and the refusing worker uploads into it rather
+    than switch to a post or remember one."""
     graph = FakeGraph()
     album_id, (delivery,) = new_album(store, 1)
-    recorded = store.set_fb_album(album_id, "album-recorded")
-    assert store.switch_to_post(album_id, "refused") == recorded
-    assert present(store.album(album_id)).destination == "new_album"
+    answer = threading.Event()
+    graph.plan("create_album", Fault(REFUSED, gate=answer))
+    fates: list[Fate] = []
+    refused = threading.Thread(target=lambda: fates.append(run(worker(store, graph), delivery)))
+    refused.start()
+    assert graph.entered["create_album"].wait(10)
+    recorded = store.set_fb_album(album_id, "album-recorded")  # the other worker's create
     graph.albums[recorded] = {"id": recorded, "name": "Trip", "created_time": "now"}
-    uploader = worker(store, graph)
-    assert run(uploader, delivery).outgoing == ()
+    answer.set()
+    refused.join(10)
+    assert [f.outgoing for f in fates] == [()]
+    album = present(store.album(album_id))
+    assert (album.destination, album.fb_album_id) == ("new_album", recorded)
     assert [p["album_id"] for p in graph.photos] == [recorded]
