@@ -19,7 +19,7 @@ import pika
 
 from bench.common import Broker, Options, Row, log, ms, percentile, py_spy, stop_profiler
 from bench.peers import celery_app, dramatiq_broker
-from bench.system import System, database
+from bench.system import STORES, System, database
 from shared.broker.connection import properties
 from shared.contracts import messages, topology
 from shared.contracts.outgoing import Outgoing
@@ -129,9 +129,6 @@ def _rounds(contenders: dict[str, Sample], rounds: int, warmup: int) -> dict[str
             if n >= warmup:
                 samples[name].append(elapsed)
     return samples
-
-
-STORES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 def run(opts: Options, broker: Broker) -> list[Row]:

@@ -8,10 +8,14 @@ ideal is ceil(20 / C) s of photo latency and nothing else.
 C=20 runs twice: in one uploader process, and in two (UPLOADER_PROCESSES=2, 10 each). One
 process does the work around every upload (the store, botocore, the multipart body) one thread
 at a time; at 20 uploads that queue is what the first run shows.
+
+A full run measures every setup on each store, SQLite (the default) and PostgreSQL (the
+production store), as issue 14 asks; a quick run, the store `--store` names.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -28,7 +32,7 @@ from bench.common import (
     stop_profiler,
     wait_for,
 )
-from bench.system import System, database, settle_seconds
+from bench.system import STORES, System, database, settle_seconds
 from dev.images import png_of_size
 from shared.contracts import topology
 from shared.store import AlbumState
@@ -75,6 +79,13 @@ def time_album(
 
 
 def run(opts: Options, broker: Broker) -> list[Row]:
+    stores = [opts.store] if opts.quick else list(STORES)
+    return [
+        row for store in stores for row in _measure(dataclasses.replace(opts, store=store), broker)
+    ]
+
+
+def _measure(opts: Options, broker: Broker) -> list[Row]:
     setups = SETUPS[:1] if opts.quick else SETUPS
     walls: dict[tuple[int, int], list[float]] = {}
     with broker.vhost("p3") as url, database(opts, "p3") as db_url:
@@ -87,10 +98,13 @@ def run(opts: Options, broker: Broker) -> list[Row]:
             system.set_faults(latency_s=LATENCY_S)  # on photo uploads only (the default)
             for setup in setups:
                 walls[setup] = time_setup(opts, system, url, user["token"], keys, *setup)
-                log(f"P3: {_label(*setup)}: {', '.join(f'{w:.2f} s' for w in walls[setup])}")
+                log(
+                    f"P3 ({STORES[opts.store]}): {_label(*setup)}: "
+                    + ", ".join(f"{w:.2f} s" for w in walls[setup])
+                )
         finally:
             system.stop_all()
-    return [_row(*setup, w) for setup, w in walls.items()]
+    return [_row(opts.store, *setup, w) for setup, w in walls.items()]
 
 
 def time_setup(
@@ -103,7 +117,7 @@ def time_setup(
     processes: int,
 ) -> list[float]:
     uploader_ready(system, url, concurrency, processes)
-    name = f"p3-uploader-c{concurrency}-p{processes}"
+    name = f"p3-uploader-{opts.store}-c{concurrency}-p{processes}"
     profiler = (
         py_spy(system.procs["uploader"].pid, name, subprocesses=True) if opts.profile else None
     )
@@ -121,7 +135,7 @@ def _label(concurrency: int, processes: int) -> str:
     return f"C={concurrency}" + (f" ({processes} processes)" if processes > 1 else "")
 
 
-def _row(concurrency: int, processes: int, walls: list[float]) -> Row:
+def _row(store: str, concurrency: int, processes: int, walls: list[float]) -> Row:
     ideal = math.ceil(IMAGES / concurrency) * LATENCY_S
     worst = max(walls)
     ratio = worst / ideal
@@ -129,7 +143,7 @@ def _row(concurrency: int, processes: int, walls: list[float]) -> Row:
     label = _label(concurrency, processes)
     return Row(
         id="P3",
-        what=f"album of {IMAGES}, 1 s per photo, {label}",
+        what=f"album of {IMAGES}, 1 s per photo, {label}, store: {STORES[store]}",
         ours=f"{worst:.2f} s (worst of {len(walls)}: {', '.join(f'{w:.2f}' for w in walls)})",
         reference=f"ideal ceil(20/{concurrency}) = {ideal:.0f} s",
         ratio=ratio,
@@ -141,6 +155,7 @@ def _row(concurrency: int, processes: int, walls: list[float]) -> Row:
             "concurrency": concurrency,
             "processes": processes,
             "goal_ratio": goal,
-            "label": f"P3 {label}",
+            "store": store,
+            "label": f"P3 {label}, {STORES[store]}",
         },
     )

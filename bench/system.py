@@ -24,6 +24,10 @@ PAGE_TOKEN = "bench-page-token"
 BUCKET = "albums-bench"
 
 
+#: The stores a full run measures where issue 14 asks for both: their names in the table.
+STORES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
 @contextlib.contextmanager
 def database(opts: Options, label: str) -> Iterator[str]:
     """A fresh store: a SQLite file under var/bench, or a PostgreSQL database dropped after."""
