@@ -10,7 +10,6 @@ raw pika's, on each store.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ import pika
 
 from bench.common import Broker, Options, Row, log, ms, percentile, py_spy, stop_profiler
 from bench.peers import celery_app, dramatiq_broker
-from bench.system import STORES, System, database
+from bench.system import STORES, System, database, on_each_store
 from shared.broker.connection import properties
 from shared.contracts import messages, topology
 from shared.contracts.outgoing import Outgoing
@@ -132,10 +131,8 @@ def _rounds(contenders: dict[str, Sample], rounds: int, warmup: int) -> dict[str
 
 
 def run(opts: Options, broker: Broker) -> list[Row]:
-    stores = [opts.store] if opts.quick else list(STORES)
-    return [
-        _row(store, _measure(dataclasses.replace(opts, store=store), broker)) for store in stores
-    ]
+    what = "POST /api/albums, 20 images"
+    return on_each_store(opts, "P1", what, lambda o: [_row(o.store, _measure(o, broker))])
 
 
 def _measure(opts: Options, broker: Broker) -> dict[str, list[float]]:

@@ -15,7 +15,6 @@ production store), as issue 14 asks; a quick run, the store `--store` names.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any
@@ -32,7 +31,7 @@ from bench.common import (
     stop_profiler,
     wait_for,
 )
-from bench.system import STORES, System, database, settle_seconds
+from bench.system import STORES, System, database, on_each_store, settle_seconds
 from dev.images import png_of_size
 from shared.contracts import topology
 from shared.store import AlbumState
@@ -79,10 +78,8 @@ def time_album(
 
 
 def run(opts: Options, broker: Broker) -> list[Row]:
-    stores = [opts.store] if opts.quick else list(STORES)
-    return [
-        row for store in stores for row in _measure(dataclasses.replace(opts, store=store), broker)
-    ]
+    what = f"album of {IMAGES}, 1 s per photo"
+    return on_each_store(opts, "P3", what, lambda o: _measure(o, broker))
 
 
 def _measure(opts: Options, broker: Broker) -> list[Row]:

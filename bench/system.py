@@ -4,9 +4,10 @@ Graph simulator), the API and the uploader, with a vhost and a store of their ow
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import requests
 from sqlalchemy import create_engine, text
 
-from bench.common import VAR, Options, blocking
+from bench.common import VAR, Options, Row, blocking, log
 from dev import harness
 from dev.scratch_database import scratch_database
 from shared.contracts import topology
@@ -26,6 +27,32 @@ BUCKET = "albums-bench"
 
 #: The stores a full run measures where issue 14 asks for both: their names in the table.
 STORES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def on_each_store(
+    opts: Options, row_id: str, what: str, measure: Callable[[Options], list[Row]]
+) -> list[Row]:
+    """`measure`'s rows on each store of `STORES` (a quick run: the one `--store` names). A
+    store whose pass fails gives an error row; the other store's rows are kept."""
+    rows: list[Row] = []
+    for store in [opts.store] if opts.quick else list(STORES):
+        try:
+            rows += measure(dataclasses.replace(opts, store=store))
+        except Exception as exc:  # the other store's figures still count
+            log(f"{row_id} on {STORES[store]} failed: {type(exc).__name__}: {exc}")
+            rows.append(
+                Row(
+                    id=row_id,
+                    what=f"{what}, store: {STORES[store]}",
+                    ours="error",
+                    reference="-",
+                    goal="-",
+                    met=False,
+                    ratio=None,
+                    note=f"the measurement failed: {type(exc).__name__}: {exc}",
+                )
+            )
+    return rows
 
 
 @contextlib.contextmanager
