@@ -69,19 +69,6 @@ def _options(argv: list[str] | None) -> tuple[Options, list[str]]:
     return opts, only or list(MEASUREMENTS)
 
 
-def _failed(key: str, exc: BaseException) -> Row:
-    return Row(
-        id=key,
-        what=MEASUREMENTS[key],
-        ours="error",
-        reference="-",
-        goal="-",
-        met=False,
-        ratio=None,
-        note=f"the measurement failed: {type(exc).__name__}: {exc}",
-    )
-
-
 def _meta(opts: Options, broker: Broker, duration_s: float) -> dict[str, object]:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -110,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(importlib.import_module(MEASUREMENTS[key]).run(opts, broker))
         except Exception as exc:  # report it in the table and go on with the others
             traceback.print_exc()
-            rows.append(_failed(key, exc))
+            rows.append(Row.failed(key, MEASUREMENTS[key], exc))
             errors += 1
         log(f"{key}: done in {time.monotonic() - began:.0f} s")
     meta = _meta(opts, broker, time.monotonic() - started)

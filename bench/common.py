@@ -59,6 +59,20 @@ class Row:
     figures: dict[str, Any] = field(default_factory=dict)
     note: str = ""
 
+    @classmethod
+    def failed(cls, row_id: str, what: str, exc: BaseException) -> Row:
+        """The row of a measurement that could not be taken, saying why."""
+        return cls(
+            id=row_id,
+            what=what,
+            ours="error",
+            reference="-",
+            goal="-",
+            met=False,
+            ratio=None,
+            note=f"the measurement failed: {type(exc).__name__}: {exc}",
+        )
+
 
 # -- the broker ------------------------------------------------------------------------------
 

@@ -40,18 +40,7 @@ def on_each_store(
             rows += measure(dataclasses.replace(opts, store=store))
         except Exception as exc:  # the other store's figures still count
             log(f"{row_id} on {STORES[store]} failed: {type(exc).__name__}: {exc}")
-            rows.append(
-                Row(
-                    id=row_id,
-                    what=f"{what}, store: {STORES[store]}",
-                    ours="error",
-                    reference="-",
-                    goal="-",
-                    met=False,
-                    ratio=None,
-                    note=f"the measurement failed: {type(exc).__name__}: {exc}",
-                )
-            )
+            rows.append(Row.failed(row_id, f"{what}, store: {STORES[store]}", exc))
     return rows
 
 
