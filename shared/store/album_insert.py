@@ -123,7 +123,7 @@ def _insert_rows(
         statement = insert(table).returning(*(table.c[c] for c in returning))
         return s.execute(statement, params)
     columns = tuple(params[0])
-    arrays = {f"rows_{c}": [_array_item(table, c, row[c]) for row in params] for c in columns}
+    arrays = {f"rows_{c}": _column_array(table, c, params) for c in columns}
     unnested = _unnest_insert(table, columns, returning)
     return s.execute(unnested, arrays)
 
@@ -151,8 +151,11 @@ def _is_json(table: Table, column: str) -> bool:
     return isinstance(table.c[column].type, JSON)
 
 
-def _array_item(table: Table, column: str, value: Any) -> Any:
-    return json.dumps(value) if value is not None and _is_json(table, column) else value
+def _column_array(table: Table, column: str, params: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The column's values of every row, JSON as its text (`_unnest_insert` casts it back)."""
+    if not _is_json(table, column):
+        return [row[column] for row in params]
+    return [None if row[column] is None else json.dumps(row[column]) for row in params]
 
 
 def images_of_the_day(s: Session, user_id: int, now: datetime, besides: str) -> int:
