@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
@@ -129,6 +130,12 @@ class Publisher:
         connection = self._connection
         if connection is not None and connection.is_open:
             connection.ioloop.add_callback_threadsafe(connection.close)
+        elif connection is not None and not connection.is_closed:
+            # Still opening (a node that took the TCP connection and has not answered): pika
+            # 1.4's own ways out of its handshake, `close` and the workflow's `abort`, each fail
+            # an assertion of its own in the I/O thread. Stopping the loop is quiet; `_run`
+            # closes the half-open socket.
+            connection.ioloop.add_callback_threadsafe(connection.ioloop.stop)
         self._thread.join(timeout=5)
 
     # -- I/O thread -----------------------------------------------------------------------------
@@ -145,6 +152,8 @@ class Publisher:
             try:
                 self._connection.ioloop.start()
             finally:
+                if not (self._connection.is_open or self._connection.is_closed):
+                    _drop_half_open(self._connection)
                 # pika leaves a connection's I/O loop open once it stopped, and with it the
                 # loop's wake-up socket pair: two sockets per connection, every reconnect,
                 # held until the garbage collector happened to find them.
@@ -262,3 +271,15 @@ class Publisher:
         confirms.confirmed(
             method.delivery_tag, bool(method.multiple), acked=isinstance(method, Basic.Ack)
         )
+
+
+def _drop_half_open(connection: pika.SelectConnection) -> None:
+    """Close the socket of a connection whose loop was stopped while it was opening. pika keeps
+    it on the connection's transport once TCP is up, or on the workflow's connector before; it
+    offers no public way to it that works during the handshake (see `Publisher.close`)."""
+    transport = getattr(connection, "_transport", None)
+    connector = getattr(getattr(connection, "_connection_workflow", None), "_connector", None)
+    for holder in (transport, connector):
+        sock = getattr(holder, "_sock", None)
+        if isinstance(sock, socket.socket):
+            sock.close()

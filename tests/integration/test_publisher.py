@@ -2,6 +2,9 @@
 
 import gc
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, suppress
@@ -116,6 +119,49 @@ def test_reconnects_and_close_leave_no_socket_open(
         finally:
             publisher.close()
         assert _open_sockets() == before
+    finally:
+        gc.enable()
+
+
+@pytest.fixture()
+def silent_node() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A node that takes the TCP connection and never says a word of AMQP (a broker hung in
+    its start-up): its URL, and the connections it took."""
+    taken: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.1)
+
+        def take(stop: threading.Event) -> None:
+            while not stop.is_set():
+                with suppress(TimeoutError):
+                    taken.append(server.accept()[0])
+
+        stop = threading.Event()
+        taker = threading.Thread(target=take, args=(stop,), daemon=True)
+        taker.start()
+        yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F", taken
+        stop.set()
+        taker.join()
+    for connection in taken:
+        connection.close()
+
+
+def test_close_while_the_connection_is_still_opening_returns_at_once_and_leaves_no_socket(
+    silent_node: tuple[str, list[socket.socket]],
+) -> None:
+    """A stopping API or uploader whose node accepts TCP but never answers must not wait out
+    the handshake's timeout, nor leave the half-open socket behind."""
+    url, taken = silent_node
+    gc.disable()
+    try:
+        before = _open_sockets()
+        publisher = Publisher(url)
+        wait_for(lambda: len(taken) == 1, timeout=5, what="the publisher's TCP connection")
+        started = time.monotonic()
+        publisher.close()
+        assert time.monotonic() - started < 1.0
+        assert not publisher._thread.is_alive()
+        assert _open_sockets() == before + len(taken)  # the node's end alone
     finally:
         gc.enable()
 

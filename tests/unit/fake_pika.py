@@ -119,6 +119,8 @@ class FakeConnection:
     ) -> None:
         self.ioloop = FakeLoop()
         self.is_open = False
+        #: pika's too: neither open nor closed while it opens.
+        self.is_closed = False
         self.channels: list[FakeChannel] = []
         self._on_open = on_open_callback
         self._on_close = on_close_callback
@@ -143,7 +145,7 @@ class FakeConnection:
     def _lost(self, reason: BaseException) -> None:
         if not self.is_open:
             return
-        self.is_open = False
+        self.is_open, self.is_closed = False, True
         for channel in self.channels:
             if channel.is_open:
                 channel.closed(reason)

@@ -264,7 +264,7 @@ def _never_opens(self: FakeBroker, _params: object, **callbacks: object) -> obje
         """A connection that never opens (its loop stops on close, as pika's would)."""
 
         ioloop = FakeLoop()
-        is_open = True
+        is_open, is_closed = True, False
 
         def close(self) -> None:
             self.ioloop.stop()
