@@ -111,6 +111,8 @@ class Consumer:
         #: their delivery came on (a dead one would never run the wake).
         self._connection: pika.BlockingConnection | None = None
         self._had_consumed = False
+        #: Set once the consumer drains to stop: deliveries not started yet go back.
+        self._stopping = threading.Event()
         self.consuming = threading.Event()
         #: How many connections have reached consuming (more than one means it reconnected).
         self.connects = 0
@@ -124,8 +126,8 @@ class Consumer:
         try:
             self._consume_until(stop)
         finally:
-            # The `None`s queue up behind any deliveries still waiting, which run first (their
-            # acks are dropped if the connection is gone); then each worker exits.
+            # The `None`s queue up behind any deliveries still waiting, which go back unstarted
+            # (`_serve`); then each worker exits.
             for _ in workers:
                 self._jobs.put(None)
             for worker in workers:
@@ -163,8 +165,15 @@ class Consumer:
         return workers
 
     def _serve(self) -> None:
-        """A worker thread: take deliveries off the queue until told to stop."""
+        """A worker thread: take deliveries off the queue until told to stop. A delivery held
+        (prefetched) while the process stops, or whose channel died meanwhile, is not
+        started: it goes back to the queue (or the broker redelivers it), never half-done
+        when the grace runs out, never run twice."""
         while (job := self._jobs.get()) is not None:
+            link, tag, _delivery = job
+            if self._stopping.is_set() or not link.channel.is_open:
+                self._hand_back(link, tag, ack=False)
+                continue
             try:
                 self._work(*job)
             except BaseException:  # a dead thread would quietly cut the concurrency
@@ -220,7 +229,9 @@ class Consumer:
     def _drain(
         self, connection: pika.BlockingConnection, channel: BlockingChannel, tag: str
     ) -> None:
-        """Stop taking messages, then let in-flight ones finish and be acked, within the grace."""
+        """Stop taking messages, then let in-flight ones finish and be acked, within the grace;
+        the ones no thread had started go back (`_serve`)."""
+        self._stopping.set()
         channel.basic_cancel(tag)
         deadline = time.monotonic() + self._grace_s
         while self._in_flight and time.monotonic() < deadline:
@@ -269,6 +280,10 @@ class Consumer:
             ack = False
         finally:
             log_context.unbind(bound)
+        self._hand_back(link, tag, ack)
+
+    def _hand_back(self, link: _Link, tag: int, ack: bool) -> None:
+        """Give a finished delivery to the I/O thread: to ack it, or to send it back."""
         with self._lock:
             self._finished.append((link, tag, ack))
             wake, self._wake_pending = not self._wake_pending, True

@@ -15,7 +15,7 @@ from dev.rabbit_admin import Broker
 from shared.broker.consumer import Consumer, Route
 from shared.broker.publisher import Publisher
 from shared.contracts import dead_letters, outcomes, topology
-from shared.contracts.messages import ImageUploadRequested, encode
+from shared.contracts.messages import ImageUploadRequested, decode, encode
 from shared.contracts.outgoing import Outgoing
 from shared.policies.retry_policy import FailureKind, RetryPolicy
 
@@ -109,6 +109,12 @@ def publish(amqp_url: str, *bodies: bytes) -> None:
 
 def upload(image_id: int) -> bytes:
     return encode(ImageUploadRequested(album_id="a", image_id=image_id, key=f"k{image_id}"))
+
+
+def _image_id(body: bytes) -> int:
+    message = decode(body)
+    assert isinstance(message, ImageUploadRequested)
+    return message.image_id
 
 
 def test_a_transient_failure_comes_back_after_its_delay(
@@ -242,6 +248,71 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(
     assert not thread.is_alive()
     assert finished.is_set()
     assert message_count(amqp_url, QUEUE.name) == 0  # acked, not back in the queue
+
+
+def test_stop_sends_a_held_delivery_back_rather_than_start_it(
+    amqp_url: str, clean_queues: None
+) -> None:
+    """With a prefetch above the threads, a delivery can wait in the process for a thread. A
+    stopping process must not start it in its grace (it could be cut off mid-upload): it goes
+    back to the queue at once, for a running consumer to take."""
+    started: list[int] = []
+
+    def slow(message: ImageUploadRequested, attempt: int) -> None:
+        started.append(message.image_id)
+        time.sleep(1)
+
+    stop = threading.Event()
+    consumer = Consumer(amqp_url, route(slow), 1, grace_s=5, prefetch=2)
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_for(consumer.consuming.is_set, what="the consumer to start")
+    publish(amqp_url, upload(40), upload(41))
+    wait_for(lambda: started == [40], what="the first handler to start")
+    wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the second to be held")
+    stopped_at = time.monotonic()
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert started == [40]
+    assert time.monotonic() - stopped_at < 1.5  # the first's second, not the second's too
+    assert [_image_id(body) for _, body in get_all(amqp_url, QUEUE.name)] == [41]
+
+
+@pytest.mark.slow
+def test_a_delivery_held_when_its_connection_dies_runs_once_after_the_reconnect(
+    broker: Broker, vhost: str, amqp_url: str, clean_queues: None
+) -> None:
+    """The broker redelivers what the dead channel held: run from the dead channel as well,
+    the held message would be handled twice."""
+    seen: list[int] = []
+    release = threading.Event()
+
+    def handler(message: ImageUploadRequested, attempt: int) -> None:
+        seen.append(message.image_id)
+        if seen == [42]:
+            release.wait(20)
+
+    stop = threading.Event()
+    consumer = Consumer(amqp_url, route(handler), 1, grace_s=5, prefetch=2)
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(consumer.consuming.is_set, what="the consumer to start")
+        publish(amqp_url, upload(42), upload(43))
+        wait_for(lambda: seen == [42], what="the first handler to start")
+        wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the second to be held")
+        close_connections(broker, vhost, CONSUMER)
+        wait_for(lambda: not consumer.consuming.is_set(), what="the connection to die")
+        release.set()
+        wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
+        wait_for(lambda: len(seen) >= 3, timeout=20, what="the redeliveries")
+        wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="the acks")
+        assert sorted(seen) == [42, 42, 43]
+    finally:
+        release.set()
+        stop.set()
+        thread.join(10)
 
 
 @pytest.mark.slow
