@@ -24,12 +24,10 @@ from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
 from shared.config.token_cipher import cipher_from_setting
 from shared.contracts import topology
-from shared.contracts.messages import ImageUploadRequested
 from shared.delivery.outbox import Outbox
 from shared.observability import health_server, metrics
 from shared.observability.readiness import service_checks
 from shared.observability.store_metrics import StoreCollector
-from shared.policies.fate import Route
 from shared.process import process_pool
 from shared.process.runtime import setup_logging, stop_on_signals
 from shared.store import Store
@@ -43,27 +41,6 @@ from .pages import Pages
 from .settings import UploaderSettings
 from .sweeper import LostMessageSweeper
 from .throttle_gate import ThrottleGate
-
-#: Deliveries a process holds for each upload it runs: a thread that finishes finds its next
-#: message waiting rather than one ack-to-delivery round trip later (dramatiq's default is two
-#: per worker thread too). Measured with P9 in bench/results/history.md.
-PREFETCH_PER_UPLOAD = 2
-
-
-def uploads_consumer(
-    settings: UploaderSettings, route: Route[ImageUploadRequested], publisher: Publisher
-) -> Consumer:
-    """The work queue's consumer: UPLOADER_CONCURRENCY uploads at once, each with a delivery
-    waiting behind it."""
-    return Consumer(
-        settings.amqp_url,
-        route,
-        settings.uploader_concurrency,
-        on_connect=TopologyDeclarer.from_settings(settings),
-        grace_s=settings.shutdown_grace_s,
-        prefetch=PREFETCH_PER_UPLOAD * settings.uploader_concurrency,
-        publisher=publisher,
-    )
 
 
 def consume(settings: UploaderSettings) -> None:
@@ -155,7 +132,14 @@ def consume(settings: UploaderSettings) -> None:
     posting = threading.Thread(target=posts.run, args=(stop,), name="feed-posts")
     posting.start()
     # The outbox's publisher also carries the runtime's retry copies and poison dead letters.
-    consumer = uploads_consumer(settings, handler.route(), publisher)
+    consumer = Consumer(
+        settings.amqp_url,
+        handler.route(),
+        settings.uploader_concurrency,
+        on_connect=TopologyDeclarer.from_settings(settings),
+        grace_s=settings.shutdown_grace_s,
+        publisher=publisher,
+    )
     if settings.uploader_health_port:
         health_server.serve(
             settings.health_host,

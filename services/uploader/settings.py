@@ -12,7 +12,8 @@ from shared.config.settings import CommonSettings
 class UploaderSettings(CommonSettings):
     #: /healthz and /readyz (shared/observability/health_server.py); 0: not served.
     uploader_health_port: int = Field(default=8001, ge=0, le=65535)
-    #: Uploads one process runs at once (its prefetch is twice this: `PREFETCH_PER_UPLOAD`).
+    #: Uploads one process runs at once (and its prefetch: docs/fair-turns.md says why not
+    #: more).
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
     #: Processes, each running UPLOADER_CONCURRENCY uploads: more than one uses more than one
     #: core (one parent starts them, see shared/process/process_pool.py).

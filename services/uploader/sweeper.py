@@ -21,9 +21,7 @@ an empty queue (`LOST_MESSAGE_AFTER_S` is `lost_after` below):
   stalled consumer (the pauses after a store outage, an open circuit breaker): only then is
   the broker asked. If the work queue holds nothing ready, every image that waited
   `lost_after` is lost; if it holds messages, nothing is (its backlog is not doubled), and the
-  rule above takes over once the consumer moves again. A message an uploader holds in its
-  prefetch, behind uploads that all outlast `lost_after`, counts as not ready: its image may
-  be sent a second message, which then costs one ack (below).
+  rule above takes over once the consumer moves again.
 - An `uploading` image is lost once its lease lapsed (no live uploader renews it) and its
   attempt can no longer reach Facebook (attempt start + Graph timeout + margin) plus
   `lost_after`: its message, if it still existed, would have come back by then. The next
