@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
 import pika
@@ -166,9 +166,9 @@ class Consumer:
 
     def _serve(self) -> None:
         """A worker thread: take deliveries off the queue until told to stop. A delivery held
-        (prefetched) while the process stops, or whose channel died meanwhile, is not
-        started: it goes back to the queue (or the broker redelivers it), never half-done
-        when the grace runs out, never run twice."""
+        (prefetched) while the process stops, or whose channel is known dead, is not started:
+        it goes back to the queue (or the broker redelivers it), rather than be cut off when
+        the grace runs out or run a second time beside its redelivery."""
         while (job := self._jobs.get()) is not None:
             link, tag, _delivery = job
             if self._stopping.is_set() or not link.channel.is_open:
@@ -229,10 +229,12 @@ class Consumer:
     def _drain(
         self, connection: pika.BlockingConnection, channel: BlockingChannel, tag: str
     ) -> None:
-        """Stop taking messages, then let in-flight ones finish and be acked, within the grace;
-        the ones no thread had started go back (`_serve`)."""
+        """Stop taking messages, then let in-flight ones finish and be acked, within the grace.
+        The ones no thread has started go back to the queue now, not once a thread frees: an
+        upload can outlast the grace, and another consumer can take them meanwhile."""
         self._stopping.set()
         channel.basic_cancel(tag)
+        self._give_back_held()
         deadline = time.monotonic() + self._grace_s
         while self._in_flight and time.monotonic() < deadline:
             connection.process_data_events(time_limit=0.1)
@@ -243,6 +245,18 @@ class Consumer:
                 self._in_flight,
                 self._grace_s,
             )
+
+    def _give_back_held(self) -> None:
+        """On the I/O thread: send back every delivery still waiting for a worker (a delivery
+        arriving later is sent back by the worker that takes it: `_serve`)."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except Empty:
+                break
+            if job is not None:  # none yet: `run` queues them once consuming has ended
+                self._hand_back(job[0], job[1], ack=False)
+        self._finish_batch()
 
     def _on_message(
         self,
