@@ -150,7 +150,10 @@ class Publisher:
                 on_close_callback=self._on_connection_closed,
             )
             try:
-                self._connection.ioloop.start()
+                # A `close` that came between the loop's test and this connection saw the one
+                # before it: nothing would stop this one's loop.
+                if not self._stopping.is_set():
+                    self._connection.ioloop.start()
             finally:
                 if not (self._connection.is_open or self._connection.is_closed):
                     _drop_half_open(self._connection)
@@ -275,10 +278,14 @@ class Publisher:
 
 def _drop_half_open(connection: pika.SelectConnection) -> None:
     """Close the socket of a connection whose loop was stopped while it was opening. pika keeps
-    it on the connection's transport once TCP is up, or on the workflow's connector before; it
-    offers no public way to it that works during the handshake (see `Publisher.close`)."""
+    it on the workflow's connector while TCP connects, on the connector's stream link-up while
+    TLS shakes hands (cancelling that closes it), then on the connection's transport; it offers
+    no public way to it that works during the handshake (see `Publisher.close`)."""
     transport = getattr(connection, "_transport", None)
     connector = getattr(getattr(connection, "_connection_workflow", None), "_connector", None)
+    linking = getattr(connector, "_task_ref", None)
+    if linking is not None:
+        linking.cancel()
     for holder in (transport, connector):
         sock = getattr(holder, "_sock", None)
         if isinstance(sock, socket.socket):

@@ -123,10 +123,10 @@ def test_reconnects_and_close_leave_no_socket_open(
         gc.enable()
 
 
-@pytest.fixture()
-def silent_node() -> Iterator[tuple[str, list[socket.socket]]]:
-    """A node that takes the TCP connection and never says a word of AMQP (a broker hung in
-    its start-up): its URL, and the connections it took."""
+@pytest.fixture(params=["amqp", "amqps"])
+def silent_node(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[socket.socket]]]:
+    """A node that takes the TCP connection and never says a word of AMQP or TLS (a broker
+    hung in its start-up): its URL, and the connections it took."""
     taken: list[socket.socket] = []
     with socket.create_server(("127.0.0.1", 0)) as server:
         server.settimeout(0.1)
@@ -139,7 +139,7 @@ def silent_node() -> Iterator[tuple[str, list[socket.socket]]]:
         stop = threading.Event()
         taker = threading.Thread(target=take, args=(stop,), daemon=True)
         taker.start()
-        yield f"amqp://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F", taken
+        yield f"{request.param}://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F", taken
         stop.set()
         taker.join()
     for connection in taken:
