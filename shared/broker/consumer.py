@@ -247,15 +247,21 @@ class Consumer:
             )
 
     def _give_back_held(self) -> None:
-        """On the I/O thread: send back every delivery still waiting for a worker (a delivery
-        arriving later is sent back by the worker that takes it: `_serve`)."""
+        """On the I/O thread, once the consumer is cancelled (pika sends back what had not
+        reached the callback yet): send back every delivery still waiting for a worker. One a
+        worker took just before this reads `_stopping` after, and goes back too (`_serve`)."""
+        exits = 0
         while True:
             try:
                 job = self._jobs.get_nowait()
             except Empty:
                 break
-            if job is not None:  # none yet: `run` queues them once consuming has ended
-                self._hand_back(job[0], job[1], ack=False)
+            if job is None:  # a worker's exit (none today: `run` queues them after): kept
+                exits += 1
+                continue
+            self._hand_back(job[0], job[1], ack=False)
+        for _ in range(exits):
+            self._jobs.put(None)
         self._finish_batch()
 
     def _on_message(

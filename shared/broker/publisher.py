@@ -131,10 +131,10 @@ class Publisher:
         if connection is not None and connection.is_open:
             connection.ioloop.add_callback_threadsafe(connection.close)
         elif connection is not None and not connection.is_closed:
-            # Still opening (a node that took the TCP connection and has not answered): pika
-            # 1.4's own ways out of its handshake, `close` and the workflow's `abort`, each fail
-            # an assertion of its own in the I/O thread. Stopping the loop is quiet; `_run`
-            # closes the half-open socket.
+            # Still opening (a node that took the TCP connection and has not answered), or
+            # already closing: in pika 1.4, `close` fails an assertion in the I/O thread once
+            # the AMQP handshake has begun, and the workflow's `abort` in every phase. Stopping
+            # the loop is quiet; `_run` closes a half-open socket.
             connection.ioloop.add_callback_threadsafe(connection.ioloop.stop)
         self._thread.join(timeout=5)
 
