@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
@@ -181,7 +182,9 @@ class Consumer:
 
     def _consume_once(self, stop: threading.Event) -> None:
         self._had_consumed = False
-        connection = pika.BlockingConnection(self._nodes)
+        connection = self._connect(stop)
+        if connection is None:
+            return
         self._node = node_of(connection)
         try:
             channel = connection.channel()
@@ -212,6 +215,28 @@ class Consumer:
             self.consuming.clear()
             if connection.is_open:
                 connection.close()
+
+    def _connect(self, stop: threading.Event) -> pika.BlockingConnection | None:
+        """A connection to the first node that answers, or None once `stop` is set. A node
+        that takes the TCP connection and never answers AMQP holds the attempt for pika's
+        stack timeout (10 s a node): a stopping process does not wait it out. The attempt
+        runs on a thread of its own; left behind, it closes its connection if it opens."""
+        attempt: Future[pika.BlockingConnection] = Future()
+
+        def connect() -> None:
+            try:
+                attempt.set_result(pika.BlockingConnection(self._nodes))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                attempt.set_exception(exc)
+
+        threading.Thread(target=connect, name=f"{self._queue}-connect", daemon=True).start()
+        while not stop.is_set():
+            try:
+                return attempt.result(timeout=_STOP_CHECK_S)
+            except TimeoutError:
+                continue
+        attempt.add_done_callback(_close_if_opened)
+        return None
 
     def _serve_connection(self, connection: pika.BlockingConnection) -> None:
         """On the I/O thread, as a connection starts: wakes go to it from now on. A wake sent
@@ -379,3 +404,9 @@ class Consumer:
     def _settled(self, count: int) -> None:
         with self._lock:
             self._in_flight -= count
+
+
+def _close_if_opened(attempt: Future[pika.BlockingConnection]) -> None:
+    """A connection attempt nobody waits for any more: close what it opened."""
+    if attempt.exception() is None:
+        attempt.result().close()

@@ -1,10 +1,12 @@
-"""The stand-ins, in-process on free loopback ports: the Graph simulator, moto's S3 and the mail
-catcher."""
+"""The stand-ins, in-process on free loopback ports: the Graph simulator, moto's S3, the mail
+catcher, and a broker node that never answers."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
 import boto3
@@ -85,3 +87,26 @@ def work_queue(amqp_url: str) -> Iterator[str]:
     yield topology.IMAGE_UPLOADS.name
     connection.channel().queue_purge(topology.IMAGE_UPLOADS.name)
     connection.close()
+
+
+@pytest.fixture(params=["amqp", "amqps"])
+def silent_node(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[socket.socket]]]:
+    """A node that takes the TCP connection and never says a word of AMQP or TLS (a broker
+    hung in its start-up): its URL, and the connections it took."""
+    taken: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.1)
+
+        def take(stop: threading.Event) -> None:
+            while not stop.is_set():
+                with suppress(TimeoutError):
+                    taken.append(server.accept()[0])
+
+        stop = threading.Event()
+        taker = threading.Thread(target=take, args=(stop,), daemon=True)
+        taker.start()
+        yield f"{request.param}://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F", taken
+        stop.set()
+        taker.join()
+    for connection in taken:
+        connection.close()

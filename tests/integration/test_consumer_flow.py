@@ -2,10 +2,12 @@
 after its tier's delay, a permanent one is dead-lettered with its reason, poison too."""
 
 import functools
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from typing import cast
 
 import pika
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from dev.rabbit_admin import Broker
 from shared.broker.consumer import Consumer, Route
+from shared.broker.fake_publisher import FakePublisher
 from shared.broker.publisher import Publisher
 from shared.contracts import dead_letters, outcomes, topology
 from shared.contracts.messages import ImageUploadRequested, decode, encode
@@ -248,6 +251,26 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(
     assert not thread.is_alive()
     assert finished.is_set()
     assert message_count(amqp_url, QUEUE.name) == 0  # acked, not back in the queue
+
+
+def test_stop_while_the_node_never_answers_returns_at_once(
+    silent_node: tuple[str, list[socket.socket]],
+) -> None:
+    """A stopping process whose node took the TCP connection and says nothing (a broker hung in
+    its start-up) must not wait out the handshake's timeout, 10 s for each node."""
+    url, taken = silent_node
+    stop = threading.Event()
+    # A publisher of its own would connect to the node too.
+    publisher = cast(Publisher, FakePublisher())
+    consumer = Consumer(url, route(Script({})), 1, grace_s=5, publisher=publisher)
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_for(lambda: len(taken) == 1, timeout=5, what="the consumer's TCP connection")
+    stopped_at = time.monotonic()
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 1.0
 
 
 def _one_running_one_held(

@@ -3,7 +3,6 @@
 import gc
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -121,29 +120,6 @@ def test_reconnects_and_close_leave_no_socket_open(
         assert _open_sockets() == before
     finally:
         gc.enable()
-
-
-@pytest.fixture(params=["amqp", "amqps"])
-def silent_node(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[socket.socket]]]:
-    """A node that takes the TCP connection and never says a word of AMQP or TLS (a broker
-    hung in its start-up): its URL, and the connections it took."""
-    taken: list[socket.socket] = []
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        server.settimeout(0.1)
-
-        def take(stop: threading.Event) -> None:
-            while not stop.is_set():
-                with suppress(TimeoutError):
-                    taken.append(server.accept()[0])
-
-        stop = threading.Event()
-        taker = threading.Thread(target=take, args=(stop,), daemon=True)
-        taker.start()
-        yield f"{request.param}://guest:guest@127.0.0.1:{server.getsockname()[1]}/%2F", taken
-        stop.set()
-        taker.join()
-    for connection in taken:
-        connection.close()
 
 
 def test_close_while_the_connection_is_still_opening_returns_at_once_and_leaves_no_socket(
