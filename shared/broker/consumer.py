@@ -143,14 +143,20 @@ class Consumer:
             try:
                 self._consume_once(stop)
                 failures = 0
-            except pika.exceptions.AMQPError as exc:
+            except Exception as exc:  # noqa: BLE001 - ended, the service would consume nothing
                 self.consuming.clear()
                 if self._node is not None:  # try the others before the node just lost
                     self._nodes = after(self._nodes, self._node)
                 delay = _RECONNECT_DELAYS_S[min(failures, len(_RECONNECT_DELAYS_S) - 1)]
                 failures = 0 if self._had_consumed else failures + 1
+                # pika can raise other than its own errors too (seen: ValueError from
+                # getpeername, a node resetting the connection as it came back): its trace.
                 log.warning(
-                    "%s: broker connection lost (%r); reconnecting in %s s", self._queue, exc, delay
+                    "%s: broker connection lost (%r); reconnecting in %s s",
+                    self._queue,
+                    exc,
+                    delay,
+                    exc_info=not isinstance(exc, pika.exceptions.AMQPError),
                 )
                 stop.wait(delay)
 

@@ -154,6 +154,11 @@ class Publisher:
                 # before it: nothing would stop this one's loop.
                 if not self._stopping.is_set():
                     self._connection.ioloop.start()
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive it, or nothing publishes
+                # pika raised out of its own loop (seen: a node that reset the connection
+                # between the TCP connect and the link-up, ValueError from getpeername).
+                log.exception("publisher: the connection's I/O loop failed; connecting again")
+                self._lose(BrokerError(f"connection failed: {exc!r}"))
             finally:
                 if not (self._connection.is_open or self._connection.is_closed):
                     _drop_half_open(self._connection)

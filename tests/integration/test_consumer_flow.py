@@ -7,10 +7,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from typing import cast
+from typing import Any, cast
 
 import pika
 import pytest
+from pika.adapters.utils import io_services_utils
 from sqlalchemy.exc import OperationalError
 
 from dev.rabbit_admin import Broker
@@ -271,6 +272,36 @@ def test_stop_while_the_node_never_answers_returns_at_once(
     thread.join(5)
     assert not thread.is_alive()
     assert time.monotonic() - stopped_at < 1.0
+
+
+def test_an_error_pika_raises_while_connecting_does_not_end_the_consumer(
+    monkeypatch: pytest.MonkeyPatch, amqp_url: str, clean_queues: None
+) -> None:
+    """pika can raise other than its own errors while it connects (seen in CI: ValueError from
+    getpeername, a node resetting the connection as it came back): the consumer connects again
+    rather than end, which would leave the service up and consuming nothing."""
+    link_up = io_services_utils._AsyncStreamConnector.__init__
+    calls: list[int] = []
+
+    def reset_once(self: Any, *args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("Expected connected socket, but getpeername() failed (a test)")
+        link_up(self, *args, **kwargs)
+
+    monkeypatch.setattr(io_services_utils._AsyncStreamConnector, "__init__", reset_once)
+    stop = threading.Event()
+    # The consumer's link-up is the first: no publisher of its own connects before it.
+    publisher = cast(Publisher, FakePublisher())
+    consumer = Consumer(amqp_url, route(Script({})), 1, grace_s=5, publisher=publisher)
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(consumer.consuming.is_set, timeout=20, what="the consumer to connect again")
+        assert len(calls) >= 2
+    finally:
+        stop.set()
+        thread.join(10)
 
 
 def _one_running_one_held(
