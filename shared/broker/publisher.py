@@ -149,6 +149,7 @@ class Publisher:
                 on_open_error_callback=self._on_connection_error,
                 on_close_callback=self._on_connection_closed,
             )
+            failed = False
             try:
                 # A `close` that came between the loop's test and this connection saw the one
                 # before it: nothing would stop this one's loop.
@@ -157,10 +158,12 @@ class Publisher:
             except Exception as exc:  # noqa: BLE001 - the thread must outlive it, or nothing publishes
                 # pika raised out of its own loop (seen: a node that reset the connection
                 # between the TCP connect and the link-up, ValueError from getpeername).
+                failed = True
                 log.exception("publisher: the connection's I/O loop failed; connecting again")
                 self._lose(BrokerError(f"connection failed: {exc!r}"))
             finally:
-                if not (self._connection.is_open or self._connection.is_closed):
+                # A connection left opening, or open on a loop that failed: its socket too.
+                if failed or not (self._connection.is_open or self._connection.is_closed):
                     _drop_half_open(self._connection)
                 # pika leaves a connection's I/O loop open once it stopped, and with it the
                 # loop's wake-up socket pair: two sockets per connection, every reconnect,
@@ -282,10 +285,10 @@ class Publisher:
 
 
 def _drop_half_open(connection: pika.SelectConnection) -> None:
-    """Close the socket of a connection whose loop was stopped while it was opening. pika keeps
-    it on the workflow's connector while TCP connects, on the connector's stream link-up while
-    TLS shakes hands (cancelling that closes it), then on the connection's transport; it offers
-    no public way to it that works during the handshake (see `Publisher.close`)."""
+    """Close the socket of a connection whose loop was stopped while it was opening, or failed
+    under it. pika keeps it on the workflow's connector while TCP connects, on the connector's
+    stream link-up while TLS shakes hands (cancelling that closes it), then on the connection's
+    transport; it offers no public way to it that works during the handshake (see `close`)."""
     transport = getattr(connection, "_transport", None)
     connector = getattr(getattr(connection, "_connection_workflow", None), "_connector", None)
     linking = getattr(connector, "_task_ref", None)
