@@ -14,6 +14,7 @@ import pika
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
+from pika.adapters.utils import io_services_utils
 from werkzeug.serving import make_server
 
 from dev.graph_simulator import PageSettings, create_app
@@ -110,3 +111,22 @@ def silent_node(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[sock
         taker.join()
     for connection in taken:
         connection.close()
+
+
+@pytest.fixture()
+def link_up_fails_once(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """pika's first stream link-up raises ValueError, as it did in CI when a node reset the
+    connection between the TCP connect and the link-up (getpeername failed); the later ones
+    go through. The link-ups tried, counted. Name it after the fixtures that connect to set
+    up (they are made first), or one of them meets the fault."""
+    link_up = io_services_utils._AsyncStreamConnector.__init__
+    tried: list[int] = []
+
+    def fails_once(self: Any, *args: Any, **kwargs: Any) -> None:
+        tried.append(1)
+        if len(tried) == 1:
+            raise ValueError("Expected connected socket, but getpeername() failed (a test)")
+        link_up(self, *args, **kwargs)
+
+    monkeypatch.setattr(io_services_utils._AsyncStreamConnector, "__init__", fails_once)
+    return tried

@@ -7,11 +7,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from typing import Any, cast
+from typing import cast
 
 import pika
 import pytest
-from pika.adapters.utils import io_services_utils
 from sqlalchemy.exc import OperationalError
 
 from dev.rabbit_admin import Broker
@@ -19,11 +18,11 @@ from shared.broker.consumer import Consumer, Route
 from shared.broker.fake_publisher import FakePublisher
 from shared.broker.publisher import Publisher
 from shared.contracts import dead_letters, outcomes, topology
-from shared.contracts.messages import ImageUploadRequested, decode, encode
+from shared.contracts.messages import ImageUploadRequested, encode
 from shared.contracts.outgoing import Outgoing
 from shared.policies.retry_policy import FailureKind, RetryPolicy
 
-from .helpers import close_connections, get_all, message_count, wait_for
+from .helpers import close_connections, get_all, message_count, upload_of, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -113,12 +112,6 @@ def publish(amqp_url: str, *bodies: bytes) -> None:
 
 def upload(image_id: int) -> bytes:
     return encode(ImageUploadRequested(album_id="a", image_id=image_id, key=f"k{image_id}"))
-
-
-def _image_id(body: bytes) -> int:
-    message = decode(body)
-    assert isinstance(message, ImageUploadRequested)
-    return message.image_id
 
 
 def test_a_transient_failure_comes_back_after_its_delay(
@@ -254,18 +247,24 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(
     assert message_count(amqp_url, QUEUE.name) == 0  # acked, not back in the queue
 
 
+def _started(consumer: Consumer) -> tuple[threading.Thread, threading.Event]:
+    """The consumer running on a thread of its own; the thread, and the event that stops it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+    thread.start()
+    return thread, stop
+
+
 def test_stop_while_the_node_never_answers_returns_at_once(
     silent_node: tuple[str, list[socket.socket]],
 ) -> None:
     """A stopping process whose node took the TCP connection and says nothing (a broker hung in
     its start-up) must not wait out the handshake's timeout, 10 s for each node."""
     url, taken = silent_node
-    stop = threading.Event()
     # A publisher of its own would connect to the node too.
     publisher = cast(Publisher, FakePublisher())
     consumer = Consumer(url, route(Script({})), 1, grace_s=5, publisher=publisher)
-    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    thread.start()
+    thread, stop = _started(consumer)
     wait_for(lambda: len(taken) == 1, timeout=5, what="the consumer's TCP connection")
     stopped_at = time.monotonic()
     stop.set()
@@ -275,30 +274,18 @@ def test_stop_while_the_node_never_answers_returns_at_once(
 
 
 def test_an_error_pika_raises_while_connecting_does_not_end_the_consumer(
-    monkeypatch: pytest.MonkeyPatch, amqp_url: str, clean_queues: None
+    amqp_url: str, clean_queues: None, link_up_fails_once: list[int]
 ) -> None:
     """pika can raise other than its own errors while it connects (seen in CI: ValueError from
     getpeername, a node resetting the connection as it came back): the consumer connects again
     rather than end, which would leave the service up and consuming nothing."""
-    link_up = io_services_utils._AsyncStreamConnector.__init__
-    calls: list[int] = []
-
-    def reset_once(self: Any, *args: Any, **kwargs: Any) -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            raise ValueError("Expected connected socket, but getpeername() failed (a test)")
-        link_up(self, *args, **kwargs)
-
-    monkeypatch.setattr(io_services_utils._AsyncStreamConnector, "__init__", reset_once)
-    stop = threading.Event()
     # The consumer's link-up is the first: no publisher of its own connects before it.
     publisher = cast(Publisher, FakePublisher())
     consumer = Consumer(amqp_url, route(Script({})), 1, grace_s=5, publisher=publisher)
-    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    thread.start()
+    thread, stop = _started(consumer)
     try:
         wait_for(consumer.consuming.is_set, timeout=20, what="the consumer to connect again")
-        assert len(calls) >= 2
+        assert len(link_up_fails_once) >= 2
     finally:
         stop.set()
         thread.join(10)
@@ -309,10 +296,8 @@ def _one_running_one_held(
 ) -> tuple[Consumer, threading.Thread, threading.Event]:
     """A consumer of one thread with a prefetch of two: `first` in its handler, `second` held
     in the process for the thread. Its thread and its stop, to stop it."""
-    stop = threading.Event()
     consumer = Consumer(amqp_url, route(handler), 1, grace_s=20, prefetch=2)
-    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    thread.start()
+    thread, stop = _started(consumer)
     wait_for(consumer.consuming.is_set, what="the consumer to start")
     publish(amqp_url, upload(first), upload(second))
     wait_for(lambda: message_count(amqp_url, QUEUE.name) == 0, what="both to be delivered")
@@ -345,7 +330,7 @@ def test_a_held_delivery_goes_back_while_every_thread_is_still_busy(
         stop.set()
         thread.join(10)
     assert started == [44]
-    assert [_image_id(body) for _, body in get_all(amqp_url, QUEUE.name)] == [45]
+    assert [upload_of(body).image_id for _, body in get_all(amqp_url, QUEUE.name)] == [45]
 
 
 @pytest.mark.slow
@@ -369,8 +354,13 @@ def test_a_delivery_held_when_its_connection_dies_runs_once_after_the_reconnect(
         wait_for(lambda: not consumer.consuming.is_set(), what="the connection to die")
         release.set()
         wait_for(lambda: consumer.connects == 2, timeout=20, what="the consumer to reconnect")
-        wait_for(lambda: len(seen) >= 3, timeout=20, what="the redeliveries")
-        time.sleep(0.5)  # a second run of 43 follows the first within milliseconds
+        # Every delivery settled: a run of 43 from the dead channel would come before its
+        # redelivery's, so it is in `seen` by then.
+        wait_for(
+            lambda: len(seen) >= 3 and consumer._in_flight == 0,
+            timeout=20,
+            what="the redeliveries, handled and acked",
+        )
         assert sorted(seen) == [42, 42, 43]
     finally:
         release.set()
