@@ -209,18 +209,29 @@ def test_the_consumer_reconnects_after_its_connection_is_closed(
     wait_for(lambda: len(script.seen) == 2, what="a message after the reconnect")
 
 
-def test_stop_ends_an_idle_consumer_promptly(amqp_url: str, clean_queues: None) -> None:
-    # The I/O thread blocks until the socket or a timer wakes it: stop must still be seen soon.
+def _started(consumer: Consumer) -> tuple[threading.Thread, threading.Event]:
+    """The consumer running on a thread of its own; the thread, and the event that stops it."""
     stop = threading.Event()
-    consumer = Consumer(amqp_url, route(Script({})), 4, grace_s=5)
     thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
     thread.start()
-    wait_for(consumer.consuming.is_set, what="the consumer to start")
+    return thread, stop
+
+
+def _assert_stops_within(thread: threading.Thread, stop: threading.Event, limit_s: float) -> None:
+    """Stop the consumer: its thread ends, within `limit_s`."""
     stopped_at = time.monotonic()
     stop.set()
     thread.join(5)
     assert not thread.is_alive()
-    assert time.monotonic() - stopped_at < 2
+    assert time.monotonic() - stopped_at < limit_s
+
+
+def test_stop_ends_an_idle_consumer_promptly(amqp_url: str, clean_queues: None) -> None:
+    # The I/O thread blocks until the socket or a timer wakes it: stop must still be seen soon.
+    consumer = Consumer(amqp_url, route(Script({})), 4, grace_s=5)
+    thread, stop = _started(consumer)
+    wait_for(consumer.consuming.is_set, what="the consumer to start")
+    _assert_stops_within(thread, stop, 2)
 
 
 def test_stop_lets_the_message_in_hand_finish_and_be_acked(
@@ -233,10 +244,8 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(
         time.sleep(1)
         finished.set()
 
-    stop = threading.Event()
     consumer = Consumer(amqp_url, route(slow), 4, grace_s=5)
-    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    thread.start()
+    thread, stop = _started(consumer)
     wait_for(consumer.consuming.is_set, what="the consumer to start")
     publish(amqp_url, upload(10))
     wait_for(started.is_set, what="the handler to start")
@@ -245,14 +254,6 @@ def test_stop_lets_the_message_in_hand_finish_and_be_acked(
     assert not thread.is_alive()
     assert finished.is_set()
     assert message_count(amqp_url, QUEUE.name) == 0  # acked, not back in the queue
-
-
-def _started(consumer: Consumer) -> tuple[threading.Thread, threading.Event]:
-    """The consumer running on a thread of its own; the thread, and the event that stops it."""
-    stop = threading.Event()
-    thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
-    thread.start()
-    return thread, stop
 
 
 def test_stop_while_the_node_never_answers_returns_at_once(
@@ -266,11 +267,7 @@ def test_stop_while_the_node_never_answers_returns_at_once(
     consumer = Consumer(url, route(Script({})), 1, grace_s=5, publisher=publisher)
     thread, stop = _started(consumer)
     wait_for(lambda: len(taken) == 1, timeout=5, what="the consumer's TCP connection")
-    stopped_at = time.monotonic()
-    stop.set()
-    thread.join(5)
-    assert not thread.is_alive()
-    assert time.monotonic() - stopped_at < 1.0
+    _assert_stops_within(thread, stop, 1.0)
 
 
 def test_an_error_pika_raises_while_connecting_does_not_end_the_consumer(
