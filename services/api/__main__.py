@@ -8,7 +8,7 @@ import json
 
 from pydantic import ValidationError
 
-from shared.process.runtime import setup_logging
+from shared.process.runtime import freeze_startup_heap, setup_logging
 from shared.store import Store
 from shared.store.tables import OPERATOR
 
@@ -32,7 +32,9 @@ def serve(settings: ApiSettings) -> None:
     metrics.serve(settings.api_metrics_port, settings.metrics_host, StoreCollector(store))
     # No declare: the uploader owns the topology, so the API's broker user needs no configure
     # right. Until the uploader first declared it, albums wait in the outbox (unroutable).
-    server.serve(create_app(settings), settings)
+    app = create_app(settings)
+    freeze_startup_heap()
+    server.serve(app, settings)
 
 
 def create_user(settings: ApiSettings, email: str, operator: bool = False) -> None:

@@ -8,7 +8,7 @@ from shared.contracts import topology
 from shared.observability import health_server, metrics
 from shared.observability.readiness import service_checks
 from shared.observability.store_metrics import StoreCollector
-from shared.process.runtime import setup_logging, stop_on_signals
+from shared.process.runtime import freeze_startup_heap, setup_logging, stop_on_signals
 from shared.store import Store
 
 from .handler import AlbumNotifier
@@ -51,6 +51,7 @@ def main() -> None:
             settings.notifier_health_port,
             service_checks(store, [(topology.ALBUM_SETTLED.name, consumer)]),
         )
+    freeze_startup_heap()
     try:
         consumer.run(stop)
     finally:

@@ -29,7 +29,7 @@ from shared.observability import health_server, metrics
 from shared.observability.readiness import service_checks
 from shared.observability.store_metrics import StoreCollector
 from shared.process import process_pool
-from shared.process.runtime import setup_logging, stop_on_signals
+from shared.process.runtime import freeze_startup_heap, setup_logging, stop_on_signals
 from shared.store import Store
 
 from . import broker_users_cli, dead_letters_cli, topology_cli
@@ -148,6 +148,7 @@ def consume(settings: UploaderSettings) -> None:
                 store, [(topology.IMAGE_UPLOADS.name, consumer), (topology.FEED_POSTS.name, posts)]
             ),
         )
+    freeze_startup_heap()
     consumer.run(stop)
     posting.join()
     publisher.close()
