@@ -180,6 +180,7 @@ class ImageUploader:
         if start is None:
             return
         self._running.attempt = start.attempt
+        self._running.taken_at = time.monotonic()
         self._attempt(message, start)
 
     def _take(self, message: messages.ImageUploadRequested) -> Start | Ended | None:
@@ -686,6 +687,10 @@ class ImageUploader:
         # A throttle's wait may span several hops: the page shows when the whole wait ends.
         wait_s = step.hold_s if step.hold_s is not None else step.delay_s
         attempt = getattr(self._running, "attempt", None)
+        if failure.in_doubt and attempt is not None:
+            # Its request may still reach Facebook: the next attempt's take waits that out
+            # (the copy comes back `Busy` until then), whatever tier the copy waits in.
+            wait_s = max(wait_s, self._in_flight_left())
         # No attempt taken (held before it, for the Page's usage): the wait is shown only on
         # an image that is waiting, never on one another attempt is uploading.
         self._store.record_retrying(
@@ -697,6 +702,12 @@ class ImageUploader:
             in_doubt=failure.in_doubt,
             waiting_only=attempt is None,
         )
+
+    def _in_flight_left(self) -> float:
+        """Seconds until this thread's attempt, taken at `taken_at`, can no longer land."""
+        taken_at: float = self._running.taken_at
+        elapsed = time.monotonic() - taken_at
+        return in_flight_window(self._policy.graph_timeout_s).total_seconds() - elapsed
 
     def give_up(
         self, message: messages.ImageUploadRequested, failure: Failure, letter: Outgoing

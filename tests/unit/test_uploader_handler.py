@@ -10,14 +10,15 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from services.uploader.fake_graph_client import FakeGraphClient
-from services.uploader.handler import ImageUploader, Policy
+from services.uploader.handler import ImageUploader, Policy, in_flight_window
 from shared.adapters.fake_s3 import FakeS3
-from shared.adapters.graph_client import GraphError
+from shared.adapters.graph_client import GraphError, GraphNetworkError
 from shared.broker.fake_publisher import FakePublisher
 from shared.contracts import dead_letters, messages, topology
 from shared.delivery.outbox import Outbox
 from shared.policies import retry_policy
 from shared.policies.fate import Delivery, Fate, decide
+from shared.store.tables import utcnow
 from tests.integration.store_blips import age_image
 from tests.present import present
 from tests.unit.stores import new_store
@@ -91,6 +92,32 @@ def test_a_temporary_graph_failure_retries_and_the_page_shows_when(world: World)
     assert fate.kind == "retry" and copy.headers[retry_policy.ATTEMPT_HEADER] == 2
     image = present(world.store.album(album_id)).images[0]
     assert image.state == "retrying" and image.next_attempt_at is not None
+
+
+def test_an_attempt_in_doubt_shows_its_next_try_once_its_request_can_no_longer_land(
+    world: World,
+) -> None:
+    """A 5xx may have posted the photo: the next attempt waits out the request's in-flight
+    window (the take bounces its copy until then), so that is the time the page shows, not
+    the copy's first tier of 5 s."""
+    album_id, (delivery,) = world.album()
+    world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
+    before = utcnow()
+    world.deliver(delivery)
+    image = present(world.store.album(album_id)).images[0]
+    window = in_flight_window(world.uploader.policy.graph_timeout_s)
+    assert present(image.next_attempt_at) >= before + window - timedelta(seconds=1)
+    assert present(image.next_attempt_at) <= utcnow() + window
+
+
+def test_a_failure_that_reached_no_facebook_shows_its_tier(world: World) -> None:
+    album_id, (delivery,) = world.album()
+    refused = GraphNetworkError("refused", request_sent=False, cause="the connection was refused")
+    world.graph.upload_failures.append(refused)
+    before = utcnow()
+    world.deliver(delivery)
+    shown = present(present(world.store.album(album_id)).images[0].next_attempt_at)
+    assert before + timedelta(seconds=4) <= shown <= utcnow() + timedelta(seconds=6)
 
 
 def test_throttling_spends_no_attempt(world: World) -> None:
