@@ -25,8 +25,8 @@ from dev.images import png
 from dev.waiting import wait_for
 from services.api.settings import ApiSettings
 from shared.adapters import s3
-from shared.config.token_cipher import cipher_from_setting
-from shared.store import Store
+from shared.config.token_cipher import TokenCipher, TokenCipherError, cipher_from_setting
+from shared.store import PageState, Store
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_IMAGES = 20
@@ -68,15 +68,31 @@ def seed(settings: ApiSettings) -> dict[str, Any]:
 
 
 def connect_demo_page(store: Store, settings: ApiSettings, user_id: int) -> None:
-    """The demo user's Facebook Page: the simulator's Page of its fake user, as connecting
-    it through /connect/facebook would (kept if the user connected one already)."""
-    if store.page(user_id) is not None:
-        return
+    """The demo user's Facebook Page: the simulator's Page of its fake user, with the token
+    this run's simulator accepts, as connecting it through /connect/facebook would.
+
+    On every start, not only the first: the simulator keeps what it issued in memory, so a
+    Page connected through its Facebook Login in an earlier run holds a token it refuses
+    now (the demo's photos would pause for a reconnect). Connecting again queues the photos
+    that paused for it; the API's outbox relay sends them."""
     cipher = cipher_from_setting(settings.token_encryption_keys.get_secret_value())
+    page_id = settings.facebook_page_id or DEFAULT_PAGE_ID
     token = settings.facebook_page_token.get_secret_value() or DEFAULT_PAGE_TOKEN
-    store.connect_page(
-        user_id, settings.facebook_page_id or DEFAULT_PAGE_ID, "Demo Page", cipher.encrypt(token)
-    )
+    if not _connected_with(store, cipher, user_id, page_id, token):
+        store.connect_page(user_id, page_id, "Demo Page", cipher.encrypt(token))
+
+
+def _connected_with(
+    store: Store, cipher: TokenCipher, user_id: int, page_id: str, token: str
+) -> bool:
+    page = store.page(user_id)
+    credentials = store.page_credentials(user_id, page_id)
+    if page is None or page.state != PageState.CONNECTED or credentials is None:
+        return False
+    try:
+        return cipher.decrypt(credentials.token_sealed) == token
+    except TokenCipherError:  # sealed under a key since removed (var/ wiped): seal it again
+        return False
 
 
 def curl_line(api_url: str, token: str, keys: list[str]) -> str:
