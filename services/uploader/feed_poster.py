@@ -98,7 +98,11 @@ class FeedPoster:
             return
         try:
             self._publish(
-                page.client, message, job.title, job.photo_ids, attempt > 1 or job.taken_over
+                page.client,
+                message,
+                post_message(job.title, job.description),
+                job.photo_ids,
+                attempt > 1 or job.taken_over,
             )
         except outcomes.Outcome as outcome:
             # Either Graph call may meet the Page's stop: the look with the token too.
@@ -109,7 +113,7 @@ class FeedPoster:
         self,
         graph: PostingGraph,
         message: messages.FeedPostRequested,
-        title: str,
+        text: str,
         photo_ids: Sequence[str],
         look_first: bool,
     ) -> None:
@@ -119,7 +123,7 @@ class FeedPoster:
             log.info("album %s was already posted as %s", message.album_id, found)
             post_id = found
         else:
-            post_id = self._post(graph, message.album_id, title, photo_ids)
+            post_id = self._post(graph, message.album_id, text, photo_ids)
             log.info(
                 "album %s posted as %s with %d photos", message.album_id, post_id, len(photo_ids)
             )
@@ -156,11 +160,9 @@ class FeedPoster:
             raise outcomes.Busy(_RECONNECTED_WAIT_S, "its Facebook Page was reconnected meanwhile")
         log.info("album %s: its post paused: %s", message.album_id, reason)
 
-    def _post(
-        self, graph: PostingGraph, album_id: str, title: str, photo_ids: Sequence[str]
-    ) -> str:
+    def _post(self, graph: PostingGraph, album_id: str, text: str, photo_ids: Sequence[str]) -> str:
         try:
-            return graph.create_post(title, photo_ids)
+            return graph.create_post(text, photo_ids)
         except SQLAlchemyError:
             raise
         except Exception as exc:
@@ -203,6 +205,12 @@ class FeedPoster:
                 message.album_id, message.settle_seq, failure.reason, letter
             )
         )
+
+
+def post_message(title: str, description: str) -> str:
+    """A post's one text: the album's title, then its description below a blank line (what
+    a created album shows as its name and its message)."""
+    return f"{title}\n\n{description}" if description else title
 
 
 def post_failure(exc: BaseException) -> Failure:

@@ -971,7 +971,11 @@ class Store:
                 )
             album.post_claimed_at = now
             return PostJob(
-                True, album.title, tuple(_to_post(s, album)), taken_over=claimed is not None
+                True,
+                album.title,
+                tuple(_to_post(s, album)),
+                taken_over=claimed is not None,
+                description=album.description or "",
             )
 
     def reopen_post(self, album_id: str) -> list[OutboxMessage]:

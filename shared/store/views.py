@@ -131,6 +131,7 @@ class PostJob:
     state: str | None = None
     busy_for: float = 0.0
     taken_over: bool = False
+    description: str = ""
 
 
 @dataclass(frozen=True)

@@ -62,13 +62,14 @@ class World:
         self,
         count: int,
         destination: tuple[str, str | None] = ("new_album", None),
+        description: str | None = None,
     ) -> tuple[str, list[Delivery]]:
         user, _ = self.store.create_user("u@example.com")
         keys = [f"{user.prefix}p{n}.png" for n in range(count)]
         for key in keys:
             self.s3.put_object(Bucket=BUCKET, Key=key, Body=b"png" * 10, ContentType="image/png")
         album_id, rows = self.store.create_album(
-            user.id, "Trip", None, keys, destination=destination
+            user.id, "Trip", None, keys, destination=destination, description=description
         )
         return album_id, [Delivery(row.body, {}) for row in rows]
 
@@ -129,6 +130,18 @@ def test_the_post_attaches_every_photo_once_then_the_album_settles(world: World)
     assert len(settled.uploaded) == 20
     album = world.store.album(album_id)
     assert album is not None and album.post_state == "posted" and album.fb_post_id == post["id"]
+
+
+def test_the_posts_message_is_the_title_then_the_description(world: World) -> None:
+    """A post has one text, its message: the album's title and, below it, its description
+    (an album created on Facebook takes the description as its own message)."""
+    world.graph.plan("create_album", Fault(REFUSED))
+    _, deliveries = world.album(2, description="Two weeks by the sea.\nMostly rain.")
+    world.upload(deliveries)
+    [request] = world.sent(messages.FeedPostRequested)
+    assert world.post(request).kind == "ack"
+    [post] = world.graph.posts
+    assert post["message"] == "Trip\n\nTwo weeks by the sea.\nMostly rain."
 
 
 def test_a_post_whose_answer_was_lost_is_found_not_posted_again() -> None:
