@@ -41,11 +41,13 @@ class AlbumEmail:
 
 def subject(title: str, uploaded: int, total: int) -> str:
     clean = _UNSAFE_IN_HEADER.sub(" ", title).strip()[:120] or "Untitled"
+    photos = "photo" if total == 1 else "photos"
     if uploaded == total:
-        return f"Your album '{clean}' is on Facebook: all {total} photos"
+        every = "1 photo" if total == 1 else f"all {total} photos"
+        return f"Your album '{clean}' is on Facebook: {every}"
     if uploaded == 0:
-        return f"Your album '{clean}' could not be published: 0 of {total} photos"
-    return f"Your album '{clean}' is on Facebook: {uploaded} of {total} photos"
+        return f"Your album '{clean}' could not be published: 0 of {total} {photos}"
+    return f"Your album '{clean}' is on Facebook: {uploaded} of {total} {photos}"
 
 
 def post_failed_subject(title: str) -> str:

@@ -59,3 +59,20 @@ def test_a_mixed_outcome_names_the_failures_in_both_parts() -> None:
         assert "http://x/albums/a1" in part
     assert "18 of 20" in text
     assert "Summer &lt;b&gt;" in html
+
+
+def test_an_album_of_one_photo_is_told_in_the_singular() -> None:
+    assert subject("Cat", 1, 1) == "Your album 'Cat' is on Facebook: 1 photo"
+    assert subject("Cat", 0, 1) == "Your album 'Cat' could not be published: 0 of 1 photo"
+    one = UploadedImage(image_id=1, key="users/1/cat.png", photo_id="91")
+    lost = FailedImage(image_id=1, key="users/1/cat.png", reason="too large")
+    for uploaded, failed, said in (
+        ([one], [], "The photo of your album"),
+        ([], [lost], "The photo of your album"),
+    ):
+        event = AlbumSettled(album_id="a1", settle_seq=1, uploaded=uploaded, failed=failed)
+        message = compose(AlbumEmail("me@example.com", "Cat", "http://x/a1", event), "a@localhost")
+        text = present(message.get_body(("plain",))).get_content()
+        html = present(message.get_body(("html",))).get_content()
+        assert said in text and "1 photos" not in text and "1 photos" not in html
+        assert "The photo" in html
