@@ -46,7 +46,10 @@ def _apply(settings: CommonSettings) -> int:
 
 def _prune(settings: CommonSettings) -> int:
     names = ManagementApi.from_settings(settings).queue_names()
-    for name in topology.stale_retry_queues(names, settings.retry_delays):
+    stale = topology.stale_retry_queues(names, settings.retry_delays)
+    if not stale:  # said, so an operator can tell it ran from it doing nothing
+        print("nothing to prune: every retry tier is one RETRY_DELAYS names")
+    for name in stale:
         deleted = delete_if_empty(settings.amqp_url, name, topology.RETRY_EXCHANGE, name)
         print(f"{name}: {'deleted' if deleted else 'kept, it still holds messages'}")
     return 0

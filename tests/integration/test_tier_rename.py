@@ -65,3 +65,5 @@ def test_an_old_tier_drains_into_its_work_queue_then_prune_deletes_it(
     assert topology_cli.run(argparse.Namespace(action="prune"), settings) == 0
     assert f"{OLD_TIER}: deleted" in capsys.readouterr().out
     assert OLD_TIER not in _queues(broker, vhost)
+    assert topology_cli.run(argparse.Namespace(action="prune"), settings) == 0
+    assert "nothing to prune" in capsys.readouterr().out
