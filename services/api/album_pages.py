@@ -14,6 +14,7 @@ from .album_intake import limit_retry
 from .album_model import plural, summary_model
 from .page_guards import signed_in
 from .services import current_services
+from .whole_numbers import BadNumber, page_number
 
 #: A page of the albums list; a page of an album's photos (a gallery page: the render of each
 #: photo is most of the page's cost, so a page costs the same however large the album or long
@@ -51,8 +52,10 @@ def albums() -> Any:
 @signed_in
 def album_page(album_id: str) -> Any:
     """The album and PHOTOS_PER_PAGE of its photos (`?photos=N`: the Nth page of them)."""
-    page = request.args.get("photos", "1")
-    number = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 10**6 else 1
+    try:
+        number = page_number(request.args.get("photos"), "photos")
+    except BadNumber as exc:
+        abort(400, exc.reason)
     first = (number - 1) * PHOTOS_PER_PAGE
     summary = current_services().store.album_slice(album_id, g.user.id, first, PHOTOS_PER_PAGE)
     if summary is None:

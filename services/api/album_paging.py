@@ -13,6 +13,8 @@ from datetime import datetime
 
 from shared.store import AlbumCursor
 
+from .whole_numbers import BadNumber, whole_number
+
 #: Albums per page unless `limit` says otherwise: what the list held before it had pages, so a
 #: client that never reads `next` sees what it saw then.
 DEFAULT_LIMIT = 100
@@ -62,6 +64,7 @@ def parse_limit(text: str | None, default: int = DEFAULT_LIMIT) -> int:
     # (the fuzzer found it taken as the default); only a missing one means the default.
     if text is None:
         return default
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
-        raise InvalidPaging(f"limit: a whole number from 1 to {MAX_LIMIT}")
-    return int(text)
+    try:
+        return whole_number(text, "limit", 1, MAX_LIMIT)
+    except BadNumber as exc:
+        raise InvalidPaging(exc.reason) from None

@@ -4,7 +4,9 @@ A body that does not parse, or nests deeper than any request of ours can, is ref
 any validation: 400 says "this is not a readable request", 422 (validation.py) "a readable
 request that asks for something we refuse". The parser's own recursion limit turns a body of
 a hundred thousand brackets into a RecursionError, caught here (never a 500); what parses is
-then held to MAX_DEPTH, so nothing deeper reaches validation.
+then held to MAX_DEPTH, so nothing deeper reaches validation. A whole number of more than
+MAX_DIGITS digits is refused as it is parsed: Python's `int()` raises a plain ValueError past
+4300 digits (CVE-2020-10735), which `json.loads` lets through (it was a 500).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 
 #: No request of ours nests deeper than 3 (an album, its images, one image); room to spare.
 MAX_DEPTH = 32
+#: No field of ours is a number this long; Python's own default limit for `int()` of a text.
+MAX_DIGITS = 4300
 
 
 class UnreadableBody(ValueError):
@@ -30,7 +34,7 @@ def parse(raw: bytes) -> object:
     except UnicodeDecodeError:
         raise UnreadableBody("the body is not valid JSON: it is not UTF-8 text") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=_whole_number)
     except json.JSONDecodeError as exc:
         raise UnreadableBody(
             f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
@@ -40,6 +44,16 @@ def parse(raw: bytes) -> object:
     if not within_depth(value):
         raise _too_deep()
     return value
+
+
+def _whole_number(text: str) -> int:
+    """A JSON integer's value, or UnreadableBody past MAX_DIGITS digits (counted before
+    `int()`, which would raise a ValueError that says nothing to the caller)."""
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise UnreadableBody(
+            f"the body is not JSON this API reads: a number has more than {MAX_DIGITS} digits"
+        )
+    return int(text)
 
 
 def within_depth(value: object, limit: int = MAX_DEPTH) -> bool:

@@ -29,8 +29,10 @@ from flask import (
 from shared.store.tables import LetterState
 from shared.store.views import LetterView
 
+from . import json_body
 from .page_guards import guard, signed_in
 from .services import current_services
+from .whole_numbers import INT32_MAX, INT32_MIN, BadNumber, page_number, whole_number
 
 desk = Blueprint("desk", __name__, template_folder="templates")
 # The same guards as the other web pages: CSRF on every POST, their headers, HTML errors.
@@ -54,16 +56,20 @@ def operator_only(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _page() -> int:
-    return max(request.args.get("page", 1, type=int) or 1, 1)
+    try:
+        return page_number(request.args.get("page"))
+    except BadNumber as exc:
+        abort(400, exc.reason)
 
 
 def _code(value: str | None) -> int | None:
-    if value in (None, "", "none"):
+    """A group's Graph code as the store keeps it (a 32-bit column); none for "none"."""
+    if value is None or value in ("", "none"):
         return None
     try:
-        return int(value or "")
-    except ValueError:
-        abort(400, f"code must be a number, not {value!r}")
+        return whole_number(value, "code", INT32_MIN, INT32_MAX)
+    except BadNumber as exc:
+        abort(400, f"{exc.reason}, or none")
 
 
 def _act(action: str, letters: list[LetterView], target: str) -> int:
@@ -184,9 +190,10 @@ def stuck() -> Any:
 
 
 def _readable(body: bytes) -> str:
-    """The body as indented JSON if it is JSON, else as text (undecodable bytes replaced)."""
-    text = body.decode("utf-8", errors="replace")
+    """The body as indented JSON if it is JSON, else as text (undecodable bytes replaced).
+    Read as a request's body is (json_body.py): poison nested past the parser's recursion
+    limit, or holding a number past int()'s digits, is text here, not a 500."""
     try:
-        return json.dumps(json.loads(text), indent=2, sort_keys=True)
-    except ValueError:
-        return text
+        return json.dumps(json_body.parse(body), indent=2, sort_keys=True)
+    except json_body.UnreadableBody:
+        return body.decode("utf-8", errors="replace")

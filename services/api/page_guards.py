@@ -13,6 +13,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
     redirect,
     render_template,
@@ -40,6 +41,11 @@ def current_user() -> UserView | None:
     return sessions.current_user(current_services().store, current_services().settings)
 
 
+#: The mark `signed_in` leaves on a view.
+NEEDS_SIGN_IN = "needs_sign_in"
+SIGN_IN_FIRST = "Sign in first."
+
+
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
     """Pages send a stranger to the sign-in page (and back afterwards); the rest say 401."""
 
@@ -50,10 +56,11 @@ def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
             # HEAD answers as GET does (RFC 9110, 9.3.2).
             if request.method in ("GET", "HEAD") and request.accept_mimetypes.accept_html:
                 return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
-            abort(401, "Sign in first.")
+            abort(401, SIGN_IN_FIRST)
         g.user = user
         return view(*args, **kwargs)
 
+    setattr(wrapper, NEEDS_SIGN_IN, True)  # read by check_csrf; functools.wraps carries it out
     return wrapper
 
 
@@ -68,10 +75,21 @@ def check_csrf() -> None:
     # same-site page (another app on this host) from posting in the user's name.
     if request.method != "POST":
         return
+    if _needs_sign_in() and current_user() is None:
+        # A stranger (often no session, so no token either): the 401 the pages promise for a
+        # POST, before the token is looked at. Nothing is done for them either way; a
+        # signed-in session still needs its token, below.
+        abort(401, SIGN_IN_FIRST)
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     expected = session.get("csrf")
     if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
         abort(400, "This form has expired. Reload the page and try again.")
+
+
+def _needs_sign_in() -> bool:
+    """Whether the view this request goes to is behind `signed_in`."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, NEEDS_SIGN_IN, False))
 
 
 def template_globals() -> dict[str, Any]:

@@ -8,11 +8,14 @@ nginx's `client_header_timeout` does for the headers; the body's is stricter tha
 `client_body_timeout` (which only bounds the gap between two reads): docs/slow-clients.md.
 
 waitress itself refuses a body over `max_request_body_size` from its Content-Length, unread
-(413); the parser here only says so in the API's words.
+(413), and a request it cannot parse (400, 431), before Flask sees either: the parser here says
+so in the API's words, and ApiErrorTask answers as the app would, JSON `{"error": reason}` on
+the JSON API with the headers every answer carries (README, The HTTP API).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -20,9 +23,23 @@ from typing import Any
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
-from waitress.utilities import RequestEntityTooLarge
+from waitress.task import ErrorTask
+from waitress.utilities import Error, RequestEntityTooLarge
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from .security_headers import API_CSP
 
 log = logging.getLogger(__name__)
+
+#: What security_headers.py gives every answer of the app; waitress's own answers too.
+COMMON_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", API_CSP),
+    ("Referrer-Policy", "same-origin"),
+]
 
 
 class LimitedParser(HTTPRequestParser):  # type: ignore[misc]
@@ -38,10 +55,39 @@ class LimitedParser(HTTPRequestParser):  # type: ignore[misc]
         return consumed
 
 
+def error_answer(error: Error, path: str, accept: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The status, headers and body of waitress's refusal `error` of a request for `path`:
+    JSON as the app's errors are (api_errors.py) on /api/ or for a client that prefers JSON,
+    waitress's own text elsewhere; the headers of every answer either way."""
+    status = f"{error.code} {error.reason}"
+    wants_json = parse_accept_header(accept, MIMEAccept).best == "application/json"
+    if path.startswith("/api/") or wants_json:
+        kind, body = "application/json", json.dumps({"error": str(error.body)}).encode()
+    else:
+        kind, body = "text/plain; charset=utf-8", f"{error.reason}\r\n\r\n{error.body}".encode()
+    return status, [("Content-Type", kind), *COMMON_HEADERS], body
+
+
+class ApiErrorTask(ErrorTask):  # type: ignore[misc]
+    """waitress's answer to a request it refused itself, as error_answer makes it."""
+
+    def execute(self) -> None:
+        request = self.request
+        status, headers, body = error_answer(
+            request.error, getattr(request, "path", "") or "", request.headers.get("ACCEPT", "")
+        )
+        self.status = status
+        self.response_headers.extend(headers)
+        self.set_close_on_finish()  # what waitress does: the rest of the request is unread
+        self.content_length = len(body)
+        self.write(body)
+
+
 class DeadlineChannel(HTTPChannel):  # type: ignore[misc]
     """A connection that knows since when it waits for a request's headers or its body."""
 
     parser_class = LimitedParser
+    error_task_class = ApiErrorTask
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -20,7 +20,9 @@ from shared import store
 
 from . import text_rules
 
-_UNSAFE_KEY = re.compile(r"[\x00-\x1f\x7f\\]|(^|/)\.\.?(/|$)|//")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DOT_SEGMENT = re.compile(r"(^|/)(\.\.?)(/|$)")
+MAX_KEY = 1024
 #: Public text the user writes: a photo's caption, the album's description.
 MAX_TEXT = 1000
 
@@ -97,17 +99,27 @@ class AlbumRequest(BaseModel):
         return [_public_text(v) for v in values]
 
 
+class _ImageError(ValueError):
+    """What is wrong with one image object, and where (`images.3.caption`). Raised in a
+    "before" validator, whose errors pydantic places at the body's root: `_where` names
+    the field from here instead, as a string image's error is named."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where, self.reason = where, reason
+
+
 def _image_item(position: int, raw: dict[str, Any]) -> ImageItem:
-    """One image object, or a ValueError naming its position and field."""
+    """One image object, or an _ImageError naming its position and field."""
     try:
         item = ImageItem.model_validate(raw)
         _public_text(item.caption)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ValueError(f"images.{position}.{where}: {first['msg']}") from None
+        raise _ImageError(f"images.{position}.{where}", first["msg"]) from None
     except ValueError as exc:
-        raise ValueError(f"images.{position}.caption: {exc}") from None
+        raise _ImageError(f"images.{position}.caption", str(exc)) from None
     return item
 
 
@@ -137,25 +149,55 @@ def parse_album(payload: object, prefix: str, max_images: int) -> AlbumRequest:
         raise InvalidAlbum(
             f"an album holds at most {max_images} images, this one has {len(album.images)}"
         )
-    if len(set(album.images)) != len(album.images):
-        raise InvalidAlbum("an image is listed twice")
+    _check_unique(album.images)
+    flawed = [
+        f"images.{n}: {flaw}" for n, key in enumerate(album.images) if (flaw := key_flaw(key))
+    ]
+    if flawed:
+        raise InvalidAlbum(f"an image key cannot be an object key: {flawed[0]}", flawed[:10])
     bad = [key for key in album.images if not key_is_callers(key, prefix)]
     if bad:
         raise InvalidAlbum(f"{len(bad)} image keys are not under your prefix {prefix!r}", bad[:10])
     return album
 
 
+def _check_unique(keys: list[str]) -> None:
+    """InvalidAlbum naming each key listed again and where it was first."""
+    first: dict[str, int] = {}
+    again: list[str] = []
+    for n, key in enumerate(keys):
+        if key in first:
+            again.append(f"images.{n}: {key!r} is already images.{first[key]}")
+        first.setdefault(key, n)
+    if again:
+        raise InvalidAlbum(f"an image is listed twice: {again[0]}", again[:10])
+
+
+def key_flaw(key: str) -> str | None:
+    """Why `key` cannot be an object key of ours, whoever's prefix it names (None: it can):
+    what could climb out of a prefix, or reach S3, the logs or a page as something else."""
+    if (control := _CONTROL.search(key)) is not None:
+        return f"a key must not hold U+{ord(control.group()):04X}, a control character"
+    if "\\" in key:
+        return "a key must not hold a backslash"
+    if (segment := _DOT_SEGMENT.search(key)) is not None:
+        return f"a key must not hold a {segment.group(2)!r} path segment"
+    if "//" in key:
+        return "a key must not hold an empty path segment ('//')"
+    if len(key) > MAX_KEY:
+        return f"a key is at most {MAX_KEY} characters, this one has {len(key)}"
+    return None
+
+
 def key_is_callers(key: str, prefix: str) -> bool:
     """A full object key under the caller's prefix, with nothing that could escape it."""
-    return (
-        key.startswith(prefix)
-        and len(key) > len(prefix)
-        and len(key) <= 1024
-        and _UNSAFE_KEY.search(key) is None
-    )
+    return key.startswith(prefix) and len(key) > len(prefix) and key_flaw(key) is None
 
 
 def _where(error: ErrorDetails) -> str:
+    named = (error.get("ctx") or {}).get("error")
+    if isinstance(named, _ImageError):  # an image object's error: named where it is
+        return f"{named.where}: {named.reason}"
     where = ".".join(str(part) for part in error["loc"]) or "body"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}"

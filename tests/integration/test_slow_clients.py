@@ -4,6 +4,7 @@ a body over the limit is refused before it is read (issue 11)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -201,6 +202,14 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(api: Api) -> None:
         answer = dropped_within(sock, SLACK_S)  # nothing of the body was sent
         assert answer is not None and answer.startswith(b"HTTP/1.1 413"), answer
         assert f"at most {MAX_BODY} bytes".encode() in answer
+    # The API's errors are JSON (README, The HTTP API), this one too, with every answer's headers.
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = head.decode().lower()
+    assert "content-type: application/json" in headers, head
+    assert "cache-control: no-store" in headers and "x-content-type-options: nosniff" in headers
+    assert json.loads(body) == {
+        "error": f"a request body may have at most {MAX_BODY} bytes (API_MAX_BODY_BYTES)"
+    }
 
 
 def test_a_body_at_the_limit_reaches_the_app(api: Api) -> None:

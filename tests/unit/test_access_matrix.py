@@ -393,6 +393,26 @@ def test_a_stranger_is_sent_to_sign_in(world: World, endpoint: str, method: str)
     assert route.untouched(world)
 
 
+PAGE_POSTS = [key for key in PROTECTED if key[1] == "POST" and MATRIX[key].kind == PAGE]
+
+
+@pytest.mark.parametrize(("endpoint", "method"), PAGE_POSTS)
+def test_a_strangers_form_post_without_any_cookie_is_a_401(
+    world: World, endpoint: str, method: str
+) -> None:
+    """A stranger who never opened a page has no session, so no CSRF token either: still the
+    documented 401 (not the 400 of an expired form, which is for a session's bad token)."""
+    route = MATRIX[(endpoint, method)]
+    path = route.path(world).format(state="x")
+    client = world.env.app.test_client()
+    body = route.body(world) if route.body else {}
+    response = client.post(path, headers={"Accept": "text/html"}, data=body)
+    assert response.status_code == 401, response.get_data(as_text=True)[:300]
+    assert client.get_cookie(COOKIE_NAME) is None  # no session was made for the stranger
+    assert _leaks(world, response) == []
+    assert route.untouched(world)
+
+
 @pytest.mark.parametrize(("endpoint", "method"), PROTECTED)
 def test_the_other_credential_alone_is_refused(world: World, endpoint: str, method: str) -> None:
     """The JSON API takes no cookie (it has no CSRF token to check); the pages take no bearer."""

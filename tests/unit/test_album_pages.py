@@ -78,6 +78,8 @@ def test_a_page_keeps_the_fields_clients_read(env: Env) -> None:
         "?limit=501",
         "?limit=x",
         "?limit=%C2%B2",
+        "?limit=" + "1" * 5000,  # more digits than Python turns into an int
+        "?limit=99999999999999999999999",
         "?cursor=nope",
         "?cursor=bm90LWEtZGF0ZXxhYmM",
     ],
@@ -110,6 +112,16 @@ def test_an_album_page_shows_a_page_of_its_photos(client: FlaskClient, env: Env)
     indexes = re.findall(r'class="photo" data-state="queued" data-index="(\d+)"', second)
     assert indexes == [str(web.PHOTOS_PER_PAGE + i) for i in range(4)]
     assert f"{web.PHOTOS_PER_PAGE + 4} to go" in second  # the counts are the album's
+
+
+@pytest.mark.parametrize("photos", ["0", "abc", "1000000", "9" * 5000, "99999999999999999999999"])
+def test_a_photos_page_out_of_range_is_a_400_naming_it(
+    client: FlaskClient, env: Env, photos: str
+) -> None:
+    album_id = env.album("Big", 2)
+    response = client.get(f"/albums/{album_id}?photos={photos}", headers={"Accept": "text/html"})
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert "photos: a whole number from 1 to" in response.get_data(as_text=True)
 
 
 def test_the_stream_sends_the_album_then_only_the_changed_images(

@@ -4,11 +4,14 @@ into an email holds no control or bidi-override characters (issue 11)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from waitress.utilities import RequestEntityTooLarge
 
 from services.api.openapi import SPEC
+from services.api.request_limits import error_answer
 from tests.unit.test_web import Env, make_env
 
 
@@ -36,6 +39,22 @@ def test_a_body_that_does_not_parse_is_a_400_with_a_reason(env: Env, body: str) 
     assert response.status_code == 400, response.get_json()
     assert "not valid JSON" in response.get_json()["error"]
     assert env.services.fake_outbox.published == []
+
+
+@pytest.mark.parametrize("number", ["1" + "0" * 5000, "-" + "9" * 4301, "1" * 100_000])
+def test_a_number_too_long_to_read_is_a_400_with_a_reason(env: Env, number: str) -> None:
+    """Python refuses to turn more than 4300 digits into an int (a ValueError json.loads lets
+    through): a body holding one is unreadable, not a 500."""
+    image = f"{env.user.prefix}photo-01.png"
+    response = _post(env, f'{{"title":"x","images":["{image}"],"notify_email":{number}}}')
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert "digits" in response.get_json()["error"]
+    assert env.services.fake_outbox.published == []
+
+
+def test_a_long_number_within_the_limit_is_left_to_validation(env: Env) -> None:
+    response = _post(env, f'{{"title":"x","images":["{env.user.prefix}a.png"],"n":{"7" * 4300}}}')
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
 
 
 def test_the_depth_limit_is_32_levels(env: Env) -> None:
@@ -112,3 +131,47 @@ def test_multi_line_text_keeps_its_line_breaks_and_tabs(env: Env) -> None:
         headers={"Authorization": f"Bearer {env.token}"},
     )
     assert response.status_code == 202, response.get_json()
+
+
+def _details(env: Env, images: list[Any]) -> tuple[str, list[str]]:
+    response = env.app.test_client().post(
+        "/api/albums",
+        json={"title": "t", "images": images},
+        headers={"Authorization": f"Bearer {env.token}"},
+    )
+    assert response.status_code == 422, response.get_json()
+    body = response.get_json()
+    return body["error"], body.get("details", [])
+
+
+def test_every_detail_names_its_image_as_the_readme_does(env: Env) -> None:
+    """`images.3.caption`: an image object's detail is named like a string image's."""
+    prefix = env.user.prefix
+    _, details = _details(env, [f"{prefix}a.png", {"key": f"{prefix}b.png", "caption": "\x07"}])
+    assert details[0].startswith("images.1.caption: must not hold U+0007"), details
+    _, details = _details(env, [f"{prefix}a.png", 7])
+    assert details[0].startswith("images.1: "), details
+
+
+def test_a_key_listed_twice_and_a_key_with_a_nul_are_named(env: Env) -> None:
+    key = f"{env.user.prefix}a.png"
+    error, details = _details(env, [key, key])
+    assert key in error and details == [f"images.1: {key!r} is already images.0"], error
+    error, details = _details(env, [f"{env.user.prefix}a\x00.png"])
+    assert "prefix" not in error, error
+    assert details[0].startswith("images.0: ") and "U+0000" in details[0], details
+
+
+def test_a_refusal_of_the_server_itself_is_json_on_the_api() -> None:
+    """A body over API_MAX_BODY_BYTES is refused by waitress before Flask sees it (the served
+    413: tests/integration/test_slow_clients.py); its answer is the API's JSON all the same."""
+    too_large = RequestEntityTooLarge(
+        "a request body may have at most 5 bytes (API_MAX_BODY_BYTES)"
+    )
+    status, headers, body = error_answer(too_large, "/api/albums", "")
+    assert status.startswith("413 ")
+    assert ("Content-Type", "application/json") in headers
+    assert ("Cache-Control", "no-store") in headers
+    assert json.loads(body) == {"error": too_large.body}
+    _, page_headers, _ = error_answer(too_large, "/albums/new", "text/html")
+    assert ("X-Content-Type-Options", "nosniff") in page_headers

@@ -77,6 +77,19 @@ def test_poison_is_indexed_once_as_poison(env: Env) -> None:
     assert (group.name, group.count) == ("poison", 1)
 
 
+@pytest.mark.parametrize(
+    "body", [b"[" * 60_000, b'{"n": 1' + b"0" * 5000 + b"}"], ids=["deep", "long number"]
+)
+def test_a_poison_letter_that_json_cannot_read_is_shown_as_text(env: Env, body: bytes) -> None:
+    """The desk shows what the parser refuses (nested past its recursion limit, a number past
+    int()'s digits) as the text it is, not a 500."""
+    letter = dead_letter(topology.IMAGE_UPLOADS, body, {}, "undecodable", None, 1)
+    env.store.index_dead_letters([letter], poison=True)
+    page = _operator(env).get(f"/operator/dead-letters/{letter.message_id}")
+    assert page.status_code == 200, page.get_data(as_text=True)[:300]
+    assert body[-90:-1].decode() in page.get_data(as_text=True)
+
+
 def test_an_end_user_gets_403_and_a_stranger_the_sign_in(env: Env) -> None:
     user = env.app.test_client()
     assert sign_in(user, env.token).status_code == 303
@@ -128,6 +141,58 @@ def test_a_post_without_the_csrf_token_is_refused(env: Env) -> None:
     assert answer.status_code == 400
     indexed = env.store.dead_letter(letter.message_id)
     assert indexed is not None and indexed.state == "waiting"
+
+
+HUGE = "99999999999999999999999"  # past any 64-bit integer: the store's driver cannot hold it
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        (f"/operator/dead-letters?page={HUGE}", "page"),
+        (f"/operator/stuck?page={HUGE}", "page"),
+        (f"/operator/dead-letters/groups/refused?code=324&page={HUGE}", "page"),
+        (f"/operator/dead-letters/groups/refused?code={HUGE}", "code"),
+        (f"/operator/dead-letters/groups/refused?code={'9' * 5000}", "code"),
+        ("/operator/dead-letters/groups/refused?code=2147483648", "code"),
+        (f"/operator/dead-letters?page={'1' * 5000}", "page"),
+        ("/operator/dead-letters?page=0", "page"),
+        ("/operator/dead-letters?page=abc", "page"),
+        ("/operator/dead-letters/groups/refused?code=abc", "code"),
+    ],
+)
+def test_a_number_out_of_range_in_a_query_is_a_400_naming_it(
+    env: Env, path: str, name: str
+) -> None:
+    _fail(env, env.album("Trip", 1))
+    answer = _operator(env).get(path, headers={"Accept": "text/html"})
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:300]
+    assert f"{name}: a whole number from" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("code", [HUGE, "9" * 5000, "-2147483649", "abc"])
+def test_a_group_action_with_a_code_out_of_range_is_a_400_and_does_nothing(
+    env: Env, code: str
+) -> None:
+    letter = _fail(env, env.album("Trip", 1))
+    client = _operator(env)
+    answer = client.post(
+        "/operator/dead-letters/groups/refused/purge",
+        data={"code": code, "csrf_token": csrf(client)},
+        headers={"Accept": "text/html"},
+    )
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:300]
+    assert "code: a whole number from" in answer.get_data(as_text=True)
+    indexed = env.store.dead_letter(letter.message_id)
+    assert indexed is not None and indexed.state == "waiting"
+
+
+def test_a_page_within_range_still_answers(env: Env) -> None:
+    _fail(env, env.album("Trip", 1))
+    client = _operator(env)
+    assert client.get("/operator/dead-letters?page=999999").status_code == 200
+    assert client.get("/operator/dead-letters/groups/refused?code=324&page=2").status_code == 200
+    assert client.get("/operator/dead-letters/groups/refused?code=none").status_code == 404
 
 
 def test_a_group_purge_takes_the_groups_letters_only_and_is_audited(env: Env) -> None:

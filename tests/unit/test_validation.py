@@ -144,6 +144,43 @@ def test_a_bad_image_object_is_refused_naming_its_place(image: dict[str, Any], w
     assert any(where in detail for detail in refused.value.details), refused.value.details
 
 
+def test_an_image_objects_detail_is_named_like_a_string_images() -> None:
+    """`images.1.caption: ...`, as the README's example, not `body: images.1.caption: ...`."""
+    images = [PREFIX + "a.png", {"key": PREFIX + "b.png", "caption": "x" * 1001}]
+    with pytest.raises(InvalidAlbum) as refused:
+        parse_album({"title": "t", "images": images}, PREFIX, 200)
+    (detail,) = refused.value.details
+    assert detail.startswith("images.1.caption: "), detail
+
+
+def test_an_image_listed_twice_is_named() -> None:
+    key = PREFIX + "a.png"
+    with pytest.raises(InvalidAlbum) as refused:
+        parse_album({"title": "t", "images": [key, PREFIX + "b.png", key]}, PREFIX, 200)
+    assert key in refused.value.reason and "images.2" in refused.value.reason, refused.value
+    assert refused.value.details == [f"images.2: {key!r} is already images.0"]
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        (PREFIX + "a\x00.png", "U+0000"),
+        (PREFIX + "a\nb.png", "U+000A"),
+        (PREFIX + "a\\b.png", "backslash"),
+        (PREFIX + "../8/a.png", "'..'"),
+        (PREFIX + "./a.png", "'.'"),
+        (PREFIX + "trips//a.png", "'//'"),
+        (PREFIX + "x" * 1100, "1024"),
+    ],
+)
+def test_an_unsafe_key_is_refused_saying_what_is_wrong(key: str, why: str) -> None:
+    with pytest.raises(InvalidAlbum) as refused:
+        parse_album({"title": "t", "images": [PREFIX + "ok.png", key]}, PREFIX, 200)
+    assert "prefix" not in refused.value.reason, refused.value.reason
+    (detail,) = refused.value.details
+    assert detail.startswith("images.1: ") and why in detail, detail
+
+
 def test_a_description_with_control_characters_is_refused() -> None:
     with pytest.raises(InvalidAlbum) as refused:
         parse_album({"title": "t", "description": "a\x1bb", "images": [PREFIX + "a"]}, PREFIX, 200)
