@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from pydantic import ValidationError
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
+from shared.config.settings import load
 from shared.process.runtime import freeze_startup_heap, setup_logging
 from shared.store import Store
 from shared.store.tables import OPERATOR
@@ -37,7 +38,22 @@ def serve(settings: ApiSettings) -> None:
     server.serve(app, settings)
 
 
+#: The rule the API applies to notify_email: an address mail can be sent to.
+_EMAIL = TypeAdapter(EmailStr)
+
+
+def _email_address(email: str) -> str:
+    """`email` as given, or the command's exit with why it is no email address."""
+    try:
+        _EMAIL.validate_python(email)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("value is not a valid email address: ")
+        raise SystemExit(f"create-user: {email!r} is not an email address ({reason})") from None
+    return email
+
+
 def create_user(settings: ApiSettings, email: str, operator: bool = False) -> None:
+    email = _email_address(email)  # before the store: nothing is made for a typo
     store = Store(settings.database_url)
     store.create_schema()
     user, token = store.create_user(email)
@@ -93,11 +109,9 @@ def main() -> None:
     rotate = commands.add_parser("rotate-token", help="a new token for a user; signs them out")
     rotate.add_argument("email")
     args = parser.parse_args()
-    try:
-        settings = ApiSettings()
-    except ValidationError as exc:
-        # A setting refused (production without its secrets): its reason, not a traceback.
-        raise SystemExit(f"settings refused: {exc}") from None
+    # A setting refused (a port out of range, production without its secrets): its reason,
+    # not a traceback.
+    settings = load(ApiSettings)
     if args.command == "create-user":
         create_user(settings, args.email, args.operator)
     elif args.command == "make-operator":

@@ -70,6 +70,14 @@ def build(app: Any, settings: ApiSettings, connections: int) -> DeadlineServer:
     return servers[0]  # its loop serves the map they share
 
 
+def cannot_serve(settings: ApiSettings, exc: OSError | ValueError) -> str:
+    """The one line the API exits with when it cannot listen where its settings say."""
+    return (
+        f"cannot serve on {settings.api_host}:{settings.api_port} (API_HOST, API_PORT): "
+        f"{getattr(exc, 'strerror', None) or exc}"
+    )
+
+
 def serve(app: Any, settings: ApiSettings) -> None:
     open_files, connections = fit_connections(settings.api_max_connections)
     if connections < settings.api_max_connections:
@@ -85,7 +93,12 @@ def serve(app: Any, settings: ApiSettings) -> None:
         open_files,
         settings.api_threads,
     )
-    server = build(app, settings, connections)
+    try:
+        server = build(app, settings, connections)
+    # The port taken or not ours (OSError), the host unknown (waitress's ValueError): one line.
+    except (OSError, ValueError) as exc:
+        app.extensions["services"].close()
+        raise SystemExit(cannot_serve(settings, exc)) from None
     signal.signal(signal.SIGTERM, _exit)
     try:
         wasyncore.loop(

@@ -10,7 +10,7 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 
 from shared.config.local_secrets import LOCAL_DIR, local_secret
-from shared.config.settings import CommonSettings
+from shared.config.settings import CommonSettings, Port, PortOrOff
 
 #: Where a local run keeps the session key it made when API_SECRET_KEY is empty.
 LOCAL_SESSION_KEY_FILE = LOCAL_DIR / "session-secret.key"
@@ -20,9 +20,9 @@ SIMULATOR_APP_SECRET = "sim-app-secret"
 
 class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: Port = 8000
     #: /metrics on its own port and server (METRICS_HOST), never on API_PORT; 0: off.
-    api_metrics_port: int = Field(default=0, ge=0, le=65535)
+    api_metrics_port: PortOrOff = 0
     #: Threads that run requests. The server's one I/O thread reads each request whole (headers
     #: and body) before a thread sees it, so a slow client holds none of them.
     api_threads: int = Field(default=16, ge=1)

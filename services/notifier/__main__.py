@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.broker.consumer import Consumer
 from shared.broker.publisher import Publisher
+from shared.config.settings import load
 from shared.contracts import topology
 from shared.observability import health_server, metrics
 from shared.observability.readiness import service_checks
@@ -18,7 +19,7 @@ from .settings import NotifierSettings
 
 
 def main() -> None:
-    settings = NotifierSettings()
+    settings = load(NotifierSettings)  # a refused setting: its reason, not a traceback
     setup_logging(settings.log_level, "notifier", settings.log_format)
     stop = stop_on_signals()
     store = Store(settings.database_url)

@@ -9,14 +9,14 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from shared.config.settings import CommonSettings
+from shared.config.settings import CommonSettings, Port, PortOrOff
 
 from .claim_timing import check_lease
 
 
 class NotifierSettings(CommonSettings):
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 1025
+    smtp_port: Port = 1025
     smtp_timeout_s: float = 20.0
     #: How the connection to the relay is encrypted: `none` (the local mail catcher),
     #: `starttls` (upgrade on connect, usually port 587) or `tls` (TLS from the first byte,
@@ -33,10 +33,10 @@ class NotifierSettings(CommonSettings):
     #: Where the email's links point: the API's public address.
     app_base_url: str = "http://127.0.0.1:8000"
     #: /healthz and /readyz (shared/observability/health_server.py); 0: not served.
-    notifier_health_port: int = Field(default=8002, ge=0, le=65535)
+    notifier_health_port: PortOrOff = 8002
     notifier_concurrency: int = Field(default=2, ge=1, le=32)
     #: /metrics (on METRICS_HOST); 0: off.
-    notifier_metrics_port: int = Field(default=0, ge=0, le=65535)
+    notifier_metrics_port: PortOrOff = 0
     #: How long a notifier's claim on a settle holds (claim_timing.py): the longest a store
     #: outage right after a mail went out may last without a second mail, and the longest a
     #: crashed sender's mail is held up.

@@ -22,6 +22,7 @@ from shared.broker.dead_letter_queue import DeadLetterQueue
 from shared.broker.declarer import TopologyDeclarer
 from shared.broker.policies import try_apply_policies
 from shared.broker.publisher import Publisher
+from shared.config.settings import load
 from shared.config.token_cipher import cipher_from_setting
 from shared.contracts import topology
 from shared.delivery.outbox import Outbox
@@ -183,7 +184,7 @@ def main() -> None:
     topology_cli.add_parser(commands)
     broker_users_cli.add_parser(commands)
     args = parser.parse_args()
-    settings = UploaderSettings()
+    settings = load(UploaderSettings)  # a refused setting: its reason, not a traceback
     setup_logging(settings.log_level, "uploader", settings.log_format)
     if args.command == "dead-letters":
         sys.exit(dead_letters_cli.run(args, settings))

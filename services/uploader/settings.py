@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.config.settings import CommonSettings
+from shared.config.settings import CommonSettings, PortOrOff
 
 
 class UploaderSettings(CommonSettings):
     #: /healthz and /readyz (shared/observability/health_server.py); 0: not served.
-    uploader_health_port: int = Field(default=8001, ge=0, le=65535)
+    uploader_health_port: PortOrOff = 8001
     #: Uploads one process runs at once (and its prefetch: docs/fair-turns.md says why not
     #: more).
     uploader_concurrency: int = Field(default=4, ge=1, le=64)
@@ -19,7 +19,7 @@ class UploaderSettings(CommonSettings):
     #: core (one parent starts them, see shared/process/process_pool.py).
     uploader_processes: int = Field(default=1, ge=1, le=32)
     #: /metrics (on METRICS_HOST), one port for all UPLOADER_PROCESSES; 0: off.
-    uploader_metrics_port: int = Field(default=0, ge=0, le=65535)
+    uploader_metrics_port: PortOrOff = 0
     #: On SIGTERM, how long in-flight uploads may take to finish before the process exits.
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     #: The circuit breaker: over BREAKER_WINDOW_S, at least BREAKER_MIN_CALLS Graph calls of

@@ -6,20 +6,54 @@ default everywhere, and nothing is repeated across services.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+import logging
+from typing import Annotated, Any, Literal, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from shared.broker.amqp_urls import split_urls
 from shared.config.redaction import redact_url
+from shared.config.token_cipher import TokenCipher
 from shared.contracts import topology
 
 #: Settings whose value is a URL that may carry a password: printed with it redacted. They
 #: stay plain strings (not SecretStr) because pika and SQLAlchemy take them as they are, in
 #: every service, and their host and port are what an operator needs to see.
 _URLS_WITH_PASSWORDS = frozenset({"amqp_url", "database_url", "rabbitmq_management_url"})
+
+#: A TCP port to serve on or connect to. Unchecked, the socket layer takes a number above
+#: 65535 modulo 65536 (API_PORT=99999 served on 34463) and 0 as "any free port".
+Port = Annotated[int, Field(ge=1, le=65535)]
+#: A port whose 0 turns its server off (each such setting documents it).
+PortOrOff = Annotated[int, Field(ge=0, le=65535)]
+
+#: The stores shared/store/engine.py sets up; any other would fail at its first connection.
+_STORE_BACKENDS = frozenset({"sqlite", "postgresql"})
+_DATABASE_URL_RULE = (
+    "DATABASE_URL must be sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST[:PORT]/DATABASE"
+)
+
+_Settings = TypeVar("_Settings", bound=BaseSettings)
+
+
+def load(settings_class: type[_Settings]) -> _Settings:
+    """A process's settings, or its exit with `settings refused:` and each refused setting's
+    name and rule (never its value): a bad setting stops it at start, without a traceback."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        raise SystemExit(f"settings refused: {exc}") from None
 
 
 class CommonSettings(BaseSettings):
@@ -89,6 +123,42 @@ class CommonSettings(BaseSettings):
         split_urls(value)
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        # Otherwise logging's own ValueError, a traceback, once the process sets up its log.
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @field_validator("token_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr) -> SecretStr:
+        # A bad key refused at start by every service, not at the first Page token sealed
+        # (the API) or by a traceback (the uploader). TokenCipher's reason names no key.
+        if value.get_secret_value().strip():
+            TokenCipher(value.get_secret_value())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _store_we_can_open(cls, value: str) -> str:
+        # Refused here, not by a traceback at the first connection. The reason names no part
+        # of the value: it may hold a password.
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(f"{_DATABASE_URL_RULE} (this is not a URL)") from None
+        if url.get_backend_name() not in _STORE_BACKENDS:
+            raise ValueError(f"{_DATABASE_URL_RULE} (no other database is supported)")
+        if url.port is not None and not 1 <= url.port <= 65535:
+            raise ValueError(f"{_DATABASE_URL_RULE} (its port must be 1 to 65535)")
+        try:
+            url.get_dialect().import_dbapi()
+        except (NoSuchModuleError, ImportError):
+            raise ValueError(f"{_DATABASE_URL_RULE} (its driver is not installed)") from None
+        return value
+
     @field_validator("s3_endpoint_url", mode="before")
     @classmethod
     def _empty_endpoint_is_aws(cls, value: object) -> object:
@@ -98,9 +168,14 @@ class CommonSettings(BaseSettings):
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _parse_delays(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(int(part) for part in value.split(",") if part.strip())
-        return value
+        if not isinstance(value, str):
+            return value
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise ValueError(
+                "RETRY_DELAYS must be whole seconds separated by commas, e.g. 5,30,120,600,3600"
+            )
+        return tuple(int(part) for part in parts)
 
     @field_validator("retry_delays")
     @classmethod

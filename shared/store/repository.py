@@ -225,9 +225,10 @@ class Store:
     # -- users ---------------------------------------------------------------------------------
 
     def create_user(self, email: str) -> tuple[UserView, str]:
-        """Create the user, or give an existing one a new token; returns the token once."""
+        """Create the user, or give an existing one (the address in any case) a new token;
+        returns the token once."""
         with self._tx() as s:
-            user = s.scalar(select(User).where(User.email == email))
+            user = _user_by_email(s, email)
             if user is None:
                 user = User(email=email, token_hash="", prefix="", session_generation=0)
                 s.add(user)
@@ -240,7 +241,7 @@ class Store:
         """A new token for an existing user (None if there is none); the old one and every
         session signed in so far stop working."""
         with self._tx() as s:
-            user = s.scalar(select(User).where(User.email == email))
+            user = _user_by_email(s, email)
             if user is None:
                 return None
             token = _new_token(user)
@@ -256,7 +257,7 @@ class Store:
     def set_role(self, email: str, role: str | None) -> UserView | None:
         """Give an existing user a role ("operator"; None: an end user); None if no such user."""
         with self._tx() as s:
-            user = s.scalar(select(User).where(User.email == email))
+            user = _user_by_email(s, email)
             if user is None:
                 return None
             user.role = role
@@ -1961,6 +1962,20 @@ def _page_view(connection: PageConnection | None) -> PageView | None:
         return None
     c = connection
     return PageView(c.page_id, c.page_name, c.state, c.connected_at)
+
+
+def _user_by_email(session: Session, email: str) -> User | None:
+    """The user of this address, whatever its case: one address is one user, as notify_email
+    is compared. Checked here, not by a unique index on lower(email), so that a store made
+    before the rule, which may hold two spellings of one address, still starts: there the
+    exact spelling wins, else the oldest user. (A scan of the users: only the user commands
+    ask.)"""
+    return session.scalars(
+        select(User)
+        .where(func.lower(User.email) == func.lower(email))
+        .order_by(case((User.email == email, 0), else_=1), User.id)
+        .limit(1)
+    ).first()
 
 
 def _user_view(user: User | Row[int, str, str, int | None, str | None]) -> UserView:

@@ -206,3 +206,61 @@ def test_a_taken_health_port_is_logged_and_the_service_runs_on(
     finally:
         first.shutdown()
         first.server_close()
+
+
+@pytest.fixture()
+def health_port() -> Iterator[int]:
+    """A consumer's health server on a port of its own, with one check that passes."""
+    from shared.observability import health_server
+
+    server = health_server.serve("127.0.0.1", 0, {"store": lambda: None})
+    assert server is not None
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/nowhere"])
+def test_the_health_port_answers_head_as_get_without_a_body(health_port: int, path: str) -> None:
+    url = f"http://127.0.0.1:{health_port}{path}"
+    get = requests.get(url, timeout=5)
+    head = requests.head(url, timeout=5)
+    assert (head.status_code, head.content) == (get.status_code, b"")
+    assert head.headers["Content-Length"] == str(len(get.content))
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE"])
+def test_the_health_port_answers_other_methods_405_with_allow(
+    health_port: int, method: str
+) -> None:
+    # A body too: the answer must come whole, not a reset for the unread bytes.
+    answer = requests.request(
+        method, f"http://127.0.0.1:{health_port}/readyz", data=b"x" * 10_000, timeout=5
+    )
+    assert answer.status_code == 405, answer.text
+    assert {m.strip() for m in answer.headers["Allow"].split(",")} == {"GET", "HEAD"}
+    assert method in answer.json()["error"]
+
+
+def test_the_metrics_port_answers_head_and_post_4xx_with_allow() -> None:
+    # prometheus-client's server, not ours: HEAD and POST are a 405 naming GET (no 501).
+    from dev.ports import free_port
+    from shared.observability import metrics
+
+    port = free_port()
+    served = metrics.serve(port, "127.0.0.1")
+    assert served is not None
+    server, thread = served
+    try:
+        for method in ("HEAD", "POST"):
+            answer = requests.request(method, f"http://127.0.0.1:{port}/metrics", timeout=5)
+            assert answer.status_code == 405, (method, answer.status_code)
+            assert "GET" in answer.headers["Allow"]
+        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -5,6 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert
 
 from shared import store as store_module
 from shared.contracts.outgoing import Outgoing
@@ -165,3 +166,22 @@ def test_a_dead_attempt_may_reach_facebook_until_its_request_would_time_out(stor
     store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
     busy = store.start_attempt(image.id, timedelta(0), timedelta(seconds=60))
     assert busy.attempt is None and busy.busy_for > 55
+
+
+def test_a_user_is_found_by_email_in_any_case(store: Store) -> None:
+    # Each backend's lower(), and the exact spelling first where an old store holds two.
+    name = f"bob-{uuid.uuid4().hex[:8]}"  # its title() differs from its upper()
+    bob, _ = store.create_user(f"{name}@example.com")
+    assert store.create_user(f"{name.upper()}@EXAMPLE.com")[0].id == bob.id
+    rotated = store.rotate_token(f"{name.upper()}@example.com")
+    assert rotated is not None and rotated[0].id == bob.id
+    with store.engine.begin() as connection:
+        connection.execute(
+            insert(tables.User).values(
+                email=f"{name.upper()}@example.com", token_hash=uuid.uuid4().hex, prefix=""
+            )
+        )
+    exact = store.set_role(f"{name.upper()}@example.com", "operator")
+    assert exact is not None and exact.email == f"{name.upper()}@example.com"
+    oldest = store.set_role(f"{name.title()}@example.com", None)
+    assert oldest is not None and oldest.id == bob.id
