@@ -18,6 +18,14 @@ from .idempotency import HEADER
 log = logging.getLogger(__name__)
 
 
+class ErrorLoggingFlask(Flask):
+    """Flask, without its own "Exception on ..." record of an unhandled exception: the 500
+    handler (`_internal_error`) logs it, once, under the error id the caller is given."""
+
+    def log_exception(self, exc_info: Any) -> None:
+        return
+
+
 def install(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     # By its code, so that it also serves the web pages (their handler is for HTTPException).

@@ -23,7 +23,7 @@ def create_app(settings: ApiSettings | None = None, store: Store | None = None) 
     settings = settings or ApiSettings()
     store = store or Store(settings.database_url)
     store.create_schema()
-    app = Flask(__name__)
+    app = api_errors.ErrorLoggingFlask(__name__)
     # The server refuses a larger body before reading it; this catches what reaches the app
     # another way (the test client, a chunked body).
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes

@@ -140,6 +140,9 @@ def test_an_unexpected_api_error_is_a_500_with_an_error_id(
     assert re.fullmatch(r"[0-9a-f]{8}", body.get("error_id", "")), body
     assert body["error_id"] in body["error"]
     _logged_with(caplog, body["error_id"])
+    # Once, under its id: not a second time by Flask's own "Exception on ..." record.
+    traced = [r for r in caplog.records if r.exc_info and SECRET_DETAIL in str(r.exc_info[1])]
+    assert len(traced) == 1, [r.getMessage() for r in traced]
 
 
 def test_an_unexpected_page_error_shows_the_error_id(
