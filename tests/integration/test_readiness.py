@@ -208,9 +208,10 @@ def test_a_taken_health_port_is_logged_and_the_service_runs_on(
         first.server_close()
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def health_port() -> Iterator[int]:
-    """A consumer's health server on a port of its own, with one check that passes."""
+    """A consumer's health server on a port of its own, with one check that passes: one for
+    the module's cases (its shutdown waits out a 0.5 s poll)."""
     from shared.observability import health_server
 
     server = health_server.serve("127.0.0.1", 0, {"store": lambda: None})
