@@ -22,6 +22,12 @@ from shared.store.views import AuditView, LetterGroup, LetterView
 REFUSED, GAVE_UP, THROTTLED, POISON, ERROR = "refused", "gave up", "throttled", "poison", "error"
 #: Dead-lettered by the broker itself (the delivery limit), found in the queue by the drain.
 BROKER = "broker"
+#: The image's object could not be read (missing, access denied): its code is S3's HTTP
+#: status, which under "refused" would read as a Graph code.
+BUCKET = "bucket"
+#: The reasons the uploader gives an S3 failure that no retry mends (services/uploader/
+#: failures.py).
+_BUCKET_REASONS = ("not found in the bucket", "access to the bucket", "the bucket refused")
 
 
 def kind_of(reason: str, poison: bool = False) -> str:
@@ -36,6 +42,8 @@ def kind_of(reason: str, poison: bool = False) -> str:
         return BROKER
     if "error id" in reason:
         return ERROR
+    if reason.startswith(_BUCKET_REASONS):
+        return BUCKET
     return REFUSED
 
 

@@ -295,3 +295,17 @@ def test_an_oversized_poison_body_is_kept_cut_to_the_messages_limit(env: Env) ->
     env.store.index_dead_letters([letter], poison=True)
     indexed = env.store.dead_letter(letter.message_id)
     assert indexed is not None and len(indexed.body) == messages.MAX_BODY_BYTES
+
+
+def test_a_failure_of_the_bucket_is_a_group_of_its_own_not_a_facebook_refusal() -> None:
+    """S3's status is the letter's code too: "refused: code 404" read as Facebook's."""
+    from shared.store.dead_letter_index import group_name, kind_of
+
+    for reason in (
+        "not found in the bucket",
+        "access to the bucket was denied",
+        "the bucket refused the request (InvalidObjectState)",
+    ):
+        assert group_name(kind_of(reason), 404) == "bucket: code 404", reason
+    assert kind_of("Facebook refused the image: rejected image (code 324)") == "refused"
+    assert kind_of("gave up after 3 attempts: the bucket is temporarily unavailable") == "gave up"
