@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from waitress.channel import HTTPChannel
@@ -28,18 +29,7 @@ from waitress.utilities import Error, RequestEntityTooLarge
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from .security_headers import API_CSP
-
 log = logging.getLogger(__name__)
-
-#: What security_headers.py gives every answer of the app; waitress's own answers too.
-COMMON_HEADERS = [
-    ("Cache-Control", "no-store"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Content-Security-Policy", API_CSP),
-    ("Referrer-Policy", "same-origin"),
-]
 
 
 class LimitedParser(HTTPRequestParser):  # type: ignore[misc]
@@ -55,17 +45,19 @@ class LimitedParser(HTTPRequestParser):  # type: ignore[misc]
         return consumed
 
 
-def error_answer(error: Error, path: str, accept: str) -> tuple[str, list[tuple[str, str]], bytes]:
+def error_answer(
+    error: Error, path: str, accept: str, common: Sequence[tuple[str, str]]
+) -> tuple[str, list[tuple[str, str]], bytes]:
     """The status, headers and body of waitress's refusal `error` of a request for `path`:
     JSON as the app's errors are (api_errors.py) on /api/ or for a client that prefers JSON,
-    waitress's own text elsewhere; the headers of every answer either way."""
+    waitress's own text elsewhere; with `common`, the headers of every answer, either way."""
     status = f"{error.code} {error.reason}"
     wants_json = parse_accept_header(accept, MIMEAccept).best == "application/json"
     if path.startswith("/api/") or wants_json:
         kind, body = "application/json", json.dumps({"error": str(error.body)}).encode()
     else:
         kind, body = "text/plain; charset=utf-8", f"{error.reason}\r\n\r\n{error.body}".encode()
-    return status, [("Content-Type", kind), *COMMON_HEADERS], body
+    return status, [("Content-Type", kind), *common], body
 
 
 class ApiErrorTask(ErrorTask):  # type: ignore[misc]
@@ -74,7 +66,10 @@ class ApiErrorTask(ErrorTask):  # type: ignore[misc]
     def execute(self) -> None:
         request = self.request
         status, headers, body = error_answer(
-            request.error, getattr(request, "path", "") or "", request.headers.get("ACCEPT", "")
+            request.error,
+            getattr(request, "path", "") or "",
+            request.headers.get("ACCEPT", ""),
+            self.channel.server.common_headers,
         )
         self.status = status
         self.response_headers.extend(headers)
@@ -127,8 +122,17 @@ class DeadlineServer(TcpWSGIServer):  # type: ignore[misc]
 
     channel_class = DeadlineChannel
 
-    def __init__(self, *args: Any, header_s: float, body_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        header_s: float,
+        body_s: float,
+        common_headers: Sequence[tuple[str, str]] = (),
+        **kwargs: Any,
+    ) -> None:
         self.header_s, self.body_s = header_s, body_s
+        #: The headers every answer carries (security_headers.py): its own refusals' too.
+        self.common_headers = common_headers
         super().__init__(*args, **kwargs)
 
     def maintenance(self, now: float) -> None:

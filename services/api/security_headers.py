@@ -18,19 +18,29 @@ HSTS = "max-age=31536000"
 REALM = 'Bearer realm="album-publisher"'
 
 
+def common_headers(https: bool) -> list[tuple[str, str]]:
+    """What every answer carries unless it says otherwise (`https`: it reaches the browser
+    over https): the app's, and the server's own refusals (services/api/request_limits.py)."""
+    # Every answer is one user's data or may become it: never from a shared cache, and never
+    # shown again from history after sign-out.
+    headers = [
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy", API_CSP),
+        ("Referrer-Policy", "same-origin"),
+    ]
+    if https:
+        headers.append(("Strict-Transport-Security", HSTS))
+    return headers
+
+
 def install(app: Flask, settings: ApiSettings) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        # Every answer is one user's data or may become it: never from a shared cache, and
-        # never shown again from history after sign-out.
-        headers.setdefault("Cache-Control", "no-store")
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Content-Security-Policy", API_CSP)
-        headers.setdefault("Referrer-Policy", "same-origin")
-        if over_https(settings):
-            headers.setdefault("Strict-Transport-Security", HSTS)
+        for name, value in common_headers(over_https(settings)):
+            headers.setdefault(name, value)
         if response.status_code == 401 and request.path.startswith("/api/"):
             headers.setdefault("WWW-Authenticate", _challenge())
         return response

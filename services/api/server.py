@@ -21,6 +21,7 @@ from waitress.task import ThreadedTaskDispatcher
 
 from .file_limits import fit_connections
 from .request_limits import DeadlineServer
+from .security_headers import common_headers
 from .settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ def build(app: Any, settings: ApiSettings, connections: int) -> DeadlineServer:
             sockinfo=info,
             header_s=settings.api_header_timeout_s,
             body_s=settings.api_body_timeout_s,
+            # The server's own refusals come before Flask: https as the settings vouch for it.
+            common_headers=common_headers(settings.cookies_secure),
         )
         for info in adj.listen
     ]

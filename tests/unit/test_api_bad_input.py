@@ -12,6 +12,7 @@ from waitress.utilities import RequestEntityTooLarge
 
 from services.api.openapi import SPEC
 from services.api.request_limits import error_answer
+from services.api.security_headers import common_headers
 from tests.unit.test_web import Env, make_env
 
 
@@ -168,10 +169,13 @@ def test_a_refusal_of_the_server_itself_is_json_on_the_api() -> None:
     too_large = RequestEntityTooLarge(
         "a request body may have at most 5 bytes (API_MAX_BODY_BYTES)"
     )
-    status, headers, body = error_answer(too_large, "/api/albums", "")
+    common = common_headers(https=True)
+    status, headers, body = error_answer(too_large, "/api/albums", "", common)
     assert status.startswith("413 ")
     assert ("Content-Type", "application/json") in headers
-    assert ("Cache-Control", "no-store") in headers
+    # Every answer's headers, as the app's: HSTS too when the API is served over https.
+    assert set(common) <= set(headers) and ("Cache-Control", "no-store") in headers
+    assert "Strict-Transport-Security" in dict(headers)
     assert json.loads(body) == {"error": too_large.body}
-    _, page_headers, _ = error_answer(too_large, "/albums/new", "text/html")
+    _, page_headers, _ = error_answer(too_large, "/albums/new", "text/html", common)
     assert ("X-Content-Type-Options", "nosniff") in page_headers
