@@ -12,10 +12,12 @@ MAX_DIGITS digits is refused as it is parsed: Python's `int()` raises a plain Va
 from __future__ import annotations
 
 import json
+import sys
 
 #: No request of ours nests deeper than 3 (an album, its images, one image); room to spare.
 MAX_DEPTH = 32
-#: No field of ours is a number this long; Python's own default limit for `int()` of a text.
+#: No field of ours is a number this long: Python's default limit for `int()` of a text (the
+#: process's own, `sys.get_int_max_str_digits()`, when it is set lower).
 MAX_DIGITS = 4300
 
 
@@ -49,9 +51,10 @@ def parse(raw: bytes) -> object:
 def _whole_number(text: str) -> int:
     """A JSON integer's value, or UnreadableBody past MAX_DIGITS digits (counted before
     `int()`, which would raise a ValueError that says nothing to the caller)."""
-    if len(text.lstrip("-")) > MAX_DIGITS:
+    limit = min(MAX_DIGITS, sys.get_int_max_str_digits() or MAX_DIGITS)
+    if len(text.lstrip("-")) > limit:
         raise UnreadableBody(
-            f"the body is not JSON this API reads: a number has more than {MAX_DIGITS} digits"
+            f"the body is not JSON this API reads: a number has more than {limit} digits"
         )
     return int(text)
 

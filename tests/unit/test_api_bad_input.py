@@ -5,6 +5,7 @@ into an email holds no control or bidi-override characters (issue 11)."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -56,6 +57,19 @@ def test_a_number_too_long_to_read_is_a_400_with_a_reason(env: Env, number: str)
 def test_a_long_number_within_the_limit_is_left_to_validation(env: Env) -> None:
     response = _post(env, f'{{"title":"x","images":["{env.user.prefix}a.png"],"n":{"7" * 4300}}}')
     assert response.status_code == 422, response.get_data(as_text=True)[:300]
+
+
+def test_a_process_limit_below_4300_digits_is_the_limit(env: Env) -> None:
+    """PYTHONINTMAXSTRDIGITS may set the interpreter's limit lower: that one holds."""
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        body = f'{{"title":"x","images":["{env.user.prefix}a.png"],"n":{"7" * 1000}}}'
+        response = _post(env, body)
+    finally:
+        sys.set_int_max_str_digits(before)
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert "640 digits" in response.get_json()["error"]
 
 
 def test_the_depth_limit_is_32_levels(env: Env) -> None:
