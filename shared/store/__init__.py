@@ -8,7 +8,7 @@ from shared.store.album_listing import AlbumCursor, AlbumSummary
 from shared.store.daily_quota import QuotaExceeded
 from shared.store.engine import PG_CONNECT_ARGS, make_engine
 from shared.store.image_take import Ended
-from shared.store.repository import KeyReused, PagePick, Store, hash_token
+from shared.store.repository import AmbiguousEmail, KeyReused, PagePick, Store, hash_token
 from shared.store.tables import (
     DESTINATIONS,
     TERMINAL,
@@ -52,6 +52,7 @@ __all__ = [
     "ImageState",
     "ImageView",
     "KeyReused",
+    "AmbiguousEmail",
     "NotificationClaim",
     "OutboxMessage",
     "PageCredentials",

@@ -119,6 +119,15 @@ class KeyReused(ValueError):
         self.album_id = album_id
 
 
+class AmbiguousEmail(LookupError):
+    """Users made before addresses were compared without case hold this address in several
+    spellings, none of them the one given: which one is meant is the operator's to say."""
+
+    def __init__(self, email: str, spellings: Sequence[str]) -> None:
+        listed = ", ".join(spellings)
+        super().__init__(f"{email} names several users ({listed}): give its exact spelling")
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -1965,17 +1974,21 @@ def _page_view(connection: PageConnection | None) -> PageView | None:
 
 
 def _user_by_email(session: Session, email: str) -> User | None:
-    """The user of this address, whatever its case: one address is one user, as notify_email
-    is compared. Checked here, not by a unique index on lower(email), so that a store made
-    before the rule, which may hold two spellings of one address, still starts: there the
-    exact spelling wins, else the oldest user. (A scan of the users: only the user commands
-    ask.)"""
-    return session.scalars(
-        select(User)
-        .where(func.lower(User.email) == func.lower(email))
-        .order_by(case((User.email == email, 0), else_=1), User.id)
-        .limit(1)
-    ).first()
+    """The user of this address, whatever the case of its ASCII letters: one address is one
+    user, as notify_email is compared. Checked here, not by a unique index on lower(email), so
+    that a store made before the rule, which may hold two spellings of one address, still
+    starts: there the exact spelling is the user, and another one is AmbiguousEmail rather
+    than a guess (a role or a token given to the wrong user). (A scan of the users: only the
+    user commands ask.)"""
+    found = session.scalars(
+        select(User).where(func.lower(User.email) == func.lower(email)).order_by(User.id)
+    ).all()
+    exact = [user for user in found if user.email == email]
+    if exact:
+        return exact[0]
+    if len(found) > 1:
+        raise AmbiguousEmail(email, [user.email for user in found])
+    return found[0] if found else None
 
 
 def _user_view(user: User | Row[int, str, str, int | None, str | None]) -> UserView:

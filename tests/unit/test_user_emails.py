@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select
 
 from services.api.__main__ import create_user, rotate_token
 from services.api.settings import ApiSettings
-from shared.store import Store
+from shared.store import AmbiguousEmail, Store
 from shared.store.tables import User
 from tests.unit.stores import new_store
 
@@ -41,6 +41,14 @@ def test_create_user_refuses_what_is_not_an_email_address(
     store.dispose()
 
 
+@pytest.mark.parametrize("email", ["admin@localhost", "ops@corp.local", "a@b.test", "x@[::1]"])
+def test_create_user_takes_an_installs_own_domains(
+    email: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_user(_settings(tmp_path), email)
+    assert f'"email": "{email}"' in capsys.readouterr().out
+
+
 def test_create_user_in_another_case_is_the_same_user(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -67,7 +75,7 @@ def test_every_lookup_by_email_ignores_case() -> None:
     assert operator is not None and (operator.id, operator.role) == (bob.id, "operator")
 
 
-def test_a_store_with_two_users_differing_by_case_starts_and_prefers_the_exact_one() -> None:
+def test_a_store_with_two_users_differing_by_case_starts_and_takes_only_an_exact_one() -> None:
     store = new_store()
     with store.engine.begin() as connection:  # as an older version could make them
         for email, token in (("bob@example.com", "a" * 64), ("BOB@example.com", "b" * 64)):
@@ -77,7 +85,40 @@ def test_a_store_with_two_users_differing_by_case_starts_and_prefers_the_exact_o
     store.create_schema()  # starts as it did
     exact = store.rotate_token("BOB@example.com")
     assert exact is not None and exact[0].email == "BOB@example.com"
-    other = store.rotate_token("Bob@Example.com")  # neither exact: the older one
-    assert other is not None and other[0].email == "bob@example.com"
+    # Neither exact: no guess (a role or a token for the wrong one), the spellings named.
+    for act in (store.rotate_token, lambda e: store.set_role(e, "operator"), store.create_user):
+        with pytest.raises(AmbiguousEmail, match="bob@example.com, BOB@example.com"):
+            act("Bob@Example.com")
     assert store.create_user("BOB@example.com")[0].email == "BOB@example.com"
     assert _users(store) == 2
+    assert all(role is None for role in _roles(store))
+
+
+def _roles(store: Store) -> list[str | None]:
+    with store.engine.connect() as connection:
+        return list(connection.scalars(select(User.role)))
+
+
+def test_the_commands_say_which_spellings_an_ambiguous_address_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.api.__main__ import main
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    store = Store(url)
+    store.create_schema()
+    with store.engine.begin() as connection:  # as an older version could make them
+        for email, token in (("bob@example.com", "a" * 64), ("BOB@example.com", "b" * 64)):
+            connection.execute(
+                insert(User).values(email=email, token_hash=token, prefix="", session_generation=0)
+            )
+    store.dispose()
+    monkeypatch.setenv("DATABASE_URL", url)
+    for command in ("rotate-token", "make-operator", "create-user"):
+        monkeypatch.setattr("sys.argv", ["python -m services.api", command, "Bob@example.com"])
+        with pytest.raises(SystemExit) as refused:
+            main()
+        assert str(refused.value.code) == (
+            f"{command}: Bob@example.com names several users (bob@example.com, "
+            "BOB@example.com): give its exact spelling"
+        )
