@@ -43,6 +43,8 @@ def freeze_startup_heap() -> None:
     hundred requests (issue 14's P1, measured with gc.callbacks); frozen, the same collections
     take about 2 ms. Python documentation, "gc.freeze",
     https://docs.python.org/3/library/gc.html#gc.freeze. The collect first frees the garbage
-    start left behind: frozen, it would stay."""
+    start left behind: frozen, it would stay. What start built and later drops (a connection
+    replaced after an outage) stays too if it is in a reference cycle: a bounded cost, paid
+    once per process."""
     gc.collect()
     gc.freeze()
