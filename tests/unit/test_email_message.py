@@ -67,8 +67,8 @@ def test_an_album_of_one_photo_is_told_in_the_singular() -> None:
     one = UploadedImage(image_id=1, key="users/1/cat.png", photo_id="91")
     lost = FailedImage(image_id=1, key="users/1/cat.png", reason="too large")
     for uploaded, failed, said in (
-        ([one], [], "The photo of your album"),
-        ([], [lost], "The photo of your album"),
+        ([one], [], 'The photo of your album "Cat" is now on Facebook.\n\nPublished:'),
+        ([], [lost], 'The photo of your album "Cat" could not be published.\n\nThis photo'),
     ):
         event = AlbumSettled(album_id="a1", settle_seq=1, uploaded=uploaded, failed=failed)
         message = compose(AlbumEmail("me@example.com", "Cat", "http://x/a1", event), "a@localhost")
@@ -76,3 +76,12 @@ def test_an_album_of_one_photo_is_told_in_the_singular() -> None:
         html = present(message.get_body(("html",))).get_content()
         assert said in text and "1 photos" not in text and "1 photos" not in html
         assert "The photo" in html
+    # One failed among several, one posted: each sentence about them in the singular.
+    mixed = AlbumSettled(album_id="a1", settle_seq=1, uploaded=[one], failed=[lost])
+    posted = AlbumEmail("me@example.com", "Cat", "http://x/a1", mixed, post_url="http://fb/p")
+    message = compose(posted, "a@localhost")
+    for part in ("plain", "html"):
+        body = present(message.get_body((part,))).get_content()
+        assert "these photos" not in body.lower() and "stopped them" not in body, body
+        assert "This photo was not published:\n  - " in body or part == "html"
+        assert "It is in a post on your Page" in body and "Only this photo is sent again" in body
