@@ -38,7 +38,14 @@ def guard(blueprint: Blueprint) -> None:
 
 
 def current_user() -> UserView | None:
-    return sessions.current_user(current_services().store, current_services().settings)
+    """The signed-in user, read from the store once per request: a POST asks twice (the
+    CSRF check, then the view's guard)."""
+    if "session_user" not in g:
+        g.session_user = sessions.current_user(
+            current_services().store, current_services().settings
+        )
+    user: UserView | None = g.session_user
+    return user
 
 
 #: The mark `signed_in` leaves on a view.

@@ -637,3 +637,22 @@ def test_next_attempt_times_are_utc_in_the_json(client: FlaskClient, env: Env) -
     env.store.record_retrying(image, "Facebook had a temporary service error (code 2)", 2, when)
     (_, album), *_ = events_of(client.get(f"/albums/{album_id}/events").get_data(as_text=True))
     assert album["images"][0]["next_attempt_at"] == when.isoformat() + "Z"
+
+
+def test_a_signed_in_post_reads_its_user_once(
+    client: FlaskClient, env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSRF check and the view's guard both ask who is signed in: one store read."""
+    album_id = env.album("Fine", 1)
+    token = csrf(client)
+    reads: list[int] = []
+    user_of = env.store.user
+
+    def counted(user_id: int) -> Any:
+        reads.append(user_id)
+        return user_of(user_id)
+
+    monkeypatch.setattr(env.store, "user", counted)
+    response = client.post(f"/albums/{album_id}/retry", data={"csrf_token": token})
+    assert response.status_code in (303, 409), response.status_code
+    assert len(reads) == 1, reads
