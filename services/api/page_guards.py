@@ -37,14 +37,20 @@ def guard(blueprint: Blueprint) -> None:
     blueprint.context_processor(template_globals)
 
 
+#: Where a request keeps who signed it in, once read (`current_user`).
+_USER_KEY = "album_publisher.session_user"
+
+
 def current_user() -> UserView | None:
     """The signed-in user, read from the store once per request: a POST asks twice (the
-    CSRF check, then the view's guard)."""
-    if "session_user" not in g:
-        g.session_user = sessions.current_user(
+    CSRF check, then the view's guard). Kept with the request, not in `g`, which a request
+    shares with any other pushed on the same application context (a live stream's)."""
+    environ = request.environ
+    if _USER_KEY not in environ:
+        environ[_USER_KEY] = sessions.current_user(
             current_services().store, current_services().settings
         )
-    user: UserView | None = g.session_user
+    user: UserView | None = environ[_USER_KEY]
     return user
 
 
