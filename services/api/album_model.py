@@ -22,14 +22,15 @@ IMAGE_LABELS: dict[str, str] = {
     ImageState.RETRYING: "Retrying",
     ImageState.UPLOADED: "Uploaded",
     ImageState.FAILED: "Failed",
+    ImageState.PAUSED: "Paused",
 }
 ALBUM_LABELS: dict[str, str] = {
     AlbumState.PUBLISHING: "Publishing",
     AlbumState.DONE: "Done",
     AlbumState.DONE_WITH_FAILURES: "Done with failures",
 }
-#: The image states whose stored error the page shows.
-_EXPLAINED = (ImageState.RETRYING, ImageState.FAILED)
+#: The image states whose stored error the page shows (a paused one's: what it waits for).
+_EXPLAINED = (ImageState.RETRYING, ImageState.FAILED, ImageState.PAUSED)
 _CODE_SUFFIX = re.compile(r"\s*\(((?:code|HTTP) \d+)\)\s*$")
 
 
@@ -42,7 +43,7 @@ def plain_reason(error: str | None) -> tuple[str, str | None]:
     if text.startswith("internal error"):
         text = "something went wrong on our side"  # the exception text helps nobody here
     elif text == "not found in the bucket":
-        text = "the file is no longer in your storage"
+        text = "the file is not in your storage"  # never put there, or deleted since
     return text[:1].upper() + text[1:], match.group(1) if match else None
 
 
@@ -67,6 +68,8 @@ def _image_detail(state: str, attempts: int) -> str:
         return "Waiting to upload"
     if state == ImageState.UPLOADING:
         return "Sending to Facebook" + (f" (try {attempts})" if attempts > 1 else "")
+    if state == ImageState.PAUSED:  # a row paused before its reason was stored
+        return "Waiting for you to reconnect your Facebook Page"
     return ""
 
 
@@ -75,13 +78,14 @@ def image_model(image: dict[str, Any], index: int) -> dict[str, Any]:
     stream's changes name it by."""
     reason, code = plain_reason(image["error"])
     state = image["state"]
+    explained = reason if state in _EXPLAINED else ""
     photo_id = image["photo_id"]
     return {
         **image,
         "index": index,
         "name": posixpath.basename(image["key"]),
         "label": IMAGE_LABELS.get(state, state),
-        "detail": reason if state in _EXPLAINED else _image_detail(state, image["attempts"]),
+        "detail": explained or _image_detail(state, image["attempts"]),
         "code": code if state in _EXPLAINED else None,
         "fb_url": FACEBOOK_PHOTO_URL.format(quote(photo_id, safe=""))
         if state == ImageState.UPLOADED and photo_id
@@ -104,7 +108,9 @@ def where_text(destination: dict[str, Any]) -> str:
     elif state == PostState.FAILED:
         text = f"One post on your Page; the post failed: {post.get('error')}."
     elif state == PostState.PAUSED:
-        text = f"One post on your Page, paused: {post.get('error')}."
+        # "paused: waiting: ..." said it twice (the uploader's reason starts with "waiting").
+        reason = str(post.get("error") or "").removeprefix("waiting: ")
+        text = f"One post on your Page, paused: {reason}."
     elif state == PostState.PENDING:
         text = "One post on your Page, posting now that every photo is up."
     else:

@@ -60,6 +60,8 @@ def album_page(album_id: str) -> Any:
     summary = current_services().store.album_slice(album_id, g.user.id, first, PHOTOS_PER_PAGE)
     if summary is None:
         abort(404, "There is no such album in your account.")
+    if number > 1 and not summary.album.images:  # past its last photo: no "Photos 577-576 of 30"
+        abort(404, f"The album has no page {number} of photos.")
     album = summary_model(summary)
     return render_template("album.html", album=album, photos=_photo_pages(album, number))
 

@@ -170,6 +170,7 @@ def _connected(page: ManagedPage) -> Any:
         page.id,
         len(resumed),
     )
-    note = f" {len(resumed)} paused photos are on their way again." if resumed else ""
+    # The rows resumed: each paused photo's upload, and the album's post if it paused too.
+    note = " What waited for it is on its way again." if resumed else ""
     flash(f"Connected your Facebook Page {page.name}.{note}")
     return redirect(url_for("web.home"), code=303)

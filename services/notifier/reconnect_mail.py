@@ -36,8 +36,11 @@ def compose(mail: ReconnectMail, sender: str, connect_url: str) -> EmailMessage:
         else "Facebook no longer accepts our access to your Page (the permission was removed, "
         "your password changed, or the access expired), so your photos are paused."
     )
+    # A block stopped the album under way (its photos not sent can be retried): "no photo
+    # is lost" is said only of a refused token, where every photo waits.
+    kept = "" if mail.state == PageState.BLOCKED else "No photo is lost. "
     message.set_content(
-        f'{why}\n\nNo photo is lost. Reconnect your Page "{mail.page_name}" and the paused '
+        f'{why}\n\n{kept}Reconnect your Page "{mail.page_name}" and the paused '
         f"photos go on where they stopped:\n\n    {connect_url}\n"
     )
     return message

@@ -114,6 +114,13 @@ def test_an_album_page_shows_a_page_of_its_photos(client: FlaskClient, env: Env)
     assert f"{web.PHOTOS_PER_PAGE + 4} to go" in second  # the counts are the album's
 
 
+def test_a_photos_page_past_the_last_photo_is_a_404(client: FlaskClient, env: Env) -> None:
+    album_id = env.album("Small", 3)
+    response = client.get(f"/albums/{album_id}?photos=25", headers={"Accept": "text/html"})
+    assert response.status_code == 404, response.get_data(as_text=True)[:300]
+    assert "no page 25 of photos" in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("photos", ["0", "abc", "1000000", "9" * 5000, "99999999999999999999999"])
 def test_a_photos_page_out_of_range_is_a_400_naming_it(
     client: FlaskClient, env: Env, photos: str

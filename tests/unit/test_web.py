@@ -620,13 +620,25 @@ def test_a_file_that_is_no_image_gets_a_placeholder(client: FlaskClient, env: En
             "Facebook is temporarily unavailable (HTTP 503)",
             ("Facebook is temporarily unavailable", "HTTP 503"),
         ),
-        ("not found in the bucket", ("The file is no longer in your storage", None)),
+        ("not found in the bucket", ("The file is not in your storage", None)),
         ("internal error: KeyError: 'x'", ("Something went wrong on our side", None)),
         (None, ("", None)),
     ],
 )
 def test_reasons_are_plain_words(error: str | None, expected: tuple[str, str | None]) -> None:
     assert plain_reason(error) == expected
+
+
+def test_a_paused_photo_says_what_it_waits_for(client: FlaskClient, env: Env) -> None:
+    """The page names the state and the reason (its Page to be reconnected), as a retrying or
+    failed photo's; the live stream sends the same words."""
+    album_id = env.album("Paused", 1)
+    (image,) = env.image_ids(album_id)
+    env.store.pause_image(image, "waiting for you to reconnect your Facebook Page", 190, False)
+    page = client.get(f"/albums/{album_id}").get_data(as_text=True)
+    assert ">Paused<" in page and "Waiting for you to reconnect your Facebook Page" in page
+    (_, album), *_ = events_of(client.get(f"/albums/{album_id}/events").get_data(as_text=True))
+    assert album["images"][0]["label"] == "Paused"
 
 
 def test_next_attempt_times_are_utc_in_the_json(client: FlaskClient, env: Env) -> None:
@@ -656,3 +668,20 @@ def test_a_signed_in_post_reads_its_user_once(
     response = client.post(f"/albums/{album_id}/retry", data={"csrf_token": token})
     assert response.status_code in (303, 409), response.status_code
     assert len(reads) == 1, reads
+
+
+def test_the_banner_of_a_blocked_page_does_not_say_none_lost(client: FlaskClient, env: Env) -> None:
+    env.store.connect_page(env.user.id, "111", "Page 111", env.services.cipher.encrypt("t"))
+    env.store.set_page_state(env.user.id, "111", "blocked")
+    page = client.get("/albums").get_data(as_text=True)
+    assert "The album it blocked stopped" in page and "none lost" not in page
+    env.store.set_page_state(env.user.id, "111", "needs_reconnect")
+    assert "none lost" in client.get("/albums").get_data(as_text=True)
+
+
+def test_a_paused_post_says_why_once() -> None:
+    from services.api.album_model import where_text
+
+    post = {"state": "paused", "error": "waiting: Facebook blocked your Page for policy reasons"}
+    text = where_text({"kind": "post", "post": post})
+    assert text == "One post on your Page, paused: Facebook blocked your Page for policy reasons."
