@@ -8,7 +8,7 @@ from flask import Response, abort, g, request
 
 from .page_guards import signed_in
 from .services import current_services
-from .thumbnails import Busy, MissingObject
+from .thumbnails import NOT_STORED, Busy, MissingObject
 from .validation import key_is_callers
 
 #: Seconds a thumbnail request refused for load is told to wait (Retry-After).
@@ -31,7 +31,9 @@ def thumbnail(key: str) -> Any:
             preview = thumbnails.get(services.s3, bucket, key, etag, size)
             response = Response(preview.body, mimetype=preview.content_type)
     except MissingObject:
-        abort(404)
+        # Still a 404, with a picture a page's <img> shows (a browser draws an image body
+        # whatever the status), where it drew a broken-image icon.
+        return Response(NOT_STORED, status=404, mimetype="image/svg+xml")
     except Busy:
         return (
             {"error": "too many thumbnails are being made right now; try again shortly"},

@@ -46,6 +46,8 @@ def _placeholder(words: str) -> bytes:
 PLACEHOLDER = _placeholder("no preview")
 #: An image that would decode to more than the pixel limit: refused from its header.
 TOO_LARGE = _placeholder("too large to preview")
+#: No such object in the bucket: the 404's body, so the page shows why, not a broken image.
+NOT_STORED = _placeholder("not in your storage")
 
 
 @dataclass(frozen=True)

@@ -598,7 +598,9 @@ def test_thumbnails_only_for_the_users_own_objects(client: FlaskClient, env: Env
     env.put(theirs, png(8, 8))
     assert client.get(f"/thumbnails/{theirs}").status_code == 404
     assert client.get(f"/thumbnails/{env.user.prefix}../{other.prefix}a.png").status_code == 404
-    assert client.get(f"/thumbnails/{env.user.prefix}missing.png").status_code == 404
+    missing = client.get(f"/thumbnails/{env.user.prefix}missing.png")
+    assert missing.status_code == 404 and missing.mimetype == "image/svg+xml"
+    assert b"not in your storage" in missing.data  # what the page's <img> shows
     assert env.app.test_client().get(f"/thumbnails/{theirs}").status_code in (302, 401)
 
 
