@@ -687,10 +687,16 @@ class ImageUploader:
         # A throttle's wait may span several hops: the page shows when the whole wait ends.
         wait_s = step.hold_s if step.hold_s is not None else step.delay_s
         attempt = getattr(self._running, "attempt", None)
-        if failure.in_doubt and attempt is not None:
+        if failure.in_doubt and attempt is not None and self._in_flight_left() > wait_s:
             # Its request may still reach Facebook: the next attempt's take waits that out
             # (the copy comes back `Busy` until then), whatever tier the copy waits in.
-            wait_s = max(wait_s, self._in_flight_left())
+            wait_s = self._in_flight_left()
+            log.info(
+                "image %s: its request may still reach Facebook; the next attempt starts once "
+                "it cannot, in %.0f s (its copy looks in earlier)",
+                message.image_id,
+                wait_s,
+            )
         # No attempt taken (held before it, for the Page's usage): the wait is shown only on
         # an image that is waiting, never on one another attempt is uploading.
         self._store.record_retrying(

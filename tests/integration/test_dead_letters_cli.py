@@ -94,6 +94,10 @@ def test_purge_stale_removes_only_the_stale_letters(
 ) -> None:
     retried, failed = retried_and_failed
     assert cli("purge", "--stale").strip() == "purged 2 dead letters"
+    # The audit says what the command did: 2 letters (their index rows had left "waiting"
+    # with the album's retry, and it said 0).
+    (entry, *_) = sqlite_store.audit_log()
+    assert (entry.action, entry.count) == ("purge", 2), entry
     listed = json.loads(cli("list", "--json"))
     assert [(letter["album_id"], letter["stale"]) for letter in listed] == [
         (failed, False),

@@ -291,3 +291,15 @@ def test_a_message_naming_another_album_is_dead_lettered_and_touches_neither(wor
     assert world.graph.photos == [] and world.graph.albums == []
     assert present(world.store.album(album_id)).images[0].state == "queued"
     assert present(world.store.album(their_album)).images[0].state == "queued"
+
+
+def test_the_log_says_when_an_attempt_in_doubt_goes_again(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runtime logs its copy's tier (5 s); the next attempt waits for the window: said."""
+    _, (delivery,) = world.album()
+    world.graph.upload_failures.append(GraphError("temporary", http_status=500, code=2))
+    with caplog.at_level("INFO", logger="services.uploader.handler"):
+        world.deliver(delivery)
+    said = [r.getMessage() for r in caplog.records if "may still reach Facebook" in r.getMessage()]
+    assert len(said) == 1 and " in 12" in said[0], said
