@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -72,27 +73,39 @@ def _code(value: str | None) -> int | None:
         abort(400, f"{exc.reason}, or none")
 
 
-def _act(action: str, letters: list[LetterView], target: str) -> int:
-    """Replay or purge `letters` (waiting ones), audit it; returns how many were acted on."""
+@dataclass(frozen=True)
+class _Acted:
+    """How many letters an action took, and how many of a replay's were stale (their image
+    was queued again since: nothing was sent for them)."""
+
+    count: int
+    stale: int = 0
+
+
+def _act(action: str, letters: list[LetterView], target: str) -> _Acted:
+    """Replay or purge `letters` (waiting ones), audit it; what was acted on."""
     if action not in ACTIONS:
         abort(404)
     services = current_services()
+    stale = 0
     if action == "replay" and letters:
         # Sent first, marked after: a crash between leaves them waiting, and a second replay
         # of an image's letter is stale then (it sends nothing again).
-        services.replayer.replay_indexed(letters)
-    return services.store.settle_letters(
+        stale = services.replayer.replay_indexed(letters).stale
+    count = services.store.settle_letters(
         [letter.message_id for letter in letters], ACTIONS[action], g.user.email, action, target
     )
+    return _Acted(count, min(stale, count))
 
 
-def _done(action: str, count: int, back: str) -> Any:
+def _done(action: str, acted: _Acted, back: str) -> Any:
     word = "Replayed" if action == "replay" else "Purged"
-    flash(
-        f"{word} {count} dead letter{'s' if count != 1 else ''}."
-        if count
-        else "No waiting dead letters there: nothing done."
-    )
+    count, stale = acted.count, acted.stale
+    said = f"{word} {count} dead letter{'s' if count != 1 else ''}"
+    if stale:  # "Replayed 1" alone read as a message sent
+        whose, them = ("its image was", "it") if stale == 1 else ("their images were", "them")
+        said += f" ({stale} stale: {whose} queued again since, so nothing was sent for {them})"
+    flash(f"{said}." if count else "No waiting dead letters there: nothing done.")
     return redirect(back, code=303)
 
 
@@ -138,10 +151,10 @@ def group_action(kind: str, action: str) -> Any:
     letters = current_services().store.waiting_letters(
         kind=kind, code=code, limit=current_services().settings.desk_action_limit
     )
-    count = _act(
+    acted = _act(
         action, letters, f"group {kind}: code {code}" if code is not None else f"group {kind}"
     )
-    return _done(action, count, url_for("desk.dead_letters"))
+    return _done(action, acted, url_for("desk.dead_letters"))
 
 
 @desk.get("/operator/dead-letters/<message_id>")
@@ -164,8 +177,8 @@ def letter_action(message_id: str, action: str) -> Any:
     if current_services().store.dead_letter(message_id) is None:
         abort(404, "No such dead letter.")
     letters = current_services().store.waiting_letters([message_id])
-    count = _act(action, letters, f"letter {message_id}")
-    return _done(action, count, url_for("desk.letter", message_id=message_id))
+    acted = _act(action, letters, f"letter {message_id}")
+    return _done(action, acted, url_for("desk.letter", message_id=message_id))
 
 
 @desk.post("/operator/albums/<album_id>/<action>")
@@ -174,8 +187,8 @@ def album_action(album_id: str, action: str) -> Any:
     letters = current_services().store.waiting_letters(
         album_id=album_id, limit=current_services().settings.desk_action_limit
     )
-    count = _act(action, letters, f"album {album_id}")
-    return _done(action, count, url_for("desk.dead_letters"))
+    acted = _act(action, letters, f"album {album_id}")
+    return _done(action, acted, url_for("desk.dead_letters"))
 
 
 @desk.get("/operator/stuck")

@@ -249,6 +249,9 @@ def test_a_stale_letter_replays_as_nothing(env: Env) -> None:
     assert env.services.fake_outbox.published == []
     indexed = env.store.dead_letter(letter.message_id)
     assert indexed is not None and indexed.state == "replayed"
+    # The notice says nothing was sent, not only "Replayed 1 dead letter."
+    notice = client.get(f"/operator/dead-letters/{letter.message_id}").get_data(as_text=True)
+    assert "Replayed 1 dead letter (1 stale: its image was queued again since" in notice
 
 
 def test_stuck_albums_show_what_each_image_waits_for(env: Env) -> None:
