@@ -180,7 +180,9 @@ class ImageUploader:
         if start is None:
             return
         self._running.attempt = start.attempt
-        self._running.taken_at = time.monotonic()
+        # Until when this attempt's request may still reach Facebook (record_retry shows it).
+        window = in_flight_window(self._policy.graph_timeout_s).total_seconds()
+        self._running.lands_until = time.monotonic() + window
         self._attempt(message, start)
 
     def _take(self, message: messages.ImageUploadRequested) -> Start | Ended | None:
@@ -687,10 +689,11 @@ class ImageUploader:
         # A throttle's wait may span several hops: the page shows when the whole wait ends.
         wait_s = step.hold_s if step.hold_s is not None else step.delay_s
         attempt = getattr(self._running, "attempt", None)
-        if failure.in_doubt and attempt is not None and self._in_flight_left() > wait_s:
+        may_land_s = self._running.lands_until - time.monotonic() if attempt is not None else 0.0
+        if failure.in_doubt and may_land_s > wait_s:
             # Its request may still reach Facebook: the next attempt's take waits that out
             # (the copy comes back `Busy` until then), whatever tier the copy waits in.
-            wait_s = self._in_flight_left()
+            wait_s = may_land_s
             log.info(
                 "image %s: its request may still reach Facebook; the next attempt starts once "
                 "it cannot, in %.0f s (its copy looks in earlier)",
@@ -708,12 +711,6 @@ class ImageUploader:
             in_doubt=failure.in_doubt,
             waiting_only=attempt is None,
         )
-
-    def _in_flight_left(self) -> float:
-        """Seconds until this thread's attempt, taken at `taken_at`, can no longer land."""
-        taken_at: float = self._running.taken_at
-        elapsed = time.monotonic() - taken_at
-        return in_flight_window(self._policy.graph_timeout_s).total_seconds() - elapsed
 
     def give_up(
         self, message: messages.ImageUploadRequested, failure: Failure, letter: Outgoing
