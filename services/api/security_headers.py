@@ -36,10 +36,13 @@ def common_headers(https: bool) -> list[tuple[str, str]]:
 
 
 def install(app: Flask, settings: ApiSettings) -> None:
+    # Built once for each answer to "over https?", not for every request.
+    common = {https: common_headers(https) for https in (False, True)}
+
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        for name, value in common_headers(over_https(settings)):
+        for name, value in common[over_https(settings)]:
             headers.setdefault(name, value)
         if response.status_code == 401 and request.path.startswith("/api/"):
             headers.setdefault("WWW-Authenticate", _challenge())
