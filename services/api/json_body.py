@@ -4,9 +4,9 @@ A body that does not parse, or nests deeper than any request of ours can, is ref
 any validation: 400 says "this is not a readable request", 422 (validation.py) "a readable
 request that asks for something we refuse". The parser's own recursion limit turns a body of
 a hundred thousand brackets into a RecursionError, caught here (never a 500); what parses is
-then held to MAX_DEPTH, so nothing deeper reaches validation. A whole number of more than
-MAX_DIGITS digits is refused as it is parsed: Python's `int()` raises a plain ValueError past
-4300 digits (CVE-2020-10735), which `json.loads` lets through (it was a 500).
+then held to MAX_DEPTH, so nothing deeper reaches validation. A whole number longer than the
+interpreter's limit for `int()` (4300 digits unless PYTHONINTMAXSTRDIGITS says otherwise;
+CVE-2020-10735) is refused too: `json.loads` lets that plain ValueError through (it was a 500).
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ import sys
 
 #: No request of ours nests deeper than 3 (an album, its images, one image); room to spare.
 MAX_DEPTH = 32
-#: No field of ours is a number this long: Python's default limit for `int()` of a text (the
-#: process's own, `sys.get_int_max_str_digits()`, when it is set lower).
-MAX_DIGITS = 4300
 
 
 class UnreadableBody(ValueError):
@@ -36,27 +33,21 @@ def parse(raw: bytes) -> object:
     except UnicodeDecodeError:
         raise UnreadableBody("the body is not valid JSON: it is not UTF-8 text") from None
     try:
-        value = json.loads(text, parse_int=_whole_number)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UnreadableBody(
             f"the body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except ValueError:  # a number past int()'s digits (CVE-2020-10735): the process's limit
+        limit = sys.get_int_max_str_digits()
+        raise UnreadableBody(
+            f"the body is not JSON this API reads: a number has more than {limit} digits"
         ) from None
     except RecursionError:  # deeper than the parser goes: far too deep
         raise _too_deep() from None
     if not within_depth(value):
         raise _too_deep()
     return value
-
-
-def _whole_number(text: str) -> int:
-    """A JSON integer's value, or UnreadableBody past MAX_DIGITS digits (counted before
-    `int()`, which would raise a ValueError that says nothing to the caller)."""
-    limit = min(MAX_DIGITS, sys.get_int_max_str_digits() or MAX_DIGITS)
-    if len(text.lstrip("-")) > limit:
-        raise UnreadableBody(
-            f"the body is not JSON this API reads: a number has more than {limit} digits"
-        )
-    return int(text)
 
 
 def within_depth(value: object, limit: int = MAX_DEPTH) -> bool:

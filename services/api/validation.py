@@ -155,7 +155,8 @@ def parse_album(payload: object, prefix: str, max_images: int) -> AlbumRequest:
     ]
     if flawed:
         raise InvalidAlbum(f"an image key cannot be an object key: {flawed[0]}", flawed[:10])
-    bad = [key for key in album.images if not key_is_callers(key, prefix)]
+    # Every key is a sound object key by now (key_flaw): only where it lies is left to check.
+    bad = [key for key in album.images if not _under(key, prefix)]
     if bad:
         raise InvalidAlbum(f"{len(bad)} image keys are not under your prefix {prefix!r}", bad[:10])
     return album
@@ -168,7 +169,8 @@ def _check_unique(keys: list[str]) -> None:
     for n, key in enumerate(keys):
         if key in first:
             again.append(f"images.{n}: {key!r} is already images.{first[key]}")
-        first.setdefault(key, n)
+        else:
+            first[key] = n
     if again:
         raise InvalidAlbum(f"an image is listed twice: {again[0]}", again[:10])
 
@@ -191,7 +193,11 @@ def key_flaw(key: str) -> str | None:
 
 def key_is_callers(key: str, prefix: str) -> bool:
     """A full object key under the caller's prefix, with nothing that could escape it."""
-    return key.startswith(prefix) and len(key) > len(prefix) and key_flaw(key) is None
+    return _under(key, prefix) and key_flaw(key) is None
+
+
+def _under(key: str, prefix: str) -> bool:
+    return key.startswith(prefix) and len(key) > len(prefix)
 
 
 def _where(error: ErrorDetails) -> str:
