@@ -120,13 +120,13 @@ def main() -> None:
     if args.command is None or args.command == "serve":
         serve(settings)
         return
-    commands_of_users = {
-        "create-user": lambda: create_user(settings, args.email, args.operator),
-        "make-operator": lambda: make_operator(settings, args.email),
-        "rotate-token": lambda: rotate_token(settings, args.email),
-    }
     try:
-        commands_of_users[args.command]()
+        if args.command == "create-user":
+            create_user(settings, args.email, args.operator)
+        elif args.command == "make-operator":
+            make_operator(settings, args.email)
+        else:
+            rotate_token(settings, args.email)
     except AmbiguousEmail as exc:
         raise SystemExit(f"{args.command}: {exc}") from None
 

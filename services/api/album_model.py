@@ -108,7 +108,7 @@ def where_text(destination: dict[str, Any]) -> str:
     elif state == PostState.FAILED:
         text = f"One post on your Page; the post failed: {post.get('error')}."
     elif state == PostState.PAUSED:
-        # "paused: waiting: ..." said it twice (the uploader's reason starts with "waiting").
+        # Rows paused before the uploader's reason lost its "waiting: " said it twice.
         reason = str(post.get("error") or "").removeprefix("waiting: ")
         text = f"One post on your Page, paused: {reason}."
     elif state == PostState.PENDING:

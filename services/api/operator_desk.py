@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from flask import (
     url_for,
 )
 
+from shared.delivery.replay import Replayed
 from shared.store.tables import LetterState
 from shared.store.views import LetterView
 
@@ -73,17 +73,9 @@ def _code(value: str | None) -> int | None:
         abort(400, f"{exc.reason}, or none")
 
 
-@dataclass(frozen=True)
-class _Acted:
-    """How many letters an action took, and how many of a replay's were stale (their image
-    was queued again since: nothing was sent for them)."""
-
-    count: int
-    stale: int = 0
-
-
-def _act(action: str, letters: list[LetterView], target: str) -> _Acted:
-    """Replay or purge `letters` (waiting ones), audit it; what was acted on."""
+def _act(action: str, letters: list[LetterView], target: str) -> Replayed:
+    """Replay or purge `letters` (waiting ones), audit it: how many were acted on, and how many
+    of a replay's were stale (their image was queued again since: nothing was sent for them)."""
     if action not in ACTIONS:
         abort(404)
     services = current_services()
@@ -95,12 +87,12 @@ def _act(action: str, letters: list[LetterView], target: str) -> _Acted:
     count = services.store.settle_letters(
         [letter.message_id for letter in letters], ACTIONS[action], g.user.email, action, target
     )
-    return _Acted(count, min(stale, count))
+    return Replayed(count, min(stale, count))
 
 
-def _done(action: str, acted: _Acted, back: str) -> Any:
+def _done(action: str, acted: Replayed, back: str) -> Any:
     word = "Replayed" if action == "replay" else "Purged"
-    count, stale = acted.count, acted.stale
+    count, stale = acted.taken, acted.stale
     said = f"{word} {count} dead letter{'s' if count != 1 else ''}"
     if stale:  # "Replayed 1" alone read as a message sent
         whose, them = ("its image was", "it") if stale == 1 else ("their images were", "them")

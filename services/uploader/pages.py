@@ -21,7 +21,7 @@ ClientFactory = Callable[[str, str], Any]
 
 RECONNECT_REASON = "waiting for you to reconnect your Facebook Page (its token was refused)"
 BLOCKED_REASON = (
-    "waiting: Facebook blocked your Page for policy reasons; reconnect it once the block is lifted"
+    "Facebook blocked your Page for policy reasons; reconnect it once the block is lifted"
 )
 
 
