@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError
+from werkzeug.datastructures import MIMEAccept
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from shared.observability import error_ids
@@ -24,6 +25,12 @@ class ErrorLoggingFlask(Flask):
 
     def log_exception(self, exc_info: Any) -> None:
         return
+
+
+def wants_json(path: str, accept: MIMEAccept) -> bool:
+    """Whether an error answer is the JSON API's `{"error": ...}` rather than a page: on the
+    JSON API, or for a client that prefers JSON (the app's answers and the server's own)."""
+    return path.startswith("/api/") or accept.best == "application/json"
 
 
 def install(app: Flask) -> None:
@@ -57,7 +64,7 @@ def _internal_error(exc: InternalServerError) -> tuple[Any, int]:
         log, f"{request.method} {request.path} failed", exc.original_exception or exc, logging.ERROR
     )
     reason = f"{error_ids.INTERNAL} (error id {error_id}); try again, or quote the id to support"
-    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+    if wants_json(request.path, request.accept_mimetypes):
         return jsonify({"error": reason, "error_id": error_id}), 500
     return render_template(
         "error.html",

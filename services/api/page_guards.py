@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 from shared.store import UserView
 
 from . import rate_limits, sessions
+from .api_errors import wants_json
 from .services import current_services
 
 
@@ -115,18 +116,15 @@ def security_headers(response: Response) -> Response:
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     )
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    if "Cache-Control" not in response.headers:
-        # Pages show one user's data: never from a shared cache, never stale after sign-out.
-        response.headers["Cache-Control"] = "no-store"
+    # The rest (no-store, nosniff, the referrer policy) every answer gets from
+    # security_headers.py.
     return response
 
 
 def error_page(exc: HTTPException) -> Any:
     status = exc.code or 500
     message, headers = rate_limits.refusal(exc)
-    if request.accept_mimetypes.best == "application/json":
+    if wants_json(request.path, request.accept_mimetypes):
         return {"error": message}, status, headers
     return (
         render_template(

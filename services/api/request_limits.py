@@ -29,6 +29,8 @@ from waitress.utilities import Error, RequestEntityTooLarge
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
+from .api_errors import wants_json
+
 log = logging.getLogger(__name__)
 
 
@@ -52,8 +54,7 @@ def error_answer(
     JSON as the app's errors are (api_errors.py) on /api/ or for a client that prefers JSON,
     waitress's own text elsewhere; with `common`, the headers of every answer, either way."""
     status = f"{error.code} {error.reason}"
-    wants_json = parse_accept_header(accept, MIMEAccept).best == "application/json"
-    if path.startswith("/api/") or wants_json:
+    if wants_json(path, parse_accept_header(accept, MIMEAccept)):
         kind, body = "application/json", json.dumps({"error": str(error.body)}).encode()
     else:
         kind, body = "text/plain; charset=utf-8", f"{error.reason}\r\n\r\n{error.body}".encode()
