@@ -180,9 +180,6 @@ class ImageUploader:
         if start is None:
             return
         self._running.attempt = start.attempt
-        # Until when this attempt's request may still reach Facebook (record_retry shows it).
-        window = in_flight_window(self._policy.graph_timeout_s).total_seconds()
-        self._running.lands_until = time.monotonic() + window
         self._attempt(message, start)
 
     def _take(self, message: messages.ImageUploadRequested) -> Start | Ended | None:
@@ -689,20 +686,9 @@ class ImageUploader:
         # A throttle's wait may span several hops: the page shows when the whole wait ends.
         wait_s = step.hold_s if step.hold_s is not None else step.delay_s
         attempt = getattr(self._running, "attempt", None)
-        may_land_s = self._running.lands_until - time.monotonic() if attempt is not None else 0.0
-        if failure.in_doubt and may_land_s > wait_s:
-            # Its request may still reach Facebook: the next attempt's take waits that out
-            # (the copy comes back `Busy` until then), whatever tier the copy waits in.
-            wait_s = may_land_s
-            log.info(
-                "image %s: its request may still reach Facebook; the next attempt starts once "
-                "it cannot, in %.0f s (its copy looks in earlier)",
-                message.image_id,
-                wait_s,
-            )
         # No attempt taken (held before it, for the Page's usage): the wait is shown only on
         # an image that is waiting, never on one another attempt is uploading.
-        self._store.record_retrying(
+        shown = self._store.record_retrying(
             message.image_id,
             failure.reason,
             failure.code,
@@ -710,7 +696,15 @@ class ImageUploader:
             attempt=attempt,
             in_doubt=failure.in_doubt,
             waiting_only=attempt is None,
+            in_flight_window=in_flight_window(self._policy.graph_timeout_s),
         )
+        if shown.total_seconds() > wait_s + 1:  # the runtime's own line names the copy's tier
+            log.info(
+                "image %s: its request may still reach Facebook; the next attempt starts once "
+                "it cannot, in %.0f s (its copy looks in earlier)",
+                message.image_id,
+                shown.total_seconds(),
+            )
 
     def give_up(
         self, message: messages.ImageUploadRequested, failure: Failure, letter: Outgoing

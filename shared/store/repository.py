@@ -722,15 +722,22 @@ class Store:
         attempt: int | None = None,
         in_doubt: bool = False,
         waiting_only: bool = False,
-    ) -> None:
+        in_flight_window: timedelta | None = None,
+    ) -> timedelta:
         """The attempt failed and its copy waits `retry_in` (a delay from the database's clock,
         which the uploader passes; or a time, naive UTC). `in_doubt`: its request may still
-        reach Facebook, so the attempt keeps its in-flight window (see `start_attempt`). With
-        `attempt`, only if the image is still in that attempt; with `waiting_only` (a wait
-        before any attempt was taken), only if no attempt is uploading it."""
+        reach Facebook, so the attempt keeps its in-flight window (see `start_attempt`), and
+        with `in_flight_window` the time shown is when that window ends, if later: the next
+        attempt cannot start before (`_busy_until`). With `attempt`, only if the image is
+        still in that attempt; with `waiting_only` (a wait before any attempt was taken), only
+        if no attempt is uploading it. Returns the wait recorded, from now."""
         waiting = (Image.state != ImageState.UPLOADING,) if waiting_only else ()
         with self._tx() as s:
-            at = retry_in if isinstance(retry_in, datetime) else _db_time(s) + retry_in
+            now = _db_time(s)
+            at = retry_in if isinstance(retry_in, datetime) else now + retry_in
+            image = s.get(Image, image_id) if in_doubt and in_flight_window else None
+            if image is not None and in_flight_window is not None:
+                at = max(at, _busy_until(image, now, in_flight_window))
             s.execute(
                 update(Image)
                 .where(
@@ -749,6 +756,7 @@ class Store:
                     in_doubt=in_doubt,
                 )
             )
+            return at - now
 
     def record_uploaded(
         self, image_id: int, photo_id: str, attempt: int | None = None, album_id: str | None = None
