@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from flask import url_for
 
+from shared.contracts import dead_letters
 from shared.store import AlbumState, AlbumSummary, AlbumView, Destination, ImageState, PostState
 
 from .album_json import album_json, image_json, summary_json
@@ -42,7 +43,7 @@ def plain_reason(error: str | None) -> tuple[str, str | None]:
     text = _CODE_SUFFIX.sub("", error).strip()
     if text.startswith("internal error"):
         text = "something went wrong on our side"  # the exception text helps nobody here
-    elif text == "not found in the bucket":
+    elif text == dead_letters.NOT_IN_BUCKET:
         text = "the file is not in your storage"  # never put there, or deleted since
     return text[:1].upper() + text[1:], match.group(1) if match else None
 

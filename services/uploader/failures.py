@@ -24,6 +24,7 @@ from shared.adapters.graph_client import (
     SourceTruncatedError,
     graph_text,
 )
+from shared.contracts import dead_letters
 from shared.observability import error_ids
 from shared.policies.retry_policy import Failure, FailureKind
 
@@ -264,11 +265,12 @@ def _classify_s3(exc: ClientError) -> Failure:
     s3_code = str(error.get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if s3_code in S3_NOT_FOUND_CODES or status == 404:
-        return Failure(FailureKind.PERMANENT, "not found in the bucket", status)
+        return Failure(FailureKind.PERMANENT, dead_letters.NOT_IN_BUCKET, status)
     if s3_code in S3_TRANSIENT_CODES or (status or 0) >= 500:
         return Failure(
             FailureKind.TRANSIENT, f"the bucket is temporarily unavailable ({s3_code})", status
         )
     if s3_code == "AccessDenied" or status == 403:
-        return Failure(FailureKind.PERMANENT, "access to the bucket was denied", status)
-    return Failure(FailureKind.PERMANENT, f"the bucket refused the request ({s3_code})", status)
+        return Failure(FailureKind.PERMANENT, dead_letters.BUCKET_DENIED, status)
+    refused = f"{dead_letters.BUCKET_REFUSED} ({s3_code})"
+    return Failure(FailureKind.PERMANENT, refused, status)

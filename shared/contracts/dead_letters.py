@@ -21,6 +21,13 @@ ATTEMPTS_HEADER = "dead-attempts"
 AT_HEADER = "dead-at"
 QUEUE_HEADER = "dead-queue"
 
+#: The reasons an image's object could not be read for good: the uploader gives them
+#: (services/uploader/failures.py), the desk groups them apart ("bucket"), the pages word them.
+NOT_IN_BUCKET = "not found in the bucket"
+BUCKET_DENIED = "access to the bucket was denied"
+BUCKET_REFUSED = "the bucket refused the request"
+BUCKET_REASONS = (NOT_IN_BUCKET, BUCKET_DENIED, BUCKET_REFUSED)
+
 
 def dead_letter(
     queue: topology.WorkQueue,

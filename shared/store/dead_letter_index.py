@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.contracts import messages, topology
+from shared.contracts import dead_letters, messages, topology
 from shared.contracts.dead_letters import CODE_HEADER, QUEUE_HEADER, DeadLetter
 from shared.contracts.outgoing import Outgoing
 from shared.store.tables import AuditEntry, DeadLetterRecord, LetterState
@@ -25,9 +25,6 @@ BROKER = "broker"
 #: The image's object could not be read (missing, access denied): its code is S3's HTTP
 #: status, which under "refused" would read as a Graph code.
 BUCKET = "bucket"
-#: The reasons the uploader gives an S3 failure that no retry mends (services/uploader/
-#: failures.py).
-_BUCKET_REASONS = ("not found in the bucket", "access to the bucket", "the bucket refused")
 
 
 def kind_of(reason: str, poison: bool = False) -> str:
@@ -42,7 +39,7 @@ def kind_of(reason: str, poison: bool = False) -> str:
         return BROKER
     if "error id" in reason:
         return ERROR
-    if reason.startswith(_BUCKET_REASONS):
+    if reason.startswith(dead_letters.BUCKET_REASONS):
         return BUCKET
     return REFUSED
 
