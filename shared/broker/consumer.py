@@ -91,8 +91,8 @@ class Consumer:
         self._publisher = publisher
         self._publish_timeout_s = publish_timeout_s
         self._concurrency = concurrency
-        #: Deliveries held beyond the threads: a freed thread finds its next message here instead
-        #: of one ack-to-delivery round trip later (a quorum queue's cycle is milliseconds).
+        #: Deliveries the broker may hand over at once: the threads', unless a route asks for
+        #: more (no service does: docs/fair-turns.md, "One delivery per upload", says why).
         self._prefetch = max(prefetch or concurrency, concurrency)
         self._on_connect = on_connect
         self._grace_s = grace_s

@@ -246,8 +246,9 @@ def test_the_health_port_answers_other_methods_405_with_allow(
     assert method in answer.json()["error"]
 
 
-def test_the_metrics_port_answers_head_and_post_4xx_with_allow() -> None:
-    # prometheus-client's server, not ours: HEAD and POST are a 405 naming GET (no 501).
+def test_the_metrics_port_answers_head_and_post_405_with_allow() -> None:
+    # prometheus-client's server, not ours: a guard on its upgrades, that HEAD and POST stay a
+    # 405 naming GET (no 501).
     from dev.ports import free_port
     from shared.observability import metrics
 

@@ -358,15 +358,15 @@ def test_an_image_that_saw_its_page_waiting_just_before_a_reconnect_is_not_left_
     assert present(world.store.album(album_id)).state == "done" and len(world.photos("111")) == 1
 
 
-def test_what_a_blocked_page_says_does_not_promise_that_nothing_was_lost(world: World) -> None:
-    """A block (368) stops the album under way, its photos not sent failed: the email and the
-    pages' banner say so, and keep "none lost" for a refused token, where every photo waits."""
+def test_what_a_blocked_page_says_does_not_promise_that_nothing_was_lost() -> None:
+    """A block (368) stops the album under way, its photos not sent failed: the email says so,
+    and keeps "none lost" for a refused token, where every photo waits (the pages' banner:
+    tests/unit/test_web.py)."""
     from services.notifier.reconnect_mail import compose
     from shared.store.views import ReconnectMail
 
-    ann = world.user_with_page("ann@example.com", "111", "token-ann")
-    blocked = ReconnectMail(ann, "ann@example.com", "Page 111", "blocked")
-    refused = ReconnectMail(ann, "ann@example.com", "Page 111", "needs_reconnect")
+    blocked = ReconnectMail(1, "ann@example.com", "Page 111", "blocked")
+    refused = ReconnectMail(1, "ann@example.com", "Page 111", "needs_reconnect")
     said = compose(blocked, "albums@example.com", "http://app.example/connect/facebook")
     assert "stopped" in said.get_content() and "No photo is lost" not in said.get_content()
     told = compose(refused, "albums@example.com", "http://app.example/connect/facebook")

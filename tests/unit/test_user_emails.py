@@ -77,11 +77,7 @@ def test_every_lookup_by_email_ignores_case() -> None:
 
 def test_a_store_with_two_users_differing_by_case_starts_and_takes_only_an_exact_one() -> None:
     store = new_store()
-    with store.engine.begin() as connection:  # as an older version could make them
-        for email, token in (("bob@example.com", "a" * 64), ("BOB@example.com", "b" * 64)):
-            connection.execute(
-                insert(User).values(email=email, token_hash=token, prefix="", session_generation=0)
-            )
+    _two_spellings_of_bob(store)
     store.create_schema()  # starts as it did
     exact = store.rotate_token("BOB@example.com")
     assert exact is not None and exact[0].email == "BOB@example.com"
@@ -92,6 +88,15 @@ def test_a_store_with_two_users_differing_by_case_starts_and_takes_only_an_exact
     assert store.create_user("BOB@example.com")[0].email == "BOB@example.com"
     assert _users(store) == 2
     assert all(role is None for role in _roles(store))
+
+
+def _two_spellings_of_bob(store: Store) -> None:
+    """Two users whose addresses differ only by case, as an older version could make them."""
+    with store.engine.begin() as connection:
+        for email, token in (("bob@example.com", "a" * 64), ("BOB@example.com", "b" * 64)):
+            connection.execute(
+                insert(User).values(email=email, token_hash=token, prefix="", session_generation=0)
+            )
 
 
 def _roles(store: Store) -> list[str | None]:
@@ -107,11 +112,7 @@ def test_the_commands_say_which_spellings_an_ambiguous_address_names(
     url = f"sqlite:///{tmp_path}/cli.db"
     store = Store(url)
     store.create_schema()
-    with store.engine.begin() as connection:  # as an older version could make them
-        for email, token in (("bob@example.com", "a" * 64), ("BOB@example.com", "b" * 64)):
-            connection.execute(
-                insert(User).values(email=email, token_hash=token, prefix="", session_generation=0)
-            )
+    _two_spellings_of_bob(store)
     store.dispose()
     monkeypatch.setenv("DATABASE_URL", url)
     for command in ("rotate-token", "make-operator", "create-user"):
